@@ -1,0 +1,185 @@
+//! Raw declarations of the librbd C functions ferry uses (librbd.h, Ceph 16.2).
+//! No logic here: the safe layer in `image.rs` and `pool.rs` owns every handle.
+#![allow(non_camel_case_types)]
+
+use libc::{c_char, c_int, c_void, size_t, ssize_t, time_t};
+
+pub use ceph::rados::rados_ioctx_t;
+
+pub type rbd_image_t = *mut c_void;
+pub type librbd_progress_fn_t =
+    Option<unsafe extern "C" fn(offset: u64, total: u64, ptr: *mut c_void) -> c_int>;
+
+pub const RBD_SNAP_NAMESPACE_TYPE_USER: c_int = 0;
+pub const RBD_SNAP_NAMESPACE_TYPE_GROUP: c_int = 1;
+pub const RBD_SNAP_NAMESPACE_TYPE_TRASH: c_int = 2;
+pub const RBD_SNAP_NAMESPACE_TYPE_MIRROR: c_int = 3;
+
+pub const RBD_MIRROR_MODE_IMAGE: c_int = 1;
+pub const RBD_MIRROR_MODE_POOL: c_int = 2;
+
+pub const RBD_MIRROR_PEER_DIRECTION_RX: c_int = 0;
+pub const RBD_MIRROR_PEER_DIRECTION_TX: c_int = 1;
+
+pub const RBD_MIRROR_IMAGE_MODE_JOURNAL: c_int = 0;
+pub const RBD_MIRROR_IMAGE_MODE_SNAPSHOT: c_int = 1;
+
+pub const RBD_MIRROR_IMAGE_DISABLING: c_int = 0;
+pub const RBD_MIRROR_IMAGE_ENABLED: c_int = 1;
+
+#[repr(C)]
+pub struct rbd_image_info_t {
+    pub size: u64,
+    pub obj_size: u64,
+    pub num_objs: u64,
+    pub order: c_int,
+    pub block_name_prefix: [c_char; 24],
+    pub parent_pool: i64,
+    pub parent_name: [c_char; 96],
+}
+
+#[repr(C)]
+pub struct rbd_snap_info_t {
+    pub id: u64,
+    pub size: u64,
+    pub name: *const c_char,
+}
+
+#[repr(C)]
+pub struct rbd_image_watcher_t {
+    pub addr: *mut c_char,
+    pub id: i64,
+    pub cookie: u64,
+}
+
+#[repr(C)]
+pub struct rbd_mirror_peer_site_t {
+    pub uuid: *mut c_char,
+    pub direction: c_int,
+    pub site_name: *mut c_char,
+    pub mirror_uuid: *mut c_char,
+    pub client_name: *mut c_char,
+    pub last_seen: time_t,
+}
+
+#[repr(C)]
+pub struct rbd_mirror_image_info_t {
+    pub global_id: *mut c_char,
+    pub state: c_int,
+    pub primary: bool,
+}
+
+#[repr(C)]
+pub struct rbd_mirror_image_site_status_t {
+    pub mirror_uuid: *mut c_char,
+    pub state: c_int,
+    pub description: *mut c_char,
+    pub last_update: time_t,
+    pub up: bool,
+}
+
+#[repr(C)]
+pub struct rbd_mirror_image_global_status_t {
+    pub name: *mut c_char,
+    pub info: rbd_mirror_image_info_t,
+    pub site_statuses_count: u32,
+    pub site_statuses: *mut rbd_mirror_image_site_status_t,
+}
+
+#[link(name = "rbd")]
+extern "C" {
+    pub fn rbd_version(major: *mut c_int, minor: *mut c_int, extra: *mut c_int);
+
+    pub fn rbd_create2(
+        io: rados_ioctx_t,
+        name: *const c_char,
+        size: u64,
+        features: u64,
+        order: *mut c_int,
+    ) -> c_int;
+    pub fn rbd_remove(io: rados_ioctx_t, name: *const c_char) -> c_int;
+    pub fn rbd_open(
+        io: rados_ioctx_t,
+        name: *const c_char,
+        image: *mut rbd_image_t,
+        snap_name: *const c_char,
+    ) -> c_int;
+    pub fn rbd_open_read_only(
+        io: rados_ioctx_t,
+        name: *const c_char,
+        image: *mut rbd_image_t,
+        snap_name: *const c_char,
+    ) -> c_int;
+    pub fn rbd_close(image: rbd_image_t) -> c_int;
+
+    pub fn rbd_stat(image: rbd_image_t, info: *mut rbd_image_info_t, infosize: size_t) -> c_int;
+    pub fn rbd_get_features(image: rbd_image_t, features: *mut u64) -> c_int;
+    pub fn rbd_update_features(image: rbd_image_t, features: u64, enabled: u8) -> c_int;
+
+    pub fn rbd_read(image: rbd_image_t, ofs: u64, len: size_t, buf: *mut c_char) -> ssize_t;
+    pub fn rbd_write(image: rbd_image_t, ofs: u64, len: size_t, buf: *const c_char) -> ssize_t;
+
+    pub fn rbd_snap_list(image: rbd_image_t, snaps: *mut rbd_snap_info_t, max: *mut c_int)
+        -> c_int;
+    pub fn rbd_snap_list_end(snaps: *mut rbd_snap_info_t);
+    pub fn rbd_snap_get_namespace_type(image: rbd_image_t, snap_id: u64, ns: *mut c_int) -> c_int;
+    pub fn rbd_snap_create(image: rbd_image_t, name: *const c_char) -> c_int;
+    pub fn rbd_snap_remove(image: rbd_image_t, name: *const c_char) -> c_int;
+    pub fn rbd_snap_protect(image: rbd_image_t, name: *const c_char) -> c_int;
+    pub fn rbd_snap_unprotect(image: rbd_image_t, name: *const c_char) -> c_int;
+    pub fn rbd_snap_is_protected(
+        image: rbd_image_t,
+        name: *const c_char,
+        is_protected: *mut c_int,
+    ) -> c_int;
+
+    pub fn rbd_watchers_list(
+        image: rbd_image_t,
+        watchers: *mut rbd_image_watcher_t,
+        max: *mut size_t,
+    ) -> c_int;
+    pub fn rbd_watchers_list_cleanup(watchers: *mut rbd_image_watcher_t, n: size_t);
+    pub fn rbd_lock_get_owners(
+        image: rbd_image_t,
+        mode: *mut c_int,
+        owners: *mut *mut c_char,
+        max: *mut size_t,
+    ) -> c_int;
+    pub fn rbd_lock_get_owners_cleanup(owners: *mut *mut c_char, n: size_t);
+
+    pub fn rbd_copy_with_progress(
+        image: rbd_image_t,
+        dest_io: rados_ioctx_t,
+        destname: *const c_char,
+        cb: librbd_progress_fn_t,
+        data: *mut c_void,
+    ) -> c_int;
+
+    pub fn rbd_mirror_mode_get(io: rados_ioctx_t, mode: *mut c_int) -> c_int;
+    pub fn rbd_mirror_uuid_get(io: rados_ioctx_t, uuid: *mut c_char, len: *mut size_t) -> c_int;
+    pub fn rbd_mirror_peer_site_list(
+        io: rados_ioctx_t,
+        peers: *mut rbd_mirror_peer_site_t,
+        max: *mut c_int,
+    ) -> c_int;
+    pub fn rbd_mirror_peer_site_list_cleanup(peers: *mut rbd_mirror_peer_site_t, n: c_int);
+
+    pub fn rbd_mirror_image_enable2(image: rbd_image_t, mode: c_int) -> c_int;
+    pub fn rbd_mirror_image_disable(image: rbd_image_t, force: bool) -> c_int;
+    pub fn rbd_mirror_image_promote(image: rbd_image_t, force: bool) -> c_int;
+    pub fn rbd_mirror_image_demote(image: rbd_image_t) -> c_int;
+    pub fn rbd_mirror_image_create_snapshot(image: rbd_image_t, snap_id: *mut u64) -> c_int;
+    pub fn rbd_mirror_image_get_info(
+        image: rbd_image_t,
+        info: *mut rbd_mirror_image_info_t,
+        size: size_t,
+    ) -> c_int;
+    pub fn rbd_mirror_image_get_info_cleanup(info: *mut rbd_mirror_image_info_t);
+    pub fn rbd_mirror_image_get_mode(image: rbd_image_t, mode: *mut c_int) -> c_int;
+    pub fn rbd_mirror_image_get_global_status(
+        image: rbd_image_t,
+        status: *mut rbd_mirror_image_global_status_t,
+        size: size_t,
+    ) -> c_int;
+    pub fn rbd_mirror_image_global_status_cleanup(status: *mut rbd_mirror_image_global_status_t);
+}

@@ -1,0 +1,498 @@
+//! An open RBD image: info, features, snapshots, watchers, I/O, copy and
+//! per-image mirroring. The handle closes on drop.
+
+use std::ffi::CStr;
+use std::marker::PhantomData;
+use std::ptr;
+
+use libc::{c_char, c_int, c_void, size_t};
+
+use super::error::{check, cstring, CephError, ErrorKind, Result};
+use super::ffi;
+use super::pool::Pool;
+use super::types::{
+    Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, MirrorGlobalStatus, MirrorMode,
+    SiteState, SiteStatus, SnapNamespace, Snapshot, Watcher,
+};
+
+/// An open image; borrows its pool, which borrows its cluster.
+pub struct Image<'p> {
+    handle: ffi::rbd_image_t,
+    /// `pool/name` (with `@snap` when opened at a snapshot), for errors.
+    object: String,
+    _pool: PhantomData<&'p Pool<'p>>,
+}
+
+// SAFETY: librbd image handles may be used from any one thread at a time.
+unsafe impl Send for Image<'_> {}
+
+/// Reads a C string librbd owns into a Rust `String` (lossy on bad UTF-8).
+///
+/// # Safety
+/// `p` must be null or point to a NUL-terminated string.
+pub(crate) unsafe fn cstr_lossy(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        // SAFETY: per the function contract.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}
+
+impl<'p> Image<'p> {
+    pub(crate) fn open(
+        pool: &'p Pool<'_>,
+        name: &str,
+        snap: Option<&str>,
+        read_only: bool,
+    ) -> Result<Image<'p>> {
+        let c_name = cstring("image name", name)?;
+        let c_snap = snap.map(|s| cstring("snapshot name", s)).transpose()?;
+        let snap_ptr = c_snap.as_ref().map_or(ptr::null(), |s| s.as_ptr());
+        let object = match snap {
+            Some(s) => format!("{}@{s}", pool.object(name)),
+            None => pool.object(name),
+        };
+        let mut handle: ffi::rbd_image_t = ptr::null_mut();
+        // SAFETY: valid ioctx; strings outlive the call; out-pointer to a local.
+        let ret = unsafe {
+            if read_only {
+                ffi::rbd_open_read_only(pool.raw(), c_name.as_ptr(), &mut handle, snap_ptr)
+            } else {
+                ffi::rbd_open(pool.raw(), c_name.as_ptr(), &mut handle, snap_ptr)
+            }
+        };
+        let op = if read_only {
+            "rbd_open_read_only"
+        } else {
+            "rbd_open"
+        };
+        check(ret, op, || object.clone())?;
+        Ok(Image {
+            handle,
+            object,
+            _pool: PhantomData,
+        })
+    }
+
+    /// `pool/name` of this image.
+    pub fn object(&self) -> &str {
+        &self.object
+    }
+
+    fn check(&self, ret: c_int, op: &'static str) -> Result<c_int> {
+        check(ret, op, || self.object.clone())
+    }
+
+    /// Size, object size and features.
+    pub fn info(&self) -> Result<ImageInfo> {
+        // SAFETY: rbd_image_info_t is plain C data; zeroed is a valid initial value.
+        let mut info: ffi::rbd_image_info_t = unsafe { std::mem::zeroed() };
+        // SAFETY: open handle; struct and its size match.
+        let ret = unsafe {
+            ffi::rbd_stat(
+                self.handle,
+                &mut info,
+                std::mem::size_of::<ffi::rbd_image_info_t>(),
+            )
+        };
+        self.check(ret, "rbd_stat")?;
+        Ok(ImageInfo {
+            size: info.size,
+            object_size: info.obj_size,
+            features: self.features()?,
+        })
+    }
+
+    /// The image's feature bits.
+    pub fn features(&self) -> Result<Features> {
+        let mut f: u64 = 0;
+        // SAFETY: open handle; out-pointer to a local.
+        let ret = unsafe { ffi::rbd_get_features(self.handle, &mut f) };
+        self.check(ret, "rbd_get_features")?;
+        Ok(Features(f))
+    }
+
+    /// Enables or disables features. librbd enforces dependencies
+    /// (journaling needs exclusive-lock; object-map needs exclusive-lock; ...).
+    pub fn update_features(&self, features: Features, enable: bool) -> Result<()> {
+        // SAFETY: open handle.
+        let ret = unsafe { ffi::rbd_update_features(self.handle, features.0, u8::from(enable)) };
+        self.check(ret, "rbd_update_features").map(|_| ())
+    }
+
+    /// Every snapshot, mirror snapshots included, with its namespace.
+    pub fn snapshots(&self) -> Result<Vec<Snapshot>> {
+        let mut max: c_int = 16;
+        loop {
+            // SAFETY: plain C data; zeroed is a valid empty entry.
+            let mut snaps: Vec<ffi::rbd_snap_info_t> =
+                (0..max + 1).map(|_| unsafe { std::mem::zeroed() }).collect();
+            // SAFETY: array of max+1 entries (librbd writes a terminator).
+            let ret = unsafe { ffi::rbd_snap_list(self.handle, snaps.as_mut_ptr(), &mut max) };
+            if ret == -libc::ERANGE {
+                continue;
+            }
+            let n = self.check(ret, "rbd_snap_list")? as usize;
+            let mut out = Vec::with_capacity(n);
+            for s in &snaps[..n] {
+                let mut ns: c_int = -1;
+                // SAFETY: open handle; out-pointer to a local.
+                let r = unsafe { ffi::rbd_snap_get_namespace_type(self.handle, s.id, &mut ns) };
+                let namespace = match (r, ns) {
+                    (0, ffi::RBD_SNAP_NAMESPACE_TYPE_USER) => SnapNamespace::User,
+                    (0, ffi::RBD_SNAP_NAMESPACE_TYPE_GROUP) => SnapNamespace::Group,
+                    (0, ffi::RBD_SNAP_NAMESPACE_TYPE_TRASH) => SnapNamespace::Trash,
+                    (0, ffi::RBD_SNAP_NAMESPACE_TYPE_MIRROR) => SnapNamespace::Mirror,
+                    _ => SnapNamespace::Unknown,
+                };
+                out.push(Snapshot {
+                    id: s.id,
+                    // SAFETY: librbd filled the name for the first n entries.
+                    name: unsafe { cstr_lossy(s.name) },
+                    size: s.size,
+                    namespace,
+                });
+            }
+            // SAFETY: frees the names librbd allocated in this array.
+            unsafe { ffi::rbd_snap_list_end(snaps.as_mut_ptr()) };
+            return Ok(out);
+        }
+    }
+
+    /// Creates a user snapshot.
+    pub fn snap_create(&self, name: &str) -> Result<()> {
+        let c = cstring("snapshot name", name)?;
+        // SAFETY: open handle; name outlives the call.
+        let ret = unsafe { ffi::rbd_snap_create(self.handle, c.as_ptr()) };
+        check(ret, "rbd_snap_create", || format!("{}@{name}", self.object)).map(|_| ())
+    }
+
+    /// Removes a user snapshot (it must not be protected).
+    pub fn snap_remove(&self, name: &str) -> Result<()> {
+        let c = cstring("snapshot name", name)?;
+        // SAFETY: open handle; name outlives the call.
+        let ret = unsafe { ffi::rbd_snap_remove(self.handle, c.as_ptr()) };
+        check(ret, "rbd_snap_remove", || format!("{}@{name}", self.object)).map(|_| ())
+    }
+
+    /// Protects a snapshot so clones can be made from it (Glance needs this).
+    pub fn snap_protect(&self, name: &str) -> Result<()> {
+        let c = cstring("snapshot name", name)?;
+        // SAFETY: open handle; name outlives the call.
+        let ret = unsafe { ffi::rbd_snap_protect(self.handle, c.as_ptr()) };
+        check(ret, "rbd_snap_protect", || format!("{}@{name}", self.object)).map(|_| ())
+    }
+
+    /// Unprotects a snapshot (fails with Busy while clones exist).
+    pub fn snap_unprotect(&self, name: &str) -> Result<()> {
+        let c = cstring("snapshot name", name)?;
+        // SAFETY: open handle; name outlives the call.
+        let ret = unsafe { ffi::rbd_snap_unprotect(self.handle, c.as_ptr()) };
+        check(ret, "rbd_snap_unprotect", || format!("{}@{name}", self.object)).map(|_| ())
+    }
+
+    /// Whether a snapshot is protected.
+    pub fn snap_is_protected(&self, name: &str) -> Result<bool> {
+        let c = cstring("snapshot name", name)?;
+        let mut p: c_int = 0;
+        // SAFETY: open handle; name outlives the call; out-pointer to a local.
+        let ret = unsafe { ffi::rbd_snap_is_protected(self.handle, c.as_ptr(), &mut p) };
+        check(ret, "rbd_snap_is_protected", || {
+            format!("{}@{name}", self.object)
+        })?;
+        Ok(p != 0)
+    }
+
+    /// Clients watching the image. A read-only handle does not watch, so an
+    /// image opened read-only lists only other clients.
+    pub fn watchers(&self) -> Result<Vec<Watcher>> {
+        let mut max: size_t = 8;
+        loop {
+            // SAFETY: plain C data; zeroed is a valid empty entry.
+            let mut w: Vec<ffi::rbd_image_watcher_t> =
+                (0..max).map(|_| unsafe { std::mem::zeroed() }).collect();
+            // SAFETY: array of `max` entries; librbd writes the count back.
+            let ret = unsafe { ffi::rbd_watchers_list(self.handle, w.as_mut_ptr(), &mut max) };
+            if ret == -libc::ERANGE {
+                continue;
+            }
+            self.check(ret, "rbd_watchers_list")?;
+            let out = w[..max]
+                .iter()
+                .map(|x| Watcher {
+                    // SAFETY: librbd filled the first `max` entries.
+                    addr: unsafe { cstr_lossy(x.addr) },
+                    id: x.id,
+                    cookie: x.cookie,
+                })
+                .collect();
+            // SAFETY: frees exactly the entries librbd filled.
+            unsafe { ffi::rbd_watchers_list_cleanup(w.as_mut_ptr(), max) };
+            return Ok(out);
+        }
+    }
+
+    /// Owners of the image's exclusive lock (empty when unlocked or when the
+    /// image has no exclusive-lock feature).
+    pub fn lock_owners(&self) -> Result<Vec<String>> {
+        let mut max: size_t = 8;
+        loop {
+            let mut owners: Vec<*mut c_char> = vec![ptr::null_mut(); max];
+            let mut mode: c_int = 0;
+            // SAFETY: array of `max` pointers; librbd writes the count back.
+            let ret = unsafe {
+                ffi::rbd_lock_get_owners(self.handle, &mut mode, owners.as_mut_ptr(), &mut max)
+            };
+            match ret {
+                r if r == -libc::ERANGE => continue,
+                r if r == -libc::ENOENT || r == -libc::EINVAL => return Ok(Vec::new()),
+                r => self.check(r, "rbd_lock_get_owners")?,
+            };
+            // SAFETY: librbd filled the first `max` pointers.
+            let out = owners[..max].iter().map(|p| unsafe { cstr_lossy(*p) }).collect();
+            // SAFETY: frees exactly the strings librbd allocated.
+            unsafe { ffi::rbd_lock_get_owners_cleanup(owners.as_mut_ptr(), max) };
+            return Ok(out);
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset`; returns the count read.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        // SAFETY: open handle; buffer valid for its length.
+        let ret = unsafe {
+            ffi::rbd_read(
+                self.handle,
+                offset,
+                buf.len(),
+                buf.as_mut_ptr() as *mut c_char,
+            )
+        };
+        if ret < 0 {
+            return Err(CephError::call("rbd_read", self.object.clone(), ret as i32));
+        }
+        Ok(ret as usize)
+    }
+
+    /// Writes all of `buf` at `offset`.
+    pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        // SAFETY: open handle; buffer valid for its length.
+        let ret = unsafe {
+            ffi::rbd_write(
+                self.handle,
+                offset,
+                buf.len(),
+                buf.as_ptr() as *const c_char,
+            )
+        };
+        if ret < 0 {
+            return Err(CephError::call("rbd_write", self.object.clone(), ret as i32));
+        }
+        if ret as usize != buf.len() {
+            return Err(CephError::BadReply {
+                op: "rbd_write",
+                object: self.object.clone(),
+                message: format!("short write: {ret} of {} bytes", buf.len()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies this image (at the snapshot it was opened at) to a new image
+    /// `dest_name` in `dest`, which may be in another cluster. `progress`
+    /// gets (bytes done, total) and may return false to cancel.
+    pub fn copy_to<F: FnMut(u64, u64) -> bool>(
+        &self,
+        dest: &Pool<'_>,
+        dest_name: &str,
+        mut progress: F,
+    ) -> Result<()> {
+        unsafe extern "C" fn trampoline<G: FnMut(u64, u64) -> bool>(
+            offset: u64,
+            total: u64,
+            data: *mut c_void,
+        ) -> c_int {
+            // SAFETY: data is the &mut F passed below, alive for the whole copy.
+            let f = unsafe { &mut *(data as *mut G) };
+            if f(offset, total) {
+                0
+            } else {
+                -libc::ECANCELED
+            }
+        }
+        let c_dest = cstring("image name", dest_name)?;
+        let data = &mut progress as *mut _ as *mut c_void;
+        // SAFETY: open handle; valid dest ioctx; callback and data outlive the call.
+        let ret = unsafe {
+            ffi::rbd_copy_with_progress(
+                self.handle,
+                dest.raw(),
+                c_dest.as_ptr(),
+                Some(trampoline::<F>),
+                data,
+            )
+        };
+        check(ret, "rbd_copy", || {
+            format!("{} -> {}", self.object, dest.object(dest_name))
+        })
+        .map(|_| ())
+    }
+
+    /// Enables mirroring of this image in the given mode (image-mode pools).
+    pub fn mirror_enable(&self, mode: MirrorMode) -> Result<()> {
+        let m = match mode {
+            MirrorMode::Journal => ffi::RBD_MIRROR_IMAGE_MODE_JOURNAL,
+            MirrorMode::Snapshot => ffi::RBD_MIRROR_IMAGE_MODE_SNAPSHOT,
+        };
+        // SAFETY: open handle.
+        let ret = unsafe { ffi::rbd_mirror_image_enable2(self.handle, m) };
+        self.check(ret, "rbd_mirror_image_enable").map(|_| ())
+    }
+
+    /// Disables mirroring. On a primary image, rbd-mirror then deletes the
+    /// peer's copy; `force` also works on a non-primary image.
+    pub fn mirror_disable(&self, force: bool) -> Result<()> {
+        // SAFETY: open handle.
+        let ret = unsafe { ffi::rbd_mirror_image_disable(self.handle, force) };
+        self.check(ret, "rbd_mirror_image_disable").map(|_| ())
+    }
+
+    /// Promotes a non-primary image to primary.
+    pub fn mirror_promote(&self, force: bool) -> Result<()> {
+        // SAFETY: open handle.
+        let ret = unsafe { ffi::rbd_mirror_image_promote(self.handle, force) };
+        self.check(ret, "rbd_mirror_image_promote").map(|_| ())
+    }
+
+    /// Demotes a primary image to non-primary.
+    pub fn mirror_demote(&self) -> Result<()> {
+        // SAFETY: open handle.
+        let ret = unsafe { ffi::rbd_mirror_image_demote(self.handle) };
+        self.check(ret, "rbd_mirror_image_demote").map(|_| ())
+    }
+
+    /// Takes a mirror snapshot (snapshot-mode mirroring); returns its id.
+    pub fn mirror_snapshot_create(&self) -> Result<u64> {
+        let mut id: u64 = 0;
+        // SAFETY: open handle; out-pointer to a local.
+        let ret = unsafe { ffi::rbd_mirror_image_create_snapshot(self.handle, &mut id) };
+        self.check(ret, "rbd_mirror_image_create_snapshot")?;
+        Ok(id)
+    }
+
+    /// Global id, state and primary flag.
+    pub fn mirror_info(&self) -> Result<ImageMirrorInfo> {
+        // SAFETY: plain C data; zeroed is a valid initial value.
+        let mut info: ffi::rbd_mirror_image_info_t = unsafe { std::mem::zeroed() };
+        // SAFETY: open handle; struct and its size match.
+        let ret = unsafe {
+            ffi::rbd_mirror_image_get_info(
+                self.handle,
+                &mut info,
+                std::mem::size_of::<ffi::rbd_mirror_image_info_t>(),
+            )
+        };
+        self.check(ret, "rbd_mirror_image_get_info")?;
+        let out = convert_info(&info);
+        // SAFETY: frees the strings librbd allocated in `info`.
+        unsafe { ffi::rbd_mirror_image_get_info_cleanup(&mut info) };
+        Ok(out)
+    }
+
+    /// The image's mirroring mode, or None when mirroring is disabled.
+    pub fn mirror_mode(&self) -> Result<Option<MirrorMode>> {
+        if self.mirror_info()?.state == ImageMirrorState::Disabled {
+            return Ok(None);
+        }
+        let mut m: c_int = 0;
+        // SAFETY: open handle; out-pointer to a local.
+        let ret = unsafe { ffi::rbd_mirror_image_get_mode(self.handle, &mut m) };
+        match self.check(ret, "rbd_mirror_image_get_mode") {
+            Err(e) if e.kind() == ErrorKind::InvalidArgument => Ok(None),
+            Err(e) => Err(e),
+            Ok(_) => Ok(Some(if m == ffi::RBD_MIRROR_IMAGE_MODE_SNAPSHOT {
+                MirrorMode::Snapshot
+            } else {
+                MirrorMode::Journal
+            })),
+        }
+    }
+
+    /// The mirroring status every site reports for this image (local and
+    /// remote), which the `rbd` CLI does not show from the primary side.
+    pub fn mirror_global_status(&self) -> Result<MirrorGlobalStatus> {
+        // SAFETY: plain C data; zeroed is a valid initial value.
+        let mut st: ffi::rbd_mirror_image_global_status_t = unsafe { std::mem::zeroed() };
+        // SAFETY: open handle; struct and its size match.
+        let ret = unsafe {
+            ffi::rbd_mirror_image_get_global_status(
+                self.handle,
+                &mut st,
+                std::mem::size_of::<ffi::rbd_mirror_image_global_status_t>(),
+            )
+        };
+        self.check(ret, "rbd_mirror_image_get_global_status")?;
+        let sites = if st.site_statuses.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: librbd allocated site_statuses_count entries.
+            unsafe { std::slice::from_raw_parts(st.site_statuses, st.site_statuses_count as usize) }
+                .iter()
+                .map(|s| SiteStatus {
+                    // SAFETY: strings librbd filled in each entry.
+                    mirror_uuid: unsafe { cstr_lossy(s.mirror_uuid) },
+                    state: SiteState::from_raw(s.state),
+                    // SAFETY: as above.
+                    description: unsafe { cstr_lossy(s.description) },
+                    last_update: s.last_update,
+                    up: s.up,
+                })
+                .collect()
+        };
+        let out = MirrorGlobalStatus {
+            // SAFETY: string librbd filled.
+            name: unsafe { cstr_lossy(st.name) },
+            info: convert_info(&st.info),
+            sites,
+        };
+        // SAFETY: frees everything librbd allocated in `st`.
+        unsafe { ffi::rbd_mirror_image_global_status_cleanup(&mut st) };
+        Ok(out)
+    }
+
+    /// Closes the image, reporting a failure that `Drop` would swallow.
+    pub fn close(mut self) -> Result<()> {
+        let handle = std::mem::replace(&mut self.handle, ptr::null_mut());
+        // SAFETY: handle came from rbd_open and is closed once (Drop sees null).
+        let ret = unsafe { ffi::rbd_close(handle) };
+        self.check(ret, "rbd_close").map(|_| ())
+    }
+}
+
+fn convert_info(info: &ffi::rbd_mirror_image_info_t) -> ImageMirrorInfo {
+    ImageMirrorInfo {
+        // SAFETY: librbd filled the string (or left it null).
+        global_id: unsafe { cstr_lossy(info.global_id) },
+        state: match info.state {
+            ffi::RBD_MIRROR_IMAGE_DISABLING => ImageMirrorState::Disabling,
+            ffi::RBD_MIRROR_IMAGE_ENABLED => ImageMirrorState::Enabled,
+            _ => ImageMirrorState::Disabled,
+        },
+        primary: info.primary,
+    }
+}
+
+impl Drop for Image<'_> {
+    fn drop(&mut self) {
+        if !self.handle.is_null() {
+            // SAFETY: handle came from rbd_open and was not closed by close().
+            unsafe { ffi::rbd_close(self.handle) };
+        }
+    }
+}
+
+impl std::fmt::Debug for Image<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Image({})", self.object)
+    }
+}

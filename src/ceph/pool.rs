@@ -1,0 +1,163 @@
+//! A pool's I/O context: pool-level mirroring and image create/open/remove.
+
+use std::marker::PhantomData;
+use std::ptr;
+
+use ceph::rados as sys;
+use libc::{c_char, c_int, size_t};
+
+use super::cluster::Cluster;
+use super::error::{check, cstring, Result};
+use super::ffi;
+use super::image::{cstr_lossy, Image};
+use super::types::{Features, MirrorPeer, PeerDirection, PoolMirrorMode};
+
+/// An open pool; borrows its cluster, so it cannot outlive the connection.
+pub struct Pool<'c> {
+    io: sys::rados_ioctx_t,
+    name: String,
+    cluster: &'c Cluster,
+    _not_sync: PhantomData<*mut ()>,
+}
+
+// SAFETY: an ioctx may move between threads; it is not shared (not Sync).
+unsafe impl Send for Pool<'_> {}
+
+impl<'c> Pool<'c> {
+    pub(crate) fn open(cluster: &'c Cluster, name: &str) -> Result<Pool<'c>> {
+        let c_name = cstring("pool name", name)?;
+        let mut io: sys::rados_ioctx_t = ptr::null_mut();
+        // SAFETY: connected cluster handle; out-pointer to a local.
+        let ret = unsafe { sys::rados_ioctx_create(cluster.raw(), c_name.as_ptr(), &mut io) };
+        check(ret, "rados_ioctx_create", || {
+            format!("{}/{name}", cluster.name())
+        })?;
+        Ok(Pool {
+            io,
+            name: name.to_string(),
+            cluster,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The cluster this pool belongs to.
+    pub fn cluster(&self) -> &'c Cluster {
+        self.cluster
+    }
+
+    pub(crate) fn raw(&self) -> sys::rados_ioctx_t {
+        self.io
+    }
+
+    pub(crate) fn object(&self, image: &str) -> String {
+        format!("{}/{image}", self.name)
+    }
+
+    /// Creates an image of `size` bytes with the given features (order 22, 4 MiB objects).
+    pub fn create_image(&self, name: &str, size: u64, features: Features) -> Result<()> {
+        let c_name = cstring("image name", name)?;
+        let mut order: c_int = 22;
+        // SAFETY: valid ioctx; name outlives the call; order is a local.
+        let ret =
+            unsafe { ffi::rbd_create2(self.io, c_name.as_ptr(), size, features.0, &mut order) };
+        check(ret, "rbd_create2", || self.object(name)).map(|_| ())
+    }
+
+    /// Removes an image (it must have no snapshots and no watchers).
+    pub fn remove_image(&self, name: &str) -> Result<()> {
+        let c_name = cstring("image name", name)?;
+        // SAFETY: valid ioctx; name outlives the call.
+        let ret = unsafe { ffi::rbd_remove(self.io, c_name.as_ptr()) };
+        check(ret, "rbd_remove", || self.object(name)).map(|_| ())
+    }
+
+    /// Opens an image read-write at its head.
+    pub fn open_image(&self, name: &str) -> Result<Image<'_>> {
+        Image::open(self, name, None, false)
+    }
+
+    /// Opens an image read-only, at its head or at a snapshot.
+    pub fn open_image_read_only(&self, name: &str, snap: Option<&str>) -> Result<Image<'_>> {
+        Image::open(self, name, snap, true)
+    }
+
+    /// The pool's mirroring mode.
+    pub fn mirror_mode(&self) -> Result<PoolMirrorMode> {
+        let mut mode: c_int = 0;
+        // SAFETY: valid ioctx; out-pointer to a local.
+        let ret = unsafe { ffi::rbd_mirror_mode_get(self.io, &mut mode) };
+        check(ret, "rbd_mirror_mode_get", || self.name.clone())?;
+        Ok(match mode {
+            ffi::RBD_MIRROR_MODE_IMAGE => PoolMirrorMode::Image,
+            ffi::RBD_MIRROR_MODE_POOL => PoolMirrorMode::Pool,
+            _ => PoolMirrorMode::Disabled,
+        })
+    }
+
+    /// This pool's own mirror uuid (what peers see as its site's id).
+    pub fn mirror_uuid(&self) -> Result<String> {
+        let mut buf = vec![0 as c_char; 64];
+        let mut len: size_t = buf.len();
+        // SAFETY: buffer and length match.
+        let ret = unsafe { ffi::rbd_mirror_uuid_get(self.io, buf.as_mut_ptr(), &mut len) };
+        check(ret, "rbd_mirror_uuid_get", || self.name.clone())?;
+        // SAFETY: librbd NUL-terminates within the buffer.
+        Ok(unsafe { cstr_lossy(buf.as_ptr()) })
+    }
+
+    /// The pool's configured mirror peers.
+    pub fn mirror_peers(&self) -> Result<Vec<MirrorPeer>> {
+        let mut max: c_int = 8;
+        loop {
+            // SAFETY: rbd_mirror_peer_site_t is plain C data; zeroed is a valid empty value.
+            let mut peers: Vec<ffi::rbd_mirror_peer_site_t> =
+                (0..max).map(|_| unsafe { std::mem::zeroed() }).collect();
+            // SAFETY: array of `max` entries; librbd writes the count back.
+            let ret =
+                unsafe { ffi::rbd_mirror_peer_site_list(self.io, peers.as_mut_ptr(), &mut max) };
+            if ret == -libc::ERANGE {
+                continue; // max now holds the needed count
+            }
+            check(ret, "rbd_mirror_peer_site_list", || self.name.clone())?;
+            let out = peers[..max as usize]
+                .iter()
+                .map(|p| MirrorPeer {
+                    // SAFETY: librbd filled these strings for the first `max` entries.
+                    uuid: unsafe { cstr_lossy(p.uuid) },
+                    direction: match p.direction {
+                        ffi::RBD_MIRROR_PEER_DIRECTION_RX => PeerDirection::RxOnly,
+                        ffi::RBD_MIRROR_PEER_DIRECTION_TX => PeerDirection::TxOnly,
+                        _ => PeerDirection::RxTx,
+                    },
+                    // SAFETY: as above.
+                    site_name: unsafe { cstr_lossy(p.site_name) },
+                    // SAFETY: as above.
+                    mirror_uuid: unsafe { cstr_lossy(p.mirror_uuid) },
+                    // SAFETY: as above.
+                    client_name: unsafe { cstr_lossy(p.client_name) },
+                })
+                .collect();
+            // SAFETY: frees exactly the `max` entries librbd filled.
+            unsafe { ffi::rbd_mirror_peer_site_list_cleanup(peers.as_mut_ptr(), max) };
+            return Ok(out);
+        }
+    }
+}
+
+impl Drop for Pool<'_> {
+    fn drop(&mut self) {
+        // SAFETY: io came from rados_ioctx_create and is destroyed only here.
+        unsafe { sys::rados_ioctx_destroy(self.io) };
+    }
+}
+
+impl std::fmt::Debug for Pool<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({}/{})", self.cluster.name(), self.name)
+    }
+}
