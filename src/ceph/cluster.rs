@@ -20,6 +20,7 @@ use super::pool::Pool;
 
 /// How to reach a cluster: its conf file, the cephx user and its keyring.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Path of the cluster's conf file; its stem is the cluster name
     /// (`site-a.conf` → `site-a`), as the `rbd` CLI takes it.
@@ -79,7 +80,9 @@ impl Cluster {
         let conf = path_cstring("conf file", &cfg.conf)?;
         // SAFETY: handle is a created, unconnected cluster; conf outlives the call.
         let ret = unsafe { sys::rados_conf_read_file(cluster.handle, conf.as_ptr()) };
-        check(ret, "rados_conf_read_file", || cfg.conf.display().to_string())?;
+        check(ret, "rados_conf_read_file", || {
+            cfg.conf.display().to_string()
+        })?;
         if let Some(keyring) = &cfg.keyring {
             if !keyring.exists() {
                 return Err(CephError::call(
@@ -91,7 +94,11 @@ impl Cluster {
             cluster.conf_set("keyring", &keyring.to_string_lossy())?;
         }
         let secs = timeout.as_secs().max(1).to_string();
-        for opt in ["client_mount_timeout", "rados_mon_op_timeout"] {
+        for opt in [
+            "client_mount_timeout",
+            "rados_mon_op_timeout",
+            "rados_osd_op_timeout",
+        ] {
             cluster.conf_set(opt, &secs)?;
         }
         // Clients must not open admin sockets next to the daemons' ones.
@@ -173,7 +180,8 @@ impl Cluster {
             .unwrap_or("?")
             .to_string();
         if ret < 0 {
-            let mut e = CephError::call("rados_mon_command", format!("{}: {prefix}", self.name), ret);
+            let mut e =
+                CephError::call("rados_mon_command", format!("{}: {prefix}", self.name), ret);
             if let CephError::Call { detail, .. } = &mut e {
                 let s = String::from_utf8_lossy(&status).trim().to_string();
                 *detail = (!s.is_empty()).then_some(s);

@@ -126,8 +126,9 @@ impl<'p> Image<'p> {
         let mut max: c_int = 16;
         loop {
             // SAFETY: plain C data; zeroed is a valid empty entry.
-            let mut snaps: Vec<ffi::rbd_snap_info_t> =
-                (0..max + 1).map(|_| unsafe { std::mem::zeroed() }).collect();
+            let mut snaps: Vec<ffi::rbd_snap_info_t> = (0..max + 1)
+                .map(|_| unsafe { std::mem::zeroed() })
+                .collect();
             // SAFETY: array of max+1 entries (librbd writes a terminator).
             let ret = unsafe { ffi::rbd_snap_list(self.handle, snaps.as_mut_ptr(), &mut max) };
             if ret == -libc::ERANGE {
@@ -181,7 +182,10 @@ impl<'p> Image<'p> {
         let c = cstring("snapshot name", name)?;
         // SAFETY: open handle; name outlives the call.
         let ret = unsafe { ffi::rbd_snap_protect(self.handle, c.as_ptr()) };
-        check(ret, "rbd_snap_protect", || format!("{}@{name}", self.object)).map(|_| ())
+        check(ret, "rbd_snap_protect", || {
+            format!("{}@{name}", self.object)
+        })
+        .map(|_| ())
     }
 
     /// Unprotects a snapshot (fails with Busy while clones exist).
@@ -189,7 +193,10 @@ impl<'p> Image<'p> {
         let c = cstring("snapshot name", name)?;
         // SAFETY: open handle; name outlives the call.
         let ret = unsafe { ffi::rbd_snap_unprotect(self.handle, c.as_ptr()) };
-        check(ret, "rbd_snap_unprotect", || format!("{}@{name}", self.object)).map(|_| ())
+        check(ret, "rbd_snap_unprotect", || {
+            format!("{}@{name}", self.object)
+        })
+        .map(|_| ())
     }
 
     /// Whether a snapshot is protected.
@@ -250,7 +257,10 @@ impl<'p> Image<'p> {
                 r => self.check(r, "rbd_lock_get_owners")?,
             };
             // SAFETY: librbd filled the first `max` pointers.
-            let out = owners[..max].iter().map(|p| unsafe { cstr_lossy(*p) }).collect();
+            let out = owners[..max]
+                .iter()
+                .map(|p| unsafe { cstr_lossy(*p) })
+                .collect();
             // SAFETY: frees exactly the strings librbd allocated.
             unsafe { ffi::rbd_lock_get_owners_cleanup(owners.as_mut_ptr(), max) };
             return Ok(out);
@@ -286,7 +296,11 @@ impl<'p> Image<'p> {
             )
         };
         if ret < 0 {
-            return Err(CephError::call("rbd_write", self.object.clone(), ret as i32));
+            return Err(CephError::call(
+                "rbd_write",
+                self.object.clone(),
+                ret as i32,
+            ));
         }
         if ret as usize != buf.len() {
             return Err(CephError::BadReply {

@@ -63,7 +63,10 @@ impl Features {
 
     /// Parses a feature name (`exclusive-lock`, ...).
     pub fn from_name(name: &str) -> Option<Features> {
-        Self::NAMES.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
+        Self::NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(f, _)| *f)
     }
 }
 
@@ -332,7 +335,10 @@ mod tests {
         let f = Features::EXCLUSIVE_LOCK | Features::JOURNALING;
         let names: Vec<String> = f.names().iter().map(|s| s.to_string()).collect();
         assert_eq!(Features::from(names), f);
-        assert_eq!(Features::from_name("journaling"), Some(Features::JOURNALING));
+        assert_eq!(
+            Features::from_name("journaling"),
+            Some(Features::JOURNALING)
+        );
         assert_eq!(Features::from_name("nope"), None);
     }
 

@@ -1,0 +1,1063 @@
+//! `ferry check`: is everything in place to migrate? Connects to both
+//! clusters, gathers what it finds (health, fullness, pool mirroring, peers,
+//! rbd-mirror daemons, each listed image), then judges it in one pure
+//! function, `assess`, that turns findings into problems with hints.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::ceph::{
+    CephError, Cluster, ClusterConfig, ErrorKind, Features, Health, ImageMirrorState, MirrorMode,
+    MirrorPeer, PeerDirection, PoolMirrorMode, ServiceDaemon, SnapNamespace, Usage, Watcher,
+};
+use crate::spec::{ImageKind, ImageRef, Spec};
+
+/// Everything `check` found, and what it thinks of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub source: SiteReport,
+    pub destination: SiteReport,
+    pub images: Vec<ImageReport>,
+    pub problems: Vec<Problem>,
+}
+
+impl CheckReport {
+    /// True when nothing stands in the way of a migration.
+    pub fn ok(&self) -> bool {
+        !self.problems.iter().any(|p| p.severity == Severity::Error)
+    }
+}
+
+/// Which side of the migration a cluster is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        })
+    }
+}
+
+/// What was found on one cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteReport {
+    pub side: Side,
+    pub cluster: String,
+    pub conf: PathBuf,
+    pub client: String,
+    /// Why connecting failed, if it did.
+    pub connect_error: Option<Failure>,
+    pub fsid: Option<String>,
+    pub health: Option<Health>,
+    pub usage: Option<Usage>,
+    pub pools: Vec<PoolReport>,
+    /// rbd-mirror daemons registered with this cluster (destination only).
+    pub rbd_mirror_daemons: Option<Vec<ServiceDaemon>>,
+}
+
+/// A Ceph error as the report keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl From<&CephError> for Failure {
+    fn from(e: &CephError) -> Self {
+        Failure {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What a pool is for in the migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolPurpose {
+    /// Source Cinder pool (image-mode mirroring).
+    Cinder,
+    /// Source Glance pool (pool-mode mirroring).
+    Glance,
+    /// Destination pool receiving the mirrored Cinder images.
+    MirroredCinder,
+    /// Destination pool receiving the mirrored Glance images.
+    MirroredGlance,
+    /// Destination Cinder pool.
+    DestCinder,
+    /// Destination Glance pool.
+    DestGlance,
+}
+
+impl PoolPurpose {
+    fn describe(self) -> &'static str {
+        match self {
+            PoolPurpose::Cinder => "cinder",
+            PoolPurpose::Glance => "glance",
+            PoolPurpose::MirroredCinder => "mirrored cinder",
+            PoolPurpose::MirroredGlance => "mirrored glance",
+            PoolPurpose::DestCinder => "cinder",
+            PoolPurpose::DestGlance => "glance",
+        }
+    }
+
+    fn mirrored(self) -> bool {
+        !matches!(self, PoolPurpose::DestCinder | PoolPurpose::DestGlance)
+    }
+}
+
+/// What was found about one pool.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolReport {
+    pub name: String,
+    pub purpose: PoolPurpose,
+    pub error: Option<Failure>,
+    pub mirror_mode: Option<PoolMirrorMode>,
+    pub mirror_uuid: Option<String>,
+    pub peers: Vec<MirrorPeer>,
+}
+
+/// What was found about one image to move.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    pub image: ImageRef,
+    pub error: Option<Failure>,
+    pub size: Option<u64>,
+    pub features: Option<Features>,
+    pub user_snapshots: Vec<String>,
+    pub mirror_snapshots: usize,
+    pub watchers: Vec<Watcher>,
+    pub lock_owners: Vec<String>,
+    pub mirroring: Option<MirrorMode>,
+    pub primary: Option<bool>,
+    /// The destination copy already exists (a previous run, or a name clash).
+    pub dest_exists: Option<bool>,
+}
+
+impl ImageReport {
+    /// In use: another client watches the image or holds its lock.
+    pub fn in_use(&self) -> bool {
+        !self.watchers.is_empty() || !self.lock_owners.is_empty()
+    }
+}
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// Something that stands in the way (error) or deserves attention (warning).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub severity: Severity,
+    /// What it is about: `site-b`, `site-a/volumes`, `site-a/volumes/volume-1`.
+    pub subject: String,
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+/// Runs the whole check. Connection failures do not abort it: they become
+/// problems in the report.
+pub fn run(spec: &Spec) -> CheckReport {
+    let timeout = spec.timeout();
+    let src_conn = Cluster::connect(&spec.source.cluster, timeout);
+    let dst_conn = Cluster::connect(&spec.destination.cluster, timeout);
+    let refs = spec.image_refs();
+
+    let mut src_pools = vec![(spec.source.pools.cinder.clone(), PoolPurpose::Cinder)];
+    if let Some(g) = &spec.source.pools.glance {
+        src_pools.push((g.clone(), PoolPurpose::Glance));
+    }
+    let d = &spec.destination.pools;
+    let mut dst_pools = vec![(
+        d.mirrored_cinder
+            .clone()
+            .unwrap_or_else(|| spec.source.pools.cinder.clone()),
+        PoolPurpose::MirroredCinder,
+    )];
+    if let Some(g) = d
+        .mirrored_glance
+        .clone()
+        .or(spec.source.pools.glance.clone())
+    {
+        dst_pools.push((g, PoolPurpose::MirroredGlance));
+    }
+    dst_pools.push((d.cinder.clone(), PoolPurpose::DestCinder));
+    if let Some(g) = &d.glance {
+        dst_pools.push((g.clone(), PoolPurpose::DestGlance));
+    }
+
+    let source = site_report(Side::Source, &spec.source.cluster, &src_conn, &src_pools);
+    let destination = site_report(
+        Side::Destination,
+        &spec.destination.cluster,
+        &dst_conn,
+        &dst_pools,
+    );
+    let images = refs
+        .into_iter()
+        .map(|r| image_report(r, src_conn.as_ref().ok(), dst_conn.as_ref().ok()))
+        .collect();
+    let mut report = CheckReport {
+        source,
+        destination,
+        images,
+        problems: Vec::new(),
+    };
+    report.problems = assess(&report, spec.options.mirror_mode);
+    report
+}
+
+fn site_report(
+    side: Side,
+    cfg: &ClusterConfig,
+    conn: &Result<Cluster, CephError>,
+    pools: &[(String, PoolPurpose)],
+) -> SiteReport {
+    let mut r = SiteReport {
+        side,
+        cluster: cfg.cluster_name(),
+        conf: cfg.conf.clone(),
+        client: cfg.client.clone(),
+        connect_error: None,
+        fsid: None,
+        health: None,
+        usage: None,
+        pools: Vec::new(),
+        rbd_mirror_daemons: None,
+    };
+    let c = match conn {
+        Ok(c) => c,
+        Err(e) => {
+            r.connect_error = Some(e.into());
+            return r;
+        }
+    };
+    r.fsid = c.fsid().ok();
+    r.health = c.health().ok();
+    r.usage = c.usage().ok();
+    if side == Side::Destination {
+        r.rbd_mirror_daemons = c.service_daemons("rbd-mirror").ok();
+    }
+    for (name, purpose) in pools {
+        let mut p = PoolReport {
+            name: name.clone(),
+            purpose: *purpose,
+            error: None,
+            mirror_mode: None,
+            mirror_uuid: None,
+            peers: Vec::new(),
+        };
+        match c.pool(name) {
+            Err(e) => p.error = Some((&e).into()),
+            Ok(pool) if purpose.mirrored() => {
+                let gathered = (|| -> Result<(), CephError> {
+                    p.mirror_mode = Some(pool.mirror_mode()?);
+                    if p.mirror_mode != Some(PoolMirrorMode::Disabled) {
+                        p.mirror_uuid = Some(pool.mirror_uuid()?);
+                        p.peers = pool.mirror_peers()?;
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = gathered {
+                    p.error = Some((&e).into());
+                }
+            }
+            Ok(_) => {}
+        }
+        r.pools.push(p);
+    }
+    r
+}
+
+fn image_report(image: ImageRef, src: Option<&Cluster>, dst: Option<&Cluster>) -> ImageReport {
+    let mut r = ImageReport {
+        image,
+        error: None,
+        size: None,
+        features: None,
+        user_snapshots: Vec::new(),
+        mirror_snapshots: 0,
+        watchers: Vec::new(),
+        lock_owners: Vec::new(),
+        mirroring: None,
+        primary: None,
+        dest_exists: None,
+    };
+    if let Some(dst) = dst {
+        r.dest_exists = match dst
+            .pool(&r.image.dest_pool)
+            .and_then(|p| p.open_image_read_only(&r.image.dest_name, None).map(|_| ()))
+        {
+            Ok(()) => Some(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Some(false),
+            Err(_) => None,
+        };
+    }
+    let Some(src) = src else {
+        return r;
+    };
+    let gathered = (|| -> Result<(), CephError> {
+        let pool = src.pool(&r.image.pool)?;
+        // Read-only: it does not watch the image, so the watchers are others.
+        let img = pool.open_image_read_only(&r.image.name, None)?;
+        let info = img.info()?;
+        r.size = Some(info.size);
+        r.features = Some(info.features);
+        for s in img.snapshots()? {
+            match s.namespace {
+                SnapNamespace::Mirror => r.mirror_snapshots += 1,
+                _ => r.user_snapshots.push(s.name),
+            }
+        }
+        r.watchers = img.watchers()?;
+        r.lock_owners = img.lock_owners()?;
+        let mi = img.mirror_info()?;
+        if mi.state != ImageMirrorState::Disabled {
+            r.mirroring = img.mirror_mode()?;
+            r.primary = Some(mi.primary);
+        }
+        Ok(())
+    })();
+    if let Err(e) = gathered {
+        r.error = Some((&e).into());
+    }
+    r
+}
+
+/// Judges the findings. Pure: everything it needs is in the report.
+pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut push = |severity, subject: String, message: String, hint: Option<String>| {
+        out.push(Problem {
+            severity,
+            subject,
+            message,
+            hint,
+        })
+    };
+    let sites = [&report.source, &report.destination];
+    for site in sites {
+        let subject = site.cluster.clone();
+        if let Some(f) = &site.connect_error {
+            let hint = match f.kind {
+                ErrorKind::PermissionDenied => format!(
+                    "the cluster refused client.{}'s key: check the keyring file and the client name in the spec",
+                    site.client
+                ),
+                ErrorKind::TimedOut => format!(
+                    "no monitor answered: check 'mon host' in {} and that the monitors are up and reachable",
+                    site.conf.display()
+                ),
+                ErrorKind::NotFound => "a conf or keyring file named in the spec does not exist".to_string(),
+                _ => "check the conf file, keyring and client name in the spec".to_string(),
+            };
+            push(
+                Severity::Error,
+                subject,
+                format!("cannot connect to the {} cluster: {}", site.side, f.message),
+                Some(hint),
+            );
+            continue;
+        }
+        if let Some(h) = &site.health {
+            if h.status != "HEALTH_OK" {
+                let sev = if h.status == "HEALTH_ERR" {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
+                let checks: Vec<String> = h
+                    .checks
+                    .iter()
+                    .map(|c| format!("{}: {}", c.code, c.summary))
+                    .collect();
+                push(
+                    sev,
+                    subject.clone(),
+                    format!("{} ({})", h.status, checks.join("; ")),
+                    None,
+                );
+            }
+        }
+        if let Some(u) = &site.usage {
+            let ratio = u.used_ratio();
+            if ratio >= 0.85 {
+                push(
+                    if ratio >= 0.95 {
+                        Severity::Error
+                    } else {
+                        Severity::Warning
+                    },
+                    subject.clone(),
+                    format!("cluster is {:.0}% full", ratio * 100.0),
+                    Some("mirrored images and their copies need room on the destination".into()),
+                );
+            }
+        }
+        for p in &site.pools {
+            let subject = format!("{}/{}", site.cluster, p.name);
+            if let Some(f) = &p.error {
+                let hint = match f.kind {
+                    ErrorKind::NotFound => format!(
+                        "no pool {:?} on cluster {}: check the pool names in the spec ('ceph osd pool ls')",
+                        p.name, site.cluster
+                    ),
+                    ErrorKind::PermissionDenied => format!(
+                        "client.{} has no caps on this pool: grant 'profile rbd pool={}'",
+                        site.client, p.name
+                    ),
+                    _ => String::new(),
+                };
+                push(
+                    Severity::Error,
+                    subject,
+                    format!("{} pool: {}", p.purpose.describe(), f.message),
+                    (!hint.is_empty()).then_some(hint),
+                );
+                continue;
+            }
+            if !p.purpose.mirrored() {
+                continue;
+            }
+            match p.mirror_mode {
+                Some(PoolMirrorMode::Disabled) => push(
+                    Severity::Error,
+                    subject.clone(),
+                    "mirroring is disabled on this pool".into(),
+                    Some(format!(
+                        "rbd mirror pool enable {} {}",
+                        p.name,
+                        if matches!(p.purpose, PoolPurpose::Cinder | PoolPurpose::MirroredCinder) {
+                            "image"
+                        } else {
+                            "pool"
+                        }
+                    )),
+                ),
+                Some(PoolMirrorMode::Pool)
+                    if mode == MirrorMode::Snapshot
+                        && matches!(
+                            p.purpose,
+                            PoolPurpose::Cinder | PoolPurpose::MirroredCinder
+                        ) =>
+                {
+                    push(
+                        Severity::Error,
+                        subject.clone(),
+                        "pool-mode mirroring cannot carry snapshot-based mirroring".into(),
+                        Some("use image mode on the Cinder pools, or mirror_mode: journal".into()),
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
+
+    // Peering: each destination mirrored pool must receive from the source pool.
+    for dp in &report.destination.pools {
+        let src_purpose = match dp.purpose {
+            PoolPurpose::MirroredCinder => PoolPurpose::Cinder,
+            PoolPurpose::MirroredGlance => PoolPurpose::Glance,
+            _ => continue,
+        };
+        if dp.error.is_some()
+            || dp.mirror_mode != Some(PoolMirrorMode::Image)
+                && dp.mirror_mode != Some(PoolMirrorMode::Pool)
+        {
+            continue;
+        }
+        let subject = format!("{}/{}", report.destination.cluster, dp.name);
+        let receiving: Vec<&MirrorPeer> = dp
+            .peers
+            .iter()
+            .filter(|p| p.direction != PeerDirection::TxOnly)
+            .collect();
+        if receiving.is_empty() {
+            push(
+                Severity::Error,
+                subject,
+                format!(
+                    "no mirror peer receives into this pool from {}",
+                    report.source.cluster
+                ),
+                Some(format!(
+                    "on the source: rbd mirror pool peer bootstrap create {0} > token; on the destination: rbd mirror pool peer bootstrap import --direction rx-only {1} token",
+                    report.source.pools.iter().find(|p| p.purpose == src_purpose).map_or("<pool>", |p| &p.name),
+                    dp.name
+                )),
+            );
+            continue;
+        }
+        let src_uuid = report
+            .source
+            .pools
+            .iter()
+            .find(|p| p.purpose == src_purpose)
+            .and_then(|p| p.mirror_uuid.as_deref())
+            .filter(|u| !u.is_empty());
+        if let Some(src_uuid) = src_uuid {
+            let known: Vec<&str> = receiving
+                .iter()
+                .map(|p| p.mirror_uuid.as_str())
+                .filter(|u| !u.is_empty())
+                .collect();
+            if !known.is_empty() && !known.contains(&src_uuid) {
+                push(
+                    Severity::Error,
+                    subject,
+                    format!(
+                        "this pool's peer is not the source pool (peer mirror uuid {}, source pool's {src_uuid})",
+                        known.join(", ")
+                    ),
+                    Some("the destination is peered with another cluster or pool: check the spec's clusters".into()),
+                );
+            }
+        }
+    }
+    if report.destination.connect_error.is_none() {
+        match &report.destination.rbd_mirror_daemons {
+            Some(d) if d.is_empty() => push(
+                Severity::Error,
+                report.destination.cluster.clone(),
+                "no rbd-mirror daemon is running for the destination cluster".into(),
+                Some(format!(
+                    "start rbd-mirror on a host of {} (e.g. systemctl start ceph-rbd-mirror@<id>); nothing replicates without it",
+                    report.destination.cluster
+                )),
+            ),
+            None => push(
+                Severity::Warning,
+                report.destination.cluster.clone(),
+                "could not read the service map to find rbd-mirror daemons".into(),
+                None,
+            ),
+            _ => {}
+        }
+    }
+
+    for img in &report.images {
+        let subject = format!("{}/{}", report.source.cluster, img.image.source_spec());
+        if let Some(f) = &img.error {
+            let message = if f.kind == ErrorKind::NotFound {
+                format!("image not found ({})", f.message)
+            } else {
+                f.message.clone()
+            };
+            push(Severity::Error, subject, message, None);
+            continue;
+        }
+        if img.in_use() {
+            let who: Vec<&str> = img.watchers.iter().map(|w| w.addr.as_str()).collect();
+            push(
+                Severity::Warning,
+                subject.clone(),
+                format!("in use by {} client(s): {}", who.len().max(img.lock_owners.len()), who.join(", ")),
+                Some("changing features on an in-use image can freeze its server: shut the server off first, or allow it explicitly".into()),
+            );
+        }
+        if !img.user_snapshots.is_empty() {
+            push(
+                Severity::Warning,
+                subject.clone(),
+                format!(
+                    "{} snapshot(s) will be mirrored too: {}",
+                    img.user_snapshots.len(),
+                    img.user_snapshots.join(", ")
+                ),
+                Some("delete the snapshots that are not needed before migrating".into()),
+            );
+        }
+        if img.primary == Some(false) {
+            push(
+                Severity::Error,
+                subject.clone(),
+                "image is a non-primary mirror copy on the source".into(),
+                Some("the source must hold the primary image".into()),
+            );
+        }
+        if img.dest_exists == Some(true) {
+            push(
+                Severity::Warning,
+                subject,
+                format!(
+                    "{}/{} already exists on {}",
+                    img.image.dest_pool, img.image.dest_name, report.destination.cluster
+                ),
+                Some("a previous run left it, or the name is taken: choose dest_name".into()),
+            );
+        }
+    }
+    out
+}
+
+/// Renders the report for people.
+pub fn render_text(r: &CheckReport) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for site in [&r.source, &r.destination] {
+        let _ = writeln!(
+            s,
+            "{} cluster {} as client.{}{}",
+            site.side,
+            site.cluster,
+            site.client,
+            site.fsid
+                .as_deref()
+                .map(|f| format!(" (fsid {f})"))
+                .unwrap_or_default()
+        );
+        if site.connect_error.is_some() {
+            let _ = writeln!(s, "  not connected");
+            continue;
+        }
+        if let Some(h) = &site.health {
+            let _ = writeln!(s, "  health      {}", h.status);
+        }
+        if let Some(u) = &site.usage {
+            let _ = writeln!(
+                s,
+                "  usage       {} of {} ({:.1}%)",
+                human_bytes(u.used_bytes),
+                human_bytes(u.total_bytes),
+                u.used_ratio() * 100.0
+            );
+        }
+        for p in &site.pools {
+            let state = if p.error.is_some() {
+                "ERROR".to_string()
+            } else if let Some(m) = p.mirror_mode {
+                let peers: Vec<String> = p
+                    .peers
+                    .iter()
+                    .map(|x| {
+                        format!(
+                            "{} {}",
+                            if x.site_name.is_empty() {
+                                &x.uuid
+                            } else {
+                                &x.site_name
+                            },
+                            x.direction
+                        )
+                    })
+                    .collect();
+                format!(
+                    "mirroring {m}{}",
+                    if peers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", peers: {}", peers.join(", "))
+                    }
+                )
+            } else {
+                "present".to_string()
+            };
+            let _ = writeln!(
+                s,
+                "  pool        {:<20} {:<16} {state}",
+                p.name,
+                p.purpose.describe()
+            );
+        }
+        if let Some(d) = &site.rbd_mirror_daemons {
+            let ids: Vec<String> = d
+                .iter()
+                .map(|d| format!("{} on {}", d.id, d.hostname))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  rbd-mirror  {}",
+                if ids.is_empty() {
+                    "none running".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            );
+        }
+    }
+    if !r.images.is_empty() {
+        let _ = writeln!(s, "images");
+        for i in &r.images {
+            let kind = match i.image.kind {
+                ImageKind::Cinder => "cinder",
+                ImageKind::Glance => "glance",
+            };
+            if i.error.is_some() {
+                let _ = writeln!(s, "  {:<40} {kind:<7} ERROR", i.image.source_spec());
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "  {:<40} {kind:<7} {:>10}  snaps {:<2} {}  [{}]{}",
+                i.image.source_spec(),
+                i.size.map(human_bytes).unwrap_or_default(),
+                i.user_snapshots.len(),
+                if i.in_use() { "IN USE" } else { "idle  " },
+                i.features.map(|f| f.to_string()).unwrap_or_default(),
+                i.mirroring
+                    .map(|m| format!("  mirroring {m}"))
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    if !r.problems.is_empty() {
+        let _ = writeln!(s, "problems");
+        for p in &r.problems {
+            let sev = match p.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            let _ = writeln!(s, "  {sev}: {}: {}", p.subject, p.message);
+            if let Some(h) = &p.hint {
+                let _ = writeln!(s, "      hint: {h}");
+            }
+        }
+    }
+    let errors = r
+        .problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .count();
+    let warnings = r.problems.len() - errors;
+    let _ = writeln!(
+        s,
+        "{}: {errors} error(s), {warnings} warning(s)",
+        if r.ok() { "ready" } else { "NOT READY" }
+    );
+    s
+}
+
+/// Bytes in binary units, e.g. `1.5 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ceph::HealthCheck;
+
+    fn site(side: Side, cluster: &str, pools: Vec<PoolReport>) -> SiteReport {
+        SiteReport {
+            side,
+            cluster: cluster.into(),
+            conf: format!("/etc/ceph/{cluster}.conf").into(),
+            client: "admin".into(),
+            connect_error: None,
+            fsid: Some("f".into()),
+            health: Some(Health {
+                status: "HEALTH_OK".into(),
+                checks: vec![],
+            }),
+            usage: Some(Usage {
+                total_bytes: 100,
+                used_bytes: 10,
+                avail_bytes: 90,
+            }),
+            pools,
+            rbd_mirror_daemons: (side == Side::Destination).then(|| {
+                vec![ServiceDaemon {
+                    gid: "1".into(),
+                    id: "b".into(),
+                    hostname: "h".into(),
+                    start_stamp: String::new(),
+                }]
+            }),
+        }
+    }
+
+    fn pool(
+        name: &str,
+        purpose: PoolPurpose,
+        mode: PoolMirrorMode,
+        peers: Vec<MirrorPeer>,
+    ) -> PoolReport {
+        PoolReport {
+            name: name.into(),
+            purpose,
+            error: None,
+            mirror_mode: Some(mode),
+            mirror_uuid: Some(format!("uuid-{name}-{purpose:?}")),
+            peers,
+        }
+    }
+
+    fn peer(direction: PeerDirection, mirror_uuid: &str) -> MirrorPeer {
+        MirrorPeer {
+            uuid: "p".into(),
+            direction,
+            site_name: "site-a".into(),
+            mirror_uuid: mirror_uuid.into(),
+            client_name: String::new(),
+        }
+    }
+
+    fn healthy() -> CheckReport {
+        let src_uuid = "uuid-volumes-Cinder";
+        CheckReport {
+            source: site(
+                Side::Source,
+                "site-a",
+                vec![pool(
+                    "volumes",
+                    PoolPurpose::Cinder,
+                    PoolMirrorMode::Image,
+                    vec![peer(PeerDirection::TxOnly, "")],
+                )],
+            ),
+            destination: site(
+                Side::Destination,
+                "site-b",
+                vec![pool(
+                    "volumes",
+                    PoolPurpose::MirroredCinder,
+                    PoolMirrorMode::Image,
+                    vec![peer(PeerDirection::RxOnly, src_uuid)],
+                )],
+            ),
+            images: vec![],
+            problems: vec![],
+        }
+    }
+
+    fn image(name: &str) -> ImageReport {
+        ImageReport {
+            image: ImageRef {
+                kind: ImageKind::Cinder,
+                pool: "volumes".into(),
+                name: name.into(),
+                mirrored_pool: "volumes".into(),
+                dest_pool: "cinder-volumes".into(),
+                dest_name: name.into(),
+            },
+            error: None,
+            size: Some(1 << 30),
+            features: Some(Features::DEFAULT),
+            user_snapshots: vec![],
+            mirror_snapshots: 0,
+            watchers: vec![],
+            lock_owners: vec![],
+            mirroring: None,
+            primary: None,
+            dest_exists: Some(false),
+        }
+    }
+
+    #[test]
+    fn healthy_setup_has_no_problems() {
+        let r = healthy();
+        assert_eq!(assess(&r, MirrorMode::Snapshot), vec![]);
+    }
+
+    #[test]
+    fn missing_rbd_mirror_daemon_is_an_error_with_a_hint() {
+        let mut r = healthy();
+        r.destination.rbd_mirror_daemons = Some(vec![]);
+        let p = assess(&r, MirrorMode::Snapshot);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].severity, Severity::Error);
+        assert_eq!(
+            p[0].message,
+            "no rbd-mirror daemon is running for the destination cluster"
+        );
+        assert!(p[0].hint.as_deref().unwrap().contains("rbd-mirror"));
+    }
+
+    #[test]
+    fn destination_pool_without_receiving_peer_is_an_error() {
+        let mut r = healthy();
+        r.destination.pools[0].peers = vec![peer(PeerDirection::TxOnly, "x")];
+        let p = assess(&r, MirrorMode::Snapshot);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].subject, "site-b/volumes");
+        assert!(
+            p[0].message.starts_with("no mirror peer receives"),
+            "{}",
+            p[0].message
+        );
+        assert!(p[0]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("bootstrap import --direction rx-only volumes"));
+    }
+
+    #[test]
+    fn peer_with_another_clusters_uuid_is_an_error() {
+        let mut r = healthy();
+        r.destination.pools[0].peers = vec![peer(PeerDirection::RxOnly, "someone-else")];
+        let p = assess(&r, MirrorMode::Snapshot);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].message.contains("not the source pool"),
+            "{}",
+            p[0].message
+        );
+    }
+
+    #[test]
+    fn wrong_key_and_missing_pool_get_specific_hints() {
+        let mut r = healthy();
+        r.source.connect_error = Some(Failure {
+            kind: ErrorKind::PermissionDenied,
+            message: "rados_connect(x): EACCES (permission denied)".into(),
+        });
+        r.destination.pools[0].error = Some(Failure {
+            kind: ErrorKind::NotFound,
+            message: "rados_ioctx_create(site-b/nope): ENOENT (not found)".into(),
+        });
+        let p = assess(&r, MirrorMode::Snapshot);
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(p[0]
+            .message
+            .starts_with("cannot connect to the source cluster"));
+        assert!(p[0]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("refused client.admin's key"));
+        assert!(p[1]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("no pool \"volumes\" on cluster site-b"));
+    }
+
+    #[test]
+    fn disabled_mirroring_and_pool_mode_with_snapshot_mirroring_are_errors() {
+        let mut r = healthy();
+        r.source.pools[0].mirror_mode = Some(PoolMirrorMode::Disabled);
+        let p = assess(&r, MirrorMode::Snapshot);
+        assert_eq!(
+            p[0].hint.as_deref(),
+            Some("rbd mirror pool enable volumes image")
+        );
+        let mut r = healthy();
+        r.source.pools[0].mirror_mode = Some(PoolMirrorMode::Pool);
+        assert_eq!(assess(&r, MirrorMode::Journal), vec![]);
+        let p = assess(&r, MirrorMode::Snapshot);
+        assert!(p[0].message.contains("snapshot-based"), "{p:?}");
+    }
+
+    #[test]
+    fn image_problems_in_use_snapshots_missing_and_taken_name() {
+        let mut r = healthy();
+        let mut busy = image("volume-1");
+        busy.watchers = vec![Watcher {
+            addr: "10.0.0.5:0/1".into(),
+            id: 1,
+            cookie: 2,
+        }];
+        busy.user_snapshots = vec!["before-upgrade".into()];
+        busy.dest_exists = Some(true);
+        let mut missing = image("volume-2");
+        missing.error = Some(Failure {
+            kind: ErrorKind::NotFound,
+            message: "rbd_open_read_only(volumes/volume-2): ENOENT (not found)".into(),
+        });
+        r.images = vec![busy, missing];
+        let p = assess(&r, MirrorMode::Snapshot);
+        let msgs: Vec<(Severity, &str)> =
+            p.iter().map(|p| (p.severity, p.message.as_str())).collect();
+        assert_eq!(
+            msgs[0],
+            (Severity::Warning, "in use by 1 client(s): 10.0.0.5:0/1")
+        );
+        assert_eq!(
+            msgs[1],
+            (
+                Severity::Warning,
+                "1 snapshot(s) will be mirrored too: before-upgrade"
+            )
+        );
+        assert_eq!(
+            msgs[2],
+            (
+                Severity::Warning,
+                "cinder-volumes/volume-1 already exists on site-b"
+            )
+        );
+        assert_eq!(msgs[3].0, Severity::Error);
+        assert!(msgs[3].1.starts_with("image not found"));
+        assert_eq!(p[3].subject, "site-a/volumes/volume-2");
+    }
+
+    #[test]
+    fn health_and_fullness_are_reported() {
+        let mut r = healthy();
+        r.destination.health = Some(Health {
+            status: "HEALTH_WARN".into(),
+            checks: vec![HealthCheck {
+                code: "OSD_NEARFULL".into(),
+                severity: "HEALTH_WARN".into(),
+                summary: "1 nearfull osd(s)".into(),
+            }],
+        });
+        r.destination.usage = Some(Usage {
+            total_bytes: 100,
+            used_bytes: 96,
+            avail_bytes: 4,
+        });
+        let p = assess(&r, MirrorMode::Snapshot);
+        assert_eq!(
+            p[0].message,
+            "HEALTH_WARN (OSD_NEARFULL: 1 nearfull osd(s))"
+        );
+        assert_eq!(p[1].severity, Severity::Error);
+        assert_eq!(p[1].message, "cluster is 96% full");
+    }
+
+    #[test]
+    fn text_report_ends_with_a_verdict() {
+        let mut r = healthy();
+        r.images = vec![image("volume-1")];
+        let t = render_text(&r);
+        assert!(t.contains("rbd-mirror  b on h"), "{t}");
+        assert!(t.contains("volumes/volume-1"), "{t}");
+        assert!(
+            t.trim_end().ends_with("ready: 0 error(s), 0 warning(s)"),
+            "{t}"
+        );
+        r.problems = assess(
+            &{
+                let mut x = r.clone();
+                x.destination.rbd_mirror_daemons = Some(vec![]);
+                x
+            },
+            MirrorMode::Snapshot,
+        );
+        assert!(render_text(&r)
+            .trim_end()
+            .ends_with("NOT READY: 1 error(s), 0 warning(s)"));
+    }
+
+    #[test]
+    fn human_bytes_uses_binary_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536 * 1024 * 1024), "1.5 GiB");
+    }
+}

@@ -1,0 +1,452 @@
+//! The migration spec users write (YAML): the two sites and what to move.
+//! Parsing does no I/O beyond reading the file, and every error names the
+//! field (and, for YAML syntax, the line) it is about.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ceph::{ClusterConfig, MirrorMode};
+
+/// A whole migration spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The cluster the data leaves.
+    pub source: SourceSite,
+    /// The cluster the data arrives in.
+    pub destination: DestinationSite,
+    /// How to move it.
+    #[serde(default)]
+    pub options: Options,
+    /// What to move.
+    #[serde(default)]
+    pub images: Vec<ImageEntry>,
+}
+
+/// The source cluster and its OpenStack pools.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSite {
+    pub cluster: ClusterConfig,
+    pub pools: SourcePools,
+}
+
+/// Source pools: Cinder volumes are mirrored per image, Glance images per pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcePools {
+    /// The source Cinder backend's RBD pool (image-mode mirroring).
+    pub cinder: String,
+    /// The source Glance store's RBD pool (pool-mode mirroring).
+    #[serde(default)]
+    pub glance: Option<String>,
+}
+
+/// The destination cluster: where mirrored images land, and the pools the
+/// destination cloud adopts them from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSite {
+    pub cluster: ClusterConfig,
+    pub pools: DestinationPools,
+}
+
+/// Destination pools.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationPools {
+    /// Receives the source Cinder pool's mirrored images (same name as the
+    /// source pool unless set).
+    #[serde(default)]
+    pub mirrored_cinder: Option<String>,
+    /// Receives the source Glance pool's mirrored images.
+    #[serde(default)]
+    pub mirrored_glance: Option<String>,
+    /// The destination Cinder backend's RBD pool.
+    pub cinder: String,
+    /// The destination Glance store's RBD pool.
+    #[serde(default)]
+    pub glance: Option<String>,
+}
+
+/// Options for the whole migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Mirroring mode for Cinder-pool images (default: snapshot).
+    #[serde(default = "default_mode")]
+    pub mirror_mode: MirrorMode,
+    /// Seconds to wait for a monitor or OSD before giving up (default 30).
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_mode() -> MirrorMode {
+    MirrorMode::Snapshot
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mirror_mode: default_mode(),
+            timeout_seconds: default_timeout(),
+        }
+    }
+}
+
+/// One thing to move: exactly one of `volume`, `glance_image` or `rbd`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageEntry {
+    /// A Cinder volume id: the RBD image `volume-<id>` in the source Cinder pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// A Glance image id: the RBD image `<id>` in the source Glance pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glance_image: Option<String>,
+    /// Any RBD image in one of the source pools, as `pool/name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rbd: Option<String>,
+    /// Name of the copy in the destination pool (default: the source name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_name: Option<String>,
+}
+
+/// Which OpenStack service an image belongs to, which decides its pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageKind {
+    Cinder,
+    Glance,
+}
+
+/// An image entry resolved against the spec's pools.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageRef {
+    pub kind: ImageKind,
+    /// Source pool.
+    pub pool: String,
+    /// Source RBD image name.
+    pub name: String,
+    /// Destination pool the mirror lands in.
+    pub mirrored_pool: String,
+    /// Destination pool the copy is adopted from.
+    pub dest_pool: String,
+    /// Destination image name.
+    pub dest_name: String,
+}
+
+impl ImageRef {
+    /// `pool/name` on the source.
+    pub fn source_spec(&self) -> String {
+        format!("{}/{}", self.pool, self.name)
+    }
+}
+
+/// A spec that could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read spec {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("spec {path}: {source}")]
+    Syntax {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("spec {path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+impl Spec {
+    /// Reads and validates a spec file. Relative paths inside it are taken
+    /// relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Spec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Spec::parse(&text, base).map_err(|e| match e {
+            ParseError::Syntax(source) => SpecError::Syntax {
+                path: path.to_path_buf(),
+                source,
+            },
+            ParseError::Invalid { field, message } => SpecError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                message,
+            },
+        })
+    }
+
+    /// Parses and validates spec text; `base` anchors relative paths.
+    pub fn parse(text: &str, base: &Path) -> Result<Spec, ParseError> {
+        let mut spec: Spec = serde_yaml::from_str(text).map_err(ParseError::Syntax)?;
+        for c in [&mut spec.source.cluster, &mut spec.destination.cluster] {
+            c.conf = anchor(base, &c.conf);
+            c.keyring = c.keyring.as_ref().map(|k| anchor(base, k));
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<(), ParseError> {
+        let invalid = |field: &str, message: &str| ParseError::Invalid {
+            field: field.to_string(),
+            message: message.to_string(),
+        };
+        for (field, c) in [
+            ("source.cluster", &self.source.cluster),
+            ("destination.cluster", &self.destination.cluster),
+        ] {
+            if c.conf.as_os_str().is_empty() {
+                return Err(invalid(&format!("{field}.conf"), "must name a conf file"));
+            }
+            if c.client.is_empty() || c.client.starts_with("client.") {
+                return Err(invalid(
+                    &format!("{field}.client"),
+                    "give the cephx user id without the 'client.' prefix, e.g. 'admin'",
+                ));
+            }
+        }
+        if self.options.timeout_seconds == 0 {
+            return Err(invalid("options.timeout_seconds", "must be at least 1"));
+        }
+        for (i, _) in self.images.iter().enumerate() {
+            self.resolve(i)?;
+        }
+        Ok(())
+    }
+
+    /// Resolves `images[index]` into pools and names.
+    pub fn resolve(&self, index: usize) -> Result<ImageRef, ParseError> {
+        let e = &self.images[index];
+        let field = format!("images[{index}]");
+        let invalid = |message: String| ParseError::Invalid {
+            field: field.clone(),
+            message,
+        };
+        let given = [&e.volume, &e.glance_image, &e.rbd]
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+        if given != 1 {
+            return Err(invalid(
+                "give exactly one of 'volume', 'glance_image' or 'rbd'".into(),
+            ));
+        }
+        let src = &self.source.pools;
+        let (kind, pool, name) = if let Some(id) = &e.volume {
+            (
+                ImageKind::Cinder,
+                src.cinder.clone(),
+                format!("volume-{id}"),
+            )
+        } else if let Some(id) = &e.glance_image {
+            let pool = src.glance.clone().ok_or_else(|| {
+                invalid("glance_image needs source.pools.glance in the spec".into())
+            })?;
+            (ImageKind::Glance, pool, id.clone())
+        } else {
+            let rbd = e.rbd.as_deref().unwrap_or_default();
+            let (pool, name) = rbd
+                .split_once('/')
+                .filter(|(p, n)| !p.is_empty() && !n.is_empty() && !n.contains('/'))
+                .ok_or_else(|| invalid(format!("rbd: {rbd:?} is not of the form pool/image")))?;
+            let kind = if pool == src.cinder {
+                ImageKind::Cinder
+            } else if src.glance.as_deref() == Some(pool) {
+                ImageKind::Glance
+            } else {
+                return Err(invalid(format!(
+                    "rbd: pool {pool:?} is neither source.pools.cinder nor source.pools.glance"
+                )));
+            };
+            (kind, pool.to_string(), name.to_string())
+        };
+        for (what, v) in [
+            ("image name", &name),
+            ("dest_name", &e.dest_name.clone().unwrap_or_default()),
+        ] {
+            if v.contains(['/', '@', '\0']) {
+                return Err(invalid(format!(
+                    "{what} {v:?} may not contain '/', '@' or NUL"
+                )));
+            }
+        }
+        let dst = &self.destination.pools;
+        let (mirrored_pool, dest_pool) = match kind {
+            ImageKind::Cinder => (
+                dst.mirrored_cinder.clone().unwrap_or_else(|| pool.clone()),
+                dst.cinder.clone(),
+            ),
+            ImageKind::Glance => (
+                dst.mirrored_glance.clone().unwrap_or_else(|| pool.clone()),
+                dst.glance.clone().ok_or_else(|| {
+                    invalid("a Glance image needs destination.pools.glance in the spec".into())
+                })?,
+            ),
+        };
+        Ok(ImageRef {
+            kind,
+            dest_name: e.dest_name.clone().unwrap_or_else(|| name.clone()),
+            pool,
+            name,
+            mirrored_pool,
+            dest_pool,
+        })
+    }
+
+    /// Every image entry, resolved (the spec was validated when parsed).
+    pub fn image_refs(&self) -> Vec<ImageRef> {
+        (0..self.images.len())
+            .filter_map(|i| self.resolve(i).ok())
+            .collect()
+    }
+
+    /// Timeout for cluster operations.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.options.timeout_seconds)
+    }
+}
+
+/// Why spec text was rejected (without the file name; see `SpecError`).
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Malformed YAML or wrong field types; the message carries line and column.
+    #[error("{0}")]
+    Syntax(serde_yaml::Error),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn anchor(base: &Path, p: &Path) -> PathBuf {
+    if p.is_relative() && !p.as_os_str().is_empty() {
+        base.join(p)
+    } else {
+        p.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+source:
+  cluster: {conf: site-a.conf, keyring: site-a.keyring, client: ferry-source}
+  pools: {cinder: volumes, glance: images}
+destination:
+  cluster: {conf: /etc/ceph/site-b.conf}
+  pools: {cinder: cinder-volumes, glance: glance-images}
+images:
+  - volume: 1234
+  - glance_image: abcd
+  - rbd: volumes/plain
+    dest_name: renamed
+"#;
+
+    fn parse(text: &str) -> Result<Spec, ParseError> {
+        Spec::parse(text, Path::new("/specs"))
+    }
+
+    #[test]
+    fn resolves_volumes_glance_images_and_plain_rbd_names() {
+        let spec = parse(GOOD).unwrap();
+        let refs = spec.image_refs();
+        assert_eq!(refs[0].source_spec(), "volumes/volume-1234");
+        assert_eq!(refs[0].kind, ImageKind::Cinder);
+        assert_eq!(refs[0].mirrored_pool, "volumes");
+        assert_eq!(refs[0].dest_pool, "cinder-volumes");
+        assert_eq!(refs[0].dest_name, "volume-1234");
+        assert_eq!(refs[1].source_spec(), "images/abcd");
+        assert_eq!(refs[1].dest_pool, "glance-images");
+        assert_eq!(refs[2].kind, ImageKind::Cinder);
+        assert_eq!(refs[2].dest_name, "renamed");
+    }
+
+    #[test]
+    fn relative_paths_are_anchored_at_the_spec_file_and_defaults_apply() {
+        let spec = parse(GOOD).unwrap();
+        assert_eq!(spec.source.cluster.conf, Path::new("/specs/site-a.conf"));
+        assert_eq!(
+            spec.source.cluster.keyring.as_deref(),
+            Some(Path::new("/specs/site-a.keyring"))
+        );
+        assert_eq!(
+            spec.destination.cluster.conf,
+            Path::new("/etc/ceph/site-b.conf")
+        );
+        assert_eq!(spec.destination.cluster.client, "admin");
+        assert_eq!(spec.options.mirror_mode, MirrorMode::Snapshot);
+        assert_eq!(spec.timeout().as_secs(), 30);
+    }
+
+    #[test]
+    fn unknown_field_is_reported_with_its_line() {
+        let text = GOOD.replace(
+            "  pools: {cinder: volumes, glance: images}",
+            "  pool: {cinder: volumes}",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("unknown field `pool`"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn entry_with_two_kinds_is_rejected_with_its_index() {
+        let text = GOOD.replace("  - volume: 1234", "  - volume: 1234\n    rbd: volumes/x");
+        let e = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "images[0]: give exactly one of 'volume', 'glance_image' or 'rbd'"
+        );
+    }
+
+    #[test]
+    fn rbd_entry_outside_the_source_pools_is_rejected() {
+        let text = GOOD.replace("rbd: volumes/plain", "rbd: other/plain");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("images[2]: rbd: pool \"other\""), "{e}");
+        let text = GOOD.replace("rbd: volumes/plain", "rbd: justaname");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("not of the form pool/image"), "{e}");
+    }
+
+    #[test]
+    fn client_with_prefix_is_rejected() {
+        let text = GOOD.replace("client: ferry-source", "client: client.ferry-source");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("source.cluster.client:"), "{e}");
+    }
+
+    #[test]
+    fn bad_mirror_mode_names_the_choices() {
+        let text = format!("{GOOD}options: {{mirror_mode: both}}\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `both`"), "{e}");
+        assert!(e.contains("journal") && e.contains("snapshot"), "{e}");
+    }
+
+    #[test]
+    fn glance_image_without_glance_pools_is_rejected() {
+        let text = GOOD.replace(", glance: images}", "}");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("images[1]: glance_image needs source.pools.glance"),
+            "{e}"
+        );
+    }
+}
