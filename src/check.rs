@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::ceph::{
-    CephError, Cluster, ClusterConfig, ErrorKind, Features, Health, ImageMirrorState, MirrorMode,
-    MirrorPeer, PeerDirection, PoolMirrorMode, ServiceDaemon, SnapNamespace, Usage, Watcher,
+    CephError, Cluster, ClusterConfig, ErrorKind, Features, Health, ImageMirrorState, Locker,
+    MirrorMode, MirrorPeer, PeerDirection, PoolMirrorMode, ServiceDaemon, SnapNamespace, Usage,
+    Watcher,
 };
 use crate::spec::{ImageKind, ImageRef, Spec};
 
@@ -135,7 +136,7 @@ pub struct ImageReport {
     pub user_snapshots: Vec<String>,
     pub mirror_snapshots: usize,
     pub watchers: Vec<Watcher>,
-    pub lock_owners: Vec<String>,
+    pub lockers: Vec<Locker>,
     pub mirroring: Option<MirrorMode>,
     pub primary: Option<bool>,
     /// The destination copy already exists (a previous run, or a name clash).
@@ -145,7 +146,7 @@ pub struct ImageReport {
 impl ImageReport {
     /// In use: another client watches the image or holds its lock.
     pub fn in_use(&self) -> bool {
-        !self.watchers.is_empty() || !self.lock_owners.is_empty()
+        !self.watchers.is_empty() || !self.lockers.is_empty()
     }
 }
 
@@ -291,7 +292,7 @@ fn image_report(image: ImageRef, src: Option<&Cluster>, dst: Option<&Cluster>) -
         user_snapshots: Vec::new(),
         mirror_snapshots: 0,
         watchers: Vec::new(),
-        lock_owners: Vec::new(),
+        lockers: Vec::new(),
         mirroring: None,
         primary: None,
         dest_exists: None,
@@ -323,7 +324,7 @@ fn image_report(image: ImageRef, src: Option<&Cluster>, dst: Option<&Cluster>) -
             }
         }
         r.watchers = img.watchers()?;
-        r.lock_owners = img.lock_owners()?;
+        r.lockers = img.lockers()?;
         let mi = img.mirror_info()?;
         if mi.state != ImageMirrorState::Disabled {
             r.mirroring = img.mirror_mode()?;
@@ -564,7 +565,7 @@ pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
             push(
                 Severity::Warning,
                 subject.clone(),
-                format!("in use by {} client(s): {}", who.len().max(img.lock_owners.len()), who.join(", ")),
+                format!("in use by {} client(s): {}", who.len().max(img.lockers.len()), who.join(", ")),
                 Some("changing features on an in-use image can freeze its server: shut the server off first, or allow it explicitly".into()),
             );
         }
@@ -860,7 +861,7 @@ mod tests {
             user_snapshots: vec![],
             mirror_snapshots: 0,
             watchers: vec![],
-            lock_owners: vec![],
+            lockers: vec![],
             mirroring: None,
             primary: None,
             dest_exists: Some(false),

@@ -139,13 +139,18 @@ extern "C" {
         max: *mut size_t,
     ) -> c_int;
     pub fn rbd_watchers_list_cleanup(watchers: *mut rbd_image_watcher_t, n: size_t);
-    pub fn rbd_lock_get_owners(
+    pub fn rbd_list_lockers(
         image: rbd_image_t,
-        mode: *mut c_int,
-        owners: *mut *mut c_char,
-        max: *mut size_t,
-    ) -> c_int;
-    pub fn rbd_lock_get_owners_cleanup(owners: *mut *mut c_char, n: size_t);
+        exclusive: *mut c_int,
+        tag: *mut c_char,
+        tag_len: *mut size_t,
+        clients: *mut c_char,
+        clients_len: *mut size_t,
+        cookies: *mut c_char,
+        cookies_len: *mut size_t,
+        addrs: *mut c_char,
+        addrs_len: *mut size_t,
+    ) -> ssize_t;
 
     pub fn rbd_copy_with_progress(
         image: rbd_image_t,

@@ -11,7 +11,7 @@ use super::error::{check, cstring, CephError, ErrorKind, Result};
 use super::ffi;
 use super::pool::Pool;
 use super::types::{
-    Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, MirrorGlobalStatus, MirrorMode,
+    Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, Locker, MirrorGlobalStatus, MirrorMode,
     SiteState, SiteStatus, SnapNamespace, Snapshot, Watcher,
 };
 
@@ -240,30 +240,59 @@ impl<'p> Image<'p> {
         }
     }
 
-    /// Owners of the image's exclusive lock (empty when unlocked or when the
-    /// image has no exclusive-lock feature).
-    pub fn lock_owners(&self) -> Result<Vec<String>> {
-        let mut max: size_t = 8;
+    /// Holders of locks on the image header: the exclusive lock a running
+    /// client takes (shown as `auto <id>` cookies) and advisory locks. Works
+    /// from a read-only handle, unlike librbd's lock-owner query.
+    pub fn lockers(&self) -> Result<Vec<Locker>> {
+        let mut lens: [size_t; 4] = [64, 256, 256, 256];
         loop {
-            let mut owners: Vec<*mut c_char> = vec![ptr::null_mut(); max];
-            let mut mode: c_int = 0;
-            // SAFETY: array of `max` pointers; librbd writes the count back.
+            let mut bufs: Vec<Vec<c_char>> = lens.iter().map(|&n| vec![0; n.max(1)]).collect();
+            let mut exclusive: c_int = 0;
+            let [tag, clients, cookies, addrs] = &mut bufs[..] else {
+                unreachable!()
+            };
+            let [tl, cl, kl, al] = &mut lens;
+            // SAFETY: four buffers with their lengths; librbd writes needed sizes back.
             let ret = unsafe {
-                ffi::rbd_lock_get_owners(self.handle, &mut mode, owners.as_mut_ptr(), &mut max)
+                ffi::rbd_list_lockers(
+                    self.handle,
+                    &mut exclusive,
+                    tag.as_mut_ptr(),
+                    tl,
+                    clients.as_mut_ptr(),
+                    cl,
+                    cookies.as_mut_ptr(),
+                    kl,
+                    addrs.as_mut_ptr(),
+                    al,
+                )
             };
-            match ret {
-                r if r == -libc::ERANGE => continue,
-                r if r == -libc::ENOENT || r == -libc::EINVAL => return Ok(Vec::new()),
-                r => self.check(r, "rbd_lock_get_owners")?,
+            if ret == -(libc::ERANGE as isize) {
+                continue;
+            }
+            let n = self.check(ret as c_int, "rbd_list_lockers")? as usize;
+            let split = |b: &[c_char], len: size_t| -> Vec<String> {
+                b[..len.min(b.len())]
+                    .split(|c| *c == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        String::from_utf8_lossy(&s.iter().map(|c| *c as u8).collect::<Vec<_>>())
+                            .into_owned()
+                    })
+                    .collect()
             };
-            // SAFETY: librbd filled the first `max` pointers.
-            let out = owners[..max]
-                .iter()
-                .map(|p| unsafe { cstr_lossy(*p) })
-                .collect();
-            // SAFETY: frees exactly the strings librbd allocated.
-            unsafe { ffi::rbd_lock_get_owners_cleanup(owners.as_mut_ptr(), max) };
-            return Ok(out);
+            let (clients, cookies, addrs) = (
+                split(&bufs[1], lens[1]),
+                split(&bufs[2], lens[2]),
+                split(&bufs[3], lens[3]),
+            );
+            return Ok((0..n)
+                .map(|i| Locker {
+                    client: clients.get(i).cloned().unwrap_or_default(),
+                    cookie: cookies.get(i).cloned().unwrap_or_default(),
+                    addr: addrs.get(i).cloned().unwrap_or_default(),
+                })
+                .collect());
         }
     }
 

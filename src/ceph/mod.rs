@@ -18,7 +18,7 @@ pub use error::{CephError, ErrorKind, Result};
 pub use image::Image;
 pub use pool::Pool;
 pub use types::{
-    Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, MirrorGlobalStatus, MirrorMode,
+    Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, Locker, MirrorGlobalStatus, MirrorMode,
     MirrorPeer, PeerDirection, PoolMirrorMode, SiteState, SiteStatus, SnapNamespace, Snapshot,
     Watcher,
 };

@@ -138,6 +138,16 @@ pub struct Watcher {
     pub cookie: u64,
 }
 
+/// A holder of a lock on an image (`rbd lock ls`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Locker {
+    /// Entity, e.g. `client.4142`.
+    pub client: String,
+    /// `auto <n>` for the exclusive lock a running client holds.
+    pub cookie: String,
+    pub addr: String,
+}
+
 /// A pool's mirroring mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -1,0 +1,235 @@
+//! Shared helpers for tests against the real test environment
+//! (`ceph-testenv/testenv up`): the env file, admin connections, unique
+//! names, random data with holes, checksums and cleanup guards.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use ferry::ceph::{Cluster, ClusterConfig, ErrorKind, Image};
+use sha2::{Digest, Sha256};
+
+/// Tests that need rbd-mirror running take this for reading; the test that
+/// stops the daemon takes it for writing, so they never overlap.
+pub static MIRROR_DAEMON: RwLock<()> = RwLock::new(());
+
+/// The running test environment, read from its env file.
+pub struct TestEnv {
+    vars: HashMap<String, String>,
+}
+
+impl TestEnv {
+    /// Loads the env file; panics with how to start the environment when it
+    /// is missing, so a test never passes without it.
+    pub fn load() -> TestEnv {
+        let path = std::env::var_os("FERRY_TESTENV_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("ceph-testenv/state/env")
+            });
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "test environment not found ({}: {e}). Start it with `ceph-testenv/testenv up` \
+                 (or run `make test`, which does)",
+                path.display()
+            )
+        });
+        let vars = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TestEnv { vars }
+    }
+
+    pub fn var(&self, key: &str) -> &str {
+        self.vars
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing from the testenv env file"))
+    }
+
+    pub fn path(&self, key: &str) -> PathBuf {
+        PathBuf::from(self.var(key))
+    }
+
+    /// Admin access to `site-a` or `site-b`.
+    pub fn admin(&self, site: &str) -> ClusterConfig {
+        let k = site_key(site);
+        ClusterConfig {
+            conf: self.path(&format!("{k}_CONF")),
+            keyring: Some(self.path(&format!("{k}_ADMIN_KEYRING"))),
+            client: "admin".into(),
+        }
+    }
+
+    /// The least-privilege storage operator of `site-a` or `site-b`.
+    pub fn operator(&self, site: &str) -> ClusterConfig {
+        let k = site_key(site);
+        ClusterConfig {
+            conf: self.path(&format!("{k}_CONF")),
+            keyring: Some(self.path(&format!("{k}_USER_KEYRING"))),
+            client: self.var(&format!("{k}_USER")).to_string(),
+        }
+    }
+
+    pub fn connect(&self, site: &str) -> Cluster {
+        Cluster::connect(&self.admin(site), Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("connecting to {site}: {e}"))
+    }
+
+    /// The demo spec `testenv up` writes, with `images` replaced.
+    pub fn spec_yaml(&self, images_yaml: &str) -> String {
+        let text = std::fs::read_to_string(self.path("FERRY_TESTENV_DIR").join("demo-spec.yaml"))
+            .expect("demo-spec.yaml");
+        let body: String = text
+            .lines()
+            .filter(|l| !l.starts_with("images:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        format!("{body}images:\n{images_yaml}")
+    }
+
+    /// Runs `ceph`/`rbd` as admin on a site, for test fixtures only.
+    pub fn cli(&self, tool: &str, site: &str, args: &[&str]) -> String {
+        let conf = self.path(&format!("{}_CONF", site_key(site)));
+        let out = Command::new(tool)
+            .arg("-c")
+            .arg(&conf)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {tool}: {e}"));
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn site_key(site: &str) -> &'static str {
+    match site {
+        "site-a" => "SITE_A",
+        "site-b" => "SITE_B",
+        other => panic!("unknown site {other}"),
+    }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Deterministic pseudo-random bytes (xorshift), seeded per image.
+pub struct Noise(u64);
+
+impl Noise {
+    pub fn new(seed: u64) -> Noise {
+        Noise(seed | 1)
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            let b = self.0.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+    }
+}
+
+/// Writes random data into every other `extent`-sized region, leaving holes
+/// between; returns the bytes written.
+pub fn write_with_holes(img: &Image<'_>, size: u64, extent: usize, seed: u64) -> u64 {
+    let mut noise = Noise::new(seed);
+    let mut buf = vec![0u8; extent];
+    let mut written = 0;
+    let mut off = 0u64;
+    while off + extent as u64 <= size {
+        noise.fill(&mut buf);
+        img.write_at(off, &buf).expect("write");
+        written += extent as u64;
+        off += 2 * extent as u64 + 4096 * 3; // a hole, not object-aligned
+    }
+    written
+}
+
+/// SHA-256 of an image's full contents (holes read as zeros).
+pub fn checksum(img: &Image<'_>) -> String {
+    let size = img.info().expect("info").size;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 4 << 20];
+    let mut off = 0;
+    while off < size {
+        let n = (size - off).min(buf.len() as u64) as usize;
+        let got = img.read_at(off, &mut buf[..n]).expect("read");
+        assert_eq!(got, n, "short read at {off}");
+        h.update(&buf[..n]);
+        off += n as u64;
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// Polls `f` until it returns Some or the deadline passes; panics naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Removes an image when dropped: disables mirroring first (which makes
+/// rbd-mirror remove the peer's copy), removes snapshots, then the image.
+pub struct ImageGuard {
+    pub cfg: ClusterConfig,
+    pub pool: String,
+    pub name: String,
+}
+
+impl Drop for ImageGuard {
+    fn drop(&mut self) {
+        let Ok(c) = Cluster::connect(&self.cfg, Duration::from_secs(10)) else {
+            return;
+        };
+        let Ok(pool) = c.pool(&self.pool) else { return };
+        if let Ok(img) = pool.open_image(&self.name) {
+            let _ = img.mirror_disable(true);
+            if let Ok(snaps) = img.snapshots() {
+                for s in snaps {
+                    let _ = img.snap_unprotect(&s.name);
+                    let _ = img.snap_remove(&s.name);
+                }
+            }
+        }
+        for _ in 0..20 {
+            match pool.remove_image(&self.name) {
+                Err(e) if e.kind() == ErrorKind::Busy => {
+                    std::thread::sleep(Duration::from_millis(500))
+                }
+                _ => break,
+            }
+        }
+    }
+}

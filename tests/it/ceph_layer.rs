@@ -1,0 +1,310 @@
+//! ferry's Ceph layer against real clusters: images, features, snapshots,
+//! mirroring in both modes, global status and copies.
+
+use std::time::Duration;
+
+use ferry::ceph::{
+    ErrorKind, Features, ImageMirrorState, MirrorMode, PeerDirection, PoolMirrorMode, SnapNamespace,
+};
+
+use crate::common::{
+    checksum, unique, wait_for, write_with_holes, ImageGuard, TestEnv, MIRROR_DAEMON,
+};
+
+const MIB: u64 = 1 << 20;
+
+/// Waits until the site-b copy of `volumes/name` exists and has `want`.
+fn wait_replicated(env: &TestEnv, pool: &str, name: &str, want: &str) {
+    let b = env.connect("site-b");
+    let pool = b.pool(pool).unwrap();
+    wait_for(
+        &format!("{name} replicated to site-b"),
+        Duration::from_secs(180),
+        || {
+            let img = pool.open_image_read_only(name, None).ok()?;
+            (checksum(&img) == want).then_some(())
+        },
+    );
+}
+
+#[test]
+fn snapshot_mode_image_with_holes_arrives_with_equal_checksum() {
+    let _daemon = MIRROR_DAEMON.read().unwrap();
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let volumes = a.pool("volumes").unwrap();
+    let name = unique("snap");
+    let _guard = ImageGuard {
+        cfg: env.admin("site-a"),
+        pool: "volumes".into(),
+        name: name.clone(),
+    };
+    volumes
+        .create_image(&name, 48 * MIB, Features::DEFAULT)
+        .unwrap();
+    let img = volumes.open_image(&name).unwrap();
+    let written = write_with_holes(&img, 48 * MIB, 3 * MIB as usize, 11);
+    assert!(written > 0 && written < 48 * MIB, "data with holes");
+    let want = checksum(&img);
+
+    img.mirror_enable(MirrorMode::Snapshot).unwrap();
+    assert_eq!(img.mirror_mode().unwrap(), Some(MirrorMode::Snapshot));
+    let info = img.mirror_info().unwrap();
+    assert_eq!(info.state, ImageMirrorState::Enabled);
+    assert!(info.primary);
+    // A mirror snapshot taken after the peer is known carries the data across.
+    let snap_id = img.mirror_snapshot_create().unwrap();
+    let snaps = img.snapshots().unwrap();
+    assert!(
+        snaps
+            .iter()
+            .any(|s| s.id == snap_id && s.namespace == SnapNamespace::Mirror),
+        "mirror snapshot listed: {snaps:?}"
+    );
+
+    wait_replicated(&env, "volumes", &name, &want);
+
+    let b = env.connect("site-b");
+    let bpool = b.pool("volumes").unwrap();
+    let copy = bpool.open_image_read_only(&name, None).unwrap();
+    let binfo = copy.mirror_info().unwrap();
+    assert!(!binfo.primary, "site-b holds the non-primary copy");
+    assert_eq!(binfo.global_id, info.global_id);
+    // librbd's global status on the primary shows the receiving site's state,
+    // which the rbd CLI does not.
+    let status = wait_for(
+        "site-b's status of the image",
+        Duration::from_secs(90),
+        || {
+            let st = img.mirror_global_status().ok()?;
+            st.sites.iter().find(|s| !s.is_local() && s.up).cloned()
+        },
+    );
+    assert!(
+        status.summary() == "up+replaying" || status.summary() == "up+syncing",
+        "remote site status {status:?}"
+    );
+}
+
+#[test]
+fn journal_mode_image_arrives_with_equal_checksum() {
+    let _daemon = MIRROR_DAEMON.read().unwrap();
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let volumes = a.pool("volumes").unwrap();
+    let name = unique("journal");
+    let _guard = ImageGuard {
+        cfg: env.admin("site-a"),
+        pool: "volumes".into(),
+        name: name.clone(),
+    };
+    volumes
+        .create_image(
+            &name,
+            24 * MIB,
+            Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::JOURNALING,
+        )
+        .unwrap();
+    let img = volumes.open_image(&name).unwrap();
+    write_with_holes(&img, 24 * MIB, MIB as usize, 23);
+    let want = checksum(&img);
+    img.mirror_enable(MirrorMode::Journal).unwrap();
+    assert_eq!(img.mirror_mode().unwrap(), Some(MirrorMode::Journal));
+    wait_replicated(&env, "volumes", &name, &want);
+}
+
+#[test]
+fn journaling_needs_feature_changes_in_order_and_they_round_trip() {
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let volumes = a.pool("volumes").unwrap();
+    let name = unique("features");
+    let _guard = ImageGuard {
+        cfg: env.admin("site-a"),
+        pool: "volumes".into(),
+        name: name.clone(),
+    };
+    volumes
+        .create_image(&name, 8 * MIB, Features::DEFAULT)
+        .unwrap();
+    let img = volumes.open_image(&name).unwrap();
+    assert_eq!(img.features().unwrap(), Features::DEFAULT);
+    // journaling depends on exclusive-lock: librbd refuses, as a typed error.
+    let plain = unique("plain");
+    let _g2 = ImageGuard {
+        cfg: env.admin("site-a"),
+        pool: "volumes".into(),
+        name: plain.clone(),
+    };
+    volumes
+        .create_image(&plain, MIB, Features::LAYERING)
+        .unwrap();
+    let e = volumes
+        .open_image(&plain)
+        .unwrap()
+        .update_features(Features::JOURNALING, true)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("rbd_update_features(volumes/{plain}): EINVAL")),
+        "error names the call and the image: {e}"
+    );
+    // In 16.2 disabling fast-diff takes object-map with it, and disabling a
+    // feature that is already off is EINVAL: change only what is still on.
+    img.update_features(Features::DEEP_FLATTEN, false).unwrap();
+    img.update_features(Features::FAST_DIFF, false).unwrap();
+    let e = img
+        .update_features(Features::DEEP_FLATTEN, false)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(!img.features().unwrap().contains(Features::OBJECT_MAP));
+    img.update_features(Features::JOURNALING, true).unwrap();
+    assert_eq!(
+        img.features().unwrap(),
+        Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::JOURNALING
+    );
+    img.update_features(Features::JOURNALING, false).unwrap();
+    img.update_features(Features::OBJECT_MAP | Features::FAST_DIFF, true)
+        .unwrap();
+    // deep-flatten cannot be enabled again once disabled: librbd refuses.
+    let e = img
+        .update_features(Features::DEEP_FLATTEN, true)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+}
+
+#[test]
+fn copy_snapshots_and_protect_on_the_destination() {
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let b = env.connect("site-b");
+    let src_pool = a.pool("volumes").unwrap();
+    let dst_pool = b.pool(env.var("DEST_GLANCE_POOL")).unwrap();
+    let name = unique("copy");
+    let _g1 = ImageGuard {
+        cfg: env.admin("site-a"),
+        pool: "volumes".into(),
+        name: name.clone(),
+    };
+    let _g2 = ImageGuard {
+        cfg: env.admin("site-b"),
+        pool: env.var("DEST_GLANCE_POOL").into(),
+        name: name.clone(),
+    };
+    src_pool
+        .create_image(&name, 20 * MIB, Features::DEFAULT)
+        .unwrap();
+    let img = src_pool.open_image(&name).unwrap();
+    write_with_holes(&img, 20 * MIB, 2 * MIB as usize, 5);
+    img.snap_create("base").unwrap();
+    // Data written after the snapshot must not be in a copy made from it.
+    img.write_at(0, &[0xAB; 4096]).unwrap();
+    let at_snap = src_pool.open_image_read_only(&name, Some("base")).unwrap();
+    let want = checksum(&at_snap);
+    assert_ne!(want, checksum(&img));
+
+    // One process holds both clusters and copies across them.
+    let mut last = (0, 0);
+    at_snap
+        .copy_to(&dst_pool, &name, |done, total| {
+            last = (done, total);
+            true
+        })
+        .unwrap();
+    assert_eq!(last.1, 20 * MIB, "progress reports the total");
+    let copy = dst_pool.open_image(&name).unwrap();
+    assert_eq!(checksum(&copy), want);
+    let e = at_snap.copy_to(&dst_pool, &name, |_, _| true).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Exists, "{e}");
+
+    copy.snap_create("snap").unwrap();
+    assert!(!copy.snap_is_protected("snap").unwrap());
+    copy.snap_protect("snap").unwrap();
+    assert!(copy.snap_is_protected("snap").unwrap());
+    let snaps = copy.snapshots().unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(
+        (snaps[0].name.as_str(), snaps[0].namespace),
+        ("snap", SnapNamespace::User)
+    );
+}
+
+#[test]
+fn watchers_show_clients_that_hold_an_image_open() {
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let volumes = a.pool("volumes").unwrap();
+    let name = unique("watch");
+    let _guard = ImageGuard {
+        cfg: env.admin("site-a"),
+        pool: "volumes".into(),
+        name: name.clone(),
+    };
+    volumes
+        .create_image(&name, 4 * MIB, Features::DEFAULT)
+        .unwrap();
+    let ro = volumes.open_image_read_only(&name, None).unwrap();
+    assert_eq!(
+        ro.watchers().unwrap(),
+        vec![],
+        "a read-only handle does not watch"
+    );
+    let rw = volumes.open_image(&name).unwrap();
+    assert_eq!(
+        ro.watchers().unwrap().len(),
+        1,
+        "the read-write handle watches"
+    );
+    rw.write_at(0, &[1; 512]).unwrap();
+    // A read-only handle does not see header changes: open a fresh one.
+    let fresh = volumes.open_image_read_only(&name, None).unwrap();
+    let lockers = fresh.lockers().unwrap();
+    assert_eq!(lockers.len(), 1, "writing took the exclusive lock");
+    assert!(lockers[0].cookie.starts_with("auto "), "{lockers:?}");
+    rw.close().unwrap();
+    assert_eq!(ro.watchers().unwrap(), vec![]);
+}
+
+#[test]
+fn errors_are_typed_and_name_the_object() {
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let e = a.pool("no-such-pool").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(e.to_string().contains("site-a/no-such-pool"), "{e}");
+    let volumes = a.pool("volumes").unwrap();
+    let e = volumes.open_image("no-such-image").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        e.to_string(),
+        "rbd_open(volumes/no-such-image): ENOENT (not found)"
+    );
+    let e = volumes.open_image("bad\0name").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn pools_peers_and_daemon_as_the_testenv_set_them_up() {
+    let _daemon = MIRROR_DAEMON.read().unwrap();
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let b = env.connect("site-b");
+    assert_eq!(a.fsid().unwrap(), env.var("SITE_A_FSID"));
+    assert_eq!(
+        a.pool("volumes").unwrap().mirror_mode().unwrap(),
+        PoolMirrorMode::Image
+    );
+    assert_eq!(
+        a.pool("images").unwrap().mirror_mode().unwrap(),
+        PoolMirrorMode::Pool
+    );
+    let peers = b.pool("volumes").unwrap().mirror_peers().unwrap();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].direction, PeerDirection::RxOnly);
+    assert_eq!(peers[0].site_name, "site-a");
+    let daemons = b.service_daemons("rbd-mirror").unwrap();
+    assert_eq!(daemons.len(), 1, "{daemons:?}");
+    assert_eq!(b.health().unwrap().status, "HEALTH_OK");
+    assert!(b.usage().unwrap().total_bytes > 0);
+}

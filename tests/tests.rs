@@ -1,0 +1,9 @@
+//! Integration tests against the real two-cluster test environment
+//! (`ceph-testenv/testenv up`). One binary, a module per capability.
+
+mod common;
+
+mod it {
+    mod ceph_layer;
+    mod check;
+}
