@@ -565,7 +565,16 @@ pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
             push(
                 Severity::Warning,
                 subject.clone(),
-                format!("in use by {} client(s): {}", who.len().max(img.lockers.len()), who.join(", ")),
+                format!(
+                    "in use by {} client(s): {}{}",
+                    who.len().max(img.lockers.len()),
+                    who.join(", "),
+                    if img.mirroring.is_some() {
+                        " (a mirrored image is also watched by the peer's rbd-mirror daemon)"
+                    } else {
+                        ""
+                    }
+                ),
                 Some("changing features on an in-use image can freeze its server: shut the server off first, or allow it explicitly".into()),
             );
         }

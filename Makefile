@@ -1,0 +1,41 @@
+# ferry: the two commands a new user needs are `make demo` and `make test`.
+# Both install what they need (Debian packages, needs root or sudo), build,
+# and start the two-cluster test environment in ceph-testenv/.
+
+CARGO ?= cargo
+TESTENV := ceph-testenv/testenv
+
+.PHONY: all build deps testenv test lint demo down status clean
+
+all: build
+
+deps:
+	$(TESTENV) install
+
+build: deps
+	$(CARGO) build --release
+
+testenv: deps
+	$(TESTENV) up
+
+## The README's test command: unit tests, then integration tests on the real clusters.
+test: testenv
+	$(CARGO) test
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## The README's demo command.
+demo: build testenv
+	ceph-testenv/demo
+
+status:
+	$(TESTENV) status
+
+down:
+	$(TESTENV) down
+
+clean: down
+	rm -rf ceph-testenv/state
+	$(CARGO) clean
