@@ -50,6 +50,32 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Show what a migration would do, step by step, without changing anything.
+    ///
+    /// Reads the source images named in SPEC (features, snapshots, mirroring,
+    /// users) and prints the plan: per image, the ordered steps, the role
+    /// that performs each one and what it waits for. `--output json|yaml`
+    /// prints the same plan as data.
+    ///
+    /// Example: ferry plan migration.yaml --output yaml > plan.yaml
+    Plan {
+        /// The migration spec (YAML); see docs/spec.md.
+        spec: PathBuf,
+        /// Output form.
+        #[arg(long, short, value_enum, default_value_t = PlanOutput::Text)]
+        output: PlanOutput,
+    },
+}
+
+/// Output form of `ferry plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanOutput {
+    /// Readable text.
+    Text,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
 }
 
 /// Runs a parsed command line; the returned code is the process exit status.
@@ -70,6 +96,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Plan { spec: path, output } => {
+            let spec = Spec::load(&path)?;
+            let facts = crate::plan::discover(&spec)
+                .with_context(|| format!("reading the source images of {}", path.display()))?;
+            let plan = crate::plan::build(&crate::plan::BuildOptions::from_spec(&spec), &facts);
+            match output {
+                PlanOutput::Text => print!("{}", crate::plan::render_text(&plan)),
+                PlanOutput::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+                PlanOutput::Yaml => print!("{}", serde_yaml::to_string(&plan)?),
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -2,10 +2,11 @@
 //! two Ceph-backed clouds, letting Ceph's rbd-mirror carry the bytes.
 //!
 //! The library holds all logic; `main.rs` only parses arguments and calls
-//! `cli::run`. `spec` parsing and `check::assess` are pure; `ceph` is the only
+//! `cli::run`. `spec` parsing, `plan::build` and `check::assess` are pure; `ceph` is the only
 //! module that talks to Ceph (and the only one with `unsafe`).
 
 pub mod ceph;
 pub mod check;
 pub mod cli;
+pub mod plan;
 pub mod spec;

@@ -80,6 +80,14 @@ pub struct Options {
     /// Seconds to wait for a monitor or OSD before giving up (default 30).
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// Change features of images that a client has open (default: refuse;
+    /// doing so can freeze the server using the image).
+    #[serde(default)]
+    pub allow_in_use: bool,
+    /// Include the cleanup steps: disable mirroring on the source images and
+    /// restore their original features (default: off).
+    #[serde(default)]
+    pub cleanup: bool,
 }
 
 fn default_mode() -> MirrorMode {
@@ -95,6 +103,8 @@ impl Default for Options {
         Options {
             mirror_mode: default_mode(),
             timeout_seconds: default_timeout(),
+            allow_in_use: false,
+            cleanup: false,
         }
     }
 }
@@ -118,7 +128,7 @@ pub struct ImageEntry {
 }
 
 /// Which OpenStack service an image belongs to, which decides its pools.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ImageKind {
     Cinder,
@@ -126,7 +136,7 @@ pub enum ImageKind {
 }
 
 /// An image entry resolved against the spec's pools.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRef {
     pub kind: ImageKind,
     /// Source pool.

@@ -6,4 +6,5 @@ mod common;
 mod it {
     mod ceph_layer;
     mod check;
+    mod plan;
 }

@@ -1,0 +1,564 @@
+//! Builds a plan from the spec and the discovered facts. Pure: the same
+//! inputs always give the same plan, and nothing is read or written.
+
+use crate::ceph::{Features, MirrorMode, PoolMirrorMode};
+use crate::spec::{ImageKind, ImageRef};
+
+use super::{Action, Check, ImageAt, ImageFacts, ImagePlan, Plan, Role, Site, Step};
+
+/// The choices that shape a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Mirroring mode for Cinder-pool images (Glance pools mirror per pool,
+    /// which carries only journaled images).
+    pub mode: MirrorMode,
+    /// Allow feature changes and the cut-over on images a client has open.
+    pub allow_in_use: bool,
+    /// Add the cleanup steps.
+    pub cleanup: bool,
+    pub source_cluster: String,
+    pub destination_cluster: String,
+}
+
+impl BuildOptions {
+    /// The options a spec sets.
+    pub fn from_spec(spec: &crate::spec::Spec) -> BuildOptions {
+        BuildOptions {
+            mode: spec.options.mirror_mode,
+            allow_in_use: spec.options.allow_in_use,
+            cleanup: spec.options.cleanup,
+            source_cluster: spec.source.cluster.cluster_name(),
+            destination_cluster: spec.destination.cluster.cluster_name(),
+        }
+    }
+}
+
+/// Features journal-based mirroring cannot coexist with, in the order they
+/// must be disabled (deep-flatten first; in 16.2 disabling fast-diff also
+/// takes object-map, so each is re-checked before it is disabled).
+const JOURNAL_BLOCKERS: [Features; 3] = [
+    Features::DEEP_FLATTEN,
+    Features::FAST_DIFF,
+    Features::OBJECT_MAP,
+];
+
+/// A step before it gets its id: name, role, action, requires, done-when.
+type Draft = (&'static str, Role, Action, Vec<Check>, Vec<Check>);
+
+/// Builds the whole plan.
+pub fn build(opts: &BuildOptions, images: &[(ImageRef, ImageFacts)]) -> Plan {
+    Plan {
+        mode: opts.mode,
+        source_cluster: opts.source_cluster.clone(),
+        destination_cluster: opts.destination_cluster.clone(),
+        cleanup: opts.cleanup,
+        images: images
+            .iter()
+            .enumerate()
+            .map(|(i, (r, f))| image_plan(opts, i + 1, r, f))
+            .collect(),
+    }
+}
+
+/// The mode an image is mirrored in: a pool-mode pool mirrors by journal.
+pub fn image_mode(opts: &BuildOptions, r: &ImageRef, facts: &ImageFacts) -> MirrorMode {
+    if let Some(m) = facts.mirroring {
+        return m; // already mirroring: keep what the operator set up
+    }
+    if r.kind == ImageKind::Glance || facts.pool_mode == PoolMirrorMode::Pool {
+        MirrorMode::Journal
+    } else {
+        opts.mode
+    }
+}
+
+fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -> ImagePlan {
+    let mode = image_mode(opts, r, facts);
+    let src = ImageAt {
+        site: Site::Source,
+        pool: r.pool.clone(),
+        image: r.name.clone(),
+        snap: None,
+    };
+    let mirrored = ImageAt {
+        site: Site::Destination,
+        pool: r.mirrored_pool.clone(),
+        image: r.name.clone(),
+        snap: None,
+    };
+    let dest = ImageAt {
+        site: Site::Destination,
+        pool: r.dest_pool.clone(),
+        image: r.dest_name.clone(),
+        snap: None,
+    };
+    let idle = if opts.allow_in_use {
+        vec![]
+    } else {
+        vec![Check::NotInUse { image: src.clone() }]
+    };
+    let synced = Check::MirrorSynced {
+        source: src.clone(),
+        mirrored: mirrored.clone(),
+        mode,
+    };
+    let verified = Check::ChecksumsEqual {
+        source: src.clone(),
+        destination: dest.clone(),
+    };
+
+    let mut steps: Vec<Draft> = Vec::new();
+    steps.push((
+        "preflight",
+        Role::SourceStorage,
+        Action::Preflight { image: src.clone() },
+        vec![Check::Exists { image: src.clone() }],
+        vec![],
+    ));
+    steps.push((
+        "record-original-state",
+        Role::SourceStorage,
+        Action::RecordOriginalState { image: src.clone() },
+        vec![],
+        vec![],
+    ));
+
+    let mut added = Features(0);
+    let mut removed = Features(0);
+    let mut warnings = Vec::new();
+    if !facts.user_snapshots.is_empty() {
+        warnings.push(format!(
+            "{} snapshot(s) are mirrored too: {}",
+            facts.user_snapshots.len(),
+            facts.user_snapshots.join(", ")
+        ));
+    }
+    if facts.in_use {
+        warnings.push(if opts.allow_in_use {
+            "in use, and allowed: feature changes on an in-use image can freeze its server".into()
+        } else {
+            "in use: the steps that need an idle image wait until no client has it open".into()
+        });
+    }
+    if mode == MirrorMode::Journal {
+        let disable: Vec<Features> = JOURNAL_BLOCKERS
+            .into_iter()
+            .filter(|f| facts.features.contains(*f))
+            .collect();
+        if !disable.is_empty() {
+            let all = disable.iter().fold(Features(0), |a, f| a | *f);
+            removed = all;
+            if all.contains(Features::DEEP_FLATTEN) {
+                warnings.push(
+                    "deep-flatten is disabled for journaling and cannot be enabled again".into(),
+                );
+            }
+            steps.push((
+                "disable-features",
+                Role::SourceStorage,
+                Action::DisableFeatures {
+                    image: src.clone(),
+                    features: disable,
+                },
+                idle.clone(),
+                vec![Check::FeaturesAbsent {
+                    image: src.clone(),
+                    features: all,
+                }],
+            ));
+        }
+        let enable: Vec<Features> = [Features::EXCLUSIVE_LOCK, Features::JOURNALING]
+            .into_iter()
+            .filter(|f| !facts.features.contains(*f))
+            .collect();
+        added = enable.iter().fold(Features(0), |a, f| a | *f);
+        if !enable.is_empty() {
+            steps.push((
+                "enable-features",
+                Role::SourceStorage,
+                Action::EnableFeatures {
+                    image: src.clone(),
+                    features: enable,
+                },
+                idle.clone(),
+                vec![Check::FeaturesPresent {
+                    image: src.clone(),
+                    features: added,
+                }],
+            ));
+        }
+    }
+    // A pool-mode pool mirrors every journaled image by itself.
+    let pool_mode = facts.pool_mode == PoolMirrorMode::Pool;
+    if !pool_mode {
+        steps.push((
+            "enable-mirroring",
+            Role::SourceStorage,
+            Action::EnableMirroring {
+                image: src.clone(),
+                mode,
+            },
+            vec![],
+            vec![Check::MirroringEnabled {
+                image: src.clone(),
+                mode,
+            }],
+        ));
+    }
+    if mode == MirrorMode::Snapshot {
+        steps.push((
+            "cut-over-snapshot",
+            Role::SourceStorage,
+            Action::CreateMirrorSnapshot { image: src.clone() },
+            idle.clone(),
+            vec![],
+        ));
+    }
+    steps.push((
+        "wait-for-sync",
+        Role::DestinationStorage,
+        Action::WaitForSync {
+            source: src.clone(),
+            mirrored: mirrored.clone(),
+            mode,
+        },
+        // Journal mode cuts over here: in sync while nobody writes. Snapshot
+        // mode cut over at its mirror snapshot, so the image may be back in use.
+        if mode == MirrorMode::Journal {
+            [
+                vec![Check::Exists {
+                    image: mirrored.clone(),
+                }],
+                idle.clone(),
+            ]
+            .concat()
+        } else {
+            vec![Check::Exists {
+                image: mirrored.clone(),
+            }]
+        },
+        vec![synced.clone()],
+    ));
+    steps.push((
+        "copy",
+        Role::DestinationStorage,
+        Action::Copy {
+            from: mirrored.clone(),
+            to: dest.clone(),
+        },
+        vec![
+            synced.clone(),
+            Check::Absent {
+                image: dest.clone(),
+            },
+        ],
+        vec![Check::Exists {
+            image: dest.clone(),
+        }],
+    ));
+    if r.kind == ImageKind::Glance {
+        let at_snap = ImageAt {
+            snap: Some("snap".into()),
+            ..dest.clone()
+        };
+        steps.push((
+            "snapshot-and-protect",
+            Role::DestinationStorage,
+            Action::SnapshotAndProtect {
+                image: at_snap.clone(),
+            },
+            vec![Check::Exists {
+                image: dest.clone(),
+            }],
+            vec![Check::SnapshotProtected { image: at_snap }],
+        ));
+    }
+    steps.push((
+        "verify",
+        Role::DestinationStorage,
+        Action::Verify {
+            source: src.clone(),
+            destination: dest.clone(),
+        },
+        vec![Check::Exists {
+            image: dest.clone(),
+        }],
+        vec![verified.clone()],
+    ));
+    if opts.cleanup {
+        if !pool_mode && facts.mirroring.is_none() {
+            steps.push((
+                "disable-mirroring",
+                Role::Cleanup,
+                Action::DisableMirroring { image: src.clone() },
+                vec![verified.clone()],
+                vec![Check::MirroringDisabled { image: src.clone() }],
+            ));
+        }
+        if added.0 != 0 || removed.0 != 0 {
+            steps.push((
+                "restore-features",
+                Role::Cleanup,
+                Action::RestoreFeatures { image: src.clone() },
+                vec![verified.clone()],
+                vec![
+                    Check::FeaturesAbsent {
+                        image: src.clone(),
+                        features: added,
+                    },
+                    Check::FeaturesPresent {
+                        image: src.clone(),
+                        features: Features(facts.features.0 & !Features::DEEP_FLATTEN.0),
+                    },
+                ],
+            ));
+        }
+    }
+
+    let mut out: Vec<Step> = Vec::with_capacity(steps.len());
+    for (j, (name, role, action, requires, done_when)) in steps.into_iter().enumerate() {
+        let after = out.last().map(|p| vec![p.id.clone()]).unwrap_or_default();
+        out.push(Step {
+            id: format!("{n}.{}", j + 1),
+            name: name.to_string(),
+            role,
+            action,
+            after,
+            requires,
+            done_when,
+        });
+    }
+    ImagePlan {
+        image: r.clone(),
+        mode,
+        facts: facts.clone(),
+        warnings,
+        steps: out,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Plan;
+
+    fn opts(mode: MirrorMode, cleanup: bool) -> BuildOptions {
+        BuildOptions {
+            mode,
+            allow_in_use: false,
+            cleanup,
+            source_cluster: "ceph".into(),
+            destination_cluster: "cephpa1".into(),
+        }
+    }
+
+    fn volume(features: Features) -> (ImageRef, ImageFacts) {
+        (
+            ImageRef {
+                kind: ImageKind::Cinder,
+                pool: "oscinder".into(),
+                name: "volume-1".into(),
+                mirrored_pool: "oscinder".into(),
+                dest_pool: "cinder-ceph-pa1-cl1".into(),
+                dest_name: "volume-1".into(),
+            },
+            ImageFacts {
+                size: 1 << 30,
+                features,
+                user_snapshots: vec![],
+                mirroring: None,
+                in_use: false,
+                pool_mode: PoolMirrorMode::Image,
+            },
+        )
+    }
+
+    fn glance(features: Features) -> (ImageRef, ImageFacts) {
+        let (mut r, mut f) = volume(features);
+        r.kind = ImageKind::Glance;
+        r.pool = "osglance".into();
+        r.name = "abcd".into();
+        r.mirrored_pool = "osglance".into();
+        r.dest_pool = "glance-ct1-cl1".into();
+        r.dest_name = "abcd".into();
+        f.pool_mode = PoolMirrorMode::Pool;
+        (r, f)
+    }
+
+    fn names(plan: &Plan) -> Vec<&str> {
+        plan.images[0]
+            .steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn snapshot_mode_needs_no_feature_changes() {
+        let plan = build(
+            &opts(MirrorMode::Snapshot, false),
+            &[volume(Features::DEFAULT)],
+        );
+        assert_eq!(
+            names(&plan),
+            [
+                "preflight",
+                "record-original-state",
+                "enable-mirroring",
+                "cut-over-snapshot",
+                "wait-for-sync",
+                "copy",
+                "verify"
+            ]
+        );
+        let steps = &plan.images[0].steps;
+        assert_eq!(steps[2].role, Role::SourceStorage);
+        assert_eq!(steps[4].role, Role::DestinationStorage);
+        assert_eq!(
+            steps[3].requires,
+            vec![Check::NotInUse {
+                image: steps[0].action_image()
+            }]
+        );
+        assert_eq!(plan.steps_for(Role::Cleanup).count(), 0);
+    }
+
+    #[test]
+    fn steps_are_chained_with_stable_ids() {
+        let plan = build(
+            &opts(MirrorMode::Snapshot, false),
+            &[volume(Features::DEFAULT), volume(Features::DEFAULT)],
+        );
+        let second = &plan.images[1].steps;
+        assert_eq!(second[0].id, "2.1");
+        assert!(second[0].after.is_empty());
+        assert_eq!(second[1].after, vec!["2.1".to_string()]);
+    }
+
+    #[test]
+    fn journal_mode_disables_blockers_in_order_and_cleanup_restores() {
+        let plan = build(
+            &opts(MirrorMode::Journal, true),
+            &[volume(Features::DEFAULT)],
+        );
+        assert_eq!(
+            names(&plan),
+            [
+                "preflight",
+                "record-original-state",
+                "disable-features",
+                "enable-features",
+                "enable-mirroring",
+                "wait-for-sync",
+                "copy",
+                "verify",
+                "disable-mirroring",
+                "restore-features"
+            ]
+        );
+        let steps = &plan.images[0].steps;
+        let Action::DisableFeatures { features, .. } = &steps[2].action else {
+            panic!("{:?}", steps[2].action)
+        };
+        assert_eq!(
+            features,
+            &[
+                Features::DEEP_FLATTEN,
+                Features::FAST_DIFF,
+                Features::OBJECT_MAP
+            ]
+        );
+        let Action::EnableFeatures { features, .. } = &steps[3].action else {
+            panic!()
+        };
+        assert_eq!(
+            features,
+            &[Features::JOURNALING],
+            "exclusive-lock is already on"
+        );
+        // Cleanup cannot bring deep-flatten back, and says so.
+        let restore = &steps[9];
+        assert_eq!(restore.role, Role::Cleanup);
+        assert!(restore.done_when.contains(&Check::FeaturesPresent {
+            image: steps[0].action_image(),
+            features: Features::LAYERING
+                | Features::EXCLUSIVE_LOCK
+                | Features::OBJECT_MAP
+                | Features::FAST_DIFF,
+        }));
+        assert_eq!(
+            plan.images[0].warnings,
+            ["deep-flatten is disabled for journaling and cannot be enabled again"]
+        );
+        // Nothing destroys source data before the checksums agree.
+        for s in &steps[8..] {
+            assert!(s
+                .requires
+                .iter()
+                .any(|c| matches!(c, Check::ChecksumsEqual { .. })));
+        }
+    }
+
+    #[test]
+    fn glance_image_in_a_pool_mode_pool_is_journaled_and_protected() {
+        let plan = build(
+            &opts(MirrorMode::Snapshot, true),
+            &[glance(Features::LAYERING)],
+        );
+        assert_eq!(plan.images[0].mode, MirrorMode::Journal);
+        assert_eq!(
+            names(&plan),
+            [
+                "preflight",
+                "record-original-state",
+                "enable-features",
+                "wait-for-sync",
+                "copy",
+                "snapshot-and-protect",
+                "verify",
+                "restore-features"
+            ]
+        );
+        let Action::SnapshotAndProtect { image } = &plan.images[0].steps[5].action else {
+            panic!()
+        };
+        assert_eq!(image.to_string(), "destination:glance-ct1-cl1/abcd@snap");
+    }
+
+    #[test]
+    fn in_use_images_wait_unless_allowed() {
+        let (r, mut f) = volume(Features::DEFAULT);
+        f.in_use = true;
+        f.user_snapshots = vec!["s1".into()];
+        let mut o = opts(MirrorMode::Journal, false);
+        let plan = build(&o, &[(r.clone(), f.clone())]);
+        assert!(plan.images[0].steps[2]
+            .requires
+            .iter()
+            .any(|c| matches!(c, Check::NotInUse { .. })));
+        assert_eq!(
+            plan.images[0].warnings.len(),
+            3,
+            "{:?}",
+            plan.images[0].warnings
+        );
+        o.allow_in_use = true;
+        let plan = build(&o, &[(r, f)]);
+        assert!(plan.images[0].steps.iter().all(|s| !s
+            .requires
+            .iter()
+            .any(|c| matches!(c, Check::NotInUse { .. }))));
+    }
+
+    #[test]
+    fn plan_round_trips_through_yaml_and_json() {
+        let plan = build(
+            &opts(MirrorMode::Journal, true),
+            &[volume(Features::DEFAULT), glance(Features::LAYERING)],
+        );
+        let yaml = serde_yaml::to_string(&plan).unwrap();
+        assert_eq!(serde_yaml::from_str::<Plan>(&yaml).unwrap(), plan);
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    }
+}

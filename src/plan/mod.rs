@@ -1,0 +1,233 @@
+//! The plan: what a migration does, as data. Per image, an ordered list of
+//! typed steps, each tagged with the role that performs it, what must hold
+//! before it runs, and what can be observed once it is done.
+//!
+//! Building a plan is pure (`build`); discovery (`discover`) only reads.
+//! ferry's own execution and the per-role scripts are two readings of the
+//! same `Plan`, so they cannot drift apart.
+
+mod build;
+mod discover;
+mod text;
+
+pub use build::{build, BuildOptions};
+pub use discover::{discover, ImageFacts};
+pub use text::render_text;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ceph::{Features, MirrorMode};
+use crate::spec::ImageRef;
+
+/// Who performs a step; each role holds only its own credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Ceph admin of the source cluster.
+    SourceStorage,
+    /// Ceph admin of the destination cluster.
+    DestinationStorage,
+    /// Tenant admin of the source cloud.
+    SourceCloud,
+    /// Tenant admin of the destination cloud.
+    DestinationCloud,
+    /// Ceph admin of the source cluster, after the destination is verified.
+    Cleanup,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::SourceStorage => "source-storage",
+            Role::DestinationStorage => "destination-storage",
+            Role::SourceCloud => "source-cloud",
+            Role::DestinationCloud => "destination-cloud",
+            Role::Cleanup => "cleanup",
+        })
+    }
+}
+
+/// Which cluster a check or action is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Site {
+    Source,
+    Destination,
+}
+
+/// An image on one site, optionally at a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageAt {
+    pub site: Site,
+    pub pool: String,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snap: Option<String>,
+}
+
+impl std::fmt::Display for ImageAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let site = match self.site {
+            Site::Source => "source",
+            Site::Destination => "destination",
+        };
+        write!(f, "{site}:{}/{}", self.pool, self.image)?;
+        if let Some(s) = &self.snap {
+            write!(f, "@{s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A state of the world that can be observed (through librbd, or `rbd` in a
+/// script). Steps use checks as preconditions and as proof of completion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "check", rename_all = "kebab-case")]
+pub enum Check {
+    /// The image exists.
+    Exists { image: ImageAt },
+    /// The image does not exist.
+    Absent { image: ImageAt },
+    /// No client watches the image (no running VM uses it).
+    NotInUse { image: ImageAt },
+    /// All of these features are enabled.
+    FeaturesPresent { image: ImageAt, features: Features },
+    /// None of these features is enabled.
+    FeaturesAbsent { image: ImageAt, features: Features },
+    /// Mirroring is enabled on the image in this mode.
+    MirroringEnabled { image: ImageAt, mode: MirrorMode },
+    /// Mirroring is disabled on the image.
+    MirroringDisabled { image: ImageAt },
+    /// The destination's mirrored copy holds everything the source had at the
+    /// cut-over point (snapshot mode: the final mirror snapshot is complete;
+    /// journal mode: no entries behind primary).
+    MirrorSynced {
+        source: ImageAt,
+        mirrored: ImageAt,
+        mode: MirrorMode,
+    },
+    /// The snapshot exists and is protected.
+    SnapshotProtected { image: ImageAt },
+    /// Both images have the same content.
+    ChecksumsEqual {
+        source: ImageAt,
+        destination: ImageAt,
+    },
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Read-only checks; refuses to go on when one fails.
+    Preflight { image: ImageAt },
+    /// Remember the image's features and mirroring state for cleanup.
+    RecordOriginalState { image: ImageAt },
+    /// Disable features, one at a time, in this order.
+    DisableFeatures {
+        image: ImageAt,
+        features: Vec<Features>,
+    },
+    /// Enable features, one at a time, in this order.
+    EnableFeatures {
+        image: ImageAt,
+        features: Vec<Features>,
+    },
+    /// `rbd mirror image enable <image> <mode>`.
+    EnableMirroring { image: ImageAt, mode: MirrorMode },
+    /// Take a mirror snapshot: the cut-over point in snapshot mode.
+    CreateMirrorSnapshot { image: ImageAt },
+    /// Wait, with progress, until the mirrored copy has caught up.
+    WaitForSync {
+        source: ImageAt,
+        mirrored: ImageAt,
+        mode: MirrorMode,
+    },
+    /// Copy an image into another pool (same cluster).
+    Copy { from: ImageAt, to: ImageAt },
+    /// Create and protect a snapshot (Glance clones from `<image>@snap`).
+    SnapshotAndProtect { image: ImageAt },
+    /// Compare checksums of source and destination.
+    Verify {
+        source: ImageAt,
+        destination: ImageAt,
+    },
+    /// Disable mirroring on the source image (rbd-mirror then removes the
+    /// mirrored copy on the destination).
+    DisableMirroring { image: ImageAt },
+    /// Put back the features recorded before the migration.
+    RestoreFeatures { image: ImageAt },
+}
+
+/// One step of an image's migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// Stable id: `<image index>.<step index>`, e.g. `2.4`.
+    pub id: String,
+    /// Short name, e.g. `enable-mirroring`.
+    pub name: String,
+    pub role: Role,
+    pub action: Action,
+    /// Ids of steps that must be done first.
+    pub after: Vec<String>,
+    /// What must hold before the step may act.
+    pub requires: Vec<Check>,
+    /// What shows the step is done; a step whose checks all hold is skipped.
+    pub done_when: Vec<Check>,
+}
+
+impl Step {
+    /// The image the step acts on (for copies and comparisons: the source).
+    pub fn action_image(&self) -> ImageAt {
+        match &self.action {
+            Action::Preflight { image }
+            | Action::RecordOriginalState { image }
+            | Action::DisableFeatures { image, .. }
+            | Action::EnableFeatures { image, .. }
+            | Action::EnableMirroring { image, .. }
+            | Action::CreateMirrorSnapshot { image }
+            | Action::SnapshotAndProtect { image }
+            | Action::DisableMirroring { image }
+            | Action::RestoreFeatures { image } => image.clone(),
+            Action::WaitForSync { source, .. } | Action::Verify { source, .. } => source.clone(),
+            Action::Copy { from, .. } => from.clone(),
+        }
+    }
+}
+
+/// The steps for one image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePlan {
+    pub image: ImageRef,
+    /// How this image is mirrored (Glance pools: always journal).
+    pub mode: MirrorMode,
+    /// What discovery found, kept so that cleanup can restore it.
+    pub facts: ImageFacts,
+    /// Things the operator should know before running it.
+    pub warnings: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+/// A whole migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Mirroring mode for Cinder-pool images.
+    pub mode: MirrorMode,
+    pub source_cluster: String,
+    pub destination_cluster: String,
+    /// Whether cleanup steps are included.
+    pub cleanup: bool,
+    pub images: Vec<ImagePlan>,
+}
+
+impl Plan {
+    /// Every step of one role, in execution order per image.
+    pub fn steps_for(&self, role: Role) -> impl Iterator<Item = (&ImagePlan, &Step)> {
+        self.images.iter().flat_map(move |i| {
+            i.steps
+                .iter()
+                .filter(move |s| s.role == role)
+                .map(move |s| (i, s))
+        })
+    }
+}

@@ -1,0 +1,109 @@
+//! The plan for people: one line per step, grouped by image.
+
+use std::fmt::Write;
+
+use super::{Action, Check, ImageAt, Plan};
+use crate::check::human_bytes;
+
+/// Renders a plan as text for a terminal.
+pub fn render_text(plan: &Plan) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "plan: {} -> {}, {} image(s), cleanup {}",
+        plan.source_cluster,
+        plan.destination_cluster,
+        plan.images.len(),
+        if plan.cleanup { "on" } else { "off" }
+    );
+    for img in &plan.images {
+        let _ = writeln!(
+            s,
+            "\n{} ({}, {}, {} mirroring) -> {}/{}",
+            img.image.source_spec(),
+            serde_plain(&img.image.kind),
+            human_bytes(img.facts.size),
+            img.mode,
+            img.image.dest_pool,
+            img.image.dest_name
+        );
+        for w in &img.warnings {
+            let _ = writeln!(s, "  warning: {w}");
+        }
+        for step in &img.steps {
+            let _ = writeln!(
+                s,
+                "  {:<5} {:<20} {}",
+                step.id,
+                step.role.to_string(),
+                describe(&step.action)
+            );
+            let waits: Vec<String> = step
+                .requires
+                .iter()
+                .filter(|c| matches!(c, Check::NotInUse { .. } | Check::MirrorSynced { .. }))
+                .map(describe_check)
+                .collect();
+            if !waits.is_empty() {
+                let _ = writeln!(s, "  {:<5} {:<20}   needs: {}", "", "", waits.join("; "));
+            }
+        }
+    }
+    s
+}
+
+fn serde_plain<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn describe(a: &Action) -> String {
+    match a {
+        Action::Preflight { image } => format!("check {image} exists; note size, snapshots, users"),
+        Action::RecordOriginalState { image } => {
+            format!("record the features and mirroring state of {image}")
+        }
+        Action::DisableFeatures { image, features } => format!(
+            "disable {} on {image}",
+            features
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join(", then ")
+        ),
+        Action::EnableFeatures { image, features } => format!(
+            "enable {} on {image}",
+            features
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join(", then ")
+        ),
+        Action::EnableMirroring { image, mode } => {
+            format!("enable {mode} mirroring of {image}")
+        }
+        Action::CreateMirrorSnapshot { image } => {
+            format!("take the cut-over mirror snapshot of {image}")
+        }
+        Action::WaitForSync { mirrored, .. } => format!("wait until {mirrored} is in sync"),
+        Action::Copy { from, to } => format!("copy {from} to {to}"),
+        Action::SnapshotAndProtect { image } => format!("create and protect {image}"),
+        Action::Verify {
+            source,
+            destination,
+        } => format!("compare checksums of {source} and {destination}"),
+        Action::DisableMirroring { image } => format!("disable mirroring of {image}"),
+        Action::RestoreFeatures { image } => format!("restore the recorded features of {image}"),
+    }
+}
+
+fn describe_check(c: &Check) -> String {
+    let at = |i: &ImageAt| i.to_string();
+    match c {
+        Check::NotInUse { image } => format!("{} not in use", at(image)),
+        Check::MirrorSynced { mirrored, .. } => format!("{} in sync", at(mirrored)),
+        other => format!("{other:?}"),
+    }
+}
