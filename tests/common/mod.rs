@@ -120,6 +120,21 @@ fn site_key(site: &str) -> &'static str {
     }
 }
 
+/// Runs the ferry binary with `args` followed by a spec file holding `spec_text`.
+pub fn ferry_with_spec(args: &[&str], spec_text: &str) -> std::process::Output {
+    let dir = std::env::temp_dir().join(unique("ferry-spec"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("spec.yaml");
+    std::fs::write(&spec, spec_text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .arg(&spec)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);

@@ -8,20 +8,11 @@ use std::time::{Duration, Instant};
 use ferry::ceph::Features;
 use serde_json::Value;
 
-use crate::common::{unique, wait_for, ImageGuard, TestEnv, MIRROR_DAEMON};
+use crate::common::{ferry_with_spec, unique, wait_for, ImageGuard, TestEnv, MIRROR_DAEMON};
 
 /// Runs `ferry check --output json` on spec text; returns exit code and report.
 fn check(spec_text: &str) -> (i32, Value) {
-    let dir = std::env::temp_dir().join(unique("ferry-check"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let spec = dir.join("spec.yaml");
-    std::fs::write(&spec, spec_text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["check", "--output", "json"])
-        .arg(&spec)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let out = ferry_with_spec(&["check", "--output", "json"], spec_text);
     let code = out.status.code().unwrap_or(-1);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(

@@ -1,12 +1,10 @@
 //! `ferry plan` end to end: discovery on the real source cluster feeds the
 //! pure planner; nothing is changed.
 
-use std::process::Command;
-
 use ferry::ceph::{Features, ImageMirrorState};
 use serde_json::Value;
 
-use crate::common::{unique, ImageGuard, TestEnv};
+use crate::common::{ferry_with_spec, unique, ImageGuard, TestEnv};
 
 #[test]
 fn plan_reads_source_images_and_changes_nothing() {
@@ -22,18 +20,9 @@ fn plan_reads_source_images_and_changes_nothing() {
     volumes
         .create_image(&name, 5 << 20, Features::DEFAULT)
         .unwrap();
-    let dir = std::env::temp_dir().join(unique("ferry-plan"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let spec = dir.join("spec.yaml");
     let text = env.spec_yaml(&format!("  - rbd: volumes/{name}\n"))
         + "options: {mirror_mode: journal, cleanup: true}\n";
-    std::fs::write(&spec, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["plan", "--output", "json"])
-        .arg(&spec)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let out = ferry_with_spec(&["plan", "--output", "json"], &text);
     assert!(
         out.status.success(),
         "{}",
@@ -77,16 +66,7 @@ fn plan_reads_source_images_and_changes_nothing() {
 #[test]
 fn plan_of_a_missing_image_fails_with_its_name() {
     let env = TestEnv::load();
-    let dir = std::env::temp_dir().join(unique("ferry-plan"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let spec = dir.join("spec.yaml");
-    std::fs::write(&spec, env.spec_yaml("  - volume: nope\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .arg("plan")
-        .arg(&spec)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let out = ferry_with_spec(&["plan"], &env.spec_yaml("  - volume: nope\n"));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
