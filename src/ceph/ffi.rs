@@ -46,6 +46,18 @@ pub struct rbd_snap_info_t {
 }
 
 #[repr(C)]
+pub struct rbd_snap_mirror_namespace_t {
+    pub state: c_int,
+    pub mirror_peer_uuids_count: size_t,
+    /// `mirror_peer_uuids_count` NUL-terminated strings, back to back.
+    pub mirror_peer_uuids: *mut c_char,
+    pub complete: bool,
+    pub primary_mirror_uuid: *mut c_char,
+    pub primary_snap_id: u64,
+    pub last_copied_object_number: u64,
+}
+
+#[repr(C)]
 pub struct rbd_image_watcher_t {
     pub addr: *mut c_char,
     pub id: i64,
@@ -123,6 +135,16 @@ extern "C" {
         -> c_int;
     pub fn rbd_snap_list_end(snaps: *mut rbd_snap_info_t);
     pub fn rbd_snap_get_namespace_type(image: rbd_image_t, snap_id: u64, ns: *mut c_int) -> c_int;
+    pub fn rbd_snap_get_mirror_namespace(
+        image: rbd_image_t,
+        snap_id: u64,
+        ns: *mut rbd_snap_mirror_namespace_t,
+        size: size_t,
+    ) -> c_int;
+    pub fn rbd_snap_mirror_namespace_cleanup(
+        ns: *mut rbd_snap_mirror_namespace_t,
+        size: size_t,
+    ) -> c_int;
     pub fn rbd_snap_create(image: rbd_image_t, name: *const c_char) -> c_int;
     pub fn rbd_snap_remove(image: rbd_image_t, name: *const c_char) -> c_int;
     pub fn rbd_snap_protect(image: rbd_image_t, name: *const c_char) -> c_int;

@@ -12,7 +12,7 @@ use super::ffi;
 use super::pool::Pool;
 use super::types::{
     Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, Locker, MirrorGlobalStatus, MirrorMode,
-    SiteState, SiteStatus, SnapNamespace, Snapshot, Watcher,
+    MirrorSnapState, MirrorSnapshot, SiteState, SiteStatus, SnapNamespace, Snapshot, Watcher,
 };
 
 /// An open image; borrows its pool, which borrows its cluster.
@@ -159,6 +159,59 @@ impl<'p> Image<'p> {
             unsafe { ffi::rbd_snap_list_end(snaps.as_mut_ptr()) };
             return Ok(out);
         }
+    }
+
+    /// The mirror-namespace details of snapshot `snap_id` (snapshot-based
+    /// mirroring). Fails with InvalidArgument for a non-mirror snapshot.
+    pub fn mirror_snapshot(&self, snap_id: u64) -> Result<MirrorSnapshot> {
+        // SAFETY: plain C data; zeroed is a valid initial value.
+        let mut ns: ffi::rbd_snap_mirror_namespace_t = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<ffi::rbd_snap_mirror_namespace_t>();
+        // SAFETY: open handle; struct and its size match.
+        let ret =
+            unsafe { ffi::rbd_snap_get_mirror_namespace(self.handle, snap_id, &mut ns, size) };
+        check(ret, "rbd_snap_get_mirror_namespace", || {
+            format!("{}@{snap_id}", self.object)
+        })?;
+        let mut peer_uuids = Vec::with_capacity(ns.mirror_peer_uuids_count);
+        let mut p = ns.mirror_peer_uuids as *const c_char;
+        for _ in 0..ns.mirror_peer_uuids_count {
+            if p.is_null() {
+                break;
+            }
+            // SAFETY: librbd packs `count` NUL-terminated strings back to back.
+            let s = unsafe { CStr::from_ptr(p) };
+            peer_uuids.push(s.to_string_lossy().into_owned());
+            // SAFETY: stays within the packed list: skip the string and its NUL.
+            p = unsafe { p.add(s.to_bytes().len() + 1) };
+        }
+        let out = MirrorSnapshot {
+            snap_id,
+            state: match ns.state {
+                0 => MirrorSnapState::Primary,
+                1 => MirrorSnapState::PrimaryDemoted,
+                2 => MirrorSnapState::NonPrimary,
+                _ => MirrorSnapState::NonPrimaryDemoted,
+            },
+            complete: ns.complete,
+            // SAFETY: string librbd filled (or null).
+            primary_mirror_uuid: unsafe { cstr_lossy(ns.primary_mirror_uuid) },
+            primary_snap_id: ns.primary_snap_id,
+            last_copied_object_number: ns.last_copied_object_number,
+            peer_uuids,
+        };
+        // SAFETY: frees what librbd allocated in `ns`, once.
+        unsafe { ffi::rbd_snap_mirror_namespace_cleanup(&mut ns, size) };
+        Ok(out)
+    }
+
+    /// Every mirror snapshot of the image with its details, oldest first.
+    pub fn mirror_snapshots(&self) -> Result<Vec<MirrorSnapshot>> {
+        self.snapshots()?
+            .into_iter()
+            .filter(|s| s.namespace == SnapNamespace::Mirror)
+            .map(|s| self.mirror_snapshot(s.id))
+            .collect()
     }
 
     /// Creates a user snapshot.

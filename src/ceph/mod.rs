@@ -18,9 +18,9 @@ pub use error::{CephError, ErrorKind, Result};
 pub use image::Image;
 pub use pool::Pool;
 pub use types::{
-    Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, Locker, MirrorGlobalStatus, MirrorMode,
-    MirrorPeer, PeerDirection, PoolMirrorMode, SiteState, SiteStatus, SnapNamespace, Snapshot,
-    Watcher,
+    mirror_snapshot_arrived, Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, Locker,
+    MirrorGlobalStatus, MirrorMode, MirrorPeer, MirrorSnapState, MirrorSnapshot, PeerDirection,
+    PoolMirrorMode, SiteState, SiteStatus, SnapNamespace, Snapshot, Watcher,
 };
 
 /// The librbd version ferry is linked against, as `major.minor.extra`.

@@ -130,6 +130,41 @@ pub struct Snapshot {
     pub namespace: SnapNamespace,
 }
 
+/// The role a mirror snapshot plays on its cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MirrorSnapState {
+    Primary,
+    PrimaryDemoted,
+    NonPrimary,
+    NonPrimaryDemoted,
+}
+
+/// What a mirror snapshot says about snapshot-based replication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MirrorSnapshot {
+    pub snap_id: u64,
+    pub state: MirrorSnapState,
+    /// On a receiving site: all of the primary snapshot's data has arrived.
+    pub complete: bool,
+    /// On a receiving site: the primary's mirror uuid and snapshot id it copies.
+    pub primary_mirror_uuid: String,
+    pub primary_snap_id: u64,
+    /// On a receiving site: how far the copy has come, in objects.
+    pub last_copied_object_number: u64,
+    /// On the primary: the peers this snapshot is meant for (empty when it
+    /// was taken before any peer registered, so nothing copies it).
+    pub peer_uuids: Vec<String>,
+}
+
+/// True when the receiving site's mirror snapshots show that the primary's
+/// snapshot `primary_snap_id` (or a later one) has arrived completely.
+pub fn mirror_snapshot_arrived(received: &[MirrorSnapshot], primary_snap_id: u64) -> bool {
+    received.iter().any(|s| {
+        s.state == MirrorSnapState::NonPrimary && s.complete && s.primary_snap_id >= primary_snap_id
+    })
+}
+
 /// A client watching an image (an attached VM, rbd-mirror, a mapped device).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Watcher {
@@ -350,6 +385,45 @@ mod tests {
             Some(Features::JOURNALING)
         );
         assert_eq!(Features::from_name("nope"), None);
+    }
+
+    fn received(primary_snap_id: u64, complete: bool) -> MirrorSnapshot {
+        MirrorSnapshot {
+            snap_id: 100 + primary_snap_id,
+            state: MirrorSnapState::NonPrimary,
+            complete,
+            primary_mirror_uuid: "a".into(),
+            primary_snap_id,
+            last_copied_object_number: 0,
+            peer_uuids: vec![],
+        }
+    }
+
+    #[test]
+    fn mirror_snapshot_arrives_only_when_complete_at_or_after_the_cut_over() {
+        assert!(!mirror_snapshot_arrived(&[], 7));
+        assert!(
+            !mirror_snapshot_arrived(&[received(5, true)], 7),
+            "older snapshot"
+        );
+        assert!(
+            !mirror_snapshot_arrived(&[received(7, false)], 7),
+            "still copying"
+        );
+        assert!(mirror_snapshot_arrived(
+            &[received(5, true), received(7, true)],
+            7
+        ));
+        assert!(
+            mirror_snapshot_arrived(&[received(9, true)], 7),
+            "a later one holds it too"
+        );
+        let mut primary = received(7, true);
+        primary.state = MirrorSnapState::Primary;
+        assert!(
+            !mirror_snapshot_arrived(&[primary], 7),
+            "primary snapshots do not count"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use ferry::ceph::{
-    ErrorKind, Features, ImageMirrorState, MirrorMode, PeerDirection, PoolMirrorMode, SnapNamespace,
+    mirror_snapshot_arrived, ErrorKind, Features, ImageMirrorState, MirrorMode, MirrorSnapState,
+    PeerDirection, PoolMirrorMode, SnapNamespace,
 };
 
 use crate::common::{
@@ -62,11 +63,29 @@ fn snapshot_mode_image_with_holes_arrives_with_equal_checksum() {
         "mirror snapshot listed: {snaps:?}"
     );
 
-    wait_replicated(&env, "volumes", &name, &want);
+    let primary = img.mirror_snapshot(snap_id).unwrap();
+    assert_eq!(primary.state, MirrorSnapState::Primary);
+    assert_eq!(
+        primary.peer_uuids.len(),
+        1,
+        "meant for the one peer: {primary:?}"
+    );
 
+    // Arrival is read from the receiving site's mirror snapshots, not from
+    // the status (which refreshes only every ~30 s); then the data must match.
     let b = env.connect("site-b");
     let bpool = b.pool("volumes").unwrap();
+    wait_for(
+        "the cut-over snapshot on site-b",
+        Duration::from_secs(180),
+        || {
+            let copy = bpool.open_image_read_only(&name, None).ok()?;
+            let received = copy.mirror_snapshots().ok()?;
+            mirror_snapshot_arrived(&received, snap_id).then_some(())
+        },
+    );
     let copy = bpool.open_image_read_only(&name, None).unwrap();
+    assert_eq!(checksum(&copy), want, "arrived means the data is there");
     let binfo = copy.mirror_info().unwrap();
     assert!(!binfo.primary, "site-b holds the non-primary copy");
     assert_eq!(binfo.global_id, info.global_id);
