@@ -11,12 +11,14 @@ mod error;
 mod ffi;
 mod image;
 mod pool;
+mod status;
 mod types;
 
 pub use cluster::{Cluster, ClusterConfig, Health, HealthCheck, ServiceDaemon, Usage};
 pub use error::{CephError, ErrorKind, Result};
 pub use image::Image;
 pub use pool::Pool;
+pub use status::{parse_description, ReplayProgress};
 pub use types::{
     mirror_snapshot_arrived, Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, Locker,
     MirrorGlobalStatus, MirrorMode, MirrorPeer, MirrorSnapState, MirrorSnapshot, PeerDirection,

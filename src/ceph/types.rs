@@ -335,6 +335,11 @@ impl SiteStatus {
         format!("{}+{}", if self.up { "up" } else { "down" }, self.state)
     }
 
+    /// Replication progress read from the description.
+    pub fn progress(&self) -> super::status::ReplayProgress {
+        super::status::parse_description(self.state, &self.description)
+    }
+
     /// True for the status the local cluster reports about itself.
     pub fn is_local(&self) -> bool {
         self.mirror_uuid.is_empty()

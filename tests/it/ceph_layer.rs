@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ferry::ceph::{
     mirror_snapshot_arrived, ErrorKind, Features, ImageMirrorState, MirrorMode, MirrorSnapState,
-    PeerDirection, PoolMirrorMode, SnapNamespace,
+    PeerDirection, PoolMirrorMode, ReplayProgress, SnapNamespace,
 };
 
 use crate::common::{
@@ -130,6 +130,21 @@ fn journal_mode_image_arrives_with_equal_checksum() {
     img.mirror_enable(MirrorMode::Journal).unwrap();
     assert_eq!(img.mirror_mode().unwrap(), Some(MirrorMode::Journal));
     wait_replicated(&env, "volumes", &name, &want);
+    // The receiving site's own status, parsed: journal replay, and (after a
+    // refresh: the status lags the data by up to ~30 s) nothing behind.
+    let b = env.connect("site-b");
+    let bpool = b.pool("volumes").unwrap();
+    let copy = bpool.open_image_read_only(&name, None).unwrap();
+    wait_for(
+        "journal replay with nothing behind",
+        Duration::from_secs(120),
+        || {
+            let st = copy.mirror_global_status().ok()?;
+            let p = st.local()?.progress();
+            (matches!(p, ReplayProgress::Journal { .. }) && p.caught_up() == Some(true))
+                .then_some(())
+        },
+    );
 }
 
 #[test]
