@@ -65,6 +65,32 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value_t = PlanOutput::Text)]
         output: PlanOutput,
     },
+    /// Run (or resume) the migration: mirror, wait, copy, verify, clean up.
+    ///
+    /// Builds the plan on the first run and keeps it, with what each step
+    /// did, in a state file (STATE_DIR/<spec name>.state.yaml). Running again
+    /// resumes where it stopped; a finished run changes nothing. Each step
+    /// checks what Ceph reports before acting. Cleanup (disable mirroring on
+    /// the source, restore its features) runs only with `options.cleanup` in
+    /// the spec, and only after the checksums agree.
+    ///
+    /// Example: ferry run migration.yaml --concurrency 4
+    Run {
+        /// The migration spec (YAML); see docs/spec.md.
+        spec: PathBuf,
+        /// Directory of run state files [default: $XDG_DATA_HOME/ferry or ~/.local/share/ferry].
+        #[arg(long, env = "FERRY_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Images moved at once.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Longest wait, in seconds, for an idle image or a mirror sync.
+        #[arg(long, default_value_t = 3600)]
+        wait_timeout: u64,
+        /// Output form: text lines on stderr, or JSON line events on stdout.
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
 }
 
 /// Output form of `ferry plan`.
@@ -109,7 +135,39 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run {
+            spec: path,
+            state_dir,
+            concurrency,
+            wait_timeout,
+            output,
+        } => {
+            let spec = Spec::load(&path)?;
+            let state_dir = match state_dir {
+                Some(d) => d,
+                None => default_state_dir()?,
+            };
+            let opts = crate::exec::RunOptions {
+                state_dir,
+                concurrency,
+                wait_timeout: std::time::Duration::from_secs(wait_timeout),
+                poll: std::time::Duration::from_millis(500),
+                json: output == Output::Json,
+            };
+            let state = crate::exec::run(&path, &spec, &opts)?;
+            eprintln!("ferry: done; state in {}", state.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn default_state_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return Ok(PathBuf::from(d).join("ferry"));
+    }
+    let home = std::env::var_os("HOME")
+        .context("set --state-dir (neither XDG_DATA_HOME nor HOME is set)")?;
+    Ok(PathBuf::from(home).join(".local/share/ferry"))
 }
 
 /// Sets up logging to stderr from -v and RUST_LOG.

@@ -8,5 +8,6 @@
 pub mod ceph;
 pub mod check;
 pub mod cli;
+pub mod exec;
 pub mod plan;
 pub mod spec;

@@ -7,4 +7,5 @@ mod it {
     mod ceph_layer;
     mod check;
     mod plan;
+    mod run;
 }

@@ -110,6 +110,8 @@ extern "C" {
         order: *mut c_int,
     ) -> c_int;
     pub fn rbd_remove(io: rados_ioctx_t, name: *const c_char) -> c_int;
+    pub fn rbd_rename(io: rados_ioctx_t, srcname: *const c_char, destname: *const c_char) -> c_int;
+    pub fn rbd_snap_set_by_id(image: rbd_image_t, snap_id: u64) -> c_int;
     pub fn rbd_open(
         io: rados_ioctx_t,
         name: *const c_char,
@@ -174,6 +176,11 @@ extern "C" {
         addrs_len: *mut size_t,
     ) -> ssize_t;
 
+    pub fn rbd_rebuild_object_map(
+        image: rbd_image_t,
+        cb: librbd_progress_fn_t,
+        data: *mut c_void,
+    ) -> c_int;
     pub fn rbd_copy_with_progress(
         image: rbd_image_t,
         dest_io: rados_ioctx_t,

@@ -121,6 +121,18 @@ impl<'p> Image<'p> {
         self.check(ret, "rbd_update_features").map(|_| ())
     }
 
+    /// Rebuilds the object map (needed after object-map is enabled again).
+    pub fn rebuild_object_map(&self) -> Result<()> {
+        // librbd calls the progress callback unconditionally: a null one crashes.
+        unsafe extern "C" fn no_progress(_: u64, _: u64, _: *mut c_void) -> c_int {
+            0
+        }
+        // SAFETY: open handle; a valid callback that ignores its data pointer.
+        let ret =
+            unsafe { ffi::rbd_rebuild_object_map(self.handle, Some(no_progress), ptr::null_mut()) };
+        self.check(ret, "rbd_rebuild_object_map").map(|_| ())
+    }
+
     /// Every snapshot, mirror snapshots included, with its namespace.
     pub fn snapshots(&self) -> Result<Vec<Snapshot>> {
         let mut max: c_int = 16;
@@ -212,6 +224,42 @@ impl<'p> Image<'p> {
             .filter(|s| s.namespace == SnapNamespace::Mirror)
             .map(|s| self.mirror_snapshot(s.id))
             .collect()
+    }
+
+    /// Reads from snapshot `snap_id` (any namespace, e.g. a mirror snapshot)
+    /// instead of the head; the handle must be read-only.
+    pub fn set_snap_by_id(&mut self, snap_id: u64) -> Result<()> {
+        // SAFETY: open handle.
+        let ret = unsafe { ffi::rbd_snap_set_by_id(self.handle, snap_id) };
+        self.check(ret, "rbd_snap_set_by_id")?;
+        self.object = format!(
+            "{}@{snap_id}",
+            self.object.split('@').next().unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    /// SHA-256 of the image's content as read (holes read as zeros), as hex.
+    pub fn sha256(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let size = self.info()?.size;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 4 << 20];
+        let mut off = 0u64;
+        while off < size {
+            let n = (size - off).min(buf.len() as u64) as usize;
+            let got = self.read_at(off, &mut buf[..n])?;
+            if got != n {
+                return Err(CephError::BadReply {
+                    op: "rbd_read",
+                    object: self.object.clone(),
+                    message: format!("short read at {off}: {got} of {n} bytes"),
+                });
+            }
+            h.update(&buf[..n]);
+            off += n as u64;
+        }
+        Ok(format!("{:x}", h.finalize()))
     }
 
     /// Creates a user snapshot.

@@ -76,6 +76,18 @@ impl<'c> Pool<'c> {
         check(ret, "rbd_remove", || self.object(name)).map(|_| ())
     }
 
+    /// Renames an image within the pool.
+    pub fn rename_image(&self, from: &str, to: &str) -> Result<()> {
+        let f = cstring("image name", from)?;
+        let t = cstring("image name", to)?;
+        // SAFETY: valid ioctx; names outlive the call.
+        let ret = unsafe { ffi::rbd_rename(self.io, f.as_ptr(), t.as_ptr()) };
+        check(ret, "rbd_rename", || {
+            format!("{} -> {to}", self.object(from))
+        })
+        .map(|_| ())
+    }
+
     /// Opens an image read-write at its head.
     pub fn open_image(&self, name: &str) -> Result<Image<'_>> {
         Image::open(self, name, None, false)

@@ -11,11 +11,21 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use ferry::ceph::{Cluster, ClusterConfig, ErrorKind, Image};
-use sha2::{Digest, Sha256};
 
 /// Tests that need rbd-mirror running take this for reading; the test that
 /// stops the daemon takes it for writing, so they never overlap.
-pub static MIRROR_DAEMON: RwLock<()> = RwLock::new(());
+static MIRROR_DAEMON: RwLock<()> = RwLock::new(());
+
+/// Held by tests that need rbd-mirror running (or whose report would change
+/// without it). A panicking holder does not poison it for the others.
+pub fn mirror_daemon_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    MIRROR_DAEMON.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held by a test that stops rbd-mirror.
+pub fn mirror_daemon_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MIRROR_DAEMON.write().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The running test environment, read from its env file.
 pub struct TestEnv {
@@ -186,18 +196,7 @@ pub fn write_with_holes(img: &Image<'_>, size: u64, extent: usize, seed: u64) ->
 
 /// SHA-256 of an image's full contents (holes read as zeros).
 pub fn checksum(img: &Image<'_>) -> String {
-    let size = img.info().expect("info").size;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 4 << 20];
-    let mut off = 0;
-    while off < size {
-        let n = (size - off).min(buf.len() as u64) as usize;
-        let got = img.read_at(off, &mut buf[..n]).expect("read");
-        assert_eq!(got, n, "short read at {off}");
-        h.update(&buf[..n]);
-        off += n as u64;
-    }
-    format!("{:x}", h.finalize())
+    img.sha256().expect("checksum")
 }
 
 /// Polls `f` until it returns Some or the deadline passes; panics naming `what`.

@@ -9,7 +9,7 @@ use ferry::ceph::{
 };
 
 use crate::common::{
-    checksum, unique, wait_for, write_with_holes, ImageGuard, TestEnv, MIRROR_DAEMON,
+    checksum, mirror_daemon_shared, unique, wait_for, write_with_holes, ImageGuard, TestEnv,
 };
 
 const MIB: u64 = 1 << 20;
@@ -30,7 +30,7 @@ fn wait_replicated(env: &TestEnv, pool: &str, name: &str, want: &str) {
 
 #[test]
 fn snapshot_mode_image_with_holes_arrives_with_equal_checksum() {
-    let _daemon = MIRROR_DAEMON.read().unwrap();
+    let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let a = env.connect("site-a");
     let volumes = a.pool("volumes").unwrap();
@@ -107,7 +107,7 @@ fn snapshot_mode_image_with_holes_arrives_with_equal_checksum() {
 
 #[test]
 fn journal_mode_image_arrives_with_equal_checksum() {
-    let _daemon = MIRROR_DAEMON.read().unwrap();
+    let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let a = env.connect("site-a");
     let volumes = a.pool("volumes").unwrap();
@@ -320,7 +320,7 @@ fn errors_are_typed_and_name_the_object() {
 
 #[test]
 fn pools_peers_and_daemon_as_the_testenv_set_them_up() {
-    let _daemon = MIRROR_DAEMON.read().unwrap();
+    let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let a = env.connect("site-a");
     let b = env.connect("site-b");

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use ferry::ceph::Features;
 use serde_json::Value;
 
-use crate::common::{ferry_with_spec, unique, wait_for, ImageGuard, TestEnv, MIRROR_DAEMON};
+use crate::common::{
+    ferry_with_spec, mirror_daemon_exclusive, mirror_daemon_shared, unique, wait_for, ImageGuard,
+    TestEnv,
+};
 
 /// Runs `ferry check --output json` on spec text; returns exit code and report.
 fn check(spec_text: &str) -> (i32, Value) {
@@ -49,7 +52,7 @@ fn errors(report: &Value) -> Vec<(String, String)> {
 
 #[test]
 fn healthy_setup_with_an_image_is_ready() {
-    let _daemon = MIRROR_DAEMON.read().unwrap();
+    let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let a = env.connect("site-a");
     let name = unique("check");
@@ -110,6 +113,7 @@ fn healthy_setup_with_an_image_is_ready() {
 
 #[test]
 fn missing_image_and_wrong_pool_are_errors() {
+    let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let (code, r) = check(&env.spec_yaml("  - volume: does-not-exist\n"));
     assert_eq!(code, 1);
@@ -134,6 +138,7 @@ fn missing_image_and_wrong_pool_are_errors() {
 
 #[test]
 fn wrong_key_is_refused_with_a_clear_message() {
+    let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let dir = std::env::temp_dir().join(unique("ferry-key"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -171,6 +176,7 @@ fn wrong_key_is_refused_with_a_clear_message() {
 
 #[test]
 fn unreachable_monitor_times_out_instead_of_hanging() {
+    let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let dir = std::env::temp_dir().join(unique("ferry-mon"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -205,6 +211,7 @@ fn unreachable_monitor_times_out_instead_of_hanging() {
 
 #[test]
 fn pools_without_a_peer_are_reported() {
+    let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let pool = unique("nopeer");
     for site in ["site-a", "site-b"] {
@@ -259,7 +266,7 @@ fn pools_without_a_peer_are_reported() {
 
 #[test]
 fn stopped_rbd_mirror_daemon_is_reported() {
-    let _daemon = MIRROR_DAEMON.write().unwrap();
+    let _daemon = mirror_daemon_exclusive();
     let env = TestEnv::load();
     let pid_file = env.path("RBD_MIRROR_PID_FILE");
     let pid = std::fs::read_to_string(&pid_file)

@@ -1,0 +1,549 @@
+//! Executes a plan with ferry's own Ceph access: every step checks the real
+//! state first (a step whose `done_when` checks hold is skipped), waits for
+//! what it requires, acts, proves it took effect, and is recorded in the run
+//! state, so a re-run resumes and a finished run changes nothing.
+
+mod state;
+
+pub use state::{state_path, ImageState, RunState};
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::ceph::{
+    mirror_snapshot_arrived, CephError, Cluster, ErrorKind, Features, Image, ImageMirrorState,
+    MirrorMode, PeerDirection, ReplayProgress,
+};
+use crate::plan::{Action, Check, ImageAt, ImagePlan, Site, Step};
+use crate::spec::Spec;
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where run state files live.
+    pub state_dir: PathBuf,
+    /// How many images move at once.
+    pub concurrency: usize,
+    /// Longest wait for a requirement (idle image, mirror sync).
+    pub wait_timeout: Duration,
+    /// How often waits poll.
+    pub poll: Duration,
+    /// Line events as JSON on stdout instead of text on stderr.
+    pub json: bool,
+}
+
+struct Ctx<'a> {
+    src: Cluster,
+    dst: Cluster,
+    opts: &'a RunOptions,
+    state: Mutex<RunState>,
+    path: PathBuf,
+    out: Mutex<()>,
+}
+
+/// Runs (or resumes) the migration of `spec`. Returns the state file path.
+pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(&opts.state_dir)
+        .with_context(|| format!("creating state directory {}", opts.state_dir.display()))?;
+    let path = state_path(&opts.state_dir, spec_path);
+    let state = match RunState::load(&path)? {
+        Some(s) => s,
+        None => {
+            // The plan is built once, before anything changes, and kept.
+            let facts = crate::plan::discover(spec).context("reading the source images")?;
+            let plan = crate::plan::build(&crate::plan::BuildOptions::from_spec(spec), &facts);
+            let s = RunState::new(plan);
+            s.save(&path)?;
+            s
+        }
+    };
+    let timeout = spec.timeout();
+    let ctx = Ctx {
+        src: Cluster::connect(&spec.source.cluster, timeout)
+            .context("connecting to the source cluster")?,
+        dst: Cluster::connect(&spec.destination.cluster, timeout)
+            .context("connecting to the destination cluster")?,
+        opts,
+        state: Mutex::new(state),
+        path: path.clone(),
+        out: Mutex::new(()),
+    };
+    let n = ctx.state.lock().unwrap().plan.images.len();
+    let next = AtomicUsize::new(0);
+    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..opts.concurrency.clamp(1, n.max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    break;
+                }
+                if let Err(e) = run_image(&ctx, i) {
+                    let name = ctx.state.lock().unwrap().plan.images[i].image.source_spec();
+                    ctx.event(i, "-", "failed", &format!("{e:#}"));
+                    failures.lock().unwrap().push(format!("{name}: {e:#}"));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    if failures.is_empty() {
+        Ok(path)
+    } else {
+        bail!(
+            "{} of {n} image(s) failed (state kept in {}; run again to resume):\n  {}",
+            failures.len(),
+            path.display(),
+            failures.join("\n  ")
+        )
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Ctx<'_> {
+    fn event(&self, image: usize, step: &str, status: &str, detail: &str) {
+        let name = self.state.lock().unwrap().plan.images[image]
+            .image
+            .source_spec();
+        let _g = self.out.lock().unwrap();
+        if self.opts.json {
+            let line = serde_json::json!({"image": name, "step": step, "status": status, "detail": detail});
+            println!("{line}");
+        } else {
+            let mut e = std::io::stderr().lock();
+            let _ = writeln!(e, "{name:<32} {step:<24} {status:<8} {detail}");
+        }
+    }
+
+    fn cluster(&self, site: Site) -> &Cluster {
+        match site {
+            Site::Source => &self.src,
+            Site::Destination => &self.dst,
+        }
+    }
+
+    fn with_image<T>(
+        &self,
+        at: &ImageAt,
+        write: bool,
+        f: impl FnOnce(&mut Image<'_>) -> Result<T, CephError>,
+    ) -> Result<T, CephError> {
+        let pool = self.cluster(at.site).pool(&at.pool)?;
+        let mut img = if write {
+            pool.open_image(&at.image)?
+        } else {
+            pool.open_image_read_only(&at.image, at.snap.as_deref())?
+        };
+        f(&mut img)
+    }
+
+    fn exists(&self, at: &ImageAt) -> Result<bool, CephError> {
+        let plain = ImageAt {
+            snap: None,
+            ..at.clone()
+        };
+        match self.with_image(&plain, false, |_| Ok(())) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        self.state.lock().unwrap().save(&self.path)
+    }
+
+    fn image_state(&self, i: usize) -> ImageState {
+        self.state.lock().unwrap().images[i].clone()
+    }
+
+    fn update(&self, i: usize, f: impl FnOnce(&mut ImageState)) -> anyhow::Result<()> {
+        f(&mut self.state.lock().unwrap().images[i]);
+        self.save()
+    }
+
+    /// Watchers on a snapshot-mirrored primary include the peers' rbd-mirror
+    /// daemons; they do not make the image "in use".
+    fn mirror_watchers(&self, at: &ImageAt) -> Result<usize, CephError> {
+        let mode = self.with_image(at, false, |img| {
+            let info = img.mirror_info()?;
+            if info.state == ImageMirrorState::Enabled && info.primary {
+                img.mirror_mode()
+            } else {
+                Ok(None)
+            }
+        })?;
+        if mode != Some(MirrorMode::Snapshot) {
+            return Ok(0);
+        }
+        let peers = self.cluster(at.site).pool(&at.pool)?.mirror_peers()?;
+        Ok(peers
+            .iter()
+            .filter(|p| p.direction != PeerDirection::RxOnly)
+            .count())
+    }
+
+    fn holds(&self, i: usize, check: &Check) -> anyhow::Result<bool> {
+        Ok(match check {
+            Check::Exists { image } => self.exists(image)?,
+            Check::Absent { image } => !self.exists(image)?,
+            Check::NotInUse { image } => {
+                let watchers = self.with_image(image, false, |img| img.watchers())?;
+                watchers.len() <= self.mirror_watchers(image)?
+            }
+            Check::FeaturesPresent { image, features } => self
+                .with_image(image, false, |img| img.features())?
+                .contains(*features),
+            Check::FeaturesAbsent { image, features } => {
+                self.with_image(image, false, |img| img.features())?.0 & features.0 == 0
+            }
+            Check::MirroringEnabled { image, mode } => {
+                self.with_image(image, false, |img| img.mirror_mode())? == Some(*mode)
+            }
+            Check::MirroringDisabled { image } => {
+                self.with_image(image, false, |img| img.mirror_info())?
+                    .state
+                    == ImageMirrorState::Disabled
+            }
+            Check::MirrorSynced { mirrored, mode, .. } => {
+                if !self.exists(mirrored)? {
+                    return Ok(false);
+                }
+                let st = self.image_state(i);
+                match mode {
+                    MirrorMode::Snapshot => match st.cutover_snap_id {
+                        None => false,
+                        Some(id) => {
+                            let received =
+                                self.with_image(mirrored, false, |img| img.mirror_snapshots())?;
+                            mirror_snapshot_arrived(&received, id)
+                        }
+                    },
+                    MirrorMode::Journal => match st.idle_since {
+                        None => false,
+                        Some(since) => {
+                            let status =
+                                self.with_image(mirrored, false, |img| img.mirror_global_status())?;
+                            status.local().is_some_and(|s| {
+                                // The status lags: only one written after the
+                                // source went idle can say "nothing behind".
+                                s.last_update > since
+                                    && matches!(s.progress(), ReplayProgress::Journal { .. })
+                                    && s.progress().caught_up() == Some(true)
+                            })
+                        }
+                    },
+                }
+            }
+            Check::SnapshotProtected { image } => {
+                let snap = image.snap.clone().unwrap_or_default();
+                let plain = ImageAt {
+                    snap: None,
+                    ..image.clone()
+                };
+                match self.with_image(&plain, false, |img| img.snap_is_protected(&snap)) {
+                    Ok(p) => p,
+                    Err(e) if e.kind() == ErrorKind::NotFound => false,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Check::ChecksumsEqual { .. } => {
+                let st = self.image_state(i);
+                st.source_checksum.is_some() && st.source_checksum == st.destination_checksum
+            }
+        })
+    }
+
+    /// Waits until `check` holds; while waiting for sync, watches for a
+    /// stopped rbd-mirror instead of waiting forever.
+    fn wait(&self, i: usize, step: &Step, check: &Check) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let mut said = false;
+        let mut last_daemon_check = Instant::now();
+        loop {
+            if self.holds(i, check)? {
+                return Ok(());
+            }
+            let waiting_for = match check {
+                Check::NotInUse { image } => format!("{image} to be idle (a client has it open)"),
+                Check::MirrorSynced { mirrored, .. } => format!("{mirrored} to be in sync"),
+                Check::Exists { image } => format!("{image} to appear"),
+                other => bail!("step {} needs {other:?}, which does not hold", step.id),
+            };
+            if !said {
+                self.event(i, &step.name, "waiting", &format!("for {waiting_for}"));
+                said = true;
+            }
+            if matches!(check, Check::MirrorSynced { .. } | Check::Exists { .. })
+                && last_daemon_check.elapsed() >= Duration::from_secs(5)
+            {
+                last_daemon_check = Instant::now();
+                if self.dst.service_daemons("rbd-mirror")?.is_empty() {
+                    bail!(
+                        "stalled: no rbd-mirror daemon is running for {} while waiting for {waiting_for}; start rbd-mirror and run again",
+                        self.dst.name()
+                    );
+                }
+            }
+            if start.elapsed() > self.opts.wait_timeout {
+                bail!(
+                    "gave up after {:?} waiting for {waiting_for}",
+                    self.opts.wait_timeout
+                );
+            }
+            std::thread::sleep(self.opts.poll);
+        }
+    }
+
+    fn act(&self, i: usize, step: &Step) -> anyhow::Result<String> {
+        let facts = self.state.lock().unwrap().plan.images[i].facts.clone();
+        match &step.action {
+            Action::Preflight { image } => {
+                let plan = self.state.lock().unwrap().plan.images[i].clone();
+                let dest = ImageAt {
+                    site: Site::Destination,
+                    pool: plan.image.dest_pool.clone(),
+                    image: plan.image.dest_name.clone(),
+                    snap: None,
+                };
+                let st = self.image_state(i);
+                let copied = plan
+                    .steps
+                    .iter()
+                    .any(|s| s.name == "copy" && st.done.contains(&s.id));
+                if !copied && self.exists(&dest)? {
+                    bail!("{dest} already exists: choose another dest_name, or remove it");
+                }
+                let size = self.with_image(image, false, |img| Ok(img.info()?.size))?;
+                Ok(format!("{size} bytes"))
+            }
+            Action::RecordOriginalState { .. } => {
+                self.update(i, |s| {
+                    // Never overwrite: a re-run sees features ferry changed.
+                    s.original_features.get_or_insert(facts.features);
+                    s.original_mirroring.get_or_insert(facts.mirroring);
+                })?;
+                Ok(format!("features: {}", facts.features))
+            }
+            Action::DisableFeatures { image, features }
+            | Action::EnableFeatures { image, features } => {
+                let enable = matches!(step.action, Action::EnableFeatures { .. });
+                self.with_image(image, true, |img| {
+                    for f in features {
+                        // Re-read each time: in 16.2 disabling fast-diff also
+                        // disables object-map.
+                        if img.features()?.contains(*f) != enable {
+                            img.update_features(*f, enable)?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                Ok(features
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+            }
+            Action::EnableMirroring { image, mode } => {
+                self.with_image(image, true, |img| img.mirror_enable(*mode))?;
+                Ok(mode.to_string())
+            }
+            Action::CreateMirrorSnapshot { image } => {
+                let id = self.with_image(image, true, |img| img.mirror_snapshot_create())?;
+                self.update(i, |s| s.cutover_snap_id = Some(id))?;
+                Ok(format!("mirror snapshot {id}"))
+            }
+            Action::WaitForSync {
+                source,
+                mirrored,
+                mode,
+            } => {
+                if *mode == MirrorMode::Journal && self.image_state(i).idle_since.is_none() {
+                    self.update(i, |s| s.idle_since = Some(now()))?;
+                }
+                let synced = Check::MirrorSynced {
+                    source: source.clone(),
+                    mirrored: mirrored.clone(),
+                    mode: *mode,
+                };
+                self.wait(i, step, &synced)?;
+                Ok("in sync".into())
+            }
+            Action::Copy { from, to } => {
+                let partial = format!("{}.ferry-partial", to.image);
+                let dst_pool = self.dst.pool(&to.pool)?;
+                match dst_pool.remove_image(&partial) {
+                    Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+                let snap_id = self.copy_source_snapshot(i, from)?;
+                let from_pool = self.dst.pool(&from.pool)?;
+                let mut img = from_pool.open_image_read_only(&from.image, None)?;
+                if let Some(id) = snap_id {
+                    img.set_snap_by_id(id)?;
+                }
+                let started = Instant::now();
+                img.copy_to(&dst_pool, &partial, |_, _| true)?;
+                dst_pool.rename_image(&partial, &to.image)?;
+                Ok(format!("{:.1} s", started.elapsed().as_secs_f64()))
+            }
+            Action::SnapshotAndProtect { image } => {
+                let snap = image.snap.clone().unwrap_or_else(|| "snap".into());
+                let plain = ImageAt {
+                    snap: None,
+                    ..image.clone()
+                };
+                self.with_image(&plain, true, |img| {
+                    if !img.snapshots()?.iter().any(|s| s.name == snap) {
+                        img.snap_create(&snap)?;
+                    }
+                    if !img.snap_is_protected(&snap)? {
+                        img.snap_protect(&snap)?;
+                    }
+                    Ok(())
+                })?;
+                Ok(format!("{image}"))
+            }
+            Action::Verify {
+                source,
+                destination,
+            } => {
+                let st = self.image_state(i);
+                let src_sum = {
+                    let pool = self.src.pool(&source.pool)?;
+                    let mut img = pool.open_image_read_only(&source.image, None)?;
+                    if let Some(id) = st.cutover_snap_id {
+                        img.set_snap_by_id(id)?;
+                    }
+                    img.sha256()?
+                };
+                let dst_sum = self.with_image(destination, false, |img| img.sha256())?;
+                self.update(i, |s| {
+                    s.source_checksum = Some(src_sum.clone());
+                    s.destination_checksum = Some(dst_sum.clone());
+                })?;
+                if src_sum != dst_sum {
+                    bail!("checksums differ: source {src_sum}, destination {dst_sum}; nothing is cleaned up");
+                }
+                Ok(format!("sha256 {}", &src_sum[..16]))
+            }
+            Action::DisableMirroring { image } => {
+                self.with_image(image, true, |img| img.mirror_disable(false))?;
+                Ok("disabled".into())
+            }
+            Action::RestoreFeatures { image } => {
+                let original = self
+                    .image_state(i)
+                    .original_features
+                    .ok_or_else(|| anyhow!("no recorded original features"))?;
+                self.with_image(image, true, |img| {
+                    for f in [Features::JOURNALING, Features::EXCLUSIVE_LOCK] {
+                        if img.features()?.contains(f) && !original.contains(f) {
+                            img.update_features(f, false)?;
+                        }
+                    }
+                    for f in [
+                        Features::EXCLUSIVE_LOCK,
+                        Features::OBJECT_MAP,
+                        Features::FAST_DIFF,
+                    ] {
+                        if original.contains(f) && !img.features()?.contains(f) {
+                            img.update_features(f, true)?;
+                        }
+                    }
+                    // A re-enabled object map starts invalid; rebuilding also
+                    // makes fast-diff valid again.
+                    if original.contains(Features::OBJECT_MAP) {
+                        img.rebuild_object_map()?;
+                    }
+                    Ok(())
+                })?;
+                let now = self.with_image(image, false, |img| img.features())?;
+                Ok(format!("features: {now}"))
+            }
+        }
+    }
+
+    /// Snapshot mode copies the mirrored image at the newest complete mirror
+    /// snapshot holding the cut-over, so later syncs cannot change it mid-copy.
+    fn copy_source_snapshot(&self, i: usize, from: &ImageAt) -> anyhow::Result<Option<u64>> {
+        let Some(cutover) = self.image_state(i).cutover_snap_id else {
+            return Ok(None);
+        };
+        let received = self.with_image(from, false, |img| img.mirror_snapshots())?;
+        let snap = received
+            .iter()
+            .filter(|s| s.complete && s.primary_snap_id >= cutover)
+            .map(|s| s.snap_id)
+            .next_back();
+        snap.map(Some)
+            .ok_or_else(|| anyhow!("{from} has no complete mirror snapshot of the cut-over"))
+    }
+}
+
+fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
+    let plan: ImagePlan = ctx.state.lock().unwrap().plan.images[i].clone();
+    let done = ctx.image_state(i).done;
+    // The last recorded step: steps before it are settled (cleanup may have
+    // undone their effects on purpose); from it on, Ceph's word counts.
+    let frontier = plan.steps.iter().rposition(|s| done.contains(&s.id));
+    for (k, step) in plan.steps.iter().enumerate() {
+        let recorded = done.contains(&step.id);
+        if recorded && frontier.is_some_and(|f| k < f) {
+            ctx.event(i, &step.name, "done", "(already)");
+            continue;
+        }
+        let observed = !step.done_when.is_empty()
+            && step
+                .done_when
+                .iter()
+                .map(|c| ctx.holds(i, c))
+                .collect::<anyhow::Result<Vec<bool>>>()?
+                .into_iter()
+                .all(|b| b);
+        // Ceph's word over the state file's: a recorded step whose effect is
+        // gone runs again; one whose effect is there is done.
+        if observed || (recorded && step.done_when.is_empty()) {
+            if !recorded {
+                ctx.update(i, |s| {
+                    s.done.insert(step.id.clone());
+                })?;
+            }
+            ctx.event(i, &step.name, "done", "(already)");
+            continue;
+        }
+        let label = || {
+            format!(
+                "step {} ({}) on {}",
+                step.id,
+                step.name,
+                step.action_image()
+            )
+        };
+        for c in &step.requires {
+            ctx.wait(i, step, c).with_context(label)?;
+        }
+        let detail = ctx.act(i, step).with_context(label)?;
+        for c in &step.done_when {
+            if !ctx.holds(i, c)? {
+                bail!("{}: done but {c:?} does not hold", label());
+            }
+        }
+        ctx.update(i, |s| {
+            s.done.insert(step.id.clone());
+        })?;
+        ctx.event(i, &step.name, "done", &detail);
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! `ferry run` end to end on the real clusters: both mirroring modes, Cinder
+//! and Glance pools, cleanup, re-runs, a kill during the watch, a stall.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use ferry::ceph::{Features, ImageMirrorState};
+use serde_json::Value;
+
+use crate::common::{
+    checksum, mirror_daemon_exclusive, mirror_daemon_shared, unique, write_with_holes, ImageGuard,
+    TestEnv,
+};
+
+const MIB: u64 = 1 << 20;
+
+/// A source image with random data and holes, removed (with its copies) at the end.
+struct Moved {
+    _guards: Vec<ImageGuard>,
+}
+
+fn source_image(env: &TestEnv, pool: &str, name: &str, size: u64, features: Features, seed: u64) {
+    let a = env.connect("site-a");
+    let p = a.pool(pool).unwrap();
+    p.create_image(name, size, features).unwrap();
+    let img = p.open_image(name).unwrap();
+    write_with_holes(&img, size, (2 * MIB) as usize, seed);
+}
+
+fn moved(env: &TestEnv, pool: &str, name: &str, dest_pool: &str, dest: &str) -> Moved {
+    Moved {
+        _guards: vec![
+            ImageGuard {
+                cfg: env.admin("site-b"),
+                pool: dest_pool.into(),
+                name: dest.into(),
+            },
+            ImageGuard {
+                cfg: env.admin("site-a"),
+                pool: pool.into(),
+                name: name.into(),
+            },
+        ],
+    }
+}
+
+fn spec_file(env: &TestEnv, images: &str, options: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(unique("ferry-run"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("migration.yaml");
+    std::fs::write(&spec, env.spec_yaml(images) + options).unwrap();
+    (spec, dir.join("state"))
+}
+
+fn ferry_run(spec: &Path, state: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--output", "json", "--state-dir"])
+        .arg(state)
+        .args(extra)
+        .arg(spec)
+        .output()
+        .unwrap()
+}
+
+fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn source_sum(env: &TestEnv, pool: &str, name: &str) -> String {
+    let a = env.connect("site-a");
+    let p = a.pool(pool).unwrap();
+    let img = p.open_image_read_only(name, None).unwrap();
+    checksum(&img)
+}
+
+#[test]
+fn snapshot_mode_run_moves_volumes_and_a_glance_image_and_cleans_up() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (cinder, glance) = (env.var("DEST_CINDER_POOL"), env.var("DEST_GLANCE_POOL"));
+    let v1 = unique("run1");
+    let v2 = unique("run2");
+    let g1 = unique("img");
+    source_image(
+        &env,
+        "volumes",
+        &format!("volume-{v1}"),
+        24 * MIB,
+        Features::DEFAULT,
+        1,
+    );
+    source_image(
+        &env,
+        "volumes",
+        &format!("volume-{v2}"),
+        42 * MIB,
+        Features::DEFAULT,
+        2,
+    );
+    source_image(&env, "images", &g1, 16 * MIB, Features::LAYERING, 3);
+    let _m = [
+        moved(
+            &env,
+            "volumes",
+            &format!("volume-{v1}"),
+            cinder,
+            &format!("volume-{v1}"),
+        ),
+        moved(&env, "volumes", &format!("volume-{v2}"), cinder, "renamed"),
+        moved(&env, "images", &g1, glance, &g1),
+    ];
+    let want1 = source_sum(&env, "volumes", &format!("volume-{v1}"));
+    let want2 = source_sum(&env, "volumes", &format!("volume-{v2}"));
+    let wantg = source_sum(&env, "images", &g1);
+    let images = format!(
+        "  - volume: {v1}\n  - volume: {v2}\n    dest_name: renamed\n  - glance_image: {g1}\n"
+    );
+    let (spec, state) = spec_file(
+        &env,
+        &images,
+        "options: {mirror_mode: snapshot, cleanup: true}\n",
+    );
+
+    let out = ferry_run(&spec, &state, &["--concurrency", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let b = env.connect("site-b");
+    let sum = |pool: &str, name: &str| {
+        let p = b.pool(pool).unwrap();
+        let img = p.open_image_read_only(name, None).unwrap();
+        checksum(&img)
+    };
+    assert_eq!(sum(cinder, &format!("volume-{v1}")), want1);
+    assert_eq!(sum(cinder, "renamed"), want2);
+    assert_eq!(sum(glance, &g1), wantg);
+    let gp = b.pool(glance).unwrap();
+    assert!(gp
+        .open_image(&g1)
+        .unwrap()
+        .snap_is_protected("snap")
+        .unwrap());
+
+    // Cleanup: no mirroring, original features back.
+    let a = env.connect("site-a");
+    for (pool, name, features) in [
+        ("volumes", format!("volume-{v1}"), Features::DEFAULT),
+        ("volumes", format!("volume-{v2}"), Features::DEFAULT),
+        ("images", g1.clone(), Features::LAYERING),
+    ] {
+        let p = a.pool(pool).unwrap();
+        let img = p.open_image_read_only(&name, None).unwrap();
+        assert_eq!(
+            img.mirror_info().unwrap().state,
+            ImageMirrorState::Disabled,
+            "{name}"
+        );
+        assert_eq!(img.features().unwrap(), features, "{name}");
+    }
+
+    // A second run changes nothing.
+    let again = ferry_run(&spec, &state, &[]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let ev = events(&again);
+    assert!(!ev.is_empty());
+    assert!(
+        ev.iter().all(|e| e["detail"] == "(already)"),
+        "second run acted: {ev:#?}"
+    );
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
+#[test]
+fn journal_mode_run_prepares_features_and_restores_them() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let v = unique("jrun");
+    let name = format!("volume-{v}");
+    source_image(&env, "volumes", &name, 20 * MIB, Features::DEFAULT, 4);
+    let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
+    let want = source_sum(&env, "volumes", &name);
+    let (spec, state) = spec_file(
+        &env,
+        &format!("  - volume: {v}\n"),
+        "options: {mirror_mode: journal, cleanup: true}\n",
+    );
+    let out = ferry_run(&spec, &state, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: Vec<String> = events(&out)
+        .iter()
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect();
+    assert!(steps.contains(&"disable-features".to_string()), "{steps:?}");
+    let b = env.connect("site-b");
+    let p = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    assert_eq!(
+        checksum(&p.open_image_read_only(&name, None).unwrap()),
+        want
+    );
+    let a = env.connect("site-a");
+    let vp = a.pool("volumes").unwrap();
+    let img = vp.open_image_read_only(&name, None).unwrap();
+    // deep-flatten cannot come back; the rest does.
+    assert_eq!(
+        img.features().unwrap(),
+        Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::OBJECT_MAP | Features::FAST_DIFF
+    );
+    assert_eq!(img.mirror_info().unwrap().state, ImageMirrorState::Disabled);
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
+#[test]
+fn run_killed_during_the_watch_completes_when_run_again() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let v = unique("kill");
+    let name = format!("volume-{v}");
+    source_image(&env, "volumes", &name, 16 * MIB, Features::DEFAULT, 5);
+    let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
+    let want = source_sum(&env, "volumes", &name);
+    // Journal mode: the watch lasts until rbd-mirror's status refreshes.
+    let (spec, state) = spec_file(
+        &env,
+        &format!("  - volume: {v}\n"),
+        "options: {mirror_mode: journal}\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--output", "json", "--state-dir"])
+        .arg(&state)
+        .arg(&spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut saw_wait = false;
+    for line in BufReader::new(stdout).lines() {
+        let e: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if e["step"] == "wait-for-sync" && e["status"] == "waiting" {
+            saw_wait = true;
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(saw_wait, "the run reached the watch");
+
+    let out = ferry_run(&spec, &state, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b = env.connect("site-b");
+    let p = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    assert_eq!(
+        checksum(&p.open_image_read_only(&name, None).unwrap()),
+        want
+    );
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
+#[test]
+fn stopped_rbd_mirror_is_reported_as_a_stall() {
+    let _daemon = mirror_daemon_exclusive();
+    let env = TestEnv::load();
+    let v = unique("stall");
+    let name = format!("volume-{v}");
+    source_image(&env, "volumes", &name, 8 * MIB, Features::DEFAULT, 6);
+    let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
+    let (spec, state) = spec_file(&env, &format!("  - volume: {v}\n"), "");
+    let pid = std::fs::read_to_string(env.path("RBD_MIRROR_PID_FILE")).unwrap();
+    assert!(Command::new("kill")
+        .arg(pid.trim())
+        .status()
+        .unwrap()
+        .success());
+    let out = std::panic::catch_unwind(|| {
+        // Let the service map drop the daemon first.
+        std::thread::sleep(Duration::from_secs(6));
+        ferry_run(&spec, &state, &["--wait-timeout", "120"])
+    });
+    let up = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("ceph-testenv/testenv"))
+        .arg("up")
+        .env("FERRY_TESTENV_DIR", env.var("FERRY_TESTENV_DIR"))
+        .status()
+        .unwrap();
+    assert!(up.success(), "testenv up after the test");
+    let out = out.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stalled: no rbd-mirror daemon is running for site-b"),
+        "{err}"
+    );
+    // With the daemon back, the same run finishes.
+    let out = ferry_run(&spec, &state, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
