@@ -5,7 +5,7 @@
 CARGO ?= cargo
 TESTENV := ceph-testenv/testenv
 
-.PHONY: all build deps testenv test lint demo down status clean
+.PHONY: all build deps testenv test lint demo bench down status clean
 
 all: build
 
@@ -29,6 +29,10 @@ lint:
 ## The README's demo command.
 demo: build testenv
 	ceph-testenv/demo
+
+## Times ferry against the manual procedure and export|import, same images, one run.
+bench: build testenv
+	ceph-testenv/bench
 
 status:
 	$(TESTENV) status
