@@ -3,7 +3,10 @@
 //! what it requires, acts, proves it took effect, and is recorded in the run
 //! state, so a re-run resumes and a finished run changes nothing.
 
+mod progress;
 mod state;
+
+pub use progress::{Meter, Progress};
 
 pub use state::{state_path, ImageState, RunState};
 
@@ -271,6 +274,8 @@ impl Ctx<'_> {
         let start = Instant::now();
         let mut said = false;
         let mut last_daemon_check = Instant::now();
+        let mut last_progress = Instant::now();
+        let mut meter = Meter::default();
         loop {
             if self.holds(i, check)? {
                 return Ok(());
@@ -294,6 +299,16 @@ impl Ctx<'_> {
                         "stalled: no rbd-mirror daemon is running for {} while waiting for {waiting_for}; start rbd-mirror and run again",
                         self.dst.name()
                     );
+                }
+            }
+            if let Check::MirrorSynced { mirrored, mode, .. } = check {
+                if last_progress.elapsed() >= Duration::from_secs(2) {
+                    last_progress = Instant::now();
+                    if let Some(text) =
+                        self.sync_progress(i, mirrored, *mode, &mut meter, start.elapsed())?
+                    {
+                        self.event(i, &step.name, "progress", &text);
+                    }
                 }
             }
             if start.elapsed() > self.opts.wait_timeout {
@@ -471,6 +486,62 @@ impl Ctx<'_> {
                 })?;
                 let now = self.with_image(image, false, |img| img.features())?;
                 Ok(format!("features: {now}"))
+            }
+        }
+    }
+
+    /// How far the mirror has come: snapshot mode from the receiving mirror
+    /// snapshot's copied objects; journal mode from the status description.
+    fn sync_progress(
+        &self,
+        i: usize,
+        mirrored: &ImageAt,
+        mode: MirrorMode,
+        meter: &mut Meter,
+        at: Duration,
+    ) -> anyhow::Result<Option<String>> {
+        if !self.exists(mirrored)? {
+            return Ok(None);
+        }
+        match mode {
+            MirrorMode::Snapshot => {
+                let Some(cutover) = self.image_state(i).cutover_snap_id else {
+                    return Ok(None);
+                };
+                let (info, received) = self.with_image(mirrored, false, |img| {
+                    Ok((img.info()?, img.mirror_snapshots()?))
+                })?;
+                let Some(s) = received.iter().rev().find(|s| s.primary_snap_id >= cutover) else {
+                    return Ok(Some("waiting for the cut-over snapshot to start".into()));
+                };
+                let objects = info.size.div_ceil(info.object_size.max(1));
+                let done_objects = if s.complete {
+                    objects
+                } else {
+                    s.last_copied_object_number
+                };
+                let p = meter.sample(done_objects * info.object_size, info.size, at);
+                Ok(Some(p.to_string()))
+            }
+            MirrorMode::Journal => {
+                let st = self.with_image(mirrored, false, |img| img.mirror_global_status())?;
+                Ok(st.local().map(|l| match l.progress() {
+                    ReplayProgress::Bootstrapping { step, percent } => {
+                        format!("initial sync {step} {}%", percent.unwrap_or(0.0))
+                    }
+                    ReplayProgress::Journal {
+                        entries_behind_primary,
+                        bytes_per_second,
+                        seconds_until_synced,
+                    } => format!(
+                        "{entries_behind_primary} entries behind, {}/s{}",
+                        crate::check::human_bytes(bytes_per_second as u64),
+                        seconds_until_synced
+                            .map(|s| format!(", ETA {s:.0} s"))
+                            .unwrap_or_default()
+                    ),
+                    _ => l.summary(),
+                }))
             }
         }
     }
