@@ -104,6 +104,27 @@ impl TestEnv {
         format!("{body}images:\n{images_yaml}")
     }
 
+    /// Stops site-b's rbd-mirror daemon (SIGTERM; it leaves the service map).
+    pub fn stop_rbd_mirror(&self) {
+        let pid = std::fs::read_to_string(self.path("RBD_MIRROR_PID_FILE")).unwrap();
+        let ok = Command::new("kill")
+            .arg(pid.trim())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "stopping rbd-mirror");
+    }
+
+    /// Starts whatever is stopped again (`testenv up`).
+    pub fn restart(&self) {
+        let up = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("ceph-testenv/testenv"))
+            .arg("up")
+            .env("FERRY_TESTENV_DIR", self.var("FERRY_TESTENV_DIR"))
+            .status()
+            .unwrap();
+        assert!(up.success(), "testenv up");
+    }
+
     /// Runs `ceph`/`rbd` as admin on a site, for test fixtures only.
     pub fn cli(&self, tool: &str, site: &str, args: &[&str]) -> String {
         let conf = self.path(&format!("{}_CONF", site_key(site)));

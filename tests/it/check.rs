@@ -1,7 +1,6 @@
 //! `ferry check` end to end: the binary against the real clusters, healthy
 //! and broken in each way an operator meets.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -268,13 +267,7 @@ fn pools_without_a_peer_are_reported() {
 fn stopped_rbd_mirror_daemon_is_reported() {
     let _daemon = mirror_daemon_exclusive();
     let env = TestEnv::load();
-    let pid_file = env.path("RBD_MIRROR_PID_FILE");
-    let pid = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .to_string();
-    let status = Command::new("kill").arg(&pid).status().unwrap();
-    assert!(status.success());
+    env.stop_rbd_mirror();
     let result = std::panic::catch_unwind(|| {
         wait_for(
             "check to report the stopped daemon",
@@ -287,12 +280,7 @@ fn stopped_rbd_mirror_daemon_is_reported() {
         )
     });
     // Restart it whatever happened, so the other tests have a daemon.
-    let up = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("ceph-testenv/testenv"))
-        .arg("up")
-        .env("FERRY_TESTENV_DIR", env.var("FERRY_TESTENV_DIR"))
-        .status()
-        .unwrap();
-    assert!(up.success(), "testenv up after the test");
+    env.restart();
     let e = result.unwrap();
     assert_eq!(
         e,

@@ -285,23 +285,13 @@ fn stopped_rbd_mirror_is_reported_as_a_stall() {
     source_image(&env, "volumes", &name, 8 * MIB, Features::DEFAULT, 6);
     let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
     let (spec, state) = spec_file(&env, &format!("  - volume: {v}\n"), "");
-    let pid = std::fs::read_to_string(env.path("RBD_MIRROR_PID_FILE")).unwrap();
-    assert!(Command::new("kill")
-        .arg(pid.trim())
-        .status()
-        .unwrap()
-        .success());
+    env.stop_rbd_mirror();
     let out = std::panic::catch_unwind(|| {
         // Let the service map drop the daemon first.
         std::thread::sleep(Duration::from_secs(6));
         ferry_run(&spec, &state, &["--wait-timeout", "120"])
     });
-    let up = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("ceph-testenv/testenv"))
-        .arg("up")
-        .env("FERRY_TESTENV_DIR", env.var("FERRY_TESTENV_DIR"))
-        .status()
-        .unwrap();
-    assert!(up.success(), "testenv up after the test");
+    env.restart();
     let out = out.unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
