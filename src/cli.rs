@@ -125,7 +125,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Plan { spec: path, output } => {
             let spec = Spec::load(&path)?;
-            let facts = crate::plan::discover(&spec)
+            let source = crate::ceph::Cluster::connect(&spec.source.cluster, spec.timeout())
+                .context("connecting to the source cluster")?;
+            let facts = crate::plan::discover(&source, &spec)
                 .with_context(|| format!("reading the source images of {}", path.display()))?;
             let plan = crate::plan::build(&crate::plan::BuildOptions::from_spec(&spec), &facts);
             match output {

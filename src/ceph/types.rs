@@ -6,7 +6,7 @@ use std::fmt;
 
 /// An RBD image's feature bits (librbd's `RBD_FEATURE_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(from = "Vec<String>")]
+#[serde(try_from = "Vec<String>")]
 pub struct Features(pub u64);
 
 impl Features {
@@ -77,15 +77,17 @@ impl std::ops::BitOr for Features {
     }
 }
 
-impl From<Vec<String>> for Features {
-    /// Unknown names are ignored here; spec validation reports them.
-    fn from(names: Vec<String>) -> Features {
-        Features(
-            names
-                .iter()
-                .filter_map(|n| Features::from_name(n))
-                .fold(0, |acc, f| acc | f.0),
-        )
+impl TryFrom<Vec<String>> for Features {
+    type Error = String;
+
+    /// Reads feature names back (state files, plans); an unknown name is an
+    /// error rather than a feature silently lost.
+    fn try_from(names: Vec<String>) -> Result<Features, String> {
+        names.iter().try_fold(Features(0), |acc, n| {
+            Features::from_name(n)
+                .map(|f| acc | f)
+                .ok_or_else(|| format!("unknown RBD feature {n:?}"))
+        })
     }
 }
 
@@ -384,7 +386,8 @@ mod tests {
     fn features_round_trip_through_names() {
         let f = Features::EXCLUSIVE_LOCK | Features::JOURNALING;
         let names: Vec<String> = f.names().iter().map(|s| s.to_string()).collect();
-        assert_eq!(Features::from(names), f);
+        assert_eq!(Features::try_from(names), Ok(f));
+        assert!(Features::try_from(vec!["nope".to_string()]).is_err());
         assert_eq!(
             Features::from_name("journaling"),
             Some(Features::JOURNALING)

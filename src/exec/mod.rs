@@ -54,21 +54,22 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("creating state directory {}", opts.state_dir.display()))?;
     let path = state_path(&opts.state_dir, spec_path);
+    let timeout = spec.timeout();
+    let src = Cluster::connect(&spec.source.cluster, timeout)
+        .context("connecting to the source cluster")?;
     let state = match RunState::load(&path)? {
         Some(s) => s,
         None => {
             // The plan is built once, before anything changes, and kept.
-            let facts = crate::plan::discover(spec).context("reading the source images")?;
+            let facts = crate::plan::discover(&src, spec).context("reading the source images")?;
             let plan = crate::plan::build(&crate::plan::BuildOptions::from_spec(spec), &facts);
             let s = RunState::new(plan);
             s.save(&path)?;
             s
         }
     };
-    let timeout = spec.timeout();
     let ctx = Ctx {
-        src: Cluster::connect(&spec.source.cluster, timeout)
-            .context("connecting to the source cluster")?,
+        src,
         dst: Cluster::connect(&spec.destination.cluster, timeout)
             .context("connecting to the destination cluster")?,
         opts,
@@ -322,7 +323,6 @@ impl Ctx<'_> {
     }
 
     fn act(&self, i: usize, step: &Step) -> anyhow::Result<String> {
-        let facts = self.state.lock().unwrap().plan.images[i].facts.clone();
         match &step.action {
             Action::Preflight { image } => {
                 let plan = self.state.lock().unwrap().plan.images[i].clone();
@@ -344,6 +344,7 @@ impl Ctx<'_> {
                 Ok(format!("{size} bytes"))
             }
             Action::RecordOriginalState { .. } => {
+                let facts = self.state.lock().unwrap().plan.images[i].facts.clone();
                 self.update(i, |s| {
                     // Never overwrite: a re-run sees features ferry changed.
                     s.original_features.get_or_insert(facts.features);

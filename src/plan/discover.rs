@@ -24,13 +24,13 @@ pub struct ImageFacts {
     pub pool_mode: PoolMirrorMode,
 }
 
-/// Reads the facts for every image of the spec from the source cluster.
-pub fn discover(spec: &Spec) -> Result<Vec<(ImageRef, ImageFacts)>, CephError> {
-    let cluster = Cluster::connect(&spec.source.cluster, spec.timeout())?;
+/// Reads the facts for every image of the spec from `source`, the already
+/// connected source cluster.
+pub fn discover(source: &Cluster, spec: &Spec) -> Result<Vec<(ImageRef, ImageFacts)>, CephError> {
     spec.image_refs()
         .into_iter()
         .map(|r| {
-            let facts = image_facts(&cluster, &r)?;
+            let facts = image_facts(source, &r)?;
             Ok((r, facts))
         })
         .collect()
