@@ -1025,6 +1025,7 @@ mod tests {
                 code: "OSD_NEARFULL".into(),
                 severity: "HEALTH_WARN".into(),
                 summary: "1 nearfull osd(s)".into(),
+                details: vec![],
             }],
         });
         r.destination.usage = Some(Usage {

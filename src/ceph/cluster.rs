@@ -202,7 +202,14 @@ impl Cluster {
 
     /// Cluster health as the monitors report it.
     pub fn health(&self) -> Result<Health> {
-        let raw: RawHealth = self.mon_json("health")?;
+        let out = self.mon_command(
+            &serde_json::json!({"prefix": "health", "detail": "detail", "format": "json"}),
+        )?;
+        let raw: RawHealth = serde_json::from_slice(&out).map_err(|e| CephError::BadReply {
+            op: "rados_mon_command",
+            object: format!("{}: health detail", self.name),
+            message: e.to_string(),
+        })?;
         let mut checks: Vec<HealthCheck> = raw
             .checks
             .into_iter()
@@ -210,6 +217,7 @@ impl Cluster {
                 code,
                 severity: c.severity,
                 summary: c.summary.message,
+                details: c.detail.into_iter().map(|d| d.message).collect(),
             })
             .collect();
         checks.sort_by(|a, b| a.code.cmp(&b.code));
@@ -303,6 +311,9 @@ pub struct HealthCheck {
     pub code: String,
     pub severity: String,
     pub summary: String,
+    /// The detail lines, e.g. `pool 'volumes' is full (running out of quota)`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
 }
 
 /// Raw capacity of a cluster.
@@ -344,6 +355,8 @@ struct RawHealth {
 struct RawCheck {
     severity: String,
     summary: RawSummary,
+    #[serde(default)]
+    detail: Vec<RawSummary>,
 }
 
 #[derive(Deserialize)]

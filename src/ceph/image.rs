@@ -241,6 +241,11 @@ impl<'p> Image<'p> {
 
     /// SHA-256 of the image's content as read (holes read as zeros), as hex.
     pub fn sha256(&self) -> Result<String> {
+        self.sha256_with_progress(|_, _| {})
+    }
+
+    /// [`Image::sha256`], calling `progress` with (bytes read, size) as it goes.
+    pub fn sha256_with_progress(&self, mut progress: impl FnMut(u64, u64)) -> Result<String> {
         use sha2::{Digest, Sha256};
         let size = self.info()?.size;
         let mut h = Sha256::new();
@@ -258,6 +263,7 @@ impl<'p> Image<'p> {
             }
             h.update(&buf[..n]);
             off += n as u64;
+            progress(off, size);
         }
         Ok(format!("{:x}", h.finalize()))
     }

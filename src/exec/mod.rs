@@ -3,16 +3,19 @@
 //! what it requires, acts, proves it took effect, and is recorded in the run
 //! state, so a re-run resumes and a finished run changes nothing.
 
+mod board;
 mod progress;
+mod stall;
 mod state;
 
+pub use board::{clock, BatchProgress, Board, Phase};
 pub use progress::{Meter, Progress};
 
 pub use state::{state_path, ImageState, RunState};
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -46,7 +49,12 @@ struct Ctx<'a> {
     opts: &'a RunOptions,
     state: Mutex<RunState>,
     path: PathBuf,
-    out: Mutex<()>,
+    board: Mutex<Board>,
+    /// Whether stderr is a terminal showing the live board (text output only).
+    live: bool,
+    /// Lines of the live board currently drawn below the event lines.
+    drawn: Mutex<usize>,
+    started: Instant,
 }
 
 /// Runs (or resumes) the migration of `spec`. Returns the state file path.
@@ -68,6 +76,13 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
             s
         }
     };
+    let board = Board::new(
+        state
+            .plan
+            .images
+            .iter()
+            .map(|p| (p.image.source_spec(), p.facts.size)),
+    );
     let ctx = Ctx {
         src,
         dst: Cluster::connect(&spec.destination.cluster, timeout)
@@ -75,26 +90,42 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
         opts,
         state: Mutex::new(state),
         path: path.clone(),
-        out: Mutex::new(()),
+        board: Mutex::new(board),
+        live: !opts.json && std::io::stderr().is_terminal(),
+        drawn: Mutex::new(0),
+        started: Instant::now(),
     };
     let n = ctx.state.lock().unwrap().plan.images.len();
     let next = AtomicUsize::new(0);
+    let finished = AtomicBool::new(false);
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..opts.concurrency.clamp(1, n.max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= n {
-                    break;
-                }
-                if let Err(e) = run_image(&ctx, i) {
-                    let name = ctx.state.lock().unwrap().plan.images[i].image.source_spec();
-                    ctx.event(i, "-", "failed", &format!("{e:#}"));
-                    failures.lock().unwrap().push(format!("{name}: {e:#}"));
-                }
-            });
+        let workers: Vec<_> = (0..opts.concurrency.clamp(1, n.max(1)))
+            .map(|_| {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        break;
+                    }
+                    match run_image(&ctx, i) {
+                        Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
+                        Err(e) => {
+                            ctx.board.lock().unwrap().phase(i, Phase::Failed);
+                            let name = ctx.state.lock().unwrap().plan.images[i].image.source_spec();
+                            ctx.event(i, "-", "failed", &format!("{e:#}"));
+                            failures.lock().unwrap().push(format!("{name}: {e:#}"));
+                        }
+                    }
+                })
+            })
+            .collect();
+        s.spawn(|| ctx.tick(&finished));
+        for w in workers {
+            let _ = w.join();
         }
+        finished.store(true, Ordering::SeqCst);
     });
+    ctx.finish();
     let failures = failures.into_inner().unwrap();
     if failures.is_empty() {
         Ok(path)
@@ -115,18 +146,95 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// How often the live board is redrawn, and how often the batch is reported
+/// as a line (JSON, or text to a file or pipe).
+const REDRAW: Duration = Duration::from_millis(500);
+const BATCH_EVERY: Duration = Duration::from_secs(10);
+
 impl Ctx<'_> {
     fn event(&self, image: usize, step: &str, status: &str, detail: &str) {
         let name = self.state.lock().unwrap().plan.images[image]
             .image
             .source_spec();
-        let _g = self.out.lock().unwrap();
         if self.opts.json {
             let line = serde_json::json!({"image": name, "step": step, "status": status, "detail": detail});
+            let _g = self.drawn.lock().unwrap();
             println!("{line}");
+        } else if !(self.live && status == "progress") {
+            // On a terminal the board shows progress; other events scroll above it.
+            self.print_above_board(&format!("{name:<32} {step:<24} {status:<8} {detail}"));
+        }
+    }
+
+    /// Prints a line; on a terminal, above the live board, which is redrawn.
+    fn print_above_board(&self, line: &str) {
+        let mut drawn = self.drawn.lock().unwrap();
+        let mut e = std::io::stderr().lock();
+        if self.live {
+            erase(&mut e, *drawn);
+            let _ = writeln!(e, "{line}");
+            *drawn = self.draw(&mut e);
         } else {
+            let _ = writeln!(e, "{line}");
+        }
+    }
+
+    /// Draws the board below the cursor; returns the lines drawn.
+    fn draw(&self, e: &mut impl Write) -> usize {
+        let mut board = self.board.lock().unwrap();
+        let batch = board.sample(self.started.elapsed());
+        let lines = board.lines(&batch, terminal_width());
+        for l in &lines {
+            let _ = writeln!(e, "{l}");
+        }
+        let _ = e.flush();
+        lines.len()
+    }
+
+    /// Until `finished`: redraws the live board, or reports the batch as a
+    /// line every [`BATCH_EVERY`].
+    fn tick(&self, finished: &AtomicBool) {
+        let mut last_line = Instant::now();
+        while !finished.load(Ordering::SeqCst) {
+            std::thread::sleep(REDRAW);
+            if self.live {
+                let mut drawn = self.drawn.lock().unwrap();
+                let mut e = std::io::stderr().lock();
+                erase(&mut e, *drawn);
+                *drawn = self.draw(&mut e);
+            } else if last_line.elapsed() >= BATCH_EVERY {
+                last_line = Instant::now();
+                self.batch_line();
+            }
+        }
+    }
+
+    /// One line for the batch: a JSON event, or text.
+    fn batch_line(&self) {
+        let batch = self.board.lock().unwrap().sample(self.started.elapsed());
+        let _g = self.drawn.lock().unwrap();
+        if self.opts.json {
+            println!("{}", serde_json::json!({ "batch": batch }));
+        } else {
+            eprintln!("ferry: {batch}");
+        }
+    }
+
+    /// Replaces the live board with the final batch line.
+    fn finish(&self) {
+        if self.live {
+            let mut drawn = self.drawn.lock().unwrap();
             let mut e = std::io::stderr().lock();
-            let _ = writeln!(e, "{name:<32} {step:<24} {status:<8} {detail}");
+            erase(&mut e, *drawn);
+            *drawn = 0;
+            let batch = self.board.lock().unwrap().sample(self.started.elapsed());
+            let _ = writeln!(
+                e,
+                "ferry: {batch}, {}",
+                clock(self.started.elapsed().as_secs())
+            );
+        } else {
+            self.batch_line();
         }
     }
 
@@ -275,6 +383,7 @@ impl Ctx<'_> {
         let start = Instant::now();
         let mut said = false;
         let mut last_daemon_check = Instant::now();
+        let mut error_since: Option<Instant> = None;
         let mut last_progress = Instant::now();
         let mut meter = Meter::default();
         loop {
@@ -291,15 +400,17 @@ impl Ctx<'_> {
                 self.event(i, &step.name, "waiting", &format!("for {waiting_for}"));
                 said = true;
             }
-            if matches!(check, Check::MirrorSynced { .. } | Check::Exists { .. })
-                && last_daemon_check.elapsed() >= Duration::from_secs(5)
-            {
-                last_daemon_check = Instant::now();
-                if self.dst.service_daemons("rbd-mirror")?.is_empty() {
-                    bail!(
-                        "stalled: no rbd-mirror daemon is running for {} while waiting for {waiting_for}; start rbd-mirror and run again",
-                        self.dst.name()
-                    );
+            let arriving = match check {
+                Check::MirrorSynced { mirrored, .. } => Some(mirrored),
+                Check::Exists { image } if image.site == Site::Destination => Some(image),
+                _ => None,
+            };
+            if let Some(mirrored) = arriving {
+                if last_daemon_check.elapsed() >= Duration::from_secs(5) {
+                    last_daemon_check = Instant::now();
+                    if let Some(why) = self.stalled(mirrored, &mut error_since)? {
+                        bail!("stalled: {why} (waiting for {waiting_for})");
+                    }
                 }
             }
             if let Check::MirrorSynced { mirrored, mode, .. } = check {
@@ -410,7 +521,12 @@ impl Ctx<'_> {
                     img.set_snap_by_id(id)?;
                 }
                 let started = Instant::now();
-                img.copy_to(&dst_pool, &partial, |_, _| true)?;
+                let mut meter = Meter::default();
+                let mut last = Instant::now();
+                img.copy_to(&dst_pool, &partial, |done, total| {
+                    self.step_progress(i, step, Phase::Copying, &mut meter, &mut last, done, total);
+                    true
+                })?;
                 dst_pool.rename_image(&partial, &to.image)?;
                 Ok(format!("{:.1} s", started.elapsed().as_secs_f64()))
             }
@@ -436,15 +552,26 @@ impl Ctx<'_> {
                 destination,
             } => {
                 let st = self.image_state(i);
+                // Both sides are read: progress counts half of each.
+                let mut meter = Meter::default();
+                let mut last = Instant::now();
                 let src_sum = {
                     let pool = self.src.pool(&source.pool)?;
                     let mut img = pool.open_image_read_only(&source.image, None)?;
                     if let Some(id) = st.cutover_snap_id {
                         img.set_snap_by_id(id)?;
                     }
-                    img.sha256()?
+                    img.sha256_with_progress(|done, size| {
+                        let (d, t) = (done / 2, size);
+                        self.step_progress(i, step, Phase::Verifying, &mut meter, &mut last, d, t);
+                    })?
                 };
-                let dst_sum = self.with_image(destination, false, |img| img.sha256())?;
+                let dst_sum = self.with_image(destination, false, |img| {
+                    img.sha256_with_progress(|done, size| {
+                        let (d, t) = (size / 2 + done / 2, size);
+                        self.step_progress(i, step, Phase::Verifying, &mut meter, &mut last, d, t);
+                    })
+                })?;
                 self.update(i, |s| {
                     s.source_checksum = Some(src_sum.clone());
                     s.destination_checksum = Some(dst_sum.clone());
@@ -491,6 +618,63 @@ impl Ctx<'_> {
         }
     }
 
+    /// Reads the receiving cluster and says why the mirror of `mirrored`
+    /// cannot progress, if it cannot. `error_since` carries when rbd-mirror
+    /// started reporting an error for it, across calls.
+    fn stalled(
+        &self,
+        mirrored: &ImageAt,
+        error_since: &mut Option<Instant>,
+    ) -> anyhow::Result<Option<String>> {
+        let dst = &self.dst;
+        let health = dst.health()?;
+        let daemons = dst.service_daemons("rbd-mirror")?.len();
+        let peers = dst.pool(&mirrored.pool)?.mirror_peers()?.len();
+        let status = if self.exists(mirrored)? {
+            self.with_image(mirrored, false, |img| img.mirror_global_status())
+                .ok()
+                .and_then(|g| g.local().cloned())
+        } else {
+            None
+        };
+        match &status {
+            Some(l) if l.state == crate::ceph::SiteState::Error => {
+                error_since.get_or_insert_with(Instant::now);
+            }
+            _ => *error_since = None,
+        }
+        Ok(stall::stall(&stall::Readings {
+            cluster: dst.name(),
+            health: &health,
+            pools: &[mirrored.pool.as_str()],
+            daemons,
+            peers,
+            local: status.as_ref(),
+            error_for: error_since.map(|t| t.elapsed()).unwrap_or_default(),
+        }))
+    }
+
+    /// Progress of a copy or a verify: the board always, an event every 2 s.
+    #[allow(clippy::too_many_arguments)]
+    fn step_progress(
+        &self,
+        i: usize,
+        step: &Step,
+        phase: Phase,
+        meter: &mut Meter,
+        last: &mut Instant,
+        done: u64,
+        total: u64,
+    ) {
+        let p = meter.sample(done, total, self.started.elapsed());
+        let text = p.to_string();
+        self.board.lock().unwrap().bytes(i, phase, done, &text);
+        if last.elapsed() >= Duration::from_secs(2) {
+            *last = Instant::now();
+            self.event(i, &step.name, "progress", &text);
+        }
+    }
+
     /// How far the mirror has come: snapshot mode from the receiving mirror
     /// snapshot's copied objects; journal mode from the status description.
     fn sync_progress(
@@ -522,27 +706,53 @@ impl Ctx<'_> {
                     s.last_copied_object_number
                 };
                 let p = meter.sample(done_objects * info.object_size, info.size, at);
-                Ok(Some(p.to_string()))
+                let text = p.to_string();
+                self.board
+                    .lock()
+                    .unwrap()
+                    .bytes(i, Phase::Mirroring, p.done, &text);
+                Ok(Some(text))
             }
             MirrorMode::Journal => {
                 let st = self.with_image(mirrored, false, |img| img.mirror_global_status())?;
-                Ok(st.local().map(|l| match l.progress() {
+                let size = self.state.lock().unwrap().plan.images[i].facts.size;
+                let text = st.local().map(|l| match l.progress() {
                     ReplayProgress::Bootstrapping { step, percent } => {
-                        format!("initial sync {step} {}%", percent.unwrap_or(0.0))
+                        let pct = percent.unwrap_or(0.0);
+                        let done = (size as f64 * pct / 100.0) as u64;
+                        let text = format!("initial sync {step} {pct}%");
+                        self.board
+                            .lock()
+                            .unwrap()
+                            .bytes(i, Phase::Mirroring, done, &text);
+                        text
                     }
                     ReplayProgress::Journal {
                         entries_behind_primary,
                         bytes_per_second,
                         seconds_until_synced,
-                    } => format!(
-                        "{entries_behind_primary} entries behind, {}/s{}",
-                        crate::check::human_bytes(bytes_per_second as u64),
-                        seconds_until_synced
-                            .map(|s| format!(", ETA {s:.0} s"))
-                            .unwrap_or_default()
-                    ),
-                    _ => l.summary(),
-                }))
+                    } => {
+                        // Replaying the journal: the initial copy is complete.
+                        let text = format!(
+                            "{entries_behind_primary} entries behind, {}/s{}",
+                            crate::check::human_bytes(bytes_per_second as u64),
+                            seconds_until_synced
+                                .map(|s| format!(", ETA {s:.0} s"))
+                                .unwrap_or_default()
+                        );
+                        self.board
+                            .lock()
+                            .unwrap()
+                            .bytes(i, Phase::Mirroring, size, &text);
+                        text
+                    }
+                    _ => {
+                        let text = l.summary();
+                        self.board.lock().unwrap().note(i, &text);
+                        text
+                    }
+                });
+                Ok(text)
             }
         }
     }
@@ -573,6 +783,7 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
     for (k, step) in plan.steps.iter().enumerate() {
         let recorded = done.contains(&step.id);
         if recorded && frontier.is_some_and(|f| k < f) {
+            ctx.board.lock().unwrap().step_done(i, &step.name);
             ctx.event(i, &step.name, "done", "(already)");
             continue;
         }
@@ -592,9 +803,14 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
                     s.done.insert(step.id.clone());
                 })?;
             }
+            ctx.board.lock().unwrap().step_done(i, &step.name);
             ctx.event(i, &step.name, "done", "(already)");
             continue;
         }
+        ctx.board
+            .lock()
+            .unwrap()
+            .phase(i, Phase::of_step(&step.name));
         let label = || {
             format!(
                 "step {} ({}) on {}",
@@ -615,7 +831,27 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
         ctx.update(i, |s| {
             s.done.insert(step.id.clone());
         })?;
+        ctx.board.lock().unwrap().step_done(i, &step.name);
         ctx.event(i, &step.name, "done", &detail);
     }
     Ok(())
+}
+
+/// Moves the cursor up over `lines` drawn lines and clears them.
+fn erase(e: &mut impl Write, lines: usize) {
+    if lines > 0 {
+        let _ = write!(e, "\x1b[{lines}F\x1b[J");
+    }
+}
+
+/// Columns of the terminal on stderr (80 when unknown).
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize struct; fd 2 stays open.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
 }

@@ -10,8 +10,8 @@ use ferry::ceph::{Features, ImageMirrorState};
 use serde_json::Value;
 
 use crate::common::{
-    checksum, mirror_daemon_exclusive, mirror_daemon_shared, unique, write_with_holes, ImageGuard,
-    TestEnv,
+    checksum, mirror_daemon_exclusive, mirror_daemon_shared, unique, wait_for, write_with_holes,
+    ImageGuard, TestEnv,
 };
 
 const MIB: u64 = 1 << 20;
@@ -64,10 +64,26 @@ fn ferry_run(spec: &Path, state: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-fn events(out: &Output) -> Vec<Value> {
+fn json_lines(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The per-image step events.
+fn events(out: &Output) -> Vec<Value> {
+    json_lines(out)
+        .into_iter()
+        .filter(|e| e.get("image").is_some())
+        .collect()
+}
+
+/// The batch progress events, oldest first.
+fn batches(out: &Output) -> Vec<Value> {
+    json_lines(out)
+        .into_iter()
+        .filter_map(|e| e.get("batch").cloned())
         .collect()
 }
 
@@ -78,52 +94,35 @@ fn source_sum(env: &TestEnv, pool: &str, name: &str) -> String {
     checksum(&img)
 }
 
-#[test]
-fn snapshot_mode_run_moves_volumes_and_a_glance_image_and_cleans_up() {
+/// Two volumes of different sizes (one renamed) and a Glance image, moved
+/// in `mode` with cleanup; then a second run that must change nothing.
+fn moves_volumes_and_a_glance_image_and_cleans_up(mode: &str) {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let (cinder, glance) = (env.var("DEST_CINDER_POOL"), env.var("DEST_GLANCE_POOL"));
-    let v1 = unique("run1");
-    let v2 = unique("run2");
-    let g1 = unique("img");
-    source_image(
-        &env,
-        "volumes",
-        &format!("volume-{v1}"),
-        24 * MIB,
-        Features::DEFAULT,
-        1,
-    );
-    source_image(
-        &env,
-        "volumes",
-        &format!("volume-{v2}"),
-        42 * MIB,
-        Features::DEFAULT,
-        2,
-    );
+    let v1 = unique(&format!("{mode}1"));
+    let v2 = unique(&format!("{mode}2"));
+    let g1 = unique(&format!("{mode}img"));
+    let (n1, n2) = (format!("volume-{v1}"), format!("volume-{v2}"));
+    let renamed = unique(&format!("{mode}-renamed"));
+    source_image(&env, "volumes", &n1, 24 * MIB, Features::DEFAULT, 1);
+    source_image(&env, "volumes", &n2, 42 * MIB, Features::DEFAULT, 2);
     source_image(&env, "images", &g1, 16 * MIB, Features::LAYERING, 3);
     let _m = [
-        moved(
-            &env,
-            "volumes",
-            &format!("volume-{v1}"),
-            cinder,
-            &format!("volume-{v1}"),
-        ),
-        moved(&env, "volumes", &format!("volume-{v2}"), cinder, "renamed"),
+        moved(&env, "volumes", &n1, cinder, &n1),
+        moved(&env, "volumes", &n2, cinder, &renamed),
         moved(&env, "images", &g1, glance, &g1),
     ];
-    let want1 = source_sum(&env, "volumes", &format!("volume-{v1}"));
-    let want2 = source_sum(&env, "volumes", &format!("volume-{v2}"));
+    let want1 = source_sum(&env, "volumes", &n1);
+    let want2 = source_sum(&env, "volumes", &n2);
     let wantg = source_sum(&env, "images", &g1);
     let images = format!(
-        "  - volume: {v1}\n  - volume: {v2}\n    dest_name: renamed\n  - glance_image: {g1}\n"
+        "  - volume: {v1}\n  - volume: {v2}\n    dest_name: {renamed}\n  - glance_image: {g1}\n"
     );
     let (spec, state) = spec_file(
         &env,
         &images,
-        "options: {mirror_mode: snapshot, cleanup: true}\n",
+        &format!("options: {{mirror_mode: {mode}, cleanup: true}}\n"),
     );
 
     let out = ferry_run(&spec, &state, &["--concurrency", "3"]);
@@ -132,6 +131,19 @@ fn snapshot_mode_run_moves_volumes_and_a_glance_image_and_cleans_up() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let ev = events(&out);
+    let steps: Vec<&str> = ev.iter().filter_map(|e| e["step"].as_str()).collect();
+    if mode == "journal" {
+        // Default features include deep-flatten, object-map and fast-diff.
+        assert!(steps.contains(&"disable-features"), "{steps:?}");
+    }
+    let last = batches(&out).pop().expect("a final batch event");
+    assert_eq!(
+        (&last["images"], &last["done"], &last["failed"]),
+        (&Value::from(3), &Value::from(3), &Value::from(0)),
+        "{last}"
+    );
+    assert_eq!(last["bytes_done"], last["bytes_total"], "{last}");
 
     let b = env.connect("site-b");
     let sum = |pool: &str, name: &str| {
@@ -139,8 +151,8 @@ fn snapshot_mode_run_moves_volumes_and_a_glance_image_and_cleans_up() {
         let img = p.open_image_read_only(name, None).unwrap();
         checksum(&img)
     };
-    assert_eq!(sum(cinder, &format!("volume-{v1}")), want1);
-    assert_eq!(sum(cinder, "renamed"), want2);
+    assert_eq!(sum(cinder, &n1), want1);
+    assert_eq!(sum(cinder, &renamed), want2);
     assert_eq!(sum(glance, &g1), wantg);
     let gp = b.pool(glance).unwrap();
     assert!(gp
@@ -149,15 +161,21 @@ fn snapshot_mode_run_moves_volumes_and_a_glance_image_and_cleans_up() {
         .snap_is_protected("snap")
         .unwrap());
 
-    // Cleanup: no mirroring, original features back.
+    // Cleanup: no mirroring, original features back (deep-flatten, which
+    // journal mode must remove, cannot come back).
+    let volume_features = if mode == "journal" {
+        Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::OBJECT_MAP | Features::FAST_DIFF
+    } else {
+        Features::DEFAULT
+    };
     let a = env.connect("site-a");
     for (pool, name, features) in [
-        ("volumes", format!("volume-{v1}"), Features::DEFAULT),
-        ("volumes", format!("volume-{v2}"), Features::DEFAULT),
-        ("images", g1.clone(), Features::LAYERING),
+        ("volumes", &n1, volume_features),
+        ("volumes", &n2, volume_features),
+        ("images", &g1, Features::LAYERING),
     ] {
         let p = a.pool(pool).unwrap();
-        let img = p.open_image_read_only(&name, None).unwrap();
+        let img = p.open_image_read_only(name, None).unwrap();
         assert_eq!(
             img.mirror_info().unwrap().state,
             ImageMirrorState::Disabled,
@@ -183,46 +201,13 @@ fn snapshot_mode_run_moves_volumes_and_a_glance_image_and_cleans_up() {
 }
 
 #[test]
-fn journal_mode_run_prepares_features_and_restores_them() {
-    let _daemon = mirror_daemon_shared();
-    let env = TestEnv::load();
-    let v = unique("jrun");
-    let name = format!("volume-{v}");
-    source_image(&env, "volumes", &name, 20 * MIB, Features::DEFAULT, 4);
-    let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
-    let want = source_sum(&env, "volumes", &name);
-    let (spec, state) = spec_file(
-        &env,
-        &format!("  - volume: {v}\n"),
-        "options: {mirror_mode: journal, cleanup: true}\n",
-    );
-    let out = ferry_run(&spec, &state, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let steps: Vec<String> = events(&out)
-        .iter()
-        .map(|e| e["step"].as_str().unwrap().to_string())
-        .collect();
-    assert!(steps.contains(&"disable-features".to_string()), "{steps:?}");
-    let b = env.connect("site-b");
-    let p = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
-    assert_eq!(
-        checksum(&p.open_image_read_only(&name, None).unwrap()),
-        want
-    );
-    let a = env.connect("site-a");
-    let vp = a.pool("volumes").unwrap();
-    let img = vp.open_image_read_only(&name, None).unwrap();
-    // deep-flatten cannot come back; the rest does.
-    assert_eq!(
-        img.features().unwrap(),
-        Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::OBJECT_MAP | Features::FAST_DIFF
-    );
-    assert_eq!(img.mirror_info().unwrap().state, ImageMirrorState::Disabled);
-    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+fn snapshot_mode_run_moves_volumes_and_a_glance_image_and_cleans_up() {
+    moves_volumes_and_a_glance_image_and_cleans_up("snapshot");
+}
+
+#[test]
+fn journal_mode_run_moves_volumes_and_a_glance_image_and_cleans_up() {
+    moves_volumes_and_a_glance_image_and_cleans_up("journal");
 }
 
 #[test]
@@ -300,6 +285,64 @@ fn stopped_rbd_mirror_is_reported_as_a_stall() {
         "{err}"
     );
     // With the daemon back, the same run finishes.
+    let out = ferry_run(&spec, &state, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
+#[test]
+fn a_full_destination_pool_is_reported_as_a_stall() {
+    let _daemon = mirror_daemon_exclusive();
+    let env = TestEnv::load();
+    let v = unique("full");
+    let name = format!("volume-{v}");
+    source_image(&env, "volumes", &name, 8 * MIB, Features::DEFAULT, 7);
+    let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
+    let (spec, state) = spec_file(&env, &format!("  - volume: {v}\n"), "");
+    let quota = |objects: &str| {
+        env.cli(
+            "ceph",
+            "site-b",
+            &[
+                "osd",
+                "pool",
+                "set-quota",
+                "volumes",
+                "max_objects",
+                objects,
+            ],
+        );
+    };
+    let pool_full = |want: bool| {
+        let b = env.connect("site-b");
+        wait_for(
+            "POOL_FULL to follow the quota",
+            Duration::from_secs(60),
+            || {
+                let h = b.health().unwrap();
+                (h.checks.iter().any(|c| c.code == "POOL_FULL") == want).then_some(())
+            },
+        )
+    };
+    quota("1");
+    let out = std::panic::catch_unwind(|| {
+        pool_full(true);
+        ferry_run(&spec, &state, &["--wait-timeout", "120"])
+    });
+    quota("0");
+    let out = out.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stalled: pool 'volumes' is full (running out of quota) on site-b"),
+        "{err}"
+    );
+    // With the quota lifted, the same run finishes.
+    pool_full(false);
     let out = ferry_run(&spec, &state, &[]);
     assert!(
         out.status.success(),
