@@ -3,14 +3,15 @@
 //! executor feeds it and prints what it renders.
 //!
 //! Each image weighs three times its size: mirrored, copied, verified. The
-//! phases run at different speeds, so the ETA is a smoothed estimate, good
-//! for "minutes or hours", not to the second.
+//! phases run at different speeds and mirror progress arrives in jumps, so
+//! the rate is the average over the run so far (work found already done on
+//! a resumed run left out), and the ETA is good for "minutes or hours", not
+//! to the second.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::progress::Meter;
 use crate::check::human_bytes;
 
 /// What an image is doing.
@@ -80,7 +81,7 @@ pub struct BatchProgress {
     pub bytes_done: u64,
     /// Three times the sum of image sizes.
     pub bytes_total: u64,
-    /// Smoothed bytes of work per second.
+    /// Bytes of work per second, averaged over the run so far.
     pub rate: Option<f64>,
     pub eta_seconds: Option<u64>,
 }
@@ -130,12 +131,12 @@ pub fn clock(secs: u64) -> String {
 #[derive(Debug)]
 pub struct Board {
     rows: Vec<Row>,
-    meter: Meter,
-    rate: Option<f64>,
+    /// The first sample: (time, bytes moved by then).
+    first: Option<(Duration, u64)>,
+    /// Bytes of work found already done (a resumed run): part of the
+    /// percent, not of the rate.
+    found_done: u64,
 }
-
-/// Weight of the newest interval in the smoothed rate.
-const SMOOTHING: f64 = 0.3;
 
 impl Board {
     /// A board for images given as (name, size).
@@ -153,8 +154,8 @@ impl Board {
                     note: String::new(),
                 })
                 .collect(),
-            meter: Meter::default(),
-            rate: None,
+            first: None,
+            found_done: 0,
         }
     }
 
@@ -176,14 +177,19 @@ impl Board {
         at_least(&mut r.verified, Phase::Verifying);
     }
 
-    /// A finished step: its phase's bytes are all done.
-    pub fn step_done(&mut self, i: usize, step: &str) {
+    /// A finished step: its phase's bytes are all done. `already`: it was
+    /// found done, so its bytes did not move in this run.
+    pub fn step_done(&mut self, i: usize, step: &str, already: bool) {
         let r = &mut self.rows[i];
+        let before = r.done_bytes();
         match Phase::of_step(step) {
             Phase::Mirroring => r.mirrored = r.size,
             Phase::Copying => r.copied = r.size,
             Phase::Verifying => r.verified = r.size,
             _ => {}
+        }
+        if already {
+            self.found_done += r.done_bytes() - before;
         }
     }
 
@@ -209,19 +215,15 @@ impl Board {
     pub fn sample(&mut self, at: Duration) -> BatchProgress {
         let bytes_done: u64 = self.rows.iter().map(Row::done_bytes).sum();
         let bytes_total: u64 = self.rows.iter().map(|r| 3 * r.size).sum();
-        let p = self.meter.sample(bytes_done, bytes_total, at);
-        if let Some(new) = p.rate {
-            self.rate = Some(match self.rate {
-                None => new,
-                Some(old) => SMOOTHING * new + (1.0 - SMOOTHING) * old,
-            });
-        }
+        let moved = bytes_done.saturating_sub(self.found_done);
+        let (t0, m0) = *self.first.get_or_insert((at, moved));
+        let secs = at.saturating_sub(t0).as_secs_f64();
+        let rate = (secs > 0.0).then(|| moved.saturating_sub(m0) as f64 / secs);
         let active = self
             .rows
             .iter()
             .any(|r| !matches!(r.phase, Phase::Done | Phase::Failed));
-        let eta_seconds = self
-            .rate
+        let eta_seconds = rate
             .filter(|r| *r > 0.0 && active)
             .map(|r| (bytes_total.saturating_sub(bytes_done) as f64 / r).ceil() as u64);
         BatchProgress {
@@ -234,7 +236,7 @@ impl Board {
                 .count(),
             bytes_done,
             bytes_total,
-            rate: self.rate,
+            rate,
             eta_seconds,
         }
     }
@@ -325,18 +327,33 @@ mod tests {
     }
 
     #[test]
-    fn rate_is_smoothed_and_gives_an_eta() {
+    fn rate_is_the_average_since_the_first_sample_and_gives_an_eta() {
         let mut b = Board::new([("a".to_string(), 100 * MIB)]);
         b.phase(0, Phase::Mirroring);
-        b.sample(Duration::from_secs(0));
+        assert_eq!(b.sample(Duration::from_secs(5)).rate, None);
         b.bytes(0, Phase::Mirroring, 10 * MIB, "");
-        let p = b.sample(Duration::from_secs(1));
+        let p = b.sample(Duration::from_secs(6));
         assert_eq!(p.rate, Some((10 * MIB) as f64));
         assert_eq!(p.eta_seconds, Some(29)); // 290 MiB of work left at 10 MiB/s
         b.bytes(0, Phase::Mirroring, 40 * MIB, "");
-        let p = b.sample(Duration::from_secs(2));
-        // 0.3 * 30 + 0.7 * 10 = 16 MiB/s
-        assert_eq!(p.rate, Some((16 * MIB) as f64));
+        let p = b.sample(Duration::from_secs(9));
+        // 40 MiB in 4 s, not the 30 MiB in the last 3 s
+        assert_eq!(p.rate, Some((10 * MIB) as f64));
+        assert_eq!(p.eta_seconds, Some(26));
+    }
+
+    #[test]
+    fn work_found_done_counts_in_the_percent_but_not_the_rate() {
+        let mut b = Board::new([("a".to_string(), 100 * MIB)]);
+        b.step_done(0, "wait-for-sync", true);
+        b.step_done(0, "copy", true);
+        b.sample(Duration::from_secs(0));
+        b.phase(0, Phase::Verifying);
+        b.bytes(0, Phase::Verifying, 10 * MIB, "");
+        let p = b.sample(Duration::from_secs(1));
+        assert_eq!(p.bytes_done, 210 * MIB);
+        assert_eq!(p.rate, Some((10 * MIB) as f64));
+        assert_eq!(p.eta_seconds, Some(9));
     }
 
     #[test]

@@ -227,10 +227,17 @@ impl Ctx<'_> {
             let mut e = std::io::stderr().lock();
             erase(&mut e, *drawn);
             *drawn = 0;
-            let batch = self.board.lock().unwrap().sample(self.started.elapsed());
+            let b = self.board.lock().unwrap().sample(self.started.elapsed());
+            let failed = if b.failed > 0 {
+                format!(" ({} failed)", b.failed)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 e,
-                "ferry: {batch}, {}",
+                "ferry: {} of {} image(s) done{failed} in {}",
+                b.done + b.failed,
+                b.images,
                 clock(self.started.elapsed().as_secs())
             );
         } else {
@@ -667,8 +674,11 @@ impl Ctx<'_> {
         total: u64,
     ) {
         let p = meter.sample(done, total, self.started.elapsed());
+        self.board
+            .lock()
+            .unwrap()
+            .bytes(i, phase, done, &p.bytes_text());
         let text = p.to_string();
-        self.board.lock().unwrap().bytes(i, phase, done, &text);
         if last.elapsed() >= Duration::from_secs(2) {
             *last = Instant::now();
             self.event(i, &step.name, "progress", &text);
@@ -706,12 +716,11 @@ impl Ctx<'_> {
                     s.last_copied_object_number
                 };
                 let p = meter.sample(done_objects * info.object_size, info.size, at);
-                let text = p.to_string();
                 self.board
                     .lock()
                     .unwrap()
-                    .bytes(i, Phase::Mirroring, p.done, &text);
-                Ok(Some(text))
+                    .bytes(i, Phase::Mirroring, p.done, &p.bytes_text());
+                Ok(Some(p.to_string()))
             }
             MirrorMode::Journal => {
                 let st = self.with_image(mirrored, false, |img| img.mirror_global_status())?;
@@ -783,7 +792,7 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
     for (k, step) in plan.steps.iter().enumerate() {
         let recorded = done.contains(&step.id);
         if recorded && frontier.is_some_and(|f| k < f) {
-            ctx.board.lock().unwrap().step_done(i, &step.name);
+            ctx.board.lock().unwrap().step_done(i, &step.name, true);
             ctx.event(i, &step.name, "done", "(already)");
             continue;
         }
@@ -803,7 +812,7 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
                     s.done.insert(step.id.clone());
                 })?;
             }
-            ctx.board.lock().unwrap().step_done(i, &step.name);
+            ctx.board.lock().unwrap().step_done(i, &step.name, true);
             ctx.event(i, &step.name, "done", "(already)");
             continue;
         }
@@ -831,7 +840,7 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
         ctx.update(i, |s| {
             s.done.insert(step.id.clone());
         })?;
-        ctx.board.lock().unwrap().step_done(i, &step.name);
+        ctx.board.lock().unwrap().step_done(i, &step.name, false);
         ctx.event(i, &step.name, "done", &detail);
     }
     Ok(())

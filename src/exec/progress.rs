@@ -24,23 +24,32 @@ impl Progress {
     }
 }
 
-impl std::fmt::Display for Progress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Progress {
+    /// Bytes, rate and ETA without the percent: `20.0 MiB of 100.0 MiB, 10.0 MiB/s, ETA 8 s`.
+    pub fn bytes_text(&self) -> String {
         use crate::check::human_bytes;
-        write!(
-            f,
-            "{:.0}% ({} of {})",
-            self.percent(),
+        let mut s = format!(
+            "{} of {}",
             human_bytes(self.done.min(self.total)),
             human_bytes(self.total)
-        )?;
+        );
         if let Some(r) = self.rate {
-            write!(f, ", {}/s", human_bytes(r as u64))?;
+            s += &format!(", {}/s", human_bytes(r as u64));
         }
         if let Some(e) = self.eta {
-            write!(f, ", ETA {} s", e.as_secs())?;
+            s += &format!(", ETA {} s", e.as_secs());
         }
-        Ok(())
+        s
+    }
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.bytes_text();
+        match text.split_once(", ") {
+            Some((bytes, rest)) => write!(f, "{:.0}% ({bytes}), {rest}", self.percent()),
+            None => write!(f, "{:.0}% ({text})", self.percent()),
+        }
     }
 }
 
