@@ -7,6 +7,8 @@ use libc::{c_char, c_int, c_void, size_t, ssize_t, time_t};
 pub use ceph::rados::rados_ioctx_t;
 
 pub type rbd_image_t = *mut c_void;
+pub type rbd_image_options_t = *mut c_void;
+pub const RBD_IMAGE_OPTION_FEATURES: c_int = 1;
 pub type librbd_progress_fn_t =
     Option<unsafe extern "C" fn(offset: u64, total: u64, ptr: *mut c_void) -> c_int>;
 
@@ -181,12 +183,20 @@ extern "C" {
         cb: librbd_progress_fn_t,
         data: *mut c_void,
     ) -> c_int;
-    pub fn rbd_copy_with_progress(
+    pub fn rbd_copy_with_progress3(
         image: rbd_image_t,
         dest_io: rados_ioctx_t,
         destname: *const c_char,
+        opts: rbd_image_options_t,
         cb: librbd_progress_fn_t,
         data: *mut c_void,
+    ) -> c_int;
+    pub fn rbd_image_options_create(opts: *mut rbd_image_options_t);
+    pub fn rbd_image_options_destroy(opts: rbd_image_options_t);
+    pub fn rbd_image_options_set_uint64(
+        opts: rbd_image_options_t,
+        optname: c_int,
+        optval: u64,
     ) -> c_int;
 
     pub fn rbd_mirror_mode_get(io: rados_ioctx_t, mode: *mut c_int) -> c_int;

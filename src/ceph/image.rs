@@ -449,12 +449,14 @@ impl<'p> Image<'p> {
     }
 
     /// Copies this image (at the snapshot it was opened at) to a new image
-    /// `dest_name` in `dest`, which may be in another cluster. `progress`
-    /// gets (bytes done, total) and may return false to cancel.
+    /// `dest_name` in `dest`, which may be in another cluster, created with
+    /// `features` (None: this image's). `progress` gets (bytes done, total)
+    /// and may return false to cancel.
     pub fn copy_to<F: FnMut(u64, u64) -> bool>(
         &self,
         dest: &Pool<'_>,
         dest_name: &str,
+        features: Option<Features>,
         mut progress: F,
     ) -> Result<()> {
         unsafe extern "C" fn trampoline<G: FnMut(u64, u64) -> bool>(
@@ -470,22 +472,40 @@ impl<'p> Image<'p> {
                 -libc::ECANCELED
             }
         }
+        /// Frees the options on every path.
+        struct Opts(ffi::rbd_image_options_t);
+        impl Drop for Opts {
+            fn drop(&mut self) {
+                // SAFETY: created by rbd_image_options_create, destroyed once.
+                unsafe { ffi::rbd_image_options_destroy(self.0) };
+            }
+        }
         let c_dest = cstring("image name", dest_name)?;
+        let mut opts = Opts(std::ptr::null_mut());
+        // SAFETY: fills the pointer with a new options object.
+        unsafe { ffi::rbd_image_options_create(&mut opts.0) };
+        let what = || format!("{} -> {}", self.object, dest.object(dest_name));
+        if let Some(f) = features {
+            // SAFETY: valid options object.
+            let ret = unsafe {
+                ffi::rbd_image_options_set_uint64(opts.0, ffi::RBD_IMAGE_OPTION_FEATURES, f.0)
+            };
+            check(ret, "rbd_image_options_set_uint64", what)?;
+        }
         let data = &mut progress as *mut _ as *mut c_void;
-        // SAFETY: open handle; valid dest ioctx; callback and data outlive the call.
+        // SAFETY: open handle; valid dest ioctx and options; callback and
+        // data outlive the call.
         let ret = unsafe {
-            ffi::rbd_copy_with_progress(
+            ffi::rbd_copy_with_progress3(
                 self.handle,
                 dest.raw(),
                 c_dest.as_ptr(),
+                opts.0,
                 Some(trampoline::<F>),
                 data,
             )
         };
-        check(ret, "rbd_copy", || {
-            format!("{} -> {}", self.object, dest.object(dest_name))
-        })
-        .map(|_| ())
+        check(ret, "rbd_copy", what).map(|_| ())
     }
 
     /// Enables mirroring of this image in the given mode (image-mode pools).

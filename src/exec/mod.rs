@@ -514,7 +514,7 @@ impl Ctx<'_> {
                 self.wait(i, step, &synced)?;
                 Ok("in sync".into())
             }
-            Action::Copy { from, to } => {
+            Action::Copy { from, to, features } => {
                 let partial = format!("{}.ferry-partial", to.image);
                 let dst_pool = self.dst.pool(&to.pool)?;
                 match dst_pool.remove_image(&partial) {
@@ -530,7 +530,7 @@ impl Ctx<'_> {
                 let started = Instant::now();
                 let mut meter = Meter::default();
                 let mut last = Instant::now();
-                img.copy_to(&dst_pool, &partial, |done, total| {
+                img.copy_to(&dst_pool, &partial, *features, |done, total| {
                     self.step_progress(i, step, Phase::Copying, &mut meter, &mut last, done, total);
                     true
                 })?;

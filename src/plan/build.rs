@@ -245,6 +245,7 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         Action::Copy {
             from: mirrored.clone(),
             to: dest.clone(),
+            features: Some(Features(facts.features.0 & !Features::JOURNALING.0)),
         },
         vec![
             synced.clone(),

@@ -143,8 +143,15 @@ pub enum Action {
         mirrored: ImageAt,
         mode: MirrorMode,
     },
-    /// Copy an image into another pool (same cluster).
-    Copy { from: ImageAt, to: ImageAt },
+    /// Copy an image into another pool (same cluster), creating the copy
+    /// with `features` (the source's as found, without journaling: the
+    /// destination pool is not mirrored).
+    Copy {
+        from: ImageAt,
+        to: ImageAt,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        features: Option<Features>,
+    },
     /// Create and protect a snapshot (Glance clones from `<image>@snap`).
     SnapshotAndProtect { image: ImageAt },
     /// Compare checksums of source and destination.

@@ -88,7 +88,10 @@ fn describe(a: &Action) -> String {
             format!("take the cut-over mirror snapshot of {image}")
         }
         Action::WaitForSync { mirrored, .. } => format!("wait until {mirrored} is in sync"),
-        Action::Copy { from, to } => format!("copy {from} to {to}"),
+        Action::Copy { from, to, features } => match features {
+            Some(f) => format!("copy {from} to {to} (features: {f})"),
+            None => format!("copy {from} to {to}"),
+        },
         Action::SnapshotAndProtect { image } => format!("create and protect {image}"),
         Action::Verify {
             source,

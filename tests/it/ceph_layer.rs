@@ -241,7 +241,7 @@ fn copy_snapshots_and_protect_on_the_destination() {
     // One process holds both clusters and copies across them.
     let mut last = (0, 0);
     at_snap
-        .copy_to(&dst_pool, &name, |done, total| {
+        .copy_to(&dst_pool, &name, None, |done, total| {
             last = (done, total);
             true
         })
@@ -249,7 +249,9 @@ fn copy_snapshots_and_protect_on_the_destination() {
     assert_eq!(last.1, 20 * MIB, "progress reports the total");
     let copy = dst_pool.open_image(&name).unwrap();
     assert_eq!(checksum(&copy), want);
-    let e = at_snap.copy_to(&dst_pool, &name, |_, _| true).unwrap_err();
+    let e = at_snap
+        .copy_to(&dst_pool, &name, None, |_, _| true)
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Exists, "{e}");
 
     copy.snap_create("snap").unwrap();

@@ -154,6 +154,16 @@ fn moves_volumes_and_a_glance_image_and_cleans_up(mode: &str) {
     assert_eq!(sum(cinder, &n1), want1);
     assert_eq!(sum(cinder, &renamed), want2);
     assert_eq!(sum(glance, &g1), wantg);
+    // Copies carry the source's features as found, never journaling.
+    for (pool, name, features) in [
+        (cinder, n1.as_str(), Features::DEFAULT),
+        (cinder, renamed.as_str(), Features::DEFAULT),
+        (glance, g1.as_str(), Features::LAYERING),
+    ] {
+        let p = b.pool(pool).unwrap();
+        let img = p.open_image_read_only(name, None).unwrap();
+        assert_eq!(img.features().unwrap(), features, "{pool}/{name}");
+    }
     let gp = b.pool(glance).unwrap();
     assert!(gp
         .open_image(&g1)
