@@ -9,5 +9,6 @@ pub mod ceph;
 pub mod check;
 pub mod cli;
 pub mod exec;
+pub mod openstack;
 pub mod plan;
 pub mod spec;

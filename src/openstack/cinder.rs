@@ -1,0 +1,274 @@
+//! The Cinder (block-storage v3) calls ferry makes.
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::session::{ApiError, Body, Cloud, Result, Service};
+
+/// A volume as Cinder describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Volume {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// GiB.
+    pub size: u64,
+    pub status: String,
+    /// "true" or "false", as Cinder sends it.
+    #[serde(default)]
+    pub bootable: String,
+    #[serde(default)]
+    pub volume_type: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub volume_image_metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    /// `host@backend#pool`; shown to admins only.
+    #[serde(rename = "os-vol-host-attr:host", default)]
+    pub host: Option<String>,
+}
+
+impl Volume {
+    pub fn is_bootable(&self) -> bool {
+        self.bootable.eq_ignore_ascii_case("true")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    #[serde(default)]
+    pub server_id: Option<String>,
+    #[serde(default)]
+    pub attachment_id: Option<String>,
+}
+
+/// A volume type.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct VolumeType {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub extra_specs: BTreeMap<String, String>,
+}
+
+/// A backend pool the scheduler knows (`host@backend#pool`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BackendPool {
+    pub name: String,
+    #[serde(default)]
+    pub capabilities: Value,
+}
+
+impl BackendPool {
+    /// For the RBD driver: (fsid, RBD pool) from its `location_info`
+    /// (`cluster:conf:fsid:user:pool`).
+    pub fn rbd_location(&self) -> Option<(String, String)> {
+        let info = self.capabilities.get("location_info")?.as_str()?;
+        let parts: Vec<&str> = info.rsplitn(4, ':').collect();
+        // rsplitn: pool, user, fsid, rest (the conf path may hold colons)
+        match parts.as_slice() {
+            [pool, _user, fsid, _rest] => Some((fsid.to_string(), pool.to_string())),
+            _ => None,
+        }
+    }
+}
+
+/// What to adopt with manage-existing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManageRequest {
+    /// `host@backend#pool`.
+    pub host: String,
+    /// The RBD image name in the backend's pool.
+    pub source_name: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub volume_type: Option<String>,
+    #[serde(default)]
+    pub bootable: bool,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Cinder calls on one cloud.
+pub struct Cinder<'a>(pub &'a Cloud);
+
+fn one<T: for<'de> Deserialize<'de>>(v: Value, key: &str) -> std::result::Result<T, String> {
+    serde_json::from_value(v.get(key).cloned().unwrap_or(Value::Null)).map_err(|e| e.to_string())
+}
+
+impl Cinder<'_> {
+    fn get(&self, path: &str) -> Result<Value> {
+        self.0
+            .call_json(Service::BlockStorage, Method::GET, path, &[], None)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let resp = self.0.call(
+            Service::BlockStorage,
+            Method::POST,
+            path,
+            &[],
+            Some(Body::Json(body)),
+        )?;
+        let text = resp.text().unwrap_or_default();
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn bad(&self, what: &str, e: String) -> ApiError {
+        ApiError::Transport {
+            cloud: self.0.name().into(),
+            what: what.into(),
+            message: e,
+        }
+    }
+
+    /// One volume by id (404 when there is none).
+    pub fn volume(&self, id: &str) -> Result<Volume> {
+        let v = self.get(&format!("/volumes/{id}"))?;
+        one(v, "volume").map_err(|e| self.bad("reading a volume", e))
+    }
+
+    /// Volumes of the project, with details; `name` filters exactly.
+    pub fn volumes(&self, name: Option<&str>) -> Result<Vec<Volume>> {
+        let path = match name {
+            Some(n) => format!("/volumes/detail?name={}", urlencode(n)),
+            None => "/volumes/detail".to_string(),
+        };
+        let v = self.get(&path)?;
+        one(v, "volumes").map_err(|e| self.bad("reading volumes", e))
+    }
+
+    pub fn volume_types(&self) -> Result<Vec<VolumeType>> {
+        let v = self.get("/types")?;
+        one(v, "volume_types").map_err(|e| self.bad("reading volume types", e))
+    }
+
+    /// The scheduler's pools (admin by default policy).
+    pub fn backend_pools(&self) -> Result<Vec<BackendPool>> {
+        let v = self.get("/scheduler-stats/get_pools?detail=true")?;
+        one(v, "pools").map_err(|e| self.bad("reading backend pools", e))
+    }
+
+    /// Adopts an existing RBD image as a volume (`os-volume-manage`, admin
+    /// by default policy). The volume starts `creating`; poll it.
+    pub fn manage(&self, r: &ManageRequest) -> Result<Volume> {
+        let mut vol = json!({
+            "host": r.host,
+            "ref": {"source-name": r.source_name},
+            "name": r.name,
+            "bootable": r.bootable,
+            "metadata": r.metadata,
+        });
+        if let Some(d) = &r.description {
+            vol["description"] = json!(d);
+        }
+        if let Some(t) = &r.volume_type {
+            vol["volume_type"] = json!(t);
+        }
+        let v = self.post("/os-volume-manage", &json!({ "volume": vol }))?;
+        one(v, "volume").map_err(|e| self.bad("reading the managed volume", e))
+    }
+
+    pub fn set_bootable(&self, id: &str, bootable: bool) -> Result<()> {
+        self.post(
+            &format!("/volumes/{id}/action"),
+            &json!({"os-set_bootable": {"bootable": bootable}}),
+        )
+        .map(|_| ())
+    }
+
+    pub fn set_image_metadata(&self, id: &str, meta: &BTreeMap<String, String>) -> Result<()> {
+        self.post(
+            &format!("/volumes/{id}/action"),
+            &json!({"os-set_image_metadata": {"metadata": meta}}),
+        )
+        .map(|_| ())
+    }
+
+    /// Uploads a volume to a new Glance image; returns the image id.
+    pub fn upload_to_image(&self, id: &str, image_name: &str) -> Result<String> {
+        let v = self.post(
+            &format!("/volumes/{id}/action"),
+            &json!({"os-volume_upload_image": {
+                "image_name": image_name, "disk_format": "raw",
+                "container_format": "bare", "force": false}}),
+        )?;
+        v.pointer("/os-volume_upload_image/image_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| self.bad("uploading to an image", "no image_id in the answer".into()))
+    }
+
+    pub fn delete_volume(&self, id: &str) -> Result<()> {
+        self.0
+            .call(
+                Service::BlockStorage,
+                Method::DELETE,
+                &format!("/volumes/{id}"),
+                &[],
+                None,
+            )
+            .map(|_| ())
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rbd_location_info_gives_fsid_and_pool() {
+        let p: BackendPool = serde_json::from_value(json!({
+            "name": "h@ceph#ceph-b",
+            "capabilities": {"location_info": "site-b:/etc/ceph/site-b.conf:5924b3c6-2cf4:cinder:cinder-volumes"}
+        }))
+        .unwrap();
+        assert_eq!(
+            p.rbd_location(),
+            Some(("5924b3c6-2cf4".into(), "cinder-volumes".into()))
+        );
+    }
+
+    #[test]
+    fn volumes_parse_with_admin_and_image_fields() {
+        let v: Volume = serde_json::from_value(json!({
+            "id": "v1", "name": "db", "size": 2, "status": "in-use", "bootable": "true",
+            "volume_type": "ceph", "metadata": {"k": "v"},
+            "volume_image_metadata": {"os_distro": "debian"},
+            "attachments": [{"server_id": "s1", "attachment_id": "a1"}],
+            "os-vol-host-attr:host": "h@ceph#ceph"
+        }))
+        .unwrap();
+        assert!(v.is_bootable());
+        assert_eq!(v.attachments[0].server_id.as_deref(), Some("s1"));
+        assert_eq!(v.host.as_deref(), Some("h@ceph#ceph"));
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(urlencode("my vol/1"), "my%20vol%2F1");
+    }
+}

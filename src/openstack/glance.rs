@@ -1,0 +1,182 @@
+//! The Glance (image v2) calls ferry makes.
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::cinder::urlencode;
+use super::session::{ApiError, Body, Cloud, Result, Service};
+
+/// An image as Glance describes it; properties beyond the core ones are in
+/// `properties`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Image {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub status: String,
+    #[serde(default)]
+    pub disk_format: Option<String>,
+    #[serde(default)]
+    pub container_format: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub min_disk: Option<u64>,
+    #[serde(default)]
+    pub min_ram: Option<u64>,
+    #[serde(default)]
+    pub os_hash_algo: Option<String>,
+    #[serde(default)]
+    pub os_hash_value: Option<String>,
+    #[serde(flatten)]
+    pub properties: BTreeMap<String, Value>,
+}
+
+/// Core fields Glance manages itself; everything else is a user property.
+const CORE: &[&str] = &[
+    "checksum",
+    "created_at",
+    "updated_at",
+    "file",
+    "schema",
+    "self",
+    "direct_url",
+    "locations",
+    "owner",
+    "protected",
+    "tags",
+    "virtual_size",
+    "visibility",
+    "os_hidden",
+    "stores",
+    "id",
+    "name",
+    "status",
+    "disk_format",
+    "container_format",
+    "size",
+    "min_disk",
+    "min_ram",
+    "os_hash_algo",
+    "os_hash_value",
+];
+
+impl Image {
+    /// The user properties (string values), to carry to another cloud.
+    pub fn user_properties(&self) -> BTreeMap<String, String> {
+        self.properties
+            .iter()
+            .filter(|(k, _)| !CORE.contains(&k.as_str()))
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect()
+    }
+}
+
+/// Glance calls on one cloud.
+pub struct Glance<'a>(pub &'a Cloud);
+
+impl Glance<'_> {
+    fn bad(&self, what: &str, e: impl std::fmt::Display) -> ApiError {
+        ApiError::Transport {
+            cloud: self.0.name().into(),
+            what: what.into(),
+            message: e.to_string(),
+        }
+    }
+
+    pub fn image(&self, id: &str) -> Result<Image> {
+        self.0.call_json(
+            Service::Image,
+            Method::GET,
+            &format!("/v2/images/{id}"),
+            &[],
+            None,
+        )
+    }
+
+    /// Images whose property `key` equals `value` (Glance filters on any property).
+    pub fn images_with(&self, key: &str, value: &str) -> Result<Vec<Image>> {
+        let v: Value = self.0.call_json(
+            Service::Image,
+            Method::GET,
+            &format!("/v2/images?{}={}", urlencode(key), urlencode(value)),
+            &[],
+            None,
+        )?;
+        serde_json::from_value(v.get("images").cloned().unwrap_or(Value::Null))
+            .map_err(|e| self.bad("reading images", e))
+    }
+
+    /// Creates a queued image record with these fields and properties.
+    pub fn create(&self, fields: &Value) -> Result<Image> {
+        self.0.call_json(
+            Service::Image,
+            Method::POST,
+            "/v2/images",
+            &[],
+            Some(Body::Json(fields)),
+        )
+    }
+
+    /// Adds a location (needs `show_multiple_locations` on the API).
+    pub fn add_location(&self, id: &str, url: &str) -> Result<Image> {
+        let patch = json!([{"op": "add", "path": "/locations/-",
+                            "value": {"url": url, "metadata": {}}}]);
+        self.0.call_json(
+            Service::Image,
+            Method::PATCH,
+            &format!("/v2/images/{id}"),
+            &[],
+            Some(Body::Patch(&patch)),
+        )
+    }
+
+    /// Streams the image data into `out`; returns bytes written.
+    pub fn download(&self, id: &str, out: &mut dyn std::io::Write) -> Result<u64> {
+        let mut resp = self.0.call(
+            Service::Image,
+            Method::GET,
+            &format!("/v2/images/{id}/file"),
+            &[],
+            None,
+        )?;
+        resp.copy_to(out).map_err(|e| self.bad("downloading", e))
+    }
+
+    pub fn delete(&self, id: &str) -> Result<()> {
+        self.0
+            .call(
+                Service::Image,
+                Method::DELETE,
+                &format!("/v2/images/{id}"),
+                &[],
+                None,
+            )
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_properties_leave_core_fields_out() {
+        let i: Image = serde_json::from_value(json!({
+            "id": "i", "status": "active", "name": "n", "visibility": "shared",
+            "os_distro": "debian", "hw_disk_bus": "scsi", "min_disk": 1, "tags": []
+        }))
+        .unwrap();
+        let p = i.user_properties();
+        assert_eq!(
+            p.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("hw_disk_bus".to_string(), "scsi".to_string()),
+                ("os_distro".to_string(), "debian".to_string())
+            ]
+        );
+    }
+}
