@@ -863,6 +863,7 @@ mod tests {
                 mirrored_pool: "volumes".into(),
                 dest_pool: "cinder-volumes".into(),
                 dest_name: name.into(),
+                new_name: None,
             },
             error: None,
             size: Some(1 << 30),

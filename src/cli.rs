@@ -127,7 +127,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let spec = Spec::load(&path)?;
             let source = crate::ceph::Cluster::connect(&spec.source.cluster, spec.timeout())
                 .context("connecting to the source cluster")?;
-            let facts = crate::plan::discover(&source, &spec)
+            let cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source")?;
+            let facts = crate::plan::discover(&source, &spec, cloud.as_ref())
                 .with_context(|| format!("reading the source images of {}", path.display()))?;
             let plan = crate::plan::build(&crate::plan::BuildOptions::from_spec(&spec), &facts);
             match output {

@@ -2,6 +2,7 @@
 //! Parsing does no I/O beyond reading the file, and every error names the
 //! field (and, for YAML syntax, the line) it is about.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,11 @@ pub struct Spec {
 pub struct SourceSite {
     pub cluster: ClusterConfig,
     pub pools: SourcePools,
+    /// The source cloud: a clouds.yaml entry, or `env` for the `OS_*`
+    /// variables. Without it, `volume` and `glance_image` are ids and
+    /// nothing is asked of OpenStack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<String>,
 }
 
 /// Source pools: Cinder volumes are mirrored per image, Glance images per pool.
@@ -50,6 +56,14 @@ pub struct SourcePools {
 pub struct DestinationSite {
     pub cluster: ClusterConfig,
     pub pools: DestinationPools,
+    /// The destination cloud that adopts the copies (clouds.yaml entry or
+    /// `env`). Without it, the copies stay plain RBD images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<String>,
+    /// Cinder's `host@backend#pool` for manage-existing (default: the backend
+    /// pool whose RBD location is this cluster's Cinder pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cinder_host: Option<String>,
 }
 
 /// Destination pools.
@@ -88,6 +102,29 @@ pub struct Options {
     /// restore their original features (default: off).
     #[serde(default)]
     pub cleanup: bool,
+    /// Source volume type → destination volume type (default: the same name).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volume_types: BTreeMap<String, String>,
+    /// Where bootable volumes arrive when both clouds are given: `glance`
+    /// (an image to boot new servers from; default) or `cinder` (a volume).
+    #[serde(default)]
+    pub bootable_volumes: BootableTo,
+}
+
+impl BootableTo {
+    /// Whether a volume goes to the destination Glance pool as an image.
+    pub fn to_glance(self, bootable: bool) -> bool {
+        bootable && self == BootableTo::Glance
+    }
+}
+
+/// Where a bootable volume arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootableTo {
+    #[default]
+    Glance,
+    Cinder,
 }
 
 fn default_mode() -> MirrorMode {
@@ -105,6 +142,8 @@ impl Default for Options {
             timeout_seconds: default_timeout(),
             allow_in_use: false,
             cleanup: false,
+            volume_types: BTreeMap::new(),
+            bootable_volumes: BootableTo::Glance,
         }
     }
 }
@@ -122,9 +161,14 @@ pub struct ImageEntry {
     /// Any RBD image in one of the source pools, as `pool/name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rbd: Option<String>,
-    /// Name of the copy in the destination pool (default: the source name).
+    /// Name of the copy in the destination pool (default: the source name;
+    /// with a destination cloud, `volume-<source id>` or the image id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dest_name: Option<String>,
+    /// Name of the adopted volume or image in the destination cloud
+    /// (default: the source's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// Which OpenStack service an image belongs to, which decides its pools.
@@ -149,6 +193,9 @@ pub struct ImageRef {
     pub dest_pool: String,
     /// Destination image name.
     pub dest_name: String,
+    /// Name for the adopted volume or image in the destination cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_name: Option<String>,
 }
 
 impl ImageRef {
@@ -228,6 +275,20 @@ impl Spec {
                 return Err(invalid(
                     &format!("{field}.client"),
                     "give the cephx user id without the 'client.' prefix, e.g. 'admin'",
+                ));
+            }
+        }
+        if self.destination.cloud.is_some() && self.source.cloud.is_none() {
+            return Err(invalid(
+                "destination.cloud",
+                "adopting needs what the source cloud knows (names, types, metadata): set source.cloud too",
+            ));
+        }
+        for (i, e) in self.images.iter().enumerate() {
+            if e.name.is_some() && self.destination.cloud.is_none() {
+                return Err(invalid(
+                    &format!("images[{i}].name"),
+                    "names the adopted volume or image: needs destination.cloud",
                 ));
             }
         }
@@ -311,7 +372,46 @@ impl Spec {
         };
         Ok(ImageRef {
             kind,
+            new_name: e.name.clone(),
             dest_name: e.dest_name.clone().unwrap_or_else(|| name.clone()),
+            pool,
+            name,
+            mirrored_pool,
+            dest_pool,
+        })
+    }
+
+    /// Resolves a volume entry once the source cloud has named it: `id` is
+    /// the volume id, and `to_glance` sends it to the destination Glance pool
+    /// as the image `image_id`.
+    pub fn resolve_volume(
+        &self,
+        index: usize,
+        id: &str,
+        to_glance: Option<&str>,
+    ) -> Result<ImageRef, ParseError> {
+        let e = &self.images[index];
+        let invalid = |message: String| ParseError::Invalid {
+            field: format!("images[{index}]"),
+            message,
+        };
+        let pool = self.source.pools.cinder.clone();
+        let name = format!("volume-{id}");
+        let dst = &self.destination.pools;
+        let mirrored_pool = dst.mirrored_cinder.clone().unwrap_or_else(|| pool.clone());
+        let (dest_pool, default_name) = match to_glance {
+            Some(image_id) => (
+                dst.glance.clone().ok_or_else(|| {
+                    invalid("a bootable volume goes to Glance: set destination.pools.glance, or options.bootable_volumes: cinder".into())
+                })?,
+                image_id.to_string(),
+            ),
+            None => (dst.cinder.clone(), name.clone()),
+        };
+        Ok(ImageRef {
+            kind: ImageKind::Cinder,
+            new_name: e.name.clone(),
+            dest_name: e.dest_name.clone().unwrap_or(default_name),
             pool,
             name,
             mirrored_pool,

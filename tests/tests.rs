@@ -6,6 +6,7 @@ mod common;
 mod it {
     mod ceph_layer;
     mod check;
+    mod openstack;
     mod plan;
     mod run;
 }

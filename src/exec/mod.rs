@@ -4,6 +4,7 @@
 //! state, so a re-run resumes and a finished run changes nothing.
 
 mod board;
+mod cloud;
 mod progress;
 mod stall;
 mod state;
@@ -25,6 +26,7 @@ use crate::ceph::{
     mirror_snapshot_arrived, CephError, Cluster, ErrorKind, Features, Image, ImageMirrorState,
     MirrorMode, PeerDirection, ReplayProgress,
 };
+use crate::openstack::{Cloud, Glance};
 use crate::plan::{Action, Check, ImageAt, ImagePlan, Site, Step};
 use crate::spec::Spec;
 
@@ -45,6 +47,8 @@ pub struct RunOptions {
 
 struct Ctx<'a> {
     src: Cluster,
+    /// The destination cloud, when the spec names one.
+    dst_cloud: Option<Cloud>,
     dst: Cluster,
     opts: &'a RunOptions,
     state: Mutex<RunState>,
@@ -65,11 +69,16 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
     let timeout = spec.timeout();
     let src = Cluster::connect(&spec.source.cluster, timeout)
         .context("connecting to the source cluster")?;
+    let src_cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source")?;
+    let dst_cloud =
+        crate::openstack::connect_side(spec.destination.cloud.as_deref(), "destination")?;
     let state = match RunState::load(&path)? {
-        Some(s) => s,
-        None => {
-            // The plan is built once, before anything changes, and kept.
-            let facts = crate::plan::discover(&src, spec).context("reading the source images")?;
+        // The plan is kept as first built once a step has done something:
+        // discovering again would see the features ferry changed.
+        Some(s) if s.images.iter().any(|i| !i.done.is_empty()) => s,
+        _ => {
+            let facts = crate::plan::discover(&src, spec, src_cloud.as_ref())
+                .context("reading the source images")?;
             let plan = crate::plan::build(&crate::plan::BuildOptions::from_spec(spec), &facts);
             let s = RunState::new(plan);
             s.save(&path)?;
@@ -85,6 +94,7 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
     );
     let ctx = Ctx {
         src,
+        dst_cloud,
         dst: Cluster::connect(&spec.destination.cluster, timeout)
             .context("connecting to the destination cluster")?,
         opts,
@@ -381,6 +391,14 @@ impl Ctx<'_> {
                 let st = self.image_state(i);
                 st.source_checksum.is_some() && st.source_checksum == st.destination_checksum
             }
+            Check::VolumeAdopted { source_volume } => self
+                .adopted_volume(source_volume)?
+                .is_some_and(|v| v.status == "available"),
+            Check::ImageRegistered { id } => match Glance(self.dst_cloud()?).image(id) {
+                Ok(img) => img.status == "active",
+                Err(e) if e.status() == Some(404) => false,
+                Err(e) => return Err(e.into()),
+            },
         })
     }
 
@@ -592,6 +610,16 @@ impl Ctx<'_> {
                 self.with_image(image, true, |img| img.mirror_disable(false))?;
                 Ok("disabled".into())
             }
+            Action::CheckDestinationCloud { image, adoption } => {
+                cloud::check_destination(self, image, adoption)
+            }
+            Action::AdoptVolume { image, adoption } => {
+                cloud::adopt_volume(self, i, step, image, adoption)
+            }
+            Action::RegisterImage {
+                image,
+                registration,
+            } => cloud::register_image(self, image, registration),
             Action::RestoreFeatures { image } => {
                 let original = self
                     .image_state(i)

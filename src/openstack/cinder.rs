@@ -208,6 +208,22 @@ impl Cinder<'_> {
             .ok_or_else(|| self.bad("uploading to an image", "no image_id in the answer".into()))
     }
 
+    /// Creates an empty volume (starts `creating`; poll it).
+    pub fn create_volume(
+        &self,
+        name: &str,
+        size_gb: u64,
+        volume_type: Option<&str>,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Volume> {
+        let mut vol = json!({"name": name, "size": size_gb, "metadata": metadata});
+        if let Some(t) = volume_type {
+            vol["volume_type"] = json!(t);
+        }
+        let v = self.post("/volumes", &json!({ "volume": vol }))?;
+        one(v, "volume").map_err(|e| self.bad("reading the new volume", e))
+    }
+
     pub fn delete_volume(&self, id: &str) -> Result<()> {
         self.0
             .call(

@@ -26,3 +26,10 @@ pub fn connect(name: &str) -> anyhow::Result<Cloud> {
     };
     Cloud::connect(cfg)
 }
+
+/// Connects to the cloud a spec names for one side, if it names one.
+pub fn connect_side(name: Option<&str>, side: &str) -> anyhow::Result<Option<Cloud>> {
+    use anyhow::Context;
+    name.map(|n| connect(n).with_context(|| format!("connecting to the {side} cloud {n:?}")))
+        .transpose()
+}

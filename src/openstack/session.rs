@@ -52,6 +52,7 @@ pub enum Service {
     Identity,
     BlockStorage,
     Image,
+    Compute,
 }
 
 impl Service {
@@ -61,6 +62,7 @@ impl Service {
             Service::Identity => &["identity"],
             Service::BlockStorage => &["block-storage", "volumev3", "volume"],
             Service::Image => &["image"],
+            Service::Compute => &["compute"],
         }
     }
 }

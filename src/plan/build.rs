@@ -1,10 +1,15 @@
 //! Builds a plan from the spec and the discovered facts. Pure: the same
 //! inputs always give the same plan, and nothing is read or written.
 
-use crate::ceph::{Features, MirrorMode, PoolMirrorMode};
-use crate::spec::{ImageKind, ImageRef};
+use std::collections::BTreeMap;
 
-use super::{Action, Check, ImageAt, ImageFacts, ImagePlan, Plan, Role, Site, Step};
+use crate::ceph::{Features, MirrorMode, PoolMirrorMode};
+use crate::spec::{BootableTo, ImageKind, ImageRef};
+
+use super::{
+    Action, Adoption, Check, CloudObject, ImageAt, ImageFacts, ImagePlan, ImageRegistration, Plan,
+    Role, Site, Step, VolumeAdoption, ADOPTED_FROM, REGISTERED_FROM,
+};
 
 /// The choices that shape a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +23,18 @@ pub struct BuildOptions {
     pub cleanup: bool,
     pub source_cluster: String,
     pub destination_cluster: String,
+    /// How the destination cloud adopts the copies, when one is given.
+    pub adopt: Option<AdoptOptions>,
+}
+
+/// The choices about adoption in the destination cloud.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdoptOptions {
+    /// Source volume type → destination volume type.
+    pub volume_types: BTreeMap<String, String>,
+    /// `host@backend#pool` given in the spec.
+    pub cinder_host: Option<String>,
+    pub bootable_to: BootableTo,
 }
 
 impl BuildOptions {
@@ -29,6 +46,11 @@ impl BuildOptions {
             cleanup: spec.options.cleanup,
             source_cluster: spec.source.cluster.cluster_name(),
             destination_cluster: spec.destination.cluster.cluster_name(),
+            adopt: spec.destination.cloud.as_ref().map(|_| AdoptOptions {
+                volume_types: spec.options.volume_types.clone(),
+                cinder_host: spec.destination.cinder_host.clone(),
+                bootable_to: spec.options.bootable_volumes,
+            }),
         }
     }
 }
@@ -107,7 +129,26 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         destination: dest.clone(),
     };
 
+    let adoption = match (&opts.adopt, &facts.cloud) {
+        (Some(a), Some(obj)) => Some(adoption_for(a, r, obj)),
+        _ => None,
+    };
+
     let mut steps: Vec<Draft> = Vec::new();
+    if let Some(a) = &adoption {
+        // First, and reading only: bad destination inputs stop the run
+        // before anything changes.
+        steps.push((
+            "check-destination-cloud",
+            Role::DestinationCloud,
+            Action::CheckDestinationCloud {
+                image: dest.clone(),
+                adoption: a.clone(),
+            },
+            vec![],
+            vec![],
+        ));
+    }
     steps.push((
         "preflight",
         Role::SourceStorage,
@@ -257,7 +298,11 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
             image: dest.clone(),
         }],
     ));
-    if r.kind == ImageKind::Glance {
+    let at_snap = ImageAt {
+        snap: Some("snap".into()),
+        ..dest.clone()
+    };
+    if r.kind == ImageKind::Glance || matches!(adoption, Some(Adoption::Image(_))) {
         let at_snap = ImageAt {
             snap: Some("snap".into()),
             ..dest.clone()
@@ -286,6 +331,41 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         }],
         vec![verified.clone()],
     ));
+    match &adoption {
+        Some(Adoption::Volume(v)) => steps.push((
+            "adopt-volume",
+            Role::DestinationCloud,
+            Action::AdoptVolume {
+                image: dest.clone(),
+                adoption: v.clone(),
+            },
+            vec![
+                verified.clone(),
+                Check::Exists {
+                    image: dest.clone(),
+                },
+            ],
+            vec![Check::VolumeAdopted {
+                source_volume: v.source_volume.clone(),
+            }],
+        )),
+        Some(Adoption::Image(g)) => steps.push((
+            "register-image",
+            Role::DestinationCloud,
+            Action::RegisterImage {
+                image: at_snap.clone(),
+                registration: g.clone(),
+            },
+            vec![
+                verified.clone(),
+                Check::SnapshotProtected {
+                    image: at_snap.clone(),
+                },
+            ],
+            vec![Check::ImageRegistered { id: g.id.clone() }],
+        )),
+        None => {}
+    }
     if opts.cleanup {
         if !pool_mode && facts.mirroring.is_none() {
             steps.push((
@@ -333,8 +413,101 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         image: r.clone(),
         mode,
         facts: facts.clone(),
+        adoption,
         warnings,
         steps: out,
+    }
+}
+
+/// Image metadata Cinder derives itself; the rest are image properties.
+const DERIVED_IMAGE_METADATA: &[&str] = &[
+    "image_id",
+    "image_name",
+    "checksum",
+    "size",
+    "container_format",
+    "disk_format",
+    "min_disk",
+    "min_ram",
+    "owner_specified.openstack.md5",
+    "owner_specified.openstack.sha256",
+    "owner_specified.openstack.object",
+];
+
+/// What the destination cloud does with one copy. Pure.
+pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adoption {
+    match obj {
+        CloudObject::Volume {
+            id,
+            name,
+            description,
+            size_gb,
+            bootable,
+            volume_type,
+            metadata,
+            image_metadata,
+            ..
+        } => {
+            let new_name = r.new_name.clone().unwrap_or_else(|| name.clone());
+            if a.bootable_to.to_glance(*bootable) {
+                let mut properties: BTreeMap<String, String> = image_metadata
+                    .iter()
+                    .filter(|(k, _)| !DERIVED_IMAGE_METADATA.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                properties.insert(REGISTERED_FROM.into(), format!("volume:{id}"));
+                let num = |k: &str| image_metadata.get(k).and_then(|v| v.parse().ok());
+                Adoption::Image(ImageRegistration {
+                    id: r.dest_name.clone(),
+                    name: new_name,
+                    disk_format: "raw".into(),
+                    container_format: "bare".into(),
+                    min_disk: num("min_disk").unwrap_or(*size_gb).max(*size_gb),
+                    min_ram: num("min_ram").unwrap_or(0),
+                    properties,
+                })
+            } else {
+                let mut metadata = metadata.clone();
+                metadata.insert(ADOPTED_FROM.into(), id.clone());
+                Adoption::Volume(VolumeAdoption {
+                    source_volume: id.clone(),
+                    name: new_name,
+                    description: description.clone(),
+                    volume_type: volume_type
+                        .as_ref()
+                        .map(|t| a.volume_types.get(t).cloned().unwrap_or_else(|| t.clone())),
+                    bootable: *bootable,
+                    metadata,
+                    image_metadata: image_metadata
+                        .iter()
+                        .filter(|(k, _)| !DERIVED_IMAGE_METADATA.contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    host: a.cinder_host.clone(),
+                })
+            }
+        }
+        CloudObject::Image {
+            id,
+            name,
+            disk_format,
+            container_format,
+            min_disk,
+            min_ram,
+            properties,
+        } => {
+            let mut properties = properties.clone();
+            properties.insert(REGISTERED_FROM.into(), format!("image:{id}"));
+            Adoption::Image(ImageRegistration {
+                id: r.dest_name.clone(),
+                name: r.new_name.clone().unwrap_or_else(|| name.clone()),
+                disk_format: disk_format.clone(),
+                container_format: container_format.clone(),
+                min_disk: *min_disk,
+                min_ram: *min_ram,
+                properties,
+            })
+        }
     }
 }
 
@@ -350,6 +523,7 @@ mod tests {
             cleanup,
             source_cluster: "ceph".into(),
             destination_cluster: "cephpa1".into(),
+            adopt: None,
         }
     }
 
@@ -362,6 +536,7 @@ mod tests {
                 mirrored_pool: "oscinder".into(),
                 dest_pool: "cinder-ceph-pa1-cl1".into(),
                 dest_name: "volume-1".into(),
+                new_name: None,
             },
             ImageFacts {
                 size: 1 << 30,
@@ -370,6 +545,7 @@ mod tests {
                 mirroring: None,
                 in_use: false,
                 pool_mode: PoolMirrorMode::Image,
+                cloud: None,
             },
         )
     }
@@ -561,5 +737,101 @@ mod tests {
         assert_eq!(serde_yaml::from_str::<Plan>(&yaml).unwrap(), plan);
         let json = serde_json::to_string(&plan).unwrap();
         assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    }
+
+    fn cloud_volume(bootable: bool) -> CloudObject {
+        CloudObject::Volume {
+            id: "1".into(),
+            name: "db".into(),
+            description: Some("primary".into()),
+            size_gb: 20,
+            bootable,
+            volume_type: Some("fast".into()),
+            metadata: [("app".to_string(), "db".to_string())].into(),
+            image_metadata: [
+                ("os_distro".to_string(), "debian".to_string()),
+                ("image_id".to_string(), "old".to_string()),
+                ("min_ram".to_string(), "512".to_string()),
+            ]
+            .into(),
+            status: "available".into(),
+        }
+    }
+
+    fn adopting() -> BuildOptions {
+        BuildOptions {
+            adopt: Some(AdoptOptions {
+                volume_types: [("fast".to_string(), "ssd".to_string())].into(),
+                cinder_host: None,
+                bootable_to: BootableTo::Glance,
+            }),
+            ..opts(MirrorMode::Snapshot, true)
+        }
+    }
+
+    #[test]
+    fn adopted_volume_is_checked_first_and_managed_after_verify() {
+        let (r, mut f) = volume(Features::DEFAULT);
+        f.cloud = Some(cloud_volume(false));
+        let plan = build(&adopting(), &[(r, f)]);
+        let p = &plan.images[0];
+        let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names[0], "check-destination-cloud");
+        let verify = names.iter().position(|n| *n == "verify").unwrap();
+        assert_eq!(names[verify + 1], "adopt-volume");
+        assert_eq!(p.steps[0].role, Role::DestinationCloud);
+        let Some(Adoption::Volume(v)) = &p.adoption else {
+            panic!("{:?}", p.adoption)
+        };
+        assert_eq!(v.name, "db");
+        assert_eq!(v.volume_type.as_deref(), Some("ssd"), "mapped");
+        assert_eq!(v.metadata.get(ADOPTED_FROM).map(String::as_str), Some("1"));
+        assert_eq!(v.metadata.get("app").map(String::as_str), Some("db"));
+        assert!(!v.image_metadata.contains_key("image_id"));
+        let adopt = &p.steps[verify + 1];
+        assert_eq!(
+            adopt.done_when,
+            vec![Check::VolumeAdopted {
+                source_volume: "1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn bootable_volume_is_registered_as_an_image() {
+        let (mut r, mut f) = volume(Features::DEFAULT);
+        r.dest_pool = "glance-ct1-cl1".into();
+        r.dest_name = "uuid-1".into();
+        r.new_name = Some("db-image".into());
+        f.cloud = Some(cloud_volume(true));
+        let plan = build(&adopting(), &[(r, f)]);
+        let p = &plan.images[0];
+        let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"snapshot-and-protect"), "{names:?}");
+        assert!(names.contains(&"register-image"), "{names:?}");
+        assert!(!names.contains(&"adopt-volume"), "{names:?}");
+        let Some(Adoption::Image(g)) = &p.adoption else {
+            panic!("{:?}", p.adoption)
+        };
+        assert_eq!(g.id, "uuid-1");
+        assert_eq!(g.name, "db-image");
+        assert_eq!((g.min_disk, g.min_ram), (20, 512));
+        assert_eq!(
+            g.properties.keys().collect::<Vec<_>>(),
+            vec!["ferry_source", "os_distro"]
+        );
+        assert_eq!(g.properties["ferry_source"], "volume:1");
+    }
+
+    #[test]
+    fn without_a_destination_cloud_nothing_is_adopted() {
+        let (r, mut f) = volume(Features::DEFAULT);
+        f.cloud = Some(cloud_volume(false));
+        let plan = build(&opts(MirrorMode::Snapshot, false), &[(r, f)]);
+        assert!(plan.images[0].adoption.is_none());
+        assert!(plan.images[0]
+            .steps
+            .iter()
+            .all(|s| s.role != Role::DestinationCloud));
     }
 }

@@ -1,11 +1,15 @@
-//! Discovery: read what the plan depends on from the source cluster. Reads
-//! only; nothing is changed.
+//! Discovery: read what the plan depends on from the source cluster and,
+//! when one is given, the source cloud. Reads only; nothing is changed.
 
 use serde::{Deserialize, Serialize};
 
 use crate::ceph::{
     CephError, Cluster, Features, ImageMirrorState, MirrorMode, PoolMirrorMode, SnapNamespace,
 };
+use anyhow::{bail, Context};
+
+use super::CloudObject;
+use crate::openstack::{Cinder, Cloud, Glance, Service};
 use crate::spec::{ImageRef, Spec};
 
 /// What the source cluster says about one image before anything is changed.
@@ -22,18 +26,215 @@ pub struct ImageFacts {
     pub in_use: bool,
     /// The source pool's mirroring mode.
     pub pool_mode: PoolMirrorMode,
+    /// The source cloud's volume or image behind it, when a cloud is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<super::CloudObject>,
 }
 
 /// Reads the facts for every image of the spec from `source`, the already
-/// connected source cluster.
-pub fn discover(source: &Cluster, spec: &Spec) -> Result<Vec<(ImageRef, ImageFacts)>, CephError> {
-    spec.image_refs()
-        .into_iter()
-        .map(|r| {
-            let facts = image_facts(source, &r)?;
-            Ok((r, facts))
-        })
-        .collect()
+/// connected source cluster, and from the source cloud when given: volumes
+/// and images named by id or name, their status, type and metadata.
+/// Attached volumes are refused unless their servers are shut off or the
+/// spec allows images in use.
+pub fn discover(
+    source: &Cluster,
+    spec: &Spec,
+    cloud: Option<&Cloud>,
+) -> anyhow::Result<Vec<(ImageRef, ImageFacts)>> {
+    let mut out = Vec::new();
+    for (i, e) in spec.images.iter().enumerate() {
+        let (r, obj) = match (cloud, &e.volume, &e.glance_image) {
+            (Some(c), Some(v), _) => {
+                let vol = find_volume(c, v)?;
+                check_volume_status(c, &vol, spec.options.allow_in_use)?;
+                let to_glance = spec.destination.cloud.is_some()
+                    && spec.options.bootable_volumes.to_glance(vol.is_bootable());
+                let image_id = derived_image_id(&vol.id);
+                let r = spec.resolve_volume(i, &vol.id, to_glance.then_some(image_id.as_str()))?;
+                (r, Some(volume_object(&vol)))
+            }
+            (Some(c), None, Some(g)) => {
+                let img = find_image(c, g)?;
+                if img.status != "active" {
+                    bail!(
+                        "image {} in cloud {} is {}, not active",
+                        img.id,
+                        c.name(),
+                        img.status
+                    );
+                }
+                let mut r = spec.resolve(i)?;
+                if r.name != img.id {
+                    if e.dest_name.is_none() {
+                        r.dest_name = img.id.clone();
+                    }
+                    r.name = img.id.clone();
+                }
+                (r, Some(image_object(&img)))
+            }
+            _ => (spec.resolve(i)?, None),
+        };
+        let mut facts = image_facts(source, &r)
+            .with_context(|| format!("reading {} on the source cluster", r.source_spec()))?;
+        facts.cloud = obj;
+        out.push((r, facts));
+    }
+    Ok(out)
+}
+
+/// The id a bootable volume's image gets in the destination Glance: derived
+/// from the volume id, so planning again gives the same one.
+pub fn derived_image_id(volume_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("ferry-image:{volume_id}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4 layout
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// A volume by id, or else by exact name (which must be unique).
+fn find_volume(c: &Cloud, id_or_name: &str) -> anyhow::Result<crate::openstack::Volume> {
+    let cinder = Cinder(c);
+    match cinder.volume(id_or_name) {
+        Ok(v) => return Ok(v),
+        Err(e) if e.status() == Some(404) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let found = cinder.volumes(Some(id_or_name))?;
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "no volume with id or name {id_or_name:?} in cloud {} (project {})",
+            c.name(),
+            c.project_id()?
+        ),
+        many => bail!(
+            "{} volumes are named {id_or_name:?} in cloud {}: give the id ({})",
+            many.len(),
+            c.name(),
+            many.iter()
+                .map(|v| v.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// An image by id, or else by exact name (which must be unique).
+fn find_image(c: &Cloud, id_or_name: &str) -> anyhow::Result<crate::openstack::Image> {
+    let glance = Glance(c);
+    match glance.image(id_or_name) {
+        Ok(i) => return Ok(i),
+        Err(e) if e.status() == Some(404) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let found = glance.images_with("name", id_or_name)?;
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "no image with id or name {id_or_name:?} in cloud {}",
+            c.name()
+        ),
+        many => bail!(
+            "{} images are named {id_or_name:?} in cloud {}: give the id ({})",
+            many.len(),
+            c.name(),
+            many.iter()
+                .map(|i| i.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Refuses volumes that are busy, and attached ones whose servers run.
+fn check_volume_status(
+    c: &Cloud,
+    v: &crate::openstack::Volume,
+    allow_in_use: bool,
+) -> anyhow::Result<()> {
+    let servers: Vec<&str> = v
+        .attachments
+        .iter()
+        .filter_map(|a| a.server_id.as_deref())
+        .collect();
+    match v.status.as_str() {
+        "available" if servers.is_empty() => return Ok(()),
+        "available" | "in-use" => {}
+        other => bail!(
+            "volume {} ({}) is {other}: only available or in-use volumes can move",
+            v.id,
+            v.name.as_deref().unwrap_or("")
+        ),
+    }
+    if allow_in_use {
+        return Ok(());
+    }
+    let compute = c.endpoint(Service::Compute).ok();
+    for s in &servers {
+        let status = match &compute {
+            Some(_) => {
+                let reply: serde_json::Value = c.call_json(
+                    Service::Compute,
+                    reqwest::Method::GET,
+                    &format!("/servers/{s}"),
+                    &[],
+                    None,
+                )?;
+                reply
+                    .pointer("/server/status")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("UNKNOWN")
+                    .to_string()
+            }
+            None => "unknown: the cloud has no compute endpoint".into(),
+        };
+        if status != "SHUTOFF" {
+            bail!(
+                "volume {} ({}) is attached to server {s} (status {status}): shut the server off first, \
+                 or set options.allow_in_use to move it anyway (a running server keeps writing)",
+                v.id,
+                v.name.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn volume_object(v: &crate::openstack::Volume) -> CloudObject {
+    CloudObject::Volume {
+        id: v.id.clone(),
+        name: v.name.clone().unwrap_or_default(),
+        description: v.description.clone().filter(|d| !d.is_empty()),
+        size_gb: v.size,
+        bootable: v.is_bootable(),
+        volume_type: v.volume_type.clone(),
+        metadata: v.metadata.clone(),
+        image_metadata: v.volume_image_metadata.clone(),
+        status: v.status.clone(),
+    }
+}
+
+fn image_object(i: &crate::openstack::Image) -> CloudObject {
+    CloudObject::Image {
+        id: i.id.clone(),
+        name: i.name.clone().unwrap_or_default(),
+        disk_format: i.disk_format.clone().unwrap_or_else(|| "raw".into()),
+        container_format: i.container_format.clone().unwrap_or_else(|| "bare".into()),
+        min_disk: i.min_disk.unwrap_or(0),
+        min_ram: i.min_ram.unwrap_or(0),
+        properties: i.user_properties(),
+    }
 }
 
 fn image_facts(cluster: &Cluster, r: &ImageRef) -> Result<ImageFacts, CephError> {
@@ -57,5 +258,6 @@ fn image_facts(cluster: &Cluster, r: &ImageRef) -> Result<ImageFacts, CephError>
         mirroring,
         in_use: !img.watchers()?.is_empty(),
         pool_mode: pool.mirror_mode()?,
+        cloud: None,
     })
 }

@@ -11,8 +11,10 @@ mod discover;
 mod text;
 
 pub use build::{build, BuildOptions};
-pub use discover::{discover, ImageFacts};
+pub use discover::{derived_image_id, discover, ImageFacts};
 pub use text::render_text;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +115,91 @@ pub enum Check {
         source: ImageAt,
         destination: ImageAt,
     },
+    /// The destination cloud has an `available` volume adopted from this
+    /// source volume (found by its `ferry_source_volume` metadata).
+    VolumeAdopted { source_volume: String },
+    /// The destination cloud has this image, `active`.
+    ImageRegistered { id: String },
+}
+
+/// What the source cloud said about the OpenStack object behind an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CloudObject {
+    Volume {
+        id: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        size_gb: u64,
+        bootable: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        volume_type: Option<String>,
+        #[serde(default)]
+        metadata: BTreeMap<String, String>,
+        #[serde(default)]
+        image_metadata: BTreeMap<String, String>,
+        status: String,
+    },
+    Image {
+        id: String,
+        name: String,
+        disk_format: String,
+        container_format: String,
+        min_disk: u64,
+        min_ram: u64,
+        #[serde(default)]
+        properties: BTreeMap<String, String>,
+    },
+}
+
+/// Metadata key that marks a volume ferry adopted, holding the source id.
+pub const ADOPTED_FROM: &str = "ferry_source_volume";
+/// Image property naming where ferry brought an image from.
+pub const REGISTERED_FROM: &str = "ferry_source";
+
+/// How the destination cloud adopts a copy as a volume (manage-existing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeAdoption {
+    pub source_volume: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Destination volume type (mapped from the source's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<String>,
+    pub bootable: bool,
+    /// Carried metadata, plus the adoption marker.
+    pub metadata: BTreeMap<String, String>,
+    /// Carried image metadata (bootable volumes).
+    #[serde(default)]
+    pub image_metadata: BTreeMap<String, String>,
+    /// `host@backend#pool`, when the spec gives it; otherwise found from the
+    /// destination cloud's backend pools by the RBD pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// How the destination cloud registers a copy as a Glance image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRegistration {
+    /// The new image's id (also the RBD image name).
+    pub id: String,
+    pub name: String,
+    pub disk_format: String,
+    pub container_format: String,
+    pub min_disk: u64,
+    pub min_ram: u64,
+    /// Carried properties, plus where the image came from.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// What the destination cloud does with a copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "as", rename_all = "kebab-case")]
+pub enum Adoption {
+    Volume(VolumeAdoption),
+    Image(ImageRegistration),
 }
 
 /// What a step does.
@@ -164,6 +251,21 @@ pub enum Action {
     DisableMirroring { image: ImageAt },
     /// Put back the features recorded before the migration.
     RestoreFeatures { image: ImageAt },
+    /// Destination cloud, before anything changes: the volume type exists,
+    /// the name is free, the Cinder host is known. Reads only.
+    CheckDestinationCloud { image: ImageAt, adoption: Adoption },
+    /// Cinder manage-existing of the copy, then bootable flag and image
+    /// metadata; waits until `available`.
+    AdoptVolume {
+        image: ImageAt,
+        adoption: VolumeAdoption,
+    },
+    /// A Glance image with the copy's protected snapshot as its location;
+    /// waits until `active`.
+    RegisterImage {
+        image: ImageAt,
+        registration: ImageRegistration,
+    },
 }
 
 /// One step of an image's migration.
@@ -195,7 +297,10 @@ impl Step {
             | Action::CreateMirrorSnapshot { image }
             | Action::SnapshotAndProtect { image }
             | Action::DisableMirroring { image }
-            | Action::RestoreFeatures { image } => image.clone(),
+            | Action::RestoreFeatures { image }
+            | Action::CheckDestinationCloud { image, .. }
+            | Action::AdoptVolume { image, .. }
+            | Action::RegisterImage { image, .. } => image.clone(),
             Action::WaitForSync { source, .. } | Action::Verify { source, .. } => source.clone(),
             Action::Copy { from, .. } => from.clone(),
         }
@@ -210,6 +315,9 @@ pub struct ImagePlan {
     pub mode: MirrorMode,
     /// What discovery found, kept so that cleanup can restore it.
     pub facts: ImageFacts,
+    /// What the destination cloud does with the copy, if a cloud adopts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adoption: Option<Adoption>,
     /// Things the operator should know before running it.
     pub warnings: Vec<String>,
     pub steps: Vec<Step>,

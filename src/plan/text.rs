@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Action, Check, ImageAt, Plan};
+use super::{Action, Adoption, Check, ImageAt, Plan};
 use crate::check::human_bytes;
 
 /// Renders a plan as text for a terminal.
@@ -99,6 +99,35 @@ fn describe(a: &Action) -> String {
         } => format!("compare checksums of {source} and {destination}"),
         Action::DisableMirroring { image } => format!("disable mirroring of {image}"),
         Action::RestoreFeatures { image } => format!("restore the recorded features of {image}"),
+        Action::CheckDestinationCloud { adoption, .. } => match adoption {
+            Adoption::Volume(v) => format!(
+                "check the destination cloud: volume type {}, name {:?} free, Cinder host {}",
+                v.volume_type.as_deref().unwrap_or("(default)"),
+                v.name,
+                v.host.as_deref().unwrap_or("found by RBD pool")
+            ),
+            Adoption::Image(g) => format!(
+                "check the destination cloud: image id {} and name {:?} free",
+                g.id, g.name
+            ),
+        },
+        Action::AdoptVolume { image, adoption } => format!(
+            "manage {image} as volume {:?}{}{}",
+            adoption.name,
+            adoption
+                .volume_type
+                .as_ref()
+                .map(|t| format!(", type {t}"))
+                .unwrap_or_default(),
+            if adoption.bootable { ", bootable" } else { "" }
+        ),
+        Action::RegisterImage {
+            image,
+            registration,
+        } => format!(
+            "register {image} as Glance image {} {:?} ({})",
+            registration.id, registration.name, registration.disk_format
+        ),
     }
 }
 

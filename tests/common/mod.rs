@@ -104,6 +104,28 @@ impl TestEnv {
         format!("{body}images:\n{images_yaml}")
     }
 
+    /// The demo spec with both clouds of the test environment named.
+    pub fn spec_yaml_with_clouds(&self, images_yaml: &str) -> String {
+        self.spec_yaml(images_yaml)
+            .replace("\nsource:\n", "\nsource:\n  cloud: source\n")
+            .replace("\ndestination:\n", "\ndestination:\n  cloud: destination\n")
+    }
+
+    /// The test environment's clouds.yaml.
+    pub fn clouds_yaml(&self) -> PathBuf {
+        self.path("CLOUDS_YAML")
+    }
+
+    /// A connection to a cloud of the test environment's clouds.yaml.
+    pub fn cloud(&self, name: &str) -> ferry::openstack::Cloud {
+        let file = self.clouds_yaml().display().to_string();
+        let cfg = ferry::openstack::config::load_with(name, &|k| {
+            (k == "OS_CLIENT_CONFIG_FILE").then(|| file.clone())
+        })
+        .unwrap_or_else(|e| panic!("cloud {name}: {e}"));
+        ferry::openstack::Cloud::connect(cfg).unwrap_or_else(|e| panic!("cloud {name}: {e:#}"))
+    }
+
     /// Stops site-b's rbd-mirror daemon (SIGTERM; it leaves the service map).
     pub fn stop_rbd_mirror(&self) {
         let pid = std::fs::read_to_string(self.path("RBD_MIRROR_PID_FILE")).unwrap();
@@ -213,6 +235,18 @@ pub fn write_with_holes(img: &Image<'_>, size: u64, extent: usize, seed: u64) ->
         off += 2 * extent as u64 + 4096 * 3; // a hole, not object-aligned
     }
     written
+}
+
+/// Writes `count` random extents of `extent` bytes spread over the image
+/// (the rest stays unallocated), as a mostly empty volume has.
+pub fn write_sparse(img: &Image<'_>, size: u64, count: u64, extent: usize, seed: u64) {
+    let mut noise = Noise::new(seed);
+    let mut buf = vec![0u8; extent];
+    let stride = size / count;
+    for k in 0..count {
+        noise.fill(&mut buf);
+        img.write_at(k * stride + 4096 * k, &buf).expect("write");
+    }
 }
 
 /// SHA-256 of an image's full contents (holes read as zeros).

@@ -1,0 +1,317 @@
+//! The destination cloud's steps: check the inputs before anything changes,
+//! adopt a copy with Cinder manage-existing, register a copy as a Glance
+//! image. Each finds its own earlier work (by the adoption marker, or the
+//! image id) so that running again never creates a second volume or image.
+
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::Ctx;
+use crate::openstack::{Cinder, Cloud, Glance, ManageRequest, Service, Volume};
+use crate::plan::{
+    Adoption, ImageAt, ImageRegistration, Step, VolumeAdoption, ADOPTED_FROM, REGISTERED_FROM,
+};
+
+impl Ctx<'_> {
+    pub(super) fn dst_cloud(&self) -> anyhow::Result<&Cloud> {
+        self.dst_cloud
+            .as_ref()
+            .ok_or_else(|| anyhow!("the plan adopts into a destination cloud, but the spec names none (destination.cloud)"))
+    }
+
+    /// The destination volume adopted from `source_volume`, if there is one.
+    pub(super) fn adopted_volume(&self, source_volume: &str) -> anyhow::Result<Option<Volume>> {
+        let cinder = Cinder(self.dst_cloud()?);
+        let found: Vec<Volume> = cinder
+            .volumes(None)?
+            .into_iter()
+            .filter(|v| v.metadata.get(ADOPTED_FROM).map(String::as_str) == Some(source_volume))
+            .collect();
+        match found.len() {
+            0 | 1 => Ok(found.into_iter().next()),
+            n => bail!(
+                "{n} destination volumes carry {ADOPTED_FROM}={source_volume} ({}): keep one",
+                found
+                    .iter()
+                    .map(|v| v.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// `host@backend#pool` for manage-existing: the spec's, or the backend
+    /// pool whose RBD location is this cluster's pool.
+    fn cinder_host(&self, given: Option<&str>, rbd_pool: &str) -> anyhow::Result<String> {
+        if let Some(h) = given {
+            return Ok(h.to_string());
+        }
+        let cloud = self.dst_cloud()?;
+        let fsid = self.dst.fsid()?;
+        let pools = Cinder(cloud).backend_pools().map_err(|e| {
+            anyhow!("{e}; listing backend pools needs the admin role by default: give destination.cinder_host in the spec instead")
+        })?;
+        let matching: Vec<&str> = pools
+            .iter()
+            .filter(|p| {
+                p.rbd_location()
+                    .is_some_and(|(f, p)| f == fsid && p == rbd_pool)
+            })
+            .map(|p| p.name.as_str())
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok(one.to_string()),
+            [] => bail!(
+                "no Cinder backend of cloud {} stores in pool {rbd_pool} of cluster {} (fsid {fsid}); backends: {}; give destination.cinder_host",
+                cloud.name(),
+                self.dst.name(),
+                pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            many => bail!(
+                "several Cinder backends store in pool {rbd_pool}: {}; give destination.cinder_host",
+                many.join(", ")
+            ),
+        }
+    }
+}
+
+/// Reads the destination cloud and refuses bad inputs before anything
+/// changes anywhere.
+pub(super) fn check_destination(
+    ctx: &Ctx<'_>,
+    image: &ImageAt,
+    adoption: &Adoption,
+) -> anyhow::Result<String> {
+    let cloud = ctx.dst_cloud()?;
+    match adoption {
+        Adoption::Volume(v) => {
+            if let Some(done) = ctx.adopted_volume(&v.source_volume)? {
+                return Ok(format!("adopted already as volume {}", done.id));
+            }
+            let cinder = Cinder(cloud);
+            if let Some(t) = &v.volume_type {
+                let types = cinder.volume_types()?;
+                if !types.iter().any(|x| &x.name == t || &x.id == t) {
+                    bail!(
+                        "volume type {t:?} does not exist in cloud {} (types: {}); map the source type with options.volume_types",
+                        cloud.name(),
+                        types.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
+            let taken = cinder.volumes(Some(&v.name))?;
+            if let Some(other) = taken.first() {
+                bail!(
+                    "a volume named {:?} already exists in cloud {} ({}): choose another name (images[].name)",
+                    v.name,
+                    cloud.name(),
+                    other.id
+                );
+            }
+            let host = ctx.cinder_host(v.host.as_deref(), &image.pool)?;
+            Ok(format!(
+                "type {}, name free, host {host}",
+                v.volume_type.as_deref().unwrap_or("(default)")
+            ))
+        }
+        Adoption::Image(g) => {
+            let glance = Glance(cloud);
+            match glance.image(&g.id) {
+                Ok(existing) => {
+                    let ours = existing.user_properties().contains_key(REGISTERED_FROM);
+                    if !ours {
+                        bail!(
+                            "image id {} is taken in cloud {} by {:?}, which ferry did not register",
+                            g.id,
+                            cloud.name(),
+                            existing.name.unwrap_or_default()
+                        );
+                    }
+                    return Ok(format!("registered already as image {}", g.id));
+                }
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(other) = glance.images_with("name", &g.name)?.first() {
+                bail!(
+                    "an image named {:?} already exists in cloud {} ({}): choose another name (images[].name)",
+                    g.name,
+                    cloud.name(),
+                    other.id
+                );
+            }
+            Ok(format!("image id and name {:?} free", g.name))
+        }
+    }
+}
+
+/// Polls `read` until it gives a status in `done`, fails on `failed`, and
+/// reports waiting once.
+fn wait_status<T>(
+    ctx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
+    what: &str,
+    done: &str,
+    mut read: impl FnMut() -> anyhow::Result<(String, T)>,
+) -> anyhow::Result<T> {
+    let start = Instant::now();
+    let mut said = false;
+    loop {
+        let (status, value) = read()?;
+        if status == done {
+            return Ok(value);
+        }
+        if status == "error" || status.starts_with("error_") || status == "killed" {
+            bail!("{what} went to status {status}");
+        }
+        if !said {
+            ctx.event(
+                i,
+                &step.name,
+                "waiting",
+                &format!("for {what} ({status}) to be {done}"),
+            );
+            said = true;
+        }
+        if start.elapsed() > ctx.opts.wait_timeout {
+            bail!(
+                "gave up after {:?} waiting for {what} to be {done} (it is {status})",
+                ctx.opts.wait_timeout
+            );
+        }
+        std::thread::sleep(ctx.opts.poll);
+    }
+}
+
+/// Cinder's user messages about a volume: the reason a manage failed.
+fn volume_messages(cloud: &Cloud, id: &str) -> String {
+    let reply: Result<Value, _> = cloud.call_json(
+        Service::BlockStorage,
+        Method::GET,
+        &format!("/messages?resource_uuid={id}"),
+        &[("OpenStack-API-Version", "volume 3.3")],
+        None,
+    );
+    reply
+        .ok()
+        .and_then(|v| {
+            let msgs: Vec<String> = v
+                .get("messages")?
+                .as_array()?
+                .iter()
+                .filter_map(|m| m.get("user_message")?.as_str().map(str::to_string))
+                .collect();
+            (!msgs.is_empty()).then(|| msgs.join("; "))
+        })
+        .unwrap_or_else(|| "Cinder gave no reason; see cinder-volume's log".into())
+}
+
+/// Manage-existing of the copy, then bootable flag and image metadata.
+pub(super) fn adopt_volume(
+    ctx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
+    image: &ImageAt,
+    a: &VolumeAdoption,
+) -> anyhow::Result<String> {
+    let cloud = ctx.dst_cloud()?;
+    let cinder = Cinder(cloud);
+    let vol = match ctx.adopted_volume(&a.source_volume)? {
+        Some(v) if v.status == "error" => bail!(
+            "volume {} adopted from {} is in error: {}; delete it (the RBD image stays unless Cinder removed it) and run again",
+            v.id,
+            a.source_volume,
+            volume_messages(cloud, &v.id)
+        ),
+        Some(v) => v,
+        None => {
+            let host = ctx.cinder_host(a.host.as_deref(), &image.pool)?;
+            cinder
+                .manage(&ManageRequest {
+                    host,
+                    source_name: image.image.clone(),
+                    name: a.name.clone(),
+                    description: a.description.clone(),
+                    volume_type: a.volume_type.clone(),
+                    bootable: a.bootable,
+                    metadata: a.metadata.clone(),
+                })
+                .with_context(|| format!("managing {image}"))?
+        }
+    };
+    let id = vol.id.clone();
+    let what = format!("volume {id}");
+    let vol = wait_status(ctx, i, step, &what, "available", || {
+        let v = cinder.volume(&id)?;
+        Ok((v.status.clone(), v))
+    })
+    .map_err(|e| anyhow!("{e}: {}", volume_messages(cloud, &id)))?;
+    if vol.is_bootable() != a.bootable {
+        cinder.set_bootable(&id, a.bootable)?;
+    }
+    let missing = a
+        .image_metadata
+        .iter()
+        .any(|(k, v)| vol.volume_image_metadata.get(k) != Some(v));
+    if missing {
+        cinder.set_image_metadata(&id, &a.image_metadata)?;
+    }
+    Ok(format!("volume {id} {:?} available", a.name))
+}
+
+/// A Glance image whose location is the copy's protected snapshot.
+pub(super) fn register_image(
+    ctx: &Ctx<'_>,
+    image: &ImageAt,
+    g: &ImageRegistration,
+) -> anyhow::Result<String> {
+    let cloud = ctx.dst_cloud()?;
+    let glance = Glance(cloud);
+    let url = format!(
+        "rbd://{}/{}/{}/{}",
+        ctx.dst.fsid()?,
+        image.pool,
+        image.image,
+        image.snap.as_deref().unwrap_or("snap")
+    );
+    let existing = match glance.image(&g.id) {
+        Ok(img) => Some(img),
+        Err(e) if e.status() == Some(404) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let img = match existing {
+        Some(img) => img,
+        None => {
+            let mut fields = json!({
+                "id": g.id, "name": g.name, "disk_format": g.disk_format,
+                "container_format": g.container_format,
+                "min_disk": g.min_disk, "min_ram": g.min_ram,
+            });
+            for (k, v) in &g.properties {
+                fields[k] = json!(v);
+            }
+            glance
+                .create(&fields)
+                .context("creating the image record")?
+        }
+    };
+    let img = if img.status == "queued" {
+        glance.add_location(&g.id, &url).map_err(|e| {
+            anyhow!("{e}; adding an rbd:// location needs show_multiple_locations = True on the destination glance-api")
+        })?
+    } else {
+        img
+    };
+    if img.status != "active" {
+        bail!(
+            "image {} is {} after adding its location {url}",
+            g.id,
+            img.status
+        );
+    }
+    Ok(format!("image {} {:?} active at {url}", g.id, g.name))
+}

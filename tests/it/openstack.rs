@@ -1,0 +1,386 @@
+//! The OpenStack half on the real test environment: volumes found in the
+//! source Cinder, adopted by the destination Cinder (manage-existing), a
+//! bootable volume registered in the destination Glance, re-runs that create
+//! nothing, and bad inputs refused before anything changes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use ferry::ceph::{Features, ImageMirrorState};
+use ferry::openstack::{Cinder, Cloud, Glance, Service, Volume};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::common::{checksum, mirror_daemon_shared, unique, wait_for, write_sparse, TestEnv};
+
+const GIB: u64 = 1 << 30;
+
+/// A volume created through a cloud's Cinder, deleted at the end.
+struct VolumeGuard<'c> {
+    cloud: &'c Cloud,
+    id: String,
+}
+
+impl Drop for VolumeGuard<'_> {
+    fn drop(&mut self) {
+        let _ = Cinder(self.cloud).delete_volume(&self.id);
+    }
+}
+
+/// Volumes and images the run makes in the destination cloud, deleted at the end.
+struct DestGuard<'c> {
+    cloud: &'c Cloud,
+    volume_marker: Option<String>,
+    image: Option<String>,
+}
+
+impl Drop for DestGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(src) = &self.volume_marker {
+            for v in adopted(self.cloud, src) {
+                let _ = Cinder(self.cloud).delete_volume(&v.id);
+            }
+        }
+        if let Some(id) = &self.image {
+            let _ = Glance(self.cloud).delete(id);
+        }
+    }
+}
+
+fn adopted(dst: &Cloud, source_id: &str) -> Vec<Volume> {
+    Cinder(dst)
+        .volumes(None)
+        .unwrap()
+        .into_iter()
+        .filter(|v| v.metadata.get("ferry_source_volume").map(String::as_str) == Some(source_id))
+        .collect()
+}
+
+fn wait_volume(cloud: &Cloud, id: &str, status: &str) -> Volume {
+    wait_for(
+        &format!("volume {id} {status}"),
+        Duration::from_secs(90),
+        || {
+            let v = Cinder(cloud).volume(id).unwrap();
+            assert_ne!(v.status, "error", "volume {id} went to error");
+            (v.status == status).then_some(v)
+        },
+    )
+}
+
+/// A 1 GiB source volume of type `ceph` with metadata and sparse random
+/// data written into its RBD image; returns it and its checksum.
+fn source_volume<'c>(
+    env: &TestEnv,
+    src: &'c Cloud,
+    name: &str,
+    seed: u64,
+) -> (VolumeGuard<'c>, String) {
+    let meta: BTreeMap<String, String> = [("app".to_string(), "db".to_string())].into();
+    let v = Cinder(src)
+        .create_volume(name, 1, Some("ceph"), &meta)
+        .unwrap();
+    let guard = VolumeGuard {
+        cloud: src,
+        id: v.id.clone(),
+    };
+    wait_volume(src, &v.id, "available");
+    let a = env.connect("site-a");
+    let pool = a.pool("volumes").unwrap();
+    let img = pool.open_image(&format!("volume-{}", v.id)).unwrap();
+    write_sparse(&img, GIB, 6, 1 << 20, seed);
+    let sum = checksum(&img);
+    (guard, sum)
+}
+
+fn spec_file(env: &TestEnv, images: &str, options: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(unique("ferry-os"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("migration.yaml");
+    std::fs::write(&spec, env.spec_yaml_with_clouds(images) + options).unwrap();
+    (spec, dir.join("state"))
+}
+
+fn ferry_run(env: &TestEnv, spec: &Path, state: &Path, clouds: &Path) -> Output {
+    let _ = env;
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--output", "json", "--state-dir"])
+        .arg(state)
+        .arg(spec)
+        .env("OS_CLIENT_CONFIG_FILE", clouds)
+        .env_remove("OS_CLOUD")
+        .output()
+        .unwrap()
+}
+
+fn step_details(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e.get("image").is_some())
+        .collect()
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "ferry failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn volume_found_by_name_is_adopted_by_the_destination_cinder() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let name = unique("db");
+    let (vol, want) = source_volume(&env, &src, &name, 11);
+    let new_name = format!("{name}-moved");
+    let _dest = DestGuard {
+        cloud: &dst,
+        volume_marker: Some(vol.id.clone()),
+        image: None,
+    };
+    let (spec, state) = spec_file(
+        &env,
+        &format!("  - volume: {name}\n    name: {new_name}\n"),
+        "options: {mirror_mode: snapshot, cleanup: true, volume_types: {ceph: ceph}}\n",
+    );
+    let out = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    ok(&out);
+
+    let found = adopted(&dst, &vol.id);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let v = &found[0];
+    assert_eq!(v.status, "available");
+    assert_eq!(v.name.as_deref(), Some(new_name.as_str()));
+    assert_eq!(v.volume_type.as_deref(), Some("ceph"));
+    assert!(!v.is_bootable());
+    assert_eq!(v.metadata.get("app").map(String::as_str), Some("db"));
+    // Manage renamed the copy to volume-<new id>; its data is the source's.
+    let b = env.connect("site-b");
+    let pool = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    let img = pool
+        .open_image_read_only(&format!("volume-{}", v.id), None)
+        .unwrap();
+    assert_eq!(checksum(&img), want);
+    // Cleanup gave the source back its state.
+    let a = env.connect("site-a");
+    let sp = a.pool("volumes").unwrap();
+    let simg = sp
+        .open_image_read_only(&format!("volume-{}", vol.id), None)
+        .unwrap();
+    assert_eq!(
+        simg.mirror_info().unwrap().state,
+        ImageMirrorState::Disabled
+    );
+
+    // Again: nothing new.
+    let again = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    ok(&again);
+    let ev = step_details(&again);
+    assert!(
+        ev.iter().all(|e| e["detail"] == "(already)"),
+        "second run acted: {ev:#?}"
+    );
+    assert_eq!(adopted(&dst, &vol.id).len(), 1);
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
+#[test]
+fn bootable_volume_arrives_as_an_active_glance_image() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let name = unique("boot");
+    let (vol, want) = source_volume(&env, &src, &name, 12);
+    let cinder = Cinder(&src);
+    cinder.set_bootable(&vol.id, true).unwrap();
+    let meta: BTreeMap<String, String> = [("os_distro".to_string(), "debian".to_string())].into();
+    cinder.set_image_metadata(&vol.id, &meta).unwrap();
+    let image_id = ferry::plan::derived_image_id(&vol.id);
+    let _dest = DestGuard {
+        cloud: &dst,
+        volume_marker: None,
+        image: Some(image_id.clone()),
+    };
+    let (spec, state) = spec_file(
+        &env,
+        &format!("  - volume: {}\n", vol.id),
+        "options: {mirror_mode: journal, cleanup: true}\n",
+    );
+    let out = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    ok(&out);
+
+    let glance = Glance(&dst);
+    let img = glance.image(&image_id).unwrap();
+    assert_eq!(img.status, "active");
+    assert_eq!(img.name.as_deref(), Some(name.as_str()));
+    assert_eq!(img.disk_format.as_deref(), Some("raw"));
+    let props = img.user_properties();
+    assert_eq!(props.get("os_distro").map(String::as_str), Some("debian"));
+    assert_eq!(
+        props.get("ferry_source").cloned(),
+        Some(format!("volume:{}", vol.id))
+    );
+    // What Glance serves is the source volume's content.
+    struct Hasher(Sha256, u64);
+    impl std::io::Write for Hasher {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.update(b);
+            self.1 += b.len() as u64;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hasher(Sha256::new(), 0);
+    glance.download(&image_id, &mut h).unwrap();
+    assert_eq!(h.1, GIB);
+    assert_eq!(format!("{:x}", h.0.finalize()), want);
+    // The source keeps its features (journal mode changed and restored them,
+    // but for deep-flatten, which cannot come back).
+    let a = env.connect("site-a");
+    let sp = a.pool("volumes").unwrap();
+    let simg = sp
+        .open_image_read_only(&format!("volume-{}", vol.id), None)
+        .unwrap();
+    assert!(!simg.features().unwrap().contains(Features::JOURNALING));
+
+    let again = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    ok(&again);
+    assert!(step_details(&again)
+        .iter()
+        .all(|e| e["detail"] == "(already)"));
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
+/// Runs a spec expected to fail; returns stderr. The source image must be
+/// untouched: mirroring off, features as created.
+fn refused(
+    env: &TestEnv,
+    images: &str,
+    options: &str,
+    clouds: &Path,
+    source_rbd: Option<&str>,
+) -> String {
+    let (spec, state) = spec_file(env, images, options);
+    let out = ferry_run(env, &spec, &state, clouds);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected a refusal: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(name) = source_rbd {
+        let a = env.connect("site-a");
+        let p = a.pool("volumes").unwrap();
+        let img = p.open_image_read_only(name, None).unwrap();
+        assert_eq!(img.mirror_info().unwrap().state, ImageMirrorState::Disabled);
+        assert_eq!(img.features().unwrap(), Features::DEFAULT);
+    }
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_inputs_are_refused_before_anything_changes() {
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let name = unique("bad");
+    let (vol, _) = source_volume(&env, &src, &name, 13);
+    let rbd = format!("volume-{}", vol.id);
+    let clouds = env.clouds_yaml();
+    let entry = format!("  - volume: {}\n", vol.id);
+
+    let err = refused(&env, "  - volume: no-such-volume-x\n", "", &clouds, None);
+    assert!(
+        err.contains("no volume with id or name \"no-such-volume-x\" in cloud source"),
+        "{err}"
+    );
+
+    let err = refused(
+        &env,
+        &entry,
+        "options: {volume_types: {ceph: gold}}\n",
+        &clouds,
+        Some(&rbd),
+    );
+    assert!(
+        err.contains("volume type \"gold\" does not exist in cloud destination"),
+        "{err}"
+    );
+
+    let taken = Cinder(&dst)
+        .create_volume(&name, 1, None, &BTreeMap::new())
+        .unwrap();
+    let _taken = VolumeGuard {
+        cloud: &dst,
+        id: taken.id.clone(),
+    };
+    let err = refused(&env, &entry, "", &clouds, Some(&rbd));
+    assert!(
+        err.contains(&format!(
+            "a volume named \"{name}\" already exists in cloud destination"
+        )),
+        "{err}"
+    );
+
+    // Wrong password: a copy of clouds.yaml with the source's changed.
+    let text = std::fs::read_to_string(&clouds).unwrap();
+    let bad = std::env::temp_dir()
+        .join(unique("clouds"))
+        .with_extension("yaml");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("password:"))
+        .unwrap();
+    lines[at] = "      password: not-the-password".into();
+    std::fs::write(&bad, lines.join("\n")).unwrap();
+    let err = refused(&env, &entry, "", &bad, Some(&rbd));
+    assert!(
+        err.contains("connecting to the source cloud \"source\""),
+        "{err}"
+    );
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(
+        !err.contains("not-the-password"),
+        "the password leaked: {err}"
+    );
+    let _ = std::fs::remove_file(&bad);
+
+    // Attached to a server (reserved and attached through Cinder's API, as
+    // Nova would): refused, since no compute service can say it is off.
+    let server = "6f1a3c1e-0000-4000-8000-000000000001";
+    let act = |body: Value| {
+        src.call(
+            Service::BlockStorage,
+            Method::POST,
+            &format!("/volumes/{}/action", vol.id),
+            &[],
+            Some(ferry::openstack::session::Body::Json(&body)),
+        )
+        .unwrap();
+    };
+    act(json!({"os-reserve": {}}));
+    act(json!({"os-attach": {"instance_uuid": server, "mountpoint": "/dev/vdb"}}));
+    wait_volume(&src, &vol.id, "in-use");
+    let err = refused(&env, &entry, "", &clouds, Some(&rbd));
+    assert!(
+        err.contains(&format!("is attached to server {server}")),
+        "{err}"
+    );
+    // Detach so the volume can be deleted.
+    let attachment = Cinder(&src).volume(&vol.id).unwrap().attachments[0]
+        .attachment_id
+        .clone()
+        .unwrap();
+    act(json!({"os-detach": {"attachment_id": attachment}}));
+    wait_volume(&src, &vol.id, "available");
+}
