@@ -19,6 +19,9 @@ use crate::spec::{ImageKind, ImageRef, Spec};
 pub struct CheckReport {
     pub source: SiteReport,
     pub destination: SiteReport,
+    /// The clouds the spec names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clouds: Vec<CloudReport>,
     pub images: Vec<ImageReport>,
     pub problems: Vec<Problem>,
 }
@@ -62,6 +65,54 @@ pub struct SiteReport {
     pub pools: Vec<PoolReport>,
     /// rbd-mirror daemons registered with this cluster (destination only).
     pub rbd_mirror_daemons: Option<Vec<ServiceDaemon>>,
+}
+
+/// What was found in one cloud.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloudReport {
+    pub side: Side,
+    /// The clouds.yaml entry (or `env`).
+    pub name: String,
+    pub region: Option<String>,
+    /// Why connecting or authenticating failed, if it did.
+    pub error: Option<String>,
+    pub project_id: Option<String>,
+    pub roles: Vec<String>,
+    /// Service type → endpoint URL, or why none was found.
+    pub endpoints: Vec<(String, Result<String, String>)>,
+}
+
+fn cloud_report(
+    side: Side,
+    name: &str,
+    conn: &anyhow::Result<crate::openstack::Cloud>,
+) -> CloudReport {
+    use crate::openstack::Service;
+    let mut r = CloudReport {
+        side,
+        name: name.into(),
+        region: None,
+        error: None,
+        project_id: None,
+        roles: vec![],
+        endpoints: vec![],
+    };
+    match conn {
+        Err(e) => r.error = Some(format!("{e:#}")),
+        Ok(c) => {
+            r.region = c.config().region.clone();
+            r.project_id = c.project_id().ok();
+            r.roles = c.roles().unwrap_or_default();
+            for (label, svc) in [
+                ("cinder", Service::BlockStorage),
+                ("glance", Service::Image),
+            ] {
+                r.endpoints
+                    .push((label.into(), c.endpoint(svc).map_err(|e| e.to_string())));
+            }
+        }
+    }
+    r
 }
 
 /// A Ceph error as the report keeps it.
@@ -175,7 +226,29 @@ pub fn run(spec: &Spec) -> CheckReport {
     let timeout = spec.timeout();
     let src_conn = Cluster::connect(&spec.source.cluster, timeout);
     let dst_conn = Cluster::connect(&spec.destination.cluster, timeout);
-    let refs = spec.image_refs();
+    let connect = |name: &Option<String>| name.as_deref().map(crate::openstack::connect);
+    let src_cloud = connect(&spec.source.cloud);
+    let dst_cloud = connect(&spec.destination.cloud);
+    // With a source cloud, entries name volumes and images that the cloud
+    // resolves; an entry that does not resolve is a problem of its own.
+    let mut unresolved = Vec::new();
+    let refs: Vec<ImageRef> = match &src_cloud {
+        Some(Ok(c)) => (0..spec.images.len())
+            .filter_map(|i| match crate::plan::resolve_entry(spec, i, Some(c)) {
+                Ok((r, _)) => Some(r),
+                Err(e) => {
+                    unresolved.push(Problem {
+                        severity: Severity::Error,
+                        subject: format!("images[{i}]"),
+                        message: format!("{e:#}"),
+                        hint: None,
+                    });
+                    None
+                }
+            })
+            .collect(),
+        _ => spec.image_refs(),
+    };
 
     let mut src_pools = vec![(spec.source.pools.cinder.clone(), PoolPurpose::Cinder)];
     if let Some(g) = &spec.source.pools.glance {
@@ -211,13 +284,22 @@ pub fn run(spec: &Spec) -> CheckReport {
         .into_iter()
         .map(|r| image_report(r, src_conn.as_ref().ok(), dst_conn.as_ref().ok()))
         .collect();
+    let clouds = [
+        (Side::Source, &spec.source.cloud, &src_cloud),
+        (Side::Destination, &spec.destination.cloud, &dst_cloud),
+    ]
+    .into_iter()
+    .filter_map(|(side, name, conn)| Some(cloud_report(side, name.as_deref()?, conn.as_ref()?)))
+    .collect();
     let mut report = CheckReport {
         source,
         destination,
+        clouds,
         images,
         problems: Vec::new(),
     };
     report.problems = assess(&report, spec.options.mirror_mode);
+    report.problems.extend(unresolved);
     report
 }
 
@@ -610,6 +692,36 @@ pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
             );
         }
     }
+    for c in &report.clouds {
+        let subject = format!("cloud {}", c.name);
+        if let Some(e) = &c.error {
+            push(
+                Severity::Error,
+                subject,
+                e.clone(),
+                Some("check clouds.yaml (OS_CLIENT_CONFIG_FILE) or the OS_* variables, and that Keystone is reachable".into()),
+            );
+            continue;
+        }
+        for (svc, ep) in &c.endpoints {
+            if let Err(e) = ep {
+                push(
+                    Severity::Error,
+                    subject.clone(),
+                    e.clone(),
+                    Some(format!("ferry needs the {svc} service: set region_name or interface in clouds.yaml")),
+                );
+            }
+        }
+        if c.side == Side::Destination && !c.roles.iter().any(|r| r == "admin") {
+            push(
+                Severity::Warning,
+                subject,
+                "the destination credentials lack the admin role, which Cinder's default policy requires for manage-existing and for listing backend pools".into(),
+                Some("use an admin of the destination project, or a policy granting volume_extension:volume_manage; set destination.cinder_host".into()),
+            );
+        }
+    }
     out
 }
 
@@ -617,6 +729,38 @@ pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
 pub fn render_text(r: &CheckReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
+    for c in &r.clouds {
+        let _ = writeln!(
+            s,
+            "{} cloud {}{}",
+            c.side,
+            c.name,
+            c.region
+                .as_deref()
+                .map(|x| format!(" (region {x})"))
+                .unwrap_or_default()
+        );
+        if c.error.is_some() {
+            let _ = writeln!(s, "  not connected");
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "  project     {} (roles: {})",
+            c.project_id.as_deref().unwrap_or("?"),
+            c.roles.join(", ")
+        );
+        for (svc, ep) in &c.endpoints {
+            let _ = writeln!(
+                s,
+                "  {svc:<11} {}",
+                match ep {
+                    Ok(u) => u.clone(),
+                    Err(_) => "MISSING".into(),
+                }
+            );
+        }
+    }
     for site in [&r.source, &r.destination] {
         let _ = writeln!(
             s,
@@ -849,6 +993,7 @@ mod tests {
                     vec![peer(PeerDirection::RxOnly, src_uuid)],
                 )],
             ),
+            clouds: vec![],
             images: vec![],
             problems: vec![],
         }
@@ -1071,5 +1216,58 @@ mod tests {
     fn human_bytes_uses_binary_units() {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536 * 1024 * 1024), "1.5 GiB");
+    }
+
+    #[test]
+    fn cloud_problems_are_reported() {
+        let mut r = healthy();
+        r.clouds = vec![
+            CloudReport {
+                side: Side::Source,
+                name: "src".into(),
+                region: None,
+                error: Some("connecting to the source cloud: authentication failed".into()),
+                project_id: None,
+                roles: vec![],
+                endpoints: vec![],
+            },
+            CloudReport {
+                side: Side::Destination,
+                name: "dst".into(),
+                region: Some("b".into()),
+                error: None,
+                project_id: Some("p".into()),
+                roles: vec!["member".into()],
+                endpoints: vec![
+                    ("block-storage".into(), Ok("http://c".into())),
+                    (
+                        "image".into(),
+                        Err("no image service in the catalog".into()),
+                    ),
+                ],
+            },
+        ];
+        let p = assess(&r, MirrorMode::Snapshot);
+        let got: Vec<(Severity, &str, &str)> = p
+            .iter()
+            .map(|p| (p.severity, p.subject.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    Severity::Error,
+                    "cloud src",
+                    "connecting to the source cloud: authentication failed"
+                ),
+                (Severity::Error, "cloud dst", "no image service in the catalog"),
+                (
+                    Severity::Warning,
+                    "cloud dst",
+                    "the destination credentials lack the admin role, which Cinder's default policy requires for manage-existing and for listing backend pools"
+                ),
+            ]
+        );
+        assert!(!r.ok() || p.iter().any(|x| x.severity == Severity::Error));
     }
 }

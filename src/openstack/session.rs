@@ -459,6 +459,7 @@ impl Cloud {
             }
             req = match &body {
                 Some(Body::Json(v)) => req.json(v),
+                Some(Body::Raw(b)) => req.body(b.to_vec()),
                 Some(Body::Patch(v)) => req
                     .header(
                         "Content-Type",
@@ -513,6 +514,8 @@ pub enum Body<'a> {
     Json(&'a Value),
     /// A Glance JSON patch.
     Patch(&'a Value),
+    /// Bytes, sent as they are (set Content-Type in the headers).
+    Raw(&'a [u8]),
 }
 
 #[cfg(test)]

@@ -42,44 +42,56 @@ pub fn discover(
     cloud: Option<&Cloud>,
 ) -> anyhow::Result<Vec<(ImageRef, ImageFacts)>> {
     let mut out = Vec::new();
-    for (i, e) in spec.images.iter().enumerate() {
-        let (r, obj) = match (cloud, &e.volume, &e.glance_image) {
-            (Some(c), Some(v), _) => {
-                let vol = find_volume(c, v)?;
-                check_volume_status(c, &vol, spec.options.allow_in_use)?;
-                let to_glance = spec.destination.cloud.is_some()
-                    && spec.options.bootable_volumes.to_glance(vol.is_bootable());
-                let image_id = derived_image_id(&vol.id);
-                let r = spec.resolve_volume(i, &vol.id, to_glance.then_some(image_id.as_str()))?;
-                (r, Some(volume_object(&vol)))
-            }
-            (Some(c), None, Some(g)) => {
-                let img = find_image(c, g)?;
-                if img.status != "active" {
-                    bail!(
-                        "image {} in cloud {} is {}, not active",
-                        img.id,
-                        c.name(),
-                        img.status
-                    );
-                }
-                let mut r = spec.resolve(i)?;
-                if r.name != img.id {
-                    if e.dest_name.is_none() {
-                        r.dest_name = img.id.clone();
-                    }
-                    r.name = img.id.clone();
-                }
-                (r, Some(image_object(&img)))
-            }
-            _ => (spec.resolve(i)?, None),
-        };
+    for i in 0..spec.images.len() {
+        let (r, obj) = resolve_entry(spec, i, cloud)?;
         let mut facts = image_facts(source, &r)
             .with_context(|| format!("reading {} on the source cluster", r.source_spec()))?;
         facts.cloud = obj;
         out.push((r, facts));
     }
     Ok(out)
+}
+
+/// Resolves `images[i]` of the spec: through the source cloud when one is
+/// given (volumes and images by id or name, status checked), else from the
+/// spec alone.
+pub fn resolve_entry(
+    spec: &Spec,
+    i: usize,
+    cloud: Option<&Cloud>,
+) -> anyhow::Result<(ImageRef, Option<CloudObject>)> {
+    let e = &spec.images[i];
+    Ok(match (cloud, &e.volume, &e.glance_image) {
+        (Some(c), Some(v), _) => {
+            let vol = find_volume(c, v)?;
+            check_volume_status(c, &vol, spec.options.allow_in_use)?;
+            let to_glance = spec.destination.cloud.is_some()
+                && spec.options.bootable_volumes.to_glance(vol.is_bootable());
+            let image_id = derived_image_id(&vol.id);
+            let r = spec.resolve_volume(i, &vol.id, to_glance.then_some(image_id.as_str()))?;
+            (r, Some(volume_object(&vol)))
+        }
+        (Some(c), None, Some(g)) => {
+            let img = find_image(c, g)?;
+            if img.status != "active" {
+                bail!(
+                    "image {} in cloud {} is {}, not active",
+                    img.id,
+                    c.name(),
+                    img.status
+                );
+            }
+            let mut r = spec.resolve(i)?;
+            if r.name != img.id {
+                if e.dest_name.is_none() {
+                    r.dest_name = img.id.clone();
+                }
+                r.name = img.id.clone();
+            }
+            (r, Some(image_object(&img)))
+        }
+        _ => (spec.resolve(i)?, None),
+    })
 }
 
 /// The id a bootable volume's image gets in the destination Glance: derived

@@ -11,7 +11,7 @@ mod discover;
 mod text;
 
 pub use build::{build, BuildOptions};
-pub use discover::{derived_image_id, discover, ImageFacts};
+pub use discover::{derived_image_id, discover, resolve_entry, ImageFacts};
 pub use text::render_text;
 
 use std::collections::BTreeMap;

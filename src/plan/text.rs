@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Action, Adoption, Check, ImageAt, Plan};
+use super::{Action, Adoption, Check, CloudObject, ImageAt, Plan};
 use crate::check::human_bytes;
 
 /// Renders a plan as text for a terminal.
@@ -27,6 +27,31 @@ pub fn render_text(plan: &Plan) -> String {
             img.image.dest_pool,
             img.image.dest_name
         );
+        match &img.facts.cloud {
+            Some(CloudObject::Volume {
+                id,
+                name,
+                bootable,
+                volume_type,
+                ..
+            }) => {
+                let _ = writeln!(
+                    s,
+                    "  volume {id} {name:?}, type {}{}",
+                    volume_type.as_deref().unwrap_or("(none)"),
+                    if *bootable { ", bootable" } else { "" }
+                );
+            }
+            Some(CloudObject::Image {
+                id,
+                name,
+                disk_format,
+                ..
+            }) => {
+                let _ = writeln!(s, "  image {id} {name:?}, {disk_format}");
+            }
+            None => {}
+        }
         for w in &img.warnings {
             let _ = writeln!(s, "  warning: {w}");
         }

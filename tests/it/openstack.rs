@@ -384,3 +384,66 @@ fn bad_inputs_are_refused_before_anything_changes() {
     act(json!({"os-detach": {"attachment_id": attachment}}));
     wait_volume(&src, &vol.id, "available");
 }
+
+#[test]
+fn glance_image_found_by_name_is_registered_with_its_id_and_properties() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let name = unique("img");
+    // A 6 MiB image uploaded through the source Glance.
+    let mut data = vec![0u8; 6 << 20];
+    crate::common::Noise::new(21).fill(&mut data);
+    let want = format!("{:x}", Sha256::digest(&data));
+    let glance = Glance(&src);
+    let img = glance
+        .create(
+            &json!({"name": name, "disk_format": "raw", "container_format": "bare",
+                        "hw_disk_bus": "scsi", "min_ram": 256}),
+        )
+        .unwrap();
+    let upload = src.call(
+        Service::Image,
+        Method::PUT,
+        &format!("/v2/images/{}/file", img.id),
+        &[("Content-Type", "application/octet-stream")],
+        Some(ferry::openstack::session::Body::Raw(&data)),
+    );
+    upload.unwrap();
+    struct ImageGuard<'c>(&'c Cloud, String);
+    impl Drop for ImageGuard<'_> {
+        fn drop(&mut self) {
+            let _ = Glance(self.0).delete(&self.1);
+        }
+    }
+    let _src_img = ImageGuard(&src, img.id.clone());
+    let _dst_img = ImageGuard(&dst, img.id.clone());
+    let (spec, state) = spec_file(
+        &env,
+        &format!("  - glance_image: {name}\n"),
+        "options: {cleanup: true}\n",
+    );
+    let out = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    ok(&out);
+
+    let got = Glance(&dst).image(&img.id).unwrap();
+    assert_eq!(got.status, "active");
+    assert_eq!(got.name.as_deref(), Some(name.as_str()));
+    assert_eq!(got.min_ram, Some(256));
+    let props = got.user_properties();
+    assert_eq!(props.get("hw_disk_bus").map(String::as_str), Some("scsi"));
+    assert_eq!(
+        props.get("ferry_source").cloned(),
+        Some(format!("image:{}", img.id))
+    );
+    let mut buf = Vec::new();
+    Glance(&dst).download(&img.id, &mut buf).unwrap();
+    assert_eq!(format!("{:x}", Sha256::digest(&buf)), want);
+
+    let again = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    ok(&again);
+    assert!(step_details(&again)
+        .iter()
+        .all(|e| e["detail"] == "(already)"));
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
