@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the test environment's scripts (sourced, not run).
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
