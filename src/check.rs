@@ -234,8 +234,8 @@ pub fn run(spec: &Spec) -> CheckReport {
     let mut unresolved = Vec::new();
     let refs: Vec<ImageRef> = match &src_cloud {
         Some(Ok(c)) => (0..spec.images.len())
-            .filter_map(|i| match crate::plan::resolve_entry(spec, i, Some(c)) {
-                Ok((r, _)) => Some(r),
+            .flat_map(|i| match crate::plan::resolve_entry(spec, i, Some(c)) {
+                Ok(found) => found.into_iter().map(|(r, _)| r).collect(),
                 Err(e) => {
                     unresolved.push(Problem {
                         severity: Severity::Error,
@@ -243,7 +243,7 @@ pub fn run(spec: &Spec) -> CheckReport {
                         message: format!("{e:#}"),
                         hint: None,
                     });
-                    None
+                    Vec::new()
                 }
             })
             .collect(),

@@ -161,6 +161,9 @@ pub struct ImageEntry {
     /// Any RBD image in one of the source pools, as `pool/name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rbd: Option<String>,
+    /// A server id: every volume attached to it (needs source.cloud).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// Name of the copy in the destination pool (default: the source name;
     /// with a destination cloud, `volume-<source id>` or the image id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -285,6 +288,24 @@ impl Spec {
             ));
         }
         for (i, e) in self.images.iter().enumerate() {
+            if e.server.is_some() {
+                let field = format!("images[{i}]");
+                if self.source.cloud.is_none() {
+                    return Err(invalid(
+                        &field,
+                        "server: the volumes of a server are found through source.cloud",
+                    ));
+                }
+                if [&e.volume, &e.glance_image, &e.rbd, &e.name, &e.dest_name]
+                    .iter()
+                    .any(|v| v.is_some())
+                {
+                    return Err(invalid(
+                        &field,
+                        "server: stands alone (its volumes keep their names)",
+                    ));
+                }
+            }
             if e.name.is_some() && self.destination.cloud.is_none() {
                 return Err(invalid(
                     &format!("images[{i}].name"),
@@ -295,8 +316,10 @@ impl Spec {
         if self.options.timeout_seconds == 0 {
             return Err(invalid("options.timeout_seconds", "must be at least 1"));
         }
-        for (i, _) in self.images.iter().enumerate() {
-            self.resolve(i)?;
+        for (i, e) in self.images.iter().enumerate() {
+            if e.server.is_none() {
+                self.resolve(i)?;
+            }
         }
         Ok(())
     }
@@ -309,13 +332,18 @@ impl Spec {
             field: field.clone(),
             message,
         };
+        if e.server.is_some() {
+            return Err(invalid(
+                "server: its volumes are found through the source cloud".into(),
+            ));
+        }
         let given = [&e.volume, &e.glance_image, &e.rbd]
             .iter()
             .filter(|v| v.is_some())
             .count();
         if given != 1 {
             return Err(invalid(
-                "give exactly one of 'volume', 'glance_image' or 'rbd'".into(),
+                "give exactly one of 'volume', 'glance_image', 'rbd' or 'server'".into(),
             ));
         }
         let src = &self.source.pools;
@@ -521,7 +549,51 @@ images:
         let e = parse(&text).unwrap_err().to_string();
         assert_eq!(
             e,
-            "images[0]: give exactly one of 'volume', 'glance_image' or 'rbd'"
+            "images[0]: give exactly one of 'volume', 'glance_image', 'rbd' or 'server'"
+        );
+    }
+
+    #[test]
+    fn cloud_fields_need_their_clouds() {
+        let with_server = GOOD.replace("  - volume: 1234", "  - server: s-1");
+        let e = parse(&with_server).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "images[0]: server: the volumes of a server are found through source.cloud"
+        );
+        let clouds = with_server
+            .replace(
+                "  pools: {cinder: volumes, glance: images}",
+                "  pools: {cinder: volumes, glance: images}\n  cloud: src",
+            )
+            .replace(
+                "  pools: {cinder: cinder-volumes, glance: glance-images}",
+                "  pools: {cinder: cinder-volumes, glance: glance-images}\n  cloud: dst",
+            );
+        let spec = parse(&clouds).unwrap();
+        assert_eq!(
+            spec.image_refs().len(),
+            2,
+            "the server entry expands at discovery"
+        );
+        let e = parse(&clouds.replace("  - server: s-1", "  - server: s-1\n    name: x"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "images[0]: server: stands alone (its volumes keep their names)"
+        );
+        let only_dst = GOOD.replace(
+            "  pools: {cinder: cinder-volumes, glance: glance-images}",
+            "  pools: {cinder: cinder-volumes, glance: glance-images}\n  cloud: dst",
+        );
+        let e = parse(&only_dst).unwrap_err().to_string();
+        assert!(e.starts_with("destination.cloud: adopting needs"), "{e}");
+        let named = GOOD.replace("  - volume: 1234", "  - volume: 1234\n    name: db");
+        let e = parse(&named).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "images[0].name: names the adopted volume or image: needs destination.cloud"
         );
     }
 

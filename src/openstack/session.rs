@@ -152,6 +152,8 @@ pub struct Cloud {
     cfg: CloudConfig,
     http: Client,
     token: Mutex<Option<Token>>,
+    /// How many tokens were issued to this connection.
+    authentications: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Cloud {
@@ -300,6 +302,7 @@ impl Cloud {
             cfg,
             http,
             token: Mutex::new(None),
+            authentications: Default::default(),
         };
         cloud.token()?;
         Ok(cloud)
@@ -395,9 +398,42 @@ impl Cloud {
             Some(tok) if tok.expires_at - now() > RENEW_BEFORE => Ok(tok.clone()),
             _ => {
                 let tok = self.authenticate()?;
+                self.authentications
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 *t = Some(tok.clone());
                 Ok(tok)
             }
+        }
+    }
+
+    /// How many tokens this connection has obtained (renewals included).
+    pub fn authentications(&self) -> usize {
+        self.authentications
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Revokes the current token at Keystone (logs out). The next call finds
+    /// it refused and authenticates again.
+    pub fn revoke_token(&self) -> Result<()> {
+        let tok = self.token()?;
+        let url = format!("{}/auth/tokens", self.cfg.auth_url);
+        let resp = self
+            .http
+            .delete(&url)
+            .header("X-Auth-Token", &tok.value)
+            .header("X-Subject-Token", &tok.value)
+            .send()
+            .map_err(|e| self.transport("revoking the token", e))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(ApiError::Status {
+                cloud: self.cfg.name.clone(),
+                method: "DELETE".into(),
+                what: url,
+                status: resp.status().as_u16(),
+                message: error_message(&resp.text().unwrap_or_default()),
+            })
         }
     }
 

@@ -43,34 +43,57 @@ pub fn discover(
 ) -> anyhow::Result<Vec<(ImageRef, ImageFacts)>> {
     let mut out = Vec::new();
     for i in 0..spec.images.len() {
-        let (r, obj) = resolve_entry(spec, i, cloud)?;
-        let mut facts = image_facts(source, &r)
-            .with_context(|| format!("reading {} on the source cluster", r.source_spec()))?;
-        facts.cloud = obj;
-        out.push((r, facts));
+        for (r, obj) in resolve_entry(spec, i, cloud)? {
+            let mut facts = image_facts(source, &r)
+                .with_context(|| format!("reading {} on the source cluster", r.source_spec()))?;
+            facts.cloud = obj;
+            out.push((r, facts));
+        }
     }
     Ok(out)
 }
 
 /// Resolves `images[i]` of the spec: through the source cloud when one is
-/// given (volumes and images by id or name, status checked), else from the
-/// spec alone.
+/// given (volumes and images by id or name, the volumes of a server; status
+/// checked), else from the spec alone. A server entry gives one image per
+/// attached volume.
 pub fn resolve_entry(
     spec: &Spec,
     i: usize,
     cloud: Option<&Cloud>,
-) -> anyhow::Result<(ImageRef, Option<CloudObject>)> {
+) -> anyhow::Result<Vec<(ImageRef, Option<CloudObject>)>> {
     let e = &spec.images[i];
-    Ok(match (cloud, &e.volume, &e.glance_image) {
-        (Some(c), Some(v), _) => {
-            let vol = find_volume(c, v)?;
+    let volume =
+        |vol: crate::openstack::Volume| -> anyhow::Result<(ImageRef, Option<CloudObject>)> {
+            let c = cloud.expect("volumes are looked up only with a cloud");
             check_volume_status(c, &vol, spec.options.allow_in_use)?;
             let to_glance = spec.destination.cloud.is_some()
                 && spec.options.bootable_volumes.to_glance(vol.is_bootable());
             let image_id = derived_image_id(&vol.id);
             let r = spec.resolve_volume(i, &vol.id, to_glance.then_some(image_id.as_str()))?;
-            (r, Some(volume_object(&vol)))
+            Ok((r, Some(volume_object(&vol))))
+        };
+    if let (Some(c), Some(server)) = (cloud, &e.server) {
+        let attached: Vec<crate::openstack::Volume> = Cinder(c)
+            .volumes(None)?
+            .into_iter()
+            .filter(|v| {
+                v.attachments
+                    .iter()
+                    .any(|a| a.server_id.as_deref() == Some(server.as_str()))
+            })
+            .collect();
+        if attached.is_empty() {
+            bail!(
+                "no volume of cloud {} (project {}) is attached to server {server}",
+                c.name(),
+                c.project_id()?
+            );
         }
+        return attached.into_iter().map(volume).collect();
+    }
+    Ok(vec![match (cloud, &e.volume, &e.glance_image) {
+        (Some(c), Some(v), _) => volume(find_volume(c, v)?)?,
         (Some(c), None, Some(g)) => {
             let img = find_image(c, g)?;
             if img.status != "active" {
@@ -91,7 +114,7 @@ pub fn resolve_entry(
             (r, Some(image_object(&img)))
         }
         _ => (spec.resolve(i)?, None),
-    })
+    }])
 }
 
 /// The id a bootable volume's image gets in the destination Glance: derived
