@@ -140,54 +140,57 @@ pub fn derived_image_id(volume_id: &str) -> String {
 /// A volume by id, or else by exact name (which must be unique).
 fn find_volume(c: &Cloud, id_or_name: &str) -> anyhow::Result<crate::openstack::Volume> {
     let cinder = Cinder(c);
-    match cinder.volume(id_or_name) {
-        Ok(v) => return Ok(v),
-        Err(e) if e.status() == Some(404) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let found = cinder.volumes(Some(id_or_name))?;
-    match found.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => bail!(
-            "no volume with id or name {id_or_name:?} in cloud {} (project {})",
-            c.name(),
-            c.project_id()?
-        ),
-        many => bail!(
-            "{} volumes are named {id_or_name:?} in cloud {}: give the id ({})",
-            many.len(),
-            c.name(),
-            many.iter()
-                .map(|v| v.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+    by_id_or_name(
+        c,
+        "volume",
+        id_or_name,
+        || cinder.volume(id_or_name),
+        || cinder.volumes(Some(id_or_name)),
+        |v| v.id.clone(),
+    )
 }
 
 /// An image by id, or else by exact name (which must be unique).
 fn find_image(c: &Cloud, id_or_name: &str) -> anyhow::Result<crate::openstack::Image> {
     let glance = Glance(c);
-    match glance.image(id_or_name) {
-        Ok(i) => return Ok(i),
+    by_id_or_name(
+        c,
+        "image",
+        id_or_name,
+        || glance.image(id_or_name),
+        || glance.images_with("name", id_or_name),
+        |i| i.id.clone(),
+    )
+}
+
+/// Looks a thing up by id; when there is no such id, by its name, which must
+/// name exactly one.
+fn by_id_or_name<T: Clone>(
+    c: &Cloud,
+    what: &str,
+    id_or_name: &str,
+    by_id: impl FnOnce() -> Result<T, crate::openstack::ApiError>,
+    by_name: impl FnOnce() -> Result<Vec<T>, crate::openstack::ApiError>,
+    id_of: impl Fn(&T) -> String,
+) -> anyhow::Result<T> {
+    match by_id() {
+        Ok(v) => return Ok(v),
         Err(e) if e.status() == Some(404) => {}
         Err(e) => return Err(e.into()),
     }
-    let found = glance.images_with("name", id_or_name)?;
+    let found = by_name()?;
     match found.as_slice() {
         [one] => Ok(one.clone()),
         [] => bail!(
-            "no image with id or name {id_or_name:?} in cloud {}",
-            c.name()
+            "no {what} with id or name {id_or_name:?} in cloud {} (project {})",
+            c.name(),
+            c.project_id()?
         ),
         many => bail!(
-            "{} images are named {id_or_name:?} in cloud {}: give the id ({})",
+            "{} {what}s are named {id_or_name:?} in cloud {}: give the id ({})",
             many.len(),
             c.name(),
-            many.iter()
-                .map(|i| i.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            many.iter().map(&id_of).collect::<Vec<_>>().join(", ")
         ),
     }
 }
