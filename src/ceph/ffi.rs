@@ -135,6 +135,11 @@ extern "C" {
     pub fn rbd_read(image: rbd_image_t, ofs: u64, len: size_t, buf: *mut c_char) -> ssize_t;
     pub fn rbd_write(image: rbd_image_t, ofs: u64, len: size_t, buf: *const c_char) -> ssize_t;
 
+    pub fn rbd_snap_get_timestamp(
+        image: rbd_image_t,
+        snap_id: u64,
+        timestamp: *mut libc::timespec,
+    ) -> c_int;
     pub fn rbd_snap_list(image: rbd_image_t, snaps: *mut rbd_snap_info_t, max: *mut c_int)
         -> c_int;
     pub fn rbd_snap_list_end(snaps: *mut rbd_snap_info_t);

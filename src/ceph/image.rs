@@ -268,6 +268,20 @@ impl<'p> Image<'p> {
         Ok(format!("{:x}", h.finalize()))
     }
 
+    /// When the snapshot `snap_id` was created on this cluster (unix seconds).
+    pub fn snap_timestamp(&self, snap_id: u64) -> Result<i64> {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: open handle; ts is a valid out-parameter.
+        let ret = unsafe { ffi::rbd_snap_get_timestamp(self.handle, snap_id, &mut ts) };
+        check(ret, "rbd_snap_get_timestamp", || {
+            format!("{}@{snap_id}", self.object)
+        })?;
+        Ok(ts.tv_sec)
+    }
+
     /// Creates a user snapshot.
     pub fn snap_create(&self, name: &str) -> Result<()> {
         let c = cstring("snapshot name", name)?;

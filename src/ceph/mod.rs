@@ -20,9 +20,10 @@ pub use image::Image;
 pub use pool::Pool;
 pub use status::{parse_description, ReplayProgress};
 pub use types::{
-    mirror_snapshot_arrived, Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, Locker,
-    MirrorGlobalStatus, MirrorMode, MirrorPeer, MirrorSnapState, MirrorSnapshot, PeerDirection,
-    PoolMirrorMode, SiteState, SiteStatus, SnapNamespace, Snapshot, Watcher,
+    complete_mirror_snapshot_after, mirror_snapshot_arrived, primary_mirror_snapshot_after,
+    Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, Locker, MirrorGlobalStatus, MirrorMode,
+    MirrorPeer, MirrorSnapState, MirrorSnapshot, PeerDirection, PoolMirrorMode, SiteState,
+    SiteStatus, SnapNamespace, Snapshot, Watcher,
 };
 
 /// The librbd version ferry is linked against, as `major.minor.extra`.

@@ -167,6 +167,22 @@ pub fn mirror_snapshot_arrived(received: &[MirrorSnapshot], primary_snap_id: u64
     })
 }
 
+/// On a receiving site: a complete mirror snapshot was taken after the local
+/// snapshot `after`, so everything up to that snapshot has arrived.
+pub fn complete_mirror_snapshot_after(received: &[MirrorSnapshot], after: u64) -> bool {
+    received
+        .iter()
+        .any(|s| s.state == MirrorSnapState::NonPrimary && s.complete && s.snap_id > after)
+}
+
+/// On the primary: a mirror snapshot meant for peers was taken after the
+/// snapshot `after`, so it will carry it to them.
+pub fn primary_mirror_snapshot_after(mine: &[MirrorSnapshot], after: u64) -> bool {
+    mine.iter().any(|s| {
+        s.state == MirrorSnapState::Primary && !s.peer_uuids.is_empty() && s.snap_id > after
+    })
+}
+
 /// A client watching an image (an attached VM, rbd-mirror, a mapped device).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Watcher {
@@ -451,5 +467,35 @@ mod tests {
             ..s
         };
         assert_eq!(down.summary(), "down+stopped");
+    }
+
+    #[test]
+    fn mirror_snapshots_after_a_user_snapshot() {
+        let snap = |id, state, complete, peers: &[&str]| MirrorSnapshot {
+            snap_id: id,
+            state,
+            complete,
+            primary_mirror_uuid: String::new(),
+            primary_snap_id: 0,
+            last_copied_object_number: 0,
+            peer_uuids: peers.iter().map(|p| p.to_string()).collect(),
+        };
+        use MirrorSnapState::*;
+        let received = [
+            snap(3, NonPrimary, true, &[]),
+            snap(6, NonPrimary, false, &[]),
+        ];
+        assert!(
+            !complete_mirror_snapshot_after(&received, 5),
+            "the later one is still copying"
+        );
+        assert!(complete_mirror_snapshot_after(&received, 2));
+        let mine = [snap(4, Primary, true, &[]), snap(8, Primary, true, &["p"])];
+        assert!(
+            !primary_mirror_snapshot_after(&mine[..1], 3),
+            "meant for no peer"
+        );
+        assert!(primary_mirror_snapshot_after(&mine, 7));
+        assert!(!primary_mirror_snapshot_after(&mine, 8));
     }
 }

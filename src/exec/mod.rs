@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 
 use crate::ceph::{
-    mirror_snapshot_arrived, CephError, Cluster, ErrorKind, Features, Image, ImageMirrorState,
-    MirrorMode, PeerDirection, ReplayProgress,
+    complete_mirror_snapshot_after, primary_mirror_snapshot_after, CephError, Cluster, ErrorKind,
+    Features, Image, ImageMirrorState, MirrorMode, PeerDirection, ReplayProgress,
 };
 use crate::openstack::{Cloud, Glance};
 use crate::plan::{Action, Check, ImageAt, ImagePlan, Site, Step};
@@ -147,13 +147,6 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
             failures.join("\n  ")
         )
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// How often the live board is redrawn, and how often the batch is reported
@@ -346,35 +339,45 @@ impl Ctx<'_> {
                     == ImageMirrorState::Disabled
             }
             Check::MirrorSynced { mirrored, mode, .. } => {
-                if !self.exists(mirrored)? {
-                    return Ok(false);
-                }
-                let st = self.image_state(i);
-                match mode {
-                    MirrorMode::Snapshot => match st.cutover_snap_id {
-                        None => false,
-                        Some(id) => {
-                            let received =
-                                self.with_image(mirrored, false, |img| img.mirror_snapshots())?;
-                            mirror_snapshot_arrived(&received, id)
-                        }
-                    },
-                    MirrorMode::Journal => match st.idle_since {
-                        None => false,
-                        Some(since) => {
-                            let status =
-                                self.with_image(mirrored, false, |img| img.mirror_global_status())?;
-                            status.local().is_some_and(|s| {
-                                // The status lags: only one written after the
-                                // source went idle can say "nothing behind".
-                                s.last_update > since
-                                    && matches!(s.progress(), ReplayProgress::Journal { .. })
-                                    && s.progress().caught_up() == Some(true)
-                            })
-                        }
-                    },
+                match self.snap_id(mirrored)? {
+                    None => false,
+                    // Snapshot mode: the mirror snapshot that carried it is
+                    // complete.
+                    Some(id) if *mode == MirrorMode::Snapshot => complete_mirror_snapshot_after(
+                        &self.with_image(&plain(mirrored), false, |img| img.mirror_snapshots())?,
+                        id,
+                    ),
+                    // Journal mode: replay creates the snapshot after every
+                    // write before it, but an initial image sync creates it
+                    // before copying its data. Only a status written after the
+                    // snapshot appeared that says "replaying" (the sync is
+                    // over) proves the data is there; the status refreshes
+                    // about every 30 s.
+                    Some(id) => {
+                        let (since, status) = self.with_image(&plain(mirrored), false, |img| {
+                            Ok((img.snap_timestamp(id)?, img.mirror_global_status()?))
+                        })?;
+                        status.local().is_some_and(|l| {
+                            l.state == crate::ceph::SiteState::Replaying && l.last_update > since
+                        })
+                    }
                 }
             }
+            Check::SnapshotExists { image } => self.snap_id(image)?.is_some(),
+            Check::SnapshotAbsent { image } => self.snap_id(image)?.is_none(),
+            Check::MirrorSnapshotAfter { image } => match self.snap_id(image)? {
+                None => false,
+                Some(id) => {
+                    let plain = ImageAt {
+                        snap: None,
+                        ..image.clone()
+                    };
+                    primary_mirror_snapshot_after(
+                        &self.with_image(&plain, false, |img| img.mirror_snapshots())?,
+                        id,
+                    )
+                }
+            },
             Check::SnapshotProtected { image } => {
                 let snap = image.snap.clone().unwrap_or_default();
                 let plain = ImageAt {
@@ -433,7 +436,7 @@ impl Ctx<'_> {
             if let Some(mirrored) = arriving {
                 if last_daemon_check.elapsed() >= Duration::from_secs(5) {
                     last_daemon_check = Instant::now();
-                    if let Some(why) = self.stalled(mirrored, &mut error_since)? {
+                    if let Some(why) = self.stalled(&plain(mirrored), &mut error_since)? {
                         bail!("stalled: {why} (waiting for {waiting_for})");
                     }
                 }
@@ -442,7 +445,7 @@ impl Ctx<'_> {
                 if last_progress.elapsed() >= Duration::from_secs(2) {
                     last_progress = Instant::now();
                     if let Some(text) =
-                        self.sync_progress(i, mirrored, *mode, &mut meter, start.elapsed())?
+                        self.sync_progress(i, &plain(mirrored), *mode, &mut meter, start.elapsed())?
                     {
                         self.event(i, &step.name, "progress", &text);
                     }
@@ -511,19 +514,43 @@ impl Ctx<'_> {
                 self.with_image(image, true, |img| img.mirror_enable(*mode))?;
                 Ok(mode.to_string())
             }
-            Action::CreateMirrorSnapshot { image } => {
-                let id = self.with_image(image, true, |img| img.mirror_snapshot_create())?;
-                self.update(i, |s| s.cutover_snap_id = Some(id))?;
-                Ok(format!("mirror snapshot {id}"))
+            Action::CreateCutover { image, mode } => {
+                let name = image
+                    .snap
+                    .clone()
+                    .ok_or_else(|| anyhow!("{image} names no snapshot"))?;
+                let plain = ImageAt {
+                    snap: None,
+                    ..image.clone()
+                };
+                if self.snap_id(image)?.is_none() {
+                    self.with_image(&plain, true, |img| img.snap_create(&name))?;
+                }
+                let after = Check::MirrorSnapshotAfter {
+                    image: image.clone(),
+                };
+                if *mode == MirrorMode::Snapshot && !self.holds(i, &after)? {
+                    let id = self.with_image(&plain, true, |img| img.mirror_snapshot_create())?;
+                    return Ok(format!("{image}, mirror snapshot {id}"));
+                }
+                Ok(format!("{image}"))
+            }
+            Action::RemoveSnapshot { image } => {
+                let name = image.snap.clone().unwrap_or_default();
+                let plain = ImageAt {
+                    snap: None,
+                    ..image.clone()
+                };
+                if self.snap_id(image)?.is_some() {
+                    self.with_image(&plain, true, |img| img.snap_remove(&name))?;
+                }
+                Ok(format!("{image} removed"))
             }
             Action::WaitForSync {
                 source,
                 mirrored,
                 mode,
             } => {
-                if *mode == MirrorMode::Journal && self.image_state(i).idle_since.is_none() {
-                    self.update(i, |s| s.idle_since = Some(now()))?;
-                }
                 let synced = Check::MirrorSynced {
                     source: source.clone(),
                     mirrored: mirrored.clone(),
@@ -539,12 +566,9 @@ impl Ctx<'_> {
                     Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),
                     _ => {}
                 }
-                let snap_id = self.copy_source_snapshot(i, from)?;
+                // From the cut-over snapshot: later syncs cannot change it.
                 let from_pool = self.dst.pool(&from.pool)?;
-                let mut img = from_pool.open_image_read_only(&from.image, None)?;
-                if let Some(id) = snap_id {
-                    img.set_snap_by_id(id)?;
-                }
+                let img = from_pool.open_image_read_only(&from.image, from.snap.as_deref())?;
                 let started = Instant::now();
                 let mut meter = Meter::default();
                 let mut last = Instant::now();
@@ -576,21 +600,16 @@ impl Ctx<'_> {
                 source,
                 destination,
             } => {
-                let st = self.image_state(i);
-                // Both sides are read: progress counts half of each.
+                // Both sides are read: progress counts half of each. The
+                // source is read at the cut-over snapshot.
                 let mut meter = Meter::default();
                 let mut last = Instant::now();
-                let src_sum = {
-                    let pool = self.src.pool(&source.pool)?;
-                    let mut img = pool.open_image_read_only(&source.image, None)?;
-                    if let Some(id) = st.cutover_snap_id {
-                        img.set_snap_by_id(id)?;
-                    }
+                let src_sum = self.with_image(source, false, |img| {
                     img.sha256_with_progress(|done, size| {
                         let (d, t) = (done / 2, size);
                         self.step_progress(i, step, Phase::Verifying, &mut meter, &mut last, d, t);
-                    })?
-                };
+                    })
+                })?;
                 let dst_sum = self.with_image(destination, false, |img| {
                     img.sha256_with_progress(|done, size| {
                         let (d, t) = (size / 2 + done / 2, size);
@@ -728,14 +747,15 @@ impl Ctx<'_> {
         }
         match mode {
             MirrorMode::Snapshot => {
-                let Some(cutover) = self.image_state(i).cutover_snap_id else {
-                    return Ok(None);
-                };
+                // The newest mirror snapshot arriving: the cut-over's, or
+                // one before it.
                 let (info, received) = self.with_image(mirrored, false, |img| {
                     Ok((img.info()?, img.mirror_snapshots()?))
                 })?;
-                let Some(s) = received.iter().rev().find(|s| s.primary_snap_id >= cutover) else {
-                    return Ok(Some("waiting for the cut-over snapshot to start".into()));
+                let Some(s) = received.last() else {
+                    return Ok(Some(
+                        "waiting for the first mirror snapshot to start".into(),
+                    ));
                 };
                 let objects = info.size.div_ceil(info.object_size.max(1));
                 let done_objects = if s.complete {
@@ -794,20 +814,21 @@ impl Ctx<'_> {
         }
     }
 
-    /// Snapshot mode copies the mirrored image at the newest complete mirror
-    /// snapshot holding the cut-over, so later syncs cannot change it mid-copy.
-    fn copy_source_snapshot(&self, i: usize, from: &ImageAt) -> anyhow::Result<Option<u64>> {
-        let Some(cutover) = self.image_state(i).cutover_snap_id else {
-            return Ok(None);
+    /// The id of the snapshot `at` names (None when there is none).
+    fn snap_id(&self, at: &ImageAt) -> anyhow::Result<Option<u64>> {
+        let name = at
+            .snap
+            .as_deref()
+            .ok_or_else(|| anyhow!("{at} names no snapshot"))?;
+        let plain = ImageAt {
+            snap: None,
+            ..at.clone()
         };
-        let received = self.with_image(from, false, |img| img.mirror_snapshots())?;
-        let snap = received
-            .iter()
-            .filter(|s| s.complete && s.primary_snap_id >= cutover)
-            .map(|s| s.snap_id)
-            .next_back();
-        snap.map(Some)
-            .ok_or_else(|| anyhow!("{from} has no complete mirror snapshot of the cut-over"))
+        match self.with_image(&plain, false, |img| img.snapshots()) {
+            Ok(snaps) => Ok(snaps.into_iter().find(|s| s.name == name).map(|s| s.id)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -890,5 +911,13 @@ fn terminal_width() -> usize {
         ws.ws_col as usize
     } else {
         80
+    }
+}
+
+/// The image `at` names, without its snapshot.
+fn plain(at: &ImageAt) -> ImageAt {
+    ImageAt {
+        snap: None,
+        ..at.clone()
     }
 }

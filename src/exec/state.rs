@@ -27,10 +27,6 @@ pub struct ImageState {
     pub original_features: Option<Features>,
     /// Mirroring mode before ferry changed anything (None: disabled).
     pub original_mirroring: Option<Option<MirrorMode>>,
-    /// Snapshot mode: id of the cut-over mirror snapshot on the source.
-    pub cutover_snap_id: Option<u64>,
-    /// Journal mode: unix time from which the source was seen idle.
-    pub idle_since: Option<i64>,
     pub source_checksum: Option<String>,
     pub destination_checksum: Option<String>,
 }

@@ -25,6 +25,8 @@ pub struct BuildOptions {
     pub destination_cluster: String,
     /// How the destination cloud adopts the copies, when one is given.
     pub adopt: Option<AdoptOptions>,
+    /// Names the plan's cut-over snapshots.
+    pub plan_id: String,
 }
 
 /// The choices about adoption in the destination cloud.
@@ -46,6 +48,7 @@ impl BuildOptions {
             cleanup: spec.options.cleanup,
             source_cluster: spec.source.cluster.cluster_name(),
             destination_cluster: spec.destination.cluster.cluster_name(),
+            plan_id: super::new_plan_id(),
             adopt: spec.destination.cloud.as_ref().map(|_| AdoptOptions {
                 volume_types: spec.options.volume_types.clone(),
                 cinder_host: spec.destination.cinder_host.clone(),
@@ -70,6 +73,7 @@ type Draft = (&'static str, Role, Action, Vec<Check>, Vec<Check>);
 /// Builds the whole plan.
 pub fn build(opts: &BuildOptions, images: &[(ImageRef, ImageFacts)]) -> Plan {
     Plan {
+        id: opts.plan_id.clone(),
         mode: opts.mode,
         source_cluster: opts.source_cluster.clone(),
         destination_cluster: opts.destination_cluster.clone(),
@@ -119,13 +123,21 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
     } else {
         vec![Check::NotInUse { image: src.clone() }]
     };
+    let src_cut = ImageAt {
+        snap: Some(super::cutover_snap(&opts.plan_id)),
+        ..src.clone()
+    };
+    let mirrored_cut = ImageAt {
+        snap: Some(super::cutover_snap(&opts.plan_id)),
+        ..mirrored.clone()
+    };
     let synced = Check::MirrorSynced {
         source: src.clone(),
-        mirrored: mirrored.clone(),
+        mirrored: mirrored_cut.clone(),
         mode,
     };
     let verified = Check::ChecksumsEqual {
-        source: src.clone(),
+        source: src_cut.clone(),
         destination: dest.clone(),
     };
 
@@ -180,6 +192,12 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         } else {
             "in use: the steps that need an idle image wait until no client has it open".into()
         });
+    }
+    if !opts.cleanup {
+        warnings.push(format!(
+            "without cleanup the snapshot {} stays on the source (Cinder cannot delete a volume that has snapshots)",
+            super::cutover_snap(&opts.plan_id)
+        ));
     }
     if mode == MirrorMode::Journal {
         let disable: Vec<Features> = JOURNAL_BLOCKERS
@@ -246,45 +264,45 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
             }],
         ));
     }
+    // The cut-over, in both modes: a user snapshot that mirroring carries
+    // to the destination, where its arrival is seen without the status.
+    let mut cutover_done = vec![Check::SnapshotExists {
+        image: src_cut.clone(),
+    }];
     if mode == MirrorMode::Snapshot {
-        steps.push((
-            "cut-over-snapshot",
-            Role::SourceStorage,
-            Action::CreateMirrorSnapshot { image: src.clone() },
-            idle.clone(),
-            vec![],
-        ));
+        cutover_done.push(Check::MirrorSnapshotAfter {
+            image: src_cut.clone(),
+        });
     }
+    steps.push((
+        "cut-over-snapshot",
+        Role::SourceStorage,
+        Action::CreateCutover {
+            image: src_cut.clone(),
+            mode,
+        },
+        idle.clone(),
+        cutover_done,
+    ));
     steps.push((
         "wait-for-sync",
         Role::DestinationStorage,
         Action::WaitForSync {
             source: src.clone(),
-            mirrored: mirrored.clone(),
+            mirrored: mirrored_cut.clone(),
             mode,
         },
-        // Journal mode cuts over here: in sync while nobody writes. Snapshot
-        // mode cut over at its mirror snapshot, so the image may be back in use.
-        if mode == MirrorMode::Journal {
-            [
-                vec![Check::Exists {
-                    image: mirrored.clone(),
-                }],
-                idle.clone(),
-            ]
-            .concat()
-        } else {
-            vec![Check::Exists {
-                image: mirrored.clone(),
-            }]
-        },
+        // The cut-over is a snapshot: the source may be back in use.
+        vec![Check::Exists {
+            image: mirrored.clone(),
+        }],
         vec![synced.clone()],
     ));
     steps.push((
         "copy",
         Role::DestinationStorage,
         Action::Copy {
-            from: mirrored.clone(),
+            from: mirrored_cut.clone(),
             to: dest.clone(),
             features: Some(Features(facts.features.0 & !Features::JOURNALING.0)),
         },
@@ -323,7 +341,7 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         "verify",
         Role::DestinationStorage,
         Action::Verify {
-            source: src.clone(),
+            source: src_cut.clone(),
             destination: dest.clone(),
         },
         vec![Check::Exists {
@@ -376,6 +394,17 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
                 vec![Check::MirroringDisabled { image: src.clone() }],
             ));
         }
+        steps.push((
+            "remove-cut-over-snapshot",
+            Role::Cleanup,
+            Action::RemoveSnapshot {
+                image: src_cut.clone(),
+            },
+            vec![verified.clone()],
+            vec![Check::SnapshotAbsent {
+                image: src_cut.clone(),
+            }],
+        ));
         if added.0 != 0 || removed.0 != 0 {
             steps.push((
                 "restore-features",
@@ -524,6 +553,7 @@ mod tests {
             source_cluster: "ceph".into(),
             destination_cluster: "cephpa1".into(),
             adopt: None,
+            plan_id: "p1".into(),
         }
     }
 
@@ -626,14 +656,34 @@ mod tests {
                 "disable-features",
                 "enable-features",
                 "enable-mirroring",
+                "cut-over-snapshot",
                 "wait-for-sync",
                 "copy",
                 "verify",
                 "disable-mirroring",
+                "remove-cut-over-snapshot",
                 "restore-features"
             ]
         );
         let steps = &plan.images[0].steps;
+        // The cut-over is a named snapshot that the copy and the checksum read.
+        assert_eq!(
+            steps[5].done_when,
+            vec![Check::SnapshotExists {
+                image: ImageAt {
+                    snap: Some("ferry-cutover-p1".into()),
+                    ..steps[0].action_image()
+                }
+            }],
+            "journal mode needs no mirror snapshot"
+        );
+        let Action::Copy { from, .. } = &steps[7].action else {
+            panic!()
+        };
+        assert_eq!(
+            from.to_string(),
+            "destination:oscinder/volume-1@ferry-cutover-p1"
+        );
         let Action::DisableFeatures { features, .. } = &steps[2].action else {
             panic!("{:?}", steps[2].action)
         };
@@ -654,7 +704,7 @@ mod tests {
             "exclusive-lock is already on"
         );
         // Cleanup cannot bring deep-flatten back, and says so.
-        let restore = &steps[9];
+        let restore = &steps[11];
         assert_eq!(restore.role, Role::Cleanup);
         assert!(restore.done_when.contains(&Check::FeaturesPresent {
             image: steps[0].action_image(),
@@ -668,7 +718,7 @@ mod tests {
             ["deep-flatten is disabled for journaling and cannot be enabled again"]
         );
         // Nothing destroys source data before the checksums agree.
-        for s in &steps[8..] {
+        for s in &steps[9..] {
             assert!(s
                 .requires
                 .iter()
@@ -689,14 +739,16 @@ mod tests {
                 "preflight",
                 "record-original-state",
                 "enable-features",
+                "cut-over-snapshot",
                 "wait-for-sync",
                 "copy",
                 "snapshot-and-protect",
                 "verify",
+                "remove-cut-over-snapshot",
                 "restore-features"
             ]
         );
-        let Action::SnapshotAndProtect { image } = &plan.images[0].steps[5].action else {
+        let Action::SnapshotAndProtect { image } = &plan.images[0].steps[6].action else {
             panic!()
         };
         assert_eq!(image.to_string(), "destination:glance-ct1-cl1/abcd@snap");
@@ -715,7 +767,7 @@ mod tests {
             .any(|c| matches!(c, Check::NotInUse { .. })));
         assert_eq!(
             plan.images[0].warnings.len(),
-            3,
+            4,
             "{:?}",
             plan.images[0].warnings
         );

@@ -81,6 +81,29 @@ impl std::fmt::Display for ImageAt {
     }
 }
 
+/// Prefix of the user snapshot that marks the cut-over point on the source:
+/// `ferry-cutover-<plan id>`. It is mirrored in both modes, so the
+/// destination sees by itself when the cut-over has arrived, and copies and
+/// checksums read it. The plan id keeps a snapshot left by another plan from
+/// being taken for this one's.
+pub const CUTOVER_SNAP: &str = "ferry-cutover";
+
+/// The cut-over snapshot's name for a plan.
+pub fn cutover_snap(plan_id: &str) -> String {
+    format!("{CUTOVER_SNAP}-{plan_id}")
+}
+
+/// A new plan id: 8 hex digits from the clock and the process.
+pub fn new_plan_id() -> String {
+    use sha2::{Digest, Sha256};
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let d = Sha256::digest(format!("{t}:{}", std::process::id()).as_bytes());
+    d[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A state of the world that can be observed (through librbd, or `rbd` in a
 /// script). Steps use checks as preconditions and as proof of completion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,9 +123,9 @@ pub enum Check {
     MirroringEnabled { image: ImageAt, mode: MirrorMode },
     /// Mirroring is disabled on the image.
     MirroringDisabled { image: ImageAt },
-    /// The destination's mirrored copy holds everything the source had at the
-    /// cut-over point (snapshot mode: the final mirror snapshot is complete;
-    /// journal mode: no entries behind primary).
+    /// The destination's mirrored copy holds the cut-over snapshot: it has
+    /// the snapshot `mirrored` names and, in snapshot mode, a complete mirror
+    /// snapshot taken after it.
     MirrorSynced {
         source: ImageAt,
         mirrored: ImageAt,
@@ -110,6 +133,13 @@ pub enum Check {
     },
     /// The snapshot exists and is protected.
     SnapshotProtected { image: ImageAt },
+    /// The snapshot exists.
+    SnapshotExists { image: ImageAt },
+    /// The snapshot does not exist.
+    SnapshotAbsent { image: ImageAt },
+    /// The source has a mirror snapshot taken after this snapshot, which
+    /// carries it to the peers (snapshot mode).
+    MirrorSnapshotAfter { image: ImageAt },
     /// Both images have the same content.
     ChecksumsEqual {
         source: ImageAt,
@@ -222,8 +252,11 @@ pub enum Action {
     },
     /// `rbd mirror image enable <image> <mode>`.
     EnableMirroring { image: ImageAt, mode: MirrorMode },
-    /// Take a mirror snapshot: the cut-over point in snapshot mode.
-    CreateMirrorSnapshot { image: ImageAt },
+    /// The cut-over: the user snapshot `image` names, then,
+    /// in snapshot mode, a mirror snapshot that carries it.
+    CreateCutover { image: ImageAt, mode: MirrorMode },
+    /// Remove a snapshot ferry made.
+    RemoveSnapshot { image: ImageAt },
     /// Wait, with progress, until the mirrored copy has caught up.
     WaitForSync {
         source: ImageAt,
@@ -294,7 +327,8 @@ impl Step {
             | Action::DisableFeatures { image, .. }
             | Action::EnableFeatures { image, .. }
             | Action::EnableMirroring { image, .. }
-            | Action::CreateMirrorSnapshot { image }
+            | Action::CreateCutover { image, .. }
+            | Action::RemoveSnapshot { image }
             | Action::SnapshotAndProtect { image }
             | Action::DisableMirroring { image }
             | Action::RestoreFeatures { image }
@@ -326,6 +360,9 @@ pub struct ImagePlan {
 /// A whole migration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
+    /// Names this plan's cut-over snapshots (`ferry-cutover-<id>`).
+    #[serde(default)]
+    pub id: String,
     /// Mirroring mode for Cinder-pool images.
     pub mode: MirrorMode,
     pub source_cluster: String,

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::{Action, Adoption, Check, CloudObject, ImageAt, Plan};
+use crate::ceph::MirrorMode;
 use crate::check::human_bytes;
 
 /// Renders a plan as text for a terminal.
@@ -109,9 +110,13 @@ fn describe(a: &Action) -> String {
         Action::EnableMirroring { image, mode } => {
             format!("enable {mode} mirroring of {image}")
         }
-        Action::CreateMirrorSnapshot { image } => {
-            format!("take the cut-over mirror snapshot of {image}")
-        }
+        Action::CreateCutover { image, mode } => match mode {
+            MirrorMode::Snapshot => {
+                format!("take the cut-over snapshot {image} and a mirror snapshot carrying it")
+            }
+            MirrorMode::Journal => format!("take the cut-over snapshot {image}"),
+        },
+        Action::RemoveSnapshot { image } => format!("remove the snapshot {image}"),
         Action::WaitForSync { mirrored, .. } => format!("wait until {mirrored} is in sync"),
         Action::Copy { from, to, features } => match features {
             Some(f) => format!("copy {from} to {to} (features: {f})"),

@@ -47,10 +47,12 @@ fn plan_reads_source_images_and_changes_nothing() {
             "disable-features",
             "enable-features",
             "enable-mirroring",
+            "cut-over-snapshot",
             "wait-for-sync",
             "copy",
             "verify",
             "disable-mirroring",
+            "remove-cut-over-snapshot",
             "restore-features"
         ]
     );
