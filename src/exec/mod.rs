@@ -271,11 +271,8 @@ impl Ctx<'_> {
     }
 
     fn exists(&self, at: &ImageAt) -> Result<bool, CephError> {
-        let plain = ImageAt {
-            snap: None,
-            ..at.clone()
-        };
-        match self.with_image(&plain, false, |_| Ok(())) {
+        let head = plain(at);
+        match self.with_image(&head, false, |_| Ok(())) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
@@ -368,23 +365,17 @@ impl Ctx<'_> {
             Check::MirrorSnapshotAfter { image } => match self.snap_id(image)? {
                 None => false,
                 Some(id) => {
-                    let plain = ImageAt {
-                        snap: None,
-                        ..image.clone()
-                    };
+                    let head = plain(image);
                     primary_mirror_snapshot_after(
-                        &self.with_image(&plain, false, |img| img.mirror_snapshots())?,
+                        &self.with_image(&head, false, |img| img.mirror_snapshots())?,
                         id,
                     )
                 }
             },
             Check::SnapshotProtected { image } => {
                 let snap = image.snap.clone().unwrap_or_default();
-                let plain = ImageAt {
-                    snap: None,
-                    ..image.clone()
-                };
-                match self.with_image(&plain, false, |img| img.snap_is_protected(&snap)) {
+                let head = plain(image);
+                match self.with_image(&head, false, |img| img.snap_is_protected(&snap)) {
                     Ok(p) => p,
                     Err(e) if e.kind() == ErrorKind::NotFound => false,
                     Err(e) => return Err(e.into()),
@@ -519,30 +510,24 @@ impl Ctx<'_> {
                     .snap
                     .clone()
                     .ok_or_else(|| anyhow!("{image} names no snapshot"))?;
-                let plain = ImageAt {
-                    snap: None,
-                    ..image.clone()
-                };
+                let head = plain(image);
                 if self.snap_id(image)?.is_none() {
-                    self.with_image(&plain, true, |img| img.snap_create(&name))?;
+                    self.with_image(&head, true, |img| img.snap_create(&name))?;
                 }
                 let after = Check::MirrorSnapshotAfter {
                     image: image.clone(),
                 };
                 if *mode == MirrorMode::Snapshot && !self.holds(i, &after)? {
-                    let id = self.with_image(&plain, true, |img| img.mirror_snapshot_create())?;
+                    let id = self.with_image(&head, true, |img| img.mirror_snapshot_create())?;
                     return Ok(format!("{image}, mirror snapshot {id}"));
                 }
                 Ok(format!("{image}"))
             }
             Action::RemoveSnapshot { image } => {
                 let name = image.snap.clone().unwrap_or_default();
-                let plain = ImageAt {
-                    snap: None,
-                    ..image.clone()
-                };
+                let head = plain(image);
                 if self.snap_id(image)?.is_some() {
-                    self.with_image(&plain, true, |img| img.snap_remove(&name))?;
+                    self.with_image(&head, true, |img| img.snap_remove(&name))?;
                 }
                 Ok(format!("{image} removed"))
             }
@@ -581,11 +566,8 @@ impl Ctx<'_> {
             }
             Action::SnapshotAndProtect { image } => {
                 let snap = image.snap.clone().unwrap_or_else(|| "snap".into());
-                let plain = ImageAt {
-                    snap: None,
-                    ..image.clone()
-                };
-                self.with_image(&plain, true, |img| {
+                let head = plain(image);
+                self.with_image(&head, true, |img| {
                     if !img.snapshots()?.iter().any(|s| s.name == snap) {
                         img.snap_create(&snap)?;
                     }
@@ -820,11 +802,8 @@ impl Ctx<'_> {
             .snap
             .as_deref()
             .ok_or_else(|| anyhow!("{at} names no snapshot"))?;
-        let plain = ImageAt {
-            snap: None,
-            ..at.clone()
-        };
-        match self.with_image(&plain, false, |img| img.snapshots()) {
+        let head = plain(at);
+        match self.with_image(&head, false, |img| img.snapshots()) {
             Ok(snaps) => Ok(snaps.into_iter().find(|s| s.name == name).map(|s| s.id)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
