@@ -135,6 +135,14 @@ extern "C" {
     pub fn rbd_read(image: rbd_image_t, ofs: u64, len: size_t, buf: *mut c_char) -> ssize_t;
     pub fn rbd_write(image: rbd_image_t, ofs: u64, len: size_t, buf: *const c_char) -> ssize_t;
 
+    pub fn rbd_metadata_get(
+        image: rbd_image_t,
+        key: *const c_char,
+        value: *mut c_char,
+        val_len: *mut size_t,
+    ) -> c_int;
+    pub fn rbd_metadata_remove(image: rbd_image_t, key: *const c_char) -> c_int;
+    pub fn rbd_metadata_set(image: rbd_image_t, key: *const c_char, value: *const c_char) -> c_int;
     pub fn rbd_snap_get_timestamp(
         image: rbd_image_t,
         snap_id: u64,

@@ -268,6 +268,57 @@ impl<'p> Image<'p> {
         Ok(format!("{:x}", h.finalize()))
     }
 
+    /// The image metadata value under `key` (None when it is not set).
+    /// Image metadata is mirrored with the image in both modes.
+    pub fn metadata_get(&self, key: &str) -> Result<Option<String>> {
+        let c_key = cstring("metadata key", key)?;
+        let mut len: size_t = 256;
+        loop {
+            let mut buf = vec![0u8; len];
+            // SAFETY: open handle; buf holds len bytes; len is updated on ERANGE.
+            let ret = unsafe {
+                ffi::rbd_metadata_get(
+                    self.handle,
+                    c_key.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    &mut len,
+                )
+            };
+            if ret == -libc::ERANGE {
+                continue;
+            }
+            if ret == -libc::ENOENT {
+                return Ok(None);
+            }
+            check(ret, "rbd_metadata_get", || format!("{} {key}", self.object))?;
+            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+            return Ok(Some(String::from_utf8_lossy(&buf[..end]).into_owned()));
+        }
+    }
+
+    /// Sets image metadata `key` to `value`.
+    pub fn metadata_set(&self, key: &str, value: &str) -> Result<()> {
+        let c_key = cstring("metadata key", key)?;
+        let c_value = cstring("metadata value", value)?;
+        // SAFETY: open handle; NUL-terminated strings.
+        let ret = unsafe { ffi::rbd_metadata_set(self.handle, c_key.as_ptr(), c_value.as_ptr()) };
+        check(ret, "rbd_metadata_set", || format!("{} {key}", self.object)).map(|_| ())
+    }
+
+    /// Removes image metadata `key`; an absent key is not an error.
+    pub fn metadata_remove(&self, key: &str) -> Result<()> {
+        let c_key = cstring("metadata key", key)?;
+        // SAFETY: open handle; NUL-terminated string.
+        let ret = unsafe { ffi::rbd_metadata_remove(self.handle, c_key.as_ptr()) };
+        if ret == -libc::ENOENT {
+            return Ok(());
+        }
+        check(ret, "rbd_metadata_remove", || {
+            format!("{} {key}", self.object)
+        })
+        .map(|_| ())
+    }
+
     /// When the snapshot `snap_id` was created on this cluster (unix seconds).
     pub fn snap_timestamp(&self, snap_id: u64) -> Result<i64> {
         let mut ts = libc::timespec {

@@ -361,6 +361,12 @@ impl Ctx<'_> {
                 }
             }
             Check::SnapshotExists { image } => self.snap_id(image)?.is_some(),
+            Check::MetadataPresent { image, key } => {
+                self.exists(image)?
+                    && self
+                        .with_image(&plain(image), false, |img| img.metadata_get(key))?
+                        .is_some()
+            }
             Check::SnapshotAbsent { image } => self.snap_id(image)?.is_none(),
             Check::MirrorSnapshotAfter { image } => match self.snap_id(image)? {
                 None => false,
@@ -514,18 +520,54 @@ impl Ctx<'_> {
                 if self.snap_id(image)?.is_none() {
                     self.with_image(&head, true, |img| img.snap_create(&name))?;
                 }
+                // The snapshot's checksum goes into the image metadata, which
+                // mirroring carries to the destination for its verify.
+                let key = crate::plan::checksum_key(&name);
+                let mut set_now = false;
+                let sum = match self.with_image(&head, false, |img| img.metadata_get(&key))? {
+                    Some(sum) => sum,
+                    None => {
+                        let mut meter = Meter::default();
+                        let mut last = Instant::now();
+                        let sum = self.with_image(image, false, |img| {
+                            img.sha256_with_progress(|done, size| {
+                                self.step_progress(
+                                    i,
+                                    step,
+                                    Phase::Preparing,
+                                    &mut meter,
+                                    &mut last,
+                                    done,
+                                    size,
+                                );
+                            })
+                        })?;
+                        self.with_image(&head, true, |img| img.metadata_set(&key, &sum))?;
+                        set_now = true;
+                        sum
+                    }
+                };
+                self.update(i, |s| s.source_checksum = Some(sum.clone()))?;
                 let after = Check::MirrorSnapshotAfter {
                     image: image.clone(),
                 };
-                if *mode == MirrorMode::Snapshot && !self.holds(i, &after)? {
+                if *mode == MirrorMode::Snapshot && (set_now || !self.holds(i, &after)?) {
                     let id = self.with_image(&head, true, |img| img.mirror_snapshot_create())?;
-                    return Ok(format!("{image}, mirror snapshot {id}"));
+                    return Ok(format!(
+                        "{image} (sha256 {}), mirror snapshot {id}",
+                        &sum[..16]
+                    ));
                 }
-                Ok(format!("{image}"))
+                Ok(format!("{image} (sha256 {})", &sum[..16]))
             }
             Action::RemoveSnapshot { image } => {
                 let name = image.snap.clone().unwrap_or_default();
                 let head = plain(image);
+                // The checksum set with the cut-over goes first, then the
+                // snapshot (whose absence marks the step done).
+                self.with_image(&head, true, |img| {
+                    img.metadata_remove(&crate::plan::checksum_key(&name))
+                })?;
                 if self.snap_id(image)?.is_some() {
                     self.with_image(&head, true, |img| img.snap_remove(&name))?;
                 }
@@ -581,17 +623,37 @@ impl Ctx<'_> {
             Action::Verify {
                 source,
                 destination,
+                expected,
             } => {
                 // Both sides are read: progress counts half of each. The
                 // source is read at the cut-over snapshot.
                 let mut meter = Meter::default();
                 let mut last = Instant::now();
-                let src_sum = self.with_image(source, false, |img| {
-                    img.sha256_with_progress(|done, size| {
-                        let (d, t) = (done / 2, size);
-                        self.step_progress(i, step, Phase::Verifying, &mut meter, &mut last, d, t);
-                    })
-                })?;
+                let recorded = match (expected, &source.snap) {
+                    (Some(at), Some(snap)) => {
+                        let key = crate::plan::checksum_key(snap);
+                        self.with_image(&plain(at), false, |img| img.metadata_get(&key))?
+                    }
+                    _ => None,
+                };
+                let src_sum = match recorded {
+                    // Set on the source at the cut-over, carried by mirroring.
+                    Some(sum) => sum,
+                    None => self.with_image(source, false, |img| {
+                        img.sha256_with_progress(|done, size| {
+                            let (d, t) = (done / 2, size);
+                            self.step_progress(
+                                i,
+                                step,
+                                Phase::Verifying,
+                                &mut meter,
+                                &mut last,
+                                d,
+                                t,
+                            );
+                        })
+                    })?,
+                };
                 let dst_sum = self.with_image(destination, false, |img| {
                     img.sha256_with_progress(|done, size| {
                         let (d, t) = (size / 2 + done / 2, size);

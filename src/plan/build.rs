@@ -266,9 +266,16 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
     }
     // The cut-over, in both modes: a user snapshot that mirroring carries
     // to the destination, where its arrival is seen without the status.
-    let mut cutover_done = vec![Check::SnapshotExists {
-        image: src_cut.clone(),
-    }];
+    let sum_key = super::checksum_key(&super::cutover_snap(&opts.plan_id));
+    let mut cutover_done = vec![
+        Check::SnapshotExists {
+            image: src_cut.clone(),
+        },
+        Check::MetadataPresent {
+            image: src.clone(),
+            key: sum_key.clone(),
+        },
+    ];
     if mode == MirrorMode::Snapshot {
         cutover_done.push(Check::MirrorSnapshotAfter {
             image: src_cut.clone(),
@@ -296,7 +303,13 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         vec![Check::Exists {
             image: mirrored.clone(),
         }],
-        vec![synced.clone()],
+        vec![
+            synced.clone(),
+            Check::MetadataPresent {
+                image: mirrored.clone(),
+                key: sum_key.clone(),
+            },
+        ],
     ));
     steps.push((
         "copy",
@@ -343,6 +356,7 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         Action::Verify {
             source: src_cut.clone(),
             destination: dest.clone(),
+            expected: Some(mirrored_cut.clone()),
         },
         vec![Check::Exists {
             image: dest.clone(),
@@ -669,12 +683,18 @@ mod tests {
         // The cut-over is a named snapshot that the copy and the checksum read.
         assert_eq!(
             steps[5].done_when,
-            vec![Check::SnapshotExists {
-                image: ImageAt {
-                    snap: Some("ferry-cutover-p1".into()),
-                    ..steps[0].action_image()
+            vec![
+                Check::SnapshotExists {
+                    image: ImageAt {
+                        snap: Some("ferry-cutover-p1".into()),
+                        ..steps[0].action_image()
+                    }
+                },
+                Check::MetadataPresent {
+                    image: steps[0].action_image(),
+                    key: "ferry-cutover-p1.sha256".into()
                 }
-            }],
+            ],
             "journal mode needs no mirror snapshot"
         );
         let Action::Copy { from, .. } = &steps[7].action else {

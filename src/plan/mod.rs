@@ -93,6 +93,13 @@ pub fn cutover_snap(plan_id: &str) -> String {
     format!("{CUTOVER_SNAP}-{plan_id}")
 }
 
+/// The image metadata key holding the SHA-256 of a cut-over snapshot. The
+/// source sets it; mirroring carries it to the destination (in both modes),
+/// which verifies its copy against it without reading the source.
+pub fn checksum_key(snap: &str) -> String {
+    format!("{snap}.sha256")
+}
+
 /// A new plan id: 8 hex digits from the clock and the process.
 pub fn new_plan_id() -> String {
     use sha2::{Digest, Sha256};
@@ -135,6 +142,8 @@ pub enum Check {
     SnapshotProtected { image: ImageAt },
     /// The snapshot exists.
     SnapshotExists { image: ImageAt },
+    /// The image has metadata under this key.
+    MetadataPresent { image: ImageAt, key: String },
     /// The snapshot does not exist.
     SnapshotAbsent { image: ImageAt },
     /// The source has a mirror snapshot taken after this snapshot, which
@@ -274,10 +283,14 @@ pub enum Action {
     },
     /// Create and protect a snapshot (Glance clones from `<image>@snap`).
     SnapshotAndProtect { image: ImageAt },
-    /// Compare checksums of source and destination.
+    /// Compare checksums of source and destination. With `expected`, the
+    /// source's checksum is read from that (mirrored) image's metadata, set
+    /// at the cut-over, instead of reading the source.
     Verify {
         source: ImageAt,
         destination: ImageAt,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected: Option<ImageAt>,
     },
     /// Disable mirroring on the source image (rbd-mirror then removes the
     /// mirrored copy on the destination).

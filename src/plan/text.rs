@@ -126,6 +126,7 @@ fn describe(a: &Action) -> String {
         Action::Verify {
             source,
             destination,
+            ..
         } => format!("compare checksums of {source} and {destination}"),
         Action::DisableMirroring { image } => format!("disable mirroring of {image}"),
         Action::RestoreFeatures { image } => format!("restore the recorded features of {image}"),

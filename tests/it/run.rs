@@ -192,6 +192,14 @@ fn moves_volumes_and_a_glance_image_and_cleans_up(mode: &str) {
             "{name}"
         );
         assert_eq!(img.features().unwrap(), features, "{name}");
+        let left: Vec<String> = img
+            .snapshots()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .filter(|n| n.starts_with("ferry-cutover"))
+            .collect();
+        assert!(left.is_empty(), "{name}: cleanup left {left:?}");
     }
 
     // A second run changes nothing.
