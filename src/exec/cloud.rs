@@ -25,11 +25,7 @@ impl Ctx<'_> {
     /// The destination volume adopted from `source_volume`, if there is one.
     pub(super) fn adopted_volume(&self, source_volume: &str) -> anyhow::Result<Option<Volume>> {
         let cinder = Cinder(self.dst_cloud()?);
-        let found: Vec<Volume> = cinder
-            .volumes(None)?
-            .into_iter()
-            .filter(|v| v.metadata.get(ADOPTED_FROM).map(String::as_str) == Some(source_volume))
-            .collect();
+        let found = cinder.volumes_with_metadata(ADOPTED_FROM, source_volume)?;
         match found.len() {
             0 | 1 => Ok(found.into_iter().next()),
             n => bail!(

@@ -362,10 +362,11 @@ impl Ctx<'_> {
             }
             Check::SnapshotExists { image } => self.snap_id(image)?.is_some(),
             Check::MetadataPresent { image, key } => {
-                self.exists(image)?
-                    && self
-                        .with_image(&plain(image), false, |img| img.metadata_get(key))?
-                        .is_some()
+                match self.with_image(&plain(image), false, |img| img.metadata_get(key)) {
+                    Ok(v) => v.is_some(),
+                    Err(e) if e.kind() == ErrorKind::NotFound => false,
+                    Err(e) => return Err(e.into()),
+                }
             }
             Check::SnapshotAbsent { image } => self.snap_id(image)?.is_none(),
             Check::MirrorSnapshotAfter { image } => match self.snap_id(image)? {

@@ -147,6 +147,18 @@ impl Cinder<'_> {
         one(v, "volumes").map_err(|e| self.bad("reading volumes", e))
     }
 
+    /// Volumes of the project whose metadata has `key` = `value` (filtered
+    /// by Cinder, so the project's other volumes are not listed).
+    pub fn volumes_with_metadata(&self, key: &str, value: &str) -> Result<Vec<Volume>> {
+        let filter = json!({ key: value }).to_string();
+        let v = self.get(&format!("/volumes/detail?metadata={}", urlencode(&filter)))?;
+        let all: Vec<Volume> = one(v, "volumes").map_err(|e| self.bad("reading volumes", e))?;
+        Ok(all
+            .into_iter()
+            .filter(|v| v.metadata.get(key).map(String::as_str) == Some(value))
+            .collect())
+    }
+
     pub fn volume_types(&self) -> Result<Vec<VolumeType>> {
         let v = self.get("/types")?;
         one(v, "volume_types").map_err(|e| self.bad("reading volume types", e))

@@ -173,18 +173,61 @@ fn site_key(site: &str) -> &'static str {
     }
 }
 
-/// Runs the ferry binary with `args` followed by a spec file holding `spec_text`.
-pub fn ferry_with_spec(args: &[&str], spec_text: &str) -> std::process::Output {
+/// Writes `spec_text` to `migration.yaml` in a new temporary directory;
+/// returns the spec path and a state directory beside it.
+pub fn spec_in_temp_dir(spec_text: &str) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(unique("ferry-spec"));
     std::fs::create_dir_all(&dir).unwrap();
-    let spec = dir.join("spec.yaml");
+    let spec = dir.join("migration.yaml");
     std::fs::write(&spec, spec_text).unwrap();
+    (spec, dir.join("state"))
+}
+
+/// `ferry run --output json` of `spec` with its state in `state`; `clouds`
+/// names the clouds.yaml to use.
+pub fn ferry_run(
+    spec: &Path,
+    state: &Path,
+    extra: &[&str],
+    clouds: Option<&Path>,
+) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(["run", "--output", "json", "--state-dir"])
+        .arg(state)
+        .args(extra)
+        .arg(spec)
+        .env_remove("OS_CLOUD");
+    if let Some(c) = clouds {
+        cmd.env("OS_CLIENT_CONFIG_FILE", c);
+    }
+    cmd.output().unwrap()
+}
+
+/// Every JSON line ferry printed.
+pub fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The per-image step events of a `--output json` run.
+pub fn step_events(out: &std::process::Output) -> Vec<serde_json::Value> {
+    json_lines(out)
+        .into_iter()
+        .filter(|e| e.get("image").is_some())
+        .collect()
+}
+
+/// Runs the ferry binary with `args` followed by a spec file holding `spec_text`.
+pub fn ferry_with_spec(args: &[&str], spec_text: &str) -> std::process::Output {
+    let (spec, _) = spec_in_temp_dir(spec_text);
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(args)
         .arg(&spec)
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
     out
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use ferry::ceph::{Features, ImageMirrorState};
@@ -14,7 +14,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::common::{checksum, mirror_daemon_shared, unique, wait_for, write_sparse, TestEnv};
+use crate::common::{
+    self, checksum, mirror_daemon_shared, spec_in_temp_dir, step_events, unique, wait_for,
+    write_sparse, TestEnv,
+};
 
 const GIB: u64 = 1 << 30;
 
@@ -52,11 +55,8 @@ impl Drop for DestGuard<'_> {
 
 fn adopted(dst: &Cloud, source_id: &str) -> Vec<Volume> {
     Cinder(dst)
-        .volumes(None)
+        .volumes_with_metadata("ferry_source_volume", source_id)
         .unwrap()
-        .into_iter()
-        .filter(|v| v.metadata.get("ferry_source_volume").map(String::as_str) == Some(source_id))
-        .collect()
 }
 
 fn wait_volume(cloud: &Cloud, id: &str, status: &str) -> Volume {
@@ -97,31 +97,11 @@ fn source_volume<'c>(
 }
 
 fn spec_file(env: &TestEnv, images: &str, options: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(unique("ferry-os"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let spec = dir.join("migration.yaml");
-    std::fs::write(&spec, env.spec_yaml_with_clouds(images) + options).unwrap();
-    (spec, dir.join("state"))
+    spec_in_temp_dir(&(env.spec_yaml_with_clouds(images) + options))
 }
 
-fn ferry_run(env: &TestEnv, spec: &Path, state: &Path, clouds: &Path) -> Output {
-    let _ = env;
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--output", "json", "--state-dir"])
-        .arg(state)
-        .arg(spec)
-        .env("OS_CLIENT_CONFIG_FILE", clouds)
-        .env_remove("OS_CLOUD")
-        .output()
-        .unwrap()
-}
-
-fn step_details(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e.get("image").is_some())
-        .collect()
+fn ferry_run(spec: &Path, state: &Path, clouds: &Path) -> Output {
+    common::ferry_run(spec, state, &[], Some(clouds))
 }
 
 fn ok(out: &Output) {
@@ -150,7 +130,7 @@ fn volume_found_by_name_is_adopted_by_the_destination_cinder() {
         &format!("  - volume: {name}\n    name: {new_name}\n"),
         "options: {mirror_mode: snapshot, cleanup: true, volume_types: {ceph: ceph}}\n",
     );
-    let out = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    let out = ferry_run(&spec, &state, &env.clouds_yaml());
     ok(&out);
 
     let found = adopted(&dst, &vol.id);
@@ -180,9 +160,9 @@ fn volume_found_by_name_is_adopted_by_the_destination_cinder() {
     );
 
     // Again: nothing new.
-    let again = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    let again = ferry_run(&spec, &state, &env.clouds_yaml());
     ok(&again);
-    let ev = step_details(&again);
+    let ev = step_events(&again);
     assert!(
         ev.iter().all(|e| e["detail"] == "(already)"),
         "second run acted: {ev:#?}"
@@ -213,7 +193,7 @@ fn bootable_volume_arrives_as_an_active_glance_image() {
         &format!("  - volume: {}\n", vol.id),
         "options: {mirror_mode: journal, cleanup: true}\n",
     );
-    let out = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    let out = ferry_run(&spec, &state, &env.clouds_yaml());
     ok(&out);
 
     let glance = Glance(&dst);
@@ -252,9 +232,9 @@ fn bootable_volume_arrives_as_an_active_glance_image() {
         .unwrap();
     assert!(!simg.features().unwrap().contains(Features::JOURNALING));
 
-    let again = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    let again = ferry_run(&spec, &state, &env.clouds_yaml());
     ok(&again);
-    assert!(step_details(&again)
+    assert!(step_events(&again)
         .iter()
         .all(|e| e["detail"] == "(already)"));
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
@@ -270,7 +250,7 @@ fn refused(
     source_rbd: Option<&str>,
 ) -> String {
     let (spec, state) = spec_file(env, images, options);
-    let out = ferry_run(env, &spec, &state, clouds);
+    let out = ferry_run(&spec, &state, clouds);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -405,7 +385,7 @@ fn glance_image_found_by_name_is_registered_with_its_id_and_properties() {
         &format!("  - glance_image: {name}\n"),
         "options: {cleanup: true}\n",
     );
-    let out = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    let out = ferry_run(&spec, &state, &env.clouds_yaml());
     ok(&out);
 
     let got = Glance(&dst).image(&img.id).unwrap();
@@ -422,9 +402,9 @@ fn glance_image_found_by_name_is_registered_with_its_id_and_properties() {
     Glance(&dst).download(&img.id, &mut buf).unwrap();
     assert_eq!(format!("{:x}", Sha256::digest(&buf)), want);
 
-    let again = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    let again = ferry_run(&spec, &state, &env.clouds_yaml());
     ok(&again);
-    assert!(step_details(&again)
+    assert!(step_events(&again)
         .iter()
         .all(|e| e["detail"] == "(already)"));
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
@@ -512,7 +492,7 @@ fn every_volume_attached_to_a_server_moves() {
         &format!("  - server: {server}\n"),
         "options: {allow_in_use: true, cleanup: true}\n",
     );
-    let out = ferry_run(&env, &spec, &state, &env.clouds_yaml());
+    let out = ferry_run(&spec, &state, &env.clouds_yaml());
     detach(&src, &v1.id, &a1);
     detach(&src, &v2.id, &a2);
     ok(&out);

@@ -10,8 +10,8 @@ use ferry::ceph::{Features, ImageMirrorState};
 use serde_json::Value;
 
 use crate::common::{
-    checksum, mirror_daemon_exclusive, mirror_daemon_shared, unique, wait_for, write_with_holes,
-    ImageGuard, TestEnv,
+    self, checksum, json_lines, mirror_daemon_exclusive, mirror_daemon_shared, spec_in_temp_dir,
+    step_events, unique, wait_for, write_with_holes, ImageGuard, TestEnv,
 };
 
 const MIB: u64 = 1 << 20;
@@ -47,36 +47,11 @@ fn moved(env: &TestEnv, pool: &str, name: &str, dest_pool: &str, dest: &str) -> 
 }
 
 fn spec_file(env: &TestEnv, images: &str, options: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(unique("ferry-run"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let spec = dir.join("migration.yaml");
-    std::fs::write(&spec, env.spec_yaml(images) + options).unwrap();
-    (spec, dir.join("state"))
+    spec_in_temp_dir(&(env.spec_yaml(images) + options))
 }
 
 fn ferry_run(spec: &Path, state: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--output", "json", "--state-dir"])
-        .arg(state)
-        .args(extra)
-        .arg(spec)
-        .output()
-        .unwrap()
-}
-
-fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// The per-image step events.
-fn events(out: &Output) -> Vec<Value> {
-    json_lines(out)
-        .into_iter()
-        .filter(|e| e.get("image").is_some())
-        .collect()
+    common::ferry_run(spec, state, extra, None)
 }
 
 /// The batch progress events, oldest first.
@@ -131,7 +106,7 @@ fn moves_volumes_and_a_glance_image_and_cleans_up(mode: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ev = events(&out);
+    let ev = step_events(&out);
     let steps: Vec<&str> = ev.iter().filter_map(|e| e["step"].as_str()).collect();
     if mode == "journal" {
         // Default features include deep-flatten, object-map and fast-diff.
@@ -209,7 +184,7 @@ fn moves_volumes_and_a_glance_image_and_cleans_up(mode: &str) {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
-    let ev = events(&again);
+    let ev = step_events(&again);
     assert!(!ev.is_empty());
     assert!(
         ev.iter().all(|e| e["detail"] == "(already)"),
@@ -279,15 +254,22 @@ fn run_killed_during_the_watch_completes_when_run_again() {
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
 
+/// An 8 MiB source volume (removed with its copies at the end) and a spec
+/// moving it with default options: the setup of the stall tests.
+fn small_volume_spec(env: &TestEnv, prefix: &str, seed: u64) -> (Moved, PathBuf, PathBuf) {
+    let v = unique(prefix);
+    let name = format!("volume-{v}");
+    source_image(env, "volumes", &name, 8 * MIB, Features::DEFAULT, seed);
+    let m = moved(env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
+    let (spec, state) = spec_file(env, &format!("  - volume: {v}\n"), "");
+    (m, spec, state)
+}
+
 #[test]
 fn stopped_rbd_mirror_is_reported_as_a_stall() {
     let _daemon = mirror_daemon_exclusive();
     let env = TestEnv::load();
-    let v = unique("stall");
-    let name = format!("volume-{v}");
-    source_image(&env, "volumes", &name, 8 * MIB, Features::DEFAULT, 6);
-    let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
-    let (spec, state) = spec_file(&env, &format!("  - volume: {v}\n"), "");
+    let (_m, spec, state) = small_volume_spec(&env, "stall", 6);
     env.stop_rbd_mirror();
     let out = std::panic::catch_unwind(|| {
         // Let the service map drop the daemon first.
@@ -316,11 +298,7 @@ fn stopped_rbd_mirror_is_reported_as_a_stall() {
 fn a_full_destination_pool_is_reported_as_a_stall() {
     let _daemon = mirror_daemon_exclusive();
     let env = TestEnv::load();
-    let v = unique("full");
-    let name = format!("volume-{v}");
-    source_image(&env, "volumes", &name, 8 * MIB, Features::DEFAULT, 7);
-    let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
-    let (spec, state) = spec_file(&env, &format!("  - volume: {v}\n"), "");
+    let (_m, spec, state) = small_volume_spec(&env, "full", 7);
     let quota = |objects: &str| {
         env.cli(
             "ceph",
