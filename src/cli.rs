@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::plan::Role;
 use crate::spec::Spec;
 
 /// Move OpenStack volumes and images between Ceph-backed clouds with rbd-mirror.
@@ -57,13 +58,36 @@ pub enum Command {
     /// that performs each one and what it waits for. `--output json|yaml`
     /// prints the same plan as data.
     ///
-    /// Example: ferry plan migration.yaml --output yaml > plan.yaml
+    /// With `--bundle FILE`, also writes the plan bundle the roles run from
+    /// (`ferry script`, `ferry run --role`): every value they need resolved,
+    /// no secrets. The destination cluster is read for its fsid when the
+    /// spec's credentials reach it.
+    ///
+    /// Example: ferry plan migration.yaml --bundle plan.yaml
     Plan {
         /// The migration spec (YAML); see docs/spec.md.
         spec: PathBuf,
         /// Output form.
         #[arg(long, short, value_enum, default_value_t = PlanOutput::Text)]
         output: PlanOutput,
+        /// Write the plan bundle (YAML) to this file.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+    /// Render one role's part of a plan bundle as a POSIX shell script.
+    ///
+    /// The script uses plain `rbd`/`rados` (storage roles) or
+    /// `openstack`/`curl`/`jq` (cloud roles), checks the state before every
+    /// step and skips what is done, waits by polling with a timeout, and
+    /// exits 0 when the next role may go. See docs/roles.md.
+    ///
+    /// Example: ferry script plan.yaml --role destination-storage > dest-storage.sh
+    Script {
+        /// The plan bundle written by `ferry plan --bundle`.
+        plan: PathBuf,
+        /// The role whose part to render.
+        #[arg(long, value_enum)]
+        role: RoleArg,
     },
     /// Run (or resume) the migration: mirror, wait, copy, verify, clean up.
     ///
@@ -74,10 +98,35 @@ pub enum Command {
     /// the source, restore its features) runs only with `options.cleanup` in
     /// the spec, and only after the checksums agree.
     ///
+    /// With `--role`, runs one role's part of a plan bundle instead, with
+    /// only that role's credentials: `--conf/--id/--keyring` for the
+    /// storage roles, `--cloud` (or `OS_CLOUD`) for the cloud roles, and
+    /// for cleanup the destination storage part's hand-off (`--verified`).
+    ///
     /// Example: ferry run migration.yaml --concurrency 4
+    ///
+    /// Example: ferry run plan.yaml --role destination-storage --conf /etc/ceph/dr.conf --id ferry
     Run {
-        /// The migration spec (YAML); see docs/spec.md.
+        /// The migration spec (YAML); with --role, the plan bundle.
         spec: PathBuf,
+        /// Run only this role's part of the plan bundle.
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+        /// Ceph conf file of the role's cluster (storage roles).
+        #[arg(long, env = "CEPH_CONF", requires = "role")]
+        conf: Option<PathBuf>,
+        /// cephx user, without `client.` (storage roles).
+        #[arg(long = "id", default_value = "admin", requires = "role")]
+        client: String,
+        /// Keyring of that user (storage roles); default: the conf's.
+        #[arg(long, requires = "role")]
+        keyring: Option<PathBuf>,
+        /// clouds.yaml entry of the role's cloud (cloud roles) [default: $OS_CLOUD or the OS_* variables].
+        #[arg(long, requires = "role")]
+        cloud: Option<String>,
+        /// The destination storage part's hand-off (`-`: stdin), for cleanup.
+        #[arg(long, requires = "role")]
+        verified: Option<PathBuf>,
         /// Directory of run state files [default: $XDG_DATA_HOME/ferry or ~/.local/share/ferry].
         #[arg(long, env = "FERRY_STATE_DIR")]
         state_dir: Option<PathBuf>,
@@ -91,6 +140,28 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+/// A role, on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    SourceStorage,
+    DestinationStorage,
+    SourceCloud,
+    DestinationCloud,
+    Cleanup,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::SourceStorage => Role::SourceStorage,
+            RoleArg::DestinationStorage => Role::DestinationStorage,
+            RoleArg::SourceCloud => Role::SourceCloud,
+            RoleArg::DestinationCloud => Role::DestinationCloud,
+            RoleArg::Cleanup => Role::Cleanup,
+        }
+    }
 }
 
 /// Output form of `ferry plan`.
@@ -123,14 +194,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Plan { spec: path, output } => {
+        Command::Plan {
+            spec: path,
+            output,
+            bundle,
+        } => {
             let spec = Spec::load(&path)?;
             let source = crate::ceph::Cluster::connect(&spec.source.cluster, spec.timeout())
                 .context("connecting to the source cluster")?;
             let cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source")?;
             let facts = crate::plan::discover(&source, &spec, cloud.as_ref())
                 .with_context(|| format!("reading the source images of {}", path.display()))?;
-            let plan = crate::plan::build(&crate::plan::BuildOptions::from_spec(&spec), &facts);
+            let mut opts = crate::plan::BuildOptions::from_spec(&spec);
+            opts.destination_fsid = destination_fsid(&spec);
+            let plan = crate::plan::build(&opts, &facts);
+            if let Some(b) = &bundle {
+                write_bundle(b, &plan)?;
+            }
             match output {
                 PlanOutput::Text => print!("{}", crate::plan::render_text(&plan)),
                 PlanOutput::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
@@ -138,14 +218,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Script { plan, role } => {
+            let bundle = load_bundle(&plan)?;
+            print!("{}", crate::render::script(&bundle, role.into()));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             spec: path,
+            role,
+            conf,
+            client,
+            keyring,
+            cloud,
+            verified,
             state_dir,
             concurrency,
             wait_timeout,
             output,
         } => {
-            let spec = Spec::load(&path)?;
             let state_dir = match state_dir {
                 Some(d) => d,
                 None => default_state_dir()?,
@@ -157,11 +247,96 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 poll: std::time::Duration::from_millis(500),
                 json: output == Output::Json,
             };
+            if let Some(role) = role {
+                let role = Role::from(role);
+                let plan = load_bundle(&path)?;
+                let storage = crate::ceph::ClusterConfig {
+                    conf: conf.unwrap_or_else(|| PathBuf::from("/etc/ceph/ceph.conf")),
+                    keyring,
+                    client,
+                };
+                let connect = || {
+                    crate::ceph::Cluster::connect(&storage, CONNECT_TIMEOUT).with_context(|| {
+                        format!(
+                            "connecting to {} as client.{}",
+                            storage.conf.display(),
+                            storage.client
+                        )
+                    })
+                };
+                let cloud = || {
+                    let name = cloud.clone().unwrap_or_else(|| "env".into());
+                    crate::openstack::connect(&name)
+                        .with_context(|| format!("connecting to the cloud {name:?}"))
+                };
+                let mut access = crate::exec::Access::default();
+                match role {
+                    Role::SourceStorage | Role::Cleanup => access.src = Some(connect()?),
+                    Role::DestinationStorage => access.dst = Some(connect()?),
+                    Role::SourceCloud => access.src_cloud = Some(cloud()?),
+                    Role::DestinationCloud => access.dst_cloud = Some(cloud()?),
+                }
+                if let Some(f) = &verified {
+                    let text = if f.as_os_str() == "-" {
+                        std::io::read_to_string(std::io::stdin())?
+                    } else {
+                        std::fs::read_to_string(f)
+                            .with_context(|| format!("reading {}", f.display()))?
+                    };
+                    access.verified = crate::exec::parse_handoff(&text, &plan.id)?;
+                }
+                let state = crate::exec::run_role(&path, plan, role, access, &opts)?;
+                eprintln!("ferry: {role} part done; state in {}", state.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let spec = Spec::load(&path)?;
             let state = crate::exec::run(&path, &spec, &opts)?;
             eprintln!("ferry: done; state in {}", state.display());
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// How long a role run waits for its cluster to answer.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The destination cluster's fsid, when the spec's credentials reach it.
+fn destination_fsid(spec: &Spec) -> Option<String> {
+    let r = crate::ceph::Cluster::connect(&spec.destination.cluster, spec.timeout())
+        .and_then(|c| c.fsid());
+    match r {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("ferry: warning: the destination cluster cannot be read ({e}); the plan carries no destination fsid, which registering Glance images needs");
+            None
+        }
+    }
+}
+
+fn write_bundle(path: &std::path::Path, plan: &crate::plan::Plan) -> anyhow::Result<()> {
+    let text = format!(
+        "# ferry plan bundle {}: what each role runs (ferry script / ferry run --role).\n# No secrets: every role brings its own credentials.\n{}",
+        plan.id,
+        serde_yaml::to_string(plan)?
+    );
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("ferry: plan {} written to {}", plan.id, path.display());
+    Ok(())
+}
+
+fn load_bundle(path: &std::path::Path) -> anyhow::Result<crate::plan::Plan> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let plan: crate::plan::Plan = serde_yaml::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a plan bundle (write one with ferry plan SPEC --bundle FILE)",
+            path.display()
+        )
+    })?;
+    if plan.id.is_empty() {
+        anyhow::bail!("{} has no plan id", path.display());
+    }
+    Ok(plan)
 }
 
 fn default_state_dir() -> anyhow::Result<PathBuf> {

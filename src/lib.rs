@@ -11,4 +11,5 @@ pub mod cli;
 pub mod exec;
 pub mod openstack;
 pub mod plan;
+pub mod render;
 pub mod spec;

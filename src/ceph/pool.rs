@@ -88,6 +88,52 @@ impl<'c> Pool<'c> {
         .map(|_| ())
     }
 
+    /// An extended attribute of a RADOS object in this pool; None when the
+    /// object or the attribute is missing.
+    pub fn object_xattr(&self, object: &str, name: &str) -> Result<Option<String>> {
+        let o = cstring("object name", object)?;
+        let n = cstring("attribute name", name)?;
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: valid ioctx; names outlive the call; buf is writable for its length.
+        let ret = unsafe {
+            sys::rados_getxattr(
+                self.io,
+                o.as_ptr(),
+                n.as_ptr(),
+                buf.as_mut_ptr() as *mut c_char,
+                buf.len() as size_t,
+            )
+        };
+        if ret == -libc::ENOENT || ret == -libc::ENODATA {
+            return Ok(None);
+        }
+        let len = check(ret, "rados_getxattr", || {
+            format!("{}/{object} {name}", self.name)
+        })?;
+        buf.truncate(len as usize);
+        Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+    }
+
+    /// Sets an extended attribute of a RADOS object, creating the object.
+    pub fn set_object_xattr(&self, object: &str, name: &str, value: &str) -> Result<()> {
+        let o = cstring("object name", object)?;
+        let n = cstring("attribute name", name)?;
+        // SAFETY: valid ioctx; names and value outlive the call.
+        let ret = unsafe {
+            sys::rados_setxattr(
+                self.io,
+                o.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr() as *const c_char,
+                value.len() as size_t,
+            )
+        };
+        check(ret, "rados_setxattr", || {
+            format!("{}/{object} {name}", self.name)
+        })
+        .map(|_| ())
+    }
+
     /// Opens an image read-write at its head.
     pub fn open_image(&self, name: &str) -> Result<Image<'_>> {
         Image::open(self, name, None, false)

@@ -12,14 +12,64 @@ use serde_json::{json, Value};
 use super::Ctx;
 use crate::openstack::{Cinder, Cloud, Glance, ManageRequest, Service, Volume};
 use crate::plan::{
-    Adoption, ImageAt, ImageRegistration, Step, VolumeAdoption, ADOPTED_FROM, REGISTERED_FROM,
+    Adoption, CloudObject, ImageAt, ImageRegistration, Step, VolumeAdoption, ADOPTED_FROM,
+    REGISTERED_FROM,
 };
 
 impl Ctx<'_> {
     pub(super) fn dst_cloud(&self) -> anyhow::Result<&Cloud> {
-        self.dst_cloud
+        self.access.dst_cloud.as_ref().ok_or_else(|| match self.role {
+            Some(r) => anyhow!("the {r} part has no destination cloud (give --cloud)"),
+            None => anyhow!(
+                "the plan adopts into a destination cloud, but the spec names none (destination.cloud)"
+            ),
+        })
+    }
+
+    fn src_cloud(&self) -> anyhow::Result<&Cloud> {
+        self.access
+            .src_cloud
             .as_ref()
-            .ok_or_else(|| anyhow!("the plan adopts into a destination cloud, but the spec names none (destination.cloud)"))
+            .ok_or_else(|| match self.role {
+                Some(r) => anyhow!("the {r} part has no source cloud (give --cloud)"),
+                None => anyhow!(
+                    "the plan reads the source cloud, but the spec names none (source.cloud)"
+                ),
+            })
+    }
+
+    /// The destination cluster's fsid: read from the cluster when this run
+    /// reaches it, else the one the plan carries.
+    fn destination_fsid(&self) -> anyhow::Result<Option<String>> {
+        if let Ok(dst) = self.dst() {
+            return Ok(Some(dst.fsid()?));
+        }
+        Ok(self.state.lock().unwrap().plan.destination_fsid.clone())
+    }
+
+    /// Whether the verified copy `image` is under its final name: storage
+    /// looks at the image (and its protected snapshot); the destination cloud
+    /// at Cinder's manageable volumes. For a Glance location, Glance itself
+    /// refuses a snapshot that is not there, and register-image waits on it.
+    pub(super) fn published(&self, image: &ImageAt) -> anyhow::Result<bool> {
+        if self.access.dst.is_some() {
+            if !self.exists(image)? {
+                return Ok(false);
+            }
+            return match &image.snap {
+                Some(_) => self.holds_protected(image),
+                None => Ok(true),
+            };
+        }
+        if image.snap.is_some() {
+            return Ok(true);
+        }
+        let host = self.cinder_host(None, &image.pool)?;
+        let cinder = Cinder(self.dst_cloud()?);
+        Ok(cinder
+            .manageable(&host)?
+            .iter()
+            .any(|(name, _)| name == &image.image))
     }
 
     /// The destination volume adopted from `source_volume`, if there is one.
@@ -45,25 +95,42 @@ impl Ctx<'_> {
         if let Some(h) = given {
             return Ok(h.to_string());
         }
+        let given = self
+            .state
+            .lock()
+            .unwrap()
+            .plan
+            .images
+            .iter()
+            .find_map(|p| match &p.adoption {
+                Some(crate::plan::Adoption::Volume(v)) if p.image.dest_pool == rbd_pool => {
+                    v.host.clone()
+                }
+                _ => None,
+            });
+        if let Some(h) = given {
+            return Ok(h);
+        }
         let cloud = self.dst_cloud()?;
-        let fsid = self.dst.fsid()?;
+        let fsid = self.destination_fsid()?;
         let pools = Cinder(cloud).backend_pools().map_err(|e| {
             anyhow!("{e}; listing backend pools needs the admin role by default: give destination.cinder_host in the spec instead")
         })?;
         let matching: Vec<&str> = pools
             .iter()
             .filter(|p| {
-                p.rbd_location()
-                    .is_some_and(|(f, p)| f == fsid && p == rbd_pool)
+                p.rbd_location().is_some_and(|(f, p)| {
+                    fsid.as_deref().is_none_or(|want| f == want) && p == rbd_pool
+                })
             })
             .map(|p| p.name.as_str())
             .collect();
         match matching.as_slice() {
             [one] => Ok(one.to_string()),
             [] => bail!(
-                "no Cinder backend of cloud {} stores in pool {rbd_pool} of cluster {} (fsid {fsid}); backends: {}; give destination.cinder_host",
+                "no Cinder backend of cloud {} stores in pool {rbd_pool} of the destination cluster (fsid {}); backends: {}; give destination.cinder_host",
                 cloud.name(),
-                self.dst.name(),
+                fsid.as_deref().unwrap_or("not known"),
                 pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
             ),
             many => bail!(
@@ -262,14 +329,18 @@ pub(super) fn adopt_volume(
 /// A Glance image whose location is the copy's protected snapshot.
 pub(super) fn register_image(
     ctx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
     image: &ImageAt,
     g: &ImageRegistration,
 ) -> anyhow::Result<String> {
     let cloud = ctx.dst_cloud()?;
     let glance = Glance(cloud);
+    let fsid = ctx.destination_fsid()?.ok_or_else(|| {
+        anyhow!("the destination cluster's fsid is not known: make the plan with access to the destination cluster")
+    })?;
     let url = format!(
-        "rbd://{}/{}/{}/{}",
-        ctx.dst.fsid()?,
+        "rbd://{fsid}/{}/{}/{}",
         image.pool,
         image.image,
         image.snap.as_deref().unwrap_or("snap")
@@ -296,9 +367,7 @@ pub(super) fn register_image(
         }
     };
     let img = if img.status == "queued" {
-        glance.add_location(&g.id, &url).map_err(|e| {
-            anyhow!("{e}; adding an rbd:// location needs show_multiple_locations = True on the destination glance-api")
-        })?
+        add_location(ctx, i, step, &glance, &g.id, &url)?
     } else {
         img
     };
@@ -310,4 +379,72 @@ pub(super) fn register_image(
         );
     }
     Ok(format!("image {} {:?} active at {url}", g.id, g.name))
+}
+
+/// Adds the location. Glance checks it against Ceph and answers 400 while
+/// the snapshot is missing: a run without the destination cluster cannot
+/// see the copy itself, so it waits on that answer for the destination
+/// storage part to publish it.
+fn add_location(
+    ctx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
+    glance: &Glance<'_>,
+    id: &str,
+    url: &str,
+) -> anyhow::Result<crate::openstack::Image> {
+    let start = Instant::now();
+    let mut said = false;
+    loop {
+        match glance.add_location(id, url) {
+            Ok(img) => return Ok(img),
+            Err(e) if e.status() == Some(400) && ctx.access.dst.is_none() => {
+                if !said {
+                    ctx.event(
+                        i,
+                        &step.name,
+                        "waiting",
+                        &format!("for Glance to accept {url} (the destination storage part publishes the verified copy)"),
+                    );
+                    said = true;
+                }
+                if start.elapsed() > ctx.opts.wait_timeout {
+                    bail!(
+                        "gave up after {:?} waiting for Glance to accept {url}: {e}",
+                        ctx.opts.wait_timeout
+                    );
+                }
+                std::thread::sleep(ctx.opts.poll.max(std::time::Duration::from_secs(2)));
+            }
+            Err(e) => {
+                return Err(anyhow!(
+                    "{e}; adding an rbd:// location needs show_multiple_locations = True on the destination glance-api"
+                ))
+            }
+        }
+    }
+}
+
+/// Reads the source cloud before the cut-over: the volume is still there
+/// and idle (available, or its servers shut off), or the image active.
+pub(super) fn check_source(
+    ctx: &Ctx<'_>,
+    object: &CloudObject,
+    allow_in_use: bool,
+) -> anyhow::Result<String> {
+    let cloud = ctx.src_cloud()?;
+    match object {
+        CloudObject::Volume { id, .. } => {
+            let v = Cinder(cloud).volume(id)?;
+            crate::plan::check_volume_status(cloud, &v, allow_in_use)?;
+            Ok(format!("volume {id} is {}", v.status))
+        }
+        CloudObject::Image { id, .. } => {
+            let img = Glance(cloud).image(id)?;
+            if img.status != "active" {
+                bail!("image {id} is {}, not active", img.status);
+            }
+            Ok(format!("image {id} is active"))
+        }
+    }
 }

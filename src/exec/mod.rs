@@ -14,6 +14,7 @@ pub use progress::{Meter, Progress};
 
 pub use state::{state_path, ImageState, RunState};
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,7 +28,7 @@ use crate::ceph::{
     Features, Image, ImageMirrorState, MirrorMode, PeerDirection, ReplayProgress,
 };
 use crate::openstack::{Cloud, Glance};
-use crate::plan::{Action, Check, ImageAt, ImagePlan, Site, Step};
+use crate::plan::{Action, Check, ImageAt, ImagePlan, Plan, Role, Site, Step};
 use crate::spec::Spec;
 
 /// How to run.
@@ -45,11 +46,23 @@ pub struct RunOptions {
     pub json: bool,
 }
 
+/// What a run can reach: all of it for a whole run, one role's share for
+/// `--role`.
+#[derive(Default)]
+pub struct Access {
+    pub src: Option<Cluster>,
+    pub dst: Option<Cluster>,
+    pub src_cloud: Option<Cloud>,
+    pub dst_cloud: Option<Cloud>,
+    /// The destination storage part's hand-off: source image (`pool/image`)
+    /// → the SHA-256 its copy was verified with.
+    pub verified: BTreeMap<String, String>,
+}
+
 struct Ctx<'a> {
-    src: Cluster,
-    /// The destination cloud, when the spec names one.
-    dst_cloud: Option<Cloud>,
-    dst: Cluster,
+    access: Access,
+    /// The one role this run performs; None: all of them.
+    role: Option<Role>,
     opts: &'a RunOptions,
     state: Mutex<RunState>,
     path: PathBuf,
@@ -61,14 +74,16 @@ struct Ctx<'a> {
     started: Instant,
 }
 
-/// Runs (or resumes) the migration of `spec`. Returns the state file path.
+/// Runs (or resumes) the migration of `spec`, every role. Returns the
+/// state file path.
 pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(&opts.state_dir)
-        .with_context(|| format!("creating state directory {}", opts.state_dir.display()))?;
+    state_dir(opts)?;
     let path = state_path(&opts.state_dir, spec_path);
     let timeout = spec.timeout();
     let src = Cluster::connect(&spec.source.cluster, timeout)
         .context("connecting to the source cluster")?;
+    let dst = Cluster::connect(&spec.destination.cluster, timeout)
+        .context("connecting to the destination cluster")?;
     let src_cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source")?;
     let dst_cloud =
         crate::openstack::connect_side(spec.destination.cloud.as_deref(), "destination")?;
@@ -79,12 +94,93 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
         _ => {
             let facts = crate::plan::discover(&src, spec, src_cloud.as_ref())
                 .context("reading the source images")?;
-            let plan = crate::plan::build(&crate::plan::BuildOptions::from_spec(spec), &facts);
-            let s = RunState::new(plan);
+            let mut opts = crate::plan::BuildOptions::from_spec(spec);
+            opts.destination_fsid = Some(dst.fsid()?);
+            let s = RunState::new(crate::plan::build(&opts, &facts));
             s.save(&path)?;
             s
         }
     };
+    let access = Access {
+        src: Some(src),
+        dst: Some(dst),
+        src_cloud,
+        dst_cloud,
+        verified: BTreeMap::new(),
+    };
+    execute(state, path, access, None, opts)
+}
+
+/// Runs (or resumes) one role's part of a plan bundle written by `ferry
+/// plan`, with only that role's access. Its state file is
+/// `<state dir>/<bundle name>.<role>.state.yaml`.
+pub fn run_role(
+    bundle: &Path,
+    plan: Plan,
+    role: Role,
+    access: Access,
+    opts: &RunOptions,
+) -> anyhow::Result<PathBuf> {
+    state_dir(opts)?;
+    let stem = bundle
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plan");
+    let path = opts.state_dir.join(format!("{stem}.{role}.state.yaml"));
+    let state = match RunState::load(&path)? {
+        Some(s) if s.plan.id == plan.id => s,
+        Some(s) => bail!(
+            "{} belongs to plan {}, not to this bundle's plan {}: move it away",
+            path.display(),
+            s.plan.id,
+            plan.id
+        ),
+        None => RunState::new(plan),
+    };
+    state.save(&path)?;
+    execute(state, path, access, Some(role), opts)
+}
+
+fn state_dir(opts: &RunOptions) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&opts.state_dir)
+        .with_context(|| format!("creating state directory {}", opts.state_dir.display()))
+}
+
+/// Reads a hand-off: `ferry-verified <plan id> <pool>/<image> <sha256>`
+/// lines (other lines are ignored, so a whole log may be given). Lines of
+/// another plan are refused.
+pub fn parse_handoff(text: &str, plan_id: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let mut w = line.split_whitespace();
+        if w.next() != Some(HANDOFF) {
+            continue;
+        }
+        let (Some(id), Some(image), Some(sum), None) = (w.next(), w.next(), w.next(), w.next())
+        else {
+            bail!("hand-off line not understood: {line:?}");
+        };
+        if id != plan_id {
+            bail!("hand-off line of plan {id}, not of this plan {plan_id}: {line:?}");
+        }
+        if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("hand-off line without a SHA-256: {line:?}");
+        }
+        out.insert(image.to_string(), sum.to_ascii_lowercase());
+    }
+    Ok(out)
+}
+
+/// The first word of a hand-off line.
+pub const HANDOFF: &str = "ferry-verified";
+
+fn execute(
+    state: RunState,
+    path: PathBuf,
+    access: Access,
+    role: Option<Role>,
+    opts: &RunOptions,
+) -> anyhow::Result<PathBuf> {
     let board = Board::new(
         state
             .plan
@@ -93,10 +189,8 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
             .map(|p| (p.image.source_spec(), p.facts.size)),
     );
     let ctx = Ctx {
-        src,
-        dst_cloud,
-        dst: Cluster::connect(&spec.destination.cluster, timeout)
-            .context("connecting to the destination cluster")?,
+        access,
+        role,
         opts,
         state: Mutex::new(state),
         path: path.clone(),
@@ -136,6 +230,9 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
         finished.store(true, Ordering::SeqCst);
     });
     ctx.finish();
+    if role == Some(Role::DestinationStorage) {
+        ctx.hand_off()?;
+    }
     let failures = failures.into_inner().unwrap();
     if failures.is_empty() {
         Ok(path)
@@ -248,11 +345,23 @@ impl Ctx<'_> {
         }
     }
 
-    fn cluster(&self, site: Site) -> &Cluster {
-        match site {
-            Site::Source => &self.src,
-            Site::Destination => &self.dst,
-        }
+    fn cluster(&self, site: Site) -> anyhow::Result<&Cluster> {
+        let (c, name) = match site {
+            Site::Source => (&self.access.src, "source"),
+            Site::Destination => (&self.access.dst, "destination"),
+        };
+        c.as_ref().ok_or_else(|| match self.role {
+            Some(r) => anyhow!("the {r} part has no access to the {name} cluster"),
+            None => anyhow!("no access to the {name} cluster"),
+        })
+    }
+
+    fn dst(&self) -> anyhow::Result<&Cluster> {
+        self.cluster(Site::Destination)
+    }
+
+    fn plan_id(&self) -> String {
+        self.state.lock().unwrap().plan.id.clone()
     }
 
     fn with_image<T>(
@@ -260,23 +369,79 @@ impl Ctx<'_> {
         at: &ImageAt,
         write: bool,
         f: impl FnOnce(&mut Image<'_>) -> Result<T, CephError>,
-    ) -> Result<T, CephError> {
-        let pool = self.cluster(at.site).pool(&at.pool)?;
+    ) -> anyhow::Result<T> {
+        let pool = self.cluster(at.site)?.pool(&at.pool)?;
         let mut img = if write {
             pool.open_image(&at.image)?
         } else {
             pool.open_image_read_only(&at.image, at.snap.as_deref())?
         };
-        f(&mut img)
+        Ok(f(&mut img)?)
     }
 
-    fn exists(&self, at: &ImageAt) -> Result<bool, CephError> {
+    fn exists(&self, at: &ImageAt) -> anyhow::Result<bool> {
         let head = plain(at);
         match self.with_image(&head, false, |_| Ok(())) {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) if not_found(&e) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// A metadata value of an image (None when the image or key is missing).
+    fn metadata(&self, at: &ImageAt, key: &str) -> anyhow::Result<Option<String>> {
+        match self.with_image(&plain(at), false, |img| img.metadata_get(key)) {
+            Ok(v) => Ok(v),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The SHA-256 the copy of `source` was verified with, as far as this
+    /// run can see: the destination reads its record; the source reads its
+    /// own note, or compares the hand-off with the cut-over's checksum.
+    fn verified_sum(&self, source: &ImageAt, copy: &ImageAt) -> anyhow::Result<Option<String>> {
+        if let Ok(dst) = self.dst() {
+            let record = crate::plan::record_object(&self.plan_id());
+            return Ok(dst.pool(&copy.pool)?.object_xattr(&record, &copy.image)?);
+        }
+        let snap = source.snap.as_deref().unwrap_or_default();
+        if let Some(v) = self.metadata(source, &crate::plan::verified_key(snap))? {
+            return Ok(Some(v));
+        }
+        let key = format!("{}/{}", source.pool, source.image);
+        let Some(handed) = self.access.verified.get(&key) else {
+            return Ok(None);
+        };
+        match self.metadata(source, &crate::plan::checksum_key(snap))? {
+            Some(sum) if &sum == handed => Ok(Some(sum)),
+            Some(sum) => bail!(
+                "the hand-off says the copy of {key} has sha256 {handed}, but the cut-over {snap} has {sum}: not the same data; nothing is cleaned up"
+            ),
+            None => bail!("{source} has no checksum ({}): was the cut-over made by this plan?", crate::plan::checksum_key(snap)),
+        }
+    }
+
+    /// Prints the hand-off lines of the verified copies (stdout), for the
+    /// cleanup part.
+    fn hand_off(&self) -> anyhow::Result<()> {
+        let plan = self.state.lock().unwrap().plan.clone();
+        for p in &plan.images {
+            for s in &p.steps {
+                if let Action::Verify { copy, .. } = &s.action {
+                    let source = format!("{}/{}", p.image.pool, p.image.name);
+                    if let Some(sum) = self.verified_sum(&plain(copy), copy)? {
+                        let line = format!("{HANDOFF} {} {source} {sum}", plan.id);
+                        if self.opts.json {
+                            println!("{}", serde_json::json!({ "hand_off": line }));
+                        } else {
+                            println!("{line}");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn save(&self) -> anyhow::Result<()> {
@@ -294,7 +459,7 @@ impl Ctx<'_> {
 
     /// Watchers on a snapshot-mirrored primary include the peers' rbd-mirror
     /// daemons; they do not make the image "in use".
-    fn mirror_watchers(&self, at: &ImageAt) -> Result<usize, CephError> {
+    fn mirror_watchers(&self, at: &ImageAt) -> anyhow::Result<usize> {
         let mode = self.with_image(at, false, |img| {
             let info = img.mirror_info()?;
             if info.state == ImageMirrorState::Enabled && info.primary {
@@ -306,14 +471,23 @@ impl Ctx<'_> {
         if mode != Some(MirrorMode::Snapshot) {
             return Ok(0);
         }
-        let peers = self.cluster(at.site).pool(&at.pool)?.mirror_peers()?;
+        let peers = self.cluster(at.site)?.pool(&at.pool)?.mirror_peers()?;
         Ok(peers
             .iter()
             .filter(|p| p.direction != PeerDirection::RxOnly)
             .count())
     }
 
-    fn holds(&self, i: usize, check: &Check) -> anyhow::Result<bool> {
+    fn all_hold(&self, checks: &[Check]) -> anyhow::Result<bool> {
+        for c in checks {
+            if !self.holds(c)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn holds(&self, check: &Check) -> anyhow::Result<bool> {
         Ok(match check {
             Check::Exists { image } => self.exists(image)?,
             Check::Absent { image } => !self.exists(image)?,
@@ -361,13 +535,8 @@ impl Ctx<'_> {
                 }
             }
             Check::SnapshotExists { image } => self.snap_id(image)?.is_some(),
-            Check::MetadataPresent { image, key } => {
-                match self.with_image(&plain(image), false, |img| img.metadata_get(key)) {
-                    Ok(v) => v.is_some(),
-                    Err(e) if e.kind() == ErrorKind::NotFound => false,
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            Check::MetadataPresent { image, key } => self.metadata(image, key)?.is_some(),
+            Check::MetadataAbsent { image, key } => self.metadata(image, key)?.is_none(),
             Check::SnapshotAbsent { image } => self.snap_id(image)?.is_none(),
             Check::MirrorSnapshotAfter { image } => match self.snap_id(image)? {
                 None => false,
@@ -384,14 +553,12 @@ impl Ctx<'_> {
                 let head = plain(image);
                 match self.with_image(&head, false, |img| img.snap_is_protected(&snap)) {
                     Ok(p) => p,
-                    Err(e) if e.kind() == ErrorKind::NotFound => false,
-                    Err(e) => return Err(e.into()),
+                    Err(e) if not_found(&e) => false,
+                    Err(e) => return Err(e),
                 }
             }
-            Check::ChecksumsEqual { .. } => {
-                let st = self.image_state(i);
-                st.source_checksum.is_some() && st.source_checksum == st.destination_checksum
-            }
+            Check::Verified { source, copy } => self.verified_sum(source, copy)?.is_some(),
+            Check::Published { image } => self.published(image)?,
             Check::VolumeAdopted { source_volume } => self
                 .adopted_volume(source_volume)?
                 .is_some_and(|v| v.status == "available"),
@@ -413,13 +580,19 @@ impl Ctx<'_> {
         let mut last_progress = Instant::now();
         let mut meter = Meter::default();
         loop {
-            if self.holds(i, check)? {
+            if self.holds(check)? {
                 return Ok(());
             }
             let waiting_for = match check {
                 Check::NotInUse { image } => format!("{image} to be idle (a client has it open)"),
                 Check::MirrorSynced { mirrored, .. } => format!("{mirrored} to be in sync"),
                 Check::Exists { image } => format!("{image} to appear"),
+                Check::Published { image } => format!(
+                    "the verified copy {image} (the destination storage part publishes it after verify)"
+                ),
+                Check::Verified { source, .. } if self.access.dst.is_none() => bail!(
+                    "the copy of {source} is not known to be verified: give the destination storage part's hand-off ({HANDOFF} lines) with --verified"
+                ),
                 other => bail!("step {} needs {other:?}, which does not hold", step.id),
             };
             if !said {
@@ -474,20 +647,13 @@ impl Ctx<'_> {
                     .steps
                     .iter()
                     .any(|s| s.name == "copy" && st.done.contains(&s.id));
-                if !copied && self.exists(&dest)? {
+                // A run that sees the destination refuses a taken name
+                // before changing the source.
+                if !copied && self.access.dst.is_some() && self.exists(&dest)? {
                     bail!("{dest} already exists: choose another dest_name, or remove it");
                 }
                 let size = self.with_image(image, false, |img| Ok(img.info()?.size))?;
                 Ok(format!("{size} bytes"))
-            }
-            Action::RecordOriginalState { .. } => {
-                let facts = self.state.lock().unwrap().plan.images[i].facts.clone();
-                self.update(i, |s| {
-                    // Never overwrite: a re-run sees features ferry changed.
-                    s.original_features.get_or_insert(facts.features);
-                    s.original_mirroring.get_or_insert(facts.mirroring);
-                })?;
-                Ok(format!("features: {}", facts.features))
             }
             Action::DisableFeatures { image, features }
             | Action::EnableFeatures { image, features } => {
@@ -552,7 +718,7 @@ impl Ctx<'_> {
                 let after = Check::MirrorSnapshotAfter {
                     image: image.clone(),
                 };
-                if *mode == MirrorMode::Snapshot && (set_now || !self.holds(i, &after)?) {
+                if *mode == MirrorMode::Snapshot && (set_now || !self.holds(&after)?) {
                     let id = self.with_image(&head, true, |img| img.mirror_snapshot_create())?;
                     return Ok(format!(
                         "{image} (sha256 {}), mirror snapshot {id}",
@@ -588,23 +754,27 @@ impl Ctx<'_> {
                 Ok("in sync".into())
             }
             Action::Copy { from, to, features } => {
-                let partial = format!("{}.ferry-partial", to.image);
-                let dst_pool = self.dst.pool(&to.pool)?;
-                match dst_pool.remove_image(&partial) {
+                // Into the partial name, afresh: an interrupted copy is
+                // incomplete.
+                let dst_pool = self.dst()?.pool(&to.pool)?;
+                match dst_pool.remove_image(&to.image) {
                     Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),
                     _ => {}
                 }
                 // From the cut-over snapshot: later syncs cannot change it.
-                let from_pool = self.dst.pool(&from.pool)?;
+                let from_pool = self.dst()?.pool(&from.pool)?;
                 let img = from_pool.open_image_read_only(&from.image, from.snap.as_deref())?;
                 let started = Instant::now();
                 let mut meter = Meter::default();
                 let mut last = Instant::now();
-                img.copy_to(&dst_pool, &partial, *features, |done, total| {
+                img.copy_to(&dst_pool, &to.image, *features, |done, total| {
                     self.step_progress(i, step, Phase::Copying, &mut meter, &mut last, done, total);
                     true
                 })?;
-                dst_pool.rename_image(&partial, &to.image)?;
+                let snap = from.snap.as_deref().unwrap_or_default();
+                dst_pool
+                    .open_image(&to.image)?
+                    .metadata_set(&crate::plan::copied_key(snap), "yes")?;
                 Ok(format!("{:.1} s", started.elapsed().as_secs_f64()))
             }
             Action::SnapshotAndProtect { image } => {
@@ -622,54 +792,74 @@ impl Ctx<'_> {
                 Ok(format!("{image}"))
             }
             Action::Verify {
-                source,
-                destination,
                 expected,
+                partial,
+                copy,
             } => {
-                // Both sides are read: progress counts half of each. The
-                // source is read at the cut-over snapshot.
+                // The checksum the source took at the cut-over, carried by
+                // mirroring; only the copy is read here.
+                let snap = expected.snap.as_deref().unwrap_or_default();
+                let key = crate::plan::checksum_key(snap);
+                let want = self
+                    .metadata(expected, &key)?
+                    .ok_or_else(|| anyhow!("{expected} carries no checksum ({key})"))?;
                 let mut meter = Meter::default();
                 let mut last = Instant::now();
-                let recorded = match (expected, &source.snap) {
-                    (Some(at), Some(snap)) => {
-                        let key = crate::plan::checksum_key(snap);
-                        self.with_image(&plain(at), false, |img| img.metadata_get(&key))?
-                    }
-                    _ => None,
-                };
-                let src_sum = match recorded {
-                    // Set on the source at the cut-over, carried by mirroring.
-                    Some(sum) => sum,
-                    None => self.with_image(source, false, |img| {
-                        img.sha256_with_progress(|done, size| {
-                            let (d, t) = (done / 2, size);
-                            self.step_progress(
-                                i,
-                                step,
-                                Phase::Verifying,
-                                &mut meter,
-                                &mut last,
-                                d,
-                                t,
-                            );
-                        })
-                    })?,
-                };
-                let dst_sum = self.with_image(destination, false, |img| {
+                let sum = self.with_image(partial, false, |img| {
                     img.sha256_with_progress(|done, size| {
-                        let (d, t) = (size / 2 + done / 2, size);
-                        self.step_progress(i, step, Phase::Verifying, &mut meter, &mut last, d, t);
+                        self.step_progress(
+                            i,
+                            step,
+                            Phase::Verifying,
+                            &mut meter,
+                            &mut last,
+                            done,
+                            size,
+                        );
                     })
                 })?;
                 self.update(i, |s| {
-                    s.source_checksum = Some(src_sum.clone());
-                    s.destination_checksum = Some(dst_sum.clone());
+                    s.source_checksum = Some(want.clone());
+                    s.destination_checksum = Some(sum.clone());
                 })?;
-                if src_sum != dst_sum {
-                    bail!("checksums differ: source {src_sum}, destination {dst_sum}; nothing is cleaned up");
+                if sum != want {
+                    // Copy afresh on the next run; keep this one to look at.
+                    self.with_image(partial, true, |img| {
+                        img.metadata_remove(&crate::plan::copied_key(snap))
+                    })?;
+                    bail!("checksums differ: source {want}, copy {sum}; {partial} is kept for inspection, running again copies afresh; nothing is cleaned up");
                 }
-                Ok(format!("sha256 {}", &src_sum[..16]))
+                // On the copy (it stays with the image through adoption), then
+                // in the record that marks it verified.
+                self.with_image(partial, true, |img| img.metadata_set(&key, &sum))?;
+                let record = crate::plan::record_object(&self.plan_id());
+                self.dst()?
+                    .pool(&copy.pool)?
+                    .set_object_xattr(&record, &copy.image, &sum)?;
+                Ok(format!("sha256 {}", &sum[..16]))
             }
+            Action::Publish { partial, copy } => {
+                if self.exists(partial)? {
+                    self.dst()?
+                        .pool(&copy.pool)?
+                        .rename_image(&partial.image, &copy.image)?;
+                }
+                Ok(format!("{copy}"))
+            }
+            Action::ConfirmVerified { source, copy } => {
+                let sum = self
+                    .verified_sum(source, copy)?
+                    .ok_or_else(|| anyhow!("the copy of {source} is not verified"))?;
+                let snap = source.snap.as_deref().unwrap_or_default();
+                self.with_image(&plain(source), true, |img| {
+                    img.metadata_set(&crate::plan::verified_key(snap), &sum)
+                })?;
+                Ok(format!("sha256 {}", &sum[..16]))
+            }
+            Action::CheckSourceCloud {
+                object,
+                allow_in_use,
+            } => cloud::check_source(self, object, *allow_in_use),
             Action::DisableMirroring { image } => {
                 self.with_image(image, true, |img| img.mirror_disable(false))?;
                 Ok("disabled".into())
@@ -683,12 +873,10 @@ impl Ctx<'_> {
             Action::RegisterImage {
                 image,
                 registration,
-            } => cloud::register_image(self, image, registration),
+            } => cloud::register_image(self, i, step, image, registration),
             Action::RestoreFeatures { image } => {
-                let original = self
-                    .image_state(i)
-                    .original_features
-                    .ok_or_else(|| anyhow!("no recorded original features"))?;
+                // The plan was made before anything changed.
+                let original = self.state.lock().unwrap().plan.images[i].facts.features;
                 self.with_image(image, true, |img| {
                     for f in [Features::JOURNALING, Features::EXCLUSIVE_LOCK] {
                         if img.features()?.contains(f) && !original.contains(f) {
@@ -725,7 +913,7 @@ impl Ctx<'_> {
         mirrored: &ImageAt,
         error_since: &mut Option<Instant>,
     ) -> anyhow::Result<Option<String>> {
-        let dst = &self.dst;
+        let dst = self.dst()?;
         let health = dst.health()?;
         let daemons = dst.service_daemons("rbd-mirror")?.len();
         let peers = dst.pool(&mirrored.pool)?.mirror_peers()?.len();
@@ -868,33 +1056,44 @@ impl Ctx<'_> {
         let head = plain(at);
         match self.with_image(&head, false, |img| img.snapshots()) {
             Ok(snaps) => Ok(snaps.into_iter().find(|s| s.name == name).map(|s| s.id)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(e),
         }
+    }
+
+    fn holds_protected(&self, image: &ImageAt) -> anyhow::Result<bool> {
+        self.holds(&Check::SnapshotProtected {
+            image: image.clone(),
+        })
     }
 }
 
 fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
     let plan: ImagePlan = ctx.state.lock().unwrap().plan.images[i].clone();
     let done = ctx.image_state(i).done;
+    let steps: Vec<&Step> = plan
+        .steps
+        .iter()
+        .filter(|s| ctx.role.is_none_or(|r| s.role == r))
+        .collect();
     // The last recorded step: steps before it are settled (cleanup may have
     // undone their effects on purpose); from it on, Ceph's word counts.
-    let frontier = plan.steps.iter().rposition(|s| done.contains(&s.id));
-    for (k, step) in plan.steps.iter().enumerate() {
+    let frontier = steps.iter().rposition(|s| done.contains(&s.id));
+    for (k, step) in steps.iter().copied().enumerate() {
         let recorded = done.contains(&step.id);
         if recorded && frontier.is_some_and(|f| k < f) {
             ctx.board.lock().unwrap().step_done(i, &step.name, true);
             ctx.event(i, &step.name, "done", "(already)");
             continue;
         }
-        let observed = !step.done_when.is_empty()
-            && step
-                .done_when
-                .iter()
-                .map(|c| ctx.holds(i, c))
-                .collect::<anyhow::Result<Vec<bool>>>()?
-                .into_iter()
-                .all(|b| b);
+        // A later step has moved on (the copy is verified, the cleanup has
+        // begun): this one's effect may be undone on purpose.
+        if !step.past_when.is_empty() && ctx.all_hold(&step.past_when)? {
+            ctx.board.lock().unwrap().step_done(i, &step.name, true);
+            ctx.event(i, &step.name, "done", "(past)");
+            continue;
+        }
+        let observed = !step.done_when.is_empty() && ctx.all_hold(&step.done_when)?;
         // Ceph's word over the state file's: a recorded step whose effect is
         // gone runs again; one whose effect is there is done.
         if observed || (recorded && step.done_when.is_empty()) {
@@ -924,7 +1123,7 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
         }
         let detail = ctx.act(i, step).with_context(label)?;
         for c in &step.done_when {
-            if !ctx.holds(i, c)? {
+            if !ctx.holds(c)? {
                 bail!("{}: done but {c:?} does not hold", label());
             }
         }
@@ -954,6 +1153,12 @@ fn terminal_width() -> usize {
     } else {
         80
     }
+}
+
+/// Whether an error is Ceph's "no such image/pool/snapshot".
+fn not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<CephError>()
+        .is_some_and(|c| c.kind() == ErrorKind::NotFound)
 }
 
 /// The image `at` names, without its snapshot.

@@ -170,6 +170,39 @@ impl Cinder<'_> {
         one(v, "pools").map_err(|e| self.bad("reading backend pools", e))
     }
 
+    /// Names of the images on a backend that Cinder could manage
+    /// (`manageable_volumes`, microversion 3.8, admin by default policy),
+    /// with whether each is safe to manage.
+    pub fn manageable(&self, host: &str) -> Result<Vec<(String, bool)>> {
+        let v: Value = self.0.call_json(
+            Service::BlockStorage,
+            Method::GET,
+            &format!("/manageable_volumes/detail?host={}", urlencode(host)),
+            &[("OpenStack-API-Version", "volume 3.8")],
+            None,
+        )?;
+        let list = v
+            .get("manageable-volumes")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                self.bad(
+                    "reading manageable volumes",
+                    "no manageable-volumes list".into(),
+                )
+            })?;
+        Ok(list
+            .iter()
+            .filter_map(|m| {
+                let name = m.get("reference")?.get("source-name")?.as_str()?;
+                let safe = m
+                    .get("safe_to_manage")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                Some((name.to_string(), safe))
+            })
+            .collect())
+    }
+
     /// Adopts an existing RBD image as a volume (`os-volume-manage`, admin
     /// by default policy). The volume starts `creating`; poll it.
     pub fn manage(&self, r: &ManageRequest) -> Result<Volume> {

@@ -27,6 +27,8 @@ pub struct BuildOptions {
     pub adopt: Option<AdoptOptions>,
     /// Names the plan's cut-over snapshots.
     pub plan_id: String,
+    /// The destination cluster's fsid, when known.
+    pub destination_fsid: Option<String>,
 }
 
 /// The choices about adoption in the destination cloud.
@@ -49,6 +51,7 @@ impl BuildOptions {
             source_cluster: spec.source.cluster.cluster_name(),
             destination_cluster: spec.destination.cluster.cluster_name(),
             plan_id: super::new_plan_id(),
+            destination_fsid: None,
             adopt: spec.destination.cloud.as_ref().map(|_| AdoptOptions {
                 volume_types: spec.options.volume_types.clone(),
                 cinder_host: spec.destination.cinder_host.clone(),
@@ -67,9 +70,6 @@ const JOURNAL_BLOCKERS: [Features; 3] = [
     Features::OBJECT_MAP,
 ];
 
-/// A step before it gets its id: name, role, action, requires, done-when.
-type Draft = (&'static str, Role, Action, Vec<Check>, Vec<Check>);
-
 /// Builds the whole plan.
 pub fn build(opts: &BuildOptions, images: &[(ImageRef, ImageFacts)]) -> Plan {
     Plan {
@@ -77,6 +77,7 @@ pub fn build(opts: &BuildOptions, images: &[(ImageRef, ImageFacts)]) -> Plan {
         mode: opts.mode,
         source_cluster: opts.source_cluster.clone(),
         destination_cluster: opts.destination_cluster.clone(),
+        destination_fsid: opts.destination_fsid.clone(),
         cleanup: opts.cleanup,
         images: images
             .iter()
@@ -98,47 +99,89 @@ pub fn image_mode(opts: &BuildOptions, r: &ImageRef, facts: &ImageFacts) -> Mirr
     }
 }
 
+/// A step before it gets its id.
+struct Draft {
+    name: &'static str,
+    role: Role,
+    action: Action,
+    requires: Vec<Check>,
+    done_when: Vec<Check>,
+    past_when: Vec<Check>,
+}
+
+fn draft(name: &'static str, role: Role, action: Action) -> Draft {
+    Draft {
+        name,
+        role,
+        action,
+        requires: vec![],
+        done_when: vec![],
+        past_when: vec![],
+    }
+}
+
+impl Draft {
+    fn requires(mut self, c: Vec<Check>) -> Draft {
+        self.requires = c;
+        self
+    }
+    fn done_when(mut self, c: Vec<Check>) -> Draft {
+        self.done_when = c;
+        self
+    }
+    fn past_when(mut self, c: Vec<Check>) -> Draft {
+        self.past_when = c;
+        self
+    }
+}
+
 fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -> ImagePlan {
     let mode = image_mode(opts, r, facts);
-    let src = ImageAt {
-        site: Site::Source,
-        pool: r.pool.clone(),
-        image: r.name.clone(),
-        snap: None,
+    let at = |site: Site, pool: &str, image: &str, snap: Option<String>| ImageAt {
+        site,
+        pool: pool.to_string(),
+        image: image.to_string(),
+        snap,
     };
-    let mirrored = ImageAt {
-        site: Site::Destination,
-        pool: r.mirrored_pool.clone(),
-        image: r.name.clone(),
-        snap: None,
-    };
-    let dest = ImageAt {
-        site: Site::Destination,
-        pool: r.dest_pool.clone(),
-        image: r.dest_name.clone(),
-        snap: None,
-    };
+    let cut = super::cutover_snap(&opts.plan_id);
+    let src = at(Site::Source, &r.pool, &r.name, None);
+    let src_cut = at(Site::Source, &r.pool, &r.name, Some(cut.clone()));
+    let mirrored = at(Site::Destination, &r.mirrored_pool, &r.name, None);
+    let mirrored_cut = at(
+        Site::Destination,
+        &r.mirrored_pool,
+        &r.name,
+        Some(cut.clone()),
+    );
+    let dest = at(Site::Destination, &r.dest_pool, &r.dest_name, None);
+    let partial = at(
+        Site::Destination,
+        &r.dest_pool,
+        &super::partial_name(&r.dest_name),
+        None,
+    );
     let idle = if opts.allow_in_use {
         vec![]
     } else {
         vec![Check::NotInUse { image: src.clone() }]
-    };
-    let src_cut = ImageAt {
-        snap: Some(super::cutover_snap(&opts.plan_id)),
-        ..src.clone()
-    };
-    let mirrored_cut = ImageAt {
-        snap: Some(super::cutover_snap(&opts.plan_id)),
-        ..mirrored.clone()
     };
     let synced = Check::MirrorSynced {
         source: src.clone(),
         mirrored: mirrored_cut.clone(),
         mode,
     };
-    let verified = Check::ChecksumsEqual {
+    let verified = Check::Verified {
         source: src_cut.clone(),
-        destination: dest.clone(),
+        copy: dest.clone(),
+    };
+    let sum_key = super::checksum_key(&cut);
+    let confirmed = Check::MetadataPresent {
+        image: src.clone(),
+        key: super::verified_key(&cut),
+    };
+    let copied = Check::MetadataPresent {
+        image: partial.clone(),
+        key: super::copied_key(&cut),
     };
 
     let adoption = match (&opts.adopt, &facts.cloud) {
@@ -150,31 +193,49 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
     if let Some(a) = &adoption {
         // First, and reading only: bad destination inputs stop the run
         // before anything changes.
-        steps.push((
-            "check-destination-cloud",
-            Role::DestinationCloud,
-            Action::CheckDestinationCloud {
-                image: dest.clone(),
-                adoption: a.clone(),
+        let adopted = match a {
+            Adoption::Volume(v) => Check::VolumeAdopted {
+                source_volume: v.source_volume.clone(),
             },
-            vec![],
-            vec![],
-        ));
+            Adoption::Image(g) => Check::ImageRegistered { id: g.id.clone() },
+        };
+        steps.push(
+            draft(
+                "check-destination-cloud",
+                Role::DestinationCloud,
+                Action::CheckDestinationCloud {
+                    image: dest.clone(),
+                    adoption: a.clone(),
+                },
+            )
+            .past_when(vec![adopted]),
+        );
     }
-    steps.push((
-        "preflight",
-        Role::SourceStorage,
-        Action::Preflight { image: src.clone() },
-        vec![Check::Exists { image: src.clone() }],
-        vec![],
-    ));
-    steps.push((
-        "record-original-state",
-        Role::SourceStorage,
-        Action::RecordOriginalState { image: src.clone() },
-        vec![],
-        vec![],
-    ));
+    if let Some(obj) = &facts.cloud {
+        steps.push(
+            draft(
+                "check-source-cloud",
+                Role::SourceCloud,
+                Action::CheckSourceCloud {
+                    object: obj.clone(),
+                    allow_in_use: opts.allow_in_use,
+                },
+            )
+            .past_when(vec![confirmed.clone()]),
+        );
+    }
+    // Once the cleanup has confirmed the copy, the source storage steps are
+    // past: running them again must not start the migration over.
+    let source_past = vec![confirmed.clone()];
+    steps.push(
+        draft(
+            "preflight",
+            Role::SourceStorage,
+            Action::Preflight { image: src.clone() },
+        )
+        .requires(vec![Check::Exists { image: src.clone() }])
+        .past_when(source_past.clone()),
+    );
 
     let mut added = Features(0);
     let mut removed = Features(0);
@@ -195,8 +256,7 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
     }
     if !opts.cleanup {
         warnings.push(format!(
-            "without cleanup the snapshot {} stays on the source (Cinder cannot delete a volume that has snapshots)",
-            super::cutover_snap(&opts.plan_id)
+            "without cleanup the snapshot {cut} stays on the source (Cinder cannot delete a volume that has snapshots)"
         ));
     }
     if mode == MirrorMode::Journal {
@@ -212,19 +272,22 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
                     "deep-flatten is disabled for journaling and cannot be enabled again".into(),
                 );
             }
-            steps.push((
-                "disable-features",
-                Role::SourceStorage,
-                Action::DisableFeatures {
-                    image: src.clone(),
-                    features: disable,
-                },
-                idle.clone(),
-                vec![Check::FeaturesAbsent {
+            steps.push(
+                draft(
+                    "disable-features",
+                    Role::SourceStorage,
+                    Action::DisableFeatures {
+                        image: src.clone(),
+                        features: disable,
+                    },
+                )
+                .requires(idle.clone())
+                .done_when(vec![Check::FeaturesAbsent {
                     image: src.clone(),
                     features: all,
-                }],
-            ));
+                }])
+                .past_when(source_past.clone()),
+            );
         }
         let enable: Vec<Features> = [Features::EXCLUSIVE_LOCK, Features::JOURNALING]
             .into_iter()
@@ -232,41 +295,46 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
             .collect();
         added = enable.iter().fold(Features(0), |a, f| a | *f);
         if !enable.is_empty() {
-            steps.push((
-                "enable-features",
-                Role::SourceStorage,
-                Action::EnableFeatures {
-                    image: src.clone(),
-                    features: enable,
-                },
-                idle.clone(),
-                vec![Check::FeaturesPresent {
+            steps.push(
+                draft(
+                    "enable-features",
+                    Role::SourceStorage,
+                    Action::EnableFeatures {
+                        image: src.clone(),
+                        features: enable,
+                    },
+                )
+                .requires(idle.clone())
+                .done_when(vec![Check::FeaturesPresent {
                     image: src.clone(),
                     features: added,
-                }],
-            ));
+                }])
+                .past_when(source_past.clone()),
+            );
         }
     }
     // A pool-mode pool mirrors every journaled image by itself.
     let pool_mode = facts.pool_mode == PoolMirrorMode::Pool;
     if !pool_mode {
-        steps.push((
-            "enable-mirroring",
-            Role::SourceStorage,
-            Action::EnableMirroring {
+        steps.push(
+            draft(
+                "enable-mirroring",
+                Role::SourceStorage,
+                Action::EnableMirroring {
+                    image: src.clone(),
+                    mode,
+                },
+            )
+            .done_when(vec![Check::MirroringEnabled {
                 image: src.clone(),
                 mode,
-            },
-            vec![],
-            vec![Check::MirroringEnabled {
-                image: src.clone(),
-                mode,
-            }],
-        ));
+            }])
+            .past_when(source_past.clone()),
+        );
     }
     // The cut-over, in both modes: a user snapshot that mirroring carries
-    // to the destination, where its arrival is seen without the status.
-    let sum_key = super::checksum_key(&super::cutover_snap(&opts.plan_id));
+    // to the destination, where its arrival is seen without the status, and
+    // its checksum as image metadata, which mirroring carries too.
     let mut cutover_done = vec![
         Check::SnapshotExists {
             image: src_cut.clone(),
@@ -281,151 +349,199 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
             image: src_cut.clone(),
         });
     }
-    steps.push((
-        "cut-over-snapshot",
-        Role::SourceStorage,
-        Action::CreateCutover {
-            image: src_cut.clone(),
-            mode,
-        },
-        idle.clone(),
-        cutover_done,
-    ));
-    steps.push((
-        "wait-for-sync",
-        Role::DestinationStorage,
-        Action::WaitForSync {
-            source: src.clone(),
-            mirrored: mirrored_cut.clone(),
-            mode,
-        },
+    steps.push(
+        draft(
+            "cut-over-snapshot",
+            Role::SourceStorage,
+            Action::CreateCutover {
+                image: src_cut.clone(),
+                mode,
+            },
+        )
+        .requires(idle.clone())
+        .done_when(cutover_done)
+        .past_when(source_past),
+    );
+    // The destination storage steps are past once the copy is verified: it
+    // may since have been adopted (renamed by Cinder) and the mirrored image
+    // removed by the cleanup.
+    let dest_past = vec![verified.clone()];
+    steps.push(
+        draft(
+            "wait-for-sync",
+            Role::DestinationStorage,
+            Action::WaitForSync {
+                source: src.clone(),
+                mirrored: mirrored_cut.clone(),
+                mode,
+            },
+        )
         // The cut-over is a snapshot: the source may be back in use.
-        vec![Check::Exists {
+        .requires(vec![Check::Exists {
             image: mirrored.clone(),
-        }],
-        vec![
+        }])
+        .done_when(vec![
             synced.clone(),
             Check::MetadataPresent {
                 image: mirrored.clone(),
                 key: sum_key.clone(),
             },
-        ],
-    ));
-    steps.push((
-        "copy",
-        Role::DestinationStorage,
-        Action::Copy {
-            from: mirrored_cut.clone(),
-            to: dest.clone(),
-            features: Some(Features(facts.features.0 & !Features::JOURNALING.0)),
-        },
-        vec![
+        ])
+        .past_when(dest_past.clone()),
+    );
+    steps.push(
+        draft(
+            "copy",
+            Role::DestinationStorage,
+            Action::Copy {
+                from: mirrored_cut.clone(),
+                to: partial.clone(),
+                features: Some(Features(facts.features.0 & !Features::JOURNALING.0)),
+            },
+        )
+        .requires(vec![
             synced.clone(),
             Check::Absent {
                 image: dest.clone(),
             },
-        ],
-        vec![Check::Exists {
-            image: dest.clone(),
-        }],
-    ));
+        ])
+        .done_when(vec![copied.clone()])
+        .past_when(dest_past),
+    );
+    steps.push(
+        draft(
+            "verify",
+            Role::DestinationStorage,
+            Action::Verify {
+                expected: mirrored_cut.clone(),
+                partial: partial.clone(),
+                copy: dest.clone(),
+            },
+        )
+        .requires(vec![copied])
+        .done_when(vec![verified.clone()]),
+    );
+    steps.push(
+        draft(
+            "publish",
+            Role::DestinationStorage,
+            Action::Publish {
+                partial: partial.clone(),
+                copy: dest.clone(),
+            },
+        )
+        .requires(vec![verified.clone()])
+        .done_when(vec![verified.clone(), Check::Absent { image: partial }]),
+    );
     let at_snap = ImageAt {
         snap: Some("snap".into()),
         ..dest.clone()
     };
     if r.kind == ImageKind::Glance || matches!(adoption, Some(Adoption::Image(_))) {
-        let at_snap = ImageAt {
-            snap: Some("snap".into()),
-            ..dest.clone()
-        };
-        steps.push((
-            "snapshot-and-protect",
-            Role::DestinationStorage,
-            Action::SnapshotAndProtect {
-                image: at_snap.clone(),
-            },
-            vec![Check::Exists {
-                image: dest.clone(),
-            }],
-            vec![Check::SnapshotProtected { image: at_snap }],
-        ));
-    }
-    steps.push((
-        "verify",
-        Role::DestinationStorage,
-        Action::Verify {
-            source: src_cut.clone(),
-            destination: dest.clone(),
-            expected: Some(mirrored_cut.clone()),
-        },
-        vec![Check::Exists {
-            image: dest.clone(),
-        }],
-        vec![verified.clone()],
-    ));
-    match &adoption {
-        Some(Adoption::Volume(v)) => steps.push((
-            "adopt-volume",
-            Role::DestinationCloud,
-            Action::AdoptVolume {
-                image: dest.clone(),
-                adoption: v.clone(),
-            },
-            vec![
-                verified.clone(),
-                Check::Exists {
-                    image: dest.clone(),
-                },
-            ],
-            vec![Check::VolumeAdopted {
-                source_volume: v.source_volume.clone(),
-            }],
-        )),
-        Some(Adoption::Image(g)) => steps.push((
-            "register-image",
-            Role::DestinationCloud,
-            Action::RegisterImage {
-                image: at_snap.clone(),
-                registration: g.clone(),
-            },
-            vec![
-                verified.clone(),
-                Check::SnapshotProtected {
+        steps.push(
+            draft(
+                "snapshot-and-protect",
+                Role::DestinationStorage,
+                Action::SnapshotAndProtect {
                     image: at_snap.clone(),
                 },
-            ],
-            vec![Check::ImageRegistered { id: g.id.clone() }],
-        )),
+            )
+            .requires(vec![Check::Exists {
+                image: dest.clone(),
+            }])
+            .done_when(vec![Check::SnapshotProtected {
+                image: at_snap.clone(),
+            }]),
+        );
+    }
+    match &adoption {
+        Some(Adoption::Volume(v)) => steps.push(
+            draft(
+                "adopt-volume",
+                Role::DestinationCloud,
+                Action::AdoptVolume {
+                    image: dest.clone(),
+                    adoption: v.clone(),
+                },
+            )
+            .requires(vec![Check::Published {
+                image: dest.clone(),
+            }])
+            .done_when(vec![Check::VolumeAdopted {
+                source_volume: v.source_volume.clone(),
+            }]),
+        ),
+        Some(Adoption::Image(g)) => steps.push(
+            draft(
+                "register-image",
+                Role::DestinationCloud,
+                Action::RegisterImage {
+                    image: at_snap.clone(),
+                    registration: g.clone(),
+                },
+            )
+            .requires(vec![Check::Published {
+                image: at_snap.clone(),
+            }])
+            .done_when(vec![Check::ImageRegistered { id: g.id.clone() }]),
+        ),
         None => {}
     }
     if opts.cleanup {
+        // The source cannot see the destination: the copy's verification
+        // reaches it as a hand-off, noted on the source before anything
+        // else; every cleanup step requires that note.
+        steps.push(
+            draft(
+                "confirm-verified",
+                Role::Cleanup,
+                Action::ConfirmVerified {
+                    source: src_cut.clone(),
+                    copy: dest.clone(),
+                },
+            )
+            .requires(vec![verified])
+            .done_when(vec![confirmed.clone()]),
+        );
         if !pool_mode && facts.mirroring.is_none() {
-            steps.push((
-                "disable-mirroring",
-                Role::Cleanup,
-                Action::DisableMirroring { image: src.clone() },
-                vec![verified.clone()],
-                vec![Check::MirroringDisabled { image: src.clone() }],
-            ));
+            steps.push(
+                draft(
+                    "disable-mirroring",
+                    Role::Cleanup,
+                    Action::DisableMirroring { image: src.clone() },
+                )
+                .requires(vec![confirmed.clone()])
+                .done_when(vec![Check::MirroringDisabled { image: src.clone() }]),
+            );
         }
-        steps.push((
-            "remove-cut-over-snapshot",
-            Role::Cleanup,
-            Action::RemoveSnapshot {
-                image: src_cut.clone(),
-            },
-            vec![verified.clone()],
-            vec![Check::SnapshotAbsent {
-                image: src_cut.clone(),
-            }],
-        ));
-        if added.0 != 0 || removed.0 != 0 {
-            steps.push((
-                "restore-features",
+        steps.push(
+            draft(
+                "remove-cut-over-snapshot",
                 Role::Cleanup,
-                Action::RestoreFeatures { image: src.clone() },
-                vec![verified.clone()],
-                vec![
+                Action::RemoveSnapshot {
+                    image: src_cut.clone(),
+                },
+            )
+            .requires(vec![confirmed.clone()])
+            .done_when(vec![
+                Check::SnapshotAbsent {
+                    image: src_cut.clone(),
+                },
+                Check::MetadataAbsent {
+                    image: src.clone(),
+                    key: sum_key,
+                },
+            ]),
+        );
+        if added.0 != 0 || removed.0 != 0 {
+            steps.push(
+                draft(
+                    "restore-features",
+                    Role::Cleanup,
+                    Action::RestoreFeatures { image: src.clone() },
+                )
+                .requires(vec![confirmed])
+                .done_when(vec![
                     Check::FeaturesAbsent {
                         image: src.clone(),
                         features: added,
@@ -434,22 +550,23 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
                         image: src.clone(),
                         features: Features(facts.features.0 & !Features::DEEP_FLATTEN.0),
                     },
-                ],
-            ));
+                ]),
+            );
         }
     }
 
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
-    for (j, (name, role, action, requires, done_when)) in steps.into_iter().enumerate() {
+    for (j, d) in steps.into_iter().enumerate() {
         let after = out.last().map(|p| vec![p.id.clone()]).unwrap_or_default();
         out.push(Step {
             id: format!("{n}.{}", j + 1),
-            name: name.to_string(),
-            role,
-            action,
+            name: d.name.to_string(),
+            role: d.role,
+            action: d.action,
             after,
-            requires,
-            done_when,
+            requires: d.requires,
+            done_when: d.done_when,
+            past_when: d.past_when,
         });
     }
     ImagePlan {
@@ -568,6 +685,7 @@ mod tests {
             destination_cluster: "cephpa1".into(),
             adopt: None,
             plan_id: "p1".into(),
+            destination_fsid: None,
         }
     }
 
@@ -624,19 +742,27 @@ mod tests {
             names(&plan),
             [
                 "preflight",
-                "record-original-state",
                 "enable-mirroring",
                 "cut-over-snapshot",
                 "wait-for-sync",
                 "copy",
-                "verify"
+                "verify",
+                "publish"
             ]
         );
         let steps = &plan.images[0].steps;
-        assert_eq!(steps[2].role, Role::SourceStorage);
-        assert_eq!(steps[4].role, Role::DestinationStorage);
+        assert_eq!(steps[1].role, Role::SourceStorage);
+        assert_eq!(steps[3].role, Role::DestinationStorage);
+        // The copy is made under a partial name and gets its final name only
+        // once verified.
+        let Action::Copy { to, .. } = &steps[4].action else {
+            panic!()
+        };
+        assert_eq!(to.image, "volume-1.ferry-partial");
+        assert_eq!(steps[6].requires[0], steps[5].done_when[0]);
+        assert!(matches!(steps[5].done_when[0], Check::Verified { .. }));
         assert_eq!(
-            steps[3].requires,
+            steps[2].requires,
             vec![Check::NotInUse {
                 image: steps[0].action_image()
             }]
@@ -666,7 +792,6 @@ mod tests {
             names(&plan),
             [
                 "preflight",
-                "record-original-state",
                 "disable-features",
                 "enable-features",
                 "enable-mirroring",
@@ -674,6 +799,8 @@ mod tests {
                 "wait-for-sync",
                 "copy",
                 "verify",
+                "publish",
+                "confirm-verified",
                 "disable-mirroring",
                 "remove-cut-over-snapshot",
                 "restore-features"
@@ -682,7 +809,7 @@ mod tests {
         let steps = &plan.images[0].steps;
         // The cut-over is a named snapshot that the copy and the checksum read.
         assert_eq!(
-            steps[5].done_when,
+            steps[4].done_when,
             vec![
                 Check::SnapshotExists {
                     image: ImageAt {
@@ -697,15 +824,15 @@ mod tests {
             ],
             "journal mode needs no mirror snapshot"
         );
-        let Action::Copy { from, .. } = &steps[7].action else {
+        let Action::Copy { from, .. } = &steps[6].action else {
             panic!()
         };
         assert_eq!(
             from.to_string(),
             "destination:oscinder/volume-1@ferry-cutover-p1"
         );
-        let Action::DisableFeatures { features, .. } = &steps[2].action else {
-            panic!("{:?}", steps[2].action)
+        let Action::DisableFeatures { features, .. } = &steps[1].action else {
+            panic!("{:?}", steps[1].action)
         };
         assert_eq!(
             features,
@@ -715,7 +842,7 @@ mod tests {
                 Features::OBJECT_MAP
             ]
         );
-        let Action::EnableFeatures { features, .. } = &steps[3].action else {
+        let Action::EnableFeatures { features, .. } = &steps[2].action else {
             panic!()
         };
         assert_eq!(
@@ -724,7 +851,7 @@ mod tests {
             "exclusive-lock is already on"
         );
         // Cleanup cannot bring deep-flatten back, and says so.
-        let restore = &steps[11];
+        let restore = &steps[12];
         assert_eq!(restore.role, Role::Cleanup);
         assert!(restore.done_when.contains(&Check::FeaturesPresent {
             image: steps[0].action_image(),
@@ -742,7 +869,8 @@ mod tests {
             assert!(s
                 .requires
                 .iter()
-                .any(|c| matches!(c, Check::ChecksumsEqual { .. })));
+                .any(|c| matches!(c, Check::Verified { .. })
+                    || matches!(c, Check::MetadataPresent { key, .. } if key.ends_with(".verified"))));
         }
     }
 
@@ -757,18 +885,19 @@ mod tests {
             names(&plan),
             [
                 "preflight",
-                "record-original-state",
                 "enable-features",
                 "cut-over-snapshot",
                 "wait-for-sync",
                 "copy",
-                "snapshot-and-protect",
                 "verify",
+                "publish",
+                "snapshot-and-protect",
+                "confirm-verified",
                 "remove-cut-over-snapshot",
                 "restore-features"
             ]
         );
-        let Action::SnapshotAndProtect { image } = &plan.images[0].steps[6].action else {
+        let Action::SnapshotAndProtect { image } = &plan.images[0].steps[7].action else {
             panic!()
         };
         assert_eq!(image.to_string(), "destination:glance-ct1-cl1/abcd@snap");
@@ -850,7 +979,8 @@ mod tests {
         let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names[0], "check-destination-cloud");
         let verify = names.iter().position(|n| *n == "verify").unwrap();
-        assert_eq!(names[verify + 1], "adopt-volume");
+        assert_eq!(names[verify + 1], "publish");
+        assert_eq!(names[verify + 2], "adopt-volume");
         assert_eq!(p.steps[0].role, Role::DestinationCloud);
         let Some(Adoption::Volume(v)) = &p.adoption else {
             panic!("{:?}", p.adoption)
@@ -860,7 +990,7 @@ mod tests {
         assert_eq!(v.metadata.get(ADOPTED_FROM).map(String::as_str), Some("1"));
         assert_eq!(v.metadata.get("app").map(String::as_str), Some("db"));
         assert!(!v.image_metadata.contains_key("image_id"));
-        let adopt = &p.steps[verify + 1];
+        let adopt = &p.steps[verify + 2];
         assert_eq!(
             adopt.done_when,
             vec![Check::VolumeAdopted {

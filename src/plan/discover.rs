@@ -196,7 +196,7 @@ fn by_id_or_name<T: Clone>(
 }
 
 /// Refuses volumes that are busy, and attached ones whose servers run.
-fn check_volume_status(
+pub(crate) fn check_volume_status(
     c: &Cloud,
     v: &crate::openstack::Volume,
     allow_in_use: bool,

@@ -10,8 +10,10 @@ mod build;
 mod discover;
 mod text;
 
-pub use build::{build, BuildOptions};
+pub use build::{build, AdoptOptions, BuildOptions};
+pub(crate) use discover::check_volume_status;
 pub use discover::{derived_image_id, discover, resolve_entry, ImageFacts};
+pub(crate) use text::describe;
 pub use text::render_text;
 
 use std::collections::BTreeMap;
@@ -100,6 +102,33 @@ pub fn checksum_key(snap: &str) -> String {
     format!("{snap}.sha256")
 }
 
+/// The image metadata key the cleanup sets on the source once the copy is
+/// known to be verified (its value: the verified SHA-256). It stays after
+/// cleanup as the record that this plan moved the image, and keeps the
+/// source storage steps from starting the migration again.
+pub fn verified_key(snap: &str) -> String {
+    format!("{snap}.verified")
+}
+
+/// The image metadata key that marks a finished (not yet verified) copy.
+pub fn copied_key(snap: &str) -> String {
+    format!("{snap}.copied")
+}
+
+/// The RADOS object in a destination pool whose extended attributes record
+/// the copies this plan verified there (attribute: the copy's final image
+/// name; value: its SHA-256). It survives the copy's adoption (Cinder
+/// renames the image) and the mirrored image's removal at cleanup.
+pub fn record_object(plan_id: &str) -> String {
+    format!("ferry-verified-{plan_id}")
+}
+
+/// The name a copy has until it is verified; only a verified copy gets its
+/// final name, which is how the destination cloud sees that it may adopt.
+pub fn partial_name(image: &str) -> String {
+    format!("{image}.ferry-partial")
+}
+
 /// A new plan id: 8 hex digits from the clock and the process.
 pub fn new_plan_id() -> String {
     use sha2::{Digest, Sha256};
@@ -144,16 +173,28 @@ pub enum Check {
     SnapshotExists { image: ImageAt },
     /// The image has metadata under this key.
     MetadataPresent { image: ImageAt, key: String },
+    /// The image has no metadata under this key.
+    MetadataAbsent { image: ImageAt, key: String },
     /// The snapshot does not exist.
     SnapshotAbsent { image: ImageAt },
     /// The source has a mirror snapshot taken after this snapshot, which
     /// carries it to the peers (snapshot mode).
     MirrorSnapshotAfter { image: ImageAt },
-    /// Both images have the same content.
-    ChecksumsEqual {
+    /// The copy was verified against the checksum taken at the cut-over.
+    /// The destination reads its own record (`record_object`); the source,
+    /// which cannot see the destination, reads its `verified_key` metadata,
+    /// or the hand-off line the destination storage part printed.
+    Verified {
+        /// The source at the cut-over snapshot (it holds the checksum).
         source: ImageAt,
-        destination: ImageAt,
+        /// The verified copy under its final name.
+        copy: ImageAt,
     },
+    /// The verified copy is under its final name (with `snap` set: and that
+    /// snapshot is protected, for Glance). Storage sees the image; the
+    /// destination cloud sees it in Cinder's manageable volumes, or Glance
+    /// accepts it as a location.
+    Published { image: ImageAt },
     /// The destination cloud has an `available` volume adopted from this
     /// source volume (found by its `ferry_source_volume` metadata).
     VolumeAdopted { source_volume: String },
@@ -190,6 +231,15 @@ pub enum CloudObject {
         #[serde(default)]
         properties: BTreeMap<String, String>,
     },
+}
+
+impl CloudObject {
+    /// The volume's or image's id in the source cloud.
+    pub fn id(&self) -> &str {
+        match self {
+            CloudObject::Volume { id, .. } | CloudObject::Image { id, .. } => id,
+        }
+    }
 }
 
 /// Metadata key that marks a volume ferry adopted, holding the source id.
@@ -247,8 +297,6 @@ pub enum Adoption {
 pub enum Action {
     /// Read-only checks; refuses to go on when one fails.
     Preflight { image: ImageAt },
-    /// Remember the image's features and mirroring state for cleanup.
-    RecordOriginalState { image: ImageAt },
     /// Disable features, one at a time, in this order.
     DisableFeatures {
         image: ImageAt,
@@ -274,7 +322,8 @@ pub enum Action {
     },
     /// Copy an image into another pool (same cluster), creating the copy
     /// with `features` (the source's as found, without journaling: the
-    /// destination pool is not mirrored).
+    /// destination pool is not mirrored), then mark it copied
+    /// (`copied_key`). `to` is the partial name.
     Copy {
         from: ImageAt,
         to: ImageAt,
@@ -283,19 +332,31 @@ pub enum Action {
     },
     /// Create and protect a snapshot (Glance clones from `<image>@snap`).
     SnapshotAndProtect { image: ImageAt },
-    /// Compare checksums of source and destination. With `expected`, the
-    /// source's checksum is read from that (mirrored) image's metadata, set
-    /// at the cut-over, instead of reading the source.
+    /// Hash the partial copy and compare it with the checksum the cut-over
+    /// set on the source, read from the mirrored image (`expected`). When
+    /// equal: record it (`record_object`) and on the copy; when not: drop the
+    /// copied mark so that a re-run copies afresh.
     Verify {
-        source: ImageAt,
-        destination: ImageAt,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        expected: Option<ImageAt>,
+        expected: ImageAt,
+        partial: ImageAt,
+        /// The copy's final name (the record is kept under it).
+        copy: ImageAt,
+    },
+    /// Rename the verified partial copy to its final name.
+    Publish { partial: ImageAt, copy: ImageAt },
+    /// Note on the source that the copy is verified (`verified_key`), before
+    /// cleanup changes anything.
+    ConfirmVerified { source: ImageAt, copy: ImageAt },
+    /// Source cloud, before the cut-over: the volume or image is still
+    /// there and idle (volume available, or its servers shut off). Reads only.
+    CheckSourceCloud {
+        object: CloudObject,
+        allow_in_use: bool,
     },
     /// Disable mirroring on the source image (rbd-mirror then removes the
     /// mirrored copy on the destination).
     DisableMirroring { image: ImageAt },
-    /// Put back the features recorded before the migration.
+    /// Put back the features the plan found (`ImagePlan::facts`).
     RestoreFeatures { image: ImageAt },
     /// Destination cloud, before anything changes: the volume type exists,
     /// the name is free, the Cinder host is known. Reads only.
@@ -329,6 +390,11 @@ pub struct Step {
     pub requires: Vec<Check>,
     /// What shows the step is done; a step whose checks all hold is skipped.
     pub done_when: Vec<Check>,
+    /// What shows the migration has gone past this step (a later step may
+    /// have undone its effect on purpose); a step whose checks all hold is
+    /// skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub past_when: Vec<Check>,
 }
 
 impl Step {
@@ -336,7 +402,6 @@ impl Step {
     pub fn action_image(&self) -> ImageAt {
         match &self.action {
             Action::Preflight { image }
-            | Action::RecordOriginalState { image }
             | Action::DisableFeatures { image, .. }
             | Action::EnableFeatures { image, .. }
             | Action::EnableMirroring { image, .. }
@@ -348,8 +413,18 @@ impl Step {
             | Action::CheckDestinationCloud { image, .. }
             | Action::AdoptVolume { image, .. }
             | Action::RegisterImage { image, .. } => image.clone(),
-            Action::WaitForSync { source, .. } | Action::Verify { source, .. } => source.clone(),
+            Action::WaitForSync { source, .. } | Action::ConfirmVerified { source, .. } => {
+                source.clone()
+            }
+            Action::Verify { partial, .. } => partial.clone(),
+            Action::Publish { copy, .. } => copy.clone(),
             Action::Copy { from, .. } => from.clone(),
+            Action::CheckSourceCloud { object, .. } => ImageAt {
+                site: Site::Source,
+                pool: "(cloud)".into(),
+                image: object.id().to_string(),
+                snap: None,
+            },
         }
     }
 }
@@ -380,6 +455,11 @@ pub struct Plan {
     pub mode: MirrorMode,
     pub source_cluster: String,
     pub destination_cluster: String,
+    /// The destination cluster's fsid, when the planner could read it (the
+    /// destination cloud needs it for Glance locations and to find the
+    /// Cinder backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_fsid: Option<String>,
     /// Whether cleanup steps are included.
     pub cleanup: bool,
     pub images: Vec<ImagePlan>,

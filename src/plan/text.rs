@@ -85,12 +85,9 @@ fn serde_plain<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-fn describe(a: &Action) -> String {
+pub(crate) fn describe(a: &Action) -> String {
     match a {
         Action::Preflight { image } => format!("check {image} exists; note size, snapshots, users"),
-        Action::RecordOriginalState { image } => {
-            format!("record the features and mirroring state of {image}")
-        }
         Action::DisableFeatures { image, features } => format!(
             "disable {} on {image}",
             features
@@ -124,12 +121,26 @@ fn describe(a: &Action) -> String {
         },
         Action::SnapshotAndProtect { image } => format!("create and protect {image}"),
         Action::Verify {
-            source,
-            destination,
-            ..
-        } => format!("compare checksums of {source} and {destination}"),
+            expected, partial, ..
+        } => format!("compare the checksum of {partial} with the one {expected} carries"),
+        Action::Publish { partial, copy } => {
+            format!("rename the verified {partial} to {}", copy.image)
+        }
+        Action::ConfirmVerified { source, copy } => {
+            format!("note on {source} that {copy} is verified (from the hand-off)")
+        }
+        Action::CheckSourceCloud { object, .. } => match object {
+            CloudObject::Volume { id, name, .. } => {
+                format!("check the source cloud: volume {name:?} ({id}) is idle")
+            }
+            CloudObject::Image { id, name, .. } => {
+                format!("check the source cloud: image {name:?} ({id}) is active")
+            }
+        },
         Action::DisableMirroring { image } => format!("disable mirroring of {image}"),
-        Action::RestoreFeatures { image } => format!("restore the recorded features of {image}"),
+        Action::RestoreFeatures { image } => {
+            format!("restore the features the plan found on {image}")
+        }
         Action::CheckDestinationCloud { adoption, .. } => match adoption {
             Adoption::Volume(v) => format!(
                 "check the destination cloud: volume type {}, name {:?} free, Cinder host {}",

@@ -43,7 +43,6 @@ fn plan_reads_source_images_and_changes_nothing() {
         steps,
         [
             "preflight",
-            "record-original-state",
             "disable-features",
             "enable-features",
             "enable-mirroring",
@@ -51,6 +50,8 @@ fn plan_reads_source_images_and_changes_nothing() {
             "wait-for-sync",
             "copy",
             "verify",
+            "publish",
+            "confirm-verified",
             "disable-mirroring",
             "remove-cut-over-snapshot",
             "restore-features"

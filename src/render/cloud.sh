@@ -1,0 +1,120 @@
+BODY=$(mktemp)
+HDR=$(mktemp)
+chmod 600 "$HDR"
+trap 'rm -f "$ERR" "$BODY" "$HDR"' EXIT
+TOKEN_AT=0
+
+# osq ARG...: runs openstack, output in OUT; 0: found, 1: not found, any
+# other failure stops the script.
+osq() {
+  OUT=$(openstack "$@" 2>"$ERR") && return 0
+  grep -qi 'no .* found\|no .* exists\|not found\|(HTTP 404)' "$ERR" && return 1
+  die "openstack $*: $(cat "$ERR")"
+}
+
+# login: a token (kept in a 0600 file, never on a command line) and the
+# endpoints of the cloud OS_CLOUD names, renewed every 30 minutes.
+login() {
+  now=$(date +%s)
+  [ $((now - TOKEN_AT)) -lt 1800 ] && return 0
+  osq token issue -f json || die "cannot log in to cloud ${OS_CLOUD:-(OS_* variables)}"
+  printf 'X-Auth-Token: %s\n' "$(printf '%s' "$OUT" | jq -r .id)" >"$HDR"
+  TOKEN_AT=$now
+  osq configuration show -f json || die "cannot read the cloud's configuration"
+  REGION=$(printf '%s' "$OUT" | jq -r '.region_name // empty')
+  IFACE=$(printf '%s' "$OUT" | jq -r '.interface // "public"')
+  CACERT=$(printf '%s' "$OUT" | jq -r '.cacert // empty')
+  VERIFY=$(printf '%s' "$OUT" | jq -r '.verify // true')
+  CINDER=$(endpoint volumev3)
+  GLANCE=$(endpoint image)
+}
+
+endpoint() {
+  osq catalog show "$1" -f json || { printf ''; return 0; }
+  printf '%s' "$OUT" | jq -r --arg r "$REGION" --arg i "$IFACE" \
+    '[.endpoints[] | select(.interface == $i and ($r == "" or .region == $r or .region_id == $r))][0].url // empty' |
+    sed 's:/*$::'
+}
+
+curl_() {
+  if [ -n "$CACERT" ]; then set -- --cacert "$CACERT" "$@"; fi
+  if [ "$VERIFY" = false ]; then set -- -k "$@"; fi
+  curl -sS -H @"$HDR" -o "$BODY" -w '%{http_code}' "$@" 2>"$ERR"
+}
+
+# api_get URL [VOLUME MICROVERSION]: body in OUT, status in CODE.
+api_get() {
+  login
+  CODE=$(curl_ -H "OpenStack-API-Version: volume ${2:-3.0}" "$1") || die "GET $1: $(cat "$ERR")"
+  OUT=$(cat "$BODY")
+}
+
+# api_send METHOD URL BODY CONTENT-TYPE: body in OUT, status in CODE.
+api_send() {
+  login
+  CODE=$(curl_ -X "$1" -H "Content-Type: $4" --data-binary "$3" "$2") || die "$1 $2: $(cat "$ERR")"
+  OUT=$(cat "$BODY")
+}
+
+uri() { printf '%s' "$1" | jq -sRr @uri; }
+
+need_cinder() { [ -n "$CINDER" ] || die "the cloud's catalog has no volumev3 endpoint${REGION:+ in region $REGION}"; }
+need_glance() { [ -n "$GLANCE" ] || die "the cloud's catalog has no image endpoint${REGION:+ in region $REGION}"; }
+
+# cinder_host POOL FSID: HOST is the backend pool storing in that RBD pool.
+cinder_host() {
+  need_cinder
+  api_get "$CINDER/scheduler-stats/get_pools?detail=true"
+  [ "$CODE" = 200 ] || die "listing Cinder's backend pools gave HTTP $CODE (the admin role is needed by default): $OUT"
+  HOST=$(printf '%s' "$OUT" | jq -r --arg p "$1" --arg f "$2" \
+    '[.pools[] | select((.capabilities.location_info // "") | split(":") | .[-1] == $p and ($f == "" or .[-3] == $f)) | .name] | if length == 1 then .[0] else empty end')
+  [ -n "$HOST" ] || die "no single Cinder backend stores in RBD pool $1 (fsid ${2:-any})"
+}
+
+# manageable HOST NAME: Cinder lists the image NAME as manageable.
+manageable() {
+  need_cinder
+  api_get "$CINDER/manageable_volumes?host=$(uri "$1")" 3.8
+  [ "$CODE" = 200 ] || die "listing manageable volumes gave HTTP $CODE: $OUT"
+  printf '%s' "$OUT" | jq -e --arg n "$2" 'any(.["manageable-volumes"][]; .reference["source-name"] == $n)' >/dev/null
+}
+
+# adopted SOURCE_ID: the destination volume carrying ferry_source_volume =
+# SOURCE_ID, its id in VOL and status in VOL_STATUS.
+adopted() {
+  need_cinder
+  api_get "$CINDER/volumes/detail?metadata=$(uri "{\"ferry_source_volume\": \"$1\"}")"
+  [ "$CODE" = 200 ] || die "listing volumes gave HTTP $CODE: $OUT"
+  n=$(printf '%s' "$OUT" | jq --arg s "$1" '[.volumes[] | select(.metadata.ferry_source_volume == $s)] | length')
+  [ "$n" -le 1 ] || die "$n destination volumes carry ferry_source_volume=$1: keep one"
+  VOL=$(printf '%s' "$OUT" | jq -r --arg s "$1" '[.volumes[] | select(.metadata.ferry_source_volume == $s)][0].id // empty')
+  VOL_STATUS=$(printf '%s' "$OUT" | jq -r --arg s "$1" '[.volumes[] | select(.metadata.ferry_source_volume == $s)][0].status // empty')
+  [ -n "$VOL" ]
+}
+volume_adopted() { adopted "$1" && [ "$VOL_STATUS" = available ]; }
+
+image_registered() {
+  osq image show "$1" -f json || return 1
+  [ "$(printf '%s' "$OUT" | jq -r .status)" = active ]
+}
+
+volume_status_is() {
+  osq volume show "$1" -f json || die "volume $1 is gone"
+  VOL_STATUS=$(printf '%s' "$OUT" | jq -r .status)
+  case $VOL_STATUS in error*) die "volume $1 went to status $VOL_STATUS" ;; esac
+  [ "$VOL_STATUS" = "$2" ]
+}
+
+# add_location ID URL: 0 when Glance took it; 1 while Glance refuses it
+# (HTTP 400: it checks the snapshot in Ceph, which is not there yet).
+add_location() {
+  need_glance
+  api_send PATCH "$GLANCE/v2/images/$1" \
+    "[{\"op\": \"add\", \"path\": \"/locations/-\", \"value\": {\"url\": \"$2\", \"metadata\": {}}}]" \
+    application/openstack-images-v2.1-json-patch
+  case $CODE in
+    2*) return 0 ;;
+    400) return 1 ;;
+    *) die "adding the location $2 to image $1 gave HTTP $CODE (it needs show_multiple_locations = True): $OUT" ;;
+  esac
+}

@@ -1,0 +1,748 @@
+//! Renders one role's part of a plan as a POSIX shell script of plain
+//! `rbd`/`rados` (storage roles) or `openstack`/`curl`/`jq` (cloud roles)
+//! commands: the second reading of the same plan that `exec` runs. Every
+//! step is guarded by its `past_when`/`done_when` checks, waits poll with a
+//! timeout, and the exit status says whether the next role may go.
+
+use std::fmt::Write;
+
+use crate::ceph::{Features, MirrorMode};
+use crate::plan::{
+    describe, Action, Adoption, Check, CloudObject, ImageAt, ImagePlan, Plan, Role, Step,
+};
+
+const COMMON: &str = include_str!("common.sh");
+const STORAGE: &str = include_str!("storage.sh");
+const CLOUD: &str = include_str!("cloud.sh");
+
+/// A shell word holding `s` literally.
+pub fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn spec(at: &ImageAt) -> String {
+    q(&format!("{}/{}", at.pool, at.image))
+}
+
+fn snap(at: &ImageAt) -> String {
+    q(at.snap.as_deref().unwrap_or_default())
+}
+
+fn with_snap(at: &ImageAt) -> String {
+    q(&format!(
+        "{}/{}@{}",
+        at.pool,
+        at.image,
+        at.snap.as_deref().unwrap_or_default()
+    ))
+}
+
+/// Feature names `rbd` takes (internal flags left out).
+fn feature_names(f: Features) -> Vec<&'static str> {
+    f.names()
+        .into_iter()
+        .filter(|n| {
+            [
+                "layering",
+                "striping",
+                "exclusive-lock",
+                "object-map",
+                "fast-diff",
+                "deep-flatten",
+                "journaling",
+            ]
+            .contains(n)
+        })
+        .collect()
+}
+
+struct Text {
+    role: Role,
+    what: &'static str,
+    needs: &'static str,
+    before: &'static str,
+    after: &'static str,
+}
+
+fn text(role: Role) -> Text {
+    match role {
+        Role::SourceCloud => Text {
+            role,
+            what: "checks in the source cloud that every volume is still there and idle (available, or its servers shut off) and every image active. Reads only.",
+            needs: "openstack and jq; OS_CLOUD naming the source cloud's clouds.yaml entry (or OS_* variables).",
+            before: "ferry plan (this bundle).",
+            after: "the source storage part. Stop or detach what this script names first.",
+        },
+        Role::SourceStorage => Text {
+            role,
+            what: "prepares each source image (features for journaling, mirroring), then takes the cut-over snapshot and sets its SHA-256 as image metadata, which mirroring carries to the destination.",
+            needs: "rbd and jq with a key for the source pools (CEPH_CONF / CEPH_ARGS='--id <user> --keyring <file>').",
+            before: "the source cloud part (the images are idle).",
+            after: "the destination storage part, once this exits 0.",
+        },
+        Role::DestinationStorage => Text {
+            role,
+            what: "waits until the cut-over has arrived by rbd-mirror, copies it out of the mirrored pool under a partial name, verifies it against the cut-over's SHA-256, and only then gives it its final name. Prints the hand-off lines (ferry-verified ...) on stdout.",
+            needs: "rbd, rados and jq with a key for the destination pools (CEPH_CONF / CEPH_ARGS='--id <user> --keyring <file>').",
+            before: "the source storage part (it may run earlier: it waits for the mirror).",
+            after: "the destination cloud part; the hand-off lines go to the cleanup part.",
+        },
+        Role::DestinationCloud => Text {
+            role,
+            what: "checks the destination cloud's inputs (volume type, free names, Cinder host), waits for each verified copy, then adopts it with Cinder manage-existing or registers it as a Glance image.",
+            needs: "openstack, curl and jq; OS_CLOUD naming the destination cloud's clouds.yaml entry (manage-existing needs the admin role by default).",
+            before: "the destination storage part (it may run earlier: it checks, then waits for the verified copies).",
+            after: "the cleanup part.",
+        },
+        Role::Cleanup => Text {
+            role,
+            what: "on the source, after the copies are verified: notes the verified SHA-256 on each image, disables mirroring, removes the cut-over snapshot and restores the features the plan found. Source data is not deleted.",
+            needs: "rbd and jq with the source storage key; the hand-off lines of the destination storage part, as a file: sh cleanup.sh verified.txt",
+            before: "the destination storage part (its hand-off) and, usually, the destination cloud part.",
+            after: "nothing: the migration is finished.",
+        },
+    }
+}
+
+/// The script for one role's part of `plan`.
+pub fn script(plan: &Plan, role: Role) -> String {
+    let t = text(role);
+    let mut s = String::new();
+    let _ = writeln!(s, "#!/bin/sh");
+    let _ = writeln!(
+        s,
+        "# ferry: the {} part of plan {} ({} image(s), {} mirroring).",
+        t.role,
+        plan.id,
+        plan.images.len(),
+        plan.mode
+    );
+    let _ = writeln!(s, "#");
+    for (k, v) in [
+        ("What it does", t.what),
+        ("Needs", t.needs),
+        ("Runs after", t.before),
+        ("Then", t.after),
+    ] {
+        let _ = writeln!(s, "# {k}: {v}");
+    }
+    let _ = writeln!(
+        s,
+        "#\n# Every step checks first and skips what is done: running this again is\n# harmless. Waits poll every FERRY_POLL (5) s for up to FERRY_WAIT_TIMEOUT\n# (3600) s.\n# Exit status: 0 done, the next part may go; 1 failed (see the message);\n# 2 gave up waiting (nothing half-done; run it again later).\n#\n# Generated by ferry {} from the plan bundle; edit the bundle, not this.",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(s, "set -eu\n");
+    let _ = writeln!(s, "ROLE={}", q(&role.to_string()));
+    let _ = writeln!(s, "PLAN={}", q(&plan.id));
+    s.push_str(COMMON);
+    match role {
+        Role::SourceCloud | Role::DestinationCloud => s.push_str(CLOUD),
+        _ => s.push_str(STORAGE),
+    }
+    if role == Role::Cleanup {
+        s.push_str(CLEANUP_PRELUDE);
+    }
+    if role == Role::DestinationStorage {
+        s.push_str(
+            "\n# verified_record POOL OBJECT IMAGE: this plan's record of a verified copy;\n# its SHA-256 in OUT.\nverified_record() {\n  OUT=$(rados -p \"$1\" getxattr \"$2\" \"$3\" 2>\"$ERR\") && return 0\n  grep -q '(2)\\|(61)' \"$ERR\" && return 1\n  die \"rados getxattr $2 $3 in pool $1: $(cat \"$ERR\")\"\n}\n",
+        );
+    }
+    if role == Role::DestinationCloud {
+        let _ = writeln!(
+            s,
+            "DEST_FSID={}",
+            q(plan.destination_fsid.as_deref().unwrap_or(""))
+        );
+        s.push_str("login\n");
+    }
+    let mut any = false;
+    for img in &plan.images {
+        let steps: Vec<&Step> = img.steps.iter().filter(|st| st.role == role).collect();
+        if steps.is_empty() {
+            continue;
+        }
+        any = true;
+        let _ = writeln!(s, "\n# --- {} ---", img.image.source_spec());
+        for st in steps {
+            step(&mut s, plan, img, st);
+        }
+    }
+    if !any {
+        let _ = writeln!(s, "\nsay 'this plan has nothing for this part'");
+    }
+    if role == Role::DestinationStorage {
+        let _ = writeln!(s, "\n# The hand-off for the cleanup part, on stdout.");
+        for img in &plan.images {
+            for st in &img.steps {
+                if let Action::Verify { copy, .. } = &st.action {
+                    let _ = writeln!(
+                        s,
+                        "verified_record {} {} {} || die 'no record of the verified copy {}'\nprintf '%s %s %s %s\\n' ferry-verified \"$PLAN\" {} \"$OUT\"",
+                        q(&copy.pool),
+                        q(&crate::plan::record_object(&plan.id)),
+                        q(&copy.image),
+                        copy,
+                        q(&format!("{}/{}", img.image.pool, img.image.name)),
+                    );
+                }
+            }
+        }
+    }
+    let _ = writeln!(s, "\nsay \"all done (plan $PLAN); the next part may go\"");
+    s
+}
+
+const CLEANUP_PRELUDE: &str = r#"
+HANDOFF=${1:-}
+[ -n "$HANDOFF" ] || die "give the destination storage part's hand-off file (its ferry-verified lines): sh $0 verified.txt"
+[ -r "$HANDOFF" ] || die "cannot read the hand-off file $HANDOFF"
+
+# verified_source IMAGE SNAP: the copy of IMAGE was verified: noted on it
+# already, or the hand-off's SHA-256 equals the cut-over's; the sum in OUT.
+verified_source() {
+  meta "$1" "$2.verified" && return 0
+  handed=$(awk -v p="$PLAN" -v i="$1" '$1 == "ferry-verified" && $2 == p && $3 == i { print $4 }' "$HANDOFF" | tail -n 1)
+  [ -n "$handed" ] || return 1
+  meta "$1" "$2.sha256" || die "$1 has no checksum $2.sha256: was the cut-over made by this plan?"
+  [ "$OUT" = "$handed" ] || die "the hand-off says the copy of $1 has sha256 $handed, but the cut-over $2 has $OUT: not the same data; nothing is cleaned up"
+}
+"#;
+
+/// A check as one shell command; None when the role cannot observe it and
+/// the action guards itself (a Glance location).
+fn cond(c: &Check, role: Role, plan: &Plan, img: &ImagePlan) -> Option<String> {
+    Some(match c {
+        Check::Exists { image } => format!("image_exists {}", spec(image)),
+        Check::Absent { image } => format!("image_absent {}", spec(image)),
+        Check::NotInUse { image } => format!("not_in_use {}", spec(image)),
+        Check::FeaturesPresent { image, features } => format!(
+            "has_features {} {}",
+            spec(image),
+            feature_names(*features).join(" ")
+        ),
+        Check::FeaturesAbsent { image, features } => format!(
+            "lacks_features {} {}",
+            spec(image),
+            feature_names(*features).join(" ")
+        ),
+        Check::MirroringEnabled { image, mode } => {
+            format!("mirroring_enabled {} {mode}", spec(image))
+        }
+        Check::MirroringDisabled { image } => format!("mirroring_disabled {}", spec(image)),
+        Check::MirrorSynced { mirrored, mode, .. } => match mode {
+            MirrorMode::Snapshot => {
+                format!(
+                    "mirror_synced_snapshot {} {}",
+                    spec(mirrored),
+                    snap(mirrored)
+                )
+            }
+            MirrorMode::Journal => {
+                format!(
+                    "mirror_synced_journal {} {}",
+                    spec(mirrored),
+                    snap(mirrored)
+                )
+            }
+        },
+        Check::SnapshotProtected { image } => {
+            format!("snap_protected {} {}", spec(image), snap(image))
+        }
+        Check::SnapshotExists { image } => format!("snap_exists {} {}", spec(image), snap(image)),
+        Check::SnapshotAbsent { image } => format!("snap_absent {} {}", spec(image), snap(image)),
+        Check::MetadataPresent { image, key } => {
+            format!("meta_present {} {}", spec(image), q(key))
+        }
+        Check::MetadataAbsent { image, key } => format!("meta_absent {} {}", spec(image), q(key)),
+        Check::MirrorSnapshotAfter { image } => {
+            format!("mirror_snapshot_after {} {}", spec(image), snap(image))
+        }
+        Check::Verified { source, copy } => match role {
+            Role::DestinationStorage => format!(
+                "verified_record {} {} {}",
+                q(&copy.pool),
+                q(&crate::plan::record_object(&plan.id)),
+                q(&copy.image)
+            ),
+            _ => format!("verified_source {} {}", spec(source), snap(source)),
+        },
+        Check::Published { image } => {
+            if image.snap.is_some() {
+                return None;
+            }
+            let _ = img;
+            format!("manageable \"$HOST\" {}", q(&image.image))
+        }
+        Check::VolumeAdopted { source_volume } => format!("volume_adopted {}", q(source_volume)),
+        Check::ImageRegistered { id } => format!("image_registered {}", q(id)),
+    })
+}
+
+fn waitable(c: &Check) -> Option<String> {
+    match c {
+        Check::NotInUse { image } => Some(format!("{image} to be idle (a client has it open)")),
+        Check::MirrorSynced { mirrored, .. } => Some(format!("{mirrored} to be in sync")),
+        Check::Exists { image } => Some(format!("{image} to appear (rbd-mirror creates it)")),
+        Check::Published { image } => Some(format!(
+            "the verified copy {image} (the destination storage part publishes it after verify)"
+        )),
+        _ => None,
+    }
+}
+
+fn conds(cs: &[Check], role: Role, plan: &Plan, img: &ImagePlan) -> Option<String> {
+    let v: Vec<String> = cs.iter().filter_map(|c| cond(c, role, plan, img)).collect();
+    match v.len() {
+        0 => None,
+        1 => Some(v[0].clone()),
+        _ => Some(format!("{{ {}; }}", v.join(" && "))),
+    }
+}
+
+fn step(s: &mut String, plan: &Plan, img: &ImagePlan, st: &Step) {
+    let role = st.role;
+    let what = describe(&st.action);
+    let _ = writeln!(s, "\n# {} {}: {what}", st.id, st.name);
+    let (id, name) = (q(&st.id), q(&st.name));
+    // Cloud steps that adopt need the Cinder host before their checks.
+    if let Some(Adoption::Volume(v)) = match &st.action {
+        Action::CheckDestinationCloud { adoption, .. } => Some(adoption),
+        _ => None,
+    }
+    .or(match (&st.action, &img.adoption) {
+        (Action::AdoptVolume { .. }, a) => a.as_ref(),
+        _ => None,
+    }) {
+        match &v.host {
+            Some(h) => {
+                let _ = writeln!(s, "HOST={}", q(h));
+            }
+            None => {
+                let _ = writeln!(s, "cinder_host {} \"$DEST_FSID\"", q(&img.image.dest_pool));
+            }
+        }
+    }
+    let mut open = "if";
+    if let Some(p) = conds(&st.past_when, role, plan, img) {
+        let _ = writeln!(s, "{open} {p}; then\n  skip {id} {name} ' (past it)'");
+        open = "elif";
+    }
+    let done = conds(&st.done_when, role, plan, img);
+    if let Some(d) = &done {
+        let _ = writeln!(s, "{open} {d}; then\n  skip {id} {name} ''");
+        open = "elif";
+    }
+    let body_indent = if open == "if" { "" } else { "  " };
+    if open == "elif" {
+        let _ = writeln!(s, "else");
+    }
+    let mut body = String::new();
+    let _ = writeln!(body, "begin {id} {name} {}", q(&what));
+    for c in &st.requires {
+        let Some(cmd) = cond(c, role, plan, img) else {
+            continue;
+        };
+        match waitable(c) {
+            Some(w) => {
+                let _ = writeln!(body, "wait_for {} {cmd}", q(&w));
+            }
+            None => {
+                let _ = writeln!(
+                    body,
+                    "{cmd} || die {}",
+                    q(&format!("step {} ({}) needs: {}", st.id, st.name, needs(c)))
+                );
+            }
+        }
+    }
+    body.push_str(&action(st, plan, img));
+    if let Some(d) = &done {
+        let _ = writeln!(
+            body,
+            "{d} || die {}",
+            q(&format!("step {} ({}) did not take effect", st.id, st.name))
+        );
+    }
+    let _ = writeln!(body, "finish {id} {name}");
+    for l in body.lines() {
+        let _ = writeln!(s, "{body_indent}{l}");
+    }
+    if open == "elif" {
+        let _ = writeln!(s, "fi");
+    }
+}
+
+fn needs(c: &Check) -> String {
+    match c {
+        Check::Verified { source, copy } => format!(
+            "the copy {copy} of {source} verified (the destination storage part's hand-off)"
+        ),
+        Check::Absent { image } => format!("{image} absent (a copy there already?)"),
+        Check::MetadataPresent { image, key } => format!("{key} on {image}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
+    let mut b = String::new();
+    match &st.action {
+        Action::Preflight { image } => {
+            let _ = writeln!(
+                b,
+                "image_exists {} || die {}",
+                spec(image),
+                q(&format!("{image} does not exist"))
+            );
+        }
+        Action::DisableFeatures { image, features }
+        | Action::EnableFeatures { image, features } => {
+            let enable = matches!(st.action, Action::EnableFeatures { .. });
+            for f in features {
+                for n in feature_names(*f) {
+                    if enable {
+                        let _ = writeln!(
+                            b,
+                            "feature_on {} {n} || rbdw feature enable {} {n}",
+                            spec(image),
+                            spec(image)
+                        );
+                    } else {
+                        let _ = writeln!(
+                            b,
+                            "if feature_on {} {n}; then rbdw feature disable {} {n}; fi",
+                            spec(image),
+                            spec(image)
+                        );
+                    }
+                }
+            }
+        }
+        Action::EnableMirroring { image, mode } => {
+            let _ = writeln!(
+                b,
+                "mirroring_enabled {} {mode} || rbdw mirror image enable {} {mode}",
+                spec(image),
+                spec(image)
+            );
+        }
+        Action::CreateCutover { image, mode } => {
+            let key = crate::plan::checksum_key(image.snap.as_deref().unwrap_or_default());
+            let _ = writeln!(
+                b,
+                "snap_exists {} {} || rbdw snap create {}",
+                spec(image),
+                snap(image),
+                with_snap(image)
+            );
+            let snapshot = *mode == MirrorMode::Snapshot;
+            let _ = writeln!(
+                b,
+                "{}if ! meta_present {} {}; then\n  sha256 {}\n  rbdw image-meta set {} {} \"$SUM\"{}\nfi",
+                if snapshot { "new_sum=no\n" } else { "" },
+                spec(image),
+                q(&key),
+                with_snap(image),
+                spec(image),
+                q(&key),
+                if snapshot { "\n  new_sum=yes" } else { "" }
+            );
+            if snapshot {
+                let _ = writeln!(b, "if [ \"$new_sum\" = yes ] || ! mirror_snapshot_after {} {}; then\n  rbdw mirror image snapshot {}\nfi", spec(image), snap(image), spec(image));
+            }
+        }
+        Action::RemoveSnapshot { image } => {
+            let key = crate::plan::checksum_key(image.snap.as_deref().unwrap_or_default());
+            let _ = writeln!(
+                b,
+                "meta_absent {} {} || rbdw image-meta remove {} {}",
+                spec(image),
+                q(&key),
+                spec(image),
+                q(&key)
+            );
+            let _ = writeln!(
+                b,
+                "snap_absent {} {} || rbdw snap rm {}",
+                spec(image),
+                snap(image),
+                with_snap(image)
+            );
+        }
+        Action::WaitForSync { mirrored, mode, .. } => {
+            let c = cond(
+                &Check::MirrorSynced {
+                    source: mirrored.clone(),
+                    mirrored: mirrored.clone(),
+                    mode: *mode,
+                },
+                st.role,
+                plan,
+                img,
+            )
+            .unwrap_or_default();
+            let _ = writeln!(
+                b,
+                "wait_for {} {c}",
+                q(&format!("{mirrored} to be in sync"))
+            );
+            let key = crate::plan::checksum_key(mirrored.snap.as_deref().unwrap_or_default());
+            let head = ImageAt {
+                snap: None,
+                ..mirrored.clone()
+            };
+            let _ = writeln!(
+                b,
+                "wait_for {} meta_present {} {}",
+                q(&format!("the cut-over's checksum on {head}")),
+                spec(&head),
+                q(&key)
+            );
+        }
+        Action::Copy { from, to, features } => {
+            let feats: String = features
+                .map(|f| {
+                    feature_names(f)
+                        .iter()
+                        .map(|n| format!(" --image-feature {n}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let key = crate::plan::copied_key(from.snap.as_deref().unwrap_or_default());
+            let _ = writeln!(
+                b,
+                "# an interrupted copy is incomplete: start afresh\nimage_absent {} || rbdw rm {}",
+                spec(to),
+                spec(to)
+            );
+            let _ = writeln!(b, "say {}", q(&format!("copying {from} to {to}")));
+            let _ = writeln!(b, "rbdw cp{feats} {} {}", with_snap(from), spec(to));
+            let _ = writeln!(b, "rbdw image-meta set {} {} yes", spec(to), q(&key));
+        }
+        Action::SnapshotAndProtect { image } => {
+            let _ = writeln!(
+                b,
+                "snap_exists {} {} || rbdw snap create {}",
+                spec(image),
+                snap(image),
+                with_snap(image)
+            );
+            let _ = writeln!(
+                b,
+                "snap_protected {} {} || rbdw snap protect {}",
+                spec(image),
+                snap(image),
+                with_snap(image)
+            );
+        }
+        Action::Verify {
+            expected,
+            partial,
+            copy,
+        } => {
+            let s = expected.snap.as_deref().unwrap_or_default();
+            let key = crate::plan::checksum_key(s);
+            let head = ImageAt {
+                snap: None,
+                ..expected.clone()
+            };
+            let _ = writeln!(
+                b,
+                "meta {} {} || die {}\nwant=$OUT",
+                spec(&head),
+                q(&key),
+                q(&format!("{head} carries no checksum ({key})"))
+            );
+            let _ = writeln!(b, "sha256 {}", spec(partial));
+            let _ = writeln!(b, "if [ \"$SUM\" != \"$want\" ]; then\n  rbdw image-meta remove {} {}\n  die \"checksums differ: source $want, copy $SUM; \"{}\" is kept for inspection, running again copies afresh\"\nfi", spec(partial), q(&crate::plan::copied_key(s)), q(&partial.to_string()));
+            let _ = writeln!(
+                b,
+                "rbdw image-meta set {} {} \"$SUM\"",
+                spec(partial),
+                q(&key)
+            );
+            let _ = writeln!(b, "rados -p {} setxattr {} {} \"$SUM\" 2>\"$ERR\" || die \"recording the verified copy: $(cat \"$ERR\")\"", q(&copy.pool), q(&crate::plan::record_object(&plan.id)), q(&copy.image));
+        }
+        Action::Publish { partial, copy } => {
+            let _ = writeln!(
+                b,
+                "image_absent {} || rbdw rename {} {}",
+                spec(partial),
+                spec(partial),
+                spec(copy)
+            );
+        }
+        Action::ConfirmVerified { source, .. } => {
+            let s = source.snap.as_deref().unwrap_or_default();
+            let _ = writeln!(
+                b,
+                "verified_source {} {} || die 'not verified'",
+                spec(source),
+                snap(source)
+            );
+            let _ = writeln!(
+                b,
+                "rbdw image-meta set {} {} \"$OUT\"",
+                spec(source),
+                q(&crate::plan::verified_key(s))
+            );
+        }
+        Action::DisableMirroring { image } => {
+            let _ = writeln!(b, "rbdw mirror image disable {}", spec(image));
+        }
+        Action::RestoreFeatures { image } => {
+            let orig = img.facts.features;
+            for f in [Features::JOURNALING, Features::EXCLUSIVE_LOCK] {
+                if !orig.contains(f) {
+                    let n = feature_names(f).join("");
+                    let _ = writeln!(
+                        b,
+                        "if feature_on {} {n}; then rbdw feature disable {} {n}; fi",
+                        spec(image),
+                        spec(image)
+                    );
+                }
+            }
+            for f in [
+                Features::EXCLUSIVE_LOCK,
+                Features::OBJECT_MAP,
+                Features::FAST_DIFF,
+            ] {
+                if orig.contains(f) {
+                    let n = feature_names(f).join("");
+                    let _ = writeln!(
+                        b,
+                        "feature_on {} {n} || rbdw feature enable {} {n}",
+                        spec(image),
+                        spec(image)
+                    );
+                }
+            }
+            if orig.contains(Features::OBJECT_MAP) {
+                let _ = writeln!(b, "rbdw object-map rebuild {}", spec(image));
+            }
+        }
+        Action::CheckSourceCloud {
+            object,
+            allow_in_use,
+        } => match object {
+            CloudObject::Volume { id, .. } => {
+                let _ = writeln!(
+                    b,
+                    "osq volume show {} -f json || die {}",
+                    q(id),
+                    q(&format!("volume {id} is gone from the source cloud"))
+                );
+                let _ = writeln!(b, "status=$(printf '%s' \"$OUT\" | jq -r .status)\nservers=$(printf '%s' \"$OUT\" | jq -r '.attachments[]?.server_id')");
+                let _ = writeln!(b, "case $status in available | in-use) ;; *) die \"volume {id} is $status: only available or in-use volumes can move\" ;; esac");
+                if !allow_in_use {
+                    let _ = writeln!(b, "for srv in $servers; do\n  osq server show \"$srv\" -f value -c status || die \"volume {id} is attached to server $srv, which cannot be read\"\n  [ \"$OUT\" = SHUTOFF ] || die \"volume {id} is attached to server $srv, which is $OUT: shut it off (or detach the volume) first\"\ndone");
+                }
+                let _ = writeln!(b, "say \"volume {id} is $status\"");
+            }
+            CloudObject::Image { id, .. } => {
+                let _ = writeln!(
+                    b,
+                    "osq image show {} -f value -c status || die {}",
+                    q(id),
+                    q(&format!("image {id} is gone from the source cloud"))
+                );
+                let _ = writeln!(
+                    b,
+                    "[ \"$OUT\" = active ] || die \"image {id} is $OUT, not active\""
+                );
+            }
+        },
+        Action::CheckDestinationCloud { adoption, .. } => match adoption {
+            Adoption::Volume(v) => {
+                let _ = writeln!(
+                    b,
+                    "if adopted {}; then\n  say \"adopted already as volume $VOL\"\nelse",
+                    q(&v.source_volume)
+                );
+                if let Some(t) = &v.volume_type {
+                    let _ = writeln!(b, "  osq volume type show {} -f value -c id || die {}", q(t), q(&format!("volume type {t:?} does not exist in the destination cloud; map the source type with options.volume_types")));
+                }
+                let _ = writeln!(b, "  osq volume list --name {} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}", q(&v.name), q(&format!("a volume named {:?} already exists in the destination cloud: choose another name (images[].name)", v.name)));
+                let _ = writeln!(
+                    b,
+                    "  say \"type {}, name free, host $HOST\"\nfi",
+                    v.volume_type.as_deref().unwrap_or("(default)")
+                );
+            }
+            Adoption::Image(g) => {
+                let _ = writeln!(b, "if osq image show {} -f json; then\n  printf '%s' \"$OUT\" | jq -e '.properties.ferry_source // empty' >/dev/null || die {}\n  say 'registered already'\nelse", q(&g.id), q(&format!("image id {} is taken by an image ferry did not register", g.id)));
+                let _ = writeln!(b, "  osq image list --name {} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}\n  say 'image id and name free'\nfi", q(&g.name), q(&format!("an image named {:?} already exists in the destination cloud: choose another name (images[].name)", g.name)));
+            }
+        },
+        Action::AdoptVolume { image, adoption: a } => {
+            let mut vol = serde_json::json!({
+                "ref": {"source-name": image.image},
+                "name": a.name,
+                "bootable": a.bootable,
+                "metadata": a.metadata,
+            });
+            if let Some(d) = &a.description {
+                vol["description"] = serde_json::json!(d);
+            }
+            if let Some(t) = &a.volume_type {
+                vol["volume_type"] = serde_json::json!(t);
+            }
+            let _ = writeln!(b, "if ! adopted {}; then", q(&a.source_volume));
+            let _ = writeln!(b, "  body=$(jq -cn --arg h \"$HOST\" --argjson v {} '{{volume: ($v + {{host: $h}})}}')", q(&vol.to_string()));
+            let _ = writeln!(b, "  api_send POST \"$CINDER/os-volume-manage\" \"$body\" application/json\n  case $CODE in 2*) ;; *) die \"manage-existing of {image} gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi");
+            let _ = writeln!(
+                b,
+                "wait_for \"volume $VOL to be available\" volume_status_is \"$VOL\" available"
+            );
+            if a.bootable {
+                let _ = writeln!(b, "openstack volume set --bootable \"$VOL\" 2>\"$ERR\" || die \"marking $VOL bootable: $(cat \"$ERR\")\"");
+            }
+            if !a.image_metadata.is_empty() {
+                let props: String = a
+                    .image_metadata
+                    .iter()
+                    .map(|(k, v)| format!(" --image-property {}", q(&format!("{k}={v}"))))
+                    .collect();
+                let _ = writeln!(b, "openstack volume set{props} \"$VOL\" 2>\"$ERR\" || die \"setting image metadata on $VOL: $(cat \"$ERR\")\"");
+            }
+            let _ = writeln!(
+                b,
+                "say \"volume $VOL\" {}",
+                q(&format!("{:?} available", a.name))
+            );
+        }
+        Action::RegisterImage {
+            image,
+            registration: g,
+        } => {
+            let props: String = g
+                .properties
+                .iter()
+                .map(|(k, v)| format!(" --property {}", q(&format!("{k}={v}"))))
+                .collect();
+            let _ = writeln!(b, "need_glance\n[ -n \"$DEST_FSID\" ] || die 'the plan carries no destination fsid: make it with access to the destination cluster'");
+            let _ = writeln!(
+                b,
+                "url=\"rbd://$DEST_FSID/{}/{}/{}\"",
+                image.pool,
+                image.image,
+                image.snap.as_deref().unwrap_or("snap")
+            );
+            let _ = writeln!(b, "osq image show {id} -f json || osq image create --id {id} --disk-format {} --container-format {} --min-disk {} --min-ram {}{props} {} -f json || die 'creating the image record failed'", q(&g.disk_format), q(&g.container_format), g.min_disk, g.min_ram, q(&g.name), id = q(&g.id));
+            let _ = writeln!(b, "if [ \"$(printf '%s' \"$OUT\" | jq -r .status)\" = queued ]; then\n  wait_for \"Glance to accept $url (the destination storage part publishes the verified copy)\" add_location {} \"$url\"\nfi", q(&g.id));
+            let _ = writeln!(
+                b,
+                "image_registered {} || die {}",
+                q(&g.id),
+                q(&format!(
+                    "image {} is not active after adding its location",
+                    g.id
+                ))
+            );
+        }
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests;
