@@ -6,7 +6,8 @@ mod common;
 mod it {
     mod ceph_layer;
     mod check;
-    mod openstack;
+    pub mod openstack;
     mod plan;
+    mod roles;
     mod run;
 }

@@ -212,17 +212,14 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         );
     }
     if let Some(obj) = &facts.cloud {
-        steps.push(
-            draft(
-                "check-source-cloud",
-                Role::SourceCloud,
-                Action::CheckSourceCloud {
-                    object: obj.clone(),
-                    allow_in_use: opts.allow_in_use,
-                },
-            )
-            .past_when(vec![confirmed.clone()]),
-        );
+        steps.push(draft(
+            "check-source-cloud",
+            Role::SourceCloud,
+            Action::CheckSourceCloud {
+                object: obj.clone(),
+                allow_in_use: opts.allow_in_use,
+            },
+        ));
     }
     // Once the cleanup has confirmed the copy, the source storage steps are
     // past: running them again must not start the migration over.

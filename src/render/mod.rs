@@ -515,7 +515,12 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 spec(to)
             );
             let _ = writeln!(b, "say {}", q(&format!("copying {from} to {to}")));
-            let _ = writeln!(b, "rbdw cp{feats} {} {}", with_snap(from), spec(to));
+            let _ = writeln!(
+                b,
+                "rbdw cp --no-progress{feats} {} {}",
+                with_snap(from),
+                spec(to)
+            );
             let _ = writeln!(b, "rbdw image-meta set {} {} yes", spec(to), q(&key));
         }
         Action::SnapshotAndProtect { image } => {
@@ -715,11 +720,14 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             image,
             registration: g,
         } => {
-            let props: String = g
-                .properties
-                .iter()
-                .map(|(k, v)| format!(" --property {}", q(&format!("{k}={v}"))))
-                .collect();
+            let mut fields = serde_json::json!({
+                "id": g.id, "name": g.name, "disk_format": g.disk_format,
+                "container_format": g.container_format,
+                "min_disk": g.min_disk, "min_ram": g.min_ram,
+            });
+            for (k, v) in &g.properties {
+                fields[k] = serde_json::json!(v);
+            }
             let _ = writeln!(b, "need_glance\n[ -n \"$DEST_FSID\" ] || die 'the plan carries no destination fsid: make it with access to the destination cluster'");
             let _ = writeln!(
                 b,
@@ -728,7 +736,9 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 image.image,
                 image.snap.as_deref().unwrap_or("snap")
             );
-            let _ = writeln!(b, "osq image show {id} -f json || osq image create --id {id} --disk-format {} --container-format {} --min-disk {} --min-ram {}{props} {} -f json || die 'creating the image record failed'", q(&g.disk_format), q(&g.container_format), g.min_disk, g.min_ram, q(&g.name), id = q(&g.id));
+            // The record through the API: `openstack image create` without
+            // --file uploads whatever its stdin holds.
+            let _ = writeln!(b, "if ! osq image show {} -f json; then\n  api_send POST \"$GLANCE/v2/images\" {} application/json\n  [ \"$CODE\" = 201 ] || die \"creating the image record gave HTTP $CODE: $OUT\"\nfi", q(&g.id), q(&fields.to_string()));
             let _ = writeln!(b, "if [ \"$(printf '%s' \"$OUT\" | jq -r .status)\" = queued ]; then\n  wait_for \"Glance to accept $url (the destination storage part publishes the verified copy)\" add_location {} \"$url\"\nfi", q(&g.id));
             let _ = writeln!(
                 b,

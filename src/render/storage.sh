@@ -9,7 +9,7 @@ rbdq() {
 
 # rbdw ARG...: runs an rbd command that changes something.
 rbdw() {
-  rbd --no-progress "$@" >/dev/null 2>"$ERR" || die "rbd $*: $(cat "$ERR")"
+  rbd "$@" >/dev/null 2>"$ERR" || die "rbd $*: $(cat "$ERR")"
 }
 
 image_exists() { rbdq info --format json "$1"; }

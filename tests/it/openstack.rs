@@ -22,9 +22,9 @@ use crate::common::{
 const GIB: u64 = 1 << 30;
 
 /// A volume created through a cloud's Cinder, deleted at the end.
-struct VolumeGuard<'c> {
-    cloud: &'c Cloud,
-    id: String,
+pub(crate) struct VolumeGuard<'c> {
+    pub cloud: &'c Cloud,
+    pub id: String,
 }
 
 impl Drop for VolumeGuard<'_> {
@@ -34,10 +34,10 @@ impl Drop for VolumeGuard<'_> {
 }
 
 /// Volumes and images the run makes in the destination cloud, deleted at the end.
-struct DestGuard<'c> {
-    cloud: &'c Cloud,
-    volume_marker: Option<String>,
-    image: Option<String>,
+pub(crate) struct DestGuard<'c> {
+    pub cloud: &'c Cloud,
+    pub volume_marker: Option<String>,
+    pub image: Option<String>,
 }
 
 impl Drop for DestGuard<'_> {
@@ -53,7 +53,7 @@ impl Drop for DestGuard<'_> {
     }
 }
 
-fn adopted(dst: &Cloud, source_id: &str) -> Vec<Volume> {
+pub(crate) fn adopted(dst: &Cloud, source_id: &str) -> Vec<Volume> {
     Cinder(dst)
         .volumes_with_metadata("ferry_source_volume", source_id)
         .unwrap()
@@ -73,7 +73,7 @@ fn wait_volume(cloud: &Cloud, id: &str, status: &str) -> Volume {
 
 /// A 1 GiB source volume of type `ceph` with metadata and sparse random
 /// data written into its RBD image; returns it and its checksum.
-fn source_volume<'c>(
+pub(crate) fn source_volume<'c>(
     env: &TestEnv,
     src: &'c Cloud,
     name: &str,
@@ -347,37 +347,49 @@ fn bad_inputs_are_refused_before_anything_changes() {
     );
 }
 
+/// An image deleted at the end.
+pub(crate) struct ImageGuard<'c>(pub &'c Cloud, pub String);
+
+impl Drop for ImageGuard<'_> {
+    fn drop(&mut self) {
+        let _ = Glance(self.0).delete(&self.1);
+    }
+}
+
+/// A 6 MiB raw image of noise uploaded through a cloud's Glance; returns it
+/// and its SHA-256.
+pub(crate) fn source_image(
+    src: &Cloud,
+    name: &str,
+    seed: u64,
+) -> (ferry::openstack::Image, String) {
+    let mut data = vec![0u8; 6 << 20];
+    crate::common::Noise::new(seed).fill(&mut data);
+    let want = format!("{:x}", Sha256::digest(&data));
+    let img = Glance(src)
+        .create(
+            &json!({"name": name, "disk_format": "raw", "container_format": "bare",
+                        "hw_disk_bus": "scsi", "min_ram": 256}),
+        )
+        .unwrap();
+    src.call(
+        Service::Image,
+        Method::PUT,
+        &format!("/v2/images/{}/file", img.id),
+        &[("Content-Type", "application/octet-stream")],
+        Some(ferry::openstack::session::Body::Raw(&data)),
+    )
+    .unwrap();
+    (img, want)
+}
+
 #[test]
 fn glance_image_found_by_name_is_registered_with_its_id_and_properties() {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let (src, dst) = (env.cloud("source"), env.cloud("destination"));
     let name = unique("img");
-    // A 6 MiB image uploaded through the source Glance.
-    let mut data = vec![0u8; 6 << 20];
-    crate::common::Noise::new(21).fill(&mut data);
-    let want = format!("{:x}", Sha256::digest(&data));
-    let glance = Glance(&src);
-    let img = glance
-        .create(
-            &json!({"name": name, "disk_format": "raw", "container_format": "bare",
-                        "hw_disk_bus": "scsi", "min_ram": 256}),
-        )
-        .unwrap();
-    let upload = src.call(
-        Service::Image,
-        Method::PUT,
-        &format!("/v2/images/{}/file", img.id),
-        &[("Content-Type", "application/octet-stream")],
-        Some(ferry::openstack::session::Body::Raw(&data)),
-    );
-    upload.unwrap();
-    struct ImageGuard<'c>(&'c Cloud, String);
-    impl Drop for ImageGuard<'_> {
-        fn drop(&mut self) {
-            let _ = Glance(self.0).delete(&self.1);
-        }
-    }
+    let (img, want) = source_image(&src, &name, 21);
     let _src_img = ImageGuard(&src, img.id.clone());
     let _dst_img = ImageGuard(&dst, img.id.clone());
     let (spec, state) = spec_file(

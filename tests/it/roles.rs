@@ -1,0 +1,403 @@
+//! Split roles on the real test environment: a plan bundle, then each role's
+//! part run on its own, in a shell that holds only that role's credentials
+//! (the least-privilege Ceph users, a clouds.yaml with one cloud): as the
+//! generated shell scripts, and as `ferry run --role`. Both end where one
+//! `ferry run` with every credential ends, re-running changes nothing, and
+//! a destination part started too early waits and stops cleanly.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ferry::ceph::{Features, ImageMirrorState};
+use ferry::openstack::{Cinder, Glance};
+use sha2::{Digest, Sha256};
+
+use crate::common::{checksum, json_lines, mirror_daemon_shared, unique, TestEnv};
+use crate::it::openstack::{
+    adopted, source_image, source_volume, DestGuard, ImageGuard, VolumeGuard,
+};
+
+const ROLES: [&str; 5] = [
+    "source-cloud",
+    "source-storage",
+    "destination-storage",
+    "destination-cloud",
+    "cleanup",
+];
+
+/// How a role's part is run.
+#[derive(Clone, Copy, PartialEq)]
+enum Runner {
+    Script,
+    Ferry,
+}
+
+struct Split<'e> {
+    env: &'e TestEnv,
+    dir: PathBuf,
+    bundle: PathBuf,
+    runner: Runner,
+}
+
+impl Split<'_> {
+    /// A clouds.yaml holding only the cloud `name`.
+    fn clouds_yaml(&self, name: &str) -> PathBuf {
+        let all: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(self.env.clouds_yaml()).unwrap())
+                .unwrap();
+        let one = serde_yaml::to_string(&serde_yaml::Mapping::from_iter([(
+            "clouds".into(),
+            serde_yaml::Mapping::from_iter([(name.into(), all["clouds"][name].clone())]).into(),
+        )]))
+        .unwrap();
+        let path = self.dir.join(format!("clouds-{name}.yaml"));
+        std::fs::write(&path, one).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    /// A command with a clean environment that holds only `role`'s credentials.
+    fn command(&self, role: &str, program: &Path) -> Command {
+        let home = self.dir.join(format!("home-{role}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", &home)
+            .env("FERRY_POLL", "1");
+        match role {
+            "source-cloud" | "destination-cloud" => {
+                let cloud = if role == "source-cloud" {
+                    "source"
+                } else {
+                    "destination"
+                };
+                cmd.env("OS_CLIENT_CONFIG_FILE", self.clouds_yaml(cloud))
+                    .env("OS_CLOUD", cloud);
+            }
+            _ => {
+                let (conf, user, keyring) = self.ceph(role);
+                cmd.env("CEPH_CONF", conf).env(
+                    "CEPH_ARGS",
+                    format!("--id {user} --keyring {}", keyring.display()),
+                );
+            }
+        }
+        cmd
+    }
+
+    /// The conf, user and keyring of a storage role.
+    fn ceph(&self, role: &str) -> (PathBuf, String, PathBuf) {
+        let site = if role == "destination-storage" {
+            "B"
+        } else {
+            "A"
+        };
+        (
+            self.env.path(&format!("SITE_{site}_CONF")),
+            self.env.var(&format!("SITE_{site}_USER")).to_string(),
+            self.env.path(&format!("SITE_{site}_USER_KEYRING")),
+        )
+    }
+
+    /// Runs one role's part; `wait` bounds its waits (seconds).
+    fn run(&self, role: &str, wait: u64, handoff: Option<&Path>) -> Output {
+        let out = match self.runner {
+            Runner::Script => {
+                let script = self.dir.join(format!("{role}.sh"));
+                let mut cmd = self.command(role, Path::new("sh"));
+                cmd.arg(&script).env("FERRY_WAIT_TIMEOUT", wait.to_string());
+                if let Some(h) = handoff {
+                    cmd.arg(h);
+                }
+                cmd.output().unwrap()
+            }
+            Runner::Ferry => {
+                let mut cmd = self.command(role, Path::new(env!("CARGO_BIN_EXE_ferry")));
+                cmd.args(["run", "--output", "json", "--role", role, "--wait-timeout"])
+                    .arg(wait.to_string())
+                    .arg("--state-dir")
+                    .arg(self.dir.join("state"));
+                match role {
+                    "source-cloud" => {
+                        cmd.args(["--cloud", "source"]);
+                    }
+                    "destination-cloud" => {
+                        cmd.args(["--cloud", "destination"]);
+                    }
+                    _ => {
+                        let (conf, user, keyring) = self.ceph(role);
+                        cmd.arg("--conf")
+                            .arg(conf)
+                            .args(["--id", &user, "--keyring"])
+                            .arg(keyring);
+                    }
+                }
+                if let Some(h) = handoff {
+                    cmd.arg("--verified").arg(h);
+                }
+                cmd.arg(&self.bundle).output().unwrap()
+            }
+        };
+        eprintln!(
+            "--- {role}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// The hand-off lines a destination storage run printed.
+    fn handoff(&self, out: &Output) -> String {
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        match self.runner {
+            Runner::Script => text,
+            Runner::Ferry => json_lines(out)
+                .iter()
+                .filter_map(|l| l["hand_off"].as_str().map(|s| format!("{s}\n")))
+                .collect(),
+        }
+    }
+
+    /// Whether a second run acted: a step that had something to do.
+    fn acted(&self, out: &Output) -> Vec<String> {
+        match self.runner {
+            Runner::Script => String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .filter(|l| l.ends_with("): done") && !l.contains("(check-source-cloud)"))
+                .map(str::to_string)
+                .collect(),
+            Runner::Ferry => json_lines(out)
+                .iter()
+                .filter(|e| e["status"] == "done" && e["step"] != "check-source-cloud")
+                .filter(|e| e["detail"] != "(already)" && e["detail"] != "(past)")
+                .map(|e| e.to_string())
+                .collect(),
+        }
+    }
+}
+
+fn ok(role: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{role} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn split_roles(mode: &str, runner: Runner) {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let tag = format!(
+        "{}-{mode}",
+        if runner == Runner::Script {
+            "sh"
+        } else {
+            "run"
+        }
+    );
+    let vname = unique(&format!("vol-{tag}"));
+    let (vol, vol_sum): (VolumeGuard, String) = source_volume(&env, &src, &vname, 31);
+    let iname = unique(&format!("img-{tag}"));
+    let (img, img_sum) = source_image(&src, &iname, 32);
+    let _src_img = ImageGuard(&src, img.id.clone());
+    let _dst_img = ImageGuard(&dst, img.id.clone());
+    let _dest = DestGuard {
+        cloud: &dst,
+        volume_marker: Some(vol.id.clone()),
+        image: None,
+    };
+
+    // The plan bundle, by whoever sees the source (here with every key).
+    let dir = std::env::temp_dir().join(unique(&format!("ferry-roles-{tag}")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("migration.yaml");
+    std::fs::write(
+        &spec,
+        env.spec_yaml_with_clouds(&format!("  - volume: {vname}\n  - glance_image: {iname}\n"))
+            + &format!(
+                "options: {{mirror_mode: {mode}, cleanup: true, volume_types: {{ceph: ceph}}}}\n"
+            ),
+    )
+    .unwrap();
+    let bundle = dir.join("plan.yaml");
+    let planned = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["plan", "--bundle"])
+        .arg(&bundle)
+        .arg(&spec)
+        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
+        .env_remove("OS_CLOUD")
+        .output()
+        .unwrap();
+    ok("plan", &planned);
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    // No secret of any cloud or Ceph user is in it.
+    let clouds: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(env.clouds_yaml()).unwrap()).unwrap();
+    let mut secrets: Vec<String> = clouds["clouds"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter_map(|c| c["auth"]["password"].as_str().map(str::to_string))
+        .collect();
+    for k in ["SITE_A_USER_KEYRING", "SITE_B_USER_KEYRING"] {
+        let ring = std::fs::read_to_string(env.path(k)).unwrap();
+        secrets.extend(
+            ring.lines()
+                .filter_map(|l| l.trim().strip_prefix("key = ").map(str::to_string)),
+        );
+    }
+    assert!(secrets.len() >= 4, "{} secrets found", secrets.len());
+    for secret in &secrets {
+        assert!(!text.contains(secret.as_str()), "the bundle holds a secret");
+    }
+    let split = Split {
+        env: &env,
+        dir: dir.clone(),
+        bundle: bundle.clone(),
+        runner,
+    };
+    if runner == Runner::Script {
+        for role in ROLES {
+            let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+                .args(["script", "--role", role])
+                .arg(&bundle)
+                .output()
+                .unwrap();
+            ok(role, &out);
+            std::fs::write(dir.join(format!("{role}.sh")), &out.stdout).unwrap();
+        }
+    }
+    let plan: ferry::plan::Plan = serde_yaml::from_str(&text).unwrap();
+    let record = ferry::plan::record_object(&plan.id);
+    let b = env.connect("site-b");
+    let cinder_pool = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+
+    // Too early: the destination parts wait, then stop without acting.
+    let early = split.run("destination-storage", 3, None);
+    assert_eq!(early.status.code(), Some(2), "gave up waiting");
+    let said = String::from_utf8_lossy(&early.stderr);
+    assert!(said.contains("waiting for"), "{said}");
+    assert!(said.contains(&format!("volume-{}", vol.id)), "{said}");
+    let early = split.run("destination-cloud", 3, None);
+    assert_eq!(early.status.code(), Some(2), "gave up waiting");
+    assert!(String::from_utf8_lossy(&early.stderr).contains("the verified copy"));
+    assert!(adopted(&dst, &vol.id).is_empty());
+    let names = env.cli("rbd", "site-b", &["ls", env.var("DEST_CINDER_POOL")]);
+    assert!(!names.contains(&vol.id), "nothing copied early: {names:?}");
+    assert_eq!(cinder_pool.object_xattr(&record, "x").unwrap(), None);
+
+    // In role order, each with its own credentials.
+    let mut handoff = None;
+    for role in ROLES {
+        let out = split.run(role, 600, handoff.as_deref());
+        ok(role, &out);
+        if role == "destination-storage" {
+            let lines = split.handoff(&out);
+            assert_eq!(lines.lines().count(), 2, "{lines}");
+            assert!(
+                lines.contains(&format!(
+                    "ferry-verified {} volumes/volume-{} {vol_sum}",
+                    plan.id, vol.id
+                )),
+                "{lines}"
+            );
+            let f = dir.join("verified.txt");
+            std::fs::write(&f, lines).unwrap();
+            handoff = Some(f);
+        }
+    }
+
+    // The state one `ferry run` with every credential reaches.
+    let found = adopted(&dst, &vol.id);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].status, "available");
+    assert_eq!(found[0].volume_type.as_deref(), Some("ceph"));
+    let copy = cinder_pool
+        .open_image_read_only(&format!("volume-{}", found[0].id), None)
+        .unwrap();
+    assert_eq!(checksum(&copy), vol_sum);
+    let got = Glance(&dst).image(&img.id).unwrap();
+    assert_eq!(got.status, "active");
+    let mut buf = Vec::new();
+    Glance(&dst).download(&img.id, &mut buf).unwrap();
+    assert_eq!(format!("{:x}", Sha256::digest(&buf)), img_sum);
+    let a = env.connect("site-a");
+    let snap = ferry::plan::cutover_snap(&plan.id);
+    for (pool, name) in [
+        ("volumes", format!("volume-{}", vol.id)),
+        ("images", img.id.clone()),
+    ] {
+        let p = a.pool(pool).unwrap();
+        let s = p.open_image_read_only(&name, None).unwrap();
+        assert!(
+            s.snapshots().unwrap().is_empty(),
+            "{pool}/{name}: cut-over removed"
+        );
+        assert_eq!(
+            s.metadata_get(&ferry::plan::verified_key(&snap)).unwrap(),
+            Some(if pool == "volumes" {
+                vol_sum.clone()
+            } else {
+                img_sum.clone()
+            }),
+            "{pool}/{name}: the verified checksum is noted"
+        );
+        assert_eq!(
+            s.metadata_get(&ferry::plan::checksum_key(&snap)).unwrap(),
+            None
+        );
+        if pool == "volumes" {
+            assert_eq!(s.mirror_info().unwrap().state, ImageMirrorState::Disabled);
+            // Journaling took deep-flatten, which cannot come back.
+            let mut want = Features::DEFAULT;
+            if mode == "journal" {
+                want = Features(want.0 & !Features::DEEP_FLATTEN.0);
+            }
+            assert_eq!(s.features().unwrap(), want);
+        }
+    }
+
+    // Twice: nothing changes the second time.
+    for role in ROLES {
+        let out = split.run(role, 30, handoff.as_deref());
+        ok(role, &out);
+        let acted = split.acted(&out);
+        assert!(acted.is_empty(), "{role} acted again: {acted:#?}");
+    }
+    assert_eq!(adopted(&dst, &vol.id).len(), 1);
+    assert_eq!(
+        Cinder(&dst)
+            .volumes(None)
+            .unwrap()
+            .iter()
+            .filter(|v| v.name.as_deref() == Some(vname.as_str()))
+            .count(),
+        1
+    );
+    drop(vol);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn snapshot_mode_scripts_in_role_order_move_a_volume_and_an_image() {
+    split_roles("snapshot", Runner::Script);
+}
+
+#[test]
+fn journal_mode_scripts_in_role_order_move_a_volume_and_an_image() {
+    split_roles("journal", Runner::Script);
+}
+
+#[test]
+fn snapshot_mode_role_runs_move_a_volume_and_an_image() {
+    split_roles("snapshot", Runner::Ferry);
+}
+
+#[test]
+fn journal_mode_role_runs_move_a_volume_and_an_image() {
+    split_roles("journal", Runner::Ferry);
+}
