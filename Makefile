@@ -26,6 +26,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	shellcheck ceph-testenv/testenv ceph-testenv/openstack ceph-testenv/lib.sh ceph-testenv/demo ceph-testenv/bench .ci/run
+	shellcheck -s sh src/render/*.sh
 
 ## The README's demo command.
 demo: build testenv

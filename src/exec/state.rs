@@ -41,9 +41,12 @@ impl RunState {
     /// Loads a state file, or None when there is none yet.
     pub fn load(path: &Path) -> anyhow::Result<Option<RunState>> {
         match std::fs::read_to_string(path) {
-            Ok(text) => serde_yaml::from_str(&text)
-                .map(Some)
-                .with_context(|| format!("reading run state {}", path.display())),
+            Ok(text) => serde_yaml::from_str(&text).map(Some).with_context(|| {
+                format!(
+                    "reading run state {} (written by another version of ferry? if that run is finished or abandoned, move the file away and run again)",
+                    path.display()
+                )
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading run state {}", path.display())),
         }

@@ -33,21 +33,25 @@ meta() { rbdq image-meta get "$1" "$2"; }
 meta_present() { meta "$1" "$2"; }
 meta_absent() { ! meta "$1" "$2"; }
 
+# features_are IMAGE true|false FEATURE...: every FEATURE is on (true) or off.
+features_are() {
+  img=$1
+  want=$2
+  shift 2
+  rbdq info --format json "$img" || return 1
+  for f in "$@"; do
+    [ "$(printf '%s' "$OUT" | jq --arg f "$f" '.features | index($f) != null')" = "$want" ] || return 1
+  done
+}
 has_features() {
   img=$1
   shift
-  rbdq info --format json "$img" || return 1
-  for f in "$@"; do
-    printf '%s' "$OUT" | jq -e --arg f "$f" '.features | index($f) != null' >/dev/null || return 1
-  done
+  features_are "$img" true "$@"
 }
 lacks_features() {
   img=$1
   shift
-  rbdq info --format json "$img" || return 1
-  for f in "$@"; do
-    printf '%s' "$OUT" | jq -e --arg f "$f" '.features | index($f) == null' >/dev/null || return 1
-  done
+  features_are "$img" false "$@"
 }
 feature_on() { has_features "$1" "$2"; }
 
