@@ -221,32 +221,46 @@ fn wait_status<T>(
     done: &str,
     mut read: impl FnMut() -> anyhow::Result<(String, T)>,
 ) -> anyhow::Result<T> {
-    let start = Instant::now();
-    let mut said = false;
-    loop {
+    poll(ctx, i, step, ctx.opts.poll, || {
         let (status, value) = read()?;
         if status == done {
-            return Ok(value);
+            return Ok(Ok(value));
         }
         if status == "error" || status.starts_with("error_") || status == "killed" {
             bail!("{what} went to status {status}");
         }
+        Ok(Err(format!("{what} ({status}) to be {done}")))
+    })
+}
+
+/// Calls `read` every `interval` until it gives a value; until then it
+/// says what it waits for (reported once, and named when the run's wait
+/// timeout is over).
+fn poll<T>(
+    ctx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
+    interval: std::time::Duration,
+    mut read: impl FnMut() -> anyhow::Result<Result<T, String>>,
+) -> anyhow::Result<T> {
+    let start = Instant::now();
+    let mut said = false;
+    loop {
+        let waiting_for = match read()? {
+            Ok(v) => return Ok(v),
+            Err(w) => w,
+        };
         if !said {
-            ctx.event(
-                i,
-                &step.name,
-                "waiting",
-                &format!("for {what} ({status}) to be {done}"),
-            );
+            ctx.event(i, &step.name, "waiting", &format!("for {waiting_for}"));
             said = true;
         }
         if start.elapsed() > ctx.opts.wait_timeout {
             bail!(
-                "gave up after {:?} waiting for {what} to be {done} (it is {status})",
+                "gave up after {:?} waiting for {waiting_for}",
                 ctx.opts.wait_timeout
             );
         }
-        std::thread::sleep(ctx.opts.poll);
+        std::thread::sleep(interval);
     }
 }
 
@@ -393,36 +407,18 @@ fn add_location(
     id: &str,
     url: &str,
 ) -> anyhow::Result<crate::openstack::Image> {
-    let start = Instant::now();
-    let mut said = false;
-    loop {
+    let interval = ctx.opts.poll.max(std::time::Duration::from_secs(2));
+    poll(ctx, i, step, interval, || {
         match glance.add_location(id, url) {
-            Ok(img) => return Ok(img),
-            Err(e) if e.status() == Some(400) && ctx.access.dst.is_none() => {
-                if !said {
-                    ctx.event(
-                        i,
-                        &step.name,
-                        "waiting",
-                        &format!("for Glance to accept {url} (the destination storage part publishes the verified copy)"),
-                    );
-                    said = true;
-                }
-                if start.elapsed() > ctx.opts.wait_timeout {
-                    bail!(
-                        "gave up after {:?} waiting for Glance to accept {url}: {e}",
-                        ctx.opts.wait_timeout
-                    );
-                }
-                std::thread::sleep(ctx.opts.poll.max(std::time::Duration::from_secs(2)));
-            }
-            Err(e) => {
-                return Err(anyhow!(
-                    "{e}; adding an rbd:// location needs show_multiple_locations = True on the destination glance-api"
-                ))
-            }
-        }
+        Ok(img) => Ok(Ok(img)),
+        Err(e) if e.status() == Some(400) && ctx.access.dst.is_none() => Ok(Err(format!(
+            "Glance to accept {url} (the destination storage part publishes the verified copy)"
+        ))),
+        Err(e) => Err(anyhow!(
+            "{e}; adding an rbd:// location needs show_multiple_locations = True on the destination glance-api"
+        )),
     }
+    })
 }
 
 /// Reads the source cloud before the cut-over: the volume is still there

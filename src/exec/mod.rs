@@ -401,9 +401,8 @@ impl Ctx<'_> {
     /// run can see: the destination reads its record; the source reads its
     /// own note, or compares the hand-off with the cut-over's checksum.
     fn verified_sum(&self, source: &ImageAt, copy: &ImageAt) -> anyhow::Result<Option<String>> {
-        if let Ok(dst) = self.dst() {
-            let record = crate::plan::record_object(&self.plan_id());
-            return Ok(dst.pool(&copy.pool)?.object_xattr(&record, &copy.image)?);
+        if self.access.dst.is_some() {
+            return self.record(copy);
         }
         let snap = source.snap.as_deref().unwrap_or_default();
         if let Some(v) = self.metadata(source, &crate::plan::verified_key(snap))? {
@@ -422,6 +421,16 @@ impl Ctx<'_> {
         }
     }
 
+    /// The SHA-256 this plan's record in the destination pool holds for a
+    /// verified copy.
+    fn record(&self, copy: &ImageAt) -> anyhow::Result<Option<String>> {
+        let record = crate::plan::record_object(&self.plan_id());
+        Ok(self
+            .dst()?
+            .pool(&copy.pool)?
+            .object_xattr(&record, &copy.image)?)
+    }
+
     /// Prints the hand-off lines of the verified copies (stdout), for the
     /// cleanup part.
     fn hand_off(&self) -> anyhow::Result<()> {
@@ -430,7 +439,7 @@ impl Ctx<'_> {
             for s in &p.steps {
                 if let Action::Verify { copy, .. } = &s.action {
                     let source = format!("{}/{}", p.image.pool, p.image.name);
-                    if let Some(sum) = self.verified_sum(&plain(copy), copy)? {
+                    if let Some(sum) = self.record(copy)? {
                         let line = format!("{HANDOFF} {} {source} {sum}", plan.id);
                         if self.opts.json {
                             println!("{}", serde_json::json!({ "hand_off": line }));
