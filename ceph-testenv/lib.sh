@@ -4,6 +4,24 @@
 log() { printf 'testenv: %s\n' "$*" >&2; }
 die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
 
+# Waits until a probe says ready, for at most $1 seconds: wait_for SECS WHAT PROBE [ARGS...].
+# The probe returns 0 when ready, 1 when not yet, and anything else when it
+# can never become ready (a terminal state such as a volume in `error`); its
+# last line of output says what it saw, and goes into the error message.
+# Nothing in the test environment waits without a deadline.
+wait_for() {
+  local secs=$1 what=$2 deadline out rc; shift 2
+  deadline=$((SECONDS + secs))
+  while :; do
+    rc=0; out=$("$@" 2>&1) || rc=$?
+    [ "$rc" -eq 0 ] && return 0
+    out=$(printf '%s' "$out" | tail -n 1)
+    [ "$rc" -eq 1 ] || die "$what failed: ${out:-no detail}"
+    [ $SECONDS -lt $deadline ] || die "$what not ready after $secs s${out:+: $out}"
+    sleep "${WAIT_POLL:-1}"
+  done
+}
+
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # Stops one daemon: SIGTERM, then SIGKILL after a timeout (rbd-mirror may
@@ -35,4 +53,81 @@ apt_install() {
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${opts[@]}" "${missing[@]}" >/dev/null
+}
+
+# --- OpenStack as a clouds.yaml user (demo fixtures, checks) -----------------
+
+# login CLOUD: a Keystone token and the Cinder and Glance endpoints of a
+# clouds.yaml entry ($OS_CLIENT_CONFIG_FILE) in TOKEN, CINDER and GLANCE.
+login() {
+  local cloud=$1 hdr auth_url region body
+  { read -r auth_url; read -r region; read -r body; } < <(/usr/bin/python3 - "$cloud" "$OS_CLIENT_CONFIG_FILE" <<'PY'
+import json, sys, yaml
+c = yaml.safe_load(open(sys.argv[2]))["clouds"][sys.argv[1]]
+a = c["auth"]
+print(a["auth_url"])
+print(c["region_name"])
+print(json.dumps({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+    "name": a["username"], "domain": {"name": a["user_domain_name"]}, "password": a["password"]}}},
+    "scope": {"project": {"name": a["project_name"], "domain": {"name": a["project_domain_name"]}}}}}))
+PY
+)
+  hdr=$(mktemp)
+  curl -sf --max-time 30 -D "$hdr" -o "$hdr.json" -H 'Content-Type: application/json' "$auth_url/auth/tokens" -d "$body" ||
+    { rm -f "$hdr" "$hdr.json"; die "cannot log in to cloud $cloud at $auth_url"; }
+  TOKEN=$(awk -F': ' 'tolower($1) == "x-subject-token" {print $2}' "$hdr" | tr -d '\r')
+  CINDER=$(jq -r --arg r "$region" '.token.catalog[] | select(.type == "volumev3") | .endpoints[] | select(.interface == "public" and .region_id == $r) | .url' "$hdr.json")
+  # shellcheck disable=SC2034 # read by the scripts that source this file
+  GLANCE=$(jq -r --arg r "$region" '.token.catalog[] | select(.type == "image") | .endpoints[] | select(.interface == "public" and .region_id == $r) | .url' "$hdr.json")
+  rm -f "$hdr" "$hdr.json"
+}
+
+# api METHOD URL [curl args]: one authenticated call, bounded in time.
+api() { local m=$1 url=$2; shift 2; curl -sf --max-time 60 -X "$m" -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/json' "$url" "$@"; }
+
+# Why Cinder put a volume in error: its user messages (the scheduler's "No
+# valid backend" and the like), newest first.
+volume_messages() {
+  api GET "$CINDER/messages?resource_uuid=$1" -H 'OpenStack-API-Version: volume 3.3' 2>/dev/null |
+    jq -r '[.messages[] | "\(.event_id): \(.user_message)"] | join("; ")' 2>/dev/null || true
+}
+
+# Probe for wait_for: the volume is available (0), still on its way (1), or
+# in a state it will not leave by itself (3), saying which and why.
+volume_probe() {
+  local id=$1 st
+  st=$(api GET "$CINDER/volumes/$id" | jq -r .volume.status) || { echo "cannot read volume $id"; return 1; }
+  case $st in
+    available) return 0 ;;
+    creating|downloading|uploading|extending|retyping|maintenance) echo "volume $id is $st"; return 1 ;;
+    *) echo "volume $id is $st${st:+ }$(volume_messages "$id")"; return 3 ;;
+  esac
+}
+
+volume_gone() {
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 -H "X-Auth-Token: $TOKEN" "$CINDER/volumes/$1")
+  [ "$code" = 404 ] && return 0
+  echo "volume $1 still there (HTTP $code)"
+  return 1
+}
+
+# volume_ensure NAME BODY: the id of the available volume NAME in the cloud
+# logged in; made from BODY (the JSON of POST /volumes) when missing, and made
+# anew when found in any state but available (a fixture left by a failed run).
+# Waits at most FERRY_WAIT_TIMEOUT seconds (default 180) for each change.
+volume_ensure() {
+  local name=$1 body=$2 id st secs=${FERRY_WAIT_TIMEOUT:-180}
+  id=$(api GET "$CINDER/volumes/detail?name=$name" | jq -r '.volumes[0].id // empty')
+  if [ -n "$id" ]; then
+    st=$(api GET "$CINDER/volumes/$id" | jq -r .volume.status)
+    [ "$st" = available ] && { echo "$id"; return; }
+    log "volume $name ($id) is $st: removing it and making it anew"
+    api POST "$CINDER/volumes/$id/action" -d '{"os-reset_status": {"status": "error"}}' >/dev/null 2>&1 || true
+    api DELETE "$CINDER/volumes/$id" >/dev/null || die "cannot delete volume $name ($id), status $st"
+    wait_for "$secs" "removal of volume $name ($id)" volume_gone "$id"
+  fi
+  id=$(api POST "$CINDER/volumes" -d "$body" | jq -r .volume.id) || die "Cinder refused to create volume $name"
+  wait_for "$secs" "volume $name ($id)" volume_probe "$id"
+  echo "$id"
 }
