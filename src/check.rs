@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::ceph::{
     CephError, Cluster, ClusterConfig, ErrorKind, Features, Health, ImageMirrorState, Locker,
-    MirrorMode, MirrorPeer, PeerDirection, PoolMirrorMode, ServiceDaemon, SnapNamespace, Usage,
-    Watcher,
+    MirrorMode, MirrorPeer, Parent, PeerDirection, PoolMirrorMode, ServiceDaemon, SnapNamespace,
+    Usage, Watcher,
 };
 use crate::spec::{ImageKind, ImageRef, Spec};
 
@@ -188,6 +188,12 @@ pub struct ImageReport {
     pub mirror_snapshots: usize,
     pub watchers: Vec<Watcher>,
     pub lockers: Vec<Locker>,
+    /// Who uses the image, by the one rule (`ceph::image_users`).
+    pub users: Vec<String>,
+    /// The snapshot the image is a clone of.
+    pub parent: Option<Parent>,
+    /// The image starts with a LUKS header.
+    pub encrypted: bool,
     pub mirroring: Option<MirrorMode>,
     pub primary: Option<bool>,
     /// The destination copy already exists (a previous run, or a name clash).
@@ -195,9 +201,9 @@ pub struct ImageReport {
 }
 
 impl ImageReport {
-    /// In use: another client watches the image or holds its lock.
+    /// In use: a client writes to it (`ceph::image_users`).
     pub fn in_use(&self) -> bool {
-        !self.watchers.is_empty() || !self.lockers.is_empty()
+        !self.users.is_empty()
     }
 }
 
@@ -375,6 +381,9 @@ fn image_report(image: ImageRef, src: Option<&Cluster>, dst: Option<&Cluster>) -
         mirror_snapshots: 0,
         watchers: Vec::new(),
         lockers: Vec::new(),
+        users: Vec::new(),
+        parent: None,
+        encrypted: false,
         mirroring: None,
         primary: None,
         dest_exists: None,
@@ -407,6 +416,12 @@ fn image_report(image: ImageRef, src: Option<&Cluster>, dst: Option<&Cluster>) -
         }
         r.watchers = img.watchers()?;
         r.lockers = img.lockers()?;
+        r.users = crate::ceph::image_users(info.features, &r.watchers, &r.lockers)
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        r.parent = img.parent()?;
+        r.encrypted = img.has_luks_header()?;
         let mi = img.mirror_info()?;
         if mi.state != ImageMirrorState::Disabled {
             r.mirroring = img.mirror_mode()?;
@@ -642,22 +657,33 @@ pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
             push(Severity::Error, subject, message, None);
             continue;
         }
-        if img.in_use() {
-            let who: Vec<&str> = img.watchers.iter().map(|w| w.addr.as_str()).collect();
+        if img.encrypted {
+            push(
+                Severity::Error,
+                subject.clone(),
+                "encrypted (LUKS header): its key is in the source cloud's key manager, which ferry cannot carry yet".into(),
+                Some("move it another way, or decrypt it first".into()),
+            );
+        }
+        if let Some(p) = &img.parent {
             push(
                 Severity::Warning,
                 subject.clone(),
                 format!(
-                    "in use by {} client(s): {}{}",
-                    who.len().max(img.lockers.len()),
-                    who.join(", "),
-                    if img.mirroring.is_some() {
-                        " (a mirrored image is also watched by the peer's rbd-mirror daemon)"
-                    } else {
-                        ""
-                    }
+                    "a clone of {p} (clone v{}): copied out flat on the source first ({} more in pool {} until cleanup), and that copy is mirrored; it arrives as a flat image",
+                    p.clone_format,
+                    img.size.map(human_bytes).unwrap_or_default(),
+                    img.image.pool
                 ),
-                Some("changing features on an in-use image can freeze its server: shut the server off first, or allow it explicitly".into()),
+                None,
+            );
+        }
+        if img.in_use() {
+            push(
+                Severity::Warning,
+                subject.clone(),
+                format!("in use: {}", img.users.join("; ")),
+                Some("the cut-over waits until no client writes: shut the server off first (writes after the cut-over would not be moved)".into()),
             );
         }
         if !img.user_snapshots.is_empty() {
@@ -1017,6 +1043,9 @@ mod tests {
             mirror_snapshots: 0,
             watchers: vec![],
             lockers: vec![],
+            users: vec![],
+            parent: None,
+            encrypted: false,
             mirroring: None,
             primary: None,
             dest_exists: Some(false),
@@ -1123,11 +1152,8 @@ mod tests {
     fn image_problems_in_use_snapshots_missing_and_taken_name() {
         let mut r = healthy();
         let mut busy = image("volume-1");
-        busy.watchers = vec![Watcher {
-            addr: "10.0.0.5:0/1".into(),
-            id: 1,
-            cookie: 2,
-        }];
+        busy.users =
+            vec!["client.4100 at 10.0.0.5:0/1 (holds the exclusive lock: it writes)".into()];
         busy.user_snapshots = vec!["before-upgrade".into()];
         busy.dest_exists = Some(true);
         let mut missing = image("volume-2");
@@ -1141,7 +1167,10 @@ mod tests {
             p.iter().map(|p| (p.severity, p.message.as_str())).collect();
         assert_eq!(
             msgs[0],
-            (Severity::Warning, "in use by 1 client(s): 10.0.0.5:0/1")
+            (
+                Severity::Warning,
+                "in use: client.4100 at 10.0.0.5:0/1 (holds the exclusive lock: it writes)"
+            )
         );
         assert_eq!(
             msgs[1],

@@ -10,5 +10,6 @@ mod it {
     mod plan;
     mod roles;
     mod run;
+    mod shapes;
     mod testenv;
 }

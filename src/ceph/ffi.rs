@@ -60,6 +60,28 @@ pub struct rbd_snap_mirror_namespace_t {
 }
 
 #[repr(C)]
+pub struct rbd_linked_image_spec_t {
+    pub pool_id: i64,
+    pub pool_name: *mut c_char,
+    pub pool_namespace: *mut c_char,
+    pub image_id: *mut c_char,
+    pub image_name: *mut c_char,
+    pub trash: bool,
+}
+
+#[repr(C)]
+pub struct rbd_snap_spec_t {
+    pub id: u64,
+    pub namespace_type: c_int,
+    pub name: *mut c_char,
+}
+
+pub const RBD_LOCK_MODE_EXCLUSIVE: c_int = 0;
+
+/// Callback of `rbd_diff_iterate2`: offset, length, exists, user data.
+pub type rbd_diff_cb_t = Option<unsafe extern "C" fn(u64, size_t, c_int, *mut c_void) -> c_int>;
+
+#[repr(C)]
 pub struct rbd_image_watcher_t {
     pub addr: *mut c_char,
     pub id: i64,
@@ -170,6 +192,27 @@ extern "C" {
         image: rbd_image_t,
         name: *const c_char,
         is_protected: *mut c_int,
+    ) -> c_int;
+
+    pub fn rbd_get_parent(
+        image: rbd_image_t,
+        parent_image: *mut rbd_linked_image_spec_t,
+        parent_snap: *mut rbd_snap_spec_t,
+    ) -> c_int;
+    pub fn rbd_linked_image_spec_cleanup(image: *mut rbd_linked_image_spec_t);
+    pub fn rbd_snap_spec_cleanup(snap: *mut rbd_snap_spec_t);
+    pub fn rbd_get_op_features(image: rbd_image_t, op_features: *mut u64) -> c_int;
+    pub fn rbd_lock_acquire(image: rbd_image_t, lock_mode: c_int) -> c_int;
+    pub fn rbd_lock_release(image: rbd_image_t) -> c_int;
+    pub fn rbd_diff_iterate2(
+        image: rbd_image_t,
+        fromsnapname: *const c_char,
+        ofs: u64,
+        len: u64,
+        include_parent: u8,
+        whole_object: u8,
+        cb: rbd_diff_cb_t,
+        arg: *mut c_void,
     ) -> c_int;
 
     pub fn rbd_watchers_list(

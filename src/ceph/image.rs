@@ -12,7 +12,8 @@ use super::ffi;
 use super::pool::Pool;
 use super::types::{
     Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, Locker, MirrorGlobalStatus, MirrorMode,
-    MirrorSnapState, MirrorSnapshot, SiteState, SiteStatus, SnapNamespace, Snapshot, Watcher,
+    MirrorSnapState, MirrorSnapshot, Parent, SiteState, SiteStatus, SnapNamespace, Snapshot,
+    Watcher,
 };
 
 /// An open image; borrows its pool, which borrows its cluster.
@@ -466,6 +467,105 @@ impl<'p> Image<'p> {
                 })
                 .collect());
         }
+    }
+
+    /// The image this one is a clone of (`pool/image@snap`), or None.
+    pub fn parent(&self) -> Result<Option<Parent>> {
+        // SAFETY: plain C data; zeroed (null pointers) is what the cleanups accept.
+        let mut img: ffi::rbd_linked_image_spec_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut snap: ffi::rbd_snap_spec_t = unsafe { std::mem::zeroed() };
+        // SAFETY: open handle; out-pointers to locals.
+        let ret = unsafe { ffi::rbd_get_parent(self.handle, &mut img, &mut snap) };
+        if ret == -libc::ENOENT {
+            return Ok(None);
+        }
+        self.check(ret, "rbd_get_parent")?;
+        // SAFETY: librbd filled the strings; they are read before the cleanups free them.
+        let (pool, namespace, image, snap_name) = unsafe {
+            (
+                cstr_lossy(img.pool_name),
+                cstr_lossy(img.pool_namespace),
+                cstr_lossy(img.image_name),
+                cstr_lossy(snap.name),
+            )
+        };
+        let in_trash = img.trash;
+        // SAFETY: frees what rbd_get_parent allocated, once.
+        unsafe {
+            ffi::rbd_linked_image_spec_cleanup(&mut img);
+            ffi::rbd_snap_spec_cleanup(&mut snap);
+        }
+        let mut op: u64 = 0;
+        // SAFETY: open handle; out-pointer to a local.
+        let ret = unsafe { ffi::rbd_get_op_features(self.handle, &mut op) };
+        self.check(ret, "rbd_get_op_features")?;
+        Ok(Some(Parent {
+            pool,
+            namespace,
+            image,
+            snap: snap_name,
+            // RBD_OPERATION_FEATURE_CLONE_CHILD: a clone v2 child.
+            clone_format: if op & 2 != 0 { 2 } else { 1 },
+            in_trash,
+        }))
+    }
+
+    /// Takes the exclusive lock and keeps it until `lock_release` or close:
+    /// no other client can write meanwhile (librbd refuses to hand over a
+    /// lock taken this way). The image needs the exclusive-lock feature.
+    pub fn lock_acquire_exclusive(&self) -> Result<()> {
+        // SAFETY: open handle.
+        let ret = unsafe { ffi::rbd_lock_acquire(self.handle, ffi::RBD_LOCK_MODE_EXCLUSIVE) };
+        self.check(ret, "rbd_lock_acquire").map(|_| ())
+    }
+
+    /// Releases the lock `lock_acquire_exclusive` took.
+    pub fn lock_release(&self) -> Result<()> {
+        // SAFETY: open handle.
+        let ret = unsafe { ffi::rbd_lock_release(self.handle) };
+        self.check(ret, "rbd_lock_release").map(|_| ())
+    }
+
+    /// Bytes written to the image (its head, or the snapshot it was opened
+    /// at) since snapshot `since`, counted in whole objects when fast-diff
+    /// allows: zero means unchanged.
+    pub fn written_since(&self, since: &str) -> Result<u64> {
+        unsafe extern "C" fn add(_ofs: u64, len: size_t, exists: c_int, arg: *mut c_void) -> c_int {
+            // SAFETY: `arg` is the `&mut u64` passed below, alive for the call.
+            let total = unsafe { &mut *(arg as *mut u64) };
+            if exists != 0 {
+                *total += len as u64;
+            }
+            0
+        }
+        let c_since = cstring("snapshot name", since)?;
+        let size = self.info()?.size;
+        let mut total: u64 = 0;
+        // SAFETY: open handle; the callback only touches `total`, which outlives the call.
+        let ret = unsafe {
+            ffi::rbd_diff_iterate2(
+                self.handle,
+                c_since.as_ptr(),
+                0,
+                size,
+                0,
+                1,
+                Some(add),
+                &mut total as *mut u64 as *mut c_void,
+            )
+        };
+        check(ret, "rbd_diff_iterate2", || {
+            format!("{} since {since}", self.object)
+        })?;
+        Ok(total)
+    }
+
+    /// Whether the image starts with a LUKS header (an encrypted volume).
+    pub fn has_luks_header(&self) -> Result<bool> {
+        let mut magic = [0u8; 6];
+        let n = self.read_at(0, &mut magic)?;
+        Ok(n == 6 && magic == *b"LUKS\xba\xbe")
     }
 
     /// Reads up to `buf.len()` bytes at `offset`; returns the count read.

@@ -6,6 +6,7 @@
 //! librados and librbd calls block: call them from plain threads or
 //! `spawn_blocking`, never directly on an async runtime.
 
+mod clients;
 mod cluster;
 mod error;
 mod ffi;
@@ -14,6 +15,7 @@ mod pool;
 mod status;
 mod types;
 
+pub use clients::{image_users, ImageUser};
 pub use cluster::{Cluster, ClusterConfig, Health, HealthCheck, ServiceDaemon, Usage};
 pub use error::{CephError, ErrorKind, Result};
 pub use image::Image;
@@ -22,7 +24,7 @@ pub use status::{parse_description, ReplayProgress};
 pub use types::{
     complete_mirror_snapshot_after, mirror_snapshot_arrived, primary_mirror_snapshot_after,
     Features, ImageInfo, ImageMirrorInfo, ImageMirrorState, Locker, MirrorGlobalStatus, MirrorMode,
-    MirrorPeer, MirrorSnapState, MirrorSnapshot, PeerDirection, PoolMirrorMode, SiteState,
+    MirrorPeer, MirrorSnapState, MirrorSnapshot, Parent, PeerDirection, PoolMirrorMode, SiteState,
     SiteStatus, SnapNamespace, Snapshot, Watcher,
 };
 

@@ -24,6 +24,17 @@ impl Features {
     pub const DIRTY_CACHE: Features = Features(1 << 11);
 
     /// The features `rbd create` gives a new image by default.
+    /// The features an image can be created with (`operations`,
+    /// `non-primary` and the like are set by librbd itself).
+    pub const CREATABLE: Features = Features(
+        Self::LAYERING.0
+            | Self::STRIPINGV2.0
+            | Self::EXCLUSIVE_LOCK.0
+            | Self::OBJECT_MAP.0
+            | Self::FAST_DIFF.0
+            | Self::DEEP_FLATTEN.0
+            | Self::JOURNALING.0,
+    );
     pub const DEFAULT: Features = Features(
         Self::LAYERING.0
             | Self::EXCLUSIVE_LOCK.0
@@ -189,6 +200,34 @@ pub struct Watcher {
     pub addr: String,
     pub id: i64,
     pub cookie: u64,
+}
+
+/// The snapshot a clone was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parent {
+    pub pool: String,
+    /// The pool namespace ("" for the default one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    pub image: String,
+    pub snap: String,
+    /// 1: the parent snapshot is protected; 2: clone v2 (the parent carries
+    /// the `operations` feature while it has children).
+    pub clone_format: u8,
+    /// The parent image was moved to the trash (clone v2 allows that).
+    #[serde(default)]
+    pub in_trash: bool,
+}
+
+impl fmt::Display for Parent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = if self.namespace.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.namespace)
+        };
+        write!(f, "{}/{ns}{}@{}", self.pool, self.image, self.snap)
+    }
 }
 
 /// A holder of a lock on an image (`rbd lock ls`).

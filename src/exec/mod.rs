@@ -25,7 +25,7 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::ceph::{
     complete_mirror_snapshot_after, primary_mirror_snapshot_after, CephError, Cluster, ErrorKind,
-    Features, Image, ImageMirrorState, MirrorMode, PeerDirection, ReplayProgress,
+    Features, Image, ImageMirrorState, MirrorMode, ReplayProgress,
 };
 use crate::openstack::{Cloud, Glance};
 use crate::plan::{Action, Check, ImageAt, ImagePlan, Plan, Role, Site, Step};
@@ -438,7 +438,8 @@ impl Ctx<'_> {
         for p in &plan.images {
             for s in &p.steps {
                 if let Action::Verify { copy, .. } = &s.action {
-                    let source = format!("{}/{}", p.image.pool, p.image.name);
+                    let m = p.mirrored_source();
+                    let source = format!("{}/{}", m.pool, m.image);
                     if let Some(sum) = self.record(copy)? {
                         let line = format!("{HANDOFF} {} {source} {sum}", plan.id);
                         if self.opts.json {
@@ -466,25 +467,151 @@ impl Ctx<'_> {
         self.save()
     }
 
-    /// Watchers on a snapshot-mirrored primary include the peers' rbd-mirror
-    /// daemons; they do not make the image "in use".
-    fn mirror_watchers(&self, at: &ImageAt) -> anyhow::Result<usize> {
-        let mode = self.with_image(at, false, |img| {
-            let info = img.mirror_info()?;
-            if info.state == ImageMirrorState::Enabled && info.primary {
-                img.mirror_mode()
-            } else {
-                Ok(None)
-            }
-        })?;
-        if mode != Some(MirrorMode::Snapshot) {
-            return Ok(0);
+    /// The clients using an image, by the one rule (`ceph::image_users`).
+    fn users(&self, at: &ImageAt) -> anyhow::Result<Vec<String>> {
+        self.with_image(&plain(at), false, |img| crate::plan::users_of(img))
+    }
+
+    /// Takes the user snapshot `at` names, unless it exists. With `frozen`,
+    /// no client may use the image, and ferry holds the exclusive lock
+    /// across the snapshot so that no writer slips in after the check.
+    fn freeze(&self, at: &ImageAt, frozen: bool) -> anyhow::Result<()> {
+        let name = at
+            .snap
+            .clone()
+            .ok_or_else(|| anyhow!("{at} names no snapshot"))?;
+        if self.snap_id(at)?.is_some() {
+            return Ok(());
         }
-        let peers = self.cluster(at.site)?.pool(&at.pool)?.mirror_peers()?;
-        Ok(peers
-            .iter()
-            .filter(|p| p.direction != PeerDirection::RxOnly)
-            .count())
+        if frozen {
+            let users = self.users(at)?;
+            if !users.is_empty() {
+                bail!(
+                    "{} is in use: {}; stop the client (shut its server off) and run again",
+                    plain(at),
+                    users.join("; ")
+                );
+            }
+        }
+        self.with_image(&plain(at), true, |img| {
+            let locked = frozen && img.features()?.contains(Features::EXCLUSIVE_LOCK);
+            if locked {
+                img.lock_acquire_exclusive()?;
+            }
+            img.snap_create(&name)?;
+            if locked {
+                img.lock_release()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// After a failure before the cut-over: puts the source back as the plan
+    /// found it (features, mirroring; a clone's flat copy and snapshot go).
+    /// Deep-flatten, once disabled, cannot come back.
+    fn put_back(&self, i: usize) -> anyhow::Result<Vec<String>> {
+        let plan = self.state.lock().unwrap().plan.images[i].clone();
+        let mut did = Vec::new();
+        if self.access.src.is_none() {
+            return Ok(did);
+        }
+        let cut = crate::plan::cutover_snap(&self.plan_id());
+        let orig = ImageAt {
+            site: Site::Source,
+            pool: plan.image.pool.clone(),
+            image: plan.image.name.clone(),
+            snap: Some(cut.clone()),
+        };
+        if plan.facts.parent.is_some() {
+            let carrier = ImageAt {
+                image: crate::plan::flat_name(&plan.image.name),
+                snap: None,
+                ..orig.clone()
+            };
+            if self.exists(&carrier)? {
+                self.remove_image(&carrier)?;
+                did.push(format!("removed {carrier}"));
+            }
+            if self.snap_id(&orig)?.is_some() {
+                self.with_image(&plain(&orig), true, |img| img.snap_remove(&cut))?;
+                did.push(format!("removed {orig}"));
+            }
+            return Ok(did);
+        }
+        let head = plain(&orig);
+        if !self.exists(&head)? {
+            return Ok(did);
+        }
+        let info = self.with_image(&head, false, |img| img.mirror_info())?;
+        let pool_mode = plan.facts.pool_mode == crate::ceph::PoolMirrorMode::Pool;
+        if plan.facts.mirroring.is_none() && info.state != ImageMirrorState::Disabled && !pool_mode
+        {
+            self.with_image(&head, true, |img| img.mirror_disable(false))?;
+            did.push("mirroring disabled".into());
+        }
+        let before = self.with_image(&head, false, |img| img.features())?;
+        let original = plan.facts.features;
+        if before.0 & !Features::DEEP_FLATTEN.0 != original.0 & !Features::DEEP_FLATTEN.0 {
+            let now = self.restore_features(&head, original)?;
+            did.push(format!("features {now}"));
+        }
+        Ok(did)
+    }
+
+    /// Puts an image's features back to `original` (deep-flatten aside);
+    /// returns the features it has then.
+    fn restore_features(&self, image: &ImageAt, original: Features) -> anyhow::Result<Features> {
+        self.with_image(image, true, |img| {
+            for f in [Features::JOURNALING, Features::EXCLUSIVE_LOCK] {
+                if img.features()?.contains(f) && !original.contains(f) {
+                    img.update_features(f, false)?;
+                }
+            }
+            for f in [
+                Features::EXCLUSIVE_LOCK,
+                Features::OBJECT_MAP,
+                Features::FAST_DIFF,
+            ] {
+                if original.contains(f) && !img.features()?.contains(f) {
+                    img.update_features(f, true)?;
+                }
+            }
+            // A re-enabled object map starts invalid; rebuilding also
+            // makes fast-diff valid again.
+            if original.contains(Features::OBJECT_MAP) {
+                img.rebuild_object_map()?;
+            }
+            Ok(())
+        })?;
+        self.with_image(image, false, |img| img.features())
+    }
+
+    /// Removes an image ferry made, with its snapshots; mirroring of it
+    /// (image mode) is disabled first.
+    fn remove_image(&self, at: &ImageAt) -> anyhow::Result<()> {
+        let head = plain(at);
+        let info = self.with_image(&head, false, |img| img.mirror_info())?;
+        let pool = self.cluster(at.site)?.pool(&at.pool)?;
+        if info.state != ImageMirrorState::Disabled
+            && pool.mirror_mode()? == crate::ceph::PoolMirrorMode::Image
+        {
+            self.with_image(&head, true, |img| img.mirror_disable(false))?;
+        }
+        self.with_image(&head, true, |img| {
+            for s in img.snapshots()? {
+                if s.namespace == crate::ceph::SnapNamespace::User {
+                    if img.snap_is_protected(&s.name)? {
+                        img.snap_unprotect(&s.name)?;
+                    }
+                    img.snap_remove(&s.name)?;
+                }
+            }
+            Ok(())
+        })?;
+        match pool.remove_image(&at.image) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     fn all_hold(&self, checks: &[Check]) -> anyhow::Result<bool> {
@@ -500,10 +627,7 @@ impl Ctx<'_> {
         Ok(match check {
             Check::Exists { image } => self.exists(image)?,
             Check::Absent { image } => !self.exists(image)?,
-            Check::NotInUse { image } => {
-                let watchers = self.with_image(image, false, |img| img.watchers())?;
-                watchers.len() <= self.mirror_watchers(image)?
-            }
+            Check::NotInUse { image } => self.users(image)?.is_empty(),
             Check::FeaturesPresent { image, features } => self
                 .with_image(image, false, |img| img.features())?
                 .contains(*features),
@@ -593,7 +717,10 @@ impl Ctx<'_> {
                 return Ok(());
             }
             let waiting_for = match check {
-                Check::NotInUse { image } => format!("{image} to be idle (a client has it open)"),
+                Check::NotInUse { image } => format!(
+                    "{image} to be idle (in use: {}; stop the client or shut its server off)",
+                    self.users(image)?.join("; ")
+                ),
                 Check::MirrorSynced { mirrored, .. } => format!("{mirrored} to be in sync"),
                 Check::Exists { image } => format!("{image} to appear"),
                 Check::Published { image } => format!(
@@ -693,9 +820,11 @@ impl Ctx<'_> {
                     .clone()
                     .ok_or_else(|| anyhow!("{image} names no snapshot"))?;
                 let head = plain(image);
-                if self.snap_id(image)?.is_none() {
-                    self.with_image(&head, true, |img| img.snap_create(&name))?;
-                }
+                let frozen = step
+                    .requires
+                    .iter()
+                    .any(|c| matches!(c, Check::NotInUse { .. }));
+                self.freeze(image, frozen)?;
                 // The snapshot's checksum goes into the image metadata, which
                 // mirroring carries to the destination for its verify.
                 let key = crate::plan::checksum_key(&name);
@@ -735,6 +864,69 @@ impl Ctx<'_> {
                     ));
                 }
                 Ok(format!("{image} (sha256 {})", &sum[..16]))
+            }
+            Action::FreezeSnapshot { image } => {
+                let frozen = step
+                    .requires
+                    .iter()
+                    .any(|c| matches!(c, Check::NotInUse { .. }));
+                self.freeze(image, frozen)?;
+                Ok(format!("{image}"))
+            }
+            Action::FlatCopy { from, to, features } => {
+                // An unmarked copy is an interrupted one: afresh.
+                if self.exists(to)? {
+                    self.remove_image(to)?;
+                }
+                let pool = self.cluster(to.site)?.pool(&to.pool)?;
+                let img = pool.open_image_read_only(&from.image, from.snap.as_deref())?;
+                let started = Instant::now();
+                let mut meter = Meter::default();
+                let mut last = Instant::now();
+                img.copy_to(&pool, &to.image, Some(*features), |done, total| {
+                    self.step_progress(
+                        i,
+                        step,
+                        Phase::Preparing,
+                        &mut meter,
+                        &mut last,
+                        done,
+                        total,
+                    );
+                    true
+                })?;
+                pool.open_image(&to.image)?.metadata_set(
+                    crate::plan::FLAT_OF,
+                    &format!(
+                        "{}/{}@{}",
+                        from.pool,
+                        from.image,
+                        from.snap.as_deref().unwrap_or_default()
+                    ),
+                )?;
+                Ok(format!(
+                    "{to} ({features}), {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ))
+            }
+            Action::RemoveImage { image } => {
+                if self.exists(image)? {
+                    self.remove_image(image)?;
+                }
+                Ok(format!("{image} removed"))
+            }
+            Action::CheckUnchanged { image } => {
+                let snap = image.snap.clone().unwrap_or_default();
+                let written =
+                    self.with_image(&plain(image), false, |img| img.written_since(&snap))?;
+                if written > 0 {
+                    bail!(
+                        "{} was written after the cut-over {snap} (about {} in changed objects): the copy does not hold those writes. Nothing is cleaned up; migrate the image again with a new plan, or remove the snapshot yourself once you accept the loss",
+                        plain(image),
+                        crate::check::human_bytes(written)
+                    );
+                }
+                Ok("no writes since the cut-over".into())
             }
             Action::RemoveSnapshot { image } => {
                 let name = image.snap.clone().unwrap_or_default();
@@ -855,12 +1047,12 @@ impl Ctx<'_> {
                 }
                 Ok(format!("{copy}"))
             }
-            Action::ConfirmVerified { source, copy } => {
+            Action::ConfirmVerified { source, copy, mark } => {
                 let sum = self
                     .verified_sum(source, copy)?
                     .ok_or_else(|| anyhow!("the copy of {source} is not verified"))?;
                 let snap = source.snap.as_deref().unwrap_or_default();
-                self.with_image(&plain(source), true, |img| {
+                self.with_image(&plain(mark), true, |img| {
                     img.metadata_set(&crate::plan::verified_key(snap), &sum)
                 })?;
                 Ok(format!("sha256 {}", &sum[..16]))
@@ -886,29 +1078,7 @@ impl Ctx<'_> {
             Action::RestoreFeatures { image } => {
                 // The plan was made before anything changed.
                 let original = self.state.lock().unwrap().plan.images[i].facts.features;
-                self.with_image(image, true, |img| {
-                    for f in [Features::JOURNALING, Features::EXCLUSIVE_LOCK] {
-                        if img.features()?.contains(f) && !original.contains(f) {
-                            img.update_features(f, false)?;
-                        }
-                    }
-                    for f in [
-                        Features::EXCLUSIVE_LOCK,
-                        Features::OBJECT_MAP,
-                        Features::FAST_DIFF,
-                    ] {
-                        if original.contains(f) && !img.features()?.contains(f) {
-                            img.update_features(f, true)?;
-                        }
-                    }
-                    // A re-enabled object map starts invalid; rebuilding also
-                    // makes fast-diff valid again.
-                    if original.contains(Features::OBJECT_MAP) {
-                        img.rebuild_object_map()?;
-                    }
-                    Ok(())
-                })?;
-                let now = self.with_image(image, false, |img| img.features())?;
+                let now = self.restore_features(image, original)?;
                 Ok(format!("features: {now}"))
             }
         }
@@ -1077,6 +1247,17 @@ impl Ctx<'_> {
     }
 }
 
+/// The source storage steps before the cut-over: a failure in one of them
+/// puts the source back as the plan found it.
+const PREPARING: &[&str] = &[
+    "disable-features",
+    "enable-features",
+    "enable-mirroring",
+    "freeze-snapshot",
+    "copy-out-flat",
+    "cut-over-snapshot",
+];
+
 fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
     let plan: ImagePlan = ctx.state.lock().unwrap().plan.images[i].clone();
     let done = ctx.image_state(i).done;
@@ -1127,10 +1308,24 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
                 step.action_image()
             )
         };
-        for c in &step.requires {
-            ctx.wait(i, step, c).with_context(label)?;
-        }
-        let detail = ctx.act(i, step).with_context(label)?;
+        let acted = step
+            .requires
+            .iter()
+            .try_for_each(|c| ctx.wait(i, step, c))
+            .and_then(|()| ctx.act(i, step));
+        let detail = match acted {
+            Ok(d) => d,
+            Err(e) if PREPARING.contains(&step.name.as_str()) => {
+                // Before the cut-over nothing is worth keeping half-done.
+                let e = e.context(label());
+                return Err(match ctx.put_back(i) {
+                    Ok(did) if did.is_empty() => e,
+                    Ok(did) => e.context(format!("the source is put back ({})", did.join(", "))),
+                    Err(p) => e.context(format!("putting the source back failed too: {p:#}")),
+                });
+            }
+            Err(e) => return Err(e.context(label())),
+        };
         for c in &step.done_when {
             if !ctx.holds(c)? {
                 bail!("{}: done but {c:?} does not hold", label());

@@ -30,6 +30,9 @@ pub struct Volume {
     pub volume_image_metadata: BTreeMap<String, String>,
     #[serde(default)]
     pub attachments: Vec<Attachment>,
+    /// An encrypted volume (LUKS; its key is in the cloud's key manager).
+    #[serde(default)]
+    pub encrypted: bool,
     /// `host@backend#pool`; shown to admins only.
     #[serde(rename = "os-vol-host-attr:host", default)]
     pub host: Option<String>,

@@ -144,13 +144,24 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         snap,
     };
     let cut = super::cutover_snap(&opts.plan_id);
-    let src = at(Site::Source, &r.pool, &r.name, None);
-    let src_cut = at(Site::Source, &r.pool, &r.name, Some(cut.clone()));
-    let mirrored = at(Site::Destination, &r.mirrored_pool, &r.name, None);
+    // A clone cannot be mirrored unless its parent is: it is copied out flat
+    // from its cut-over snapshot on the source, and that copy (the carrier)
+    // is what is mirrored; the clone itself only gets the snapshot.
+    let clone = facts.parent.is_some();
+    let carrier = if clone {
+        super::flat_name(&r.name)
+    } else {
+        r.name.clone()
+    };
+    let orig = at(Site::Source, &r.pool, &r.name, None);
+    let orig_cut = at(Site::Source, &r.pool, &r.name, Some(cut.clone()));
+    let src = at(Site::Source, &r.pool, &carrier, None);
+    let src_cut = at(Site::Source, &r.pool, &carrier, Some(cut.clone()));
+    let mirrored = at(Site::Destination, &r.mirrored_pool, &carrier, None);
     let mirrored_cut = at(
         Site::Destination,
         &r.mirrored_pool,
-        &r.name,
+        &carrier,
         Some(cut.clone()),
     );
     let dest = at(Site::Destination, &r.dest_pool, &r.dest_name, None);
@@ -163,7 +174,9 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
     let idle = if opts.allow_in_use {
         vec![]
     } else {
-        vec![Check::NotInUse { image: src.clone() }]
+        vec![Check::NotInUse {
+            image: orig.clone(),
+        }]
     };
     let synced = Check::MirrorSynced {
         source: src.clone(),
@@ -175,8 +188,9 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         copy: dest.clone(),
     };
     let sum_key = super::checksum_key(&cut);
+    // Noted on the image itself (a clone's carrier goes at cleanup).
     let confirmed = Check::MetadataPresent {
-        image: src.clone(),
+        image: orig.clone(),
         key: super::verified_key(&cut),
     };
     let copied = Check::MetadataPresent {
@@ -228,9 +242,13 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         draft(
             "preflight",
             Role::SourceStorage,
-            Action::Preflight { image: src.clone() },
+            Action::Preflight {
+                image: orig.clone(),
+            },
         )
-        .requires(vec![Check::Exists { image: src.clone() }])
+        .requires(vec![Check::Exists {
+            image: orig.clone(),
+        }])
         .past_when(source_past.clone()),
     );
 
@@ -245,18 +263,94 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         ));
     }
     if facts.in_use {
+        let who = facts.users.join("; ");
         warnings.push(if opts.allow_in_use {
-            "in use, and allowed: feature changes on an in-use image can freeze its server".into()
+            format!("in use, and allowed ({who}): feature changes on an in-use image can freeze its server, and writes after the cut-over are not moved")
         } else {
-            "in use: the steps that need an idle image wait until no client has it open".into()
+            format!("in use ({who}): the steps that need an idle image wait until no client uses it")
         });
+    }
+    warnings.push(format!(
+        "from the cut-over snapshot {cut} until cleanup confirms the copy, keep the source stopped: writes after the cut-over are not moved (cleanup reports them and stops)"
+    ));
+    if let Some(p) = &facts.parent {
+        warnings.push(format!(
+            "a clone of {p} (clone v{}): copied out flat on the source first ({} in pool {} until cleanup), mirrored as {carrier}; it arrives flat",
+            p.clone_format,
+            crate::check::human_bytes(facts.size),
+            r.pool
+        ));
     }
     if !opts.cleanup {
         warnings.push(format!(
             "without cleanup the snapshot {cut} stays on the source (Cinder cannot delete a volume that has snapshots)"
         ));
     }
-    if mode == MirrorMode::Journal {
+    if clone {
+        steps.push(
+            draft(
+                "freeze-snapshot",
+                Role::SourceStorage,
+                Action::FreezeSnapshot {
+                    image: orig_cut.clone(),
+                },
+            )
+            .requires(idle.clone())
+            .done_when(vec![Check::SnapshotExists {
+                image: orig_cut.clone(),
+            }])
+            .past_when(source_past.clone()),
+        );
+        let features = if mode == MirrorMode::Journal {
+            Features(Features::LAYERING.0 | Features::EXCLUSIVE_LOCK.0 | Features::JOURNALING.0)
+        } else {
+            Features(
+                Features::LAYERING.0
+                    | Features::EXCLUSIVE_LOCK.0
+                    | Features::OBJECT_MAP.0
+                    | Features::FAST_DIFF.0
+                    | Features::DEEP_FLATTEN.0,
+            )
+        };
+        steps.push(
+            draft(
+                "copy-out-flat",
+                Role::SourceStorage,
+                Action::FlatCopy {
+                    from: orig_cut.clone(),
+                    to: src.clone(),
+                    features,
+                },
+            )
+            .requires(vec![Check::SnapshotExists {
+                image: orig_cut.clone(),
+            }])
+            .done_when(vec![Check::MetadataPresent {
+                image: src.clone(),
+                key: super::FLAT_OF.into(),
+            }])
+            .past_when(source_past.clone()),
+        );
+    } else if mode == MirrorMode::Snapshot && !facts.features.contains(Features::EXCLUSIVE_LOCK) {
+        // The in-use rule tells writers by the exclusive lock.
+        added = Features::EXCLUSIVE_LOCK;
+        steps.push(
+            draft(
+                "enable-features",
+                Role::SourceStorage,
+                Action::EnableFeatures {
+                    image: src.clone(),
+                    features: vec![Features::EXCLUSIVE_LOCK],
+                },
+            )
+            .requires(idle.clone())
+            .done_when(vec![Check::FeaturesPresent {
+                image: src.clone(),
+                features: added,
+            }])
+            .past_when(source_past.clone()),
+        );
+    } else if mode == MirrorMode::Journal {
         let disable: Vec<Features> = JOURNAL_BLOCKERS
             .into_iter()
             .filter(|f| facts.features.contains(*f))
@@ -355,7 +449,8 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
                 mode,
             },
         )
-        .requires(idle.clone())
+        // A clone was frozen by its own snapshot; the carrier is ferry's.
+        .requires(if clone { vec![] } else { idle.clone() })
         .done_when(cutover_done)
         .past_when(source_past),
     );
@@ -373,7 +468,6 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
                 mode,
             },
         )
-        // The cut-over is a snapshot: the source may be back in use.
         .requires(vec![Check::Exists {
             image: mirrored.clone(),
         }])
@@ -393,7 +487,9 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
             Action::Copy {
                 from: mirrored_cut.clone(),
                 to: partial.clone(),
-                features: Some(Features(facts.features.0 & !Features::JOURNALING.0)),
+                features: Some(Features(
+                    facts.features.0 & Features::CREATABLE.0 & !Features::JOURNALING.0,
+                )),
             },
         )
         .requires(vec![
@@ -495,12 +591,61 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
                 Action::ConfirmVerified {
                     source: src_cut.clone(),
                     copy: dest.clone(),
+                    mark: orig.clone(),
                 },
             )
             .requires(vec![verified])
             .done_when(vec![confirmed.clone()]),
         );
-        if !pool_mode && facts.mirroring.is_none() {
+        steps.push(
+            draft(
+                "check-source-unchanged",
+                Role::Cleanup,
+                Action::CheckUnchanged {
+                    image: orig_cut.clone(),
+                },
+            )
+            .requires(vec![confirmed.clone()])
+            .past_when(vec![Check::SnapshotAbsent {
+                image: orig_cut.clone(),
+            }]),
+        );
+        if clone {
+            if !pool_mode {
+                steps.push(
+                    draft(
+                        "disable-mirroring",
+                        Role::Cleanup,
+                        Action::DisableMirroring { image: src.clone() },
+                    )
+                    .requires(vec![confirmed.clone()])
+                    .done_when(vec![Check::MirroringDisabled { image: src.clone() }])
+                    .past_when(vec![Check::Absent { image: src.clone() }]),
+                );
+            }
+            steps.push(
+                draft(
+                    "remove-flat-copy",
+                    Role::Cleanup,
+                    Action::RemoveImage { image: src.clone() },
+                )
+                .requires(vec![confirmed.clone()])
+                .done_when(vec![Check::Absent { image: src.clone() }]),
+            );
+            steps.push(
+                draft(
+                    "remove-cut-over-snapshot",
+                    Role::Cleanup,
+                    Action::RemoveSnapshot {
+                        image: orig_cut.clone(),
+                    },
+                )
+                .requires(vec![confirmed.clone()])
+                .done_when(vec![Check::SnapshotAbsent {
+                    image: orig_cut.clone(),
+                }]),
+            );
+        } else if !pool_mode && facts.mirroring.is_none() {
             steps.push(
                 draft(
                     "disable-mirroring",
@@ -511,44 +656,48 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
                 .done_when(vec![Check::MirroringDisabled { image: src.clone() }]),
             );
         }
-        steps.push(
-            draft(
-                "remove-cut-over-snapshot",
-                Role::Cleanup,
-                Action::RemoveSnapshot {
-                    image: src_cut.clone(),
-                },
-            )
-            .requires(vec![confirmed.clone()])
-            .done_when(vec![
-                Check::SnapshotAbsent {
-                    image: src_cut.clone(),
-                },
-                Check::MetadataAbsent {
-                    image: src.clone(),
-                    key: sum_key,
-                },
-            ]),
-        );
-        if added.0 != 0 || removed.0 != 0 {
+        if !clone {
             steps.push(
                 draft(
-                    "restore-features",
+                    "remove-cut-over-snapshot",
                     Role::Cleanup,
-                    Action::RestoreFeatures { image: src.clone() },
-                )
-                .requires(vec![confirmed])
-                .done_when(vec![
-                    Check::FeaturesAbsent {
-                        image: src.clone(),
-                        features: added,
+                    Action::RemoveSnapshot {
+                        image: src_cut.clone(),
                     },
-                    Check::FeaturesPresent {
+                )
+                .requires(vec![confirmed.clone()])
+                .done_when(vec![
+                    Check::SnapshotAbsent {
+                        image: src_cut.clone(),
+                    },
+                    Check::MetadataAbsent {
                         image: src.clone(),
-                        features: Features(facts.features.0 & !Features::DEEP_FLATTEN.0),
+                        key: sum_key,
                     },
                 ]),
             );
+            if added.0 != 0 || removed.0 != 0 {
+                steps.push(
+                    draft(
+                        "restore-features",
+                        Role::Cleanup,
+                        Action::RestoreFeatures { image: src.clone() },
+                    )
+                    // Feature changes can freeze a running client: never on an
+                    // image in use.
+                    .requires(vec![confirmed, Check::NotInUse { image: src.clone() }])
+                    .done_when(vec![
+                        Check::FeaturesAbsent {
+                            image: src.clone(),
+                            features: added,
+                        },
+                        Check::FeaturesPresent {
+                            image: src.clone(),
+                            features: Features(facts.features.0 & !Features::DEEP_FLATTEN.0),
+                        },
+                    ]),
+                );
+            }
         }
     }
 
@@ -703,6 +852,8 @@ mod tests {
                 user_snapshots: vec![],
                 mirroring: None,
                 in_use: false,
+                users: vec![],
+                parent: None,
                 pool_mode: PoolMirrorMode::Image,
                 cloud: None,
             },
@@ -767,6 +918,139 @@ mod tests {
         assert_eq!(plan.steps_for(Role::Cleanup).count(), 0);
     }
 
+    fn clone_of_glance_image() -> (ImageRef, ImageFacts) {
+        let (r, mut f) = volume(Features::DEFAULT);
+        f.parent = Some(crate::ceph::Parent {
+            pool: "osglance".into(),
+            namespace: String::new(),
+            image: "abcd".into(),
+            snap: "snap".into(),
+            clone_format: 2,
+            in_trash: false,
+        });
+        (r, f)
+    }
+
+    #[test]
+    fn a_clone_is_frozen_copied_out_flat_and_its_carrier_is_mirrored() {
+        for mode in [MirrorMode::Snapshot, MirrorMode::Journal] {
+            let plan = build(&opts(mode, true), &[clone_of_glance_image()]);
+            assert_eq!(
+                names(&plan),
+                [
+                    "preflight",
+                    "freeze-snapshot",
+                    "copy-out-flat",
+                    "enable-mirroring",
+                    "cut-over-snapshot",
+                    "wait-for-sync",
+                    "copy",
+                    "verify",
+                    "publish",
+                    "confirm-verified",
+                    "check-source-unchanged",
+                    "disable-mirroring",
+                    "remove-flat-copy",
+                    "remove-cut-over-snapshot",
+                ],
+                "{mode}"
+            );
+            let steps = &plan.images[0].steps;
+            // Nothing but a snapshot touches the clone itself: no feature
+            // change, and mirroring, copy and cleanup are on the carrier.
+            for s in steps {
+                if let Action::EnableMirroring { image, .. } | Action::DisableMirroring { image } =
+                    &s.action
+                {
+                    assert_eq!(image.image, "volume-1.ferry-flat");
+                }
+                assert!(!matches!(
+                    s.action,
+                    Action::EnableFeatures { .. }
+                        | Action::DisableFeatures { .. }
+                        | Action::RestoreFeatures { .. }
+                ));
+            }
+            let Action::FlatCopy { from, features, .. } = &steps[2].action else {
+                panic!("{:?}", steps[2].action)
+            };
+            assert_eq!(
+                from.to_string(),
+                "source:oscinder/volume-1@ferry-cutover-p1"
+            );
+            assert_eq!(
+                features.contains(Features::JOURNALING),
+                mode == MirrorMode::Journal
+            );
+            // The freeze waits for an idle clone; the verified note goes on
+            // the clone, which stays.
+            assert!(steps[1]
+                .requires
+                .iter()
+                .any(|c| matches!(c, Check::NotInUse { image } if image.image == "volume-1")));
+            let Action::ConfirmVerified { source, mark, .. } = &steps[9].action else {
+                panic!()
+            };
+            assert_eq!(source.image, "volume-1.ferry-flat");
+            assert_eq!(mark.image, "volume-1");
+            assert_eq!(
+                plan.images[0].mirrored_source().image,
+                "volume-1.ferry-flat"
+            );
+        }
+    }
+
+    #[test]
+    fn snapshot_mode_turns_exclusive_lock_on_to_tell_writers_and_cleanup_turns_it_off() {
+        let plan = build(
+            &opts(MirrorMode::Snapshot, true),
+            &[volume(Features::LAYERING)],
+        );
+        let n = names(&plan);
+        assert_eq!(
+            &n[..3],
+            ["preflight", "enable-features", "enable-mirroring"]
+        );
+        assert!(n.contains(&"restore-features"));
+        let restore = plan.images[0]
+            .steps
+            .iter()
+            .find(|s| s.name == "restore-features")
+            .unwrap();
+        assert!(restore
+            .requires
+            .iter()
+            .any(|c| matches!(c, Check::NotInUse { .. })));
+    }
+
+    #[test]
+    fn cleanup_checks_for_writes_after_the_cut_over_first() {
+        let plan = build(
+            &opts(MirrorMode::Snapshot, true),
+            &[volume(Features::DEFAULT)],
+        );
+        let n = names(&plan);
+        let confirm = n.iter().position(|s| *s == "confirm-verified").unwrap();
+        assert_eq!(n[confirm + 1], "check-source-unchanged");
+    }
+
+    #[test]
+    fn copies_are_created_without_internal_feature_bits() {
+        let (r, f) = glance(Features(Features::DEFAULT.0 | Features::OPERATIONS.0));
+        let plan = build(&opts(MirrorMode::Snapshot, false), &[(r, f)]);
+        let copy = plan.images[0]
+            .steps
+            .iter()
+            .find_map(|s| match &s.action {
+                Action::Copy { features, .. } => *features,
+                _ => None,
+            })
+            .unwrap();
+        assert!(!copy.contains(Features::OPERATIONS));
+        assert!(!copy.contains(Features::JOURNALING));
+        assert!(copy.contains(Features::DEEP_FLATTEN));
+    }
+
     #[test]
     fn steps_are_chained_with_stable_ids() {
         let plan = build(
@@ -798,6 +1082,7 @@ mod tests {
                 "verify",
                 "publish",
                 "confirm-verified",
+                "check-source-unchanged",
                 "disable-mirroring",
                 "remove-cut-over-snapshot",
                 "restore-features"
@@ -848,7 +1133,7 @@ mod tests {
             "exclusive-lock is already on"
         );
         // Cleanup cannot bring deep-flatten back, and says so.
-        let restore = &steps[12];
+        let restore = &steps[13];
         assert_eq!(restore.role, Role::Cleanup);
         assert!(restore.done_when.contains(&Check::FeaturesPresent {
             image: steps[0].action_image(),
@@ -858,8 +1143,8 @@ mod tests {
                 | Features::FAST_DIFF,
         }));
         assert_eq!(
-            plan.images[0].warnings,
-            ["deep-flatten is disabled for journaling and cannot be enabled again"]
+            plan.images[0].warnings[1],
+            "deep-flatten is disabled for journaling and cannot be enabled again"
         );
         // Nothing destroys source data before the checksums agree.
         for s in &steps[9..] {
@@ -890,6 +1175,7 @@ mod tests {
                 "publish",
                 "snapshot-and-protect",
                 "confirm-verified",
+                "check-source-unchanged",
                 "remove-cut-over-snapshot",
                 "restore-features"
             ]
@@ -904,6 +1190,7 @@ mod tests {
     fn in_use_images_wait_unless_allowed() {
         let (r, mut f) = volume(Features::DEFAULT);
         f.in_use = true;
+        f.users = vec!["client.4100 at 10.0.0.5:0/1 (holds the exclusive lock: it writes)".into()];
         f.user_snapshots = vec!["s1".into()];
         let mut o = opts(MirrorMode::Journal, false);
         let plan = build(&o, &[(r.clone(), f.clone())]);
@@ -911,12 +1198,10 @@ mod tests {
             .requires
             .iter()
             .any(|c| matches!(c, Check::NotInUse { .. })));
-        assert_eq!(
-            plan.images[0].warnings.len(),
-            4,
-            "{:?}",
-            plan.images[0].warnings
-        );
+        let w = &plan.images[0].warnings;
+        assert_eq!(w.len(), 5, "{w:?}");
+        assert!(w[1].contains("client.4100 at 10.0.0.5:0/1"), "{w:?}");
+        assert!(w[2].contains("keep the source stopped"), "{w:?}");
         o.allow_in_use = true;
         let plan = build(&o, &[(r, f)]);
         assert!(plan.images[0].steps.iter().all(|s| !s
@@ -953,6 +1238,7 @@ mod tests {
             ]
             .into(),
             status: "available".into(),
+            encrypted: false,
         }
     }
 

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ceph::{
-    CephError, Cluster, Features, ImageMirrorState, MirrorMode, PoolMirrorMode, SnapNamespace,
+    image_users, CephError, Cluster, Features, Image, ImageMirrorState, MirrorMode, Parent,
+    PoolMirrorMode, SnapNamespace,
 };
 use anyhow::{bail, Context};
 
@@ -22,8 +23,15 @@ pub struct ImageFacts {
     pub user_snapshots: Vec<String>,
     /// Mirroring mode if mirroring is already enabled.
     pub mirroring: Option<MirrorMode>,
-    /// Whether a client other than ferry watches the image.
+    /// Whether a client other than ferry uses the image (`ceph::image_users`).
     pub in_use: bool,
+    /// Who uses it, in words (empty when idle).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// The snapshot this image is a clone of: a clone is copied out flat on
+    /// the source first, and that copy is what is mirrored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
     /// The source pool's mirroring mode.
     pub pool_mode: PoolMirrorMode,
     /// The source cloud's volume or image behind it, when a cloud is given.
@@ -46,6 +54,20 @@ pub fn discover(
         for (r, obj) in resolve_entry(spec, i, cloud)? {
             let mut facts = image_facts(source, &r)
                 .with_context(|| format!("reading {} on the source cluster", r.source_spec()))?;
+            let encrypted_volume = matches!(
+                &obj,
+                Some(CloudObject::Volume {
+                    encrypted: true,
+                    ..
+                })
+            );
+            if encrypted_volume || facts_encrypted(source, &r)? {
+                bail!(
+                    "{} is encrypted (LUKS): its key is in the source cloud's key manager, and \
+                     ferry cannot carry it yet; move it another way, or decrypt it first",
+                    r.source_spec()
+                );
+            }
             facts.cloud = obj;
             out.push((r, facts));
         }
@@ -260,6 +282,7 @@ fn volume_object(v: &crate::openstack::Volume) -> CloudObject {
         metadata: v.metadata.clone(),
         image_metadata: v.volume_image_metadata.clone(),
         status: v.status.clone(),
+        encrypted: v.encrypted,
     }
 }
 
@@ -275,11 +298,31 @@ fn image_object(i: &crate::openstack::Image) -> CloudObject {
     }
 }
 
+/// Whether the image starts with a LUKS header.
+fn facts_encrypted(cluster: &Cluster, r: &ImageRef) -> anyhow::Result<bool> {
+    let pool = cluster.pool(&r.pool)?;
+    let img = pool.open_image_read_only(&r.name, None)?;
+    Ok(img.has_luks_header()?)
+}
+
+/// Who uses an image, in words: the one rule (`ceph::image_users`) over one
+/// read of its features, watchers and lockers. `img` must be read-only (no
+/// watch or lock of its own).
+pub fn users_of(img: &Image<'_>) -> Result<Vec<String>, CephError> {
+    Ok(
+        image_users(img.features()?, &img.watchers()?, &img.lockers()?)
+            .iter()
+            .map(|u| u.to_string())
+            .collect(),
+    )
+}
+
 fn image_facts(cluster: &Cluster, r: &ImageRef) -> Result<ImageFacts, CephError> {
     let pool = cluster.pool(&r.pool)?;
     // Read-only: no watch of our own, so any watcher is someone else.
     let img = pool.open_image_read_only(&r.name, None)?;
     let info = img.info()?;
+    let users = users_of(&img)?;
     let mirroring = match img.mirror_info()?.state {
         ImageMirrorState::Disabled => None,
         _ => img.mirror_mode()?,
@@ -294,7 +337,9 @@ fn image_facts(cluster: &Cluster, r: &ImageRef) -> Result<ImageFacts, CephError>
             .map(|s| s.name)
             .collect(),
         mirroring,
-        in_use: !img.watchers()?.is_empty(),
+        in_use: !users.is_empty(),
+        users,
+        parent: img.parent()?,
         pool_mode: pool.mirror_mode()?,
         cloud: None,
     })

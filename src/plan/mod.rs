@@ -12,7 +12,7 @@ mod text;
 
 pub use build::{build, AdoptOptions, BuildOptions};
 pub(crate) use discover::check_volume_status;
-pub use discover::{derived_image_id, discover, resolve_entry, ImageFacts};
+pub use discover::{derived_image_id, discover, resolve_entry, users_of, ImageFacts};
 pub(crate) use text::describe;
 pub use text::render_text;
 
@@ -129,6 +129,15 @@ pub fn partial_name(image: &str) -> String {
     format!("{image}.ferry-partial")
 }
 
+/// The flat copy of a clone that is mirrored in its place (the carrier).
+pub fn flat_name(image: &str) -> String {
+    format!("{image}.ferry-flat")
+}
+
+/// The image metadata key on a carrier marking its copy complete; the value
+/// names what it was copied from (`pool/image@snap`).
+pub const FLAT_OF: &str = "ferry-flat-of";
+
 /// A new plan id: 8 hex digits from the clock and the process.
 pub fn new_plan_id() -> String {
     use sha2::{Digest, Sha256};
@@ -220,6 +229,8 @@ pub enum CloudObject {
         #[serde(default)]
         image_metadata: BTreeMap<String, String>,
         status: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        encrypted: bool,
     },
     Image {
         id: String,
@@ -314,6 +325,22 @@ pub enum Action {
     CreateCutover { image: ImageAt, mode: MirrorMode },
     /// Remove a snapshot ferry made.
     RemoveSnapshot { image: ImageAt },
+    /// A clone's cut-over: the user snapshot `image` names, taken while
+    /// ferry holds the exclusive lock (no client writes meanwhile).
+    FreezeSnapshot { image: ImageAt },
+    /// Copy a clone's snapshot into a new, flat image in the same pool with
+    /// `features`, then mark it complete (`FLAT_OF`); a copy found without
+    /// the mark is incomplete and made afresh.
+    FlatCopy {
+        from: ImageAt,
+        to: ImageAt,
+        features: Features,
+    },
+    /// Remove an image ferry made (a clone's flat carrier) with its snapshots.
+    RemoveImage { image: ImageAt },
+    /// Fails when the image was written after its cut-over snapshot: those
+    /// writes are not in the copy.
+    CheckUnchanged { image: ImageAt },
     /// Wait, with progress, until the mirrored copy has caught up.
     WaitForSync {
         source: ImageAt,
@@ -344,9 +371,14 @@ pub enum Action {
     },
     /// Rename the verified partial copy to its final name.
     Publish { partial: ImageAt, copy: ImageAt },
-    /// Note on the source that the copy is verified (`verified_key`), before
+    /// Note on the source image `mark` that the copy of `source` (which
+    /// holds the cut-over checksum) is verified (`verified_key`), before
     /// cleanup changes anything.
-    ConfirmVerified { source: ImageAt, copy: ImageAt },
+    ConfirmVerified {
+        source: ImageAt,
+        copy: ImageAt,
+        mark: ImageAt,
+    },
     /// Source cloud, before the cut-over: the volume or image is still
     /// there and idle (volume available, or its servers shut off). Reads only.
     CheckSourceCloud {
@@ -407,6 +439,9 @@ impl Step {
             | Action::EnableMirroring { image, .. }
             | Action::CreateCutover { image, .. }
             | Action::RemoveSnapshot { image }
+            | Action::FreezeSnapshot { image }
+            | Action::RemoveImage { image }
+            | Action::CheckUnchanged { image }
             | Action::SnapshotAndProtect { image }
             | Action::DisableMirroring { image }
             | Action::RestoreFeatures { image }
@@ -418,7 +453,7 @@ impl Step {
             }
             Action::Verify { partial, .. } => partial.clone(),
             Action::Publish { copy, .. } => copy.clone(),
-            Action::Copy { from, .. } => from.clone(),
+            Action::Copy { from, .. } | Action::FlatCopy { from, .. } => from.clone(),
             Action::CheckSourceCloud { object, .. } => ImageAt {
                 site: Site::Source,
                 pool: "(cloud)".into(),
@@ -443,6 +478,24 @@ pub struct ImagePlan {
     /// Things the operator should know before running it.
     pub warnings: Vec<String>,
     pub steps: Vec<Step>,
+}
+
+impl ImagePlan {
+    /// The source image that is mirrored and holds the cut-over checksum:
+    /// the image itself, or a clone's flat carrier.
+    pub fn mirrored_source(&self) -> ImageAt {
+        let image = if self.facts.parent.is_some() {
+            flat_name(&self.image.name)
+        } else {
+            self.image.name.clone()
+        };
+        ImageAt {
+            site: Site::Source,
+            pool: self.image.pool.clone(),
+            image,
+            snap: None,
+        }
+    }
 }
 
 /// A whole migration.

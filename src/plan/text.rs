@@ -114,6 +114,16 @@ pub(crate) fn describe(a: &Action) -> String {
             MirrorMode::Journal => format!("take the cut-over snapshot {image}"),
         },
         Action::RemoveSnapshot { image } => format!("remove the snapshot {image}"),
+        Action::FreezeSnapshot { image } => format!(
+            "cut-over: snapshot {image} while holding the exclusive lock (no client may write)"
+        ),
+        Action::FlatCopy { from, to, features } => {
+            format!("copy the clone {from} out flat to {to} ({features}); this copy is mirrored")
+        }
+        Action::RemoveImage { image } => format!("remove {image} (ferry's flat copy)"),
+        Action::CheckUnchanged { image } => format!(
+            "check nothing was written to the source after {image} (those writes are not in the copy)"
+        ),
         Action::WaitForSync { mirrored, .. } => format!("wait until {mirrored} is in sync"),
         Action::Copy { from, to, features } => match features {
             Some(f) => format!("copy {from} to {to} (features: {f})"),
@@ -126,7 +136,7 @@ pub(crate) fn describe(a: &Action) -> String {
         Action::Publish { partial, copy } => {
             format!("rename the verified {partial} to {}", copy.image)
         }
-        Action::ConfirmVerified { source, copy } => {
+        Action::ConfirmVerified { source, copy, .. } => {
             format!("note on {source} that {copy} is verified (from the hand-off)")
         }
         Action::CheckSourceCloud { object, .. } => match object {

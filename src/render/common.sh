@@ -3,6 +3,7 @@ FERRY_POLL=${FERRY_POLL:-5}
 ERR=$(mktemp)
 trap 'rm -f "$ERR"' EXIT
 
+USERS=
 say() { printf '%s\n' "ferry $ROLE: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
@@ -12,11 +13,11 @@ wait_for() {
   what=$1
   shift
   if "$@"; then return 0; fi
-  say "waiting for $what (up to $FERRY_WAIT_TIMEOUT s)"
+  say "waiting for $what (up to $FERRY_WAIT_TIMEOUT s)${USERS:+; in use: $(printf '%s' "$USERS" | tr '\n' ';')}"
   waited=0
   while ! "$@"; do
     if [ "$waited" -ge "$FERRY_WAIT_TIMEOUT" ]; then
-      say "gave up after $waited s waiting for $what; nothing was changed by this step; run this script again later"
+      say "gave up after $waited s waiting for $what${USERS:+ (in use: $(printf '%s' "$USERS" | tr '\n' ';'))}; nothing was changed by this step; run this script again later"
       exit 2
     fi
     sleep "$FERRY_POLL"

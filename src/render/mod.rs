@@ -182,7 +182,10 @@ pub fn script(plan: &Plan, role: Role) -> String {
                         q(&crate::plan::record_object(&plan.id)),
                         q(&copy.image),
                         copy,
-                        q(&format!("{}/{}", img.image.pool, img.image.name)),
+                        {
+                            let m = img.mirrored_source();
+                            q(&format!("{}/{}", m.pool, m.image))
+                        },
                     );
                 }
             }
@@ -280,7 +283,9 @@ fn cond(c: &Check, role: Role, plan: &Plan, img: &ImagePlan) -> Option<String> {
 
 fn waitable(c: &Check) -> Option<String> {
     match c {
-        Check::NotInUse { image } => Some(format!("{image} to be idle (a client has it open)")),
+        Check::NotInUse { image } => Some(format!(
+            "{image} to be idle (stop the client or shut its server off)"
+        )),
         Check::MirrorSynced { mirrored, .. } => Some(format!("{mirrored} to be in sync")),
         Check::Exists { image } => Some(format!("{image} to appear (rbd-mirror creates it)")),
         Check::Published { image } => Some(format!(
@@ -468,6 +473,58 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 with_snap(image)
             );
         }
+        Action::FreezeSnapshot { image } => {
+            let _ = writeln!(
+                b,
+                "snap_exists {} {} || rbdw snap create {}",
+                spec(image),
+                snap(image),
+                with_snap(image)
+            );
+        }
+        Action::FlatCopy { from, to, features } => {
+            let feats: String = feature_names(*features)
+                .iter()
+                .map(|n| format!(" --image-feature {n}"))
+                .collect();
+            let _ = writeln!(
+                b,
+                "# an unmarked copy is an interrupted one: afresh\nimage_absent {} || remove_image {}",
+                spec(to),
+                spec(to)
+            );
+            let _ = writeln!(b, "say {}", q(&format!("copying {from} out flat to {to}")));
+            let _ = writeln!(
+                b,
+                "rbdw cp --no-progress{feats} {} {}",
+                with_snap(from),
+                spec(to)
+            );
+            let _ = writeln!(
+                b,
+                "rbdw image-meta set {} {} {}",
+                spec(to),
+                q(crate::plan::FLAT_OF),
+                with_snap(from)
+            );
+        }
+        Action::RemoveImage { image } => {
+            let _ = writeln!(
+                b,
+                "image_absent {} || remove_image {}",
+                spec(image),
+                spec(image)
+            );
+        }
+        Action::CheckUnchanged { image } => {
+            let _ = writeln!(
+                b,
+                "unchanged_since {} {} || die {}",
+                spec(image),
+                snap(image),
+                q(&format!("{} was written after the cut-over {} (see above): the copy does not hold those writes. Nothing is cleaned up; migrate the image again with a new plan, or remove the snapshot yourself once you accept the loss", ImageAt { snap: None, ..image.clone() }, image.snap.as_deref().unwrap_or_default()))
+            );
+        }
         Action::WaitForSync { mirrored, mode, .. } => {
             let c = cond(
                 &Check::MirrorSynced {
@@ -576,7 +633,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 spec(copy)
             );
         }
-        Action::ConfirmVerified { source, .. } => {
+        Action::ConfirmVerified { source, mark, .. } => {
             let s = source.snap.as_deref().unwrap_or_default();
             let _ = writeln!(
                 b,
@@ -587,7 +644,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             let _ = writeln!(
                 b,
                 "rbdw image-meta set {} {} \"$OUT\"",
-                spec(source),
+                spec(mark),
                 q(&crate::plan::verified_key(s))
             );
         }

@@ -64,18 +64,51 @@ mirroring_disabled() {
   [ "$(printf '%s' "$OUT" | jq -r '.mirroring.state // "disabled"')" = disabled ]
 }
 
-# not_in_use IMAGE: no watchers but the peers' rbd-mirror daemons, which
-# watch a snapshot-mirrored primary.
-not_in_use() {
-  rbdq status --format json "$1" || return 1
-  watchers=$(printf '%s' "$OUT" | jq '.watchers | length')
+# image_users IMAGE: the clients using IMAGE, a line each, in USERS; the
+# one rule ferry applies too (src/ceph/clients.rs): with exclusive-lock,
+# the lock holders that still watch the image (writers; rbd-mirror never
+# holds a primary's lock); without it, every watcher.
+image_users() {
   rbdq info --format json "$1" || return 1
-  allowed=0
-  if [ "$(printf '%s' "$OUT" | jq -r '"\(.mirroring.state) \(.mirroring.mode) \(.mirroring.primary)"')" = "enabled snapshot true" ]; then
-    rbdq mirror pool info --format json "${1%%/*}" || return 1
-    allowed=$(printf '%s' "$OUT" | jq '[.peers[]? | select(.direction != "rx-only")] | length')
+  locked=$(printf '%s' "$OUT" | jq '.features | index("exclusive-lock") != null')
+  rbdq status --format json "$1" || return 1
+  watchers=$OUT
+  if [ "$locked" = true ]; then
+    rbdq lock ls --format json "$1" || return 1
+    USERS=$(printf '%s' "$OUT" | jq -r --argjson w "$watchers" '
+      def norm: sub("^v[12]:"; "");
+      ([$w.watchers // [] | .[] | .address | norm]) as $live
+      | (if type == "array" then . else [to_entries[] | .value + {id: .key}] end)
+      | .[] | select((.address | norm) as $a | $live | index($a))
+      | "\(.locker) at \(.address) (holds the exclusive lock: it writes)"')
+  else
+    USERS=$(printf '%s' "$watchers" | jq -r '.watchers // [] | .[] |
+      "client.\(.client) at \(.address) (has the image open, which has no exclusive-lock to tell writers apart)"')
   fi
-  [ "$watchers" -le "$allowed" ]
+}
+not_in_use() {
+  image_users "$1" || return 1
+  [ -z "$USERS" ]
+}
+
+# unchanged_since IMAGE SNAP: nothing was written to IMAGE after SNAP.
+unchanged_since() {
+  rbdq diff --whole-object --from-snap "$2" --format json "$1" || return 1
+  n=$(printf '%s' "$OUT" | jq '[.[] | select(.exists == "true" or .exists == true)] | length')
+  [ "$n" -eq 0 ] && return 0
+  say "$1: $n object(s) written after $2"
+  return 1
+}
+
+# remove_image IMAGE: removes an image ferry made, with its snapshots
+# (mirroring disabled first in an image-mode pool).
+remove_image() {
+  if rbdq mirror pool info --format json "${1%%/*}" &&
+    [ "$(printf '%s' "$OUT" | jq -r .mode)" = image ] && ! mirroring_disabled "$1"; then
+    rbdw mirror image disable "$1"
+  fi
+  rbdw snap purge "$1"
+  rbdw rm --no-progress "$1"
 }
 
 # mirror_snapshot_after IMAGE SNAP: a primary mirror snapshot taken after

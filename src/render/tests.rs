@@ -40,6 +40,8 @@ fn plan(mode: MirrorMode) -> Plan {
                 user_snapshots: vec![],
                 mirroring: None,
                 in_use: false,
+                users: vec![],
+                parent: None,
                 pool_mode: PoolMirrorMode::Image,
                 cloud: Some(CloudObject::Volume {
                     id: name.into(),
@@ -51,6 +53,7 @@ fn plan(mode: MirrorMode) -> Plan {
                     metadata: [("app".to_string(), "db $HOME".to_string())].into(),
                     image_metadata: [("os_distro".to_string(), "debian".to_string())].into(),
                     status: "available".into(),
+                    encrypted: false,
                 }),
             },
         )

@@ -49,7 +49,7 @@ fn a_volume_cinder_cannot_place_fails_the_fixture_with_cinders_message() {
         "it waited out the deadline ({took:?}) instead of stopping on `error`: {err}"
     );
     assert!(
-        err.contains("is error") && err.contains("No valid backend"),
+        err.contains("is error") && err.contains("Could not find any available weighted backend"),
         "the message does not say why: {err}"
     );
 }
