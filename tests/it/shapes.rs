@@ -4,6 +4,7 @@
 //! client writing to the source while ferry wants its cut-over.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -396,4 +397,127 @@ fn layering_only_odd_sized_and_snapshotted_images_move_with_equal_checksums() {
         let _ = bp.remove_image(n);
     }
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
+/// `ferry run BUNDLE --role ROLE` with that role's Ceph user only.
+fn role_run(env: &TestEnv, bundle: &Path, role: &str, extra: &[&str]) -> Output {
+    let site = if role == "destination-storage" {
+        "B"
+    } else {
+        "A"
+    };
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--output", "json", "--role", role, "--wait-timeout", "120"])
+        .arg("--state-dir")
+        .arg(bundle.parent().unwrap().join("state"))
+        .arg("--conf")
+        .arg(env.path(&format!("SITE_{site}_CONF")))
+        .args(["--id", env.var(&format!("SITE_{site}_USER"))])
+        .arg("--keyring")
+        .arg(env.path(&format!("SITE_{site}_USER_KEYRING")))
+        .args(extra)
+        .arg(bundle)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn writes_after_the_cut_over_stop_the_cleanup_in_ferry_and_in_the_script() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let id = unique("late");
+    let name = format!("volume-{id}");
+    plain_image(&env, &name, 16 * MIB, Features::DEFAULT, 61);
+    let (spec, _) = spec_in_temp_dir(
+        &(env.spec_yaml(&format!("  - volume: {id}\n"))
+            + "options: {mirror_mode: snapshot, cleanup: true}\n"),
+    );
+    let dir = spec.parent().unwrap().to_path_buf();
+    let bundle = dir.join("plan.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("plan")
+        .arg(&spec)
+        .arg("--bundle")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    ok(&out);
+    ok(&role_run(&env, &bundle, "source-storage", &[]));
+    let dest = role_run(&env, &bundle, "destination-storage", &[]);
+    ok(&dest);
+    let verified = dir.join("verified.txt");
+    std::fs::write(&verified, &dest.stdout).unwrap();
+    // The server was started again too early: it writes after the cut-over.
+    {
+        let a = env.connect("site-a");
+        let p = a.pool("volumes").unwrap();
+        let img = p.open_image(&name).unwrap();
+        write_sparse(&img, 16 * MIB, 2, 4096, 62);
+    }
+    let out = role_run(
+        &env,
+        &bundle,
+        "cleanup",
+        &["--verified", verified.to_str().unwrap()],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "cleanup went on: {text}");
+    assert!(
+        text.contains("was written after the cut-over") && text.contains("Nothing is cleaned up"),
+        "{text}"
+    );
+    assert_eq!(cutover_snaps(&env, &name).len(), 1, "the cut-over went");
+    // The script says the same.
+    let script = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("script")
+        .arg(&bundle)
+        .args(["--role", "cleanup"])
+        .output()
+        .unwrap();
+    ok(&script);
+    let path = dir.join("cleanup.sh");
+    std::fs::write(&path, &script.stdout).unwrap();
+    let out = Command::new("sh")
+        .arg(&path)
+        .arg(&verified)
+        .env("CEPH_CONF", env.path("SITE_A_CONF"))
+        .env(
+            "CEPH_ARGS",
+            format!(
+                "--id {} --keyring {}",
+                env.var("SITE_A_USER"),
+                env.path("SITE_A_USER_KEYRING").display()
+            ),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("was written after the cut-over"), "{err}");
+    assert_eq!(cutover_snaps(&env, &name).len(), 1);
+    {
+        let a = env.connect("site-a");
+        let p = a.pool("volumes").unwrap();
+        let img = p.open_image(&name).unwrap();
+        assert_eq!(
+            img.mirror_info().unwrap().state,
+            ImageMirrorState::Enabled,
+            "mirroring was disabled"
+        );
+        let _ = img.mirror_disable(false);
+    }
+    let _ = Command::new("rbd")
+        .arg("-c")
+        .arg(env.path("SITE_A_CONF"))
+        .args(["snap", "purge", &format!("volumes/{name}")])
+        .status();
+    let a = env.connect("site-a");
+    let _ = a.pool("volumes").unwrap().remove_image(&name);
+    let b = env.connect("site-b");
+    let _ = b.pool(env.var("DEST_CINDER_POOL")).unwrap().remove_image(&name);
+    let _ = std::fs::remove_dir_all(dir);
 }
