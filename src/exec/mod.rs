@@ -723,6 +723,9 @@ impl Ctx<'_> {
                 ),
                 Check::MirrorSynced { mirrored, .. } => format!("{mirrored} to be in sync"),
                 Check::Exists { image } => format!("{image} to appear"),
+                Check::MetadataPresent { image, key } => {
+                    format!("{key} on {image} (mirroring carries it)")
+                }
                 Check::Published { image } => format!(
                     "the verified copy {image} (the destination storage part publishes it after verify)"
                 ),
@@ -952,6 +955,13 @@ impl Ctx<'_> {
                     mode: *mode,
                 };
                 self.wait(i, step, &synced)?;
+                // Journal replay brings the checksum metadata just after the
+                // snapshot; the scripts wait for it the same way.
+                let sum = Check::MetadataPresent {
+                    image: plain(mirrored),
+                    key: crate::plan::checksum_key(mirrored.snap.as_deref().unwrap_or_default()),
+                };
+                self.wait(i, step, &sum)?;
                 Ok("in sync".into())
             }
             Action::Copy { from, to, features } => {

@@ -52,6 +52,7 @@ fn plan_reads_source_images_and_changes_nothing() {
             "verify",
             "publish",
             "confirm-verified",
+            "check-source-unchanged",
             "disable-mirroring",
             "remove-cut-over-snapshot",
             "restore-features"

@@ -407,7 +407,15 @@ fn role_run(env: &TestEnv, bundle: &Path, role: &str, extra: &[&str]) -> Output 
         "A"
     };
     Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--output", "json", "--role", role, "--wait-timeout", "120"])
+        .args([
+            "run",
+            "--output",
+            "json",
+            "--role",
+            role,
+            "--wait-timeout",
+            "120",
+        ])
         .arg("--state-dir")
         .arg(bundle.parent().unwrap().join("state"))
         .arg("--conf")
@@ -446,7 +454,12 @@ fn writes_after_the_cut_over_stop_the_cleanup_in_ferry_and_in_the_script() {
     let dest = role_run(&env, &bundle, "destination-storage", &[]);
     ok(&dest);
     let verified = dir.join("verified.txt");
-    std::fs::write(&verified, &dest.stdout).unwrap();
+    let lines: String = common::json_lines(&dest)
+        .iter()
+        .filter_map(|l| l["hand_off"].as_str().map(|h| format!("{h}\n")))
+        .collect();
+    assert!(lines.contains("ferry-verified"), "no hand-off: {lines}");
+    std::fs::write(&verified, lines).unwrap();
     // The server was started again too early: it writes after the cut-over.
     {
         let a = env.connect("site-a");
@@ -518,6 +531,71 @@ fn writes_after_the_cut_over_stop_the_cleanup_in_ferry_and_in_the_script() {
     let a = env.connect("site-a");
     let _ = a.pool("volumes").unwrap().remove_image(&name);
     let b = env.connect("site-b");
-    let _ = b.pool(env.var("DEST_CINDER_POOL")).unwrap().remove_image(&name);
+    let _ = b
+        .pool(env.var("DEST_CINDER_POOL"))
+        .unwrap()
+        .remove_image(&name);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_failure_before_the_cut_over_puts_the_source_back() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    // A pool without mirroring: journaling goes on, then enabling mirroring
+    // fails (EINVAL).
+    let pool = unique("nomirror");
+    env.cli(
+        "ceph",
+        "site-a",
+        &["osd", "pool", "create", &pool, "8", "8"],
+    );
+    env.cli("rbd", "site-a", &["pool", "init", &pool]);
+    let a = env.connect("site-a");
+    let p = a.pool(&pool).unwrap();
+    let name = "volume-put-back";
+    p.create_image(name, 8 * MIB, Features::DEFAULT).unwrap();
+    let spec_text = env
+        .spec_yaml("  - volume: put-back\n")
+        .replace("cinder: volumes", &format!("cinder: {pool}"))
+        .replace(
+            &format!("keyring: {}", env.var("SITE_A_USER_KEYRING")),
+            &format!("keyring: {}", env.var("SITE_A_ADMIN_KEYRING")),
+        )
+        .replace("client: ferry-source", "client: admin")
+        + "options: {mirror_mode: journal, cleanup: true}\n";
+    let (spec, state) = spec_in_temp_dir(&spec_text);
+    let out = common::ferry_run(&spec, &state, &["--wait-timeout", "20"], None);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("enable-mirroring") && text.contains("the source is put back"),
+        "{text}"
+    );
+    let img = p.open_image_read_only(name, None).unwrap();
+    // Deep-flatten cannot come back; everything else is as it was.
+    assert_eq!(
+        img.features().unwrap(),
+        Features(Features::DEFAULT.0 & !Features::DEEP_FLATTEN.0)
+    );
+    drop(img);
+    drop(p);
+    drop(a);
+    env.cli(
+        "ceph",
+        "site-a",
+        &[
+            "osd",
+            "pool",
+            "rm",
+            &pool,
+            &pool,
+            "--yes-i-really-really-mean-it",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
