@@ -15,9 +15,19 @@ const COMMON: &str = include_str!("common.sh");
 const STORAGE: &str = include_str!("storage.sh");
 const CLOUD: &str = include_str!("cloud.sh");
 
-/// A shell word holding `s` literally.
+/// A shell word holding `s` literally: the one way a value enters a
+/// script. Inside double quotes, close them around it (`"text "'value'" more"`
+/// is one word).
 pub fn q(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `s` made safe for the rest of a `#` comment line: a newline or another
+/// control character would end the comment and start a command.
+fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn spec(at: &ImageAt) -> String {
@@ -113,7 +123,7 @@ pub fn script(plan: &Plan, role: Role) -> String {
         s,
         "# ferry: the {} part of plan {} ({} image(s), {} mirroring).",
         t.role,
-        plan.id,
+        comment(&plan.id),
         plan.images.len(),
         plan.mode
     );
@@ -144,7 +154,7 @@ pub fn script(plan: &Plan, role: Role) -> String {
     }
     if role == Role::DestinationStorage {
         s.push_str(
-            "\n# verified_record POOL OBJECT IMAGE: this plan's record of a verified copy;\n# its SHA-256 in OUT.\nverified_record() {\n  OUT=$(rados -p \"$1\" getxattr \"$2\" \"$3\" 2>\"$ERR\") && return 0\n  grep -q '(2)\\|(61)' \"$ERR\" && return 1\n  die \"rados getxattr $2 $3 in pool $1: $(cat \"$ERR\")\"\n}\n",
+            "\n# verified_record POOL OBJECT IMAGE: this plan's record of a verified copy;\n# its SHA-256 in OUT.\nverified_record() {\n  OUT=$(bounded rados -p \"$1\" getxattr \"$2\" \"$3\" 2>\"$ERR\") && return 0\n  grep -q '(2)\\|(61)' \"$ERR\" && return 1\n  die \"rados getxattr $2 $3 in pool $1: $(cat \"$ERR\")\"\n}\n",
         );
     }
     if role == Role::DestinationCloud {
@@ -162,7 +172,7 @@ pub fn script(plan: &Plan, role: Role) -> String {
             continue;
         }
         any = true;
-        let _ = writeln!(s, "\n# --- {} ---", img.image.source_spec());
+        let _ = writeln!(s, "\n# --- {} ---", comment(&img.image.source_spec()));
         for st in steps {
             step(&mut s, plan, img, st);
         }
@@ -177,11 +187,11 @@ pub fn script(plan: &Plan, role: Role) -> String {
                 if let Action::Verify { copy, .. } = &st.action {
                     let _ = writeln!(
                         s,
-                        "verified_record {} {} {} || die 'no record of the verified copy {}'\nprintf '%s %s %s %s\\n' ferry-verified \"$PLAN\" {} \"$OUT\"",
+                        "verified_record {} {} {} || die {}\nprintf '%s %s %s %s\\n' ferry-verified \"$PLAN\" {} \"$OUT\"",
                         q(&copy.pool),
                         q(&crate::plan::record_object(&plan.id)),
                         q(&copy.image),
-                        copy,
+                        q(&format!("no record of the verified copy {copy}")),
                         q(&format!("{}/{}", img.image.pool, img.image.name)),
                     );
                 }
@@ -302,7 +312,11 @@ fn conds(cs: &[Check], role: Role, plan: &Plan, img: &ImagePlan) -> Option<Strin
 fn step(s: &mut String, plan: &Plan, img: &ImagePlan, st: &Step) {
     let role = st.role;
     let what = describe(&st.action);
-    let _ = writeln!(s, "\n# {} {}: {what}", st.id, st.name);
+    let _ = writeln!(
+        s,
+        "\n# {}",
+        comment(&format!("{} {}: {what}", st.id, st.name))
+    );
     let (id, name) = (q(&st.id), q(&st.name));
     // Cloud steps that adopt need the Cinder host before their checks.
     if let Some(Adoption::Volume(v)) = match &st.action {
@@ -517,7 +531,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             let _ = writeln!(b, "say {}", q(&format!("copying {from} to {to}")));
             let _ = writeln!(
                 b,
-                "rbdw cp --no-progress{feats} {} {}",
+                "rbdwl cp --no-progress{feats} {} {}",
                 with_snap(from),
                 spec(to)
             );
@@ -565,7 +579,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 spec(partial),
                 q(&key)
             );
-            let _ = writeln!(b, "rados -p {} setxattr {} {} \"$SUM\" 2>\"$ERR\" || die \"recording the verified copy: $(cat \"$ERR\")\"", q(&copy.pool), q(&crate::plan::record_object(&plan.id)), q(&copy.image));
+            let _ = writeln!(b, "bounded rados -p {} setxattr {} {} \"$SUM\" 2>\"$ERR\" || die \"recording the verified copy: $(cat \"$ERR\")\"", q(&copy.pool), q(&crate::plan::record_object(&plan.id)), q(&copy.image));
         }
         Action::Publish { partial, copy } => {
             let _ = writeln!(
@@ -623,7 +637,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 }
             }
             if orig.contains(Features::OBJECT_MAP) {
-                let _ = writeln!(b, "rbdw object-map rebuild {}", spec(image));
+                let _ = writeln!(b, "rbdwl object-map rebuild {}", spec(image));
             }
         }
         Action::CheckSourceCloud {
@@ -631,29 +645,27 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             allow_in_use,
         } => match object {
             CloudObject::Volume { id, .. } => {
+                let _ = writeln!(b, "vol={}", q(id));
                 let _ = writeln!(
                     b,
-                    "osq volume show {} -f json || die {}",
-                    q(id),
-                    q(&format!("volume {id} is gone from the source cloud"))
+                    "osq volume show -f json -- \"$vol\" || die \"volume $vol is gone from the source cloud\""
                 );
                 let _ = writeln!(b, "status=$(printf '%s' \"$OUT\" | jq -r .status)\nservers=$(printf '%s' \"$OUT\" | jq -r '.attachments[]?.server_id')");
-                let _ = writeln!(b, "case $status in available | in-use) ;; *) die \"volume {id} is $status: only available or in-use volumes can move\" ;; esac");
+                let _ = writeln!(b, "case $status in available | in-use) ;; *) die \"volume $vol is $status: only available or in-use volumes can move\" ;; esac");
                 if !allow_in_use {
-                    let _ = writeln!(b, "for srv in $servers; do\n  osq server show \"$srv\" -f value -c status || die \"volume {id} is attached to server $srv, which cannot be read\"\n  [ \"$OUT\" = SHUTOFF ] || die \"volume {id} is attached to server $srv, which is $OUT: shut it off (or detach the volume) first\"\ndone");
+                    let _ = writeln!(b, "for srv in $servers; do\n  osq server show \"$srv\" -f value -c status || die \"volume $vol is attached to server $srv, which cannot be read\"\n  [ \"$OUT\" = SHUTOFF ] || die \"volume $vol is attached to server $srv, which is $OUT: shut it off (or detach the volume) first\"\ndone");
                 }
-                let _ = writeln!(b, "say \"volume {id} is $status\"");
+                let _ = writeln!(b, "say \"volume $vol is $status\"");
             }
             CloudObject::Image { id, .. } => {
+                let _ = writeln!(b, "img={}", q(id));
                 let _ = writeln!(
                     b,
-                    "osq image show {} -f value -c status || die {}",
-                    q(id),
-                    q(&format!("image {id} is gone from the source cloud"))
+                    "osq image show -f value -c status -- \"$img\" || die \"image $img is gone from the source cloud\""
                 );
                 let _ = writeln!(
                     b,
-                    "[ \"$OUT\" = active ] || die \"image {id} is $OUT, not active\""
+                    "[ \"$OUT\" = active ] || die \"image $img is $OUT, not active\""
                 );
             }
         },
@@ -665,18 +677,18 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                     q(&v.source_volume)
                 );
                 if let Some(t) = &v.volume_type {
-                    let _ = writeln!(b, "  osq volume type show {} -f value -c id || die {}", q(t), q(&format!("volume type {t:?} does not exist in the destination cloud; map the source type with options.volume_types")));
+                    let _ = writeln!(b, "  osq volume type show -f value -c id -- {} || die {}", q(t), q(&format!("volume type {t:?} does not exist in the destination cloud; map the source type with options.volume_types")));
                 }
-                let _ = writeln!(b, "  osq volume list --name {} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}", q(&v.name), q(&format!("a volume named {:?} already exists in the destination cloud: choose another name (images[].name)", v.name)));
+                let _ = writeln!(b, "  osq volume list --name={} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}", q(&v.name), q(&format!("a volume named {:?} already exists in the destination cloud: choose another name (images[].name)", v.name)));
                 let _ = writeln!(
                     b,
-                    "  say \"type {}, name free, host $HOST\"\nfi",
-                    v.volume_type.as_deref().unwrap_or("(default)")
+                    "  say \"type \"{}\", name free, host $HOST\"\nfi",
+                    q(v.volume_type.as_deref().unwrap_or("(default)"))
                 );
             }
             Adoption::Image(g) => {
-                let _ = writeln!(b, "if osq image show {} -f json; then\n  printf '%s' \"$OUT\" | jq -e '.properties.ferry_source // empty' >/dev/null || die {}\n  say 'registered already'\nelse", q(&g.id), q(&format!("image id {} is taken by an image ferry did not register", g.id)));
-                let _ = writeln!(b, "  osq image list --name {} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}\n  say 'image id and name free'\nfi", q(&g.name), q(&format!("an image named {:?} already exists in the destination cloud: choose another name (images[].name)", g.name)));
+                let _ = writeln!(b, "if osq image show -f json -- {}; then\n  printf '%s' \"$OUT\" | jq -e '.properties.ferry_source // empty' >/dev/null || die {}\n  say 'registered already'\nelse", q(&g.id), q(&format!("image id {} is taken by an image ferry did not register", g.id)));
+                let _ = writeln!(b, "  osq image list --name={} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}\n  say 'image id and name free'\nfi", q(&g.name), q(&format!("an image named {:?} already exists in the destination cloud: choose another name (images[].name)", g.name)));
             }
         },
         Action::AdoptVolume { image, adoption: a } => {
@@ -694,13 +706,13 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             }
             let _ = writeln!(b, "if ! adopted {}; then", q(&a.source_volume));
             let _ = writeln!(b, "  body=$(jq -cn --arg h \"$HOST\" --argjson v {} '{{volume: ($v + {{host: $h}})}}')", q(&vol.to_string()));
-            let _ = writeln!(b, "  api_send POST \"$CINDER/os-volume-manage\" \"$body\" application/json\n  case $CODE in 2*) ;; *) die \"manage-existing of {image} gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi");
+            let _ = writeln!(b, "  api_send POST \"$CINDER/os-volume-manage\" \"$body\" application/json\n  case $CODE in 2*) ;; *) die \"manage-existing of \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi", q(&image.to_string()));
             let _ = writeln!(
                 b,
                 "wait_for \"volume $VOL to be available\" volume_status_is \"$VOL\" available"
             );
             if a.bootable {
-                let _ = writeln!(b, "openstack volume set --bootable \"$VOL\" 2>\"$ERR\" || die \"marking $VOL bootable: $(cat \"$ERR\")\"");
+                let _ = writeln!(b, "osw volume set --bootable \"$VOL\"");
             }
             if !a.image_metadata.is_empty() {
                 let props: String = a
@@ -708,7 +720,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                     .iter()
                     .map(|(k, v)| format!(" --image-property {}", q(&format!("{k}={v}"))))
                     .collect();
-                let _ = writeln!(b, "openstack volume set{props} \"$VOL\" 2>\"$ERR\" || die \"setting image metadata on $VOL: $(cat \"$ERR\")\"");
+                let _ = writeln!(b, "osw volume set{props} \"$VOL\"");
             }
             let _ = writeln!(
                 b,
@@ -731,14 +743,17 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             let _ = writeln!(b, "need_glance\n[ -n \"$DEST_FSID\" ] || die 'the plan carries no destination fsid: make it with access to the destination cluster'");
             let _ = writeln!(
                 b,
-                "url=\"rbd://$DEST_FSID/{}/{}/{}\"",
-                image.pool,
-                image.image,
-                image.snap.as_deref().unwrap_or("snap")
+                "url=\"rbd://$DEST_FSID/\"{}",
+                q(&format!(
+                    "{}/{}/{}",
+                    image.pool,
+                    image.image,
+                    image.snap.as_deref().unwrap_or("snap")
+                ))
             );
             // The record through the API: `openstack image create` without
             // --file uploads whatever its stdin holds.
-            let _ = writeln!(b, "if ! osq image show {} -f json; then\n  api_send POST \"$GLANCE/v2/images\" {} application/json\n  [ \"$CODE\" = 201 ] || die \"creating the image record gave HTTP $CODE: $OUT\"\nfi", q(&g.id), q(&fields.to_string()));
+            let _ = writeln!(b, "if ! osq image show -f json -- {}; then\n  api_send POST \"$GLANCE/v2/images\" {} application/json\n  [ \"$CODE\" = 201 ] || die \"creating the image record gave HTTP $CODE: $OUT\"\nfi", q(&g.id), q(&fields.to_string()));
             let _ = writeln!(b, "if [ \"$(printf '%s' \"$OUT\" | jq -r .status)\" = queued ]; then\n  wait_for \"Glance to accept $url (the destination storage part publishes the verified copy)\" add_location {} \"$url\"\nfi", q(&g.id));
             let _ = writeln!(
                 b,
