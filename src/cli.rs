@@ -103,6 +103,10 @@ pub enum Command {
     /// storage roles, `--cloud` (or `OS_CLOUD`) for the cloud roles, and
     /// for cleanup the destination storage part's hand-off (`--verified`).
     ///
+    /// Exit status: 0 done; 1 an error (e.g. checksums differ: look before
+    /// running again); 2 gave up waiting or the mirror stalled (nothing is
+    /// half-done: run again later).
+    ///
     /// Example: ferry run migration.yaml --concurrency 4
     ///
     /// Example: ferry run plan.yaml --role destination-storage --conf /etc/ceph/dr.conf --id ferry
@@ -175,11 +179,32 @@ pub enum PlanOutput {
     Yaml,
 }
 
+/// The exit status for an error `run` returned: 2 when it only gave up
+/// waiting (run again later), 1 for any other error (see docs/roles.md).
+pub fn exit_status(e: &anyhow::Error) -> u8 {
+    let gave_up = match e.downcast_ref::<crate::exec::RunFailed>() {
+        Some(f) => f.gave_up,
+        None => crate::exec::gave_up(e),
+    };
+    if gave_up {
+        2
+    } else {
+        1
+    }
+}
+
 /// Runs a parsed command line; the returned code is the process exit status.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { spec, output } => {
-            let spec = Spec::load(&spec)?;
+            let spec = match Spec::load(&spec) {
+                Ok(s) => s,
+                Err(e) => {
+                    // As documented for check: 2, the spec cannot be used.
+                    eprintln!("ferry: error: {:#}", anyhow::Error::new(e));
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let report = crate::check::run(&spec);
             match output {
                 Output::Text => print!("{}", crate::check::render_text(&report)),

@@ -104,6 +104,25 @@ impl<'p> Image<'p> {
         })
     }
 
+    /// The image's id in its pool: unlike its name, it is never reused, so
+    /// it tells this image from one created later under the same name.
+    pub fn id(&self) -> Result<String> {
+        let mut len: size_t = 64;
+        loop {
+            let mut buf = vec![0u8; len];
+            // SAFETY: open handle; buf holds len bytes.
+            let ret = unsafe { ffi::rbd_get_id(self.handle, buf.as_mut_ptr().cast(), len) };
+            // -ERANGE does not say the size needed: grow and ask again.
+            if ret == -libc::ERANGE && len < 1 << 16 {
+                len *= 4;
+                continue;
+            }
+            self.check(ret, "rbd_get_id")?;
+            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+            return Ok(String::from_utf8_lossy(&buf[..end]).into_owned());
+        }
+    }
+
     /// The image's feature bits.
     pub fn features(&self) -> Result<Features> {
         let mut f: u64 = 0;

@@ -31,6 +31,23 @@ use crate::openstack::{Cloud, Glance};
 use crate::plan::{Action, Check, ImageAt, ImagePlan, Plan, Role, Site, Step};
 use crate::spec::Spec;
 
+/// A wait that ran out (`--wait-timeout`) or a mirror that cannot progress:
+/// nothing is half-done and running again later may succeed (exit status 2,
+/// where any other error is 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct GaveUp(pub String);
+
+/// How a run ended badly: which images failed, and whether every one of
+/// them only gave up waiting.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RunFailed {
+    pub message: String,
+    /// Every failure was a [`GaveUp`]: run again later.
+    pub gave_up: bool,
+}
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -200,50 +217,98 @@ fn execute(
         started: Instant::now(),
     };
     let n = ctx.state.lock().unwrap().plan.images.len();
-    let next = AtomicUsize::new(0);
     let finished = AtomicBool::new(false);
-    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..opts.concurrency.clamp(1, n.max(1)))
-            .map(|_| {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= n {
-                        break;
-                    }
-                    match run_image(&ctx, i) {
-                        Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
-                        Err(e) => {
-                            ctx.board.lock().unwrap().phase(i, Phase::Failed);
-                            let name = ctx.state.lock().unwrap().plan.images[i].image.source_spec();
-                            ctx.event(i, "-", "failed", &format!("{e:#}"));
-                            failures.lock().unwrap().push(format!("{name}: {e:#}"));
-                        }
-                    }
-                })
-            })
-            .collect();
+    let failures = std::thread::scope(|s| {
         s.spawn(|| ctx.tick(&finished));
-        for w in workers {
-            let _ = w.join();
-        }
+        let failures = each_image(n, opts.concurrency, |i| {
+            let r = run_image(&ctx, i);
+            match &r {
+                Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
+                Err(e) => {
+                    ctx.board.lock().unwrap().phase(i, Phase::Failed);
+                    ctx.event(i, "-", "failed", &format!("{e:#}"));
+                }
+            }
+            r
+        });
         finished.store(true, Ordering::SeqCst);
+        failures
     });
     ctx.finish();
     if role == Some(Role::DestinationStorage) {
         ctx.hand_off()?;
     }
-    let failures = failures.into_inner().unwrap();
     if failures.is_empty() {
-        Ok(path)
-    } else {
-        bail!(
+        return Ok(path);
+    }
+    let gave_up = failures.iter().all(|(_, e)| gave_up(e));
+    let lines: Vec<String> = {
+        let state = ctx.state.lock().unwrap();
+        failures
+            .iter()
+            .map(|(i, e)| format!("{}: {e:#}", state.plan.images[*i].image.source_spec()))
+            .collect()
+    };
+    Err(RunFailed {
+        message: format!(
             "{} of {n} image(s) failed (state kept in {}; run again to resume):\n  {}",
             failures.len(),
             path.display(),
-            failures.join("\n  ")
-        )
+            lines.join("\n  ")
+        ),
+        gave_up,
     }
+    .into())
+}
+
+/// Whether an error only says a wait gave up.
+pub fn gave_up(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<GaveUp>())
+}
+
+/// Runs `work` for images `0..n`, `concurrency` at a time; returns the
+/// failures by image index. A panic fails its image (with the panic's
+/// message), never the whole run silently: the other images go on.
+fn each_image(
+    n: usize,
+    concurrency: usize,
+    work: impl Fn(usize) -> anyhow::Result<()> + Sync,
+) -> Vec<(usize, anyhow::Error)> {
+    let next = AtomicUsize::new(0);
+    let failures: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..concurrency.clamp(1, n.max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    break;
+                }
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i)))
+                    .unwrap_or_else(|p| Err(anyhow!("ferry panicked: {}", panic_text(&*p))));
+                if let Err(e) = r {
+                    let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
+                    f.push((i, e));
+                }
+            });
+        }
+    });
+    let mut f = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    f.sort_by_key(|(i, _)| *i);
+    f
+}
+
+/// The message a panic carried.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// The first 16 digits of a checksum for a message; any text read from Ceph
+/// is shown whole when shorter.
+fn short(sum: &str) -> &str {
+    sum.get(..16).unwrap_or(sum)
 }
 
 /// How often the live board is redrawn, and how often the batch is reported
@@ -617,7 +682,9 @@ impl Ctx<'_> {
                 if last_daemon_check.elapsed() >= Duration::from_secs(5) {
                     last_daemon_check = Instant::now();
                     if let Some(why) = self.stalled(&plain(mirrored), &mut error_since)? {
-                        bail!("stalled: {why} (waiting for {waiting_for})");
+                        return Err(
+                            GaveUp(format!("stalled: {why} (waiting for {waiting_for})")).into(),
+                        );
                     }
                 }
             }
@@ -632,10 +699,11 @@ impl Ctx<'_> {
                 }
             }
             if start.elapsed() > self.opts.wait_timeout {
-                bail!(
+                return Err(GaveUp(format!(
                     "gave up after {:?} waiting for {waiting_for}",
                     self.opts.wait_timeout
-                );
+                ))
+                .into());
             }
             std::thread::sleep(self.opts.poll);
         }
@@ -731,10 +799,10 @@ impl Ctx<'_> {
                     let id = self.with_image(&head, true, |img| img.mirror_snapshot_create())?;
                     return Ok(format!(
                         "{image} (sha256 {}), mirror snapshot {id}",
-                        &sum[..16]
+                        short(&sum)
                     ));
                 }
-                Ok(format!("{image} (sha256 {})", &sum[..16]))
+                Ok(format!("{image} (sha256 {})", short(&sum)))
             }
             Action::RemoveSnapshot { image } => {
                 let name = image.snap.clone().unwrap_or_default();
@@ -845,7 +913,7 @@ impl Ctx<'_> {
                 self.dst()?
                     .pool(&copy.pool)?
                     .set_object_xattr(&record, &copy.image, &sum)?;
-                Ok(format!("sha256 {}", &sum[..16]))
+                Ok(format!("sha256 {}", short(&sum)))
             }
             Action::Publish { partial, copy } => {
                 if self.exists(partial)? {
@@ -863,7 +931,7 @@ impl Ctx<'_> {
                 self.with_image(&plain(source), true, |img| {
                     img.metadata_set(&crate::plan::verified_key(snap), &sum)
                 })?;
-                Ok(format!("sha256 {}", &sum[..16]))
+                Ok(format!("sha256 {}", short(&sum)))
             }
             Action::CheckSourceCloud {
                 object,
@@ -1130,6 +1198,11 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
         for c in &step.requires {
             ctx.wait(i, step, c).with_context(label)?;
         }
+        // Test builds only: a step that panics, to prove a panic fails the run.
+        #[cfg(debug_assertions)]
+        if std::env::var("FERRY_TEST_PANIC_IN_STEP").is_ok_and(|s| s == step.name) {
+            panic!("FERRY_TEST_PANIC_IN_STEP={}", step.name);
+        }
         let detail = ctx.act(i, step).with_context(label)?;
         for c in &step.done_when {
             if !ctx.holds(c)? {
@@ -1175,5 +1248,61 @@ fn plain(at: &ImageAt) -> ImageAt {
     ImageAt {
         snap: None,
         ..at.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_image_fails_and_the_others_go_on() {
+        let done = AtomicUsize::new(0);
+        let failures = each_image(5, 2, |i| {
+            if i == 1 {
+                panic!("boom at {i}");
+            }
+            if i == 3 {
+                bail!("plain error");
+            }
+            done.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+        assert_eq!(done.load(Ordering::SeqCst), 3);
+        let got: Vec<(usize, String)> = failures.iter().map(|(i, e)| (*i, e.to_string())).collect();
+        assert_eq!(
+            got,
+            [
+                (1, "ferry panicked: boom at 1".to_string()),
+                (3, "plain error".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn only_waits_that_gave_up_exit_2() {
+        let waited = anyhow::Error::new(GaveUp("gave up after 3s".into())).context("step 4");
+        assert!(gave_up(&waited));
+        assert_eq!(crate::cli::exit_status(&waited), 2);
+        let mismatch = anyhow!("checksums differ").context("step 5");
+        assert_eq!(crate::cli::exit_status(&mismatch), 1);
+        let mixed = anyhow::Error::new(RunFailed {
+            message: "2 of 2 image(s) failed".into(),
+            gave_up: false,
+        });
+        assert_eq!(crate::cli::exit_status(&mixed), 1);
+        let all_waited = anyhow::Error::new(RunFailed {
+            message: "1 of 2 image(s) failed".into(),
+            gave_up: true,
+        });
+        assert_eq!(crate::cli::exit_status(&all_waited), 2);
+    }
+
+    #[test]
+    fn short_sums_from_remote_text_do_not_panic() {
+        assert_eq!(short("abc"), "abc");
+        assert_eq!(short("0123456789abcdef0123"), "0123456789abcdef");
+        assert_eq!(short("ééééééééé"), "éééééééé");
+        assert_eq!(short("aéééééééé"), "aéééééééé");
     }
 }
