@@ -232,6 +232,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading the source images of {}", path.display()))?;
             let mut opts = crate::plan::BuildOptions::from_spec(&spec);
             opts.destination_fsid = destination_fsid(&spec);
+            opts.source_fsid = Some(source.fsid().context("reading the source cluster's fsid")?);
             let plan = crate::plan::build(&opts, &facts);
             if let Some(b) = &bundle {
                 write_bundle(b, &plan)?;

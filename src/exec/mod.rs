@@ -28,7 +28,9 @@ use crate::ceph::{
     Features, Image, ImageMirrorState, MirrorMode, PeerDirection, ReplayProgress,
 };
 use crate::openstack::{Cloud, Glance};
-use crate::plan::{Action, Check, ImageAt, ImagePlan, Plan, Role, Site, Step};
+use crate::plan::{
+    Action, Check, ImageAt, ImagePlan, Plan, Role, Site, SourceId, Step, VerifiedRecord,
+};
 use crate::spec::Spec;
 
 /// A wait that ran out (`--wait-timeout`) or a mirror that cannot progress:
@@ -72,8 +74,8 @@ pub struct Access {
     pub src_cloud: Option<Cloud>,
     pub dst_cloud: Option<Cloud>,
     /// The destination storage part's hand-off: source image (`pool/image`)
-    /// → the SHA-256 its copy was verified with.
-    pub verified: BTreeMap<String, String>,
+    /// → the record of its verified copy.
+    pub verified: BTreeMap<String, VerifiedRecord>,
 }
 
 struct Ctx<'a> {
@@ -113,6 +115,7 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
                 .context("reading the source images")?;
             let mut opts = crate::plan::BuildOptions::from_spec(spec);
             opts.destination_fsid = Some(dst.fsid()?);
+            opts.source_fsid = Some(src.fsid()?);
             let s = RunState::new(crate::plan::build(&opts, &facts));
             s.save(&path)?;
             s
@@ -163,27 +166,29 @@ fn state_dir(opts: &RunOptions) -> anyhow::Result<()> {
         .with_context(|| format!("creating state directory {}", opts.state_dir.display()))
 }
 
-/// Reads a hand-off: `ferry-verified <plan id> <pool>/<image> <sha256>`
-/// lines (other lines are ignored, so a whole log may be given). Lines of
-/// another plan are refused.
-pub fn parse_handoff(text: &str, plan_id: &str) -> anyhow::Result<BTreeMap<String, String>> {
+/// Reads a hand-off: `ferry-verified <plan id> <record>` lines, the record
+/// being one line of JSON (see [`VerifiedRecord`]); other lines are ignored,
+/// so a whole log may be given. Lines of another plan are refused. Keyed by
+/// the source's `pool/image`.
+pub fn parse_handoff(
+    text: &str,
+    plan_id: &str,
+) -> anyhow::Result<BTreeMap<String, VerifiedRecord>> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
-        let mut w = line.split_whitespace();
-        if w.next() != Some(HANDOFF) {
+        let Some(rest) = line.strip_prefix(HANDOFF).and_then(|r| r.strip_prefix(' ')) else {
             continue;
-        }
-        let (Some(id), Some(image), Some(sum), None) = (w.next(), w.next(), w.next(), w.next())
-        else {
+        };
+        let Some((id, record)) = rest.split_once(' ') else {
             bail!("hand-off line not understood: {line:?}");
         };
         if id != plan_id {
             bail!("hand-off line of plan {id}, not of this plan {plan_id}: {line:?}");
         }
-        if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("hand-off line without a SHA-256: {line:?}");
-        }
-        out.insert(image.to_string(), sum.to_ascii_lowercase());
+        let mut rec = VerifiedRecord::parse(record)
+            .map_err(|e| anyhow!("hand-off line not understood: {e}"))?;
+        rec.sha256.make_ascii_lowercase();
+        out.insert(format!("{}/{}", rec.source.pool, rec.source.image), rec);
     }
     Ok(out)
 }
@@ -463,37 +468,83 @@ impl Ctx<'_> {
     }
 
     /// The SHA-256 the copy of `source` was verified with, as far as this
-    /// run can see: the destination reads its record; the source reads its
-    /// own note, or compares the hand-off with the cut-over's checksum.
-    fn verified_sum(&self, source: &ImageAt, copy: &ImageAt) -> anyhow::Result<Option<String>> {
-        if self.access.dst.is_some() {
-            return self.record(copy);
+    /// run can see. The destination reads its record, which must name
+    /// `origin`. The source reads its own note; or else takes the record
+    /// (the destination's, or the hand-off's) only when it names this very
+    /// image (cluster fsid, pool, name, id) and carries the cut-over's
+    /// checksum: a record of other data is an error, never a success.
+    fn verified_sum(
+        &self,
+        source: &ImageAt,
+        copy: &ImageAt,
+        origin: &SourceId,
+    ) -> anyhow::Result<Option<String>> {
+        let recorded = match self.access.dst {
+            Some(_) => self.record(copy, origin)?,
+            None => None,
+        };
+        if self.access.src.is_none() {
+            return Ok(recorded.map(|r| r.sha256));
         }
         let snap = source.snap.as_deref().unwrap_or_default();
         if let Some(v) = self.metadata(source, &crate::plan::verified_key(snap))? {
             return Ok(Some(v));
         }
         let key = format!("{}/{}", source.pool, source.image);
-        let Some(handed) = self.access.verified.get(&key) else {
+        let Some(rec) = recorded.or_else(|| self.access.verified.get(&key).cloned()) else {
             return Ok(None);
         };
+        let live = SourceId {
+            fsid: self.cluster(Site::Source)?.fsid()?,
+            pool: source.pool.clone(),
+            image: source.image.clone(),
+            id: self.with_image(&plain(source), false, |img| img.id())?,
+        };
+        if rec.source != live {
+            bail!(
+                "the copy {copy} is recorded as verified for {}, not for this image ({live}): not the same data; nothing is cleaned up",
+                rec.source
+            );
+        }
         match self.metadata(source, &crate::plan::checksum_key(snap))? {
-            Some(sum) if &sum == handed => Ok(Some(sum)),
+            Some(sum) if sum == rec.sha256 => Ok(Some(sum)),
             Some(sum) => bail!(
-                "the hand-off says the copy of {key} has sha256 {handed}, but the cut-over {snap} has {sum}: not the same data; nothing is cleaned up"
+                "the copy of {key} was verified with sha256 {}, but the cut-over {snap} has {sum}: not the same data; nothing is cleaned up",
+                rec.sha256
             ),
             None => bail!("{source} has no checksum ({}): was the cut-over made by this plan?", crate::plan::checksum_key(snap)),
         }
     }
 
-    /// The SHA-256 this plan's record in the destination pool holds for a
-    /// verified copy.
-    fn record(&self, copy: &ImageAt) -> anyhow::Result<Option<String>> {
-        let record = crate::plan::record_object(&self.plan_id());
-        Ok(self
+    /// This plan's record in the destination pool of the verified copy
+    /// `copy`, when there is one; a record there of another source than
+    /// `origin` (two images for one copy name) is an error.
+    fn record(&self, copy: &ImageAt, origin: &SourceId) -> anyhow::Result<Option<VerifiedRecord>> {
+        let Some(rec) = self.any_record(copy)? else {
+            return Ok(None);
+        };
+        if rec.source != *origin {
+            bail!(
+                "the verified copy {copy} holds {}, not {origin}: two images for one copy name? nothing more is done with it",
+                rec.source
+            );
+        }
+        Ok(Some(rec))
+    }
+
+    /// This plan's record of `copy`, whatever source it names.
+    fn any_record(&self, copy: &ImageAt) -> anyhow::Result<Option<VerifiedRecord>> {
+        let object = crate::plan::record_object(&self.plan_id());
+        let Some(text) = self
             .dst()?
             .pool(&copy.pool)?
-            .object_xattr(&record, &copy.image)?)
+            .object_xattr(&object, &copy.image)?
+        else {
+            return Ok(None);
+        };
+        VerifiedRecord::parse(&text)
+            .map(Some)
+            .map_err(|e| anyhow!("the record of {copy} in {object}: {e}"))
     }
 
     /// Prints the hand-off lines of the verified copies (stdout), for the
@@ -502,10 +553,9 @@ impl Ctx<'_> {
         let plan = self.state.lock().unwrap().plan.clone();
         for p in &plan.images {
             for s in &p.steps {
-                if let Action::Verify { copy, .. } = &s.action {
-                    let source = format!("{}/{}", p.image.pool, p.image.name);
-                    if let Some(sum) = self.record(copy)? {
-                        let line = format!("{HANDOFF} {} {source} {sum}", plan.id);
+                if let Action::Verify { copy, origin, .. } = &s.action {
+                    if let Some(rec) = self.record(copy, origin)? {
+                        let line = format!("{HANDOFF} {} {}", plan.id, rec.to_line());
                         if self.opts.json {
                             println!("{}", serde_json::json!({ "hand_off": line }));
                         } else {
@@ -631,7 +681,11 @@ impl Ctx<'_> {
                     Err(e) => return Err(e),
                 }
             }
-            Check::Verified { source, copy } => self.verified_sum(source, copy)?.is_some(),
+            Check::Verified {
+                source,
+                copy,
+                origin,
+            } => self.verified_sum(source, copy, origin)?.is_some(),
             Check::Published { image } => self.published(image)?,
             Check::VolumeAdopted { source_volume } => self
                 .adopted_volume(source_volume)?
@@ -872,7 +926,14 @@ impl Ctx<'_> {
                 expected,
                 partial,
                 copy,
+                origin,
             } => {
+                // A record under this copy name of another source: refuse
+                // before reading anything.
+                self.record(copy, origin)?;
+                if origin.fsid.is_empty() || origin.id.is_empty() {
+                    bail!("the plan does not name the source of {copy} (made by an older ferry?): plan again");
+                }
                 // The checksum the source took at the cut-over, carried by
                 // mirroring; only the copy is read here.
                 let snap = expected.snap.as_deref().unwrap_or_default();
@@ -910,9 +971,14 @@ impl Ctx<'_> {
                 // in the record that marks it verified.
                 self.with_image(partial, true, |img| img.metadata_set(&key, &sum))?;
                 let record = crate::plan::record_object(&self.plan_id());
+                let line = VerifiedRecord {
+                    sha256: sum.clone(),
+                    source: origin.clone(),
+                }
+                .to_line();
                 self.dst()?
                     .pool(&copy.pool)?
-                    .set_object_xattr(&record, &copy.image, &sum)?;
+                    .set_object_xattr(&record, &copy.image, &line)?;
                 Ok(format!("sha256 {}", short(&sum)))
             }
             Action::Publish { partial, copy } => {
@@ -923,9 +989,13 @@ impl Ctx<'_> {
                 }
                 Ok(format!("{copy}"))
             }
-            Action::ConfirmVerified { source, copy } => {
+            Action::ConfirmVerified {
+                source,
+                copy,
+                origin,
+            } => {
                 let sum = self
-                    .verified_sum(source, copy)?
+                    .verified_sum(source, copy, origin)?
                     .ok_or_else(|| anyhow!("the copy of {source} is not verified"))?;
                 let snap = source.snap.as_deref().unwrap_or_default();
                 self.with_image(&plain(source), true, |img| {
@@ -1296,6 +1366,46 @@ mod tests {
             gave_up: true,
         });
         assert_eq!(crate::cli::exit_status(&all_waited), 2);
+    }
+
+    fn record(pool: &str, image: &str) -> VerifiedRecord {
+        VerifiedRecord {
+            sha256: "ab".repeat(32),
+            source: SourceId {
+                fsid: "f-1".into(),
+                pool: pool.into(),
+                image: image.into(),
+                id: "10ad".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn hand_off_lines_carry_whole_records_keyed_by_source() {
+        let a = record("volumes", "volume-a b");
+        let text = format!(
+            "noise\n{HANDOFF} p1 {}\n{HANDOFF} p1 {}\n",
+            a.to_line(),
+            record("volumes", "x").to_line()
+        );
+        let got = parse_handoff(&text, "p1").unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got["volumes/volume-a b"], a);
+        let e = parse_handoff(&text, "p2").unwrap_err().to_string();
+        assert!(
+            e.starts_with("hand-off line of plan p1, not of this plan p2"),
+            "{e}"
+        );
+        // The older form (pool/image and a bare sum) is refused, not misread.
+        let old = format!("{HANDOFF} p1 volumes/volume-a {}", "ab".repeat(32));
+        let e = parse_handoff(&old, "p1").unwrap_err().to_string();
+        assert!(e.contains("hand-off line not understood"), "{e}");
+        let short = format!(
+            "{HANDOFF} p1 {}",
+            a.to_line().replace(&"ab".repeat(32), "ab")
+        );
+        let e = parse_handoff(&short, "p1").unwrap_err().to_string();
+        assert!(e.contains("is not a SHA-256"), "{e}");
     }
 
     #[test]

@@ -107,7 +107,7 @@ fn text(role: Role) -> Text {
         Role::Cleanup => Text {
             role,
             what: "on the source, after the copies are verified: notes the verified SHA-256 on each image, disables mirroring, removes the cut-over snapshot and restores the features the plan found. Source data is not deleted.",
-            needs: "rbd and jq with the source storage key; the hand-off lines of the destination storage part, as a file: sh cleanup.sh verified.txt",
+            needs: "rbd, ceph (for the cluster's fsid) and jq with the source storage key; the hand-off lines of the destination storage part, as a file: sh cleanup.sh verified.txt",
             before: "the destination storage part (its hand-off) and, usually, the destination cloud part.",
             after: "nothing: the migration is finished.",
         },
@@ -153,9 +153,7 @@ pub fn script(plan: &Plan, role: Role) -> String {
         s.push_str(CLEANUP_PRELUDE);
     }
     if role == Role::DestinationStorage {
-        s.push_str(
-            "\n# verified_record POOL OBJECT IMAGE: this plan's record of a verified copy;\n# its SHA-256 in OUT.\nverified_record() {\n  OUT=$(bounded rados -p \"$1\" getxattr \"$2\" \"$3\" 2>\"$ERR\") && return 0\n  grep -q '(2)\\|(61)' \"$ERR\" && return 1\n  die \"rados getxattr $2 $3 in pool $1: $(cat \"$ERR\")\"\n}\n",
-        );
+        s.push_str(VERIFIED_RECORD);
     }
     if role == Role::DestinationCloud {
         let _ = writeln!(
@@ -184,15 +182,15 @@ pub fn script(plan: &Plan, role: Role) -> String {
         let _ = writeln!(s, "\n# The hand-off for the cleanup part, on stdout.");
         for img in &plan.images {
             for st in &img.steps {
-                if let Action::Verify { copy, .. } = &st.action {
+                if let Action::Verify { copy, origin, .. } = &st.action {
                     let _ = writeln!(
                         s,
-                        "verified_record {} {} {} || die {}\nprintf '%s %s %s %s\\n' ferry-verified \"$PLAN\" {} \"$OUT\"",
+                        "verified_record {} {} {} {} || die {}\nprintf '%s %s %s\\n' ferry-verified \"$PLAN\" \"$OUT\"",
                         q(&copy.pool),
                         q(&crate::plan::record_object(&plan.id)),
                         q(&copy.image),
+                        q(&origin_json(origin)),
                         q(&format!("no record of the verified copy {copy}")),
-                        q(&format!("{}/{}", img.image.pool, img.image.name)),
                     );
                 }
             }
@@ -202,21 +200,51 @@ pub fn script(plan: &Plan, role: Role) -> String {
     s
 }
 
+const VERIFIED_RECORD: &str = r#"
+# verified_record POOL OBJECT IMAGE ORIGIN: this plan's record of the
+# verified copy IMAGE (one line of JSON) in OUT; it must name the source
+# ORIGIN: a record of another source under this name stops the script.
+verified_record() {
+  OUT=$(bounded rados -p "$1" getxattr "$2" "$3" 2>"$ERR") || {
+    grep -q '(2)\|(61)' "$ERR" && return 1
+    die "rados getxattr $2 $3 in pool $1: $(cat "$ERR")"
+  }
+  printf '%s' "$OUT" | jq -e --argjson o "$4" \
+    '.source == $o and (.sha256 | test("^[0-9a-f]{64}$"))' >/dev/null 2>&1 ||
+    die "the record of the verified copy $3 in pool $1 is not of this source (or of an older ferry): $OUT; this plan's source is $4"
+}
+"#;
+
 const CLEANUP_PRELUDE: &str = r#"
 HANDOFF=${1:-}
 [ -n "$HANDOFF" ] || die "give the destination storage part's hand-off file (its ferry-verified lines): sh $0 verified.txt"
 [ -r "$HANDOFF" ] || die "cannot read the hand-off file $HANDOFF"
 
 # verified_source IMAGE SNAP: the copy of IMAGE was verified: noted on it
-# already, or the hand-off's SHA-256 equals the cut-over's; the sum in OUT.
+# already, or the hand-off's record names this very image (cluster fsid,
+# pool, name, id) and the cut-over's SHA-256; the sum in OUT.
 verified_source() {
   meta "$1" "$2.verified" && return 0
-  handed=$(awk -v p="$PLAN" -v i="$1" '$1 == "ferry-verified" && $2 == p && $3 == i { print $4 }' "$HANDOFF" | tail -n 1)
+  handed=$(awk -v p="$PLAN" '$1 == "ferry-verified" && $2 == p { sub(/^[^ ]+ [^ ]+ /, ""); print }' "$HANDOFF" |
+    jq -c --arg p "${1%%/*}" --arg i "${1#*/}" 'select(.source.pool == $p and .source.image == $i)' 2>"$ERR") ||
+    die "the hand-off $HANDOFF holds lines this ferry does not understand: $(cat "$ERR")"
+  handed=$(printf '%s\n' "$handed" | tail -n 1)
   [ -n "$handed" ] || return 1
+  fsid=$(bounded ceph fsid --format json 2>"$ERR" | jq -r .fsid) || die "reading the source cluster's fsid: $(cat "$ERR")"
+  rbdq info --format json "$1" || die "$1 is gone"
+  live=$(printf '%s' "$OUT" | jq -c --arg f "$fsid" --arg p "${1%%/*}" --arg i "${1#*/}" '{fsid: $f, pool: $p, image: $i, id: .id}')
+  printf '%s' "$handed" | jq -e --argjson l "$live" '.source == $l' >/dev/null ||
+    die "the hand-off's copy of $1 was made from $(printf '%s' "$handed" | jq -c .source), not from this image ($live): not the same data; nothing is cleaned up"
+  sum=$(printf '%s' "$handed" | jq -r .sha256)
   meta "$1" "$2.sha256" || die "$1 has no checksum $2.sha256: was the cut-over made by this plan?"
-  [ "$OUT" = "$handed" ] || die "the hand-off says the copy of $1 has sha256 $handed, but the cut-over $2 has $OUT: not the same data; nothing is cleaned up"
+  [ "$OUT" = "$sum" ] || die "the hand-off says the copy of $1 has sha256 $sum, but the cut-over $2 has $OUT: not the same data; nothing is cleaned up"
 }
 "#;
+
+/// The source a record must name, as the JSON the scripts compare.
+fn origin_json(origin: &crate::plan::SourceId) -> String {
+    serde_json::to_string(origin).expect("a source id serialises")
+}
 
 /// A check as one shell command; None when the role cannot observe it and
 /// the action guards itself (a Glance location).
@@ -267,12 +295,17 @@ fn cond(c: &Check, role: Role, plan: &Plan, img: &ImagePlan) -> Option<String> {
         Check::MirrorSnapshotAfter { image } => {
             format!("mirror_snapshot_after {} {}", spec(image), snap(image))
         }
-        Check::Verified { source, copy } => match role {
+        Check::Verified {
+            source,
+            copy,
+            origin,
+        } => match role {
             Role::DestinationStorage => format!(
-                "verified_record {} {} {}",
+                "verified_record {} {} {} {}",
                 q(&copy.pool),
                 q(&crate::plan::record_object(&plan.id)),
-                q(&copy.image)
+                q(&copy.image),
+                q(&origin_json(origin))
             ),
             _ => format!("verified_source {} {}", spec(source), snap(source)),
         },
@@ -388,7 +421,7 @@ fn step(s: &mut String, plan: &Plan, img: &ImagePlan, st: &Step) {
 
 fn needs(c: &Check) -> String {
     match c {
-        Check::Verified { source, copy } => format!(
+        Check::Verified { source, copy, .. } => format!(
             "the copy {copy} of {source} verified (the destination storage part's hand-off)"
         ),
         Check::Absent { image } => format!("{image} absent (a copy there already?)"),
@@ -557,7 +590,15 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             expected,
             partial,
             copy,
+            origin,
         } => {
+            if origin.fsid.is_empty() || origin.id.is_empty() {
+                let _ = writeln!(
+                    b,
+                    "die {}",
+                    q(&format!("the plan does not name the source of {copy} (made by an older ferry?): plan again"))
+                );
+            }
             let s = expected.snap.as_deref().unwrap_or_default();
             let key = crate::plan::checksum_key(s);
             let head = ImageAt {
@@ -579,7 +620,12 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 spec(partial),
                 q(&key)
             );
-            let _ = writeln!(b, "bounded rados -p {} setxattr {} {} \"$SUM\" 2>\"$ERR\" || die \"recording the verified copy: $(cat \"$ERR\")\"", q(&copy.pool), q(&crate::plan::record_object(&plan.id)), q(&copy.image));
+            let _ = writeln!(
+                b,
+                "rec=$(jq -cn --arg s \"$SUM\" --argjson o {} '{{sha256: $s, source: $o}}')",
+                q(&origin_json(origin))
+            );
+            let _ = writeln!(b, "bounded rados -p {} setxattr {} {} \"$rec\" 2>\"$ERR\" || die \"recording the verified copy: $(cat \"$ERR\")\"", q(&copy.pool), q(&crate::plan::record_object(&plan.id)), q(&copy.image));
         }
         Action::Publish { partial, copy } => {
             let _ = writeln!(

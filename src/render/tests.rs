@@ -23,6 +23,7 @@ fn plan_named(mode: MirrorMode, name: &dyn Fn(&str) -> String) -> Plan {
         }),
         plan_id: "0123abcd".into(),
         destination_fsid: Some(name("22477561-5e0d")),
+        source_fsid: Some(name("a7f64266-0894")),
     };
     let volume = |bootable: bool, id: &str| {
         (
@@ -40,6 +41,7 @@ fn plan_named(mode: MirrorMode, name: &dyn Fn(&str) -> String) -> Plan {
                 new_name: None,
             },
             ImageFacts {
+                id: "10ad5eed".into(),
                 size: 1 << 30,
                 features: Features::DEFAULT,
                 user_snapshots: vec![],
@@ -97,7 +99,10 @@ fn each_role_gets_only_its_steps_and_tools() {
         );
     }
     let dst = script(&p, Role::DestinationStorage);
-    assert!(dst.contains("printf '%s %s %s %s\\n' ferry-verified \"$PLAN\" 'volumes/volume-v1'"));
+    assert!(dst.contains("printf '%s %s %s\\n' ferry-verified \"$PLAN\" \"$OUT\""));
+    assert!(dst.contains(
+        r#"{"fsid":"a7f64266-0894","pool":"volumes","image":"volume-v1","id":"10ad5eed"}"#
+    ));
     assert!(script(&p, Role::Cleanup).contains("HANDOFF=${1:-}"));
 }
 
