@@ -92,7 +92,8 @@ pub enum Command {
     /// Run (or resume) the migration: mirror, wait, copy, verify, clean up.
     ///
     /// Builds the plan on the first run and keeps it, with what each step
-    /// did, in a state file (STATE_DIR/<spec name>.state.yaml). Running again
+    /// did, in a state file (STATE_DIR/<spec name>-<path hash>.state.yaml); a
+    /// spec changed under a begun run is refused. Running again
     /// resumes where it stopped; a finished run changes nothing. Each step
     /// checks what Ceph reports before acting. Cleanup (disable mirroring on
     /// the source, restore its features) runs only with `options.cleanup` in

@@ -12,7 +12,7 @@ mod state;
 pub use board::{clock, BatchProgress, Board, Phase};
 pub use progress::{Meter, Progress};
 
-pub use state::{state_path, ImageState, RunState};
+pub use state::{legacy_state_path, state_path, ImageState, RunState};
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -106,17 +106,34 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
     let src_cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source")?;
     let dst_cloud =
         crate::openstack::connect_side(spec.destination.cloud.as_deref(), "destination")?;
+    let legacy = legacy_state_path(&opts.state_dir, spec_path);
+    if !path.exists() && legacy.exists() {
+        bail!(
+            "{} holds a run begun by an older ferry: finish it with that version, or move the file away if that run is finished or abandoned",
+            legacy.display()
+        );
+    }
     let state = match RunState::load(&path)? {
         // The plan is kept as first built once a step has done something:
-        // discovering again would see the features ferry changed.
-        Some(s) if s.images.iter().any(|i| !i.done.is_empty()) => s,
+        // discovering again would see the features ferry changed. Then the
+        // spec must still say what it said.
+        Some(s) if s.images.iter().any(|i| !i.done.is_empty()) => {
+            if let Some(what) = s.spec_changes(spec) {
+                bail!(
+                    "{} changed since the run in {} began ({what}): restore it to finish that run, or move the state file away if that run is finished or abandoned",
+                    spec_path.display(),
+                    path.display()
+                );
+            }
+            s
+        }
         _ => {
             let facts = crate::plan::discover(&src, spec, src_cloud.as_ref())
                 .context("reading the source images")?;
             let mut opts = crate::plan::BuildOptions::from_spec(spec);
             opts.destination_fsid = Some(dst.fsid()?);
             opts.source_fsid = Some(src.fsid()?);
-            let s = RunState::new(crate::plan::build(&opts, &facts));
+            let s = RunState::for_spec(crate::plan::build(&opts, &facts), spec);
             s.save(&path)?;
             s
         }
