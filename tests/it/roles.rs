@@ -278,13 +278,14 @@ fn split_roles(mode: &str, runner: Runner) {
 
     // Too early: the destination parts wait, then stop without acting.
     let early = split.run("destination-storage", 3, None);
-    assert_eq!(early.status.code(), Some(2), "gave up waiting");
     let said = String::from_utf8_lossy(&early.stderr);
+    assert_eq!(early.status.code(), Some(2), "gave up waiting: {said}");
     assert!(said.contains("waiting for"), "{said}");
     assert!(said.contains(&format!("volume-{}", vol.id)), "{said}");
     let early = split.run("destination-cloud", 3, None);
-    assert_eq!(early.status.code(), Some(2), "gave up waiting");
-    assert!(String::from_utf8_lossy(&early.stderr).contains("the verified copy"));
+    let said = String::from_utf8_lossy(&early.stderr);
+    assert_eq!(early.status.code(), Some(2), "gave up waiting: {said}");
+    assert!(said.contains("the verified copy"), "{said}");
     assert!(adopted(&dst, &vol.id).is_empty());
     let names = env.cli("rbd", "site-b", &["ls", env.var("DEST_CINDER_POOL")]);
     assert!(!names.contains(&vol.id), "nothing copied early: {names:?}");
