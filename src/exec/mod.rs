@@ -242,17 +242,18 @@ fn execute(
     let finished = AtomicBool::new(false);
     let failures = std::thread::scope(|s| {
         s.spawn(|| ctx.tick(&finished));
-        let failures = each_image(n, opts.concurrency, |i| {
-            let r = run_image(&ctx, i);
-            match &r {
+        let failures = each_image(
+            n,
+            opts.concurrency,
+            |i| run_image(&ctx, i),
+            |i, r| match r {
                 Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
                 Err(e) => {
                     ctx.board.lock().unwrap().phase(i, Phase::Failed);
                     ctx.event(i, "-", "failed", &format!("{e:#}"));
                 }
-            }
-            r
-        });
+            },
+        );
         finished.store(true, Ordering::SeqCst);
         failures
     });
@@ -288,13 +289,15 @@ pub fn gave_up(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<GaveUp>())
 }
 
-/// Runs `work` for images `0..n`, `concurrency` at a time; returns the
-/// failures by image index. A panic fails its image (with the panic's
-/// message), never the whole run silently: the other images go on.
+/// Runs `work` for images `0..n`, `concurrency` at a time, telling `report`
+/// each outcome; returns the failures by image index. A panic fails its
+/// image (with the panic's message), never the whole run silently: the
+/// other images go on.
 fn each_image(
     n: usize,
     concurrency: usize,
     work: impl Fn(usize) -> anyhow::Result<()> + Sync,
+    report: impl Fn(usize, &anyhow::Result<()>) + Sync,
 ) -> Vec<(usize, anyhow::Error)> {
     let next = AtomicUsize::new(0);
     let failures: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
@@ -307,6 +310,8 @@ fn each_image(
                 }
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i)))
                     .unwrap_or_else(|p| Err(anyhow!("ferry panicked: {}", panic_text(&*p))));
+                // A panic while reporting must not end the worker either.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(i, &r)));
                 if let Err(e) = r {
                     let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
                     f.push((i, e));
@@ -1345,17 +1350,30 @@ mod tests {
     #[test]
     fn a_panicking_image_fails_and_the_others_go_on() {
         let done = AtomicUsize::new(0);
-        let failures = each_image(5, 2, |i| {
-            if i == 1 {
-                panic!("boom at {i}");
-            }
-            if i == 3 {
-                bail!("plain error");
-            }
-            done.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        });
+        let reported = Mutex::new(Vec::new());
+        let failures = each_image(
+            5,
+            2,
+            |i| {
+                if i == 1 {
+                    panic!("boom at {i}");
+                }
+                if i == 3 {
+                    bail!("plain error");
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            },
+            |i, r| reported.lock().unwrap().push((i, r.is_ok())),
+        );
         assert_eq!(done.load(Ordering::SeqCst), 3);
+        let mut reported = reported.into_inner().unwrap();
+        reported.sort();
+        assert_eq!(
+            reported,
+            [(0, true), (1, false), (2, true), (3, false), (4, true)],
+            "a panicking image is reported failed like any other"
+        );
         let got: Vec<(usize, String)> = failures.iter().map(|(i, e)| (*i, e.to_string())).collect();
         assert_eq!(
             got,
