@@ -92,7 +92,8 @@ pub enum Command {
     /// Run (or resume) the migration: mirror, wait, copy, verify, clean up.
     ///
     /// Builds the plan on the first run and keeps it, with what each step
-    /// did, in a state file (STATE_DIR/<spec name>.state.yaml). Running again
+    /// did, in a state file (STATE_DIR/<spec name>-<path hash>.state.yaml); a
+    /// spec changed under a begun run is refused. Running again
     /// resumes where it stopped; a finished run changes nothing. Each step
     /// checks what Ceph reports before acting. Cleanup (disable mirroring on
     /// the source, restore its features) runs only with `options.cleanup` in
@@ -102,6 +103,10 @@ pub enum Command {
     /// only that role's credentials: `--conf/--id/--keyring` for the
     /// storage roles, `--cloud` (or `OS_CLOUD`) for the cloud roles, and
     /// for cleanup the destination storage part's hand-off (`--verified`).
+    ///
+    /// Exit status: 0 done; 1 an error (e.g. checksums differ: look before
+    /// running again); 2 gave up waiting or the mirror stalled (nothing is
+    /// half-done: run again later).
     ///
     /// Example: ferry run migration.yaml --concurrency 4
     ///
@@ -175,11 +180,32 @@ pub enum PlanOutput {
     Yaml,
 }
 
+/// The exit status for an error `run` returned: 2 when it only gave up
+/// waiting (run again later), 1 for any other error (see docs/roles.md).
+pub fn exit_status(e: &anyhow::Error) -> u8 {
+    let gave_up = match e.downcast_ref::<crate::exec::RunFailed>() {
+        Some(f) => f.gave_up,
+        None => crate::exec::gave_up(e),
+    };
+    if gave_up {
+        2
+    } else {
+        1
+    }
+}
+
 /// Runs a parsed command line; the returned code is the process exit status.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { spec, output } => {
-            let spec = Spec::load(&spec)?;
+            let spec = match Spec::load(&spec) {
+                Ok(s) => s,
+                Err(e) => {
+                    // As documented for check: 2, the spec cannot be used.
+                    eprintln!("ferry: error: {:#}", anyhow::Error::new(e));
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let report = crate::check::run(&spec);
             match output {
                 Output::Text => print!("{}", crate::check::render_text(&report)),
@@ -207,6 +233,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading the source images of {}", path.display()))?;
             let mut opts = crate::plan::BuildOptions::from_spec(&spec);
             opts.destination_fsid = destination_fsid(&spec);
+            opts.source_fsid = Some(source.fsid().context("reading the source cluster's fsid")?);
             let plan = crate::plan::build(&opts, &facts);
             if let Some(b) = &bundle {
                 write_bundle(b, &plan)?;

@@ -13,3 +13,6 @@ pub mod openstack;
 pub mod plan;
 pub mod render;
 pub mod spec;
+
+#[cfg(test)]
+mod props;

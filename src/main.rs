@@ -9,7 +9,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ferry: error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(ferry::cli::exit_status(&e))
         }
     }
 }

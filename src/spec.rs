@@ -208,15 +208,17 @@ impl ImageRef {
     }
 }
 
-/// A spec that could not be read or is not valid.
+/// A spec that could not be read or is not valid. The cause is the error's
+/// source, not part of its message: print the chain (`{:#}`) to read both
+/// once.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot read spec {path}: {source}")]
+    #[error("cannot read spec {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("spec {path}: {source}")]
+    #[error("spec {path}")]
     Syntax {
         path: PathBuf,
         source: serde_yaml::Error,
@@ -259,7 +261,44 @@ impl Spec {
             c.keyring = c.keyring.as_ref().map(|k| anchor(base, k));
         }
         spec.validate()?;
+        spec.refuse_duplicates(&entry_lines(text, spec.images.len()))?;
         Ok(spec)
+    }
+
+    /// Two entries with one source would migrate it twice; two with one
+    /// destination would verify, adopt and clean up one image on the
+    /// other's record. `lines[i]` is the line of `images[i]`, when known.
+    fn refuse_duplicates(&self, lines: &[Option<usize>]) -> Result<(), ParseError> {
+        let at = |i: usize| match lines.get(i).copied().flatten() {
+            Some(l) => format!("images[{i}] (line {l})"),
+            None => format!("images[{i}]"),
+        };
+        let mut sources: BTreeMap<String, usize> = BTreeMap::new();
+        let mut dests: BTreeMap<String, usize> = BTreeMap::new();
+        for i in 0..self.images.len() {
+            if self.images[i].server.is_some() {
+                continue;
+            }
+            let r = self.resolve(i)?;
+            let src = r.source_spec();
+            if let Some(j) = sources.insert(src.clone(), i) {
+                return Err(ParseError::Invalid {
+                    field: at(i),
+                    message: format!("moves {src} again, as {} does: list it once", at(j)),
+                });
+            }
+            let dst = format!("{}/{}", r.dest_pool, r.dest_name);
+            if let Some(j) = dests.insert(dst.clone(), i) {
+                return Err(ParseError::Invalid {
+                    field: at(i),
+                    message: format!(
+                        "copies to {dst}, as {} does: give one of them another dest_name",
+                        at(j)
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ParseError> {
@@ -470,6 +509,40 @@ pub enum ParseError {
     Invalid { field: String, message: String },
 }
 
+/// The 1-based line of each item of the top-level `images:` list, when it is
+/// written in block style (one `- ` per item); None for any other layout.
+fn entry_lines(text: &str, count: usize) -> Vec<Option<usize>> {
+    let mut lines = text.lines().enumerate();
+    let none = vec![None; count];
+    if !lines.any(|(_, l)| l.trim_end() == "images:" || l.starts_with("images: #")) {
+        return none;
+    }
+    let mut indent = None;
+    let mut found = Vec::new();
+    for (n, l) in lines {
+        let body = l.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let ind = l.len() - body.len();
+        let item = body == "-" || body.starts_with("- ");
+        match indent {
+            None if item => indent = Some(ind),
+            None => return none,
+            Some(i) if ind < i || (ind == i && !item) => break,
+            _ => {}
+        }
+        if item && Some(ind) == indent {
+            found.push(Some(n + 1));
+        }
+    }
+    if found.len() == count {
+        found
+    } else {
+        none
+    }
+}
+
 fn anchor(base: &Path, p: &Path) -> PathBuf {
     if p.is_relative() && !p.as_os_str().is_empty() {
         base.join(p)
@@ -629,6 +702,54 @@ images:
         assert!(
             e.contains("images[1]: glance_image needs source.pools.glance"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn load_errors_read_once_with_their_cause() {
+        let dir = std::env::temp_dir().join(format!("ferry-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.yaml");
+        let e = anyhow::Error::new(Spec::load(&missing).unwrap_err());
+        let text = format!("{e:#}");
+        assert!(text.starts_with("cannot read spec "), "{text}");
+        assert_eq!(text.matches("No such file").count(), 1, "{text}");
+        let f = dir.join("nosource.yaml");
+        std::fs::write(
+            &f,
+            "destination: {cluster: {conf: b.conf}, pools: {cinder: v}}\n",
+        )
+        .unwrap();
+        let text = format!("{:#}", anyhow::Error::new(Spec::load(&f).unwrap_err()));
+        assert_eq!(text.matches("missing field `source`").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn two_entries_with_one_destination_or_source_are_refused_with_their_lines() {
+        let text = GOOD.replace(
+            "    dest_name: renamed\n",
+            "    dest_name: renamed\n  # a comment\n\n  - rbd: volumes/other\n    dest_name: renamed\n",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "images[3] (line 15): copies to cinder-volumes/renamed, as images[2] (line 11) does: give one of them another dest_name"
+        );
+        let text = GOOD.replace(
+            "  - glance_image: abcd\n",
+            "  - glance_image: abcd\n  - volume: 1234\n    dest_name: x\n",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "images[2] (line 11): moves volumes/volume-1234 again, as images[0] (line 9) does: list it once"
+        );
+        // Flow style: no lines, still refused.
+        let flow = "source:\n  cluster: {conf: a.conf}\n  pools: {cinder: v}\ndestination:\n  cluster: {conf: b.conf}\n  pools: {cinder: w}\nimages: [{volume: a}, {rbd: v/volume-a}]\n";
+        let e = parse(flow).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "images[1]: moves v/volume-a again, as images[0] does: list it once"
         );
     }
 }

@@ -105,6 +105,25 @@ impl<'p> Image<'p> {
         })
     }
 
+    /// The image's id in its pool: unlike its name, it is never reused, so
+    /// it tells this image from one created later under the same name.
+    pub fn id(&self) -> Result<String> {
+        let mut len: size_t = 64;
+        loop {
+            let mut buf = vec![0u8; len];
+            // SAFETY: open handle; buf holds len bytes.
+            let ret = unsafe { ffi::rbd_get_id(self.handle, buf.as_mut_ptr().cast(), len) };
+            // -ERANGE does not say the size needed: grow and ask again.
+            if ret == -libc::ERANGE && len < 1 << 16 {
+                len *= 4;
+                continue;
+            }
+            self.check(ret, "rbd_get_id")?;
+            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+            return Ok(String::from_utf8_lossy(&buf[..end]).into_owned());
+        }
+    }
+
     /// The image's feature bits.
     pub fn features(&self) -> Result<Features> {
         let mut f: u64 = 0;
@@ -616,27 +635,46 @@ impl<'p> Image<'p> {
     /// Copies this image (at the snapshot it was opened at) to a new image
     /// `dest_name` in `dest`, which may be in another cluster, created with
     /// `features` (None: this image's). `progress` gets (bytes done, total)
-    /// and may return false to cancel.
+    /// and may return false to cancel. A panic in `progress` cancels the copy
+    /// and is resumed once librbd has returned (unwinding through C would
+    /// abort the process mid-copy).
     pub fn copy_to<F: FnMut(u64, u64) -> bool>(
         &self,
         dest: &Pool<'_>,
         dest_name: &str,
         features: Option<Features>,
-        mut progress: F,
+        progress: F,
     ) -> Result<()> {
+        /// The closure, and a panic it raised, across the C call.
+        struct Progress<G> {
+            f: G,
+            panic: Option<Box<dyn std::any::Any + Send>>,
+        }
         unsafe extern "C" fn trampoline<G: FnMut(u64, u64) -> bool>(
             offset: u64,
             total: u64,
             data: *mut c_void,
         ) -> c_int {
-            // SAFETY: data is the &mut F passed below, alive for the whole copy.
-            let f = unsafe { &mut *(data as *mut G) };
-            if f(offset, total) {
-                0
-            } else {
-                -libc::ECANCELED
+            // SAFETY: data is the &mut Progress passed below, alive for the
+            // whole copy; librbd calls back on one thread at a time.
+            let p = unsafe { &mut *(data as *mut Progress<G>) };
+            if p.panic.is_some() {
+                return -libc::ECANCELED;
+            }
+            let f = &mut p.f;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(offset, total))) {
+                Ok(true) => 0,
+                Ok(false) => -libc::ECANCELED,
+                Err(e) => {
+                    p.panic = Some(e);
+                    -libc::ECANCELED
+                }
             }
         }
+        let mut progress = Progress {
+            f: progress,
+            panic: None,
+        };
         /// Frees the options on every path.
         struct Opts(ffi::rbd_image_options_t);
         impl Drop for Opts {
@@ -670,6 +708,9 @@ impl<'p> Image<'p> {
                 data,
             )
         };
+        if let Some(p) = progress.panic.take() {
+            std::panic::resume_unwind(p);
+        }
         check(ret, "rbd_copy", what).map(|_| ())
     }
 

@@ -255,10 +255,11 @@ fn poll<T>(
             said = true;
         }
         if start.elapsed() > ctx.opts.wait_timeout {
-            bail!(
+            return Err(super::GaveUp(format!(
                 "gave up after {:?} waiting for {waiting_for}",
                 ctx.opts.wait_timeout
-            );
+            ))
+            .into());
         }
         std::thread::sleep(interval);
     }

@@ -12,7 +12,7 @@ mod state;
 pub use board::{clock, BatchProgress, Board, Phase};
 pub use progress::{Meter, Progress};
 
-pub use state::{state_path, ImageState, RunState};
+pub use state::{legacy_state_path, state_path, ImageState, RunState};
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -28,8 +28,27 @@ use crate::ceph::{
     Features, Image, ImageMirrorState, MirrorMode, ReplayProgress,
 };
 use crate::openstack::{Cloud, Glance};
-use crate::plan::{Action, Check, ImageAt, ImagePlan, Plan, Role, Site, Step};
+use crate::plan::{
+    Action, Check, ImageAt, ImagePlan, Plan, Role, Site, SourceId, Step, VerifiedRecord,
+};
 use crate::spec::Spec;
+
+/// A wait that ran out (`--wait-timeout`) or a mirror that cannot progress:
+/// nothing is half-done and running again later may succeed (exit status 2,
+/// where any other error is 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct GaveUp(pub String);
+
+/// How a run ended badly: which images failed, and whether every one of
+/// them only gave up waiting.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RunFailed {
+    pub message: String,
+    /// Every failure was a [`GaveUp`]: run again later.
+    pub gave_up: bool,
+}
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -55,8 +74,8 @@ pub struct Access {
     pub src_cloud: Option<Cloud>,
     pub dst_cloud: Option<Cloud>,
     /// The destination storage part's hand-off: source image (`pool/image`)
-    /// → the SHA-256 its copy was verified with.
-    pub verified: BTreeMap<String, String>,
+    /// → the record of its verified copy.
+    pub verified: BTreeMap<String, VerifiedRecord>,
 }
 
 struct Ctx<'a> {
@@ -87,16 +106,34 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
     let src_cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source")?;
     let dst_cloud =
         crate::openstack::connect_side(spec.destination.cloud.as_deref(), "destination")?;
+    let legacy = legacy_state_path(&opts.state_dir, spec_path);
+    if !path.exists() && legacy.exists() {
+        bail!(
+            "{} holds a run begun by an older ferry: finish it with that version, or move the file away if that run is finished or abandoned",
+            legacy.display()
+        );
+    }
     let state = match RunState::load(&path)? {
         // The plan is kept as first built once a step has done something:
-        // discovering again would see the features ferry changed.
-        Some(s) if s.images.iter().any(|i| !i.done.is_empty()) => s,
+        // discovering again would see the features ferry changed. Then the
+        // spec must still say what it said.
+        Some(s) if s.images.iter().any(|i| !i.done.is_empty()) => {
+            if let Some(what) = s.spec_changes(spec) {
+                bail!(
+                    "{} changed since the run in {} began ({what}): restore it to finish that run, or move the state file away if that run is finished or abandoned",
+                    spec_path.display(),
+                    path.display()
+                );
+            }
+            s
+        }
         _ => {
             let facts = crate::plan::discover(&src, spec, src_cloud.as_ref())
                 .context("reading the source images")?;
             let mut opts = crate::plan::BuildOptions::from_spec(spec);
             opts.destination_fsid = Some(dst.fsid()?);
-            let s = RunState::new(crate::plan::build(&opts, &facts));
+            opts.source_fsid = Some(src.fsid()?);
+            let s = RunState::for_spec(crate::plan::build(&opts, &facts), spec);
             s.save(&path)?;
             s
         }
@@ -146,27 +183,29 @@ fn state_dir(opts: &RunOptions) -> anyhow::Result<()> {
         .with_context(|| format!("creating state directory {}", opts.state_dir.display()))
 }
 
-/// Reads a hand-off: `ferry-verified <plan id> <pool>/<image> <sha256>`
-/// lines (other lines are ignored, so a whole log may be given). Lines of
-/// another plan are refused.
-pub fn parse_handoff(text: &str, plan_id: &str) -> anyhow::Result<BTreeMap<String, String>> {
+/// Reads a hand-off: `ferry-verified <plan id> <record>` lines, the record
+/// being one line of JSON (see [`VerifiedRecord`]); other lines are ignored,
+/// so a whole log may be given. Lines of another plan are refused. Keyed by
+/// the source's `pool/image`.
+pub fn parse_handoff(
+    text: &str,
+    plan_id: &str,
+) -> anyhow::Result<BTreeMap<String, VerifiedRecord>> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
-        let mut w = line.split_whitespace();
-        if w.next() != Some(HANDOFF) {
+        let Some(rest) = line.strip_prefix(HANDOFF).and_then(|r| r.strip_prefix(' ')) else {
             continue;
-        }
-        let (Some(id), Some(image), Some(sum), None) = (w.next(), w.next(), w.next(), w.next())
-        else {
+        };
+        let Some((id, record)) = rest.split_once(' ') else {
             bail!("hand-off line not understood: {line:?}");
         };
         if id != plan_id {
             bail!("hand-off line of plan {id}, not of this plan {plan_id}: {line:?}");
         }
-        if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("hand-off line without a SHA-256: {line:?}");
-        }
-        out.insert(image.to_string(), sum.to_ascii_lowercase());
+        let mut rec = VerifiedRecord::parse(record)
+            .map_err(|e| anyhow!("hand-off line not understood: {e}"))?;
+        rec.sha256.make_ascii_lowercase();
+        out.insert(format!("{}/{}", rec.source.pool, rec.source.image), rec);
     }
     Ok(out)
 }
@@ -200,50 +239,103 @@ fn execute(
         started: Instant::now(),
     };
     let n = ctx.state.lock().unwrap().plan.images.len();
-    let next = AtomicUsize::new(0);
     let finished = AtomicBool::new(false);
-    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..opts.concurrency.clamp(1, n.max(1)))
-            .map(|_| {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= n {
-                        break;
-                    }
-                    match run_image(&ctx, i) {
-                        Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
-                        Err(e) => {
-                            ctx.board.lock().unwrap().phase(i, Phase::Failed);
-                            let name = ctx.state.lock().unwrap().plan.images[i].image.source_spec();
-                            ctx.event(i, "-", "failed", &format!("{e:#}"));
-                            failures.lock().unwrap().push(format!("{name}: {e:#}"));
-                        }
-                    }
-                })
-            })
-            .collect();
+    let failures = std::thread::scope(|s| {
         s.spawn(|| ctx.tick(&finished));
-        for w in workers {
-            let _ = w.join();
-        }
+        let failures = each_image(
+            n,
+            opts.concurrency,
+            |i| run_image(&ctx, i),
+            |i, r| match r {
+                Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
+                Err(e) => {
+                    ctx.board.lock().unwrap().phase(i, Phase::Failed);
+                    ctx.event(i, "-", "failed", &format!("{e:#}"));
+                }
+            },
+        );
         finished.store(true, Ordering::SeqCst);
+        failures
     });
     ctx.finish();
     if role == Some(Role::DestinationStorage) {
         ctx.hand_off()?;
     }
-    let failures = failures.into_inner().unwrap();
     if failures.is_empty() {
-        Ok(path)
-    } else {
-        bail!(
+        return Ok(path);
+    }
+    let gave_up = failures.iter().all(|(_, e)| gave_up(e));
+    let lines: Vec<String> = {
+        let state = ctx.state.lock().unwrap();
+        failures
+            .iter()
+            .map(|(i, e)| format!("{}: {e:#}", state.plan.images[*i].image.source_spec()))
+            .collect()
+    };
+    Err(RunFailed {
+        message: format!(
             "{} of {n} image(s) failed (state kept in {}; run again to resume):\n  {}",
             failures.len(),
             path.display(),
-            failures.join("\n  ")
-        )
+            lines.join("\n  ")
+        ),
+        gave_up,
     }
+    .into())
+}
+
+/// Whether an error only says a wait gave up.
+pub fn gave_up(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<GaveUp>())
+}
+
+/// Runs `work` for images `0..n`, `concurrency` at a time, telling `report`
+/// each outcome; returns the failures by image index. A panic fails its
+/// image (with the panic's message), never the whole run silently: the
+/// other images go on.
+fn each_image(
+    n: usize,
+    concurrency: usize,
+    work: impl Fn(usize) -> anyhow::Result<()> + Sync,
+    report: impl Fn(usize, &anyhow::Result<()>) + Sync,
+) -> Vec<(usize, anyhow::Error)> {
+    let next = AtomicUsize::new(0);
+    let failures: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..concurrency.clamp(1, n.max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    break;
+                }
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i)))
+                    .unwrap_or_else(|p| Err(anyhow!("ferry panicked: {}", panic_text(&*p))));
+                // A panic while reporting must not end the worker either.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(i, &r)));
+                if let Err(e) = r {
+                    let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
+                    f.push((i, e));
+                }
+            });
+        }
+    });
+    let mut f = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    f.sort_by_key(|(i, _)| *i);
+    f
+}
+
+/// The message a panic carried.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// The first 16 digits of a checksum for a message; any text read from Ceph
+/// is shown whole when shorter.
+fn short(sum: &str) -> &str {
+    sum.get(..16).unwrap_or(sum)
 }
 
 /// How often the live board is redrawn, and how often the batch is reported
@@ -398,37 +490,92 @@ impl Ctx<'_> {
     }
 
     /// The SHA-256 the copy of `source` was verified with, as far as this
-    /// run can see: the destination reads its record; the source reads its
-    /// own note, or compares the hand-off with the cut-over's checksum.
-    fn verified_sum(&self, source: &ImageAt, copy: &ImageAt) -> anyhow::Result<Option<String>> {
-        if self.access.dst.is_some() {
-            return self.record(copy);
+    /// run can see. The destination reads its record, which must name
+    /// `origin`. The source reads its own note; or else takes the record
+    /// (the destination's, or the hand-off's) only when it names this very
+    /// image (cluster fsid, pool, name, id) and carries the cut-over's
+    /// checksum: a record of other data is an error, never a success.
+    fn verified_sum(
+        &self,
+        source: &ImageAt,
+        copy: &ImageAt,
+        origin: &SourceId,
+    ) -> anyhow::Result<Option<String>> {
+        let recorded = match self.access.dst {
+            Some(_) => self.record(copy, origin)?,
+            None => None,
+        };
+        if self.access.src.is_none() {
+            return Ok(recorded.map(|r| r.sha256));
         }
         let snap = source.snap.as_deref().unwrap_or_default();
-        if let Some(v) = self.metadata(source, &crate::plan::verified_key(snap))? {
+        // The record names the image itself (a clone, not the flat copy
+        // mirrored in its place, which holds the checksum); the note that
+        // it is verified goes on the image itself too.
+        let origin_at = ImageAt {
+            site: Site::Source,
+            pool: origin.pool.clone(),
+            image: origin.image.clone(),
+            snap: None,
+        };
+        if let Some(v) = self.metadata(&origin_at, &crate::plan::verified_key(snap))? {
             return Ok(Some(v));
         }
-        let key = format!("{}/{}", source.pool, source.image);
-        let Some(handed) = self.access.verified.get(&key) else {
+        let key = format!("{}/{}", origin.pool, origin.image);
+        let Some(rec) = recorded.or_else(|| self.access.verified.get(&key).cloned()) else {
             return Ok(None);
         };
+        let live = SourceId {
+            fsid: self.cluster(Site::Source)?.fsid()?,
+            pool: origin.pool.clone(),
+            image: origin.image.clone(),
+            id: self.with_image(&origin_at, false, |img| img.id())?,
+        };
+        if rec.source != live {
+            bail!(
+                "the copy {copy} is recorded as verified for {}, not for this image ({live}): not the same data; nothing is cleaned up",
+                rec.source
+            );
+        }
         match self.metadata(source, &crate::plan::checksum_key(snap))? {
-            Some(sum) if &sum == handed => Ok(Some(sum)),
+            Some(sum) if sum == rec.sha256 => Ok(Some(sum)),
             Some(sum) => bail!(
-                "the hand-off says the copy of {key} has sha256 {handed}, but the cut-over {snap} has {sum}: not the same data; nothing is cleaned up"
+                "the copy of {key} was verified with sha256 {}, but the cut-over {snap} has {sum}: not the same data; nothing is cleaned up",
+                rec.sha256
             ),
             None => bail!("{source} has no checksum ({}): was the cut-over made by this plan?", crate::plan::checksum_key(snap)),
         }
     }
 
-    /// The SHA-256 this plan's record in the destination pool holds for a
-    /// verified copy.
-    fn record(&self, copy: &ImageAt) -> anyhow::Result<Option<String>> {
-        let record = crate::plan::record_object(&self.plan_id());
-        Ok(self
+    /// This plan's record in the destination pool of the verified copy
+    /// `copy`, when there is one; a record there of another source than
+    /// `origin` (two images for one copy name) is an error.
+    fn record(&self, copy: &ImageAt, origin: &SourceId) -> anyhow::Result<Option<VerifiedRecord>> {
+        let Some(rec) = self.any_record(copy)? else {
+            return Ok(None);
+        };
+        if rec.source != *origin {
+            bail!(
+                "the verified copy {copy} holds {}, not {origin}: two images for one copy name? nothing more is done with it",
+                rec.source
+            );
+        }
+        Ok(Some(rec))
+    }
+
+    /// This plan's record of `copy`, whatever source it names.
+    fn any_record(&self, copy: &ImageAt) -> anyhow::Result<Option<VerifiedRecord>> {
+        let object = crate::plan::record_object(&self.plan_id());
+        let Some(text) = self
             .dst()?
             .pool(&copy.pool)?
-            .object_xattr(&record, &copy.image)?)
+            .object_xattr(&object, &copy.image)?
+        else {
+            return Ok(None);
+        };
+        VerifiedRecord::parse(&text)
+            .map(Some)
+            .map_err(|e| anyhow!("the record of {copy} in {object}: {e}"))
     }
 
     /// Prints the hand-off lines of the verified copies (stdout), for the
@@ -437,11 +584,9 @@ impl Ctx<'_> {
         let plan = self.state.lock().unwrap().plan.clone();
         for p in &plan.images {
             for s in &p.steps {
-                if let Action::Verify { copy, .. } = &s.action {
-                    let m = p.mirrored_source();
-                    let source = format!("{}/{}", m.pool, m.image);
-                    if let Some(sum) = self.record(copy)? {
-                        let line = format!("{HANDOFF} {} {source} {sum}", plan.id);
+                if let Action::Verify { copy, origin, .. } = &s.action {
+                    if let Some(rec) = self.record(copy, origin)? {
+                        let line = format!("{HANDOFF} {} {}", plan.id, rec.to_line());
                         if self.opts.json {
                             println!("{}", serde_json::json!({ "hand_off": line }));
                         } else {
@@ -690,7 +835,11 @@ impl Ctx<'_> {
                     Err(e) => return Err(e),
                 }
             }
-            Check::Verified { source, copy } => self.verified_sum(source, copy)?.is_some(),
+            Check::Verified {
+                source,
+                copy,
+                origin,
+            } => self.verified_sum(source, copy, origin)?.is_some(),
             Check::Published { image } => self.published(image)?,
             Check::VolumeAdopted { source_volume } => self
                 .adopted_volume(source_volume)?
@@ -747,7 +896,9 @@ impl Ctx<'_> {
                 if last_daemon_check.elapsed() >= Duration::from_secs(5) {
                     last_daemon_check = Instant::now();
                     if let Some(why) = self.stalled(&plain(mirrored), &mut error_since)? {
-                        bail!("stalled: {why} (waiting for {waiting_for})");
+                        return Err(
+                            GaveUp(format!("stalled: {why} (waiting for {waiting_for})")).into(),
+                        );
                     }
                 }
             }
@@ -762,10 +913,11 @@ impl Ctx<'_> {
                 }
             }
             if start.elapsed() > self.opts.wait_timeout {
-                bail!(
+                return Err(GaveUp(format!(
                     "gave up after {:?} waiting for {waiting_for}",
                     self.opts.wait_timeout
-                );
+                ))
+                .into());
             }
             std::thread::sleep(self.opts.poll);
         }
@@ -863,10 +1015,10 @@ impl Ctx<'_> {
                     let id = self.with_image(&head, true, |img| img.mirror_snapshot_create())?;
                     return Ok(format!(
                         "{image} (sha256 {}), mirror snapshot {id}",
-                        &sum[..16]
+                        short(&sum)
                     ));
                 }
-                Ok(format!("{image} (sha256 {})", &sum[..16]))
+                Ok(format!("{image} (sha256 {})", short(&sum)))
             }
             Action::FreezeSnapshot { image } => {
                 let frozen = step
@@ -1006,7 +1158,14 @@ impl Ctx<'_> {
                 expected,
                 partial,
                 copy,
+                origin,
             } => {
+                // A record under this copy name of another source: refuse
+                // before reading anything.
+                self.record(copy, origin)?;
+                if origin.fsid.is_empty() || origin.id.is_empty() {
+                    bail!("the plan does not name the source of {copy} (made by an older ferry?): plan again");
+                }
                 // The checksum the source took at the cut-over, carried by
                 // mirroring; only the copy is read here.
                 let snap = expected.snap.as_deref().unwrap_or_default();
@@ -1044,10 +1203,15 @@ impl Ctx<'_> {
                 // in the record that marks it verified.
                 self.with_image(partial, true, |img| img.metadata_set(&key, &sum))?;
                 let record = crate::plan::record_object(&self.plan_id());
+                let line = VerifiedRecord {
+                    sha256: sum.clone(),
+                    source: origin.clone(),
+                }
+                .to_line();
                 self.dst()?
                     .pool(&copy.pool)?
-                    .set_object_xattr(&record, &copy.image, &sum)?;
-                Ok(format!("sha256 {}", &sum[..16]))
+                    .set_object_xattr(&record, &copy.image, &line)?;
+                Ok(format!("sha256 {}", short(&sum)))
             }
             Action::Publish { partial, copy } => {
                 if self.exists(partial)? {
@@ -1057,15 +1221,20 @@ impl Ctx<'_> {
                 }
                 Ok(format!("{copy}"))
             }
-            Action::ConfirmVerified { source, copy, mark } => {
+            Action::ConfirmVerified {
+                source,
+                copy,
+                mark,
+                origin,
+            } => {
                 let sum = self
-                    .verified_sum(source, copy)?
+                    .verified_sum(source, copy, origin)?
                     .ok_or_else(|| anyhow!("the copy of {source} is not verified"))?;
                 let snap = source.snap.as_deref().unwrap_or_default();
                 self.with_image(&plain(mark), true, |img| {
                     img.metadata_set(&crate::plan::verified_key(snap), &sum)
                 })?;
-                Ok(format!("sha256 {}", &sum[..16]))
+                Ok(format!("sha256 {}", short(&sum)))
             }
             Action::CheckSourceCloud {
                 object,
@@ -1322,7 +1491,15 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
             .requires
             .iter()
             .try_for_each(|c| ctx.wait(i, step, c))
-            .and_then(|()| ctx.act(i, step));
+            .and_then(|()| {
+                // Test builds only: a step that panics, to prove a panic
+                // fails the run.
+                #[cfg(debug_assertions)]
+                if std::env::var("FERRY_TEST_PANIC_IN_STEP").is_ok_and(|s| s == step.name) {
+                    panic!("FERRY_TEST_PANIC_IN_STEP={}", step.name);
+                }
+                ctx.act(i, step)
+            });
         let detail = match acted {
             Ok(d) => d,
             Err(e) if PREPARING.contains(&step.name.as_str()) => {
@@ -1380,5 +1557,114 @@ fn plain(at: &ImageAt) -> ImageAt {
     ImageAt {
         snap: None,
         ..at.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_image_fails_and_the_others_go_on() {
+        let done = AtomicUsize::new(0);
+        let reported = Mutex::new(Vec::new());
+        let failures = each_image(
+            5,
+            2,
+            |i| {
+                if i == 1 {
+                    panic!("boom at {i}");
+                }
+                if i == 3 {
+                    bail!("plain error");
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            },
+            |i, r| reported.lock().unwrap().push((i, r.is_ok())),
+        );
+        assert_eq!(done.load(Ordering::SeqCst), 3);
+        let mut reported = reported.into_inner().unwrap();
+        reported.sort();
+        assert_eq!(
+            reported,
+            [(0, true), (1, false), (2, true), (3, false), (4, true)],
+            "a panicking image is reported failed like any other"
+        );
+        let got: Vec<(usize, String)> = failures.iter().map(|(i, e)| (*i, e.to_string())).collect();
+        assert_eq!(
+            got,
+            [
+                (1, "ferry panicked: boom at 1".to_string()),
+                (3, "plain error".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn only_waits_that_gave_up_exit_2() {
+        let waited = anyhow::Error::new(GaveUp("gave up after 3s".into())).context("step 4");
+        assert!(gave_up(&waited));
+        assert_eq!(crate::cli::exit_status(&waited), 2);
+        let mismatch = anyhow!("checksums differ").context("step 5");
+        assert_eq!(crate::cli::exit_status(&mismatch), 1);
+        let mixed = anyhow::Error::new(RunFailed {
+            message: "2 of 2 image(s) failed".into(),
+            gave_up: false,
+        });
+        assert_eq!(crate::cli::exit_status(&mixed), 1);
+        let all_waited = anyhow::Error::new(RunFailed {
+            message: "1 of 2 image(s) failed".into(),
+            gave_up: true,
+        });
+        assert_eq!(crate::cli::exit_status(&all_waited), 2);
+    }
+
+    fn record(pool: &str, image: &str) -> VerifiedRecord {
+        VerifiedRecord {
+            sha256: "ab".repeat(32),
+            source: SourceId {
+                fsid: "f-1".into(),
+                pool: pool.into(),
+                image: image.into(),
+                id: "10ad".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn hand_off_lines_carry_whole_records_keyed_by_source() {
+        let a = record("volumes", "volume-a b");
+        let text = format!(
+            "noise\n{HANDOFF} p1 {}\n{HANDOFF} p1 {}\n",
+            a.to_line(),
+            record("volumes", "x").to_line()
+        );
+        let got = parse_handoff(&text, "p1").unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got["volumes/volume-a b"], a);
+        let e = parse_handoff(&text, "p2").unwrap_err().to_string();
+        assert!(
+            e.starts_with("hand-off line of plan p1, not of this plan p2"),
+            "{e}"
+        );
+        // The older form (pool/image and a bare sum) is refused, not misread.
+        let old = format!("{HANDOFF} p1 volumes/volume-a {}", "ab".repeat(32));
+        let e = parse_handoff(&old, "p1").unwrap_err().to_string();
+        assert!(e.contains("hand-off line not understood"), "{e}");
+        let short = format!(
+            "{HANDOFF} p1 {}",
+            a.to_line().replace(&"ab".repeat(32), "ab")
+        );
+        let e = parse_handoff(&short, "p1").unwrap_err().to_string();
+        assert!(e.contains("is not a SHA-256"), "{e}");
+    }
+
+    #[test]
+    fn short_sums_from_remote_text_do_not_panic() {
+        assert_eq!(short("abc"), "abc");
+        assert_eq!(short("0123456789abcdef0123"), "0123456789abcdef");
+        assert_eq!(short("ééééééééé"), "éééééééé");
+        assert_eq!(short("aéééééééé"), "aéééééééé");
     }
 }

@@ -228,6 +228,17 @@ pub fn parse_utc(s: &str) -> Option<i64> {
         t.next()?.parse::<i64>().ok()?,
     );
     let ss = t.next()?.split('.').next()?.parse::<i64>().ok()?;
+    // A time read from a service: out of range is not a time (and would
+    // overflow the arithmetic below).
+    let ok = (0..=9999).contains(&y)
+        && (1..=12).contains(&m)
+        && (1..=31).contains(&day)
+        && (0..=23).contains(&hh)
+        && (0..=59).contains(&mm)
+        && (0..=60).contains(&ss);
+    if !ok {
+        return None;
+    }
     // Days from civil (Howard Hinnant's algorithm).
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);

@@ -29,6 +29,8 @@ pub struct BuildOptions {
     pub plan_id: String,
     /// The destination cluster's fsid, when known.
     pub destination_fsid: Option<String>,
+    /// The source cluster's fsid, when known (the verified records name it).
+    pub source_fsid: Option<String>,
 }
 
 /// The choices about adoption in the destination cloud.
@@ -52,6 +54,7 @@ impl BuildOptions {
             destination_cluster: spec.destination.cluster.cluster_name(),
             plan_id: super::new_plan_id(),
             destination_fsid: None,
+            source_fsid: None,
             adopt: spec.destination.cloud.as_ref().map(|_| AdoptOptions {
                 volume_types: spec.options.volume_types.clone(),
                 cinder_host: spec.destination.cinder_host.clone(),
@@ -78,6 +81,7 @@ pub fn build(opts: &BuildOptions, images: &[(ImageRef, ImageFacts)]) -> Plan {
         source_cluster: opts.source_cluster.clone(),
         destination_cluster: opts.destination_cluster.clone(),
         destination_fsid: opts.destination_fsid.clone(),
+        source_fsid: opts.source_fsid.clone(),
         cleanup: opts.cleanup,
         images: images
             .iter()
@@ -183,9 +187,16 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         mirrored: mirrored_cut.clone(),
         mode,
     };
+    let origin = super::SourceId {
+        fsid: opts.source_fsid.clone().unwrap_or_default(),
+        pool: r.pool.clone(),
+        image: r.name.clone(),
+        id: facts.id.clone(),
+    };
     let verified = Check::Verified {
         source: src_cut.clone(),
         copy: dest.clone(),
+        origin: origin.clone(),
     };
     let sum_key = super::checksum_key(&cut);
     // Noted on the image itself (a clone's carrier goes at cleanup).
@@ -509,6 +520,7 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
                 expected: mirrored_cut.clone(),
                 partial: partial.clone(),
                 copy: dest.clone(),
+                origin: origin.clone(),
             },
         )
         .requires(vec![copied])
@@ -592,6 +604,7 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
                     source: src_cut.clone(),
                     copy: dest.clone(),
                     mark: orig.clone(),
+                    origin: origin.clone(),
                 },
             )
             .requires(vec![verified])
@@ -832,6 +845,7 @@ mod tests {
             adopt: None,
             plan_id: "p1".into(),
             destination_fsid: None,
+            source_fsid: None,
         }
     }
 
@@ -847,6 +861,7 @@ mod tests {
                 new_name: None,
             },
             ImageFacts {
+                id: "10ad5eed".into(),
                 size: 1 << 30,
                 features,
                 user_snapshots: vec![],

@@ -1,6 +1,8 @@
 //! Discovery: read what the plan depends on from the source cluster and,
 //! when one is given, the source cloud. Reads only; nothing is changed.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ceph::{
@@ -34,6 +36,9 @@ pub struct ImageFacts {
     pub parent: Option<Parent>,
     /// The source pool's mirroring mode.
     pub pool_mode: PoolMirrorMode,
+    /// The RBD image's id in its pool (empty in plans of older versions).
+    #[serde(default)]
+    pub id: String,
     /// The source cloud's volume or image behind it, when a cloud is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud: Option<super::CloudObject>,
@@ -50,8 +55,22 @@ pub fn discover(
     cloud: Option<&Cloud>,
 ) -> anyhow::Result<Vec<(ImageRef, ImageFacts)>> {
     let mut out = Vec::new();
+    // What the cloud resolves (a server's volumes, bootable volumes sent to
+    // Glance) can meet another entry only now: refuse as the spec does.
+    let mut sources: BTreeMap<String, usize> = BTreeMap::new();
+    let mut dests: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..spec.images.len() {
         for (r, obj) in resolve_entry(spec, i, cloud)? {
+            if let Some(j) = sources.insert(r.source_spec(), i) {
+                bail!(
+                    "images[{i}]: moves {} again, as images[{j}] does: list it once",
+                    r.source_spec()
+                );
+            }
+            let dst = format!("{}/{}", r.dest_pool, r.dest_name);
+            if let Some(j) = dests.insert(dst.clone(), i) {
+                bail!("images[{i}]: copies to {dst}, as images[{j}] does: give one of them another dest_name");
+            }
             let mut facts = image_facts(source, &r)
                 .with_context(|| format!("reading {} on the source cluster", r.source_spec()))?;
             let encrypted_volume = matches!(
@@ -328,6 +347,7 @@ fn image_facts(cluster: &Cluster, r: &ImageRef) -> Result<ImageFacts, CephError>
         _ => img.mirror_mode()?,
     };
     Ok(ImageFacts {
+        id: img.id()?,
         size: info.size,
         features: info.features,
         user_snapshots: img

@@ -123,6 +123,67 @@ pub fn record_object(plan_id: &str) -> String {
     format!("ferry-verified-{plan_id}")
 }
 
+/// Which source image a copy holds: the source cluster's fsid, the pool, the
+/// image's name and its id (never reused, unlike the name).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceId {
+    pub fsid: String,
+    pub pool: String,
+    pub image: String,
+    pub id: String,
+}
+
+impl std::fmt::Display for SourceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} (id {}) of cluster {}",
+            self.pool, self.image, self.id, self.fsid
+        )
+    }
+}
+
+/// The destination's record of a verified copy (the value of its attribute
+/// on `record_object`, and the body of a hand-off line): which source the
+/// copy holds, and the cut-over's SHA-256 it was verified against. One line
+/// of JSON, so any name fits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiedRecord {
+    pub sha256: String,
+    pub source: SourceId,
+}
+
+impl VerifiedRecord {
+    /// The record as one line of JSON.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("a record serialises")
+    }
+
+    /// Reads a record; a record of an older ferry (a bare checksum) or any
+    /// other text is refused with what it is.
+    pub fn parse(text: &str) -> Result<VerifiedRecord, String> {
+        let r: VerifiedRecord = serde_json::from_str(text.trim()).map_err(|e| {
+            format!(
+                "not a verified record ({e}): {:?}{}",
+                text.chars().take(80).collect::<String>(),
+                if text.trim().len() == 64 {
+                    " looks like a record of an older ferry: verify again with this one"
+                } else {
+                    ""
+                }
+            )
+        })?;
+        if r.sha256.len() != 64 || !r.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "the record's sha256 {:?} is not a SHA-256",
+                r.sha256
+            ));
+        }
+        Ok(r)
+    }
+}
+
 /// The name a copy has until it is verified; only a verified copy gets its
 /// final name, which is how the destination cloud sees that it may adopt.
 pub fn partial_name(image: &str) -> String {
@@ -198,6 +259,10 @@ pub enum Check {
         source: ImageAt,
         /// The verified copy under its final name.
         copy: ImageAt,
+        /// The source the record must name: a record of another image under
+        /// the same copy name is refused, never taken for this one's.
+        #[serde(default)]
+        origin: SourceId,
     },
     /// The verified copy is under its final name (with `snap` set: and that
     /// snapshot is protected, for Glance). Storage sees the image; the
@@ -368,6 +433,9 @@ pub enum Action {
         partial: ImageAt,
         /// The copy's final name (the record is kept under it).
         copy: ImageAt,
+        /// The source the copy is of, written into the record.
+        #[serde(default)]
+        origin: SourceId,
     },
     /// Rename the verified partial copy to its final name.
     Publish { partial: ImageAt, copy: ImageAt },
@@ -378,6 +446,8 @@ pub enum Action {
         source: ImageAt,
         copy: ImageAt,
         mark: ImageAt,
+        #[serde(default)]
+        origin: SourceId,
     },
     /// Source cloud, before the cut-over: the volume or image is still
     /// there and idle (volume available, or its servers shut off). Reads only.
@@ -513,6 +583,9 @@ pub struct Plan {
     /// Cinder backend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_fsid: Option<String>,
+    /// The source cluster's fsid (the verified records name it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_fsid: Option<String>,
     /// Whether cleanup steps are included.
     pub cleanup: bool,
     pub images: Vec<ImagePlan>,

@@ -2,12 +2,14 @@ BODY=$(mktemp)
 HDR=$(mktemp)
 chmod 600 "$HDR"
 trap 'rm -f "$ERR" "$BODY" "$HDR"' EXIT
+# Longest an HTTP request may take (seconds).
+FERRY_HTTP_TIMEOUT=${FERRY_HTTP_TIMEOUT:-120}
 TOKEN_AT=0
 
 # osq ARG...: runs openstack, output in OUT; 0: found, 1: not found, any
 # other failure stops the script.
 osq() {
-  OUT=$(openstack "$@" 2>"$ERR") && return 0
+  OUT=$(bounded openstack "$@" 2>"$ERR") && return 0
   grep -qi 'no .* found\|no .* exists\|not found\|(HTTP 404)' "$ERR" && return 1
   die "openstack $*: $(cat "$ERR")"
 }
@@ -29,6 +31,11 @@ login() {
   GLANCE=$(endpoint image)
 }
 
+# osw ARG...: runs an openstack command that changes something.
+osw() {
+  bounded openstack "$@" >/dev/null 2>"$ERR" || die "openstack $*: $(cat "$ERR")"
+}
+
 endpoint() {
   osq catalog show "$1" -f json || { printf ''; return 0; }
   printf '%s' "$OUT" | jq -r --arg r "$REGION" --arg i "$IFACE" \
@@ -39,7 +46,7 @@ endpoint() {
 curl_() {
   if [ -n "$CACERT" ]; then set -- --cacert "$CACERT" "$@"; fi
   if [ "$VERIFY" = false ]; then set -- -k "$@"; fi
-  curl -sS -H @"$HDR" -o "$BODY" -w '%{http_code}' "$@" 2>"$ERR"
+  curl -sS --connect-timeout 30 --max-time "$FERRY_HTTP_TIMEOUT" -H @"$HDR" -o "$BODY" -w '%{http_code}' "$@" 2>"$ERR"
 }
 
 # api_get URL [VOLUME MICROVERSION]: body in OUT, status in CODE.
@@ -83,7 +90,7 @@ manageable() {
 # SOURCE_ID, its id in VOL and status in VOL_STATUS.
 adopted() {
   need_cinder
-  api_get "$CINDER/volumes/detail?metadata=$(uri "{\"ferry_source_volume\": \"$1\"}")"
+  api_get "$CINDER/volumes/detail?metadata=$(uri "$(jq -cn --arg s "$1" '{ferry_source_volume: $s}')")"
   [ "$CODE" = 200 ] || die "listing volumes gave HTTP $CODE: $OUT"
   n=$(printf '%s' "$OUT" | jq --arg s "$1" '[.volumes[] | select(.metadata.ferry_source_volume == $s)] | length')
   [ "$n" -le 1 ] || die "$n destination volumes carry ferry_source_volume=$1: keep one"
@@ -109,8 +116,8 @@ volume_status_is() {
 # (HTTP 400: it checks the snapshot in Ceph, which is not there yet).
 add_location() {
   need_glance
-  api_send PATCH "$GLANCE/v2/images/$1" \
-    "[{\"op\": \"add\", \"path\": \"/locations/-\", \"value\": {\"url\": \"$2\", \"metadata\": {}}}]" \
+  api_send PATCH "$GLANCE/v2/images/$(uri "$1")" \
+    "$(jq -cn --arg u "$2" '[{op: "add", path: "/locations/-", value: {url: $u, metadata: {}}}]')" \
     application/openstack-images-v2.1-json-patch
   case $CODE in
     2*) return 0 ;;

@@ -15,9 +15,19 @@ const COMMON: &str = include_str!("common.sh");
 const STORAGE: &str = include_str!("storage.sh");
 const CLOUD: &str = include_str!("cloud.sh");
 
-/// A shell word holding `s` literally.
+/// A shell word holding `s` literally: the one way a value enters a
+/// script. Inside double quotes, close them around it (`"text "'value'" more"`
+/// is one word).
 pub fn q(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `s` made safe for the rest of a `#` comment line: a newline or another
+/// control character would end the comment and start a command.
+fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn spec(at: &ImageAt) -> String {
@@ -97,7 +107,7 @@ fn text(role: Role) -> Text {
         Role::Cleanup => Text {
             role,
             what: "on the source, after the copies are verified: notes the verified SHA-256 on each image, disables mirroring, removes the cut-over snapshot and restores the features the plan found. Source data is not deleted.",
-            needs: "rbd and jq with the source storage key; the hand-off lines of the destination storage part, as a file: sh cleanup.sh verified.txt",
+            needs: "rbd, ceph (for the cluster's fsid) and jq with the source storage key; the hand-off lines of the destination storage part, as a file: sh cleanup.sh verified.txt",
             before: "the destination storage part (its hand-off) and, usually, the destination cloud part.",
             after: "nothing: the migration is finished.",
         },
@@ -113,7 +123,7 @@ pub fn script(plan: &Plan, role: Role) -> String {
         s,
         "# ferry: the {} part of plan {} ({} image(s), {} mirroring).",
         t.role,
-        plan.id,
+        comment(&plan.id),
         plan.images.len(),
         plan.mode
     );
@@ -143,9 +153,7 @@ pub fn script(plan: &Plan, role: Role) -> String {
         s.push_str(CLEANUP_PRELUDE);
     }
     if role == Role::DestinationStorage {
-        s.push_str(
-            "\n# verified_record POOL OBJECT IMAGE: this plan's record of a verified copy;\n# its SHA-256 in OUT.\nverified_record() {\n  OUT=$(rados -p \"$1\" getxattr \"$2\" \"$3\" 2>\"$ERR\") && return 0\n  grep -q '(2)\\|(61)' \"$ERR\" && return 1\n  die \"rados getxattr $2 $3 in pool $1: $(cat \"$ERR\")\"\n}\n",
-        );
+        s.push_str(VERIFIED_RECORD);
     }
     if role == Role::DestinationCloud {
         let _ = writeln!(
@@ -162,7 +170,7 @@ pub fn script(plan: &Plan, role: Role) -> String {
             continue;
         }
         any = true;
-        let _ = writeln!(s, "\n# --- {} ---", img.image.source_spec());
+        let _ = writeln!(s, "\n# --- {} ---", comment(&img.image.source_spec()));
         for st in steps {
             step(&mut s, plan, img, st);
         }
@@ -174,18 +182,15 @@ pub fn script(plan: &Plan, role: Role) -> String {
         let _ = writeln!(s, "\n# The hand-off for the cleanup part, on stdout.");
         for img in &plan.images {
             for st in &img.steps {
-                if let Action::Verify { copy, .. } = &st.action {
+                if let Action::Verify { copy, origin, .. } = &st.action {
                     let _ = writeln!(
                         s,
-                        "verified_record {} {} {} || die 'no record of the verified copy {}'\nprintf '%s %s %s %s\\n' ferry-verified \"$PLAN\" {} \"$OUT\"",
+                        "verified_record {} {} {} {} || die {}\nprintf '%s %s %s\\n' ferry-verified \"$PLAN\" \"$OUT\"",
                         q(&copy.pool),
                         q(&crate::plan::record_object(&plan.id)),
                         q(&copy.image),
-                        copy,
-                        {
-                            let m = img.mirrored_source();
-                            q(&format!("{}/{}", m.pool, m.image))
-                        },
+                        q(&origin_json(origin)),
+                        q(&format!("no record of the verified copy {copy}")),
                     );
                 }
             }
@@ -195,21 +200,53 @@ pub fn script(plan: &Plan, role: Role) -> String {
     s
 }
 
+const VERIFIED_RECORD: &str = r#"
+# verified_record POOL OBJECT IMAGE ORIGIN: this plan's record of the
+# verified copy IMAGE (one line of JSON) in OUT; it must name the source
+# ORIGIN: a record of another source under this name stops the script.
+verified_record() {
+  OUT=$(bounded rados -p "$1" getxattr "$2" "$3" 2>"$ERR") || {
+    grep -q '(2)\|(61)' "$ERR" && return 1
+    die "rados getxattr $2 $3 in pool $1: $(cat "$ERR")"
+  }
+  printf '%s' "$OUT" | jq -e --argjson o "$4" \
+    '.source == $o and (.sha256 | test("^[0-9a-f]{64}$"))' >/dev/null 2>&1 ||
+    die "the record of the verified copy $3 in pool $1 is not of this source (or of an older ferry): $OUT; this plan's source is $4"
+}
+"#;
+
 const CLEANUP_PRELUDE: &str = r#"
 HANDOFF=${1:-}
 [ -n "$HANDOFF" ] || die "give the destination storage part's hand-off file (its ferry-verified lines): sh $0 verified.txt"
 [ -r "$HANDOFF" ] || die "cannot read the hand-off file $HANDOFF"
 
-# verified_source IMAGE SNAP: the copy of IMAGE was verified: noted on it
-# already, or the hand-off's SHA-256 equals the cut-over's; the sum in OUT.
+# verified_source IMAGE SNAP [ORIGIN]: the copy of ORIGIN (default IMAGE),
+# whose cut-over checksum IMAGE holds (a clone's flat copy holds it for the
+# clone), was verified: noted on ORIGIN already, or the hand-off names ORIGIN
+# itself and the cut-over's checksum; the sum in OUT.
 verified_source() {
-  meta "$1" "$2.verified" && return 0
-  handed=$(awk -v p="$PLAN" -v i="$1" '$1 == "ferry-verified" && $2 == p && $3 == i { print $4 }' "$HANDOFF" | tail -n 1)
+  o=${3:-$1}
+  meta "$o" "$2.verified" && return 0
+  handed=$(awk -v p="$PLAN" '$1 == "ferry-verified" && $2 == p { sub(/^[^ ]+ [^ ]+ /, ""); print }' "$HANDOFF" |
+    jq -c --arg p "${o%%/*}" --arg i "${o#*/}" 'select(.source.pool == $p and .source.image == $i)' 2>"$ERR") ||
+    die "the hand-off $HANDOFF holds lines this ferry does not understand: $(cat "$ERR")"
+  handed=$(printf '%s\n' "$handed" | tail -n 1)
   [ -n "$handed" ] || return 1
+  fsid=$(bounded ceph fsid --format json 2>"$ERR" | jq -r .fsid) || die "reading the source cluster's fsid: $(cat "$ERR")"
+  rbdq info --format json "$o" || die "$o is gone"
+  live=$(printf '%s' "$OUT" | jq -c --arg f "$fsid" --arg p "${o%%/*}" --arg i "${o#*/}" '{fsid: $f, pool: $p, image: $i, id: .id}')
+  printf '%s' "$handed" | jq -e --argjson l "$live" '.source == $l' >/dev/null ||
+    die "the hand-off's copy of $o was made from $(printf '%s' "$handed" | jq -c .source), not from this image ($live): not the same data; nothing is cleaned up"
+  sum=$(printf '%s' "$handed" | jq -r .sha256)
   meta "$1" "$2.sha256" || die "$1 has no checksum $2.sha256: was the cut-over made by this plan?"
-  [ "$OUT" = "$handed" ] || die "the hand-off says the copy of $1 has sha256 $handed, but the cut-over $2 has $OUT: not the same data; nothing is cleaned up"
+  [ "$OUT" = "$sum" ] || die "the hand-off says the copy of $o has sha256 $sum, but the cut-over $2 has $OUT: not the same data; nothing is cleaned up"
 }
 "#;
+
+/// The source a record must name, as the JSON the scripts compare.
+fn origin_json(origin: &crate::plan::SourceId) -> String {
+    serde_json::to_string(origin).expect("a source id serialises")
+}
 
 /// A check as one shell command; None when the role cannot observe it and
 /// the action guards itself (a Glance location).
@@ -260,14 +297,24 @@ fn cond(c: &Check, role: Role, plan: &Plan, img: &ImagePlan) -> Option<String> {
         Check::MirrorSnapshotAfter { image } => {
             format!("mirror_snapshot_after {} {}", spec(image), snap(image))
         }
-        Check::Verified { source, copy } => match role {
+        Check::Verified {
+            source,
+            copy,
+            origin,
+        } => match role {
             Role::DestinationStorage => format!(
-                "verified_record {} {} {}",
+                "verified_record {} {} {} {}",
                 q(&copy.pool),
                 q(&crate::plan::record_object(&plan.id)),
-                q(&copy.image)
+                q(&copy.image),
+                q(&origin_json(origin))
             ),
-            _ => format!("verified_source {} {}", spec(source), snap(source)),
+            _ => format!(
+                "verified_source {} {} {}",
+                spec(source),
+                snap(source),
+                q(&format!("{}/{}", origin.pool, origin.image))
+            ),
         },
         Check::Published { image } => {
             if image.snap.is_some() {
@@ -307,7 +354,11 @@ fn conds(cs: &[Check], role: Role, plan: &Plan, img: &ImagePlan) -> Option<Strin
 fn step(s: &mut String, plan: &Plan, img: &ImagePlan, st: &Step) {
     let role = st.role;
     let what = describe(&st.action);
-    let _ = writeln!(s, "\n# {} {}: {what}", st.id, st.name);
+    let _ = writeln!(
+        s,
+        "\n# {}",
+        comment(&format!("{} {}: {what}", st.id, st.name))
+    );
     let (id, name) = (q(&st.id), q(&st.name));
     // Cloud steps that adopt need the Cinder host before their checks.
     if let Some(Adoption::Volume(v)) = match &st.action {
@@ -379,7 +430,7 @@ fn step(s: &mut String, plan: &Plan, img: &ImagePlan, st: &Step) {
 
 fn needs(c: &Check) -> String {
     match c {
-        Check::Verified { source, copy } => format!(
+        Check::Verified { source, copy, .. } => format!(
             "the copy {copy} of {source} verified (the destination storage part's hand-off)"
         ),
         Check::Absent { image } => format!("{image} absent (a copy there already?)"),
@@ -574,7 +625,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             let _ = writeln!(b, "say {}", q(&format!("copying {from} to {to}")));
             let _ = writeln!(
                 b,
-                "rbdw cp --no-progress{feats} {} {}",
+                "rbdwl cp --no-progress{feats} {} {}",
                 with_snap(from),
                 spec(to)
             );
@@ -600,7 +651,15 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             expected,
             partial,
             copy,
+            origin,
         } => {
+            if origin.fsid.is_empty() || origin.id.is_empty() {
+                let _ = writeln!(
+                    b,
+                    "die {}",
+                    q(&format!("the plan does not name the source of {copy} (made by an older ferry?): plan again"))
+                );
+            }
             let s = expected.snap.as_deref().unwrap_or_default();
             let key = crate::plan::checksum_key(s);
             let head = ImageAt {
@@ -622,7 +681,12 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 spec(partial),
                 q(&key)
             );
-            let _ = writeln!(b, "rados -p {} setxattr {} {} \"$SUM\" 2>\"$ERR\" || die \"recording the verified copy: $(cat \"$ERR\")\"", q(&copy.pool), q(&crate::plan::record_object(&plan.id)), q(&copy.image));
+            let _ = writeln!(
+                b,
+                "rec=$(jq -cn --arg s \"$SUM\" --argjson o {} '{{sha256: $s, source: $o}}')",
+                q(&origin_json(origin))
+            );
+            let _ = writeln!(b, "bounded rados -p {} setxattr {} {} \"$rec\" 2>\"$ERR\" || die \"recording the verified copy: $(cat \"$ERR\")\"", q(&copy.pool), q(&crate::plan::record_object(&plan.id)), q(&copy.image));
         }
         Action::Publish { partial, copy } => {
             let _ = writeln!(
@@ -633,13 +697,19 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 spec(copy)
             );
         }
-        Action::ConfirmVerified { source, mark, .. } => {
+        Action::ConfirmVerified {
+            source,
+            mark,
+            origin,
+            ..
+        } => {
             let s = source.snap.as_deref().unwrap_or_default();
             let _ = writeln!(
                 b,
-                "verified_source {} {} || die 'not verified'",
+                "verified_source {} {} {} || die 'not verified'",
                 spec(source),
-                snap(source)
+                snap(source),
+                q(&format!("{}/{}", origin.pool, origin.image))
             );
             let _ = writeln!(
                 b,
@@ -680,7 +750,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 }
             }
             if orig.contains(Features::OBJECT_MAP) {
-                let _ = writeln!(b, "rbdw object-map rebuild {}", spec(image));
+                let _ = writeln!(b, "rbdwl object-map rebuild {}", spec(image));
             }
         }
         Action::CheckSourceCloud {
@@ -688,29 +758,27 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             allow_in_use,
         } => match object {
             CloudObject::Volume { id, .. } => {
+                let _ = writeln!(b, "vol={}", q(id));
                 let _ = writeln!(
                     b,
-                    "osq volume show {} -f json || die {}",
-                    q(id),
-                    q(&format!("volume {id} is gone from the source cloud"))
+                    "osq volume show -f json -- \"$vol\" || die \"volume $vol is gone from the source cloud\""
                 );
                 let _ = writeln!(b, "status=$(printf '%s' \"$OUT\" | jq -r .status)\nservers=$(printf '%s' \"$OUT\" | jq -r '.attachments[]?.server_id')");
-                let _ = writeln!(b, "case $status in available | in-use) ;; *) die \"volume {id} is $status: only available or in-use volumes can move\" ;; esac");
+                let _ = writeln!(b, "case $status in available | in-use) ;; *) die \"volume $vol is $status: only available or in-use volumes can move\" ;; esac");
                 if !allow_in_use {
-                    let _ = writeln!(b, "for srv in $servers; do\n  osq server show \"$srv\" -f value -c status || die \"volume {id} is attached to server $srv, which cannot be read\"\n  [ \"$OUT\" = SHUTOFF ] || die \"volume {id} is attached to server $srv, which is $OUT: shut it off (or detach the volume) first\"\ndone");
+                    let _ = writeln!(b, "for srv in $servers; do\n  osq server show \"$srv\" -f value -c status || die \"volume $vol is attached to server $srv, which cannot be read\"\n  [ \"$OUT\" = SHUTOFF ] || die \"volume $vol is attached to server $srv, which is $OUT: shut it off (or detach the volume) first\"\ndone");
                 }
-                let _ = writeln!(b, "say \"volume {id} is $status\"");
+                let _ = writeln!(b, "say \"volume $vol is $status\"");
             }
             CloudObject::Image { id, .. } => {
+                let _ = writeln!(b, "img={}", q(id));
                 let _ = writeln!(
                     b,
-                    "osq image show {} -f value -c status || die {}",
-                    q(id),
-                    q(&format!("image {id} is gone from the source cloud"))
+                    "osq image show -f value -c status -- \"$img\" || die \"image $img is gone from the source cloud\""
                 );
                 let _ = writeln!(
                     b,
-                    "[ \"$OUT\" = active ] || die \"image {id} is $OUT, not active\""
+                    "[ \"$OUT\" = active ] || die \"image $img is $OUT, not active\""
                 );
             }
         },
@@ -722,18 +790,18 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                     q(&v.source_volume)
                 );
                 if let Some(t) = &v.volume_type {
-                    let _ = writeln!(b, "  osq volume type show {} -f value -c id || die {}", q(t), q(&format!("volume type {t:?} does not exist in the destination cloud; map the source type with options.volume_types")));
+                    let _ = writeln!(b, "  osq volume type show -f value -c id -- {} || die {}", q(t), q(&format!("volume type {t:?} does not exist in the destination cloud; map the source type with options.volume_types")));
                 }
-                let _ = writeln!(b, "  osq volume list --name {} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}", q(&v.name), q(&format!("a volume named {:?} already exists in the destination cloud: choose another name (images[].name)", v.name)));
+                let _ = writeln!(b, "  osq volume list --name={} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}", q(&v.name), q(&format!("a volume named {:?} already exists in the destination cloud: choose another name (images[].name)", v.name)));
                 let _ = writeln!(
                     b,
-                    "  say \"type {}, name free, host $HOST\"\nfi",
-                    v.volume_type.as_deref().unwrap_or("(default)")
+                    "  say \"type \"{}\", name free, host $HOST\"\nfi",
+                    q(v.volume_type.as_deref().unwrap_or("(default)"))
                 );
             }
             Adoption::Image(g) => {
-                let _ = writeln!(b, "if osq image show {} -f json; then\n  printf '%s' \"$OUT\" | jq -e '.properties.ferry_source // empty' >/dev/null || die {}\n  say 'registered already'\nelse", q(&g.id), q(&format!("image id {} is taken by an image ferry did not register", g.id)));
-                let _ = writeln!(b, "  osq image list --name {} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}\n  say 'image id and name free'\nfi", q(&g.name), q(&format!("an image named {:?} already exists in the destination cloud: choose another name (images[].name)", g.name)));
+                let _ = writeln!(b, "if osq image show -f json -- {}; then\n  printf '%s' \"$OUT\" | jq -e '.properties.ferry_source // empty' >/dev/null || die {}\n  say 'registered already'\nelse", q(&g.id), q(&format!("image id {} is taken by an image ferry did not register", g.id)));
+                let _ = writeln!(b, "  osq image list --name={} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}\n  say 'image id and name free'\nfi", q(&g.name), q(&format!("an image named {:?} already exists in the destination cloud: choose another name (images[].name)", g.name)));
             }
         },
         Action::AdoptVolume { image, adoption: a } => {
@@ -751,13 +819,13 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             }
             let _ = writeln!(b, "if ! adopted {}; then", q(&a.source_volume));
             let _ = writeln!(b, "  body=$(jq -cn --arg h \"$HOST\" --argjson v {} '{{volume: ($v + {{host: $h}})}}')", q(&vol.to_string()));
-            let _ = writeln!(b, "  api_send POST \"$CINDER/os-volume-manage\" \"$body\" application/json\n  case $CODE in 2*) ;; *) die \"manage-existing of {image} gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi");
+            let _ = writeln!(b, "  api_send POST \"$CINDER/os-volume-manage\" \"$body\" application/json\n  case $CODE in 2*) ;; *) die \"manage-existing of \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi", q(&image.to_string()));
             let _ = writeln!(
                 b,
                 "wait_for \"volume $VOL to be available\" volume_status_is \"$VOL\" available"
             );
             if a.bootable {
-                let _ = writeln!(b, "openstack volume set --bootable \"$VOL\" 2>\"$ERR\" || die \"marking $VOL bootable: $(cat \"$ERR\")\"");
+                let _ = writeln!(b, "osw volume set --bootable \"$VOL\"");
             }
             if !a.image_metadata.is_empty() {
                 let props: String = a
@@ -765,7 +833,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                     .iter()
                     .map(|(k, v)| format!(" --image-property {}", q(&format!("{k}={v}"))))
                     .collect();
-                let _ = writeln!(b, "openstack volume set{props} \"$VOL\" 2>\"$ERR\" || die \"setting image metadata on $VOL: $(cat \"$ERR\")\"");
+                let _ = writeln!(b, "osw volume set{props} \"$VOL\"");
             }
             let _ = writeln!(
                 b,
@@ -788,14 +856,17 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             let _ = writeln!(b, "need_glance\n[ -n \"$DEST_FSID\" ] || die 'the plan carries no destination fsid: make it with access to the destination cluster'");
             let _ = writeln!(
                 b,
-                "url=\"rbd://$DEST_FSID/{}/{}/{}\"",
-                image.pool,
-                image.image,
-                image.snap.as_deref().unwrap_or("snap")
+                "url=\"rbd://$DEST_FSID/\"{}",
+                q(&format!(
+                    "{}/{}/{}",
+                    image.pool,
+                    image.image,
+                    image.snap.as_deref().unwrap_or("snap")
+                ))
             );
             // The record through the API: `openstack image create` without
             // --file uploads whatever its stdin holds.
-            let _ = writeln!(b, "if ! osq image show {} -f json; then\n  api_send POST \"$GLANCE/v2/images\" {} application/json\n  [ \"$CODE\" = 201 ] || die \"creating the image record gave HTTP $CODE: $OUT\"\nfi", q(&g.id), q(&fields.to_string()));
+            let _ = writeln!(b, "if ! osq image show -f json -- {}; then\n  api_send POST \"$GLANCE/v2/images\" {} application/json\n  [ \"$CODE\" = 201 ] || die \"creating the image record gave HTTP $CODE: $OUT\"\nfi", q(&g.id), q(&fields.to_string()));
             let _ = writeln!(b, "if [ \"$(printf '%s' \"$OUT\" | jq -r .status)\" = queued ]; then\n  wait_for \"Glance to accept $url (the destination storage part publishes the verified copy)\" add_location {} \"$url\"\nfi", q(&g.id));
             let _ = writeln!(
                 b,

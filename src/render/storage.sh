@@ -1,7 +1,10 @@
+RC=$(mktemp)
+trap 'rm -f "$ERR" "$RC"' EXIT
+
 # rbdq ARG...: runs rbd, output in OUT; 0: found, 1: not found (ENOENT),
 # any other failure stops the script.
 rbdq() {
-  OUT=$(rbd "$@" 2>"$ERR") && return 0
+  OUT=$(bounded rbd "$@" 2>"$ERR") && return 0
   rc=$?
   [ "$rc" -eq 2 ] && return 1
   die "rbd $*: $(cat "$ERR")"
@@ -9,7 +12,16 @@ rbdq() {
 
 # rbdw ARG...: runs an rbd command that changes something.
 rbdw() {
-  rbd "$@" >/dev/null 2>"$ERR" || die "rbd $*: $(cat "$ERR")"
+  bounded rbd "$@" >/dev/null 2>"$ERR" || die "rbd $*: $(cat "$ERR")"
+}
+
+# rbdl ARG...: runs an rbd command that reads or writes a whole image, so
+# may rightly take hours: each cluster operation is bounded instead.
+rbdl() {
+  rbd --rados-mon-op-timeout "$FERRY_CMD_TIMEOUT" --rados-osd-op-timeout "$FERRY_CMD_TIMEOUT" "$@"
+}
+rbdwl() {
+  rbdl "$@" >/dev/null 2>"$ERR" || die "rbd $*: $(cat "$ERR")"
 }
 
 image_exists() { rbdq info --format json "$1"; }
@@ -141,10 +153,16 @@ mirror_synced_journal() {
   [ "$(date -d "$updated" +%s)" -gt "$(date -d "$taken" +%s)" ]
 }
 
-# sha256 IMAGE[@SNAP]: the checksum of the whole image in SUM.
+# sha256 IMAGE[@SNAP]: the checksum of the whole image in SUM. POSIX sh has
+# no pipefail: rbd's own status comes back through a file.
 sha256() {
   say "reading $1 for its checksum"
-  SUM=$(rbd export --no-progress "$1" - 2>"$ERR" | sha256sum | cut -d' ' -f1)
-  [ -s "$ERR" ] && die "rbd export $1: $(cat "$ERR")"
+  printf 'unknown' >"$RC"
+  SUM=$({
+    rc=0
+    rbdl export --no-progress "$1" - 2>"$ERR" || rc=$?
+    printf '%s' "$rc" >"$RC"
+  } | sha256sum | cut -d' ' -f1)
+  [ "$(cat "$RC")" = 0 ] || die "rbd export $1 (status $(cat "$RC")): $(cat "$ERR")"
   [ "${#SUM}" -eq 64 ] || die "no checksum of $1"
 }

@@ -4,6 +4,12 @@ use crate::plan::{build, AdoptOptions, BuildOptions, ImageFacts};
 use crate::spec::{BootableTo, ImageKind, ImageRef};
 
 fn plan(mode: MirrorMode) -> Plan {
+    plan_named(mode, &|s: &str| s.to_string())
+}
+
+/// Every name, type, description and metadata value of `plan` dressed by
+/// `name` (the hostile plan: shell syntax in all of them).
+fn plan_named(mode: MirrorMode, name: &dyn Fn(&str) -> String) -> Plan {
     let opts = BuildOptions {
         mode,
         allow_in_use: false,
@@ -11,30 +17,31 @@ fn plan(mode: MirrorMode) -> Plan {
         source_cluster: "site-a".into(),
         destination_cluster: "site-b".into(),
         adopt: Some(AdoptOptions {
-            volume_types: Default::default(),
+            volume_types: [(name("ceph"), name("rbd"))].into(),
             cinder_host: None,
             bootable_to: BootableTo::Glance,
         }),
         plan_id: "0123abcd".into(),
-        destination_fsid: Some("22477561-5e0d".into()),
+        destination_fsid: Some(name("22477561-5e0d")),
+        source_fsid: Some(name("a7f64266-0894")),
     };
-    let volume = |bootable: bool, name: &str| {
+    let volume = |bootable: bool, id: &str| {
         (
             ImageRef {
                 kind: ImageKind::Cinder,
-                pool: "volumes".into(),
-                name: format!("volume-{name}"),
-                mirrored_pool: "volumes".into(),
-                dest_pool: if bootable {
+                pool: name("volumes"),
+                name: format!("volume-{}", name(id)),
+                mirrored_pool: name("volumes"),
+                dest_pool: name(if bootable {
                     "glance-images"
                 } else {
                     "cinder-volumes"
-                }
-                .into(),
-                dest_name: format!("volume-{name}"),
+                }),
+                dest_name: format!("volume-{}", name(id)),
                 new_name: None,
             },
             ImageFacts {
+                id: "10ad5eed".into(),
                 size: 1 << 30,
                 features: Features::DEFAULT,
                 user_snapshots: vec![],
@@ -44,14 +51,14 @@ fn plan(mode: MirrorMode) -> Plan {
                 parent: None,
                 pool_mode: PoolMirrorMode::Image,
                 cloud: Some(CloudObject::Volume {
-                    id: name.into(),
-                    name: "it's a db".into(),
-                    description: None,
+                    id: name(id),
+                    name: name("it's a db"),
+                    description: Some(name("the db")),
                     size_gb: 1,
                     bootable,
-                    volume_type: Some("ceph".into()),
-                    metadata: [("app".to_string(), "db $HOME".to_string())].into(),
-                    image_metadata: [("os_distro".to_string(), "debian".to_string())].into(),
+                    volume_type: Some(name("ceph")),
+                    metadata: [(name("app"), name("db $HOME"))].into(),
+                    image_metadata: [(name("os_distro"), name("debian"))].into(),
                     status: "available".into(),
                     encrypted: false,
                 }),
@@ -95,7 +102,10 @@ fn each_role_gets_only_its_steps_and_tools() {
         );
     }
     let dst = script(&p, Role::DestinationStorage);
-    assert!(dst.contains("printf '%s %s %s %s\\n' ferry-verified \"$PLAN\" 'volumes/volume-v1'"));
+    assert!(dst.contains("printf '%s %s %s\\n' ferry-verified \"$PLAN\" \"$OUT\""));
+    assert!(dst.contains(
+        r#"{"fsid":"a7f64266-0894","pool":"volumes","image":"volume-v1","id":"10ad5eed"}"#
+    ));
     assert!(script(&p, Role::Cleanup).contains("HANDOFF=${1:-}"));
 }
 
@@ -146,4 +156,142 @@ fn every_script_passes_shellcheck() {
             );
         }
     }
+}
+
+/// Shell syntax a name may hold: every kind of quote, substitutions, a
+/// newline that would end a comment, a leading dash.
+const HOSTILE: &str = "-x $(touch PWNED) `touch PWNED` \"PWNED\" 'PWNED' \\ ;\n touch PWNED #";
+
+fn hostile(s: &str) -> String {
+    format!("{s}{HOSTILE}")
+}
+
+/// Where the shell would see each byte of `script`: quoted literally, in a
+/// comment, or as code (double quotes, command substitution and backticks
+/// count as code: they expand).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Lex {
+    Code,
+    Single,
+    Double,
+    Backtick,
+    Comment,
+}
+
+fn lex(script: &str) -> Vec<Lex> {
+    let b = script.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    // A stack of open contexts; `$(` inside double quotes opens code again.
+    let mut stack = vec![(Lex::Code, 0usize)];
+    let mut i = 0;
+    while i < b.len() {
+        let (top, depth) = *stack.last().unwrap();
+        let c = b[i];
+        let prev = if i == 0 { b'\n' } else { b[i - 1] };
+        out.push(top);
+        match top {
+            Lex::Single => {
+                if c == b'\'' {
+                    stack.pop();
+                }
+            }
+            Lex::Comment => {
+                if c == b'\n' {
+                    stack.pop();
+                }
+            }
+            Lex::Double | Lex::Backtick | Lex::Code => {
+                if c == b'\\' && i + 1 < b.len() {
+                    out.push(top);
+                    i += 2;
+                    continue;
+                }
+                match c {
+                    b'"' if top == Lex::Double => {
+                        stack.pop();
+                    }
+                    b'`' if top == Lex::Backtick => {
+                        stack.pop();
+                    }
+                    b'`' => stack.push((Lex::Backtick, 0)),
+                    b'$' if b.get(i + 1) == Some(&b'(') => {
+                        out.push(top);
+                        i += 2;
+                        stack.push((Lex::Code, 1));
+                        continue;
+                    }
+                    b'\'' if top != Lex::Double => stack.push((Lex::Single, 0)),
+                    b'"' => stack.push((Lex::Double, 0)),
+                    b'#' if top != Lex::Double && b" \t\n;|&(".contains(&prev) => {
+                        stack.push((Lex::Comment, 0))
+                    }
+                    b'(' if top == Lex::Code && depth > 0 => {
+                        stack.last_mut().unwrap().1 += 1;
+                    }
+                    b')' if top == Lex::Code && depth > 0 => {
+                        stack.last_mut().unwrap().1 -= 1;
+                        if depth == 1 {
+                            stack.pop();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn the_lexer_tells_quoted_from_code() {
+    let s = "a 'PWNED' \"PWNED\" # PWNED\n$(x 'PWNED' \"$(PWNED)\") `PWNED`";
+    let lexed = lex(s);
+    let at: Vec<Lex> = s.match_indices("PWNED").map(|(k, _)| lexed[k]).collect();
+    use Lex::*;
+    assert_eq!(at, [Single, Double, Comment, Single, Code, Backtick]);
+}
+
+#[test]
+fn hostile_names_stay_literal_in_every_script() {
+    for mode in [MirrorMode::Snapshot, MirrorMode::Journal] {
+        let p = plan_named(mode, &hostile);
+        for role in ROLES {
+            let s = script(&p, role);
+            let lexed = lex(&s);
+            let mut seen = 0;
+            for (k, _) in s.match_indices("PWNED") {
+                seen += 1;
+                let line = s[..k].lines().count();
+                assert!(
+                    matches!(lexed[k], Lex::Single | Lex::Comment),
+                    "{role} ({mode}), line {line}: PWNED as {:?}:\n{}",
+                    lexed[k],
+                    s.lines().nth(line.saturating_sub(1)).unwrap_or_default()
+                );
+            }
+            assert!(seen > 0, "{role}: the hostile names are rendered");
+            // SC2016 ("expressions don't expand in single quotes") is the
+            // point here: the names hold `$(...)` that must not expand.
+            shellcheck(&s, &format!("hostile-{role}-{mode}"), &["-e", "SC2016"]);
+        }
+    }
+}
+
+fn shellcheck(script: &str, name: &str, extra: &[&str]) {
+    let dir = std::env::temp_dir().join(format!("ferry-sc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join(format!("{name}.sh"));
+    std::fs::write(&f, script).unwrap();
+    let out = std::process::Command::new("shellcheck")
+        .args(["-s", "sh"])
+        .args(extra)
+        .arg(&f)
+        .output()
+        .expect("shellcheck is not installed (ceph-testenv/testenv install adds it)");
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -267,6 +267,39 @@ fn copy_snapshots_and_protect_on_the_destination() {
 }
 
 #[test]
+fn a_panicking_copy_progress_cancels_the_copy_and_resumes_the_panic() {
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let pool = a.pool("volumes").unwrap();
+    let name = unique("copy-panic");
+    let _g1 = ImageGuard {
+        cfg: env.admin("site-a"),
+        pool: "volumes".into(),
+        name: name.clone(),
+    };
+    let _g2 = ImageGuard {
+        cfg: env.admin("site-a"),
+        pool: "volumes".into(),
+        name: format!("{name}-to"),
+    };
+    pool.create_image(&name, 8 * MIB, Features::DEFAULT)
+        .unwrap();
+    let img = pool.open_image(&name).unwrap();
+    write_with_holes(&img, 8 * MIB, MIB as usize, 2);
+    let mut calls = 0;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        img.copy_to(&pool, &format!("{name}-to"), None, |_, _| {
+            calls += 1;
+            panic!("progress panicked");
+        })
+    }));
+    // Without the catch in the trampoline the process would abort here.
+    let p = r.expect_err("the panic comes back to the caller");
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"progress panicked"));
+    assert_eq!(calls, 1, "the copy was cancelled at the first panic");
+}
+
+#[test]
 fn watchers_show_clients_that_hold_an_image_open() {
     let env = TestEnv::load();
     let a = env.connect("site-a");

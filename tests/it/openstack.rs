@@ -253,7 +253,7 @@ fn refused(
     let out = ferry_run(&spec, &state, clouds);
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(1),
         "expected a refusal: {}",
         String::from_utf8_lossy(&out.stderr)
     );

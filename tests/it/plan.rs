@@ -71,7 +71,7 @@ fn plan_reads_source_images_and_changes_nothing() {
 fn plan_of_a_missing_image_fails_with_its_name() {
     let env = TestEnv::load();
     let out = ferry_with_spec(&["plan"], &env.spec_yaml("  - volume: nope\n"));
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "an error, not a wait");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("rbd_open_read_only(volumes/volume-nope): ENOENT (not found)"),

@@ -278,17 +278,36 @@ fn split_roles(mode: &str, runner: Runner) {
 
     // Too early: the destination parts wait, then stop without acting.
     let early = split.run("destination-storage", 3, None);
-    assert_eq!(early.status.code(), Some(2), "gave up waiting");
     let said = String::from_utf8_lossy(&early.stderr);
+    assert_eq!(early.status.code(), Some(2), "gave up waiting: {said}");
     assert!(said.contains("waiting for"), "{said}");
     assert!(said.contains(&format!("volume-{}", vol.id)), "{said}");
     let early = split.run("destination-cloud", 3, None);
-    assert_eq!(early.status.code(), Some(2), "gave up waiting");
-    assert!(String::from_utf8_lossy(&early.stderr).contains("the verified copy"));
+    let said = String::from_utf8_lossy(&early.stderr);
+    assert_eq!(early.status.code(), Some(2), "gave up waiting: {said}");
+    assert!(said.contains("the verified copy"), "{said}");
     assert!(adopted(&dst, &vol.id).is_empty());
     let names = env.cli("rbd", "site-b", &["ls", env.var("DEST_CINDER_POOL")]);
     assert!(!names.contains(&vol.id), "nothing copied early: {names:?}");
-    assert_eq!(cinder_pool.object_xattr(&record, "x").unwrap(), None);
+    // The attribute the verify step writes: the volume's copy's final name.
+    let copy_name = plan
+        .images
+        .iter()
+        .flat_map(|i| &i.steps)
+        .find_map(|s| match &s.action {
+            ferry::plan::Action::Verify { copy, origin, .. }
+                if origin.image == format!("volume-{}", vol.id) =>
+            {
+                Some(copy.image.clone())
+            }
+            _ => None,
+        })
+        .expect("the plan verifies the volume's copy");
+    assert_eq!(
+        cinder_pool.object_xattr(&record, &copy_name).unwrap(),
+        None,
+        "nothing is recorded while the source has not moved"
+    );
 
     // In role order, each with its own credentials.
     let mut handoff = None;
@@ -298,12 +317,21 @@ fn split_roles(mode: &str, runner: Runner) {
         if role == "destination-storage" {
             let lines = split.handoff(&out);
             assert_eq!(lines.lines().count(), 2, "{lines}");
-            assert!(
-                lines.contains(&format!(
-                    "ferry-verified {} volumes/volume-{} {vol_sum}",
-                    plan.id, vol.id
-                )),
-                "{lines}"
+            let handed = ferry::exec::parse_handoff(&lines, &plan.id).unwrap();
+            let rec = &handed[&format!("volumes/volume-{}", vol.id)];
+            assert_eq!(rec.sha256, vol_sum, "{lines}");
+            let a = env.connect("site-a");
+            let volumes = a.pool("volumes").unwrap();
+            let src_img = volumes
+                .open_image_read_only(&format!("volume-{}", vol.id), None)
+                .unwrap();
+            assert_eq!(rec.source.fsid, a.fsid().unwrap(), "{lines}");
+            assert_eq!(rec.source.id, src_img.id().unwrap(), "{lines}");
+            // The record the assertion before the parts looked for is there now.
+            let kept = cinder_pool.object_xattr(&record, &copy_name).unwrap();
+            assert_eq!(
+                kept.as_deref().map(ferry::plan::VerifiedRecord::parse),
+                Some(Ok(rec.clone()))
             );
             let f = dir.join("verified.txt");
             std::fs::write(&f, lines).unwrap();

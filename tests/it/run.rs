@@ -347,3 +347,70 @@ fn a_full_destination_pool_is_reported_as_a_stall() {
     );
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
+
+#[test]
+fn a_new_spec_under_an_old_file_name_is_refused_saying_what_changed() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (_m, spec, state) = small_volume_spec(&env, "respec", 11);
+    let out = ferry_run(&spec, &state, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Same file, same state directory, other images.
+    let other = unique("respec-new");
+    let name = format!("volume-{other}");
+    source_image(&env, "volumes", &name, 8 * MIB, Features::DEFAULT, 12);
+    let _m2 = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
+    std::fs::write(&spec, env.spec_yaml(&format!("  - volume: {other}\n"))).unwrap();
+    let out = ferry_run(&spec, &state, &[]);
+    assert_eq!(out.status.code(), Some(1), "refused as an error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("changed since the run in"), "{err}");
+    assert!(
+        err.contains(&format!("images newly listed: volume {other}")),
+        "{err}"
+    );
+    assert!(json_lines(&out).is_empty(), "no step reported: {err}");
+    // The new image was not touched.
+    let a = env.connect("site-a");
+    let p = a.pool("volumes").unwrap();
+    let img = p.open_image_read_only(&name, None).unwrap();
+    assert_eq!(img.mirror_info().unwrap().state, ImageMirrorState::Disabled);
+    assert!(img.snapshots().unwrap().is_empty());
+}
+
+#[test]
+fn a_panicking_step_fails_the_run_with_exit_1_and_a_rerun_finishes() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (_m, spec, state) = small_volume_spec(&env, "panic", 13);
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--output", "json", "--state-dir"])
+        .arg(&state)
+        .arg(&spec)
+        .env_remove("OS_CLOUD")
+        .env("FERRY_TEST_PANIC_IN_STEP", "copy")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("1 of 1 image(s) failed"), "{err}");
+    assert!(
+        err.contains("ferry panicked: FERRY_TEST_PANIC_IN_STEP=copy"),
+        "{err}"
+    );
+    let failed: Vec<Value> = json_lines(&out)
+        .into_iter()
+        .filter(|e| e["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let out = ferry_run(&spec, &state, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
