@@ -13,3 +13,4 @@ pub mod openstack;
 pub mod plan;
 pub mod render;
 pub mod spec;
+pub mod transfer;

@@ -80,6 +80,10 @@ impl<'p> Image<'p> {
         &self.object
     }
 
+    pub(super) fn raw(&self) -> ffi::rbd_image_t {
+        self.handle
+    }
+
     fn check(&self, ret: c_int, op: &'static str) -> Result<c_int> {
         check(ret, op, || self.object.clone())
     }

@@ -6,6 +6,7 @@
 //! librados and librbd calls block: call them from plain threads or
 //! `spawn_blocking`, never directly on an async runtime.
 
+mod aio;
 mod cluster;
 mod error;
 mod ffi;
@@ -14,6 +15,7 @@ mod pool;
 mod status;
 mod types;
 
+pub use aio::{AioRead, AioWrite};
 pub use cluster::{Cluster, ClusterConfig, Health, HealthCheck, ServiceDaemon, Usage};
 pub use error::{CephError, ErrorKind, Result};
 pub use image::Image;
