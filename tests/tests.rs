@@ -10,4 +10,5 @@ mod it {
     mod plan;
     mod roles;
     mod run;
+    mod transfer;
 }

@@ -75,14 +75,14 @@ fn text(role: Role) -> Text {
         },
         Role::SourceStorage => Text {
             role,
-            what: "prepares each source image (features for journaling, mirroring), then takes the cut-over snapshot and sets its SHA-256 as image metadata, which mirroring carries to the destination.",
+            what: "prepares each source image (features for journaling, mirroring), then takes the cut-over snapshot and sets its digest as image metadata, which mirroring carries to the destination.",
             needs: "rbd and jq with a key for the source pools (CEPH_CONF / CEPH_ARGS='--id <user> --keyring <file>').",
             before: "the source cloud part (the images are idle).",
             after: "the destination storage part, once this exits 0.",
         },
         Role::DestinationStorage => Text {
             role,
-            what: "waits until the cut-over has arrived by rbd-mirror, copies it out of the mirrored pool under a partial name, verifies it against the cut-over's SHA-256, and only then gives it its final name. Prints the hand-off lines (ferry-verified ...) on stdout.",
+            what: "waits until the cut-over has arrived by rbd-mirror, copies it out of the mirrored pool under a partial name, verifies it against the cut-over's digest, and only then gives it its final name. Prints the hand-off lines (ferry-verified ...) on stdout.",
             needs: "rbd, rados and jq with a key for the destination pools (CEPH_CONF / CEPH_ARGS='--id <user> --keyring <file>').",
             before: "the source storage part (it may run earlier: it waits for the mirror).",
             after: "the destination cloud part; the hand-off lines go to the cleanup part.",
@@ -96,7 +96,7 @@ fn text(role: Role) -> Text {
         },
         Role::Cleanup => Text {
             role,
-            what: "on the source, after the copies are verified: notes the verified SHA-256 on each image, disables mirroring, removes the cut-over snapshot and restores the features the plan found. Source data is not deleted.",
+            what: "on the source, after the copies are verified: notes the verified digest on each image, disables mirroring, removes the cut-over snapshot and restores the features the plan found. Source data is not deleted.",
             needs: "rbd and jq with the source storage key; the hand-off lines of the destination storage part, as a file: sh cleanup.sh verified.txt",
             before: "the destination storage part (its hand-off) and, usually, the destination cloud part.",
             after: "nothing: the migration is finished.",
@@ -144,7 +144,7 @@ pub fn script(plan: &Plan, role: Role) -> String {
     }
     if role == Role::DestinationStorage {
         s.push_str(
-            "\n# verified_record POOL OBJECT IMAGE: this plan's record of a verified copy;\n# its SHA-256 in OUT.\nverified_record() {\n  OUT=$(rados -p \"$1\" getxattr \"$2\" \"$3\" 2>\"$ERR\") && return 0\n  grep -q '(2)\\|(61)' \"$ERR\" && return 1\n  die \"rados getxattr $2 $3 in pool $1: $(cat \"$ERR\")\"\n}\n",
+            "\n# verified_record POOL OBJECT IMAGE: this plan's record of a verified copy;\n# its digest in OUT.\nverified_record() {\n  OUT=$(rados -p \"$1\" getxattr \"$2\" \"$3\" 2>\"$ERR\") && return 0\n  grep -q '(2)\\|(61)' \"$ERR\" && return 1\n  die \"rados getxattr $2 $3 in pool $1: $(cat \"$ERR\")\"\n}\n",
         );
     }
     if role == Role::DestinationCloud {
@@ -198,13 +198,13 @@ HANDOFF=${1:-}
 [ -r "$HANDOFF" ] || die "cannot read the hand-off file $HANDOFF"
 
 # verified_source IMAGE SNAP: the copy of IMAGE was verified: noted on it
-# already, or the hand-off's SHA-256 equals the cut-over's; the sum in OUT.
+# already, or the hand-off's digest equals the cut-over's; the digest in OUT.
 verified_source() {
   meta "$1" "$2.verified" && return 0
   handed=$(awk -v p="$PLAN" -v i="$1" '$1 == "ferry-verified" && $2 == p && $3 == i { print $4 }' "$HANDOFF" | tail -n 1)
   [ -n "$handed" ] || return 1
-  meta "$1" "$2.sha256" || die "$1 has no checksum $2.sha256: was the cut-over made by this plan?"
-  [ "$OUT" = "$handed" ] || die "the hand-off says the copy of $1 has sha256 $handed, but the cut-over $2 has $OUT: not the same data; nothing is cleaned up"
+  meta "$1" "$2.digest" || die "$1 has no digest $2.digest: was the cut-over made by this plan?"
+  [ "$OUT" = "$handed" ] || die "the hand-off says the copy of $1 has digest $handed, but the cut-over $2 has $OUT: not the same data; nothing is cleaned up"
 }
 "#;
 
@@ -437,7 +437,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             let snapshot = *mode == MirrorMode::Snapshot;
             let _ = writeln!(
                 b,
-                "{}if ! meta_present {} {}; then\n  sha256 {}\n  rbdw image-meta set {} {} \"$SUM\"{}\nfi",
+                "{}if ! meta_present {} {}; then\n  image_digest {}\n  rbdw image-meta set {} {} \"$SUM\"{}\nfi",
                 if snapshot { "new_sum=no\n" } else { "" },
                 spec(image),
                 q(&key),
@@ -557,8 +557,8 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 q(&key),
                 q(&format!("{head} carries no checksum ({key})"))
             );
-            let _ = writeln!(b, "sha256 {}", spec(partial));
-            let _ = writeln!(b, "if [ \"$SUM\" != \"$want\" ]; then\n  rbdw image-meta remove {} {}\n  die \"checksums differ: source $want, copy $SUM; \"{}\" is kept for inspection, running again copies afresh\"\nfi", spec(partial), q(&crate::plan::copied_key(s)), q(&partial.to_string()));
+            let _ = writeln!(b, "image_digest {}", spec(partial));
+            let _ = writeln!(b, "if [ \"$SUM\" != \"$want\" ]; then\n  rbdw image-meta remove {} {}\n  die \"digests differ: source $want, copy $SUM; \"{}\" is kept for inspection, running again copies afresh\"\nfi", spec(partial), q(&crate::plan::copied_key(s)), q(&partial.to_string()));
             let _ = writeln!(
                 b,
                 "rbdw image-meta set {} {} \"$SUM\"",

@@ -108,10 +108,14 @@ mirror_synced_journal() {
   [ "$(date -d "$updated" +%s)" -gt "$(date -d "$taken" +%s)" ]
 }
 
-# sha256 IMAGE[@SNAP]: the checksum of the whole image in SUM.
-sha256() {
-  say "reading $1 for its checksum"
-  SUM=$(rbd export --no-progress "$1" - 2>"$ERR" | sha256sum | cut -d' ' -f1)
+# image_digest IMAGE[@SNAP]: the image's digest in SUM, as ferry computes
+# it: SHA-256 over the lines "<SHA-256 hex of each 4 MiB chunk>\n" (the last
+# chunk shorter), in order. split runs one sha256sum per chunk, one after
+# the other.
+image_digest() {
+  say "reading $1 for its digest"
+  SUM=$(rbd export --no-progress "$1" - 2>"$ERR" |
+    split -b 4M --filter sha256sum | cut -c1-64 | sha256sum | cut -c1-64)
   [ -s "$ERR" ] && die "rbd export $1: $(cat "$ERR")"
-  [ "${#SUM}" -eq 64 ] || die "no checksum of $1"
+  [ "${#SUM}" -eq 64 ] || die "no digest of $1"
 }

@@ -90,6 +90,55 @@ impl ImageDigest {
     }
 }
 
+/// Computes the digest of bytes written to it in order (a download, a
+/// stream); `finish` gives the digest and the byte count.
+#[derive(Clone, Default)]
+pub struct DigestWriter {
+    image: ImageDigest,
+    chunk: Sha256,
+    in_chunk: u64,
+    total: u64,
+}
+
+impl DigestWriter {
+    /// A writer that has seen nothing yet.
+    pub fn new() -> DigestWriter {
+        DigestWriter::default()
+    }
+
+    /// The digest of everything written, and how many bytes that was.
+    pub fn finish(mut self) -> (String, u64) {
+        if self.in_chunk > 0 {
+            let h: ChunkHash = self.chunk.finalize_reset().into();
+            self.image.push(&h);
+        }
+        (self.image.finish(), self.total)
+    }
+}
+
+impl std::io::Write for DigestWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let n = rest.len().min((CHUNK_SIZE - self.in_chunk) as usize);
+            self.chunk.update(&rest[..n]);
+            self.in_chunk += n as u64;
+            rest = &rest[n..];
+            if self.in_chunk == CHUNK_SIZE {
+                let h: ChunkHash = self.chunk.finalize_reset().into();
+                self.image.push(&h);
+                self.in_chunk = 0;
+            }
+        }
+        self.total += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The digest of an image whose whole content is `data` (tests, downloads).
 pub fn digest_bytes(data: &[u8]) -> String {
     let mut d = ImageDigest::new();
@@ -195,6 +244,17 @@ mod tests {
                 data.len()
             );
         }
+    }
+
+    #[test]
+    fn a_stream_written_in_odd_pieces_has_the_same_digest() {
+        let data = noise(9 * (1 << 20) + 77, 11);
+        let mut w = DigestWriter::new();
+        for piece in data.chunks(1_000_003) {
+            w.write_all(piece).unwrap();
+        }
+        assert_eq!(w.finish(), (digest_bytes(&data), data.len() as u64));
+        assert_eq!(DigestWriter::new().finish().0, digest_bytes(&[]));
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct Options {
     pub record_every: Duration,
     /// ... or after this many finished chunks.
     pub record_chunks: usize,
+    /// For tests: ends the process at once, as a kill would, as soon as
+    /// this many chunks are recorded in the log.
+    pub crash_after_chunks: Option<u64>,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             block: 4096,
             record_every: Duration::from_secs(2),
             record_chunks: 64,
+            crash_after_chunks: None,
         }
     }
 }
@@ -177,6 +181,7 @@ pub fn transfer<S: Source, T: Target>(
         opts,
         unrecorded: Vec::new(),
         last_record: Instant::now(),
+        recorded: 0,
         out: Outcome {
             digest: String::new(),
             size,
@@ -209,6 +214,8 @@ struct Run<'a, T: Target> {
     /// Chunks fully written but not yet flushed and logged.
     unrecorded: Vec<(u64, ChunkHash)>,
     last_record: Instant,
+    /// Chunks recorded by this run.
+    recorded: u64,
     out: Outcome,
 }
 
@@ -358,7 +365,15 @@ impl<'a, T: Target> Run<'a, T> {
             t.flush()?;
         }
         self.log.record(&self.unrecorded)?;
+        self.recorded += self.unrecorded.len() as u64;
         self.unrecorded.clear();
+        if self
+            .opts
+            .crash_after_chunks
+            .is_some_and(|n| self.recorded >= n)
+        {
+            std::process::abort();
+        }
         Ok(())
     }
 }

@@ -14,7 +14,9 @@ mod engine;
 mod log;
 pub mod rbd;
 
-pub use digest::{digest_bytes, is_digest, ChunkHash, ImageDigest, CHUNK_SIZE, ZERO_CHUNK};
+pub use digest::{
+    digest_bytes, is_digest, ChunkHash, DigestWriter, ImageDigest, CHUNK_SIZE, ZERO_CHUNK,
+};
 pub use endpoint::{Extent, HashOnly, PendingRead, PendingWrite, Source, Target};
 pub use engine::{data_runs, transfer, Options, Outcome};
 pub use log::{ChunkLog, NoLog};
