@@ -137,7 +137,8 @@ impl AioWrite<'_> {
                 ret as i32,
             ));
         }
-        if ret as usize != self.len {
+        // librbd reports 0 for a whole write (some versions the length).
+        if ret != 0 && ret as usize != self.len {
             return Err(CephError::BadReply {
                 op: "rbd_aio_write",
                 object: self.image.to_string(),
