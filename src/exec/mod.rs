@@ -1199,12 +1199,20 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
 
 /// The data engine's settings for this run.
 fn engine_options() -> crate::transfer::Options {
+    // Tests simulate a crash in the middle of a copy with this: the process
+    // ends right after that many chunks are recorded, one at a time.
+    let crash: Option<u64> = std::env::var("FERRY_TEST_CRASH_AFTER_CHUNKS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let defaults = crate::transfer::Options::default();
     crate::transfer::Options {
-        // Tests simulate a crash in the middle of a copy with this.
-        crash_after_chunks: std::env::var("FERRY_TEST_CRASH_AFTER_CHUNKS")
-            .ok()
-            .and_then(|v| v.parse().ok()),
-        ..Default::default()
+        crash_after_chunks: crash,
+        record_chunks: if crash.is_some() {
+            1
+        } else {
+            defaults.record_chunks
+        },
+        ..defaults
     }
 }
 
