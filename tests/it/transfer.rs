@@ -345,3 +345,93 @@ fn run_killed_during_the_copy_resumes_with_the_missing_chunks() {
     );
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
+
+/// The engine's copy speed beside `rbd bench --io-type write` and `rbd cp`
+/// on the destination Cinder pool, same data, same run.
+/// `cargo test --test tests copy_speed -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, not a check"]
+fn copy_speed_beside_rbd_bench_write() {
+    let env = TestEnv::load();
+    let b = env.connect("site-b");
+    let pool = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    let mib: u64 = std::env::var("FERRY_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    let size = mib * MIB;
+    let (src, copy, cp, bench) = (
+        unique("speed-src"),
+        unique("speed-copy"),
+        unique("speed-cp"),
+        unique("speed-bench"),
+    );
+    let _g: Vec<ImageGuard> = [&src, &copy, &cp, &bench]
+        .iter()
+        .map(|n| dest_guard(&env, &pool, n))
+        .collect();
+    pool.create_image(&src, size, Features::DEFAULT).unwrap();
+    {
+        let img = pool.open_image(&src).unwrap();
+        let mut noise = Noise::new(17);
+        let mut buf = vec![0u8; 4 * MIB as usize];
+        for k in 0..size / (4 * MIB) {
+            noise.fill(&mut buf);
+            img.write_at(k * 4 * MIB, &buf).unwrap();
+        }
+    }
+    let spec = |n: &str| format!("{}/{n}", pool.name());
+    let rate = |secs: f64| size as f64 / secs / 1e6;
+
+    pool.create_image(&bench, size, Features::DEFAULT).unwrap();
+    let t = std::time::Instant::now();
+    let total = format!("{mib}M");
+    env.cli(
+        "rbd",
+        "site-b",
+        &[
+            "bench",
+            "--io-type",
+            "write",
+            "--io-size",
+            "4M",
+            "--io-threads",
+            "16",
+            "--io-total",
+            &total,
+            "--io-pattern",
+            "seq",
+            &spec(&bench),
+        ],
+    );
+    let bench_rate = rate(t.elapsed().as_secs_f64());
+
+    let t = std::time::Instant::now();
+    let out = copy_image(
+        &pool,
+        &src,
+        None,
+        &pool,
+        &copy,
+        None,
+        &Options::default(),
+        &mut |_, _| true,
+    )
+    .unwrap();
+    let engine_rate = rate(t.elapsed().as_secs_f64());
+    assert_eq!(out.bytes_written, size);
+
+    let t = std::time::Instant::now();
+    env.cli(
+        "rbd",
+        "site-b",
+        &["cp", "--no-progress", &spec(&src), &spec(&cp)],
+    );
+    let cp_rate = rate(t.elapsed().as_secs_f64());
+
+    println!(
+        "{mib} MiB random on {}: rbd bench write {bench_rate:.0} MB/s, ferry copy (read+hash+write) {engine_rate:.0} MB/s ({:.0} %), rbd cp {cp_rate:.0} MB/s",
+        pool.name(),
+        100.0 * engine_rate / bench_rate
+    );
+}
