@@ -406,17 +406,17 @@ fn copy_speed_beside_rbd_bench_write() {
     );
     let bench_rate = rate(t.elapsed().as_secs_f64());
 
+    let mut opts = Options::default();
+    if let Some(depth) = std::env::var("FERRY_BENCH_DEPTH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        opts.depth = depth;
+    }
     let t = std::time::Instant::now();
-    let out = copy_image(
-        &pool,
-        &src,
-        None,
-        &pool,
-        &copy,
-        None,
-        &Options::default(),
-        &mut |_, _| true,
-    )
+    let out = copy_image(&pool, &src, None, &pool, &copy, None, &opts, &mut |_, _| {
+        true
+    })
     .unwrap();
     let engine_rate = rate(t.elapsed().as_secs_f64());
     assert_eq!(out.bytes_written, size);
@@ -430,7 +430,8 @@ fn copy_speed_beside_rbd_bench_write() {
     let cp_rate = rate(t.elapsed().as_secs_f64());
 
     println!(
-        "{mib} MiB random on {}: rbd bench write {bench_rate:.0} MB/s, ferry copy (read+hash+write) {engine_rate:.0} MB/s ({:.0} %), rbd cp {cp_rate:.0} MB/s",
+        "depth {}: {mib} MiB random on {}: rbd bench write {bench_rate:.0} MB/s, ferry copy (read+hash+write) {engine_rate:.0} MB/s ({:.0} %), rbd cp {cp_rate:.0} MB/s",
+        opts.depth,
         pool.name(),
         100.0 * engine_rate / bench_rate
     );
