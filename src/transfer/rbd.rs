@@ -196,7 +196,11 @@ pub fn copy_image(
             let object = log_object(&t.id()?);
             match dst_pool.object_xattr(&object, SOURCE_ATTR)? {
                 Some(v) if v == identity => Some((t, object)),
-                _ => None,
+                // Another copy's log goes with the image it describes.
+                _ => {
+                    dst_pool.remove_object(&object)?;
+                    None
+                }
             }
         }
         Err(e) if e.kind() == ErrorKind::NotFound => None,

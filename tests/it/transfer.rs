@@ -239,6 +239,7 @@ fn stopped_copy_resumes_with_only_the_chunks_it_lacks() {
     .unwrap();
     assert_eq!(fresh.chunks_resumed, 0);
     assert_ne!(fresh.digest, full.digest);
+    forget_log(&pool, &copy).unwrap();
 }
 
 /// `ferry run` dies (as if killed) in the middle of the destination copy;
@@ -420,6 +421,7 @@ fn copy_speed_beside_rbd_bench_write() {
     .unwrap();
     let engine_rate = rate(t.elapsed().as_secs_f64());
     assert_eq!(out.bytes_written, size);
+    forget_log(&pool, &copy).unwrap();
 
     let t = std::time::Instant::now();
     env.cli(
