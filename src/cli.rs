@@ -144,6 +144,12 @@ pub enum Command {
         /// Output form: text lines on stderr, or JSON line events on stdout.
         #[arg(long, short, value_enum, default_value_t = Output::Text)]
         output: Output,
+        /// Verify each copy by reading it back (its allocated extents)
+        /// instead of trusting the digest taken of what the copy wrote. Costs
+        /// one more read of the copy's data; for when the destination
+        /// cluster's own integrity is in doubt.
+        #[arg(long)]
+        reread: bool,
     },
 }
 
@@ -262,6 +268,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             concurrency,
             wait_timeout,
             output,
+            reread,
         } => {
             let state_dir = match state_dir {
                 Some(d) => d,
@@ -273,6 +280,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 wait_timeout: std::time::Duration::from_secs(wait_timeout),
                 poll: std::time::Duration::from_millis(500),
                 json: output == Output::Json,
+                reread,
             };
             if let Some(role) = role {
                 let role = Role::from(role);

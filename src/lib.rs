@@ -16,3 +16,4 @@ pub mod spec;
 
 #[cfg(test)]
 mod props;
+pub mod transfer;

@@ -12,4 +12,5 @@ mod it {
     mod run;
     mod shapes;
     mod testenv;
+    mod transfer;
 }

@@ -8,6 +8,16 @@ pub use ceph::rados::rados_ioctx_t;
 
 pub type rbd_image_t = *mut c_void;
 pub type rbd_image_options_t = *mut c_void;
+pub type rbd_completion_t = *mut c_void;
+pub type rbd_callback_t = Option<unsafe extern "C" fn(cb: rbd_completion_t, arg: *mut c_void)>;
+/// `rbd_diff_iterate2`'s callback: (offset, length, exists, arg).
+pub type rbd_diff_cb_t = Option<
+    unsafe extern "C" fn(offset: u64, len: size_t, exists: c_int, arg: *mut c_void) -> c_int,
+>;
+
+/// librados op flags (librados.h) that librbd's `*2` I/O calls pass on.
+pub const LIBRADOS_OP_FLAG_FADVISE_SEQUENTIAL: c_int = 0x8;
+pub const LIBRADOS_OP_FLAG_FADVISE_NOCACHE: c_int = 0x40;
 pub const RBD_IMAGE_OPTION_FEATURES: c_int = 1;
 pub type librbd_progress_fn_t =
     Option<unsafe extern "C" fn(offset: u64, total: u64, ptr: *mut c_void) -> c_int>;
@@ -77,9 +87,6 @@ pub struct rbd_snap_spec_t {
 }
 
 pub const RBD_LOCK_MODE_EXCLUSIVE: c_int = 0;
-
-/// Callback of `rbd_diff_iterate2`: offset, length, exists, user data.
-pub type rbd_diff_cb_t = Option<unsafe extern "C" fn(u64, size_t, c_int, *mut c_void) -> c_int>;
 
 #[repr(C)]
 pub struct rbd_image_watcher_t {
@@ -158,6 +165,44 @@ extern "C" {
     pub fn rbd_read(image: rbd_image_t, ofs: u64, len: size_t, buf: *mut c_char) -> ssize_t;
     pub fn rbd_write(image: rbd_image_t, ofs: u64, len: size_t, buf: *const c_char) -> ssize_t;
 
+    pub fn rbd_flush(image: rbd_image_t) -> c_int;
+    pub fn rbd_diff_iterate2(
+        image: rbd_image_t,
+        fromsnapname: *const c_char,
+        ofs: u64,
+        len: u64,
+        include_parent: u8,
+        whole_object: u8,
+        cb: rbd_diff_cb_t,
+        arg: *mut c_void,
+    ) -> c_int;
+
+    pub fn rbd_aio_create_completion(
+        cb_arg: *mut c_void,
+        complete_cb: rbd_callback_t,
+        c: *mut rbd_completion_t,
+    ) -> c_int;
+    pub fn rbd_aio_read2(
+        image: rbd_image_t,
+        off: u64,
+        len: size_t,
+        buf: *mut c_char,
+        c: rbd_completion_t,
+        op_flags: c_int,
+    ) -> c_int;
+    pub fn rbd_aio_write2(
+        image: rbd_image_t,
+        off: u64,
+        len: size_t,
+        buf: *const c_char,
+        c: rbd_completion_t,
+        op_flags: c_int,
+    ) -> c_int;
+    pub fn rbd_aio_is_complete(c: rbd_completion_t) -> c_int;
+    pub fn rbd_aio_wait_for_complete(c: rbd_completion_t) -> c_int;
+    pub fn rbd_aio_get_return_value(c: rbd_completion_t) -> ssize_t;
+    pub fn rbd_aio_release(c: rbd_completion_t);
+
     pub fn rbd_metadata_get(
         image: rbd_image_t,
         key: *const c_char,
@@ -205,16 +250,6 @@ extern "C" {
     pub fn rbd_get_op_features(image: rbd_image_t, op_features: *mut u64) -> c_int;
     pub fn rbd_lock_acquire(image: rbd_image_t, lock_mode: c_int) -> c_int;
     pub fn rbd_lock_release(image: rbd_image_t) -> c_int;
-    pub fn rbd_diff_iterate2(
-        image: rbd_image_t,
-        fromsnapname: *const c_char,
-        ofs: u64,
-        len: u64,
-        include_parent: u8,
-        whole_object: u8,
-        cb: rbd_diff_cb_t,
-        arg: *mut c_void,
-    ) -> c_int;
 
     pub fn rbd_watchers_list(
         image: rbd_image_t,

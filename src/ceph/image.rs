@@ -81,6 +81,10 @@ impl<'p> Image<'p> {
         &self.object
     }
 
+    pub(super) fn raw(&self) -> ffi::rbd_image_t {
+        self.handle
+    }
+
     fn check(&self, ret: c_int, op: &'static str) -> Result<c_int> {
         check(ret, op, || self.object.clone())
     }
@@ -257,35 +261,6 @@ impl<'p> Image<'p> {
             self.object.split('@').next().unwrap_or_default()
         );
         Ok(())
-    }
-
-    /// SHA-256 of the image's content as read (holes read as zeros), as hex.
-    pub fn sha256(&self) -> Result<String> {
-        self.sha256_with_progress(|_, _| {})
-    }
-
-    /// [`Image::sha256`], calling `progress` with (bytes read, size) as it goes.
-    pub fn sha256_with_progress(&self, mut progress: impl FnMut(u64, u64)) -> Result<String> {
-        use sha2::{Digest, Sha256};
-        let size = self.info()?.size;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 4 << 20];
-        let mut off = 0u64;
-        while off < size {
-            let n = (size - off).min(buf.len() as u64) as usize;
-            let got = self.read_at(off, &mut buf[..n])?;
-            if got != n {
-                return Err(CephError::BadReply {
-                    op: "rbd_read",
-                    object: self.object.clone(),
-                    message: format!("short read at {off}: {got} of {n} bytes"),
-                });
-            }
-            h.update(&buf[..n]);
-            off += n as u64;
-            progress(off, size);
-        }
-        Ok(format!("{:x}", h.finalize()))
     }
 
     /// The image metadata value under `key` (None when it is not set).

@@ -6,6 +6,7 @@
 //! librados and librbd calls block: call them from plain threads or
 //! `spawn_blocking`, never directly on an async runtime.
 
+mod aio;
 mod clients;
 mod cluster;
 mod error;
@@ -15,6 +16,7 @@ mod pool;
 mod status;
 mod types;
 
+pub use aio::{AioRead, AioWrite};
 pub use clients::{image_users, ImageUser};
 pub use cluster::{Cluster, ClusterConfig, Health, HealthCheck, ServiceDaemon, Usage};
 pub use error::{CephError, ErrorKind, Result};

@@ -134,6 +134,56 @@ impl<'c> Pool<'c> {
         .map(|_| ())
     }
 
+    /// Reads up to `len` bytes of a RADOS object at `offset`; fewer when the
+    /// object ends sooner, none when it does not exist.
+    pub fn read_object(&self, object: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let o = cstring("object name", object)?;
+        let mut buf = vec![0u8; len];
+        // SAFETY: valid ioctx; name outlives the call; buf is writable for its length.
+        let ret = unsafe {
+            sys::rados_read(
+                self.io,
+                o.as_ptr(),
+                buf.as_mut_ptr() as *mut c_char,
+                buf.len() as size_t,
+                offset,
+            )
+        };
+        if ret == -libc::ENOENT {
+            return Ok(Vec::new());
+        }
+        let n = check(ret, "rados_read", || format!("{}/{object}", self.name))?;
+        buf.truncate(n as usize);
+        Ok(buf)
+    }
+
+    /// Writes `data` into a RADOS object at `offset`, creating the object.
+    pub fn write_object(&self, object: &str, offset: u64, data: &[u8]) -> Result<()> {
+        let o = cstring("object name", object)?;
+        // SAFETY: valid ioctx; name and data outlive the call.
+        let ret = unsafe {
+            sys::rados_write(
+                self.io,
+                o.as_ptr(),
+                data.as_ptr() as *const c_char,
+                data.len() as size_t,
+                offset,
+            )
+        };
+        check(ret, "rados_write", || format!("{}/{object}", self.name)).map(|_| ())
+    }
+
+    /// Removes a RADOS object; an absent one is not an error.
+    pub fn remove_object(&self, object: &str) -> Result<()> {
+        let o = cstring("object name", object)?;
+        // SAFETY: valid ioctx; name outlives the call.
+        let ret = unsafe { sys::rados_remove(self.io, o.as_ptr()) };
+        if ret == -libc::ENOENT {
+            return Ok(());
+        }
+        check(ret, "rados_remove", || format!("{}/{object}", self.name)).map(|_| ())
+    }
+
     /// Opens an image read-write at its head.
     pub fn open_image(&self, name: &str) -> Result<Image<'_>> {
         Image::open(self, name, None, false)

@@ -63,6 +63,9 @@ pub struct RunOptions {
     pub poll: Duration,
     /// Line events as JSON on stdout instead of text on stderr.
     pub json: bool,
+    /// Verify reads the copy back instead of taking the digest of what the
+    /// copy wrote (one more read of the copy's data).
+    pub reread: bool,
 }
 
 /// What a run can reach: all of it for a whole run, one role's share for
@@ -540,7 +543,7 @@ impl Ctx<'_> {
         match self.metadata(source, &crate::plan::checksum_key(snap))? {
             Some(sum) if sum == rec.sha256 => Ok(Some(sum)),
             Some(sum) => bail!(
-                "the copy of {key} was verified with sha256 {}, but the cut-over {snap} has {sum}: not the same data; nothing is cleaned up",
+                "the copy of {key} was verified with digest {}, but the cut-over {snap} has {sum}: not the same data; nothing is cleaned up",
                 rec.sha256
             ),
             None => bail!("{source} has no checksum ({}): was the cut-over made by this plan?", crate::plan::checksum_key(snap)),
@@ -980,45 +983,49 @@ impl Ctx<'_> {
                     .iter()
                     .any(|c| matches!(c, Check::NotInUse { .. }));
                 self.freeze(image, frozen)?;
-                // The snapshot's checksum goes into the image metadata, which
-                // mirroring carries to the destination for its verify.
+                // The snapshot's digest goes into the image metadata, which
+                // mirroring carries to the destination for its verify. In
+                // snapshot mode, the mirror snapshot that carries the data
+                // comes first, so rbd-mirror transfers while ferry hashes;
+                // another one then carries the digest (a small delta).
                 let key = crate::plan::checksum_key(&name);
-                let mut set_now = false;
-                let sum = match self.with_image(&head, false, |img| img.metadata_get(&key))? {
+                let snapshot_mode = *mode == MirrorMode::Snapshot;
+                let after = Check::MirrorSnapshotAfter {
+                    image: image.clone(),
+                };
+                let mut mirror_snaps = Vec::new();
+                let known = self.with_image(&head, false, |img| img.metadata_get(&key))?;
+                if snapshot_mode && known.is_none() && !self.holds(&after)? {
+                    mirror_snaps
+                        .push(self.with_image(&head, true, |img| img.mirror_snapshot_create())?);
+                }
+                let sum = match known {
                     Some(sum) => sum,
                     None => {
-                        let mut meter = Meter::default();
-                        let mut last = Instant::now();
-                        let sum = self.with_image(image, false, |img| {
-                            img.sha256_with_progress(|done, size| {
-                                self.step_progress(
-                                    i,
-                                    step,
-                                    Phase::Preparing,
-                                    &mut meter,
-                                    &mut last,
-                                    done,
-                                    size,
-                                );
-                            })
-                        })?;
+                        let sum = self.digest(i, step, image, Phase::Preparing)?;
                         self.with_image(&head, true, |img| img.metadata_set(&key, &sum))?;
-                        set_now = true;
+                        if snapshot_mode {
+                            mirror_snaps.push(
+                                self.with_image(&head, true, |img| img.mirror_snapshot_create())?,
+                            );
+                        }
                         sum
                     }
                 };
                 self.update(i, |s| s.source_checksum = Some(sum.clone()))?;
-                let after = Check::MirrorSnapshotAfter {
-                    image: image.clone(),
-                };
-                if *mode == MirrorMode::Snapshot && (set_now || !self.holds(&after)?) {
-                    let id = self.with_image(&head, true, |img| img.mirror_snapshot_create())?;
-                    return Ok(format!(
-                        "{image} (sha256 {}), mirror snapshot {id}",
-                        short(&sum)
-                    ));
+                if snapshot_mode && mirror_snaps.is_empty() && !self.holds(&after)? {
+                    mirror_snaps
+                        .push(self.with_image(&head, true, |img| img.mirror_snapshot_create())?);
                 }
-                Ok(format!("{image} (sha256 {})", short(&sum)))
+                if mirror_snaps.is_empty() {
+                    return Ok(format!("{image} (digest {})", short(&sum)));
+                }
+                let ids: Vec<String> = mirror_snaps.iter().map(|id| id.to_string()).collect();
+                Ok(format!(
+                    "{image} (digest {}), mirror snapshot {}",
+                    short(&sum),
+                    ids.join(", ")
+                ))
             }
             Action::FreezeSnapshot { image } => {
                 let frozen = step
@@ -1107,38 +1114,59 @@ impl Ctx<'_> {
                     mode: *mode,
                 };
                 self.wait(i, step, &synced)?;
-                // Journal replay brings the checksum metadata just after the
-                // snapshot; the scripts wait for it the same way.
-                let sum = Check::MetadataPresent {
+                // In snapshot mode the cut-over's digest follows its data.
+                let digest = Check::MetadataPresent {
                     image: plain(mirrored),
                     key: crate::plan::checksum_key(mirrored.snap.as_deref().unwrap_or_default()),
                 };
-                self.wait(i, step, &sum)?;
+                self.wait(i, step, &digest)?;
                 Ok("in sync".into())
             }
             Action::Copy { from, to, features } => {
-                // Into the partial name, afresh: an interrupted copy is
-                // incomplete.
+                // From the cut-over snapshot (later syncs cannot change it)
+                // into the partial name, hashing what it writes; a copy
+                // interrupted earlier resumes with the chunks it lacks.
                 let dst_pool = self.dst()?.pool(&to.pool)?;
-                match dst_pool.remove_image(&to.image) {
-                    Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),
-                    _ => {}
-                }
-                // From the cut-over snapshot: later syncs cannot change it.
                 let from_pool = self.dst()?.pool(&from.pool)?;
-                let img = from_pool.open_image_read_only(&from.image, from.snap.as_deref())?;
                 let started = Instant::now();
                 let mut meter = Meter::default();
                 let mut last = Instant::now();
-                img.copy_to(&dst_pool, &to.image, *features, |done, total| {
-                    self.step_progress(i, step, Phase::Copying, &mut meter, &mut last, done, total);
-                    true
-                })?;
+                let out = crate::transfer::rbd::copy_image(
+                    &from_pool,
+                    &from.image,
+                    from.snap.as_deref(),
+                    &dst_pool,
+                    &to.image,
+                    *features,
+                    &engine_options(),
+                    &mut |done, total| {
+                        self.step_progress(
+                            i,
+                            step,
+                            Phase::Copying,
+                            &mut meter,
+                            &mut last,
+                            done,
+                            total,
+                        );
+                        true
+                    },
+                )?;
+                // The mark of a finished copy holds the digest of what it
+                // wrote, which the verify compares.
                 let snap = from.snap.as_deref().unwrap_or_default();
                 dst_pool
                     .open_image(&to.image)?
-                    .metadata_set(&crate::plan::copied_key(snap), "yes")?;
-                Ok(format!("{:.1} s", started.elapsed().as_secs_f64()))
+                    .metadata_set(&crate::plan::copied_key(snap), &out.digest)?;
+                crate::transfer::rbd::forget_log(&dst_pool, &to.image)?;
+                Ok(format!(
+                    "read {} bytes, wrote {} bytes, resumed {} of {} chunks, {:.1} s",
+                    out.bytes_read,
+                    out.bytes_written,
+                    out.chunks_resumed,
+                    out.chunks,
+                    started.elapsed().as_secs_f64()
+                ))
             }
             Action::SnapshotAndProtect { image } => {
                 let snap = image.snap.clone().unwrap_or_else(|| "snap".into());
@@ -1166,28 +1194,21 @@ impl Ctx<'_> {
                 if origin.fsid.is_empty() || origin.id.is_empty() {
                     bail!("the plan does not name the source of {copy} (made by an older ferry?): plan again");
                 }
-                // The checksum the source took at the cut-over, carried by
-                // mirroring; only the copy is read here.
+                // The digest the source took at the cut-over, carried by
+                // mirroring, against the digest of what the copy wrote. A
+                // copy made otherwise (a script's `rbd cp`), or --reread,
+                // reads the copy back.
                 let snap = expected.snap.as_deref().unwrap_or_default();
                 let key = crate::plan::checksum_key(snap);
                 let want = self
                     .metadata(expected, &key)?
                     .ok_or_else(|| anyhow!("{expected} carries no checksum ({key})"))?;
-                let mut meter = Meter::default();
-                let mut last = Instant::now();
-                let sum = self.with_image(partial, false, |img| {
-                    img.sha256_with_progress(|done, size| {
-                        self.step_progress(
-                            i,
-                            step,
-                            Phase::Verifying,
-                            &mut meter,
-                            &mut last,
-                            done,
-                            size,
-                        );
-                    })
-                })?;
+                let sum = match self.metadata(partial, &crate::plan::copied_key(snap))? {
+                    Some(written) if crate::transfer::is_digest(&written) && !self.opts.reread => {
+                        written
+                    }
+                    _ => self.digest(i, step, partial, Phase::Verifying)?,
+                };
                 self.update(i, |s| {
                     s.source_checksum = Some(want.clone());
                     s.destination_checksum = Some(sum.clone());
@@ -1197,7 +1218,11 @@ impl Ctx<'_> {
                     self.with_image(partial, true, |img| {
                         img.metadata_remove(&crate::plan::copied_key(snap))
                     })?;
-                    bail!("checksums differ: source {want}, copy {sum}; {partial} is kept for inspection, running again copies afresh; nothing is cleaned up");
+                    crate::transfer::rbd::forget_log(
+                        &self.dst()?.pool(&partial.pool)?,
+                        &partial.image,
+                    )?;
+                    bail!("digests differ: source {want}, copy {sum}; {partial} is kept for inspection, running again copies afresh; nothing is cleaned up");
                 }
                 // On the copy (it stays with the image through adoption), then
                 // in the record that marks it verified.
@@ -1211,7 +1236,7 @@ impl Ctx<'_> {
                 self.dst()?
                     .pool(&copy.pool)?
                     .set_object_xattr(&record, &copy.image, &line)?;
-                Ok(format!("sha256 {}", short(&sum)))
+                Ok(format!("digest {}", short(&sum)))
             }
             Action::Publish { partial, copy } => {
                 if self.exists(partial)? {
@@ -1234,7 +1259,7 @@ impl Ctx<'_> {
                 self.with_image(&plain(mark), true, |img| {
                     img.metadata_set(&crate::plan::verified_key(snap), &sum)
                 })?;
-                Ok(format!("sha256 {}", short(&sum)))
+                Ok(format!("digest {}", short(&sum)))
             }
             Action::CheckSourceCloud {
                 object,
@@ -1261,6 +1286,25 @@ impl Ctx<'_> {
                 Ok(format!("features: {now}"))
             }
         }
+    }
+
+    /// The digest of an image (at its snapshot), reading its allocated
+    /// extents, with progress.
+    fn digest(&self, i: usize, step: &Step, at: &ImageAt, phase: Phase) -> anyhow::Result<String> {
+        let pool = self.cluster(at.site)?.pool(&at.pool)?;
+        let mut meter = Meter::default();
+        let mut last = Instant::now();
+        let out = crate::transfer::rbd::digest_image(
+            &pool,
+            &at.image,
+            at.snap.as_deref(),
+            &engine_options(),
+            &mut |done, size| {
+                self.step_progress(i, step, phase, &mut meter, &mut last, done, size);
+                true
+            },
+        )?;
+        Ok(out.digest)
     }
 
     /// Reads the receiving cluster and says why the mirror of `mirrored`
@@ -1525,6 +1569,25 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
         ctx.event(i, &step.name, "done", &detail);
     }
     Ok(())
+}
+
+/// The data engine's settings for this run.
+fn engine_options() -> crate::transfer::Options {
+    // Tests simulate a crash in the middle of a copy with this: the process
+    // ends right after that many chunks are recorded, one at a time.
+    let crash: Option<u64> = std::env::var("FERRY_TEST_CRASH_AFTER_CHUNKS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let defaults = crate::transfer::Options::default();
+    crate::transfer::Options {
+        crash_after_chunks: crash,
+        record_chunks: if crash.is_some() {
+            1
+        } else {
+            defaults.record_chunks
+        },
+        ..defaults
+    }
 }
 
 /// Moves the cursor up over `lines` drawn lines and clears them.

@@ -1116,7 +1116,7 @@ mod tests {
                 },
                 Check::MetadataPresent {
                     image: steps[0].action_image(),
-                    key: "ferry-cutover-p1.sha256".into()
+                    key: "ferry-cutover-p1.digest".into()
                 }
             ],
             "journal mode needs no mirror snapshot"

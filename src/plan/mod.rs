@@ -95,15 +95,16 @@ pub fn cutover_snap(plan_id: &str) -> String {
     format!("{CUTOVER_SNAP}-{plan_id}")
 }
 
-/// The image metadata key holding the SHA-256 of a cut-over snapshot. The
+/// The image metadata key holding the digest of a cut-over snapshot
+/// (`crate::transfer::digest`: SHA-256 over its 4 MiB chunks' SHA-256s). The
 /// source sets it; mirroring carries it to the destination (in both modes),
 /// which verifies its copy against it without reading the source.
 pub fn checksum_key(snap: &str) -> String {
-    format!("{snap}.sha256")
+    format!("{snap}.digest")
 }
 
 /// The image metadata key the cleanup sets on the source once the copy is
-/// known to be verified (its value: the verified SHA-256). It stays after
+/// known to be verified (its value: the verified digest). It stays after
 /// cleanup as the record that this plan moved the image, and keeps the
 /// source storage steps from starting the migration again.
 pub fn verified_key(snap: &str) -> String {
@@ -117,7 +118,7 @@ pub fn copied_key(snap: &str) -> String {
 
 /// The RADOS object in a destination pool whose extended attributes record
 /// the copies this plan verified there (attribute: the copy's final image
-/// name; value: its SHA-256). It survives the copy's adoption (Cinder
+/// name; value: its digest). It survives the copy's adoption (Cinder
 /// renames the image) and the mirrored image's removal at cleanup.
 pub fn record_object(plan_id: &str) -> String {
     format!("ferry-verified-{plan_id}")

@@ -85,14 +85,14 @@ fn text(role: Role) -> Text {
         },
         Role::SourceStorage => Text {
             role,
-            what: "prepares each source image (features for journaling, mirroring), then takes the cut-over snapshot and sets its SHA-256 as image metadata, which mirroring carries to the destination.",
+            what: "prepares each source image (features for journaling, mirroring), then takes the cut-over snapshot and sets its digest as image metadata, which mirroring carries to the destination.",
             needs: "rbd and jq with a key for the source pools (CEPH_CONF / CEPH_ARGS='--id <user> --keyring <file>').",
             before: "the source cloud part (the images are idle).",
             after: "the destination storage part, once this exits 0.",
         },
         Role::DestinationStorage => Text {
             role,
-            what: "waits until the cut-over has arrived by rbd-mirror, copies it out of the mirrored pool under a partial name, verifies it against the cut-over's SHA-256, and only then gives it its final name. Prints the hand-off lines (ferry-verified ...) on stdout.",
+            what: "waits until the cut-over has arrived by rbd-mirror, copies it out of the mirrored pool under a partial name, verifies it against the cut-over's digest, and only then gives it its final name. Prints the hand-off lines (ferry-verified ...) on stdout.",
             needs: "rbd, rados and jq with a key for the destination pools (CEPH_CONF / CEPH_ARGS='--id <user> --keyring <file>').",
             before: "the source storage part (it may run earlier: it waits for the mirror).",
             after: "the destination cloud part; the hand-off lines go to the cleanup part.",
@@ -106,7 +106,7 @@ fn text(role: Role) -> Text {
         },
         Role::Cleanup => Text {
             role,
-            what: "on the source, after the copies are verified: notes the verified SHA-256 on each image, disables mirroring, removes the cut-over snapshot and restores the features the plan found. Source data is not deleted.",
+            what: "on the source, after the copies are verified: notes the verified digest on each image, checks nothing was written after the cut-over, disables mirroring, removes the cut-over snapshot (and a clone's flat copy) and restores the features the plan found. Source data is not deleted.",
             needs: "rbd, ceph (for the cluster's fsid) and jq with the source storage key; the hand-off lines of the destination storage part, as a file: sh cleanup.sh verified.txt",
             before: "the destination storage part (its hand-off) and, usually, the destination cloud part.",
             after: "nothing: the migration is finished.",
@@ -221,9 +221,9 @@ HANDOFF=${1:-}
 [ -r "$HANDOFF" ] || die "cannot read the hand-off file $HANDOFF"
 
 # verified_source IMAGE SNAP [ORIGIN]: the copy of ORIGIN (default IMAGE),
-# whose cut-over checksum IMAGE holds (a clone's flat copy holds it for the
+# whose cut-over digest IMAGE holds (a clone's flat copy holds it for the
 # clone), was verified: noted on ORIGIN already, or the hand-off names ORIGIN
-# itself and the cut-over's checksum; the sum in OUT.
+# itself and the cut-over's digest; the digest in OUT.
 verified_source() {
   o=${3:-$1}
   meta "$o" "$2.verified" && return 0
@@ -238,8 +238,8 @@ verified_source() {
   printf '%s' "$handed" | jq -e --argjson l "$live" '.source == $l' >/dev/null ||
     die "the hand-off's copy of $o was made from $(printf '%s' "$handed" | jq -c .source), not from this image ($live): not the same data; nothing is cleaned up"
   sum=$(printf '%s' "$handed" | jq -r .sha256)
-  meta "$1" "$2.sha256" || die "$1 has no checksum $2.sha256: was the cut-over made by this plan?"
-  [ "$OUT" = "$sum" ] || die "the hand-off says the copy of $o has sha256 $sum, but the cut-over $2 has $OUT: not the same data; nothing is cleaned up"
+  meta "$1" "$2.digest" || die "$1 has no digest $2.digest: was the cut-over made by this plan?"
+  [ "$OUT" = "$sum" ] || die "the hand-off says the copy of $o has digest $sum, but the cut-over $2 has $OUT: not the same data; nothing is cleaned up"
 }
 "#;
 
@@ -493,7 +493,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             let snapshot = *mode == MirrorMode::Snapshot;
             let _ = writeln!(
                 b,
-                "{}if ! meta_present {} {}; then\n  sha256 {}\n  rbdw image-meta set {} {} \"$SUM\"{}\nfi",
+                "{}if ! meta_present {} {}; then\n  image_digest {}\n  rbdw image-meta set {} {} \"$SUM\"{}\nfi",
                 if snapshot { "new_sum=no\n" } else { "" },
                 spec(image),
                 q(&key),
@@ -673,8 +673,8 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 q(&key),
                 q(&format!("{head} carries no checksum ({key})"))
             );
-            let _ = writeln!(b, "sha256 {}", spec(partial));
-            let _ = writeln!(b, "if [ \"$SUM\" != \"$want\" ]; then\n  rbdw image-meta remove {} {}\n  die \"checksums differ: source $want, copy $SUM; \"{}\" is kept for inspection, running again copies afresh\"\nfi", spec(partial), q(&crate::plan::copied_key(s)), q(&partial.to_string()));
+            let _ = writeln!(b, "image_digest {}", spec(partial));
+            let _ = writeln!(b, "if [ \"$SUM\" != \"$want\" ]; then\n  rbdw image-meta remove {} {}\n  die \"digests differ: source $want, copy $SUM; \"{}\" is kept for inspection, running again copies afresh\"\nfi", spec(partial), q(&crate::plan::copied_key(s)), q(&partial.to_string()));
             let _ = writeln!(
                 b,
                 "rbdw image-meta set {} {} \"$SUM\"",

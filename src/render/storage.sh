@@ -153,16 +153,19 @@ mirror_synced_journal() {
   [ "$(date -d "$updated" +%s)" -gt "$(date -d "$taken" +%s)" ]
 }
 
-# sha256 IMAGE[@SNAP]: the checksum of the whole image in SUM. POSIX sh has
-# no pipefail: rbd's own status comes back through a file.
-sha256() {
-  say "reading $1 for its checksum"
+# image_digest IMAGE[@SNAP]: the image's digest in SUM, as ferry computes
+# it: SHA-256 over the lines "<SHA-256 hex of each 4 MiB chunk>\n" (the last
+# chunk shorter), in order. split runs one sha256sum per chunk, one after
+# the other. POSIX sh has no pipefail: rbd's own status comes back through a
+# file.
+image_digest() {
+  say "reading $1 for its digest"
   printf 'unknown' >"$RC"
   SUM=$({
     rc=0
     rbdl export --no-progress "$1" - 2>"$ERR" || rc=$?
     printf '%s' "$rc" >"$RC"
-  } | sha256sum | cut -d' ' -f1)
+  } | split -b 4M --filter sha256sum | cut -c1-64 | sha256sum | cut -c1-64)
   [ "$(cat "$RC")" = 0 ] || die "rbd export $1 (status $(cat "$RC")): $(cat "$ERR")"
-  [ "${#SUM}" -eq 64 ] || die "no checksum of $1"
+  [ "${#SUM}" -eq 64 ] || die "no digest of $1"
 }

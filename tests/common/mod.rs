@@ -292,9 +292,20 @@ pub fn write_sparse(img: &Image<'_>, size: u64, count: u64, extent: usize, seed:
     }
 }
 
-/// SHA-256 of an image's full contents (holes read as zeros).
+/// The digest of an image's contents (`ferry::transfer::digest`), as ferry
+/// computes it: allocated extents only, holes as zeros.
 pub fn checksum(img: &Image<'_>) -> String {
-    img.sha256().expect("checksum")
+    use ferry::transfer::{rbd::RbdSource, transfer, HashOnly, NoLog, Options};
+    let source = RbdSource::new(img).expect("checksum: image size");
+    transfer::<_, HashOnly>(
+        &source,
+        None,
+        &mut NoLog,
+        &Options::default(),
+        &mut |_, _| true,
+    )
+    .expect("checksum")
+    .digest
 }
 
 /// Polls `f` until it returns Some or the deadline passes; panics naming `what`.

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use ferry::ceph::{Features, ImageMirrorState};
 use ferry::openstack::{Cinder, Cloud, Glance, Service, Volume};
+use ferry::transfer::digest_bytes;
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::common::{
     self, checksum, mirror_daemon_shared, spec_in_temp_dir, step_events, unique, wait_for,
@@ -208,21 +208,9 @@ fn bootable_volume_arrives_as_an_active_glance_image() {
         Some(format!("volume:{}", vol.id))
     );
     // What Glance serves is the source volume's content.
-    struct Hasher(Sha256, u64);
-    impl std::io::Write for Hasher {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.update(b);
-            self.1 += b.len() as u64;
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut h = Hasher(Sha256::new(), 0);
+    let mut h = ferry::transfer::DigestWriter::new();
     glance.download(&image_id, &mut h).unwrap();
-    assert_eq!(h.1, GIB);
-    assert_eq!(format!("{:x}", h.0.finalize()), want);
+    assert_eq!(h.finish(), (want, GIB));
     // The source keeps its features (journal mode changed and restored them,
     // but for deep-flatten, which cannot come back).
     let a = env.connect("site-a");
@@ -357,7 +345,7 @@ impl Drop for ImageGuard<'_> {
 }
 
 /// A 6 MiB raw image of noise uploaded through a cloud's Glance; returns it
-/// and its SHA-256.
+/// and its digest.
 pub(crate) fn source_image(
     src: &Cloud,
     name: &str,
@@ -365,7 +353,7 @@ pub(crate) fn source_image(
 ) -> (ferry::openstack::Image, String) {
     let mut data = vec![0u8; 6 << 20];
     crate::common::Noise::new(seed).fill(&mut data);
-    let want = format!("{:x}", Sha256::digest(&data));
+    let want = digest_bytes(&data);
     let img = Glance(src)
         .create(
             &json!({"name": name, "disk_format": "raw", "container_format": "bare",
@@ -412,7 +400,7 @@ fn glance_image_found_by_name_is_registered_with_its_id_and_properties() {
     );
     let mut buf = Vec::new();
     Glance(&dst).download(&img.id, &mut buf).unwrap();
-    assert_eq!(format!("{:x}", Sha256::digest(&buf)), want);
+    assert_eq!(digest_bytes(&buf), want);
 
     let again = ferry_run(&spec, &state, &env.clouds_yaml());
     ok(&again);

@@ -11,7 +11,6 @@ use std::process::{Command, Output};
 
 use ferry::ceph::{Features, ImageMirrorState};
 use ferry::openstack::{Cinder, Glance};
-use sha2::{Digest, Sha256};
 
 use crate::common::{checksum, json_lines, mirror_daemon_shared, unique, TestEnv};
 use crate::it::openstack::{
@@ -352,7 +351,7 @@ fn split_roles(mode: &str, runner: Runner) {
     assert_eq!(got.status, "active");
     let mut buf = Vec::new();
     Glance(&dst).download(&img.id, &mut buf).unwrap();
-    assert_eq!(format!("{:x}", Sha256::digest(&buf)), img_sum);
+    assert_eq!(ferry::transfer::digest_bytes(&buf), img_sum);
     let a = env.connect("site-a");
     let snap = ferry::plan::cutover_snap(&plan.id);
     for (pool, name) in [

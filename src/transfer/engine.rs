@@ -1,0 +1,656 @@
+//! The engine: walks an image chunk by chunk, reads only the chunks that
+//! hold data, keeps many reads and writes in flight, writes only non-zero
+//! blocks (holes stay holes), and hashes every chunk as it passes into the
+//! image digest. Memory is `depth` chunk buffers plus one window of the
+//! allocation map, whatever the image size.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::digest::{
+    chunk_count, chunk_hash, chunk_len, zero_hash, ChunkHash, ImageDigest, CHUNK_SIZE,
+};
+use super::endpoint::{PendingRead, PendingWrite, Source, Target};
+use super::log::ChunkLog;
+use super::{Result, TransferError};
+
+/// Tuning of a transfer.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Chunks in flight (being read, or being written), each a 4 MiB
+    /// buffer: the memory a transfer uses.
+    pub depth: usize,
+    /// Chunks whose allocation is asked for at once (bounds the memory the
+    /// allocation map takes on a huge image).
+    pub window: u64,
+    /// Granularity of zero detection: blocks of zeros inside allocated data
+    /// are not written.
+    pub block: usize,
+    /// How often finished chunks are flushed and recorded in the log, at
+    /// most: a crash loses at most this much work.
+    pub record_every: Duration,
+    /// ... or after this many finished chunks.
+    pub record_chunks: usize,
+    /// For tests: ends the process at once, as a kill would, as soon as
+    /// this many chunks are recorded in the log.
+    pub crash_after_chunks: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            depth: 16,
+            window: 256,
+            block: 4096,
+            record_every: Duration::from_secs(2),
+            record_chunks: 64,
+            crash_after_chunks: None,
+        }
+    }
+}
+
+/// What a transfer did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// The image digest (see [`super::digest`]).
+    pub digest: String,
+    /// Image size in bytes.
+    pub size: u64,
+    /// Chunks in the image.
+    pub chunks: u64,
+    /// Chunks an earlier, interrupted run had already copied.
+    pub chunks_resumed: u64,
+    /// Chunks read now (the others were holes or resumed).
+    pub chunks_read: u64,
+    /// Bytes read from the source now.
+    pub bytes_read: u64,
+    /// Bytes written to the target now (zero blocks are skipped).
+    pub bytes_written: u64,
+}
+
+/// One chunk's work, as the allocation map and the log say.
+enum Work {
+    /// No data: hashes to the zero constant; nothing to read or write.
+    Hole(u64),
+    /// Copied by an earlier run.
+    Logged(u64, ChunkHash),
+    /// Data within `span` (bytes of the chunk); the rest reads as zeros.
+    Data { index: u64, span: Range<usize> },
+}
+
+/// Yields the chunks' work in order, one window of the allocation map and
+/// the log at a time.
+struct Planner<'a, S: Source> {
+    source: &'a S,
+    size: u64,
+    chunks: u64,
+    next_window: u64,
+    window: u64,
+    queue: VecDeque<Work>,
+}
+
+impl<S: Source> Planner<'_, S> {
+    fn next(&mut self, log: &mut dyn ChunkLog) -> Result<Option<Work>> {
+        if self.queue.is_empty() && self.next_window < self.chunks {
+            let first = self.next_window;
+            let count = self.window.min(self.chunks - first);
+            self.next_window += count;
+            let start = first * CHUNK_SIZE;
+            let end = ((first + count) * CHUNK_SIZE).min(self.size);
+            let mut spans: Vec<Option<Range<usize>>> = vec![None; count as usize];
+            for e in self.source.allocated(start, end - start)? {
+                let (from, to) = (e.offset.max(start), (e.offset + e.len).min(end));
+                let mut at = from;
+                while at < to {
+                    let k = at / CHUNK_SIZE;
+                    let base = k * CHUNK_SIZE;
+                    let stop = to.min(base + CHUNK_SIZE);
+                    let r = (at - base) as usize..(stop - base) as usize;
+                    let s = &mut spans[(k - first) as usize];
+                    *s = Some(match s.take() {
+                        Some(old) => old.start.min(r.start)..old.end.max(r.end),
+                        None => r,
+                    });
+                    at = stop;
+                }
+            }
+            let logged = log.load(first, count)?;
+            for (k, (span, done)) in spans.into_iter().zip(logged).enumerate() {
+                let index = first + k as u64;
+                self.queue.push_back(match (done, span) {
+                    (Some(h), _) => Work::Logged(index, h),
+                    (None, Some(span)) => Work::Data { index, span },
+                    (None, None) => Work::Hole(index),
+                });
+            }
+        }
+        Ok(self.queue.pop_front())
+    }
+}
+
+/// A chunk being read.
+struct Reading<R> {
+    index: u64,
+    span: Range<usize>,
+    read: R,
+}
+
+/// A chunk being written (or, without a target, just hashed).
+struct Writing<W> {
+    index: u64,
+    hash: ChunkHash,
+    data: Arc<Vec<u8>>,
+    writes: Vec<W>,
+}
+
+/// Chunk hashes arrive out of order; the digest takes them in order.
+struct InOrder {
+    digest: ImageDigest,
+    ready: BTreeMap<u64, ChunkHash>,
+}
+
+impl InOrder {
+    fn add(&mut self, index: u64, hash: ChunkHash) {
+        self.ready.insert(index, hash);
+        while let Some(h) = self.ready.remove(&self.digest.chunks()) {
+            self.digest.push(&h);
+        }
+    }
+}
+
+/// Moves (with a target) or reads (without: [`super::HashOnly`]) the whole
+/// of `source`, hashing it as it passes, and returns the digest. Chunks the
+/// `log` holds are taken as done; chunks finished now are recorded in it
+/// (after the target flushed them). `progress` gets (bytes covered, size)
+/// and may return false to stop: then what is finished is recorded and the
+/// call returns [`TransferError::Stopped`]; running again resumes.
+pub fn transfer<S: Source, T: Target>(
+    source: &S,
+    target: Option<&T>,
+    log: &mut dyn ChunkLog,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+) -> Result<Outcome> {
+    let size = source.size();
+    let chunks = chunk_count(size);
+    let mut run = Run {
+        target,
+        log,
+        opts,
+        unrecorded: Vec::new(),
+        last_record: Instant::now(),
+        recorded: 0,
+        out: Outcome {
+            digest: String::new(),
+            size,
+            chunks,
+            chunks_resumed: 0,
+            chunks_read: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+        },
+    };
+    let mut order = InOrder {
+        digest: ImageDigest::new(),
+        ready: BTreeMap::new(),
+    };
+    let result = run.pump(source, size, chunks, &mut order, progress);
+    // Keep what is finished, also when stopped or failed: a re-run resumes.
+    let recorded = run.record();
+    result?;
+    recorded?;
+    debug_assert_eq!(order.digest.chunks(), chunks);
+    let mut out = run.out;
+    out.digest = order.digest.finish();
+    Ok(out)
+}
+
+struct Run<'a, T: Target> {
+    target: Option<&'a T>,
+    log: &'a mut dyn ChunkLog,
+    opts: &'a Options,
+    /// Chunks fully written but not yet flushed and logged.
+    unrecorded: Vec<(u64, ChunkHash)>,
+    last_record: Instant,
+    /// Chunks recorded by this run.
+    recorded: u64,
+    out: Outcome,
+}
+
+impl<'a, T: Target> Run<'a, T> {
+    fn pump<S: Source>(
+        &mut self,
+        source: &S,
+        size: u64,
+        chunks: u64,
+        order: &mut InOrder,
+        progress: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> Result<()> {
+        let depth = self.opts.depth.max(1);
+        let mut planner = Planner {
+            source,
+            size,
+            chunks,
+            next_window: 0,
+            window: self.opts.window.max(1),
+            queue: VecDeque::new(),
+        };
+        let mut buffers: Vec<Vec<u8>> = Vec::new();
+        let mut reading: VecDeque<Reading<S::Read<'_>>> = VecDeque::new();
+        let mut writing: VecDeque<Writing<T::Write<'a>>> = VecDeque::new();
+        let mut planned_all = false;
+        let mut stopping = false;
+        let covered = |order: &InOrder| (order.digest.chunks() * CHUNK_SIZE).min(size);
+        loop {
+            // Writes finish roughly in order: take the finished ones.
+            while writing
+                .front()
+                .is_some_and(|w| w.writes.iter().all(|x| x.is_complete()))
+            {
+                let w = writing.pop_front().expect("front");
+                self.finish_write(w, &mut buffers)?;
+            }
+            if self.unrecorded.len() >= self.opts.record_chunks
+                || (!self.unrecorded.is_empty()
+                    && self.last_record.elapsed() >= self.opts.record_every)
+            {
+                self.record()?;
+            }
+            if !progress(covered(order), size) {
+                stopping = true;
+            }
+            // Start reads while there is room.
+            let mut cheap = 0;
+            while !stopping && !planned_all && reading.len() + writing.len() < depth {
+                match planner.next(self.log)? {
+                    None => planned_all = true,
+                    Some(Work::Hole(index)) => {
+                        order.add(index, zero_hash(chunk_len(size, index)));
+                        cheap += 1;
+                    }
+                    Some(Work::Logged(index, hash)) => {
+                        order.add(index, hash);
+                        self.out.chunks_resumed += 1;
+                        cheap += 1;
+                    }
+                    Some(Work::Data { index, span }) => {
+                        let len = chunk_len(size, index);
+                        let mut buf = buffers.pop().unwrap_or_default();
+                        buf.resize(len, 0);
+                        buf[..span.start].fill(0);
+                        buf[span.end..].fill(0);
+                        let read = source.read(
+                            index * CHUNK_SIZE + span.start as u64,
+                            buf,
+                            span.clone(),
+                        )?;
+                        reading.push_back(Reading { index, span, read });
+                    }
+                }
+                // Long runs of holes: let progress (and a stop) through.
+                if cheap >= 1024 {
+                    break;
+                }
+            }
+            if let Some(r) = reading.pop_front() {
+                let w = self.finish_read(r, order)?;
+                writing.push_back(w);
+            } else if let Some(w) = writing.pop_front() {
+                self.finish_write(w, &mut buffers)?;
+            } else if planned_all || stopping {
+                break;
+            }
+        }
+        progress(covered(order), size);
+        if stopping {
+            return Err(TransferError::Stopped {
+                done: covered(order),
+                size,
+            });
+        }
+        Ok(())
+    }
+
+    /// A read ended: start writing its data blocks, hash it meanwhile.
+    fn finish_read<R: PendingRead>(
+        &mut self,
+        r: Reading<R>,
+        order: &mut InOrder,
+    ) -> Result<Writing<T::Write<'a>>> {
+        let buf = r.read.wait()?;
+        self.out.chunks_read += 1;
+        self.out.bytes_read += r.span.len() as u64;
+        let data = Arc::new(buf);
+        let mut writes = Vec::new();
+        if let Some(t) = self.target {
+            let base = r.index * CHUNK_SIZE;
+            for run in data_runs(&data, r.span.clone(), self.opts.block) {
+                self.out.bytes_written += run.len() as u64;
+                writes.push(t.write(base + run.start as u64, Arc::clone(&data), run)?);
+            }
+        }
+        let hash = chunk_hash(&data);
+        order.add(r.index, hash);
+        Ok(Writing {
+            index: r.index,
+            hash,
+            data,
+            writes,
+        })
+    }
+
+    /// A chunk's writes ended: it waits to be recorded; its buffer is free.
+    fn finish_write(&mut self, w: Writing<T::Write<'a>>, buffers: &mut Vec<Vec<u8>>) -> Result<()> {
+        for x in w.writes {
+            x.wait()?;
+        }
+        if self.target.is_some() {
+            self.unrecorded.push((w.index, w.hash));
+        }
+        if let Ok(buf) = Arc::try_unwrap(w.data) {
+            buffers.push(buf);
+        }
+        Ok(())
+    }
+
+    /// Flushes the target and logs the chunks it now holds durably.
+    fn record(&mut self) -> Result<()> {
+        self.last_record = Instant::now();
+        if self.unrecorded.is_empty() {
+            return Ok(());
+        }
+        if let Some(t) = self.target {
+            t.flush()?;
+        }
+        self.log.record(&self.unrecorded)?;
+        self.recorded += self.unrecorded.len() as u64;
+        self.unrecorded.clear();
+        if self
+            .opts
+            .crash_after_chunks
+            .is_some_and(|n| self.recorded >= n)
+        {
+            std::process::abort();
+        }
+        Ok(())
+    }
+}
+
+/// The runs of `buf[span]` that are not all zeros, in `block`-sized steps
+/// aligned to the chunk; neighbouring runs merge.
+pub fn data_runs(buf: &[u8], span: Range<usize>, block: usize) -> Vec<Range<usize>> {
+    let block = block.max(1);
+    let mut out: Vec<Range<usize>> = Vec::new();
+    let mut at = span.start;
+    while at < span.end {
+        let end = ((at / block + 1) * block).min(span.end);
+        if !is_zero(&buf[at..end]) {
+            match out.last_mut() {
+                Some(r) if r.end == at => r.end = end,
+                _ => out.push(at..end),
+            }
+        }
+        at = end;
+    }
+    out
+}
+
+fn is_zero(b: &[u8]) -> bool {
+    // Slice equality is memcmp: fast in every build profile.
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    b.chunks(ZEROS.len()).all(|p| p == &ZEROS[..p.len()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::digest::digest_bytes;
+    use super::super::endpoint::{Extent, HashOnly};
+    use super::super::log::{decode, runs, NoLog};
+    use super::*;
+    use std::cell::{Cell, RefCell};
+
+    /// An in-memory image with its allocation map; reads finish at once.
+    struct Mem {
+        data: Vec<u8>,
+        extents: Vec<Extent>,
+        reads: Cell<u64>,
+    }
+
+    struct Done<T>(T);
+
+    impl PendingRead for Done<Vec<u8>> {
+        fn is_complete(&self) -> bool {
+            true
+        }
+        fn wait(self) -> Result<Vec<u8>> {
+            Ok(self.0)
+        }
+    }
+
+    impl PendingWrite for Done<()> {
+        fn is_complete(&self) -> bool {
+            true
+        }
+        fn wait(self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Source for Mem {
+        type Read<'a> = Done<Vec<u8>>;
+        fn size(&self) -> u64 {
+            self.data.len() as u64
+        }
+        fn identity(&self) -> String {
+            "mem".into()
+        }
+        fn allocated(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
+            Ok(self
+                .extents
+                .iter()
+                .filter(|e| e.offset < offset + len && e.offset + e.len > offset)
+                .copied()
+                .collect())
+        }
+        fn read(
+            &self,
+            offset: u64,
+            mut buf: Vec<u8>,
+            range: Range<usize>,
+        ) -> Result<Done<Vec<u8>>> {
+            self.reads.set(self.reads.get() + range.len() as u64);
+            let o = offset as usize;
+            buf[range.clone()].copy_from_slice(&self.data[o..o + range.len()]);
+            Ok(Done(buf))
+        }
+    }
+
+    /// A target in memory, counting flushes.
+    struct MemTarget {
+        data: RefCell<Vec<u8>>,
+        written: RefCell<Vec<Extent>>,
+    }
+
+    impl Target for MemTarget {
+        type Write<'a> = Done<()>;
+        fn write(&self, offset: u64, data: Arc<Vec<u8>>, range: Range<usize>) -> Result<Done<()>> {
+            let o = offset as usize;
+            self.data.borrow_mut()[o..o + range.len()].copy_from_slice(&data[range.clone()]);
+            self.written.borrow_mut().push(Extent {
+                offset,
+                len: range.len() as u64,
+            });
+            Ok(Done(()))
+        }
+        fn flush(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A log in memory.
+    #[derive(Default)]
+    struct MemLog(Vec<u8>);
+
+    impl ChunkLog for MemLog {
+        fn load(&mut self, first: u64, count: u64) -> Result<Vec<Option<ChunkHash>>> {
+            let at = (first as usize * 32).min(self.0.len());
+            Ok(decode(&self.0[at..], count))
+        }
+        fn record(&mut self, done: &[(u64, ChunkHash)]) -> Result<()> {
+            for (first, bytes) in runs(done) {
+                let at = first as usize * 32;
+                if self.0.len() < at + bytes.len() {
+                    self.0.resize(at + bytes.len(), 0);
+                }
+                self.0[at..at + bytes.len()].copy_from_slice(&bytes);
+            }
+            Ok(())
+        }
+    }
+
+    const MIB: usize = 1 << 20;
+
+    /// 21.5 MiB: data in chunk 0 (with a zero block inside), chunk 2 and the
+    /// short last chunk; chunks 1, 3 and 4 are holes.
+    fn sparse() -> Mem {
+        let mut data = vec![0u8; 21 * MIB + MIB / 2];
+        let mut x = 1u64;
+        let mut fill = |r: Range<usize>, data: &mut Vec<u8>| {
+            for b in &mut data[r] {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                *b = (x >> 56) as u8 | 1;
+            }
+        };
+        fill(0..MIB, &mut data);
+        fill(3 * MIB / 2..4 * MIB, &mut data);
+        fill(8 * MIB..12 * MIB, &mut data);
+        fill(20 * MIB..21 * MIB + 1000, &mut data);
+        let extents = [(0, 4 * MIB), (8 * MIB, 4 * MIB), (20 * MIB, 3 * MIB / 2)]
+            .map(|(o, l)| Extent {
+                offset: o as u64,
+                len: l as u64,
+            })
+            .to_vec();
+        Mem {
+            data,
+            extents,
+            reads: Cell::new(0),
+        }
+    }
+
+    fn opts() -> Options {
+        Options {
+            depth: 3,
+            window: 2,
+            record_chunks: 1,
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn hash_only_reads_allocated_extents_and_equals_the_full_digest() {
+        let src = sparse();
+        let out =
+            transfer::<_, HashOnly>(&src, None, &mut NoLog, &opts(), &mut |_, _| true).unwrap();
+        assert_eq!(out.digest, digest_bytes(&src.data));
+        assert_eq!(out.chunks, 6);
+        assert_eq!(out.chunks_read, 3);
+        assert_eq!(out.bytes_read, (4 * MIB + 4 * MIB + 3 * MIB / 2) as u64);
+        assert_eq!(src.reads.get(), out.bytes_read);
+    }
+
+    #[test]
+    fn copy_writes_only_data_blocks_and_the_copy_is_equal() {
+        let src = sparse();
+        let dst = MemTarget {
+            data: RefCell::new(vec![0u8; src.data.len()]),
+            written: RefCell::new(Vec::new()),
+        };
+        let out = transfer(
+            &src,
+            Some(&dst),
+            &mut MemLog::default(),
+            &opts(),
+            &mut |_, _| true,
+        )
+        .unwrap();
+        assert_eq!(*dst.data.borrow(), src.data);
+        assert_eq!(out.digest, digest_bytes(&src.data));
+        // The zero MiB inside chunk 0 and the zeros after the last data
+        // block are not written.
+        let written: u64 = dst.written.borrow().iter().map(|e| e.len).sum();
+        assert_eq!(written, out.bytes_written);
+        assert_eq!(written, (MIB + 5 * MIB / 2 + 4 * MIB + MIB + 4096) as u64);
+    }
+
+    #[test]
+    fn a_stopped_copy_resumes_with_what_is_missing() {
+        let src = sparse();
+        let dst = MemTarget {
+            data: RefCell::new(vec![0u8; src.data.len()]),
+            written: RefCell::new(Vec::new()),
+        };
+        let mut log = MemLog::default();
+        // One chunk in flight; stop once the first chunk is covered.
+        let one = Options { depth: 1, ..opts() };
+        let err = transfer(&src, Some(&dst), &mut log, &one, &mut |done, _| done == 0).unwrap_err();
+        assert!(matches!(err, TransferError::Stopped { .. }), "{err}");
+        let first = src.reads.get();
+        assert_eq!(first, 4 * MIB as u64);
+        let out = transfer(&src, Some(&dst), &mut log, &opts(), &mut |_, _| true).unwrap();
+        assert_eq!(out.digest, digest_bytes(&src.data));
+        assert_eq!(*dst.data.borrow(), src.data);
+        assert_eq!(first + out.bytes_read, src.reads.get());
+        assert_eq!(
+            src.reads.get(),
+            (9 * MIB + MIB / 2) as u64,
+            "each byte read once"
+        );
+        assert!(out.chunks_resumed >= 1);
+    }
+
+    #[test]
+    fn empty_and_all_hole_images() {
+        for len in [0, 3 * MIB + 7] {
+            let src = Mem {
+                data: vec![0; len],
+                extents: vec![],
+                reads: Cell::new(0),
+            };
+            let out =
+                transfer::<_, HashOnly>(&src, None, &mut NoLog, &opts(), &mut |_, _| true).unwrap();
+            assert_eq!(out.digest, digest_bytes(&src.data));
+            assert_eq!(out.bytes_read, 0);
+        }
+    }
+
+    #[test]
+    fn zero_detection_sees_a_single_byte_anywhere() {
+        let mut buf = vec![0u8; 200_000];
+        assert!(is_zero(&buf));
+        for at in [0, 65535, 65536, 199_999] {
+            buf[at] = 1;
+            assert!(!is_zero(&buf), "{at}");
+            buf[at] = 0;
+        }
+    }
+
+    #[test]
+    fn zero_blocks_are_found_on_block_boundaries() {
+        let mut buf = vec![0u8; 16384];
+        buf[5000] = 1;
+        buf[12288] = 1;
+        assert_eq!(
+            data_runs(&buf, 0..16384, 4096),
+            vec![4096..8192, 12288..16384]
+        );
+        assert_eq!(
+            data_runs(&buf, 4100..13000, 4096),
+            vec![4100..8192, 12288..13000]
+        );
+        buf[9000] = 1;
+        assert_eq!(data_runs(&buf, 0..16384, 4096), vec![4096..16384]);
+    }
+}

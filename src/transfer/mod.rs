@@ -1,0 +1,38 @@
+//! One block data engine: moves the extents of a block image from a source
+//! to a target, reading only allocated data, keeping many requests in
+//! flight, leaving holes as holes, and hashing every chunk as it passes into
+//! one digest that ferry and the rendered scripts compute alike
+//! ([`digest`]). The per-chunk hashes of a copy are kept as it goes, so an
+//! interrupted copy resumes with the chunks it lacks.
+//!
+//! Endpoints ([`Source`], [`Target`]) today: RBD images ([`rbd`]); files,
+//! block devices and network streams fit the same traits.
+
+pub mod digest;
+mod endpoint;
+mod engine;
+mod log;
+pub mod rbd;
+
+pub use digest::{
+    digest_bytes, is_digest, ChunkHash, DigestWriter, ImageDigest, CHUNK_SIZE, ZERO_CHUNK,
+};
+pub use endpoint::{Extent, HashOnly, PendingRead, PendingWrite, Source, Target};
+pub use engine::{data_runs, transfer, Options, Outcome};
+pub use log::{ChunkLog, NoLog};
+
+use crate::ceph::CephError;
+
+/// Why a transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// A Ceph call failed.
+    #[error(transparent)]
+    Ceph(#[from] CephError),
+    /// The caller asked to stop; what was finished is recorded.
+    #[error("stopped after {done} of {size} bytes; running again resumes")]
+    Stopped { done: u64, size: u64 },
+}
+
+/// Result of a transfer.
+pub type Result<T, E = TransferError> = std::result::Result<T, E>;

@@ -1,0 +1,250 @@
+//! RBD endpoints: an image at a snapshot as the source, a new image as the
+//! target (librbd AIO, many requests in flight on one handle each), and the
+//! per-chunk log of a copy kept in a RADOS object beside the target.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::ceph::{AioRead, AioWrite, ErrorKind, Features, Image, Pool};
+
+use super::digest::{ChunkHash, CHUNK_SIZE};
+use super::endpoint::{Extent, HashOnly, PendingRead, PendingWrite, Source, Target};
+use super::engine::{transfer, Options, Outcome};
+use super::log::{decode, runs, ChunkLog, NoLog, ENTRY};
+use super::Result;
+
+/// An RBD image at the snapshot it was opened at.
+pub struct RbdSource<'i, 'p> {
+    image: &'i Image<'p>,
+    size: u64,
+}
+
+impl<'i, 'p> RbdSource<'i, 'p> {
+    /// Reads `image` (opened read-only at a snapshot, or at its head).
+    pub fn new(image: &'i Image<'p>) -> Result<RbdSource<'i, 'p>> {
+        Ok(RbdSource {
+            size: image.info()?.size,
+            image,
+        })
+    }
+}
+
+impl Source for RbdSource<'_, '_> {
+    type Read<'a>
+        = AioRead<'a>
+    where
+        Self: 'a;
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn identity(&self) -> String {
+        format!(
+            "rbd {} size {} chunk {CHUNK_SIZE}",
+            self.image.object(),
+            self.size
+        )
+    }
+
+    fn allocated(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
+        // Whole objects: the object map answers (fast-diff) without reading.
+        Ok(self
+            .image
+            .allocated(offset, len, true)?
+            .into_iter()
+            .map(|(offset, len)| Extent { offset, len })
+            .collect())
+    }
+
+    fn read(&self, offset: u64, buf: Vec<u8>, range: Range<usize>) -> Result<AioRead<'_>> {
+        Ok(self.image.aio_read(offset, buf, range)?)
+    }
+}
+
+impl PendingRead for AioRead<'_> {
+    fn is_complete(&self) -> bool {
+        AioRead::is_complete(self)
+    }
+
+    fn wait(self) -> Result<Vec<u8>> {
+        Ok(AioRead::wait(self)?)
+    }
+}
+
+/// An RBD image opened for writing, new (reads as zeros where not written).
+pub struct RbdTarget<'i, 'p> {
+    image: &'i Image<'p>,
+}
+
+impl<'i, 'p> RbdTarget<'i, 'p> {
+    /// Writes into `image`.
+    pub fn new(image: &'i Image<'p>) -> RbdTarget<'i, 'p> {
+        RbdTarget { image }
+    }
+}
+
+impl Target for RbdTarget<'_, '_> {
+    type Write<'a>
+        = AioWrite<'a>
+    where
+        Self: 'a;
+
+    fn write(&self, offset: u64, data: Arc<Vec<u8>>, range: Range<usize>) -> Result<AioWrite<'_>> {
+        Ok(self.image.aio_write(offset, data, range)?)
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(self.image.flush()?)
+    }
+}
+
+impl PendingWrite for AioWrite<'_> {
+    fn is_complete(&self) -> bool {
+        AioWrite::is_complete(self)
+    }
+
+    fn wait(self) -> Result<()> {
+        Ok(AioWrite::wait(self)?)
+    }
+}
+
+/// The RADOS object, in the target's pool, holding the per-chunk log of a
+/// copy into the image with id `image_id` (an id, not a name: a re-created
+/// image never inherits an old log).
+pub fn log_object(image_id: &str) -> String {
+    format!("ferry-chunks.{image_id}")
+}
+
+/// The log object's attribute naming the source it copies
+/// ([`Source::identity`]); a log for another source is not resumed.
+const SOURCE_ATTR: &str = "ferry.source";
+
+/// A per-chunk log in a RADOS object: entry `i` at byte `32 * i`.
+pub struct RadosChunkLog<'a, 'c> {
+    pool: &'a Pool<'c>,
+    object: String,
+}
+
+impl ChunkLog for RadosChunkLog<'_, '_> {
+    fn load(&mut self, first: u64, count: u64) -> Result<Vec<Option<ChunkHash>>> {
+        let bytes =
+            self.pool
+                .read_object(&self.object, first * ENTRY as u64, count as usize * ENTRY)?;
+        Ok(decode(&bytes, count))
+    }
+
+    fn record(&mut self, done: &[(u64, ChunkHash)]) -> Result<()> {
+        for (first, bytes) in runs(done) {
+            self.pool
+                .write_object(&self.object, first * ENTRY as u64, &bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// The digest of `pool/name` at `snap` (at its head when None), reading
+/// only its allocated extents.
+pub fn digest_image(
+    pool: &Pool<'_>,
+    name: &str,
+    snap: Option<&str>,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+) -> Result<Outcome> {
+    let image = pool.open_image_read_only(name, snap)?;
+    let source = RbdSource::new(&image)?;
+    transfer::<_, HashOnly>(&source, None, &mut NoLog, opts, progress)
+}
+
+/// Features a copy can be created with: the source's, without those only
+/// librbd or mirroring set (journaling included: the target pool is not
+/// mirrored).
+pub fn creatable(features: Features) -> Features {
+    let keep = Features::LAYERING
+        | Features::STRIPINGV2
+        | Features::EXCLUSIVE_LOCK
+        | Features::OBJECT_MAP
+        | Features::FAST_DIFF
+        | Features::DEEP_FLATTEN;
+    Features(features.0 & keep.0)
+}
+
+/// Copies `src_pool/name` at `snap` into the image `dest` of `dst_pool`
+/// (same cluster or another), hashing as it goes; returns the digest of what
+/// was written. The copy is created with `features` (None: the source's
+/// that can be created). When `dest` exists with a log of a copy from the
+/// same source (an interrupted run), only the chunks the log lacks are
+/// copied; any other `dest` is removed and copied afresh. The log stays
+/// until [`forget_log`] (after the caller has recorded the copy as done).
+#[allow(clippy::too_many_arguments)]
+pub fn copy_image(
+    src_pool: &Pool<'_>,
+    name: &str,
+    snap: Option<&str>,
+    dst_pool: &Pool<'_>,
+    dest: &str,
+    features: Option<Features>,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+) -> Result<Outcome> {
+    let image = src_pool.open_image_read_only(name, snap)?;
+    let source = RbdSource::new(&image)?;
+    let identity = source.identity();
+    let resumable = match dst_pool.open_image(dest) {
+        Ok(t) => {
+            let object = log_object(&t.id()?);
+            match dst_pool.object_xattr(&object, SOURCE_ATTR)? {
+                Some(v) if v == identity => Some((t, object)),
+                // Another copy's log goes with the image it describes.
+                _ => {
+                    dst_pool.remove_object(&object)?;
+                    None
+                }
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let (target, object) = match resumable {
+        Some(found) => found,
+        None => {
+            match dst_pool.remove_image(dest) {
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+            let features = features.unwrap_or(creatable(image.features()?));
+            dst_pool.create_image(dest, source.size(), features)?;
+            let t = dst_pool.open_image(dest)?;
+            let object = log_object(&t.id()?);
+            dst_pool.remove_object(&object)?;
+            dst_pool.set_object_xattr(&object, SOURCE_ATTR, &identity)?;
+            (t, object)
+        }
+    };
+    let mut log = RadosChunkLog {
+        pool: dst_pool,
+        object,
+    };
+    let out = transfer(
+        &source,
+        Some(&RbdTarget::new(&target)),
+        &mut log,
+        opts,
+        progress,
+    )?;
+    target.close()?;
+    Ok(out)
+}
+
+/// Removes the per-chunk log of a copy into `pool/dest` (after the copy is
+/// recorded as done, or to make the next copy start afresh). A missing image
+/// or log is fine.
+pub fn forget_log(pool: &Pool<'_>, dest: &str) -> Result<()> {
+    let id = match pool.open_image_read_only(dest, None) {
+        Ok(img) => img.id()?,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(pool.remove_object(&log_object(&id))?)
+}
