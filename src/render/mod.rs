@@ -548,12 +548,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 spec(to)
             );
             let _ = writeln!(b, "say {}", q(&format!("copying {from} out flat to {to}")));
-            let _ = writeln!(
-                b,
-                "rbdw cp --no-progress{feats} {} {}",
-                with_snap(from),
-                spec(to)
-            );
+            let _ = writeln!(b, "copy_flat {} {}{feats}", with_snap(from), spec(to));
             let _ = writeln!(
                 b,
                 "rbdw image-meta set {} {} {}",

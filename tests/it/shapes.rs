@@ -757,10 +757,10 @@ fn with_clone_of_parent_a_volume_from_a_glance_image_arrives_as_a_clone_of_its_p
 }
 
 /// The scripts' `copy_onto_parent` (src/render/storage.sh), run with `sh`
-/// against site-b: a clone of the parent, with only the differing chunks
-/// written, reading as the source.
+/// against site-b, and ferry's engine: a clone of the parent, with only the
+/// differing chunks written, reading as the source.
 #[test]
-fn the_scripts_copy_onto_a_parent_writes_only_differing_chunks_and_reads_equal() {
+fn a_copy_onto_a_parent_writes_only_differing_chunks_and_reads_equal_in_the_script_and_ferry() {
     let env = TestEnv::load();
     let b = env.connect("site-b");
     let glance = env.var("DEST_GLANCE_POOL").to_string();
@@ -847,5 +847,81 @@ fn the_scripts_copy_onto_a_parent_writes_only_differing_chunks_and_reads_equal()
         (glance.as_str(), parent.as_str())
     );
     let used = used_bytes(&env, "site-b", &format!("{cinder}/{to}"));
+    assert!(used <= 4 * 4 * MIB, "used {used}");
+
+    // The scripts' copy-out-flat of a clone at a snapshot holds the
+    // objects only the parent has (`rbd cp` of 16.2 leaves them out).
+    let (child, flat) = (unique("child"), unique("flat"));
+    let _gone_child = Gone(&gp, &cp, [String::new(), child.clone(), flat.clone()]);
+    let sh_run = |body: &str, args: &[String]| {
+        let script = format!(
+            "set -eu\nROLE=test\n{}\n{}\n{body}\n",
+            std::fs::read_to_string(format!("{dir}/common.sh")).unwrap(),
+            std::fs::read_to_string(format!("{dir}/storage.sh")).unwrap()
+        );
+        Command::new("sh")
+            .args(["-c", &script, "sh"])
+            .args(args)
+            .env("CEPH_CONF", env.path("SITE_B_CONF"))
+            .env(
+                "CEPH_ARGS",
+                format!(
+                    "--id {} --keyring {}",
+                    env.var("SITE_B_USER"),
+                    env.var("SITE_B_USER_KEYRING")
+                ),
+            )
+            .output()
+            .unwrap()
+    };
+    cp.clone_image(&gp, &parent, "snap", &child, Features::DEFAULT, 2)
+        .unwrap();
+    let c = cp.open_image(&child).unwrap();
+    c.write_at(4096, &[9u8; 8192]).unwrap();
+    c.snap_create("cut").unwrap();
+    drop(c);
+    let out = sh_run(
+        "copy_flat \"$1\" \"$2\" --image-feature layering",
+        &[format!("{cinder}/{child}@cut"), format!("{cinder}/{flat}")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want_child = checksum(&cp.open_image_read_only(&child, Some("cut")).unwrap());
+    let got = cp.open_image_read_only(&flat, None).unwrap();
+    assert_eq!(got.parent().unwrap(), None);
+    assert_eq!(
+        checksum(&got),
+        want_child,
+        "the flat copy lacks the parent's data"
+    );
+    drop(got);
+
+    // ferry's engine, onto the same parent from the same source.
+    let engine = unique("onto");
+    let _gone_too = Gone(&gp, &cp, [String::new(), String::new(), engine.clone()]);
+    let out = ferry::transfer::rbd::copy_image_onto(
+        &cp,
+        &source,
+        Some("cut"),
+        Some(ferry::transfer::rbd::CloneOf {
+            pool: &gp,
+            image: &parent,
+            snap: "snap",
+        }),
+        &cp,
+        &engine,
+        Some(Features::DEFAULT),
+        &ferry::transfer::Options::default(),
+        &mut |_, _| true,
+    )
+    .unwrap();
+    assert_eq!(out.digest, want);
+    let got = cp.open_image_read_only(&engine, None).unwrap();
+    assert_eq!(checksum(&got), want, "{out:?}");
+    assert!(got.parent().unwrap().is_some());
+    let used = used_bytes(&env, "site-b", &format!("{cinder}/{engine}"));
     assert!(used <= 4 * 4 * MIB, "used {used}");
 }
