@@ -734,19 +734,26 @@ fn image_plan(
                 image: orig_cut.clone(),
             }]),
         );
+        // Mirroring is disabled where ferry enabled it: the image itself, or
+        // a clone's carrier (rbd-mirror then removes the mirrored copy).
+        if !pool_mode && (clone || facts.mirroring.is_none()) {
+            let gone = if clone {
+                vec![Check::Absent { image: src.clone() }]
+            } else {
+                vec![]
+            };
+            steps.push(
+                draft(
+                    "disable-mirroring",
+                    Role::Cleanup,
+                    Action::DisableMirroring { image: src.clone() },
+                )
+                .requires(vec![confirmed.clone()])
+                .done_when(vec![Check::MirroringDisabled { image: src.clone() }])
+                .past_when(gone),
+            );
+        }
         if clone {
-            if !pool_mode {
-                steps.push(
-                    draft(
-                        "disable-mirroring",
-                        Role::Cleanup,
-                        Action::DisableMirroring { image: src.clone() },
-                    )
-                    .requires(vec![confirmed.clone()])
-                    .done_when(vec![Check::MirroringDisabled { image: src.clone() }])
-                    .past_when(vec![Check::Absent { image: src.clone() }]),
-                );
-            }
             steps.push(
                 draft(
                     "remove-flat-copy",
@@ -756,72 +763,51 @@ fn image_plan(
                 .requires(vec![confirmed.clone()])
                 .done_when(vec![Check::Absent { image: src.clone() }]),
             );
-            steps.push(
-                draft(
-                    "remove-cut-over-snapshot",
-                    Role::Cleanup,
-                    Action::RemoveSnapshot {
-                        image: orig_cut.clone(),
-                    },
-                )
-                .requires(vec![confirmed.clone()])
-                .done_when(vec![Check::SnapshotAbsent {
-                    image: orig_cut.clone(),
-                }]),
-            );
-        } else if !pool_mode && facts.mirroring.is_none() {
-            steps.push(
-                draft(
-                    "disable-mirroring",
-                    Role::Cleanup,
-                    Action::DisableMirroring { image: src.clone() },
-                )
-                .requires(vec![confirmed.clone()])
-                .done_when(vec![Check::MirroringDisabled { image: src.clone() }]),
-            );
         }
+        // The cut-over snapshot (on the image itself, also for a clone) and
+        // the checksum set with it (on the carrier, which is gone by now for
+        // a clone).
+        let mut snapshot_gone = vec![Check::SnapshotAbsent {
+            image: orig_cut.clone(),
+        }];
         if !clone {
+            snapshot_gone.push(Check::MetadataAbsent {
+                image: src.clone(),
+                key: sum_key,
+            });
+        }
+        steps.push(
+            draft(
+                "remove-cut-over-snapshot",
+                Role::Cleanup,
+                Action::RemoveSnapshot {
+                    image: orig_cut.clone(),
+                },
+            )
+            .requires(vec![confirmed.clone()])
+            .done_when(snapshot_gone),
+        );
+        if !clone && (added.0 != 0 || removed.0 != 0) {
             steps.push(
                 draft(
-                    "remove-cut-over-snapshot",
+                    "restore-features",
                     Role::Cleanup,
-                    Action::RemoveSnapshot {
-                        image: src_cut.clone(),
-                    },
+                    Action::RestoreFeatures { image: src.clone() },
                 )
-                .requires(vec![confirmed.clone()])
+                // Feature changes can freeze a running client: never on an
+                // image in use.
+                .requires(vec![confirmed, Check::NotInUse { image: src.clone() }])
                 .done_when(vec![
-                    Check::SnapshotAbsent {
-                        image: src_cut.clone(),
-                    },
-                    Check::MetadataAbsent {
+                    Check::FeaturesAbsent {
                         image: src.clone(),
-                        key: sum_key,
+                        features: added,
+                    },
+                    Check::FeaturesPresent {
+                        image: src.clone(),
+                        features: Features(facts.features.0 & !Features::DEEP_FLATTEN.0),
                     },
                 ]),
             );
-            if added.0 != 0 || removed.0 != 0 {
-                steps.push(
-                    draft(
-                        "restore-features",
-                        Role::Cleanup,
-                        Action::RestoreFeatures { image: src.clone() },
-                    )
-                    // Feature changes can freeze a running client: never on an
-                    // image in use.
-                    .requires(vec![confirmed, Check::NotInUse { image: src.clone() }])
-                    .done_when(vec![
-                        Check::FeaturesAbsent {
-                            image: src.clone(),
-                            features: added,
-                        },
-                        Check::FeaturesPresent {
-                            image: src.clone(),
-                            features: Features(facts.features.0 & !Features::DEEP_FLATTEN.0),
-                        },
-                    ]),
-                );
-            }
         }
     }
 

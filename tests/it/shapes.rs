@@ -57,25 +57,45 @@ fn volume_from_image(src: &Cloud, name: &str, image_id: &str) -> Volume {
     )
 }
 
+/// A volume made from a Glance image through the source Cinder, and the
+/// guards that remove it, its image and what the run makes at the
+/// destination (fields drop in order: the clone before its image).
+struct CloneFixture<'c> {
+    vol: Volume,
+    _dest: DestGuard<'c>,
+    _vol: VolumeGuard<'c>,
+    _image: ImageGuard<'c>,
+}
+
+impl<'c> CloneFixture<'c> {
+    fn new(src: &'c Cloud, dst: &'c Cloud, image: &ferry::openstack::Image, name: &str) -> Self {
+        let _image = ImageGuard(src, image.id.clone());
+        let vol = volume_from_image(src, name, &image.id);
+        CloneFixture {
+            _dest: DestGuard {
+                cloud: dst,
+                volume_marker: Some(vol.id.clone()),
+                image: Some(image.id.clone()),
+            },
+            _vol: VolumeGuard {
+                cloud: src,
+                id: vol.id.clone(),
+            },
+            _image,
+            vol,
+        }
+    }
+}
+
 fn clone_from_glance_moves(mode: &str) {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let (src, dst) = (env.cloud("source"), env.cloud("destination"));
     let image_name = unique("base");
     let (image, _) = source_image(&src, &image_name, 31);
-    let _image_guard = ImageGuard(&src, image.id.clone());
     let name = unique("web");
-    let vol = volume_from_image(&src, &name, &image.id);
-    // Declared after the image's guard: the clone goes first.
-    let _vol_guard = VolumeGuard {
-        cloud: &src,
-        id: vol.id.clone(),
-    };
-    let _dest = DestGuard {
-        cloud: &dst,
-        volume_marker: Some(vol.id.clone()),
-        image: Some(image.id.clone()),
-    };
+    let fixture = CloneFixture::new(&src, &dst, &image, &name);
+    let vol = &fixture.vol;
     let a = env.connect("site-a");
     let vp = a.pool("volumes").unwrap();
     let rbd_name = format!("volume-{}", vol.id);
@@ -639,18 +659,9 @@ fn with_clone_of_parent_a_volume_from_a_glance_image_arrives_as_a_clone_of_its_p
     let (src, dst) = (env.cloud("source"), env.cloud("destination"));
     let image_name = unique("base");
     let image = sized_source_image(&src, &image_name, 64 << 20, 41);
-    let _image_guard = ImageGuard(&src, image.id.clone());
     let name = unique("web");
-    let vol = volume_from_image(&src, &name, &image.id);
-    let _vol_guard = VolumeGuard {
-        cloud: &src,
-        id: vol.id.clone(),
-    };
-    let _dest = DestGuard {
-        cloud: &dst,
-        volume_marker: Some(vol.id.clone()),
-        image: Some(image.id.clone()),
-    };
+    let fixture = CloneFixture::new(&src, &dst, &image, &name);
+    let vol = &fixture.vol;
     let a = env.connect("site-a");
     let vp = a.pool("volumes").unwrap();
     let rbd_name = format!("volume-{}", vol.id);
