@@ -936,3 +936,88 @@ fn a_copy_onto_a_parent_writes_only_differing_chunks_and_reads_equal_in_the_scri
     let used = used_bytes(&env, "site-b", &format!("{cinder}/{engine}"));
     assert!(used <= 4 * 4 * MIB, "used {used}");
 }
+
+/// The scripts' `image_users` (src/render/storage.sh) on an image, as ferry's
+/// rule words it, one user a line.
+fn shell_users(env: &TestEnv, spec: &str) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/render");
+    let script = format!(
+        "ROLE=test\n{}\n{}\nimage_users \"$1\" || exit 9\nprintf '%s\\n' \"$USERS\"\n",
+        std::fs::read_to_string(dir.join("common.sh")).unwrap(),
+        std::fs::read_to_string(dir.join("storage.sh")).unwrap()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script, "sh", spec])
+        .env("CEPH_CONF", env.path("SITE_A_CONF"))
+        .env(
+            "CEPH_ARGS",
+            format!(
+                "--id {} --keyring {}",
+                env.var("SITE_A_USER"),
+                env.path("SITE_A_USER_KEYRING").display()
+            ),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "image_users {spec} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_scripts_and_ferry_name_the_same_users_by_the_same_rule() {
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let p = a.pool("volumes").unwrap();
+    for features in [Features::DEFAULT, Features::LAYERING] {
+        let name = unique("users");
+        p.create_image(&name, 8 * MIB, features).unwrap();
+        let spec = format!("volumes/{name}");
+        let ferry_users = || {
+            let img = p.open_image_read_only(&name, None).unwrap();
+            ferry::plan::users_of(&img).unwrap()
+        };
+        assert_eq!(ferry_users(), Vec::<String>::new(), "{features}");
+        assert_eq!(shell_users(&env, &spec), Vec::<String>::new(), "{features}");
+        let writer = Writer::start(&env, &spec);
+        let ours = ferry_users();
+        assert_eq!(ours.len(), 1, "{features}: {ours:?}");
+        assert_eq!(shell_users(&env, &spec), ours, "{features}");
+        drop(writer);
+        let _ = p.remove_image(&name);
+    }
+}
+
+#[test]
+fn an_encrypted_volume_is_refused_by_check_and_plan() {
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let p = a.pool("volumes").unwrap();
+    let id = unique("luks");
+    let name = format!("volume-{id}");
+    p.create_image(&name, 8 * MIB, Features::DEFAULT).unwrap();
+    {
+        let img = p.open_image(&name).unwrap();
+        let mut header = vec![0u8; 4096];
+        header[..6].copy_from_slice(b"LUKS\xba\xbe");
+        img.write_at(0, &header).unwrap();
+    }
+    let spec = env.spec_yaml(&format!("  - volume: {id}\n"));
+    let plan = common::ferry_with_spec(&["plan"], &spec);
+    let err = String::from_utf8_lossy(&plan.stderr);
+    assert!(!plan.status.success(), "planned: {err}");
+    assert!(err.contains("is encrypted (LUKS)"), "{err}");
+    let check = common::ferry_with_spec(&["check"], &spec);
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{out}");
+    assert!(out.contains("encrypted (LUKS header)"), "{out}");
+    let _ = p.remove_image(&name);
+}
