@@ -146,8 +146,8 @@ pub(crate) fn describe(a: &Action) -> String {
         Action::Publish { partial, copy } => {
             format!("rename the verified {partial} to {}", copy.image)
         }
-        Action::ConfirmVerified { source, copy, .. } => {
-            format!("note on {source} that {copy} is verified (from the hand-off)")
+        Action::ConfirmVerified { mark, copy, .. } => {
+            format!("note on {mark} that {copy} is verified (from the hand-off)")
         }
         Action::CheckSourceCloud { object, .. } => match object {
             CloudObject::Volume { id, name, .. } => {
