@@ -136,6 +136,13 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
             let mut opts = crate::plan::BuildOptions::from_spec(spec);
             opts.destination_fsid = Some(dst.fsid()?);
             opts.source_fsid = Some(src.fsid()?);
+            if let Some(id) = crate::plan::recorded_plan_id(&facts)? {
+                eprintln!(
+                    "ferry: no run state in {}, but plan {id} was begun on these images: resuming it, with the features and mirroring its records on the images give",
+                    path.display()
+                );
+                opts.plan_id = id;
+            }
             let s = RunState::for_spec(crate::plan::build(&opts, &facts), spec);
             s.save(&path)?;
             s
@@ -948,6 +955,33 @@ impl Ctx<'_> {
                 }
                 let size = self.with_image(image, false, |img| Ok(img.info()?.size))?;
                 Ok(format!("{size} bytes"))
+            }
+            Action::RecordOriginal { image, record } => {
+                let key = crate::plan::original_key(&record.plan);
+                let keys = self.with_image(image, false, |img| img.metadata_list())?;
+                if let Some((other, _)) = keys.iter().find(|(k, _)| {
+                    crate::plan::original_key_plan(k).is_some_and(|id| id != record.plan)
+                }) {
+                    bail!(
+                        "{image} carries {other}, the record of another plan: only one plan may move an image (finish or abandon that plan, then rbd image-meta remove {}/{} {other})",
+                        image.pool,
+                        image.image
+                    );
+                }
+                if !keys.iter().any(|(k, _)| *k == key) {
+                    self.with_image(image, true, |img| img.metadata_set(&key, &record.to_line()))?;
+                }
+                Ok(format!(
+                    "features: {}; mirroring: {}",
+                    record.features,
+                    record
+                        .mirroring
+                        .map_or("disabled".to_string(), |m| m.to_string())
+                ))
+            }
+            Action::RemoveMetadata { image, key } => {
+                self.with_image(image, true, |img| img.metadata_remove(key))?;
+                Ok(format!("{key} removed"))
             }
             Action::DisableFeatures { image, features }
             | Action::EnableFeatures { image, features } => {

@@ -721,6 +721,25 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
         Action::DisableMirroring { image } => {
             let _ = writeln!(b, "rbdw mirror image disable {}", spec(image));
         }
+        Action::RecordOriginal { image, record } => {
+            let _ = writeln!(
+                b,
+                "record_original {} {} {}",
+                spec(image),
+                q(&crate::plan::original_key(&record.plan)),
+                q(&record.to_line())
+            );
+        }
+        Action::RemoveMetadata { image, key } => {
+            let _ = writeln!(
+                b,
+                "meta_absent {} {} || rbdw image-meta remove {} {}",
+                spec(image),
+                q(key),
+                spec(image),
+                q(key)
+            );
+        }
         Action::RestoreFeatures { image } => {
             let orig = img.facts.features;
             for f in [Features::JOURNALING, Features::EXCLUSIVE_LOCK] {

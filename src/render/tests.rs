@@ -50,6 +50,7 @@ fn plan_named(mode: MirrorMode, name: &dyn Fn(&str) -> String) -> Plan {
                 users: vec![],
                 parent: None,
                 pool_mode: PoolMirrorMode::Image,
+                recorded: None,
                 cloud: Some(CloudObject::Volume {
                     id: name(id),
                     name: name("it's a db"),
