@@ -86,6 +86,28 @@ manageable() {
   printf '%s' "$OUT" | jq -e --arg n "$2" 'any(.["manageable-volumes"][]; .reference["source-name"] == $n)' >/dev/null
 }
 
+# volume_type_exists NAME: Cinder has a volume type named exactly NAME
+# (read through the API: the openstack client's lookup by name misses names
+# with quotes or newlines).
+volume_type_exists() {
+  need_cinder
+  api_get "$CINDER/types"
+  [ "$CODE" = 200 ] || die "listing volume types gave HTTP $CODE: $OUT"
+  found=$(printf '%s' "$OUT" | jq --arg n "$1" 'any(.volume_types[]; .name == $n)') ||
+    die "listing volume types gave no JSON list: $OUT"
+  [ "$found" = true ]
+}
+
+# volume_named NAME: the project has a volume named exactly NAME.
+volume_named() {
+  need_cinder
+  api_get "$CINDER/volumes?name=$(uri "$1")"
+  [ "$CODE" = 200 ] || die "listing volumes gave HTTP $CODE: $OUT"
+  found=$(printf '%s' "$OUT" | jq --arg n "$1" 'any(.volumes[]; .name == $n)') ||
+    die "listing volumes gave no JSON list: $OUT"
+  [ "$found" = true ]
+}
+
 # adopted SOURCE_ID: the destination volume carrying ferry_source_volume =
 # SOURCE_ID, its id in VOL and status in VOL_STATUS.
 adopted() {
