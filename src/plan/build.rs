@@ -288,6 +288,20 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
     let mut added = Features(0);
     let mut removed = Features(0);
     let mut warnings = Vec::new();
+    if let (
+        Some(Adoption::Volume(v)),
+        Some(CloudObject::Volume {
+            description: Some(d),
+            ..
+        }),
+    ) = (&adoption, &facts.cloud)
+    {
+        if v.description.as_deref() != Some(d.as_str()) {
+            warnings.push(
+                "the description holds line breaks or other control characters, which Cinder's manage-existing refuses: it is carried with spaces in their place".into(),
+            );
+        }
+    }
     if let Some(rec) = &facts.recorded {
         warnings.push(format!(
             "begun before by plan {} (its state was lost): its record on the image gives the original features ({}) and mirroring ({}), restored at cleanup; the image now has features ({}) and mirroring ({})",
@@ -811,6 +825,15 @@ const DERIVED_IMAGE_METADATA: &[&str] = &[
     "owner_specified.openstack.object",
 ];
 
+/// A description as Cinder's manage-existing takes it: its schema allows
+/// printable characters only (volume create allows line breaks), so each
+/// control character becomes a space. Pure.
+pub fn manageable_description(d: &str) -> String {
+    d.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// What the destination cloud does with one copy. Pure.
 pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adoption {
     match obj {
@@ -849,7 +872,7 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
                 Adoption::Volume(VolumeAdoption {
                     source_volume: id.clone(),
                     name: new_name,
-                    description: description.clone(),
+                    description: description.as_deref().map(manageable_description),
                     volume_type: volume_type
                         .as_ref()
                         .map(|t| a.volume_types.get(t).cloned().unwrap_or_else(|| t.clone())),
@@ -1184,6 +1207,14 @@ mod tests {
         assert!(
             e.contains("plan p0: oscinder/volume-1; plan p9: oscinder/volume-2"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn descriptions_lose_only_what_manage_existing_refuses() {
+        assert_eq!(
+            manageable_description("it's \"q\" $(x) `y`\r\n\tz é"),
+            "it's \"q\" $(x) `y`   z é"
         );
     }
 
