@@ -691,6 +691,7 @@ impl Ctx<'_> {
                 self.with_image(&plain(&orig), true, |img| img.snap_remove(&cut))?;
                 did.push(format!("removed {orig}"));
             }
+            self.forget_original(&plain(&orig), &mut did)?;
             return Ok(did);
         }
         let head = plain(&orig);
@@ -710,7 +711,22 @@ impl Ctx<'_> {
             let now = self.restore_features(&head, original)?;
             did.push(format!("features {now}"));
         }
+        self.forget_original(&head, &mut did)?;
         Ok(did)
+    }
+
+    /// Removes the plan's record of what `image` was, once it is put back:
+    /// a later plan must not take this one's id or features for its own.
+    fn forget_original(&self, image: &ImageAt, did: &mut Vec<String>) -> anyhow::Result<()> {
+        let key = crate::plan::original_key(&self.plan_id());
+        if self
+            .with_image(image, false, |img| img.metadata_get(&key))?
+            .is_some()
+        {
+            self.with_image(image, true, |img| img.metadata_remove(&key))?;
+            did.push(format!("{key} removed"));
+        }
+        Ok(())
     }
 
     /// Puts an image's features back to `original` (deep-flatten aside);
