@@ -672,3 +672,137 @@ fn hostile_names_move_through_the_scripts_and_none_of_them_runs() {
     drop(vol);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Renders `role`'s script from `split`'s bundle into its directory.
+fn render(split: &Split<'_>, role: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["script", "--role", role])
+        .arg(&split.bundle)
+        .output()
+        .unwrap();
+    ok(role, &out);
+    std::fs::write(split.dir.join(format!("{role}.sh")), &out.stdout).unwrap();
+}
+
+/// The source storage script notes the image's original features before it
+/// changes them; the bundle lost after that part ran, a bundle made again
+/// from the record has the same plan id and the original features, and the
+/// other parts finish from it: cleanup restores the true original features.
+#[test]
+fn a_lost_bundle_is_made_again_from_the_record_the_script_left() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let name = format!("volume-{}", unique("lostbundle"));
+    let cinder = env.var("DEST_CINDER_POOL");
+    let _guards = [
+        crate::common::ImageGuard {
+            cfg: env.admin("site-b"),
+            pool: cinder.into(),
+            name: name.clone(),
+        },
+        crate::common::ImageGuard {
+            cfg: env.admin("site-a"),
+            pool: "volumes".into(),
+            name: name.clone(),
+        },
+    ];
+    let a = env.connect("site-a");
+    let volumes = a.pool("volumes").unwrap();
+    volumes
+        .create_image(&name, 8 << 20, Features::DEFAULT)
+        .unwrap();
+    let want = {
+        let img = volumes.open_image(&name).unwrap();
+        crate::common::write_with_holes(&img, 8 << 20, 1 << 20, 23);
+        checksum(&img)
+    };
+    let dir = std::env::temp_dir().join(unique("ferry-lostbundle"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("migration.yaml");
+    std::fs::write(
+        &spec,
+        env.spec_yaml(&format!("  - rbd: volumes/{name}\n"))
+            + "options: {mirror_mode: journal, cleanup: true}\n",
+    )
+    .unwrap();
+    let bundle = dir.join("plan.yaml");
+    let plan = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["plan", "--bundle"])
+            .arg(&bundle)
+            .arg(&spec)
+            .output()
+            .unwrap();
+        ok("plan", &out);
+        let p: ferry::plan::Plan =
+            serde_yaml::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+        (p, String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (first, _) = plan();
+    let split = Split {
+        env: &env,
+        dir: dir.clone(),
+        bundle: bundle.clone(),
+        runner: Runner::Script,
+    };
+    render(&split, "source-storage");
+    ok("source-storage", &split.run("source-storage", 60, None));
+    {
+        let img = volumes.open_image_read_only(&name, None).unwrap();
+        assert!(img.features().unwrap().contains(Features::JOURNALING));
+        let rec = img
+            .metadata_get(&ferry::plan::original_key(&first.id))
+            .unwrap()
+            .expect("the script noted the original");
+        let rec = ferry::plan::OriginalRecord::parse(&ferry::plan::original_key(&first.id), &rec)
+            .unwrap();
+        assert_eq!(rec.features, Features::DEFAULT);
+        assert_eq!(rec.mirroring, None);
+    }
+
+    // The bundle and the scripts are lost; the plan is made again.
+    std::fs::remove_file(&bundle).unwrap();
+    std::fs::remove_file(dir.join("source-storage.sh")).unwrap();
+    let (again, text) = plan();
+    assert_eq!(again.id, first.id, "{text}");
+    assert_eq!(again.images[0].facts.features, Features::DEFAULT);
+    assert!(
+        text.contains(&format!("resumes plan {}", first.id)),
+        "{text}"
+    );
+    for role in ["source-storage", "destination-storage", "cleanup"] {
+        render(&split, role);
+    }
+    // The source storage part finds its work done (preflight only reads).
+    let out = split.run("source-storage", 60, None);
+    ok("source-storage", &out);
+    let acted: Vec<String> = split
+        .acted(&out)
+        .into_iter()
+        .filter(|l| !l.contains("(preflight)"))
+        .collect();
+    assert!(acted.is_empty(), "{acted:?}");
+    let out = split.run("destination-storage", 600, None);
+    ok("destination-storage", &out);
+    let handoff = dir.join("verified.txt");
+    std::fs::write(&handoff, split.handoff(&out)).unwrap();
+    ok("cleanup", &split.run("cleanup", 120, Some(&handoff)));
+
+    let b = env.connect("site-b");
+    let copy = b.pool(cinder).unwrap();
+    let copy = copy.open_image_read_only(&name, None).unwrap();
+    assert_eq!(checksum(&copy), want);
+    let img = volumes.open_image_read_only(&name, None).unwrap();
+    assert_eq!(
+        img.features().unwrap(),
+        Features(Features::DEFAULT.0 & !Features::DEEP_FLATTEN.0),
+        "the original features, less deep-flatten (which cannot come back)"
+    );
+    assert_eq!(img.mirror_info().unwrap().state, ImageMirrorState::Disabled);
+    assert_eq!(
+        img.metadata_get(&ferry::plan::original_key(&first.id))
+            .unwrap(),
+        None
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
