@@ -78,10 +78,18 @@ cinder_host() {
   [ -n "$HOST" ] || die "no single Cinder backend stores in RBD pool $1 (fsid ${2:-any})"
 }
 
-# manageable HOST NAME: Cinder lists the image NAME as manageable.
+# manageable HOST NAME: Cinder lists the image NAME as manageable. The RBD
+# driver opens every image of the pool for this list and answers 500 when
+# one vanishes meanwhile (another volume deleted): asked again, a few times.
 manageable() {
   need_cinder
-  api_get "$CINDER/manageable_volumes?host=$(uri "$1")" 3.8
+  tries=0
+  while :; do
+    api_get "$CINDER/manageable_volumes?host=$(uri "$1")" 3.8
+    if [ "$CODE" != 500 ] || [ "$tries" -ge 4 ]; then break; fi
+    tries=$((tries + 1))
+    sleep 2
+  done
   [ "$CODE" = 200 ] || die "listing manageable volumes gave HTTP $CODE: $OUT"
   printf '%s' "$OUT" | jq -e --arg n "$2" 'any(.["manageable-volumes"][]; .reference["source-name"] == $n)' >/dev/null
 }
