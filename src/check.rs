@@ -670,7 +670,7 @@ pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
                 Severity::Warning,
                 subject.clone(),
                 format!(
-                    "a clone of {p} (clone v{}): copied out flat on the source first ({} more in pool {} until cleanup), and that copy is mirrored; it arrives as a flat image",
+                    "a clone of {p} (clone v{}): copied out flat on the source first ({} more in pool {} until cleanup), and that copy is mirrored; it arrives as a flat image (with options.clones: clone-of-parent, as a clone of its Glance parent's destination copy when that can be had: `ferry plan` says which)",
                     p.clone_format,
                     img.size.map(human_bytes).unwrap_or_default(),
                     img.image.pool

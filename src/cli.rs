@@ -238,7 +238,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let facts = crate::plan::discover(&source, &spec, cloud.as_ref())
                 .with_context(|| format!("reading the source images of {}", path.display()))?;
             let mut opts = crate::plan::BuildOptions::from_spec(&spec);
-            opts.destination_fsid = destination_fsid(&spec);
+            let destination = destination_cluster(&spec);
+            opts.destination_fsid = destination.as_ref().and_then(|d| match d.fsid() {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    eprintln!("ferry: warning: the destination cluster's fsid cannot be read ({e}); the plan carries none, which registering Glance images needs");
+                    None
+                }
+            });
+            if let Some(d) = &destination {
+                match crate::plan::published_parents(d, &spec, &facts) {
+                    Ok(found) => opts.published_parents = found,
+                    Err(e) => eprintln!("ferry: warning: the destination Glance pool cannot be read ({e:#}); clones whose parent is not in this migration are planned flat"),
+                }
+            }
             opts.source_fsid = Some(source.fsid().context("reading the source cluster's fsid")?);
             // A plan begun before (its bundle lost) is made again under its
             // own id, from what it recorded on the images.
@@ -341,13 +354,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The destination cluster's fsid, when the spec's credentials reach it.
-fn destination_fsid(spec: &Spec) -> Option<String> {
-    let r = crate::ceph::Cluster::connect(&spec.destination.cluster, spec.timeout())
-        .and_then(|c| c.fsid());
-    match r {
-        Ok(f) => Some(f),
+/// The destination cluster, when the spec's credentials reach it (a plan
+/// can be made without: it then lacks what only the destination knows).
+fn destination_cluster(spec: &Spec) -> Option<crate::ceph::Cluster> {
+    match crate::ceph::Cluster::connect(&spec.destination.cluster, spec.timeout()) {
+        Ok(c) => Some(c),
         Err(e) => {
-            eprintln!("ferry: warning: the destination cluster cannot be read ({e}); the plan carries no destination fsid, which registering Glance images needs");
+            eprintln!("ferry: warning: the destination cluster cannot be read ({e}); the plan carries no destination fsid, which registering Glance images needs, and plans clones whose parent is not in this migration flat");
             None
         }
     }

@@ -109,6 +109,32 @@ pub struct Options {
     /// (an image to boot new servers from; default) or `cinder` (a volume).
     #[serde(default)]
     pub bootable_volumes: BootableTo,
+    /// What a volume cloned from a Glance image becomes at the destination:
+    /// `flat` (default) or `clone-of-parent` (a clone of the destination
+    /// copy of the same Glance image, holding only what differs).
+    #[serde(default, skip_serializing_if = "Clones::is_flat")]
+    pub clones: Clones,
+}
+
+/// What a volume cloned from a Glance image becomes at the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Clones {
+    /// A flat volume holding all its data (the parent's included).
+    #[default]
+    Flat,
+    /// A clone of `<destination Glance pool>/<parent image>@snap`, written
+    /// only where its data differ from the parent's (copy-on-write space
+    /// savings kept, as in the source cloud). The parent must move in the
+    /// same migration or be at the destination already; otherwise flat.
+    CloneOfParent,
+}
+
+impl Clones {
+    /// The default: flat.
+    pub fn is_flat(&self) -> bool {
+        *self == Clones::Flat
+    }
 }
 
 impl BootableTo {
@@ -144,6 +170,7 @@ impl Default for Options {
             cleanup: false,
             volume_types: BTreeMap::new(),
             bootable_volumes: BootableTo::Glance,
+            clones: Clones::Flat,
         }
     }
 }
@@ -354,6 +381,12 @@ impl Spec {
         }
         if self.options.timeout_seconds == 0 {
             return Err(invalid("options.timeout_seconds", "must be at least 1"));
+        }
+        if self.options.clones == Clones::CloneOfParent && self.destination.pools.glance.is_none() {
+            return Err(invalid(
+                "options.clones",
+                "clone-of-parent clones volumes from the destination copy of their Glance image: set destination.pools.glance",
+            ));
         }
         for (i, e) in self.images.iter().enumerate() {
             if e.server.is_none() {
@@ -693,6 +726,31 @@ images:
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains("unknown variant `both`"), "{e}");
         assert!(e.contains("journal") && e.contains("snapshot"), "{e}");
+    }
+
+    #[test]
+    fn clones_option_defaults_to_flat_and_is_validated_with_its_place() {
+        assert_eq!(parse(GOOD).unwrap().options.clones, Clones::Flat);
+        let text = format!("{GOOD}options: {{clones: clone-of-parent}}\n");
+        assert_eq!(parse(&text).unwrap().options.clones, Clones::CloneOfParent);
+        // An unknown choice names the choices and the line.
+        let text = format!("{GOOD}options:\n  clones: cow\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `cow`"), "{e}");
+        assert!(e.contains("flat") && e.contains("clone-of-parent"), "{e}");
+        assert!(e.contains("line 14"), "{e}");
+        // The destination Glance pool is where the parents are.
+        let text = GOOD
+            .replace("cinder-volumes, glance: glance-images}", "cinder-volumes}")
+            .replace("  - glance_image: abcd\n", "")
+            + "options: {clones: clone-of-parent}\n";
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "options.clones: clone-of-parent clones volumes from the destination copy"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

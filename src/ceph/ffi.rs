@@ -19,6 +19,7 @@ pub type rbd_diff_cb_t = Option<
 pub const LIBRADOS_OP_FLAG_FADVISE_SEQUENTIAL: c_int = 0x8;
 pub const LIBRADOS_OP_FLAG_FADVISE_NOCACHE: c_int = 0x40;
 pub const RBD_IMAGE_OPTION_FEATURES: c_int = 1;
+pub const RBD_IMAGE_OPTION_CLONE_FORMAT: c_int = 12;
 pub type librbd_progress_fn_t =
     Option<unsafe extern "C" fn(offset: u64, total: u64, ptr: *mut c_void) -> c_int>;
 
@@ -141,6 +142,15 @@ extern "C" {
         order: *mut c_int,
     ) -> c_int;
     pub fn rbd_remove(io: rados_ioctx_t, name: *const c_char) -> c_int;
+    pub fn rbd_clone3(
+        p_ioctx: rados_ioctx_t,
+        p_name: *const c_char,
+        p_snapname: *const c_char,
+        c_ioctx: rados_ioctx_t,
+        c_name: *const c_char,
+        c_opts: rbd_image_options_t,
+    ) -> c_int;
+    pub fn rbd_resize(image: rbd_image_t, size: u64) -> c_int;
     pub fn rbd_rename(io: rados_ioctx_t, srcname: *const c_char, destname: *const c_char) -> c_int;
     pub fn rbd_snap_set_by_id(image: rbd_image_t, snap_id: u64) -> c_int;
     pub fn rbd_open(

@@ -128,6 +128,13 @@ impl<'p> Image<'p> {
         }
     }
 
+    /// Grows or shrinks the image to `size` bytes.
+    pub fn resize(&self, size: u64) -> Result<()> {
+        // SAFETY: open handle.
+        let ret = unsafe { ffi::rbd_resize(self.handle, size) };
+        self.check(ret, "rbd_resize").map(|_| ())
+    }
+
     /// The image's feature bits.
     pub fn features(&self) -> Result<Features> {
         let mut f: u64 = 0;

@@ -68,6 +68,62 @@ impl<'c> Pool<'c> {
         check(ret, "rbd_create2", || self.object(name)).map(|_| ())
     }
 
+    /// Creates `name` in this pool as a clone of `parent`'s image
+    /// `parent_image` at snapshot `parent_snap`, with `features` (layering
+    /// among them), in clone format `format` (2 needs no protected
+    /// snapshot; 1 does). The clone has the parent's size.
+    pub fn clone_image(
+        &self,
+        parent: &Pool<'_>,
+        parent_image: &str,
+        parent_snap: &str,
+        name: &str,
+        features: Features,
+        format: u64,
+    ) -> Result<()> {
+        /// Frees the options on every path.
+        struct Opts(ffi::rbd_image_options_t);
+        impl Drop for Opts {
+            fn drop(&mut self) {
+                // SAFETY: created by rbd_image_options_create, destroyed once.
+                unsafe { ffi::rbd_image_options_destroy(self.0) };
+            }
+        }
+        let what = || {
+            format!(
+                "{}@{parent_snap} -> {}",
+                parent.object(parent_image),
+                self.object(name)
+            )
+        };
+        let p_name = cstring("image name", parent_image)?;
+        let p_snap = cstring("snapshot name", parent_snap)?;
+        let c_name = cstring("image name", name)?;
+        let mut opts = Opts(ptr::null_mut());
+        // SAFETY: fills the pointer with a new options object.
+        unsafe { ffi::rbd_image_options_create(&mut opts.0) };
+        for (opt, value) in [
+            (ffi::RBD_IMAGE_OPTION_FEATURES, features.0),
+            (ffi::RBD_IMAGE_OPTION_CLONE_FORMAT, format),
+        ] {
+            // SAFETY: valid options object.
+            let ret = unsafe { ffi::rbd_image_options_set_uint64(opts.0, opt, value) };
+            check(ret, "rbd_image_options_set_uint64", what)?;
+        }
+        // SAFETY: valid ioctxs; names and options outlive the call.
+        let ret = unsafe {
+            ffi::rbd_clone3(
+                parent.raw(),
+                p_name.as_ptr(),
+                p_snap.as_ptr(),
+                self.io,
+                c_name.as_ptr(),
+                opts.0,
+            )
+        };
+        check(ret, "rbd_clone3", what).map(|_| ())
+    }
+
     /// Removes an image (it must have no snapshots and no watchers).
     pub fn remove_image(&self, name: &str) -> Result<()> {
         let c_name = cstring("image name", name)?;

@@ -1,10 +1,10 @@
 //! Builds a plan from the spec and the discovered facts. Pure: the same
 //! inputs always give the same plan, and nothing is read or written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ceph::{Features, MirrorMode, PoolMirrorMode};
-use crate::spec::{BootableTo, ImageKind, ImageRef};
+use crate::ceph::{Features, MirrorMode, Parent, PoolMirrorMode};
+use crate::spec::{BootableTo, Clones, ImageKind, ImageRef};
 
 use super::{
     Action, Adoption, Check, CloudObject, ImageAt, ImageFacts, ImagePlan, ImageRegistration, Plan,
@@ -31,6 +31,15 @@ pub struct BuildOptions {
     pub destination_fsid: Option<String>,
     /// The source cluster's fsid, when known (the verified records name it).
     pub source_fsid: Option<String>,
+    /// What a volume cloned from a Glance image becomes at the destination.
+    pub clones: Clones,
+    /// The source Glance pool (where a clone's parent is a Glance image).
+    pub source_glance_pool: Option<String>,
+    /// The destination Glance pool (where the parents' copies are).
+    pub dest_glance_pool: Option<String>,
+    /// Destination snapshots (`pool/image@snap`) found protected when
+    /// planning: parents already at the destination.
+    pub published_parents: BTreeSet<String>,
 }
 
 /// The choices about adoption in the destination cloud.
@@ -55,6 +64,10 @@ impl BuildOptions {
             plan_id: super::new_plan_id(),
             destination_fsid: None,
             source_fsid: None,
+            clones: spec.options.clones,
+            source_glance_pool: spec.source.pools.glance.clone(),
+            dest_glance_pool: spec.destination.pools.glance.clone(),
+            published_parents: BTreeSet::new(),
             adopt: spec.destination.cloud.as_ref().map(|_| AdoptOptions {
                 volume_types: spec.options.volume_types.clone(),
                 cinder_host: spec.destination.cinder_host.clone(),
@@ -86,9 +99,78 @@ pub fn build(opts: &BuildOptions, images: &[(ImageRef, ImageFacts)]) -> Plan {
         images: images
             .iter()
             .enumerate()
-            .map(|(i, (r, f))| image_plan(opts, i + 1, r, f))
+            .map(|(i, (r, f))| image_plan(opts, i + 1, r, f, images))
             .collect(),
     }
+}
+
+/// What the destination copy of a clone is made from.
+enum CloneBase {
+    /// Flat: the clone does not qualify (the reason, for the warnings), or
+    /// flat was asked for (None).
+    Flat(Option<String>),
+    /// A clone of this destination snapshot; `how` says where it comes from.
+    Parent { snap: ImageAt, how: String },
+}
+
+/// Where a clone's destination copy comes from, with `clones:
+/// clone-of-parent`: the destination copy of its Glance parent when that
+/// parent moves in the same migration or was found at the destination.
+fn clone_base(
+    opts: &BuildOptions,
+    parent: &Parent,
+    images: &[(ImageRef, ImageFacts)],
+) -> CloneBase {
+    if opts.clones == Clones::Flat {
+        return CloneBase::Flat(None);
+    }
+    let glance = opts.source_glance_pool.as_deref();
+    if glance != Some(parent.pool.as_str()) || !parent.namespace.is_empty() {
+        return CloneBase::Flat(Some(format!(
+            "clones: clone-of-parent keeps clones of Glance images (in pool {}); its parent {parent} is not one: it arrives flat",
+            glance.unwrap_or("(no source.pools.glance)")
+        )));
+    }
+    let moved = images.iter().enumerate().find(|(_, (r, _))| {
+        r.kind == ImageKind::Glance && r.pool == parent.pool && r.name == parent.image
+    });
+    if let Some((k, (r, _))) = moved {
+        return CloneBase::Parent {
+            snap: ImageAt {
+                site: Site::Destination,
+                pool: r.dest_pool.clone(),
+                image: r.dest_name.clone(),
+                snap: Some("snap".into()),
+            },
+            how: format!(
+                "moved in this migration as image {}, whose copy it waits for",
+                k + 1
+            ),
+        };
+    }
+    let Some(dest_pool) = opts.dest_glance_pool.as_deref() else {
+        return CloneBase::Flat(Some(
+            "clones: clone-of-parent needs destination.pools.glance: it arrives flat".into(),
+        ));
+    };
+    let snap = ImageAt {
+        site: Site::Destination,
+        pool: dest_pool.to_string(),
+        image: parent.image.clone(),
+        snap: Some("snap".into()),
+    };
+    if opts
+        .published_parents
+        .contains(&format!("{}/{}@snap", snap.pool, snap.image))
+    {
+        return CloneBase::Parent {
+            snap,
+            how: "at the destination already".into(),
+        };
+    }
+    CloneBase::Flat(Some(format!(
+        "clones: clone-of-parent: its parent {parent} is not part of this migration, and {snap} was not found protected at the destination when planning: it arrives flat (add the Glance image to this migration to keep the volume a clone)"
+    )))
 }
 
 /// The mode an image is mirrored in: a pool-mode pool mirrors by journal.
@@ -139,7 +221,13 @@ impl Draft {
     }
 }
 
-fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -> ImagePlan {
+fn image_plan(
+    opts: &BuildOptions,
+    n: usize,
+    r: &ImageRef,
+    facts: &ImageFacts,
+    images: &[(ImageRef, ImageFacts)],
+) -> ImagePlan {
     let mode = image_mode(opts, r, facts);
     let at = |site: Site, pool: &str, image: &str, snap: Option<String>| ImageAt {
         site,
@@ -330,14 +418,31 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
     warnings.push(format!(
         "from the cut-over snapshot {cut} until cleanup confirms the copy, keep the source stopped: writes after the cut-over are not moved (cleanup reports them and stops)"
     ));
+    let base = match &facts.parent {
+        Some(p) => clone_base(opts, p, images),
+        None => CloneBase::Flat(None),
+    };
     if let Some(p) = &facts.parent {
+        let arrives = match &base {
+            CloneBase::Parent { snap, how } => format!(
+                "it arrives as a clone of {snap} ({how}), written only where its data differ"
+            ),
+            CloneBase::Flat(_) => "it arrives flat".into(),
+        };
         warnings.push(format!(
-            "a clone of {p} (clone v{}): copied out flat on the source first ({} in pool {} until cleanup), mirrored as {carrier}; it arrives flat",
+            "a clone of {p} (clone v{}): copied out flat on the source first ({} in pool {} until cleanup), mirrored as {carrier}; {arrives}",
             p.clone_format,
             crate::check::human_bytes(facts.size),
             r.pool
         ));
     }
+    if let CloneBase::Flat(Some(why)) = &base {
+        warnings.push(why.clone());
+    }
+    let clone_of = match base {
+        CloneBase::Parent { snap, .. } => Some(snap),
+        CloneBase::Flat(_) => None,
+    };
     if !opts.cleanup {
         warnings.push(format!(
             "without cleanup the snapshot {cut} stays on the source (Cinder cannot delete a volume that has snapshots)"
@@ -537,6 +642,18 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
         ])
         .past_when(dest_past.clone()),
     );
+    let mut copy_features = facts.features.0 & Features::CREATABLE.0 & !Features::JOURNALING.0;
+    let mut copy_requires = vec![
+        synced.clone(),
+        Check::Absent {
+            image: dest.clone(),
+        },
+    ];
+    if let Some(p) = &clone_of {
+        // A clone needs layering; it waits for its parent's published copy.
+        copy_features |= Features::LAYERING.0;
+        copy_requires.push(Check::SnapshotProtected { image: p.clone() });
+    }
     steps.push(
         draft(
             "copy",
@@ -544,17 +661,11 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
             Action::Copy {
                 from: mirrored_cut.clone(),
                 to: partial.clone(),
-                features: Some(Features(
-                    facts.features.0 & Features::CREATABLE.0 & !Features::JOURNALING.0,
-                )),
+                features: Some(Features(copy_features)),
+                clone_of: clone_of.clone(),
             },
         )
-        .requires(vec![
-            synced.clone(),
-            Check::Absent {
-                image: dest.clone(),
-            },
-        ])
+        .requires(copy_requires)
         .done_when(vec![copied.clone()])
         .past_when(dest_past),
     );
@@ -669,19 +780,26 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
                 image: orig_cut.clone(),
             }]),
         );
+        // Mirroring is disabled where ferry enabled it: the image itself, or
+        // a clone's carrier (rbd-mirror then removes the mirrored copy).
+        if !pool_mode && (clone || facts.mirroring.is_none()) {
+            let gone = if clone {
+                vec![Check::Absent { image: src.clone() }]
+            } else {
+                vec![]
+            };
+            steps.push(
+                draft(
+                    "disable-mirroring",
+                    Role::Cleanup,
+                    Action::DisableMirroring { image: src.clone() },
+                )
+                .requires(vec![confirmed.clone()])
+                .done_when(vec![Check::MirroringDisabled { image: src.clone() }])
+                .past_when(gone),
+            );
+        }
         if clone {
-            if !pool_mode {
-                steps.push(
-                    draft(
-                        "disable-mirroring",
-                        Role::Cleanup,
-                        Action::DisableMirroring { image: src.clone() },
-                    )
-                    .requires(vec![confirmed.clone()])
-                    .done_when(vec![Check::MirroringDisabled { image: src.clone() }])
-                    .past_when(vec![Check::Absent { image: src.clone() }]),
-                );
-            }
             steps.push(
                 draft(
                     "remove-flat-copy",
@@ -691,75 +809,54 @@ fn image_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -
                 .requires(vec![confirmed.clone()])
                 .done_when(vec![Check::Absent { image: src.clone() }]),
             );
-            steps.push(
-                draft(
-                    "remove-cut-over-snapshot",
-                    Role::Cleanup,
-                    Action::RemoveSnapshot {
-                        image: orig_cut.clone(),
-                    },
-                )
-                .requires(vec![confirmed.clone()])
-                .done_when(vec![Check::SnapshotAbsent {
-                    image: orig_cut.clone(),
-                }]),
-            );
-        } else if !pool_mode && facts.mirroring.is_none() {
-            steps.push(
-                draft(
-                    "disable-mirroring",
-                    Role::Cleanup,
-                    Action::DisableMirroring { image: src.clone() },
-                )
-                .requires(vec![confirmed.clone()])
-                .done_when(vec![Check::MirroringDisabled { image: src.clone() }]),
-            );
         }
+        // The cut-over snapshot (on the image itself, also for a clone) and
+        // the checksum set with it (on the carrier, which is gone by now for
+        // a clone).
+        let mut snapshot_gone = vec![Check::SnapshotAbsent {
+            image: orig_cut.clone(),
+        }];
         if !clone {
+            snapshot_gone.push(Check::MetadataAbsent {
+                image: src.clone(),
+                key: sum_key,
+            });
+        }
+        steps.push(
+            draft(
+                "remove-cut-over-snapshot",
+                Role::Cleanup,
+                Action::RemoveSnapshot {
+                    image: orig_cut.clone(),
+                },
+            )
+            .requires(vec![confirmed.clone()])
+            .done_when(snapshot_gone),
+        );
+        if !clone && (added.0 != 0 || removed.0 != 0) {
             steps.push(
                 draft(
-                    "remove-cut-over-snapshot",
+                    "restore-features",
                     Role::Cleanup,
-                    Action::RemoveSnapshot {
-                        image: src_cut.clone(),
-                    },
+                    Action::RestoreFeatures { image: src.clone() },
                 )
-                .requires(vec![confirmed.clone()])
+                // Feature changes can freeze a running client: never on an
+                // image in use.
+                .requires(vec![
+                    confirmed.clone(),
+                    Check::NotInUse { image: src.clone() },
+                ])
                 .done_when(vec![
-                    Check::SnapshotAbsent {
-                        image: src_cut.clone(),
-                    },
-                    Check::MetadataAbsent {
+                    Check::FeaturesAbsent {
                         image: src.clone(),
-                        key: sum_key,
+                        features: added,
+                    },
+                    Check::FeaturesPresent {
+                        image: src.clone(),
+                        features: Features(facts.features.0 & !Features::DEEP_FLATTEN.0),
                     },
                 ]),
             );
-            if added.0 != 0 || removed.0 != 0 {
-                steps.push(
-                    draft(
-                        "restore-features",
-                        Role::Cleanup,
-                        Action::RestoreFeatures { image: src.clone() },
-                    )
-                    // Feature changes can freeze a running client: never on an
-                    // image in use.
-                    .requires(vec![
-                        confirmed.clone(),
-                        Check::NotInUse { image: src.clone() },
-                    ])
-                    .done_when(vec![
-                        Check::FeaturesAbsent {
-                            image: src.clone(),
-                            features: added,
-                        },
-                        Check::FeaturesPresent {
-                            image: src.clone(),
-                            features: Features(facts.features.0 & !Features::DEEP_FLATTEN.0),
-                        },
-                    ]),
-                );
-            }
         }
     }
 
@@ -927,6 +1024,10 @@ mod tests {
             plan_id: "p1".into(),
             destination_fsid: None,
             source_fsid: None,
+            clones: Clones::Flat,
+            source_glance_pool: Some("osglance".into()),
+            dest_glance_pool: Some("glance-ct1-cl1".into()),
+            published_parents: BTreeSet::new(),
         }
     }
 
@@ -1098,6 +1199,143 @@ mod tests {
                 "volume-1.ferry-flat"
             );
         }
+    }
+
+    fn copy_of(plan: &Plan, k: usize) -> &Step {
+        plan.images[k]
+            .steps
+            .iter()
+            .find(|s| s.name == "copy")
+            .unwrap()
+    }
+
+    fn clone_of(step: &Step) -> Option<&ImageAt> {
+        match &step.action {
+            Action::Copy { clone_of, .. } => clone_of.as_ref(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn clone_of_parent_clones_the_parents_destination_copy_and_waits_for_it() {
+        let mut o = opts(MirrorMode::Snapshot, true);
+        o.clones = Clones::CloneOfParent;
+        // The clone listed before its parent.
+        let plan = build(&o, &[clone_of_glance_image(), glance(Features::LAYERING)]);
+        let copy = copy_of(&plan, 0);
+        let parent = clone_of(copy).expect("a clone of the parent's copy");
+        assert_eq!(
+            parent.to_string(),
+            "destination:glance-ct1-cl1/abcd@snap",
+            "where the parent's snapshot-and-protect puts it"
+        );
+        let Action::SnapshotAndProtect { image } = &plan.images[1]
+            .steps
+            .iter()
+            .find(|s| s.name == "snapshot-and-protect")
+            .unwrap()
+            .action
+        else {
+            panic!()
+        };
+        assert_eq!(image, parent);
+        // The copy waits for the published parent, after the sync.
+        assert_eq!(
+            copy.requires.last(),
+            Some(&Check::SnapshotProtected {
+                image: parent.clone()
+            })
+        );
+        assert!(matches!(copy.requires[0], Check::MirrorSynced { .. }));
+        let Action::Copy { features, .. } = &copy.action else {
+            panic!()
+        };
+        assert!(features.unwrap().contains(Features::LAYERING));
+        // The parent goes first, however the spec lists them.
+        assert_eq!(plan.run_order(), [1, 0]);
+        let w = plan.images[0].warnings.join("\n");
+        assert!(
+            w.contains("it arrives as a clone of destination:glance-ct1-cl1/abcd@snap (moved in this migration as image 2"),
+            "{w}"
+        );
+        // The parent itself is an ordinary Glance image; verify, publish
+        // and cleanup of the clone are unchanged.
+        assert!(clone_of(copy_of(&plan, 1)).is_none());
+        let flat = build(
+            &opts(MirrorMode::Snapshot, true),
+            &[clone_of_glance_image()],
+        );
+        assert_eq!(names(&plan), names(&flat));
+        assert_eq!(plan.run_order(), [1, 0]);
+    }
+
+    #[test]
+    fn clone_of_parent_uses_a_parent_found_at_the_destination_or_says_it_goes_flat() {
+        let mut o = opts(MirrorMode::Journal, false);
+        o.clones = Clones::CloneOfParent;
+        // Neither in the migration nor at the destination: flat, and said.
+        let plan = build(&o, &[clone_of_glance_image()]);
+        let copy = copy_of(&plan, 0);
+        assert!(clone_of(copy).is_none());
+        assert!(!copy
+            .requires
+            .iter()
+            .any(|c| matches!(c, Check::SnapshotProtected { .. })));
+        let w = plan.images[0].warnings.join("\n");
+        assert!(w.contains("it arrives flat"), "{w}");
+        assert!(
+            w.contains("its parent osglance/abcd@snap is not part of this migration, and destination:glance-ct1-cl1/abcd@snap was not found protected at the destination when planning: it arrives flat"),
+            "{w}"
+        );
+        assert_eq!(plan.run_order(), [0]);
+        // Found there when planning: a clone of it.
+        o.published_parents = ["glance-ct1-cl1/abcd@snap".to_string()].into();
+        let plan = build(&o, &[clone_of_glance_image()]);
+        assert_eq!(
+            clone_of(copy_of(&plan, 0))
+                .map(|p| p.to_string())
+                .as_deref(),
+            Some("destination:glance-ct1-cl1/abcd@snap")
+        );
+        let w = plan.images[0].warnings.join("\n");
+        assert!(w.contains("(at the destination already)"), "{w}");
+        // A parent outside the Glance pool (a volume cloned from a volume
+        // snapshot) is not a Glance image: flat, and said.
+        let (r, mut f) = clone_of_glance_image();
+        f.parent.as_mut().unwrap().pool = "oscinder".into();
+        let plan = build(&o, &[(r, f)]);
+        assert!(clone_of(copy_of(&plan, 0)).is_none());
+        let w = plan.images[0].warnings.join("\n");
+        assert!(
+            w.contains("keeps clones of Glance images (in pool osglance)"),
+            "{w}"
+        );
+        // The default is flat, and says nothing more.
+        let plan = build(
+            &opts(MirrorMode::Journal, false),
+            &[clone_of_glance_image()],
+        );
+        assert!(clone_of(copy_of(&plan, 0)).is_none());
+        assert!(!plan.images[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("clone-of-parent")));
+    }
+
+    #[test]
+    fn a_clone_of_parent_plan_round_trips_and_older_plans_read_as_flat() {
+        let mut o = opts(MirrorMode::Snapshot, true);
+        o.clones = Clones::CloneOfParent;
+        let plan = build(&o, &[clone_of_glance_image(), glance(Features::LAYERING)]);
+        let yaml = serde_yaml::to_string(&plan).unwrap();
+        assert!(yaml.contains("clone_of:"), "{yaml}");
+        assert_eq!(serde_yaml::from_str::<Plan>(&yaml).unwrap(), plan);
+        let flat = build(
+            &opts(MirrorMode::Snapshot, true),
+            &[clone_of_glance_image()],
+        );
+        let yaml = serde_yaml::to_string(&flat).unwrap();
+        assert!(!yaml.contains("clone_of"), "{yaml}");
     }
 
     #[test]

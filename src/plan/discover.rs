@@ -137,6 +137,48 @@ pub fn discover(
     Ok(out)
 }
 
+/// With `options.clones: clone-of-parent`: the destination snapshots
+/// (`pool/image@snap` in the destination Glance pool) of the Glance parents
+/// of the clones in `facts` that are there already, protected (a parent
+/// moved earlier, or put there otherwise). Reads only.
+pub fn published_parents(
+    destination: &Cluster,
+    spec: &Spec,
+    facts: &[(ImageRef, ImageFacts)],
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let mut out = std::collections::BTreeSet::new();
+    let (Some(src_glance), Some(dst_glance)) = (
+        spec.source.pools.glance.as_deref(),
+        spec.destination.pools.glance.as_deref(),
+    ) else {
+        return Ok(out);
+    };
+    if spec.options.clones != crate::spec::Clones::CloneOfParent {
+        return Ok(out);
+    }
+    for p in facts.iter().filter_map(|(_, f)| f.parent.as_ref()) {
+        if p.pool != src_glance || !p.namespace.is_empty() {
+            continue;
+        }
+        let pool = destination
+            .pool(dst_glance)
+            .with_context(|| format!("opening the destination Glance pool {dst_glance}"))?;
+        let protected = match pool.open_image_read_only(&p.image, None) {
+            Ok(img) => match img.snap_is_protected("snap") {
+                Ok(yes) => yes,
+                Err(e) if e.kind() == crate::ceph::ErrorKind::NotFound => false,
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) if e.kind() == crate::ceph::ErrorKind::NotFound => false,
+            Err(e) => return Err(e.into()),
+        };
+        if protected {
+            out.insert(format!("{dst_glance}/{}@snap", p.image));
+        }
+    }
+    Ok(out)
+}
+
 /// Resolves `images[i]` of the spec: through the source cloud when one is
 /// given (volumes and images by id or name, the volumes of a server; status
 /// checked), else from the spec alone. A server entry gives one image per

@@ -13,7 +13,8 @@ mod text;
 pub use build::{build, AdoptOptions, BuildOptions};
 pub(crate) use discover::check_volume_status;
 pub use discover::{
-    derived_image_id, discover, recorded_plan_id, resolve_entry, users_of, ImageFacts, Recorded,
+    derived_image_id, discover, published_parents, recorded_plan_id, resolve_entry, users_of,
+    ImageFacts, Recorded,
 };
 pub(crate) use text::describe;
 pub use text::render_text;
@@ -482,11 +483,19 @@ pub enum Action {
     /// with `features` (the source's as found, without journaling: the
     /// destination pool is not mirrored), then mark it copied
     /// (`copied_key`). `to` is the partial name.
+    ///
+    /// With `clone_of` (`options.clones: clone-of-parent`), the copy is
+    /// created as a clone (format 2) of that destination snapshot (a Glance
+    /// image's `<id>@snap`) and only the chunks whose data differ from it
+    /// are written, zeros included where the parent has data: the clone
+    /// reads the same bytes, and its digest is the same.
     Copy {
         from: ImageAt,
         to: ImageAt,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         features: Option<Features>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clone_of: Option<ImageAt>,
     },
     /// Create and protect a snapshot (Glance clones from `<image>@snap`).
     SnapshotAndProtect { image: ImageAt },
@@ -660,6 +669,31 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The order images are worked on: as listed, except that an image
+    /// whose destination copy another image's copy clones (a Glance parent)
+    /// goes first, so that a limited concurrency (or a script, one image
+    /// after the other) never waits for a parent that has not started.
+    pub fn run_order(&self) -> Vec<usize> {
+        let parents: std::collections::BTreeSet<(&str, &str)> = self
+            .images
+            .iter()
+            .flat_map(|i| &i.steps)
+            .filter_map(|s| match &s.action {
+                Action::Copy {
+                    clone_of: Some(p), ..
+                } => Some((p.pool.as_str(), p.image.as_str())),
+                _ => None,
+            })
+            .collect();
+        let is_parent = |i: &ImagePlan| {
+            parents.contains(&(i.image.dest_pool.as_str(), i.image.dest_name.as_str()))
+        };
+        let (mut first, rest): (Vec<usize>, Vec<usize>) =
+            (0..self.images.len()).partition(|&k| is_parent(&self.images[k]));
+        first.extend(rest);
+        first
+    }
+
     /// Every step of one role, in execution order per image.
     pub fn steps_for(&self, role: Role) -> impl Iterator<Item = (&ImagePlan, &Step)> {
         self.images.iter().flat_map(move |i| {

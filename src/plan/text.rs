@@ -149,10 +149,20 @@ pub(crate) fn describe(a: &Action) -> String {
             "check nothing was written to the source after {image} (those writes are not in the copy)"
         ),
         Action::WaitForSync { mirrored, .. } => format!("wait until {mirrored} is in sync"),
-        Action::Copy { from, to, features } => match features {
-            Some(f) => format!("copy {from} to {to} (features: {f})"),
-            None => format!("copy {from} to {to}"),
-        },
+        Action::Copy {
+            from,
+            to,
+            features,
+            clone_of,
+        } => {
+            let f = features.map(|f| format!(" (features: {f})")).unwrap_or_default();
+            match clone_of {
+                Some(p) => format!(
+                    "clone {p} as {to}{f}, then write the chunks of {from} whose data differ from it"
+                ),
+                None => format!("copy {from} to {to}{f}"),
+            }
+        }
         Action::SnapshotAndProtect { image } => format!("create and protect {image}"),
         Action::Verify {
             expected, partial, ..

@@ -174,7 +174,7 @@ pub fn script(plan: &Plan, role: Role) -> String {
         s.push_str("login\n");
     }
     let mut any = false;
-    for img in &plan.images {
+    for img in plan.run_order().into_iter().map(|k| &plan.images[k]) {
         let steps: Vec<&Step> = img.steps.iter().filter(|st| st.role == role).collect();
         if steps.is_empty() {
             continue;
@@ -347,6 +347,9 @@ fn waitable(c: &Check) -> Option<String> {
         Check::Exists { image } => Some(format!("{image} to appear (rbd-mirror creates it)")),
         Check::Published { image } => Some(format!(
             "the verified copy {image} (the destination storage part publishes it after verify)"
+        )),
+        Check::SnapshotProtected { image } => Some(format!(
+            "{image}, the parent this copy is a clone of, to be published and protected (the migration of that Glance image does it)"
         )),
         _ => None,
     }
@@ -555,12 +558,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 spec(to)
             );
             let _ = writeln!(b, "say {}", q(&format!("copying {from} out flat to {to}")));
-            let _ = writeln!(
-                b,
-                "rbdw cp --no-progress{feats} {} {}",
-                with_snap(from),
-                spec(to)
-            );
+            let _ = writeln!(b, "copy_flat {} {}{feats}", with_snap(from), spec(to));
             let _ = writeln!(
                 b,
                 "rbdw image-meta set {} {} {}",
@@ -616,7 +614,12 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 q(&key)
             );
         }
-        Action::Copy { from, to, features } => {
+        Action::Copy {
+            from,
+            to,
+            features,
+            clone_of,
+        } => {
             let feats: String = features
                 .map(|f| {
                     feature_names(f)
@@ -632,13 +635,31 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 spec(to),
                 spec(to)
             );
-            let _ = writeln!(b, "say {}", q(&format!("copying {from} to {to}")));
-            let _ = writeln!(
-                b,
-                "rbdwl cp --no-progress{feats} {} {}",
-                with_snap(from),
-                spec(to)
-            );
+            match clone_of {
+                Some(p) => {
+                    let _ = writeln!(
+                        b,
+                        "say {}",
+                        q(&format!("copying {from} to {to} as a clone of {p}, written only where its 4 MiB chunks differ from the parent's"))
+                    );
+                    let _ = writeln!(
+                        b,
+                        "copy_onto_parent {} {} {}{feats}",
+                        with_snap(from),
+                        with_snap(p),
+                        spec(to)
+                    );
+                }
+                None => {
+                    let _ = writeln!(b, "say {}", q(&format!("copying {from} to {to}")));
+                    let _ = writeln!(
+                        b,
+                        "rbdwl cp --no-progress{feats} {} {}",
+                        with_snap(from),
+                        spec(to)
+                    );
+                }
+            }
             let _ = writeln!(b, "rbdw image-meta set {} {} yes", spec(to), q(&key));
         }
         Action::SnapshotAndProtect { image } => {

@@ -1,5 +1,5 @@
 RC=$(mktemp)
-trap 'rm -f "$ERR" "$RC"' EXIT
+trap 'rm -f "$ERR" "$RC" "$RC".*' EXIT
 
 # rbdq ARG...: runs rbd, output in OUT; 0: found, 1: not found (ENOENT),
 # any other failure stops the script.
@@ -180,4 +180,91 @@ image_digest() {
   } | split -b 4M --filter sha256sum | cut -c1-64 | sha256sum | cut -c1-64)
   [ "$(cat "$RC")" = 0 ] || die "rbd export $1 (status $(cat "$RC")): $(cat "$ERR")"
   [ "${#SUM}" -eq 64 ] || die "no digest of $1"
+}
+
+# The filter copy_onto_parent runs on each 4 MiB chunk of the source (split
+# --filter, chunk number in $FILE): when the chunk's SHA-256 is not the
+# parent's (line n+1 of $FERRY_HASHES), an rbd diff 'w' record of it on
+# stdout (offset and length as 8 bytes little-endian), and its number in
+# $FERRY_WRITTEN.
+# shellcheck disable=SC2016
+DIFF_FILTER='le64() {
+  n=$1
+  i=0
+  while [ "$i" -lt 8 ]; do
+    printf "\\$(printf "%03o" $((n % 256)))"
+    n=$((n / 256))
+    i=$((i + 1))
+  done
+}
+k=$(expr "${FILE#x}" + 0)
+t=$(mktemp)
+cat >"$t"
+len=$(wc -c <"$t" | tr -d " ")
+want=$(sed -n "$((k + 1))p" "$FERRY_HASHES")
+got=$(sha256sum <"$t" | cut -c1-64)
+if [ "$got" != "$want" ]; then
+  printf w
+  le64 $((k * 4194304))
+  le64 "$len"
+  cat "$t"
+  echo "$k" >>"$FERRY_WRITTEN"
+fi
+rm -f "$t"'
+
+# copy_onto_parent FROM@SNAP PARENT@SNAP TO [--image-feature F]...: TO as
+# a clone (format 2) of PARENT@SNAP, resized to FROM's size, with FROM's
+# 4 MiB chunks written only where their SHA-256 differs from the parent's
+# chunk (zeros too, so TO reads as FROM everywhere): one rbd diff stream
+# (format v1) into rbd import-diff.
+copy_onto_parent() {
+  from=$1
+  parent=$2
+  to=$3
+  shift 3
+  rbdq info --format json "$from" || die "$from is gone"
+  size=$(printf '%s' "$OUT" | jq -r .size)
+  rbdw clone --rbd-default-clone-format 2 "$@" "$parent" "$to"
+  rbdw resize --allow-shrink --no-progress --size "${size}B" "$to"
+  printf 'unknown' >"$RC"
+  {
+    rc=0
+    rbdl export --no-progress "$parent" - 2>"$ERR" || rc=$?
+    printf '%s' "$rc" >"$RC"
+  } | split -b 4M --filter sha256sum | cut -c1-64 >"$RC.hashes"
+  [ "$(cat "$RC")" = 0 ] || die "rbd export $parent (status $(cat "$RC")): $(cat "$ERR")"
+  : >"$RC.written"
+  printf 'unknown' >"$RC"
+  if ! {
+    printf 'rbd diff v1\n'
+    {
+      rc=0
+      rbdl export --no-progress "$from" - 2>"$ERR" || rc=$?
+      printf '%s' "$rc" >"$RC"
+    } | FERRY_HASHES="$RC.hashes" FERRY_WRITTEN="$RC.written" split -a 12 -d -b 4M --filter "$DIFF_FILTER"
+    printf e
+  } | rbdl import-diff --no-progress - "$to" 2>"$RC.import"; then
+    die "rbd import-diff into $to: $(cat "$RC.import")"
+  fi
+  [ "$(cat "$RC")" = 0 ] || die "rbd export $from (status $(cat "$RC")): $(cat "$ERR")"
+  say "$to: a clone of $parent; wrote $(wc -l <"$RC.written" | tr -d ' ') of $(((size + 4194303) / 4194304)) chunk(s), those that differ from the parent's"
+}
+
+# copy_flat FROM@SNAP TO [--image-feature F]...: TO, a new image holding
+# FROM's data at SNAP, flat, holes kept (rbd export | rbd import). Not `rbd
+# cp`: in Ceph 16.2 it leaves out the objects that only a clone's parent
+# holds when it copies the clone at a snapshot.
+copy_flat() {
+  from=$1
+  to=$2
+  shift 2
+  printf 'unknown' >"$RC"
+  if ! {
+    rc=0
+    rbdl export --no-progress "$from" - 2>"$ERR" || rc=$?
+    printf '%s' "$rc" >"$RC"
+  } | rbdl import --no-progress "$@" - "$to" 2>"$RC.import"; then
+    die "rbd import into $to: $(cat "$RC.import")"
+  fi
+  [ "$(cat "$RC")" = 0 ] || die "rbd export $from (status $(cat "$RC")): $(cat "$ERR")"
 }

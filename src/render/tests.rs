@@ -24,6 +24,10 @@ fn plan_named(mode: MirrorMode, name: &dyn Fn(&str) -> String) -> Plan {
         plan_id: "0123abcd".into(),
         destination_fsid: Some(name("22477561-5e0d")),
         source_fsid: Some(name("a7f64266-0894")),
+        clones: crate::spec::Clones::Flat,
+        source_glance_pool: Some(name("images")),
+        dest_glance_pool: Some(name("glance-images")),
+        published_parents: Default::default(),
     };
     let volume = |bootable: bool, id: &str| {
         (
@@ -312,4 +316,88 @@ fn shellcheck(script: &str, name: &str, extra: &[&str]) {
         "{name}: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// A volume cloned from a Glance image, listed before that image, with
+/// `clones: clone-of-parent`.
+fn clone_of_parent_plan() -> Plan {
+    let volume = ImageRef {
+        kind: ImageKind::Cinder,
+        pool: "volumes".into(),
+        name: "volume-v1".into(),
+        mirrored_pool: "volumes".into(),
+        dest_pool: "cinder-volumes".into(),
+        dest_name: "volume-v1".into(),
+        new_name: None,
+    };
+    let facts = ImageFacts {
+        id: "10ad5eed".into(),
+        size: 1 << 30,
+        features: Features::DEFAULT,
+        user_snapshots: vec![],
+        mirroring: None,
+        in_use: false,
+        users: vec![],
+        parent: Some(crate::ceph::Parent {
+            pool: "images".into(),
+            namespace: String::new(),
+            image: "abcd".into(),
+            snap: "snap".into(),
+            clone_format: 2,
+            in_trash: false,
+        }),
+        pool_mode: PoolMirrorMode::Image,
+        recorded: None,
+        cloud: None,
+    };
+    let image = ImageRef {
+        kind: ImageKind::Glance,
+        pool: "images".into(),
+        name: "abcd".into(),
+        mirrored_pool: "images".into(),
+        dest_pool: "glance-images".into(),
+        dest_name: "abcd".into(),
+        new_name: None,
+    };
+    let image_facts = ImageFacts {
+        parent: None,
+        pool_mode: PoolMirrorMode::Pool,
+        size: 6 << 20,
+        id: "1d".into(),
+        ..facts.clone()
+    };
+    let opts = BuildOptions {
+        mode: MirrorMode::Snapshot,
+        allow_in_use: false,
+        cleanup: true,
+        source_cluster: "site-a".into(),
+        destination_cluster: "site-b".into(),
+        adopt: None,
+        plan_id: "0123abcd".into(),
+        destination_fsid: None,
+        source_fsid: Some("a7f64266-0894".into()),
+        clones: crate::spec::Clones::CloneOfParent,
+        source_glance_pool: Some("images".into()),
+        dest_glance_pool: Some("glance-images".into()),
+        published_parents: Default::default(),
+    };
+    build(&opts, &[(volume, facts), (image, image_facts)])
+}
+
+#[test]
+fn a_clone_of_parent_copy_waits_for_the_parent_and_writes_what_differs() {
+    let s = script(&clone_of_parent_plan(), Role::DestinationStorage);
+    // The parent's part comes first: its snapshot is what the clone waits for.
+    let parent = s.find("\n# --- images/abcd ---").unwrap();
+    let clone = s.find("\n# --- volumes/volume-v1 ---").unwrap();
+    assert!(parent < clone, "{s}");
+    assert!(s.contains(
+        "wait_for 'destination:glance-images/abcd@snap, the parent this copy is a clone of, to be published and protected (the migration of that Glance image does it)' snap_protected 'glance-images/abcd' 'snap'"
+    ), "{s}");
+    assert!(s.contains(
+        "copy_onto_parent 'volumes/volume-v1.ferry-flat@ferry-cutover-0123abcd' 'glance-images/abcd@snap' 'cinder-volumes/volume-v1.ferry-partial' --image-feature layering"
+    ), "{s}");
+    // The verify reads the clone back, as for any scripted copy.
+    assert!(s.contains("image_digest 'cinder-volumes/volume-v1.ferry-partial'"));
+    shellcheck(&s, "clone-of-parent", &[]);
 }

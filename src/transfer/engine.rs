@@ -70,20 +70,56 @@ pub struct Outcome {
     pub bytes_written: u64,
 }
 
-/// One chunk's work, as the allocation map and the log say.
+/// One chunk's work, as the allocation maps and the log say.
 enum Work {
-    /// No data: hashes to the zero constant; nothing to read or write.
+    /// No data, in the source nor in the base: hashes to the zero
+    /// constant; nothing to read or write.
     Hole(u64),
     /// Copied by an earlier run.
     Logged(u64, ChunkHash),
-    /// Data within `span` (bytes of the chunk); the rest reads as zeros.
-    Data { index: u64, span: Range<usize> },
+    /// Source data within `span` (bytes of the chunk; None: a hole), base
+    /// data within `base`; the rest reads as zeros. One of them is Some.
+    Data {
+        index: u64,
+        span: Option<Range<usize>>,
+        base: Option<Range<usize>>,
+    },
 }
 
-/// Yields the chunks' work in order, one window of the allocation map and
+/// The bytes of `[start, end)` that `extents` cover, per chunk (from chunk
+/// `first`, `count` chunks): one span each, the hull of what is covered.
+fn chunk_spans(
+    extents: &[super::endpoint::Extent],
+    start: u64,
+    end: u64,
+    first: u64,
+    count: u64,
+) -> Vec<Option<Range<usize>>> {
+    let mut spans: Vec<Option<Range<usize>>> = vec![None; count as usize];
+    for e in extents {
+        let (from, to) = (e.offset.max(start), (e.offset + e.len).min(end));
+        let mut at = from;
+        while at < to {
+            let k = at / CHUNK_SIZE;
+            let base = k * CHUNK_SIZE;
+            let stop = to.min(base + CHUNK_SIZE);
+            let r = (at - base) as usize..(stop - base) as usize;
+            let s = &mut spans[(k - first) as usize];
+            *s = Some(match s.take() {
+                Some(old) => old.start.min(r.start)..old.end.max(r.end),
+                None => r,
+            });
+            at = stop;
+        }
+    }
+    spans
+}
+
+/// Yields the chunks' work in order, one window of the allocation maps and
 /// the log at a time.
 struct Planner<'a, S: Source> {
     source: &'a S,
+    base: Option<&'a S>,
     size: u64,
     chunks: u64,
     next_window: u64,
@@ -99,30 +135,35 @@ impl<S: Source> Planner<'_, S> {
             self.next_window += count;
             let start = first * CHUNK_SIZE;
             let end = ((first + count) * CHUNK_SIZE).min(self.size);
-            let mut spans: Vec<Option<Range<usize>>> = vec![None; count as usize];
-            for e in self.source.allocated(start, end - start)? {
-                let (from, to) = (e.offset.max(start), (e.offset + e.len).min(end));
-                let mut at = from;
-                while at < to {
-                    let k = at / CHUNK_SIZE;
-                    let base = k * CHUNK_SIZE;
-                    let stop = to.min(base + CHUNK_SIZE);
-                    let r = (at - base) as usize..(stop - base) as usize;
-                    let s = &mut spans[(k - first) as usize];
-                    *s = Some(match s.take() {
-                        Some(old) => old.start.min(r.start)..old.end.max(r.end),
-                        None => r,
-                    });
-                    at = stop;
+            let spans = chunk_spans(
+                &self.source.allocated(start, end - start)?,
+                start,
+                end,
+                first,
+                count,
+            );
+            // The base (the image a clone target reads where nothing was
+            // written) ends at its own size.
+            let bases = match self.base {
+                Some(b) if start < end.min(b.size()) => {
+                    let stop = end.min(b.size());
+                    chunk_spans(
+                        &b.allocated(start, stop - start)?,
+                        start,
+                        stop,
+                        first,
+                        count,
+                    )
                 }
-            }
+                _ => vec![None; count as usize],
+            };
             let logged = log.load(first, count)?;
-            for (k, (span, done)) in spans.into_iter().zip(logged).enumerate() {
+            for (k, ((span, base), done)) in spans.into_iter().zip(bases).zip(logged).enumerate() {
                 let index = first + k as u64;
-                self.queue.push_back(match (done, span) {
-                    (Some(h), _) => Work::Logged(index, h),
-                    (None, Some(span)) => Work::Data { index, span },
-                    (None, None) => Work::Hole(index),
+                self.queue.push_back(match (done, span, base) {
+                    (Some(h), _, _) => Work::Logged(index, h),
+                    (None, None, None) => Work::Hole(index),
+                    (None, span, base) => Work::Data { index, span, base },
                 });
             }
         }
@@ -130,11 +171,12 @@ impl<S: Source> Planner<'_, S> {
     }
 }
 
-/// A chunk being read.
+/// A chunk being read (its source data, its base data, or both).
 struct Reading<R> {
     index: u64,
-    span: Range<usize>,
-    read: R,
+    len: usize,
+    span: Option<(Range<usize>, R)>,
+    base: Option<(Range<usize>, R)>,
 }
 
 /// A chunk being written (or, without a target, just hashed).
@@ -142,6 +184,8 @@ struct Writing<W> {
     index: u64,
     hash: ChunkHash,
     data: Arc<Vec<u8>>,
+    /// The base's bytes of the chunk, when read (a buffer to reuse).
+    base: Option<Vec<u8>>,
     writes: Vec<W>,
 }
 
@@ -173,6 +217,22 @@ pub fn transfer<S: Source, T: Target>(
     opts: &Options,
     progress: &mut dyn FnMut(u64, u64) -> bool,
 ) -> Result<Outcome> {
+    transfer_onto(source, None, target, log, opts, progress)
+}
+
+/// [`transfer`] onto a target that reads as `base` wherever nothing was
+/// written (a clone of `base`), instead of as zeros: only the blocks whose
+/// data differ from the base's are written, zeros included where the base
+/// has data, so the target reads as the source everywhere. The digest is
+/// the source's, as with [`transfer`]. Without a base: [`transfer`].
+pub fn transfer_onto<S: Source, T: Target>(
+    source: &S,
+    base: Option<&S>,
+    target: Option<&T>,
+    log: &mut dyn ChunkLog,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+) -> Result<Outcome> {
     let size = source.size();
     let chunks = chunk_count(size);
     let mut run = Run {
@@ -196,7 +256,7 @@ pub fn transfer<S: Source, T: Target>(
         digest: ImageDigest::new(),
         ready: BTreeMap::new(),
     };
-    let result = run.pump(source, size, chunks, &mut order, progress);
+    let result = run.pump(source, base, size, chunks, &mut order, progress);
     // Keep what is finished, also when stopped or failed: a re-run resumes.
     let recorded = run.record();
     result?;
@@ -223,6 +283,7 @@ impl<'a, T: Target> Run<'a, T> {
     fn pump<S: Source>(
         &mut self,
         source: &S,
+        base: Option<&S>,
         size: u64,
         chunks: u64,
         order: &mut InOrder,
@@ -231,6 +292,7 @@ impl<'a, T: Target> Run<'a, T> {
         let depth = self.opts.depth.max(1);
         let mut planner = Planner {
             source,
+            base,
             size,
             chunks,
             next_window: 0,
@@ -275,18 +337,26 @@ impl<'a, T: Target> Run<'a, T> {
                         self.out.chunks_resumed += 1;
                         cheap += 1;
                     }
-                    Some(Work::Data { index, span }) => {
+                    Some(Work::Data {
+                        index,
+                        span,
+                        base: base_span,
+                    }) => {
                         let len = chunk_len(size, index);
-                        let mut buf = buffers.pop().unwrap_or_default();
-                        buf.resize(len, 0);
-                        buf[..span.start].fill(0);
-                        buf[span.end..].fill(0);
-                        let read = source.read(
-                            index * CHUNK_SIZE + span.start as u64,
-                            buf,
-                            span.clone(),
-                        )?;
-                        reading.push_back(Reading { index, span, read });
+                        let span = match span {
+                            Some(r) => Some(start_read(source, &mut buffers, index, len, r)?),
+                            None => None,
+                        };
+                        let base_read = match (base, base_span) {
+                            (Some(b), Some(r)) => Some(start_read(b, &mut buffers, index, len, r)?),
+                            _ => None,
+                        };
+                        reading.push_back(Reading {
+                            index,
+                            len,
+                            span,
+                            base: base_read,
+                        });
                     }
                 }
                 // Long runs of holes: let progress (and a stop) through.
@@ -295,7 +365,7 @@ impl<'a, T: Target> Run<'a, T> {
                 }
             }
             if let Some(r) = reading.pop_front() {
-                let w = self.finish_read(r, order)?;
+                let w = self.finish_read(r, order, &mut buffers)?;
                 writing.push_back(w);
             } else if let Some(w) = writing.pop_front() {
                 self.finish_write(w, &mut buffers)?;
@@ -313,30 +383,66 @@ impl<'a, T: Target> Run<'a, T> {
         Ok(())
     }
 
-    /// A read ended: start writing its data blocks, hash it meanwhile.
+    /// A read ended: start writing the blocks that differ from what the
+    /// target reads unwritten (zeros, or the base), hash it meanwhile.
     fn finish_read<R: PendingRead>(
         &mut self,
         r: Reading<R>,
         order: &mut InOrder,
+        buffers: &mut Vec<Vec<u8>>,
     ) -> Result<Writing<T::Write<'a>>> {
-        let buf = r.read.wait()?;
         self.out.chunks_read += 1;
-        self.out.bytes_read += r.span.len() as u64;
+        let (span, buf, hash) = match r.span {
+            Some((span, read)) => {
+                let buf = read.wait()?;
+                self.out.bytes_read += span.len() as u64;
+                let hash = chunk_hash(&buf);
+                (Some(span), buf, hash)
+            }
+            None => {
+                // A hole over base data: zeros, written where the base is not.
+                let mut buf = buffers.pop().unwrap_or_default();
+                buf.clear();
+                buf.resize(r.len, 0);
+                (None, buf, zero_hash(r.len))
+            }
+        };
+        let base = match r.base {
+            Some((bspan, read)) => {
+                self.out.bytes_read += bspan.len() as u64;
+                Some((bspan, read.wait()?))
+            }
+            None => None,
+        };
         let data = Arc::new(buf);
         let mut writes = Vec::new();
         if let Some(t) = self.target {
-            let base = r.index * CHUNK_SIZE;
-            for run in data_runs(&data, r.span.clone(), self.opts.block) {
+            let runs = match &base {
+                Some((bspan, b)) => {
+                    let hull = match &span {
+                        Some(s) => s.start.min(bspan.start)..s.end.max(bspan.end),
+                        None => bspan.clone(),
+                    };
+                    diff_runs(&data, b, hull, self.opts.block)
+                }
+                // The base holds nothing here: as without one.
+                None => span
+                    .clone()
+                    .map(|s| data_runs(&data, s, self.opts.block))
+                    .unwrap_or_default(),
+            };
+            let at = r.index * CHUNK_SIZE;
+            for run in runs {
                 self.out.bytes_written += run.len() as u64;
-                writes.push(t.write(base + run.start as u64, Arc::clone(&data), run)?);
+                writes.push(t.write(at + run.start as u64, Arc::clone(&data), run)?);
             }
         }
-        let hash = chunk_hash(&data);
         order.add(r.index, hash);
         Ok(Writing {
             index: r.index,
             hash,
             data,
+            base: base.map(|(_, b)| b),
             writes,
         })
     }
@@ -352,6 +458,7 @@ impl<'a, T: Target> Run<'a, T> {
         if let Ok(buf) = Arc::try_unwrap(w.data) {
             buffers.push(buf);
         }
+        buffers.extend(w.base);
         Ok(())
     }
 
@@ -378,6 +485,23 @@ impl<'a, T: Target> Run<'a, T> {
     }
 }
 
+/// Starts reading `span` of chunk `index` (`len` bytes) from `from` into a
+/// buffer zeroed outside it.
+fn start_read<'s, S: Source>(
+    from: &'s S,
+    buffers: &mut Vec<Vec<u8>>,
+    index: u64,
+    len: usize,
+    span: Range<usize>,
+) -> Result<(Range<usize>, S::Read<'s>)> {
+    let mut buf = buffers.pop().unwrap_or_default();
+    buf.resize(len, 0);
+    buf[..span.start].fill(0);
+    buf[span.end..].fill(0);
+    let read = from.read(index * CHUNK_SIZE + span.start as u64, buf, span.clone())?;
+    Ok((span, read))
+}
+
 /// The runs of `buf[span]` that are not all zeros, in `block`-sized steps
 /// aligned to the chunk; neighbouring runs merge.
 pub fn data_runs(buf: &[u8], span: Range<usize>, block: usize) -> Vec<Range<usize>> {
@@ -387,6 +511,26 @@ pub fn data_runs(buf: &[u8], span: Range<usize>, block: usize) -> Vec<Range<usiz
     while at < span.end {
         let end = ((at / block + 1) * block).min(span.end);
         if !is_zero(&buf[at..end]) {
+            match out.last_mut() {
+                Some(r) if r.end == at => r.end = end,
+                _ => out.push(at..end),
+            }
+        }
+        at = end;
+    }
+    out
+}
+
+/// The runs of `span` where `buf` and `base` differ, in `block`-sized
+/// steps aligned to the chunk; neighbouring runs merge. Both are the whole
+/// chunk.
+pub fn diff_runs(buf: &[u8], base: &[u8], span: Range<usize>, block: usize) -> Vec<Range<usize>> {
+    let block = block.max(1);
+    let mut out: Vec<Range<usize>> = Vec::new();
+    let mut at = span.start;
+    while at < span.end {
+        let end = ((at / block + 1) * block).min(span.end);
+        if buf[at..end] != base[at..end] {
             match out.last_mut() {
                 Some(r) if r.end == at => r.end = end,
                 _ => out.push(at..end),
@@ -624,6 +768,165 @@ mod tests {
             assert_eq!(out.digest, digest_bytes(&src.data));
             assert_eq!(out.bytes_read, 0);
         }
+    }
+
+    /// A parent of 17 MiB and a child of 21.5 MiB made from it: chunk 0
+    /// the same, chunk 1 one block changed, chunk 2 discarded in the child
+    /// (a hole over parent data), chunk 3 a hole in both, chunk 4 written
+    /// past the parent's end, chunk 5 (short) a hole.
+    fn parent_and_child() -> (Mem, Mem) {
+        let mut parent = vec![0u8; 17 * MIB];
+        Noise(7).fill(&mut parent[..12 * MIB]);
+        Noise(8).fill(&mut parent[16 * MIB..]);
+        let mut child = vec![0u8; 21 * MIB + MIB / 2];
+        child[..17 * MIB].copy_from_slice(&parent);
+        child[4 * MIB + 8192..4 * MIB + 12288].fill(0xab);
+        child[8 * MIB..12 * MIB].fill(0);
+        // Chunk 4 holds the parent's last MiB (16-17) and new data after it.
+        Noise(9).fill(&mut child[17 * MIB..18 * MIB]);
+        let ext = |v: &[(usize, usize)]| {
+            v.iter()
+                .map(|&(o, l)| Extent {
+                    offset: o as u64,
+                    len: l as u64,
+                })
+                .collect::<Vec<_>>()
+        };
+        (
+            Mem {
+                extents: ext(&[(0, 12 * MIB), (16 * MIB, MIB)]),
+                data: parent,
+                reads: Cell::new(0),
+            },
+            Mem {
+                extents: ext(&[(0, 8 * MIB), (16 * MIB, 2 * MIB)]),
+                data: child,
+                reads: Cell::new(0),
+            },
+        )
+    }
+
+    struct Noise(u64);
+    impl Noise {
+        fn fill(&mut self, b: &mut [u8]) {
+            for x in b {
+                self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1);
+                *x = (self.0 >> 56) as u8 | 1;
+            }
+        }
+    }
+
+    #[test]
+    fn a_copy_onto_a_clone_writes_only_what_differs_from_the_base_and_reads_equal() {
+        let (parent, child) = parent_and_child();
+        // The clone reads as the parent where nothing was written, zeros
+        // past the parent's end.
+        let mut start = parent.data.clone();
+        start.resize(child.data.len(), 0);
+        let dst = MemTarget {
+            data: RefCell::new(start),
+            written: RefCell::new(Vec::new()),
+        };
+        let out = transfer_onto(
+            &child,
+            Some(&parent),
+            Some(&dst),
+            &mut MemLog::default(),
+            &opts(),
+            &mut |_, _| true,
+        )
+        .unwrap();
+        assert_eq!(
+            *dst.data.borrow(),
+            child.data,
+            "the clone reads as the child"
+        );
+        assert_eq!(out.digest, digest_bytes(&child.data));
+        let written: Vec<(u64, u64)> = dst
+            .written
+            .borrow()
+            .iter()
+            .map(|e| (e.offset, e.len))
+            .collect();
+        let m = MIB as u64;
+        assert_eq!(
+            written,
+            [
+                // The changed block of chunk 1.
+                (4 * m + 8192, 4096),
+                // Zeros over the parent's data in chunk 2.
+                (8 * m, 4 * m),
+                // Chunk 4: the new MiB after the parent's end, not the
+                // parent's own last MiB.
+                (17 * m, m),
+            ],
+            "nothing else is written: chunk 0 equals the parent's"
+        );
+        assert_eq!(out.bytes_written, 4096 + 4 * m + m);
+    }
+
+    #[test]
+    fn a_copy_onto_a_clone_resumes_and_without_a_base_is_a_plain_copy() {
+        let (parent, child) = parent_and_child();
+        let mut start = parent.data.clone();
+        start.resize(child.data.len(), 0);
+        let dst = MemTarget {
+            data: RefCell::new(start),
+            written: RefCell::new(Vec::new()),
+        };
+        let mut log = MemLog::default();
+        let one = Options { depth: 1, ..opts() };
+        let err = transfer_onto(
+            &child,
+            Some(&parent),
+            Some(&dst),
+            &mut log,
+            &one,
+            &mut |done, _| done < 8 * MIB as u64,
+        )
+        .unwrap_err();
+        assert!(matches!(err, TransferError::Stopped { .. }), "{err}");
+        let out = transfer_onto(
+            &child,
+            Some(&parent),
+            Some(&dst),
+            &mut log,
+            &opts(),
+            &mut |_, _| true,
+        )
+        .unwrap();
+        assert!(out.chunks_resumed >= 2, "{out:?}");
+        assert_eq!(*dst.data.borrow(), child.data);
+        assert_eq!(out.digest, digest_bytes(&child.data));
+        // No base: the same as transfer, holes stay holes.
+        let plain = MemTarget {
+            data: RefCell::new(vec![0u8; child.data.len()]),
+            written: RefCell::new(Vec::new()),
+        };
+        let out = transfer_onto(
+            &child,
+            None,
+            Some(&plain),
+            &mut MemLog::default(),
+            &opts(),
+            &mut |_, _| true,
+        )
+        .unwrap();
+        assert_eq!(*plain.data.borrow(), child.data);
+        assert_eq!(out.digest, digest_bytes(&child.data));
+    }
+
+    #[test]
+    fn differing_blocks_are_found_on_block_boundaries() {
+        let a = vec![0u8; 16384];
+        let mut b = a.clone();
+        b[5000] = 1;
+        b[16383] = 2;
+        assert_eq!(
+            diff_runs(&a, &b, 0..16384, 4096),
+            vec![4096..8192, 12288..16384]
+        );
+        assert!(diff_runs(&a, &a, 0..16384, 4096).is_empty());
     }
 
     #[test]

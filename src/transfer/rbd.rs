@@ -9,7 +9,7 @@ use crate::ceph::{AioRead, AioWrite, ErrorKind, Features, Image, Pool};
 
 use super::digest::{ChunkHash, CHUNK_SIZE};
 use super::endpoint::{Extent, HashOnly, PendingRead, PendingWrite, Source, Target};
-use super::engine::{transfer, Options, Outcome};
+use super::engine::{transfer, transfer_onto, Options, Outcome};
 use super::log::{decode, runs, ChunkLog, NoLog, ENTRY};
 use super::Result;
 
@@ -188,9 +188,54 @@ pub fn copy_image(
     opts: &Options,
     progress: &mut dyn FnMut(u64, u64) -> bool,
 ) -> Result<Outcome> {
+    copy_image_onto(
+        src_pool, name, snap, None, dst_pool, dest, features, opts, progress,
+    )
+}
+
+/// An image at a snapshot that a copy is cloned from.
+#[derive(Clone, Copy)]
+pub struct CloneOf<'a, 'c> {
+    pub pool: &'a Pool<'c>,
+    pub image: &'a str,
+    pub snap: &'a str,
+}
+
+/// [`copy_image`], where with `clone_of` the copy is created as a clone
+/// (format 2) of that snapshot, resized to the source's size, and only the
+/// blocks whose data differ from the parent's are written (zeros included
+/// where the parent has data): the clone reads as the source, and keeps
+/// the parent's data shared. `features` must then include layering.
+#[allow(clippy::too_many_arguments)]
+pub fn copy_image_onto(
+    src_pool: &Pool<'_>,
+    name: &str,
+    snap: Option<&str>,
+    clone_of: Option<CloneOf<'_, '_>>,
+    dst_pool: &Pool<'_>,
+    dest: &str,
+    features: Option<Features>,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+) -> Result<Outcome> {
     let image = src_pool.open_image_read_only(name, snap)?;
     let source = RbdSource::new(&image)?;
-    let identity = source.identity();
+    let parent = match &clone_of {
+        Some(c) => Some(c.pool.open_image_read_only(c.image, Some(c.snap))?),
+        None => None,
+    };
+    let base = parent.as_ref().map(RbdSource::new).transpose()?;
+    // A log of a copy onto another parent (or none) is not resumed.
+    let identity = match (&clone_of, &parent) {
+        (Some(c), Some(p)) => format!(
+            "{} onto {}@{} (id {})",
+            source.identity(),
+            p.object(),
+            c.snap,
+            p.id()?
+        ),
+        _ => source.identity(),
+    };
     let resumable = match dst_pool.open_image(dest) {
         Ok(t) => {
             let object = log_object(&t.id()?);
@@ -214,8 +259,16 @@ pub fn copy_image(
                 _ => {}
             }
             let features = features.unwrap_or(creatable(image.features()?));
-            dst_pool.create_image(dest, source.size(), features)?;
+            match &clone_of {
+                Some(c) => {
+                    dst_pool.clone_image(c.pool, c.image, c.snap, dest, features, 2)?;
+                }
+                None => dst_pool.create_image(dest, source.size(), features)?,
+            }
             let t = dst_pool.open_image(dest)?;
+            if clone_of.is_some() && t.info()?.size != source.size() {
+                t.resize(source.size())?;
+            }
             let object = log_object(&t.id()?);
             dst_pool.remove_object(&object)?;
             dst_pool.set_object_xattr(&object, SOURCE_ATTR, &identity)?;
@@ -226,8 +279,9 @@ pub fn copy_image(
         pool: dst_pool,
         object,
     };
-    let out = transfer(
+    let out = transfer_onto(
         &source,
+        base.as_ref(),
         Some(&RbdTarget::new(&target)),
         &mut log,
         opts,

@@ -57,25 +57,45 @@ fn volume_from_image(src: &Cloud, name: &str, image_id: &str) -> Volume {
     )
 }
 
+/// A volume made from a Glance image through the source Cinder, and the
+/// guards that remove it, its image and what the run makes at the
+/// destination (fields drop in order: the clone before its image).
+struct CloneFixture<'c> {
+    vol: Volume,
+    _dest: DestGuard<'c>,
+    _vol: VolumeGuard<'c>,
+    _image: ImageGuard<'c>,
+}
+
+impl<'c> CloneFixture<'c> {
+    fn new(src: &'c Cloud, dst: &'c Cloud, image: &ferry::openstack::Image, name: &str) -> Self {
+        let _image = ImageGuard(src, image.id.clone());
+        let vol = volume_from_image(src, name, &image.id);
+        CloneFixture {
+            _dest: DestGuard {
+                cloud: dst,
+                volume_marker: Some(vol.id.clone()),
+                image: Some(image.id.clone()),
+            },
+            _vol: VolumeGuard {
+                cloud: src,
+                id: vol.id.clone(),
+            },
+            _image,
+            vol,
+        }
+    }
+}
+
 fn clone_from_glance_moves(mode: &str) {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let (src, dst) = (env.cloud("source"), env.cloud("destination"));
     let image_name = unique("base");
     let (image, _) = source_image(&src, &image_name, 31);
-    let _image_guard = ImageGuard(&src, image.id.clone());
     let name = unique("web");
-    let vol = volume_from_image(&src, &name, &image.id);
-    // Declared after the image's guard: the clone goes first.
-    let _vol_guard = VolumeGuard {
-        cloud: &src,
-        id: vol.id.clone(),
-    };
-    let _dest = DestGuard {
-        cloud: &dst,
-        volume_marker: Some(vol.id.clone()),
-        image: Some(image.id.clone()),
-    };
+    let fixture = CloneFixture::new(&src, &dst, &image, &name);
+    let vol = &fixture.vol;
     let a = env.connect("site-a");
     let vp = a.pool("volumes").unwrap();
     let rbd_name = format!("volume-{}", vol.id);
@@ -607,4 +627,406 @@ fn a_failure_before_the_cut_over_puts_the_source_back() {
         ],
     );
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
+/// A raw image of `size` bytes of noise uploaded through a cloud's Glance.
+fn sized_source_image(src: &Cloud, name: &str, size: usize, seed: u64) -> ferry::openstack::Image {
+    let mut data = vec![0u8; size];
+    common::Noise::new(seed).fill(&mut data);
+    let img = Glance(src)
+        .create(&json!({"name": name, "disk_format": "raw", "container_format": "bare"}))
+        .unwrap();
+    src.call(
+        Service::Image,
+        Method::PUT,
+        &format!("/v2/images/{}/file", img.id),
+        &[("Content-Type", "application/octet-stream")],
+        Some(ferry::openstack::session::Body::Raw(&data)),
+    )
+    .unwrap();
+    img
+}
+
+/// `rbd du`'s used bytes of an image itself (a clone's own objects, not its
+/// parent's).
+fn used_bytes(env: &TestEnv, site: &str, spec: &str) -> u64 {
+    let out = env.cli("rbd", site, &["du", "--format", "json", spec]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i.get("snapshot").is_none())
+        .and_then(|i| i["used_size"].as_u64())
+        .unwrap_or_else(|| panic!("rbd du {spec}: {out}"))
+}
+
+#[test]
+fn with_clone_of_parent_a_volume_from_a_glance_image_arrives_as_a_clone_of_its_parents_copy() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let image_name = unique("base");
+    let image = sized_source_image(&src, &image_name, 64 << 20, 41);
+    let name = unique("web");
+    let fixture = CloneFixture::new(&src, &dst, &image, &name);
+    let vol = &fixture.vol;
+    let a = env.connect("site-a");
+    let vp = a.pool("volumes").unwrap();
+    let rbd_name = format!("volume-{}", vol.id);
+    let (want, flat_equivalent) = {
+        let img = vp.open_image(&rbd_name).unwrap();
+        assert!(
+            img.parent().unwrap().is_some(),
+            "a volume from an image is a clone"
+        );
+        // Written after creation: data over the parent's and beside it, and
+        // zeros over a whole object of the parent's data (the copy must hide
+        // the parent there).
+        write_sparse(&img, GIB, 4, MIB as usize, 42);
+        img.write_at(8 * MIB + 4096, &[0x5a; 8192]).unwrap();
+        img.write_at(16 * MIB, &vec![0u8; 4 * MIB as usize])
+            .unwrap();
+        // What a flat copy holds: every object with data, the parent's too.
+        let flat: u64 = img
+            .allocated(0, GIB, true)
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l)
+            .sum();
+        (checksum(&img), flat)
+    };
+
+    let (spec, state) = spec_in_temp_dir(&(env.spec_yaml_with_clouds(&format!(
+        "  - volume: {name}\n  - glance_image: {image_name}\n"
+    )) + "options: {mirror_mode: snapshot, cleanup: true, bootable_volumes: cinder, volume_types: {ceph: ceph}, clones: clone-of-parent}\n"));
+    let dest_glance = env.var("DEST_GLANCE_POOL").to_string();
+    let plan = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["plan"])
+        .arg(&spec)
+        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
+        .output()
+        .unwrap();
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan_text.contains(&format!(
+            "it arrives as a clone of destination:{dest_glance}/{}@snap (moved in this migration as image 2",
+            image.id
+        )),
+        "the plan does not say the volume arrives as a clone: {plan_text}"
+    );
+    // One image at a time: the parent must go first, or the clone's copy
+    // would wait for it forever.
+    let out = common::ferry_run(
+        &spec,
+        &state,
+        &["--concurrency", "1"],
+        Some(&env.clouds_yaml()),
+    );
+    ok(&out);
+    let copy_event = common::step_events(&out)
+        .into_iter()
+        .find(|e| {
+            e["step"] == "copy"
+                && e["status"] == "done"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("a clone of"))
+        })
+        .expect("the copy says it made a clone");
+    eprintln!("copy: {}", copy_event["detail"]);
+
+    // Adopted by Cinder (manage-existing takes a clone), a clone of the
+    // parent's destination copy, with the source's data.
+    let found = adopted(&dst, &vol.id);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].status, "available");
+    let b = env.connect("site-b");
+    let cinder_pool = env.var("DEST_CINDER_POOL").to_string();
+    let bp = b.pool(&cinder_pool).unwrap();
+    let dest_name = format!("volume-{}", found[0].id);
+    let copy = bp.open_image_read_only(&dest_name, None).unwrap();
+    let parent = copy.parent().unwrap().expect("the copy is a clone");
+    assert_eq!(
+        (
+            parent.pool.as_str(),
+            parent.image.as_str(),
+            parent.snap.as_str()
+        ),
+        (dest_glance.as_str(), image.id.as_str(), "snap")
+    );
+    assert_eq!(checksum(&copy), want, "the clone reads as the source");
+    // Its own objects: only those that differ from the parent.
+    let used = used_bytes(&env, "site-b", &format!("{cinder_pool}/{dest_name}"));
+    eprintln!(
+        "volume of {} MiB: the clone's own objects {} MiB, a flat copy {} MiB",
+        GIB / MIB,
+        used / MIB,
+        flat_equivalent / MIB
+    );
+    assert!(
+        used * 3 < flat_equivalent,
+        "used {used}, flat {flat_equivalent}"
+    );
+    assert!(used < GIB / 32, "used {used}");
+    // The parent arrived as an active image, and keeps its child.
+    let g = Glance(&dst).image(&image.id).unwrap();
+    assert_eq!(g.status, "active");
+    drop(copy);
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
+/// The scripts' `copy_onto_parent` (src/render/storage.sh), run with `sh`
+/// against site-b, and ferry's engine: a clone of the parent, with only the
+/// differing chunks written, reading as the source.
+#[test]
+fn a_copy_onto_a_parent_writes_only_differing_chunks_and_reads_equal_in_the_script_and_ferry() {
+    let env = TestEnv::load();
+    let b = env.connect("site-b");
+    let glance = env.var("DEST_GLANCE_POOL").to_string();
+    let cinder = env.var("DEST_CINDER_POOL").to_string();
+    let gp = b.pool(&glance).unwrap();
+    let cp = b.pool(&cinder).unwrap();
+    let (parent, source, to) = (unique("par"), unique("src"), unique("onto"));
+    struct Gone<'a>(
+        &'a ferry::ceph::Pool<'a>,
+        &'a ferry::ceph::Pool<'a>,
+        [String; 3],
+    );
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            let _ = self.1.remove_image(&self.2[2]);
+            if let Ok(i) = self.1.open_image(&self.2[1]) {
+                let _ = i.snap_remove("cut");
+            }
+            let _ = self.1.remove_image(&self.2[1]);
+            if let Ok(i) = self.0.open_image(&self.2[0]) {
+                let _ = i.snap_unprotect("snap");
+                let _ = i.snap_remove("snap");
+            }
+            let _ = self.0.remove_image(&self.2[0]);
+        }
+    }
+    let _gone = Gone(&gp, &cp, [parent.clone(), source.clone(), to.clone()]);
+    // Parent: 24 MiB of noise. Source (29 MiB + 1 KiB): the parent's data,
+    // a changed block in chunk 1, zeros over chunk 2, new data after the
+    // parent's end; its own odd size.
+    let mut data = vec![0u8; 24 * MIB as usize];
+    common::Noise::new(51).fill(&mut data);
+    gp.create_image(&parent, data.len() as u64, Features::DEFAULT)
+        .unwrap();
+    let p = gp.open_image(&parent).unwrap();
+    p.write_at(0, &data).unwrap();
+    p.snap_create("snap").unwrap();
+    p.snap_protect("snap").unwrap();
+    drop(p);
+    let size = 29 * MIB + 1024;
+    cp.create_image(&source, size, Features::DEFAULT).unwrap();
+    let s = cp.open_image(&source).unwrap();
+    s.write_at(0, &data).unwrap();
+    s.write_at(4 * MIB + 8192, &[7u8; 4096]).unwrap();
+    s.write_at(8 * MIB, &vec![0u8; 4 * MIB as usize]).unwrap();
+    let mut tail = vec![0u8; (5 * MIB + 1024) as usize];
+    common::Noise::new(52).fill(&mut tail);
+    s.write_at(24 * MIB, &tail).unwrap();
+    s.snap_create("cut").unwrap();
+    drop(s);
+
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/render");
+    let script = format!(
+        "set -eu\nROLE=test\n{}\n{}\ncopy_onto_parent \"$1\" \"$2\" \"$3\" --image-feature layering --image-feature exclusive-lock --image-feature object-map --image-feature fast-diff\n",
+        std::fs::read_to_string(format!("{dir}/common.sh")).unwrap(),
+        std::fs::read_to_string(format!("{dir}/storage.sh")).unwrap()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script, "sh"])
+        .arg(format!("{cinder}/{source}@cut"))
+        .arg(format!("{glance}/{parent}@snap"))
+        .arg(format!("{cinder}/{to}"))
+        .env("CEPH_CONF", env.path("SITE_B_CONF"))
+        .env(
+            "CEPH_ARGS",
+            format!(
+                "--id {} --keyring {}",
+                env.var("SITE_B_USER"),
+                env.var("SITE_B_USER_KEYRING")
+            ),
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("wrote 4 of 8 chunk(s)"), "{said}");
+    let got = cp.open_image_read_only(&to, None).unwrap();
+    let want = checksum(&cp.open_image_read_only(&source, Some("cut")).unwrap());
+    assert_eq!(checksum(&got), want);
+    assert_eq!(got.info().unwrap().size, size);
+    let pa = got.parent().unwrap().expect("a clone");
+    assert_eq!(
+        (pa.pool.as_str(), pa.image.as_str()),
+        (glance.as_str(), parent.as_str())
+    );
+    let used = used_bytes(&env, "site-b", &format!("{cinder}/{to}"));
+    assert!(used <= 4 * 4 * MIB, "used {used}");
+
+    // The scripts' copy-out-flat of a clone at a snapshot holds the
+    // objects only the parent has (`rbd cp` of 16.2 leaves them out).
+    let (child, flat) = (unique("child"), unique("flat"));
+    let _gone_child = Gone(&gp, &cp, [String::new(), child.clone(), flat.clone()]);
+    let sh_run = |body: &str, args: &[String]| {
+        let script = format!(
+            "set -eu\nROLE=test\n{}\n{}\n{body}\n",
+            std::fs::read_to_string(format!("{dir}/common.sh")).unwrap(),
+            std::fs::read_to_string(format!("{dir}/storage.sh")).unwrap()
+        );
+        Command::new("sh")
+            .args(["-c", &script, "sh"])
+            .args(args)
+            .env("CEPH_CONF", env.path("SITE_B_CONF"))
+            .env(
+                "CEPH_ARGS",
+                format!(
+                    "--id {} --keyring {}",
+                    env.var("SITE_B_USER"),
+                    env.var("SITE_B_USER_KEYRING")
+                ),
+            )
+            .output()
+            .unwrap()
+    };
+    cp.clone_image(&gp, &parent, "snap", &child, Features::DEFAULT, 2)
+        .unwrap();
+    let c = cp.open_image(&child).unwrap();
+    c.write_at(4096, &[9u8; 8192]).unwrap();
+    c.snap_create("cut").unwrap();
+    drop(c);
+    let out = sh_run(
+        "copy_flat \"$1\" \"$2\" --image-feature layering",
+        &[format!("{cinder}/{child}@cut"), format!("{cinder}/{flat}")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want_child = checksum(&cp.open_image_read_only(&child, Some("cut")).unwrap());
+    let got = cp.open_image_read_only(&flat, None).unwrap();
+    assert_eq!(got.parent().unwrap(), None);
+    assert_eq!(
+        checksum(&got),
+        want_child,
+        "the flat copy lacks the parent's data"
+    );
+    drop(got);
+
+    // ferry's engine, onto the same parent from the same source.
+    let engine = unique("onto");
+    let _gone_too = Gone(&gp, &cp, [String::new(), String::new(), engine.clone()]);
+    let out = ferry::transfer::rbd::copy_image_onto(
+        &cp,
+        &source,
+        Some("cut"),
+        Some(ferry::transfer::rbd::CloneOf {
+            pool: &gp,
+            image: &parent,
+            snap: "snap",
+        }),
+        &cp,
+        &engine,
+        Some(Features::DEFAULT),
+        &ferry::transfer::Options::default(),
+        &mut |_, _| true,
+    )
+    .unwrap();
+    assert_eq!(out.digest, want);
+    let got = cp.open_image_read_only(&engine, None).unwrap();
+    assert_eq!(checksum(&got), want, "{out:?}");
+    assert!(got.parent().unwrap().is_some());
+    let used = used_bytes(&env, "site-b", &format!("{cinder}/{engine}"));
+    assert!(used <= 4 * 4 * MIB, "used {used}");
+}
+
+/// The scripts' `image_users` (src/render/storage.sh) on an image, as ferry's
+/// rule words it, one user a line.
+fn shell_users(env: &TestEnv, spec: &str) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/render");
+    let script = format!(
+        "ROLE=test\n{}\n{}\nimage_users \"$1\" || exit 9\nprintf '%s\\n' \"$USERS\"\n",
+        std::fs::read_to_string(dir.join("common.sh")).unwrap(),
+        std::fs::read_to_string(dir.join("storage.sh")).unwrap()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script, "sh", spec])
+        .env("CEPH_CONF", env.path("SITE_A_CONF"))
+        .env(
+            "CEPH_ARGS",
+            format!(
+                "--id {} --keyring {}",
+                env.var("SITE_A_USER"),
+                env.path("SITE_A_USER_KEYRING").display()
+            ),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "image_users {spec} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_scripts_and_ferry_name_the_same_users_by_the_same_rule() {
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let p = a.pool("volumes").unwrap();
+    for features in [Features::DEFAULT, Features::LAYERING] {
+        let name = unique("users");
+        p.create_image(&name, 8 * MIB, features).unwrap();
+        let spec = format!("volumes/{name}");
+        let ferry_users = || {
+            let img = p.open_image_read_only(&name, None).unwrap();
+            ferry::plan::users_of(&img).unwrap()
+        };
+        assert_eq!(ferry_users(), Vec::<String>::new(), "{features}");
+        assert_eq!(shell_users(&env, &spec), Vec::<String>::new(), "{features}");
+        let writer = Writer::start(&env, &spec);
+        let ours = ferry_users();
+        assert_eq!(ours.len(), 1, "{features}: {ours:?}");
+        assert_eq!(shell_users(&env, &spec), ours, "{features}");
+        drop(writer);
+        let _ = p.remove_image(&name);
+    }
+}
+
+#[test]
+fn an_encrypted_volume_is_refused_by_check_and_plan() {
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let p = a.pool("volumes").unwrap();
+    let id = unique("luks");
+    let name = format!("volume-{id}");
+    p.create_image(&name, 8 * MIB, Features::DEFAULT).unwrap();
+    {
+        let img = p.open_image(&name).unwrap();
+        let mut header = vec![0u8; 4096];
+        header[..6].copy_from_slice(b"LUKS\xba\xbe");
+        img.write_at(0, &header).unwrap();
+    }
+    let spec = env.spec_yaml(&format!("  - volume: {id}\n"));
+    let plan = common::ferry_with_spec(&["plan"], &spec);
+    let err = String::from_utf8_lossy(&plan.stderr);
+    assert!(!plan.status.success(), "planned: {err}");
+    assert!(err.contains("is encrypted (LUKS)"), "{err}");
+    let check = common::ferry_with_spec(&["check"], &spec);
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{out}");
+    assert!(out.contains("encrypted (LUKS header)"), "{out}");
+    let _ = p.remove_image(&name);
 }
