@@ -253,6 +253,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             opts.source_fsid = Some(source.fsid().context("reading the source cluster's fsid")?);
+            // A plan begun before (its bundle lost) is made again under its
+            // own id, from what it recorded on the images.
+            if let Some(id) = crate::plan::recorded_plan_id(&facts)? {
+                opts.plan_id = id;
+            }
             let plan = crate::plan::build(&opts, &facts);
             if let Some(b) = &bundle {
                 write_bundle(b, &plan)?;

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use crate::ceph::{parse_description, SiteState};
 use crate::exec::{parse_handoff, RunState};
 use crate::openstack::session::{error_message, parse_utc};
-use crate::plan::{Plan, VerifiedRecord};
+use crate::plan::{OriginalRecord, Plan, VerifiedRecord};
 use crate::spec::Spec;
 
 /// Text near what the parsers expect: their prefixes and JSON pieces mixed
@@ -84,6 +84,15 @@ proptest! {
     ) {
         let _ = VerifiedRecord::parse(&text);
         let _ = parse_handoff(&text, "p1");
+    }
+
+    #[test]
+    fn original_records_never_panic(
+        key in near(&["", "ferry-plan-", "ferry-plan-p1.original", "ferry-plan-.original"]),
+        text in near(&["", "{\"plan\":\"p1\",\"features\":[", "{\"plan\":", "{\"mirroring\":"]),
+    ) {
+        let _ = crate::plan::original_key_plan(&key);
+        let _ = OriginalRecord::parse(&key, &text);
     }
 
     #[test]

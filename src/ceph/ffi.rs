@@ -219,6 +219,15 @@ extern "C" {
         value: *mut c_char,
         val_len: *mut size_t,
     ) -> c_int;
+    pub fn rbd_metadata_list(
+        image: rbd_image_t,
+        start: *const c_char,
+        max: u64,
+        keys: *mut c_char,
+        key_len: *mut size_t,
+        values: *mut c_char,
+        vals_len: *mut size_t,
+    ) -> c_int;
     pub fn rbd_metadata_remove(image: rbd_image_t, key: *const c_char) -> c_int;
     pub fn rbd_metadata_set(image: rbd_image_t, key: *const c_char, value: *const c_char) -> c_int;
     pub fn rbd_snap_get_timestamp(

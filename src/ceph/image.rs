@@ -298,6 +298,53 @@ impl<'p> Image<'p> {
         }
     }
 
+    /// Every image metadata key and value (librbd's own `conf_` keys too).
+    pub fn metadata_list(&self) -> Result<Vec<(String, String)>> {
+        // Ask for the sizes first: 16.2's check compares the values' buffer
+        // with the keys' total, so a guessed buffer could be overrun.
+        let (mut key_len, mut val_len): (size_t, size_t) = (0, 0);
+        loop {
+            // Room beyond what librbd asked for: values that grew since.
+            let mut keys = vec![0u8; key_len + 1];
+            let mut vals = vec![0u8; val_len + 4096];
+            let (mut kl, mut vl) = (key_len, vals.len());
+            // SAFETY: open handle; empty start string; each buffer holds at
+            // least the length passed with it.
+            let ret = unsafe {
+                ffi::rbd_metadata_list(
+                    self.handle,
+                    c"".as_ptr(),
+                    0,
+                    keys.as_mut_ptr().cast(),
+                    &mut kl,
+                    vals.as_mut_ptr().cast(),
+                    &mut vl,
+                )
+            };
+            if ret == -libc::ERANGE {
+                (key_len, val_len) = (kl, vl);
+                continue;
+            }
+            self.check(ret, "rbd_metadata_list")?;
+            let split = |b: &[u8], n: usize| -> Vec<String> {
+                b[..n.min(b.len())]
+                    .split(|c| *c == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            };
+            let (k, v) = (split(&keys, kl), split(&vals, vl));
+            // An empty value would shift the pairs: read such keys one by one.
+            if k.len() != v.len() {
+                return k
+                    .into_iter()
+                    .map(|key| Ok((key.clone(), self.metadata_get(&key)?.unwrap_or_default())))
+                    .collect();
+            }
+            return Ok(k.into_iter().zip(v).collect());
+        }
+    }
+
     /// Sets image metadata `key` to `value`.
     pub fn metadata_set(&self, key: &str, value: &str) -> Result<()> {
         let c_key = cstring("metadata key", key)?;

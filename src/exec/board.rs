@@ -35,7 +35,7 @@ impl Phase {
             "wait-for-sync" => Phase::Mirroring,
             "copy" | "snapshot-and-protect" => Phase::Copying,
             "verify" => Phase::Verifying,
-            "disable-mirroring" | "restore-features" => Phase::CleaningUp,
+            "disable-mirroring" | "restore-features" | "forget-original" => Phase::CleaningUp,
             _ => Phase::Preparing,
         }
     }

@@ -123,9 +123,10 @@ impl Ctx<'_> {
         }
         let cloud = self.dst_cloud()?;
         let fsid = self.destination_fsid()?;
-        let pools = Cinder(cloud).backend_pools().map_err(|e| {
-            anyhow!("{e}; listing backend pools needs the admin role by default: give destination.cinder_host in the spec instead")
-        })?;
+        let pools = Cinder(cloud).backend_pools().context(
+            "listing Cinder's backend pools (the admin role is needed by default; \
+             destination.cinder_host in the spec saves the lookup)",
+        )?;
         let matching: Vec<&str> = pools
             .iter()
             .filter(|p| {
@@ -337,7 +338,10 @@ pub(super) fn adopt_volume(
         let v = cinder.volume(&id)?;
         Ok((v.status.clone(), v))
     })
-    .map_err(|e| anyhow!("{e}: {}", volume_messages(cloud, &id)))?;
+    .map_err(|e| {
+        let says = volume_messages(cloud, &id);
+        e.context(format!("adopting volume {id} ({says})"))
+    })?;
     if vol.is_bootable() != a.bootable {
         cinder.set_bootable(&id, a.bootable)?;
     }
@@ -425,8 +429,8 @@ fn add_location(
         Err(e) if e.status() == Some(400) && ctx.access.dst.is_none() => Ok(Err(format!(
             "Glance to accept {url} (the destination storage part publishes the verified copy)"
         ))),
-        Err(e) => Err(anyhow!(
-            "{e}; adding an rbd:// location needs show_multiple_locations = True on the destination glance-api"
+        Err(e) => Err(anyhow::Error::new(e).context(
+            "adding an rbd:// location (it needs show_multiple_locations = True on the destination glance-api)",
         )),
     }
     })

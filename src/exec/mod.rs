@@ -136,6 +136,13 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
             let mut opts = crate::plan::BuildOptions::from_spec(spec);
             opts.destination_fsid = Some(dst.fsid()?);
             opts.source_fsid = Some(src.fsid()?);
+            if let Some(id) = crate::plan::recorded_plan_id(&facts)? {
+                eprintln!(
+                    "ferry: no run state in {}, but plan {id} was begun on these images: resuming it, with the features and mirroring its records on the images give",
+                    path.display()
+                );
+                opts.plan_id = id;
+            }
             opts.published_parents = crate::plan::published_parents(&dst, spec, &facts)
                 .context("reading the destination Glance pool for the clones' parents")?;
             let s = RunState::for_spec(crate::plan::build(&opts, &facts), spec);
@@ -691,6 +698,7 @@ impl Ctx<'_> {
                 self.with_image(&plain(&orig), true, |img| img.snap_remove(&cut))?;
                 did.push(format!("removed {orig}"));
             }
+            self.forget_original(&plain(&orig), &mut did)?;
             return Ok(did);
         }
         let head = plain(&orig);
@@ -710,7 +718,22 @@ impl Ctx<'_> {
             let now = self.restore_features(&head, original)?;
             did.push(format!("features {now}"));
         }
+        self.forget_original(&head, &mut did)?;
         Ok(did)
+    }
+
+    /// Removes the plan's record of what `image` was, once it is put back:
+    /// a later plan must not take this one's id or features for its own.
+    fn forget_original(&self, image: &ImageAt, did: &mut Vec<String>) -> anyhow::Result<()> {
+        let key = crate::plan::original_key(&self.plan_id());
+        if self
+            .with_image(image, false, |img| img.metadata_get(&key))?
+            .is_some()
+        {
+            self.with_image(image, true, |img| img.metadata_remove(&key))?;
+            did.push(format!("{key} removed"));
+        }
+        Ok(())
     }
 
     /// Puts an image's features back to `original` (deep-flatten aside);
@@ -958,6 +981,33 @@ impl Ctx<'_> {
                 }
                 let size = self.with_image(image, false, |img| Ok(img.info()?.size))?;
                 Ok(format!("{size} bytes"))
+            }
+            Action::RecordOriginal { image, record } => {
+                let key = crate::plan::original_key(&record.plan);
+                let keys = self.with_image(image, false, |img| img.metadata_list())?;
+                if let Some((other, _)) = keys.iter().find(|(k, _)| {
+                    crate::plan::original_key_plan(k).is_some_and(|id| id != record.plan)
+                }) {
+                    bail!(
+                        "{image} carries {other}, the record of another plan: only one plan may move an image (finish or abandon that plan, then rbd image-meta remove {}/{} {other})",
+                        image.pool,
+                        image.image
+                    );
+                }
+                if !keys.iter().any(|(k, _)| *k == key) {
+                    self.with_image(image, true, |img| img.metadata_set(&key, &record.to_line()))?;
+                }
+                Ok(format!(
+                    "features: {}; mirroring: {}",
+                    record.features,
+                    record
+                        .mirroring
+                        .map_or("disabled".to_string(), |m| m.to_string())
+                ))
+            }
+            Action::RemoveMetadata { image, key } => {
+                self.with_image(image, true, |img| img.metadata_remove(key))?;
+                Ok(format!("{key} removed"))
             }
             Action::DisableFeatures { image, features }
             | Action::EnableFeatures { image, features } => {

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::session::{ApiError, Body, Cloud, Result, Service};
+use super::session::{Answer, Body, Cloud, Result, Service};
 
 /// A volume as Cinder describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,40 +104,26 @@ pub struct ManageRequest {
 /// Cinder calls on one cloud.
 pub struct Cinder<'a>(pub &'a Cloud);
 
-fn one<T: for<'de> Deserialize<'de>>(v: Value, key: &str) -> std::result::Result<T, String> {
-    serde_json::from_value(v.get(key).cloned().unwrap_or(Value::Null)).map_err(|e| e.to_string())
-}
-
 impl Cinder<'_> {
-    fn get(&self, path: &str) -> Result<Value> {
+    fn get(&self, path: &str) -> Result<Answer> {
         self.0
-            .call_json(Service::BlockStorage, Method::GET, path, &[], None)
+            .answer(Service::BlockStorage, Method::GET, path, &[], None)
     }
 
-    fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        let resp = self.0.call(
+    fn post(&self, path: &str, body: &Value) -> Result<Answer> {
+        self.0.answer(
             Service::BlockStorage,
             Method::POST,
             path,
             &[],
             Some(Body::Json(body)),
-        )?;
-        let text = resp.text().unwrap_or_default();
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    fn bad(&self, what: &str, e: String) -> ApiError {
-        ApiError::Transport {
-            cloud: self.0.name().into(),
-            what: what.into(),
-            message: e,
-        }
+        )
     }
 
     /// One volume by id (404 when there is none).
     pub fn volume(&self, id: &str) -> Result<Volume> {
-        let v = self.get(&format!("/volumes/{id}"))?;
-        one(v, "volume").map_err(|e| self.bad("reading a volume", e))
+        self.get(&format!("/volumes/{id}"))?
+            .field("volume", "a volume")
     }
 
     /// Volumes of the project, with details; `name` filters exactly.
@@ -146,16 +132,16 @@ impl Cinder<'_> {
             Some(n) => format!("/volumes/detail?name={}", urlencode(n)),
             None => "/volumes/detail".to_string(),
         };
-        let v = self.get(&path)?;
-        one(v, "volumes").map_err(|e| self.bad("reading volumes", e))
+        self.get(&path)?.field("volumes", "a list of volumes")
     }
 
     /// Volumes of the project whose metadata has `key` = `value` (filtered
     /// by Cinder, so the project's other volumes are not listed).
     pub fn volumes_with_metadata(&self, key: &str, value: &str) -> Result<Vec<Volume>> {
         let filter = json!({ key: value }).to_string();
-        let v = self.get(&format!("/volumes/detail?metadata={}", urlencode(&filter)))?;
-        let all: Vec<Volume> = one(v, "volumes").map_err(|e| self.bad("reading volumes", e))?;
+        let all: Vec<Volume> = self
+            .get(&format!("/volumes/detail?metadata={}", urlencode(&filter)))?
+            .field("volumes", "a list of volumes")?;
         Ok(all
             .into_iter()
             .filter(|v| v.metadata.get(key).map(String::as_str) == Some(value))
@@ -163,36 +149,29 @@ impl Cinder<'_> {
     }
 
     pub fn volume_types(&self) -> Result<Vec<VolumeType>> {
-        let v = self.get("/types")?;
-        one(v, "volume_types").map_err(|e| self.bad("reading volume types", e))
+        self.get("/types")?
+            .field("volume_types", "a list of volume types")
     }
 
     /// The scheduler's pools (admin by default policy).
     pub fn backend_pools(&self) -> Result<Vec<BackendPool>> {
-        let v = self.get("/scheduler-stats/get_pools?detail=true")?;
-        one(v, "pools").map_err(|e| self.bad("reading backend pools", e))
+        self.get("/scheduler-stats/get_pools?detail=true")?
+            .field("pools", "a list of backend pools")
     }
 
     /// Names of the images on a backend that Cinder could manage
     /// (`manageable_volumes`, microversion 3.8, admin by default policy),
     /// with whether each is safe to manage.
     pub fn manageable(&self, host: &str) -> Result<Vec<(String, bool)>> {
-        let v: Value = self.0.call_json(
+        let answer = self.0.answer(
             Service::BlockStorage,
             Method::GET,
             &format!("/manageable_volumes/detail?host={}", urlencode(host)),
             &[("OpenStack-API-Version", "volume 3.8")],
             None,
         )?;
-        let list = v
-            .get("manageable-volumes")
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                self.bad(
-                    "reading manageable volumes",
-                    "no manageable-volumes list".into(),
-                )
-            })?;
+        let list: Vec<Value> =
+            answer.field("manageable-volumes", "a list of manageable volumes")?;
         Ok(list
             .iter()
             .filter_map(|m| {
@@ -222,8 +201,8 @@ impl Cinder<'_> {
         if let Some(t) = &r.volume_type {
             vol["volume_type"] = json!(t);
         }
-        let v = self.post("/os-volume-manage", &json!({ "volume": vol }))?;
-        one(v, "volume").map_err(|e| self.bad("reading the managed volume", e))
+        self.post("/os-volume-manage", &json!({ "volume": vol }))?
+            .field("volume", "the managed volume")
     }
 
     pub fn set_bootable(&self, id: &str, bootable: bool) -> Result<()> {
@@ -244,16 +223,18 @@ impl Cinder<'_> {
 
     /// Uploads a volume to a new Glance image; returns the image id.
     pub fn upload_to_image(&self, id: &str, image_name: &str) -> Result<String> {
-        let v = self.post(
+        let answer = self.post(
             &format!("/volumes/{id}/action"),
             &json!({"os-volume_upload_image": {
                 "image_name": image_name, "disk_format": "raw",
                 "container_format": "bare", "force": false}}),
         )?;
+        let expected = "the new image's id (os-volume_upload_image.image_id)";
+        let v: Value = answer.json(expected)?;
         v.pointer("/os-volume_upload_image/image_id")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| self.bad("uploading to an image", "no image_id in the answer".into()))
+            .ok_or_else(|| answer.not(expected, None))
     }
 
     /// Creates an empty volume (starts `creating`; poll it).
@@ -268,8 +249,8 @@ impl Cinder<'_> {
         if let Some(t) = volume_type {
             vol["volume_type"] = json!(t);
         }
-        let v = self.post("/volumes", &json!({ "volume": vol }))?;
-        one(v, "volume").map_err(|e| self.bad("reading the new volume", e))
+        self.post("/volumes", &json!({ "volume": vol }))?
+            .field("volume", "the new volume")
     }
 
     pub fn delete_volume(&self, id: &str) -> Result<()> {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::cinder::urlencode;
-use super::session::{ApiError, Body, Cloud, Result, Service};
+use super::session::{ApiErrorKind, Body, Cloud, Result, Service};
 
 /// An image as Glance describes it; properties beyond the core ones are in
 /// `properties`.
@@ -79,59 +79,57 @@ impl Image {
 pub struct Glance<'a>(pub &'a Cloud);
 
 impl Glance<'_> {
-    fn bad(&self, what: &str, e: impl std::fmt::Display) -> ApiError {
-        ApiError::Transport {
-            cloud: self.0.name().into(),
-            what: what.into(),
-            message: e.to_string(),
-        }
-    }
-
     pub fn image(&self, id: &str) -> Result<Image> {
-        self.0.call_json(
-            Service::Image,
-            Method::GET,
-            &format!("/v2/images/{id}"),
-            &[],
-            None,
-        )
+        self.0
+            .answer(
+                Service::Image,
+                Method::GET,
+                &format!("/v2/images/{id}"),
+                &[],
+                None,
+            )?
+            .json("an image")
     }
 
     /// Images whose property `key` equals `value` (Glance filters on any property).
     pub fn images_with(&self, key: &str, value: &str) -> Result<Vec<Image>> {
-        let v: Value = self.0.call_json(
-            Service::Image,
-            Method::GET,
-            &format!("/v2/images?{}={}", urlencode(key), urlencode(value)),
-            &[],
-            None,
-        )?;
-        serde_json::from_value(v.get("images").cloned().unwrap_or(Value::Null))
-            .map_err(|e| self.bad("reading images", e))
+        self.0
+            .answer(
+                Service::Image,
+                Method::GET,
+                &format!("/v2/images?{}={}", urlencode(key), urlencode(value)),
+                &[],
+                None,
+            )?
+            .field("images", "a list of images")
     }
 
     /// Creates a queued image record with these fields and properties.
     pub fn create(&self, fields: &Value) -> Result<Image> {
-        self.0.call_json(
-            Service::Image,
-            Method::POST,
-            "/v2/images",
-            &[],
-            Some(Body::Json(fields)),
-        )
+        self.0
+            .answer(
+                Service::Image,
+                Method::POST,
+                "/v2/images",
+                &[],
+                Some(Body::Json(fields)),
+            )?
+            .json("the new image")
     }
 
     /// Adds a location (needs `show_multiple_locations` on the API).
     pub fn add_location(&self, id: &str, url: &str) -> Result<Image> {
         let patch = json!([{"op": "add", "path": "/locations/-",
                             "value": {"url": url, "metadata": {}}}]);
-        self.0.call_json(
-            Service::Image,
-            Method::PATCH,
-            &format!("/v2/images/{id}"),
-            &[],
-            Some(Body::Patch(&patch)),
-        )
+        self.0
+            .answer(
+                Service::Image,
+                Method::PATCH,
+                &format!("/v2/images/{id}"),
+                &[],
+                Some(Body::Patch(&patch)),
+            )?
+            .json("the image with its new location")
     }
 
     /// Streams the image data into `out`; returns bytes written.
@@ -143,7 +141,14 @@ impl Glance<'_> {
             &[],
             None,
         )?;
-        resp.copy_to(out).map_err(|e| self.bad("downloading", e))
+        resp.copy_to(out).map_err(|source| {
+            ApiErrorKind::Transport {
+                cloud: self.0.name().into(),
+                what: format!("downloading image {id}"),
+                source: source.without_url(),
+            }
+            .into()
+        })
     }
 
     pub fn delete(&self, id: &str) -> Result<()> {

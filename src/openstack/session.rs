@@ -13,34 +13,159 @@ use serde_json::{json, Value};
 
 use super::config::{Auth, CloudConfig, Domain, NameOrId};
 
-/// A failed OpenStack call.
+/// A failed OpenStack call: it names the cloud and the call; print the
+/// chain (`{:#}`) to read the cause (a refused connection, a TLS reason,
+/// the parser's complaint) once. Boxed: a `Result` stays small.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{cloud}: {method} {what}: HTTP {status}: {message}")]
+#[error(transparent)]
+pub struct ApiError(Box<ApiErrorKind>);
+
+impl From<ApiErrorKind> for ApiError {
+    fn from(k: ApiErrorKind) -> Self {
+        ApiError(Box::new(k))
+    }
+}
+
+/// What went wrong in an OpenStack call.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiErrorKind {
+    /// The service answered with an error status.
+    #[error("{cloud}: {method} {what}: HTTP {status}: {message}{}", request_note(.request_id))]
     Status {
         cloud: String,
         method: String,
         what: String,
         status: u16,
         message: String,
+        /// `x-openstack-request-id`: what the cloud's operators look up.
+        request_id: Option<String>,
     },
-    #[error("{cloud}: {what}: {message}")]
+    /// No answer: connection, TLS, timeout, or the body could not be read.
+    #[error("{cloud}: {what}")]
     Transport {
         cloud: String,
         what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An answer that is not what the call expects.
+    #[error("{cloud}: {what}: expected {expected}{}; the body was {excerpt}", request_note(.request_id))]
+    Decode {
+        cloud: String,
+        what: String,
+        /// What the body should have held, in words.
+        expected: String,
+        /// The body's start, on one line ([`excerpt`]).
+        excerpt: String,
+        request_id: Option<String>,
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+    /// A token Keystone issued that ferry cannot use.
+    #[error("{cloud}: authenticating at {url}: {message}")]
+    Token {
+        cloud: String,
+        url: String,
         message: String,
     },
     #[error("{cloud}: {message}")]
     Catalog { cloud: String, message: String },
 }
 
+fn request_note(id: &Option<String>) -> String {
+    id.as_deref()
+        .map(|id| format!(" (request {id})"))
+        .unwrap_or_default()
+}
+
 impl ApiError {
+    pub fn kind(&self) -> &ApiErrorKind {
+        &self.0
+    }
+
     /// The HTTP status, for a call the service answered.
     pub fn status(&self) -> Option<u16> {
-        match self {
-            ApiError::Status { status, .. } => Some(*status),
+        match self.kind() {
+            ApiErrorKind::Status { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// The `x-openstack-request-id` of the call, when the service answered.
+    pub fn request_id(&self) -> Option<&str> {
+        match self.kind() {
+            ApiErrorKind::Status { request_id, .. } | ApiErrorKind::Decode { request_id, .. } => {
+                request_id.as_deref()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The longest excerpt of a body an error shows, in characters.
+pub const EXCERPT_CHARS: usize = 200;
+
+/// A body as an error shows it: on one line, at most [`EXCERPT_CHARS`]
+/// characters, quoted, with the full length when it was cut. Pure.
+pub fn excerpt(body: &str) -> String {
+    if body.trim().is_empty() {
+        return "empty".into();
+    }
+    let one_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut cut: String = one_line.chars().take(EXCERPT_CHARS).collect();
+    if cut.len() < one_line.len() {
+        cut.push('…');
+        format!("{cut:?} ({} bytes)", body.len())
+    } else {
+        format!("{cut:?}")
+    }
+}
+
+/// The request id a service put on its answer (Cinder, Glance, Keystone and
+/// Nova all send `x-openstack-request-id`; older Nova `x-compute-request-id`).
+pub fn request_id(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    ["x-openstack-request-id", "x-compute-request-id"]
+        .iter()
+        .find_map(|h| headers.get(*h)?.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A successful answer, read whole, with what names it in errors.
+#[derive(Debug)]
+pub struct Answer {
+    pub cloud: String,
+    /// The call, e.g. `GET /volumes/x`.
+    pub what: String,
+    pub request_id: Option<String>,
+    pub body: String,
+}
+
+impl Answer {
+    /// The body as `T`; `expected` says in words what it should be ("a volume").
+    pub fn json<T: DeserializeOwned>(&self, expected: &str) -> Result<T> {
+        serde_json::from_str(&self.body).map_err(|e| self.not(expected, Some(e)))
+    }
+
+    /// The value under `key` of the body's top object, as `T`.
+    pub fn field<T: DeserializeOwned>(&self, key: &str, expected: &str) -> Result<T> {
+        let v: Value = self.json(expected)?;
+        let Some(inner) = v.get(key) else {
+            return Err(self.not(&format!("{expected} (a {key:?} member)"), None));
+        };
+        T::deserialize(inner).map_err(|e| self.not(expected, Some(e)))
+    }
+
+    /// The error for a body that is not `expected`.
+    pub fn not(&self, expected: &str, source: Option<serde_json::Error>) -> ApiError {
+        ApiErrorKind::Decode {
+            cloud: self.cloud.clone(),
+            what: self.what.clone(),
+            expected: expected.into(),
+            excerpt: excerpt(&self.body),
+            request_id: self.request_id.clone(),
+            source,
+        }
+        .into()
     }
 }
 
@@ -327,12 +452,24 @@ impl Cloud {
         &self.cfg
     }
 
-    fn transport(&self, what: &str, e: impl std::fmt::Display) -> ApiError {
-        ApiError::Transport {
+    /// `what` names the URL: reqwest's own copy of it is dropped, so the
+    /// message says it once.
+    fn transport(&self, what: &str, source: reqwest::Error) -> ApiError {
+        ApiErrorKind::Transport {
             cloud: self.cfg.name.clone(),
             what: what.into(),
-            message: e.to_string(),
+            source: source.without_url(),
         }
+        .into()
+    }
+
+    fn token_error(&self, url: &str, message: &str) -> ApiError {
+        ApiErrorKind::Token {
+            cloud: self.cfg.name.clone(),
+            url: url.into(),
+            message: message.into(),
+        }
+        .into()
     }
 
     fn authenticate(&self) -> Result<Token> {
@@ -349,9 +486,12 @@ impl Cloud {
             .get("X-Subject-Token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = resp.text().unwrap_or_default();
+        let request_id = request_id(resp.headers());
+        let body = resp
+            .text()
+            .map_err(|e| self.transport(&format!("reading the answer of {url}"), e))?;
         if !status.is_success() {
-            return Err(ApiError::Status {
+            return Err(ApiErrorKind::Status {
                 cloud: self.cfg.name.clone(),
                 method: "POST".into(),
                 what: url,
@@ -363,8 +503,16 @@ impl Cloud {
                     }
                     _ => error_message(&body),
                 },
-            });
+                request_id,
+            }
+            .into());
         }
+        let answer = Answer {
+            cloud: self.cfg.name.clone(),
+            what: format!("POST {url}"),
+            request_id,
+            body,
+        };
         #[derive(Deserialize)]
         struct Reply {
             token: Body,
@@ -388,13 +536,17 @@ impl Cloud {
         struct Named {
             name: String,
         }
-        let r: Reply =
-            serde_json::from_str(&body).map_err(|e| self.transport("reading the token", e))?;
+        let r: Reply = answer.json("a Keystone token")?;
         Ok(Token {
-            value: value.ok_or_else(|| self.transport("authenticating", "no X-Subject-Token"))?,
+            value: value.ok_or_else(|| {
+                self.token_error(&url, "the answer has no X-Subject-Token header")
+            })?,
             expires_at: parse_utc(&r.token.expires_at).unwrap_or_else(|| now() + 600),
             project_id: r.token.project.map(|p| p.id).ok_or_else(|| {
-                self.transport("authenticating", "the token is not scoped to a project")
+                self.token_error(
+                    &url,
+                    "the token is not scoped to a project: give project_name or project_id",
+                )
             })?,
             user_id: r.token.user.id,
             roles: r.token.roles.into_iter().map(|r| r.name).collect(),
@@ -438,13 +590,15 @@ impl Cloud {
         if resp.status().is_success() {
             Ok(())
         } else {
-            Err(ApiError::Status {
+            Err(ApiErrorKind::Status {
                 cloud: self.cfg.name.clone(),
                 method: "DELETE".into(),
                 what: url,
                 status: resp.status().as_u16(),
+                request_id: request_id(resp.headers()),
                 message: error_message(&resp.text().unwrap_or_default()),
-            })
+            }
+            .into())
         }
     }
 
@@ -475,9 +629,12 @@ impl Cloud {
             self.cfg.region.as_deref(),
             &self.cfg.interface,
         )
-        .map_err(|message| ApiError::Catalog {
-            cloud: self.cfg.name.clone(),
-            message,
+        .map_err(|message| {
+            ApiErrorKind::Catalog {
+                cloud: self.cfg.name.clone(),
+                message,
+            }
+            .into()
         })
     }
 
@@ -517,7 +674,7 @@ impl Cloud {
             };
             let resp = req
                 .send()
-                .map_err(|e| self.transport(&format!("{method} {path}"), e))?;
+                .map_err(|e| self.transport(&format!("{method} {url}"), e))?;
             let status = resp.status();
             if status.as_u16() == 401 && attempt == 0 {
                 self.forget_token();
@@ -526,16 +683,42 @@ impl Cloud {
             if status.is_success() {
                 return Ok(resp);
             }
+            let request_id = request_id(resp.headers());
             let text = resp.text().unwrap_or_default();
-            return Err(ApiError::Status {
+            return Err(ApiErrorKind::Status {
                 cloud: self.cfg.name.clone(),
                 method: method.to_string(),
                 what: path.into(),
                 status: status.as_u16(),
                 message: error_message(&text),
-            });
+                request_id,
+            }
+            .into());
         }
         unreachable!("the loop returns on its second pass")
+    }
+
+    /// A call whose answer is read whole, to be decoded by the caller.
+    pub fn answer(
+        &self,
+        service: Service,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Body<'_>>,
+    ) -> Result<Answer> {
+        let resp = self.call(service, method.clone(), path, headers, body)?;
+        let what = format!("{method} {path}");
+        let request_id = request_id(resp.headers());
+        let body = resp
+            .text()
+            .map_err(|e| self.transport(&format!("reading the answer of {what}"), e))?;
+        Ok(Answer {
+            cloud: self.cfg.name.clone(),
+            what,
+            request_id,
+            body,
+        })
     }
 
     /// A call whose JSON answer is read into `T`.
@@ -547,12 +730,8 @@ impl Cloud {
         headers: &[(&str, &str)],
         body: Option<Body<'_>>,
     ) -> Result<T> {
-        let resp = self.call(service, method.clone(), path, headers, body)?;
-        let text = resp
-            .text()
-            .map_err(|e| self.transport(&format!("{method} {path}"), e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| self.transport(&format!("reading {method} {path}"), e))
+        self.answer(service, method, path, headers, body)?
+            .json("a JSON answer")
     }
 }
 
@@ -650,6 +829,169 @@ mod tests {
         );
         assert_eq!(parse_utc("2000-02-29T12:00:00+00:00"), Some(951_825_600));
         assert_eq!(parse_utc("yesterday"), None);
+    }
+
+    /// A port on this machine that nothing listens on.
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+        // dropped here: the port is closed
+    }
+
+    fn cfg(auth_url: String) -> CloudConfig {
+        CloudConfig {
+            name: "site-x".into(),
+            auth_url,
+            auth: Auth::Password {
+                user: NameOrId::Id("u".into()),
+                password: "secret-password".into(),
+                project: NameOrId::Id("p".into()),
+            },
+            region: None,
+            interface: "public".into(),
+            verify: true,
+            cacert: None,
+        }
+    }
+
+    fn chain(e: impl std::error::Error + Send + Sync + 'static) -> String {
+        format!("{:#}", anyhow::Error::new(e))
+    }
+
+    #[test]
+    fn a_refused_connection_says_so_once() {
+        let url = format!("http://127.0.0.1:{}/v3", closed_port());
+        let e = Cloud::connect(cfg(url.clone())).unwrap_err();
+        let e = e.downcast::<ApiError>().expect("an ApiError");
+        assert!(matches!(e.kind(), ApiErrorKind::Transport { .. }), "{e:?}");
+        let text = chain(e);
+        assert!(
+            text.starts_with(&format!("site-x: authenticating at {url}/auth/tokens: ")),
+            "{text}"
+        );
+        let refused = text.to_lowercase().matches("connection refused").count();
+        assert_eq!(refused, 1, "the cause, once: {text}");
+        assert_eq!(text.matches(&url).count(), 1, "the URL, once: {text}");
+        assert!(!text.contains("secret-password"), "{text}");
+    }
+
+    #[test]
+    fn a_tls_failure_keeps_its_reason() {
+        // A plain-HTTP listener answering a TLS handshake: the client's
+        // reason (not a TLS record, or the connection closed) is kept.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            use std::io::Write;
+            if let Ok((mut c, _)) = l.accept() {
+                let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+            }
+        });
+        let e = Cloud::connect(cfg(format!("https://127.0.0.1:{port}/v3"))).unwrap_err();
+        server.join().unwrap();
+        let e = e.downcast::<ApiError>().expect("an ApiError");
+        let ApiErrorKind::Transport { source, .. } = e.kind() else {
+            panic!("{e:?}")
+        };
+        let own = source.to_string();
+        let text = chain(e);
+        // More than reqwest's own line: its causes follow, each once.
+        assert!(text.len() > own.len() + 30, "{text}");
+        assert_eq!(
+            text.matches("127.0.0.1").count(),
+            1,
+            "the URL, once: {text}"
+        );
+        let mut parts: Vec<&str> = text.split(": ").collect();
+        let n = parts.len();
+        parts.sort();
+        parts.dedup();
+        assert_eq!(parts.len(), n, "a part repeated: {text}");
+    }
+
+    fn answer(body: &str) -> Answer {
+        Answer {
+            cloud: "site-b".into(),
+            what: "GET /volumes/v1".into(),
+            request_id: Some("req-1234".into()),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn a_body_that_does_not_parse_says_what_was_expected_and_shows_it() {
+        #[derive(Debug, Deserialize)]
+        struct Vol {
+            #[allow(dead_code)]
+            id: String,
+        }
+        let e = answer(r#"{"volume": {"name": "v"}}"#)
+            .field::<Vol>("volume", "a volume")
+            .unwrap_err();
+        assert_eq!(e.request_id(), Some("req-1234"));
+        assert_eq!(
+            chain(e),
+            r#"site-b: GET /volumes/v1: expected a volume (request req-1234); the body was "{\"volume\": {\"name\": \"v\"}}": missing field `id`"#
+        );
+
+        let e = answer("{}").field::<Vol>("volume", "a volume").unwrap_err();
+        assert_eq!(
+            chain(e),
+            r#"site-b: GET /volumes/v1: expected a volume (a "volume" member) (request req-1234); the body was "{}""#
+        );
+
+        // A proxy's HTML page, long and on many lines: one line, bounded.
+        let page = format!(
+            "<html>\n<body>\n{}</body></html>",
+            "<p>502 Bad Gateway</p>\n".repeat(100)
+        );
+        let text = chain(answer(&page).json::<Vol>("a volume").unwrap_err());
+        assert!(text.contains("expected a volume"), "{text}");
+        assert!(text.contains(&format!("({} bytes)", page.len())), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        assert!(text.len() < EXCERPT_CHARS + 200, "{}: {text}", text.len());
+        assert!(
+            text.ends_with("expected value at line 1 column 1"),
+            "{text}"
+        );
+
+        let text = chain(answer("").json::<Vol>("a volume").unwrap_err());
+        assert!(text.contains("the body was empty"), "{text}");
+    }
+
+    #[test]
+    fn excerpts_cut_on_characters_not_bytes() {
+        let body = "é".repeat(EXCERPT_CHARS * 2);
+        let e = excerpt(&body);
+        assert_eq!(e.chars().filter(|c| *c == 'é').count(), EXCERPT_CHARS);
+        assert!(e.ends_with(&format!("…\" ({} bytes)", body.len())), "{e}");
+        assert_eq!(excerpt("  \n "), "empty");
+        assert_eq!(excerpt("a\n  b"), "\"a b\"");
+    }
+
+    #[test]
+    fn status_errors_carry_the_request_id() {
+        let e: ApiError = ApiErrorKind::Status {
+            cloud: "site-b".into(),
+            method: "POST".into(),
+            what: "/os-volume-manage".into(),
+            status: 400,
+            message: "Manage existing volume failed".into(),
+            request_id: Some("req-5f2c".into()),
+        }
+        .into();
+        assert_eq!(e.request_id(), Some("req-5f2c"));
+        assert_eq!(e.status(), Some(400));
+        assert_eq!(
+            e.to_string(),
+            "site-b: POST /os-volume-manage: HTTP 400: Manage existing volume failed (request req-5f2c)"
+        );
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(request_id(&h), None);
+        h.insert("x-compute-request-id", "req-c".parse().unwrap());
+        assert_eq!(request_id(&h).as_deref(), Some("req-c"));
+        h.insert("X-OpenStack-Request-ID", "req-o".parse().unwrap());
+        assert_eq!(request_id(&h).as_deref(), Some("req-o"));
     }
 
     #[test]

@@ -350,10 +350,56 @@ fn image_plan(
         }])
         .past_when(source_past.clone()),
     );
+    // Before the first change: what the image is, on the image itself, so
+    // that a plan made again (state file or bundle lost) restores the truth.
+    let original = super::original_key(&opts.plan_id);
+    steps.push(
+        draft(
+            "record-original",
+            Role::SourceStorage,
+            Action::RecordOriginal {
+                image: orig.clone(),
+                record: super::OriginalRecord {
+                    plan: opts.plan_id.clone(),
+                    features: facts.features,
+                    mirroring: facts.mirroring,
+                },
+            },
+        )
+        .done_when(vec![Check::MetadataPresent {
+            image: orig.clone(),
+            key: original.clone(),
+        }])
+        .past_when(source_past.clone()),
+    );
 
     let mut added = Features(0);
     let mut removed = Features(0);
     let mut warnings = Vec::new();
+    if let (
+        Some(Adoption::Volume(v)),
+        Some(CloudObject::Volume {
+            description: Some(d),
+            ..
+        }),
+    ) = (&adoption, &facts.cloud)
+    {
+        if v.description.as_deref() != Some(d.as_str()) {
+            warnings.push(
+                "the description holds line breaks or other control characters, which Cinder's manage-existing refuses: it is carried with spaces in their place".into(),
+            );
+        }
+    }
+    if let Some(rec) = &facts.recorded {
+        warnings.push(format!(
+            "begun before by plan {} (its state was lost): its record on the image gives the original features ({}) and mirroring ({}), restored at cleanup; the image now has features ({}) and mirroring ({})",
+            rec.plan,
+            facts.features,
+            mirroring_words(facts.mirroring),
+            rec.features_now,
+            mirroring_words(rec.mirroring_now),
+        ));
+    }
     if !facts.user_snapshots.is_empty() {
         warnings.push(format!(
             "{} snapshot(s) are mirrored too: {}",
@@ -796,7 +842,10 @@ fn image_plan(
                 )
                 // Feature changes can freeze a running client: never on an
                 // image in use.
-                .requires(vec![confirmed, Check::NotInUse { image: src.clone() }])
+                .requires(vec![
+                    confirmed.clone(),
+                    Check::NotInUse { image: src.clone() },
+                ])
                 .done_when(vec![
                     Check::FeaturesAbsent {
                         image: src.clone(),
@@ -809,6 +858,25 @@ fn image_plan(
                 ]),
             );
         }
+    }
+
+    if opts.cleanup {
+        // Last: the image is as it was, so its record has served.
+        steps.push(
+            draft(
+                "forget-original",
+                Role::Cleanup,
+                Action::RemoveMetadata {
+                    image: orig.clone(),
+                    key: original.clone(),
+                },
+            )
+            .requires(vec![confirmed.clone()])
+            .done_when(vec![Check::MetadataAbsent {
+                image: orig.clone(),
+                key: original,
+            }]),
+        );
     }
 
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
@@ -835,6 +903,10 @@ fn image_plan(
     }
 }
 
+fn mirroring_words(m: Option<MirrorMode>) -> String {
+    m.map_or("disabled".into(), |m| format!("{m} mode"))
+}
+
 /// Image metadata Cinder derives itself; the rest are image properties.
 const DERIVED_IMAGE_METADATA: &[&str] = &[
     "image_id",
@@ -849,6 +921,15 @@ const DERIVED_IMAGE_METADATA: &[&str] = &[
     "owner_specified.openstack.sha256",
     "owner_specified.openstack.object",
 ];
+
+/// A description as Cinder's manage-existing takes it: its schema allows
+/// printable characters only (volume create allows line breaks), so each
+/// control character becomes a space. Pure.
+pub fn manageable_description(d: &str) -> String {
+    d.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
 
 /// What the destination cloud does with one copy. Pure.
 pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adoption {
@@ -888,7 +969,7 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
                 Adoption::Volume(VolumeAdoption {
                     source_volume: id.clone(),
                     name: new_name,
-                    description: description.clone(),
+                    description: description.as_deref().map(manageable_description),
                     volume_type: volume_type
                         .as_ref()
                         .map(|t| a.volume_types.get(t).cloned().unwrap_or_else(|| t.clone())),
@@ -971,6 +1052,7 @@ mod tests {
                 users: vec![],
                 parent: None,
                 pool_mode: PoolMirrorMode::Image,
+                recorded: None,
                 cloud: None,
             },
         )
@@ -1006,6 +1088,7 @@ mod tests {
             names(&plan),
             [
                 "preflight",
+                "record-original",
                 "enable-mirroring",
                 "cut-over-snapshot",
                 "wait-for-sync",
@@ -1015,18 +1098,18 @@ mod tests {
             ]
         );
         let steps = &plan.images[0].steps;
-        assert_eq!(steps[1].role, Role::SourceStorage);
-        assert_eq!(steps[3].role, Role::DestinationStorage);
+        assert_eq!(steps[2].role, Role::SourceStorage);
+        assert_eq!(steps[4].role, Role::DestinationStorage);
         // The copy is made under a partial name and gets its final name only
         // once verified.
-        let Action::Copy { to, .. } = &steps[4].action else {
+        let Action::Copy { to, .. } = &steps[5].action else {
             panic!()
         };
         assert_eq!(to.image, "volume-1.ferry-partial");
-        assert_eq!(steps[6].requires[0], steps[5].done_when[0]);
-        assert!(matches!(steps[5].done_when[0], Check::Verified { .. }));
+        assert_eq!(steps[7].requires[0], steps[6].done_when[0]);
+        assert!(matches!(steps[6].done_when[0], Check::Verified { .. }));
         assert_eq!(
-            steps[2].requires,
+            steps[3].requires,
             vec![Check::NotInUse {
                 image: steps[0].action_image()
             }]
@@ -1055,6 +1138,7 @@ mod tests {
                 names(&plan),
                 [
                     "preflight",
+                    "record-original",
                     "freeze-snapshot",
                     "copy-out-flat",
                     "enable-mirroring",
@@ -1068,6 +1152,7 @@ mod tests {
                     "disable-mirroring",
                     "remove-flat-copy",
                     "remove-cut-over-snapshot",
+                    "forget-original",
                 ],
                 "{mode}"
             );
@@ -1087,8 +1172,8 @@ mod tests {
                         | Action::RestoreFeatures { .. }
                 ));
             }
-            let Action::FlatCopy { from, features, .. } = &steps[2].action else {
-                panic!("{:?}", steps[2].action)
+            let Action::FlatCopy { from, features, .. } = &steps[3].action else {
+                panic!("{:?}", steps[3].action)
             };
             assert_eq!(
                 from.to_string(),
@@ -1100,11 +1185,11 @@ mod tests {
             );
             // The freeze waits for an idle clone; the verified note goes on
             // the clone, which stays.
-            assert!(steps[1]
+            assert!(steps[2]
                 .requires
                 .iter()
                 .any(|c| matches!(c, Check::NotInUse { image } if image.image == "volume-1")));
-            let Action::ConfirmVerified { source, mark, .. } = &steps[9].action else {
+            let Action::ConfirmVerified { source, mark, .. } = &steps[10].action else {
                 panic!()
             };
             assert_eq!(source.image, "volume-1.ferry-flat");
@@ -1261,8 +1346,13 @@ mod tests {
         );
         let n = names(&plan);
         assert_eq!(
-            &n[..3],
-            ["preflight", "enable-features", "enable-mirroring"]
+            &n[..4],
+            [
+                "preflight",
+                "record-original",
+                "enable-features",
+                "enable-mirroring"
+            ]
         );
         assert!(n.contains(&"restore-features"));
         let restore = plan.images[0]
@@ -1274,6 +1364,122 @@ mod tests {
             .requires
             .iter()
             .any(|c| matches!(c, Check::NotInUse { .. })));
+    }
+
+    /// A journaled image whose plan p0 lost its state after the feature
+    /// changes: planned again from its record.
+    fn recorded_volume() -> (ImageRef, ImageFacts) {
+        let (r, mut f) = volume(Features::DEFAULT);
+        f.recorded = Some(crate::plan::Recorded {
+            plan: "p0".into(),
+            features_now: Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::JOURNALING,
+            mirroring_now: Some(MirrorMode::Journal),
+        });
+        (r, f)
+    }
+
+    #[test]
+    fn a_plan_made_again_takes_the_recorded_id_and_restores_the_recorded_features() {
+        let images = [recorded_volume()];
+        let mut o = opts(MirrorMode::Journal, true);
+        o.plan_id = crate::plan::recorded_plan_id(&images).unwrap().unwrap();
+        let plan = build(&o, &images);
+        assert_eq!(plan.id, "p0");
+        let steps = &plan.images[0].steps;
+        let Action::RecordOriginal { record, .. } = &steps[1].action else {
+            panic!("{:?}", steps[1].action)
+        };
+        assert_eq!(
+            record,
+            &crate::plan::OriginalRecord {
+                plan: "p0".into(),
+                features: Features::DEFAULT,
+                mirroring: None
+            }
+        );
+        let n = names(&plan);
+        // The recorded state, not the changed one: mirroring was off, so
+        // cleanup turns it off; the features come back.
+        assert!(n.contains(&"disable-mirroring"), "{n:?}");
+        let restore = steps.iter().find(|s| s.name == "restore-features").unwrap();
+        assert!(restore.done_when.contains(&Check::FeaturesAbsent {
+            image: steps[0].action_image(),
+            features: Features::JOURNALING,
+        }));
+        assert!(restore.done_when.contains(&Check::FeaturesPresent {
+            image: steps[0].action_image(),
+            features: Features::LAYERING
+                | Features::EXCLUSIVE_LOCK
+                | Features::OBJECT_MAP
+                | Features::FAST_DIFF,
+        }));
+        let Action::RemoveMetadata { key, .. } = &steps.last().unwrap().action else {
+            panic!()
+        };
+        assert_eq!(key, "ferry-plan-p0.original");
+        assert!(
+            plan.images[0].warnings[0].starts_with("begun before by plan p0"),
+            "{:?}",
+            plan.images[0].warnings
+        );
+        let text = crate::plan::render_text(&plan);
+        assert!(
+            text.contains("resumes plan p0: begun before on oscinder/volume-1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn images_begun_by_two_plans_cannot_be_planned_together() {
+        let (r, f) = volume(Features::DEFAULT);
+        assert_eq!(
+            crate::plan::recorded_plan_id(&[(r.clone(), f.clone())]).unwrap(),
+            None
+        );
+        let (mut r2, mut f2) = recorded_volume();
+        r2.name = "volume-2".into();
+        f2.recorded.as_mut().unwrap().plan = "p9".into();
+        let e = crate::plan::recorded_plan_id(&[recorded_volume(), (r, f), (r2, f2)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("plan p0: oscinder/volume-1; plan p9: oscinder/volume-2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn descriptions_lose_only_what_manage_existing_refuses() {
+        assert_eq!(
+            manageable_description("it's \"q\" $(x) `y`\r\n\tz é"),
+            "it's \"q\" $(x) `y`   z é"
+        );
+    }
+
+    #[test]
+    fn original_records_name_their_plan() {
+        let rec = crate::plan::OriginalRecord {
+            plan: "ab12".into(),
+            features: Features::DEFAULT,
+            mirroring: Some(MirrorMode::Snapshot),
+        };
+        let key = crate::plan::original_key("ab12");
+        assert_eq!(key, "ferry-plan-ab12.original");
+        assert_eq!(crate::plan::original_key_plan(&key), Some("ab12"));
+        assert_eq!(crate::plan::original_key_plan("ferry-plan-.original"), None);
+        assert_eq!(
+            crate::plan::original_key_plan("ferry-cutover-ab12.digest"),
+            None
+        );
+        assert_eq!(
+            crate::plan::OriginalRecord::parse(&key, &rec.to_line()),
+            Ok(rec.clone())
+        );
+        let e = crate::plan::OriginalRecord::parse("ferry-plan-cd34.original", &rec.to_line())
+            .unwrap_err();
+        assert!(e.contains("record of plan \"ab12\""), "{e}");
+        let e = crate::plan::OriginalRecord::parse(&key, "layering").unwrap_err();
+        assert!(e.contains("is not a record"), "{e}");
     }
 
     #[test]
@@ -1326,6 +1532,7 @@ mod tests {
             names(&plan),
             [
                 "preflight",
+                "record-original",
                 "disable-features",
                 "enable-features",
                 "enable-mirroring",
@@ -1338,13 +1545,14 @@ mod tests {
                 "check-source-unchanged",
                 "disable-mirroring",
                 "remove-cut-over-snapshot",
-                "restore-features"
+                "restore-features",
+                "forget-original"
             ]
         );
         let steps = &plan.images[0].steps;
         // The cut-over is a named snapshot that the copy and the checksum read.
         assert_eq!(
-            steps[4].done_when,
+            steps[5].done_when,
             vec![
                 Check::SnapshotExists {
                     image: ImageAt {
@@ -1359,15 +1567,15 @@ mod tests {
             ],
             "journal mode needs no mirror snapshot"
         );
-        let Action::Copy { from, .. } = &steps[6].action else {
+        let Action::Copy { from, .. } = &steps[7].action else {
             panic!()
         };
         assert_eq!(
             from.to_string(),
             "destination:oscinder/volume-1@ferry-cutover-p1"
         );
-        let Action::DisableFeatures { features, .. } = &steps[1].action else {
-            panic!("{:?}", steps[1].action)
+        let Action::DisableFeatures { features, .. } = &steps[2].action else {
+            panic!("{:?}", steps[2].action)
         };
         assert_eq!(
             features,
@@ -1377,7 +1585,7 @@ mod tests {
                 Features::OBJECT_MAP
             ]
         );
-        let Action::EnableFeatures { features, .. } = &steps[2].action else {
+        let Action::EnableFeatures { features, .. } = &steps[3].action else {
             panic!()
         };
         assert_eq!(
@@ -1386,7 +1594,7 @@ mod tests {
             "exclusive-lock is already on"
         );
         // Cleanup cannot bring deep-flatten back, and says so.
-        let restore = &steps[13];
+        let restore = &steps[14];
         assert_eq!(restore.role, Role::Cleanup);
         assert!(restore.done_when.contains(&Check::FeaturesPresent {
             image: steps[0].action_image(),
@@ -1400,7 +1608,7 @@ mod tests {
             "deep-flatten is disabled for journaling and cannot be enabled again"
         );
         // Nothing destroys source data before the checksums agree.
-        for s in &steps[9..] {
+        for s in &steps[10..] {
             assert!(s
                 .requires
                 .iter()
@@ -1420,6 +1628,7 @@ mod tests {
             names(&plan),
             [
                 "preflight",
+                "record-original",
                 "enable-features",
                 "cut-over-snapshot",
                 "wait-for-sync",
@@ -1430,10 +1639,11 @@ mod tests {
                 "confirm-verified",
                 "check-source-unchanged",
                 "remove-cut-over-snapshot",
-                "restore-features"
+                "restore-features",
+                "forget-original"
             ]
         );
-        let Action::SnapshotAndProtect { image } = &plan.images[0].steps[7].action else {
+        let Action::SnapshotAndProtect { image } = &plan.images[0].steps[8].action else {
             panic!()
         };
         assert_eq!(image.to_string(), "destination:glance-ct1-cl1/abcd@snap");

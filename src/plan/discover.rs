@@ -9,9 +9,9 @@ use crate::ceph::{
     image_users, CephError, Cluster, Features, Image, ImageMirrorState, MirrorMode, Parent,
     PoolMirrorMode, SnapNamespace,
 };
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 
-use super::CloudObject;
+use super::{CloudObject, OriginalRecord};
 use crate::openstack::{Cinder, Cloud, Glance, Service};
 use crate::spec::{ImageRef, Spec};
 
@@ -39,9 +39,52 @@ pub struct ImageFacts {
     /// The RBD image's id in its pool (empty in plans of older versions).
     #[serde(default)]
     pub id: String,
+    /// When a plan's record was found on the image (its state file or
+    /// bundle lost): that plan, and what the image shows now. `features`
+    /// and `mirroring` above are then the recorded ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<Recorded>,
     /// The source cloud's volume or image behind it, when a cloud is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud: Option<super::CloudObject>,
+}
+
+/// A plan's record found on an image, beside what the image shows now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    /// The plan that wrote the record (and began changing the image).
+    pub plan: String,
+    /// Features the image has now.
+    pub features_now: Features,
+    /// Mirroring the image has now.
+    pub mirroring_now: Option<MirrorMode>,
+}
+
+/// The plan id recorded on the images, when some carry a record: a plan
+/// made again takes it, so its cut-over snapshots keep their names. Images
+/// begun by different plans cannot be one plan.
+pub fn recorded_plan_id(images: &[(ImageRef, ImageFacts)]) -> anyhow::Result<Option<String>> {
+    let mut found: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (r, f) in images {
+        if let Some(rec) = &f.recorded {
+            found
+                .entry(rec.plan.as_str())
+                .or_default()
+                .push(r.source_spec());
+        }
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.keys().next().map(|id| id.to_string())),
+        _ => bail!(
+            "the images were begun by different plans ({}): list each plan's images in a spec of its own",
+            found
+                .iter()
+                .map(|(id, imgs)| format!("plan {id}: {}", imgs.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    }
 }
 
 /// Reads the facts for every image of the spec from `source`, the already
@@ -378,7 +421,27 @@ pub fn users_of(img: &Image<'_>) -> Result<Vec<String>, CephError> {
     )
 }
 
-fn image_facts(cluster: &Cluster, r: &ImageRef) -> Result<ImageFacts, CephError> {
+/// The record a plan left on the image before changing it, if one did.
+/// Two plans' records, or one that cannot be read, stop the planning: which
+/// features are the image's own is then unknown.
+fn original_record(img: &Image<'_>, image: &str) -> anyhow::Result<Option<OriginalRecord>> {
+    let mut found = Vec::new();
+    for (key, value) in img.metadata_list()? {
+        if super::original_key_plan(&key).is_some() {
+            found.push(OriginalRecord::parse(&key, &value).map_err(|e| anyhow!("{image}: {e}"))?);
+        }
+    }
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        _ => bail!(
+            "{image} carries the records of plans {}: only one plan may move an image; remove the stale one (rbd image-meta remove {image} {})",
+            found.iter().map(|r| r.plan.as_str()).collect::<Vec<_>>().join(" and "),
+            super::original_key(&found[0].plan)
+        ),
+    }
+}
+
+fn image_facts(cluster: &Cluster, r: &ImageRef) -> anyhow::Result<ImageFacts> {
     let pool = cluster.pool(&r.pool)?;
     // Read-only: no watch of our own, so any watcher is someone else.
     let img = pool.open_image_read_only(&r.name, None)?;
@@ -388,17 +451,24 @@ fn image_facts(cluster: &Cluster, r: &ImageRef) -> Result<ImageFacts, CephError>
         ImageMirrorState::Disabled => None,
         _ => img.mirror_mode()?,
     };
+    let record = original_record(&img, &r.source_spec())?;
+    let recorded = record.as_ref().map(|rec| Recorded {
+        plan: rec.plan.clone(),
+        features_now: info.features,
+        mirroring_now: mirroring,
+    });
     Ok(ImageFacts {
         id: img.id()?,
         size: info.size,
-        features: info.features,
+        features: record.as_ref().map_or(info.features, |rec| rec.features),
+        mirroring: record.as_ref().map_or(mirroring, |rec| rec.mirroring),
+        recorded,
         user_snapshots: img
             .snapshots()?
             .into_iter()
             .filter(|s| s.namespace == SnapNamespace::User)
             .map(|s| s.name)
             .collect(),
-        mirroring,
         in_use: !users.is_empty(),
         users,
         parent: img.parent()?,

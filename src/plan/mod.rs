@@ -13,7 +13,8 @@ mod text;
 pub use build::{build, AdoptOptions, BuildOptions};
 pub(crate) use discover::check_volume_status;
 pub use discover::{
-    derived_image_id, discover, published_parents, resolve_entry, users_of, ImageFacts,
+    derived_image_id, discover, published_parents, recorded_plan_id, resolve_entry, users_of,
+    ImageFacts, Recorded,
 };
 pub(crate) use text::describe;
 pub use text::render_text;
@@ -182,6 +183,60 @@ impl VerifiedRecord {
                 "the record's sha256 {:?} is not a SHA-256",
                 r.sha256
             ));
+        }
+        Ok(r)
+    }
+}
+
+/// The image metadata key where a plan notes, on the source image itself,
+/// what the image was before the plan changed anything:
+/// `ferry-plan-<plan id>.original`.
+pub fn original_key(plan_id: &str) -> String {
+    format!("{ORIGINAL_PREFIX}{plan_id}{ORIGINAL_SUFFIX}")
+}
+
+const ORIGINAL_PREFIX: &str = "ferry-plan-";
+const ORIGINAL_SUFFIX: &str = ".original";
+
+/// The plan id an image metadata key names, when it is an [`original_key`].
+pub fn original_key_plan(key: &str) -> Option<&str> {
+    key.strip_prefix(ORIGINAL_PREFIX)?
+        .strip_suffix(ORIGINAL_SUFFIX)
+        .filter(|id| !id.is_empty())
+}
+
+/// What a source image was before a plan changed it (the value of its
+/// [`original_key`], one line of JSON). Written before the first change, so
+/// a plan made again after its state file or bundle was lost reads the
+/// truth rather than the features ferry changed, and takes the same plan id
+/// (its cut-over snapshot's name). The cleanup removes it last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginalRecord {
+    /// The plan that wrote it.
+    pub plan: String,
+    pub features: Features,
+    /// Mirroring mode before the plan (None: disabled).
+    pub mirroring: Option<MirrorMode>,
+}
+
+impl OriginalRecord {
+    /// The record as one line of JSON.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("a record serialises")
+    }
+
+    /// Reads the record found under `key`; one that is not a record, or
+    /// names another plan than its key, is refused with what it is.
+    pub fn parse(key: &str, text: &str) -> Result<OriginalRecord, String> {
+        let r: OriginalRecord = serde_json::from_str(text.trim()).map_err(|e| {
+            format!(
+                "{key} is not a record of the image before a plan ({e}): {:?}",
+                text.chars().take(120).collect::<String>()
+            )
+        })?;
+        if original_key_plan(key) != Some(r.plan.as_str()) {
+            return Err(format!("{key} holds a record of plan {:?}", r.plan));
         }
         Ok(r)
     }
@@ -376,6 +431,15 @@ pub enum Adoption {
 pub enum Action {
     /// Read-only checks; refuses to go on when one fails.
     Preflight { image: ImageAt },
+    /// Note on the source image what it is before anything changes
+    /// ([`original_key`]); refuses when another plan's record is there.
+    RecordOriginal {
+        image: ImageAt,
+        record: OriginalRecord,
+    },
+    /// Remove image metadata ferry set (the last cleanup step: the
+    /// [`OriginalRecord`], once the image is put back).
+    RemoveMetadata { image: ImageAt, key: String },
     /// Disable features, one at a time, in this order.
     DisableFeatures {
         image: ImageAt,
@@ -515,6 +579,8 @@ impl Step {
     pub fn action_image(&self) -> ImageAt {
         match &self.action {
             Action::Preflight { image }
+            | Action::RecordOriginal { image, .. }
+            | Action::RemoveMetadata { image, .. }
             | Action::DisableFeatures { image, .. }
             | Action::EnableFeatures { image, .. }
             | Action::EnableMirroring { image, .. }

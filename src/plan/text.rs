@@ -17,6 +17,20 @@ pub fn render_text(plan: &Plan) -> String {
         plan.images.len(),
         if plan.cleanup { "on" } else { "off" }
     );
+    let resumed: Vec<String> = plan
+        .images
+        .iter()
+        .filter(|i| i.facts.recorded.is_some())
+        .map(|i| i.image.source_spec())
+        .collect();
+    if !resumed.is_empty() {
+        let _ = writeln!(
+            s,
+            "resumes plan {}: begun before on {}, whose records give the features and mirroring they had before it",
+            plan.id,
+            resumed.join(", ")
+        );
+    }
     for img in &plan.images {
         let _ = writeln!(
             s,
@@ -88,6 +102,16 @@ fn serde_plain<T: serde::Serialize>(v: &T) -> String {
 pub(crate) fn describe(a: &Action) -> String {
     match a {
         Action::Preflight { image } => format!("check {image} exists; note size, snapshots, users"),
+        Action::RecordOriginal { image, record } => format!(
+            "note on {image} what it is before any change (features: {}; mirroring: {})",
+            record.features,
+            record
+                .mirroring
+                .map_or("disabled".to_string(), |m| m.to_string())
+        ),
+        Action::RemoveMetadata { image, key } => {
+            format!("remove {key} from {image} (the image is as it was)")
+        }
         Action::DisableFeatures { image, features } => format!(
             "disable {} on {image}",
             features

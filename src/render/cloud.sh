@@ -78,12 +78,42 @@ cinder_host() {
   [ -n "$HOST" ] || die "no single Cinder backend stores in RBD pool $1 (fsid ${2:-any})"
 }
 
-# manageable HOST NAME: Cinder lists the image NAME as manageable.
+# manageable HOST NAME: Cinder lists the image NAME as manageable. The RBD
+# driver opens every image of the pool for this list and answers 500 when
+# one vanishes meanwhile (another volume deleted): asked again, a few times.
 manageable() {
   need_cinder
-  api_get "$CINDER/manageable_volumes?host=$(uri "$1")" 3.8
+  tries=0
+  while :; do
+    api_get "$CINDER/manageable_volumes?host=$(uri "$1")" 3.8
+    if [ "$CODE" != 500 ] || [ "$tries" -ge 4 ]; then break; fi
+    tries=$((tries + 1))
+    sleep 2
+  done
   [ "$CODE" = 200 ] || die "listing manageable volumes gave HTTP $CODE: $OUT"
   printf '%s' "$OUT" | jq -e --arg n "$2" 'any(.["manageable-volumes"][]; .reference["source-name"] == $n)' >/dev/null
+}
+
+# volume_type_exists NAME: Cinder has a volume type named exactly NAME
+# (read through the API: the openstack client's lookup by name misses names
+# with quotes or newlines).
+volume_type_exists() {
+  need_cinder
+  api_get "$CINDER/types"
+  [ "$CODE" = 200 ] || die "listing volume types gave HTTP $CODE: $OUT"
+  found=$(printf '%s' "$OUT" | jq --arg n "$1" 'any(.volume_types[]; .name == $n)') ||
+    die "listing volume types gave no JSON list: $OUT"
+  [ "$found" = true ]
+}
+
+# volume_named NAME: the project has a volume named exactly NAME.
+volume_named() {
+  need_cinder
+  api_get "$CINDER/volumes?name=$(uri "$1")"
+  [ "$CODE" = 200 ] || die "listing volumes gave HTTP $CODE: $OUT"
+  found=$(printf '%s' "$OUT" | jq --arg n "$1" 'any(.volumes[]; .name == $n)') ||
+    die "listing volumes gave no JSON list: $OUT"
+  [ "$found" = true ]
 }
 
 # adopted SOURCE_ID: the destination volume carrying ferry_source_volume =

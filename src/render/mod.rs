@@ -19,7 +19,12 @@ const CLOUD: &str = include_str!("cloud.sh");
 /// script. Inside double quotes, close them around it (`"text "'value'" more"`
 /// is one word).
 pub fn q(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+    // A newline is `"$NL"` between quoted parts: every rendered value then
+    // sits on one line, so indenting a block cannot change it.
+    s.split('\n')
+        .map(|part| format!("'{}'", part.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join("\"$NL\"")
 }
 
 /// `s` made safe for the rest of a `#` comment line: a newline or another
@@ -142,6 +147,11 @@ pub fn script(plan: &Plan, role: Role) -> String {
         env!("CARGO_PKG_VERSION")
     );
     let _ = writeln!(s, "set -eu\n");
+    // Values holding a newline are quoted as '...'"$NL"'...' (see `q`).
+    let _ = writeln!(
+        s,
+        "# shellcheck disable=SC2034 # not every script has such a value\nNL='\n'"
+    );
     let _ = writeln!(s, "ROLE={}", q(&role.to_string()));
     let _ = writeln!(s, "PLAN={}", q(&plan.id));
     s.push_str(COMMON);
@@ -742,6 +752,25 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
         Action::DisableMirroring { image } => {
             let _ = writeln!(b, "rbdw mirror image disable {}", spec(image));
         }
+        Action::RecordOriginal { image, record } => {
+            let _ = writeln!(
+                b,
+                "record_original {} {} {}",
+                spec(image),
+                q(&crate::plan::original_key(&record.plan)),
+                q(&record.to_line())
+            );
+        }
+        Action::RemoveMetadata { image, key } => {
+            let _ = writeln!(
+                b,
+                "meta_absent {} {} || rbdw image-meta remove {} {}",
+                spec(image),
+                q(key),
+                spec(image),
+                q(key)
+            );
+        }
         Action::RestoreFeatures { image } => {
             let orig = img.facts.features;
             for f in [Features::JOURNALING, Features::EXCLUSIVE_LOCK] {
@@ -811,9 +840,9 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                     q(&v.source_volume)
                 );
                 if let Some(t) = &v.volume_type {
-                    let _ = writeln!(b, "  osq volume type show -f value -c id -- {} || die {}", q(t), q(&format!("volume type {t:?} does not exist in the destination cloud; map the source type with options.volume_types")));
+                    let _ = writeln!(b, "  volume_type_exists {} || die {}", q(t), q(&format!("volume type {t:?} does not exist in the destination cloud; map the source type with options.volume_types")));
                 }
-                let _ = writeln!(b, "  osq volume list --name={} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}", q(&v.name), q(&format!("a volume named {:?} already exists in the destination cloud: choose another name (images[].name)", v.name)));
+                let _ = writeln!(b, "  ! volume_named {} || die {}", q(&v.name), q(&format!("a volume named {:?} already exists in the destination cloud: choose another name (images[].name)", v.name)));
                 let _ = writeln!(
                     b,
                     "  say \"type \"{}\", name free, host $HOST\"\nfi",

@@ -45,6 +45,18 @@ meta() { rbdq image-meta get "$1" "$2"; }
 meta_present() { meta "$1" "$2"; }
 meta_absent() { ! meta "$1" "$2"; }
 
+# record_original IMAGE KEY RECORD: notes RECORD (what IMAGE is before the
+# plan changes it) under KEY, unless it is there; another plan's record
+# stops the script, as only one plan may move an image.
+record_original() {
+  rbdq image-meta list --format json "$1" || die "$1 does not exist"
+  other=$(printf '%s' "$OUT" | jq -r --arg k "$2" \
+    '[keys[] | select(startswith("ferry-plan-") and endswith(".original") and . != $k)] | first // empty') ||
+    die "rbd image-meta list $1 gave no JSON object: $OUT"
+  [ -z "$other" ] || die "$1 carries $other, the record of another plan: only one plan may move an image (finish or abandon that plan, then rbd image-meta remove $1 $other)"
+  meta_present "$1" "$2" || rbdw image-meta set "$1" "$2" "$3"
+}
+
 # features_are IMAGE true|false FEATURE...: every FEATURE is on (true) or off.
 features_are() {
   img=$1

@@ -54,6 +54,7 @@ fn plan_named(mode: MirrorMode, name: &dyn Fn(&str) -> String) -> Plan {
                 users: vec![],
                 parent: None,
                 pool_mode: PoolMirrorMode::Image,
+                recorded: None,
                 cloud: Some(CloudObject::Volume {
                     id: name(id),
                     name: name("it's a db"),
@@ -84,6 +85,23 @@ const ROLES: [Role; 5] = [
 fn quoting_keeps_every_character_literal() {
     assert_eq!(q("it's"), r"'it'\''s'");
     assert_eq!(q("$HOME `x`"), "'$HOME `x`'");
+    assert_eq!(q("a\nb"), "'a'\"$NL\"'b'");
+    // What sh makes of it, indented as a block's body is: the same bytes.
+    for v in [
+        "it's \"q\" $(touch x) `y`\n  two\r\n\nthree\n",
+        "\n",
+        "",
+        "tab\there",
+    ] {
+        let line = format!("    printf '%s' {}", q(v));
+        assert_eq!(line.lines().count(), 1, "{line}");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("set -eu\nNL='\n'\nif true; then\n{line}\nfi"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), v, "{line}");
+    }
 }
 
 #[test]
@@ -329,6 +347,7 @@ fn clone_of_parent_plan() -> Plan {
             in_trash: false,
         }),
         pool_mode: PoolMirrorMode::Image,
+        recorded: None,
         cloud: None,
     };
     let image = ImageRef {

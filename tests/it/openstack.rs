@@ -59,7 +59,7 @@ pub(crate) fn adopted(dst: &Cloud, source_id: &str) -> Vec<Volume> {
         .unwrap()
 }
 
-fn wait_volume(cloud: &Cloud, id: &str, status: &str) -> Volume {
+pub(crate) fn wait_volume(cloud: &Cloud, id: &str, status: &str) -> Volume {
     wait_for(
         &format!("volume {id} {status}"),
         Duration::from_secs(90),

@@ -43,6 +43,7 @@ fn plan_reads_source_images_and_changes_nothing() {
         steps,
         [
             "preflight",
+            "record-original",
             "disable-features",
             "enable-features",
             "enable-mirroring",
@@ -55,11 +56,21 @@ fn plan_reads_source_images_and_changes_nothing() {
             "check-source-unchanged",
             "disable-mirroring",
             "remove-cut-over-snapshot",
-            "restore-features"
+            "restore-features",
+            "forget-original"
         ]
     );
-    // Planning wrote nothing: features and mirroring are as created.
+    // Planning wrote nothing: features and mirroring are as created, and
+    // no record.
     let after = volumes.open_image_read_only(&name, None).unwrap();
+    assert!(
+        !after
+            .metadata_list()
+            .unwrap()
+            .iter()
+            .any(|(k, _)| k.starts_with("ferry-plan-")),
+        "a record written by planning"
+    );
     assert_eq!(after.features().unwrap(), Features::DEFAULT);
     assert_eq!(
         after.mirror_info().unwrap().state,

@@ -428,3 +428,381 @@ fn snapshot_mode_role_runs_move_a_volume_and_an_image() {
 fn journal_mode_role_runs_move_a_volume_and_an_image() {
     split_roles("journal", Runner::Ferry);
 }
+
+/// The test environment's admin on one region's services (test fixtures
+/// only: volume types).
+fn admin_cloud(env: &TestEnv, region: &str) -> ferry::openstack::Cloud {
+    let file = env.clouds_yaml().display().to_string();
+    let mut cfg = ferry::openstack::config::load_with(env.var("ADMIN_CLOUD"), &|k| {
+        (k == "OS_CLIENT_CONFIG_FILE").then(|| file.clone())
+    })
+    .unwrap();
+    cfg.region = Some(region.into());
+    ferry::openstack::Cloud::connect(cfg).unwrap_or_else(|e| panic!("admin on {region}: {e:#}"))
+}
+
+/// A public volume type bound to a backend, deleted at the end (once no
+/// volume has it: deleting volumes takes a while).
+struct TypeGuard {
+    admin: ferry::openstack::Cloud,
+    id: String,
+}
+
+impl TypeGuard {
+    fn create(admin: ferry::openstack::Cloud, name: &str, backend: &str) -> TypeGuard {
+        use ferry::openstack::session::Body;
+        use ferry::openstack::Service;
+        let v: serde_json::Value = admin
+            .call_json(
+                Service::BlockStorage,
+                reqwest::Method::POST,
+                "/types",
+                &[],
+                Some(Body::Json(&serde_json::json!({"volume_type": {
+                    "name": name, "os-volume-type-access:is_public": true}}))),
+            )
+            .unwrap_or_else(|e| panic!("creating volume type {name:?}: {e:#}"));
+        let id = v["volume_type"]["id"].as_str().unwrap().to_string();
+        let guard = TypeGuard { admin, id };
+        guard
+            .admin
+            .call(
+                Service::BlockStorage,
+                reqwest::Method::POST,
+                &format!("/types/{}/extra_specs", guard.id),
+                &[],
+                Some(Body::Json(
+                    &serde_json::json!({"extra_specs": {"volume_backend_name": backend}}),
+                )),
+            )
+            .unwrap();
+        guard
+    }
+}
+
+impl Drop for TypeGuard {
+    fn drop(&mut self) {
+        for _ in 0..60 {
+            let r = self.admin.call(
+                ferry::openstack::Service::BlockStorage,
+                reqwest::Method::DELETE,
+                &format!("/types/{}", self.id),
+                &[],
+                None,
+            );
+            match r {
+                Err(e) if e.status() == Some(400) => {
+                    std::thread::sleep(std::time::Duration::from_secs(2))
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// A volume whose name, description, metadata value and volume type hold
+/// spaces, quotes, `$()`, backticks, `;` and newlines moves through the
+/// rendered scripts, run in role order with one role's credentials each: it
+/// is adopted under exactly those strings, and none of them ran.
+#[test]
+fn hostile_names_move_through_the_scripts_and_none_of_them_runs() {
+    use ferry::openstack::session::Body;
+    use ferry::openstack::Service;
+
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    // Were any string run by a shell, it would create a file beside this.
+    let marker = std::env::temp_dir().join(unique("fp"));
+    let m = marker.display();
+    let hostile = |what: &str| {
+        format!("{what} it's \"q\" $(touch {m}-d) `touch {m}-b` ;touch {m}-s;\n touch {m}-n $HOME")
+    };
+    let (vname, descr, note) = (hostile("vol"), hostile("descr"), hostile("note"));
+    let tname = hostile(&unique("type"));
+    // The same hostile type in both clouds (created by their admin).
+    let _types = [
+        TypeGuard::create(admin_cloud(&env, "site-a"), &tname, "ceph-site-a"),
+        TypeGuard::create(admin_cloud(&env, "site-b"), &tname, "ceph-site-b"),
+    ];
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let created: serde_json::Value = src
+        .call_json(
+            Service::BlockStorage,
+            reqwest::Method::POST,
+            "/volumes",
+            &[],
+            Some(Body::Json(&serde_json::json!({"volume": {
+                "name": vname, "description": descr, "size": 1,
+                "volume_type": tname, "metadata": {"note": note}}}))),
+        )
+        .unwrap_or_else(|e| panic!("creating the source volume: {e:#}"));
+    let id = created["volume"]["id"].as_str().unwrap().to_string();
+    let vol = VolumeGuard {
+        cloud: &src,
+        id: id.clone(),
+    };
+    crate::it::openstack::wait_volume(&src, &id, "available");
+    let vol_sum = {
+        let a = env.connect("site-a");
+        let pool = a.pool("volumes").unwrap();
+        let img = pool.open_image(&format!("volume-{id}")).unwrap();
+        crate::common::write_sparse(&img, 1 << 30, 4, 1 << 20, 41);
+        checksum(&img)
+    };
+    let _dest = DestGuard {
+        cloud: &dst,
+        volume_marker: Some(id.clone()),
+        image: None,
+    };
+
+    let dir = std::env::temp_dir().join(unique("ferry-hostile"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("migration.yaml");
+    // JSON is YAML: every string stays exactly as it is.
+    let options = serde_json::json!({"mirror_mode": "snapshot", "cleanup": true,
+        "volume_types": {tname.clone(): tname.clone()}});
+    std::fs::write(
+        &spec,
+        env.spec_yaml_with_clouds(&format!("  - volume: {id}\n"))
+            + &format!("options: {options}\n"),
+    )
+    .unwrap();
+    let bundle = dir.join("plan.yaml");
+    let planned = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["plan", "--bundle"])
+        .arg(&bundle)
+        .arg(&spec)
+        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
+        .env_remove("OS_CLOUD")
+        .output()
+        .unwrap();
+    ok("plan", &planned);
+    let plan: ferry::plan::Plan =
+        serde_yaml::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+    for role in ROLES {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["script", "--role", role])
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        ok(role, &out);
+        let script = dir.join(format!("{role}.sh"));
+        std::fs::write(&script, &out.stdout).unwrap();
+        // SC2016 ("expressions don't expand in single quotes") is the
+        // point: the names hold `$(...)` that must not expand.
+        let lint = Command::new("shellcheck")
+            .args(["-s", "sh", "-e", "SC2016"])
+            .arg(&script)
+            .output()
+            .expect("shellcheck");
+        assert!(
+            lint.status.success(),
+            "{role}: {}",
+            String::from_utf8_lossy(&lint.stdout)
+        );
+    }
+    let split = Split {
+        env: &env,
+        dir: dir.clone(),
+        bundle,
+        runner: Runner::Script,
+    };
+    let mut handoff = None;
+    for role in ROLES {
+        let out = split.run(role, 600, handoff.as_deref());
+        ok(role, &out);
+        if role == "destination-storage" {
+            let f = dir.join("verified.txt");
+            std::fs::write(&f, split.handoff(&out)).unwrap();
+            handoff = Some(f);
+        }
+    }
+
+    let found = adopted(&dst, &id);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let v = &found[0];
+    assert_eq!(v.status, "available");
+    assert_eq!(v.name.as_deref(), Some(vname.as_str()));
+    // Cinder's manage-existing takes printable descriptions only: the plan
+    // carries the line break as a space, and says so.
+    assert_eq!(
+        v.description.as_deref(),
+        Some(descr.replace('\n', " ").as_str())
+    );
+    assert!(
+        plan.images[0]
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("the description holds line breaks")),
+        "{:?}",
+        plan.images[0].warnings
+    );
+    assert_eq!(v.volume_type.as_deref(), Some(tname.as_str()));
+    assert_eq!(v.metadata.get("note"), Some(&note));
+    let b = env.connect("site-b");
+    let copy = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    let copy = copy
+        .open_image_read_only(&format!("volume-{}", v.id), None)
+        .unwrap();
+    assert_eq!(checksum(&copy), vol_sum);
+    let a = env.connect("site-a");
+    let source = a.pool("volumes").unwrap();
+    let source = source
+        .open_image_read_only(&format!("volume-{id}"), None)
+        .unwrap();
+    assert_eq!(
+        source.mirror_info().unwrap().state,
+        ImageMirrorState::Disabled
+    );
+    assert_eq!(
+        source
+            .metadata_get(&ferry::plan::original_key(&plan.id))
+            .unwrap(),
+        None,
+        "the cleanup removed its record"
+    );
+    let stem = marker.file_name().unwrap().to_string_lossy().to_string();
+    let ran: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(&stem))
+        .collect();
+    assert!(ran.is_empty(), "a name was run as a command: {ran:?}");
+    drop(vol);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Renders `role`'s script from `split`'s bundle into its directory.
+fn render(split: &Split<'_>, role: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["script", "--role", role])
+        .arg(&split.bundle)
+        .output()
+        .unwrap();
+    ok(role, &out);
+    std::fs::write(split.dir.join(format!("{role}.sh")), &out.stdout).unwrap();
+}
+
+/// The source storage script notes the image's original features before it
+/// changes them; the bundle lost after that part ran, a bundle made again
+/// from the record has the same plan id and the original features, and the
+/// other parts finish from it: cleanup restores the true original features.
+#[test]
+fn a_lost_bundle_is_made_again_from_the_record_the_script_left() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let name = format!("volume-{}", unique("lostbundle"));
+    let cinder = env.var("DEST_CINDER_POOL");
+    let _guards = [
+        crate::common::ImageGuard {
+            cfg: env.admin("site-b"),
+            pool: cinder.into(),
+            name: name.clone(),
+        },
+        crate::common::ImageGuard {
+            cfg: env.admin("site-a"),
+            pool: "volumes".into(),
+            name: name.clone(),
+        },
+    ];
+    let a = env.connect("site-a");
+    let volumes = a.pool("volumes").unwrap();
+    volumes
+        .create_image(&name, 8 << 20, Features::DEFAULT)
+        .unwrap();
+    let want = {
+        let img = volumes.open_image(&name).unwrap();
+        crate::common::write_with_holes(&img, 8 << 20, 1 << 20, 23);
+        checksum(&img)
+    };
+    let dir = std::env::temp_dir().join(unique("ferry-lostbundle"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("migration.yaml");
+    std::fs::write(
+        &spec,
+        env.spec_yaml(&format!("  - rbd: volumes/{name}\n"))
+            + "options: {mirror_mode: journal, cleanup: true}\n",
+    )
+    .unwrap();
+    let bundle = dir.join("plan.yaml");
+    let plan = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["plan", "--bundle"])
+            .arg(&bundle)
+            .arg(&spec)
+            .output()
+            .unwrap();
+        ok("plan", &out);
+        let p: ferry::plan::Plan =
+            serde_yaml::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+        (p, String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (first, _) = plan();
+    let split = Split {
+        env: &env,
+        dir: dir.clone(),
+        bundle: bundle.clone(),
+        runner: Runner::Script,
+    };
+    render(&split, "source-storage");
+    ok("source-storage", &split.run("source-storage", 60, None));
+    {
+        let img = volumes.open_image_read_only(&name, None).unwrap();
+        assert!(img.features().unwrap().contains(Features::JOURNALING));
+        let rec = img
+            .metadata_get(&ferry::plan::original_key(&first.id))
+            .unwrap()
+            .expect("the script noted the original");
+        let rec = ferry::plan::OriginalRecord::parse(&ferry::plan::original_key(&first.id), &rec)
+            .unwrap();
+        assert_eq!(rec.features, Features::DEFAULT);
+        assert_eq!(rec.mirroring, None);
+    }
+
+    // The bundle and the scripts are lost; the plan is made again.
+    std::fs::remove_file(&bundle).unwrap();
+    std::fs::remove_file(dir.join("source-storage.sh")).unwrap();
+    let (again, text) = plan();
+    assert_eq!(again.id, first.id, "{text}");
+    assert_eq!(again.images[0].facts.features, Features::DEFAULT);
+    assert!(
+        text.contains(&format!("resumes plan {}", first.id)),
+        "{text}"
+    );
+    for role in ["source-storage", "destination-storage", "cleanup"] {
+        render(&split, role);
+    }
+    // The source storage part finds its work done (preflight only reads).
+    let out = split.run("source-storage", 60, None);
+    ok("source-storage", &out);
+    let acted: Vec<String> = split
+        .acted(&out)
+        .into_iter()
+        .filter(|l| !l.contains("(preflight)"))
+        .collect();
+    assert!(acted.is_empty(), "{acted:?}");
+    let out = split.run("destination-storage", 600, None);
+    ok("destination-storage", &out);
+    let handoff = dir.join("verified.txt");
+    std::fs::write(&handoff, split.handoff(&out)).unwrap();
+    ok("cleanup", &split.run("cleanup", 120, Some(&handoff)));
+
+    let b = env.connect("site-b");
+    let copy = b.pool(cinder).unwrap();
+    let copy = copy.open_image_read_only(&name, None).unwrap();
+    assert_eq!(checksum(&copy), want);
+    let img = volumes.open_image_read_only(&name, None).unwrap();
+    assert_eq!(
+        img.features().unwrap(),
+        Features(Features::DEFAULT.0 & !Features::DEEP_FLATTEN.0),
+        "the original features, less deep-flatten (which cannot come back)"
+    );
+    assert_eq!(img.mirror_info().unwrap().state, ImageMirrorState::Disabled);
+    assert_eq!(
+        img.metadata_get(&ferry::plan::original_key(&first.id))
+            .unwrap(),
+        None
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -414,3 +414,127 @@ fn a_panicking_step_fails_the_run_with_exit_1_and_a_rerun_finishes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Journal mode changes the source's features (deep-flatten, fast-diff and
+/// object-map off, journaling on) and enables mirroring; a run stopped after
+/// that whose state file is then lost plans again from the record the source
+/// carries, under the same plan id, and its cleanup restores the true
+/// original features and turns mirroring off again.
+#[test]
+fn a_lost_state_file_is_recovered_from_the_record_on_the_source() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let v = unique("lost");
+    let name = format!("volume-{v}");
+    source_image(&env, "volumes", &name, 8 * MIB, Features::DEFAULT, 17);
+    let cinder = env.var("DEST_CINDER_POOL");
+    let _m = moved(&env, "volumes", &name, cinder, &name);
+    let want = source_sum(&env, "volumes", &name);
+    let (spec, state) = spec_file(
+        &env,
+        &format!("  - volume: {v}\n"),
+        "options: {mirror_mode: journal, cleanup: true}\n",
+    );
+
+    // Stopped after the feature changes and the mirroring, before the
+    // cut-over (a panic puts nothing back).
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--output", "json", "--state-dir"])
+        .arg(&state)
+        .arg(&spec)
+        .env_remove("OS_CLOUD")
+        .env("FERRY_TEST_PANIC_IN_STEP", "cut-over-snapshot")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let a = env.connect("site-a");
+    let pool = a.pool("volumes").unwrap();
+    let changed = Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::JOURNALING;
+    {
+        let img = pool.open_image_read_only(&name, None).unwrap();
+        assert_eq!(img.features().unwrap(), changed);
+        assert_ne!(img.mirror_info().unwrap().state, ImageMirrorState::Disabled);
+    }
+    let files: Vec<PathBuf> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let kept: Value = serde_yaml::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    let id = kept["plan"]["id"].as_str().unwrap().to_string();
+    std::fs::remove_file(&files[0]).unwrap();
+
+    // Planned again: the record's features and the same plan id.
+    let plan = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["plan", "--output", "json"])
+        .arg(&spec)
+        .env_remove("OS_CLOUD")
+        .output()
+        .unwrap();
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let p: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(p["id"], Value::from(id.as_str()));
+    let facts = &p["images"][0]["facts"];
+    assert_eq!(
+        facts["features"],
+        serde_json::json!([
+            "layering",
+            "exclusive-lock",
+            "object-map",
+            "fast-diff",
+            "deep-flatten"
+        ])
+    );
+    assert_eq!(facts["mirroring"], Value::Null);
+    assert_eq!(facts["recorded"]["plan"], Value::from(id.as_str()));
+    let text = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("plan")
+        .arg(&spec)
+        .env_remove("OS_CLOUD")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("resumes plan {id}")), "{text}");
+
+    let out = ferry_run(&spec, &state, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("plan {id} was begun on these images")),
+        "{err}"
+    );
+    let b = env.connect("site-b");
+    let copy = b.pool(cinder).unwrap();
+    let copy = copy.open_image_read_only(&name, None).unwrap();
+    assert_eq!(checksum(&copy), want);
+    // The copy has the source's own features, not the journaled ones.
+    assert_eq!(copy.features().unwrap(), Features::DEFAULT);
+    let img = pool.open_image_read_only(&name, None).unwrap();
+    assert_eq!(
+        img.features().unwrap(),
+        Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::OBJECT_MAP | Features::FAST_DIFF,
+        "the original features, less deep-flatten (which cannot come back)"
+    );
+    assert_eq!(img.mirror_info().unwrap().state, ImageMirrorState::Disabled);
+    let left: Vec<String> = img
+        .metadata_list()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("ferry-plan-"))
+        .collect();
+    assert!(left.is_empty(), "cleanup left {left:?}");
+    let snaps: Vec<String> = img
+        .snapshots()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert!(snaps.is_empty(), "{snaps:?}");
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}

@@ -602,6 +602,15 @@ fn a_failure_before_the_cut_over_puts_the_source_back() {
         img.features().unwrap(),
         Features(Features::DEFAULT.0 & !Features::DEEP_FLATTEN.0)
     );
+    // Nor does the plan's record of the image stay: the image is as it was.
+    let records: Vec<String> = img
+        .metadata_list()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("ferry-plan-"))
+        .collect();
+    assert!(records.is_empty(), "{records:?}");
     drop(img);
     drop(p);
     drop(a);
