@@ -416,10 +416,7 @@ fn image_report(image: ImageRef, src: Option<&Cluster>, dst: Option<&Cluster>) -
         }
         r.watchers = img.watchers()?;
         r.lockers = img.lockers()?;
-        r.users = crate::ceph::image_users(info.features, &r.watchers, &r.lockers)
-            .iter()
-            .map(|u| u.to_string())
-            .collect();
+        r.users = crate::ceph::user_words(info.features, &r.watchers, &r.lockers);
         r.parent = img.parent()?;
         r.encrypted = img.has_luks_header()?;
         let mi = img.mirror_info()?;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use libc::{c_char, c_int, c_void, size_t};
 
-use super::error::{check, CephError, Result};
+use super::error::{check, cstring, CephError, Result};
 use super::ffi;
 use super::image::Image;
 
@@ -165,6 +165,18 @@ impl Image<'_> {
     /// `(offset, length)` pairs. `whole_object` reports whole RADOS objects,
     /// which the object map answers without reading (fast-diff).
     pub fn allocated(&self, offset: u64, len: u64, whole_object: bool) -> Result<Vec<(u64, u64)>> {
+        self.changed(None, offset, len, whole_object)
+    }
+
+    /// Like [`Image::allocated`], but with `since` only what was written
+    /// after that snapshot (the image's own writes, not its parent's).
+    pub fn changed(
+        &self,
+        since: Option<&str>,
+        offset: u64,
+        len: u64,
+        whole_object: bool,
+    ) -> Result<Vec<(u64, u64)>> {
         unsafe extern "C" fn collect(
             off: u64,
             len: size_t,
@@ -181,22 +193,26 @@ impl Image<'_> {
             }
             0
         }
+        let c_since = since.map(|s| cstring("snapshot name", s)).transpose()?;
         let mut out: Vec<(u64, u64)> = Vec::new();
-        // SAFETY: open handle; no from-snapshot (everything allocated);
-        // callback and its data outlive the call.
+        // SAFETY: open handle; the from-snapshot name (or null: everything
+        // allocated), the callback and its data outlive the call.
         let ret = unsafe {
             ffi::rbd_diff_iterate2(
                 self.raw(),
-                ptr::null(),
+                c_since.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
                 offset,
                 len,
-                1,
+                u8::from(since.is_none()),
                 u8::from(whole_object),
                 Some(collect),
                 &mut out as *mut _ as *mut c_void,
             )
         };
-        check(ret, "rbd_diff_iterate2", || self.object().to_string())?;
+        check(ret, "rbd_diff_iterate2", || match since {
+            Some(s) => format!("{} since {s}", self.object()),
+            None => self.object().to_string(),
+        })?;
         // librbd reports in order; make sure, and merge neighbours.
         out.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(out.len());

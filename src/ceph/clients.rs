@@ -64,6 +64,14 @@ pub fn image_users(features: Features, watchers: &[Watcher], lockers: &[Locker])
     }
 }
 
+/// [`image_users`] in words, as `check`, plans and run messages show them.
+pub fn user_words(features: Features, watchers: &[Watcher], lockers: &[Locker]) -> Vec<String> {
+    image_users(features, watchers, lockers)
+        .iter()
+        .map(ImageUser::to_string)
+        .collect()
+}
+
 /// Whether two addresses name the same client instance: `ip:port/nonce`,
 /// with or without a `v1:`/`v2:` prefix or brackets.
 fn same_client(a: &str, b: &str) -> bool {

@@ -579,34 +579,12 @@ impl<'p> Image<'p> {
     /// at) since snapshot `since`, counted in whole objects when fast-diff
     /// allows: zero means unchanged.
     pub fn written_since(&self, since: &str) -> Result<u64> {
-        unsafe extern "C" fn add(_ofs: u64, len: size_t, exists: c_int, arg: *mut c_void) -> c_int {
-            // SAFETY: `arg` is the `&mut u64` passed below, alive for the call.
-            let total = unsafe { &mut *(arg as *mut u64) };
-            if exists != 0 {
-                *total += len as u64;
-            }
-            0
-        }
-        let c_since = cstring("snapshot name", since)?;
         let size = self.info()?.size;
-        let mut total: u64 = 0;
-        // SAFETY: open handle; the callback only touches `total`, which outlives the call.
-        let ret = unsafe {
-            ffi::rbd_diff_iterate2(
-                self.handle,
-                c_since.as_ptr(),
-                0,
-                size,
-                0,
-                1,
-                Some(add),
-                &mut total as *mut u64 as *mut c_void,
-            )
-        };
-        check(ret, "rbd_diff_iterate2", || {
-            format!("{} since {since}", self.object)
-        })?;
-        Ok(total)
+        Ok(self
+            .changed(Some(since), 0, size, true)?
+            .iter()
+            .map(|(_, len)| len)
+            .sum())
     }
 
     /// Whether the image starts with a LUKS header (an encrypted volume).

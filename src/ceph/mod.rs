@@ -17,7 +17,7 @@ mod status;
 mod types;
 
 pub use aio::{AioRead, AioWrite};
-pub use clients::{image_users, ImageUser};
+pub use clients::{image_users, user_words, ImageUser};
 pub use cluster::{Cluster, ClusterConfig, Health, HealthCheck, ServiceDaemon, Usage};
 pub use error::{CephError, ErrorKind, Result};
 pub use image::Image;

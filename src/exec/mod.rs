@@ -634,9 +634,10 @@ impl Ctx<'_> {
         self.with_image(&plain(at), false, |img| crate::plan::users_of(img))
     }
 
-    /// Takes the user snapshot `at` names, unless it exists. With `frozen`,
-    /// no client may use the image, and ferry holds the exclusive lock
-    /// across the snapshot so that no writer slips in after the check.
+    /// Takes the user snapshot `at` names, unless it exists. With `frozen`
+    /// (the step required the image idle, and that was checked just before),
+    /// ferry holds the exclusive lock across the snapshot so that no writer
+    /// slips in after the check.
     fn freeze(&self, at: &ImageAt, frozen: bool) -> anyhow::Result<()> {
         let name = at
             .snap
@@ -644,16 +645,6 @@ impl Ctx<'_> {
             .ok_or_else(|| anyhow!("{at} names no snapshot"))?;
         if self.snap_id(at)?.is_some() {
             return Ok(());
-        }
-        if frozen {
-            let users = self.users(at)?;
-            if !users.is_empty() {
-                bail!(
-                    "{} is in use: {}; stop the client (shut its server off) and run again",
-                    plain(at),
-                    users.join("; ")
-                );
-            }
         }
         self.with_image(&plain(at), true, |img| {
             let locked = frozen && img.features()?.contains(Features::EXCLUSIVE_LOCK);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ceph::{
-    image_users, CephError, Cluster, Features, Image, ImageMirrorState, MirrorMode, Parent,
+    user_words, CephError, Cluster, Features, Image, ImageMirrorState, MirrorMode, Parent,
     PoolMirrorMode, SnapNamespace,
 };
 use anyhow::{anyhow, bail, Context};
@@ -114,7 +114,7 @@ pub fn discover(
             if let Some(j) = dests.insert(dst.clone(), i) {
                 bail!("images[{i}]: copies to {dst}, as images[{j}] does: give one of them another dest_name");
             }
-            let mut facts = image_facts(source, &r)
+            let (mut facts, luks) = image_facts(source, &r)
                 .with_context(|| format!("reading {} on the source cluster", r.source_spec()))?;
             let encrypted_volume = matches!(
                 &obj,
@@ -123,7 +123,7 @@ pub fn discover(
                     ..
                 })
             );
-            if encrypted_volume || facts_encrypted(source, &r)? {
+            if encrypted_volume || luks {
                 bail!(
                     "{} is encrypted (LUKS): its key is in the source cloud's key manager, and \
                      ferry cannot carry it yet; move it another way, or decrypt it first",
@@ -402,23 +402,15 @@ fn image_object(i: &crate::openstack::Image) -> CloudObject {
     }
 }
 
-/// Whether the image starts with a LUKS header.
-fn facts_encrypted(cluster: &Cluster, r: &ImageRef) -> anyhow::Result<bool> {
-    let pool = cluster.pool(&r.pool)?;
-    let img = pool.open_image_read_only(&r.name, None)?;
-    Ok(img.has_luks_header()?)
-}
-
 /// Who uses an image, in words: the one rule (`ceph::image_users`) over one
 /// read of its features, watchers and lockers. `img` must be read-only (no
 /// watch or lock of its own).
 pub fn users_of(img: &Image<'_>) -> Result<Vec<String>, CephError> {
-    Ok(
-        image_users(img.features()?, &img.watchers()?, &img.lockers()?)
-            .iter()
-            .map(|u| u.to_string())
-            .collect(),
-    )
+    Ok(user_words(
+        img.features()?,
+        &img.watchers()?,
+        &img.lockers()?,
+    ))
 }
 
 /// The record a plan left on the image before changing it, if one did.
@@ -441,7 +433,9 @@ fn original_record(img: &Image<'_>, image: &str) -> anyhow::Result<Option<Origin
     }
 }
 
-fn image_facts(cluster: &Cluster, r: &ImageRef) -> anyhow::Result<ImageFacts> {
+/// The facts of one image, and whether it starts with a LUKS header (an
+/// encrypted volume), from one open handle.
+fn image_facts(cluster: &Cluster, r: &ImageRef) -> anyhow::Result<(ImageFacts, bool)> {
     let pool = cluster.pool(&r.pool)?;
     // Read-only: no watch of our own, so any watcher is someone else.
     let img = pool.open_image_read_only(&r.name, None)?;
@@ -457,7 +451,7 @@ fn image_facts(cluster: &Cluster, r: &ImageRef) -> anyhow::Result<ImageFacts> {
         features_now: info.features,
         mirroring_now: mirroring,
     });
-    Ok(ImageFacts {
+    let facts = ImageFacts {
         id: img.id()?,
         size: info.size,
         features: record.as_ref().map_or(info.features, |rec| rec.features),
@@ -474,5 +468,6 @@ fn image_facts(cluster: &Cluster, r: &ImageRef) -> anyhow::Result<ImageFacts> {
         parent: img.parent()?,
         pool_mode: pool.mirror_mode()?,
         cloud: None,
-    })
+    };
+    Ok((facts, img.has_luks_header()?))
 }

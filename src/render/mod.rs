@@ -54,21 +54,7 @@ fn with_snap(at: &ImageAt) -> String {
 
 /// Feature names `rbd` takes (internal flags left out).
 fn feature_names(f: Features) -> Vec<&'static str> {
-    f.names()
-        .into_iter()
-        .filter(|n| {
-            [
-                "layering",
-                "striping",
-                "exclusive-lock",
-                "object-map",
-                "fast-diff",
-                "deep-flatten",
-                "journaling",
-            ]
-            .contains(n)
-        })
-        .collect()
+    Features(f.0 & Features::CREATABLE.0).names()
 }
 
 struct Text {

@@ -316,15 +316,7 @@ fn a_writing_client_blocks_the_scripted_cut_over() {
         .arg(&path)
         .env("FERRY_WAIT_TIMEOUT", "6")
         .env("FERRY_POLL", "2")
-        .env("CEPH_CONF", env.path("SITE_A_CONF"))
-        .env(
-            "CEPH_ARGS",
-            format!(
-                "--id {} --keyring {}",
-                env.var("SITE_A_USER"),
-                env.path("SITE_A_USER_KEYRING").display()
-            ),
-        )
+        .envs(source_storage_env(&env))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -517,15 +509,7 @@ fn writes_after_the_cut_over_stop_the_cleanup_in_ferry_and_in_the_script() {
     let out = Command::new("sh")
         .arg(&path)
         .arg(&verified)
-        .env("CEPH_CONF", env.path("SITE_A_CONF"))
-        .env(
-            "CEPH_ARGS",
-            format!(
-                "--id {} --keyring {}",
-                env.var("SITE_A_USER"),
-                env.path("SITE_A_USER_KEYRING").display()
-            ),
-        )
+        .envs(source_storage_env(&env))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -946,6 +930,22 @@ fn a_copy_onto_a_parent_writes_only_differing_chunks_and_reads_equal_in_the_scri
     assert!(used <= 4 * 4 * MIB, "used {used}");
 }
 
+/// The environment a source storage script runs with: that operator's
+/// Ceph user only.
+fn source_storage_env(env: &TestEnv) -> [(&'static str, String); 2] {
+    [
+        ("CEPH_CONF", env.var("SITE_A_CONF").to_string()),
+        (
+            "CEPH_ARGS",
+            format!(
+                "--id {} --keyring {}",
+                env.var("SITE_A_USER"),
+                env.var("SITE_A_USER_KEYRING")
+            ),
+        ),
+    ]
+}
+
 /// The scripts' `image_users` (src/render/storage.sh) on an image, as ferry's
 /// rule words it, one user a line.
 fn shell_users(env: &TestEnv, spec: &str) -> Vec<String> {
@@ -957,15 +957,7 @@ fn shell_users(env: &TestEnv, spec: &str) -> Vec<String> {
     );
     let out = Command::new("sh")
         .args(["-c", &script, "sh", spec])
-        .env("CEPH_CONF", env.path("SITE_A_CONF"))
-        .env(
-            "CEPH_ARGS",
-            format!(
-                "--id {} --keyring {}",
-                env.var("SITE_A_USER"),
-                env.path("SITE_A_USER_KEYRING").display()
-            ),
-        )
+        .envs(source_storage_env(env))
         .output()
         .unwrap();
     assert!(
