@@ -1559,16 +1559,19 @@ impl Ctx<'_> {
     }
 }
 
-/// The source storage steps before the cut-over: a failure in one of them
+/// The source storage actions up to the cut-over: a failure in one of them
 /// puts the source back as the plan found it.
-const PREPARING: &[&str] = &[
-    "disable-features",
-    "enable-features",
-    "enable-mirroring",
-    "freeze-snapshot",
-    "copy-out-flat",
-    "cut-over-snapshot",
-];
+fn prepares_source(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::DisableFeatures { .. }
+            | Action::EnableFeatures { .. }
+            | Action::EnableMirroring { .. }
+            | Action::FreezeSnapshot { .. }
+            | Action::FlatCopy { .. }
+            | Action::CreateCutover { .. }
+    )
+}
 
 fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
     let plan: ImagePlan = ctx.state.lock().unwrap().plan.images[i].clone();
@@ -1635,7 +1638,7 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
             });
         let detail = match acted {
             Ok(d) => d,
-            Err(e) if PREPARING.contains(&step.name.as_str()) => {
+            Err(e) if prepares_source(&step.action) => {
                 // Before the cut-over nothing is worth keeping half-done.
                 let e = e.context(label());
                 return Err(match ctx.put_back(i) {
