@@ -1024,59 +1024,55 @@ impl Ctx<'_> {
                 Ok(mode.to_string())
             }
             Action::CreateCutover { image, mode } => {
-                let name = image
-                    .snap
-                    .clone()
-                    .ok_or_else(|| anyhow!("{image} names no snapshot"))?;
                 let head = plain(image);
                 let frozen = step
                     .requires
                     .iter()
                     .any(|c| matches!(c, Check::NotInUse { .. }));
                 self.freeze(image, frozen)?;
-                // The snapshot's digest goes into the image metadata, which
-                // mirroring carries to the destination for its verify. In
-                // snapshot mode, the mirror snapshot that carries the data
-                // comes first, so rbd-mirror transfers while ferry hashes;
-                // another one then carries the digest (a small delta).
-                let key = crate::plan::checksum_key(&name);
-                let snapshot_mode = *mode == MirrorMode::Snapshot;
+                // In snapshot mode a mirror snapshot carries the cut-over;
+                // rbd-mirror transfers it while the next step hashes.
                 let after = Check::MirrorSnapshotAfter {
                     image: image.clone(),
                 };
-                let mut mirror_snaps = Vec::new();
-                let known = self.with_image(&head, false, |img| img.metadata_get(&key))?;
-                if snapshot_mode && known.is_none() && !self.holds(&after)? {
-                    mirror_snaps
-                        .push(self.with_image(&head, true, |img| img.mirror_snapshot_create())?);
+                if *mode == MirrorMode::Snapshot && !self.holds(&after)? {
+                    let id = self.with_image(&head, true, |img| img.mirror_snapshot_create())?;
+                    return Ok(format!("{image}, mirror snapshot {id}"));
                 }
+                Ok(format!("{image}"))
+            }
+            Action::HashSource { image, mode } => {
+                let name = image
+                    .snap
+                    .clone()
+                    .ok_or_else(|| anyhow!("{image} names no snapshot"))?;
+                let head = plain(image);
+                let key = crate::plan::checksum_key(&name);
+                let known = self.with_image(&head, false, |img| img.metadata_get(&key))?;
                 let sum = match known {
                     Some(sum) => sum,
                     None => {
                         let sum = self.digest(i, step, image, Phase::Preparing)?;
                         self.with_image(&head, true, |img| img.metadata_set(&key, &sum))?;
-                        if snapshot_mode {
-                            mirror_snaps.push(
-                                self.with_image(&head, true, |img| img.mirror_snapshot_create())?,
-                            );
-                        }
                         sum
                     }
                 };
                 self.update(i, |s| s.source_checksum = Some(sum.clone()))?;
-                if snapshot_mode && mirror_snaps.is_empty() && !self.holds(&after)? {
-                    mirror_snaps
-                        .push(self.with_image(&head, true, |img| img.mirror_snapshot_create())?);
-                }
-                if mirror_snaps.is_empty() {
-                    return Ok(format!("{image} (digest {})", short(&sum)));
-                }
-                let ids: Vec<String> = mirror_snaps.iter().map(|id| id.to_string()).collect();
-                Ok(format!(
-                    "{image} (digest {}), mirror snapshot {}",
-                    short(&sum),
-                    ids.join(", ")
-                ))
+                // On its way: in snapshot mode with a mirror snapshot taken
+                // after it (again if an earlier run stopped before the
+                // mark: one more is cheap), in journal mode already.
+                let sent = crate::plan::checksum_sent_key(&name);
+                let (mark, detail) = if *mode == MirrorMode::Snapshot {
+                    let id = self.with_image(&head, true, |img| img.mirror_snapshot_create())?;
+                    (
+                        format!("mirror snapshot {id}"),
+                        format!(", mirror snapshot {id}"),
+                    )
+                } else {
+                    ("journal".to_string(), String::new())
+                };
+                self.with_image(&head, true, |img| img.metadata_set(&sent, &mark))?;
+                Ok(format!("digest {}{detail}", short(&sum)))
             }
             Action::FreezeSnapshot { image } => {
                 let frozen = step
@@ -1162,6 +1158,7 @@ impl Ctx<'_> {
                 // The checksum set with the cut-over goes first, then the
                 // snapshot (whose absence marks the step done).
                 self.with_image(&head, true, |img| {
+                    img.metadata_remove(&crate::plan::checksum_sent_key(&name))?;
                     img.metadata_remove(&crate::plan::checksum_key(&name))
                 })?;
                 if self.snap_id(image)?.is_some() {
@@ -1180,12 +1177,6 @@ impl Ctx<'_> {
                     mode: *mode,
                 };
                 self.wait(i, step, &synced)?;
-                // In snapshot mode the cut-over's digest follows its data.
-                let digest = Check::MetadataPresent {
-                    image: plain(mirrored),
-                    key: crate::plan::checksum_key(mirrored.snap.as_deref().unwrap_or_default()),
-                };
-                self.wait(i, step, &digest)?;
                 Ok("in sync".into())
             }
             Action::Copy {
@@ -1570,6 +1561,7 @@ fn prepares_source(action: &Action) -> bool {
             | Action::FreezeSnapshot { .. }
             | Action::FlatCopy { .. }
             | Action::CreateCutover { .. }
+            | Action::HashSource { .. }
     )
 }
 
@@ -1584,82 +1576,126 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
     // The last recorded step: steps before it are settled (cleanup may have
     // undone their effects on purpose); from it on, Ceph's word counts.
     let frontier = steps.iter().rposition(|s| done.contains(&s.id));
-    for (k, step) in steps.iter().copied().enumerate() {
-        let recorded = done.contains(&step.id);
-        if recorded && frontier.is_some_and(|f| k < f) {
-            ctx.board.lock().unwrap().step_done(i, &step.name, true);
-            ctx.event(i, &step.name, "done", "(already)");
-            continue;
-        }
-        // A later step has moved on (the copy is verified, the cleanup has
-        // begun): this one's effect may be undone on purpose.
-        if !step.past_when.is_empty() && ctx.all_hold(&step.past_when)? {
-            ctx.board.lock().unwrap().step_done(i, &step.name, true);
-            ctx.event(i, &step.name, "done", "(past)");
-            continue;
-        }
-        let observed = !step.done_when.is_empty() && ctx.all_hold(&step.done_when)?;
-        // Ceph's word over the state file's: a recorded step whose effect is
-        // gone runs again; one whose effect is there is done.
-        if observed || (recorded && step.done_when.is_empty()) {
-            if !recorded {
-                ctx.update(i, |s| {
-                    s.done.insert(step.id.clone());
-                })?;
-            }
-            ctx.board.lock().unwrap().step_done(i, &step.name, true);
-            ctx.event(i, &step.name, "done", "(already)");
-            continue;
-        }
-        ctx.board
-            .lock()
-            .unwrap()
-            .phase(i, Phase::of_step(&step.name));
-        let label = || {
-            format!(
-                "step {} ({}) on {}",
-                step.id,
-                step.name,
-                step.action_image()
-            )
-        };
-        let acted = step
-            .requires
-            .iter()
-            .try_for_each(|c| ctx.wait(i, step, c))
-            .and_then(|()| {
-                // Test builds only: a step that panics, to prove a panic
-                // fails the run.
-                #[cfg(debug_assertions)]
-                if std::env::var("FERRY_TEST_PANIC_IN_STEP").is_ok_and(|s| s == step.name) {
-                    panic!("FERRY_TEST_PANIC_IN_STEP={}", step.name);
+    // A step the next one does not follow runs alongside the steps after
+    // it, until one that follows it (the source's hash beside the sync and
+    // the copy); whatever runs alongside has finished before a failure is
+    // handled (the source is put back) and before the image is done.
+    std::thread::scope(|scope| {
+        type Alongside<'s> = (
+            &'s Step,
+            std::thread::ScopedJoinHandle<'s, anyhow::Result<()>>,
+        );
+        let mut alongside: Vec<Alongside<'_>> = Vec::new();
+        let join = |alongside: &mut Vec<Alongside<'_>>, which: &dyn Fn(&Step) -> bool| {
+            let mut first: Option<anyhow::Error> = None;
+            let (now, later): (Vec<_>, Vec<_>) = alongside.drain(..).partition(|(s, _)| which(s));
+            alongside.extend(later);
+            for (s, handle) in now {
+                let r = handle
+                    .join()
+                    .unwrap_or_else(|p| Err(anyhow!("ferry panicked: {}", panic_text(&*p))));
+                if let Err(e) = r {
+                    match first {
+                        None => first = Some(failed(ctx, i, s, e)),
+                        // Only one error is the image's; the others are
+                        // told as they are.
+                        Some(_) => ctx.event(i, &s.name, "failed", &format!("{e:#}")),
+                    }
                 }
-                ctx.act(i, step)
-            });
-        let detail = match acted {
-            Ok(d) => d,
-            Err(e) if prepares_source(&step.action) => {
-                // Before the cut-over nothing is worth keeping half-done.
-                let e = e.context(label());
-                return Err(match ctx.put_back(i) {
-                    Ok(did) if did.is_empty() => e,
-                    Ok(did) => e.context(format!("the source is put back ({})", did.join(", "))),
-                    Err(p) => e.context(format!("putting the source back failed too: {p:#}")),
-                });
             }
-            Err(e) => return Err(e.context(label())),
+            first.map_or(Ok(()), Err)
         };
-        for c in &step.done_when {
-            if !ctx.holds(c)? {
-                bail!("{}: done but {c:?} does not hold", label());
+        for (k, step) in steps.iter().copied().enumerate() {
+            join(&mut alongside, &|s| step.after.contains(&s.id))?;
+            let settled = done.contains(&step.id) && frontier.is_some_and(|f| k < f);
+            let beside = steps
+                .get(k + 1)
+                .is_some_and(|next| !next.after.contains(&step.id));
+            if beside {
+                alongside.push((step, scope.spawn(move || run_step(ctx, i, step, settled))));
+            } else if let Err(e) = run_step(ctx, i, step, settled) {
+                if let Err(b) = join(&mut alongside, &|_| true) {
+                    ctx.event(i, &step.name, "failed", &format!("meanwhile: {b:#}"));
+                }
+                return Err(failed(ctx, i, step, e));
             }
         }
-        ctx.update(i, |s| {
-            s.done.insert(step.id.clone());
-        })?;
-        ctx.board.lock().unwrap().step_done(i, &step.name, false);
-        ctx.event(i, &step.name, "done", &detail);
+        join(&mut alongside, &|_| true)
+    })
+}
+
+/// A step's failure, named, with the source put back when the step was one
+/// that prepares it (before the cut-over nothing is worth keeping
+/// half-done).
+fn failed(ctx: &Ctx<'_>, i: usize, step: &Step, e: anyhow::Error) -> anyhow::Error {
+    let e = e.context(format!(
+        "step {} ({}) on {}",
+        step.id,
+        step.name,
+        step.action_image()
+    ));
+    if !prepares_source(&step.action) {
+        return e;
     }
+    match ctx.put_back(i) {
+        Ok(did) if did.is_empty() => e,
+        Ok(did) => e.context(format!("the source is put back ({})", did.join(", "))),
+        Err(p) => e.context(format!("putting the source back failed too: {p:#}")),
+    }
+}
+
+/// Runs one step unless it is done (`settled`: recorded before the last
+/// recorded step), and records it.
+fn run_step(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Result<()> {
+    let recorded = ctx.image_state(i).done.contains(&step.id);
+    if settled {
+        ctx.board.lock().unwrap().step_done(i, &step.name, true);
+        ctx.event(i, &step.name, "done", "(already)");
+        return Ok(());
+    }
+    // A later step has moved on (the copy is verified, the cleanup has
+    // begun): this one's effect may be undone on purpose.
+    if !step.past_when.is_empty() && ctx.all_hold(&step.past_when)? {
+        ctx.board.lock().unwrap().step_done(i, &step.name, true);
+        ctx.event(i, &step.name, "done", "(past)");
+        return Ok(());
+    }
+    let observed = !step.done_when.is_empty() && ctx.all_hold(&step.done_when)?;
+    // Ceph's word over the state file's: a recorded step whose effect is
+    // gone runs again; one whose effect is there is done.
+    if observed || (recorded && step.done_when.is_empty()) {
+        if !recorded {
+            ctx.update(i, |s| {
+                s.done.insert(step.id.clone());
+            })?;
+        }
+        ctx.board.lock().unwrap().step_done(i, &step.name, true);
+        ctx.event(i, &step.name, "done", "(already)");
+        return Ok(());
+    }
+    ctx.board
+        .lock()
+        .unwrap()
+        .phase(i, Phase::of_step(&step.name));
+    for c in &step.requires {
+        ctx.wait(i, step, c)?;
+    }
+    // Test builds only: a step that panics, to prove a panic fails the run.
+    #[cfg(debug_assertions)]
+    if std::env::var("FERRY_TEST_PANIC_IN_STEP").is_ok_and(|s| s == step.name) {
+        panic!("FERRY_TEST_PANIC_IN_STEP={}", step.name);
+    }
+    let detail = ctx.act(i, step)?;
+    for c in &step.done_when {
+        if !ctx.holds(c)? {
+            bail!("done but {c:?} does not hold");
+        }
+    }
+    ctx.update(i, |s| {
+        s.done.insert(step.id.clone());
+    })?;
+    ctx.board.lock().unwrap().step_done(i, &step.name, false);
+    ctx.event(i, &step.name, "done", &detail);
     Ok(())
 }
 

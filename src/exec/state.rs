@@ -13,8 +13,10 @@ use crate::plan::Plan;
 use crate::spec::{ImageEntry, Spec};
 
 /// The state file layout this ferry writes and reads. 1: no `format` field,
-/// no spec, files named by the spec's file name only.
-pub const FORMAT: u32 = 2;
+/// no spec, files named by the spec's file name only. 2: the cut-over
+/// snapshot step also hashed the source (3 hashes in a step of its own,
+/// `hash-source`, which a format-2 plan lacks).
+pub const FORMAT: u32 = 3;
 
 /// Everything a re-run needs to resume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -210,13 +212,16 @@ mod tests {
         let state = RunState::for_spec(plan(), &spec(SPEC));
         let text = serde_yaml::to_string(&state).unwrap();
         assert_eq!(RunState::parse(&text).unwrap(), state);
-        let old = text.replace("format: 2\n", "");
+        let old = text.replace("format: 3\n", "format: 2\n");
         let e = format!("{:#}", RunState::parse(&old).unwrap_err());
         assert!(
-            e.starts_with("written by an older ferry (state format 1; this one reads 2)"),
+            e.starts_with("written by an older ferry (state format 2; this one reads 3)"),
             "{e}"
         );
-        let newer = text.replace("format: 2\n", "format: 3\n");
+        let oldest = text.replace("format: 3\n", "");
+        let e = format!("{:#}", RunState::parse(&oldest).unwrap_err());
+        assert!(e.contains("state format 1;"), "{e}");
+        let newer = text.replace("format: 3\n", "format: 4\n");
         let e = format!("{:#}", RunState::parse(&newer).unwrap_err());
         assert!(e.starts_with("written by a newer ferry"), "{e}");
     }

@@ -193,6 +193,8 @@ struct Draft {
     requires: Vec<Check>,
     done_when: Vec<Check>,
     past_when: Vec<Check>,
+    /// Names of the steps it follows; None: the step before it.
+    after: Option<Vec<&'static str>>,
 }
 
 fn draft(name: &'static str, role: Role, action: Action) -> Draft {
@@ -203,6 +205,7 @@ fn draft(name: &'static str, role: Role, action: Action) -> Draft {
         requires: vec![],
         done_when: vec![],
         past_when: vec![],
+        after: None,
     }
 }
 
@@ -217,6 +220,12 @@ impl Draft {
     }
     fn past_when(mut self, c: Vec<Check>) -> Draft {
         self.past_when = c;
+        self
+    }
+    /// Follows these steps (of this image) rather than the one before it:
+    /// the step before may then run alongside it.
+    fn after(mut self, names: Vec<&'static str>) -> Draft {
+        self.after = Some(names);
         self
     }
 }
@@ -586,17 +595,10 @@ fn image_plan(
         );
     }
     // The cut-over, in both modes: a user snapshot that mirroring carries
-    // to the destination, where its arrival is seen without the status, and
-    // its checksum as image metadata, which mirroring carries too.
-    let mut cutover_done = vec![
-        Check::SnapshotExists {
-            image: src_cut.clone(),
-        },
-        Check::MetadataPresent {
-            image: src.clone(),
-            key: sum_key.clone(),
-        },
-    ];
+    // to the destination, where its arrival is seen without the status.
+    let mut cutover_done = vec![Check::SnapshotExists {
+        image: src_cut.clone(),
+    }];
     if mode == MirrorMode::Snapshot {
         cutover_done.push(Check::MirrorSnapshotAfter {
             image: src_cut.clone(),
@@ -614,6 +616,33 @@ fn image_plan(
         // A clone was frozen by its own snapshot; the carrier is ferry's.
         .requires(if clone { vec![] } else { idle.clone() })
         .done_when(cutover_done)
+        .past_when(source_past.clone()),
+    );
+    // Its digest, as image metadata that mirroring carries too. Only the
+    // verify needs it: the sync and the copy go on meanwhile. Done once
+    // the digest is on its way (`checksum_sent_key`).
+    steps.push(
+        draft(
+            "hash-source",
+            Role::SourceStorage,
+            Action::HashSource {
+                image: src_cut.clone(),
+                mode,
+            },
+        )
+        .requires(vec![Check::SnapshotExists {
+            image: src_cut.clone(),
+        }])
+        .done_when(vec![
+            Check::MetadataPresent {
+                image: src.clone(),
+                key: sum_key.clone(),
+            },
+            Check::MetadataPresent {
+                image: src.clone(),
+                key: super::checksum_sent_key(&cut),
+            },
+        ])
         .past_when(source_past),
     );
     // The destination storage steps are past once the copy is verified: it
@@ -630,16 +659,11 @@ fn image_plan(
                 mode,
             },
         )
+        .after(vec!["cut-over-snapshot"])
         .requires(vec![Check::Exists {
             image: mirrored.clone(),
         }])
-        .done_when(vec![
-            synced.clone(),
-            Check::MetadataPresent {
-                image: mirrored.clone(),
-                key: sum_key.clone(),
-            },
-        ])
+        .done_when(vec![synced.clone()])
         .past_when(dest_past.clone()),
     );
     let mut copy_features = facts.features.0 & Features::CREATABLE.0 & !Features::JOURNALING.0;
@@ -680,7 +704,15 @@ fn image_plan(
                 origin: origin.clone(),
             },
         )
-        .requires(vec![copied])
+        .after(vec!["copy", "hash-source"])
+        // The source's digest follows the data: mirroring carries it.
+        .requires(vec![
+            copied,
+            Check::MetadataPresent {
+                image: mirrored.clone(),
+                key: sum_key.clone(),
+            },
+        ])
         .done_when(vec![verified.clone()]),
     );
     steps.push(
@@ -881,7 +913,19 @@ fn image_plan(
 
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
     for (j, d) in steps.into_iter().enumerate() {
-        let after = out.last().map(|p| vec![p.id.clone()]).unwrap_or_default();
+        let after = match &d.after {
+            None => out.last().map(|p| vec![p.id.clone()]).unwrap_or_default(),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    out.iter()
+                        .find(|p| p.name == *name)
+                        .unwrap_or_else(|| panic!("{} follows {name}, planned before it", d.name))
+                        .id
+                        .clone()
+                })
+                .collect(),
+        };
         out.push(Step {
             id: format!("{n}.{}", j + 1),
             name: d.name.to_string(),
@@ -1091,6 +1135,7 @@ mod tests {
                 "record-original",
                 "enable-mirroring",
                 "cut-over-snapshot",
+                "hash-source",
                 "wait-for-sync",
                 "copy",
                 "verify",
@@ -1099,15 +1144,23 @@ mod tests {
         );
         let steps = &plan.images[0].steps;
         assert_eq!(steps[2].role, Role::SourceStorage);
-        assert_eq!(steps[4].role, Role::DestinationStorage);
+        assert_eq!(steps[5].role, Role::DestinationStorage);
+        // The source's hash runs beside the sync and the copy: the sync
+        // follows the cut-over, the verify follows the copy and the hash.
+        assert_eq!(steps[4].name, "hash-source");
+        assert_eq!(steps[5].after, vec![steps[3].id.clone()]);
+        assert_eq!(
+            steps[7].after,
+            vec![steps[6].id.clone(), steps[4].id.clone()]
+        );
         // The copy is made under a partial name and gets its final name only
         // once verified.
-        let Action::Copy { to, .. } = &steps[5].action else {
+        let Action::Copy { to, .. } = &steps[6].action else {
             panic!()
         };
         assert_eq!(to.image, "volume-1.ferry-partial");
-        assert_eq!(steps[7].requires[0], steps[6].done_when[0]);
-        assert!(matches!(steps[6].done_when[0], Check::Verified { .. }));
+        assert_eq!(steps[8].requires[0], steps[7].done_when[0]);
+        assert!(matches!(steps[7].done_when[0], Check::Verified { .. }));
         assert_eq!(
             steps[3].requires,
             vec![Check::NotInUse {
@@ -1143,6 +1196,7 @@ mod tests {
                     "copy-out-flat",
                     "enable-mirroring",
                     "cut-over-snapshot",
+                    "hash-source",
                     "wait-for-sync",
                     "copy",
                     "verify",
@@ -1189,7 +1243,7 @@ mod tests {
                 .requires
                 .iter()
                 .any(|c| matches!(c, Check::NotInUse { image } if image.image == "volume-1")));
-            let Action::ConfirmVerified { source, mark, .. } = &steps[10].action else {
+            let Action::ConfirmVerified { source, mark, .. } = &steps[11].action else {
                 panic!()
             };
             assert_eq!(source.image, "volume-1.ferry-flat");
@@ -1537,6 +1591,7 @@ mod tests {
                 "enable-features",
                 "enable-mirroring",
                 "cut-over-snapshot",
+                "hash-source",
                 "wait-for-sync",
                 "copy",
                 "verify",
@@ -1553,21 +1608,31 @@ mod tests {
         // The cut-over is a named snapshot that the copy and the checksum read.
         assert_eq!(
             steps[5].done_when,
-            vec![
-                Check::SnapshotExists {
-                    image: ImageAt {
-                        snap: Some("ferry-cutover-p1".into()),
-                        ..steps[0].action_image()
-                    }
-                },
-                Check::MetadataPresent {
-                    image: steps[0].action_image(),
-                    key: "ferry-cutover-p1.digest".into()
+            vec![Check::SnapshotExists {
+                image: ImageAt {
+                    snap: Some("ferry-cutover-p1".into()),
+                    ..steps[0].action_image()
                 }
-            ],
+            },],
             "journal mode needs no mirror snapshot"
         );
-        let Action::Copy { from, .. } = &steps[7].action else {
+        // The digest goes into the metadata, which the journal carries.
+        assert!(matches!(
+            &steps[6].action,
+            Action::HashSource {
+                mode: MirrorMode::Journal,
+                ..
+            }
+        ));
+        assert!(steps[9].requires.contains(&Check::MetadataPresent {
+            image: ImageAt {
+                site: Site::Destination,
+                snap: None,
+                ..steps[0].action_image()
+            },
+            key: "ferry-cutover-p1.digest".into()
+        }));
+        let Action::Copy { from, .. } = &steps[8].action else {
             panic!()
         };
         assert_eq!(
@@ -1594,7 +1659,7 @@ mod tests {
             "exclusive-lock is already on"
         );
         // Cleanup cannot bring deep-flatten back, and says so.
-        let restore = &steps[14];
+        let restore = &steps[15];
         assert_eq!(restore.role, Role::Cleanup);
         assert!(restore.done_when.contains(&Check::FeaturesPresent {
             image: steps[0].action_image(),
@@ -1631,6 +1696,7 @@ mod tests {
                 "record-original",
                 "enable-features",
                 "cut-over-snapshot",
+                "hash-source",
                 "wait-for-sync",
                 "copy",
                 "verify",
@@ -1643,7 +1709,7 @@ mod tests {
                 "forget-original"
             ]
         );
-        let Action::SnapshotAndProtect { image } = &plan.images[0].steps[8].action else {
+        let Action::SnapshotAndProtect { image } = &plan.images[0].steps[9].action else {
             panic!()
         };
         assert_eq!(image.to_string(), "destination:glance-ct1-cl1/abcd@snap");

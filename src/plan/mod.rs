@@ -106,6 +106,15 @@ pub fn checksum_key(snap: &str) -> String {
     format!("{snap}.digest")
 }
 
+/// The image metadata key the source sets once its digest
+/// ([`checksum_key`]) is on its way: in snapshot mode, after the mirror
+/// snapshot that carries it (its value: that snapshot's id); in journal
+/// mode, at once (the journal carries the digest). It marks the
+/// `hash-source` step done; nothing reads it on the destination.
+pub fn checksum_sent_key(snap: &str) -> String {
+    format!("{snap}.digest-sent")
+}
+
 /// The image metadata key the cleanup sets on the source once the copy is
 /// known to be verified (its value: the verified digest). It stays after
 /// cleanup as the record that this plan moved the image, and keeps the
@@ -455,6 +464,12 @@ pub enum Action {
     /// The cut-over: the user snapshot `image` names, then,
     /// in snapshot mode, a mirror snapshot that carries it.
     CreateCutover { image: ImageAt, mode: MirrorMode },
+    /// The cut-over snapshot's digest into the image metadata
+    /// (`checksum_key`), which mirroring carries to the destination's
+    /// verify; in snapshot mode, a mirror snapshot then carries it. It
+    /// needs only the cut-over, and nothing but the verify needs it, so
+    /// ferry hashes while rbd-mirror transfers and the copy runs.
+    HashSource { image: ImageAt, mode: MirrorMode },
     /// Remove a snapshot ferry made.
     RemoveSnapshot { image: ImageAt },
     /// A clone's cut-over: the user snapshot `image` names, taken while
@@ -585,6 +600,7 @@ impl Step {
             | Action::EnableFeatures { image, .. }
             | Action::EnableMirroring { image, .. }
             | Action::CreateCutover { image, .. }
+            | Action::HashSource { image, .. }
             | Action::RemoveSnapshot { image }
             | Action::FreezeSnapshot { image }
             | Action::RemoveImage { image }

@@ -137,6 +137,12 @@ pub(crate) fn describe(a: &Action) -> String {
             }
             MirrorMode::Journal => format!("take the cut-over snapshot {image}"),
         },
+        Action::HashSource { image, mode } => match mode {
+            MirrorMode::Snapshot => format!(
+                "hash {image} into the image metadata and take a mirror snapshot carrying it"
+            ),
+            MirrorMode::Journal => format!("hash {image} into the image metadata"),
+        },
         Action::RemoveSnapshot { image } => format!("remove the snapshot {image}"),
         Action::FreezeSnapshot { image } => format!(
             "cut-over: snapshot {image} while holding the exclusive lock (no client may write)"

@@ -337,6 +337,11 @@ fn waitable(c: &Check) -> Option<String> {
         Check::SnapshotProtected { image } => Some(format!(
             "{image}, the parent this copy is a clone of, to be published and protected (the migration of that Glance image does it)"
         )),
+        // The source's digest, which mirroring carries after the source
+        // storage part's hash-source step.
+        Check::MetadataPresent { image, key } if image.site == crate::plan::Site::Destination => Some(format!(
+            "the source's digest {key} on {image} (the source storage part's hash-source step sets it; mirroring carries it)"
+        )),
         _ => None,
     }
 }
@@ -481,7 +486,6 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             );
         }
         Action::CreateCutover { image, mode } => {
-            let key = crate::plan::checksum_key(image.snap.as_deref().unwrap_or_default());
             let _ = writeln!(
                 b,
                 "snap_exists {} {} || rbdw snap create {}",
@@ -489,23 +493,55 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 snap(image),
                 with_snap(image)
             );
-            let snapshot = *mode == MirrorMode::Snapshot;
+            if *mode == MirrorMode::Snapshot {
+                let _ = writeln!(
+                    b,
+                    "mirror_snapshot_after {} {} || rbdw mirror image snapshot {}",
+                    spec(image),
+                    snap(image),
+                    spec(image)
+                );
+            }
+        }
+        Action::HashSource { image, mode } => {
+            let key = crate::plan::checksum_key(image.snap.as_deref().unwrap_or_default());
             let _ = writeln!(
                 b,
-                "{}if ! meta_present {} {}; then\n  image_digest {}\n  rbdw image-meta set {} {} \"$SUM\"{}\nfi",
-                if snapshot { "new_sum=no\n" } else { "" },
+                "if ! meta_present {} {}; then\n  image_digest {}\n  rbdw image-meta set {} {} \"$SUM\"\nfi",
                 spec(image),
                 q(&key),
                 with_snap(image),
                 spec(image),
                 q(&key),
-                if snapshot { "\n  new_sum=yes" } else { "" }
             );
-            if snapshot {
-                let _ = writeln!(b, "if [ \"$new_sum\" = yes ] || ! mirror_snapshot_after {} {}; then\n  rbdw mirror image snapshot {}\nfi", spec(image), snap(image), spec(image));
+            let sent = q(&crate::plan::checksum_sent_key(
+                image.snap.as_deref().unwrap_or_default(),
+            ));
+            if *mode == MirrorMode::Snapshot {
+                let _ = writeln!(
+                    b,
+                    "# a mirror snapshot carries the digest; the mark says it is on its way\nrbdw mirror image snapshot {}\nrbdw image-meta set {} {sent} 'mirror snapshot'",
+                    spec(image),
+                    spec(image)
+                );
+            } else {
+                let _ = writeln!(
+                    b,
+                    "# the journal carries the digest\nrbdw image-meta set {} {sent} journal",
+                    spec(image)
+                );
             }
         }
         Action::RemoveSnapshot { image } => {
+            let sent = crate::plan::checksum_sent_key(image.snap.as_deref().unwrap_or_default());
+            let _ = writeln!(
+                b,
+                "meta_absent {} {} || rbdw image-meta remove {} {}",
+                spec(image),
+                q(&sent),
+                spec(image),
+                q(&sent)
+            );
             let key = crate::plan::checksum_key(image.snap.as_deref().unwrap_or_default());
             let _ = writeln!(
                 b,
@@ -586,18 +622,6 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 b,
                 "wait_for {} {c}",
                 q(&format!("{mirrored} to be in sync"))
-            );
-            let key = crate::plan::checksum_key(mirrored.snap.as_deref().unwrap_or_default());
-            let head = ImageAt {
-                snap: None,
-                ..mirrored.clone()
-            };
-            let _ = writeln!(
-                b,
-                "wait_for {} meta_present {} {}",
-                q(&format!("the cut-over's checksum on {head}")),
-                spec(&head),
-                q(&key)
             );
         }
         Action::Copy {

@@ -48,6 +48,7 @@ fn plan_reads_source_images_and_changes_nothing() {
             "enable-features",
             "enable-mirroring",
             "cut-over-snapshot",
+            "hash-source",
             "wait-for-sync",
             "copy",
             "verify",
