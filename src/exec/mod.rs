@@ -12,7 +12,7 @@ mod state;
 pub use board::{clock, BatchProgress, Board, Phase};
 pub use progress::{Meter, Progress};
 
-pub use state::{legacy_state_path, state_path, ImageState, RunState};
+pub use state::{legacy_state_path, state_path, ImageState, RunState, StateLock};
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -101,6 +101,9 @@ struct Ctx<'a> {
 pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<PathBuf> {
     state_dir(opts)?;
     let path = state_path(&opts.state_dir, spec_path);
+    // First of all: a second run on this state stops here, before it reads
+    // anything it could act on.
+    let _lock = StateLock::acquire(&path)?;
     let timeout = spec.timeout();
     let src = Cluster::connect(&spec.source.cluster, timeout)
         .context("connecting to the source cluster")?;
@@ -176,6 +179,7 @@ pub fn run_role(
         .and_then(|s| s.to_str())
         .unwrap_or("plan");
     let path = opts.state_dir.join(format!("{stem}.{role}.state.yaml"));
+    let _lock = StateLock::acquire(&path)?;
     let state = match RunState::load(&path)? {
         Some(s) if s.plan.id == plan.id => s,
         Some(s) => bail!(
