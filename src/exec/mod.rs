@@ -104,14 +104,15 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
     // First of all: a second run on this state stops here, before it reads
     // anything it could act on.
     let _lock = StateLock::acquire(&path)?;
-    let timeout = spec.timeout();
-    let src = Cluster::connect(&spec.source.cluster, timeout)
+    let timeouts = spec.run_timeouts();
+    let src = Cluster::connect_with(&spec.source.cluster, timeouts)
         .context("connecting to the source cluster")?;
-    let dst = Cluster::connect(&spec.destination.cluster, timeout)
+    let dst = Cluster::connect_with(&spec.destination.cluster, timeouts)
         .context("connecting to the destination cluster")?;
-    let src_cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source")?;
+    let retry = spec.api_retry();
+    let src_cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source", retry)?;
     let dst_cloud =
-        crate::openstack::connect_side(spec.destination.cloud.as_deref(), "destination")?;
+        crate::openstack::connect_side(spec.destination.cloud.as_deref(), "destination", retry)?;
     let legacy = legacy_state_path(&opts.state_dir, spec_path);
     if !path.exists() && legacy.exists() {
         bail!(

@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::retry::Repeat;
 use super::session::{Answer, Body, Cloud, Result, Service};
 
 /// A volume as Cinder describes it.
@@ -110,8 +111,11 @@ impl Cinder<'_> {
             .answer(Service::BlockStorage, Method::GET, path, &[], None)
     }
 
-    fn post(&self, path: &str, body: &Value) -> Result<Answer> {
-        self.0.answer(
+    /// A POST; `repeat` says whether it may be sent again after an attempt
+    /// that may have reached Cinder (one that creates something may not).
+    fn post(&self, path: &str, body: &Value, repeat: Repeat) -> Result<Answer> {
+        self.0.answer_as(
+            repeat,
             Service::BlockStorage,
             Method::POST,
             path,
@@ -201,14 +205,22 @@ impl Cinder<'_> {
         if let Some(t) = &r.volume_type {
             vol["volume_type"] = json!(t);
         }
-        self.post("/os-volume-manage", &json!({ "volume": vol }))?
-            .field("volume", "the managed volume")
+        // Not repeated: a manage that reached Cinder and is sent again
+        // fails on the renamed image, or adopts it twice.
+        self.post(
+            "/os-volume-manage",
+            &json!({ "volume": vol }),
+            Repeat::ByMethod,
+        )?
+        .field("volume", "the managed volume")
     }
 
     pub fn set_bootable(&self, id: &str, bootable: bool) -> Result<()> {
         self.post(
             &format!("/volumes/{id}/action"),
             &json!({"os-set_bootable": {"bootable": bootable}}),
+            // Setting a flag twice sets it.
+            Repeat::Safe,
         )
         .map(|_| ())
     }
@@ -217,6 +229,8 @@ impl Cinder<'_> {
         self.post(
             &format!("/volumes/{id}/action"),
             &json!({"os-set_image_metadata": {"metadata": meta}}),
+            // Sets these keys; again, to the same values.
+            Repeat::Safe,
         )
         .map(|_| ())
     }
@@ -228,6 +242,8 @@ impl Cinder<'_> {
             &json!({"os-volume_upload_image": {
                 "image_name": image_name, "disk_format": "raw",
                 "container_format": "bare", "force": false}}),
+            // Each one that reaches Cinder makes an image.
+            Repeat::ByMethod,
         )?;
         let expected = "the new image's id (os-volume_upload_image.image_id)";
         let v: Value = answer.json(expected)?;
@@ -249,7 +265,7 @@ impl Cinder<'_> {
         if let Some(t) = volume_type {
             vol["volume_type"] = json!(t);
         }
-        self.post("/volumes", &json!({ "volume": vol }))?
+        self.post("/volumes", &json!({ "volume": vol }), Repeat::ByMethod)?
             .field("volume", "the new volume")
     }
 

@@ -145,6 +145,7 @@ impl Glance<'_> {
             ApiErrorKind::Transport {
                 cloud: self.0.name().into(),
                 what: format!("downloading image {id}"),
+                tries: Default::default(),
                 source: source.without_url(),
             }
             .into()
