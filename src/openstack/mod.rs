@@ -9,6 +9,7 @@
 pub mod cinder;
 pub mod config;
 pub mod glance;
+pub mod paging;
 pub mod retry;
 pub mod session;
 
