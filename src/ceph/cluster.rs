@@ -279,6 +279,33 @@ impl Cluster {
         })
     }
 
+    /// A pool's quotas and use (`osd pool get-quota`), and the room its
+    /// OSDs have left for it (`df`).
+    pub fn pool_space(&self, pool: &str) -> Result<PoolSpace> {
+        let bad = |what: &str, e: serde_json::Error| CephError::BadReply {
+            op: "rados_mon_command",
+            object: format!("{}: {what} {pool}", self.name),
+            message: e.to_string(),
+        };
+        let out = self.mon_command(&serde_json::json!({
+            "prefix": "osd pool get-quota", "pool": pool, "format": "json"
+        }))?;
+        let q: RawQuota = serde_json::from_slice(&out).map_err(|e| bad("osd pool get-quota", e))?;
+        let out = self.mon_command(&serde_json::json!({"prefix": "df", "format": "json"}))?;
+        let df: RawPoolsDf = serde_json::from_slice(&out).map_err(|e| bad("df", e))?;
+        Ok(PoolSpace {
+            quota_bytes: q.quota_max_bytes,
+            quota_objects: q.quota_max_objects,
+            stored_bytes: q.current_num_bytes,
+            objects: q.current_num_objects,
+            max_avail: df
+                .pools
+                .iter()
+                .find(|p| p.name == pool)
+                .map(|p| p.stats.max_avail),
+        })
+    }
+
     /// Daemons of one service (e.g. `rbd-mirror`) registered in the service
     /// map, read from `status` so that a key with only monitor read caps works.
     pub fn service_daemons(&self, service: &str) -> Result<Vec<ServiceDaemon>> {
@@ -416,6 +443,51 @@ struct RawDfStats {
     total_bytes: u64,
     total_avail_bytes: u64,
     total_used_raw_bytes: u64,
+}
+
+/// A pool's quotas and use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolSpace {
+    /// Bytes the pool may hold (0: no quota).
+    pub quota_bytes: u64,
+    /// Objects the pool may hold (0: no quota).
+    pub quota_objects: u64,
+    /// Bytes stored (what the quota counts).
+    pub stored_bytes: u64,
+    pub objects: u64,
+    /// Bytes the pool can still take before its OSDs are full, when `df`
+    /// lists the pool.
+    pub max_avail: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawQuota {
+    #[serde(default)]
+    quota_max_bytes: u64,
+    #[serde(default)]
+    quota_max_objects: u64,
+    #[serde(default)]
+    current_num_bytes: u64,
+    #[serde(default)]
+    current_num_objects: u64,
+}
+
+#[derive(Deserialize)]
+struct RawPoolsDf {
+    #[serde(default)]
+    pools: Vec<RawPoolDf>,
+}
+
+#[derive(Deserialize)]
+struct RawPoolDf {
+    name: String,
+    stats: RawPoolDfStats,
+}
+
+#[derive(Deserialize)]
+struct RawPoolDfStats {
+    #[serde(default)]
+    max_avail: u64,
 }
 
 #[derive(Deserialize)]

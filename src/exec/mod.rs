@@ -6,6 +6,7 @@
 mod board;
 mod cloud;
 mod progress;
+mod space;
 mod stall;
 mod state;
 
@@ -1106,27 +1107,29 @@ impl Ctx<'_> {
                 // lost), and the cut-over digest, taken of this copy, would
                 // not see it. The engine reads the parent's data through
                 // the clone.
-                crate::transfer::rbd::copy_image(
-                    &pool,
-                    &from.image,
-                    from.snap.as_deref(),
-                    &pool,
-                    &to.image,
-                    Some(*features),
-                    &engine_options(),
-                    &mut |done, total| {
-                        self.step_progress(
-                            i,
-                            step,
-                            Phase::Preparing,
-                            &mut meter,
-                            &mut last,
-                            done,
-                            total,
-                        );
-                        true
-                    },
-                )?;
+                space::writing_into(self.cluster(to.site)?, &to.pool, || {
+                    Ok(crate::transfer::rbd::copy_image(
+                        &pool,
+                        &from.image,
+                        from.snap.as_deref(),
+                        &pool,
+                        &to.image,
+                        Some(*features),
+                        &engine_options(),
+                        &mut |done, total| {
+                            self.step_progress(
+                                i,
+                                step,
+                                Phase::Preparing,
+                                &mut meter,
+                                &mut last,
+                                done,
+                                total,
+                            );
+                            true
+                        },
+                    )?)
+                })?;
                 crate::transfer::rbd::forget_log(&pool, &to.image)?;
                 pool.open_image(&to.image)?.metadata_set(
                     crate::plan::FLAT_OF,
@@ -1220,28 +1223,30 @@ impl Ctx<'_> {
                 let started = Instant::now();
                 let mut meter = Meter::default();
                 let mut last = Instant::now();
-                let out = crate::transfer::rbd::copy_image_onto(
-                    &from_pool,
-                    &from.image,
-                    from.snap.as_deref(),
-                    base,
-                    &dst_pool,
-                    &to.image,
-                    *features,
-                    &engine_options(),
-                    &mut |done, total| {
-                        self.step_progress(
-                            i,
-                            step,
-                            Phase::Copying,
-                            &mut meter,
-                            &mut last,
-                            done,
-                            total,
-                        );
-                        true
-                    },
-                )?;
+                let out = space::writing_into(self.dst()?, &to.pool, || {
+                    Ok(crate::transfer::rbd::copy_image_onto(
+                        &from_pool,
+                        &from.image,
+                        from.snap.as_deref(),
+                        base,
+                        &dst_pool,
+                        &to.image,
+                        *features,
+                        &engine_options(),
+                        &mut |done, total| {
+                            self.step_progress(
+                                i,
+                                step,
+                                Phase::Copying,
+                                &mut meter,
+                                &mut last,
+                                done,
+                                total,
+                            );
+                            true
+                        },
+                    )?)
+                })?;
                 // The mark of a finished copy holds the digest of what it
                 // wrote, which the verify compares.
                 let snap = from.snap.as_deref().unwrap_or_default();
