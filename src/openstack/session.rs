@@ -756,15 +756,7 @@ impl Cloud {
         headers: &[(&str, &str)],
         body: Option<Body<'_>>,
     ) -> Result<Response> {
-        self.send(
-            Repeat::ByMethod,
-            service,
-            method,
-            path,
-            headers,
-            body,
-            |r| Ok(r),
-        )
+        self.send(Repeat::ByMethod, service, method, path, headers, body, Ok)
     }
 
     /// One call, retried as [`Cloud::call`] says and as `repeat` allows;
