@@ -153,6 +153,12 @@ impl Cinder<'_> {
         }
     }
 
+    /// Volumes listed from `path` (`/volumes/detail?...`, its filters and
+    /// page size kept), every page of them.
+    pub fn volumes_from(&self, path: &str) -> Result<Vec<Volume>> {
+        self.list(path, "volumes", "a list of volumes")
+    }
+
     /// Volumes of the project, with details; `name` filters exactly.
     pub fn volumes(&self, name: Option<&str>) -> Result<Vec<Volume>> {
         let path = match name {
