@@ -93,7 +93,8 @@ pub enum Command {
     ///
     /// Builds the plan on the first run and keeps it, with what each step
     /// did, in a state file (STATE_DIR/<spec name>-<path hash>.state.yaml); a
-    /// spec changed under a begun run is refused. Running again
+    /// spec changed under a begun run is refused, and so is a second run
+    /// while another holds the state (its pid is named). Running again
     /// resumes where it stopped; a finished run changes nothing. Each step
     /// checks what Ceph reports before acting. Cleanup (disable mirroring on
     /// the source, restore its features) runs only with `options.cleanup` in
