@@ -269,13 +269,40 @@ pub fn retrying<T>(
         let status = f.error.status();
         let request = f.error.request_id().unwrap_or("-");
         let pause_ms = pause.as_millis() as u64;
+        let error = chain(&f.error);
         if n >= 3 {
-            tracing::warn!(attempt = n, ?status, request, pause_ms, error = %f.error, "OpenStack call failed; retrying");
+            tracing::warn!(
+                attempt = n,
+                ?status,
+                request,
+                pause_ms,
+                error,
+                "OpenStack call failed; retrying"
+            );
         } else {
-            tracing::debug!(attempt = n, ?status, request, pause_ms, error = %f.error, "OpenStack call failed; retrying");
+            tracing::debug!(
+                attempt = n,
+                ?status,
+                request,
+                pause_ms,
+                error,
+                "OpenStack call failed; retrying"
+            );
         }
         clock.sleep(pause);
     }
+}
+
+/// An error and its causes on one line (a refused connection is a cause).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]
