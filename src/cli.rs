@@ -93,7 +93,8 @@ pub enum Command {
     ///
     /// Builds the plan on the first run and keeps it, with what each step
     /// did, in a state file (STATE_DIR/<spec name>-<path hash>.state.yaml); a
-    /// spec changed under a begun run is refused. Running again
+    /// spec changed under a begun run is refused, and so is a second run
+    /// while another holds the state (its pid is named). Running again
     /// resumes where it stopped; a finished run changes nothing. Each step
     /// checks what Ceph reports before acting. Cleanup (disable mirroring on
     /// the source, restore its features) runs only with `options.cleanup` in
@@ -234,7 +235,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let spec = Spec::load(&path)?;
             let source = crate::ceph::Cluster::connect(&spec.source.cluster, spec.timeout())
                 .context("connecting to the source cluster")?;
-            let cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source")?;
+            let cloud = crate::openstack::connect_side(
+                spec.source.cloud.as_deref(),
+                "source",
+                spec.api_retry(),
+            )?;
             let facts = crate::plan::discover(&source, &spec, cloud.as_ref())
                 .with_context(|| format!("reading the source images of {}", path.display()))?;
             let mut opts = crate::plan::BuildOptions::from_spec(&spec);
@@ -309,7 +314,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     client,
                 };
                 let connect = || {
-                    crate::ceph::Cluster::connect(&storage, CONNECT_TIMEOUT).with_context(|| {
+                    crate::ceph::Cluster::connect_with(&storage, ROLE_TIMEOUTS).with_context(|| {
                         format!(
                             "connecting to {} as client.{}",
                             storage.conf.display(),
@@ -350,8 +355,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// How long a role run waits for its cluster to answer.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a role run waits for its cluster: the spec's defaults (a
+/// bundle carries no options), 30 s for the monitors, 600 s for an OSD.
+const ROLE_TIMEOUTS: crate::ceph::Timeouts = crate::ceph::Timeouts {
+    control: std::time::Duration::from_secs(30),
+    data: std::time::Duration::from_secs(crate::spec::DEFAULT_DATA_TIMEOUT_SECONDS),
+};
 
 /// The destination cluster's fsid, when the spec's credentials reach it.
 /// The destination cluster, when the spec's credentials reach it (a plan

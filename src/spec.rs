@@ -91,9 +91,22 @@ pub struct Options {
     /// Mirroring mode for Cinder-pool images (default: snapshot).
     #[serde(default = "default_mode")]
     pub mirror_mode: MirrorMode,
-    /// Seconds to wait for a monitor or OSD before giving up (default 30).
+    /// Seconds to wait for a monitor (connecting, commands) before giving
+    /// up; `ferry check` and `ferry plan` wait this long for OSDs too
+    /// (default 30).
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// Seconds an OSD operation of `ferry run` (reads and writes of the
+    /// images, their metadata and mirror status) may take before it fails
+    /// (default 600; 0: no limit). Longer than `timeout_seconds`: a slow
+    /// request while placement groups peer must not fail an hour's copy.
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout_seconds: u64,
+    /// Seconds a failing OpenStack call (no connection, a timeout, HTTP
+    /// 5xx or 429) is retried before the step fails (default 120; 0: not
+    /// retried). Calls that create something are not sent twice.
+    #[serde(default = "default_api_retry")]
+    pub api_retry_seconds: u64,
     /// Change features of images that a client has open (default: refuse;
     /// doing so can freeze the server using the image).
     #[serde(default)]
@@ -161,11 +174,25 @@ fn default_timeout() -> u64 {
     30
 }
 
+fn default_data_timeout() -> u64 {
+    DEFAULT_DATA_TIMEOUT_SECONDS
+}
+
+/// The default limit of an OSD operation during a run (see
+/// [`Options::data_timeout_seconds`]).
+pub const DEFAULT_DATA_TIMEOUT_SECONDS: u64 = 600;
+
+fn default_api_retry() -> u64 {
+    crate::openstack::retry::DEFAULT_DEADLINE_SECONDS
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
             mirror_mode: default_mode(),
             timeout_seconds: default_timeout(),
+            data_timeout_seconds: default_data_timeout(),
+            api_retry_seconds: default_api_retry(),
             allow_in_use: false,
             cleanup: false,
             volume_types: BTreeMap::new(),
@@ -530,6 +557,22 @@ impl Spec {
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.options.timeout_seconds)
     }
+
+    /// The limits of a run's cluster connections: `timeout_seconds` for the
+    /// monitors, `data_timeout_seconds` for the OSDs.
+    pub fn run_timeouts(&self) -> crate::ceph::Timeouts {
+        crate::ceph::Timeouts {
+            control: self.timeout(),
+            data: std::time::Duration::from_secs(self.options.data_timeout_seconds),
+        }
+    }
+
+    /// How OpenStack calls are retried (`api_retry_seconds`).
+    pub fn api_retry(&self) -> crate::openstack::RetryPolicy {
+        crate::openstack::RetryPolicy::default().with_deadline(std::time::Duration::from_secs(
+            self.options.api_retry_seconds,
+        ))
+    }
 }
 
 /// Why spec text was rejected (without the file name; see `SpecError`).
@@ -636,6 +679,20 @@ images:
         assert_eq!(spec.destination.cluster.client, "admin");
         assert_eq!(spec.options.mirror_mode, MirrorMode::Snapshot);
         assert_eq!(spec.timeout().as_secs(), 30);
+        let t = spec.run_timeouts();
+        assert_eq!((t.control.as_secs(), t.data.as_secs()), (30, 600));
+        assert_eq!(spec.api_retry().deadline.as_secs(), 120);
+    }
+
+    #[test]
+    fn data_timeout_and_api_retries_are_set_in_the_options() {
+        let text = format!(
+            "{GOOD}options: {{timeout_seconds: 5, data_timeout_seconds: 0, api_retry_seconds: 30}}\n"
+        );
+        let spec = parse(&text).unwrap();
+        let t = spec.run_timeouts();
+        assert_eq!((t.control.as_secs(), t.data.as_secs()), (5, 0));
+        assert_eq!(spec.api_retry().deadline.as_secs(), 30);
     }
 
     #[test]

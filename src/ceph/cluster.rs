@@ -48,6 +48,45 @@ impl ClusterConfig {
     }
 }
 
+/// How long a connection waits for the cluster, by kind of operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting and monitor commands: answered at once by a healthy
+    /// cluster, so a short limit reports a wrong address or a lost quorum
+    /// quickly.
+    pub control: Duration,
+    /// Operations on OSDs (reads and writes of images, their metadata and
+    /// mirror status): a slow request while placement groups peer is
+    /// normal and must not fail a copy an hour long, so this is longer.
+    /// Zero: no limit (the copy's progress is then the sign of life).
+    pub data: Duration,
+}
+
+impl Timeouts {
+    /// One limit for everything: for reading a few facts (check, plan).
+    pub fn uniform(limit: Duration) -> Timeouts {
+        Timeouts {
+            control: limit,
+            data: limit,
+        }
+    }
+
+    /// librados's settings for these limits, in whole seconds (zero data
+    /// limit: none; a control limit is at least one second). Pure.
+    pub fn settings(&self) -> [(&'static str, u64); 3] {
+        let control = self.control.as_secs().max(1);
+        let data = match self.data.as_secs() {
+            0 if self.data.is_zero() => 0,
+            s => s.max(1),
+        };
+        [
+            ("client_mount_timeout", control),
+            ("rados_mon_op_timeout", control),
+            ("rados_osd_op_timeout", data),
+        ]
+    }
+}
+
 /// An open connection to a cluster. librados handles are thread-safe.
 pub struct Cluster {
     handle: sys::rados_t,
@@ -61,8 +100,16 @@ unsafe impl Send for Cluster {}
 unsafe impl Sync for Cluster {}
 
 impl Cluster {
-    /// Connects, failing within about `timeout` when no monitor answers.
+    /// Connects, failing within about `timeout` when no monitor answers;
+    /// every later operation has the same limit.
     pub fn connect(cfg: &ClusterConfig, timeout: Duration) -> Result<Cluster> {
+        Cluster::connect_with(cfg, Timeouts::uniform(timeout))
+    }
+
+    /// Connects, failing within about `timeouts.control` when no monitor
+    /// answers; monitor commands have that limit, OSD operations
+    /// `timeouts.data`.
+    pub fn connect_with(cfg: &ClusterConfig, timeouts: Timeouts) -> Result<Cluster> {
         let name = cfg.cluster_name();
         let what = || format!("{} as client.{}", cfg.conf.display(), cfg.client);
         let c_name = cstring("cluster name", &name)?;
@@ -93,13 +140,8 @@ impl Cluster {
             }
             cluster.conf_set("keyring", &keyring.to_string_lossy())?;
         }
-        let secs = timeout.as_secs().max(1).to_string();
-        for opt in [
-            "client_mount_timeout",
-            "rados_mon_op_timeout",
-            "rados_osd_op_timeout",
-        ] {
-            cluster.conf_set(opt, &secs)?;
+        for (opt, secs) in timeouts.settings() {
+            cluster.conf_set(opt, &secs.to_string())?;
         }
         // Clients must not open admin sockets next to the daemons' ones.
         cluster.conf_set("admin_socket", "")?;
@@ -234,6 +276,33 @@ impl Cluster {
             total_bytes: raw.stats.total_bytes,
             used_bytes: raw.stats.total_used_raw_bytes,
             avail_bytes: raw.stats.total_avail_bytes,
+        })
+    }
+
+    /// A pool's quotas and use (`osd pool get-quota`), and the room its
+    /// OSDs have left for it (`df`).
+    pub fn pool_space(&self, pool: &str) -> Result<PoolSpace> {
+        let bad = |what: &str, e: serde_json::Error| CephError::BadReply {
+            op: "rados_mon_command",
+            object: format!("{}: {what} {pool}", self.name),
+            message: e.to_string(),
+        };
+        let out = self.mon_command(&serde_json::json!({
+            "prefix": "osd pool get-quota", "pool": pool, "format": "json"
+        }))?;
+        let q: RawQuota = serde_json::from_slice(&out).map_err(|e| bad("osd pool get-quota", e))?;
+        let out = self.mon_command(&serde_json::json!({"prefix": "df", "format": "json"}))?;
+        let df: RawPoolsDf = serde_json::from_slice(&out).map_err(|e| bad("df", e))?;
+        Ok(PoolSpace {
+            quota_bytes: q.quota_max_bytes,
+            quota_objects: q.quota_max_objects,
+            stored_bytes: q.current_num_bytes,
+            objects: q.current_num_objects,
+            max_avail: df
+                .pools
+                .iter()
+                .find(|p| p.name == pool)
+                .map(|p| p.stats.max_avail),
         })
     }
 
@@ -376,6 +445,51 @@ struct RawDfStats {
     total_used_raw_bytes: u64,
 }
 
+/// A pool's quotas and use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolSpace {
+    /// Bytes the pool may hold (0: no quota).
+    pub quota_bytes: u64,
+    /// Objects the pool may hold (0: no quota).
+    pub quota_objects: u64,
+    /// Bytes stored (what the quota counts).
+    pub stored_bytes: u64,
+    pub objects: u64,
+    /// Bytes the pool can still take before its OSDs are full, when `df`
+    /// lists the pool.
+    pub max_avail: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawQuota {
+    #[serde(default)]
+    quota_max_bytes: u64,
+    #[serde(default)]
+    quota_max_objects: u64,
+    #[serde(default)]
+    current_num_bytes: u64,
+    #[serde(default)]
+    current_num_objects: u64,
+}
+
+#[derive(Deserialize)]
+struct RawPoolsDf {
+    #[serde(default)]
+    pools: Vec<RawPoolDf>,
+}
+
+#[derive(Deserialize)]
+struct RawPoolDf {
+    name: String,
+    stats: RawPoolDfStats,
+}
+
+#[derive(Deserialize)]
+struct RawPoolDfStats {
+    #[serde(default)]
+    max_avail: u64,
+}
+
 #[derive(Deserialize)]
 struct RawStatus {
     #[serde(default)]
@@ -405,6 +519,31 @@ struct RawDaemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_and_data_limits_go_to_their_own_settings() {
+        let t = Timeouts {
+            control: Duration::from_secs(30),
+            data: Duration::from_secs(600),
+        };
+        assert_eq!(
+            t.settings(),
+            [
+                ("client_mount_timeout", 30),
+                ("rados_mon_op_timeout", 30),
+                ("rados_osd_op_timeout", 600)
+            ]
+        );
+        let none = Timeouts {
+            control: Duration::ZERO,
+            data: Duration::ZERO,
+        };
+        // No data limit is librados's 0; a control limit never is.
+        assert_eq!(none.settings()[0].1, 1);
+        assert_eq!(none.settings()[2].1, 0);
+        let short = Timeouts::uniform(Duration::from_millis(300));
+        assert_eq!(short.settings()[2].1, 1, "a limit below a second is one");
+    }
 
     #[test]
     fn cluster_name_comes_from_conf_file_stem() {

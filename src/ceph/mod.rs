@@ -18,7 +18,9 @@ mod types;
 
 pub use aio::{AioRead, AioWrite};
 pub use clients::{image_users, user_words, ImageUser};
-pub use cluster::{Cluster, ClusterConfig, Health, HealthCheck, ServiceDaemon, Usage};
+pub use cluster::{
+    Cluster, ClusterConfig, Health, HealthCheck, PoolSpace, ServiceDaemon, Timeouts, Usage,
+};
 pub use error::{CephError, ErrorKind, Result};
 pub use image::Image;
 pub use pool::Pool;

@@ -65,20 +65,10 @@ impl Ctx<'_> {
             return Ok(true);
         }
         let host = self.cinder_host(None, &image.pool)?;
-        let cinder = Cinder(self.dst_cloud()?);
         // The RBD driver opens every image of the pool for this list, and
         // answers 500 when one vanishes meanwhile (another volume deleted):
-        // that says nothing about ours, so ask again, a few times.
-        let mut tries = 0;
-        let list = loop {
-            match cinder.manageable(&host) {
-                Err(e) if e.status().is_some_and(|s| s >= 500) && tries < 4 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_secs(2));
-                }
-                other => break other?,
-            }
-        };
+        // the session retries that as any 500 of a GET.
+        let list = Cinder(self.dst_cloud()?).manageable(&host)?;
         Ok(list.iter().any(|(name, _)| name == &image.image))
     }
 

@@ -6,13 +6,14 @@
 mod board;
 mod cloud;
 mod progress;
+mod space;
 mod stall;
 mod state;
 
 pub use board::{clock, BatchProgress, Board, Phase};
 pub use progress::{Meter, Progress};
 
-pub use state::{legacy_state_path, state_path, ImageState, RunState};
+pub use state::{legacy_state_path, state_path, ImageState, RunState, StateLock};
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -101,14 +102,18 @@ struct Ctx<'a> {
 pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<PathBuf> {
     state_dir(opts)?;
     let path = state_path(&opts.state_dir, spec_path);
-    let timeout = spec.timeout();
-    let src = Cluster::connect(&spec.source.cluster, timeout)
+    // First of all: a second run on this state stops here, before it reads
+    // anything it could act on.
+    let _lock = StateLock::acquire(&path)?;
+    let timeouts = spec.run_timeouts();
+    let src = Cluster::connect_with(&spec.source.cluster, timeouts)
         .context("connecting to the source cluster")?;
-    let dst = Cluster::connect(&spec.destination.cluster, timeout)
+    let dst = Cluster::connect_with(&spec.destination.cluster, timeouts)
         .context("connecting to the destination cluster")?;
-    let src_cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source")?;
+    let retry = spec.api_retry();
+    let src_cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source", retry)?;
     let dst_cloud =
-        crate::openstack::connect_side(spec.destination.cloud.as_deref(), "destination")?;
+        crate::openstack::connect_side(spec.destination.cloud.as_deref(), "destination", retry)?;
     let legacy = legacy_state_path(&opts.state_dir, spec_path);
     if !path.exists() && legacy.exists() {
         bail!(
@@ -176,6 +181,7 @@ pub fn run_role(
         .and_then(|s| s.to_str())
         .unwrap_or("plan");
     let path = opts.state_dir.join(format!("{stem}.{role}.state.yaml"));
+    let _lock = StateLock::acquire(&path)?;
     let state = match RunState::load(&path)? {
         Some(s) if s.plan.id == plan.id => s,
         Some(s) => bail!(
@@ -1097,27 +1103,29 @@ impl Ctx<'_> {
                 // lost), and the cut-over digest, taken of this copy, would
                 // not see it. The engine reads the parent's data through
                 // the clone.
-                crate::transfer::rbd::copy_image(
-                    &pool,
-                    &from.image,
-                    from.snap.as_deref(),
-                    &pool,
-                    &to.image,
-                    Some(*features),
-                    &engine_options(),
-                    &mut |done, total| {
-                        self.step_progress(
-                            i,
-                            step,
-                            Phase::Preparing,
-                            &mut meter,
-                            &mut last,
-                            done,
-                            total,
-                        );
-                        true
-                    },
-                )?;
+                space::writing_into(self.cluster(to.site)?, &to.pool, || {
+                    Ok(crate::transfer::rbd::copy_image(
+                        &pool,
+                        &from.image,
+                        from.snap.as_deref(),
+                        &pool,
+                        &to.image,
+                        Some(*features),
+                        &engine_options(),
+                        &mut |done, total| {
+                            self.step_progress(
+                                i,
+                                step,
+                                Phase::Preparing,
+                                &mut meter,
+                                &mut last,
+                                done,
+                                total,
+                            );
+                            true
+                        },
+                    )?)
+                })?;
                 crate::transfer::rbd::forget_log(&pool, &to.image)?;
                 pool.open_image(&to.image)?.metadata_set(
                     crate::plan::FLAT_OF,
@@ -1206,28 +1214,30 @@ impl Ctx<'_> {
                 let started = Instant::now();
                 let mut meter = Meter::default();
                 let mut last = Instant::now();
-                let out = crate::transfer::rbd::copy_image_onto(
-                    &from_pool,
-                    &from.image,
-                    from.snap.as_deref(),
-                    base,
-                    &dst_pool,
-                    &to.image,
-                    *features,
-                    &engine_options(),
-                    &mut |done, total| {
-                        self.step_progress(
-                            i,
-                            step,
-                            Phase::Copying,
-                            &mut meter,
-                            &mut last,
-                            done,
-                            total,
-                        );
-                        true
-                    },
-                )?;
+                let out = space::writing_into(self.dst()?, &to.pool, || {
+                    Ok(crate::transfer::rbd::copy_image_onto(
+                        &from_pool,
+                        &from.image,
+                        from.snap.as_deref(),
+                        base,
+                        &dst_pool,
+                        &to.image,
+                        *features,
+                        &engine_options(),
+                        &mut |done, total| {
+                            self.step_progress(
+                                i,
+                                step,
+                                Phase::Copying,
+                                &mut meter,
+                                &mut last,
+                                done,
+                                total,
+                            );
+                            true
+                        },
+                    )?)
+                })?;
                 // The mark of a finished copy holds the digest of what it
                 // wrote, which the verify compares.
                 let snap = from.snap.as_deref().unwrap_or_default();

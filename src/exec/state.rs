@@ -1,8 +1,11 @@
 //! The run state: one human-readable YAML file per run, holding the plan as
 //! first built (later discovery would see the features ferry changed) and
-//! what each image's steps recorded. Written atomically after every step.
+//! what each image's steps recorded. Written atomically after every step,
+//! by the one run that holds its lock ([`StateLock`]).
 
 use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -137,13 +140,121 @@ impl RunState {
         Some(said.join("; "))
     }
 
-    /// Writes the state atomically (temporary file, then rename).
+    /// Writes the state atomically and durably: a temporary file, synced,
+    /// renamed over the old one, and the directory synced, so that a crash
+    /// or a power cut leaves the old state or the new one, never an empty
+    /// or half-written file (a rename alone may reach the disk before the
+    /// data it names).
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let tmp = path.with_extension("yaml.tmp");
         let text = serde_yaml::to_string(self)?;
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        write_durably(path, text.as_bytes())
     }
+}
+
+/// Replaces `path` with `data` (see [`RunState::save`]).
+pub fn write_durably(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()
+    };
+    write().with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))
+}
+
+/// The lock of one run state: `<state file>.lock`, held with `flock` for as
+/// long as this value lives, holding the holder's pid and host. A second run
+/// on the same state refuses at once instead of interleaving its saves with
+/// the first one's. The kernel drops the lock when its process dies, so a
+/// lock file left by a killed run is simply taken over. The file is never
+/// removed: removing it would let a third run lock a new file while the
+/// second still holds the old one.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl StateLock {
+    /// Takes the lock of the state file `state`, or says who holds it.
+    pub fn acquire(state: &Path) -> anyhow::Result<StateLock> {
+        let mut name = state.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        // Not truncated on open: while another run holds it, its content
+        // names that run.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                anyhow::bail!(
+                    "the run state {} is in use by another ferry run ({}): let it finish or stop it; \
+                     two runs on one state would undo each other's records",
+                    state.display(),
+                    describe_holder(&holder)
+                );
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+        let mine = holder_line(std::process::id(), &hostname());
+        let write = |f: &mut File| -> std::io::Result<()> {
+            f.set_len(0)?;
+            f.rewind()?;
+            f.write_all(mine.as_bytes())?;
+            f.flush()
+        };
+        write(&mut file).with_context(|| format!("writing lock file {}", path.display()))?;
+        Ok(StateLock { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What a lock file holds: `pid <pid> host <host>`.
+fn holder_line(pid: u32, host: &str) -> String {
+    format!("pid {pid} host {host}\n")
+}
+
+/// The holder named by a lock file's text, in words. Pure.
+fn describe_holder(text: &str) -> String {
+    let mut words = text.split_whitespace();
+    match (words.next(), words.next(), words.next(), words.next()) {
+        (Some("pid"), Some(pid), Some("host"), Some(host)) => format!("pid {pid} on {host}"),
+        // Locked, but the holder has not written its line yet.
+        _ => "its pid not yet written".into(),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "an unknown host".into())
 }
 
 /// An image entry as the user wrote it, in a few words.
@@ -224,6 +335,71 @@ mod tests {
         let newer = text.replace("format: 3\n", "format: 4\n");
         let e = format!("{:#}", RunState::parse(&newer).unwrap_err());
         assert!(e.starts_with("written by a newer ferry"), "{e}");
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "ferry-state-{name}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_second_holder_of_a_state_is_refused_with_the_first_ones_pid() {
+        let dir = temp_dir("lock");
+        let state = dir.join("m.state.yaml");
+        let first = StateLock::acquire(&state).unwrap();
+        assert_eq!(first.path(), dir.join("m.state.yaml.lock"));
+        // flock locks belong to an open file: a second open in this very
+        // process conflicts as another process's would.
+        let e = format!("{:#}", StateLock::acquire(&state).unwrap_err());
+        let pid = std::process::id();
+        assert!(
+            e.contains(&format!("in use by another ferry run (pid {pid} on ")),
+            "{e}"
+        );
+        assert!(e.contains(&state.display().to_string()), "{e}");
+        // Released with its holder: the next run takes it over.
+        drop(first);
+        let again = StateLock::acquire(&state).unwrap();
+        let text = std::fs::read_to_string(again.path()).unwrap();
+        assert!(text.starts_with(&format!("pid {pid} host ")), "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        drop(again);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn lock_holders_are_described_from_the_file() {
+        assert_eq!(describe_holder(&holder_line(42, "h1")), "pid 42 on h1");
+        assert_eq!(describe_holder(""), "its pid not yet written");
+        assert_eq!(describe_holder("garbage"), "its pid not yet written");
+    }
+
+    #[test]
+    fn saves_replace_the_state_whole_and_leave_no_temporary_file() {
+        let dir = temp_dir("save");
+        let path = dir.join("m.state.yaml");
+        let state = RunState::for_spec(plan(), &spec(SPEC));
+        std::fs::write(&path, "old, half-written stat").unwrap();
+        state.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(RunState::parse(&text).unwrap(), state);
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["m.state.yaml".to_string()]);
+        // A save that cannot write its temporary file leaves the old state.
+        let blocked = dir.join("b.state.yaml");
+        std::fs::write(&blocked, "kept").unwrap();
+        std::fs::create_dir(dir.join("b.state.yaml.tmp")).unwrap();
+        assert!(state.save(&blocked).is_err());
+        assert_eq!(std::fs::read_to_string(&blocked).unwrap(), "kept");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -3,9 +3,12 @@
 use std::collections::BTreeMap;
 
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::paging::{next_marker, with_param, Pages};
+use super::retry::Repeat;
 use super::session::{Answer, Body, Cloud, Result, Service};
 
 /// A volume as Cinder describes it.
@@ -110,8 +113,11 @@ impl Cinder<'_> {
             .answer(Service::BlockStorage, Method::GET, path, &[], None)
     }
 
-    fn post(&self, path: &str, body: &Value) -> Result<Answer> {
-        self.0.answer(
+    /// A POST; `repeat` says whether it may be sent again after an attempt
+    /// that may have reached Cinder (one that creates something may not).
+    fn post(&self, path: &str, body: &Value, repeat: Repeat) -> Result<Answer> {
+        self.0.answer_as(
+            repeat,
             Service::BlockStorage,
             Method::POST,
             path,
@@ -126,22 +132,51 @@ impl Cinder<'_> {
             .field("volume", "a volume")
     }
 
+    /// Every entry of a list Cinder pages (`<key>` and `<key>_links`),
+    /// from `path` on: the next page is asked for with the marker Cinder
+    /// links it by, on ferry's own path.
+    fn list<T: DeserializeOwned>(&self, path: &str, key: &str, expected: &str) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        let mut page_path = path.to_string();
+        let mut pages = Pages::default();
+        loop {
+            let answer = self.get(&page_path)?;
+            let body: Value = answer.json(expected)?;
+            let Some(items) = body.get(key) else {
+                return Err(answer.not(&format!("{expected} (a {key:?} member)"), None));
+            };
+            out.extend(Vec::<T>::deserialize(items).map_err(|e| answer.not(expected, Some(e)))?);
+            match next_marker(&body, &format!("{key}_links")) {
+                Some(m) if pages.is_new(&m) => page_path = with_param(path, "marker", &m),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Volumes listed from `path` (`/volumes/detail?...`, its filters and
+    /// page size kept), every page of them.
+    pub fn volumes_from(&self, path: &str) -> Result<Vec<Volume>> {
+        self.list(path, "volumes", "a list of volumes")
+    }
+
     /// Volumes of the project, with details; `name` filters exactly.
     pub fn volumes(&self, name: Option<&str>) -> Result<Vec<Volume>> {
         let path = match name {
             Some(n) => format!("/volumes/detail?name={}", urlencode(n)),
             None => "/volumes/detail".to_string(),
         };
-        self.get(&path)?.field("volumes", "a list of volumes")
+        self.list(&path, "volumes", "a list of volumes")
     }
 
     /// Volumes of the project whose metadata has `key` = `value` (filtered
     /// by Cinder, so the project's other volumes are not listed).
     pub fn volumes_with_metadata(&self, key: &str, value: &str) -> Result<Vec<Volume>> {
         let filter = json!({ key: value }).to_string();
-        let all: Vec<Volume> = self
-            .get(&format!("/volumes/detail?metadata={}", urlencode(&filter)))?
-            .field("volumes", "a list of volumes")?;
+        let all: Vec<Volume> = self.list(
+            &format!("/volumes/detail?metadata={}", urlencode(&filter)),
+            "volumes",
+            "a list of volumes",
+        )?;
         Ok(all
             .into_iter()
             .filter(|v| v.metadata.get(key).map(String::as_str) == Some(value))
@@ -163,26 +198,36 @@ impl Cinder<'_> {
     /// (`manageable_volumes`, microversion 3.8, admin by default policy),
     /// with whether each is safe to manage.
     pub fn manageable(&self, host: &str) -> Result<Vec<(String, bool)>> {
-        let answer = self.0.answer(
-            Service::BlockStorage,
-            Method::GET,
-            &format!("/manageable_volumes/detail?host={}", urlencode(host)),
-            &[("OpenStack-API-Version", "volume 3.8")],
-            None,
-        )?;
-        let list: Vec<Value> =
-            answer.field("manageable-volumes", "a list of manageable volumes")?;
-        Ok(list
-            .iter()
-            .filter_map(|m| {
+        let first = format!(
+            "/manageable_volumes/detail?host={}&limit={MANAGEABLE_PAGE}",
+            urlencode(host)
+        );
+        let mut path = first.clone();
+        let mut out = Vec::new();
+        let mut pages = Pages::default();
+        loop {
+            let answer = self.0.answer(
+                Service::BlockStorage,
+                Method::GET,
+                &path,
+                &[("OpenStack-API-Version", "volume 3.8")],
+                None,
+            )?;
+            let list: Vec<Value> =
+                answer.field("manageable-volumes", "a list of manageable volumes")?;
+            out.extend(list.iter().filter_map(|m| {
                 let name = m.get("reference")?.get("source-name")?.as_str()?;
                 let safe = m
                     .get("safe_to_manage")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 Some((name.to_string(), safe))
-            })
-            .collect())
+            }));
+            match manageable_marker(&list) {
+                Some(m) if pages.is_new(&m) => path = with_param(&first, "marker", &m),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Adopts an existing RBD image as a volume (`os-volume-manage`, admin
@@ -201,14 +246,22 @@ impl Cinder<'_> {
         if let Some(t) = &r.volume_type {
             vol["volume_type"] = json!(t);
         }
-        self.post("/os-volume-manage", &json!({ "volume": vol }))?
-            .field("volume", "the managed volume")
+        // Not repeated: a manage that reached Cinder and is sent again
+        // fails on the renamed image, or adopts it twice.
+        self.post(
+            "/os-volume-manage",
+            &json!({ "volume": vol }),
+            Repeat::ByMethod,
+        )?
+        .field("volume", "the managed volume")
     }
 
     pub fn set_bootable(&self, id: &str, bootable: bool) -> Result<()> {
         self.post(
             &format!("/volumes/{id}/action"),
             &json!({"os-set_bootable": {"bootable": bootable}}),
+            // Setting a flag twice sets it.
+            Repeat::Safe,
         )
         .map(|_| ())
     }
@@ -217,6 +270,8 @@ impl Cinder<'_> {
         self.post(
             &format!("/volumes/{id}/action"),
             &json!({"os-set_image_metadata": {"metadata": meta}}),
+            // Sets these keys; again, to the same values.
+            Repeat::Safe,
         )
         .map(|_| ())
     }
@@ -228,6 +283,8 @@ impl Cinder<'_> {
             &json!({"os-volume_upload_image": {
                 "image_name": image_name, "disk_format": "raw",
                 "container_format": "bare", "force": false}}),
+            // Each one that reaches Cinder makes an image.
+            Repeat::ByMethod,
         )?;
         let expected = "the new image's id (os-volume_upload_image.image_id)";
         let v: Value = answer.json(expected)?;
@@ -249,7 +306,7 @@ impl Cinder<'_> {
         if let Some(t) = volume_type {
             vol["volume_type"] = json!(t);
         }
-        self.post("/volumes", &json!({ "volume": vol }))?
+        self.post("/volumes", &json!({ "volume": vol }), Repeat::ByMethod)?
             .field("volume", "the new volume")
     }
 
@@ -264,6 +321,21 @@ impl Cinder<'_> {
             )
             .map(|_| ())
     }
+}
+
+/// The page size ferry asks `manageable_volumes` for: Cinder's default
+/// `osapi_max_limit`, which caps it. The list has no links: a full page is
+/// followed by another. (A cloud whose limit is lower cuts it short.)
+const MANAGEABLE_PAGE: usize = 1000;
+
+/// The marker of the page after `page` of `manageable_volumes`, None when
+/// `page` is the last: the last entry's reference, as JSON (Cinder finds
+/// the marker among the references). Pure.
+pub fn manageable_marker(page: &[Value]) -> Option<String> {
+    if page.len() < MANAGEABLE_PAGE {
+        return None;
+    }
+    Some(page.last()?.get("reference")?.to_string())
 }
 
 /// Percent-encodes a query value.
@@ -310,6 +382,22 @@ mod tests {
         assert!(v.is_bootable());
         assert_eq!(v.attachments[0].server_id.as_deref(), Some("s1"));
         assert_eq!(v.host.as_deref(), Some("h@ceph#ceph"));
+    }
+
+    #[test]
+    fn a_full_page_of_manageable_volumes_is_followed_by_the_last_reference() {
+        let entry = |n: usize| {
+            json!({"reference": {"source-name": format!("volume-{n}")}, "size": 1,
+                   "safe_to_manage": true, "reason_not_safe": null,
+                   "cinder_id": null, "extra_info": null})
+        };
+        let full: Vec<Value> = (0..MANAGEABLE_PAGE).map(entry).collect();
+        assert_eq!(
+            manageable_marker(&full).as_deref(),
+            Some(r#"{"source-name":"volume-999"}"#)
+        );
+        assert_eq!(manageable_marker(&full[..999]), None);
+        assert_eq!(manageable_marker(&[]), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::cinder::urlencode;
+use super::paging::{glance_next, Pages};
 use super::session::{ApiErrorKind, Body, Cloud, Result, Service};
 
 /// An image as Glance describes it; properties beyond the core ones are in
@@ -91,17 +92,29 @@ impl Glance<'_> {
             .json("an image")
     }
 
-    /// Images whose property `key` equals `value` (Glance filters on any property).
+    /// Images whose property `key` equals `value` (Glance filters on any
+    /// property), every page of them.
     pub fn images_with(&self, key: &str, value: &str) -> Result<Vec<Image>> {
-        self.0
-            .answer(
-                Service::Image,
-                Method::GET,
-                &format!("/v2/images?{}={}", urlencode(key), urlencode(value)),
-                &[],
-                None,
-            )?
-            .field("images", "a list of images")
+        let mut path = format!("/v2/images?{}={}", urlencode(key), urlencode(value));
+        let mut out = Vec::new();
+        let mut pages = Pages::default();
+        loop {
+            let answer = self
+                .0
+                .answer(Service::Image, Method::GET, &path, &[], None)?;
+            let body: Value = answer.json("a list of images")?;
+            let Some(items) = body.get("images") else {
+                return Err(answer.not("a list of images (an \"images\" member)", None));
+            };
+            out.extend(
+                Vec::<Image>::deserialize(items)
+                    .map_err(|e| answer.not("a list of images", Some(e)))?,
+            );
+            match glance_next(&body) {
+                Some(next) if pages.is_new(&next) => path = next,
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Creates a queued image record with these fields and properties.
@@ -145,6 +158,7 @@ impl Glance<'_> {
             ApiErrorKind::Transport {
                 cloud: self.0.name().into(),
                 what: format!("downloading image {id}"),
+                tries: Default::default(),
                 source: source.without_url(),
             }
             .into()

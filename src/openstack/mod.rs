@@ -9,27 +9,41 @@
 pub mod cinder;
 pub mod config;
 pub mod glance;
+pub mod paging;
+pub mod retry;
 pub mod session;
 
 pub use cinder::{BackendPool, Cinder, ManageRequest, Volume, VolumeType};
 pub use config::{Auth, CloudConfig, ConfigError};
 pub use glance::{Glance, Image};
+pub use retry::{Repeat, RetryPolicy};
 pub use session::{Answer, ApiError, ApiErrorKind, Cloud, Service};
 
 /// Connects to a cloud named in clouds.yaml, or to the one the `OS_*`
 /// variables describe when `name` is `env`.
 pub fn connect(name: &str) -> anyhow::Result<Cloud> {
+    connect_with(name, RetryPolicy::default())
+}
+
+/// [`connect`], its calls retried under `retry`.
+pub fn connect_with(name: &str, retry: RetryPolicy) -> anyhow::Result<Cloud> {
     let cfg = if name == "env" {
         config::from_env(&|k| std::env::var(k).ok())?
     } else {
         config::load(name)?
     };
-    Cloud::connect(cfg)
+    Cloud::connect_with(cfg, retry)
 }
 
 /// Connects to the cloud a spec names for one side, if it names one.
-pub fn connect_side(name: Option<&str>, side: &str) -> anyhow::Result<Option<Cloud>> {
+pub fn connect_side(
+    name: Option<&str>,
+    side: &str,
+    retry: RetryPolicy,
+) -> anyhow::Result<Option<Cloud>> {
     use anyhow::Context;
-    name.map(|n| connect(n).with_context(|| format!("connecting to the {side} cloud {n:?}")))
-        .transpose()
+    name.map(|n| {
+        connect_with(n, retry).with_context(|| format!("connecting to the {side} cloud {n:?}"))
+    })
+    .transpose()
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::config::{Auth, CloudConfig, Domain, NameOrId};
+use super::retry::{self, Failure, Repeat, RetryPolicy};
 
 /// A failed OpenStack call: it names the cloud and the call; print the
 /// chain (`{:#}`) to read the cause (a refused connection, a TLS reason,
@@ -30,7 +31,7 @@ impl From<ApiErrorKind> for ApiError {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiErrorKind {
     /// The service answered with an error status.
-    #[error("{cloud}: {method} {what}: HTTP {status}: {message}{}", request_note(.request_id))]
+    #[error("{cloud}: {method} {what}: HTTP {status}: {message}{}{tries}", request_note(.request_id))]
     Status {
         cloud: String,
         method: String,
@@ -39,12 +40,15 @@ pub enum ApiErrorKind {
         message: String,
         /// `x-openstack-request-id`: what the cloud's operators look up.
         request_id: Option<String>,
+        /// The attempts made before giving up.
+        tries: Tries,
     },
     /// No answer: connection, TLS, timeout, or the body could not be read.
-    #[error("{cloud}: {what}")]
+    #[error("{cloud}: {what}{tries}")]
     Transport {
         cloud: String,
         what: String,
+        tries: Tries,
         #[source]
         source: reqwest::Error,
     },
@@ -72,6 +76,28 @@ pub enum ApiErrorKind {
     Catalog { cloud: String, message: String },
 }
 
+/// How many attempts a call made, over how long, before its error stood.
+/// Says nothing for a call made once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tries {
+    pub attempts: u32,
+    pub over: Duration,
+}
+
+impl std::fmt::Display for Tries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.attempts > 1 {
+            write!(
+                f,
+                "; gave up after {} attempts over {:.1} s",
+                self.attempts,
+                self.over.as_secs_f64()
+            )?;
+        }
+        Ok(())
+    }
+}
+
 fn request_note(id: &Option<String>) -> String {
     id.as_deref()
         .map(|id| format!(" (request {id})"))
@@ -89,6 +115,28 @@ impl ApiError {
             ApiErrorKind::Status { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// The attempts made, when the call was tried more than once.
+    pub fn tries(&self) -> Option<Tries> {
+        match self.kind() {
+            ApiErrorKind::Status { tries, .. } | ApiErrorKind::Transport { tries, .. }
+                if tries.attempts > 1 =>
+            {
+                Some(*tries)
+            }
+            _ => None,
+        }
+    }
+
+    /// The same error, saying how many attempts were made over how long.
+    pub(super) fn after(mut self, attempts: u32, over: Duration) -> ApiError {
+        if let ApiErrorKind::Status { tries, .. } | ApiErrorKind::Transport { tries, .. } =
+            &mut *self.0
+        {
+            *tries = Tries { attempts, over };
+        }
+        self
     }
 
     /// The `x-openstack-request-id` of the call, when the service answered.
@@ -128,6 +176,12 @@ pub fn request_id(headers: &reqwest::header::HeaderMap) -> Option<String> {
         .iter()
         .find_map(|h| headers.get(*h)?.to_str().ok())
         .map(str::to_string)
+}
+
+/// The pause an answer's `Retry-After` header asks for (429, 503).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    retry::parse_retry_after(v, now())
 }
 
 /// A successful answer, read whole, with what names it in errors.
@@ -269,6 +323,9 @@ struct Token {
     catalog: Vec<CatalogEntry>,
 }
 
+/// The longest a first authentication is retried ([`Cloud::connect_with`]).
+pub const START_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Renew this long before the token expires.
 const RENEW_BEFORE: i64 = 300;
 
@@ -279,6 +336,7 @@ pub struct Cloud {
     token: Mutex<Option<Token>>,
     /// How many tokens were issued to this connection.
     authentications: std::sync::atomic::AtomicUsize,
+    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for Cloud {
@@ -416,8 +474,16 @@ pub fn error_message(body: &str) -> String {
 }
 
 impl Cloud {
-    /// Connects and authenticates.
+    /// Connects and authenticates, with the default retries.
     pub fn connect(cfg: CloudConfig) -> anyhow::Result<Cloud> {
+        Cloud::connect_with(cfg, RetryPolicy::default())
+    }
+
+    /// Connects and authenticates; later calls are retried under `retry`.
+    /// The first authentication is retried for [`START_DEADLINE`] at most:
+    /// a cloud that does not answer before anything began is more likely
+    /// misnamed than restarting, and is reported without a long wait.
+    pub fn connect_with(cfg: CloudConfig, retry: RetryPolicy) -> anyhow::Result<Cloud> {
         let mut b = Client::builder()
             .timeout(Duration::from_secs(120))
             .connect_timeout(Duration::from_secs(15))
@@ -439,8 +505,9 @@ impl Cloud {
             http,
             token: Mutex::new(None),
             authentications: Default::default(),
+            retry,
         };
-        cloud.token()?;
+        cloud.token_within(&retry.with_deadline(retry.deadline.min(START_DEADLINE)))?;
         Ok(cloud)
     }
 
@@ -452,12 +519,28 @@ impl Cloud {
         &self.cfg
     }
 
+    /// How long a failing call is retried from now on (connection errors,
+    /// 5xx and 429; see [`retry`]).
+    pub fn set_retry_deadline(&mut self, deadline: Duration) {
+        self.retry = self.retry.with_deadline(deadline);
+    }
+
+    /// One attempt's failure to get an answer.
+    fn transport_failure(&self, what: &str, source: reqwest::Error) -> Failure {
+        Failure {
+            retry: retry::transport_retry(&source),
+            error: self.transport(what, source),
+            retry_after: None,
+        }
+    }
+
     /// `what` names the URL: reqwest's own copy of it is dropped, so the
     /// message says it once.
     fn transport(&self, what: &str, source: reqwest::Error) -> ApiError {
         ApiErrorKind::Transport {
             cloud: self.cfg.name.clone(),
             what: what.into(),
+            tries: Tries::default(),
             source: source.without_url(),
         }
         .into()
@@ -472,41 +555,55 @@ impl Cloud {
         .into()
     }
 
-    fn authenticate(&self) -> Result<Token> {
+    fn authenticate(&self, policy: &RetryPolicy) -> Result<Token> {
         let url = format!("{}/auth/tokens", self.cfg.auth_url);
-        let resp = self
-            .http
-            .post(&url)
-            .json(&auth_body(&self.cfg.auth))
-            .send()
-            .map_err(|e| self.transport(&format!("authenticating at {url}"), e))?;
-        let status = resp.status();
-        let value = resp
-            .headers()
-            .get("X-Subject-Token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let request_id = request_id(resp.headers());
-        let body = resp
-            .text()
-            .map_err(|e| self.transport(&format!("reading the answer of {url}"), e))?;
-        if !status.is_success() {
-            return Err(ApiErrorKind::Status {
-                cloud: self.cfg.name.clone(),
-                method: "POST".into(),
-                what: url,
-                status: status.as_u16(),
-                message: match status.as_u16() {
-                    401 => {
-                        "authentication failed: check the user, password or application credential"
-                            .into()
-                    }
-                    _ => error_message(&body),
-                },
-                request_id,
-            }
-            .into());
-        }
+        // Asking for a token twice only issues two: safe to repeat, so a
+        // Keystone restarting behind its load balancer is waited for.
+        let (value, request_id, body) = retry::retrying(
+            policy,
+            true,
+            &mut retry::WallClock::start(),
+            |_| {
+                let resp = self
+                    .http
+                    .post(&url)
+                    .json(&auth_body(&self.cfg.auth))
+                    .send()
+                    .map_err(|e| self.transport_failure(&format!("authenticating at {url}"), e))?;
+                let status = resp.status();
+                let value = resp
+                    .headers()
+                    .get("X-Subject-Token")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let request_id = request_id(resp.headers());
+                let retry_after = retry_after(resp.headers());
+                let body = resp.text().map_err(|e| {
+                    self.transport_failure(&format!("reading the answer of {url}"), e)
+                })?;
+                if !status.is_success() {
+                    return Err(Failure {
+                        retry: retry::status_retry(status.as_u16()),
+                        retry_after,
+                        error: ApiErrorKind::Status {
+                            cloud: self.cfg.name.clone(),
+                            method: "POST".into(),
+                            what: url.clone(),
+                            status: status.as_u16(),
+                            message: match status.as_u16() {
+                                401 => "authentication failed: check the user, password or application credential"
+                                    .into(),
+                                _ => error_message(&body),
+                            },
+                            request_id,
+                            tries: Tries::default(),
+                        }
+                        .into(),
+                    });
+                }
+                Ok((value, request_id, body))
+            },
+        )?;
         let answer = Answer {
             cloud: self.cfg.name.clone(),
             what: format!("POST {url}"),
@@ -556,11 +653,16 @@ impl Cloud {
 
     /// The current token, renewed when it expires within five minutes.
     fn token(&self) -> Result<Token> {
+        self.token_within(&self.retry)
+    }
+
+    /// [`Cloud::token`], a new one asked for under `policy`.
+    fn token_within(&self, policy: &RetryPolicy) -> Result<Token> {
         let mut t = self.token.lock().unwrap();
         match &*t {
             Some(tok) if tok.expires_at - now() > RENEW_BEFORE => Ok(tok.clone()),
             _ => {
-                let tok = self.authenticate()?;
+                let tok = self.authenticate(policy)?;
                 self.authentications
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 *t = Some(tok.clone());
@@ -597,6 +699,7 @@ impl Cloud {
                 status: resp.status().as_u16(),
                 request_id: request_id(resp.headers()),
                 message: error_message(&resp.text().unwrap_or_default()),
+                tries: Tries::default(),
             }
             .into())
         }
@@ -640,7 +743,11 @@ impl Cloud {
 
     /// Calls `service`: `path` is appended to its endpoint. Extra headers
     /// (e.g. a microversion) may be given. A refused token is renewed and
-    /// the call made once more. Non-2xx answers become [`ApiError::Status`].
+    /// the call made once more; a failure that may pass (no connection, a
+    /// timeout, 5xx, 429) is retried with backoff when the method may be
+    /// repeated (see [`retry`]). Non-2xx answers become
+    /// [`ApiErrorKind::Status`]. The answer's body is left to the caller:
+    /// a body that breaks off while read is not retried here.
     pub fn call(
         &self,
         service: Service,
@@ -649,19 +756,59 @@ impl Cloud {
         headers: &[(&str, &str)],
         body: Option<Body<'_>>,
     ) -> Result<Response> {
+        self.send(Repeat::ByMethod, service, method, path, headers, body, Ok)
+    }
+
+    /// One call, retried as [`Cloud::call`] says and as `repeat` allows;
+    /// `read` takes the successful answer within the attempt, so that an
+    /// answer whose body breaks off is retried too.
+    #[allow(clippy::too_many_arguments)]
+    fn send<T>(
+        &self,
+        repeat: Repeat,
+        service: Service,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Body<'_>>,
+        read: impl Fn(Response) -> std::result::Result<T, Failure>,
+    ) -> Result<T> {
         let base = self.endpoint(service)?;
         let url = format!("{base}{path}");
-        for attempt in 0..2 {
-            let tok = self.token()?;
+        let repeatable = repeat.allows(&method);
+        retry::retrying(
+            &self.retry,
+            repeatable,
+            &mut retry::WallClock::start(),
+            |_| {
+                let resp = self.attempt(&method, &url, path, headers, &body)?;
+                read(resp)
+            },
+        )
+    }
+
+    /// One attempt of a call: sent, and sent once more with a new token
+    /// when the service refuses the token.
+    fn attempt(
+        &self,
+        method: &Method,
+        url: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Option<Body<'_>>,
+    ) -> std::result::Result<Response, Failure> {
+        for renewed in [false, true] {
+            // Authentication retries on its own: its failure is final here.
+            let tok = self.token().map_err(Failure::fatal)?;
             let mut req = self
                 .http
-                .request(method.clone(), &url)
+                .request(method.clone(), url)
                 .header("X-Auth-Token", &tok.value)
                 .header("Accept", "application/json");
             for (k, v) in headers {
                 req = req.header(*k, *v);
             }
-            req = match &body {
+            req = match body {
                 Some(Body::Json(v)) => req.json(v),
                 Some(Body::Raw(b)) => req.body(b.to_vec()),
                 Some(Body::Patch(v)) => req
@@ -674,9 +821,9 @@ impl Cloud {
             };
             let resp = req
                 .send()
-                .map_err(|e| self.transport(&format!("{method} {url}"), e))?;
+                .map_err(|e| self.transport_failure(&format!("{method} {url}"), e))?;
             let status = resp.status();
-            if status.as_u16() == 401 && attempt == 0 {
+            if status.as_u16() == 401 && !renewed {
                 self.forget_token();
                 continue;
             }
@@ -684,16 +831,22 @@ impl Cloud {
                 return Ok(resp);
             }
             let request_id = request_id(resp.headers());
+            let retry_after = retry_after(resp.headers());
             let text = resp.text().unwrap_or_default();
-            return Err(ApiErrorKind::Status {
-                cloud: self.cfg.name.clone(),
-                method: method.to_string(),
-                what: path.into(),
-                status: status.as_u16(),
-                message: error_message(&text),
-                request_id,
-            }
-            .into());
+            return Err(Failure {
+                retry: retry::status_retry(status.as_u16()),
+                retry_after,
+                error: ApiErrorKind::Status {
+                    cloud: self.cfg.name.clone(),
+                    method: method.to_string(),
+                    what: path.into(),
+                    status: status.as_u16(),
+                    message: error_message(&text),
+                    request_id,
+                    tries: Tries::default(),
+                }
+                .into(),
+            });
         }
         unreachable!("the loop returns on its second pass")
     }
@@ -707,17 +860,32 @@ impl Cloud {
         headers: &[(&str, &str)],
         body: Option<Body<'_>>,
     ) -> Result<Answer> {
-        let resp = self.call(service, method.clone(), path, headers, body)?;
+        self.answer_as(Repeat::ByMethod, service, method, path, headers, body)
+    }
+
+    /// [`Cloud::answer`] for a call the caller marks: [`Repeat::Safe`] lets
+    /// a POST that does the same when sent twice be retried as a GET is.
+    pub fn answer_as(
+        &self,
+        repeat: Repeat,
+        service: Service,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Body<'_>>,
+    ) -> Result<Answer> {
         let what = format!("{method} {path}");
-        let request_id = request_id(resp.headers());
-        let body = resp
-            .text()
-            .map_err(|e| self.transport(&format!("reading the answer of {what}"), e))?;
-        Ok(Answer {
-            cloud: self.cfg.name.clone(),
-            what,
-            request_id,
-            body,
+        self.send(repeat, service, method, path, headers, body, |resp| {
+            let request_id = request_id(resp.headers());
+            let body = resp
+                .text()
+                .map_err(|e| self.transport_failure(&format!("reading the answer of {what}"), e))?;
+            Ok(Answer {
+                cloud: self.cfg.name.clone(),
+                what: what.clone(),
+                request_id,
+                body,
+            })
         })
     }
 
@@ -861,12 +1029,21 @@ mod tests {
     #[test]
     fn a_refused_connection_says_so_once() {
         let url = format!("http://127.0.0.1:{}/v3", closed_port());
-        let e = Cloud::connect(cfg(url.clone())).unwrap_err();
+        let retry = RetryPolicy::default().with_deadline(Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        let e = Cloud::connect_with(cfg(url.clone()), retry).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3));
         let e = e.downcast::<ApiError>().expect("an ApiError");
         assert!(matches!(e.kind(), ApiErrorKind::Transport { .. }), "{e:?}");
+        // Nothing was sent: retried even though a token request is a POST.
+        let tries = e.tries().expect("retried");
+        assert!(tries.attempts >= 2, "{tries:?}");
         let text = chain(e);
         assert!(
-            text.starts_with(&format!("site-x: authenticating at {url}/auth/tokens: ")),
+            text.starts_with(&format!(
+                "site-x: authenticating at {url}/auth/tokens; gave up after {} attempts over ",
+                tries.attempts
+            )),
             "{text}"
         );
         let refused = text.to_lowercase().matches("connection refused").count();
@@ -887,7 +1064,8 @@ mod tests {
                 let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
             }
         });
-        let e = Cloud::connect(cfg(format!("https://127.0.0.1:{port}/v3"))).unwrap_err();
+        let once = RetryPolicy::default().with_deadline(Duration::ZERO);
+        let e = Cloud::connect_with(cfg(format!("https://127.0.0.1:{port}/v3")), once).unwrap_err();
         server.join().unwrap();
         let e = e.downcast::<ApiError>().expect("an ApiError");
         let ApiErrorKind::Transport { source, .. } = e.kind() else {
@@ -978,6 +1156,7 @@ mod tests {
             status: 400,
             message: "Manage existing volume failed".into(),
             request_id: Some("req-5f2c".into()),
+            tries: Tries::default(),
         }
         .into();
         assert_eq!(e.request_id(), Some("req-5f2c"));

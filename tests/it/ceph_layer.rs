@@ -377,3 +377,22 @@ fn pools_peers_and_daemon_as_the_testenv_set_them_up() {
     assert_eq!(b.health().unwrap().status, "HEALTH_OK");
     assert!(b.usage().unwrap().total_bytes > 0);
 }
+
+#[test]
+fn pool_space_reads_the_quota_and_room_the_monitors_report() {
+    let env = TestEnv::load();
+    let b = env.connect("site-b");
+    let pool = env.var("DEST_CINDER_POOL");
+    let space = b.pool_space(pool).unwrap();
+    let cli: serde_json::Value = serde_json::from_str(&env.cli(
+        "ceph",
+        "site-b",
+        &["osd", "pool", "get-quota", pool, "--format", "json"],
+    ))
+    .unwrap();
+    assert_eq!(Some(space.quota_bytes), cli["quota_max_bytes"].as_u64());
+    assert_eq!(Some(space.quota_objects), cli["quota_max_objects"].as_u64());
+    assert!(space.max_avail.is_some_and(|a| a > 0), "{space:?}");
+    let e = b.pool_space("no-such-pool").unwrap_err();
+    assert!(e.to_string().contains("no-such-pool"), "{e}");
+}

@@ -509,3 +509,61 @@ fn every_volume_attached_to_a_server_moves() {
     }
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
+
+#[test]
+fn lists_longer_than_a_page_are_read_to_their_end() {
+    let env = TestEnv::load();
+    let src = env.cloud("source");
+    let tag = unique("paged");
+    // Glance pages at 25 images: 27 of them (records only, no data).
+    let glance = Glance(&src);
+    let images: Vec<ImageGuard> = (0..27)
+        .map(|n| {
+            let img = glance
+                .create(&json!({"name": format!("{tag}-{n}"), "disk_format": "raw",
+                                "container_format": "bare", "ferry_test_page": tag}))
+                .unwrap();
+            ImageGuard(&src, img.id)
+        })
+        .collect();
+    let mut found: Vec<String> = glance
+        .images_with("ferry_test_page", &tag)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    let mut want: Vec<String> = images.iter().map(|g| g.1.clone()).collect();
+    found.sort();
+    want.sort();
+    assert_eq!(found, want);
+
+    // Cinder pages at osapi_max_limit; a page of one makes three pages.
+    let cinder = Cinder(&src);
+    let meta: BTreeMap<String, String> = [("ferry_test_page".to_string(), tag.clone())].into();
+    let volumes: Vec<VolumeGuard> = (0..3)
+        .map(|n| {
+            let v = cinder
+                .create_volume(&format!("{tag}-{n}"), 1, Some("ceph"), &meta)
+                .unwrap();
+            VolumeGuard {
+                cloud: &src,
+                id: v.id,
+            }
+        })
+        .collect();
+    // Deletable (by the guards) once created.
+    for v in &volumes {
+        wait_volume(&src, &v.id, "available");
+    }
+    let filter = ferry::openstack::cinder::urlencode(&json!({"ferry_test_page": tag}).to_string());
+    let mut found: Vec<String> = cinder
+        .volumes_from(&format!("/volumes/detail?limit=1&metadata={filter}"))
+        .unwrap()
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    let mut want: Vec<String> = volumes.iter().map(|g| g.id.clone()).collect();
+    found.sort();
+    want.sort();
+    assert_eq!(found, want);
+}

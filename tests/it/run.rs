@@ -254,6 +254,56 @@ fn run_killed_during_the_watch_completes_when_run_again() {
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
 
+#[test]
+fn a_second_run_on_a_state_in_use_refuses_naming_the_first_ones_pid() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (_m, spec, state) = small_volume_spec(&env, "twice", 13);
+    let mut first = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--output", "json", "--state-dir"])
+        .arg(&state)
+        .arg(&spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    // Its first step event: the first run has its state (and lock) by now.
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| serde_json::from_str::<Value>(&l).is_ok_and(|e| e.get("step").is_some()));
+    assert!(started, "the first run reported no step");
+
+    let begun = std::time::Instant::now();
+    let second = ferry_run(&spec, &state, &[]);
+    let took = begun.elapsed();
+    let still_running = first.try_wait().unwrap().is_none();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "in use by another ferry run (pid {} on ",
+            first.id()
+        )),
+        "{err}"
+    );
+    assert!(json_lines(&second).is_empty(), "no step reported: {err}");
+    // Refused at once, not after connecting and reading the images.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(still_running, "the first run ended before the second began");
+
+    // The first run goes on undisturbed and finishes.
+    lines.for_each(drop);
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
 /// An 8 MiB source volume (removed with its copies at the end) and a spec
 /// moving it with default options: the setup of the stall tests.
 fn small_volume_spec(env: &TestEnv, prefix: &str, seed: u64) -> (Moved, PathBuf, PathBuf) {
