@@ -136,9 +136,14 @@ pub enum Command {
         /// Directory of run state files [default: $XDG_DATA_HOME/ferry or ~/.local/share/ferry].
         #[arg(long, env = "FERRY_STATE_DIR")]
         state_dir: Option<PathBuf>,
-        /// Images moved at once.
+        /// Steps that move data (hash, copy, verify) at once: what the
+        /// clusters' disks and network can take.
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
+        /// Images under way at once: while some copy, the next ones are
+        /// prepared, cut over and mirrored [default: 4 x --concurrency].
+        #[arg(long)]
+        in_flight: Option<usize>,
         /// Longest wait, in seconds, for an idle image or a mirror sync.
         #[arg(long, default_value_t = 3600)]
         wait_timeout: u64,
@@ -289,6 +294,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             verified,
             state_dir,
             concurrency,
+            in_flight,
             wait_timeout,
             output,
             reread,
@@ -299,7 +305,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let opts = crate::exec::RunOptions {
                 state_dir,
-                concurrency,
+                concurrency: concurrency.max(1),
+                in_flight: in_flight.unwrap_or(4 * concurrency).max(concurrency).max(1),
                 wait_timeout: std::time::Duration::from_secs(wait_timeout),
                 poll: std::time::Duration::from_millis(500),
                 json: output == Output::Json,

@@ -56,8 +56,12 @@ pub struct RunFailed {
 pub struct RunOptions {
     /// Where run state files live.
     pub state_dir: PathBuf,
-    /// How many images move at once.
+    /// How many steps that move data (hash, copy, verify) run at once.
     pub concurrency: usize,
+    /// How many images are under way at once (at least `concurrency`):
+    /// the others' preparation, cut-over and mirroring go on while some
+    /// copy.
+    pub in_flight: usize,
     /// Longest wait for a requirement (idle image, mirror sync).
     pub wait_timeout: Duration,
     /// How often waits poll.
@@ -95,6 +99,64 @@ struct Ctx<'a> {
     /// Lines of the live board currently drawn below the event lines.
     drawn: Mutex<usize>,
     started: Instant,
+    /// Steps that move data take one of these (`--concurrency`).
+    data_slots: Slots,
+}
+
+/// A counting semaphore: at most `n` holders at once.
+struct Slots {
+    free: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+/// One slot, given back when dropped.
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            free: Mutex::new(n.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// A slot if one is free now.
+    fn try_take(&self) -> Option<Slot<'_>> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        (*free > 0).then(|| {
+            *free -= 1;
+            Slot(self)
+        })
+    }
+
+    /// A slot, waiting for one to be given back.
+    fn take(&self) -> Slot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Whether a step reads or writes an image's data (and so takes a data
+/// slot while it acts; its waits come before, without one).
+fn moves_data(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::HashSource { .. }
+            | Action::FlatCopy { .. }
+            | Action::Copy { .. }
+            | Action::Verify { .. }
+    )
 }
 
 /// Runs (or resumes) the migration of `spec`, every role. Returns the
@@ -255,6 +317,7 @@ fn execute(
         live: !opts.json && std::io::stderr().is_terminal(),
         drawn: Mutex::new(0),
         started: Instant::now(),
+        data_slots: Slots::new(opts.concurrency),
     };
     let (n, order) = {
         let st = ctx.state.lock().unwrap();
@@ -265,7 +328,7 @@ fn execute(
         s.spawn(|| ctx.tick(&finished));
         let failures = each_image(
             &order,
-            opts.concurrency,
+            opts.in_flight.max(opts.concurrency),
             |i| run_image(&ctx, i),
             |i, r| match r {
                 Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
@@ -1695,7 +1758,28 @@ fn run_step(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Resu
     if std::env::var("FERRY_TEST_PANIC_IN_STEP").is_ok_and(|s| s == step.name) {
         panic!("FERRY_TEST_PANIC_IN_STEP={}", step.name);
     }
-    let detail = ctx.act(i, step)?;
+    let detail = {
+        let _slot = if moves_data(&step.action) {
+            match ctx.data_slots.try_take() {
+                Some(slot) => Some(slot),
+                None => {
+                    ctx.event(
+                        i,
+                        &step.name,
+                        "waiting",
+                        &format!(
+                            "for one of the {} data slots (--concurrency)",
+                            ctx.opts.concurrency
+                        ),
+                    );
+                    Some(ctx.data_slots.take())
+                }
+            }
+        } else {
+            None
+        };
+        ctx.act(i, step)?
+    };
     for c in &step.done_when {
         if !ctx.holds(c)? {
             bail!("done but {c:?} does not hold");
@@ -1800,6 +1884,28 @@ mod tests {
                 (3, "plain error".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn data_slots_hold_no_more_than_their_number_at_once() {
+        let slots = Slots::new(2);
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    let _slot = slots.take();
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(30));
+                    now.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        // All given back: two free again, not three.
+        let (a, b) = (slots.try_take(), slots.try_take());
+        assert!(a.is_some() && b.is_some());
+        assert!(slots.try_take().is_none());
     }
 
     #[test]

@@ -588,3 +588,63 @@ fn a_lost_state_file_is_recovered_from_the_record_on_the_source() {
     assert!(snaps.is_empty(), "{snaps:?}");
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
+
+/// With one data slot (`--concurrency 1`) and three images in flight, the
+/// images after the first are under way while the first one copies, and
+/// each copy still ends equal to its source.
+#[test]
+fn images_are_prepared_and_mirrored_while_others_copy() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let mut moved_images = Vec::new();
+    let mut names = Vec::new();
+    let mut entries = String::new();
+    for k in 0..3 {
+        let v = unique(&format!("pipe{k}"));
+        let name = format!("volume-{v}");
+        source_image(&env, "volumes", &name, 8 * MIB, Features::DEFAULT, 40 + k);
+        moved_images.push(moved(
+            &env,
+            "volumes",
+            &name,
+            env.var("DEST_CINDER_POOL"),
+            &name,
+        ));
+        entries.push_str(&format!("  - volume: {v}\n"));
+        names.push(name);
+    }
+    let (spec, state) = spec_file(&env, &entries, "options: {mirror_mode: snapshot}\n");
+    let out = ferry_run(&spec, &state, &["--concurrency", "1", "--in-flight", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = step_events(&out);
+    let at = |image: &str, step: &str| {
+        events
+            .iter()
+            .position(|e| {
+                e["image"].as_str().is_some_and(|i| i.ends_with(image))
+                    && e["step"] == step
+                    && e["status"] == "done"
+            })
+            .unwrap_or_else(|| panic!("no {step} done for {image}: {events:#?}"))
+    };
+    let first_copy = names.iter().map(|n| at(n, "copy")).min().unwrap();
+    // Before the first copy is done, every image has begun: one image
+    // at a time would have prepared the second only after the first was
+    // adopted.
+    for n in &names {
+        assert!(
+            at(n, "preflight") < first_copy,
+            "{n} was not under way before the first copy ended: {events:#?}"
+        );
+    }
+    let b = env.connect("site-b");
+    let cinder = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    for n in &names {
+        let copy = cinder.open_image_read_only(n, None).unwrap();
+        assert_eq!(checksum(&copy), source_sum(&env, "volumes", n), "{n}");
+    }
+}
