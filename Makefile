@@ -5,7 +5,7 @@
 CARGO ?= cargo
 TESTENV := ceph-testenv/testenv
 
-.PHONY: all build deps testenv test lint demo bench down status clean
+.PHONY: all build deps testenv test lint demo bench bench-scale down status clean
 
 all: build
 
@@ -25,7 +25,7 @@ test: testenv
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	shellcheck ceph-testenv/testenv ceph-testenv/openstack ceph-testenv/lib.sh ceph-testenv/demo ceph-testenv/bench .ci/run
+	shellcheck ceph-testenv/testenv ceph-testenv/openstack ceph-testenv/lib.sh ceph-testenv/demo ceph-testenv/bench ceph-testenv/bench-scale .ci/run
 	shellcheck -s sh src/render/*.sh
 
 ## The README's demo command.
@@ -35,6 +35,10 @@ demo: build testenv
 ## Times ferry against the manual procedure and export|import, same images, one run.
 bench: build testenv
 	ceph-testenv/bench
+
+## Many images: plan, check and run times with max RSS (BENCH_SCALE_N=1000 for more).
+bench-scale: build testenv
+	ceph-testenv/bench-scale
 
 status:
 	$(TESTENV) status

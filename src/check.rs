@@ -286,10 +286,9 @@ pub fn run(spec: &Spec) -> CheckReport {
         &dst_conn,
         &dst_pools,
     );
-    let images = refs
-        .into_iter()
-        .map(|r| image_report(r, src_conn.as_ref().ok(), dst_conn.as_ref().ok()))
-        .collect();
+    // Many images are read at once: each takes a dozen round trips.
+    let (src, dst) = (src_conn.as_ref().ok(), dst_conn.as_ref().ok());
+    let images = crate::plan::parallel_map(&refs, 16, |r| image_report(r.clone(), src, dst));
     let clouds = [
         (Side::Source, &spec.source.cloud, &src_cloud),
         (Side::Destination, &spec.destination.cloud, &dst_cloud),
