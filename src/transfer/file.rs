@@ -162,8 +162,8 @@ impl Source for FileSource {
             if data >= end {
                 break;
             }
-            let hole =
-                sys::seek_hole(&self.file, data).map_err(|e| io_error("SEEK_HOLE", &self.path, e))?;
+            let hole = sys::seek_hole(&self.file, data)
+                .map_err(|e| io_error("SEEK_HOLE", &self.path, e))?;
             let stop = hole.min(end);
             out.push(Extent {
                 offset: data,
@@ -359,7 +359,11 @@ struct Slot<T> {
 
 impl<T> Pending<T> {
     fn done(&self) -> bool {
-        self.0.value.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.0
+            .value
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     fn take(self) -> Result<T> {
@@ -431,15 +435,14 @@ impl IoPool {
         let filled = Arc::clone(&slot);
         let job: Job = Box::new(move || {
             // A panic in the operation must not leave its waiter waiting.
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(
-                |_| {
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
                     Err(TransferError::Io {
                         op: "I/O thread",
                         path: PathBuf::new(),
                         source: std::io::Error::other("panicked"),
                     })
-                },
-            );
+                });
             *filled.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
             filled.ready.notify_all();
         });
@@ -596,18 +599,12 @@ mod tests {
         assert_eq!(src.kind(), Kind::File);
         let ext = src.allocated(0, src.size()).unwrap();
         let covered: u64 = ext.iter().map(|e| e.len).sum();
-        assert!(
-            covered < 8 * MIB,
-            "holes are not reported as data: {ext:?}"
-        );
-        let out = transfer::<_, HashOnly>(
-            &src,
-            None,
-            &mut NoLog,
-            &Options::default(),
-            &mut |_, _| true,
-        )
-        .unwrap();
+        assert!(covered < 8 * MIB, "holes are not reported as data: {ext:?}");
+        let out =
+            transfer::<_, HashOnly>(&src, None, &mut NoLog, &Options::default(), &mut |_, _| {
+                true
+            })
+            .unwrap();
         assert_eq!(out.digest, digest_bytes(&all));
         assert_eq!(out.bytes_read, covered);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());

@@ -75,7 +75,11 @@ impl FileChunkLog {
     }
 }
 
-fn io_error(op: &'static str, path: &std::path::Path, source: std::io::Error) -> super::TransferError {
+fn io_error(
+    op: &'static str,
+    path: &std::path::Path,
+    source: std::io::Error,
+) -> super::TransferError {
     super::TransferError::Io {
         op,
         path: path.to_path_buf(),

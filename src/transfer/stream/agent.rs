@@ -21,12 +21,12 @@ pub const STALLED_EXIT: i32 = 2;
 /// agents buffer themselves), never line-buffered.
 fn stdio() -> Result<(File, File)> {
     let dup = |fd: std::os::fd::BorrowedFd<'_>, what: &str| {
-        fd.try_clone_to_owned()
-            .map(File::from)
-            .map_err(|e| TransferError::from(StreamError::Io {
+        fd.try_clone_to_owned().map(File::from).map_err(|e| {
+            TransferError::from(StreamError::Io {
                 what: format!("taking {what}"),
                 source: e,
-            }))
+            })
+        })
     };
     Ok((
         dup(std::io::stdin().as_fd(), "stdin")?,
@@ -74,7 +74,13 @@ pub fn send_stdio(
             activity: activity.clone(),
         },
     );
-    let mut output = BufWriter::with_capacity(1 << 20, Watched { inner: output, activity });
+    let mut output = BufWriter::with_capacity(
+        1 << 20,
+        Watched {
+            inner: output,
+            activity,
+        },
+    );
     super::send(&source, identity, &mut input, &mut output, opts)
 }
 
@@ -92,6 +98,12 @@ pub fn receive_stdio(path: &Path, stall: Duration, opts: &ReceiveOptions) -> Res
             activity: activity.clone(),
         },
     );
-    let mut output = BufWriter::with_capacity(1 << 16, Watched { inner: output, activity });
+    let mut output = BufWriter::with_capacity(
+        1 << 16,
+        Watched {
+            inner: output,
+            activity,
+        },
+    );
     super::receive(path, &mut input, &mut output, opts)
 }

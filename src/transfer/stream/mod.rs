@@ -308,7 +308,9 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
     from: &str,
 ) -> Result<T, StreamError> {
     serde_json::from_slice(payload).map_err(|e| {
-        StreamError::Protocol(format!("{from} sent a {what} frame that does not parse: {e}"))
+        StreamError::Protocol(format!(
+            "{from} sent a {what} frame that does not parse: {e}"
+        ))
     })
 }
 

@@ -146,9 +146,9 @@ fn receive_inner(
         (None, Kind::File) => default_state_dir(path),
         (None, Kind::BlockDevice) => {
             return Err(StreamError::Protocol(format!(
-                "{} is a block device: give --state-dir, a directory for the record of what it holds",
-                path.display()
-            ))
+            "{} is a block device: give --state-dir, a directory for the record of what it holds",
+            path.display()
+        ))
             .into())
         }
     };
@@ -187,12 +187,10 @@ fn receive_inner(
         write_frame(output, kind::HAVE, &payload)?;
     }
     write_frame(output, kind::HAVE_END, &[])?;
-    output
-        .flush()
-        .map_err(|e| StreamError::Io {
-            what: "writing to the sender".into(),
-            source: e,
-        })?;
+    output.flush().map_err(|e| StreamError::Io {
+        what: "writing to the sender".into(),
+        source: e,
+    })?;
 
     let mut run = Run {
         target: &target,

@@ -149,7 +149,10 @@ pub fn ssh_command(host: &str, opts: &RelayOptions, args: &[String]) -> Command 
 
 /// The agents' arguments for a stream from `from` to `to`.
 pub fn agent_args(from: &Remote, to: &Remote, opts: &RelayOptions) -> (Vec<String>, Vec<String>) {
-    let stall = opts.stall.as_secs().max(1).to_string();
+    // The agents wait longer than the relay: the relay is the one that
+    // sees both sides and names the stuck one; the agents' own limit is
+    // for a relay that is gone without closing their pipes.
+    let stall = (2 * opts.stall.as_secs().max(1) + 5).to_string();
     let mut send = vec![
         "agent".into(),
         "send".into(),
@@ -221,6 +224,10 @@ struct Tally {
     bytes_sent: u64,
     bytes_carried: u64,
 }
+
+/// How long a side may take to end (and say why) once the stream ended,
+/// or once the other side failed.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// One direction's state, for the stall check.
 struct Direction {
@@ -371,20 +378,31 @@ pub fn relay(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         // One side failed: the other gets a moment to say why, then goes.
-        if failed_at.is_some_and(|t| t.elapsed() > stall.min(Duration::from_secs(10))) {
+        if failed_at.is_some_and(|t| t.elapsed() > stall.min(GRACE)) {
             break;
         }
         let idle = up.activity.idle().min(down.activity.idle());
         if idle >= stall {
-            let streaming = {
+            // Whose turn it was, by the protocol's step.
+            let source_owes = {
                 let t = tally.lock().unwrap_or_else(|e| e.into_inner());
-                t.streaming && t.end.is_none()
+                match (
+                    t.hello.is_some(),
+                    t.streaming,
+                    t.end.is_some(),
+                    t.done.is_some(),
+                ) {
+                    (false, ..) => true,
+                    (true, false, ..) => false,
+                    (true, true, false, _) => true,
+                    (true, true, true, done) => done,
+                }
             };
             stalled = Some(if up.writing.load(Ordering::Relaxed) {
                 format!("{target_name} took no data")
             } else if down.writing.load(Ordering::Relaxed) {
                 format!("{source_name} took no data")
-            } else if streaming {
+            } else if source_owes {
                 format!("no data from {source_name}")
             } else {
                 format!("no data from {target_name}")
@@ -392,8 +410,9 @@ pub fn relay(
             break;
         }
     }
-    // Whatever is still running now has had its chance.
-    let deadline = Instant::now() + stall.min(Duration::from_secs(10));
+    // Whatever is still running now has had its chance; after a failure
+    // the stream is lost anyway, and a side left running may be blocked.
+    let deadline = Instant::now() + stall.min(GRACE);
     let mut statuses = Vec::new();
     for c in &mut agents.0 {
         let status = loop {
@@ -451,27 +470,23 @@ pub fn relay(
             message,
         });
     }
-    if matches!(
-        down_end,
-        Some(Ended::Early) | None
-    ) || matches!(up_end, Some(Ended::Gone))
+    if (matches!(down_end, Some(Ended::Early) | None) || matches!(up_end, Some(Ended::Gone)))
+        && tally.done.is_none()
     {
-        if tally.done.is_none() {
-            return Err(StreamError::Ended {
-                from: target_name.into(),
-                detail: describe(&statuses[1], &target_words),
-            });
-        }
+        return Err(StreamError::Ended {
+            from: target_name.into(),
+            detail: describe(&statuses[1], &target_words),
+        });
     }
     for e in [up_end, down_end].into_iter().flatten() {
         if let Ended::Failed(e) = e {
             return Err(e);
         }
     }
-    for (status, (name, words)) in statuses.iter().zip([
-        (source_name, &source_words),
-        (target_name, &target_words),
-    ]) {
+    for (status, (name, words)) in statuses
+        .iter()
+        .zip([(source_name, &source_words), (target_name, &target_words)])
+    {
         if !status.is_some_and(|s| s.success()) {
             return Err(StreamError::AgentFailed {
                 side: name.into(),
@@ -551,7 +566,11 @@ fn carry(
             Ok(None) => {
                 let _ = w.flush();
                 let t = tally.lock().unwrap_or_else(|e| e.into_inner());
-                let owed = if up { t.end.is_some() } else { t.done.is_some() };
+                let owed = if up {
+                    t.end.is_some()
+                } else {
+                    t.done.is_some()
+                };
                 return if owed { Ended::Clean } else { Ended::Early };
             }
             Err(StreamError::Ended { .. }) => return Ended::Early,
@@ -578,7 +597,13 @@ fn carry(
 }
 
 /// Notes a frame passing.
-fn note(tally: &Mutex<Tally>, up: bool, k: u8, payload: &[u8], name: &str) -> Result<(), StreamError> {
+fn note(
+    tally: &Mutex<Tally>,
+    up: bool,
+    k: u8,
+    payload: &[u8],
+    name: &str,
+) -> Result<(), StreamError> {
     let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
     if up {
         t.bytes_carried += 5 + payload.len() as u64;
@@ -587,9 +612,9 @@ fn note(tally: &Mutex<Tally>, up: bool, k: u8, payload: &[u8], name: &str) -> Re
         (true, kind::HELLO) => t.hello = Some(parse_json(payload, "HELLO", name)?),
         (true, kind::DATA) => {
             t.data += 1;
-            let runs = payload
-                .get(40..44)
-                .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64);
+            let runs = payload.get(40..44).map_or(0, |b| {
+                u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64
+            });
             t.bytes_sent += (payload.len() as u64).saturating_sub(44 + 8 * runs);
         }
         (true, kind::HELD) => t.held += 1,

@@ -63,7 +63,10 @@ fn stream(
     source: &Path,
     target: &Path,
     opts: &ReceiveOptions,
-) -> (Result<SendReport, TransferError>, Result<ReceiveReport, TransferError>) {
+) -> (
+    Result<SendReport, TransferError>,
+    Result<ReceiveReport, TransferError>,
+) {
     let (a, b) = UnixStream::pair().unwrap();
     let (target, opts) = (target.to_path_buf(), opts.clone());
     let receiver = std::thread::spawn(move || {
@@ -156,7 +159,8 @@ fn a_receiver_refuses_bytes_that_are_not_the_protocol() {
     )
     .unwrap_err();
     assert!(
-        err.to_string().contains("did not speak the ferry stream protocol")
+        err.to_string()
+            .contains("did not speak the ferry stream protocol")
             && err.to_string().contains("Welcome"),
         "{err}"
     );
@@ -198,7 +202,10 @@ fn a_damaged_chunk_is_refused_before_it_is_written() {
     .unwrap_err();
     assert!(err.to_string().contains("chunk 0 arrived damaged"), "{err}");
     assert!(
-        std::fs::read(dir.join("dst")).unwrap().iter().all(|b| *b == 0),
+        std::fs::read(dir.join("dst"))
+            .unwrap()
+            .iter()
+            .all(|b| *b == 0),
         "the damaged data was written"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -211,7 +218,10 @@ fn shell_words_survive_quoting() {
     assert_eq!(shell_quote("a b'c"), r"'a b'\''c'");
     assert_eq!(shell_quote(""), "''");
     let out = std::process::Command::new("sh")
-        .args(["-c", &format!("printf %s {}", shell_quote("x $HOME `id` 'q'\n"))])
+        .args([
+            "-c",
+            &format!("printf %s {}", shell_quote("x $HOME `id` 'q'\n")),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.stdout, b"x $HOME `id` 'q'\n");
