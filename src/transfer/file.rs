@@ -45,11 +45,11 @@ pub enum Kind {
     BlockDevice,
 }
 
-fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> TransferError {
+fn io_error(op: &'static str, path: &Path, error: std::io::Error) -> TransferError {
     TransferError::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -440,7 +440,7 @@ impl IoPool {
                     Err(TransferError::Io {
                         op: "I/O thread",
                         path: PathBuf::new(),
-                        source: std::io::Error::other("panicked"),
+                        error: std::io::Error::other("panicked"),
                     })
                 });
             *filled.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);

@@ -78,12 +78,12 @@ impl FileChunkLog {
 fn io_error(
     op: &'static str,
     path: &std::path::Path,
-    source: std::io::Error,
+    error: std::io::Error,
 ) -> super::TransferError {
     super::TransferError::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

@@ -36,12 +36,11 @@ pub enum TransferError {
     #[error("stopped after {done} of {size} bytes; running again resumes")]
     Stopped { done: u64, size: u64 },
     /// A file or block device could not be read or written.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}: {error}", path.display())]
     Io {
         op: &'static str,
         path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A stream between two hosts broke, stalled or carried something
     /// wrong.

@@ -432,3 +432,23 @@ fn a_block_device_full_of_garbage_takes_a_stream_and_reads_as_the_source() {
         .unwrap();
     assert!(tail.iter().any(|b| *b != 0), "the device's tail was zeroed");
 }
+
+#[test]
+fn a_side_that_cannot_start_is_named_with_its_own_words() {
+    let dir = Scratch::new("stream-nostart");
+    let (src, dst) = (dir.path("src"), dir.path("dst"));
+    let out = stream(&src, &dst, &[], &[]);
+    let err = failed(&out);
+    assert!(
+        err.contains("the source agent on convhost-a ended before the stream began")
+            && err.contains(&format!("opening {}", src.display())),
+        "{err}"
+    );
+    sparse_source(&src);
+    let bad = dir.path("no-such-dir/dst");
+    let err = failed(&stream(&src, &bad, &[], &[]));
+    assert!(
+        err.contains("the destination agent on convhost-b: opening for writing"),
+        "{err}"
+    );
+}

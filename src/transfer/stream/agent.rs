@@ -24,7 +24,7 @@ fn stdio() -> Result<(File, File)> {
         fd.try_clone_to_owned().map(File::from).map_err(|e| {
             TransferError::from(StreamError::Io {
                 what: format!("taking {what}"),
-                source: e,
+                error: e,
             })
         })
     };

@@ -85,6 +85,10 @@ pub enum StreamError {
     /// The peer's stream ended before the protocol did.
     #[error("{from} ended mid-stream{detail}; running again resumes")]
     Ended { from: String, detail: String },
+    /// The peer ended before it said anything (it could not start, or
+    /// failed at once: its own words say why).
+    #[error("{from} ended before the stream began{detail}")]
+    NotStarted { from: String, detail: String },
     /// The bytes are not this protocol (a remote shell that prints, an
     /// old ferry) or break its rules.
     #[error("{0}")]
@@ -113,12 +117,30 @@ pub enum StreamError {
         detail: String,
     },
     /// The stream could not be read or written, or a process not started.
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{what}: {error}")]
+    Io { what: String, error: io::Error },
+}
+
+impl StreamError {
+    /// Whether this is the consequence of the other side's failure (it
+    /// ended, stalled, reported an error, or its pipe broke) rather than a
+    /// failure of this side's own: the relay reports the cause first.
+    pub fn peer_caused(&self) -> bool {
+        matches!(
+            self,
+            StreamError::Ended { .. }
+                | StreamError::NotStarted { .. }
+                | StreamError::Remote { .. }
+                | StreamError::Stalled { .. }
+                | StreamError::Io { .. }
+        )
+    }
+}
+
+/// Whether `e` is the consequence of the other side's failure (see
+/// [`StreamError::peer_caused`]).
+pub fn peer_caused(e: &crate::transfer::TransferError) -> bool {
+    matches!(e, crate::transfer::TransferError::Stream(s) if s.peer_caused())
 }
 
 /// `HELLO`: what the sender is about to send.
@@ -166,11 +188,25 @@ pub struct Done {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ErrorMessage {
     pub message: String,
+    /// The error follows from the other side's (see
+    /// [`StreamError::peer_caused`]).
+    #[serde(default)]
+    pub peer: bool,
+}
+
+impl ErrorMessage {
+    /// The frame that reports `e`.
+    pub fn of(e: &crate::transfer::TransferError) -> ErrorMessage {
+        ErrorMessage {
+            message: e.to_string(),
+            peer: peer_caused(e),
+        }
+    }
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StreamError {
     let what = what.into();
-    move |source| StreamError::Io { what, source }
+    move |error| StreamError::Io { what, error }
 }
 
 /// Writes the magic bytes that open a direction.
@@ -185,16 +221,13 @@ pub fn read_magic(r: &mut impl Read, from: &str) -> Result<(), StreamError> {
     let mut n = 0;
     while n < got.len() {
         match r.read(&mut got[n..]) {
-            Ok(0) => {
-                return Err(StreamError::Ended {
+            Ok(0) if n == 0 => {
+                return Err(StreamError::NotStarted {
                     from: from.to_string(),
-                    detail: if n == 0 {
-                        " before it began".into()
-                    } else {
-                        String::new()
-                    },
+                    detail: String::new(),
                 })
             }
+            Ok(0) => return Err(ended(from)),
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io_err(format!("reading from {from}"))(e)),

@@ -103,13 +103,7 @@ pub fn receive(
 ) -> Result<ReceiveReport> {
     let result = receive_inner(path, input, output, opts);
     if let Err(e) = &result {
-        let _ = write_json(
-            output,
-            kind::ERROR,
-            &ErrorMessage {
-                message: format!("{e}"),
-            },
-        );
+        let _ = write_json(output, kind::ERROR, &ErrorMessage::of(e));
         let _ = output.flush();
     }
     result
@@ -189,7 +183,7 @@ fn receive_inner(
     write_frame(output, kind::HAVE_END, &[])?;
     output.flush().map_err(|e| StreamError::Io {
         what: "writing to the sender".into(),
-        source: e,
+        error: e,
     })?;
 
     let mut run = Run {
@@ -253,7 +247,7 @@ fn receive_inner(
     )?;
     output.flush().map_err(|e| StreamError::Io {
         what: "writing to the sender".into(),
-        source: e,
+        error: e,
     })?;
     if !report.equal {
         return Err(StreamError::DigestDiffers {

@@ -214,8 +214,9 @@ struct Tally {
     ready: Option<Ready>,
     end: Option<End>,
     done: Option<Done>,
-    /// `ERROR` frames: (from the source side, message).
-    errors: Vec<(bool, String)>,
+    /// `ERROR` frames: (from the source side, message, caused by the
+    /// other side).
+    errors: Vec<(bool, String, bool)>,
     /// The receiver finished listing what it holds: chunks flow now.
     streaming: bool,
     data: u64,
@@ -300,7 +301,7 @@ fn spawn(mut cmd: Command, name: &str) -> Result<Child, StreamError> {
         .spawn()
         .map_err(|e| StreamError::Io {
             what: format!("starting {name} ({:?})", cmd.get_program()),
-            source: e,
+            error: e,
         })
 }
 
@@ -356,22 +357,19 @@ pub fn relay(
     }
     drop(tx);
 
-    let mut up_end: Option<Ended> = None;
-    let mut down_end: Option<Ended> = None;
+    // How each direction ended, in the order they did: the first to fail
+    // points at the side that failed.
+    let mut endings: Vec<(bool, Ended)> = Vec::new();
     let mut stalled: Option<String> = None;
     let mut failed_at: Option<Instant> = None;
     let tick = (stall / 8).clamp(Duration::from_millis(50), Duration::from_millis(500));
-    while up_end.is_none() || down_end.is_none() {
+    while endings.len() < 2 {
         match rx.recv_timeout(tick) {
             Ok((is_up, e)) => {
                 if !matches!(e, Ended::Clean) && failed_at.is_none() {
                     failed_at = Some(Instant::now());
                 }
-                if is_up {
-                    up_end = Some(e);
-                } else {
-                    down_end = Some(e);
-                }
+                endings.push((is_up, e));
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -445,40 +443,56 @@ pub fn relay(
         d.push(')');
         d
     };
-    let remote = |from_source: bool| {
+    // A side's own failure, as it reported it, says the most.
+    let own = |from_source: bool| {
         tally
             .errors
             .iter()
-            .find(|(s, _)| *s == from_source)
-            .map(|(_, m)| m.clone())
+            .find(|(s, _, peer)| *s == from_source && !peer)
+            .map(|(_, m, _)| m.clone())
     };
-    if let Some(message) = remote(true) {
-        return Err(StreamError::Remote {
-            side: source_name.into(),
-            message,
+    for (from_source, side) in [(true, source_name), (false, target_name)] {
+        if let Some(message) = own(from_source) {
+            return Err(StreamError::Remote {
+                side: side.into(),
+                message,
+            });
+        }
+    }
+    // Else the first direction that broke: its reading end is the side
+    // that ended, or its writing end the side that stopped taking bytes.
+    let broken = endings
+        .iter()
+        .find(|(_, e)| !matches!(e, Ended::Clean))
+        .map(|(up, e)| match e {
+            Ended::Early => Some(*up),
+            Ended::Gone => Some(!*up),
+            _ => None,
+        });
+    if let Some(Some(source_side)) = broken {
+        let (name, status, words, began) = if source_side {
+            (
+                source_name,
+                &statuses[0],
+                &source_words,
+                tally.hello.is_some(),
+            )
+        } else {
+            (
+                target_name,
+                &statuses[1],
+                &target_words,
+                tally.ready.is_some(),
+            )
+        };
+        let (from, detail) = (name.to_string(), describe(status, words));
+        return Err(if began {
+            StreamError::Ended { from, detail }
+        } else {
+            StreamError::NotStarted { from, detail }
         });
     }
-    if matches!(up_end, Some(Ended::Early) | None) && tally.end.is_none() {
-        return Err(StreamError::Ended {
-            from: source_name.into(),
-            detail: describe(&statuses[0], &source_words),
-        });
-    }
-    if let Some(message) = remote(false) {
-        return Err(StreamError::Remote {
-            side: target_name.into(),
-            message,
-        });
-    }
-    if (matches!(down_end, Some(Ended::Early) | None) || matches!(up_end, Some(Ended::Gone)))
-        && tally.done.is_none()
-    {
-        return Err(StreamError::Ended {
-            from: target_name.into(),
-            detail: describe(&statuses[1], &target_words),
-        });
-    }
-    for e in [up_end, down_end].into_iter().flatten() {
+    for (_, e) in endings {
         if let Ended::Failed(e) = e {
             return Err(e);
         }
@@ -553,7 +567,7 @@ fn carry(
     };
     if let Err(e) = read_magic(&mut r, name) {
         return match e {
-            StreamError::Ended { .. } => Ended::Early,
+            StreamError::Ended { .. } | StreamError::NotStarted { .. } => Ended::Early,
             e => Ended::Failed(e),
         };
     }
@@ -624,10 +638,12 @@ fn note(
         (false, kind::HAVE_END) => t.streaming = true,
         (false, kind::DONE) => t.done = Some(parse_json(payload, "DONE", name)?),
         (_, kind::ERROR) => {
-            let m = serde_json::from_slice::<ErrorMessage>(payload)
-                .map(|m| m.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(payload).into_owned());
-            t.errors.push((up, m));
+            let m =
+                serde_json::from_slice::<ErrorMessage>(payload).unwrap_or_else(|_| ErrorMessage {
+                    message: String::from_utf8_lossy(payload).into_owned(),
+                    peer: false,
+                });
+            t.errors.push((up, m.message, m.peer));
         }
         _ => {}
     }

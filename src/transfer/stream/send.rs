@@ -63,13 +63,7 @@ pub fn send<S: Source>(
             e,
             crate::transfer::TransferError::Stream(StreamError::Remote { .. })
         ) {
-            let _ = write_json(
-                output,
-                kind::ERROR,
-                &ErrorMessage {
-                    message: format!("{e}"),
-                },
-            );
+            let _ = write_json(output, kind::ERROR, &ErrorMessage::of(e));
             let _ = output.flush();
         }
     }
@@ -166,7 +160,7 @@ fn flush(w: &mut impl Write) -> Result<()> {
     w.flush().map_err(|e| {
         StreamError::Io {
             what: "writing to the receiver".into(),
-            source: e,
+            error: e,
         }
         .into()
     })
@@ -209,7 +203,7 @@ impl<W: Write> Frames<'_, W> {
         for p in parts {
             out.write_all(p).map_err(|e| StreamError::Io {
                 what: "writing to the receiver".into(),
-                source: e,
+                error: e,
             })?;
         }
         Ok(())

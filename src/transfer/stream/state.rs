@@ -43,11 +43,11 @@ pub struct State {
     pub log: FileChunkLog,
 }
 
-fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> TransferError {
+fn io_error(op: &'static str, path: &Path, error: std::io::Error) -> TransferError {
     TransferError::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
