@@ -468,7 +468,7 @@ impl Drop for IoPool {
 /// The system calls std does not wrap: sparse-file maps, hole punching and
 /// device zeroing.
 #[allow(unsafe_code)]
-mod sys {
+pub(super) mod sys {
     use std::fs::File;
     use std::io;
     use std::os::fd::AsRawFd;
@@ -521,6 +521,17 @@ mod sys {
             Ok(())
         } else {
             Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Grows the kernel buffer of the pipe `fd` to `bytes` (at most
+    /// /proc/sys/fs/pipe-max-size for an unprivileged process); not a pipe
+    /// or refused: nothing changes.
+    pub fn grow_pipe<F: AsRawFd>(fd: &F, bytes: usize) {
+        // SAFETY: F_SETPIPE_SZ takes an open descriptor and an int; on
+        // anything but a pipe it fails with EBADF/EINVAL, which is fine.
+        unsafe {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes as libc::c_int);
         }
     }
 

@@ -17,6 +17,10 @@ use crate::transfer::{Result, TransferError};
 /// run` exits when it gives up waiting).
 pub const STALLED_EXIT: i32 = 2;
 
+/// The pipe buffer asked for (the largest an unprivileged process may
+/// have by default).
+pub const PIPE_BYTES: usize = 1 << 20;
+
 /// This process's stdin and stdout as plain files: unbuffered by std (the
 /// agents buffer themselves), never line-buffered.
 fn stdio() -> Result<(File, File)> {
@@ -28,10 +32,15 @@ fn stdio() -> Result<(File, File)> {
             })
         })
     };
-    Ok((
+    let (input, output) = (
         dup(std::io::stdin().as_fd(), "stdin")?,
         dup(std::io::stdout().as_fd(), "stdout")?,
-    ))
+    );
+    // A chunk's worth of pipe lets this side hash the next chunk while
+    // ssh still drains the last one, instead of waiting in turn.
+    crate::transfer::file::sys::grow_pipe(&input, PIPE_BYTES);
+    crate::transfer::file::sys::grow_pipe(&output, PIPE_BYTES);
+    Ok((input, output))
 }
 
 /// Ends the process when `activity` stays idle for `stall`: the stream

@@ -332,6 +332,14 @@ pub fn relay(
     };
     let (src_in, src_out) = take(&mut agents.0[0]);
     let (dst_in, dst_out) = take(&mut agents.0[1]);
+    for p in [
+        &src_out as &dyn std::os::fd::AsRawFd,
+        &dst_in,
+        &dst_out,
+        &src_in,
+    ] {
+        crate::transfer::file::sys::grow_pipe(&p.as_raw_fd(), super::agent::PIPE_BYTES);
+    }
 
     let tally = Arc::new(Mutex::new(Tally::default()));
     let up = Arc::new(Direction {
