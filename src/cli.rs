@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::plan::Role;
 use crate::spec::Spec;
+use crate::transfer::file::Zeroed;
 
 /// Move OpenStack volumes and images between Ceph-backed clouds with rbd-mirror.
 #[derive(Debug, Parser)]
@@ -157,6 +158,106 @@ pub enum Command {
         #[arg(long)]
         reread: bool,
     },
+    /// Stream a file or block device from one host to another over ssh.
+    ///
+    /// Runs `ferry agent send` on the source host and `ferry agent receive`
+    /// on the destination host, each over the system `ssh` (your
+    /// ~/.ssh/config, keys and known_hosts apply; no password prompts), and
+    /// carries the stream between them through this process: the hosts
+    /// need no access to each other. Only allocated data is read and only
+    /// chunks the destination lacks are sent; holes stay holes. The
+    /// destination keeps a per-chunk record, so running again after a
+    /// failure sends only what is missing or changed. Both ends' digests
+    /// must agree. See docs/stream.md.
+    ///
+    /// Exit status: 0 done, digests equal; 1 an error; 2 the stream
+    /// stalled (run again: it resumes).
+    ///
+    /// Example: ferry stream --from convhost-a:/dev/vdb --to convhost-b:/dev/vdc --state-dir /var/lib/ferry
+    Stream {
+        /// The source: HOST:PATH of a file or block device.
+        #[arg(long)]
+        from: crate::transfer::stream::relay::Remote,
+        /// The destination: HOST:PATH of a file (made when missing) or
+        /// block device.
+        #[arg(long)]
+        to: crate::transfer::stream::relay::Remote,
+        /// ssh config file, for both connections (ssh -F).
+        #[arg(short = 'F', long)]
+        ssh_config: Option<PathBuf>,
+        /// An ssh option for both connections, as `ssh -o` takes it
+        /// (repeatable), e.g. --ssh-option ConnectTimeout=10.
+        #[arg(long = "ssh-option")]
+        ssh_options: Vec<String>,
+        /// The ferry command on both hosts, as their shell reads it.
+        #[arg(long, default_value = "ferry")]
+        remote_ferry: String,
+        /// Seconds without a byte from either side before the stream is
+        /// given up (and named).
+        #[arg(long, default_value_t = 60)]
+        stall_timeout: u64,
+        /// Directory on the destination host for its record of what the
+        /// target holds [default: beside a file target; needed for a block
+        /// device].
+        #[arg(long)]
+        state_dir: Option<String>,
+        /// Whether the target reads as zeros where nothing is written:
+        /// auto = a file made now or holding no data; a block device only
+        /// with yes. Where not, holes of the source are zeroed on it.
+        #[arg(long, value_enum, default_value_t = Zeroed::Auto)]
+        target_zeroed: Zeroed,
+        /// Read the source as this many bytes (a device larger than the
+        /// volume on it) [default: its size].
+        #[arg(long)]
+        size: Option<u64>,
+        /// Output form.
+        #[arg(long, short, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Plumbing: the agents `ferry stream` starts on the hosts.
+    #[command(hide = true)]
+    Agent {
+        #[command(subcommand)]
+        agent: Agent,
+    },
+}
+
+/// The two ends of a stream, each speaking the protocol on stdin/stdout.
+#[derive(Debug, Subcommand)]
+pub enum Agent {
+    /// Send a file or block device (the protocol on stdout, the receiver's
+    /// answers on stdin).
+    Send {
+        /// The file or block device to read.
+        #[arg(long)]
+        path: PathBuf,
+        /// Read it as this many bytes [default: its size].
+        #[arg(long)]
+        size: Option<u64>,
+        /// Names the source for the receiver's record [default: the path].
+        #[arg(long)]
+        identity: Option<String>,
+        /// Seconds without a byte before giving up.
+        #[arg(long, default_value_t = 60)]
+        stall_timeout: u64,
+    },
+    /// Receive into a file or block device (the protocol on stdin, answers
+    /// on stdout).
+    Receive {
+        /// The file (made when missing) or block device to write.
+        #[arg(long)]
+        path: PathBuf,
+        /// Directory of the record of what the target holds [default:
+        /// .ferry-stream beside a file target].
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Whether the target reads as zeros where nothing is written.
+        #[arg(long, value_enum, default_value_t = Zeroed::Auto)]
+        target_zeroed: Zeroed,
+        /// Seconds without a byte before giving up.
+        #[arg(long, default_value_t = 60)]
+        stall_timeout: u64,
+    },
 }
 
 /// A role, on the command line.
@@ -199,7 +300,18 @@ pub fn exit_status(e: &anyhow::Error) -> u8 {
         Some(f) => f.gave_up,
         None => crate::exec::gave_up(e),
     };
-    if gave_up {
+    let stalled = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<crate::transfer::stream::StreamError>(),
+            Some(crate::transfer::stream::StreamError::Stalled { .. })
+        ) || matches!(
+            c.downcast_ref::<crate::transfer::TransferError>(),
+            Some(crate::transfer::TransferError::Stream(
+                crate::transfer::stream::StreamError::Stalled { .. }
+            ))
+        )
+    });
+    if gave_up || stalled {
         2
     } else {
         1
@@ -359,6 +471,45 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("ferry: done; state in {}", state.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Stream {
+            from,
+            to,
+            ssh_config,
+            ssh_options,
+            remote_ferry,
+            stall_timeout,
+            state_dir,
+            target_zeroed,
+            size,
+            output,
+        } => {
+            let mut ssh = Vec::new();
+            if let Some(f) = ssh_config {
+                ssh.push("-F".to_string());
+                ssh.push(f.display().to_string());
+            }
+            for o in ssh_options {
+                ssh.push("-o".to_string());
+                ssh.push(o);
+            }
+            let opts = crate::transfer::stream::relay::RelayOptions {
+                ssh_options: ssh,
+                remote_ferry,
+                stall: std::time::Duration::from_secs(stall_timeout.max(1)),
+                state_dir,
+                zeroed: target_zeroed,
+                size,
+                identity: None,
+            };
+            let report = crate::transfer::stream::relay::stream(&from, &to, &opts)
+                .with_context(|| format!("streaming {from} to {to}"))?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Text => println!("{}", stream_text(&report)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent { agent } => run_agent(agent),
     }
 }
 
@@ -369,7 +520,99 @@ const ROLE_TIMEOUTS: crate::ceph::Timeouts = crate::ceph::Timeouts {
     data: std::time::Duration::from_secs(crate::spec::DEFAULT_DATA_TIMEOUT_SECONDS),
 };
 
-/// The destination cluster's fsid, when the spec's credentials reach it.
+/// A stream's outcome in a few lines.
+fn stream_text(r: &crate::transfer::stream::relay::StreamReport) -> String {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    format!(
+        "{} -> {}: {:.1} MiB in {:.1} s ({:.0} MiB/s of image)\n  \
+         sent {} chunks ({:.1} MiB of data), {} already there, {} holes ({} zeroed)\n  \
+         digest {} (equal on both ends)",
+        r.source,
+        r.target,
+        mib(r.size),
+        r.seconds,
+        mib(r.size) / r.seconds.max(1e-3),
+        r.chunks_sent,
+        mib(r.bytes_sent),
+        r.chunks_resumed,
+        r.chunks_hole,
+        r.chunks_zeroed,
+        r.digest
+    )
+}
+
+/// Test hook (debug builds): the agent ends, as a kill would, once this
+/// many chunks of data are sent (`FERRY_TEST_SEND_CRASH_AFTER_CHUNKS`) or
+/// durably received (`FERRY_TEST_RECEIVE_CRASH_AFTER_CHUNKS`).
+fn crash_hook(var: &str) -> Option<u64> {
+    if cfg!(debug_assertions) {
+        std::env::var(var).ok().and_then(|v| v.parse().ok())
+    } else {
+        None
+    }
+}
+
+fn run_agent(agent: Agent) -> anyhow::Result<ExitCode> {
+    use crate::transfer::stream::agent;
+    match agent {
+        Agent::Send {
+            path,
+            size,
+            identity,
+            stall_timeout,
+        } => {
+            let crash = crash_hook("FERRY_TEST_SEND_CRASH_AFTER_CHUNKS");
+            let defaults = crate::transfer::Options::default();
+            let opts = crate::transfer::Options {
+                crash_after_chunks: crash,
+                record_chunks: if crash.is_some() {
+                    1
+                } else {
+                    defaults.record_chunks
+                },
+                ..defaults
+            };
+            let report = agent::send_stdio(
+                &path,
+                size,
+                identity.as_deref(),
+                std::time::Duration::from_secs(stall_timeout.max(1)),
+                &opts,
+            )
+            .with_context(|| format!("sending {}", path.display()))?;
+            tracing::info!("sent: {}", serde_json::to_string(&report)?);
+        }
+        Agent::Receive {
+            path,
+            state_dir,
+            target_zeroed,
+            stall_timeout,
+        } => {
+            let crash = crash_hook("FERRY_TEST_RECEIVE_CRASH_AFTER_CHUNKS");
+            let defaults = crate::transfer::stream::ReceiveOptions::default();
+            let opts = crate::transfer::stream::ReceiveOptions {
+                state_dir,
+                zeroed: target_zeroed,
+                crash_after_chunks: crash,
+                record_chunks: if crash.is_some() {
+                    1
+                } else {
+                    defaults.record_chunks
+                },
+                ..defaults
+            };
+            let report = agent::receive_stdio(
+                &path,
+                std::time::Duration::from_secs(stall_timeout.max(1)),
+                &opts,
+            )
+            .with_context(|| format!("receiving into {}", path.display()))?;
+            tracing::info!("received: {}", serde_json::to_string(&report)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The destination cluster, when the spec's credentials reach it (a plan
 /// can be made without: it then lacks what only the destination knows).
 fn destination_cluster(spec: &Spec) -> Option<crate::ceph::Cluster> {

@@ -11,6 +11,7 @@ mod it {
     mod roles;
     mod run;
     mod shapes;
+    mod stream;
     mod testenv;
     mod transfer;
 }

@@ -1,7 +1,8 @@
 //! What the engine moves data between. A source says which extents hold data
 //! and reads them; a target writes them. Both start operations and finish
 //! them later, so many can be in flight: RBD images through librbd's AIO;
-//! files, block devices and network streams (next) through their own means.
+//! files and block devices through a few I/O threads ([`super::file`]); a
+//! stream's sender takes whole chunks and frames them ([`super::stream`]).
 //!
 //! A target reads as zeros wherever nothing was written (a new RBD image, a
 //! new sparse file, a receiver that starts from zeros), which is what lets
@@ -10,6 +11,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::digest::{ChunkHash, CHUNK_SIZE};
 use super::Result;
 
 /// A byte range of an image: `offset`, `len`.
@@ -64,6 +66,34 @@ pub trait Target {
         data: Arc<Vec<u8>>,
         range: Range<usize>,
     ) -> Result<Self::Write<'_>>;
+
+    /// Starts writing chunk `index`, whose whole content is `data` and
+    /// whose SHA-256 is `hash`: the byte ranges `runs` of it (the rest of
+    /// the chunk already reads right). The default writes each run; a
+    /// target that ships whole chunks (a stream) overrides it, and may write
+    /// nothing when it already holds `hash` there.
+    fn write_chunk(
+        &self,
+        index: u64,
+        hash: &ChunkHash,
+        data: &Arc<Vec<u8>>,
+        runs: Vec<Range<usize>>,
+    ) -> Result<Vec<Self::Write<'_>>> {
+        let _ = hash;
+        let at = index * CHUNK_SIZE;
+        runs.into_iter()
+            .map(|run| self.write(at + run.start as u64, Arc::clone(data), run))
+            .collect()
+    }
+
+    /// Chunk `index` (`len` bytes) holds no data in the source: it is to
+    /// read as zeros, which a target that reads as zeros where nothing was
+    /// written already does (the default: nothing to do). A stream tells its
+    /// receiver, which may have to zero it.
+    fn hole(&self, index: u64, len: usize) -> Result<()> {
+        let _ = (index, len);
+        Ok(())
+    }
 
     /// Makes every finished write durable.
     fn flush(&self) -> Result<()>;

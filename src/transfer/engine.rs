@@ -190,13 +190,20 @@ struct Writing<W> {
 }
 
 /// Chunk hashes arrive out of order; the digest takes them in order.
-struct InOrder {
-    digest: ImageDigest,
+pub(super) struct InOrder {
+    pub(super) digest: ImageDigest,
     ready: BTreeMap<u64, ChunkHash>,
 }
 
 impl InOrder {
-    fn add(&mut self, index: u64, hash: ChunkHash) {
+    pub(super) fn new() -> InOrder {
+        InOrder {
+            digest: ImageDigest::new(),
+            ready: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn add(&mut self, index: u64, hash: ChunkHash) {
         self.ready.insert(index, hash);
         while let Some(h) = self.ready.remove(&self.digest.chunks()) {
             self.digest.push(&h);
@@ -252,10 +259,7 @@ pub fn transfer_onto<S: Source, T: Target>(
             bytes_written: 0,
         },
     };
-    let mut order = InOrder {
-        digest: ImageDigest::new(),
-        ready: BTreeMap::new(),
-    };
+    let mut order = InOrder::new();
     let result = run.pump(source, base, size, chunks, &mut order, progress);
     // Keep what is finished, also when stopped or failed: a re-run resumes.
     let recorded = run.record();
@@ -329,7 +333,11 @@ impl<'a, T: Target> Run<'a, T> {
                 match planner.next(self.log)? {
                     None => planned_all = true,
                     Some(Work::Hole(index)) => {
-                        order.add(index, zero_hash(chunk_len(size, index)));
+                        let len = chunk_len(size, index);
+                        if let Some(t) = self.target {
+                            t.hole(index, len)?;
+                        }
+                        order.add(index, zero_hash(len));
                         cheap += 1;
                     }
                     Some(Work::Logged(index, hash)) => {
@@ -431,11 +439,8 @@ impl<'a, T: Target> Run<'a, T> {
                     .map(|s| data_runs(&data, s, self.opts.block))
                     .unwrap_or_default(),
             };
-            let at = r.index * CHUNK_SIZE;
-            for run in runs {
-                self.out.bytes_written += run.len() as u64;
-                writes.push(t.write(at + run.start as u64, Arc::clone(&data), run)?);
-            }
+            self.out.bytes_written += runs.iter().map(|r| r.len() as u64).sum::<u64>();
+            writes = t.write_chunk(r.index, &hash, &data, runs)?;
         }
         order.add(r.index, hash);
         Ok(Writing {

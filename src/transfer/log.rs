@@ -28,6 +28,96 @@ impl ChunkLog for NoLog {
     }
 }
 
+/// A per-chunk log in a file of its own (a stream's receiver keeps one per
+/// target): entry `i` at byte `32 * i`.
+///
+/// Recording does not sync: the target was flushed before, so an entry
+/// that reaches the disk names durable data, and one that is lost only
+/// makes a re-run copy that chunk again. Forgetting an entry does sync,
+/// because the chunk is about to be overwritten and a stale entry would
+/// vouch for data that is no longer there.
+pub struct FileChunkLog {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl FileChunkLog {
+    /// Opens the log at `path`, made empty when missing.
+    pub fn open(path: &std::path::Path) -> Result<FileChunkLog> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| io_error("opening", path, e))?;
+        Ok(FileChunkLog {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Forgets every entry, durably.
+    pub fn clear(&mut self) -> Result<()> {
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| io_error("clearing", &self.path, e))
+    }
+
+    /// Forgets chunk `index`, durably, before its data is overwritten.
+    pub fn forget(&mut self, index: u64) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(&[0u8; ENTRY], index * ENTRY as u64)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| io_error("updating", &self.path, e))
+    }
+}
+
+fn io_error(
+    op: &'static str,
+    path: &std::path::Path,
+    error: std::io::Error,
+) -> super::TransferError {
+    super::TransferError::Io {
+        op,
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+impl ChunkLog for FileChunkLog {
+    fn load(&mut self, first: u64, count: u64) -> Result<Vec<Option<ChunkHash>>> {
+        use std::os::unix::fs::FileExt;
+        let mut bytes = vec![0u8; count as usize * ENTRY];
+        let mut got = 0;
+        // A log ends where its last entry was written: read what is there.
+        while got < bytes.len() {
+            match self
+                .file
+                .read_at(&mut bytes[got..], first * ENTRY as u64 + got as u64)
+            {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error("reading", &self.path, e)),
+            }
+        }
+        Ok(decode(&bytes[..got], count))
+    }
+
+    fn record(&mut self, done: &[(u64, ChunkHash)]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        for (first, bytes) in runs(done) {
+            self.file
+                .write_all_at(&bytes, first * ENTRY as u64)
+                .map_err(|e| io_error("writing", &self.path, e))?;
+        }
+        Ok(())
+    }
+}
+
 /// Size of one entry in a stored log: a chunk's 32-byte SHA-256 at
 /// `index * ENTRY`; 32 zero bytes (never a SHA-256 in practice) mean "not
 /// yet", which is also what an unwritten part of a RADOS object or a sparse
@@ -69,6 +159,24 @@ pub fn runs(done: &[(u64, ChunkHash)]) -> Vec<(u64, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_log_keeps_entries_and_forgets_one() {
+        let path = std::env::temp_dir().join(format!("ferry-log-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut log = FileChunkLog::open(&path).unwrap();
+        assert_eq!(log.load(0, 3).unwrap(), vec![None; 3]);
+        log.record(&[(1, [7u8; 32]), (4, [9u8; 32])]).unwrap();
+        log.forget(4).unwrap();
+        let mut again = FileChunkLog::open(&path).unwrap();
+        assert_eq!(
+            again.load(0, 6).unwrap(),
+            vec![None, Some([7u8; 32]), None, None, None, None]
+        );
+        again.clear().unwrap();
+        assert_eq!(again.load(0, 2).unwrap(), vec![None; 2]);
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn entries_round_trip_and_gaps_are_not_done() {

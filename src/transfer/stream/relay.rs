@@ -1,0 +1,659 @@
+//! The relay: starts the sending and the receiving agent (`ferry agent
+//! send|receive`, usually on two hosts over the system `ssh`, which
+//! brings the operator's `~/.ssh/config`, keys and known hosts) and
+//! carries the frames between them, both ways. The data passes through
+//! the relay, so the two hosts need no trust in each other and no route
+//! between them.
+//!
+//! The relay reads each frame it carries: it counts what went, sees both
+//! digests, and tells why a stream ended: a side that stopped sending or
+//! taking bytes for the stall timeout, a side that ended mid-stream (with
+//! its exit status and last words), or an error a side reported.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{
+    kind, parse_json, read_header, read_magic, read_payload, Activity, Done, End, ErrorMessage,
+    Hello, Ready, StreamError, MAGIC,
+};
+use crate::transfer::file::Zeroed;
+
+/// One end of a stream: a host reached over ssh and a path there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// What `ssh` takes as the destination (`host`, `user@host`, a `Host`
+    /// of the ssh config).
+    pub host: String,
+    /// The file or block device on that host.
+    pub path: String,
+}
+
+impl std::str::FromStr for Remote {
+    type Err = String;
+
+    /// `HOST:PATH`, as scp writes it.
+    fn from_str(s: &str) -> Result<Remote, String> {
+        match s.split_once(':') {
+            Some((host, path)) if !host.is_empty() && !path.is_empty() => Ok(Remote {
+                host: host.to_string(),
+                path: path.to_string(),
+            }),
+            _ => Err(format!("{s:?} is not HOST:PATH (e.g. convhost-a:/dev/vdb)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.path)
+    }
+}
+
+/// How the relay reaches and runs the agents.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Options for every `ssh` call, before the host (`-F FILE`, `-o
+    /// KEY=VALUE`, `-i KEY`, `-p PORT` ...).
+    pub ssh_options: Vec<String>,
+    /// The ferry command on the hosts, as their shell reads it (`ferry`,
+    /// `/usr/local/bin/ferry`, `sudo -n ferry`).
+    pub remote_ferry: String,
+    /// A side that moves no bytes for this long ends the stream.
+    pub stall: Duration,
+    /// The directory of the receiving host's record of the target; None:
+    /// beside a file target.
+    pub state_dir: Option<String>,
+    /// Whether the target reads as zeros where nothing was written.
+    pub zeroed: Zeroed,
+    /// Read the source as this many bytes (a device larger than its
+    /// volume); None: its own size.
+    pub size: Option<u64>,
+    /// Names the source for the receiver's record; None: its path.
+    pub identity: Option<String>,
+}
+
+impl Default for RelayOptions {
+    fn default() -> RelayOptions {
+        RelayOptions {
+            ssh_options: Vec::new(),
+            remote_ferry: "ferry".into(),
+            stall: super::DEFAULT_STALL,
+            state_dir: None,
+            zeroed: Zeroed::Auto,
+            size: None,
+            identity: None,
+        }
+    }
+}
+
+/// What a stream did, as the relay saw it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StreamReport {
+    pub source: String,
+    pub target: String,
+    /// The digest of the source, equal to the target's.
+    pub digest: String,
+    pub size: u64,
+    pub chunks: u64,
+    /// Data chunks sent now.
+    pub chunks_sent: u64,
+    /// Data chunks the target held from an earlier run, not sent again.
+    pub chunks_resumed: u64,
+    /// Chunks that are holes in the source (sent as a few bytes each).
+    pub chunks_hole: u64,
+    /// Holes the target had to zero (it did not read as zeros there).
+    pub chunks_zeroed: u64,
+    /// Bytes read from the source (its allocated data).
+    pub bytes_read: u64,
+    /// Bytes of chunk data sent.
+    pub bytes_sent: u64,
+    /// Bytes the whole stream carried from the source, frames included.
+    pub bytes_carried: u64,
+    /// Bytes written to the target.
+    pub bytes_written: u64,
+    pub seconds: f64,
+}
+
+/// Single-quotes `word` for a POSIX shell.
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+".contains(&b))
+    {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// The `ssh` command that runs `ferry ARGS` on `host`: no terminal, no
+/// password prompt (a prompt nobody answers would be a hang), the caller's
+/// options first.
+pub fn ssh_command(host: &str, opts: &RelayOptions, args: &[String]) -> Command {
+    let mut remote = opts.remote_ferry.clone();
+    for a in args {
+        remote.push(' ');
+        remote.push_str(&shell_quote(a));
+    }
+    let mut cmd = Command::new("ssh");
+    cmd.args(&opts.ssh_options)
+        .args(["-T", "-o", "BatchMode=yes", "--", host])
+        .arg(remote);
+    cmd
+}
+
+/// The agents' arguments for a stream from `from` to `to`.
+pub fn agent_args(from: &Remote, to: &Remote, opts: &RelayOptions) -> (Vec<String>, Vec<String>) {
+    // The agents wait longer than the relay: the relay is the one that
+    // sees both sides and names the stuck one; the agents' own limit is
+    // for a relay that is gone without closing their pipes.
+    let stall = (2 * opts.stall.as_secs().max(1) + 5).to_string();
+    let mut send = vec![
+        "agent".into(),
+        "send".into(),
+        "--path".into(),
+        from.path.clone(),
+        "--stall-timeout".into(),
+        stall.clone(),
+    ];
+    if let Some(s) = opts.size {
+        send.extend(["--size".into(), s.to_string()]);
+    }
+    if let Some(i) = &opts.identity {
+        send.extend(["--identity".into(), i.clone()]);
+    }
+    let mut receive = vec![
+        "agent".into(),
+        "receive".into(),
+        "--path".into(),
+        to.path.clone(),
+        "--stall-timeout".into(),
+        stall,
+        "--target-zeroed".into(),
+        match opts.zeroed {
+            Zeroed::Auto => "auto",
+            Zeroed::Yes => "yes",
+            Zeroed::No => "no",
+        }
+        .into(),
+    ];
+    if let Some(d) = &opts.state_dir {
+        receive.extend(["--state-dir".into(), d.clone()]);
+    }
+    (send, receive)
+}
+
+/// Streams `from` to `to` through two `ssh` connections.
+pub fn stream(
+    from: &Remote,
+    to: &Remote,
+    opts: &RelayOptions,
+) -> Result<StreamReport, StreamError> {
+    let (send, receive) = agent_args(from, to, opts);
+    let mut report = relay(
+        ssh_command(&from.host, opts, &send),
+        ssh_command(&to.host, opts, &receive),
+        &format!("the source agent on {}", from.host),
+        &format!("the destination agent on {}", to.host),
+        opts.stall,
+    )?;
+    report.source = from.to_string();
+    report.target = to.to_string();
+    Ok(report)
+}
+
+/// What the relay saw pass.
+#[derive(Default)]
+struct Tally {
+    hello: Option<Hello>,
+    ready: Option<Ready>,
+    end: Option<End>,
+    done: Option<Done>,
+    /// `ERROR` frames: (from the source side, message, caused by the
+    /// other side).
+    errors: Vec<(bool, String, bool)>,
+    /// The receiver finished listing what it holds: chunks flow now.
+    streaming: bool,
+    data: u64,
+    held: u64,
+    holes: u64,
+    bytes_sent: u64,
+    bytes_carried: u64,
+}
+
+/// How long a side may take to end (and say why) once the stream ended,
+/// or once the other side failed.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// One direction's state, for the stall check.
+struct Direction {
+    activity: Activity,
+    /// Blocked handing bytes to the agent at the far end.
+    writing: AtomicBool,
+}
+
+/// How a direction ended.
+enum Ended {
+    /// After the last frame it owed.
+    Clean,
+    /// Its agent's output ended early.
+    Early,
+    /// The agent at the far end stopped taking bytes (exited).
+    Gone,
+    /// Anything else (bytes that are not the protocol, a read error).
+    Failed(StreamError),
+}
+
+/// The last lines an agent wrote to stderr (each also shown, prefixed).
+#[derive(Clone, Default)]
+struct Words(Arc<Mutex<VecDeque<String>>>);
+
+impl Words {
+    fn last(&self) -> Option<String> {
+        let lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().rev().find(|l| !l.trim().is_empty()).cloned()
+    }
+}
+
+fn collect_stderr(child: &mut Child, prefix: String) -> Words {
+    let words = Words::default();
+    if let Some(err) = child.stderr.take() {
+        let w = words.clone();
+        // Not joined: an ssh master connection may hold the pipe open.
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{prefix}: {line}");
+                let mut l = w.0.lock().unwrap_or_else(|e| e.into_inner());
+                l.push_back(line);
+                if l.len() > 20 {
+                    l.pop_front();
+                }
+            }
+        });
+    }
+    words
+}
+
+/// Kills and reaps the agents' processes unless they were reaped.
+struct Agents(Vec<Child>);
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(mut cmd: Command, name: &str) -> Result<Child, StreamError> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| StreamError::Io {
+            what: format!("starting {name} ({:?})", cmd.get_program()),
+            error: e,
+        })
+}
+
+/// Runs the sending agent `source` and the receiving agent `target`
+/// (commands whose stdin and stdout are the protocol, e.g. from
+/// [`ssh_command`]), carries their frames, and returns what passed once
+/// both ended well and their digests agree. `source_name` and
+/// `target_name` name them in errors.
+pub fn relay(
+    source: Command,
+    target: Command,
+    source_name: &str,
+    target_name: &str,
+    stall: Duration,
+) -> Result<StreamReport, StreamError> {
+    let start = Instant::now();
+    let mut agents = Agents(Vec::new());
+    agents.0.push(spawn(source, source_name)?);
+    agents.0.push(spawn(target, target_name)?);
+    let short = |name: &str| name.rsplit(' ').next().unwrap_or(name).to_string();
+    let source_words = collect_stderr(&mut agents.0[0], short(source_name));
+    let target_words = collect_stderr(&mut agents.0[1], short(target_name));
+    let take = |c: &mut Child| -> (ChildStdin, ChildStdout) {
+        (
+            c.stdin.take().expect("piped"),
+            c.stdout.take().expect("piped"),
+        )
+    };
+    let (src_in, src_out) = take(&mut agents.0[0]);
+    let (dst_in, dst_out) = take(&mut agents.0[1]);
+    for p in [
+        &src_out as &dyn std::os::fd::AsRawFd,
+        &dst_in,
+        &dst_out,
+        &src_in,
+    ] {
+        crate::transfer::file::sys::grow_pipe(&p.as_raw_fd(), super::agent::PIPE_BYTES);
+    }
+
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let up = Arc::new(Direction {
+        activity: Activity::default(),
+        writing: AtomicBool::new(false),
+    });
+    let down = Arc::new(Direction {
+        activity: Activity::default(),
+        writing: AtomicBool::new(false),
+    });
+    up.activity.touch();
+    down.activity.touch();
+    let (tx, rx) = mpsc::channel::<(bool, Ended)>();
+    for (is_up, from, to, dir, name) in [
+        (true, src_out, dst_in, Arc::clone(&up), source_name),
+        (false, dst_out, src_in, Arc::clone(&down), target_name),
+    ] {
+        let (tally, tx, name) = (Arc::clone(&tally), tx.clone(), name.to_string());
+        std::thread::spawn(move || {
+            let ended = carry(from, to, is_up, &dir, &tally, &name);
+            let _ = tx.send((is_up, ended));
+        });
+    }
+    drop(tx);
+
+    // How each direction ended, in the order they did: the first to fail
+    // points at the side that failed.
+    let mut endings: Vec<(bool, Ended)> = Vec::new();
+    let mut stalled: Option<String> = None;
+    let mut failed_at: Option<Instant> = None;
+    let tick = (stall / 8).clamp(Duration::from_millis(50), Duration::from_millis(500));
+    while endings.len() < 2 {
+        match rx.recv_timeout(tick) {
+            Ok((is_up, e)) => {
+                if !matches!(e, Ended::Clean) && failed_at.is_none() {
+                    failed_at = Some(Instant::now());
+                }
+                endings.push((is_up, e));
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        // One side failed: the other gets a moment to say why, then goes.
+        if failed_at.is_some_and(|t| t.elapsed() > stall.min(GRACE)) {
+            break;
+        }
+        let idle = up.activity.idle().min(down.activity.idle());
+        if idle >= stall {
+            // Whose turn it was, by the protocol's step.
+            let source_owes = {
+                let t = tally.lock().unwrap_or_else(|e| e.into_inner());
+                match (
+                    t.hello.is_some(),
+                    t.streaming,
+                    t.end.is_some(),
+                    t.done.is_some(),
+                ) {
+                    (false, ..) => true,
+                    (true, false, ..) => false,
+                    (true, true, false, _) => true,
+                    (true, true, true, done) => done,
+                }
+            };
+            stalled = Some(if up.writing.load(Ordering::Relaxed) {
+                format!("{target_name} took no data")
+            } else if down.writing.load(Ordering::Relaxed) {
+                format!("{source_name} took no data")
+            } else if source_owes {
+                format!("no data from {source_name}")
+            } else {
+                format!("no data from {target_name}")
+            });
+            break;
+        }
+    }
+    // Whatever is still running now has had its chance; after a failure
+    // the stream is lost anyway, and a side left running may be blocked.
+    let deadline = Instant::now() + stall.min(GRACE);
+    let mut statuses = Vec::new();
+    for c in &mut agents.0 {
+        let status = loop {
+            match c.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if stalled.is_none() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = c.kill();
+                    break c.wait().ok();
+                }
+            }
+        };
+        statuses.push(status);
+    }
+    let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
+    let secs = stall.as_secs();
+    if let Some(what) = stalled {
+        return Err(StreamError::Stalled { what, secs });
+    }
+    let describe = |status: &Option<std::process::ExitStatus>, words: &Words| {
+        let mut d = match status {
+            Some(s) => format!(" ({s}"),
+            None => " (status unknown".to_string(),
+        };
+        if let Some(l) = words.last() {
+            d.push_str(&format!("; it said: {l}"));
+        }
+        d.push(')');
+        d
+    };
+    // A side's own failure, as it reported it, says the most.
+    let own = |from_source: bool| {
+        tally
+            .errors
+            .iter()
+            .find(|(s, _, peer)| *s == from_source && !peer)
+            .map(|(_, m, _)| m.clone())
+    };
+    for (from_source, side) in [(true, source_name), (false, target_name)] {
+        if let Some(message) = own(from_source) {
+            return Err(StreamError::Remote {
+                side: side.into(),
+                message,
+            });
+        }
+    }
+    // Else the first direction that broke: its reading end is the side
+    // that ended, or its writing end the side that stopped taking bytes.
+    let broken = endings
+        .iter()
+        .find(|(_, e)| !matches!(e, Ended::Clean))
+        .map(|(up, e)| match e {
+            Ended::Early => Some(*up),
+            Ended::Gone => Some(!*up),
+            _ => None,
+        });
+    if let Some(Some(source_side)) = broken {
+        let (name, status, words, began) = if source_side {
+            (
+                source_name,
+                &statuses[0],
+                &source_words,
+                tally.hello.is_some(),
+            )
+        } else {
+            (
+                target_name,
+                &statuses[1],
+                &target_words,
+                tally.ready.is_some(),
+            )
+        };
+        let (from, detail) = (name.to_string(), describe(status, words));
+        return Err(if began {
+            StreamError::Ended { from, detail }
+        } else {
+            StreamError::NotStarted { from, detail }
+        });
+    }
+    for (_, e) in endings {
+        if let Ended::Failed(e) = e {
+            return Err(e);
+        }
+    }
+    for (status, (name, words)) in statuses
+        .iter()
+        .zip([(source_name, &source_words), (target_name, &target_words)])
+    {
+        if !status.is_some_and(|s| s.success()) {
+            return Err(StreamError::AgentFailed {
+                side: name.into(),
+                status: status.map_or("status unknown".into(), |s| s.to_string()),
+                detail: words.last().map(|l| format!(": {l}")).unwrap_or_default(),
+            });
+        }
+    }
+    let (Some(hello), Some(end), Some(done)) = (tally.hello, tally.end, tally.done) else {
+        return Err(StreamError::Protocol(
+            "both agents ended well, but the stream lacks its HELLO, END or DONE".into(),
+        ));
+    };
+    if !done.equal || done.digest != end.digest {
+        return Err(StreamError::DigestDiffers {
+            source_digest: end.digest,
+            target_digest: done.digest,
+        });
+    }
+    Ok(StreamReport {
+        source: String::new(),
+        target: String::new(),
+        digest: end.digest,
+        size: hello.size,
+        chunks: end.chunks,
+        chunks_sent: tally.data,
+        chunks_resumed: tally.held,
+        chunks_hole: tally.holes,
+        chunks_zeroed: done.chunks_zeroed,
+        bytes_read: end.bytes_read,
+        bytes_sent: tally.bytes_sent,
+        bytes_carried: tally.bytes_carried,
+        bytes_written: done.bytes_written,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Carries one direction's frames from an agent's stdout to the other
+/// agent's stdin, noting what passes.
+fn carry(
+    from: ChildStdout,
+    to: ChildStdin,
+    up: bool,
+    dir: &Direction,
+    tally: &Mutex<Tally>,
+    name: &str,
+) -> Ended {
+    // Bytes are noted as they arrive, so a long frame is not a stall.
+    let mut r = BufReader::with_capacity(
+        1 << 20,
+        super::Watched {
+            inner: from,
+            activity: dir.activity.clone(),
+        },
+    );
+    let mut w = BufWriter::with_capacity(1 << 20, to);
+    let mut buf = Vec::new();
+    let put = |w: &mut BufWriter<ChildStdin>, bytes: &[u8], flush: bool| -> bool {
+        dir.writing.store(true, Ordering::Relaxed);
+        let ok = w.write_all(bytes).is_ok() && (!flush || w.flush().is_ok());
+        dir.writing.store(false, Ordering::Relaxed);
+        dir.activity.touch();
+        ok
+    };
+    if let Err(e) = read_magic(&mut r, name) {
+        return match e {
+            StreamError::Ended { .. } | StreamError::NotStarted { .. } => Ended::Early,
+            e => Ended::Failed(e),
+        };
+    }
+    if !put(&mut w, &MAGIC, false) {
+        return Ended::Gone;
+    }
+    loop {
+        let (k, len) = match read_header(&mut r, name) {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                let _ = w.flush();
+                let t = tally.lock().unwrap_or_else(|e| e.into_inner());
+                let owed = if up {
+                    t.end.is_some()
+                } else {
+                    t.done.is_some()
+                };
+                return if owed { Ended::Clean } else { Ended::Early };
+            }
+            Err(StreamError::Ended { .. }) => return Ended::Early,
+            Err(e) => return Ended::Failed(e),
+        };
+        match read_payload(&mut r, len, &mut buf, name) {
+            Ok(()) => {}
+            Err(StreamError::Ended { .. }) => return Ended::Early,
+            Err(e) => return Ended::Failed(e),
+        }
+        if let Err(e) = note(tally, up, k, &buf, name) {
+            return Ended::Failed(e);
+        }
+        let mut head = [0u8; 5];
+        head[0] = k;
+        head[1..].copy_from_slice(&len.to_le_bytes());
+        // Flush when nothing more is waiting: the agent at the far end
+        // may be waiting for just this frame.
+        let idle = r.buffer().is_empty();
+        if !put(&mut w, &head, false) || !put(&mut w, &buf, idle) {
+            return Ended::Gone;
+        }
+    }
+}
+
+/// Notes a frame passing.
+fn note(
+    tally: &Mutex<Tally>,
+    up: bool,
+    k: u8,
+    payload: &[u8],
+    name: &str,
+) -> Result<(), StreamError> {
+    let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+    if up {
+        t.bytes_carried += 5 + payload.len() as u64;
+    }
+    match (up, k) {
+        (true, kind::HELLO) => t.hello = Some(parse_json(payload, "HELLO", name)?),
+        (true, kind::DATA) => {
+            t.data += 1;
+            let runs = payload.get(40..44).map_or(0, |b| {
+                u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64
+            });
+            t.bytes_sent += (payload.len() as u64).saturating_sub(44 + 8 * runs);
+        }
+        (true, kind::HELD) => t.held += 1,
+        (true, kind::HOLE) => t.holes += 1,
+        (true, kind::END) => t.end = Some(parse_json(payload, "END", name)?),
+        (false, kind::READY) => t.ready = Some(parse_json(payload, "READY", name)?),
+        (false, kind::HAVE_END) => t.streaming = true,
+        (false, kind::DONE) => t.done = Some(parse_json(payload, "DONE", name)?),
+        (_, kind::ERROR) => {
+            let m =
+                serde_json::from_slice::<ErrorMessage>(payload).unwrap_or_else(|_| ErrorMessage {
+                    message: String::from_utf8_lossy(payload).into_owned(),
+                    peer: false,
+                });
+            t.errors.push((up, m.message, m.peer));
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,454 @@
+//! The stream path between two conversion hosts: real sshd processes
+//! (`ceph-testenv/convhost`), the system ssh, and this build's ferry as the
+//! agent on both. A sparse file arrives equal with its holes kept, a used
+//! target is cleared where the source has holes, a killed agent or a cut
+//! link ends with a named error and the re-run sends only what is missing
+//! or changed, and a block device (a loop device) takes a stream too.
+
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{unique, Noise, TestEnv};
+
+const MIB: u64 = 1 << 20;
+/// Not a multiple of the 4 MiB chunk, nor of 4 KiB.
+const SIZE: u64 = 37 * MIB + 12345;
+
+/// The conversion hosts' ssh_config; panics with how to start them.
+fn ssh_config() -> PathBuf {
+    let env = TestEnv::load();
+    let path = env.path("FERRY_TESTENV_DIR").join("convhost/ssh_config");
+    assert!(
+        path.exists(),
+        "the conversion hosts are not set up ({} missing): run `ceph-testenv/convhost up` \
+         (`ceph-testenv/testenv up` does)",
+        path.display()
+    );
+    path
+}
+
+/// A directory of its own for a test's files (both hosts are this machine).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(unique(name));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `len` bytes of noise at `offset` of `path` (made when missing).
+fn write_noise(path: &Path, offset: u64, len: usize, seed: u64) {
+    let mut buf = vec![0u8; len];
+    Noise::new(seed).fill(&mut buf);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
+    f.write_all_at(&buf, offset).unwrap();
+}
+
+/// A sparse source of [`SIZE`] bytes with data at scattered offsets:
+/// chunks 0, 2, 5, 6 and the short last one (9) hold data; 1, 3, 4, 7, 8
+/// are holes.
+fn sparse_source(path: &Path) {
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(SIZE).unwrap();
+    write_noise(path, 0, MIB as usize, 1);
+    write_noise(path, 9 * MIB + 4096, (MIB - 4096) as usize, 2);
+    write_noise(path, 20 * MIB, 6 * MIB as usize, 3);
+    write_noise(path, SIZE - 5000, 5000, 4);
+}
+const SPARSE_DATA_CHUNKS: u64 = 5;
+const SPARSE_HOLES: u64 = 5;
+
+/// A source of `chunks` full chunks of noise.
+fn full_source(path: &Path, chunks: u64, seed: u64) {
+    write_noise(path, 0, (chunks * 4 * MIB) as usize, seed);
+}
+
+/// The digest by the shell pipeline the rendered scripts use.
+fn shell_digest(path: &Path) -> String {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "split -b 4M --filter sha256sum <\"$0\" | cut -c1-64 | sha256sum | cut -c1-64",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the shell pipeline failed");
+    let sum = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(sum.len(), 64, "{sum:?}");
+    sum
+}
+
+fn same_bytes(a: &Path, b: &Path, len: u64) -> bool {
+    Command::new("cmp")
+        .arg("-s")
+        .arg(format!("--bytes={len}"))
+        .arg(a)
+        .arg(b)
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// `ferry stream` from convhost-a:`from` to convhost-b:`to`, the agents
+/// run with `agent_env` (test hooks), and `extra` arguments.
+fn stream_command(from: &Path, to: &Path, agent_env: &[(&str, &str)], extra: &[&str]) -> Command {
+    let mut remote = String::new();
+    if !agent_env.is_empty() {
+        remote.push_str("env ");
+        for (k, v) in agent_env {
+            remote.push_str(&format!("{k}={v} "));
+        }
+    }
+    remote.push_str(env!("CARGO_BIN_EXE_ferry"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(["stream", "--output", "json", "-F"])
+        .arg(ssh_config())
+        .arg("--from")
+        .arg(format!("convhost-a:{}", from.display()))
+        .arg("--to")
+        .arg(format!("convhost-b:{}", to.display()))
+        .args(["--remote-ferry", &remote])
+        .args(extra);
+    cmd
+}
+
+fn stream(from: &Path, to: &Path, agent_env: &[(&str, &str)], extra: &[&str]) -> Output {
+    stream_command(from, to, agent_env, extra).output().unwrap()
+}
+
+/// The JSON report of a stream that must have succeeded.
+fn report(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "ferry stream failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn failed(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "the stream was to fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_sparse_file_arrives_equal_with_the_shell_digest_and_its_holes_kept() {
+    let dir = Scratch::new("stream-sparse");
+    let (src, dst) = (dir.path("src"), dir.path("dst"));
+    sparse_source(&src);
+    let r = report(&stream(&src, &dst, &[], &[]));
+    assert_eq!(r["digest"], shell_digest(&src), "{r}");
+    assert_eq!(shell_digest(&dst), shell_digest(&src));
+    assert!(same_bytes(&src, &dst, SIZE), "the target differs");
+    assert_eq!(std::fs::metadata(&dst).unwrap().len(), SIZE);
+    assert_eq!(r["chunks"], 10);
+    assert_eq!(r["chunks_sent"], SPARSE_DATA_CHUNKS, "{r}");
+    assert_eq!(r["chunks_hole"], SPARSE_HOLES, "{r}");
+    assert_eq!(r["chunks_resumed"], 0);
+    // Only the data went over the link (zero detection works in 4 KiB
+    // blocks: the last 5000 bytes take three), and the target stays sparse.
+    let data = MIB + (MIB - 4096) + 6 * MIB + 3 * 4096;
+    assert!(r["bytes_sent"].as_u64().unwrap() <= data, "{r}");
+    let allocated = std::fs::metadata(&dst).unwrap().blocks() * 512;
+    assert!(
+        allocated <= data + 64 * 1024,
+        "the target allocated {allocated} bytes for {data} bytes of data"
+    );
+
+    // Again: nothing to send, the digests agree.
+    let again = report(&stream(&src, &dst, &[], &[]));
+    assert_eq!(again["chunks_sent"], 0, "{again}");
+    assert_eq!(again["chunks_resumed"], SPARSE_DATA_CHUNKS);
+    assert_eq!(again["digest"], r["digest"]);
+}
+
+#[test]
+fn a_used_target_full_of_garbage_ends_equal_to_the_source() {
+    let dir = Scratch::new("stream-garbage");
+    let (src, dst) = (dir.path("src"), dir.path("dst"));
+    sparse_source(&src);
+    // Larger than the source, garbage everywhere.
+    write_noise(&dst, 0, (SIZE + 3 * MIB) as usize, 77);
+    let r = report(&stream(&src, &dst, &[], &[]));
+    assert_eq!(r["chunks_zeroed"], SPARSE_HOLES, "{r}");
+    assert_eq!(std::fs::metadata(&dst).unwrap().len(), SIZE);
+    assert!(same_bytes(&src, &dst, SIZE), "the target differs");
+    assert_eq!(r["digest"], shell_digest(&dst));
+}
+
+#[test]
+fn a_receiver_killed_mid_stream_resumes_with_only_the_missing_chunks() {
+    let dir = Scratch::new("stream-kill-receiver");
+    let (src, dst) = (dir.path("src"), dir.path("dst"));
+    full_source(&src, 12, 5);
+    let out = stream(
+        &src,
+        &dst,
+        &[("FERRY_TEST_RECEIVE_CRASH_AFTER_CHUNKS", "5")],
+        &[],
+    );
+    let err = failed(&out);
+    assert!(
+        err.contains("the destination agent on convhost-b ended mid-stream"),
+        "the error does not name the side that died: {err}"
+    );
+    let r = report(&stream(&src, &dst, &[], &[]));
+    assert_eq!(r["chunks_resumed"], 5, "{r}");
+    assert_eq!(r["chunks_sent"], 7, "{r}");
+    assert_eq!(r["digest"], shell_digest(&src));
+    assert!(same_bytes(&src, &dst, 48 * MIB));
+}
+
+#[test]
+fn a_sender_killed_mid_stream_resumes_with_only_the_missing_chunks() {
+    let dir = Scratch::new("stream-kill-sender");
+    let (src, dst) = (dir.path("src"), dir.path("dst"));
+    full_source(&src, 12, 6);
+    let out = stream(
+        &src,
+        &dst,
+        &[("FERRY_TEST_SEND_CRASH_AFTER_CHUNKS", "4")],
+        &[],
+    );
+    let err = failed(&out);
+    assert!(
+        err.contains("the source agent on convhost-a ended mid-stream"),
+        "the error does not name the side that died: {err}"
+    );
+    let r = report(&stream(&src, &dst, &[], &[]));
+    assert_eq!(r["chunks_resumed"], 4, "{r}");
+    assert_eq!(r["chunks_sent"], 8, "{r}");
+    assert_eq!(r["digest"], shell_digest(&src));
+    assert!(same_bytes(&src, &dst, 48 * MIB));
+}
+
+#[test]
+fn a_source_changed_after_a_kill_has_its_changed_chunks_sent_again() {
+    let dir = Scratch::new("stream-changed");
+    let (src, dst) = (dir.path("src"), dir.path("dst"));
+    full_source(&src, 10, 7);
+    let out = stream(
+        &src,
+        &dst,
+        &[("FERRY_TEST_RECEIVE_CRASH_AFTER_CHUNKS", "6")],
+        &[],
+    );
+    failed(&out);
+    // Chunks 0-5 arrived. Chunk 1 changes, chunk 4 becomes a hole (its
+    // data punched out), chunk 8 (not arrived) changes too.
+    write_noise(&src, 4 * MIB + 100, 10, 8);
+    let punch = Command::new("fallocate")
+        .args(["--punch-hole", "--offset"])
+        .arg((16 * MIB).to_string())
+        .arg("--length")
+        .arg((4 * MIB).to_string())
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(punch.success());
+    write_noise(&src, 32 * MIB, 10, 9);
+    let r = report(&stream(&src, &dst, &[], &[]));
+    // Held: 0, 2, 3, 5; sent: 1 (changed) and 6-9 (missing); 4 a hole,
+    // zeroed on the target.
+    assert_eq!(r["chunks_resumed"], 4, "{r}");
+    assert_eq!(r["chunks_sent"], 5, "{r}");
+    assert_eq!(r["chunks_hole"], 1, "{r}");
+    assert_eq!(r["chunks_zeroed"], 1, "{r}");
+    assert_eq!(r["digest"], shell_digest(&src));
+    assert!(same_bytes(&src, &dst, 40 * MIB));
+}
+
+/// The pid of the `ssh` child of `parent` whose command line names `host`.
+fn ssh_child(parent: u32, host: &str) -> Option<u32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .find(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.first().is_some_and(|a| a.ends_with(b"ssh")) && args.contains(&host.as_bytes())
+            })
+        })
+}
+
+/// Starts a stream of a 384 MiB source and, once data reaches the target,
+/// signals the ssh process to `host` with `signal`; returns the stream's
+/// output, how long it ran after the signal, and the paths.
+fn cut(host: &str, signal: &str, stall: u64, dir: &Scratch) -> (Output, Duration) {
+    let (src, dst) = (dir.path("src"), dir.path("dst"));
+    full_source(&src, 96, 10);
+    let child = stream_command(&src, &dst, &[], &["--stall-timeout", &stall.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let ssh = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the stream did not begin"
+        );
+        let arrived = std::fs::metadata(&dst).map_or(0, |m| m.blocks() * 512);
+        if arrived > 8 * MIB {
+            if let Some(p) = ssh_child(child.id(), host) {
+                break p;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let ok = Command::new("kill")
+        .args([signal, &ssh.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "signalling ssh {ssh}");
+    let cut_at = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let took = cut_at.elapsed();
+    // A stopped ssh is killed by the relay; make sure of it either way.
+    let _ = Command::new("kill")
+        .args(["-KILL", &ssh.to_string()])
+        .stderr(Stdio::null())
+        .status();
+    (out, took)
+}
+
+#[test]
+fn a_killed_link_ends_with_a_named_error_and_the_rerun_resumes() {
+    let dir = Scratch::new("stream-cut");
+    let (out, took) = cut("convhost-b", "-KILL", 30, &dir);
+    let err = failed(&out);
+    assert!(
+        err.contains("the destination agent on convhost-b ended mid-stream"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(15), "it took {took:?} to notice");
+    let (src, dst) = (dir.path("src"), dir.path("dst"));
+    let r = report(&stream(&src, &dst, &[], &[]));
+    let (sent, resumed) = (
+        r["chunks_sent"].as_u64().unwrap(),
+        r["chunks_resumed"].as_u64().unwrap(),
+    );
+    assert!(resumed > 0, "nothing was kept from the cut run: {r}");
+    assert_eq!(sent + resumed, 96, "{r}");
+    assert_eq!(r["digest"], shell_digest(&src));
+}
+
+#[test]
+fn a_hung_link_ends_with_the_stall_error_within_the_timeout() {
+    let dir = Scratch::new("stream-hang");
+    let (out, took) = cut("convhost-a", "-STOP", 3, &dir);
+    let err = failed(&out);
+    assert!(
+        err.contains("no data from the source agent on convhost-a for 3 s"),
+        "{err}"
+    );
+    assert_eq!(out.status.code(), Some(2), "a stall exits 2: {err}");
+    assert!(
+        took < Duration::from_secs(3 + 5),
+        "it took {took:?} to give up"
+    );
+}
+
+/// A loop device over a file in `dir`, detached when dropped.
+struct Loop(String);
+
+impl Loop {
+    fn new(backing: &Path) -> Loop {
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(backing)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop(String::from_utf8(out.stdout).unwrap().trim().to_string())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+#[test]
+fn a_block_device_full_of_garbage_takes_a_stream_and_reads_as_the_source() {
+    let dir = Scratch::new("stream-loop");
+    let (src, backing) = (dir.path("src"), dir.path("backing"));
+    sparse_source(&src);
+    write_noise(&backing, 0, (40 * MIB) as usize, 11);
+    let dev = Loop::new(&backing);
+    let state = dir.path("state");
+    let dev_path = PathBuf::from(&dev.0);
+    let out = stream(&src, &dev_path, &[], &[]);
+    let err = failed(&out);
+    assert!(err.contains("give --state-dir"), "{err}");
+    let r = report(&stream(
+        &src,
+        &dev_path,
+        &[],
+        &["--state-dir", state.to_str().unwrap()],
+    ));
+    assert_eq!(r["chunks_zeroed"], SPARSE_HOLES, "{r}");
+    assert!(same_bytes(&src, &dev_path, SIZE), "the device differs");
+    assert_eq!(r["digest"], shell_digest(&src));
+    // The device past the image is not touched.
+    let mut tail = vec![0u8; 4096];
+    std::fs::File::open(&dev_path)
+        .unwrap()
+        .read_exact_at(&mut tail, 40 * MIB - 4096)
+        .unwrap();
+    assert!(tail.iter().any(|b| *b != 0), "the device's tail was zeroed");
+}
+
+#[test]
+fn a_side_that_cannot_start_is_named_with_its_own_words() {
+    let dir = Scratch::new("stream-nostart");
+    let (src, dst) = (dir.path("src"), dir.path("dst"));
+    let out = stream(&src, &dst, &[], &[]);
+    let err = failed(&out);
+    assert!(
+        err.contains("the source agent on convhost-a ended before the stream began")
+            && err.contains(&format!("opening {}", src.display())),
+        "{err}"
+    );
+    sparse_source(&src);
+    let bad = dir.path("no-such-dir/dst");
+    let err = failed(&stream(&src, &bad, &[], &[]));
+    assert!(
+        err.contains("the destination agent on convhost-b: opening for writing"),
+        "{err}"
+    );
+}
