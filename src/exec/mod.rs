@@ -342,6 +342,8 @@ fn execute(
         failures
     });
     ctx.finish();
+    // The journal folded into the state file: one file to read or keep.
+    ctx.save()?;
     if role == Some(Role::DestinationStorage) {
         ctx.hand_off()?;
     }
@@ -694,8 +696,9 @@ impl Ctx<'_> {
     }
 
     fn update(&self, i: usize, f: impl FnOnce(&mut ImageState)) -> anyhow::Result<()> {
-        f(&mut self.state.lock().unwrap().images[i]);
-        self.save()
+        let mut state = self.state.lock().unwrap();
+        f(&mut state.images[i]);
+        state.record(&self.path, i)
     }
 
     /// The clients using an image, by the one rule (`ceph::image_users`).

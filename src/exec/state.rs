@@ -1,7 +1,11 @@
 //! The run state: one human-readable YAML file per run, holding the plan as
 //! first built (later discovery would see the features ferry changed) and
-//! what each image's steps recorded. Written atomically after every step,
-//! by the one run that holds its lock ([`StateLock`]).
+//! what each image's steps recorded, by the one run that holds its lock
+//! ([`StateLock`]). A step's record is a line appended to the state's
+//! journal (`<state file>.journal`, one image's state per line, synced), not
+//! a rewrite of the whole file: a run of a thousand images records ten
+//! thousand steps. The file is rewritten (and the journal emptied) at the
+//! start and the end of a run and every [`COMPACT_EVERY`] records.
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -33,6 +37,22 @@ pub struct RunState {
     pub spec: Option<Spec>,
     pub plan: Plan,
     pub images: Vec<ImageState>,
+    /// The last journal record this file holds: records up to it are
+    /// already in `images`.
+    #[serde(default)]
+    pub seq: u64,
+}
+
+/// Journal records between two rewrites of the state file.
+pub const COMPACT_EVERY: u64 = 256;
+
+/// One journal line: image `image`'s whole state as of record `seq`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    seq: u64,
+    plan: String,
+    image: usize,
+    state: ImageState,
 }
 
 /// What one image's steps have done and recorded.
@@ -57,6 +77,7 @@ impl RunState {
             spec: None,
             plan,
             images,
+            seq: 0,
         }
     }
 
@@ -78,12 +99,53 @@ impl RunState {
                 return Err(e).with_context(|| format!("reading run state {}", path.display()))
             }
         };
-        RunState::parse(&text).map(Some).with_context(|| {
+        let mut state = RunState::parse(&text).with_context(|| {
             format!(
                 "reading run state {}; if that run is finished or abandoned, move the file away and run again",
                 path.display()
             )
-        })
+        })?;
+        match std::fs::read_to_string(journal_path(path)) {
+            Ok(journal) => state.replay(&journal).with_context(|| {
+                format!(
+                    "reading the run state's journal {}",
+                    journal_path(path).display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("reading run state journal {}", journal_path(path).display())
+                })
+            }
+        }
+        Ok(Some(state))
+    }
+
+    /// Applies the journal's records newer than this state, in order. A
+    /// last line cut short (a crash while appending) was never recorded;
+    /// any other unreadable line is an error.
+    pub fn replay(&mut self, journal: &str) -> anyhow::Result<()> {
+        let lines: Vec<&str> = journal.lines().collect();
+        for (k, line) in lines.iter().enumerate() {
+            let record: Record = match serde_json::from_str(line) {
+                Ok(r) => r,
+                Err(_) if k + 1 == lines.len() && !journal.ends_with('\n') => break,
+                Err(e) => anyhow::bail!("line {}: {e}", k + 1),
+            };
+            // Records of another plan (a journal left beside a state file
+            // moved away) or already in the file are not this run's news.
+            if record.plan != self.plan.id || record.seq <= self.seq {
+                continue;
+            }
+            let image = self
+                .images
+                .get_mut(record.image)
+                .ok_or_else(|| anyhow::anyhow!("line {}: no image {}", k + 1, record.image))?;
+            *image = record.state;
+            self.seq = record.seq;
+        }
+        Ok(())
     }
 
     /// Reads state file text (see [`RunState::load`]).
@@ -145,10 +207,50 @@ impl RunState {
     /// or a power cut leaves the old state or the new one, never an empty
     /// or half-written file (a rename alone may reach the disk before the
     /// data it names).
+    ///
+    /// The journal's records are in the file then: the journal is removed.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let text = serde_yaml::to_string(self)?;
-        write_durably(path, text.as_bytes())
+        write_durably(path, text.as_bytes())?;
+        match std::fs::remove_file(journal_path(path)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", journal_path(path).display())),
+        }
     }
+
+    /// Records image `i`'s state: a synced line in the journal of the state
+    /// file `path`, or, every [`COMPACT_EVERY`] records, the whole file.
+    pub fn record(&mut self, path: &Path, i: usize) -> anyhow::Result<()> {
+        self.seq += 1;
+        if self.seq.is_multiple_of(COMPACT_EVERY) {
+            return self.save(path);
+        }
+        let mut line = serde_json::to_string(&Record {
+            seq: self.seq,
+            plan: self.plan.id.clone(),
+            image: i,
+            state: self.images[i].clone(),
+        })?;
+        line.push('\n');
+        let journal = journal_path(path);
+        let append = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&journal)?;
+            f.write_all(line.as_bytes())?;
+            f.sync_data()
+        };
+        append().with_context(|| format!("appending to {}", journal.display()))
+    }
+}
+
+/// The journal of the state file `path`.
+pub fn journal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
 }
 
 /// Replaces `path` with `data` (see [`RunState::save`]).
@@ -399,6 +501,74 @@ mod tests {
         std::fs::create_dir(dir.join("b.state.yaml.tmp")).unwrap();
         assert!(state.save(&blocked).is_err());
         assert_eq!(std::fs::read_to_string(&blocked).unwrap(), "kept");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn step_records_go_to_the_journal_and_load_back() {
+        let dir = temp_dir("journal");
+        let path = dir.join("m.state.yaml");
+        let mut state = RunState::for_spec(plan(), &spec(SPEC));
+        state.images = vec![ImageState::default(); 3];
+        state.save(&path).unwrap();
+        let base = std::fs::read_to_string(&path).unwrap();
+        state.images[0].done.insert("1.1".into());
+        state.record(&path, 0).unwrap();
+        state.images[2].source_checksum = Some("abc".into());
+        state.record(&path, 2).unwrap();
+        state.images[0].done.insert("1.2".into());
+        state.record(&path, 0).unwrap();
+        // The file is as saved; the records are in the journal.
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), base);
+        assert_eq!(RunState::load(&path).unwrap().unwrap(), state);
+
+        // A record cut short by a crash was never made; a record of
+        // another plan is not this run's.
+        let journal = journal_path(&path);
+        let mut f = OpenOptions::new().append(true).open(&journal).unwrap();
+        let other = Record {
+            seq: 99,
+            plan: "other".into(),
+            image: 1,
+            state: ImageState {
+                source_checksum: Some("not ours".into()),
+                ..ImageState::default()
+            },
+        };
+        writeln!(f, "{}", serde_json::to_string(&other).unwrap()).unwrap();
+        write!(f, "{{\"seq\": 4, \"plan\": \"").unwrap();
+        drop(f);
+        assert_eq!(RunState::load(&path).unwrap().unwrap(), state);
+        // ... but a broken line before others is an error, not a guess.
+        let text = std::fs::read_to_string(&journal).unwrap();
+        std::fs::write(&journal, format!("garbage\n{text}\n")).unwrap();
+        let e = format!("{:#}", RunState::load(&path).unwrap_err());
+        assert!(e.contains("journal") && e.contains("line 1"), "{e}");
+
+        // Saving folds the journal into the file: records older than it are
+        // then ignored if a crash left them.
+        state.save(&path).unwrap();
+        assert!(!journal.exists());
+        std::fs::write(&journal, text.lines().next().unwrap().to_string() + "\n").unwrap();
+        assert_eq!(RunState::load(&path).unwrap().unwrap(), state);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn every_so_many_records_the_state_file_is_rewritten_whole() {
+        let dir = temp_dir("compact");
+        let path = dir.join("m.state.yaml");
+        let mut state = RunState::for_spec(plan(), &spec(SPEC));
+        state.images = vec![ImageState::default(); 2];
+        state.save(&path).unwrap();
+        for k in 0..COMPACT_EVERY {
+            state.images[(k % 2) as usize].done.insert(format!("1.{k}"));
+            state.record(&path, (k % 2) as usize).unwrap();
+        }
+        assert!(!journal_path(&path).exists());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(RunState::parse(&text).unwrap(), state);
+        assert_eq!(state.seq, COMPACT_EVERY);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
