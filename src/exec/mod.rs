@@ -1161,8 +1161,6 @@ impl Ctx<'_> {
                 }
                 let pool = self.cluster(to.site)?.pool(&to.pool)?;
                 let started = Instant::now();
-                let mut meter = Meter::default();
-                let mut last = Instant::now();
                 // ferry's engine, not librbd's copy: in Ceph 16.2 rbd_copy of
                 // a clone at a snapshot leaves out the objects only its
                 // parent holds (measured: a 64 MiB parent, 40 MiB of it
@@ -1178,18 +1176,7 @@ impl Ctx<'_> {
                         &to.image,
                         Some(*features),
                         &engine_options(),
-                        &mut |done, total| {
-                            self.step_progress(
-                                i,
-                                step,
-                                Phase::Preparing,
-                                &mut meter,
-                                &mut last,
-                                done,
-                                total,
-                            );
-                            true
-                        },
+                        &mut self.progress(i, step, Phase::Preparing),
                     )?)
                 })?;
                 crate::transfer::rbd::forget_log(&pool, &to.image)?;
@@ -1278,8 +1265,6 @@ impl Ctx<'_> {
                     _ => None,
                 };
                 let started = Instant::now();
-                let mut meter = Meter::default();
-                let mut last = Instant::now();
                 let out = space::writing_into(self.dst()?, &to.pool, || {
                     Ok(crate::transfer::rbd::copy_image_onto(
                         &from_pool,
@@ -1290,18 +1275,7 @@ impl Ctx<'_> {
                         &to.image,
                         *features,
                         &engine_options(),
-                        &mut |done, total| {
-                            self.step_progress(
-                                i,
-                                step,
-                                Phase::Copying,
-                                &mut meter,
-                                &mut last,
-                                done,
-                                total,
-                            );
-                            true
-                        },
+                        &mut self.progress(i, step, Phase::Copying),
                     )?)
                 })?;
                 // The mark of a finished copy holds the digest of what it
@@ -1448,17 +1422,12 @@ impl Ctx<'_> {
     /// extents, with progress.
     fn digest(&self, i: usize, step: &Step, at: &ImageAt, phase: Phase) -> anyhow::Result<String> {
         let pool = self.cluster(at.site)?.pool(&at.pool)?;
-        let mut meter = Meter::default();
-        let mut last = Instant::now();
         let out = crate::transfer::rbd::digest_image(
             &pool,
             &at.image,
             at.snap.as_deref(),
             &engine_options(),
-            &mut |done, size| {
-                self.step_progress(i, step, phase, &mut meter, &mut last, done, size);
-                true
-            },
+            &mut self.progress(i, step, phase),
         )?;
         Ok(out.digest)
     }
@@ -1499,27 +1468,27 @@ impl Ctx<'_> {
         }))
     }
 
-    /// Progress of a copy or a verify: the board always, an event every 2 s.
-    #[allow(clippy::too_many_arguments)]
-    fn step_progress(
-        &self,
+    /// The engine's progress callback for a step: the board's bytes, and a
+    /// progress event every 2 s.
+    fn progress<'s>(
+        &'s self,
         i: usize,
-        step: &Step,
+        step: &'s Step,
         phase: Phase,
-        meter: &mut Meter,
-        last: &mut Instant,
-        done: u64,
-        total: u64,
-    ) {
-        let p = meter.sample(done, total, self.started.elapsed());
-        self.board
-            .lock()
-            .unwrap()
-            .bytes(i, phase, done, &p.bytes_text());
-        let text = p.to_string();
-        if last.elapsed() >= Duration::from_secs(2) {
-            *last = Instant::now();
-            self.event(i, &step.name, "progress", &text);
+    ) -> impl FnMut(u64, u64) -> bool + 's {
+        let mut meter = Meter::default();
+        let mut last = Instant::now();
+        move |done, total| {
+            let p = meter.sample(done, total, self.started.elapsed());
+            self.board
+                .lock()
+                .unwrap()
+                .bytes(i, phase, done, &p.bytes_text());
+            if last.elapsed() >= Duration::from_secs(2) {
+                last = Instant::now();
+                self.event(i, &step.name, "progress", &p.to_string());
+            }
+            true
         }
     }
 

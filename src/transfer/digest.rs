@@ -190,6 +190,7 @@ const fn from_hex(text: &str) -> ChunkHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::testdata::noise;
     use std::io::Write;
     use std::process::{Command, Stdio};
 
@@ -211,17 +212,6 @@ mod tests {
         writer.join().unwrap().unwrap();
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect()
     }
 
     #[test]

@@ -555,6 +555,7 @@ mod tests {
     use super::super::log::NoLog;
     use super::super::HashOnly;
     use super::*;
+    use crate::transfer::testdata::noise;
     use std::os::unix::fs::MetadataExt;
 
     const MIB: u64 = 1 << 20;
@@ -570,17 +571,6 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("image")
-    }
-
-    fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8 | 1
-            })
-            .collect()
     }
 
     /// A sparse file: data at 1 MiB (64 KiB), 9 MiB + 4 KiB (5 MiB) and the

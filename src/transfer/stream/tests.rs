@@ -1,6 +1,7 @@
 //! The protocol between a sender and a receiver in one process, over a
 //! socket pair: what arrives, what is sent again, what is refused.
 
+use crate::transfer::testdata::noise;
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::net::UnixStream;
@@ -25,17 +26,6 @@ fn temp_dir(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8 | 1
-        })
-        .collect()
 }
 
 /// A sparse source of 30 MiB + 1234 bytes: data in chunks 0, 2, 3 (part)
