@@ -370,8 +370,8 @@ impl Cinder<'_> {
     ) -> std::result::Result<LocalAttachment, AttachError> {
         let body = json!({"attachment": {
             "volume_uuid": volume_id,
+            // Read-write: the default (`mode` itself needs 3.54).
             "connector": connector.body(),
-            "mode": "rw",
         }});
         // Not repeated: each create that reaches Cinder makes an attachment.
         let answer =
