@@ -309,8 +309,9 @@ pub enum AttachError {
     Connection {
         volume: String,
         attachment: String,
+        /// Boxed: keeps every `Result` of an attach small.
         #[source]
-        source: ConnectionError,
+        source: Box<ConnectionError>,
     },
     /// The attach failed after the attachment was made, and removing it
     /// failed too: the volume may be left `reserved` or `in-use`; a re-run
@@ -402,7 +403,7 @@ impl Cinder<'_> {
                 .map_err(|source| AttachError::Connection {
                     volume: volume_id.into(),
                     attachment: made.id.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             self.complete_attachment(&made.id)?;
             Ok(connection)

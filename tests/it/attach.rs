@@ -201,7 +201,7 @@ fn a_failed_attach_leaves_the_volume_available_without_attachments() {
         .unwrap_err();
     match &err {
         AttachError::Connection { source, .. } => assert_eq!(
-            *source,
+            **source,
             ConnectionError::NotAccepted {
                 kind: "rbd".into(),
                 accepted: "nfs".into()
