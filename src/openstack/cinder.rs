@@ -53,6 +53,9 @@ pub struct Attachment {
     pub server_id: Option<String>,
     #[serde(default)]
     pub attachment_id: Option<String>,
+    /// The mountpoint the attaching host gave (`ferry:<host>` for ferry's).
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 /// A volume type.

@@ -6,6 +6,7 @@
 //! declares its microversion range wrongly (min 3.16, max 3.15), and its
 //! async, code-generated surface is far larger than what is used here.
 
+pub mod attach;
 pub mod cinder;
 pub mod config;
 pub mod glance;
@@ -13,6 +14,7 @@ pub mod paging;
 pub mod retry;
 pub mod session;
 
+pub use attach::{AttachError, Connection, ConnectionKind, Connector, LocalAttachment};
 pub use cinder::{BackendPool, Cinder, ManageRequest, Volume, VolumeType};
 pub use config::{Auth, CloudConfig, ConfigError};
 pub use glance::{Glance, Image};
