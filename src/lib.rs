@@ -16,4 +16,6 @@ pub mod spec;
 
 #[cfg(test)]
 mod props;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod transfer;

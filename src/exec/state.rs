@@ -440,13 +440,7 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "ferry-state-{name}-{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+        crate::testutil::temp_dir(&format!("state-{name}"))
     }
 
     #[test]

@@ -190,7 +190,7 @@ const fn from_hex(text: &str) -> ChunkHash {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transfer::testdata::noise;
+    use crate::testutil::noise;
     use std::io::Write;
     use std::process::{Command, Stdio};
 

@@ -555,22 +555,13 @@ mod tests {
     use super::super::log::NoLog;
     use super::super::HashOnly;
     use super::*;
-    use crate::transfer::testdata::noise;
+    use crate::testutil::noise;
     use std::os::unix::fs::MetadataExt;
 
     const MIB: u64 = 1 << 20;
 
     fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "ferry-file-{}-{name}-{:x}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("image")
+        crate::testutil::temp_dir(&format!("file-{name}")).join("image")
     }
 
     /// A sparse file: data at 1 MiB (64 KiB), 9 MiB + 4 KiB (5 MiB) and the

@@ -17,23 +17,6 @@ mod log;
 pub mod rbd;
 pub mod stream;
 
-/// Test data shared by the transfer tests.
-#[cfg(test)]
-pub(crate) mod testdata {
-    /// `len` pseudo-random bytes from `seed` (xorshift), none of them zero:
-    /// data that no zero detection mistakes for a hole.
-    pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8 | 1
-            })
-            .collect()
-    }
-}
-
 pub use digest::{
     digest_bytes, is_digest, ChunkHash, DigestWriter, ImageDigest, CHUNK_SIZE, ZERO_CHUNK,
 };

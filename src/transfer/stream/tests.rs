@@ -1,7 +1,7 @@
 //! The protocol between a sender and a receiver in one process, over a
 //! socket pair: what arrives, what is sent again, what is refused.
 
-use crate::transfer::testdata::noise;
+use crate::testutil::noise;
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::net::UnixStream;
@@ -16,16 +16,7 @@ use crate::transfer::TransferError;
 const MIB: u64 = 1 << 20;
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ferry-stream-{}-{name}-{:x}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::testutil::temp_dir(&format!("stream-{name}"))
 }
 
 /// A sparse source of 30 MiB + 1234 bytes: data in chunks 0, 2, 3 (part)
