@@ -22,7 +22,8 @@ pub fn mirror_daemon_shared() -> std::sync::RwLockReadGuard<'static, ()> {
     MIRROR_DAEMON.read().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Held by a test that stops rbd-mirror.
+/// Held by a test that stops rbd-mirror, or restarts a service other tests
+/// use (Keystone, a Cinder API).
 pub fn mirror_daemon_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
     MIRROR_DAEMON.write().unwrap_or_else(|e| e.into_inner())
 }

@@ -78,6 +78,7 @@ impl Drop for Scratch {
 
 #[test]
 fn nfs_volume_attached_to_a_conversion_host_streams_with_equal_digest_and_detaches() {
+    let _shared = crate::common::mirror_daemon_shared();
     let env = TestEnv::load();
     let src = env.cloud("source");
     let vol = new_volume(&src, env.var("SOURCE_NFS_VOLUME_TYPE"));
@@ -164,6 +165,7 @@ fn nfs_volume_attached_to_a_conversion_host_streams_with_equal_digest_and_detach
 
 #[test]
 fn rbd_volume_attachment_gives_pool_image_monitors_and_user() {
+    let _shared = crate::common::mirror_daemon_shared();
     let env = TestEnv::load();
     let src = env.cloud("source");
     let vol = new_volume(&src, "ceph");
@@ -189,6 +191,7 @@ fn rbd_volume_attachment_gives_pool_image_monitors_and_user() {
 
 #[test]
 fn a_failed_attach_leaves_the_volume_available_without_attachments() {
+    let _shared = crate::common::mirror_daemon_shared();
     let env = TestEnv::load();
     let src = env.cloud("source");
     let vol = new_volume(&src, "ceph");
@@ -225,6 +228,7 @@ fn a_failed_attach_leaves_the_volume_available_without_attachments() {
 
 #[test]
 fn leftover_attachments_of_an_earlier_run_are_removed_for_their_host_only() {
+    let _shared = crate::common::mirror_daemon_shared();
     let env = TestEnv::load();
     let src = env.cloud("source");
     let vol = new_volume(&src, env.var("SOURCE_NFS_VOLUME_TYPE"));

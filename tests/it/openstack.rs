@@ -15,8 +15,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::common::{
-    self, checksum, mirror_daemon_shared, spec_in_temp_dir, step_events, unique, wait_for,
-    write_sparse, TestEnv,
+    self, checksum, mirror_daemon_exclusive, mirror_daemon_shared, spec_in_temp_dir, step_events,
+    unique, wait_for, write_sparse, TestEnv,
 };
 
 const GIB: u64 = 1 << 30;
@@ -258,6 +258,7 @@ fn refused(
 
 #[test]
 fn bad_inputs_are_refused_before_anything_changes() {
+    let _shared = crate::common::mirror_daemon_shared();
     let env = TestEnv::load();
     let (src, dst) = (env.cloud("source"), env.cloud("destination"));
     let name = unique("bad");
@@ -412,6 +413,7 @@ fn glance_image_found_by_name_is_registered_with_its_id_and_properties() {
 
 #[test]
 fn a_revoked_token_is_renewed_and_the_call_goes_through() {
+    let _shared = crate::common::mirror_daemon_shared();
     let env = TestEnv::load();
     let src = env.cloud("source");
     assert_eq!(src.authentications(), 1);
@@ -512,6 +514,7 @@ fn every_volume_attached_to_a_server_moves() {
 
 #[test]
 fn lists_longer_than_a_page_are_read_to_their_end() {
+    let _shared = crate::common::mirror_daemon_shared();
     let env = TestEnv::load();
     let src = env.cloud("source");
     let tag = unique("paged");
@@ -566,4 +569,89 @@ fn lists_longer_than_a_page_are_read_to_their_end() {
     found.sort();
     want.sort();
     assert_eq!(found, want);
+}
+
+/// A service the adoption needs stops right after the copy (the run then
+/// waits to adopt) and starts again 8 s later: ferry's calls are retried,
+/// and the run completes with the volume adopted and its data equal. Holds
+/// the environment alone: other tests would meet the outage too.
+fn a_run_completes_through_an_outage_of(service: &str, met: bool) {
+    let _alone = mirror_daemon_exclusive();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let name = unique("outage");
+    let (vol, want) = source_volume(&env, &src, &name, 17);
+    let _dest = DestGuard {
+        cloud: &dst,
+        volume_marker: Some(vol.id.clone()),
+        image: None,
+    };
+    let (spec, state) = spec_file(
+        &env,
+        &format!("  - volume: {name}\n"),
+        "options: {mirror_mode: snapshot, volume_types: {ceph: ceph}}\n",
+    );
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--output", "json", "--state-dir"])
+        .arg(&state)
+        .arg(&spec)
+        .env_remove("OS_CLOUD")
+        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(run.stdout.take().unwrap()));
+    let copied = lines.by_ref().map_while(Result::ok).any(|l| {
+        serde_json::from_str::<Value>(&l)
+            .is_ok_and(|e| e["step"] == "copy" && e["status"] == "done")
+    });
+    assert!(copied, "the run ended before its copy was done");
+    let restart = std::process::Command::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("ceph-testenv/openstack"),
+    )
+    .args(["restart", service, "8"])
+    .output()
+    .unwrap();
+    assert!(
+        restart.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restart.stderr)
+    );
+    lines.for_each(drop);
+    let out = run.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the run failed through the {service} outage: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The outage was met, not missed: calls failed and were retried.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.contains("OpenStack call failed; retrying"),
+        met,
+        "{service}: {err}"
+    );
+    let found = adopted(&dst, &vol.id);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].status, "available");
+    let b = env.connect("site-b");
+    let pool = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    let img = pool
+        .open_image_read_only(&format!("volume-{}", found[0].id), None)
+        .unwrap();
+    assert_eq!(checksum(&img), want);
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
+#[test]
+fn a_run_completes_through_a_restart_of_the_destination_cinder_api() {
+    a_run_completes_through_an_outage_of("cinder-api-site-b", true);
+}
+
+#[test]
+fn a_run_completes_through_a_restart_of_keystone() {
+    // ferry's token is still valid and cinder-api keeps the tokens it has
+    // validated: the outage is not even seen.
+    a_run_completes_through_an_outage_of("keystone", false);
 }

@@ -25,6 +25,7 @@ fn script(args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
 
 #[test]
 fn a_volume_cinder_cannot_place_fails_the_fixture_with_cinders_message() {
+    let _shared = crate::common::mirror_daemon_shared();
     let env = TestEnv::load();
     let name = unique("unplaceable");
     let (out, took) = script(
@@ -56,6 +57,7 @@ fn a_volume_cinder_cannot_place_fails_the_fixture_with_cinders_message() {
 
 #[test]
 fn a_backend_the_scheduler_never_lists_ends_the_readiness_wait() {
+    let _shared = crate::common::mirror_daemon_shared();
     let _env = TestEnv::load();
     let (out, took) = script(&["wait-pool", "site-a", "5", "ceph-nowhere"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
