@@ -18,7 +18,7 @@ pub use state::{legacy_state_path, state_path, ImageState, RunState, StateLock};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,9 @@ struct Ctx<'a> {
     started: Instant,
     /// Steps that move data take one of these (`--concurrency`).
     data_slots: Slots,
+    /// Images opened to act or to evaluate a check: with the OpenStack
+    /// requests, the load the run puts on the clusters and clouds.
+    opens: AtomicU64,
 }
 
 /// A counting semaphore: at most `n` holders at once.
@@ -318,7 +321,9 @@ fn execute(
         drawn: Mutex::new(0),
         started: Instant::now(),
         data_slots: Slots::new(opts.concurrency),
+        opens: AtomicU64::new(0),
     };
+    let requests_before = crate::openstack::requests_sent();
     let (n, order) = {
         let st = ctx.state.lock().unwrap();
         (st.plan.images.len(), st.plan.run_order())
@@ -342,6 +347,16 @@ fn execute(
         failures
     });
     ctx.finish();
+    let secs = ctx.started.elapsed().as_secs_f64().max(0.001);
+    let (opens, requests) = (
+        ctx.opens.load(Ordering::Relaxed),
+        crate::openstack::requests_sent() - requests_before,
+    );
+    tracing::info!(
+        "load: {opens} image opens ({:.1}/s), {requests} OpenStack requests ({:.1}/s) in {secs:.1} s",
+        opens as f64 / secs,
+        requests as f64 / secs
+    );
     // The journal folded into the state file: one file to read or keep.
     ctx.save()?;
     if role == Some(Role::DestinationStorage) {
@@ -550,6 +565,7 @@ impl Ctx<'_> {
         write: bool,
         f: impl FnOnce(&mut Image<'_>) -> Result<T, CephError>,
     ) -> anyhow::Result<T> {
+        self.opens.fetch_add(1, Ordering::Relaxed);
         let pool = self.cluster(at.site)?.pool(&at.pool)?;
         let mut img = if write {
             pool.open_image(&at.image)?

@@ -19,7 +19,7 @@ pub use cinder::{BackendPool, Cinder, ManageRequest, Volume, VolumeType};
 pub use config::{Auth, CloudConfig, ConfigError};
 pub use glance::{Glance, Image};
 pub use retry::{Repeat, RetryPolicy};
-pub use session::{Answer, ApiError, ApiErrorKind, Cloud, Service};
+pub use session::{requests_sent, Answer, ApiError, ApiErrorKind, Cloud, Service};
 
 /// Connects to a cloud named in clouds.yaml, or to the one the `OS_*`
 /// variables describe when `name` is `env`.

@@ -153,6 +153,15 @@ impl ApiError {
 /// The longest excerpt of a body an error shows, in characters.
 pub const EXCERPT_CHARS: usize = 200;
 
+/// OpenStack requests this process sent (attempts, not counting the
+/// re-send with a renewed token): how hard a run polls the clouds.
+static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The OpenStack requests sent so far by this process.
+pub fn requests_sent() -> u64 {
+    REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A body as an error shows it: on one line, at most [`EXCERPT_CHARS`]
 /// characters, quoted, with the full length when it was cut. Pure.
 pub fn excerpt(body: &str) -> String {
@@ -797,6 +806,7 @@ impl Cloud {
         headers: &[(&str, &str)],
         body: &Option<Body<'_>>,
     ) -> std::result::Result<Response, Failure> {
+        REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for renewed in [false, true] {
             // Authentication retries on its own: its failure is final here.
             let tok = self.token().map_err(Failure::fatal)?;
