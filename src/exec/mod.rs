@@ -973,32 +973,38 @@ impl Ctx<'_> {
         let mut error_since: Option<Instant> = None;
         let mut last_progress = Instant::now();
         let mut meter = Meter::default();
+        // What is awaited, in words (for NotInUse it reads the users
+        // again): said once, and again when giving up.
+        let describe = || -> anyhow::Result<String> {
+            Ok(match check {
+                    Check::NotInUse { image } => format!(
+                        "{image} to be idle (in use: {}; stop the client or shut its server off)",
+                        self.users(image)?.join("; ")
+                    ),
+                    Check::MirrorSynced { mirrored, .. } => format!("{mirrored} to be in sync"),
+                    Check::Exists { image } => format!("{image} to appear"),
+                    Check::MetadataPresent { image, key } => {
+                        format!("{key} on {image} (mirroring carries it)")
+                    }
+                    Check::Published { image } => format!(
+                        "the verified copy {image} (the destination storage part publishes it after verify)"
+                    ),
+                    Check::SnapshotProtected { image } => format!(
+                        "{image}, the parent this copy is a clone of, to be published and protected (the migration of that Glance image does it; or it must be at the destination)"
+                    ),
+                    Check::Verified { source, .. } if self.access.dst.is_none() => bail!(
+                        "the copy of {source} is not known to be verified: give the destination storage part's hand-off ({HANDOFF} lines) with --verified"
+                    ),
+                    other => bail!("step {} needs {other:?}, which does not hold", step.id),
+                })
+        };
+        let mut waiting_for = String::new();
         loop {
             if self.holds(check)? {
                 return Ok(());
             }
-            let waiting_for = match check {
-                Check::NotInUse { image } => format!(
-                    "{image} to be idle (in use: {}; stop the client or shut its server off)",
-                    self.users(image)?.join("; ")
-                ),
-                Check::MirrorSynced { mirrored, .. } => format!("{mirrored} to be in sync"),
-                Check::Exists { image } => format!("{image} to appear"),
-                Check::MetadataPresent { image, key } => {
-                    format!("{key} on {image} (mirroring carries it)")
-                }
-                Check::Published { image } => format!(
-                    "the verified copy {image} (the destination storage part publishes it after verify)"
-                ),
-                Check::SnapshotProtected { image } => format!(
-                    "{image}, the parent this copy is a clone of, to be published and protected (the migration of that Glance image does it; or it must be at the destination)"
-                ),
-                Check::Verified { source, .. } if self.access.dst.is_none() => bail!(
-                    "the copy of {source} is not known to be verified: give the destination storage part's hand-off ({HANDOFF} lines) with --verified"
-                ),
-                other => bail!("step {} needs {other:?}, which does not hold", step.id),
-            };
             if !said {
+                waiting_for = describe()?;
                 self.event(i, &step.name, "waiting", &format!("for {waiting_for}"));
                 said = true;
             }
@@ -1029,12 +1035,13 @@ impl Ctx<'_> {
             }
             if start.elapsed() > self.opts.wait_timeout {
                 return Err(GaveUp(format!(
-                    "gave up after {:?} waiting for {waiting_for}",
-                    self.opts.wait_timeout
+                    "gave up after {:?} waiting for {}",
+                    self.opts.wait_timeout,
+                    describe()?
                 ))
                 .into());
             }
-            std::thread::sleep(self.opts.poll);
+            std::thread::sleep(poll_interval(self.opts.poll, start.elapsed()));
         }
     }
 
@@ -1781,6 +1788,14 @@ fn run_step(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Resu
     Ok(())
 }
 
+/// How long a wait sleeps before its next poll: a twentieth of the time
+/// waited so far, at least `base` and at most 5 s. A short wait ends within
+/// `base` of its condition; a long one (a sync of hours, a thousand images
+/// waiting) polls ever less often, arriving at most 5 % late.
+fn poll_interval(base: Duration, waited: Duration) -> Duration {
+    (waited / 20).clamp(base, Duration::from_secs(5).max(base))
+}
+
 /// The data engine's settings for this run.
 fn engine_options() -> crate::transfer::Options {
     // Tests simulate a crash in the middle of a copy with this: the process
@@ -1871,6 +1886,22 @@ mod tests {
                 (1, "ferry panicked: boom at 1".to_string()),
                 (3, "plain error".to_string())
             ]
+        );
+    }
+
+    #[test]
+    fn waits_poll_less_often_the_longer_they_wait() {
+        let base = Duration::from_millis(500);
+        let at = |s: u64| poll_interval(base, Duration::from_secs(s));
+        assert_eq!(at(0), base);
+        assert_eq!(at(10), base);
+        assert_eq!(at(40), Duration::from_secs(2));
+        assert_eq!(at(100), Duration::from_secs(5));
+        assert_eq!(at(36_000), Duration::from_secs(5));
+        // A poll slower than the cap is kept.
+        assert_eq!(
+            poll_interval(Duration::from_secs(9), Duration::from_secs(500)),
+            Duration::from_secs(9)
         );
     }
 
