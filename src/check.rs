@@ -288,7 +288,7 @@ pub fn run(spec: &Spec) -> CheckReport {
     );
     // Many images are read at once: each takes a dozen round trips.
     let (src, dst) = (src_conn.as_ref().ok(), dst_conn.as_ref().ok());
-    let images = crate::plan::parallel_map(&refs, 16, |r| image_report(r.clone(), src, dst));
+    let images = crate::parallel::map(&refs, 16, |r| image_report(r.clone(), src, dst));
     let clouds = [
         (Side::Source, &spec.source.cloud, &src_cloud),
         (Side::Destination, &spec.destination.cloud, &dst_cloud),

@@ -10,6 +10,7 @@ pub mod check;
 pub mod cli;
 pub mod exec;
 pub mod openstack;
+pub(crate) mod parallel;
 pub mod plan;
 pub mod render;
 pub mod spec;

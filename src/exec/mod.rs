@@ -18,7 +18,7 @@ pub use state::{legacy_state_path, state_path, ImageState, RunState, StateLock};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -400,29 +400,18 @@ fn each_image(
     work: impl Fn(usize) -> anyhow::Result<()> + Sync,
     report: impl Fn(usize, &anyhow::Result<()>) + Sync,
 ) -> Vec<(usize, anyhow::Error)> {
-    let n = order.len();
-    let next = AtomicUsize::new(0);
-    let failures: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..concurrency.clamp(1, n.max(1)) {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                if k >= n {
-                    break;
-                }
-                let i = order[k];
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i)))
-                    .unwrap_or_else(|p| Err(anyhow!("ferry panicked: {}", panic_text(&*p))));
-                // A panic while reporting must not end the worker either.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(i, &r)));
-                if let Err(e) = r {
-                    let mut f = failures.lock().unwrap_or_else(|p| p.into_inner());
-                    f.push((i, e));
-                }
-            });
-        }
+    let results = crate::parallel::map(order, concurrency, |&i| {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i)))
+            .unwrap_or_else(|p| Err(anyhow!("ferry panicked: {}", panic_text(&*p))));
+        // A panic while reporting must not end the worker either.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(i, &r)));
+        r
     });
-    let mut f = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut f: Vec<(usize, anyhow::Error)> = order
+        .iter()
+        .zip(results)
+        .filter_map(|(i, r)| r.err().map(|e| (*i, e)))
+        .collect();
     f.sort_by_key(|(i, _)| *i);
     f
 }
@@ -1851,6 +1840,7 @@ fn plain(at: &ImageAt) -> ImageAt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
 
     #[test]
     fn a_panicking_image_fails_and_the_others_go_on() {

@@ -119,7 +119,7 @@ pub fn discover(
     }
     // Each image's facts take a dozen round trips to the cluster: many
     // images are read at once (a thousand in about a second, not ten).
-    let facts = parallel_map(&resolved, DISCOVERY_THREADS, |(r, _)| {
+    let facts = crate::parallel::map(&resolved, DISCOVERY_THREADS, |(r, _)| {
         image_facts(source, r)
             .with_context(|| format!("reading {} on the source cluster", r.source_spec()))
     });
@@ -148,35 +148,6 @@ pub fn discover(
 
 /// Images whose facts are read at once.
 const DISCOVERY_THREADS: usize = 16;
-
-/// `f` of every item, in order, computed by up to `threads` threads.
-pub fn parallel_map<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<R>>> =
-        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..threads.clamp(1, items.len().max(1)) {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(item) = items.get(k) else { break };
-                let r = f(item);
-                *results[k].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-            });
-        }
-    });
-    results
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .expect("every item mapped")
-        })
-        .collect()
-}
 
 /// With `options.clones: clone-of-parent`: the destination snapshots
 /// (`pool/image@snap` in the destination Glance pool) of the Glance parents
@@ -511,21 +482,4 @@ fn image_facts(cluster: &Cluster, r: &ImageRef) -> anyhow::Result<(ImageFacts, b
         cloud: None,
     };
     Ok((facts, img.has_luks_header()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parallel_map_keeps_the_order_of_its_items() {
-        let items: Vec<u64> = (0..200).collect();
-        let out = parallel_map(&items, 7, |k| {
-            // Later items finish first.
-            std::thread::sleep(std::time::Duration::from_micros(200 - k));
-            k * 2
-        });
-        assert_eq!(out, items.iter().map(|k| k * 2).collect::<Vec<_>>());
-        assert!(parallel_map(&[] as &[u64], 4, |k| *k).is_empty());
-    }
 }

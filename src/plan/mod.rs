@@ -11,7 +11,7 @@ mod discover;
 mod text;
 
 pub use build::{build, AdoptOptions, BuildOptions};
-pub(crate) use discover::{check_volume_status, parallel_map};
+pub(crate) use discover::check_volume_status;
 pub use discover::{
     derived_image_id, discover, published_parents, recorded_plan_id, resolve_entry, users_of,
     ImageFacts, Recorded,
