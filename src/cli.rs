@@ -561,17 +561,9 @@ fn run_agent(agent: Agent) -> anyhow::Result<ExitCode> {
             identity,
             stall_timeout,
         } => {
-            let crash = crash_hook("FERRY_TEST_SEND_CRASH_AFTER_CHUNKS");
-            let defaults = crate::transfer::Options::default();
-            let opts = crate::transfer::Options {
-                crash_after_chunks: crash,
-                record_chunks: if crash.is_some() {
-                    1
-                } else {
-                    defaults.record_chunks
-                },
-                ..defaults
-            };
+            let opts = crate::transfer::Options::crashing_after(crash_hook(
+                "FERRY_TEST_SEND_CRASH_AFTER_CHUNKS",
+            ));
             let report = agent::send_stdio(
                 &path,
                 size,

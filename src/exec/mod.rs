@@ -1130,32 +1130,35 @@ impl Ctx<'_> {
                     .snap
                     .clone()
                     .ok_or_else(|| anyhow!("{image} names no snapshot"))?;
-                let head = plain(image);
                 let key = crate::plan::checksum_key(&name);
-                let known = self.with_image(&head, false, |img| img.metadata_get(&key))?;
-                let sum = match known {
-                    Some(sum) => sum,
-                    None => {
-                        let sum = self.digest(i, step, image, Phase::Preparing)?;
-                        self.with_image(&head, true, |img| img.metadata_set(&key, &sum))?;
-                        sum
-                    }
-                };
-                self.update(i, |s| s.source_checksum = Some(sum.clone()))?;
-                // On its way: in snapshot mode with a mirror snapshot taken
-                // after it (again if an earlier run stopped before the
-                // mark: one more is cheap), in journal mode already.
                 let sent = crate::plan::checksum_sent_key(&name);
-                let (mark, detail) = if *mode == MirrorMode::Snapshot {
-                    let id = self.with_image(&head, true, |img| img.mirror_snapshot_create())?;
-                    (
-                        format!("mirror snapshot {id}"),
-                        format!(", mirror snapshot {id}"),
-                    )
-                } else {
-                    ("journal".to_string(), String::new())
+                let (sum, hashed) = match self.metadata(image, &key)? {
+                    Some(sum) => (sum, false),
+                    None => (self.digest(i, step, image, Phase::Preparing)?, true),
                 };
-                self.with_image(&head, true, |img| img.metadata_set(&sent, &mark))?;
+                // On one handle: the digest, then on its way: in snapshot
+                // mode with a mirror snapshot taken after it (again if an
+                // earlier run stopped before the mark: one more is cheap),
+                // in journal mode already.
+                let snapshot = *mode == MirrorMode::Snapshot;
+                let id = self.with_image(&plain(image), true, |img| {
+                    if hashed {
+                        img.metadata_set(&key, &sum)?;
+                    }
+                    let id = if snapshot {
+                        Some(img.mirror_snapshot_create()?)
+                    } else {
+                        None
+                    };
+                    let mark =
+                        id.map_or("journal".to_string(), |id| format!("mirror snapshot {id}"));
+                    img.metadata_set(&sent, &mark)?;
+                    Ok(id)
+                })?;
+                self.update(i, |s| s.source_checksum = Some(sum.clone()))?;
+                let detail = id
+                    .map(|id| format!(", mirror snapshot {id}"))
+                    .unwrap_or_default();
                 Ok(format!("digest {}{detail}", short(&sum)))
             }
             Action::FreezeSnapshot { image } => {
@@ -1792,16 +1795,7 @@ fn engine_options() -> crate::transfer::Options {
     let crash: Option<u64> = std::env::var("FERRY_TEST_CRASH_AFTER_CHUNKS")
         .ok()
         .and_then(|v| v.parse().ok());
-    let defaults = crate::transfer::Options::default();
-    crate::transfer::Options {
-        crash_after_chunks: crash,
-        record_chunks: if crash.is_some() {
-            1
-        } else {
-            defaults.record_chunks
-        },
-        ..defaults
-    }
+    crate::transfer::Options::crashing_after(crash)
 }
 
 /// Moves the cursor up over `lines` drawn lines and clears them.

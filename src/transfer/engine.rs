@@ -51,6 +51,23 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The defaults, or, for tests simulating a crash mid-copy, ending the
+    /// process as soon as `crash` chunks are recorded, one at a time.
+    pub fn crashing_after(crash: Option<u64>) -> Options {
+        let defaults = Options::default();
+        Options {
+            crash_after_chunks: crash,
+            record_chunks: if crash.is_some() {
+                1
+            } else {
+                defaults.record_chunks
+            },
+            ..defaults
+        }
+    }
+}
+
 /// What a transfer did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Outcome {
