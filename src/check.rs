@@ -12,7 +12,7 @@ use crate::ceph::{
     MirrorMode, MirrorPeer, Parent, PeerDirection, PoolMirrorMode, ServiceDaemon, SnapNamespace,
     Usage, Watcher,
 };
-use crate::spec::{ImageKind, ImageRef, Spec};
+use crate::spec::{ImageKind, ImageRef, Spec, Transfer};
 
 /// Everything `check` found, and what it thinks of it.
 #[derive(Debug, Clone, Serialize)]
@@ -303,7 +303,7 @@ pub fn run(spec: &Spec) -> CheckReport {
         images,
         problems: Vec::new(),
     };
-    report.problems = assess(&report, spec.options.mirror_mode);
+    report.problems = assess(&report, spec.options.mirror_mode, spec.options.transfer);
     report.problems.extend(unresolved);
     report
 }
@@ -432,7 +432,10 @@ fn image_report(image: ImageRef, src: Option<&Cluster>, dst: Option<&Cluster>) -
 }
 
 /// Judges the findings. Pure: everything it needs is in the report.
-pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
+/// With `Transfer::Direct` nothing is mirrored: pool mirroring, peers,
+/// rbd-mirror and mirrored snapshots do not matter.
+pub fn assess(report: &CheckReport, mode: MirrorMode, transfer: Transfer) -> Vec<Problem> {
+    let mirror = transfer.is_mirror();
     let mut out = Vec::new();
     let mut push = |severity, subject: String, message: String, hint: Option<String>| {
         out.push(Problem {
@@ -523,7 +526,7 @@ pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
                 );
                 continue;
             }
-            if !p.purpose.mirrored() {
+            if !p.purpose.mirrored() || !mirror {
                 continue;
             }
             match p.mirror_mode {
@@ -561,7 +564,7 @@ pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
     }
 
     // Peering: each destination mirrored pool must receive from the source pool.
-    for dp in &report.destination.pools {
+    for dp in report.destination.pools.iter().filter(|_| mirror) {
         let src_purpose = match dp.purpose {
             PoolPurpose::MirroredCinder => PoolPurpose::Cinder,
             PoolPurpose::MirroredGlance => PoolPurpose::Glance,
@@ -621,7 +624,7 @@ pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
             }
         }
     }
-    if report.destination.connect_error.is_none() {
+    if report.destination.connect_error.is_none() && mirror {
         match &report.destination.rbd_mirror_daemons {
             Some(d) if d.is_empty() => push(
                 Severity::Error,
@@ -661,7 +664,17 @@ pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
                 Some("move it another way, or decrypt it first".into()),
             );
         }
-        if let Some(p) = &img.parent {
+        if let (Some(p), false) = (&img.parent, mirror) {
+            push(
+                Severity::Warning,
+                subject.clone(),
+                format!(
+                    "a clone of {p} (clone v{}): read through its parent; it arrives as a flat image (with options.clones: clone-of-parent, as a clone of its Glance parent's destination copy when that can be had: `ferry plan` says which)",
+                    p.clone_format
+                ),
+                None,
+            );
+        } else if let Some(p) = &img.parent {
             push(
                 Severity::Warning,
                 subject.clone(),
@@ -682,7 +695,7 @@ pub fn assess(report: &CheckReport, mode: MirrorMode) -> Vec<Problem> {
                 Some("the cut-over waits until no client writes: shut the server off first (writes after the cut-over would not be moved)".into()),
             );
         }
-        if !img.user_snapshots.is_empty() {
+        if !img.user_snapshots.is_empty() && mirror {
             push(
                 Severity::Warning,
                 subject.clone(),
@@ -1051,14 +1064,14 @@ mod tests {
     #[test]
     fn healthy_setup_has_no_problems() {
         let r = healthy();
-        assert_eq!(assess(&r, MirrorMode::Snapshot), vec![]);
+        assert_eq!(assess(&r, MirrorMode::Snapshot, Transfer::Mirror), vec![]);
     }
 
     #[test]
     fn missing_rbd_mirror_daemon_is_an_error_with_a_hint() {
         let mut r = healthy();
         r.destination.rbd_mirror_daemons = Some(vec![]);
-        let p = assess(&r, MirrorMode::Snapshot);
+        let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].severity, Severity::Error);
         assert_eq!(
@@ -1069,10 +1082,25 @@ mod tests {
     }
 
     #[test]
+    fn a_direct_transfer_needs_neither_rbd_mirror_nor_peers_nor_pool_mirroring() {
+        let mut r = healthy();
+        r.destination.rbd_mirror_daemons = Some(vec![]);
+        r.destination.pools[0].peers = vec![];
+        for site in [&mut r.source, &mut r.destination] {
+            for p in &mut site.pools {
+                p.mirror_mode = Some(PoolMirrorMode::Disabled);
+            }
+        }
+        assert_eq!(assess(&r, MirrorMode::Snapshot, Transfer::Direct), vec![]);
+        // The same setup fails the mirror transfer several ways.
+        assert!(assess(&r, MirrorMode::Snapshot, Transfer::Mirror).len() >= 3);
+    }
+
+    #[test]
     fn destination_pool_without_receiving_peer_is_an_error() {
         let mut r = healthy();
         r.destination.pools[0].peers = vec![peer(PeerDirection::TxOnly, "x")];
-        let p = assess(&r, MirrorMode::Snapshot);
+        let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].subject, "site-b/volumes");
         assert!(
@@ -1091,7 +1119,7 @@ mod tests {
     fn peer_with_another_clusters_uuid_is_an_error() {
         let mut r = healthy();
         r.destination.pools[0].peers = vec![peer(PeerDirection::RxOnly, "someone-else")];
-        let p = assess(&r, MirrorMode::Snapshot);
+        let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
         assert_eq!(p.len(), 1);
         assert!(
             p[0].message.contains("not the source pool"),
@@ -1111,7 +1139,7 @@ mod tests {
             kind: ErrorKind::NotFound,
             message: "rados_ioctx_create(site-b/nope): ENOENT (not found)".into(),
         });
-        let p = assess(&r, MirrorMode::Snapshot);
+        let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
         assert_eq!(p.len(), 2, "{p:#?}");
         assert!(p[0]
             .message
@@ -1132,15 +1160,15 @@ mod tests {
     fn disabled_mirroring_and_pool_mode_with_snapshot_mirroring_are_errors() {
         let mut r = healthy();
         r.source.pools[0].mirror_mode = Some(PoolMirrorMode::Disabled);
-        let p = assess(&r, MirrorMode::Snapshot);
+        let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
         assert_eq!(
             p[0].hint.as_deref(),
             Some("rbd mirror pool enable volumes image")
         );
         let mut r = healthy();
         r.source.pools[0].mirror_mode = Some(PoolMirrorMode::Pool);
-        assert_eq!(assess(&r, MirrorMode::Journal), vec![]);
-        let p = assess(&r, MirrorMode::Snapshot);
+        assert_eq!(assess(&r, MirrorMode::Journal, Transfer::Mirror), vec![]);
+        let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
         assert!(p[0].message.contains("snapshot-based"), "{p:?}");
     }
 
@@ -1158,7 +1186,7 @@ mod tests {
             message: "rbd_open_read_only(volumes/volume-2): ENOENT (not found)".into(),
         });
         r.images = vec![busy, missing];
-        let p = assess(&r, MirrorMode::Snapshot);
+        let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
         let msgs: Vec<(Severity, &str)> =
             p.iter().map(|p| (p.severity, p.message.as_str())).collect();
         assert_eq!(
@@ -1204,7 +1232,7 @@ mod tests {
             used_bytes: 96,
             avail_bytes: 4,
         });
-        let p = assess(&r, MirrorMode::Snapshot);
+        let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
         assert_eq!(
             p[0].message,
             "HEALTH_WARN (OSD_NEARFULL: 1 nearfull osd(s))"
@@ -1231,6 +1259,7 @@ mod tests {
                 x
             },
             MirrorMode::Snapshot,
+            Transfer::Mirror,
         );
         assert!(render_text(&r)
             .trim_end()
@@ -1272,7 +1301,7 @@ mod tests {
                 ],
             },
         ];
-        let p = assess(&r, MirrorMode::Snapshot);
+        let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
         let got: Vec<(Severity, &str, &str)> = p
             .iter()
             .map(|p| (p.severity, p.subject.as_str(), p.message.as_str()))

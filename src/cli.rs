@@ -128,6 +128,16 @@ pub enum Command {
         /// Keyring of that user (storage roles); default: the conf's.
         #[arg(long, requires = "role")]
         keyring: Option<PathBuf>,
+        /// Ceph conf file of the source cluster, for the destination storage
+        /// part of a plan with `transfer: direct` (its copy reads the source).
+        #[arg(long, requires = "role")]
+        source_conf: Option<PathBuf>,
+        /// cephx user on the source cluster, without `client.` (with --source-conf).
+        #[arg(long = "source-id", default_value = "admin", requires = "source_conf")]
+        source_client: String,
+        /// Keyring of that user (with --source-conf); default: the conf's.
+        #[arg(long, requires = "source_conf")]
+        source_keyring: Option<PathBuf>,
         /// clouds.yaml entry of the role's cloud (cloud roles) [default: $OS_CLOUD or the OS_* variables].
         #[arg(long, requires = "role")]
         cloud: Option<String>,
@@ -402,6 +412,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             conf,
             client,
             keyring,
+            source_conf,
+            source_client,
+            source_keyring,
             cloud,
             verified,
             state_dir,
@@ -432,8 +445,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     keyring,
                     client,
                 };
-                let connect = || {
-                    crate::ceph::Cluster::connect_with(&storage, ROLE_TIMEOUTS).with_context(|| {
+                let connect_to = |storage: &crate::ceph::ClusterConfig| {
+                    crate::ceph::Cluster::connect_with(storage, ROLE_TIMEOUTS).with_context(|| {
                         format!(
                             "connecting to {} as client.{}",
                             storage.conf.display(),
@@ -441,6 +454,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         )
                     })
                 };
+                let connect = || connect_to(&storage);
                 let cloud = || {
                     let name = cloud.clone().unwrap_or_else(|| "env".into());
                     crate::openstack::connect(&name)
@@ -449,7 +463,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut access = crate::exec::Access::default();
                 match role {
                     Role::SourceStorage | Role::Cleanup => access.src = Some(connect()?),
-                    Role::DestinationStorage => access.dst = Some(connect()?),
+                    Role::DestinationStorage => {
+                        access.dst = Some(connect()?);
+                        let direct = plan
+                            .images
+                            .iter()
+                            .any(|i| i.transfer == crate::spec::Transfer::Direct);
+                        match source_conf {
+                            Some(conf) => {
+                                access.src = Some(connect_to(&crate::ceph::ClusterConfig {
+                                    conf,
+                                    keyring: source_keyring,
+                                    client: source_client,
+                                })?)
+                            }
+                            None if direct => anyhow::bail!(
+                                "this plan's transfer is direct: the destination storage part reads the source cluster too; give --source-conf (and --source-id, --source-keyring)"
+                            ),
+                            None => {}
+                        }
+                    }
                     Role::SourceCloud => access.src_cloud = Some(cloud()?),
                     Role::DestinationCloud => access.dst_cloud = Some(cloud()?),
                 }

@@ -127,6 +127,36 @@ pub struct Options {
     /// copy of the same Glance image, holding only what differs).
     #[serde(default, skip_serializing_if = "Clones::is_flat")]
     pub clones: Clones,
+    /// What carries the data: `mirror` (rbd-mirror, then a copy at the
+    /// destination; default) or `direct` (ferry reads the cut-over snapshot
+    /// on the source cluster and writes the destination pool itself).
+    #[serde(default, skip_serializing_if = "Transfer::is_mirror")]
+    pub transfer: Transfer,
+}
+
+/// What carries an image's data from the source cluster to the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transfer {
+    /// rbd-mirror carries it into the mirrored pool (snapshot or journal
+    /// mode); ferry copies it from there into the destination pool. The
+    /// clusters must peer; an image in use keeps replicating until its
+    /// cut-over.
+    #[default]
+    Mirror,
+    /// ferry's engine reads the cut-over snapshot on the source cluster and
+    /// writes the destination pool, hashing in flight, then reads the copy
+    /// back to verify it. No mirroring, no feature changes, and no flat
+    /// copy of a clone on the source: one snapshot is all that changes
+    /// there. The host running the copy needs both clusters.
+    Direct,
+}
+
+impl Transfer {
+    /// The default: mirror.
+    pub fn is_mirror(&self) -> bool {
+        *self == Transfer::Mirror
+    }
 }
 
 /// What a volume cloned from a Glance image becomes at the destination.
@@ -198,6 +228,7 @@ impl Default for Options {
             volume_types: BTreeMap::new(),
             bootable_volumes: BootableTo::Glance,
             clones: Clones::Flat,
+            transfer: Transfer::Mirror,
         }
     }
 }

@@ -752,7 +752,9 @@ impl Ctx<'_> {
             image: plan.image.name.clone(),
             snap: Some(cut.clone()),
         };
-        if plan.facts.parent.is_some() {
+        // A clone (and any image moved directly) has nothing changed but
+        // the cut-over snapshot (and a clone's carrier).
+        if plan.facts.parent.is_some() || !plan.transfer.is_mirror() {
             let carrier = ImageAt {
                 image: crate::plan::flat_name(&plan.image.name),
                 snap: None,
@@ -1266,7 +1268,8 @@ impl Ctx<'_> {
                 // interrupted earlier resumes with the chunks it lacks. With
                 // a parent: a clone of it, written where the data differ.
                 let dst_pool = self.dst()?.pool(&to.pool)?;
-                let from_pool = self.dst()?.pool(&from.pool)?;
+                // The mirrored image, or (direct) the source itself.
+                let from_pool = self.cluster(from.site)?.pool(&from.pool)?;
                 let parent_pool = match clone_of {
                     Some(p) => Some(self.dst()?.pool(&p.pool)?),
                     None => None,
@@ -1296,6 +1299,16 @@ impl Ctx<'_> {
                 // The mark of a finished copy holds the digest of what it
                 // wrote, which the verify compares.
                 let snap = from.snap.as_deref().unwrap_or_default();
+                if from.site == Site::Source {
+                    // Direct: what was read of the cut-over is its digest,
+                    // noted on the source as a mirror's hash-source would
+                    // (the verify reads the copy back against it; cleanup
+                    // checks the record against it).
+                    self.with_image(&plain(from), true, |img| {
+                        img.metadata_set(&crate::plan::checksum_key(snap), &out.digest)
+                    })?;
+                    self.update(i, |s| s.source_checksum = Some(out.digest.clone()))?;
+                }
                 dst_pool
                     .open_image(&to.image)?
                     .metadata_set(&crate::plan::copied_key(snap), &out.digest)?;
@@ -1332,6 +1345,7 @@ impl Ctx<'_> {
                 partial,
                 copy,
                 origin,
+                read_back,
             } => {
                 // A record under this copy name of another source: refuse
                 // before reading anything.
@@ -1349,7 +1363,11 @@ impl Ctx<'_> {
                     .metadata(expected, &key)?
                     .ok_or_else(|| anyhow!("{expected} carries no checksum ({key})"))?;
                 let sum = match self.metadata(partial, &crate::plan::copied_key(snap))? {
-                    Some(written) if crate::transfer::is_digest(&written) && !self.opts.reread => {
+                    Some(written)
+                        if crate::transfer::is_digest(&written)
+                            && !self.opts.reread
+                            && !*read_back =>
+                    {
                         written
                     }
                     _ => self.digest(i, step, partial, Phase::Verifying)?,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ceph::{Features, MirrorMode, Parent, PoolMirrorMode};
-use crate::spec::{BootableTo, Clones, ImageKind, ImageRef};
+use crate::spec::{BootableTo, Clones, ImageKind, ImageRef, Transfer};
 
 use super::{
     Action, Adoption, Check, CloudObject, ImageAt, ImageFacts, ImagePlan, ImageRegistration, Plan,
@@ -40,6 +40,8 @@ pub struct BuildOptions {
     /// Destination snapshots (`pool/image@snap`) found protected when
     /// planning: parents already at the destination.
     pub published_parents: BTreeSet<String>,
+    /// What carries the data.
+    pub transfer: Transfer,
 }
 
 /// The choices about adoption in the destination cloud.
@@ -68,6 +70,7 @@ impl BuildOptions {
             source_glance_pool: spec.source.pools.glance.clone(),
             dest_glance_pool: spec.destination.pools.glance.clone(),
             published_parents: BTreeSet::new(),
+            transfer: spec.options.transfer,
             adopt: spec.destination.cloud.as_ref().map(|_| AdoptOptions {
                 volume_types: spec.options.volume_types.clone(),
                 cinder_host: spec.destination.cinder_host.clone(),
@@ -245,11 +248,15 @@ fn image_plan(
         snap,
     };
     let cut = super::cutover_snap(&opts.plan_id);
+    // Direct: ferry reads the cut-over snapshot on the source itself, a
+    // clone through its parent; nothing is mirrored.
+    let direct = opts.transfer == Transfer::Direct;
     // A clone cannot be mirrored unless its parent is: it is copied out flat
     // from its cut-over snapshot on the source, and that copy (the carrier)
     // is what is mirrored; the clone itself only gets the snapshot.
     let clone = facts.parent.is_some();
-    let carrier = if clone {
+    let carrier_is_flat = clone && !direct;
+    let carrier = if carrier_is_flat {
         super::flat_name(&r.name)
     } else {
         r.name.clone()
@@ -409,7 +416,7 @@ fn image_plan(
             mirroring_words(rec.mirroring_now),
         ));
     }
-    if !facts.user_snapshots.is_empty() {
+    if !facts.user_snapshots.is_empty() && !direct {
         warnings.push(format!(
             "{} snapshot(s) are mirrored too: {}",
             facts.user_snapshots.len(),
@@ -438,12 +445,19 @@ fn image_plan(
             ),
             CloneBase::Flat(_) => "it arrives flat".into(),
         };
-        warnings.push(format!(
+        if direct {
+            warnings.push(format!(
+                "a clone of {p} (clone v{}): read through its parent; {arrives}",
+                p.clone_format
+            ));
+        } else {
+            warnings.push(format!(
             "a clone of {p} (clone v{}): copied out flat on the source first ({} in pool {} until cleanup), mirrored as {carrier}; {arrives}",
             p.clone_format,
             crate::check::human_bytes(facts.size),
             r.pool
         ));
+        }
     }
     if let CloneBase::Flat(Some(why)) = &base {
         warnings.push(why.clone());
@@ -457,7 +471,24 @@ fn image_plan(
             "without cleanup the snapshot {cut} stays on the source (Cinder cannot delete a volume that has snapshots)"
         ));
     }
-    if clone {
+    if direct {
+        // The one change on the source: the cut-over snapshot, taken under
+        // the exclusive lock when the image has it.
+        steps.push(
+            draft(
+                "cut-over-snapshot",
+                Role::SourceStorage,
+                Action::FreezeSnapshot {
+                    image: orig_cut.clone(),
+                },
+            )
+            .requires(idle.clone())
+            .done_when(vec![Check::SnapshotExists {
+                image: orig_cut.clone(),
+            }])
+            .past_when(source_past.clone()),
+        );
+    } else if clone {
         steps.push(
             draft(
                 "freeze-snapshot",
@@ -577,98 +608,36 @@ fn image_plan(
     }
     // A pool-mode pool mirrors every journaled image by itself.
     let pool_mode = facts.pool_mode == PoolMirrorMode::Pool;
-    if !pool_mode {
-        steps.push(
-            draft(
-                "enable-mirroring",
-                Role::SourceStorage,
-                Action::EnableMirroring {
-                    image: src.clone(),
-                    mode,
-                },
-            )
-            .done_when(vec![Check::MirroringEnabled {
-                image: src.clone(),
+    if !direct {
+        mirror_steps(
+            &mut steps,
+            MirrorSteps {
+                pool_mode,
+                clone,
                 mode,
-            }])
-            .past_when(source_past.clone()),
+                cut: &cut,
+                src: &src,
+                src_cut: &src_cut,
+                mirrored: &mirrored,
+                mirrored_cut: &mirrored_cut,
+                synced: &synced,
+                idle: &idle,
+                source_past,
+                dest_past: vec![verified.clone()],
+                sum_key: &sum_key,
+            },
         );
     }
-    // The cut-over, in both modes: a user snapshot that mirroring carries
-    // to the destination, where its arrival is seen without the status.
-    let mut cutover_done = vec![Check::SnapshotExists {
-        image: src_cut.clone(),
-    }];
-    if mode == MirrorMode::Snapshot {
-        cutover_done.push(Check::MirrorSnapshotAfter {
-            image: src_cut.clone(),
-        });
-    }
-    steps.push(
-        draft(
-            "cut-over-snapshot",
-            Role::SourceStorage,
-            Action::CreateCutover {
-                image: src_cut.clone(),
-                mode,
-            },
-        )
-        // A clone was frozen by its own snapshot; the carrier is ferry's.
-        .requires(if clone { vec![] } else { idle.clone() })
-        .done_when(cutover_done)
-        .past_when(source_past.clone()),
-    );
-    // Its digest, as image metadata that mirroring carries too. Only the
-    // verify needs it: the sync and the copy go on meanwhile. Done once
-    // the digest is on its way (`checksum_sent_key`).
-    steps.push(
-        draft(
-            "hash-source",
-            Role::SourceStorage,
-            Action::HashSource {
-                image: src_cut.clone(),
-                mode,
-            },
-        )
-        .requires(vec![Check::SnapshotExists {
-            image: src_cut.clone(),
-        }])
-        .done_when(vec![
-            Check::MetadataPresent {
-                image: src.clone(),
-                key: sum_key.clone(),
-            },
-            Check::MetadataPresent {
-                image: src.clone(),
-                key: super::checksum_sent_key(&cut),
-            },
-        ])
-        .past_when(source_past),
-    );
-    // The destination storage steps are past once the copy is verified: it
-    // may since have been adopted (renamed by Cinder) and the mirrored image
-    // removed by the cleanup.
     let dest_past = vec![verified.clone()];
-    steps.push(
-        draft(
-            "wait-for-sync",
-            Role::DestinationStorage,
-            Action::WaitForSync {
-                source: src.clone(),
-                mirrored: mirrored_cut.clone(),
-                mode,
-            },
-        )
-        .after(vec!["cut-over-snapshot"])
-        .requires(vec![Check::Exists {
-            image: mirrored.clone(),
-        }])
-        .done_when(vec![synced.clone()])
-        .past_when(dest_past.clone()),
-    );
     let mut copy_features = facts.features.0 & Features::CREATABLE.0 & !Features::JOURNALING.0;
     let mut copy_requires = vec![
-        synced.clone(),
+        if direct {
+            Check::SnapshotExists {
+                image: orig_cut.clone(),
+            }
+        } else {
+            synced.clone()
+        },
         Check::Absent {
             image: dest.clone(),
         },
@@ -683,7 +652,11 @@ fn image_plan(
             "copy",
             Role::DestinationStorage,
             Action::Copy {
-                from: mirrored_cut.clone(),
+                from: if direct {
+                    orig_cut.clone()
+                } else {
+                    mirrored_cut.clone()
+                },
                 to: partial.clone(),
                 features: Some(Features(copy_features)),
                 clone_of: clone_of.clone(),
@@ -693,23 +666,36 @@ fn image_plan(
         .done_when(vec![copied.clone()])
         .past_when(dest_past),
     );
+    // Mirror: the source's digest follows the data (mirroring carries it),
+    // and the copy's digest is of what it read from the mirrored image.
+    // Direct: the copy noted the digest of what it read on the source, and
+    // the copy is read back.
+    let (expected, carries_sum, after) = if direct {
+        (orig_cut.clone(), orig.clone(), vec!["copy"])
+    } else {
+        (
+            mirrored_cut.clone(),
+            mirrored.clone(),
+            vec!["copy", "hash-source"],
+        )
+    };
     steps.push(
         draft(
             "verify",
             Role::DestinationStorage,
             Action::Verify {
-                expected: mirrored_cut.clone(),
+                expected,
                 partial: partial.clone(),
                 copy: dest.clone(),
                 origin: origin.clone(),
+                read_back: direct,
             },
         )
-        .after(vec!["copy", "hash-source"])
-        // The source's digest follows the data: mirroring carries it.
+        .after(after)
         .requires(vec![
             copied,
             Check::MetadataPresent {
-                image: mirrored.clone(),
+                image: carries_sum,
                 key: sum_key.clone(),
             },
         ])
@@ -814,7 +800,7 @@ fn image_plan(
         );
         // Mirroring is disabled where ferry enabled it: the image itself, or
         // a clone's carrier (rbd-mirror then removes the mirrored copy).
-        if !pool_mode && (clone || facts.mirroring.is_none()) {
+        if !direct && !pool_mode && (clone || facts.mirroring.is_none()) {
             let gone = if clone {
                 vec![Check::Absent { image: src.clone() }]
             } else {
@@ -831,7 +817,7 @@ fn image_plan(
                 .past_when(gone),
             );
         }
-        if clone {
+        if clone && !direct {
             steps.push(
                 draft(
                     "remove-flat-copy",
@@ -848,7 +834,7 @@ fn image_plan(
         let mut snapshot_gone = vec![Check::SnapshotAbsent {
             image: orig_cut.clone(),
         }];
-        if !clone {
+        if !clone || direct {
             snapshot_gone.push(Check::MetadataAbsent {
                 image: src.clone(),
                 key: sum_key,
@@ -865,7 +851,7 @@ fn image_plan(
             .requires(vec![confirmed.clone()])
             .done_when(snapshot_gone),
         );
-        if !clone && (added.0 != 0 || removed.0 != 0) {
+        if !carrier_is_flat && (added.0 != 0 || removed.0 != 0) {
             steps.push(
                 draft(
                     "restore-features",
@@ -940,11 +926,124 @@ fn image_plan(
     ImagePlan {
         image: r.clone(),
         mode,
+        transfer: opts.transfer,
         facts: facts.clone(),
         adoption,
         warnings,
         steps: out,
     }
+}
+
+/// What the mirror transfer's own steps are made of.
+struct MirrorSteps<'a> {
+    /// A pool-mode pool mirrors every journaled image by itself.
+    pool_mode: bool,
+    clone: bool,
+    mode: MirrorMode,
+    cut: &'a str,
+    /// The image mirrored: the image itself, or a clone's carrier.
+    src: &'a ImageAt,
+    src_cut: &'a ImageAt,
+    mirrored: &'a ImageAt,
+    mirrored_cut: &'a ImageAt,
+    synced: &'a Check,
+    idle: &'a [Check],
+    source_past: Vec<Check>,
+    /// The destination storage steps are past once the copy is verified:
+    /// it may since have been adopted (renamed by Cinder) and the mirrored
+    /// image removed by the cleanup.
+    dest_past: Vec<Check>,
+    sum_key: &'a str,
+}
+
+/// Mirroring enabled, the cut-over and its digest on their way, and the
+/// wait for them at the destination.
+fn mirror_steps(steps: &mut Vec<Draft>, m: MirrorSteps<'_>) {
+    if !m.pool_mode {
+        steps.push(
+            draft(
+                "enable-mirroring",
+                Role::SourceStorage,
+                Action::EnableMirroring {
+                    image: m.src.clone(),
+                    mode: m.mode,
+                },
+            )
+            .done_when(vec![Check::MirroringEnabled {
+                image: m.src.clone(),
+                mode: m.mode,
+            }])
+            .past_when(m.source_past.clone()),
+        );
+    }
+    // The cut-over, in both modes: a user snapshot that mirroring carries
+    // to the destination, where its arrival is seen without the status.
+    let mut cutover_done = vec![Check::SnapshotExists {
+        image: m.src_cut.clone(),
+    }];
+    if m.mode == MirrorMode::Snapshot {
+        cutover_done.push(Check::MirrorSnapshotAfter {
+            image: m.src_cut.clone(),
+        });
+    }
+    steps.push(
+        draft(
+            "cut-over-snapshot",
+            Role::SourceStorage,
+            Action::CreateCutover {
+                image: m.src_cut.clone(),
+                mode: m.mode,
+            },
+        )
+        // A clone was frozen by its own snapshot; the carrier is ferry's.
+        .requires(if m.clone { vec![] } else { m.idle.to_vec() })
+        .done_when(cutover_done)
+        .past_when(m.source_past.clone()),
+    );
+    // Its digest, as image metadata that mirroring carries too. Only the
+    // verify needs it: the sync and the copy go on meanwhile. Done once
+    // the digest is on its way (`checksum_sent_key`).
+    steps.push(
+        draft(
+            "hash-source",
+            Role::SourceStorage,
+            Action::HashSource {
+                image: m.src_cut.clone(),
+                mode: m.mode,
+            },
+        )
+        .requires(vec![Check::SnapshotExists {
+            image: m.src_cut.clone(),
+        }])
+        .done_when(vec![
+            Check::MetadataPresent {
+                image: m.src.clone(),
+                key: m.sum_key.to_string(),
+            },
+            Check::MetadataPresent {
+                image: m.src.clone(),
+                key: super::checksum_sent_key(m.cut),
+            },
+        ])
+        .past_when(m.source_past),
+    );
+    steps.push(
+        draft(
+            "wait-for-sync",
+            Role::DestinationStorage,
+            Action::WaitForSync {
+                source: m.src.clone(),
+                mirrored: m.mirrored_cut.clone(),
+                mode: m.mode,
+            },
+        )
+        .after(vec!["cut-over-snapshot"])
+        .requires(vec![Check::Exists {
+            image: m.mirrored.clone(),
+        }])
+        .done_when(vec![m.synced.clone()])
+        .past_when(m.dest_past),
+    );
 }
 
 fn mirroring_words(m: Option<MirrorMode>) -> String {
@@ -1072,6 +1171,7 @@ mod tests {
             source_glance_pool: Some("osglance".into()),
             dest_glance_pool: Some("glance-ct1-cl1".into()),
             published_parents: BTreeSet::new(),
+            transfer: Transfer::Mirror,
         }
     }
 
@@ -1168,6 +1268,126 @@ mod tests {
             }]
         );
         assert_eq!(plan.steps_for(Role::Cleanup).count(), 0);
+    }
+
+    fn direct(mode: MirrorMode, cleanup: bool) -> BuildOptions {
+        BuildOptions {
+            transfer: Transfer::Direct,
+            ..opts(mode, cleanup)
+        }
+    }
+
+    #[test]
+    fn a_direct_transfer_changes_nothing_on_the_source_but_its_snapshot() {
+        // Journal mode asked for, an image lacking exclusive-lock, with a
+        // user snapshot: none of it matters when nothing is mirrored.
+        let (r, mut f) = volume(Features::LAYERING);
+        f.user_snapshots = vec!["before-upgrade".into()];
+        let plan = build(&direct(MirrorMode::Journal, true), &[(r, f)]);
+        assert_eq!(
+            names(&plan),
+            [
+                "preflight",
+                "record-original",
+                "cut-over-snapshot",
+                "copy",
+                "verify",
+                "publish",
+                "confirm-verified",
+                "check-source-unchanged",
+                "remove-cut-over-snapshot",
+                "forget-original"
+            ]
+        );
+        let img = &plan.images[0];
+        assert_eq!(img.transfer, Transfer::Direct);
+        assert!(!img.warnings.iter().any(|w| w.contains("mirrored too")));
+        let steps = &img.steps;
+        let cut = ImageAt {
+            site: Site::Source,
+            pool: "oscinder".into(),
+            image: "volume-1".into(),
+            snap: Some(crate::plan::cutover_snap("p1")),
+        };
+        assert_eq!(
+            steps[2].action,
+            Action::FreezeSnapshot { image: cut.clone() }
+        );
+        assert_eq!(
+            steps[2].requires,
+            vec![Check::NotInUse {
+                image: ImageAt {
+                    snap: None,
+                    ..cut.clone()
+                }
+            }]
+        );
+        // The copy reads the cut-over on the source cluster, once it exists.
+        let Action::Copy { from, to, .. } = &steps[3].action else {
+            panic!("{:?}", steps[3].action)
+        };
+        assert_eq!(from, &cut);
+        assert_eq!(to.site, Site::Destination);
+        assert_eq!(steps[3].role, Role::DestinationStorage);
+        assert_eq!(
+            steps[3].requires[0],
+            Check::SnapshotExists { image: cut.clone() }
+        );
+        // The verify reads the copy back against the digest on the source.
+        let Action::Verify {
+            expected,
+            read_back,
+            ..
+        } = &steps[4].action
+        else {
+            panic!()
+        };
+        assert_eq!(expected, &cut);
+        assert!(read_back);
+        assert_eq!(steps[4].after, vec![steps[3].id.clone()]);
+        assert!(steps[4].requires.contains(&Check::MetadataPresent {
+            image: ImageAt {
+                snap: None,
+                ..cut.clone()
+            },
+            key: crate::plan::checksum_key(&crate::plan::cutover_snap("p1")),
+        }));
+        // A mirror plan's verify trusts the copy's digest: only direct reads
+        // back (and --reread).
+        let mirror = build(
+            &opts(MirrorMode::Snapshot, false),
+            &[volume(Features::DEFAULT)],
+        );
+        assert!(mirror.images[0].steps.iter().all(|s| !matches!(
+            s.action,
+            Action::Verify {
+                read_back: true,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn a_direct_clone_is_read_through_its_parent_with_no_flat_copy_on_the_source() {
+        let plan = build(
+            &direct(MirrorMode::Snapshot, true),
+            &[clone_of_glance_image()],
+        );
+        let n = names(&plan);
+        assert!(!n.contains(&"copy-out-flat"), "{n:?}");
+        assert!(!n.contains(&"remove-flat-copy"), "{n:?}");
+        assert!(!n.contains(&"disable-mirroring"), "{n:?}");
+        let copy = plan.images[0]
+            .steps
+            .iter()
+            .find(|s| s.name == "copy")
+            .unwrap();
+        assert_eq!(copy.action_image().image, "volume-1");
+        assert_eq!(plan.images[0].mirrored_source().image, "volume-1");
+        assert!(plan.images[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("read through its parent")));
     }
 
     fn clone_of_glance_image() -> (ImageRef, ImageFacts) {

@@ -103,8 +103,11 @@ pub fn cutover_snap(plan_id: &str) -> String {
 /// source sets it; mirroring carries it to the destination (in both modes),
 /// which verifies its copy against it without reading the source.
 pub fn checksum_key(snap: &str) -> String {
-    format!("{snap}.digest")
+    format!("{snap}{DIGEST_SUFFIX}")
 }
+
+/// How a [`checksum_key`] ends.
+pub const DIGEST_SUFFIX: &str = ".digest";
 
 /// The image metadata key the source sets once its digest
 /// ([`checksum_key`]) is on its way: in snapshot mode, after the mirror
@@ -494,7 +497,8 @@ pub enum Action {
         mirrored: ImageAt,
         mode: MirrorMode,
     },
-    /// Copy an image into another pool (same cluster), creating the copy
+    /// Copy an image into another pool (same cluster, or with a direct
+    /// transfer from the source cluster's cut-over snapshot), creating the copy
     /// with `features` (the source's as found, without journaling: the
     /// destination pool is not mirrored), then mark it copied
     /// (`copied_key`). `to` is the partial name.
@@ -518,6 +522,9 @@ pub enum Action {
     /// set on the source, read from the mirrored image (`expected`). When
     /// equal: record it (`record_object`) and on the copy; when not: drop the
     /// copied mark so that a re-run copies afresh.
+    ///
+    /// With `read_back` (a direct copy, whose digest is of the source's
+    /// bytes as read), the copy is always read back from the destination.
     Verify {
         expected: ImageAt,
         partial: ImageAt,
@@ -526,6 +533,8 @@ pub enum Action {
         /// The source the copy is of, written into the record.
         #[serde(default)]
         origin: SourceId,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        read_back: bool,
     },
     /// Rename the verified partial copy to its final name.
     Publish { partial: ImageAt, copy: ImageAt },
@@ -633,6 +642,9 @@ pub struct ImagePlan {
     pub image: ImageRef,
     /// How this image is mirrored (Glance pools: always journal).
     pub mode: MirrorMode,
+    /// What carries the data (mirror unless the spec says direct).
+    #[serde(default, skip_serializing_if = "crate::spec::Transfer::is_mirror")]
+    pub transfer: crate::spec::Transfer,
     /// What discovery found, kept so that cleanup can restore it.
     pub facts: ImageFacts,
     /// What the destination cloud does with the copy, if a cloud adopts it.
@@ -645,9 +657,9 @@ pub struct ImagePlan {
 
 impl ImagePlan {
     /// The source image that is mirrored and holds the cut-over checksum:
-    /// the image itself, or a clone's flat carrier.
+    /// the image itself, or a clone's flat carrier (mirror transfer only).
     pub fn mirrored_source(&self) -> ImageAt {
-        let image = if self.facts.parent.is_some() {
+        let image = if self.facts.parent.is_some() && self.transfer.is_mirror() {
             flat_name(&self.image.name)
         } else {
             self.image.name.clone()

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use crate::ceph::{Features, MirrorMode};
 use crate::plan::{
-    describe, Action, Adoption, Check, CloudObject, ImageAt, ImagePlan, Plan, Role, Step,
+    describe, Action, Adoption, Check, CloudObject, ImageAt, ImagePlan, Plan, Role, Site, Step,
 };
 
 const COMMON: &str = include_str!("common.sh");
@@ -105,6 +105,10 @@ fn text(role: Role) -> Text {
     }
 }
 
+/// Sets FROM_ARGS for a step that reads the source cluster (a direct
+/// transfer's copy and verify, in the destination storage part).
+const FROM_SOURCE: &str = "FROM_ARGS=${FERRY_SOURCE_CEPH_ARGS:?set FERRY_SOURCE_CEPH_ARGS to the rbd options for the source cluster, which a direct transfer reads}\n";
+
 /// The script for one role's part of `plan`.
 pub fn script(plan: &Plan, role: Role) -> String {
     let t = text(role);
@@ -126,6 +130,16 @@ pub fn script(plan: &Plan, role: Role) -> String {
         ("Then", t.after),
     ] {
         let _ = writeln!(s, "# {k}: {v}");
+    }
+    let direct = plan
+        .images
+        .iter()
+        .any(|i| i.transfer == crate::spec::Transfer::Direct);
+    if direct && role == Role::DestinationStorage {
+        let _ = writeln!(
+            s,
+            "# Direct transfer: this part also reads the source cluster, and notes\n# the cut-over's digest on each source image. FERRY_SOURCE_CEPH_ARGS holds\n# rbd's options for it: '-c <source conf> --id <user> --keyring <file>'."
+        );
     }
     let _ = writeln!(
         s,
@@ -247,6 +261,21 @@ fn origin_json(origin: &crate::plan::SourceId) -> String {
 /// A check as one shell command; None when the role cannot observe it and
 /// the action guards itself (a Glance location).
 fn cond(c: &Check, role: Role, plan: &Plan, img: &ImagePlan) -> Option<String> {
+    let cmd = cond_here(c, role, plan, img)?;
+    // A direct transfer's destination part checks the source too.
+    let on_source = |at: &ImageAt| at.site == Site::Source && role == Role::DestinationStorage;
+    Some(match c {
+        Check::MetadataPresent { image, .. } | Check::SnapshotExists { image }
+            if on_source(image) =>
+        {
+            format!("from_source {cmd}")
+        }
+        _ => cmd,
+    })
+}
+
+/// A check as a command on the script's own cluster or cloud.
+fn cond_here(c: &Check, role: Role, plan: &Plan, img: &ImagePlan) -> Option<String> {
     Some(match c {
         Check::Exists { image } => format!("image_exists {}", spec(image)),
         Check::Absent { image } => format!("image_absent {}", spec(image)),
@@ -339,9 +368,13 @@ fn waitable(c: &Check) -> Option<String> {
         )),
         // The source's digest, which mirroring carries after the source
         // storage part's hash-source step.
-        Check::MetadataPresent { image, key } if image.site == crate::plan::Site::Destination => Some(format!(
+        Check::MetadataPresent { image, key }
+            if image.site == Site::Destination && key.ends_with(crate::plan::DIGEST_SUFFIX) =>
+        {
+            Some(format!(
             "the source's digest {key} on {image} (the source storage part's hash-source step sets it; mirroring carries it)"
-        )),
+        ))
+        }
         _ => None,
     }
 }
@@ -645,6 +678,11 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 spec(to),
                 spec(to)
             );
+            let direct = from.site == Site::Source;
+            if direct {
+                // The source is read with its own options.
+                b.push_str(FROM_SOURCE);
+            }
             match clone_of {
                 Some(p) => {
                     let _ = writeln!(
@@ -660,6 +698,10 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                         spec(to)
                     );
                 }
+                None if direct => {
+                    let _ = writeln!(b, "say {}", q(&format!("copying {from} to {to}")));
+                    let _ = writeln!(b, "copy_flat {} {}{feats}", with_snap(from), spec(to));
+                }
                 None => {
                     let _ = writeln!(b, "say {}", q(&format!("copying {from} to {to}")));
                     let _ = writeln!(
@@ -669,6 +711,22 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                         spec(to)
                     );
                 }
+            }
+            if direct {
+                // The cut-over's digest, noted on the source for the verify
+                // and the cleanup (as a mirror's hash-source does).
+                let sum = crate::plan::checksum_key(from.snap.as_deref().unwrap_or_default());
+                let head = ImageAt {
+                    snap: None,
+                    ..from.clone()
+                };
+                let _ = writeln!(
+                    b,
+                    "image_digest {}\n# shellcheck disable=SC2086 # FROM_ARGS: words of options\nrbdw $FROM_ARGS image-meta set {} {} \"$SUM\"\nFROM_ARGS=",
+                    with_snap(from),
+                    spec(&head),
+                    q(&sum)
+                );
             }
             let _ = writeln!(b, "rbdw image-meta set {} {} yes", spec(to), q(&key));
         }
@@ -693,6 +751,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             partial,
             copy,
             origin,
+            ..
         } => {
             if origin.fsid.is_empty() || origin.id.is_empty() {
                 let _ = writeln!(
@@ -707,9 +766,13 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 snap: None,
                 ..expected.clone()
             };
+            // Direct: the digest is on the source image.
+            if expected.site == Site::Source {
+                b.push_str(FROM_SOURCE);
+            }
             let _ = writeln!(
                 b,
-                "meta {} {} || die {}\nwant=$OUT",
+                "rbdq image-meta get {} {} || die {}\nwant=$OUT\nFROM_ARGS=",
                 spec(&head),
                 q(&key),
                 q(&format!("{head} carries no checksum ({key})"))

@@ -1,10 +1,25 @@
 RC=$(mktemp)
+# rbd's options for the cluster images are read from (a direct transfer
+# reads the source cluster): empty for this part's own cluster. rbdq and
+# the exports of what is copied or hashed use them.
+FROM_ARGS=
+
+# from_source CMD ARG...: CMD reading the source cluster (a direct
+# transfer's checks in the destination storage part).
+from_source() {
+  FROM_ARGS=${FERRY_SOURCE_CEPH_ARGS:?set FERRY_SOURCE_CEPH_ARGS to the rbd options for the source cluster, which a direct transfer reads}
+  rc=0
+  "$@" || rc=$?
+  FROM_ARGS=
+  return "$rc"
+}
 trap 'rm -f "$ERR" "$RC" "$RC".*' EXIT
 
-# rbdq ARG...: runs rbd, output in OUT; 0: found, 1: not found (ENOENT),
-# any other failure stops the script.
+# rbdq ARG...: runs rbd (on the cluster FROM_ARGS names), output in OUT;
+# 0: found, 1: not found (ENOENT), any other failure stops the script.
 rbdq() {
-  OUT=$(bounded rbd "$@" 2>"$ERR") && return 0
+  # shellcheck disable=SC2086 # FROM_ARGS: words of options
+  OUT=$(bounded rbd $FROM_ARGS "$@" 2>"$ERR") && return 0
   rc=$?
   [ "$rc" -eq 2 ] && return 1
   die "rbd $*: $(cat "$ERR")"
@@ -175,7 +190,8 @@ image_digest() {
   printf 'unknown' >"$RC"
   SUM=$({
     rc=0
-    rbdl export --no-progress "$1" - 2>"$ERR" || rc=$?
+    # shellcheck disable=SC2086 # FROM_ARGS: words of options
+    rbdl $FROM_ARGS export --no-progress "$1" - 2>"$ERR" || rc=$?
     printf '%s' "$rc" >"$RC"
   } | split -b 4M --filter sha256sum | cut -c1-64 | sha256sum | cut -c1-64)
   [ "$(cat "$RC")" = 0 ] || die "rbd export $1 (status $(cat "$RC")): $(cat "$ERR")"
@@ -239,7 +255,8 @@ copy_onto_parent() {
     printf 'rbd diff v1\n'
     {
       rc=0
-      rbdl export --no-progress "$from" - 2>"$ERR" || rc=$?
+      # shellcheck disable=SC2086 # FROM_ARGS: words of options
+      rbdl $FROM_ARGS export --no-progress "$from" - 2>"$ERR" || rc=$?
       printf '%s' "$rc" >"$RC"
     } | FERRY_HASHES="$RC.hashes" FERRY_WRITTEN="$RC.written" split -a 12 -d -b 4M --filter "$DIFF_FILTER"
     printf e
@@ -261,7 +278,8 @@ copy_flat() {
   printf 'unknown' >"$RC"
   if ! {
     rc=0
-    rbdl export --no-progress "$from" - 2>"$ERR" || rc=$?
+    # shellcheck disable=SC2086 # FROM_ARGS: words of options
+    rbdl $FROM_ARGS export --no-progress "$from" - 2>"$ERR" || rc=$?
     printf '%s' "$rc" >"$RC"
   } | rbdl import --no-progress "$@" - "$to" 2>"$RC.import"; then
     die "rbd import into $to: $(cat "$RC.import")"

@@ -1,15 +1,33 @@
 use super::*;
 use crate::ceph::PoolMirrorMode;
 use crate::plan::{build, AdoptOptions, BuildOptions, ImageFacts};
-use crate::spec::{BootableTo, ImageKind, ImageRef};
+use crate::spec::{BootableTo, ImageKind, ImageRef, Transfer};
 
 fn plan(mode: MirrorMode) -> Plan {
-    plan_named(mode, &|s: &str| s.to_string())
+    plan_named(mode, Transfer::Mirror, &|s: &str| s.to_string())
+}
+
+/// The plans of both transfers, each mirroring mode for mirror.
+fn every_plan(name: &dyn Fn(&str) -> String) -> Vec<(String, Plan)> {
+    vec![
+        (
+            "snapshot".into(),
+            plan_named(MirrorMode::Snapshot, Transfer::Mirror, name),
+        ),
+        (
+            "journal".into(),
+            plan_named(MirrorMode::Journal, Transfer::Mirror, name),
+        ),
+        (
+            "direct".into(),
+            plan_named(MirrorMode::Snapshot, Transfer::Direct, name),
+        ),
+    ]
 }
 
 /// Every name, type, description and metadata value of `plan` dressed by
 /// `name` (the hostile plan: shell syntax in all of them).
-fn plan_named(mode: MirrorMode, name: &dyn Fn(&str) -> String) -> Plan {
+fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> String) -> Plan {
     let opts = BuildOptions {
         mode,
         allow_in_use: false,
@@ -28,6 +46,7 @@ fn plan_named(mode: MirrorMode, name: &dyn Fn(&str) -> String) -> Plan {
         source_glance_pool: Some(name("images")),
         dest_glance_pool: Some(name("glance-images")),
         published_parents: Default::default(),
+        transfer,
     };
     let volume = |bootable: bool, id: &str| {
         (
@@ -159,8 +178,7 @@ fn every_script_passes_shellcheck() {
         panic!("shellcheck is not installed (ceph-testenv/testenv install adds it)");
     };
     assert!(out.status.success());
-    for mode in [MirrorMode::Snapshot, MirrorMode::Journal] {
-        let p = plan(mode);
+    for (mode, p) in every_plan(&|s: &str| s.to_string()) {
         for role in ROLES {
             let dir = std::env::temp_dir().join(format!("ferry-sc-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
@@ -276,8 +294,7 @@ fn the_lexer_tells_quoted_from_code() {
 
 #[test]
 fn hostile_names_stay_literal_in_every_script() {
-    for mode in [MirrorMode::Snapshot, MirrorMode::Journal] {
-        let p = plan_named(mode, &hostile);
+    for (mode, p) in every_plan(&hostile) {
         for role in ROLES {
             let s = script(&p, role);
             let lexed = lex(&s);
@@ -380,6 +397,7 @@ fn clone_of_parent_plan() -> Plan {
         source_glance_pool: Some("images".into()),
         dest_glance_pool: Some("glance-images".into()),
         published_parents: Default::default(),
+        transfer: crate::spec::Transfer::Mirror,
     };
     build(&opts, &[(volume, facts), (image, image_facts)])
 }
@@ -400,4 +418,35 @@ fn a_clone_of_parent_copy_waits_for_the_parent_and_writes_what_differs() {
     // The verify reads the clone back, as for any scripted copy.
     assert!(s.contains("image_digest 'cinder-volumes/volume-v1.ferry-partial'"));
     shellcheck(&s, "clone-of-parent", &[]);
+}
+
+#[test]
+fn a_direct_transfer_reads_the_source_with_its_own_options_in_the_destination_part() {
+    let p = plan_named(MirrorMode::Snapshot, Transfer::Direct, &|s: &str| {
+        s.to_string()
+    });
+    let dst = script(&p, Role::DestinationStorage);
+    assert!(dst.contains("FERRY_SOURCE_CEPH_ARGS holds"), "{dst}");
+    // The copy and the verify read the source; the rest is this cluster's.
+    assert_eq!(
+        dst.matches("FROM_ARGS=${FERRY_SOURCE_CEPH_ARGS:?").count(),
+        5
+    );
+    assert!(
+        !dst.contains("to be in sync"),
+        "no mirror to wait for: {dst}"
+    );
+    assert!(
+        dst.contains("from_source snap_exists 'volumes/volume-v1' "),
+        "{dst}"
+    );
+    assert!(
+        dst.contains("from_source meta_present 'volumes/volume-v1' "),
+        "{dst}"
+    );
+    assert!(dst.contains("copy_flat 'volumes/volume-v1@"), "{dst}");
+    let src = script(&p, Role::SourceStorage);
+    assert!(!src.contains("mirror image enable"), "{src}");
+    assert!(!src.contains("feature enable"), "{src}");
+    assert!(src.contains("snap create"), "{src}");
 }

@@ -87,7 +87,10 @@ impl<'c> CloneFixture<'c> {
     }
 }
 
-fn clone_from_glance_moves(mode: &str) {
+/// `options`: how the data moves (`mirror_mode: snapshot|journal`, or
+/// `transfer: direct`).
+fn clone_from_glance_moves(options: &str) {
+    let mode = options;
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let (src, dst) = (env.cloud("source"), env.cloud("destination"));
@@ -116,7 +119,7 @@ fn clone_from_glance_moves(mode: &str) {
     let (spec, state) = spec_in_temp_dir(&(env.spec_yaml_with_clouds(&format!(
         "  - volume: {name}\n  - glance_image: {image_name}\n"
     )) + &format!(
-        "options: {{mirror_mode: {mode}, cleanup: true, bootable_volumes: cinder, volume_types: {{ceph: ceph}}}}\n"
+        "options: {{{options}, cleanup: true, bootable_volumes: cinder, volume_types: {{ceph: ceph}}}}\n"
     )));
     let plan = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["plan"])
@@ -159,17 +162,32 @@ fn clone_from_glance_moves(mode: &str) {
         .all(|s| s.namespace != SnapNamespace::User));
     let gone = vp.open_image_read_only(&format!("{rbd_name}.ferry-flat"), None);
     assert!(gone.is_err(), "the flat carrier was left behind");
+    if options.contains("direct") {
+        // Read through its parent: no carrier was made, nothing mirrored.
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("copy-out-flat"),
+            "a direct clone needs no flat copy on the source"
+        );
+        let mirrored_pool = b.pool("volumes").unwrap();
+        let mirrored = mirrored_pool.open_image_read_only(&rbd_name, None);
+        assert!(mirrored.is_err(), "nothing was to be mirrored");
+    }
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
 
 #[test]
 fn volume_cloned_from_a_glance_image_moves_flat_with_its_parent_snapshot_mode() {
-    clone_from_glance_moves("snapshot");
+    clone_from_glance_moves("mirror_mode: snapshot");
+}
+
+#[test]
+fn volume_cloned_from_a_glance_image_moves_flat_with_its_parent_directly() {
+    clone_from_glance_moves("transfer: direct");
 }
 
 #[test]
 fn volume_cloned_from_a_glance_image_moves_flat_with_its_parent_journal_mode() {
-    clone_from_glance_moves("journal");
+    clone_from_glance_moves("mirror_mode: journal");
 }
 
 /// `rbd bench` writing to an image on site-a for as long as it lives.
@@ -238,17 +256,21 @@ fn plain_image(env: &TestEnv, name: &str, size: u64, features: Features, seed: u
 }
 
 #[test]
-fn a_writing_client_blocks_the_cut_over_in_both_modes_until_it_stops() {
+fn a_writing_client_blocks_the_cut_over_in_both_modes_and_direct_until_it_stops() {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
-    for mode in ["snapshot", "journal"] {
+    for mode in [
+        "mirror_mode: snapshot",
+        "mirror_mode: journal",
+        "transfer: direct",
+    ] {
         let id = unique("busy");
         let name = format!("volume-{id}");
         plain_image(&env, &name, 64 * MIB, Features::DEFAULT, 41);
         let writer = Writer::start(&env, &format!("volumes/{name}"));
         let (spec, state) = spec_in_temp_dir(
             &(env.spec_yaml(&format!("  - volume: {id}\n"))
-                + &format!("options: {{mirror_mode: {mode}, cleanup: true}}\n")),
+                + &format!("options: {{{mode}, cleanup: true}}\n")),
         );
         let out = common::ferry_run(&spec, &state, &["--wait-timeout", "8"], None);
         let text = format!(

@@ -246,6 +246,17 @@ fn stopped_copy_resumes_with_only_the_chunks_it_lacks() {
 /// the re-run reads only the chunks that were not yet copied.
 #[test]
 fn run_killed_during_the_copy_resumes_with_the_missing_chunks() {
+    killed_during_the_copy("mirror_mode: snapshot");
+}
+
+/// The same with a direct transfer, whose copy reads the source cluster;
+/// nothing but the cut-over snapshot and its digest changes on the source.
+#[test]
+fn direct_run_killed_during_the_copy_resumes_with_the_missing_chunks() {
+    killed_during_the_copy("transfer: direct");
+}
+
+fn killed_during_the_copy(options: &str) {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let v = unique("killcopy");
@@ -283,7 +294,7 @@ fn run_killed_during_the_copy_resumes_with_the_missing_chunks() {
         sum
     };
     let (spec, state) = spec_in_temp_dir(
-        &(env.spec_yaml(&format!("  - volume: {v}\n")) + "options: {mirror_mode: snapshot}\n"),
+        &(env.spec_yaml(&format!("  - volume: {v}\n")) + &format!("options: {{{options}}}\n")),
     );
     let run = |crash: Option<&str>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
@@ -348,6 +359,38 @@ fn run_killed_during_the_copy_resumes_with_the_missing_chunks() {
         checksum(&p.open_image_read_only(&name, None).unwrap()),
         want
     );
+    if options.contains("direct") {
+        // Never mirrored (no copy in the mirrored pool either), features as
+        // they were; the cut-over snapshot carries the digest verified.
+        let a = env.connect("site-a");
+        let source_pool = a.pool("volumes").unwrap();
+        let img = source_pool.open_image_read_only(&name, None).unwrap();
+        assert_eq!(
+            img.mirror_info().unwrap().state,
+            ferry::ceph::ImageMirrorState::Disabled
+        );
+        assert_eq!(img.features().unwrap(), Features::DEFAULT);
+        assert!(b
+            .pool("volumes")
+            .unwrap()
+            .open_image_read_only(&name, None)
+            .is_err());
+        let verified = step_events(&out)
+            .into_iter()
+            .find(|e| e["step"] == "verify" && e["status"] == "done")
+            .expect("verified");
+        let sum = verified["detail"].as_str().unwrap().to_string();
+        let meta = img.metadata_list().unwrap();
+        let digest = meta
+            .iter()
+            .find(|(k, _)| k.ends_with(".digest"))
+            .map(|(_, v)| v.clone())
+            .expect("the cut-over's digest on the source");
+        assert!(
+            sum.contains(&digest[..12]),
+            "verify said {sum}, the source holds {digest}"
+        );
+    }
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
 
