@@ -145,8 +145,8 @@ pub enum Transfer {
     #[default]
     Mirror,
     /// ferry's engine reads the cut-over snapshot on the source cluster and
-    /// writes the destination pool, hashing in flight, then reads the copy
-    /// back to verify it. No mirroring, no feature changes, and no flat
+    /// writes the destination pool, hashing in flight (`--reread` reads the
+    /// copy back to verify it). No mirroring, no feature changes, and no flat
     /// copy of a clone on the source: one snapshot is all that changes
     /// there. The host running the copy needs both clusters.
     Direct,

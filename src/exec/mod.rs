@@ -974,9 +974,13 @@ impl Ctx<'_> {
                     ),
                     Check::MirrorSynced { mirrored, .. } => format!("{mirrored} to be in sync"),
                     Check::Exists { image } => format!("{image} to appear"),
-                    Check::MetadataPresent { image, key } => {
+                    Check::MetadataPresent { image, key } if image.site == Site::Destination => {
                         format!("{key} on {image} (mirroring carries it)")
                     }
+                    // A direct transfer's copy, run as its own part.
+                    Check::SnapshotExists { image } if image.site == Site::Source => format!(
+                        "the cut-over snapshot {image} (the source storage part takes it)"
+                    ),
                     Check::Published { image } => format!(
                         "the verified copy {image} (the destination storage part publishes it after verify)"
                     ),
@@ -1345,7 +1349,6 @@ impl Ctx<'_> {
                 partial,
                 copy,
                 origin,
-                read_back,
             } => {
                 // A record under this copy name of another source: refuse
                 // before reading anything.
@@ -1363,11 +1366,7 @@ impl Ctx<'_> {
                     .metadata(expected, &key)?
                     .ok_or_else(|| anyhow!("{expected} carries no checksum ({key})"))?;
                 let sum = match self.metadata(partial, &crate::plan::copied_key(snap))? {
-                    Some(written)
-                        if crate::transfer::is_digest(&written)
-                            && !self.opts.reread
-                            && !*read_back =>
-                    {
+                    Some(written) if crate::transfer::is_digest(&written) && !self.opts.reread => {
                         written
                     }
                     _ => self.digest(i, step, partial, Phase::Verifying)?,

@@ -668,8 +668,8 @@ fn image_plan(
     );
     // Mirror: the source's digest follows the data (mirroring carries it),
     // and the copy's digest is of what it read from the mirrored image.
-    // Direct: the copy noted the digest of what it read on the source, and
-    // the copy is read back.
+    // Direct: the copy noted the digest of what it read on the source (and
+    // wrote); `--reread` reads the copy back.
     let (expected, carries_sum, after) = if direct {
         (orig_cut.clone(), orig.clone(), vec!["copy"])
     } else {
@@ -688,7 +688,6 @@ fn image_plan(
                 partial: partial.clone(),
                 copy: dest.clone(),
                 origin: origin.clone(),
-                read_back: direct,
             },
         )
         .after(after)
@@ -1333,17 +1332,11 @@ mod tests {
             steps[3].requires[0],
             Check::SnapshotExists { image: cut.clone() }
         );
-        // The verify reads the copy back against the digest on the source.
-        let Action::Verify {
-            expected,
-            read_back,
-            ..
-        } = &steps[4].action
-        else {
+        // The verify compares with the digest noted on the source.
+        let Action::Verify { expected, .. } = &steps[4].action else {
             panic!()
         };
         assert_eq!(expected, &cut);
-        assert!(read_back);
         assert_eq!(steps[4].after, vec![steps[3].id.clone()]);
         assert!(steps[4].requires.contains(&Check::MetadataPresent {
             image: ImageAt {
@@ -1352,19 +1345,6 @@ mod tests {
             },
             key: crate::plan::checksum_key(&crate::plan::cutover_snap("p1")),
         }));
-        // A mirror plan's verify trusts the copy's digest: only direct reads
-        // back (and --reread).
-        let mirror = build(
-            &opts(MirrorMode::Snapshot, false),
-            &[volume(Features::DEFAULT)],
-        );
-        assert!(mirror.images[0].steps.iter().all(|s| !matches!(
-            s.action,
-            Action::Verify {
-                read_back: true,
-                ..
-            }
-        )));
     }
 
     #[test]

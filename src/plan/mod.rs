@@ -523,8 +523,8 @@ pub enum Action {
     /// equal: record it (`record_object`) and on the copy; when not: drop the
     /// copied mark so that a re-run copies afresh.
     ///
-    /// With `read_back` (a direct copy, whose digest is of the source's
-    /// bytes as read), the copy is always read back from the destination.
+    /// A direct copy's digest is of the source's bytes as read and written;
+    /// the digest it noted on the source is `expected`'s.
     Verify {
         expected: ImageAt,
         partial: ImageAt,
@@ -533,8 +533,6 @@ pub enum Action {
         /// The source the copy is of, written into the record.
         #[serde(default)]
         origin: SourceId,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        read_back: bool,
     },
     /// Rename the verified partial copy to its final name.
     Publish { partial: ImageAt, copy: ImageAt },

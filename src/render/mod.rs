@@ -360,6 +360,10 @@ fn waitable(c: &Check) -> Option<String> {
         )),
         Check::MirrorSynced { mirrored, .. } => Some(format!("{mirrored} to be in sync")),
         Check::Exists { image } => Some(format!("{image} to appear (rbd-mirror creates it)")),
+        // A direct transfer's copy, in the destination part.
+        Check::SnapshotExists { image } if image.site == Site::Source => Some(format!(
+            "the cut-over snapshot {image} (the source storage part takes it)"
+        )),
         Check::Published { image } => Some(format!(
             "the verified copy {image} (the destination storage part publishes it after verify)"
         )),

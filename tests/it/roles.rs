@@ -37,6 +37,8 @@ struct Split<'e> {
     dir: PathBuf,
     bundle: PathBuf,
     runner: Runner,
+    /// The plan's transfer is direct.
+    direct: bool,
 }
 
 impl Split<'_> {
@@ -81,6 +83,18 @@ impl Split<'_> {
                     "CEPH_ARGS",
                     format!("--id {user} --keyring {}", keyring.display()),
                 );
+                if role == "destination-storage" && self.direct {
+                    // A direct copy reads the source: its storage user too.
+                    let (conf, user, keyring) = self.ceph("source-storage");
+                    cmd.env(
+                        "FERRY_SOURCE_CEPH_ARGS",
+                        format!(
+                            "-c {} --id {user} --keyring {}",
+                            conf.display(),
+                            keyring.display()
+                        ),
+                    );
+                }
             }
         }
         cmd
@@ -131,6 +145,13 @@ impl Split<'_> {
                             .arg(conf)
                             .args(["--id", &user, "--keyring"])
                             .arg(keyring);
+                        if role == "destination-storage" && self.direct {
+                            let (conf, user, keyring) = self.ceph("source-storage");
+                            cmd.arg("--source-conf")
+                                .arg(conf)
+                                .args(["--source-id", &user, "--source-keyring"])
+                                .arg(keyring);
+                        }
                     }
                 }
                 if let Some(h) = handoff {
@@ -186,7 +207,12 @@ fn ok(role: &str, out: &Output) {
     );
 }
 
+/// `mode`: snapshot or journal mirroring, or direct (the transfer).
 fn split_roles(mode: &str, runner: Runner) {
+    let options = match mode {
+        "direct" => "transfer: direct".to_string(),
+        m => format!("mirror_mode: {m}"),
+    };
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let (src, dst) = (env.cloud("source"), env.cloud("destination"));
@@ -217,9 +243,7 @@ fn split_roles(mode: &str, runner: Runner) {
     std::fs::write(
         &spec,
         env.spec_yaml_with_clouds(&format!("  - volume: {vname}\n  - glance_image: {iname}\n"))
-            + &format!(
-                "options: {{mirror_mode: {mode}, cleanup: true, volume_types: {{ceph: ceph}}}}\n"
-            ),
+            + &format!("options: {{{options}, cleanup: true, volume_types: {{ceph: ceph}}}}\n"),
     )
     .unwrap();
     let bundle = dir.join("plan.yaml");
@@ -258,6 +282,7 @@ fn split_roles(mode: &str, runner: Runner) {
         dir: dir.clone(),
         bundle: bundle.clone(),
         runner,
+        direct: mode == "direct",
     };
     if runner == Runner::Script {
         for role in ROLES {
@@ -417,6 +442,16 @@ fn snapshot_mode_scripts_in_role_order_move_a_volume_and_an_image() {
 #[test]
 fn journal_mode_scripts_in_role_order_move_a_volume_and_an_image() {
     split_roles("journal", Runner::Script);
+}
+
+#[test]
+fn direct_scripts_in_role_order_move_a_volume_and_an_image() {
+    split_roles("direct", Runner::Script);
+}
+
+#[test]
+fn direct_role_runs_move_a_volume_and_an_image() {
+    split_roles("direct", Runner::Ferry);
 }
 
 #[test]
@@ -606,6 +641,7 @@ fn hostile_names_move_through_the_scripts_and_none_of_them_runs() {
         dir: dir.clone(),
         bundle,
         runner: Runner::Script,
+        direct: false,
     };
     let mut handoff = None;
     for role in ROLES {
@@ -744,6 +780,7 @@ fn a_lost_bundle_is_made_again_from_the_record_the_script_left() {
         dir: dir.clone(),
         bundle: bundle.clone(),
         runner: Runner::Script,
+        direct: false,
     };
     render(&split, "source-storage");
     ok("source-storage", &split.run("source-storage", 60, None));
