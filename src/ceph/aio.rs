@@ -160,6 +160,21 @@ impl Image<'_> {
         check(ret, "rbd_flush", || self.object().to_string()).map(|_| ())
     }
 
+    /// Makes `[offset, offset + len)` read as zeros (whole objects are
+    /// deallocated; the rest written with zeros), whatever it held.
+    pub fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
+        // SAFETY: open handle; plain values.
+        let ret = unsafe { ffi::rbd_write_zeroes(self.raw(), offset, len as size_t, 0, 0) };
+        if ret < 0 {
+            return Err(CephError::call(
+                "rbd_write_zeroes",
+                format!("{} at {offset}+{len}", self.object()),
+                ret as i32,
+            ));
+        }
+        Ok(())
+    }
+
     /// The extents of `[offset, offset + len)` that hold data at the snapshot
     /// the image was opened at (parent data included), as sorted, merged
     /// `(offset, length)` pairs. `whole_object` reports whole RADOS objects,

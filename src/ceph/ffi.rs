@@ -176,6 +176,13 @@ extern "C" {
     pub fn rbd_write(image: rbd_image_t, ofs: u64, len: size_t, buf: *const c_char) -> ssize_t;
 
     pub fn rbd_flush(image: rbd_image_t) -> c_int;
+    pub fn rbd_write_zeroes(
+        image: rbd_image_t,
+        ofs: u64,
+        len: size_t,
+        zero_flags: c_int,
+        op_flags: c_int,
+    ) -> ssize_t;
     pub fn rbd_diff_iterate2(
         image: rbd_image_t,
         fromsnapname: *const c_char,

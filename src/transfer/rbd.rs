@@ -84,6 +84,13 @@ impl<'i, 'p> RbdTarget<'i, 'p> {
     }
 }
 
+impl RbdTarget<'_, '_> {
+    /// Makes `[offset, offset + len)` read as zeros, whatever it held.
+    pub fn zero(&self, offset: u64, len: u64) -> Result<()> {
+        Ok(self.image.write_zeroes(offset, len)?)
+    }
+}
+
 impl Target for RbdTarget<'_, '_> {
     type Write<'a>
         = AioWrite<'a>
@@ -106,6 +113,65 @@ impl PendingWrite for AioWrite<'_> {
 
     fn wait(self) -> Result<()> {
         Ok(AioWrite::wait(self)?)
+    }
+}
+
+/// An RBD image named where a path is taken (`ferry agent`, `ferry
+/// stream`): `rbd:POOL/IMAGE[@SNAP]`, optionally followed by
+/// `?conf=FILE&id=USER&keyring=FILE` (default: /etc/ceph/ceph.conf,
+/// client.admin, the conf's keyring). A conversion host reaches a volume of
+/// an RBD backend so: Cinder's connection info names the pool, the image and
+/// the user, whose keyring the host holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RbdLocation {
+    pub pool: String,
+    pub image: String,
+    pub snap: Option<String>,
+    pub cluster: crate::ceph::ClusterConfig,
+}
+
+impl RbdLocation {
+    /// None when `text` does not begin with `rbd:`; otherwise the location
+    /// or what is wrong with it.
+    pub fn parse(text: &str) -> Option<std::result::Result<RbdLocation, String>> {
+        let rest = text.strip_prefix("rbd:")?;
+        Some(Self::parse_rest(rest).map_err(|e| format!("{text:?}: {e}")))
+    }
+
+    fn parse_rest(rest: &str) -> std::result::Result<RbdLocation, String> {
+        let (name, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (pool, image) = name
+            .split_once('/')
+            .ok_or("not rbd:POOL/IMAGE[@SNAP][?conf=FILE&id=USER&keyring=FILE]")?;
+        let (image, snap) = match image.split_once('@') {
+            Some((i, s)) => (i, Some(s.to_string())),
+            None => (image, None),
+        };
+        if pool.is_empty() || image.is_empty() || snap.as_deref() == Some("") {
+            return Err("a pool, an image and (after @) a snapshot name must not be empty".into());
+        }
+        let mut cluster = crate::ceph::ClusterConfig {
+            conf: "/etc/ceph/ceph.conf".into(),
+            keyring: None,
+            client: "admin".into(),
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not KEY=VALUE"))?;
+            match k {
+                "conf" => cluster.conf = v.into(),
+                "id" => cluster.client = v.strip_prefix("client.").unwrap_or(v).into(),
+                "keyring" => cluster.keyring = Some(v.into()),
+                other => return Err(format!("unknown option {other:?} (conf, id, keyring)")),
+            }
+        }
+        Ok(RbdLocation {
+            pool: pool.into(),
+            image: image.into(),
+            snap,
+            cluster,
+        })
     }
 }
 
@@ -301,4 +367,40 @@ pub fn forget_log(pool: &Pool<'_>, dest: &str) -> Result<()> {
         Err(e) => return Err(e.into()),
     };
     Ok(pool.remove_object(&log_object(&id))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RbdLocation;
+
+    #[test]
+    fn rbd_locations_parse_with_their_options_and_other_paths_are_not_theirs() {
+        assert_eq!(RbdLocation::parse("/dev/vdb"), None);
+        let l = RbdLocation::parse("rbd:volumes/volume-1@snap")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (l.pool.as_str(), l.image.as_str(), l.snap.as_deref()),
+            ("volumes", "volume-1", Some("snap"))
+        );
+        assert_eq!(l.cluster.conf.to_str(), Some("/etc/ceph/ceph.conf"));
+        assert_eq!(l.cluster.client, "admin");
+        let l = RbdLocation::parse("rbd:p/i?conf=/x/b.conf&id=client.cinder&keyring=/x/k")
+            .unwrap()
+            .unwrap();
+        assert_eq!(l.snap, None);
+        assert_eq!(l.cluster.client, "cinder");
+        assert_eq!(l.cluster.conf.to_str(), Some("/x/b.conf"));
+        assert_eq!(l.cluster.keyring.unwrap().to_str(), Some("/x/k"));
+        for bad in [
+            "rbd:noslash",
+            "rbd:/i",
+            "rbd:p/",
+            "rbd:p/i@",
+            "rbd:p/i?user=x",
+            "rbd:p/i?id",
+        ] {
+            assert!(RbdLocation::parse(bad).unwrap().is_err(), "{bad}");
+        }
+    }
 }

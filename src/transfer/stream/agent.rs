@@ -11,7 +11,8 @@ use std::time::Duration;
 use super::{Activity, ReceiveOptions, ReceiveReport, SendReport, StreamError, Watched};
 use crate::transfer::engine::Options;
 use crate::transfer::file::FileSource;
-use crate::transfer::{Result, TransferError};
+use crate::transfer::rbd::{RbdLocation, RbdSource};
+use crate::transfer::{Result, Source, TransferError};
 
 /// Exit status of an agent that gave up on a stalled stream (as `ferry
 /// run` exits when it gives up waiting).
@@ -68,10 +69,43 @@ pub fn send_stdio(
     stall: Duration,
     opts: &Options,
 ) -> Result<SendReport> {
+    if let Some(location) = path.to_str().and_then(RbdLocation::parse) {
+        // An RBD image (at a snapshot: what it held then), through librbd.
+        let location = location.map_err(StreamError::Protocol)?;
+        let cluster = crate::ceph::Cluster::connect_with(&location.cluster, RBD_TIMEOUTS)?;
+        let pool = cluster.pool(&location.pool)?;
+        let image = pool.open_image_read_only(&location.image, location.snap.as_deref())?;
+        let source = RbdSource::new(&image)?;
+        if size.is_some_and(|s| s != source.size()) {
+            return Err(StreamError::Protocol(format!(
+                "{} holds {} bytes: --size does not apply to an RBD image",
+                path.display(),
+                source.size()
+            ))
+            .into());
+        }
+        return send_source(&source, identity, stall, opts);
+    }
     let mut source = FileSource::open(path)?;
     if let Some(s) = size {
         source = source.with_size(s);
     }
+    send_source(&source, identity, stall, opts)
+}
+
+/// How long an RBD endpoint's cluster may take: monitors answer at once; a
+/// read or write may wait while placement groups peer.
+pub(super) const RBD_TIMEOUTS: crate::ceph::Timeouts = crate::ceph::Timeouts {
+    control: Duration::from_secs(30),
+    data: Duration::from_secs(600),
+};
+
+fn send_source<S: Source>(
+    source: &S,
+    identity: Option<&str>,
+    stall: Duration,
+    opts: &Options,
+) -> Result<SendReport> {
     let (input, output) = stdio()?;
     let activity = Activity::default();
     activity.touch();
@@ -90,7 +124,7 @@ pub fn send_stdio(
             activity,
         },
     );
-    super::send(&source, identity, &mut input, &mut output, opts)
+    super::send(source, identity, &mut input, &mut output, opts)
 }
 
 /// `ferry agent receive`: receives from the sender on stdin/stdout into

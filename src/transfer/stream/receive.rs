@@ -19,8 +19,27 @@ use crate::transfer::digest::{
     chunk_count, chunk_hash, chunk_len, to_hex, zero_hash, ChunkHash, CHUNK_SIZE,
 };
 use crate::transfer::engine::InOrder;
-use crate::transfer::file::{FileTarget, Kind, Pending, Zeroed};
+use crate::transfer::file::{FileTarget, Kind, Zeroed};
+use crate::transfer::rbd::{RbdLocation, RbdTarget};
 use crate::transfer::{ChunkLog, PendingWrite, Result, Target};
+
+/// A target the receiver can also clear (where the source has holes and
+/// the target is not known to read as zeros).
+trait Clearable: Target {
+    fn clear(&self, offset: u64, len: u64) -> Result<()>;
+}
+
+impl Clearable for FileTarget {
+    fn clear(&self, offset: u64, len: u64) -> Result<()> {
+        self.zero(offset, len)
+    }
+}
+
+impl Clearable for RbdTarget<'_, '_> {
+    fn clear(&self, offset: u64, len: u64) -> Result<()> {
+        self.zero(offset, len)
+    }
+}
 
 /// The sender, as errors name it.
 const FROM: &str = "the sender";
@@ -133,6 +152,54 @@ fn receive_inner(
         ))
         .into());
     }
+    if let Some(location) = path.to_str().and_then(RbdLocation::parse) {
+        let location = location.map_err(StreamError::Protocol)?;
+        let dir = opts.state_dir.clone().ok_or_else(|| {
+            StreamError::Protocol(format!(
+                "{} is an RBD image: give --state-dir, a directory for the record of what it holds",
+                path.display()
+            ))
+        })?;
+        if location.snap.is_some() {
+            return Err(StreamError::Protocol(format!(
+                "{}: a snapshot cannot be written",
+                path.display()
+            ))
+            .into());
+        }
+        let cluster =
+            crate::ceph::Cluster::connect_with(&location.cluster, super::agent::RBD_TIMEOUTS)?;
+        let pool = cluster.pool(&location.pool)?;
+        // Made when missing (reads as zeros then); an image given must be
+        // large enough (a volume may be larger than its source).
+        let made = match pool.open_image(&location.image) {
+            Ok(_) => false,
+            Err(e) if e.kind() == crate::ceph::ErrorKind::NotFound => {
+                pool.create_image(&location.image, hello.size, crate::ceph::Features::DEFAULT)?;
+                true
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let image = pool.open_image(&location.image)?;
+        let have = image.info()?.size;
+        if have < hello.size {
+            return Err(StreamError::Protocol(format!(
+                "{} holds {have} bytes, the source {}",
+                path.display(),
+                hello.size
+            ))
+            .into());
+        }
+        let zeroed = match opts.zeroed {
+            Zeroed::Yes => true,
+            Zeroed::No => false,
+            Zeroed::Auto => made,
+        };
+        let target = RbdTarget::new(&image);
+        return receive_into(
+            &target, zeroed, made, &dir, path, hello, input, output, opts, start,
+        );
+    }
     let made = !path.exists();
     let target = FileTarget::open(path, hello.size, opts.zeroed)?;
     let dir = match (&opts.state_dir, target.kind()) {
@@ -146,7 +213,28 @@ fn receive_inner(
             .into())
         }
     };
-    let (mut state, _) = State::open(&dir, path, &hello, target.is_zeroed(), made)?;
+    let zeroed = target.is_zeroed();
+    receive_into(
+        &target, zeroed, made, &dir, path, hello, input, output, opts, start,
+    )
+}
+
+/// Receives the chunks after `HELLO` into `target`, opened, with the
+/// record of what it holds in `dir`.
+#[allow(clippy::too_many_arguments)]
+fn receive_into<T: Clearable>(
+    target: &T,
+    zeroed: bool,
+    made: bool,
+    dir: &Path,
+    path: &Path,
+    hello: Hello,
+    input: &mut impl Read,
+    output: &mut impl Write,
+    opts: &ReceiveOptions,
+    start: Instant,
+) -> Result<ReceiveReport> {
+    let (mut state, _) = State::open(dir, path, &hello, zeroed, made)?;
     let chunks = chunk_count(hello.size);
     let have = state.entries(chunks)?;
     let resumed = have.iter().filter(|h| h.is_some()).count() as u64;
@@ -187,7 +275,7 @@ fn receive_inner(
     })?;
 
     let mut run = Run {
-        target: &target,
+        target,
         zero_from_start: state.zero_from(),
         state: &mut state,
         size: hello.size,
@@ -267,8 +355,8 @@ struct Writing<W> {
     writes: Vec<W>,
 }
 
-struct Run<'a> {
-    target: &'a FileTarget,
+struct Run<'a, T: Target> {
+    target: &'a T,
     state: &'a mut State,
     /// Chunks from here on read as zeros until this run writes them.
     zero_from_start: u64,
@@ -279,7 +367,7 @@ struct Run<'a> {
     /// Chunks a frame has come for.
     seen: Vec<bool>,
     order: InOrder,
-    writing: VecDeque<Writing<Pending<()>>>,
+    writing: VecDeque<Writing<T::Write<'a>>>,
     /// Finished chunks not yet flushed and logged: (index, hash, data?).
     unrecorded: Vec<(u64, ChunkHash, bool)>,
     last_record: Instant,
@@ -289,7 +377,7 @@ struct Run<'a> {
     report: ReceiveReport,
 }
 
-impl Run<'_> {
+impl<'a, T: Clearable> Run<'a, T> {
     /// Takes frames until `END`.
     fn frames(&mut self, input: &mut impl Read) -> Result<End> {
         let mut small = Vec::new();
@@ -384,7 +472,7 @@ impl Run<'_> {
         } else {
             if !self.reads_zeros(i, len) {
                 self.before_change(i)?;
-                self.target.zero(index * CHUNK_SIZE, len as u64)?;
+                self.target.clear(index * CHUNK_SIZE, len as u64)?;
                 self.report.chunks_zeroed += 1;
             }
             // Logged once flushed, so that a later run knows it is zeros.
@@ -461,7 +549,7 @@ impl Run<'_> {
             for r in runs.iter().chain(std::iter::once(&(clen..clen))) {
                 if r.start > from {
                     self.target
-                        .zero(index * CHUNK_SIZE + from as u64, (r.start - from) as u64)?;
+                        .clear(index * CHUNK_SIZE + from as u64, (r.start - from) as u64)?;
                 }
                 from = r.end;
             }
@@ -498,7 +586,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn finish(&mut self, w: Writing<Pending<()>>) -> Result<()> {
+    fn finish(&mut self, w: Writing<T::Write<'a>>) -> Result<()> {
         for x in w.writes {
             x.wait()?;
         }
