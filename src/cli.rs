@@ -185,11 +185,14 @@ pub enum Command {
     ///
     /// Example: ferry stream --from convhost-a:/dev/vdb --to convhost-b:/dev/vdc --state-dir /var/lib/ferry
     Stream {
-        /// The source: HOST:PATH of a file or block device.
+        /// The source: HOST:PATH of a file or block device, or
+        /// HOST:rbd:POOL/IMAGE@SNAP[?conf=FILE&id=USER&keyring=FILE] of an
+        /// RBD snapshot read through librbd on that host.
         #[arg(long)]
         from: crate::transfer::stream::relay::Remote,
         /// The destination: HOST:PATH of a file (made when missing) or
-        /// block device.
+        /// block device, or HOST:rbd:POOL/IMAGE[?...] of an RBD image (made
+        /// when missing; needs --state-dir).
         #[arg(long)]
         to: crate::transfer::stream::relay::Remote,
         /// ssh config file, for both connections (ssh -F).
@@ -238,7 +241,7 @@ pub enum Agent {
     /// Send a file or block device (the protocol on stdout, the receiver's
     /// answers on stdin).
     Send {
-        /// The file or block device to read.
+        /// The file or block device to read, or rbd:POOL/IMAGE@SNAP[?conf=FILE&id=USER&keyring=FILE].
         #[arg(long)]
         path: PathBuf,
         /// Read it as this many bytes [default: its size].
@@ -254,7 +257,8 @@ pub enum Agent {
     /// Receive into a file or block device (the protocol on stdin, answers
     /// on stdout).
     Receive {
-        /// The file (made when missing) or block device to write.
+        /// The file (made when missing) or block device to write, or
+        /// rbd:POOL/IMAGE[?conf=FILE&id=USER&keyring=FILE].
         #[arg(long)]
         path: PathBuf,
         /// Directory of the record of what the target holds [default:
