@@ -185,7 +185,8 @@ pub enum Command {
     ///
     /// Example: ferry stream --from convhost-a:/dev/vdb --to convhost-b:/dev/vdc --state-dir /var/lib/ferry
     Stream {
-        /// The source: HOST:PATH of a file or block device, or
+        /// The source: HOST:PATH of a file or block device (HOST `local`:
+        /// this host, the agent run as a child of this process), or
         /// HOST:rbd:POOL/IMAGE@SNAP[?conf=FILE&id=USER&keyring=FILE] of an
         /// RBD snapshot read through librbd on that host.
         #[arg(long)]

@@ -584,3 +584,27 @@ fn an_rbd_snapshot_streams_into_an_rbd_image_of_the_other_cluster() {
         want
     );
 }
+
+/// `ferry stream` run on the destination side with `--to local:PATH`: its
+/// receiving agent is its own child, the bytes cross one ssh connection.
+#[test]
+fn a_local_target_receives_from_a_remote_source_over_one_connection() {
+    let dir = Scratch::new("stream-local");
+    let (src, dst) = (dir.path("src"), dir.path("dst"));
+    sparse_source(&src);
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["stream", "--output", "json", "-F"])
+        .arg(ssh_config())
+        .arg("--from")
+        .arg(format!("convhost-a:{}", src.display()))
+        .arg("--to")
+        .arg(format!("local:{}", dst.display()))
+        .args(["--remote-ferry", env!("CARGO_BIN_EXE_ferry")])
+        .output()
+        .unwrap();
+    let r = report(&out);
+    assert_eq!(r["digest"], shell_digest(&src), "{r}");
+    assert!(same_bytes(&src, &dst, SIZE), "the target differs");
+    assert_eq!(r["chunks_sent"], SPARSE_DATA_CHUNKS, "{r}");
+    assert_eq!(r["target"], format!("local:{}", dst.display()));
+}

@@ -147,6 +147,27 @@ pub fn ssh_command(host: &str, opts: &RelayOptions, args: &[String]) -> Command 
     cmd
 }
 
+/// The host name that runs an agent here, as a child of this process
+/// (`local:PATH`): `ferry stream` run on a conversion host itself carries
+/// the bytes over one ssh connection (the hosts then need ssh access to
+/// each other), where run elsewhere it relays them over two.
+pub const LOCAL: &str = "local";
+
+/// The command that runs `ferry ARGS` on `host`: over ssh, or here for
+/// [`LOCAL`].
+fn agent_command(host: &str, opts: &RelayOptions, args: &[String]) -> Result<Command, StreamError> {
+    if host != LOCAL {
+        return Ok(ssh_command(host, opts, args));
+    }
+    let exe = std::env::current_exe().map_err(|e| StreamError::Io {
+        what: "finding this ferry to run a local agent".into(),
+        error: e,
+    })?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args);
+    Ok(cmd)
+}
+
 /// The agents' arguments for a stream from `from` to `to`.
 pub fn agent_args(from: &Remote, to: &Remote, opts: &RelayOptions) -> (Vec<String>, Vec<String>) {
     // The agents wait longer than the relay: the relay is the one that
@@ -196,8 +217,8 @@ pub fn stream(
 ) -> Result<StreamReport, StreamError> {
     let (send, receive) = agent_args(from, to, opts);
     let mut report = relay(
-        ssh_command(&from.host, opts, &send),
-        ssh_command(&to.host, opts, &receive),
+        agent_command(&from.host, opts, &send)?,
+        agent_command(&to.host, opts, &receive)?,
         &format!("the source agent on {}", from.host),
         &format!("the destination agent on {}", to.host),
         opts.stall,
