@@ -471,38 +471,32 @@ fn image_plan(
             "without cleanup the snapshot {cut} stays on the source (Cinder cannot delete a volume that has snapshots)"
         ));
     }
+    if direct || clone {
+        // The user snapshot taken under the exclusive lock when the image
+        // has it: a direct transfer's one change on the source (its
+        // cut-over), or a clone's, whose flat copy is then mirrored.
+        steps.push(
+            draft(
+                if direct {
+                    "cut-over-snapshot"
+                } else {
+                    "freeze-snapshot"
+                },
+                Role::SourceStorage,
+                Action::FreezeSnapshot {
+                    image: orig_cut.clone(),
+                },
+            )
+            .requires(idle.clone())
+            .done_when(vec![Check::SnapshotExists {
+                image: orig_cut.clone(),
+            }])
+            .past_when(source_past.clone()),
+        );
+    }
     if direct {
-        // The one change on the source: the cut-over snapshot, taken under
-        // the exclusive lock when the image has it.
-        steps.push(
-            draft(
-                "cut-over-snapshot",
-                Role::SourceStorage,
-                Action::FreezeSnapshot {
-                    image: orig_cut.clone(),
-                },
-            )
-            .requires(idle.clone())
-            .done_when(vec![Check::SnapshotExists {
-                image: orig_cut.clone(),
-            }])
-            .past_when(source_past.clone()),
-        );
+        // Nothing is mirrored: no flat copy, no feature change.
     } else if clone {
-        steps.push(
-            draft(
-                "freeze-snapshot",
-                Role::SourceStorage,
-                Action::FreezeSnapshot {
-                    image: orig_cut.clone(),
-                },
-            )
-            .requires(idle.clone())
-            .done_when(vec![Check::SnapshotExists {
-                image: orig_cut.clone(),
-            }])
-            .past_when(source_past.clone()),
-        );
         let features = if mode == MirrorMode::Journal {
             Features(Features::LAYERING.0 | Features::EXCLUSIVE_LOCK.0 | Features::JOURNALING.0)
         } else {
