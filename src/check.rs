@@ -664,25 +664,22 @@ pub fn assess(report: &CheckReport, mode: MirrorMode, transfer: Transfer) -> Vec
                 Some("move it another way, or decrypt it first".into()),
             );
         }
-        if let (Some(p), false) = (&img.parent, mirror) {
-            push(
-                Severity::Warning,
-                subject.clone(),
+        if let Some(p) = &img.parent {
+            let how = if mirror {
                 format!(
-                    "a clone of {p} (clone v{}): read through its parent; it arrives as a flat image (with options.clones: clone-of-parent, as a clone of its Glance parent's destination copy when that can be had: `ferry plan` says which)",
-                    p.clone_format
-                ),
-                None,
-            );
-        } else if let Some(p) = &img.parent {
-            push(
-                Severity::Warning,
-                subject.clone(),
-                format!(
-                    "a clone of {p} (clone v{}): copied out flat on the source first ({} more in pool {} until cleanup), and that copy is mirrored; it arrives as a flat image (with options.clones: clone-of-parent, as a clone of its Glance parent's destination copy when that can be had: `ferry plan` says which)",
-                    p.clone_format,
+                    "copied out flat on the source first ({} more in pool {} until cleanup), and that copy is mirrored",
                     img.size.map(human_bytes).unwrap_or_default(),
                     img.image.pool
+                )
+            } else {
+                "read through its parent".to_string()
+            };
+            push(
+                Severity::Warning,
+                subject.clone(),
+                format!(
+                    "a clone of {p} (clone v{}): {how}; it arrives as a flat image (with options.clones: clone-of-parent, as a clone of its Glance parent's destination copy when that can be had: `ferry plan` says which)",
+                    p.clone_format
                 ),
                 None,
             );

@@ -553,10 +553,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// How long a role run waits for its cluster: the spec's defaults (a
 /// bundle carries no options), 30 s for the monitors, 600 s for an OSD.
-const ROLE_TIMEOUTS: crate::ceph::Timeouts = crate::ceph::Timeouts {
-    control: std::time::Duration::from_secs(30),
-    data: std::time::Duration::from_secs(crate::spec::DEFAULT_DATA_TIMEOUT_SECONDS),
-};
+const ROLE_TIMEOUTS: crate::ceph::Timeouts = crate::spec::DEFAULT_RUN_TIMEOUTS;
 
 /// A stream's outcome in a few lines.
 fn stream_text(r: &crate::transfer::stream::relay::StreamReport) -> String {

@@ -201,8 +201,19 @@ fn default_mode() -> MirrorMode {
 }
 
 fn default_timeout() -> u64 {
-    30
+    DEFAULT_TIMEOUT_SECONDS
 }
+
+/// The default limit of a monitor operation (see
+/// [`Options::timeout_seconds`]).
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
+
+/// A run's Ceph limits where no spec sets them (a role run of a bundle, a
+/// stream agent's RBD endpoint): the spec's defaults.
+pub const DEFAULT_RUN_TIMEOUTS: crate::ceph::Timeouts = crate::ceph::Timeouts {
+    control: std::time::Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
+    data: std::time::Duration::from_secs(DEFAULT_DATA_TIMEOUT_SECONDS),
+};
 
 fn default_data_timeout() -> u64 {
     DEFAULT_DATA_TIMEOUT_SECONDS

@@ -445,19 +445,19 @@ fn image_plan(
             ),
             CloneBase::Flat(_) => "it arrives flat".into(),
         };
-        if direct {
-            warnings.push(format!(
-                "a clone of {p} (clone v{}): read through its parent; {arrives}",
-                p.clone_format
-            ));
+        let how = if direct {
+            "read through its parent".to_string()
         } else {
-            warnings.push(format!(
-            "a clone of {p} (clone v{}): copied out flat on the source first ({} in pool {} until cleanup), mirrored as {carrier}; {arrives}",
-            p.clone_format,
-            crate::check::human_bytes(facts.size),
-            r.pool
+            format!(
+                "copied out flat on the source first ({} in pool {} until cleanup), mirrored as {carrier}",
+                crate::check::human_bytes(facts.size),
+                r.pool
+            )
+        };
+        warnings.push(format!(
+            "a clone of {p} (clone v{}): {how}; {arrives}",
+            p.clone_format
         ));
-        }
     }
     if let CloneBase::Flat(Some(why)) = &base {
         warnings.push(why.clone());

@@ -93,12 +93,10 @@ pub fn send_stdio(
     send_source(&source, identity, stall, opts)
 }
 
-/// How long an RBD endpoint's cluster may take: monitors answer at once; a
-/// read or write may wait while placement groups peer.
-pub(super) const RBD_TIMEOUTS: crate::ceph::Timeouts = crate::ceph::Timeouts {
-    control: Duration::from_secs(30),
-    data: Duration::from_secs(600),
-};
+/// How long an RBD endpoint's cluster may take: a run's defaults
+/// (monitors answer at once; a read or write may wait while placement
+/// groups peer).
+pub(super) const RBD_TIMEOUTS: crate::ceph::Timeouts = crate::spec::DEFAULT_RUN_TIMEOUTS;
 
 fn send_source<S: Source>(
     source: &S,
