@@ -138,9 +138,14 @@ pub enum Command {
         /// Keyring of that user (with --source-conf); default: the conf's.
         #[arg(long, requires = "source_conf")]
         source_keyring: Option<PathBuf>,
-        /// clouds.yaml entry of the role's cloud (cloud roles) [default: $OS_CLOUD or the OS_* variables].
+        /// clouds.yaml entry of the role's cloud (cloud roles; for
+        /// conversion-hosts, the source cloud) [default: $OS_CLOUD or the OS_* variables].
         #[arg(long, requires = "role")]
         cloud: Option<String>,
+        /// clouds.yaml entry of the destination cloud, for the
+        /// conversion-hosts part (it attaches volumes in both clouds).
+        #[arg(long, requires = "role")]
+        destination_cloud: Option<String>,
         /// The destination storage part's hand-off (`-`: stdin), for cleanup.
         #[arg(long, requires = "role")]
         verified: Option<PathBuf>,
@@ -283,6 +288,7 @@ pub enum RoleArg {
     SourceCloud,
     DestinationCloud,
     Cleanup,
+    ConversionHosts,
 }
 
 impl From<RoleArg> for Role {
@@ -293,6 +299,7 @@ impl From<RoleArg> for Role {
             RoleArg::SourceCloud => Role::SourceCloud,
             RoleArg::DestinationCloud => Role::DestinationCloud,
             RoleArg::Cleanup => Role::Cleanup,
+            RoleArg::ConversionHosts => Role::ConversionHosts,
         }
     }
 }
@@ -421,6 +428,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             source_client,
             source_keyring,
             cloud,
+            destination_cloud,
             verified,
             state_dir,
             concurrency,
@@ -490,6 +498,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     Role::SourceCloud => access.src_cloud = Some(cloud()?),
                     Role::DestinationCloud => access.dst_cloud = Some(cloud()?),
+                    Role::ConversionHosts => {
+                        access.src_cloud = Some(cloud()?);
+                        let name = destination_cloud.clone().ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "the conversion-hosts part attaches volumes in both clouds: give --destination-cloud (and --cloud for the source)"
+                            )
+                        })?;
+                        access.dst_cloud = Some(
+                            crate::openstack::connect(&name)
+                                .with_context(|| format!("connecting to the cloud {name:?}"))?,
+                        );
+                    }
                 }
                 if let Some(f) = &verified {
                     let text = if f.as_os_str() == "-" {

@@ -23,6 +23,80 @@ pub struct Spec {
     /// What to move.
     #[serde(default)]
     pub images: Vec<ImageEntry>,
+    /// The conversion hosts of the stream path (`transfer: stream`, and
+    /// volumes of a source backend that is not this Ceph cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_hosts: Option<ConversionHosts>,
+}
+
+/// The two conversion hosts a volume streams through: one in the source
+/// cloud (its volumes are attached to it) and one in the destination cloud.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversionHosts {
+    pub source: ConversionHost,
+    pub destination: ConversionHost,
+    /// Options for every `ssh` call (e.g. `["-F", "/path/ssh_config"]`); the
+    /// system ssh, your keys and known_hosts apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_options: Vec<String>,
+    /// Seconds without a byte before a stream is called stalled (default 60).
+    #[serde(default = "default_stall")]
+    pub stall_seconds: u64,
+}
+
+fn default_stall() -> u64 {
+    crate::transfer::stream::DEFAULT_STALL.as_secs()
+}
+
+/// A conversion host: how ssh reaches it, how Cinder knows it, and where
+/// things are on it. Paths are the host's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversionHost {
+    /// What `ssh` takes: `host`, `user@host`, or a `Host` of the ssh config.
+    pub ssh: String,
+    /// The host's name in its cloud's attachments (the connector's `host`;
+    /// default: `ssh` without a user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The address the storage exports to (the connector's `ip`).
+    pub ip: String,
+    /// The ferry command there (default `ferry`, e.g. `sudo -n /usr/local/bin/ferry`).
+    #[serde(default = "default_ferry")]
+    pub ferry: String,
+    /// Where the host mounts NFS shares, as os-brick does (`<base>/<md5 of
+    /// the export>`); needed for volumes of an NFS backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs_mount_base: Option<String>,
+    /// The Ceph conf for volumes of an RBD backend (monitors; default
+    /// /etc/ceph/ceph.conf). The user is the connection info's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceph_conf: Option<String>,
+    /// The keyring of that user (default: the conf's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceph_keyring: Option<String>,
+    /// The receiver's record of what it wrote (the destination host; default
+    /// `/var/lib/ferry/stream`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<String>,
+}
+
+fn default_ferry() -> String {
+    "ferry".into()
+}
+
+impl ConversionHost {
+    /// The host's name in its cloud's attachments.
+    pub fn connector_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let h = self
+                .ssh
+                .rsplit_once('@')
+                .map_or(self.ssh.as_str(), |(_, h)| h);
+            h.to_string()
+        })
+    }
 }
 
 /// The source cluster and its OpenStack pools.
@@ -150,6 +224,13 @@ pub enum Transfer {
     /// copy of a clone on the source: one snapshot is all that changes
     /// there. The host running the copy needs both clusters.
     Direct,
+    /// Cinder volumes only: each volume is attached to the source conversion
+    /// host, a new volume of the destination cloud to the destination one,
+    /// and ferry streams the blocks between them over ssh (see
+    /// `conversion_hosts`). For volumes of any Cinder backend, and Ceph
+    /// clusters that cannot peer; volumes that the source Ceph pool does not
+    /// hold take this path by themselves when conversion hosts are given.
+    Stream,
 }
 
 impl Transfer {
@@ -445,6 +526,52 @@ impl Spec {
                 return Err(invalid(
                     &format!("images[{i}].name"),
                     "names the adopted volume or image: needs destination.cloud",
+                ));
+            }
+        }
+        if self.options.transfer == Transfer::Stream {
+            if self.conversion_hosts.is_none() {
+                return Err(invalid(
+                    "options.transfer",
+                    "stream goes through conversion hosts: set conversion_hosts (source and destination)",
+                ));
+            }
+            if self.source.cloud.is_none() || self.destination.cloud.is_none() {
+                return Err(invalid(
+                    "options.transfer",
+                    "stream attaches volumes through both clouds: set source.cloud and destination.cloud",
+                ));
+            }
+            if let Some(i) = self
+                .images
+                .iter()
+                .position(|e| e.volume.is_none() && e.server.is_none())
+            {
+                return Err(invalid(
+                    &format!("images[{i}]"),
+                    "stream moves Cinder volumes (volume: or server:), not Glance or plain RBD images",
+                ));
+            }
+        }
+        if let Some(c) = &self.conversion_hosts {
+            for (field, h) in [("source", &c.source), ("destination", &c.destination)] {
+                if h.ssh.is_empty() || h.ssh.starts_with('-') {
+                    return Err(invalid(
+                        &format!("conversion_hosts.{field}.ssh"),
+                        "must name a host (not an option)",
+                    ));
+                }
+                if h.ip.is_empty() {
+                    return Err(invalid(
+                        &format!("conversion_hosts.{field}.ip"),
+                        "must give the address the storage exports to",
+                    ));
+                }
+            }
+            if c.stall_seconds == 0 {
+                return Err(invalid(
+                    "conversion_hosts.stall_seconds",
+                    "must be at least 1",
                 ));
             }
         }

@@ -13,6 +13,7 @@ mod it {
     mod run;
     mod shapes;
     mod stream;
+    mod stream_path;
     mod testenv;
     mod transfer;
 }

@@ -26,7 +26,7 @@ impl Ctx<'_> {
         })
     }
 
-    fn src_cloud(&self) -> anyhow::Result<&Cloud> {
+    pub(super) fn src_cloud(&self) -> anyhow::Result<&Cloud> {
         self.access
             .src_cloud
             .as_ref()
@@ -148,12 +148,14 @@ pub(super) fn check_destination(
     ctx: &Ctx<'_>,
     image: &ImageAt,
     adoption: &Adoption,
+    create: bool,
 ) -> anyhow::Result<String> {
     let cloud = ctx.dst_cloud()?;
     match adoption {
         Adoption::Volume(v) => {
             if let Some(done) = ctx.adopted_volume(&v.source_volume)? {
-                return Ok(format!("adopted already as volume {}", done.id));
+                let how = if create { "made" } else { "adopted" };
+                return Ok(format!("{how} already as volume {}", done.id));
             }
             let cinder = Cinder(cloud);
             if let Some(t) = &v.volume_type {
@@ -174,6 +176,12 @@ pub(super) fn check_destination(
                     cloud.name(),
                     other.id
                 );
+            }
+            if create {
+                return Ok(format!(
+                    "type {}, name free",
+                    v.volume_type.as_deref().unwrap_or("(default)")
+                ));
             }
             let host = ctx.cinder_host(v.host.as_deref(), &image.pool)?;
             Ok(format!(
@@ -214,7 +222,7 @@ pub(super) fn check_destination(
 
 /// Polls `read` until it gives a status in `done`, fails on `failed`, and
 /// reports waiting once.
-fn wait_status<T>(
+pub(super) fn wait_status<T>(
     ctx: &Ctx<'_>,
     i: usize,
     step: &Step,

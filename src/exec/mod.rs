@@ -9,6 +9,7 @@ mod progress;
 mod space;
 mod stall;
 mod state;
+mod stream;
 
 pub use board::{clock, BatchProgress, Board, Phase};
 pub use progress::{Meter, Progress};
@@ -159,6 +160,7 @@ fn moves_data(action: &Action) -> bool {
             | Action::FlatCopy { .. }
             | Action::Copy { .. }
             | Action::Verify { .. }
+            | Action::StreamVolume { .. }
     )
 }
 
@@ -944,9 +946,19 @@ impl Ctx<'_> {
                 origin,
             } => self.verified_sum(source, copy, origin)?.is_some(),
             Check::Published { image } => self.published(image)?,
-            Check::VolumeAdopted { source_volume } => self
+            // A volume the stream path made is adopted once its pending
+            // mark is gone.
+            Check::VolumeAdopted { source_volume } => {
+                self.adopted_volume(source_volume)?.is_some_and(|v| {
+                    v.status == "available" && !v.metadata.contains_key(crate::plan::STREAM_PENDING)
+                })
+            }
+            Check::VolumeCreated { source_volume } => self
                 .adopted_volume(source_volume)?
-                .is_some_and(|v| v.status == "available"),
+                .is_some_and(|v| v.status != "creating" && !v.status.starts_with("error")),
+            Check::StreamVerified { source_volume } => self
+                .adopted_volume(source_volume)?
+                .is_some_and(|v| v.metadata.contains_key(crate::plan::STREAM_DIGEST)),
             Check::ImageRegistered { id } => match Glance(self.dst_cloud()?).image(id) {
                 Ok(img) => img.status == "active",
                 Err(e) if e.status() == Some(404) => false,
@@ -1431,9 +1443,19 @@ impl Ctx<'_> {
                 self.with_image(image, true, |img| img.mirror_disable(false))?;
                 Ok("disabled".into())
             }
-            Action::CheckDestinationCloud { image, adoption } => {
-                cloud::check_destination(self, image, adoption)
+            Action::CheckDestinationCloud {
+                image,
+                adoption,
+                create,
+            } => cloud::check_destination(self, image, adoption, *create),
+            Action::CreateVolume { adoption, size_gb } => {
+                stream::create_volume(self, i, step, adoption, *size_gb)
             }
+            Action::StreamVolume {
+                source_volume,
+                hosts,
+            } => stream::stream_volume(self, i, step, source_volume, hosts),
+            Action::FinishVolume { adoption } => stream::finish_volume(self, adoption),
             Action::AdoptVolume { image, adoption } => {
                 cloud::adopt_volume(self, i, step, image, adoption)
             }

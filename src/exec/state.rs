@@ -194,6 +194,10 @@ impl RunState {
             ("source", was.source != now.source),
             ("destination", was.destination != now.destination),
             ("options", was.options != now.options),
+            (
+                "conversion_hosts",
+                was.conversion_hosts != now.conversion_hosts,
+            ),
         ] {
             if changed {
                 said.push(format!("{part} changed"));

@@ -309,8 +309,38 @@ impl Cinder<'_> {
         if let Some(t) = volume_type {
             vol["volume_type"] = json!(t);
         }
+        self.create_volume_from(&vol)
+    }
+
+    /// Creates a volume from the fields of a `POST /volumes` body's
+    /// `volume`. Not repeated: each create that reaches Cinder makes one.
+    pub fn create_volume_from(&self, vol: &Value) -> Result<Volume> {
         self.post("/volumes", &json!({ "volume": vol }), Repeat::ByMethod)?
             .field("volume", "the new volume")
+    }
+
+    /// Sets these metadata keys of a volume (others are kept).
+    pub fn set_metadata(&self, id: &str, meta: &BTreeMap<String, String>) -> Result<()> {
+        self.post(
+            &format!("/volumes/{}/metadata", urlencode(id)),
+            &json!({ "metadata": meta }),
+            Repeat::Safe,
+        )?;
+        Ok(())
+    }
+
+    /// Removes one metadata key of a volume; a key already gone is fine.
+    pub fn delete_metadata(&self, id: &str, key: &str) -> Result<()> {
+        match self.0.call(
+            Service::BlockStorage,
+            Method::DELETE,
+            &format!("/volumes/{}/metadata/{}", urlencode(id), urlencode(key)),
+            &[],
+            None,
+        ) {
+            Err(e) if e.status() == Some(404) => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     pub fn delete_volume(&self, id: &str) -> Result<()> {

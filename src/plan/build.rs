@@ -42,6 +42,8 @@ pub struct BuildOptions {
     pub published_parents: BTreeSet<String>,
     /// What carries the data.
     pub transfer: Transfer,
+    /// The stream path's conversion hosts.
+    pub conversion: Option<crate::spec::ConversionHosts>,
 }
 
 /// The choices about adoption in the destination cloud.
@@ -71,6 +73,7 @@ impl BuildOptions {
             dest_glance_pool: spec.destination.pools.glance.clone(),
             published_parents: BTreeSet::new(),
             transfer: spec.options.transfer,
+            conversion: spec.conversion_hosts.clone(),
             adopt: spec.destination.cloud.as_ref().map(|_| AdoptOptions {
                 volume_types: spec.options.volume_types.clone(),
                 cinder_host: spec.destination.cinder_host.clone(),
@@ -240,6 +243,9 @@ fn image_plan(
     facts: &ImageFacts,
     images: &[(ImageRef, ImageFacts)],
 ) -> ImagePlan {
+    if facts.streamed {
+        return stream_plan(opts, n, r, facts);
+    }
     let mode = image_mode(opts, r, facts);
     let at = |site: Site, pool: &str, image: &str, snap: Option<String>| ImageAt {
         site,
@@ -335,6 +341,7 @@ fn image_plan(
                 Action::CheckDestinationCloud {
                     image: dest.clone(),
                     adoption: a.clone(),
+                    create: false,
                 },
             )
             .past_when(vec![adopted]),
@@ -890,6 +897,19 @@ fn image_plan(
         );
     }
 
+    ImagePlan {
+        image: r.clone(),
+        mode,
+        transfer: opts.transfer,
+        facts: facts.clone(),
+        adoption,
+        warnings,
+        steps: chain(n, steps),
+    }
+}
+
+/// The steps with their ids and order.
+fn chain(n: usize, steps: Vec<Draft>) -> Vec<Step> {
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
     for (j, d) in steps.into_iter().enumerate() {
         let after = match &d.after {
@@ -916,14 +936,122 @@ fn image_plan(
             past_when: d.past_when,
         });
     }
+    out
+}
+
+/// A Cinder volume on the stream path: nothing on the source changes but
+/// two attachments, made and removed by the stream step. The destination
+/// cloud makes the volume first (marked pending, so that a re-run finds it
+/// and nothing takes it for adopted), the stream fills and verifies it, and
+/// the destination cloud finishes it (bootable flag, image metadata, the
+/// mark removed).
+fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) -> ImagePlan {
+    let obj = facts
+        .cloud
+        .as_ref()
+        .expect("a streamed volume was found through the source cloud");
+    let a = opts.adopt.clone().unwrap_or(AdoptOptions {
+        volume_types: BTreeMap::new(),
+        cinder_host: None,
+        bootable_to: BootableTo::Cinder,
+    });
+    // A streamed volume arrives as a volume, bootable or not.
+    let adoption = match adoption_for(
+        &AdoptOptions {
+            bootable_to: BootableTo::Cinder,
+            ..a
+        },
+        r,
+        obj,
+    ) {
+        Adoption::Volume(mut v) => {
+            v.host = None;
+            v
+        }
+        Adoption::Image(_) => unreachable!("bootable_to: cinder gives volumes"),
+    };
+    let size_gb = match obj {
+        CloudObject::Volume { size_gb, .. } => *size_gb,
+        CloudObject::Image { .. } => unreachable!("only volumes stream"),
+    };
+    let hosts = opts
+        .conversion
+        .clone()
+        .expect("the spec names conversion hosts when a volume streams");
+    let source_volume = adoption.source_volume.clone();
+    let adopted = Check::VolumeAdopted {
+        source_volume: source_volume.clone(),
+    };
+    let created = Check::VolumeCreated {
+        source_volume: source_volume.clone(),
+    };
+    let streamed = Check::StreamVerified {
+        source_volume: source_volume.clone(),
+    };
+    let dest = ImageAt {
+        site: Site::Destination,
+        pool: "(cloud)".into(),
+        image: adoption.name.clone(),
+        snap: None,
+    };
+    let steps = vec![
+        draft(
+            "check-destination-cloud",
+            Role::DestinationCloud,
+            Action::CheckDestinationCloud {
+                image: dest,
+                adoption: Adoption::Volume(adoption.clone()),
+                create: true,
+            },
+        )
+        .past_when(vec![created.clone()]),
+        draft(
+            "check-source-cloud",
+            Role::SourceCloud,
+            Action::CheckSourceCloud {
+                object: obj.clone(),
+                allow_in_use: false,
+            },
+        )
+        .past_when(vec![streamed.clone()]),
+        draft(
+            "create-volume",
+            Role::DestinationCloud,
+            Action::CreateVolume {
+                adoption: adoption.clone(),
+                size_gb,
+            },
+        )
+        .done_when(vec![created.clone()]),
+        draft(
+            "stream",
+            Role::ConversionHosts,
+            Action::StreamVolume {
+                source_volume: source_volume.clone(),
+                hosts,
+            },
+        )
+        .requires(vec![created])
+        .done_when(vec![streamed.clone()])
+        .past_when(vec![adopted.clone()]),
+        draft(
+            "finish-volume",
+            Role::DestinationCloud,
+            Action::FinishVolume {
+                adoption: adoption.clone(),
+            },
+        )
+        .requires(vec![streamed])
+        .done_when(vec![adopted]),
+    ];
     ImagePlan {
         image: r.clone(),
-        mode,
-        transfer: opts.transfer,
+        mode: opts.mode,
+        transfer: Transfer::Stream,
         facts: facts.clone(),
-        adoption,
-        warnings,
-        steps: out,
+        adoption: Some(Adoption::Volume(adoption)),
+        warnings: vec![],
+        steps: chain(n, steps),
     }
 }
 
@@ -1165,6 +1293,7 @@ mod tests {
             dest_glance_pool: Some("glance-ct1-cl1".into()),
             published_parents: BTreeSet::new(),
             transfer: Transfer::Mirror,
+            conversion: None,
         }
     }
 
@@ -1191,6 +1320,7 @@ mod tests {
                 pool_mode: PoolMirrorMode::Image,
                 recorded: None,
                 cloud: None,
+                streamed: false,
             },
         )
     }

@@ -47,6 +47,11 @@ pub struct ImageFacts {
     /// The source cloud's volume or image behind it, when a cloud is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud: Option<super::CloudObject>,
+    /// The volume streams through conversion hosts (`transfer: stream`, or
+    /// a volume the source Ceph pool does not hold); nothing above but the
+    /// size and the cloud's volume was read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub streamed: bool,
 }
 
 /// A plan's record found on an image, beside what the image shows now.
@@ -119,9 +124,28 @@ pub fn discover(
     }
     // Each image's facts take a dozen round trips to the cluster: many
     // images are read at once (a thousand in about a second, not ten).
-    let facts = crate::parallel::map(&resolved, DISCOVERY_THREADS, |(r, _)| {
-        image_facts(source, r)
-            .with_context(|| format!("reading {} on the source cluster", r.source_spec()))
+    let stream_all = spec.options.transfer == crate::spec::Transfer::Stream;
+    let facts = crate::parallel::map(&resolved, DISCOVERY_THREADS, |(r, obj)| {
+        let volume = matches!(obj, Some(CloudObject::Volume { .. }));
+        if stream_all && volume {
+            return Ok((streamed_facts(obj), false));
+        }
+        match image_facts(source, r) {
+            // Not in the source Ceph pool: another Cinder backend holds it.
+            Err(e) if volume && is_not_found(&e) => {
+                if spec.conversion_hosts.is_some() {
+                    Ok((streamed_facts(obj), false))
+                } else {
+                    Err(e.context(format!(
+                        "{} is not in the source Ceph pool: the volume is on another Cinder backend; add conversion_hosts to the spec to stream it",
+                        r.source_spec()
+                    )))
+                }
+            }
+            found => {
+                found.with_context(|| format!("reading {} on the source cluster", r.source_spec()))
+            }
+        }
     });
     let mut out = Vec::with_capacity(resolved.len());
     for ((r, obj), found) in resolved.into_iter().zip(facts) {
@@ -144,6 +168,36 @@ pub fn discover(
         out.push((r, facts));
     }
     Ok(out)
+}
+
+/// Whether an error says an image is not there.
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<CephError>()
+            .is_some_and(|c| c.kind() == crate::ceph::ErrorKind::NotFound)
+    })
+}
+
+/// The facts of a volume that streams: its size, as the cloud says.
+fn streamed_facts(obj: &Option<CloudObject>) -> ImageFacts {
+    let size_gb = match obj {
+        Some(CloudObject::Volume { size_gb, .. }) => *size_gb,
+        _ => 0,
+    };
+    ImageFacts {
+        size: size_gb << 30,
+        features: Features(0),
+        user_snapshots: vec![],
+        mirroring: None,
+        in_use: false,
+        users: vec![],
+        parent: None,
+        pool_mode: PoolMirrorMode::Disabled,
+        id: String::new(),
+        recorded: None,
+        cloud: None,
+        streamed: true,
+    }
 }
 
 /// Images whose facts are read at once.
@@ -206,6 +260,7 @@ pub fn resolve_entry(
             let c = cloud.expect("volumes are looked up only with a cloud");
             check_volume_status(c, &vol, spec.options.allow_in_use)?;
             let to_glance = spec.destination.cloud.is_some()
+                && spec.options.transfer != crate::spec::Transfer::Stream
                 && spec.options.bootable_volumes.to_glance(vol.is_bootable());
             let image_id = derived_image_id(&vol.id);
             let r = spec.resolve_volume(i, &vol.id, to_glance.then_some(image_id.as_str()))?;
@@ -480,6 +535,7 @@ fn image_facts(cluster: &Cluster, r: &ImageRef) -> anyhow::Result<(ImageFacts, b
         parent: img.parent()?,
         pool_mode: pool.mirror_mode()?,
         cloud: None,
+        streamed: false,
     };
     Ok((facts, img.has_luks_header()?))
 }

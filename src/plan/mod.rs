@@ -40,6 +40,10 @@ pub enum Role {
     DestinationCloud,
     /// Ceph admin of the source cluster, after the destination is verified.
     Cleanup,
+    /// The stream path's operator: attaches each volume to its conversion
+    /// host (a project member of both clouds) and streams between the hosts
+    /// over ssh.
+    ConversionHosts,
 }
 
 impl std::fmt::Display for Role {
@@ -50,6 +54,7 @@ impl std::fmt::Display for Role {
             Role::SourceCloud => "source-cloud",
             Role::DestinationCloud => "destination-cloud",
             Role::Cleanup => "cleanup",
+            Role::ConversionHosts => "conversion-hosts",
         })
     }
 }
@@ -344,6 +349,12 @@ pub enum Check {
     VolumeAdopted { source_volume: String },
     /// The destination cloud has this image, `active`.
     ImageRegistered { id: String },
+    /// The destination cloud has a volume made for this source volume (found
+    /// by its `ferry_source_volume` metadata), created and not in error.
+    VolumeCreated { source_volume: String },
+    /// The volume made for this source volume holds the stream's data,
+    /// verified: it carries [`STREAM_DIGEST`].
+    StreamVerified { source_volume: String },
 }
 
 /// What the source cloud said about the OpenStack object behind an image.
@@ -392,6 +403,13 @@ impl CloudObject {
 pub const ADOPTED_FROM: &str = "ferry_source_volume";
 /// Image property naming where ferry brought an image from.
 pub const REGISTERED_FROM: &str = "ferry_source";
+/// Metadata of a destination volume the stream path made and has not
+/// finished (its value: the plan id); [`Check::VolumeAdopted`] does not hold
+/// while it is there.
+pub const STREAM_PENDING: &str = "ferry_stream_pending";
+/// Metadata of a destination volume the stream path filled: the digest both
+/// conversion hosts computed (`crate::transfer::digest`).
+pub const STREAM_DIGEST: &str = "ferry_sha256";
 
 /// How the destination cloud adopts a copy as a volume (manage-existing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -558,8 +576,14 @@ pub enum Action {
     /// Put back the features the plan found (`ImagePlan::facts`).
     RestoreFeatures { image: ImageAt },
     /// Destination cloud, before anything changes: the volume type exists,
-    /// the name is free, the Cinder host is known. Reads only.
-    CheckDestinationCloud { image: ImageAt, adoption: Adoption },
+    /// the name is free, the Cinder host is known. Reads only. With `create`
+    /// (the stream path) the volume is created, not managed: no Cinder host.
+    CheckDestinationCloud {
+        image: ImageAt,
+        adoption: Adoption,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        create: bool,
+    },
     /// Cinder manage-existing of the copy, then bootable flag and image
     /// metadata; waits until `available`.
     AdoptVolume {
@@ -572,6 +596,24 @@ pub enum Action {
         image: ImageAt,
         registration: ImageRegistration,
     },
+    /// Stream path, destination cloud: a new volume for the source volume,
+    /// with the adoption's name, type, description and metadata, marked
+    /// [`STREAM_PENDING`]; waits until `available`.
+    CreateVolume {
+        adoption: VolumeAdoption,
+        size_gb: u64,
+    },
+    /// Stream path: attaches the source volume to the source conversion
+    /// host and the new volume to the destination one, streams the blocks
+    /// between them, detaches both (whatever happened), and notes the digest
+    /// both ends computed on the new volume ([`STREAM_DIGEST`]).
+    StreamVolume {
+        source_volume: String,
+        hosts: crate::spec::ConversionHosts,
+    },
+    /// Stream path, destination cloud: bootable flag and image metadata,
+    /// then the [`STREAM_PENDING`] mark goes: the volume is adopted.
+    FinishVolume { adoption: VolumeAdoption },
 }
 
 /// One step of an image's migration.
@@ -628,6 +670,18 @@ impl Step {
                 site: Site::Source,
                 pool: "(cloud)".into(),
                 image: object.id().to_string(),
+                snap: None,
+            },
+            Action::StreamVolume { source_volume, .. } => ImageAt {
+                site: Site::Source,
+                pool: "(cloud)".into(),
+                image: source_volume.clone(),
+                snap: None,
+            },
+            Action::CreateVolume { adoption, .. } | Action::FinishVolume { adoption } => ImageAt {
+                site: Site::Destination,
+                pool: "(cloud)".into(),
+                image: adoption.source_volume.clone(),
                 snap: None,
             },
         }

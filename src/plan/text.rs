@@ -191,6 +191,37 @@ pub(crate) fn describe(a: &Action) -> String {
         Action::RestoreFeatures { image } => {
             format!("restore the features the plan found on {image}")
         }
+        Action::CheckDestinationCloud {
+            adoption: Adoption::Volume(v),
+            create: true,
+            ..
+        } => format!(
+            "check the destination cloud: volume type {}, name {:?} free",
+            v.volume_type.as_deref().unwrap_or("(default)"),
+            v.name,
+        ),
+        Action::CreateVolume { adoption, size_gb } => format!(
+            "create volume {:?} ({size_gb} GiB{}) for source volume {}, marked pending",
+            adoption.name,
+            adoption
+                .volume_type
+                .as_ref()
+                .map(|t| format!(", type {t}"))
+                .unwrap_or_default(),
+            adoption.source_volume
+        ),
+        Action::StreamVolume {
+            source_volume,
+            hosts,
+        } => format!(
+            "attach volume {source_volume} to {} and its new volume to {}, stream between them over ssh, verify, detach both",
+            hosts.source.ssh, hosts.destination.ssh
+        ),
+        Action::FinishVolume { adoption } => format!(
+            "finish volume {:?}: {}image metadata, then remove the pending mark",
+            adoption.name,
+            if adoption.bootable { "bootable, " } else { "" }
+        ),
         Action::CheckDestinationCloud { adoption, .. } => match adoption {
             Adoption::Volume(v) => format!(
                 "check the destination cloud: volume type {}, name {:?} free, Cinder host {}",

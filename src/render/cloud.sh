@@ -126,9 +126,23 @@ adopted() {
   [ "$n" -le 1 ] || die "$n destination volumes carry ferry_source_volume=$1: keep one"
   VOL=$(printf '%s' "$OUT" | jq -r --arg s "$1" '[.volumes[] | select(.metadata.ferry_source_volume == $s)][0].id // empty')
   VOL_STATUS=$(printf '%s' "$OUT" | jq -r --arg s "$1" '[.volumes[] | select(.metadata.ferry_source_volume == $s)][0].status // empty')
+  VOL_META=$(printf '%s' "$OUT" | jq -c --arg s "$1" '[.volumes[] | select(.metadata.ferry_source_volume == $s)][0].metadata // {}')
   [ -n "$VOL" ]
 }
-volume_adopted() { adopted "$1" && [ "$VOL_STATUS" = available ]; }
+# A volume the stream path made is adopted once its pending mark is gone.
+volume_adopted() {
+  adopted "$1" && [ "$VOL_STATUS" = available ] &&
+    printf '%s' "$VOL_META" | jq -e 'has("ferry_stream_pending") | not' >/dev/null
+}
+# volume_created SOURCE_ID: the stream path's volume for SOURCE_ID is made.
+volume_created() {
+  adopted "$1" || return 1
+  case $VOL_STATUS in creating | error*) return 1 ;; esac
+}
+# stream_verified SOURCE_ID: the stream filled it and noted the digest.
+stream_verified() {
+  adopted "$1" && printf '%s' "$VOL_META" | jq -e 'has("ferry_sha256")' >/dev/null
+}
 
 image_registered() {
   osq image show "$1" -f json || return 1

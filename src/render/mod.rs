@@ -95,6 +95,13 @@ fn text(role: Role) -> Text {
             before: "the destination storage part (it may run earlier: it checks, then waits for the verified copies).",
             after: "the cleanup part.",
         },
+        Role::ConversionHosts => Text {
+            role,
+            what: "streams each volume of the stream path: attaches it to the source conversion host and its new volume to the destination one, carries the blocks between them over ssh, verifies and detaches. The data path is ferry's own agent on each host, so this part runs ferry itself.",
+            needs: "ferry and ssh access to both conversion hosts (the bundle's ssh options); FERRY_SOURCE_CLOUD and FERRY_DESTINATION_CLOUD naming both clouds' clouds.yaml entries (project member in each); the plan bundle: sh conversion-hosts.sh plan.yaml",
+            before: "the destination cloud part (it makes the volumes; this part waits for them).",
+            after: "the destination cloud part finishes the volumes.",
+        },
         Role::Cleanup => Text {
             role,
             what: "on the source, after the copies are verified: notes the verified digest on each image, checks nothing was written after the cut-over, disables mirroring, removes the cut-over snapshot (and a clone's flat copy) and restores the features the plan found. Source data is not deleted.",
@@ -155,6 +162,10 @@ pub fn script(plan: &Plan, role: Role) -> String {
     let _ = writeln!(s, "ROLE={}", q(&role.to_string()));
     let _ = writeln!(s, "PLAN={}", q(&plan.id));
     s.push_str(COMMON);
+    if role == Role::ConversionHosts {
+        conversion_hosts(&mut s, plan);
+        return s;
+    }
     match role {
         Role::SourceCloud | Role::DestinationCloud => s.push_str(CLOUD),
         _ => s.push_str(STORAGE),
@@ -168,7 +179,7 @@ pub fn script(plan: &Plan, role: Role) -> String {
     if role == Role::DestinationCloud {
         let _ = writeln!(
             s,
-            "DEST_FSID={}",
+            "# shellcheck disable=SC2034 # a plan of streamed volumes uses none\nDEST_FSID={}",
             q(plan.destination_fsid.as_deref().unwrap_or(""))
         );
         s.push_str("login\n");
@@ -252,6 +263,43 @@ verified_source() {
   [ "$OUT" = "$sum" ] || die "the hand-off says the copy of $o has digest $sum, but the cut-over $2 has $OUT: not the same data; nothing is cleaned up"
 }
 "#;
+
+/// The conversion-hosts part: its steps are ferry's own (the agents on
+/// the hosts are ferry), so the script names them and runs ferry's role run
+/// on the bundle, which checks, skips what is done and resumes as a script
+/// would.
+fn conversion_hosts(s: &mut String, plan: &Plan) {
+    let mut any = false;
+    for img in plan.run_order().into_iter().map(|k| &plan.images[k]) {
+        for st in img
+            .steps
+            .iter()
+            .filter(|st| st.role == Role::ConversionHosts)
+        {
+            any = true;
+            let _ = writeln!(
+                s,
+                "# {}",
+                comment(&format!("{} {}: {}", st.id, st.name, describe(&st.action)))
+            );
+        }
+    }
+    if !any {
+        let _ = writeln!(s, "\nsay \"plan $PLAN has nothing for this part\"");
+        return;
+    }
+    let _ = writeln!(
+        s,
+        r#"BUNDLE=${{1:-}}
+[ -n "$BUNDLE" ] || die "give the plan bundle: sh $0 plan.yaml"
+[ -r "$BUNDLE" ] || die "cannot read the plan bundle $BUNDLE"
+: "${{FERRY_SOURCE_CLOUD:?set FERRY_SOURCE_CLOUD to the clouds.yaml entry of the source cloud}}"
+: "${{FERRY_DESTINATION_CLOUD:?set FERRY_DESTINATION_CLOUD to the clouds.yaml entry of the destination cloud}}"
+say "streaming through the conversion hosts (plan $PLAN)"
+# ferry's exit status is this part's: 0 done, 1 failed, 2 gave up waiting.
+exec ferry run --role conversion-hosts "$BUNDLE" --cloud "$FERRY_SOURCE_CLOUD" --destination-cloud "$FERRY_DESTINATION_CLOUD""#
+    );
+}
 
 /// The source a record must name, as the JSON the scripts compare.
 fn origin_json(origin: &crate::plan::SourceId) -> String {
@@ -349,6 +397,10 @@ fn cond_here(c: &Check, role: Role, plan: &Plan, img: &ImagePlan) -> Option<Stri
             format!("manageable \"$HOST\" {}", q(&image.image))
         }
         Check::VolumeAdopted { source_volume } => format!("volume_adopted {}", q(source_volume)),
+        Check::VolumeCreated { source_volume } => format!("volume_created {}", q(source_volume)),
+        Check::StreamVerified { source_volume } => {
+            format!("stream_verified {}", q(source_volume))
+        }
         Check::ImageRegistered { id } => format!("image_registered {}", q(id)),
     })
 }
@@ -369,6 +421,9 @@ fn waitable(c: &Check) -> Option<String> {
         )),
         Check::SnapshotProtected { image } => Some(format!(
             "{image}, the parent this copy is a clone of, to be published and protected (the migration of that Glance image does it)"
+        )),
+        Check::StreamVerified { source_volume } => Some(format!(
+            "the stream of volume {source_volume} (the conversion-hosts part)"
         )),
         // The source's digest, which mirroring carries after the source
         // storage part's hash-source step.
@@ -403,7 +458,11 @@ fn step(s: &mut String, plan: &Plan, img: &ImagePlan, st: &Step) {
     let (id, name) = (q(&st.id), q(&st.name));
     // Cloud steps that adopt need the Cinder host before their checks.
     if let Some(Adoption::Volume(v)) = match &st.action {
-        Action::CheckDestinationCloud { adoption, .. } => Some(adoption),
+        Action::CheckDestinationCloud {
+            adoption,
+            create: false,
+            ..
+        } => Some(adoption),
         _ => None,
     }
     .or(match (&st.action, &img.adoption) {
@@ -909,7 +968,9 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 );
             }
         },
-        Action::CheckDestinationCloud { adoption, .. } => match adoption {
+        Action::CheckDestinationCloud {
+            adoption, create, ..
+        } => match adoption {
             Adoption::Volume(v) => {
                 let _ = writeln!(
                     b,
@@ -920,9 +981,10 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                     let _ = writeln!(b, "  volume_type_exists {} || die {}", q(t), q(&format!("volume type {t:?} does not exist in the destination cloud; map the source type with options.volume_types")));
                 }
                 let _ = writeln!(b, "  ! volume_named {} || die {}", q(&v.name), q(&format!("a volume named {:?} already exists in the destination cloud: choose another name (images[].name)", v.name)));
+                let host = if *create { "" } else { ", host $HOST" };
                 let _ = writeln!(
                     b,
-                    "  say \"type \"{}\", name free, host $HOST\"\nfi",
+                    "  say \"type \"{}\", name free{host}\"\nfi",
                     q(v.volume_type.as_deref().unwrap_or("(default)"))
                 );
             }
@@ -966,6 +1028,65 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 b,
                 "say \"volume $VOL\" {}",
                 q(&format!("{:?} available", a.name))
+            );
+        }
+        Action::CreateVolume {
+            adoption: a,
+            size_gb,
+        } => {
+            let mut metadata = a.metadata.clone();
+            metadata.insert(crate::plan::STREAM_PENDING.into(), plan.id.clone());
+            let mut vol =
+                serde_json::json!({"name": a.name, "size": size_gb, "metadata": metadata});
+            if let Some(d) = &a.description {
+                vol["description"] = serde_json::json!(d);
+            }
+            if let Some(t) = &a.volume_type {
+                vol["volume_type"] = serde_json::json!(t);
+            }
+            let src = q(&a.source_volume);
+            let _ = writeln!(
+                b,
+                "if adopted {src}; then\n  case $VOL_STATUS in error*) die \"volume $VOL made for source volume \"{src}\" is in $VOL_STATUS: delete it and run again\" ;; esac\nelse\n  need_cinder"
+            );
+            let _ = writeln!(
+                b,
+                "  body=$(jq -cn --argjson v {} '$v')\n  api_send POST \"$CINDER/volumes\" \"$body\" application/json\n  case $CODE in 2*) ;; *) die \"creating volume \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi",
+                q(&serde_json::json!({ "volume": vol }).to_string()),
+                q(&a.name)
+            );
+            let _ = writeln!(
+                b,
+                "wait_for \"volume $VOL to be available\" volume_status_is \"$VOL\" available\nsay \"volume $VOL available, pending\""
+            );
+        }
+        Action::FinishVolume { adoption: a } => {
+            let src = q(&a.source_volume);
+            let _ = writeln!(b, "adopted {src} || die \"no destination volume was made for source volume \"{src}\nneed_cinder");
+            let _ = writeln!(b, "[ \"$VOL_STATUS\" = available ] || die \"volume $VOL is $VOL_STATUS, not available (attached still? the conversion-hosts part detaches it when run again)\"");
+            if a.bootable {
+                let _ = writeln!(b, "osw volume set --bootable \"$VOL\"");
+            }
+            if !a.image_metadata.is_empty() {
+                let props: String = a
+                    .image_metadata
+                    .iter()
+                    .map(|(k, v)| format!(" --image-property {}", q(&format!("{k}={v}"))))
+                    .collect();
+                let _ = writeln!(b, "osw volume set{props} \"$VOL\"");
+            }
+            let _ = writeln!(b, "api_send DELETE \"$CINDER/volumes/$VOL/metadata/{}\" '' application/json\ncase $CODE in 2* | 404) ;; *) die \"removing the pending mark of volume $VOL gave HTTP $CODE: $OUT\" ;; esac", crate::plan::STREAM_PENDING);
+            let _ = writeln!(
+                b,
+                "say \"volume $VOL\" {}",
+                q(&format!("{:?} available", a.name))
+            );
+        }
+        // The conversion-hosts part runs ferry itself (`conversion_hosts`).
+        Action::StreamVolume { .. } => {
+            let _ = writeln!(
+                b,
+                "die 'streaming is the conversion-hosts part (ferry run --role conversion-hosts)'"
             );
         }
         Action::RegisterImage {

@@ -22,7 +22,25 @@ fn every_plan(name: &dyn Fn(&str) -> String) -> Vec<(String, Plan)> {
             "direct".into(),
             plan_named(MirrorMode::Snapshot, Transfer::Direct, name),
         ),
+        (
+            "stream".into(),
+            plan_named(MirrorMode::Snapshot, Transfer::Stream, name),
+        ),
     ]
+}
+
+/// A conversion host whose every value is dressed by `name`.
+fn convhost(name: &dyn Fn(&str) -> String, site: &str) -> crate::spec::ConversionHost {
+    crate::spec::ConversionHost {
+        ssh: name(&format!("convhost-{site}")),
+        name: None,
+        ip: "192.0.2.1".into(),
+        ferry: name("sudo -n ferry"),
+        nfs_mount_base: Some(name("/var/lib/ferry/mnt")),
+        ceph_conf: None,
+        ceph_keyring: None,
+        state_dir: None,
+    }
 }
 
 /// Every name, type, description and metadata value of `plan` dressed by
@@ -47,6 +65,12 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
         dest_glance_pool: Some(name("glance-images")),
         published_parents: Default::default(),
         transfer,
+        conversion: Some(crate::spec::ConversionHosts {
+            source: convhost(name, "a"),
+            destination: convhost(name, "b"),
+            ssh_options: vec!["-F".into(), name("/etc/ferry/ssh config")],
+            stall_seconds: 60,
+        }),
     };
     let volume = |bootable: bool, id: &str| {
         (
@@ -74,6 +98,7 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
                 parent: None,
                 pool_mode: PoolMirrorMode::Image,
                 recorded: None,
+                streamed: transfer == Transfer::Stream,
                 cloud: Some(CloudObject::Volume {
                     id: name(id),
                     name: name("it's a db"),
@@ -92,12 +117,13 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
     build(&opts, &[volume(false, "v1"), volume(true, "v2")])
 }
 
-const ROLES: [Role; 5] = [
+const ROLES: [Role; 6] = [
     Role::SourceCloud,
     Role::SourceStorage,
     Role::DestinationStorage,
     Role::DestinationCloud,
     Role::Cleanup,
+    Role::ConversionHosts,
 ];
 
 #[test]
@@ -135,7 +161,8 @@ fn each_role_gets_only_its_steps_and_tools() {
             assert_eq!(s.contains(&marker), st.role == role, "{role}: {marker}");
         }
         let cloud = matches!(role, Role::SourceCloud | Role::DestinationCloud);
-        assert_eq!(s.contains("rbdw "), !cloud, "{role}");
+        let storage = !cloud && role != Role::ConversionHosts;
+        assert_eq!(s.contains("rbdw "), storage, "{role}");
         assert_eq!(
             s.contains("\nlogin\n"),
             role == Role::DestinationCloud,
@@ -309,7 +336,16 @@ fn hostile_names_stay_literal_in_every_script() {
                     s.lines().nth(line.saturating_sub(1)).unwrap_or_default()
                 );
             }
-            assert!(seen > 0, "{role}: the hostile names are rendered");
+            let has_steps = p
+                .images
+                .iter()
+                .flat_map(|i| &i.steps)
+                .any(|st| st.role == role);
+            assert_eq!(
+                seen > 0,
+                has_steps,
+                "{role} ({mode}): the hostile names are rendered"
+            );
             // SC2016 ("expressions don't expand in single quotes") is the
             // point here: the names hold `$(...)` that must not expand.
             shellcheck(&s, &format!("hostile-{role}-{mode}"), &["-e", "SC2016"]);
@@ -366,6 +402,7 @@ fn clone_of_parent_plan() -> Plan {
         pool_mode: PoolMirrorMode::Image,
         recorded: None,
         cloud: None,
+        streamed: false,
     };
     let image = ImageRef {
         kind: ImageKind::Glance,
@@ -398,6 +435,7 @@ fn clone_of_parent_plan() -> Plan {
         dest_glance_pool: Some("glance-images".into()),
         published_parents: Default::default(),
         transfer: crate::spec::Transfer::Mirror,
+        conversion: None,
     };
     build(&opts, &[(volume, facts), (image, image_facts)])
 }

@@ -1,0 +1,394 @@
+//! The stream path through a migration spec, on the real test environment:
+//! a volume of the source cloud's NFS backend (not on Ceph) and, with
+//! `transfer: stream`, a volume of its RBD backend (the clusters' peering
+//! unused) move through the two conversion hosts into new volumes of the
+//! destination cloud, with name, type, bootable flag and metadata, and the
+//! source's digest. An agent killed mid-stream, and ferry itself killed
+//! mid-stream, leave nothing attached that a re-run does not remove, and the
+//! re-run sends only the chunks that are missing.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ferry::openstack::{Cinder, Cloud, Volume};
+use ferry::transfer::digest::DigestWriter;
+use serde_json::{json, Value};
+
+use crate::common::{
+    checksum, mirror_daemon_shared, spec_in_temp_dir, step_events, unique, Noise, TestEnv,
+};
+use crate::it::openstack::{adopted, wait_volume, DestGuard, VolumeGuard};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+const CHUNK: u64 = 4 * MIB;
+
+/// Chunks of the 1 GiB NFS volume that hold data: every third one, 86 of
+/// 256 (344 MiB), the last partly.
+fn data_chunks() -> Vec<u64> {
+    (0..256).filter(|c| c % 3 == 0).collect()
+}
+
+/// A source volume with a name, description, metadata, the bootable flag
+/// and image metadata, of `volume_type`; deleted at the end.
+fn source_volume<'c>(src: &'c Cloud, volume_type: &str) -> (VolumeGuard<'c>, Volume) {
+    let name = unique(&format!("stream-{volume_type}"));
+    let v = Cinder(src)
+        .create_volume_from(&json!({
+            "name": name, "size": 1, "volume_type": volume_type,
+            "description": "moved by the stream path",
+            "metadata": {"team": "blue"},
+        }))
+        .unwrap_or_else(|e| panic!("creating a {volume_type} volume: {e:#}"));
+    let guard = VolumeGuard {
+        cloud: src,
+        id: v.id.clone(),
+    };
+    wait_volume(src, &v.id, "available");
+    Cinder(src).set_bootable(&v.id, true).unwrap();
+    let meta: BTreeMap<String, String> = [("os_distro".to_string(), "debian".to_string())].into();
+    Cinder(src).set_image_metadata(&v.id, &meta).unwrap();
+    let v = Cinder(src).volume(&v.id).unwrap();
+    (guard, v)
+}
+
+/// The file of an NFS volume where the conversion hosts mount the share.
+fn nfs_file(env: &TestEnv, id: &str) -> PathBuf {
+    let base = env.path("CONVHOST_NFS_MOUNT_BASE");
+    let name = format!("volume-{id}");
+    std::fs::read_dir(&base)
+        .unwrap()
+        .map(|d| d.unwrap().path().join(&name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no file {name} under {}", base.display()))
+}
+
+/// Data into the chunks [`data_chunks`] names (the last one only partly,
+/// so that a chunk holds data and zeros); the rest stays holes. Returns the
+/// digest, read whole.
+fn fill_nfs(path: &Path) -> String {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let mut buf = vec![0u8; CHUNK as usize];
+    for (k, c) in data_chunks().into_iter().enumerate() {
+        Noise::new(500 + k as u64).fill(&mut buf);
+        let len = if c == 255 { 5000 } else { CHUNK as usize };
+        f.write_all_at(&buf[..len], c * CHUNK).unwrap();
+    }
+    f.sync_all().unwrap();
+    let mut w = DigestWriter::new();
+    std::io::copy(&mut std::fs::File::open(path).unwrap(), &mut w).unwrap();
+    w.finish().0
+}
+
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The spec: the test environment's clusters and clouds, `images`, the
+/// conversion hosts (`ferry` run as `ferry_cmd` on both, the receiver's
+/// record in `record`), and `options`.
+fn spec_text(env: &TestEnv, images: &str, options: &str, ferry_cmd: &str, record: &Path) -> String {
+    let dir = env.path("FERRY_TESTENV_DIR");
+    let host = |name: &str, site: &str, extra: &str| {
+        format!(
+            "  {name}:\n    ssh: convhost-{site}\n    ip: 127.0.0.1\n    ferry: {}\n    nfs_mount_base: {}\n    ceph_conf: {}\n    ceph_keyring: {}\n{extra}",
+            json!(ferry_cmd),
+            json!(env.var("CONVHOST_NFS_MOUNT_BASE")),
+            json!(dir.join(format!("site-{site}.conf"))),
+            json!(dir.join(format!("site-{site}.client.cinder.keyring"))),
+        )
+    };
+    format!(
+        "{}options:\n  volume_types: {{nfs: ceph}}\n{options}conversion_hosts:\n  ssh_options: [\"-F\", {}]\n  stall_seconds: 30\n{}{}",
+        env.spec_yaml_with_clouds(images),
+        json!(env.var("CONVHOST_SSH_CONFIG")),
+        host("source", "a", ""),
+        host(
+            "destination",
+            "b",
+            &format!("    state_dir: {}\n", json!(record))
+        ),
+    )
+}
+
+fn ferry() -> &'static str {
+    env!("CARGO_BIN_EXE_ferry")
+}
+
+fn run_cmd(env: &TestEnv, spec: &Path, state: &Path) -> Command {
+    let mut cmd = Command::new(ferry());
+    cmd.args(["run", "--output", "json", "--state-dir"])
+        .arg(state)
+        .arg(spec)
+        .env_remove("OS_CLOUD")
+        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml());
+    cmd
+}
+
+/// The stream step's report in a run's events: (sent, already there).
+fn stream_counts(out: &std::process::Output) -> (u64, u64) {
+    let done: Vec<Value> = step_events(out)
+        .into_iter()
+        .filter(|e| e["step"] == "stream" && e["status"] == "done")
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    let detail = done[0]["detail"].as_str().unwrap().to_string();
+    let num = |after: &str| -> u64 {
+        let i = detail.find(after).unwrap_or_else(|| panic!("{detail}"));
+        detail[..i]
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .find(|w| !w.is_empty())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (num(" chunk(s) sent"), num(" already there"))
+}
+
+/// No attachment is left on either volume, both `available`.
+fn assert_free(cloud: &Cloud, id: &str) {
+    let v = wait_volume(cloud, id, "available");
+    assert!(v.attachments.is_empty(), "{id}: {:?}", v.attachments);
+    let left = Cinder(cloud).attachments(id).unwrap();
+    assert!(left.is_empty(), "{id}: attachments left: {left:?}");
+}
+
+fn assert_adopted(dst: &Cloud, source: &Volume, digest: &str) -> Volume {
+    let found = adopted(dst, &source.id);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let v = &found[0];
+    assert_eq!(v.status, "available");
+    assert_eq!(v.name.as_deref(), Some(source.name.as_deref().unwrap()));
+    assert_eq!(v.volume_type.as_deref(), Some("ceph"));
+    assert_eq!(v.size, 1);
+    assert!(v.is_bootable(), "{v:?}");
+    assert_eq!(v.description.as_deref(), Some("moved by the stream path"));
+    assert_eq!(v.metadata.get("team").map(String::as_str), Some("blue"));
+    assert_eq!(
+        v.metadata.get("ferry_sha256").map(String::as_str),
+        Some(digest)
+    );
+    assert!(!v.metadata.contains_key("ferry_stream_pending"), "{v:?}");
+    assert_eq!(
+        v.volume_image_metadata.get("os_distro").map(String::as_str),
+        Some("debian")
+    );
+    v.clone()
+}
+
+/// The digest of the destination volume's RBD image, read there.
+fn destination_digest(env: &TestEnv, id: &str) -> String {
+    let b = env.connect("site-b");
+    let pool = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    let img = pool.open_image(&format!("volume-{id}")).unwrap();
+    checksum(&img)
+}
+
+#[test]
+fn an_nfs_volume_streams_through_the_conversion_hosts_resuming_after_kills() {
+    let _shared = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let (_vol, source) = source_volume(&src, env.var("SOURCE_NFS_VOLUME_TYPE"));
+    let _made = DestGuard {
+        cloud: &dst,
+        volume_marker: Some(source.id.clone()),
+        image: None,
+    };
+    let want = fill_nfs(&nfs_file(&env, &source.id));
+    let scratch = Scratch(std::env::temp_dir().join(unique("stream-path")));
+    let record = scratch.0.join("record");
+    std::fs::create_dir_all(&record).unwrap();
+    let images = format!("  - volume: {}\n", source.id);
+
+    // The plan: the volume is not in the source Ceph pool, so it streams.
+    let (spec, state) = spec_in_temp_dir(&spec_text(&env, &images, "", ferry(), &record));
+    let plan = Command::new(ferry())
+        .args(["plan", "--output", "json"])
+        .arg(&spec)
+        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
+        .env_remove("OS_CLOUD")
+        .output()
+        .unwrap();
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let steps: Vec<&str> = plan["images"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "check-destination-cloud",
+            "check-source-cloud",
+            "create-volume",
+            "stream",
+            "finish-volume"
+        ]
+    );
+    assert_eq!(plan["images"][0]["transfer"], "stream");
+
+    // 1. The destination agent dies after 5 chunks: the run fails naming
+    // it, and ferry detaches both volumes.
+    let crashing = format!("env FERRY_TEST_RECEIVE_CRASH_AFTER_CHUNKS=5 {}", ferry());
+    let (spec1, state1) = spec_in_temp_dir(&spec_text(&env, &images, "", &crashing, &record));
+    let out = run_cmd(&env, &spec1, &state1).output().unwrap();
+    assert!(!out.status.success(), "the run was to fail");
+    let err =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the destination agent on convhost-b"),
+        "the error does not name the agent that died: {err}"
+    );
+    let made = adopted(&dst, &source.id);
+    assert_eq!(made.len(), 1, "one volume made: {made:?}");
+    let target = made[0].id.clone();
+    assert!(made[0].metadata.contains_key("ferry_stream_pending"));
+    assert!(!made[0].metadata.contains_key("ferry_sha256"));
+    assert_free(&src, &source.id);
+    assert_free(&dst, &target);
+
+    // 2. ferry itself is killed mid-stream (once the receiver's record
+    // shows chunks past the first run's): its attachments stay behind.
+    let mut child = run_cmd(&env, &spec, &state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let log = std::fs::read_dir(&record)
+            .unwrap()
+            .map(|d| d.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "chunks"));
+        // Entry i at byte 32 i: chunk 60 or later is on the target.
+        if log.is_some_and(|p| std::fs::metadata(p).unwrap().len() > 32 * 60) {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let v = Cinder(&dst).volume(&target).unwrap();
+    assert!(
+        !v.metadata.contains_key("ferry_sha256"),
+        "the stream finished before the kill"
+    );
+    // What a killed ferry leaves: both volumes attached to their hosts.
+    assert_eq!(Cinder(&src).volume(&source.id).unwrap().status, "in-use");
+    assert_eq!(v.status, "in-use");
+
+    // 3. Again: the leftovers go, only the missing chunks are sent, and
+    // the volume is adopted with the source's digest.
+    let out = run_cmd(&env, &spec, &state).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let detail = format!("{:?}", step_events(&out));
+    assert!(
+        detail.contains(&format!(
+            "removed 1 leftover attachment(s) of {}",
+            source.id
+        )) && detail.contains(&format!("removed 1 leftover attachment(s) of {target}")),
+        "{detail}"
+    );
+    let (sent, resumed) = stream_counts(&out);
+    let data = data_chunks().len() as u64;
+    assert!(resumed >= 20, "sent {sent}, resumed {resumed}");
+    assert_eq!(sent + resumed, data, "sent {sent}, resumed {resumed}");
+    let v = assert_adopted(&dst, &source, &want);
+    assert_eq!(v.id, target, "the volume made first was filled");
+    assert_eq!(destination_digest(&env, &v.id), want);
+    assert_free(&src, &source.id);
+    assert_free(&dst, &v.id);
+
+    // A finished run changes nothing: every step is found done.
+    let again = run_cmd(&env, &spec, &state).output().unwrap();
+    assert!(again.status.success());
+    let events = step_events(&again);
+    assert!(
+        events.iter().filter(|e| e["step"] != "-").all(|e| {
+            e["status"] == "done" && (e["detail"] == "(already)" || e["detail"] == "(past)")
+        }),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn an_rbd_volume_streams_between_the_clouds_without_the_peering() {
+    let _shared = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let (_vol, source) = source_volume(&src, "ceph");
+    let _made = DestGuard {
+        cloud: &dst,
+        volume_marker: Some(source.id.clone()),
+        image: None,
+    };
+    let want = {
+        let a = env.connect("site-a");
+        let pool = a.pool(env.var("MIRROR_IMAGE_POOL")).unwrap();
+        let img = pool.open_image(&format!("volume-{}", source.id)).unwrap();
+        crate::common::write_sparse(&img, GIB, 9, MIB as usize, 77);
+        checksum(&img)
+    };
+    let scratch = Scratch(std::env::temp_dir().join(unique("stream-rbd")));
+    let images = format!("  - volume: {}\n", source.id);
+    let text = spec_text(
+        &env,
+        &images,
+        "  transfer: stream\n",
+        ferry(),
+        &scratch.0.join("record"),
+    );
+    let (spec, state) = spec_in_temp_dir(&text);
+    let out = run_cmd(&env, &spec, &state).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The chunks write_sparse's nine 1 MiB extents touch.
+    let stride = GIB / 9;
+    let touched: std::collections::BTreeSet<u64> = (0..9)
+        .flat_map(|k| {
+            let off = k * stride + 4096 * k;
+            [off / CHUNK, (off + MIB - 1) / CHUNK]
+        })
+        .collect();
+    let (sent, resumed) = stream_counts(&out);
+    assert_eq!((sent, resumed), (touched.len() as u64, 0));
+    let v = assert_adopted(&dst, &source, &want);
+    assert_eq!(destination_digest(&env, &v.id), want);
+    // Nothing on the source changed: no mirroring, no snapshot.
+    let a = env.connect("site-a");
+    let pool = a.pool(env.var("MIRROR_IMAGE_POOL")).unwrap();
+    let img = pool.open_image(&format!("volume-{}", source.id)).unwrap();
+    assert_eq!(
+        img.mirror_info().unwrap().state,
+        ferry::ceph::ImageMirrorState::Disabled
+    );
+    assert!(img.snapshots().unwrap().is_empty());
+    assert_free(&src, &source.id);
+    assert_free(&dst, &v.id);
+}
