@@ -930,6 +930,64 @@ images:
     }
 
     #[test]
+    fn the_stream_path_needs_conversion_hosts_both_clouds_and_volumes() {
+        let clouds = GOOD
+            .replace(
+                "  pools: {cinder: volumes, glance: images}",
+                "  pools: {cinder: volumes, glance: images}\n  cloud: src",
+            )
+            .replace(
+                "  pools: {cinder: cinder-volumes, glance: glance-images}",
+                "  pools: {cinder: cinder-volumes, glance: glance-images}\n  cloud: dst",
+            );
+        let volumes_only = clouds
+            .replace("  - glance_image: abcd\n", "")
+            .replace("  - rbd: volumes/plain\n    dest_name: renamed\n", "");
+        let hosts = "conversion_hosts:\n  source: {ssh: ops@convhost-a, ip: 10.0.0.5, nfs_mount_base: /mnt}\n  destination: {ssh: convhost-b, ip: 10.1.0.5, ferry: sudo -n ferry}\n  ssh_options: [-F, /etc/ferry/ssh_config]\n";
+        let stream = "options: {transfer: stream}\n";
+        let spec = parse(&format!("{volumes_only}{stream}{hosts}")).unwrap();
+        let c = spec.conversion_hosts.as_ref().unwrap();
+        assert_eq!(c.source.connector_name(), "convhost-a");
+        assert_eq!(c.destination.ferry, "sudo -n ferry");
+        assert_eq!(c.source.ferry, "ferry");
+        assert_eq!(c.stall_seconds, 60);
+        assert_eq!(spec.options.transfer, Transfer::Stream);
+
+        let e = parse(&format!("{volumes_only}{stream}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("options.transfer: stream goes through conversion hosts"),
+            "{e}"
+        );
+        let e = parse(&format!("{clouds}{stream}{hosts}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("images[1]: stream moves Cinder volumes"),
+            "{e}"
+        );
+        let e = parse(&format!("{GOOD}{stream}{hosts}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("set source.cloud and destination.cloud"), "{e}");
+        let e = parse(&format!(
+            "{volumes_only}{}",
+            hosts.replace("ip: 10.1.0.5", "ip: ''")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("conversion_hosts.destination.ip:"), "{e}");
+        let e = parse(&format!(
+            "{volumes_only}{}",
+            hosts.replace("ssh: convhost-b", "ssh: -oProxyCommand=x")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("conversion_hosts.destination.ssh:"), "{e}");
+    }
+
+    #[test]
     fn rbd_entry_outside_the_source_pools_is_rejected() {
         let text = GOOD.replace("rbd: volumes/plain", "rbd: other/plain");
         let e = parse(&text).unwrap_err().to_string();

@@ -999,6 +999,12 @@ impl Ctx<'_> {
                     Check::SnapshotProtected { image } => format!(
                         "{image}, the parent this copy is a clone of, to be published and protected (the migration of that Glance image does it; or it must be at the destination)"
                     ),
+                    Check::VolumeCreated { source_volume } => format!(
+                        "the destination volume for source volume {source_volume} (the destination cloud part creates it)"
+                    ),
+                    Check::StreamVerified { source_volume } => format!(
+                        "the stream of source volume {source_volume} (the conversion-hosts part)"
+                    ),
                     Check::Verified { source, .. } if self.access.dst.is_none() => bail!(
                         "the copy of {source} is not known to be verified: give the destination storage part's hand-off ({HANDOFF} lines) with --verified"
                     ),

@@ -1012,8 +1012,7 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
                 object: obj.clone(),
                 allow_in_use: false,
             },
-        )
-        .past_when(vec![streamed.clone()]),
+        ),
         draft(
             "create-volume",
             Role::DestinationCloud,
@@ -2104,6 +2103,101 @@ mod tests {
             }),
             ..opts(MirrorMode::Snapshot, true)
         }
+    }
+
+    #[test]
+    fn a_streamed_volume_is_made_streamed_and_finished_with_nothing_on_the_source() {
+        let (r, mut f) = volume(Features::DEFAULT);
+        f.cloud = Some(cloud_volume(true));
+        f.streamed = true;
+        let hosts = crate::spec::ConversionHosts {
+            source: crate::spec::ConversionHost {
+                ssh: "ops@convhost-a".into(),
+                name: None,
+                ip: "10.0.0.5".into(),
+                ferry: "ferry".into(),
+                nfs_mount_base: None,
+                ceph_conf: None,
+                ceph_keyring: None,
+                state_dir: None,
+            },
+            destination: crate::spec::ConversionHost {
+                ssh: "convhost-b".into(),
+                name: None,
+                ip: "10.1.0.5".into(),
+                ferry: "ferry".into(),
+                nfs_mount_base: None,
+                ceph_conf: None,
+                ceph_keyring: None,
+                state_dir: None,
+            },
+            ssh_options: vec![],
+            stall_seconds: 60,
+        };
+        assert_eq!(hosts.source.connector_name(), "convhost-a");
+        let opts = BuildOptions {
+            conversion: Some(hosts.clone()),
+            ..adopting()
+        };
+        let plan = build(&opts, &[(r, f)]);
+        let p = &plan.images[0];
+        assert_eq!(p.transfer, Transfer::Stream);
+        let steps: Vec<(&str, Role)> = p.steps.iter().map(|s| (s.name.as_str(), s.role)).collect();
+        assert_eq!(
+            steps,
+            [
+                ("check-destination-cloud", Role::DestinationCloud),
+                ("check-source-cloud", Role::SourceCloud),
+                ("create-volume", Role::DestinationCloud),
+                ("stream", Role::ConversionHosts),
+                ("finish-volume", Role::DestinationCloud),
+            ]
+        );
+        // Nothing on the source but reading it; no Ceph step at all.
+        assert!(p.steps.iter().all(|s| !matches!(
+            s.role,
+            Role::SourceStorage | Role::DestinationStorage | Role::Cleanup
+        )));
+        // A bootable volume arrives as a bootable volume (not a Glance
+        // image), with the mapped type, and no manage-existing host.
+        let Some(Adoption::Volume(v)) = &p.adoption else {
+            panic!("{:?}", p.adoption)
+        };
+        assert!(v.bootable);
+        assert_eq!(v.volume_type.as_deref(), Some("ssd"));
+        assert_eq!(v.host, None);
+        assert!(matches!(
+            &p.steps[0].action,
+            Action::CheckDestinationCloud { create: true, .. }
+        ));
+        assert!(matches!(
+            &p.steps[2].action,
+            Action::CreateVolume { size_gb: 20, .. }
+        ));
+        let src = "1".to_string();
+        assert_eq!(
+            p.steps[3].requires,
+            vec![Check::VolumeCreated {
+                source_volume: src.clone()
+            }]
+        );
+        assert_eq!(
+            p.steps[3].done_when,
+            vec![Check::StreamVerified {
+                source_volume: src.clone()
+            }]
+        );
+        assert_eq!(
+            p.steps[4].done_when,
+            vec![Check::VolumeAdopted { source_volume: src }]
+        );
+        assert!(matches!(
+            &p.steps[3].action,
+            Action::StreamVolume { hosts: h, .. } if *h == hosts
+        ));
+        // The plan reads back as it was written.
+        let text = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&text).unwrap(), plan);
     }
 
     #[test]

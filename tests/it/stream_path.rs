@@ -392,3 +392,140 @@ fn an_rbd_volume_streams_between_the_clouds_without_the_peering() {
     assert_free(&src, &source.id);
     assert_free(&dst, &v.id);
 }
+
+/// Runs `sh SCRIPT ARGS` with only what its part needs, and says how it went.
+fn part(dir: &Path, role: &str, env: &[(&str, String)], args: &[&Path]) -> Command {
+    let home = dir.join(format!("home-{role}"));
+    std::fs::create_dir_all(&home).unwrap();
+    let ferry_dir = Path::new(ferry()).parent().unwrap().display().to_string();
+    let mut cmd = Command::new("sh");
+    cmd.arg(dir.join(format!("{role}.sh")))
+        .args(args)
+        .env_clear()
+        .env(
+            "PATH",
+            format!("{ferry_dir}:{}", std::env::var("PATH").unwrap()),
+        )
+        .env("HOME", &home)
+        .env("FERRY_POLL", "1")
+        .env("FERRY_WAIT_TIMEOUT", "300");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn ok(role: &str, out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{role}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The split parts of a stream plan, as scripts, the destination cloud's
+/// started first (it makes the volume and then waits for the stream): the
+/// conversion-hosts part streams it, the destination cloud part finishes
+/// it; both again change nothing.
+#[test]
+fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
+    let _shared = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let (_vol, source) = source_volume(&src, env.var("SOURCE_NFS_VOLUME_TYPE"));
+    let _made = DestGuard {
+        cloud: &dst,
+        volume_marker: Some(source.id.clone()),
+        image: None,
+    };
+    let file = nfs_file(&env, &source.id);
+    let want = {
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        let mut buf = vec![0u8; (3 * MIB) as usize];
+        Noise::new(9).fill(&mut buf);
+        f.write_all_at(&buf, 100 * MIB + 12345).unwrap();
+        f.sync_all().unwrap();
+        let mut w = DigestWriter::new();
+        std::io::copy(&mut std::fs::File::open(&file).unwrap(), &mut w).unwrap();
+        w.finish().0
+    };
+    let scratch = Scratch(std::env::temp_dir().join(unique("stream-roles")));
+    let dir = scratch.0.clone();
+    std::fs::create_dir_all(&dir).unwrap();
+    let images = format!("  - volume: {}\n", source.id);
+    let spec = dir.join("migration.yaml");
+    std::fs::write(
+        &spec,
+        spec_text(&env, &images, "", ferry(), &dir.join("record")),
+    )
+    .unwrap();
+    let bundle = dir.join("plan.yaml");
+    let planned = Command::new(ferry())
+        .args(["plan", "--bundle"])
+        .arg(&bundle)
+        .arg(&spec)
+        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
+        .env_remove("OS_CLOUD")
+        .output()
+        .unwrap();
+    ok("plan", &planned);
+    for role in ["source-cloud", "destination-cloud", "conversion-hosts"] {
+        let out = Command::new(ferry())
+            .args(["script", "--role", role])
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        ok(role, &out);
+        std::fs::write(dir.join(format!("{role}.sh")), &out.stdout).unwrap();
+    }
+    let clouds = env.clouds_yaml().display().to_string();
+    let cloud = |name: &str| {
+        vec![
+            ("OS_CLIENT_CONFIG_FILE", clouds.clone()),
+            ("OS_CLOUD", name.to_string()),
+        ]
+    };
+    ok(
+        "source-cloud",
+        &part(&dir, "source-cloud", &cloud("source"), &[])
+            .output()
+            .unwrap(),
+    );
+    let dest_part = part(&dir, "destination-cloud", &cloud("destination"), &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let hosts_env = vec![
+        ("OS_CLIENT_CONFIG_FILE", clouds.clone()),
+        ("FERRY_SOURCE_CLOUD", "source".to_string()),
+        ("FERRY_DESTINATION_CLOUD", "destination".to_string()),
+    ];
+    let streamed = part(&dir, "conversion-hosts", &hosts_env, &[&bundle])
+        .output()
+        .unwrap();
+    ok("conversion-hosts", &streamed);
+    let finished = dest_part.wait_with_output().unwrap();
+    ok("destination-cloud", &finished);
+    let v = assert_adopted(&dst, &source, &want);
+    assert_eq!(destination_digest(&env, &v.id), want);
+    assert_free(&src, &source.id);
+    assert_free(&dst, &v.id);
+
+    // Both again: every step is found done.
+    let again = part(&dir, "destination-cloud", &cloud("destination"), &[])
+        .output()
+        .unwrap();
+    ok("destination-cloud", &again);
+    let words = String::from_utf8_lossy(&again.stderr).to_string();
+    assert!(
+        !words.lines().any(|l| l.ends_with("): done")),
+        "a second run acted: {words}"
+    );
+    let again = part(&dir, "conversion-hosts", &hosts_env, &[&bundle])
+        .output()
+        .unwrap();
+    ok("conversion-hosts", &again);
+    assert_eq!(adopted(&dst, &source.id).len(), 1);
+}
