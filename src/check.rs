@@ -23,7 +23,68 @@ pub struct CheckReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub clouds: Vec<CloudReport>,
     pub images: Vec<ImageReport>,
+    /// The stream path's conversion hosts, when an image streams.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conversion_hosts: Vec<HostReport>,
     pub problems: Vec<Problem>,
+}
+
+/// A conversion host, as `ssh HOST <ferry> --version` found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostReport {
+    pub side: Side,
+    pub ssh: String,
+    /// What it answered (`ferry 0.1.0`).
+    pub version: Option<String>,
+    /// Why it did not.
+    pub error: Option<String>,
+}
+
+/// Asks each conversion host for its ferry's version, both at once.
+fn host_reports(c: &crate::spec::ConversionHosts) -> Vec<HostReport> {
+    let probe = |side: Side, h: &crate::spec::ConversionHost| {
+        let opts = crate::transfer::stream::relay::RelayOptions {
+            ssh_options: [
+                c.ssh_options.clone(),
+                vec!["-o".into(), "ConnectTimeout=15".into()],
+            ]
+            .concat(),
+            remote_ferry: h.ferry.clone(),
+            ..Default::default()
+        };
+        let out = crate::transfer::stream::relay::ssh_command(&h.ssh, &opts, &["--version".into()])
+            .stdin(std::process::Stdio::null())
+            .output();
+        let (version, error) = match out {
+            Ok(o) if o.status.success() => (
+                Some(String::from_utf8_lossy(&o.stdout).trim().to_string()),
+                None,
+            ),
+            Ok(o) => (
+                None,
+                Some(format!(
+                    "{} ({})",
+                    String::from_utf8_lossy(&o.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("no message"),
+                    o.status
+                )),
+            ),
+            Err(e) => (None, Some(format!("running ssh: {e}"))),
+        };
+        HostReport {
+            side,
+            ssh: h.ssh.clone(),
+            version,
+            error,
+        }
+    };
+    std::thread::scope(|sc| {
+        let a = sc.spawn(|| probe(Side::Source, &c.source));
+        let b = probe(Side::Destination, &c.destination);
+        vec![a.join().expect("the probe does not panic"), b]
+    })
 }
 
 impl CheckReport {
@@ -198,6 +259,9 @@ pub struct ImageReport {
     pub primary: Option<bool>,
     /// The destination copy already exists (a previous run, or a name clash).
     pub dest_exists: Option<bool>,
+    /// The volume takes the stream path (not read on the source cluster).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub streamed: bool,
 }
 
 impl ImageReport {
@@ -288,7 +352,28 @@ pub fn run(spec: &Spec) -> CheckReport {
     );
     // Many images are read at once: each takes a dozen round trips.
     let (src, dst) = (src_conn.as_ref().ok(), dst_conn.as_ref().ok());
-    let images = crate::parallel::map(&refs, 16, |r| image_report(r.clone(), src, dst));
+    let stream_all = spec.options.transfer == Transfer::Stream;
+    let can_stream = spec.conversion_hosts.is_some() && spec.source.cloud.is_some();
+    let images = crate::parallel::map(&refs, 16, |r| {
+        let volume = r.kind == ImageKind::Cinder && spec.source.cloud.is_some();
+        let mut i = image_report(r.clone(), src, dst);
+        // A volume the source pool does not hold streams, as the plan has it.
+        let missing = i
+            .error
+            .as_ref()
+            .is_some_and(|f| f.kind == ErrorKind::NotFound);
+        if volume && (stream_all || (missing && can_stream)) {
+            i = ImageReport {
+                streamed: true,
+                ..image_report(r.clone(), None, None)
+            };
+        }
+        i
+    });
+    let conversion_hosts = match &spec.conversion_hosts {
+        Some(c) if images.iter().any(|i| i.streamed) => host_reports(c),
+        _ => Vec::new(),
+    };
     let clouds = [
         (Side::Source, &spec.source.cloud, &src_cloud),
         (Side::Destination, &spec.destination.cloud, &dst_cloud),
@@ -301,6 +386,7 @@ pub fn run(spec: &Spec) -> CheckReport {
         destination,
         clouds,
         images,
+        conversion_hosts,
         problems: Vec::new(),
     };
     report.problems = assess(&report, spec.options.mirror_mode, spec.options.transfer);
@@ -386,6 +472,7 @@ fn image_report(image: ImageRef, src: Option<&Cluster>, dst: Option<&Cluster>) -
         mirroring: None,
         primary: None,
         dest_exists: None,
+        streamed: false,
     };
     if let Some(dst) = dst {
         r.dest_exists = match dst
@@ -645,8 +732,33 @@ pub fn assess(report: &CheckReport, mode: MirrorMode, transfer: Transfer) -> Vec
         }
     }
 
+    let here = concat!("ferry ", env!("CARGO_PKG_VERSION"));
+    for h in &report.conversion_hosts {
+        let subject = format!("conversion host {} ({})", h.ssh, h.side);
+        match (&h.version, &h.error) {
+            (_, Some(e)) => push(
+                Severity::Error,
+                subject,
+                format!("cannot run ferry there over ssh: {e}"),
+                Some(format!(
+                    "ssh {} <ferry> --version must answer: install ferry there (or set its `ferry` command), and check the key, known_hosts and conversion_hosts.ssh_options",
+                    h.ssh
+                )),
+            ),
+            (Some(v), None) if v != here => push(
+                Severity::Warning,
+                subject,
+                format!("runs {v}, this is {here}"),
+                Some("the stream protocol refuses another version: install the same ferry".into()),
+            ),
+            _ => {}
+        }
+    }
     for img in &report.images {
         let subject = format!("{}/{}", report.source.cluster, img.image.source_spec());
+        if img.streamed {
+            continue;
+        }
         if let Some(f) = &img.error {
             let message = if f.kind == ErrorKind::NotFound {
                 format!("image not found ({})", f.message)
@@ -885,6 +997,14 @@ pub fn render_text(r: &CheckReport) -> String {
                 let _ = writeln!(s, "  {:<40} {kind:<7} ERROR", i.image.source_spec());
                 continue;
             }
+            if i.streamed {
+                let _ = writeln!(
+                    s,
+                    "  {:<40} {kind:<7} streams through the conversion hosts",
+                    i.image.source_spec()
+                );
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "  {:<40} {kind:<7} {:>10}  snaps {:<2} {}  [{}]{}",
@@ -896,6 +1016,18 @@ pub fn render_text(r: &CheckReport) -> String {
                 i.mirroring
                     .map(|m| format!("  mirroring {m}"))
                     .unwrap_or_default(),
+            );
+        }
+    }
+    if !r.conversion_hosts.is_empty() {
+        let _ = writeln!(s, "conversion hosts");
+        for h in &r.conversion_hosts {
+            let _ = writeln!(
+                s,
+                "  {:<11} {:<28} {}",
+                h.side.to_string(),
+                h.ssh,
+                h.version.as_deref().unwrap_or("UNREACHABLE")
             );
         }
     }
@@ -1027,6 +1159,7 @@ mod tests {
             ),
             clouds: vec![],
             images: vec![],
+            conversion_hosts: vec![],
             problems: vec![],
         }
     }
@@ -1055,6 +1188,7 @@ mod tests {
             mirroring: None,
             primary: None,
             dest_exists: Some(false),
+            streamed: false,
         }
     }
 
@@ -1076,6 +1210,44 @@ mod tests {
             "no rbd-mirror daemon is running for the destination cluster"
         );
         assert!(p[0].hint.as_deref().unwrap().contains("rbd-mirror"));
+    }
+
+    #[test]
+    fn streamed_volumes_are_not_judged_as_images_and_their_hosts_must_answer() {
+        let mut r = healthy();
+        let mut gone = image("volume-nfs");
+        gone.streamed = true;
+        gone.size = None;
+        gone.features = None;
+        r.images = vec![gone];
+        let here = concat!("ferry ", env!("CARGO_PKG_VERSION")).to_string();
+        r.conversion_hosts = vec![
+            HostReport {
+                side: Side::Source,
+                ssh: "convhost-a".into(),
+                version: Some(here.clone()),
+                error: None,
+            },
+            HostReport {
+                side: Side::Destination,
+                ssh: "convhost-b".into(),
+                version: Some(here),
+                error: None,
+            },
+        ];
+        assert_eq!(assess(&r, MirrorMode::Snapshot, Transfer::Stream), vec![]);
+        assert!(render_text(&r).contains("streams through the conversion hosts"));
+        r.conversion_hosts[0].version = Some("ferry 0.0.1".into());
+        r.conversion_hosts[1].version = None;
+        r.conversion_hosts[1].error =
+            Some("Permission denied (publickey). (exit status: 255)".into());
+        let p = assess(&r, MirrorMode::Snapshot, Transfer::Stream);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(p[0].severity, Severity::Warning);
+        assert!(p[0].message.starts_with("runs ferry 0.0.1"), "{p:?}");
+        assert_eq!(p[1].severity, Severity::Error);
+        assert_eq!(p[1].subject, "conversion host convhost-b (destination)");
+        assert!(p[1].message.contains("Permission denied"), "{p:?}");
     }
 
     #[test]
