@@ -33,7 +33,7 @@ impl Phase {
     pub fn of_step(name: &str) -> Phase {
         match name {
             "wait-for-sync" => Phase::Mirroring,
-            "copy" | "snapshot-and-protect" => Phase::Copying,
+            "copy" | "snapshot-and-protect" | "stream" => Phase::Copying,
             "verify" => Phase::Verifying,
             "disable-mirroring" | "restore-features" | "forget-original" => Phase::CleaningUp,
             _ => Phase::Preparing,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 
-use super::Ctx;
+use super::{Ctx, Phase};
 use crate::openstack::{Cinder, Connection, ConnectionKind, Connector, LocalAttachment};
 use crate::plan::{Step, VolumeAdoption, STREAM_DIGEST, STREAM_PENDING};
 use crate::spec::{ConversionHost, ConversionHosts};
@@ -244,12 +244,16 @@ fn run_stream(
         "progress",
         &format!("streaming {from} to {to}"),
     );
-    let mut report = relay::relay(
+    let mut progress = ctx.progress(i, step, Phase::Copying);
+    let mut report = relay::relay_observed(
         sender,
         receiver,
         &format!("the source agent on {}", from.host),
         &format!("the destination agent on {}", to.host),
         opts.stall,
+        &mut |done, size| {
+            progress(done, size);
+        },
     )
     .map_err(|e| {
         let gave_up = matches!(e, crate::transfer::stream::StreamError::Stalled { .. });

@@ -338,6 +338,26 @@ pub fn relay(
     target_name: &str,
     stall: Duration,
 ) -> Result<StreamReport, StreamError> {
+    relay_observed(
+        source,
+        target,
+        source_name,
+        target_name,
+        stall,
+        &mut |_, _| {},
+    )
+}
+
+/// [`relay`], telling `progress` (bytes of the source passed: sent, held
+/// or holes; its size) about twice a second.
+pub fn relay_observed(
+    source: Command,
+    target: Command,
+    source_name: &str,
+    target_name: &str,
+    stall: Duration,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<StreamReport, StreamError> {
     let start = Instant::now();
     let mut agents = Agents(Vec::new());
     agents.0.push(spawn(source, source_name)?);
@@ -403,6 +423,16 @@ pub fn relay(
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let passed = {
+            let t = tally.lock().unwrap_or_else(|e| e.into_inner());
+            t.hello.as_ref().map(|h| {
+                let chunks = t.data + t.held + t.holes;
+                ((chunks * h.chunk_size).min(h.size), h.size)
+            })
+        };
+        if let Some((done, size)) = passed {
+            progress(done, size);
         }
         // One side failed: the other gets a moment to say why, then goes.
         if failed_at.is_some_and(|t| t.elapsed() > stall.min(GRACE)) {
