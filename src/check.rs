@@ -475,14 +475,10 @@ fn image_report(image: ImageRef, src: Option<&Cluster>, dst: Option<&Cluster>) -
         streamed: false,
     };
     if let Some(dst) = dst {
-        r.dest_exists = match dst
+        r.dest_exists = dst
             .pool(&r.image.dest_pool)
-            .and_then(|p| p.open_image_read_only(&r.image.dest_name, None).map(|_| ()))
-        {
-            Ok(()) => Some(true),
-            Err(e) if e.kind() == ErrorKind::NotFound => Some(false),
-            Err(_) => None,
-        };
+            .and_then(|p| p.image_exists(&r.image.dest_name))
+            .ok();
     }
     let Some(src) = src else {
         return r;

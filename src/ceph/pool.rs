@@ -240,6 +240,13 @@ impl<'c> Pool<'c> {
         check(ret, "rados_remove", || format!("{}/{object}", self.name)).map(|_| ())
     }
 
+    /// Whether the pool holds an image (format 2) of this name: its
+    /// `rbd_id.<name>` object, one read and no image opened (librbd builds a
+    /// whole configuration for every open, ~1.5 ms of CPU).
+    pub fn image_exists(&self, name: &str) -> Result<bool> {
+        Ok(!self.read_object(&format!("rbd_id.{name}"), 0, 64)?.is_empty())
+    }
+
     /// Opens an image read-write at its head.
     pub fn open_image(&self, name: &str) -> Result<Image<'_>> {
         Image::open(self, name, None, false)
