@@ -32,16 +32,25 @@ pub fn render_text(plan: &Plan) -> String {
         );
     }
     for img in &plan.images {
-        let _ = writeln!(
-            s,
-            "\n{} ({}, {}, {} mirroring) -> {}/{}",
-            img.image.source_spec(),
-            serde_plain(&img.image.kind),
-            human_bytes(img.facts.size),
-            img.mode,
-            img.image.dest_pool,
-            img.image.dest_name
-        );
+        if img.transfer == crate::spec::Transfer::Stream {
+            let _ = writeln!(
+                s,
+                "\n{} (cinder volume, {}, streamed through the conversion hosts) -> a new volume of the destination cloud",
+                img.image.source_spec(),
+                human_bytes(img.facts.size),
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "\n{} ({}, {}, {} mirroring) -> {}/{}",
+                img.image.source_spec(),
+                serde_plain(&img.image.kind),
+                human_bytes(img.facts.size),
+                img.mode,
+                img.image.dest_pool,
+                img.image.dest_name
+            );
+        }
         match &img.facts.cloud {
             Some(CloudObject::Volume {
                 id,
@@ -217,11 +226,17 @@ pub(crate) fn describe(a: &Action) -> String {
             "attach volume {source_volume} to {} and its new volume to {}, stream between them over ssh, verify, detach both",
             hosts.source.ssh, hosts.destination.ssh
         ),
-        Action::FinishVolume { adoption } => format!(
-            "finish volume {:?}: {}image metadata, then remove the pending mark",
-            adoption.name,
-            if adoption.bootable { "bootable, " } else { "" }
-        ),
+        Action::FinishVolume { adoption } => {
+            let mut what = Vec::new();
+            if adoption.bootable {
+                what.push("bootable");
+            }
+            if !adoption.image_metadata.is_empty() {
+                what.push("image metadata");
+            }
+            what.push("remove the pending mark");
+            format!("finish volume {:?}: {}", adoption.name, what.join(", "))
+        }
         Action::CheckDestinationCloud { adoption, .. } => match adoption {
             Adoption::Volume(v) => format!(
                 "check the destination cloud: volume type {}, name {:?} free, Cinder host {}",
