@@ -172,6 +172,19 @@ pub enum Command {
         /// cluster's own integrity is in doubt.
         #[arg(long)]
         reread: bool,
+        /// With --role (a spec sets these in `options`): seconds to wait
+        /// for a monitor before giving up.
+        #[arg(long, requires = "role", default_value_t = crate::spec::DEFAULT_TIMEOUT_SECONDS)]
+        timeout_seconds: u64,
+        /// With --role: seconds an OSD operation may take before it fails
+        /// (0: no limit).
+        #[arg(long, requires = "role", default_value_t = crate::spec::DEFAULT_DATA_TIMEOUT_SECONDS)]
+        data_timeout_seconds: u64,
+        /// With --role: seconds a failing OpenStack call (no connection, a
+        /// timeout, HTTP 5xx or 429) is retried before the step fails (0:
+        /// not retried).
+        #[arg(long, requires = "role", default_value_t = crate::openstack::retry::DEFAULT_DEADLINE_SECONDS)]
+        api_retry_seconds: u64,
     },
     /// Stream a file or block device from one host to another over ssh.
     ///
@@ -436,6 +449,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             wait_timeout,
             output,
             reread,
+            timeout_seconds,
+            data_timeout_seconds,
+            api_retry_seconds,
         } => {
             let state_dir = match state_dir {
                 Some(d) => d,
@@ -458,8 +474,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     keyring,
                     client,
                 };
+                if timeout_seconds == 0 {
+                    anyhow::bail!("--timeout-seconds must be at least 1");
+                }
+                let timeouts = crate::ceph::Timeouts {
+                    control: std::time::Duration::from_secs(timeout_seconds),
+                    data: std::time::Duration::from_secs(data_timeout_seconds),
+                };
+                let retry = crate::openstack::RetryPolicy::default()
+                    .with_deadline(std::time::Duration::from_secs(api_retry_seconds));
                 let connect_to = |storage: &crate::ceph::ClusterConfig| {
-                    crate::ceph::Cluster::connect_with(storage, ROLE_TIMEOUTS).with_context(|| {
+                    crate::ceph::Cluster::connect_with(storage, timeouts).with_context(|| {
                         format!(
                             "connecting to {} as client.{}",
                             storage.conf.display(),
@@ -470,7 +495,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let connect = || connect_to(&storage);
                 let cloud = || {
                     let name = cloud.clone().unwrap_or_else(|| "env".into());
-                    crate::openstack::connect(&name)
+                    crate::openstack::connect_with(&name, retry)
                         .with_context(|| format!("connecting to the cloud {name:?}"))
                 };
                 let mut access = crate::exec::Access::default();
@@ -506,7 +531,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             )
                         })?;
                         access.dst_cloud = Some(
-                            crate::openstack::connect(&name)
+                            crate::openstack::connect_with(&name, retry)
                                 .with_context(|| format!("connecting to the cloud {name:?}"))?,
                         );
                     }
@@ -570,10 +595,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent { agent } => run_agent(agent),
     }
 }
-
-/// How long a role run waits for its cluster: the spec's defaults (a
-/// bundle carries no options), 30 s for the monitors, 600 s for an OSD.
-const ROLE_TIMEOUTS: crate::ceph::Timeouts = crate::spec::DEFAULT_RUN_TIMEOUTS;
 
 /// A stream's outcome in a few lines.
 fn stream_text(r: &crate::transfer::stream::relay::StreamReport) -> String {
