@@ -81,17 +81,25 @@ cinder_host() {
 # manageable HOST NAME: Cinder lists the image NAME as manageable. The RBD
 # driver opens every image of the pool for this list and answers 500 when
 # one vanishes meanwhile (another volume deleted): asked again, a few times.
+# Pages of 1000 (Cinder's default osapi_max_limit): a full page is followed
+# by another, from the last entry's reference as the marker.
 manageable() {
   need_cinder
-  tries=0
+  page=""
   while :; do
-    api_get "$CINDER/manageable_volumes?host=$(uri "$1")" 3.8
-    if [ "$CODE" != 500 ] || [ "$tries" -ge 4 ]; then break; fi
-    tries=$((tries + 1))
-    sleep 2
+    tries=0
+    while :; do
+      api_get "$CINDER/manageable_volumes?host=$(uri "$1")&limit=1000$page" 3.8
+      if [ "$CODE" != 500 ] || [ "$tries" -ge 4 ]; then break; fi
+      tries=$((tries + 1))
+      sleep 2
+    done
+    [ "$CODE" = 200 ] || die "listing manageable volumes gave HTTP $CODE: $OUT"
+    printf '%s' "$OUT" | jq -e --arg n "$2" 'any(.["manageable-volumes"][]; .reference["source-name"] == $n)' >/dev/null && return 0
+    n=$(printf '%s' "$OUT" | jq '.["manageable-volumes"] | length')
+    [ "$n" -ge 1000 ] || return 1
+    page="&marker=$(uri "$(printf '%s' "$OUT" | jq -c '.["manageable-volumes"][-1].reference')")"
   done
-  [ "$CODE" = 200 ] || die "listing manageable volumes gave HTTP $CODE: $OUT"
-  printf '%s' "$OUT" | jq -e --arg n "$2" 'any(.["manageable-volumes"][]; .reference["source-name"] == $n)' >/dev/null
 }
 
 # volume_type_exists NAME: Cinder has a volume type named exactly NAME
