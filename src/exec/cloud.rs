@@ -340,17 +340,28 @@ pub(super) fn adopt_volume(
         let says = volume_messages(cloud, &id);
         e.context(format!("adopting volume {id} ({says})"))
     })?;
+    volume_settings(&cinder, &vol, a)?;
+    Ok(format!("volume {id} {:?} available", a.name))
+}
+
+/// What a volume carries over besides its data: the bootable flag and the
+/// image metadata, set where they differ.
+pub(super) fn volume_settings(
+    cinder: &Cinder<'_>,
+    vol: &Volume,
+    a: &VolumeAdoption,
+) -> anyhow::Result<()> {
     if vol.is_bootable() != a.bootable {
-        cinder.set_bootable(&id, a.bootable)?;
+        cinder.set_bootable(&vol.id, a.bootable)?;
     }
     let missing = a
         .image_metadata
         .iter()
         .any(|(k, v)| vol.volume_image_metadata.get(k) != Some(v));
     if missing {
-        cinder.set_image_metadata(&id, &a.image_metadata)?;
+        cinder.set_image_metadata(&vol.id, &a.image_metadata)?;
     }
-    Ok(format!("volume {id} {:?} available", a.name))
+    Ok(())
 }
 
 /// A Glance image whose location is the copy's protected snapshot.

@@ -282,16 +282,7 @@ pub(super) fn finish_volume(ctx: &Ctx<'_>, a: &VolumeAdoption) -> anyhow::Result
             vol.status
         );
     }
-    if vol.is_bootable() != a.bootable {
-        cinder.set_bootable(&vol.id, a.bootable)?;
-    }
-    let missing = a
-        .image_metadata
-        .iter()
-        .any(|(k, v)| vol.volume_image_metadata.get(k) != Some(v));
-    if missing {
-        cinder.set_image_metadata(&vol.id, &a.image_metadata)?;
-    }
+    super::cloud::volume_settings(&cinder, &vol, a)?;
     cinder.delete_metadata(&vol.id, STREAM_PENDING)?;
     Ok(format!(
         "volume {} {:?} available, digest {}",

@@ -301,6 +301,22 @@ exec ferry run --role conversion-hosts "$BUNDLE" --cloud "$FERRY_SOURCE_CLOUD" -
     );
 }
 
+/// What a volume carries over besides its data, set on `$VOL`: the bootable
+/// flag and the image metadata.
+fn volume_settings(b: &mut String, a: &crate::plan::VolumeAdoption) {
+    if a.bootable {
+        let _ = writeln!(b, "osw volume set --bootable \"$VOL\"");
+    }
+    if !a.image_metadata.is_empty() {
+        let props: String = a
+            .image_metadata
+            .iter()
+            .map(|(k, v)| format!(" --image-property {}", q(&format!("{k}={v}"))))
+            .collect();
+        let _ = writeln!(b, "osw volume set{props} \"$VOL\"");
+    }
+}
+
 /// The source a record must name, as the JSON the scripts compare.
 fn origin_json(origin: &crate::plan::SourceId) -> String {
     serde_json::to_string(origin).expect("a source id serialises")
@@ -1013,17 +1029,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 b,
                 "wait_for \"volume $VOL to be available\" volume_status_is \"$VOL\" available"
             );
-            if a.bootable {
-                let _ = writeln!(b, "osw volume set --bootable \"$VOL\"");
-            }
-            if !a.image_metadata.is_empty() {
-                let props: String = a
-                    .image_metadata
-                    .iter()
-                    .map(|(k, v)| format!(" --image-property {}", q(&format!("{k}={v}"))))
-                    .collect();
-                let _ = writeln!(b, "osw volume set{props} \"$VOL\"");
-            }
+            volume_settings(&mut b, a);
             let _ = writeln!(
                 b,
                 "say \"volume $VOL\" {}",
@@ -1064,17 +1070,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             let src = q(&a.source_volume);
             let _ = writeln!(b, "adopted {src} || die \"no destination volume was made for source volume \"{src}\nneed_cinder");
             let _ = writeln!(b, "[ \"$VOL_STATUS\" = available ] || die \"volume $VOL is $VOL_STATUS, not available (attached still? the conversion-hosts part detaches it when run again)\"");
-            if a.bootable {
-                let _ = writeln!(b, "osw volume set --bootable \"$VOL\"");
-            }
-            if !a.image_metadata.is_empty() {
-                let props: String = a
-                    .image_metadata
-                    .iter()
-                    .map(|(k, v)| format!(" --image-property {}", q(&format!("{k}={v}"))))
-                    .collect();
-                let _ = writeln!(b, "osw volume set{props} \"$VOL\"");
-            }
+            volume_settings(&mut b, a);
             let _ = writeln!(b, "api_send DELETE \"$CINDER/volumes/$VOL/metadata/{}\" '' application/json\ncase $CODE in 2* | 404) ;; *) die \"removing the pending mark of volume $VOL gave HTTP $CODE: $OUT\" ;; esac", crate::plan::STREAM_PENDING);
             let _ = writeln!(
                 b,
