@@ -294,8 +294,10 @@ pub struct Problem {
 /// problems in the report.
 pub fn run(spec: &Spec) -> CheckReport {
     let timeout = spec.timeout();
-    let src_conn = Cluster::connect(&spec.source.cluster, timeout);
-    let dst_conn = Cluster::connect(&spec.destination.cluster, timeout);
+    // A spec whose volumes all stream may name no cluster: none is read.
+    let connect_cluster = |c: &ClusterConfig| c.is_given().then(|| Cluster::connect(c, timeout));
+    let src_conn = connect_cluster(&spec.source.cluster);
+    let dst_conn = connect_cluster(&spec.destination.cluster);
     let connect = |name: &Option<String>| name.as_deref().map(crate::openstack::connect);
     let src_cloud = connect(&spec.source.cloud);
     let dst_cloud = connect(&spec.destination.cloud);
@@ -343,15 +345,34 @@ pub fn run(spec: &Spec) -> CheckReport {
         dst_pools.push((g.clone(), PoolPurpose::DestGlance));
     }
 
-    let source = site_report(Side::Source, &spec.source.cluster, &src_conn, &src_pools);
-    let destination = site_report(
+    let site =
+        |side, cfg: &ClusterConfig, conn: &Option<Result<Cluster, CephError>>, pools| match conn {
+            Some(conn) => site_report(side, cfg, conn, pools),
+            None => SiteReport {
+                side,
+                cluster: "(none)".into(),
+                conf: PathBuf::new(),
+                client: String::new(),
+                connect_error: None,
+                fsid: None,
+                health: None,
+                usage: None,
+                pools: Vec::new(),
+                rbd_mirror_daemons: None,
+            },
+        };
+    let source = site(Side::Source, &spec.source.cluster, &src_conn, &src_pools);
+    let destination = site(
         Side::Destination,
         &spec.destination.cluster,
         &dst_conn,
         &dst_pools,
     );
     // Many images are read at once: each takes a dozen round trips.
-    let (src, dst) = (src_conn.as_ref().ok(), dst_conn.as_ref().ok());
+    let (src, dst) = (
+        src_conn.as_ref().and_then(|c| c.as_ref().ok()),
+        dst_conn.as_ref().and_then(|c| c.as_ref().ok()),
+    );
     let stream_all = spec.options.transfer == Transfer::Stream;
     let can_stream = spec.conversion_hosts.is_some() && spec.source.cloud.is_some();
     let images = crate::parallel::map(&refs, 16, |r| {
@@ -528,7 +549,10 @@ pub fn assess(report: &CheckReport, mode: MirrorMode, transfer: Transfer) -> Vec
             hint,
         })
     };
-    let sites = [&report.source, &report.destination];
+    // A site the spec names no cluster for (every volume streams).
+    let sites = [&report.source, &report.destination]
+        .into_iter()
+        .filter(|s| !s.conf.as_os_str().is_empty());
     for site in sites {
         let subject = site.cluster.clone();
         if let Some(f) = &site.connect_error {
@@ -901,7 +925,10 @@ pub fn render_text(r: &CheckReport) -> String {
             );
         }
     }
-    for site in [&r.source, &r.destination] {
+    for site in [&r.source, &r.destination]
+        .into_iter()
+        .filter(|s| !s.conf.as_os_str().is_empty())
+    {
         let _ = writeln!(
             s,
             "{} cluster {} as client.{}{}",

@@ -385,14 +385,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bundle,
         } => {
             let spec = Spec::load(&path)?;
-            let source = crate::ceph::Cluster::connect(&spec.source.cluster, spec.timeout())
+            let source = spec
+                .source
+                .cluster
+                .is_given()
+                .then(|| crate::ceph::Cluster::connect(&spec.source.cluster, spec.timeout()))
+                .transpose()
                 .context("connecting to the source cluster")?;
             let cloud = crate::openstack::connect_side(
                 spec.source.cloud.as_deref(),
                 "source",
                 spec.api_retry(),
             )?;
-            let facts = crate::plan::discover(&source, &spec, cloud.as_ref())
+            let facts = crate::plan::discover(source.as_ref(), &spec, cloud.as_ref())
                 .with_context(|| format!("reading the source images of {}", path.display()))?;
             let mut opts = crate::plan::BuildOptions::from_spec(&spec);
             let destination = destination_cluster(&spec);
@@ -409,7 +414,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Err(e) => eprintln!("ferry: warning: the destination Glance pool cannot be read ({e:#}); clones whose parent is not in this migration are planned flat"),
                 }
             }
-            opts.source_fsid = Some(source.fsid().context("reading the source cluster's fsid")?);
+            if let Some(source) = &source {
+                opts.source_fsid =
+                    Some(source.fsid().context("reading the source cluster's fsid")?);
+            }
             // A plan begun before (its bundle lost) is made again under its
             // own id, from what it recorded on the images.
             if let Some(id) = crate::plan::recorded_plan_id(&facts)? {
@@ -684,6 +692,9 @@ fn run_agent(agent: Agent) -> anyhow::Result<ExitCode> {
 /// The destination cluster, when the spec's credentials reach it (a plan
 /// can be made without: it then lacks what only the destination knows).
 fn destination_cluster(spec: &Spec) -> Option<crate::ceph::Cluster> {
+    if !spec.destination.cluster.is_given() {
+        return None;
+    }
     match crate::ceph::Cluster::connect(&spec.destination.cluster, spec.timeout()) {
         Ok(c) => Some(c),
         Err(e) => {

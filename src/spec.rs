@@ -103,7 +103,10 @@ impl ConversionHost {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSite {
+    /// Needed unless every volume streams (`options.transfer: stream`).
+    #[serde(default, skip_serializing_if = "is_absent")]
     pub cluster: ClusterConfig,
+    #[serde(default, skip_serializing_if = "SourcePools::is_empty")]
     pub pools: SourcePools,
     /// The source cloud: a clouds.yaml entry, or `env` for the `OS_*`
     /// variables. Without it, `volume` and `glance_image` are ids and
@@ -112,11 +115,32 @@ pub struct SourceSite {
     pub cloud: Option<String>,
 }
 
+fn is_absent(c: &ClusterConfig) -> bool {
+    !c.is_given()
+}
+
+impl SourcePools {
+    fn is_empty(&self) -> bool {
+        self.cinder.is_empty() && self.glance.is_none()
+    }
+}
+
+impl DestinationPools {
+    fn is_empty(&self) -> bool {
+        *self == DestinationPools::default()
+    }
+}
+
+/// What stands for the source Cinder pool in the names of a spec without
+/// clusters (its volumes all stream): `(cinder)/volume-<id>`.
+const NO_POOL: &str = "(cinder)";
+
 /// Source pools: Cinder volumes are mirrored per image, Glance images per pool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourcePools {
     /// The source Cinder backend's RBD pool (image-mode mirroring).
+    #[serde(default)]
     pub cinder: String,
     /// The source Glance store's RBD pool (pool-mode mirroring).
     #[serde(default)]
@@ -128,7 +152,10 @@ pub struct SourcePools {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationSite {
+    /// Needed unless every volume streams (`options.transfer: stream`).
+    #[serde(default, skip_serializing_if = "is_absent")]
     pub cluster: ClusterConfig,
+    #[serde(default, skip_serializing_if = "DestinationPools::is_empty")]
     pub pools: DestinationPools,
     /// The destination cloud that adopts the copies (clouds.yaml entry or
     /// `env`). Without it, the copies stay plain RBD images.
@@ -141,7 +168,7 @@ pub struct DestinationSite {
 }
 
 /// Destination pools.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationPools {
     /// Receives the source Cinder pool's mirrored images (same name as the
@@ -152,6 +179,7 @@ pub struct DestinationPools {
     #[serde(default)]
     pub mirrored_glance: Option<String>,
     /// The destination Cinder backend's RBD pool.
+    #[serde(default)]
     pub cinder: String,
     /// The destination Glance store's RBD pool.
     #[serde(default)]
@@ -483,13 +511,36 @@ impl Spec {
             field: field.to_string(),
             message: message.to_string(),
         };
-        for (field, c) in [
-            ("source.cluster", &self.source.cluster),
-            ("destination.cluster", &self.destination.cluster),
+        // Without clusters, only the stream path can move anything.
+        let streams = self.options.transfer == Transfer::Stream;
+        for (field, c, pool) in [
+            (
+                "source",
+                &self.source.cluster,
+                self.source.pools.cinder.as_str(),
+            ),
+            (
+                "destination",
+                &self.destination.cluster,
+                self.destination.pools.cinder.as_str(),
+            ),
         ] {
-            if c.conf.as_os_str().is_empty() {
-                return Err(invalid(&format!("{field}.conf"), "must name a conf file"));
+            if !c.is_given() && streams {
+                continue;
             }
+            if !c.is_given() {
+                return Err(invalid(
+                    &format!("{field}.cluster.conf"),
+                    "must name a conf file (only a spec whose volumes all stream, options.transfer: stream, needs no cluster)",
+                ));
+            }
+            if pool.is_empty() {
+                return Err(invalid(
+                    &format!("{field}.pools.cinder"),
+                    "must name the Cinder backend's pool",
+                ));
+            }
+            let field = format!("{field}.cluster");
             if c.client.is_empty() || c.client.starts_with("client.") {
                 return Err(invalid(
                     &format!("{field}.client"),
@@ -618,7 +669,7 @@ impl Spec {
         let (kind, pool, name) = if let Some(id) = &e.volume {
             (
                 ImageKind::Cinder,
-                src.cinder.clone(),
+                self.cinder_pool(),
                 format!("volume-{id}"),
             )
         } else if let Some(id) = &e.glance_image {
@@ -691,7 +742,7 @@ impl Spec {
             field: format!("images[{index}]"),
             message,
         };
-        let pool = self.source.pools.cinder.clone();
+        let pool = self.cinder_pool();
         let name = format!("volume-{id}");
         let dst = &self.destination.pools;
         let mirrored_pool = dst.mirrored_cinder.clone().unwrap_or_else(|| pool.clone());
@@ -713,6 +764,14 @@ impl Spec {
             mirrored_pool,
             dest_pool,
         })
+    }
+
+    /// The source Cinder pool, or what stands for it without clusters.
+    fn cinder_pool(&self) -> String {
+        match self.source.pools.cinder.as_str() {
+            "" => NO_POOL.to_string(),
+            p => p.to_string(),
+        }
     }
 
     /// Every image entry, resolved (the spec was validated when parsed).
@@ -952,6 +1011,26 @@ images:
         assert_eq!(c.source.ferry, "ferry");
         assert_eq!(c.stall_seconds, 60);
         assert_eq!(spec.options.transfer, Transfer::Stream);
+
+        // No cluster at all: only when every volume streams.
+        let bare = "source: {cloud: src}\ndestination: {cloud: dst}\nimages:\n  - volume: 1234\n";
+        let spec = parse(&format!("{bare}{stream}{hosts}")).unwrap();
+        assert!(!spec.source.cluster.is_given() && !spec.destination.cluster.is_given());
+        assert_eq!(spec.image_refs()[0].source_spec(), "(cinder)/volume-1234");
+        let e = parse(&format!("{bare}{hosts}")).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "source.cluster.conf: must name a conf file (only a spec whose volumes all stream"
+            ),
+            "{e}"
+        );
+        let e = parse(&volumes_only.replace("  pools: {cinder: volumes, glance: images}\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "source.pools.cinder: must name the Cinder backend's pool"
+        );
 
         let e = parse(&format!("{volumes_only}{stream}"))
             .unwrap_err()

@@ -37,8 +37,25 @@ fn default_client() -> String {
     "admin".to_string()
 }
 
+impl Default for ClusterConfig {
+    /// No cluster: no conf named.
+    fn default() -> ClusterConfig {
+        ClusterConfig {
+            conf: PathBuf::new(),
+            keyring: None,
+            client: default_client(),
+        }
+    }
+}
+
 impl ClusterConfig {
     /// The cluster name ferry derives from the conf file name.
+    /// Whether a conf is named (a spec of the stream path alone names no
+    /// cluster).
+    pub fn is_given(&self) -> bool {
+        !self.conf.as_os_str().is_empty()
+    }
+
     pub fn cluster_name(&self) -> String {
         self.conf
             .file_stem()

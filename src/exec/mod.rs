@@ -173,10 +173,15 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
     // anything it could act on.
     let _lock = StateLock::acquire(&path)?;
     let timeouts = spec.run_timeouts();
-    let src = Cluster::connect_with(&spec.source.cluster, timeouts)
-        .context("connecting to the source cluster")?;
-    let dst = Cluster::connect_with(&spec.destination.cluster, timeouts)
-        .context("connecting to the destination cluster")?;
+    // A spec whose volumes all stream may name no cluster.
+    let connect = |c: &crate::ceph::ClusterConfig, which: &str| {
+        c.is_given()
+            .then(|| Cluster::connect_with(c, timeouts))
+            .transpose()
+            .with_context(|| format!("connecting to the {which} cluster"))
+    };
+    let src = connect(&spec.source.cluster, "source")?;
+    let dst = connect(&spec.destination.cluster, "destination")?;
     let retry = spec.api_retry();
     let src_cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source", retry)?;
     let dst_cloud =
@@ -203,11 +208,11 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
             s
         }
         _ => {
-            let facts = crate::plan::discover(&src, spec, src_cloud.as_ref())
+            let facts = crate::plan::discover(src.as_ref(), spec, src_cloud.as_ref())
                 .context("reading the source images")?;
             let mut opts = crate::plan::BuildOptions::from_spec(spec);
-            opts.destination_fsid = Some(dst.fsid()?);
-            opts.source_fsid = Some(src.fsid()?);
+            opts.destination_fsid = dst.as_ref().map(|d| d.fsid()).transpose()?;
+            opts.source_fsid = src.as_ref().map(|s| s.fsid()).transpose()?;
             if let Some(id) = crate::plan::recorded_plan_id(&facts)? {
                 eprintln!(
                     "ferry: no run state in {}, but plan {id} was begun on these images: resuming it, with the features and mirroring its records on the images give",
@@ -215,16 +220,18 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
                 );
                 opts.plan_id = id;
             }
-            opts.published_parents = crate::plan::published_parents(&dst, spec, &facts)
-                .context("reading the destination Glance pool for the clones' parents")?;
+            if let Some(dst) = &dst {
+                opts.published_parents = crate::plan::published_parents(dst, spec, &facts)
+                    .context("reading the destination Glance pool for the clones' parents")?;
+            }
             let s = RunState::for_spec(crate::plan::build(&opts, &facts), spec);
             s.save(&path)?;
             s
         }
     };
     let access = Access {
-        src: Some(src),
-        dst: Some(dst),
+        src,
+        dst,
         src_cloud,
         dst_cloud,
         verified: BTreeMap::new(),

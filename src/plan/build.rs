@@ -63,8 +63,8 @@ impl BuildOptions {
             mode: spec.options.mirror_mode,
             allow_in_use: spec.options.allow_in_use,
             cleanup: spec.options.cleanup,
-            source_cluster: spec.source.cluster.cluster_name(),
-            destination_cluster: spec.destination.cluster.cluster_name(),
+            source_cluster: site_name(&spec.source.cluster, &spec.source.cloud),
+            destination_cluster: site_name(&spec.destination.cluster, &spec.destination.cloud),
             plan_id: super::new_plan_id(),
             destination_fsid: None,
             source_fsid: None,
@@ -80,6 +80,15 @@ impl BuildOptions {
                 bootable_to: spec.options.bootable_volumes,
             }),
         }
+    }
+}
+
+/// A site's name in the plan: its cluster's, or its cloud's when the spec
+/// names no cluster (every volume streams).
+fn site_name(c: &crate::ceph::ClusterConfig, cloud: &Option<String>) -> String {
+    match (c.is_given(), cloud) {
+        (false, Some(cloud)) => format!("cloud {cloud}"),
+        _ => c.cluster_name(),
     }
 }
 

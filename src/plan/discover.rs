@@ -98,7 +98,7 @@ pub fn recorded_plan_id(images: &[(ImageRef, ImageFacts)]) -> anyhow::Result<Opt
 /// Attached volumes are refused unless their servers are shut off or the
 /// spec allows images in use.
 pub fn discover(
-    source: &Cluster,
+    source: Option<&Cluster>,
     spec: &Spec,
     cloud: Option<&Cloud>,
 ) -> anyhow::Result<Vec<(ImageRef, ImageFacts)>> {
@@ -130,6 +130,12 @@ pub fn discover(
         if stream_all && volume {
             return Ok((streamed_facts(obj), false));
         }
+        let Some(source) = source else {
+            bail!(
+                "{} is read on the source cluster, and the spec names none",
+                r.source_spec()
+            );
+        };
         match image_facts(source, r) {
             // Not in the source Ceph pool: another Cinder backend holds it.
             Err(e) if volume && is_not_found(&e) => {

@@ -118,6 +118,13 @@ fn spec_text(env: &TestEnv, images: &str, options: &str, ferry_cmd: &str, record
     )
 }
 
+/// `spec_text`'s spec without clusters or pools: the clouds, the images,
+/// the options and the conversion hosts (every volume must stream).
+fn without_clusters(text: &str, images: &str) -> String {
+    let rest = &text[text.find("\noptions:\n").expect("options") + 1..];
+    format!("source:\n  cloud: source\ndestination:\n  cloud: destination\nimages:\n{images}{rest}")
+}
+
 fn ferry() -> &'static str {
     env!("CARGO_BIN_EXE_ferry")
 }
@@ -446,7 +453,8 @@ fn ok(role: &str, out: &std::process::Output) {
 /// The split parts of a stream plan, as scripts, the destination cloud's
 /// started first (it makes the volume and then waits for the stream): the
 /// conversion-hosts part streams it, the destination cloud part finishes
-/// it; both again change nothing.
+/// it; both again change nothing. The spec names no Ceph cluster at all:
+/// clouds and conversion hosts are all the stream path needs.
 #[test]
 fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
     let _shared = mirror_daemon_shared();
@@ -474,11 +482,29 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
     std::fs::create_dir_all(&dir).unwrap();
     let images = format!("  - volume: {}\n", source.id);
     let spec = dir.join("migration.yaml");
-    std::fs::write(
-        &spec,
-        spec_text(&env, &images, "", ferry(), &dir.join("record")),
-    )
-    .unwrap();
+    let text = spec_text(
+        &env,
+        &images,
+        "  transfer: stream\n",
+        ferry(),
+        &dir.join("record"),
+    );
+    std::fs::write(&spec, without_clusters(&text, &images)).unwrap();
+    // Nothing but the clouds and the hosts to check: ready.
+    let checked = Command::new(ferry())
+        .arg("check")
+        .arg(&spec)
+        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
+        .env_remove("OS_CLOUD")
+        .output()
+        .unwrap();
+    ok("check", &checked);
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        report.contains("streams through the conversion hosts")
+            && report.contains("ready: 0 error(s)"),
+        "{report}"
+    );
     let bundle = dir.join("plan.yaml");
     let planned = Command::new(ferry())
         .args(["plan", "--bundle"])
