@@ -348,18 +348,7 @@ pub fn run(spec: &Spec) -> CheckReport {
     let site =
         |side, cfg: &ClusterConfig, conn: &Option<Result<Cluster, CephError>>, pools| match conn {
             Some(conn) => site_report(side, cfg, conn, pools),
-            None => SiteReport {
-                side,
-                cluster: "(none)".into(),
-                conf: PathBuf::new(),
-                client: String::new(),
-                connect_error: None,
-                fsid: None,
-                health: None,
-                usage: None,
-                pools: Vec::new(),
-                rbd_mirror_daemons: None,
-            },
+            None => SiteReport::unread(side, "(none)".into(), PathBuf::new(), String::new()),
         };
     let source = site(Side::Source, &spec.source.cluster, &src_conn, &src_pools);
     let destination = site(
@@ -415,24 +404,36 @@ pub fn run(spec: &Spec) -> CheckReport {
     report
 }
 
+impl SiteReport {
+    /// A site nothing was read of yet.
+    fn unread(side: Side, cluster: String, conf: PathBuf, client: String) -> SiteReport {
+        SiteReport {
+            side,
+            cluster,
+            conf,
+            client,
+            connect_error: None,
+            fsid: None,
+            health: None,
+            usage: None,
+            pools: Vec::new(),
+            rbd_mirror_daemons: None,
+        }
+    }
+}
+
 fn site_report(
     side: Side,
     cfg: &ClusterConfig,
     conn: &Result<Cluster, CephError>,
     pools: &[(String, PoolPurpose)],
 ) -> SiteReport {
-    let mut r = SiteReport {
+    let mut r = SiteReport::unread(
         side,
-        cluster: cfg.cluster_name(),
-        conf: cfg.conf.clone(),
-        client: cfg.client.clone(),
-        connect_error: None,
-        fsid: None,
-        health: None,
-        usage: None,
-        pools: Vec::new(),
-        rbd_mirror_daemons: None,
-    };
+        cfg.cluster_name(),
+        cfg.conf.clone(),
+        cfg.client.clone(),
+    );
     let c = match conn {
         Ok(c) => c,
         Err(e) => {

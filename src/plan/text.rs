@@ -108,6 +108,14 @@ fn serde_plain<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
+/// `, type T` when the volume has a type.
+fn type_words(a: &crate::plan::VolumeAdoption) -> String {
+    a.volume_type
+        .as_ref()
+        .map(|t| format!(", type {t}"))
+        .unwrap_or_default()
+}
+
 pub(crate) fn describe(a: &Action) -> String {
     match a {
         Action::Preflight { image } => format!("check {image} exists; note size, snapshots, users"),
@@ -212,11 +220,7 @@ pub(crate) fn describe(a: &Action) -> String {
         Action::CreateVolume { adoption, size_gb } => format!(
             "create volume {:?} ({size_gb} GiB{}) for source volume {}, marked pending",
             adoption.name,
-            adoption
-                .volume_type
-                .as_ref()
-                .map(|t| format!(", type {t}"))
-                .unwrap_or_default(),
+            type_words(adoption),
             adoption.source_volume
         ),
         Action::StreamVolume {
@@ -252,11 +256,7 @@ pub(crate) fn describe(a: &Action) -> String {
         Action::AdoptVolume { image, adoption } => format!(
             "manage {image} as volume {:?}{}{}",
             adoption.name,
-            adoption
-                .volume_type
-                .as_ref()
-                .map(|t| format!(", type {t}"))
-                .unwrap_or_default(),
+            type_words(adoption),
             if adoption.bootable { ", bootable" } else { "" }
         ),
         Action::RegisterImage {
