@@ -451,11 +451,18 @@ pub(super) fn check_source(
     ctx: &Ctx<'_>,
     object: &CloudObject,
     allow_in_use: bool,
+    detached: bool,
 ) -> anyhow::Result<String> {
     let cloud = ctx.src_cloud()?;
     match object {
         CloudObject::Volume { id, .. } => {
             let v = Cinder(cloud).volume(id)?;
+            if detached && v.status != "available" {
+                bail!(
+                    "volume {id} is {}: it streams only while attached to nothing (detach it from its server first)",
+                    v.status
+                );
+            }
             crate::plan::check_volume_status(cloud, &v, allow_in_use)?;
             Ok(format!("volume {id} is {}", v.status))
         }

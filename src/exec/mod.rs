@@ -1451,7 +1451,8 @@ impl Ctx<'_> {
             Action::CheckSourceCloud {
                 object,
                 allow_in_use,
-            } => cloud::check_source(self, object, *allow_in_use),
+                detached,
+            } => cloud::check_source(self, object, *allow_in_use, *detached),
             Action::DisableMirroring { image } => {
                 self.with_image(image, true, |img| img.mirror_disable(false))?;
                 Ok("disabled".into())

@@ -363,6 +363,7 @@ fn image_plan(
             Action::CheckSourceCloud {
                 object: obj.clone(),
                 allow_in_use: opts.allow_in_use,
+                detached: false,
             },
         ));
     }
@@ -1020,6 +1021,7 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
             Action::CheckSourceCloud {
                 object: obj.clone(),
                 allow_in_use: false,
+                detached: true,
             },
         ),
         draft(

@@ -569,6 +569,10 @@ pub enum Action {
     CheckSourceCloud {
         object: CloudObject,
         allow_in_use: bool,
+        /// The volume must be attached to nothing (`available`): the stream
+        /// path attaches it to its conversion host.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        detached: bool,
     },
     /// Disable mirroring on the source image (rbd-mirror then removes the
     /// mirrored copy on the destination).

@@ -196,10 +196,17 @@ pub(crate) fn describe(a: &Action) -> String {
         Action::ConfirmVerified { mark, copy, .. } => {
             format!("note on {mark} that {copy} is verified (from the hand-off)")
         }
-        Action::CheckSourceCloud { object, .. } => match object {
-            CloudObject::Volume { id, name, .. } => {
-                format!("check the source cloud: volume {name:?} ({id}) is idle")
-            }
+        Action::CheckSourceCloud {
+            object, detached, ..
+        } => match object {
+            CloudObject::Volume { id, name, .. } => format!(
+                "check the source cloud: volume {name:?} ({id}) is {}",
+                if *detached {
+                    "attached to nothing"
+                } else {
+                    "idle"
+                }
+            ),
             CloudObject::Image { id, name, .. } => {
                 format!("check the source cloud: image {name:?} ({id}) is active")
             }

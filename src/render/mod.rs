@@ -958,6 +958,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
         Action::CheckSourceCloud {
             object,
             allow_in_use,
+            detached,
         } => match object {
             CloudObject::Volume { id, .. } => {
                 let _ = writeln!(b, "vol={}", q(id));
@@ -967,6 +968,9 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 );
                 let _ = writeln!(b, "status=$(printf '%s' \"$OUT\" | jq -r .status)\nservers=$(printf '%s' \"$OUT\" | jq -r '.attachments[]?.server_id')");
                 let _ = writeln!(b, "case $status in available | in-use) ;; *) die \"volume $vol is $status: only available or in-use volumes can move\" ;; esac");
+                if *detached {
+                    let _ = writeln!(b, "[ \"$status\" = available ] || die \"volume $vol is $status: it streams only while attached to nothing (detach it from its server first)\"");
+                }
                 if !allow_in_use {
                     let _ = writeln!(b, "for srv in $servers; do\n  osq server show \"$srv\" -f value -c status || die \"volume $vol is attached to server $srv, which cannot be read\"\n  [ \"$OUT\" = SHUTOFF ] || die \"volume $vol is attached to server $srv, which is $OUT: shut it off (or detach the volume) first\"\ndone");
                 }

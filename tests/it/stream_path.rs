@@ -574,3 +574,64 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
     ok("conversion-hosts", &again);
     assert_eq!(adopted(&dst, &source.id).len(), 1);
 }
+
+/// A source volume attached elsewhere (to a server, here to another host)
+/// is refused before anything is made in the destination cloud, and its
+/// attachment is left alone.
+#[test]
+fn a_volume_attached_elsewhere_is_refused_before_anything_is_made() {
+    let _shared = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let (_vol, source) = source_volume(&src, env.var("SOURCE_NFS_VOLUME_TYPE"));
+    let _made = DestGuard {
+        cloud: &dst,
+        volume_marker: Some(source.id.clone()),
+        image: None,
+    };
+    let elsewhere = ferry::openstack::Connector::new("elsewhere", "127.0.0.1");
+    let att = Cinder(&src)
+        .attach(
+            &source.id,
+            &elsewhere,
+            &[ferry::openstack::ConnectionKind::Nfs],
+        )
+        .unwrap_or_else(|e| panic!("attach: {e:#}"));
+    struct Detach<'c>(&'c Cloud, String);
+    impl Drop for Detach<'_> {
+        fn drop(&mut self) {
+            let _ = Cinder(self.0).delete_attachment(&self.1);
+        }
+    }
+    let _detach = Detach(&src, att.id.clone());
+    let scratch = Scratch(std::env::temp_dir().join(unique("stream-busy")));
+    let images = format!("  - volume: {}\n", source.id);
+    let (spec, state) = spec_in_temp_dir(&spec_text(
+        &env,
+        &images,
+        "",
+        ferry(),
+        &scratch.0.join("record"),
+    ));
+    let out = run_cmd(&env, &spec, &state).output().unwrap();
+    assert!(!out.status.success(), "the run was to fail");
+    let err =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is in-use: it streams only while attached to nothing"),
+        "{err}"
+    );
+    assert!(adopted(&dst, &source.id).is_empty(), "nothing made");
+    let v = Cinder(&src).volume(&source.id).unwrap();
+    assert_eq!(v.status, "in-use");
+    assert_eq!(
+        Cinder(&src)
+            .attachments(&source.id)
+            .unwrap()
+            .iter()
+            .map(|a| a.id.as_str())
+            .collect::<Vec<_>>(),
+        [att.id.as_str()],
+        "its attachment is left alone"
+    );
+}
