@@ -131,9 +131,9 @@ impl DestinationPools {
     }
 }
 
-/// What stands for the source Cinder pool in the names of a spec without
-/// clusters (its volumes all stream): `(cinder)/volume-<id>`.
-const NO_POOL: &str = "(cinder)";
+/// What stands for the source Cinder pool in the name of a volume that
+/// streams (it is no image of that pool): `(cinder)/volume-<id>`.
+pub const NO_POOL: &str = "(cinder)";
 
 /// Source pools: Cinder volumes are mirrored per image, Glance images per pool.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -171,6 +171,11 @@ pub fn discover(
             );
         }
         facts.cloud = obj;
+        // A streamed volume is no image of the source pool: named so.
+        let mut r = r;
+        if facts.streamed {
+            r.pool = crate::spec::NO_POOL.to_string();
+        }
         out.push((r, facts));
     }
     Ok(out)

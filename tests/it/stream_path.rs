@@ -404,6 +404,13 @@ fn an_rbd_volume_streams_between_the_clouds_without_the_peering() {
         .collect();
     let (sent, resumed) = stream_counts(&out);
     assert_eq!((sent, resumed), (touched.len() as u64, 0));
+    // Named as a volume of the cloud, not an image of the source pool.
+    let named = format!("(cinder)/volume-{}", source.id);
+    let events = step_events(&out);
+    assert!(
+        events.iter().all(|e| e["image"] == named.as_str()),
+        "{events:?}"
+    );
     let v = assert_adopted(&dst, &source, &want);
     assert_eq!(destination_digest(&env, &v.id), want);
     // Nothing on the source changed: no mirroring, no snapshot.
