@@ -366,17 +366,21 @@ pub fn run(spec: &Spec) -> CheckReport {
     let can_stream = spec.conversion_hosts.is_some() && spec.source.cloud.is_some();
     let images = crate::parallel::map(&refs, 16, |r| {
         let volume = r.kind == ImageKind::Cinder && spec.source.cloud.is_some();
-        let mut i = image_report(r.clone(), src, dst);
+        let streamed = || ImageReport {
+            streamed: true,
+            ..image_report(r.clone(), None, None)
+        };
+        if volume && stream_all {
+            return streamed();
+        }
+        let i = image_report(r.clone(), src, dst);
         // A volume the source pool does not hold streams, as the plan has it.
         let missing = i
             .error
             .as_ref()
             .is_some_and(|f| f.kind == ErrorKind::NotFound);
-        if volume && (stream_all || (missing && can_stream)) {
-            i = ImageReport {
-                streamed: true,
-                ..image_report(r.clone(), None, None)
-            };
+        if volume && missing && can_stream {
+            return streamed();
         }
         i
     });

@@ -586,6 +586,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opts = crate::transfer::stream::relay::RelayOptions {
                 ssh_options: ssh,
                 remote_ferry,
+                target_ferry: None,
                 stall: std::time::Duration::from_secs(stall_timeout.max(1)),
                 state_dir,
                 zeroed: target_zeroed,

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Context};
-use serde_json::json;
 
 use super::{Ctx, Phase};
 use crate::openstack::{Cinder, Connection, ConnectionKind, Connector, LocalAttachment};
@@ -40,20 +39,9 @@ pub(super) fn create_volume(
             v.status
         ),
         Some(v) => v,
-        None => {
-            let mut metadata = a.metadata.clone();
-            metadata.insert(STREAM_PENDING.into(), ctx.plan_id());
-            let mut vol = json!({"name": a.name, "size": size_gb, "metadata": metadata});
-            if let Some(d) = &a.description {
-                vol["description"] = json!(d);
-            }
-            if let Some(t) = &a.volume_type {
-                vol["volume_type"] = json!(t);
-            }
-            cinder
-                .create_volume_from(&vol)
-                .with_context(|| format!("creating volume {:?}", a.name))?
-        }
+        None => cinder
+            .create_volume_from(&a.new_volume(size_gb, &ctx.plan_id()))
+            .with_context(|| format!("creating volume {:?}", a.name))?,
     };
     let id = vol.id.clone();
     super::cloud::wait_status(ctx, i, step, &format!("volume {id}"), "available", || {
@@ -217,6 +205,7 @@ fn run_stream(
     let opts = RelayOptions {
         ssh_options: hosts.ssh_options.clone(),
         remote_ferry: hosts.source.ferry.clone(),
+        target_ferry: Some(hosts.destination.ferry.clone()),
         stall: std::time::Duration::from_secs(hosts.stall_seconds),
         state_dir: Some(
             hosts
@@ -228,16 +217,6 @@ fn run_stream(
         identity: Some(format!("cinder volume {source_volume}")),
         ..RelayOptions::default()
     };
-    let (send, receive) = relay::agent_args(&from, &to, &opts);
-    let sender = relay::ssh_command(&from.host, &opts, &send);
-    let receiver = relay::ssh_command(
-        &to.host,
-        &RelayOptions {
-            remote_ferry: hosts.destination.ferry.clone(),
-            ..opts.clone()
-        },
-        &receive,
-    );
     ctx.event(
         i,
         &step.name,
@@ -245,16 +224,9 @@ fn run_stream(
         &format!("streaming {from} to {to}"),
     );
     let mut progress = ctx.progress(i, step, Phase::Copying);
-    let mut report = relay::relay_observed(
-        sender,
-        receiver,
-        &format!("the source agent on {}", from.host),
-        &format!("the destination agent on {}", to.host),
-        opts.stall,
-        &mut |done, size| {
-            progress(done, size);
-        },
-    )
+    relay::stream_observed(&from, &to, &opts, &mut |done, size| {
+        progress(done, size);
+    })
     .map_err(|e| {
         let gave_up = matches!(e, crate::transfer::stream::StreamError::Stalled { .. });
         let message = format!("streaming {from} to {to}: {e}");
@@ -263,10 +235,7 @@ fn run_stream(
         } else {
             anyhow!(message)
         }
-    })?;
-    report.source = from.to_string();
-    report.target = to.to_string();
-    Ok(report)
+    })
 }
 
 /// Bootable flag and image metadata, then the pending mark goes.

@@ -433,6 +433,25 @@ pub struct VolumeAdoption {
     pub host: Option<String>,
 }
 
+impl VolumeAdoption {
+    /// The `volume` of Cinder's `POST /volumes` that the stream path makes
+    /// for it: the adoption's name, description, type and metadata, marked
+    /// [`STREAM_PENDING`] by plan `plan_id`. Pure: ferry and the scripts
+    /// send the same.
+    pub fn new_volume(&self, size_gb: u64, plan_id: &str) -> serde_json::Value {
+        let mut metadata = self.metadata.clone();
+        metadata.insert(STREAM_PENDING.into(), plan_id.into());
+        let mut vol = serde_json::json!({"name": self.name, "size": size_gb, "metadata": metadata});
+        if let Some(d) = &self.description {
+            vol["description"] = serde_json::json!(d);
+        }
+        if let Some(t) = &self.volume_type {
+            vol["volume_type"] = serde_json::json!(t);
+        }
+        vol
+    }
+}
+
 /// How the destination cloud registers a copy as a Glance image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRegistration {

@@ -1044,16 +1044,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             adoption: a,
             size_gb,
         } => {
-            let mut metadata = a.metadata.clone();
-            metadata.insert(crate::plan::STREAM_PENDING.into(), plan.id.clone());
-            let mut vol =
-                serde_json::json!({"name": a.name, "size": size_gb, "metadata": metadata});
-            if let Some(d) = &a.description {
-                vol["description"] = serde_json::json!(d);
-            }
-            if let Some(t) = &a.volume_type {
-                vol["volume_type"] = serde_json::json!(t);
-            }
+            let vol = a.new_volume(*size_gb, &plan.id);
             let src = q(&a.source_volume);
             let _ = writeln!(
                 b,

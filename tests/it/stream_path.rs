@@ -129,14 +129,35 @@ fn ferry() -> &'static str {
     env!("CARGO_BIN_EXE_ferry")
 }
 
-fn run_cmd(env: &TestEnv, spec: &Path, state: &Path) -> Command {
+/// `ferry ARGS` with the test environment's clouds.yaml (and no OS_CLOUD).
+fn ferry_cmd(env: &TestEnv, args: &[&std::ffi::OsStr]) -> Command {
     let mut cmd = Command::new(ferry());
-    cmd.args(["run", "--output", "json", "--state-dir"])
-        .arg(state)
-        .arg(spec)
+    cmd.args(args)
         .env_remove("OS_CLOUD")
         .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml());
     cmd
+}
+
+fn run_cmd(env: &TestEnv, spec: &Path, state: &Path) -> Command {
+    let mut cmd = ferry_cmd(env, &["run".as_ref(), "--output".as_ref(), "json".as_ref()]);
+    cmd.arg("--state-dir").arg(state).arg(spec);
+    cmd
+}
+
+/// A source volume of `volume_type` (see [`source_volume`]), and the guard
+/// of what a run makes for it in the destination cloud.
+fn moving<'c>(
+    src: &'c Cloud,
+    dst: &'c Cloud,
+    volume_type: &str,
+) -> (VolumeGuard<'c>, Volume, DestGuard<'c>) {
+    let (vol, source) = source_volume(src, volume_type);
+    let made = DestGuard {
+        cloud: dst,
+        volume_marker: Some(source.id.clone()),
+        image: None,
+    };
+    (vol, source, made)
 }
 
 /// The stream step's report in a run's events: (sent, already there).
@@ -203,12 +224,7 @@ fn an_nfs_volume_streams_through_the_conversion_hosts_resuming_after_kills() {
     let _shared = mirror_daemon_shared();
     let env = TestEnv::load();
     let (src, dst) = (env.cloud("source"), env.cloud("destination"));
-    let (_vol, source) = source_volume(&src, env.var("SOURCE_NFS_VOLUME_TYPE"));
-    let _made = DestGuard {
-        cloud: &dst,
-        volume_marker: Some(source.id.clone()),
-        image: None,
-    };
+    let (_vol, source, _made) = moving(&src, &dst, env.var("SOURCE_NFS_VOLUME_TYPE"));
     let want = fill_nfs(&nfs_file(&env, &source.id));
     let scratch = Scratch(std::env::temp_dir().join(unique("stream-path")));
     let record = scratch.0.join("record");
@@ -217,13 +233,17 @@ fn an_nfs_volume_streams_through_the_conversion_hosts_resuming_after_kills() {
 
     // The plan: the volume is not in the source Ceph pool, so it streams.
     let (spec, state) = spec_in_temp_dir(&spec_text(&env, &images, "", ferry(), &record));
-    let plan = Command::new(ferry())
-        .args(["plan", "--output", "json"])
-        .arg(&spec)
-        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
-        .env_remove("OS_CLOUD")
-        .output()
-        .unwrap();
+    let plan = ferry_cmd(
+        &env,
+        &[
+            "plan".as_ref(),
+            "--output".as_ref(),
+            "json".as_ref(),
+            spec.as_ref(),
+        ],
+    )
+    .output()
+    .unwrap();
     assert!(
         plan.status.success(),
         "{}",
@@ -365,12 +385,7 @@ fn an_rbd_volume_streams_between_the_clouds_without_the_peering() {
     let _shared = mirror_daemon_shared();
     let env = TestEnv::load();
     let (src, dst) = (env.cloud("source"), env.cloud("destination"));
-    let (_vol, source) = source_volume(&src, "ceph");
-    let _made = DestGuard {
-        cloud: &dst,
-        volume_marker: Some(source.id.clone()),
-        image: None,
-    };
+    let (_vol, source, _made) = moving(&src, &dst, "ceph");
     let want = {
         let a = env.connect("site-a");
         let pool = a.pool(env.var("MIRROR_IMAGE_POOL")).unwrap();
@@ -467,12 +482,7 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
     let _shared = mirror_daemon_shared();
     let env = TestEnv::load();
     let (src, dst) = (env.cloud("source"), env.cloud("destination"));
-    let (_vol, source) = source_volume(&src, env.var("SOURCE_NFS_VOLUME_TYPE"));
-    let _made = DestGuard {
-        cloud: &dst,
-        volume_marker: Some(source.id.clone()),
-        image: None,
-    };
+    let (_vol, source, _made) = moving(&src, &dst, env.var("SOURCE_NFS_VOLUME_TYPE"));
     let file = nfs_file(&env, &source.id);
     let want = {
         let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
@@ -498,11 +508,7 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
     );
     std::fs::write(&spec, without_clusters(&text, &images)).unwrap();
     // Nothing but the clouds and the hosts to check: ready.
-    let checked = Command::new(ferry())
-        .arg("check")
-        .arg(&spec)
-        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
-        .env_remove("OS_CLOUD")
+    let checked = ferry_cmd(&env, &["check".as_ref(), spec.as_ref()])
         .output()
         .unwrap();
     ok("check", &checked);
@@ -513,14 +519,17 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
         "{report}"
     );
     let bundle = dir.join("plan.yaml");
-    let planned = Command::new(ferry())
-        .args(["plan", "--bundle"])
-        .arg(&bundle)
-        .arg(&spec)
-        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
-        .env_remove("OS_CLOUD")
-        .output()
-        .unwrap();
+    let planned = ferry_cmd(
+        &env,
+        &[
+            "plan".as_ref(),
+            "--bundle".as_ref(),
+            bundle.as_ref(),
+            spec.as_ref(),
+        ],
+    )
+    .output()
+    .unwrap();
     ok("plan", &planned);
     for role in ["source-cloud", "destination-cloud", "conversion-hosts"] {
         let out = Command::new(ferry())
@@ -590,12 +599,7 @@ fn a_volume_attached_elsewhere_is_refused_before_anything_is_made() {
     let _shared = mirror_daemon_shared();
     let env = TestEnv::load();
     let (src, dst) = (env.cloud("source"), env.cloud("destination"));
-    let (_vol, source) = source_volume(&src, env.var("SOURCE_NFS_VOLUME_TYPE"));
-    let _made = DestGuard {
-        cloud: &dst,
-        volume_marker: Some(source.id.clone()),
-        image: None,
-    };
+    let (_vol, source, _made) = moving(&src, &dst, env.var("SOURCE_NFS_VOLUME_TYPE"));
     let elsewhere = ferry::openstack::Connector::new("elsewhere", "127.0.0.1");
     let att = Cinder(&src)
         .attach(

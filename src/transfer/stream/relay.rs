@@ -63,6 +63,8 @@ pub struct RelayOptions {
     /// The ferry command on the hosts, as their shell reads it (`ferry`,
     /// `/usr/local/bin/ferry`, `sudo -n ferry`).
     pub remote_ferry: String,
+    /// The destination host's, when it differs from `remote_ferry`.
+    pub target_ferry: Option<String>,
     /// A side that moves no bytes for this long ends the stream.
     pub stall: Duration,
     /// The directory of the receiving host's record of the target; None:
@@ -82,6 +84,7 @@ impl Default for RelayOptions {
         RelayOptions {
             ssh_options: Vec::new(),
             remote_ferry: "ferry".into(),
+            target_ferry: None,
             stall: super::DEFAULT_STALL,
             state_dir: None,
             zeroed: Zeroed::Auto,
@@ -215,13 +218,31 @@ pub fn stream(
     to: &Remote,
     opts: &RelayOptions,
 ) -> Result<StreamReport, StreamError> {
+    stream_observed(from, to, opts, &mut |_, _| {})
+}
+
+/// [`stream`], telling `progress` how far it is (see [`relay_observed`]).
+pub fn stream_observed(
+    from: &Remote,
+    to: &Remote,
+    opts: &RelayOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<StreamReport, StreamError> {
     let (send, receive) = agent_args(from, to, opts);
-    let mut report = relay(
+    let target_opts = match &opts.target_ferry {
+        Some(f) => RelayOptions {
+            remote_ferry: f.clone(),
+            ..opts.clone()
+        },
+        None => opts.clone(),
+    };
+    let mut report = relay_observed(
         agent_command(&from.host, opts, &send)?,
-        agent_command(&to.host, opts, &receive)?,
+        agent_command(&to.host, &target_opts, &receive)?,
         &format!("the source agent on {}", from.host),
         &format!("the destination agent on {}", to.host),
         opts.stall,
+        progress,
     )?;
     report.source = from.to_string();
     report.target = to.to_string();
