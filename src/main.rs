@@ -3,6 +3,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
+    // Output cut short (`ferry plan | head`) ends ferry quietly, as it ends
+    // other command-line tools, instead of a panic in print.
+    // SAFETY: before any thread starts; SIG_DFL is a valid disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = ferry::cli::Cli::parse();
     ferry::cli::init_logging(cli.verbose);
     match ferry::cli::run(cli) {
@@ -11,5 +16,18 @@ fn main() -> ExitCode {
             eprintln!("ferry: error: {e:#}");
             ExitCode::from(ferry::cli::exit_status(&e))
         }
+    }
+}
+
+/// One malloc arena per CPU instead of glibc's eight: a run keeps a thread
+/// per image in flight, and with many arenas each of them kept freed memory
+/// of its own (200 waiting images: 82 MiB → 71 MiB max RSS). An operator's
+/// MALLOC_ARENA_MAX still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // SAFETY: mallopt with a valid parameter, before any thread starts.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, cpus as libc::c_int) };
     }
 }

@@ -210,6 +210,7 @@ impl Cluster {
     pub fn mon_command(&self, cmd: &serde_json::Value) -> Result<Vec<u8>> {
         let text = cmd.to_string();
         let c_cmd = cstring("mon command", &text)?;
+        super::counted(false);
         let mut cmds = [c_cmd.as_ptr()];
         let mut outbuf: *mut c_char = ptr::null_mut();
         let mut outbuf_len: size_t = 0;

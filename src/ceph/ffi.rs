@@ -344,4 +344,17 @@ extern "C" {
         size: size_t,
     ) -> c_int;
     pub fn rbd_mirror_image_global_status_cleanup(status: *mut rbd_mirror_image_global_status_t);
+    pub fn rbd_mirror_image_global_status_list(
+        io: rados_ioctx_t,
+        start_id: *const c_char,
+        max: size_t,
+        image_ids: *mut *mut c_char,
+        images: *mut rbd_mirror_image_global_status_t,
+        len: *mut size_t,
+    ) -> c_int;
+    pub fn rbd_mirror_image_global_status_list_cleanup(
+        image_ids: *mut *mut c_char,
+        images: *mut rbd_mirror_image_global_status_t,
+        len: size_t,
+    );
 }

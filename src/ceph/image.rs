@@ -54,6 +54,7 @@ impl<'p> Image<'p> {
             Some(s) => format!("{}@{s}", pool.object(name)),
             None => pool.object(name),
         };
+        super::counted(true);
         let mut handle: ffi::rbd_image_t = ptr::null_mut();
         // SAFETY: valid ioctx; strings outlive the call; out-pointer to a local.
         let ret = unsafe {
@@ -815,29 +816,8 @@ impl<'p> Image<'p> {
             )
         };
         self.check(ret, "rbd_mirror_image_get_global_status")?;
-        let sites = if st.site_statuses.is_null() {
-            Vec::new()
-        } else {
-            // SAFETY: librbd allocated site_statuses_count entries.
-            unsafe { std::slice::from_raw_parts(st.site_statuses, st.site_statuses_count as usize) }
-                .iter()
-                .map(|s| SiteStatus {
-                    // SAFETY: strings librbd filled in each entry.
-                    mirror_uuid: unsafe { cstr_lossy(s.mirror_uuid) },
-                    state: SiteState::from_raw(s.state),
-                    // SAFETY: as above.
-                    description: unsafe { cstr_lossy(s.description) },
-                    last_update: s.last_update,
-                    up: s.up,
-                })
-                .collect()
-        };
-        let out = MirrorGlobalStatus {
-            // SAFETY: string librbd filled.
-            name: unsafe { cstr_lossy(st.name) },
-            info: convert_info(&st.info),
-            sites,
-        };
+        // SAFETY: librbd filled `st`.
+        let out = unsafe { convert_global_status(&st) };
         // SAFETY: frees everything librbd allocated in `st`.
         unsafe { ffi::rbd_mirror_image_global_status_cleanup(&mut st) };
         Ok(out)
@@ -849,6 +829,38 @@ impl<'p> Image<'p> {
         // SAFETY: handle came from rbd_open and is closed once (Drop sees null).
         let ret = unsafe { ffi::rbd_close(handle) };
         self.check(ret, "rbd_close").map(|_| ())
+    }
+}
+
+/// A global mirroring status as librbd filled it, copied out.
+///
+/// # Safety
+/// `st` was filled by librbd (its strings and site array valid or null).
+pub(crate) unsafe fn convert_global_status(
+    st: &ffi::rbd_mirror_image_global_status_t,
+) -> MirrorGlobalStatus {
+    let sites = if st.site_statuses.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: librbd allocated site_statuses_count entries.
+        unsafe { std::slice::from_raw_parts(st.site_statuses, st.site_statuses_count as usize) }
+            .iter()
+            .map(|s| SiteStatus {
+                // SAFETY: strings librbd filled in each entry.
+                mirror_uuid: unsafe { cstr_lossy(s.mirror_uuid) },
+                state: SiteState::from_raw(s.state),
+                // SAFETY: as above.
+                description: unsafe { cstr_lossy(s.description) },
+                last_update: s.last_update,
+                up: s.up,
+            })
+            .collect()
+    };
+    MirrorGlobalStatus {
+        // SAFETY: string librbd filled.
+        name: unsafe { cstr_lossy(st.name) },
+        info: convert_info(&st.info),
+        sites,
     }
 }
 

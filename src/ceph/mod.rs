@@ -32,6 +32,29 @@ pub use types::{
     SiteStatus, SnapNamespace, Snapshot, Watcher,
 };
 
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static OPENS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Ceph reads and commands sent so far by this process (image opens,
+/// monitor commands, object reads, pool-wide listings): the load a run
+/// puts on the clusters, beside [`image_opens`].
+pub fn calls_sent() -> u64 {
+    CALLS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Images opened so far by this process (each builds a whole librbd
+/// configuration: the costliest call a wait can make).
+pub fn image_opens() -> u64 {
+    OPENS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn counted(open: bool) {
+    CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if open {
+        OPENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The librbd version ferry is linked against, as `major.minor.extra`.
 pub fn librbd_version() -> String {
     let (mut a, mut b, mut c) = (0, 0, 0);

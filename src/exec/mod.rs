@@ -5,6 +5,7 @@
 
 mod board;
 mod cloud;
+mod observe;
 mod progress;
 mod space;
 mod stall;
@@ -19,7 +20,7 @@ pub use state::{legacy_state_path, state_path, ImageState, RunState, StateLock};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -102,9 +103,10 @@ struct Ctx<'a> {
     started: Instant,
     /// Steps that move data take one of these (`--concurrency`).
     data_slots: Slots,
-    /// Images opened to act or to evaluate a check: with the OpenStack
-    /// requests, the load the run puts on the clusters and clouds.
-    opens: AtomicU64,
+    /// What the waits of all images share (readings, the pace of checks).
+    observer: observe::Observer,
+    /// Images open at once through `with_image` ([`OPEN_AT_ONCE`]).
+    open_slots: Slots,
 }
 
 /// A counting semaphore: at most `n` holders at once.
@@ -148,6 +150,39 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         self.0.freed.notify_one();
+    }
+}
+
+/// Images open at once for checks and short actions, whatever the number
+/// of images in flight: each open holds a whole librbd configuration
+/// (~0.2 MiB), and a batch of waiting images opening theirs at once was most
+/// of a run's memory.
+const OPEN_AT_ONCE: usize = 16;
+
+thread_local! {
+    /// This thread holds an open slot (a nested open goes on without one).
+    static HOLDS_OPEN_SLOT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// An open slot of this thread, or nothing for a nested open.
+struct OpenSlot<'a>(Option<Slot<'a>>);
+
+impl<'a> OpenSlot<'a> {
+    fn take(slots: &'a Slots) -> OpenSlot<'a> {
+        if HOLDS_OPEN_SLOT.get() {
+            return OpenSlot(None);
+        }
+        let slot = slots.take();
+        HOLDS_OPEN_SLOT.set(true);
+        OpenSlot(Some(slot))
+    }
+}
+
+impl Drop for OpenSlot<'_> {
+    fn drop(&mut self) {
+        if self.0.take().is_some() {
+            HOLDS_OPEN_SLOT.set(false);
+        }
     }
 }
 
@@ -330,9 +365,14 @@ fn execute(
         drawn: Mutex::new(0),
         started: Instant::now(),
         data_slots: Slots::new(opts.concurrency),
-        opens: AtomicU64::new(0),
+        observer: observe::Observer::new(),
+        open_slots: Slots::new(OPEN_AT_ONCE),
     };
-    let requests_before = crate::openstack::requests_sent();
+    let before = (
+        crate::ceph::calls_sent(),
+        crate::ceph::image_opens(),
+        crate::openstack::requests_sent(),
+    );
     let (n, order) = {
         let st = ctx.state.lock().unwrap();
         (st.plan.images.len(), st.plan.run_order())
@@ -357,12 +397,14 @@ fn execute(
     });
     ctx.finish();
     let secs = ctx.started.elapsed().as_secs_f64().max(0.001);
-    let (opens, requests) = (
-        ctx.opens.load(Ordering::Relaxed),
-        crate::openstack::requests_sent() - requests_before,
+    let (calls, opens, requests) = (
+        crate::ceph::calls_sent() - before.0,
+        crate::ceph::image_opens() - before.1,
+        crate::openstack::requests_sent() - before.2,
     );
     tracing::info!(
-        "load: {opens} image opens ({:.1}/s), {requests} OpenStack requests ({:.1}/s) in {secs:.1} s",
+        "load: {calls} Ceph calls ({:.1}/s; {opens} of them image opens, {:.1}/s), {requests} OpenStack requests ({:.1}/s) in {secs:.1} s",
+        calls as f64 / secs,
         opens as f64 / secs,
         requests as f64 / secs
     );
@@ -563,7 +605,7 @@ impl Ctx<'_> {
         write: bool,
         f: impl FnOnce(&mut Image<'_>) -> Result<T, CephError>,
     ) -> anyhow::Result<T> {
-        self.opens.fetch_add(1, Ordering::Relaxed);
+        let _slot = OpenSlot::take(&self.open_slots);
         let pool = self.cluster(at.site)?.pool(&at.pool)?;
         let mut img = if write {
             pool.open_image(&at.image)?
@@ -652,10 +694,22 @@ impl Ctx<'_> {
     /// This plan's record in the destination pool of the verified copy
     /// `copy`, when there is one; a record there of another source than
     /// `origin` (two images for one copy name) is an error.
+    /// A record whose copy is gone (deleted after the run) is none: the
+    /// copy is made and verified again.
     fn record(&self, copy: &ImageAt, origin: &SourceId) -> anyhow::Result<Option<VerifiedRecord>> {
         let Some(rec) = self.any_record(copy)? else {
             return Ok(None);
         };
+        if let Some(id) = &rec.copy_id {
+            let pool = self.dst()?.pool(&copy.pool)?;
+            if !pool.object_exists(&format!("rbd_header.{id}"))? {
+                tracing::warn!(
+                    "the record of the verified copy {copy} names image id {id}, which pool {} no longer holds: the copy is made again",
+                    copy.pool
+                );
+                return Ok(None);
+            }
+        }
         if rec.source != *origin {
             bail!(
                 "the verified copy {copy} holds {}, not {origin}: two images for one copy name? nothing more is done with it",
@@ -899,15 +953,33 @@ impl Ctx<'_> {
                     .state
                     == ImageMirrorState::Disabled
             }
-            Check::MirrorSynced { mirrored, mode, .. } => {
+            // Snapshot mode: the mirror snapshot that carried it is complete
+            // (one open reads both).
+            Check::MirrorSynced {
+                mirrored,
+                mode: MirrorMode::Snapshot,
+                ..
+            } => {
+                let name = mirrored
+                    .snap
+                    .as_deref()
+                    .ok_or_else(|| anyhow!("{mirrored} names no snapshot"))?;
+                let synced = self.with_image(&plain(mirrored), false, |img| {
+                    let id = img.snapshots()?.into_iter().find(|s| s.name == name);
+                    Ok(match id {
+                        None => false,
+                        Some(s) => complete_mirror_snapshot_after(&img.mirror_snapshots()?, s.id),
+                    })
+                });
+                match synced {
+                    Ok(b) => b,
+                    Err(e) if not_found(&e) => false,
+                    Err(e) => return Err(e),
+                }
+            }
+            Check::MirrorSynced { mirrored, .. } => {
                 match self.snap_id(mirrored)? {
                     None => false,
-                    // Snapshot mode: the mirror snapshot that carried it is
-                    // complete.
-                    Some(id) if *mode == MirrorMode::Snapshot => complete_mirror_snapshot_after(
-                        &self.with_image(&plain(mirrored), false, |img| img.mirror_snapshots())?,
-                        id,
-                    ),
                     // Journal mode: replay creates the snapshot after every
                     // write before it, but an initial image sync creates it
                     // before copying its data. Only a status written after the
@@ -1015,6 +1087,12 @@ impl Ctx<'_> {
                     Check::Verified { source, .. } if self.access.dst.is_none() => bail!(
                         "the copy of {source} is not known to be verified: give the destination storage part's hand-off ({HANDOFF} lines) with --verified"
                     ),
+                    // The run state says the copy was made and verified, but
+                    // its record, or the copy it names, is gone.
+                    Check::Verified { copy, .. } => bail!(
+                        "the copy {copy} is recorded in the run state as made, but is not there verified (deleted after the run?); to copy it again, remove the run state {} and run again (ferry plans again from what the source carries)",
+                        self.path.display()
+                    ),
                     other => bail!("step {} needs {other:?}, which does not hold", step.id),
                 })
         };
@@ -1046,6 +1124,10 @@ impl Ctx<'_> {
             if let Check::MirrorSynced { mirrored, mode, .. } = check {
                 if last_progress.elapsed() >= Duration::from_secs(2) {
                     last_progress = Instant::now();
+                    // Snapshot mode reads the image: a check's turn.
+                    if *mode == MirrorMode::Snapshot {
+                        self.observer.pace.turn();
+                    }
                     if let Some(text) =
                         self.sync_progress(i, &plain(mirrored), *mode, &mut meter, start.elapsed())?
                     {
@@ -1062,6 +1144,8 @@ impl Ctx<'_> {
                 .into());
             }
             std::thread::sleep(poll_interval(self.opts.poll, start.elapsed()));
+            // However many images wait, their checks together keep one pace.
+            self.observer.pace.turn();
         }
     }
 
@@ -1413,11 +1497,15 @@ impl Ctx<'_> {
                 }
                 // On the copy (it stays with the image through adoption), then
                 // in the record that marks it verified.
-                self.with_image(partial, true, |img| img.metadata_set(&key, &sum))?;
+                let copy_id = self.with_image(partial, true, |img| {
+                    img.metadata_set(&key, &sum)?;
+                    img.id()
+                })?;
                 let record = crate::plan::record_object(&self.plan_id());
                 let line = VerifiedRecord {
                     sha256: sum.clone(),
                     source: origin.clone(),
+                    copy_id: Some(copy_id),
                 }
                 .to_line();
                 self.dst()?
@@ -1509,17 +1597,10 @@ impl Ctx<'_> {
         error_since: &mut Option<Instant>,
     ) -> anyhow::Result<Option<String>> {
         let dst = self.dst()?;
-        let health = dst.health()?;
-        let daemons = dst.service_daemons("rbd-mirror")?.len();
-        let peers = dst.pool(&mirrored.pool)?.mirror_peers()?.len();
-        let status = if self.exists(mirrored)? {
-            self.with_image(mirrored, false, |img| img.mirror_global_status())
-                .ok()
-                .and_then(|g| g.local().cloned())
-        } else {
-            None
-        };
-        match &status {
+        let cluster = self.cluster_view()?;
+        let pool = self.pool_view(&mirrored.pool)?;
+        let status = pool.local.get(&mirrored.image);
+        match status {
             Some(l) if l.state == crate::ceph::SiteState::Error => {
                 error_since.get_or_insert_with(Instant::now);
             }
@@ -1527,13 +1608,43 @@ impl Ctx<'_> {
         }
         Ok(stall::stall(&stall::Readings {
             cluster: dst.name(),
-            health: &health,
+            health: &cluster.health,
             pools: &[mirrored.pool.as_str()],
-            daemons,
-            peers,
-            local: status.as_ref(),
+            daemons: cluster.mirror_daemons,
+            peers: pool.peers,
+            local: status,
             error_for: error_since.map(|t| t.elapsed()).unwrap_or_default(),
         }))
+    }
+
+    /// The receiving cluster as all waits share it.
+    fn cluster_view(&self) -> anyhow::Result<std::sync::Arc<observe::ClusterView>> {
+        let dst = self.dst()?;
+        self.observer.clusters.get(Site::Destination, || {
+            Ok(observe::ClusterView {
+                health: dst.health()?,
+                mirror_daemons: dst.service_daemons("rbd-mirror")?.len(),
+            })
+        })
+    }
+
+    /// A pool of the receiving cluster as all waits share it: its peers and
+    /// every mirrored image's local status, in one listing.
+    fn pool_view(&self, pool: &str) -> anyhow::Result<std::sync::Arc<observe::PoolView>> {
+        let dst = self.dst()?;
+        self.observer
+            .pools
+            .get((Site::Destination, pool.to_string()), || {
+                let p = dst.pool(pool)?;
+                Ok(observe::PoolView {
+                    peers: p.mirror_peers()?.len(),
+                    local: p
+                        .mirror_statuses()?
+                        .into_iter()
+                        .filter_map(|g| g.local().cloned().map(|l| (g.name, l)))
+                        .collect(),
+                })
+            })
     }
 
     /// The engine's progress callback for a step: the board's bytes, and a
@@ -1570,16 +1681,18 @@ impl Ctx<'_> {
         meter: &mut Meter,
         at: Duration,
     ) -> anyhow::Result<Option<String>> {
-        if !self.exists(mirrored)? {
-            return Ok(None);
-        }
         match mode {
             MirrorMode::Snapshot => {
                 // The newest mirror snapshot arriving: the cut-over's, or
                 // one before it.
-                let (info, received) = self.with_image(mirrored, false, |img| {
+                let read = self.with_image(mirrored, false, |img| {
                     Ok((img.info()?, img.mirror_snapshots()?))
-                })?;
+                });
+                let (info, received) = match read {
+                    Ok(r) => r,
+                    Err(e) if not_found(&e) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
                 let Some(s) = received.last() else {
                     return Ok(Some(
                         "waiting for the first mirror snapshot to start".into(),
@@ -1599,9 +1712,9 @@ impl Ctx<'_> {
                 Ok(Some(p.to_string()))
             }
             MirrorMode::Journal => {
-                let st = self.with_image(mirrored, false, |img| img.mirror_global_status())?;
+                let view = self.pool_view(&mirrored.pool)?;
                 let size = self.state.lock().unwrap().plan.images[i].facts.size;
-                let text = st.local().map(|l| match l.progress() {
+                let text = view.local.get(&mirrored.image).map(|l| match l.progress() {
                     ReplayProgress::Bootstrapping { step, percent } => {
                         let pct = percent.unwrap_or(0.0);
                         let done = (size as f64 * pct / 100.0) as u64;
@@ -1992,6 +2105,7 @@ mod tests {
                 image: image.into(),
                 id: "10ad".into(),
             },
+            copy_id: Some("2f3c".into()),
         }
     }
 
@@ -2006,6 +2120,10 @@ mod tests {
         let got = parse_handoff(&text, "p1").unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got["volumes/volume-a b"], a);
+        // A record of a ferry before copy ids reads as one without.
+        let older = a.to_line().replace(",\"copy_id\":\"2f3c\"", "");
+        assert_ne!(older, a.to_line());
+        assert_eq!(VerifiedRecord::parse(&older).unwrap().copy_id, None);
         let e = parse_handoff(&text, "p2").unwrap_err().to_string();
         assert!(
             e.starts_with("hand-off line of plan p1, not of this plan p2"),

@@ -60,7 +60,7 @@ impl std::fmt::Display for Role {
 }
 
 /// Which cluster a check or action is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Site {
     Source,
@@ -173,6 +173,12 @@ impl std::fmt::Display for SourceId {
 pub struct VerifiedRecord {
     pub sha256: String,
     pub source: SourceId,
+    /// The RBD id of the copy verified: the copy is that image whatever
+    /// it is named later (publish renames it, Cinder's manage-existing
+    /// too), and a record whose image is gone (deleted after the run) says
+    /// nothing any more. Records of an older ferry have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_id: Option<String>,
 }
 
 impl VerifiedRecord {

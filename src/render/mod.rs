@@ -224,7 +224,8 @@ pub fn script(plan: &Plan, role: Role) -> String {
 const VERIFIED_RECORD: &str = r#"
 # verified_record POOL OBJECT IMAGE ORIGIN: this plan's record of the
 # verified copy IMAGE (one line of JSON) in OUT; it must name the source
-# ORIGIN: a record of another source under this name stops the script.
+# ORIGIN: a record of another source under this name stops the script. A
+# record whose copy (by its RBD id, whatever its name now) is gone is none.
 verified_record() {
   OUT=$(bounded rados -p "$1" getxattr "$2" "$3" 2>"$ERR") || {
     grep -q '(2)\|(61)' "$ERR" && return 1
@@ -233,6 +234,14 @@ verified_record() {
   printf '%s' "$OUT" | jq -e --argjson o "$4" \
     '.source == $o and (.sha256 | test("^[0-9a-f]{64}$"))' >/dev/null 2>&1 ||
     die "the record of the verified copy $3 in pool $1 is not of this source (or of an older ferry): $OUT; this plan's source is $4"
+  rec=$OUT
+  cid=$(printf '%s' "$rec" | jq -r '.copy_id // empty')
+  if [ -n "$cid" ] && ! bounded rados -p "$1" stat "rbd_header.$cid" >/dev/null 2>"$ERR"; then
+    grep -q '(2)' "$ERR" || die "rados stat rbd_header.$cid in pool $1: $(cat "$ERR")"
+    say "the record of the verified copy $3 names image id $cid, which pool $1 no longer holds: the copy is made again"
+    return 1
+  fi
+  OUT=$rec
 }
 "#;
 
@@ -864,9 +873,16 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 spec(partial),
                 q(&key)
             );
+            // The copy's id: the record says nothing once that image is gone.
             let _ = writeln!(
                 b,
-                "rec=$(jq -cn --arg s \"$SUM\" --argjson o {} '{{sha256: $s, source: $o}}')",
+                "rbdq info --format json {} || die {}\ncid=$(printf '%s' \"$OUT\" | jq -r .id)",
+                spec(partial),
+                q(&format!("{partial} vanished before its record was written"))
+            );
+            let _ = writeln!(
+                b,
+                "rec=$(jq -cn --arg s \"$SUM\" --arg c \"$cid\" --argjson o {} '{{sha256: $s, source: $o, copy_id: $c}}')",
                 q(&origin_json(origin))
             );
             let _ = writeln!(b, "bounded rados -p {} setxattr {} {} \"$rec\" 2>\"$ERR\" || die \"recording the verified copy: $(cat \"$ERR\")\"", q(&copy.pool), q(&crate::plan::record_object(&plan.id)), q(&copy.image));

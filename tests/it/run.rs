@@ -651,3 +651,76 @@ fn images_are_prepared_and_mirrored_while_others_copy() {
         assert_eq!(checksum(&copy), source_sum(&env, "volumes", n), "{n}");
     }
 }
+
+/// A copy deleted after a finished run leaves its verified record behind in
+/// the destination pool; a run again must not call that copy done (the
+/// record names the copy's RBD id, which is gone): it copies and verifies
+/// again, and the copy is there at the end.
+#[test]
+fn a_copy_deleted_after_the_run_is_made_again_not_reported_done() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let v = unique("gone");
+    let name = format!("volume-{v}");
+    source_image(
+        &env,
+        "volumes",
+        &name,
+        8 * MIB + 4096,
+        Features::DEFAULT,
+        17,
+    );
+    let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
+    let want = source_sum(&env, "volumes", &name);
+    let (spec, state) = spec_file(&env, &format!("  - volume: {v}\n"), "");
+    let out = ferry_run(&spec, &state, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b = env.connect("site-b");
+    let p = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    p.remove_image(&name).unwrap();
+    assert!(!p.image_exists(&name).unwrap());
+
+    // The run state says the copy is made: the run stops, saying so and
+    // what to do, instead of calling the image done.
+    let out = ferry_run(&spec, &state, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is recorded in the run state as made, but is not there verified"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no longer holds: the copy is made again"),
+        "{err}"
+    );
+    // Without the run state, ferry plans again from the source's records
+    // and makes the copy again.
+    std::fs::remove_dir_all(&state).unwrap();
+    let out = ferry_run(&spec, &state, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let acted: Vec<String> = step_events(&out)
+        .iter()
+        .filter(|e| e["status"] == "done" && !e["detail"].as_str().unwrap_or("").starts_with('('))
+        .map(|e| e["step"].as_str().unwrap_or("").to_string())
+        .collect();
+    for step in ["copy", "verify", "publish"] {
+        assert!(
+            acted.iter().any(|s| s == step),
+            "{step} not run again: {acted:?}\n{err}"
+        );
+    }
+    assert!(
+        err.contains("no longer holds: the copy is made again"),
+        "{err}"
+    );
+    assert_eq!(
+        checksum(&p.open_image_read_only(&name, None).unwrap()),
+        want
+    );
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
