@@ -67,9 +67,17 @@ impl Ctx<'_> {
         let host = self.cinder_host(None, &image.pool)?;
         // The RBD driver opens every image of the pool for this list, and
         // answers 500 when one vanishes meanwhile (another volume deleted):
-        // the session retries that as any 500 of a GET.
-        let list = Cinder(self.dst_cloud()?).manageable(&host)?;
-        Ok(list.iter().any(|(name, _)| name == &image.image))
+        // the session retries that as any 500 of a GET. Only waits ask
+        // this, so all of them share one list a few seconds old.
+        let cloud = self.dst_cloud()?;
+        let names = self.observer.manageable.get(host.clone(), || {
+            Ok(Cinder(cloud)
+                .manageable(&host)?
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect())
+        })?;
+        Ok(names.iter().any(|name| name == &image.image))
     }
 
     /// The destination volume adopted from `source_volume`, if there is one.
@@ -270,7 +278,8 @@ fn poll<T>(
             ))
             .into());
         }
-        std::thread::sleep(interval);
+        std::thread::sleep(super::poll_interval(interval, start.elapsed()));
+        ctx.observer.pace.turn();
     }
 }
 

@@ -1,9 +1,10 @@
 //! Shared observation for waits: what a thousand waiting images read of
 //! their clusters costs what ten cost.
 //!
-//! - Readings of a whole cluster (health, rbd-mirror daemons) or pool
-//!   (peers, every image's mirroring status in one listing) are taken by one
-//!   waiter at most once per `max_age`; every other waiter reads that copy.
+//! - Readings of a whole cluster (health, rbd-mirror daemons), pool
+//!   (peers, every image's mirroring status in one listing) or Cinder
+//!   backend (its manageable list) are taken by one waiter at most once per
+//!   `max_age`; every other waiter reads that copy.
 //! - A check of one image (an image open, a Cinder or Glance request) takes
 //!   a turn of one shared pace: however many images wait, the checks of
 //!   them all come at most `per_second` a second. With few images waiting
@@ -105,6 +106,8 @@ impl Pace {
 pub struct Observer {
     pub clusters: Shared<crate::plan::Site, ClusterView>,
     pub pools: Shared<(crate::plan::Site, String), PoolView>,
+    /// The names in Cinder's manageable list of a backend host.
+    pub manageable: Shared<String, Vec<String>>,
     pub pace: Pace,
 }
 
@@ -113,6 +116,7 @@ impl Observer {
         Observer {
             clusters: Shared::new(MAX_AGE),
             pools: Shared::new(MAX_AGE),
+            manageable: Shared::new(MAX_AGE),
             pace: Pace::new(CHECKS_PER_SECOND),
         }
     }
