@@ -357,6 +357,28 @@ fn split_roles(mode: &str, runner: Runner) {
                 kept.as_deref().map(ferry::plan::VerifiedRecord::parse),
                 Some(Ok(rec.clone()))
             );
+            // A copy deleted before it is adopted leaves its record behind:
+            // the script, seeing that the record's image is gone, copies
+            // and verifies again instead of calling the part done.
+            if runner == Runner::Script {
+                cinder_pool.remove_image(&copy_name).unwrap();
+                let again = split.run(role, 600, None);
+                ok(role, &again);
+                let said = String::from_utf8_lossy(&again.stderr);
+                assert!(
+                    said.contains("no longer holds: the copy is made again"),
+                    "{said}"
+                );
+                let acted = split.acted(&again).join("\n");
+                for step in ["(copy)", "(verify)", "(publish)"] {
+                    assert!(acted.contains(step), "{step} not again: {acted}");
+                }
+                let rec2 = cinder_pool.object_xattr(&record, &copy_name).unwrap();
+                let rec2 = ferry::plan::VerifiedRecord::parse(&rec2.unwrap()).unwrap();
+                assert_eq!(rec2.sha256, vol_sum);
+                assert_ne!(rec2.copy_id, rec.copy_id, "a new copy, a new id");
+                assert!(cinder_pool.image_exists(&copy_name).unwrap());
+            }
             let f = dir.join("verified.txt");
             std::fs::write(&f, lines).unwrap();
             handoff = Some(f);
