@@ -11,7 +11,7 @@ mod it {
     mod plan;
     mod roles;
     mod run;
-    mod shapes;
+    pub mod shapes;
     mod stream;
     mod stream_path;
     mod testenv;

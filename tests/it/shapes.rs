@@ -33,7 +33,7 @@ fn ok(out: &Output) {
 
 /// A volume created from a Glance image through the source Cinder: the RBD
 /// driver makes it a clone of `images/<image id>@snap`.
-fn volume_from_image(src: &Cloud, name: &str, image_id: &str) -> Volume {
+pub(crate) fn volume_from_image(src: &Cloud, name: &str, image_id: &str) -> Volume {
     let reply: serde_json::Value = src
         .call_json(
             Service::BlockStorage,

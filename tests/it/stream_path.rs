@@ -646,3 +646,100 @@ fn a_volume_attached_elsewhere_is_refused_before_anything_is_made() {
         "its attachment is left alone"
     );
 }
+
+/// The volumes real clouds hold most: made from a Glance image (the RBD
+/// driver clones them from the image's snapshot). Two of them, one written
+/// over its parent, stream at once with `transfer: stream`; each arrives
+/// whole (read through its parent), bootable, with the image's properties.
+#[test]
+fn volumes_cloned_from_a_glance_image_stream_two_at_once() {
+    let _shared = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let (image, _) = crate::it::openstack::source_image(&src, &unique("stream-base"), 41);
+    // Locals drop in reverse: the clones go before their image.
+    let _image = crate::it::openstack::ImageGuard(&src, image.id.clone());
+    let vols: Vec<Volume> = (0..2)
+        .map(|k| {
+            crate::it::shapes::volume_from_image(
+                &src,
+                &unique(&format!("stream-clone{k}")),
+                &image.id,
+            )
+        })
+        .collect();
+    let _vols: Vec<VolumeGuard> = vols
+        .iter()
+        .map(|v| VolumeGuard {
+            cloud: &src,
+            id: v.id.clone(),
+        })
+        .collect();
+    let _made: Vec<DestGuard> = vols
+        .iter()
+        .map(|v| DestGuard {
+            cloud: &dst,
+            volume_marker: Some(v.id.clone()),
+            image: None,
+        })
+        .collect();
+    let a = env.connect("site-a");
+    let pool = a.pool(env.var("MIRROR_IMAGE_POOL")).unwrap();
+    let want: Vec<String> = vols
+        .iter()
+        .enumerate()
+        .map(|(k, v)| {
+            let img = pool.open_image(&format!("volume-{}", v.id)).unwrap();
+            assert!(img.parent().unwrap().is_some(), "a clone of the image");
+            if k == 0 {
+                crate::common::write_sparse(&img, GIB, 5, MIB as usize, 78);
+            }
+            checksum(&img)
+        })
+        .collect();
+    assert_ne!(want[0], want[1]);
+    let scratch = Scratch(std::env::temp_dir().join(unique("stream-clones")));
+    let images: String = vols
+        .iter()
+        .map(|v| format!("  - volume: {}\n", v.id))
+        .collect();
+    let text = spec_text(
+        &env,
+        &images,
+        "  transfer: stream\n",
+        ferry(),
+        &scratch.0.join("record"),
+    );
+    let (spec, state) = spec_in_temp_dir(&text);
+    let out = run_cmd(&env, &spec, &state)
+        .args(["--concurrency", "2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for (v, want) in vols.iter().zip(&want) {
+        let found = adopted(&dst, &v.id);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let got = &found[0];
+        assert_eq!(got.status, "available");
+        assert!(got.is_bootable(), "{got:?}");
+        assert_eq!(got.metadata.get("app").map(String::as_str), Some("web"));
+        // The image's properties go along; what Cinder derived from the
+        // source cloud's Glance image (its id, name, checksum) does not.
+        assert_eq!(
+            got.volume_image_metadata
+                .get("hw_disk_bus")
+                .map(String::as_str),
+            Some("scsi"),
+            "{got:?}"
+        );
+        assert!(v.volume_image_metadata.contains_key("image_id"), "{v:?}");
+        assert!(
+            !got.volume_image_metadata.contains_key("image_id"),
+            "{got:?}"
+        );
+        assert_eq!(&destination_digest(&env, &got.id), want);
+        assert_free(&src, &v.id);
+        assert_free(&dst, &got.id);
+    }
+}
