@@ -4,10 +4,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    // Output cut short (`ferry plan | head`) ends ferry quietly, as it ends
-    // other command-line tools, instead of a panic in print.
-    // SAFETY: before any thread starts; SIG_DFL is a valid disposition.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // SIGPIPE stays ignored (Rust's default): the stream path writes into
+    // pipes of ssh processes, and an agent that dies must be an error that
+    // names it, not a signal that ends ferry without a word.
     let cli = ferry::cli::Cli::parse();
     ferry::cli::init_logging(cli.verbose);
     match ferry::cli::run(cli) {

@@ -381,20 +381,41 @@ fn execute(
         (st.plan.images.len(), st.plan.run_order())
     };
     let finished = AtomicBool::new(false);
+    let threads = opts.in_flight.max(opts.concurrency);
+    let failed_image = |i: usize, e: &anyhow::Error| {
+        ctx.board.lock().unwrap().phase(i, Phase::Failed);
+        ctx.event(i, "-", "failed", &format!("{e:#}"));
+    };
+    let mut checked_first = false;
     let failures = std::thread::scope(|s| {
         s.spawn(|| ctx.tick(&finished));
-        let failures = each_image(
+        // Every image's read-only checks of the clouds first: a batch with
+        // one bad input (a name taken, a type missing, a volume in use)
+        // stops before anything changes on any image, however many are in
+        // flight at once.
+        let mut failures = each_image(
             &order,
-            opts.in_flight.max(opts.concurrency),
-            |i| run_image(&ctx, i),
-            |i, r| match r {
-                Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
-                Err(e) => {
-                    ctx.board.lock().unwrap().phase(i, Phase::Failed);
-                    ctx.event(i, "-", "failed", &format!("{e:#}"));
+            threads,
+            |i| check_inputs(&ctx, i),
+            |i, r| {
+                if let Err(e) = r {
+                    failed_image(i, e)
                 }
             },
         );
+        if failures.is_empty() {
+            failures = each_image(
+                &order,
+                threads,
+                |i| run_image(&ctx, i),
+                |i, r| match r {
+                    Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
+                    Err(e) => failed_image(i, e),
+                },
+            );
+        } else {
+            checked_first = true;
+        }
         finished.store(true, Ordering::SeqCst);
         failures
     });
@@ -427,16 +448,21 @@ fn execute(
             .map(|(i, e)| format!("{}: {e:#}", state.plan.images[*i].image.source_spec()))
             .collect()
     };
-    Err(RunFailed {
-        message: format!(
+    let message = if checked_first {
+        format!(
+            "{} of {n} image(s) failed the checks of their inputs, so no image was begun; nothing changed (fix them and run again):\n  {}",
+            failures.len(),
+            lines.join("\n  ")
+        )
+    } else {
+        format!(
             "{} of {n} image(s) failed (state kept in {}; run again to resume):\n  {}",
             failures.len(),
             path.display(),
             lines.join("\n  ")
-        ),
-        gave_up,
-    }
-    .into())
+        )
+    };
+    Err(RunFailed { message, gave_up }.into())
 }
 
 /// Whether an error only says a wait gave up.
@@ -1792,6 +1818,28 @@ fn prepares_source(action: &Action) -> bool {
             | Action::CreateCutover { .. }
             | Action::HashSource { .. }
     )
+}
+
+/// The read-only checks of the clouds that open an image's plan
+/// (check-destination-cloud, check-source-cloud), run for the whole batch
+/// before any image begins; `run_image` then finds them done.
+fn check_inputs(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
+    let plan: ImagePlan = ctx.state.lock().unwrap().plan.images[i].clone();
+    let done = ctx.image_state(i).done;
+    let steps: Vec<&Step> = plan
+        .steps
+        .iter()
+        .filter(|s| ctx.role.is_none_or(|r| s.role == r))
+        .collect();
+    let frontier = steps.iter().rposition(|s| done.contains(&s.id));
+    for (k, step) in steps.iter().enumerate() {
+        if !step.checks_inputs() {
+            break;
+        }
+        let settled = done.contains(&step.id) && frontier.is_some_and(|f| k < f);
+        run_step(ctx, i, step, settled).map_err(|e| failed(ctx, i, step, e))?;
+    }
+    Ok(())
 }
 
 fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {

@@ -668,6 +668,16 @@ pub struct Step {
 }
 
 impl Step {
+    /// A read-only check of the clouds that opens an image's plan
+    /// (check-destination-cloud, check-source-cloud): `ferry run` and the
+    /// scripts run these for every image before they begin any image.
+    pub fn checks_inputs(&self) -> bool {
+        matches!(
+            self.action,
+            Action::CheckDestinationCloud { .. } | Action::CheckSourceCloud { .. }
+        )
+    }
+
     /// The image the step acts on (for copies and comparisons: the source).
     pub fn action_image(&self) -> ImageAt {
         match &self.action {

@@ -185,9 +185,42 @@ pub fn script(plan: &Plan, role: Role) -> String {
         s.push_str("login\n");
     }
     let mut any = false;
-    for img in plan.run_order().into_iter().map(|k| &plan.images[k]) {
-        let steps: Vec<&Step> = img.steps.iter().filter(|st| st.role == role).collect();
+    // Every image's read-only checks of its inputs first, as `ferry run`
+    // does: one bad entry stops the part before any image is begun.
+    let order = plan.run_order();
+    let lead = |img: &ImagePlan| {
+        img.steps
+            .iter()
+            .filter(|st| st.role == role)
+            .take_while(|st| st.checks_inputs())
+            .count()
+    };
+    if order.len() > 1 && order.iter().any(|&k| lead(&plan.images[k]) > 0) {
+        let _ = writeln!(
+            s,
+            "\n# --- the checks of every image's inputs, before any image begins ---"
+        );
+        for img in order.iter().map(|&k| &plan.images[k]) {
+            for st in img
+                .steps
+                .iter()
+                .filter(|st| st.role == role)
+                .take(lead(img))
+            {
+                step(&mut s, plan, img, st);
+            }
+        }
+    }
+    for img in order.iter().map(|&k| &plan.images[k]) {
+        let skip = if order.len() > 1 { lead(img) } else { 0 };
+        let steps: Vec<&Step> = img
+            .steps
+            .iter()
+            .filter(|st| st.role == role)
+            .skip(skip)
+            .collect();
         if steps.is_empty() {
+            any |= skip > 0;
             continue;
         }
         any = true;

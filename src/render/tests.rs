@@ -488,3 +488,35 @@ fn a_direct_transfer_reads_the_source_with_its_own_options_in_the_destination_pa
     assert!(!src.contains("feature enable"), "{src}");
     assert!(src.contains("snap create"), "{src}");
 }
+
+#[test]
+fn every_images_input_checks_come_before_any_image_begins() {
+    // Two volumes: the destination cloud part checks both before it
+    // adopts either, and each check is rendered once.
+    let p = plan(MirrorMode::Snapshot);
+    let s = script(&p, Role::DestinationCloud);
+    let marker = |image: usize, name: &str| {
+        let st = p.images[image]
+            .steps
+            .iter()
+            .find(|st| st.name == name)
+            .unwrap_or_else(|| panic!("{name} in image {image}"));
+        let m = format!("\n# {} {}:", st.id, st.name);
+        assert_eq!(s.matches(&m).count(), 1, "{m}");
+        s.find(&m).unwrap()
+    };
+    let checks = s
+        .find("the checks of every image's inputs, before any image begins")
+        .expect("a section of checks");
+    let first_check = marker(0, "check-destination-cloud");
+    let last_check = marker(1, "check-destination-cloud");
+    assert!(checks < first_check && first_check < last_check);
+    let first_adoption = p.images[0]
+        .steps
+        .iter()
+        .filter(|st| st.role == Role::DestinationCloud && !st.checks_inputs())
+        .map(|st| s.find(&format!("\n# {} {}:", st.id, st.name)).unwrap())
+        .min()
+        .expect("the first image is adopted in this part");
+    assert!(last_check < first_adoption);
+}

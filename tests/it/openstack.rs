@@ -299,6 +299,32 @@ fn bad_inputs_are_refused_before_anything_changes() {
         )),
         "{err}"
     );
+    // In a batch, the good image listed first is not begun either: every
+    // image's inputs are checked before any image starts.
+    let good_name = unique("good");
+    let (good, _) = source_volume(&env, &src, &good_name, 14);
+    let good_rbd = format!("volume-{}", good.id);
+    let err = refused(
+        &env,
+        &format!("  - volume: {}\n{entry}", good.id),
+        "",
+        &clouds,
+        Some(&good_rbd),
+    );
+    assert!(
+        err.contains("1 of 2 image(s) failed the checks of their inputs, so no image was begun"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("a volume named \"{name}\" already exists")),
+        "{err}"
+    );
+    let b = env.connect("site-b");
+    let copies = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    assert!(!copies.image_exists(&good_rbd).unwrap());
+    assert!(!copies
+        .image_exists(&format!("{good_rbd}.ferry-partial"))
+        .unwrap());
 
     // Wrong password: a copy of clouds.yaml with the source's changed.
     let text = std::fs::read_to_string(&clouds).unwrap();
