@@ -298,9 +298,8 @@ impl<'c> Pool<'c> {
         Ok(unsafe { cstr_lossy(buf.as_ptr()) })
     }
 
-    /// The mirroring status of every mirrored image of the pool, by
-    /// image name: one listing (1,024 images a call) instead of an image
-    /// open per image.
+    /// The mirroring status of every mirrored image of the pool: one
+    /// listing (1,024 images a call) instead of an image open per image.
     pub fn mirror_statuses(&self) -> Result<Vec<MirrorGlobalStatus>> {
         const PAGE: usize = 1024;
         let mut out = Vec::new();
@@ -341,12 +340,14 @@ impl<'c> Pool<'c> {
                 ffi::rbd_mirror_image_global_status_list_cleanup(
                     ids.as_mut_ptr(),
                     sts.as_mut_ptr(),
-                    len,
+                    n,
                 )
             };
+            // librbd leaves out images being disabled after it takes a
+            // page, so a short page is not the last: only an empty one is.
             match last {
-                Some(id) if n == PAGE => start = id,
-                _ => return Ok(out),
+                Some(id) => start = id,
+                None => return Ok(out),
             }
         }
     }

@@ -403,19 +403,28 @@ fn execute(
                 }
             },
         );
-        if failures.is_empty() {
-            failures = each_image(
-                &order,
-                threads,
-                |i| run_image(&ctx, i),
-                |i, r| match r {
-                    Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
-                    Err(e) => failed_image(i, e),
-                },
-            );
+        // With a failed check, no image is begun, but those an earlier run
+        // began go on (stopping them halfway helps nobody).
+        let go: Vec<usize> = if failures.is_empty() {
+            order.clone()
         } else {
             checked_first = true;
-        }
+            order
+                .iter()
+                .copied()
+                .filter(|&i| ImageSteps::of(&ctx, i).begun())
+                .collect()
+        };
+        failures.extend(each_image(
+            &go,
+            threads,
+            |i| run_image(&ctx, i),
+            |i, r| match r {
+                Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
+                Err(e) => failed_image(i, e),
+            },
+        ));
+        failures.sort_by_key(|(i, _)| *i);
         finished.store(true, Ordering::SeqCst);
         failures
     });
@@ -450,8 +459,9 @@ fn execute(
     };
     let message = if checked_first {
         format!(
-            "{} of {n} image(s) failed the checks of their inputs, so no image was begun; nothing changed (fix them and run again):\n  {}",
+            "{} of {n} image(s) failed (the checks of their inputs, or later), so this run began no image (images an earlier run began went on; state kept in {}); fix the inputs and run again:\n  {}",
             failures.len(),
+            path.display(),
             lines.join("\n  ")
         )
     } else {
@@ -729,7 +739,13 @@ impl Ctx<'_> {
         let Some(rec) = self.any_record(copy)? else {
             return Ok(None);
         };
-        if let Some(id) = &rec.copy_id {
+        if rec.source != *origin {
+            bail!(
+                "the verified copy {copy} holds {}, not {origin}: two images for one copy name? nothing more is done with it",
+                rec.source
+            );
+        }
+        if let Some(id) = rec.copy_id.as_deref().filter(|id| !id.is_empty()) {
             let pool = self.dst()?.pool(&copy.pool)?;
             if !pool.object_exists(&format!("rbd_header.{id}"))? {
                 tracing::warn!(
@@ -738,12 +754,6 @@ impl Ctx<'_> {
                 );
                 return Ok(None);
             }
-        }
-        if rec.source != *origin {
-            bail!(
-                "the verified copy {copy} holds {}, not {origin}: two images for one copy name? nothing more is done with it",
-                rec.source
-            );
         }
         Ok(Some(rec))
     }
@@ -1823,36 +1833,71 @@ fn prepares_source(action: &Action) -> bool {
 /// The read-only checks of the clouds that open an image's plan
 /// (check-destination-cloud, check-source-cloud), run for the whole batch
 /// before any image begins; `run_image` then finds them done.
+/// Nothing is recorded here: `run_image` runs (and records) them again
+/// when the image begins, so a check is never older than its image's start.
 fn check_inputs(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
-    let plan: ImagePlan = ctx.state.lock().unwrap().plan.images[i].clone();
-    let done = ctx.image_state(i).done;
-    let steps: Vec<&Step> = plan
-        .steps
-        .iter()
-        .filter(|s| ctx.role.is_none_or(|r| s.role == r))
-        .collect();
-    let frontier = steps.iter().rposition(|s| done.contains(&s.id));
-    for (k, step) in steps.iter().enumerate() {
+    let image = ImageSteps::of(ctx, i);
+    for step in image.steps(ctx.role) {
         if !step.checks_inputs() {
             break;
         }
-        let settled = done.contains(&step.id) && frontier.is_some_and(|f| k < f);
-        run_step(ctx, i, step, settled).map_err(|e| failed(ctx, i, step, e))?;
+        // Recorded: as run_image judges it (a stream path volume that a
+        // killed run left attached passed its check before).
+        if image.done.contains(&step.id) {
+            continue;
+        }
+        if !step.past_when.is_empty() && ctx.all_hold(&step.past_when)? {
+            continue;
+        }
+        ctx.act(i, step).map_err(|e| failed(ctx, i, step, e))?;
     }
     Ok(())
 }
 
+/// An image's plan, and the steps its run state records as done.
+struct ImageSteps {
+    plan: ImagePlan,
+    done: std::collections::BTreeSet<String>,
+}
+
+impl ImageSteps {
+    fn of(ctx: &Ctx<'_>, i: usize) -> ImageSteps {
+        ImageSteps {
+            plan: ctx.state.lock().unwrap().plan.images[i].clone(),
+            done: ctx.image_state(i).done,
+        }
+    }
+
+    /// Whether a step past the input checks is recorded: an earlier run
+    /// began this image.
+    fn begun(&self) -> bool {
+        self.plan
+            .steps
+            .iter()
+            .any(|s| !s.checks_inputs() && self.done.contains(&s.id))
+    }
+
+    /// The steps of `role` (None: all), in order.
+    fn steps(&self, role: Option<Role>) -> Vec<&Step> {
+        self.plan
+            .steps
+            .iter()
+            .filter(|s| role.is_none_or(|r| s.role == r))
+            .collect()
+    }
+
+    /// Whether `steps[k]` is settled: recorded, and before the last
+    /// recorded step (cleanup may have undone its effect on purpose); from
+    /// the last recorded step on, Ceph's word counts.
+    fn settled(&self, steps: &[&Step], k: usize) -> bool {
+        let frontier = steps.iter().rposition(|s| self.done.contains(&s.id));
+        self.done.contains(&steps[k].id) && frontier.is_some_and(|f| k < f)
+    }
+}
+
 fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
-    let plan: ImagePlan = ctx.state.lock().unwrap().plan.images[i].clone();
-    let done = ctx.image_state(i).done;
-    let steps: Vec<&Step> = plan
-        .steps
-        .iter()
-        .filter(|s| ctx.role.is_none_or(|r| s.role == r))
-        .collect();
-    // The last recorded step: steps before it are settled (cleanup may have
-    // undone their effects on purpose); from it on, Ceph's word counts.
-    let frontier = steps.iter().rposition(|s| done.contains(&s.id));
+    let image = ImageSteps::of(ctx, i);
+    let steps = image.steps(ctx.role);
     // A step the next one does not follow runs alongside the steps after
     // it, until one that follows it (the source's hash beside the sync and
     // the copy); whatever runs alongside has finished before a failure is
@@ -1884,7 +1929,7 @@ fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
         };
         for (k, step) in steps.iter().copied().enumerate() {
             join(&mut alongside, &|s| step.after.contains(&s.id))?;
-            let settled = done.contains(&step.id) && frontier.is_some_and(|f| k < f);
+            let settled = image.settled(&steps, k);
             let beside = steps
                 .get(k + 1)
                 .is_some_and(|next| !next.after.contains(&step.id));

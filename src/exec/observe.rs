@@ -41,7 +41,8 @@ pub struct PoolView {
     pub local: HashMap<String, SiteStatus>,
 }
 
-type Slot<T> = Arc<Mutex<Option<(Instant, Arc<T>)>>>;
+/// A reading, or the error taking it gave, and when it was taken.
+type Slot<T> = Arc<Mutex<Option<(Instant, Result<Arc<T>, String>)>>>;
 
 /// Readings shared by key, each taken again when older than `max_age`.
 pub struct Shared<K, T> {
@@ -59,18 +60,24 @@ impl<K: Hash + Eq, T> Shared<K, T> {
 
     /// The reading of `key`: the shared one while fresh, else `read`'s. A
     /// caller arriving while another reads waits for that reading instead
-    /// of taking its own; a failed read is not kept.
+    /// of taking its own. A failed reading is shared as well (for a second
+    /// at most): with a monitor that does not answer, 200 waiting images
+    /// must not each wait out its own timeout, one after another.
     pub fn get(&self, key: K, read: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<Arc<T>> {
         let slot = self.slots.lock().unwrap().entry(key).or_default().clone();
         let mut held = slot.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, v)) = &*held {
-            if at.elapsed() < self.max_age {
-                return Ok(v.clone());
+        if let Some((at, r)) = &*held {
+            let fresh = match r {
+                Ok(_) => self.max_age,
+                Err(_) => self.max_age.min(Duration::from_secs(1)),
+            };
+            if at.elapsed() < fresh {
+                return r.clone().map_err(|e| anyhow::anyhow!(e));
             }
         }
-        let v = Arc::new(read()?);
-        *held = Some((Instant::now(), v.clone()));
-        Ok(v)
+        let r = read().map(Arc::new).map_err(|e| format!("{e:#}"));
+        *held = Some((Instant::now(), r.clone()));
+        r.map_err(|e| anyhow::anyhow!(e))
     }
 }
 
@@ -154,8 +161,12 @@ mod tests {
         let shared: Shared<u8, u32> = Shared::new(Duration::ZERO);
         assert_eq!(*shared.get(0, || Ok(1)).unwrap(), 1);
         assert_eq!(*shared.get(0, || Ok(2)).unwrap(), 2);
+        // A failure is shared for a second, then read again.
         let fresh: Shared<u8, u32> = Shared::new(Duration::from_secs(60));
         assert!(fresh.get(0, || anyhow::bail!("down")).is_err());
+        let e = fresh.get(0, || Ok(3)).unwrap_err();
+        assert_eq!(e.to_string(), "down");
+        std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(*fresh.get(0, || Ok(3)).unwrap(), 3);
     }
 

@@ -167,9 +167,9 @@ impl std::fmt::Display for SourceId {
 /// The destination's record of a verified copy (the value of its attribute
 /// on `record_object`, and the body of a hand-off line): which source the
 /// copy holds, and the cut-over's SHA-256 it was verified against. One line
-/// of JSON, so any name fits.
+/// of JSON, so any name fits. Fields a later ferry adds are read past (a
+/// record is checked by its source and digest).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct VerifiedRecord {
     pub sha256: String,
     pub source: SourceId,

@@ -909,7 +909,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             // The copy's id: the record says nothing once that image is gone.
             let _ = writeln!(
                 b,
-                "rbdq info --format json {} || die {}\ncid=$(printf '%s' \"$OUT\" | jq -r .id)",
+                "rbdq info --format json {} || die {}\ncid=$(printf '%s' \"$OUT\" | jq -er '.id // empty') || die \"rbd info gave no image id: $OUT\"",
                 spec(partial),
                 q(&format!("{partial} vanished before its record was written"))
             );

@@ -312,7 +312,7 @@ fn bad_inputs_are_refused_before_anything_changes() {
         Some(&good_rbd),
     );
     assert!(
-        err.contains("1 of 2 image(s) failed the checks of their inputs, so no image was begun"),
+        err.contains("1 of 2 image(s) failed (the checks of their inputs, or later), so this run began no image"),
         "{err}"
     );
     assert!(
