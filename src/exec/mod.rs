@@ -1862,9 +1862,12 @@ struct ImageSteps {
 
 impl ImageSteps {
     fn of(ctx: &Ctx<'_>, i: usize) -> ImageSteps {
+        // One lock, taken once (a second lock in the same expression, while
+        // the first guard lives, would wait for itself).
+        let state = ctx.state.lock().unwrap();
         ImageSteps {
-            plan: ctx.state.lock().unwrap().plan.images[i].clone(),
-            done: ctx.image_state(i).done,
+            plan: state.plan.images[i].clone(),
+            done: state.images[i].done.clone(),
         }
     }
 
