@@ -187,45 +187,39 @@ pub fn script(plan: &Plan, role: Role) -> String {
     let mut any = false;
     // Every image's read-only checks of its inputs first, as `ferry run`
     // does: one bad entry stops the part before any image is begun.
-    let order = plan.run_order();
-    let lead = |img: &ImagePlan| {
-        img.steps
-            .iter()
-            .filter(|st| st.role == role)
-            .take_while(|st| st.checks_inputs())
-            .count()
-    };
-    if order.len() > 1 && order.iter().any(|&k| lead(&plan.images[k]) > 0) {
+    let batch = plan.images.len() > 1;
+    let parts: Vec<(&ImagePlan, Vec<&Step>, usize)> = plan
+        .run_order()
+        .into_iter()
+        .map(|k| {
+            let img = &plan.images[k];
+            let steps: Vec<&Step> = img.steps.iter().filter(|st| st.role == role).collect();
+            let lead = if batch {
+                steps.iter().take_while(|st| st.checks_inputs()).count()
+            } else {
+                0
+            };
+            (img, steps, lead)
+        })
+        .collect();
+    if parts.iter().any(|(_, _, lead)| *lead > 0) {
         let _ = writeln!(
             s,
             "\n# --- the checks of every image's inputs, before any image begins ---"
         );
-        for img in order.iter().map(|&k| &plan.images[k]) {
-            for st in img
-                .steps
-                .iter()
-                .filter(|st| st.role == role)
-                .take(lead(img))
-            {
+        for (img, steps, lead) in &parts {
+            for st in &steps[..*lead] {
                 step(&mut s, plan, img, st);
             }
         }
     }
-    for img in order.iter().map(|&k| &plan.images[k]) {
-        let skip = if order.len() > 1 { lead(img) } else { 0 };
-        let steps: Vec<&Step> = img
-            .steps
-            .iter()
-            .filter(|st| st.role == role)
-            .skip(skip)
-            .collect();
-        if steps.is_empty() {
-            any |= skip > 0;
+    for (img, steps, lead) in &parts {
+        any |= !steps.is_empty();
+        if steps.len() == *lead {
             continue;
         }
-        any = true;
         let _ = writeln!(s, "\n# --- {} ---", comment(&img.image.source_spec()));
-        for st in steps {
+        for st in &steps[*lead..] {
             step(&mut s, plan, img, st);
         }
     }

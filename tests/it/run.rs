@@ -54,6 +54,15 @@ fn ferry_run(spec: &Path, state: &Path, extra: &[&str]) -> Output {
     common::ferry_run(spec, state, extra, None)
 }
 
+/// A run that must have succeeded; its stderr otherwise.
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The batch progress events, oldest first.
 fn batches(out: &Output) -> Vec<Value> {
     json_lines(out)
@@ -101,11 +110,7 @@ fn moves_volumes_and_a_glance_image_and_cleans_up(mode: &str) {
     );
 
     let out = ferry_run(&spec, &state, &["--concurrency", "3"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let ev = step_events(&out);
     let steps: Vec<&str> = ev.iter().filter_map(|e| e["step"].as_str()).collect();
     if mode == "journal" {
@@ -240,11 +245,7 @@ fn run_killed_during_the_watch_completes_when_run_again() {
     assert!(saw_wait, "the run reached the watch");
 
     let out = ferry_run(&spec, &state, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let b = env.connect("site-b");
     let p = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
     assert_eq!(
@@ -296,11 +297,7 @@ fn a_second_run_on_a_state_in_use_refuses_naming_the_first_ones_pid() {
     // The first run goes on undisturbed and finishes.
     lines.for_each(drop);
     let out = first.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
 
@@ -336,11 +333,7 @@ fn stopped_rbd_mirror_is_reported_as_a_stall() {
     );
     // With the daemon back, the same run finishes.
     let out = ferry_run(&spec, &state, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
 
@@ -390,11 +383,7 @@ fn a_full_destination_pool_is_reported_as_a_stall() {
     // With the quota lifted, the same run finishes.
     pool_full(false);
     let out = ferry_run(&spec, &state, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
 
@@ -404,11 +393,7 @@ fn a_new_spec_under_an_old_file_name_is_refused_saying_what_changed() {
     let env = TestEnv::load();
     let (_m, spec, state) = small_volume_spec(&env, "respec", 11);
     let out = ferry_run(&spec, &state, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     // Same file, same state directory, other images.
     let other = unique("respec-new");
     let name = format!("volume-{other}");
@@ -458,11 +443,7 @@ fn a_panicking_step_fails_the_run_with_exit_1_and_a_rerun_finishes() {
         .collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
     let out = ferry_run(&spec, &state, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
 }
 
 /// Journal mode changes the source's features (deep-flatten, fast-diff and
@@ -618,11 +599,7 @@ fn images_are_prepared_and_mirrored_while_others_copy() {
     }
     let (spec, state) = spec_file(&env, &entries, "options: {mirror_mode: snapshot}\n");
     let out = ferry_run(&spec, &state, &["--concurrency", "1", "--in-flight", "3"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let events = step_events(&out);
     let at = |image: &str, step: &str| {
         events
@@ -674,11 +651,7 @@ fn a_copy_deleted_after_the_run_is_made_again_not_reported_done() {
     let want = source_sum(&env, "volumes", &name);
     let (spec, state) = spec_file(&env, &format!("  - volume: {v}\n"), "");
     let out = ferry_run(&spec, &state, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let b = env.connect("site-b");
     let p = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
     p.remove_image(&name).unwrap();
