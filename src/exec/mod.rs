@@ -17,7 +17,7 @@ pub use progress::{Meter, Progress};
 
 pub use state::{legacy_state_path, state_path, ImageState, RunState, StateLock};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,6 +107,10 @@ struct Ctx<'a> {
     observer: observe::Observer,
     /// Images open at once through `with_image` ([`OPEN_AT_ONCE`]).
     open_slots: Slots,
+    /// Images whose migration failed in this run: a wait for what one of
+    /// them would have made (a clone's parent) ends instead of waiting out
+    /// its timeout.
+    failed: Mutex<BTreeSet<usize>>,
 }
 
 /// A counting semaphore: at most `n` holders at once.
@@ -370,6 +374,7 @@ fn execute(
         data_slots: Slots::new(opts.concurrency),
         observer: observe::Observer::new(),
         open_slots: Slots::new(OPEN_AT_ONCE),
+        failed: Mutex::new(BTreeSet::new()),
     };
     let before = (
         crate::ceph::calls_sent(),
@@ -383,6 +388,7 @@ fn execute(
     let finished = AtomicBool::new(false);
     let threads = opts.in_flight.max(opts.concurrency);
     let failed_image = |i: usize, e: &anyhow::Error| {
+        ctx.failed.lock().unwrap().insert(i);
         ctx.board.lock().unwrap().phase(i, Phase::Failed);
         ctx.event(i, "-", "failed", &format!("{e:#}"));
     };
@@ -1174,6 +1180,9 @@ impl Ctx<'_> {
                     }
                 }
             }
+            if let Some(why) = self.awaited_image_failed(check) {
+                return Err(GaveUp(format!("{why} (waiting for {waiting_for})")).into());
+            }
             if start.elapsed() > self.opts.wait_timeout {
                 return Err(GaveUp(format!(
                     "gave up after {:?} waiting for {}",
@@ -1806,6 +1815,30 @@ impl Ctx<'_> {
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// When `check` waits for what another image of this run makes (a
+    /// clone's parent, published and protected by that image's migration)
+    /// and that image has failed in this run: why the wait is over.
+    fn awaited_image_failed(&self, check: &Check) -> Option<String> {
+        let Check::SnapshotProtected { image } = check else {
+            return None;
+        };
+        let failed = self.failed.lock().unwrap().clone();
+        if failed.is_empty() {
+            return None;
+        }
+        let state = self.state.lock().unwrap();
+        failed.into_iter().find_map(|k| {
+            let other = &state.plan.images.get(k)?.image;
+            (other.dest_pool == image.pool && other.dest_name == image.image).then(|| {
+                format!(
+                    "the migration of {} (image {}), which makes this copy's parent {image}, failed in this run: fix what its error says and run again",
+                    other.source_spec(),
+                    k + 1
+                )
+            })
+        })
     }
 
     fn holds_protected(&self, image: &ImageAt) -> anyhow::Result<bool> {

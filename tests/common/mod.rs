@@ -155,7 +155,7 @@ impl TestEnv {
             .arg("-c")
             .arg(&conf)
             .args(args)
-            .output()
+            .output_bounded()
             .unwrap_or_else(|e| panic!("running {tool}: {e}"));
         assert!(
             out.status.success(),
@@ -201,7 +201,7 @@ pub fn ferry_run(
     if let Some(c) = clouds {
         cmd.env("OS_CLIENT_CONFIG_FILE", c);
     }
-    cmd.output().unwrap()
+    cmd.output_bounded().unwrap()
 }
 
 /// Every JSON line ferry printed.
@@ -226,7 +226,7 @@ pub fn ferry_with_spec(args: &[&str], spec_text: &str) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(args)
         .arg(&spec)
-        .output()
+        .output_bounded()
         .unwrap();
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
     out
@@ -355,5 +355,76 @@ impl Drop for ImageGuard {
                 _ => break,
             }
         }
+    }
+}
+
+/// How long one command a test runs may take before it is killed and the
+/// test fails with what it printed (`FERRY_TEST_COMMAND_SECONDS`, default
+/// 900): a hung run fails its test instead of the whole suite's time limit.
+pub fn command_limit() -> Duration {
+    let secs = std::env::var("FERRY_TEST_COMMAND_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(900);
+    Duration::from_secs(secs)
+}
+
+/// `Command::output` with a deadline ([`command_limit`]).
+pub trait BoundedOutput {
+    /// Runs the command to its end, collecting stdout and stderr; past the
+    /// deadline it is killed (with its process group: ssh, agents, `sh`
+    /// children) and the test panics with what it printed so far.
+    fn output_bounded(&mut self) -> std::io::Result<std::process::Output>;
+}
+
+impl BoundedOutput for Command {
+    fn output_bounded(&mut self) -> std::io::Result<std::process::Output> {
+        use std::io::Read;
+        use std::os::unix::process::CommandExt;
+        use std::process::Stdio;
+        let mut child = self
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()?;
+        let drain = |mut r: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = r.read_to_end(&mut buf);
+                buf
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().unwrap()));
+        let err = drain(Box::new(child.stderr.take().unwrap()));
+        let limit = command_limit();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if start.elapsed() > limit {
+                // The whole group: a killed leader leaves its children
+                // holding the pipes open otherwise.
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                let _ = child.wait();
+                let (out, err) = (out.join().unwrap(), err.join().unwrap());
+                panic!(
+                    "{:?} was still running after {} s (FERRY_TEST_COMMAND_SECONDS) and was killed\nstderr:\n{}\nstdout:\n{}",
+                    self,
+                    limit.as_secs(),
+                    String::from_utf8_lossy(&err),
+                    String::from_utf8_lossy(&out)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Ok(std::process::Output {
+            status,
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        })
     }
 }

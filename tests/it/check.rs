@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use ferry::ceph::Features;
 use serde_json::Value;
 
+use crate::common::BoundedOutput;
 use crate::common::{
     ferry_with_spec, mirror_daemon_exclusive, mirror_daemon_shared, unique, wait_for, ImageGuard,
     TestEnv,
@@ -143,7 +144,7 @@ fn wrong_key_is_refused_with_a_clear_message() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = Command::new("ceph-authtool")
         .arg("--gen-print-key")
-        .output()
+        .output_bounded()
         .unwrap();
     let key = String::from_utf8(out.stdout).unwrap();
     let keyring = dir.join("wrong.keyring");

@@ -14,6 +14,7 @@ use ferry::transfer::digest_bytes;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::common::BoundedOutput;
 use crate::common::{
     self, checksum, mirror_daemon_exclusive, mirror_daemon_shared, spec_in_temp_dir, step_events,
     unique, wait_for, write_sparse, TestEnv,
@@ -637,7 +638,7 @@ fn a_run_completes_through_an_outage_of(service: &str, met: bool) {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("ceph-testenv/openstack"),
     )
     .args(["restart", service, "8"])
-    .output()
+    .output_bounded()
     .unwrap();
     assert!(
         restart.status.success(),

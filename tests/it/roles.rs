@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use ferry::ceph::{Features, ImageMirrorState};
 use ferry::openstack::{Cinder, Glance};
 
+use crate::common::BoundedOutput;
 use crate::common::{checksum, json_lines, mirror_daemon_shared, unique, TestEnv};
 use crate::it::openstack::{
     adopted, source_image, source_volume, DestGuard, ImageGuard, VolumeGuard,
@@ -124,7 +125,7 @@ impl Split<'_> {
                 if let Some(h) = handoff {
                     cmd.arg(h);
                 }
-                cmd.output().unwrap()
+                cmd.output_bounded().unwrap()
             }
             Runner::Ferry => {
                 let mut cmd = self.command(role, Path::new(env!("CARGO_BIN_EXE_ferry")));
@@ -157,7 +158,7 @@ impl Split<'_> {
                 if let Some(h) = handoff {
                     cmd.arg("--verified").arg(h);
                 }
-                cmd.arg(&self.bundle).output().unwrap()
+                cmd.arg(&self.bundle).output_bounded().unwrap()
             }
         };
         eprintln!(
@@ -253,7 +254,7 @@ fn split_roles(mode: &str, runner: Runner) {
         .arg(&spec)
         .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
         .env_remove("OS_CLOUD")
-        .output()
+        .output_bounded()
         .unwrap();
     ok("plan", &planned);
     let text = std::fs::read_to_string(&bundle).unwrap();
@@ -289,7 +290,7 @@ fn split_roles(mode: &str, runner: Runner) {
             let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
                 .args(["script", "--role", role])
                 .arg(&bundle)
-                .output()
+                .output_bounded()
                 .unwrap();
             ok(role, &out);
             std::fs::write(dir.join(format!("{role}.sh")), &out.stdout).unwrap();
@@ -631,7 +632,7 @@ fn hostile_names_move_through_the_scripts_and_none_of_them_runs() {
         .arg(&spec)
         .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
         .env_remove("OS_CLOUD")
-        .output()
+        .output_bounded()
         .unwrap();
     ok("plan", &planned);
     let plan: ferry::plan::Plan =
@@ -640,7 +641,7 @@ fn hostile_names_move_through_the_scripts_and_none_of_them_runs() {
         let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
             .args(["script", "--role", role])
             .arg(&bundle)
-            .output()
+            .output_bounded()
             .unwrap();
         ok(role, &out);
         let script = dir.join(format!("{role}.sh"));
@@ -650,7 +651,7 @@ fn hostile_names_move_through_the_scripts_and_none_of_them_runs() {
         let lint = Command::new("shellcheck")
             .args(["-s", "sh", "-e", "SC2016"])
             .arg(&script)
-            .output()
+            .output_bounded()
             .expect("shellcheck");
         assert!(
             lint.status.success(),
@@ -736,7 +737,7 @@ fn render(split: &Split<'_>, role: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["script", "--role", role])
         .arg(&split.bundle)
-        .output()
+        .output_bounded()
         .unwrap();
     ok(role, &out);
     std::fs::write(split.dir.join(format!("{role}.sh")), &out.stdout).unwrap();
@@ -789,7 +790,7 @@ fn a_lost_bundle_is_made_again_from_the_record_the_script_left() {
             .args(["plan", "--bundle"])
             .arg(&bundle)
             .arg(&spec)
-            .output()
+            .output_bounded()
             .unwrap();
         ok("plan", &out);
         let p: ferry::plan::Plan =

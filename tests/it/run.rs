@@ -9,6 +9,7 @@ use std::time::Duration;
 use ferry::ceph::{Features, ImageMirrorState};
 use serde_json::Value;
 
+use crate::common::BoundedOutput;
 use crate::common::{
     self, checksum, json_lines, mirror_daemon_exclusive, mirror_daemon_shared, spec_in_temp_dir,
     step_events, unique, wait_for, write_with_holes, ImageGuard, TestEnv,
@@ -428,7 +429,7 @@ fn a_panicking_step_fails_the_run_with_exit_1_and_a_rerun_finishes() {
         .arg(&spec)
         .env_remove("OS_CLOUD")
         .env("FERRY_TEST_PANIC_IN_STEP", "copy")
-        .output()
+        .output_bounded()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -475,7 +476,7 @@ fn a_lost_state_file_is_recovered_from_the_record_on_the_source() {
         .arg(&spec)
         .env_remove("OS_CLOUD")
         .env("FERRY_TEST_PANIC_IN_STEP", "cut-over-snapshot")
-        .output()
+        .output_bounded()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -504,7 +505,7 @@ fn a_lost_state_file_is_recovered_from_the_record_on_the_source() {
         .args(["plan", "--output", "json"])
         .arg(&spec)
         .env_remove("OS_CLOUD")
-        .output()
+        .output_bounded()
         .unwrap();
     assert!(
         plan.status.success(),
@@ -530,7 +531,7 @@ fn a_lost_state_file_is_recovered_from_the_record_on_the_source() {
         .arg("plan")
         .arg(&spec)
         .env_remove("OS_CLOUD")
-        .output()
+        .output_bounded()
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains(&format!("resumes plan {id}")), "{text}");

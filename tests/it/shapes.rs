@@ -13,6 +13,7 @@ use ferry::openstack::{Cinder, Cloud, Glance, Service, Volume};
 use reqwest::Method;
 use serde_json::json;
 
+use crate::common::BoundedOutput;
 use crate::common::{
     self, checksum, mirror_daemon_shared, spec_in_temp_dir, unique, wait_for, write_sparse,
     write_with_holes, TestEnv,
@@ -125,7 +126,7 @@ fn clone_from_glance_moves(options: &str) {
         .args(["plan"])
         .arg(&spec)
         .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
-        .output()
+        .output_bounded()
         .unwrap();
     let plan_text = String::from_utf8_lossy(&plan.stdout);
     assert!(
@@ -318,7 +319,7 @@ fn a_writing_client_blocks_the_scripted_cut_over() {
         .arg(&spec)
         .arg("--bundle")
         .arg(&bundle)
-        .output()
+        .output_bounded()
         .unwrap();
     assert!(
         st.status.success(),
@@ -329,7 +330,7 @@ fn a_writing_client_blocks_the_scripted_cut_over() {
         .args(["script"])
         .arg(&bundle)
         .args(["--role", "source-storage"])
-        .output()
+        .output_bounded()
         .unwrap();
     assert!(script.status.success());
     let path = dir.join("source-storage.sh");
@@ -339,7 +340,7 @@ fn a_writing_client_blocks_the_scripted_cut_over() {
         .env("FERRY_WAIT_TIMEOUT", "6")
         .env("FERRY_POLL", "2")
         .envs(source_storage_env(&env))
-        .output()
+        .output_bounded()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -459,7 +460,7 @@ fn role_run(env: &TestEnv, bundle: &Path, role: &str, extra: &[&str]) -> Output 
         .arg(env.path(&format!("SITE_{site}_USER_KEYRING")))
         .args(extra)
         .arg(bundle)
-        .output()
+        .output_bounded()
         .unwrap()
 }
 
@@ -481,7 +482,7 @@ fn writes_after_the_cut_over_stop_the_cleanup_in_ferry_and_in_the_script() {
         .arg(&spec)
         .arg("--bundle")
         .arg(&bundle)
-        .output()
+        .output_bounded()
         .unwrap();
     ok(&out);
     ok(&role_run(&env, &bundle, "source-storage", &[]));
@@ -523,7 +524,7 @@ fn writes_after_the_cut_over_stop_the_cleanup_in_ferry_and_in_the_script() {
         .arg("script")
         .arg(&bundle)
         .args(["--role", "cleanup"])
-        .output()
+        .output_bounded()
         .unwrap();
     ok(&script);
     let path = dir.join("cleanup.sh");
@@ -532,7 +533,7 @@ fn writes_after_the_cut_over_stop_the_cleanup_in_ferry_and_in_the_script() {
         .arg(&path)
         .arg(&verified)
         .envs(source_storage_env(&env))
-        .output()
+        .output_bounded()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -711,7 +712,7 @@ fn with_clone_of_parent_a_volume_from_a_glance_image_arrives_as_a_clone_of_its_p
         .args(["plan"])
         .arg(&spec)
         .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
-        .output()
+        .output_bounded()
         .unwrap();
     let plan_text = String::from_utf8_lossy(&plan.stdout);
     assert!(
@@ -721,8 +722,34 @@ fn with_clone_of_parent_a_volume_from_a_glance_image_arrives_as_a_clone_of_its_p
         )),
         "the plan does not say the volume arrives as a clone: {plan_text}"
     );
+    // The parent's migration fails (a panic in the step only a Glance image
+    // has): the clone's copy, waiting for that parent, ends with the
+    // parent's failure named, instead of waiting out --wait-timeout.
+    let started = std::time::Instant::now();
+    let failing = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--output", "json", "--concurrency", "1", "--state-dir"])
+        .arg(&state)
+        .arg(&spec)
+        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
+        .env_remove("OS_CLOUD")
+        .env("FERRY_TEST_PANIC_IN_STEP", "snapshot-and-protect")
+        .output_bounded()
+        .unwrap();
+    let text = String::from_utf8_lossy(&failing.stderr);
+    assert!(!failing.status.success(), "{text}");
+    assert!(
+        text.contains("2 of 2 image(s) failed")
+            && text.contains("which makes this copy's parent")
+            && text.contains("failed in this run"),
+        "the clone's wait does not end on its parent's failure: {text}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(300),
+        "took {:?}",
+        started.elapsed()
+    );
     // One image at a time: the parent must go first, or the clone's copy
-    // would wait for it forever.
+    // would wait for it forever. This run resumes the failed one.
     let out = common::ferry_run(
         &spec,
         &state,
@@ -858,7 +885,7 @@ fn a_copy_onto_a_parent_writes_only_differing_chunks_and_reads_equal_in_the_scri
                 env.var("SITE_B_USER_KEYRING")
             ),
         )
-        .output()
+        .output_bounded()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
@@ -897,7 +924,7 @@ fn a_copy_onto_a_parent_writes_only_differing_chunks_and_reads_equal_in_the_scri
                     env.var("SITE_B_USER_KEYRING")
                 ),
             )
-            .output()
+            .output_bounded()
             .unwrap()
     };
     cp.clone_image(&gp, &parent, "snap", &child, Features::DEFAULT, 2)
@@ -980,7 +1007,7 @@ fn shell_users(env: &TestEnv, spec: &str) -> Vec<String> {
     let out = Command::new("sh")
         .args(["-c", &script, "sh", spec])
         .envs(source_storage_env(env))
-        .output()
+        .output_bounded()
         .unwrap();
     assert!(
         out.status.success(),

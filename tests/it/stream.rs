@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::common::BoundedOutput;
 use crate::common::{unique, Noise, TestEnv};
 
 const MIB: u64 = 1 << 20;
@@ -92,7 +93,7 @@ fn shell_digest(path: &Path) -> String {
             "split -b 4M --filter sha256sum <\"$0\" | cut -c1-64 | sha256sum | cut -c1-64",
         ])
         .arg(path)
-        .output()
+        .output_bounded()
         .unwrap();
     assert!(out.status.success(), "the shell pipeline failed");
     let sum = String::from_utf8(out.stdout).unwrap().trim().to_string();
@@ -135,7 +136,7 @@ fn stream_command(from: &Path, to: &Path, agent_env: &[(&str, &str)], extra: &[&
 }
 
 fn stream(from: &Path, to: &Path, agent_env: &[(&str, &str)], extra: &[&str]) -> Output {
-    stream_command(from, to, agent_env, extra).output().unwrap()
+    stream_command(from, to, agent_env, extra).output_bounded().unwrap()
 }
 
 /// The JSON report of a stream that must have succeeded.
@@ -386,7 +387,7 @@ impl Loop {
         let out = Command::new("losetup")
             .args(["--find", "--show"])
             .arg(backing)
-            .output()
+            .output_bounded()
             .unwrap();
         assert!(
             out.status.success(),
@@ -596,7 +597,7 @@ fn a_local_target_receives_from_a_remote_source_over_one_connection() {
         .arg("--to")
         .arg(format!("local:{}", dst.display()))
         .args(["--remote-ferry", env!("CARGO_BIN_EXE_ferry")])
-        .output()
+        .output_bounded()
         .unwrap();
     let r = report(&out);
     assert_eq!(r["digest"], shell_digest(&src), "{r}");

@@ -17,6 +17,7 @@ use ferry::openstack::{Cinder, Cloud, Volume};
 use ferry::transfer::digest::DigestWriter;
 use serde_json::{json, Value};
 
+use crate::common::BoundedOutput;
 use crate::common::{
     checksum, mirror_daemon_shared, spec_in_temp_dir, step_events, unique, Noise, TestEnv,
 };
@@ -242,7 +243,7 @@ fn an_nfs_volume_streams_through_the_conversion_hosts_resuming_after_kills() {
             spec.as_ref(),
         ],
     )
-    .output()
+    .output_bounded()
     .unwrap();
     assert!(
         plan.status.success(),
@@ -272,7 +273,7 @@ fn an_nfs_volume_streams_through_the_conversion_hosts_resuming_after_kills() {
     // it, and ferry detaches both volumes.
     let crashing = format!("env FERRY_TEST_RECEIVE_CRASH_AFTER_CHUNKS=5 {}", ferry());
     let (spec1, state1) = spec_in_temp_dir(&spec_text(&env, &images, "", &crashing, &record));
-    let out = run_cmd(&env, &spec1, &state1).output().unwrap();
+    let out = run_cmd(&env, &spec1, &state1).output_bounded().unwrap();
     assert!(!out.status.success(), "the run was to fail");
     let err =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -292,7 +293,7 @@ fn an_nfs_volume_streams_through_the_conversion_hosts_resuming_after_kills() {
     // and the re-run that follows resumes the chunks the target holds.
     let crashing = format!("env FERRY_TEST_SEND_CRASH_AFTER_CHUNKS=10 {}", ferry());
     let (spec1b, state1b) = spec_in_temp_dir(&spec_text(&env, &images, "", &crashing, &record));
-    let out = run_cmd(&env, &spec1b, &state1b).output().unwrap();
+    let out = run_cmd(&env, &spec1b, &state1b).output_bounded().unwrap();
     assert!(!out.status.success(), "the run was to fail");
     let err =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -344,7 +345,7 @@ fn an_nfs_volume_streams_through_the_conversion_hosts_resuming_after_kills() {
 
     // 3. Again: the leftovers go, only the missing chunks are sent, and
     // the volume is adopted with the source's digest.
-    let out = run_cmd(&env, &spec, &state).output().unwrap();
+    let out = run_cmd(&env, &spec, &state).output_bounded().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -369,7 +370,7 @@ fn an_nfs_volume_streams_through_the_conversion_hosts_resuming_after_kills() {
     assert_free(&dst, &v.id);
 
     // A finished run changes nothing: every step is found done.
-    let again = run_cmd(&env, &spec, &state).output().unwrap();
+    let again = run_cmd(&env, &spec, &state).output_bounded().unwrap();
     assert!(again.status.success());
     let events = step_events(&again);
     assert!(
@@ -403,7 +404,7 @@ fn an_rbd_volume_streams_between_the_clouds_without_the_peering() {
         &scratch.0.join("record"),
     );
     let (spec, state) = spec_in_temp_dir(&text);
-    let out = run_cmd(&env, &spec, &state).output().unwrap();
+    let out = run_cmd(&env, &spec, &state).output_bounded().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -509,7 +510,7 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
     std::fs::write(&spec, without_clusters(&text, &images)).unwrap();
     // Nothing but the clouds and the hosts to check: ready.
     let checked = ferry_cmd(&env, &["check".as_ref(), spec.as_ref()])
-        .output()
+        .output_bounded()
         .unwrap();
     ok("check", &checked);
     let report = String::from_utf8_lossy(&checked.stdout);
@@ -528,14 +529,14 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
             spec.as_ref(),
         ],
     )
-    .output()
+    .output_bounded()
     .unwrap();
     ok("plan", &planned);
     for role in ["source-cloud", "destination-cloud", "conversion-hosts"] {
         let out = Command::new(ferry())
             .args(["script", "--role", role])
             .arg(&bundle)
-            .output()
+            .output_bounded()
             .unwrap();
         ok(role, &out);
         std::fs::write(dir.join(format!("{role}.sh")), &out.stdout).unwrap();
@@ -550,7 +551,7 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
     ok(
         "source-cloud",
         &part(&dir, "source-cloud", &cloud("source"), &[])
-            .output()
+            .output_bounded()
             .unwrap(),
     );
     let dest_part = part(&dir, "destination-cloud", &cloud("destination"), &[])
@@ -564,7 +565,7 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
         ("FERRY_DESTINATION_CLOUD", "destination".to_string()),
     ];
     let streamed = part(&dir, "conversion-hosts", &hosts_env, &[&bundle])
-        .output()
+        .output_bounded()
         .unwrap();
     ok("conversion-hosts", &streamed);
     let finished = dest_part.wait_with_output().unwrap();
@@ -576,7 +577,7 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
 
     // Both again: every step is found done.
     let again = part(&dir, "destination-cloud", &cloud("destination"), &[])
-        .output()
+        .output_bounded()
         .unwrap();
     ok("destination-cloud", &again);
     let words = String::from_utf8_lossy(&again.stderr).to_string();
@@ -585,7 +586,7 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
         "a second run acted: {words}"
     );
     let again = part(&dir, "conversion-hosts", &hosts_env, &[&bundle])
-        .output()
+        .output_bounded()
         .unwrap();
     ok("conversion-hosts", &again);
     assert_eq!(adopted(&dst, &source.id).len(), 1);
@@ -624,7 +625,7 @@ fn a_volume_attached_elsewhere_is_refused_before_anything_is_made() {
         ferry(),
         &scratch.0.join("record"),
     ));
-    let out = run_cmd(&env, &spec, &state).output().unwrap();
+    let out = run_cmd(&env, &spec, &state).output_bounded().unwrap();
     assert!(!out.status.success(), "the run was to fail");
     let err =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -713,7 +714,7 @@ fn volumes_cloned_from_a_glance_image_stream_two_at_once() {
     let (spec, state) = spec_in_temp_dir(&text);
     let out = run_cmd(&env, &spec, &state)
         .args(["--concurrency", "2"])
-        .output()
+        .output_bounded()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");

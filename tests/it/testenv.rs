@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ferry::openstack::Cinder;
 
+use crate::common::BoundedOutput;
 use crate::common::{unique, TestEnv};
 use crate::it::openstack::VolumeGuard;
 
@@ -18,7 +19,7 @@ fn script(args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
     let out = Command::new(path)
         .args(args)
         .envs(env.iter().copied())
-        .output()
+        .output_bounded()
         .expect("running ceph-testenv/openstack");
     (out, t0.elapsed())
 }

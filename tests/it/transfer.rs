@@ -10,6 +10,7 @@ use ferry::transfer::rbd::{copy_image, digest_image, forget_log, log_object};
 use ferry::transfer::{Options, TransferError};
 use serde_json::Value;
 
+use crate::common::BoundedOutput;
 use crate::common::{
     checksum, mirror_daemon_shared, spec_in_temp_dir, step_events, unique, write_with_holes,
     ImageGuard, Noise, TestEnv,
@@ -34,7 +35,7 @@ fn shell_digest(env: &TestEnv, site: &str, spec: &str) -> String {
         .arg(&conf)
         .arg(spec)
         .stderr(Stdio::inherit())
-        .output()
+        .output_bounded()
         .unwrap();
     assert!(out.status.success(), "the shell pipeline failed");
     let sum = String::from_utf8(out.stdout).unwrap().trim().to_string();
@@ -305,7 +306,7 @@ fn killed_during_the_copy(options: &str) {
         if let Some(n) = crash {
             cmd.env("FERRY_TEST_CRASH_AFTER_CHUNKS", n);
         }
-        cmd.output().unwrap()
+        cmd.output_bounded().unwrap()
     };
 
     let crashed = run(Some("3"));
