@@ -727,7 +727,14 @@ fn with_clone_of_parent_a_volume_from_a_glance_image_arrives_as_a_clone_of_its_p
     // parent's failure named, instead of waiting out --wait-timeout.
     let started = std::time::Instant::now();
     let failing = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--output", "json", "--concurrency", "1", "--state-dir"])
+        .args([
+            "run",
+            "--output",
+            "json",
+            "--concurrency",
+            "1",
+            "--state-dir",
+        ])
         .arg(&state)
         .arg(&spec)
         .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())

@@ -136,7 +136,9 @@ fn stream_command(from: &Path, to: &Path, agent_env: &[(&str, &str)], extra: &[&
 }
 
 fn stream(from: &Path, to: &Path, agent_env: &[(&str, &str)], extra: &[&str]) -> Output {
-    stream_command(from, to, agent_env, extra).output_bounded().unwrap()
+    stream_command(from, to, agent_env, extra)
+        .output_bounded()
+        .unwrap()
 }
 
 /// The JSON report of a stream that must have succeeded.
