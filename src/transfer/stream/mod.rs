@@ -32,6 +32,7 @@
 //! differently, so a source that changed between runs is caught up.
 
 pub mod agent;
+pub mod cipher;
 mod receive;
 pub mod relay;
 mod send;

@@ -136,7 +136,8 @@ pub fn shell_quote(word: &str) -> String {
 
 /// The `ssh` command that runs `ferry ARGS` on `host`: no terminal, no
 /// password prompt (a prompt nobody answers would be a hang), the caller's
-/// options first.
+/// options first, then AES-GCM preferred where nobody chose ciphers (see
+/// [`super::cipher`]).
 pub fn ssh_command(host: &str, opts: &RelayOptions, args: &[String]) -> Command {
     let mut remote = opts.remote_ferry.clone();
     for a in args {
@@ -145,6 +146,7 @@ pub fn ssh_command(host: &str, opts: &RelayOptions, args: &[String]) -> Command 
     }
     let mut cmd = Command::new("ssh");
     cmd.args(&opts.ssh_options)
+        .args(super::cipher::options_for(&opts.ssh_options, host))
         .args(["-T", "-o", "BatchMode=yes", "--", host])
         .arg(remote);
     cmd
