@@ -107,11 +107,15 @@ struct Ctx<'a> {
     observer: observe::Observer,
     /// Images open at once through `with_image` ([`OPEN_AT_ONCE`]).
     open_slots: Slots,
-    /// Images whose migration failed in this run: a wait for what one of
-    /// them would have made (a clone's parent) ends instead of waiting out
-    /// its timeout.
+    /// Images whose migration failed in this run, or that this run does
+    /// not begin: a wait for what one of them would have made (a clone's
+    /// parent) ends instead of waiting out its timeout.
     failed: Mutex<BTreeSet<usize>>,
 }
+
+/// How long the readings of a wait may fail in a row before the wait ends
+/// with their error.
+const ERROR_GRACE: Duration = Duration::from_secs(120);
 
 /// A counting semaphore: at most `n` holders at once.
 struct Slots {
@@ -415,11 +419,14 @@ fn execute(
             order.clone()
         } else {
             checked_first = true;
-            order
+            let (go, left): (Vec<usize>, Vec<usize>) = order
                 .iter()
                 .copied()
-                .filter(|&i| ImageSteps::of(&ctx, i).begun())
-                .collect()
+                .partition(|&i| ImageSteps::of(&ctx, i).begun());
+            // What the images left out would make (a clone's parent) will
+            // not come in this run: waits for it end at once.
+            ctx.failed.lock().unwrap().extend(left);
+            go
         };
         failures.extend(each_image(
             &go,
@@ -1142,8 +1149,42 @@ impl Ctx<'_> {
                 })
         };
         let mut waiting_for = String::new();
+        // Readings that fail (a monitor or an API briefly away; a shared
+        // reading's error reaches every image waiting on it) are waited
+        // through as "not yet"; only errors that last ERROR_GRACE end it.
+        let mut failing: Option<(Instant, String)> = None;
+        let mut tolerate = |r: anyhow::Result<bool>| -> anyhow::Result<bool> {
+            match r {
+                Ok(v) => {
+                    failing = None;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    let since = match &failing {
+                        Some((t, _)) => *t,
+                        None => {
+                            tracing::warn!(
+                                "image {}: step {}: {text} (polling again)",
+                                i + 1,
+                                step.name
+                            );
+                            Instant::now()
+                        }
+                    };
+                    if since.elapsed() >= ERROR_GRACE {
+                        return Err(e.context(format!(
+                            "still failing after {} s of polling",
+                            ERROR_GRACE.as_secs()
+                        )));
+                    }
+                    failing = Some((since, text));
+                    Ok(false)
+                }
+            }
+        };
         loop {
-            if self.holds(check)? {
+            if tolerate(self.holds(check))? {
                 return Ok(());
             }
             if !said {
@@ -1159,7 +1200,15 @@ impl Ctx<'_> {
             if let Some(mirrored) = arriving {
                 if last_daemon_check.elapsed() >= Duration::from_secs(5) {
                     last_daemon_check = Instant::now();
-                    if let Some(why) = self.stalled(&plain(mirrored), &mut error_since)? {
+                    let mut why = None;
+                    let read = self
+                        .stalled(&plain(mirrored), &mut error_since)
+                        .map(|w| {
+                            why = w;
+                        })
+                        .map(|()| false);
+                    tolerate(read)?;
+                    if let Some(why) = why {
                         return Err(
                             GaveUp(format!("stalled: {why} (waiting for {waiting_for})")).into(),
                         );
@@ -1173,9 +1222,15 @@ impl Ctx<'_> {
                     if *mode == MirrorMode::Snapshot {
                         self.observer.pace.turn();
                     }
-                    if let Some(text) =
-                        self.sync_progress(i, &plain(mirrored), *mode, &mut meter, start.elapsed())?
-                    {
+                    // Progress is for the eyes: a failed reading of it
+                    // shows none this time, it does not end the wait.
+                    let shown = self
+                        .sync_progress(i, &plain(mirrored), *mode, &mut meter, start.elapsed())
+                        .unwrap_or_else(|e| {
+                            tracing::debug!("progress of {mirrored}: {e:#}");
+                            None
+                        });
+                    if let Some(text) = shown {
                         self.event(i, &step.name, "progress", &text);
                     }
                 }
@@ -1184,8 +1239,12 @@ impl Ctx<'_> {
                 return Err(GaveUp(format!("{why} (waiting for {waiting_for})")).into());
             }
             if start.elapsed() > self.opts.wait_timeout {
+                let last = failing
+                    .as_ref()
+                    .map(|(_, e)| format!(" (the last reading failed: {e})"))
+                    .unwrap_or_default();
                 return Err(GaveUp(format!(
-                    "gave up after {:?} waiting for {}",
+                    "gave up after {:?} waiting for {}{last}",
                     self.opts.wait_timeout,
                     describe()?
                 ))
@@ -1833,7 +1892,7 @@ impl Ctx<'_> {
             let other = &state.plan.images.get(k)?.image;
             (other.dest_pool == image.pool && other.dest_name == image.image).then(|| {
                 format!(
-                    "the migration of {} (image {}), which makes this copy's parent {image}, failed in this run: fix what its error says and run again",
+                    "the migration of {} (image {}), which makes this copy's parent {image}, failed or was not begun in this run: fix what its error says and run again",
                     other.source_spec(),
                     k + 1
                 )
