@@ -117,6 +117,58 @@ struct Ctx<'a> {
 /// with their error.
 const ERROR_GRACE: Duration = Duration::from_secs(120);
 
+/// The failing readings of one wait: errors are "not yet" until they
+/// have lasted `grace` in a row; a reading that succeeds starts afresh.
+struct ReadFailures {
+    grace: Duration,
+    /// Since when, and the last error's text.
+    since: Option<(Instant, String)>,
+}
+
+impl ReadFailures {
+    fn new(grace: Duration) -> ReadFailures {
+        ReadFailures { grace, since: None }
+    }
+
+    /// `Some` of a reading that succeeded; `None` for a failed one within
+    /// the grace (`note` is told the first of a row); the error once the
+    /// failures have lasted the grace.
+    fn tolerate<T>(
+        &mut self,
+        r: anyhow::Result<T>,
+        note: impl FnOnce(&str),
+    ) -> anyhow::Result<Option<T>> {
+        let e = match r {
+            Ok(v) => {
+                self.since = None;
+                return Ok(Some(v));
+            }
+            Err(e) => e,
+        };
+        let text = format!("{e:#}");
+        let since = match &self.since {
+            Some((t, _)) => *t,
+            None => {
+                note(&text);
+                Instant::now()
+            }
+        };
+        if since.elapsed() >= self.grace {
+            return Err(e.context(format!(
+                "still failing after {} s of polling",
+                self.grace.as_secs()
+            )));
+        }
+        self.since = Some((since, text));
+        Ok(None)
+    }
+
+    /// The last failure's text, while failing.
+    fn last(&self) -> Option<&str> {
+        self.since.as_ref().map(|(_, e)| e.as_str())
+    }
+}
+
 /// A counting semaphore: at most `n` holders at once.
 struct Slots {
     free: Mutex<usize>,
@@ -1152,39 +1204,16 @@ impl Ctx<'_> {
         // Readings that fail (a monitor or an API briefly away; a shared
         // reading's error reaches every image waiting on it) are waited
         // through as "not yet"; only errors that last ERROR_GRACE end it.
-        let mut failing: Option<(Instant, String)> = None;
-        let mut tolerate = |r: anyhow::Result<bool>| -> anyhow::Result<bool> {
-            match r {
-                Ok(v) => {
-                    failing = None;
-                    Ok(v)
-                }
-                Err(e) => {
-                    let text = format!("{e:#}");
-                    let since = match &failing {
-                        Some((t, _)) => *t,
-                        None => {
-                            tracing::warn!(
-                                "image {}: step {}: {text} (polling again)",
-                                i + 1,
-                                step.name
-                            );
-                            Instant::now()
-                        }
-                    };
-                    if since.elapsed() >= ERROR_GRACE {
-                        return Err(e.context(format!(
-                            "still failing after {} s of polling",
-                            ERROR_GRACE.as_secs()
-                        )));
-                    }
-                    failing = Some((since, text));
-                    Ok(false)
-                }
-            }
+        let mut failing = ReadFailures::new(ERROR_GRACE);
+        let note = |text: &str| {
+            tracing::warn!(
+                "image {}: step {}: {text} (polling again)",
+                i + 1,
+                step.name
+            )
         };
         loop {
-            if tolerate(self.holds(check))? {
+            if failing.tolerate(self.holds(check), note)? == Some(true) {
                 return Ok(());
             }
             if !said {
@@ -1200,14 +1229,9 @@ impl Ctx<'_> {
             if let Some(mirrored) = arriving {
                 if last_daemon_check.elapsed() >= Duration::from_secs(5) {
                     last_daemon_check = Instant::now();
-                    let mut why = None;
-                    let read = self
-                        .stalled(&plain(mirrored), &mut error_since)
-                        .map(|w| {
-                            why = w;
-                        })
-                        .map(|()| false);
-                    tolerate(read)?;
+                    let why = failing
+                        .tolerate(self.stalled(&plain(mirrored), &mut error_since), note)?
+                        .flatten();
                     if let Some(why) = why {
                         return Err(
                             GaveUp(format!("stalled: {why} (waiting for {waiting_for})")).into(),
@@ -1240,8 +1264,8 @@ impl Ctx<'_> {
             }
             if start.elapsed() > self.opts.wait_timeout {
                 let last = failing
-                    .as_ref()
-                    .map(|(_, e)| format!(" (the last reading failed: {e})"))
+                    .last()
+                    .map(|e| format!(" (the last reading failed: {e})"))
                     .unwrap_or_default();
                 return Err(GaveUp(format!(
                     "gave up after {:?} waiting for {}{last}",
@@ -2244,6 +2268,30 @@ mod tests {
             poll_interval(Duration::from_secs(9), Duration::from_secs(500)),
             Duration::from_secs(9)
         );
+    }
+
+    #[test]
+    fn a_waits_failing_readings_are_not_yet_until_they_last_the_grace() {
+        let mut notes = Vec::new();
+        let mut f = ReadFailures::new(Duration::from_secs(3600));
+        let err = || -> anyhow::Result<bool> { Err(anyhow!("monitor away")) };
+        assert_eq!(
+            f.tolerate(err(), |t| notes.push(t.to_string())).unwrap(),
+            None
+        );
+        assert_eq!(
+            f.tolerate(err(), |t| notes.push(t.to_string())).unwrap(),
+            None
+        );
+        // Told once per row of failures.
+        assert_eq!(notes, ["monitor away"]);
+        assert_eq!(f.last(), Some("monitor away"));
+        assert_eq!(f.tolerate(Ok(true), |_| {}).unwrap(), Some(true));
+        assert_eq!(f.last(), None);
+        // Failures that last the grace end the wait with their error.
+        let mut f = ReadFailures::new(Duration::ZERO);
+        let e = f.tolerate(err(), |_| {}).unwrap_err();
+        assert!(format!("{e:#}").contains("monitor away"), "{e:#}");
     }
 
     #[test]

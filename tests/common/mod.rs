@@ -184,14 +184,15 @@ pub fn spec_in_temp_dir(spec_text: &str) -> (PathBuf, PathBuf) {
     (spec, dir.join("state"))
 }
 
-/// `ferry run --output json` of `spec` with its state in `state`; `clouds`
-/// names the clouds.yaml to use.
-pub fn ferry_run(
+/// The `ferry run --output json` command of `spec` with its state in
+/// `state`; `clouds` names the clouds.yaml to use. For a run a test sets
+/// more on (an environment variable); else [`ferry_run`].
+pub fn ferry_run_command(
     spec: &Path,
     state: &Path,
     extra: &[&str],
     clouds: Option<&Path>,
-) -> std::process::Output {
+) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
     cmd.args(["run", "--output", "json", "--state-dir"])
         .arg(state)
@@ -201,7 +202,19 @@ pub fn ferry_run(
     if let Some(c) = clouds {
         cmd.env("OS_CLIENT_CONFIG_FILE", c);
     }
-    cmd.output_bounded().unwrap()
+    cmd
+}
+
+/// [`ferry_run_command`], run to its end.
+pub fn ferry_run(
+    spec: &Path,
+    state: &Path,
+    extra: &[&str],
+    clouds: Option<&Path>,
+) -> std::process::Output {
+    ferry_run_command(spec, state, extra, clouds)
+        .output_bounded()
+        .unwrap()
 }
 
 /// Every JSON line ferry printed.

@@ -423,11 +423,7 @@ fn a_panicking_step_fails_the_run_with_exit_1_and_a_rerun_finishes() {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let (_m, spec, state) = small_volume_spec(&env, "panic", 13);
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--output", "json", "--state-dir"])
-        .arg(&state)
-        .arg(&spec)
-        .env_remove("OS_CLOUD")
+    let out = common::ferry_run_command(&spec, &state, &[], None)
         .env("FERRY_TEST_PANIC_IN_STEP", "copy")
         .output_bounded()
         .unwrap();
@@ -470,11 +466,7 @@ fn a_lost_state_file_is_recovered_from_the_record_on_the_source() {
 
     // Stopped after the feature changes and the mirroring, before the
     // cut-over (a panic puts nothing back).
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--output", "json", "--state-dir"])
-        .arg(&state)
-        .arg(&spec)
-        .env_remove("OS_CLOUD")
+    let out = common::ferry_run_command(&spec, &state, &[], None)
         .env("FERRY_TEST_PANIC_IN_STEP", "cut-over-snapshot")
         .output_bounded()
         .unwrap();

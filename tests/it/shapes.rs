@@ -726,22 +726,15 @@ fn with_clone_of_parent_a_volume_from_a_glance_image_arrives_as_a_clone_of_its_p
     // has): the clone's copy, waiting for that parent, ends with the
     // parent's failure named, instead of waiting out --wait-timeout.
     let started = std::time::Instant::now();
-    let failing = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "run",
-            "--output",
-            "json",
-            "--concurrency",
-            "1",
-            "--state-dir",
-        ])
-        .arg(&state)
-        .arg(&spec)
-        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
-        .env_remove("OS_CLOUD")
-        .env("FERRY_TEST_PANIC_IN_STEP", "snapshot-and-protect")
-        .output_bounded()
-        .unwrap();
+    let failing = common::ferry_run_command(
+        &spec,
+        &state,
+        &["--concurrency", "1"],
+        Some(&env.clouds_yaml()),
+    )
+    .env("FERRY_TEST_PANIC_IN_STEP", "snapshot-and-protect")
+    .output_bounded()
+    .unwrap();
     let text = String::from_utf8_lossy(&failing.stderr);
     assert!(!failing.status.success(), "{text}");
     assert!(

@@ -25,12 +25,12 @@ pub const AES_FIRST: &str = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chach
 /// Whether the options ferry was given choose ciphers themselves (`-c`, or
 /// `-o Ciphers=...` in either spelling).
 fn options_choose(ssh_options: &[String]) -> bool {
-    ssh_options.iter().enumerate().any(|(k, o)| {
-        let lower = o.to_ascii_lowercase();
-        o == "-c"
-            || (o.starts_with("-c") && !o.starts_with("--") && o.len() > 2 && !o.contains('='))
-            || lower.trim_start_matches("-o").trim().starts_with("ciphers")
-            || (k > 0 && ssh_options[k - 1] == "-o" && lower.starts_with("ciphers"))
+    ssh_options.iter().any(|o| {
+        o.starts_with("-c")
+            || o.to_ascii_lowercase()
+                .trim_start_matches("-o")
+                .trim_start()
+                .starts_with("ciphers")
     })
 }
 
@@ -45,12 +45,15 @@ pub fn preference(ssh_options: &[String], effective: Option<&str>, cpu_aes: bool
 }
 
 /// Whether this CPU has AES instructions (x86 `aes`, arm64 `aes` in
-/// /proc/cpuinfo's flags or features).
+/// /proc/cpuinfo's flags or features), read once.
 fn cpu_has_aes() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|text| {
-        text.lines()
-            .filter(|l| l.starts_with("flags") || l.starts_with("Features"))
-            .any(|l| l.split_whitespace().any(|w| w == "aes"))
+    static AES: OnceLock<bool> = OnceLock::new();
+    *AES.get_or_init(|| {
+        std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|text| {
+            text.lines()
+                .filter(|l| l.starts_with("flags") || l.starts_with("Features"))
+                .any(|l| l.split_whitespace().any(|w| w == "aes"))
+        })
     })
 }
 
