@@ -130,8 +130,23 @@ pub struct rbd_mirror_image_global_status_t {
     pub site_statuses: *mut rbd_mirror_image_site_status_t,
 }
 
+#[repr(C)]
+pub struct rbd_trash_image_info_t {
+    pub id: *mut c_char,
+    pub name: *mut c_char,
+    pub source: c_int,
+    pub deletion_time: time_t,
+    pub deferment_end_time: time_t,
+}
+
 #[link(name = "rbd")]
 extern "C" {
+    pub fn rbd_trash_get(
+        io: rados_ioctx_t,
+        id: *const c_char,
+        info: *mut rbd_trash_image_info_t,
+    ) -> c_int;
+    pub fn rbd_trash_get_cleanup(info: *mut rbd_trash_image_info_t);
     pub fn rbd_version(major: *mut c_int, minor: *mut c_int, extra: *mut c_int);
 
     pub fn rbd_create2(

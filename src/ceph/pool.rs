@@ -255,6 +255,29 @@ impl<'c> Pool<'c> {
         check(ret, "rados_stat", || format!("{}/{object}", self.name)).map(|_| true)
     }
 
+    /// Whether the pool holds a live image of this RBD id: its header
+    /// exists and it is not in the pool's trash (`rbd trash mv`, Cinder's
+    /// deferred deletion), which keeps the header of an image it holds.
+    pub fn image_id_live(&self, id: &str) -> Result<bool> {
+        if !self.object_exists(&format!("rbd_header.{id}"))? {
+            return Ok(false);
+        }
+        super::counted(false);
+        let c = cstring("image id", id)?;
+        // SAFETY: zeroed is a valid rbd_trash_image_info_t (null pointers,
+        // zero times); filled by the call and released by its cleanup only
+        // when the call succeeded.
+        let mut info: ffi::rbd_trash_image_info_t = unsafe { std::mem::zeroed() };
+        let ret = unsafe { ffi::rbd_trash_get(self.io, c.as_ptr(), &mut info) };
+        if ret == -libc::ENOENT {
+            return Ok(true);
+        }
+        check(ret, "rbd_trash_get", || format!("{}/{id}", self.name))?;
+        // SAFETY: info was filled by a successful rbd_trash_get.
+        unsafe { ffi::rbd_trash_get_cleanup(&mut info) };
+        Ok(false)
+    }
+
     /// Whether the pool holds an image (format 2) of this name: its
     /// `rbd_id.<name>` object, one read and no image opened (librbd builds a
     /// whole configuration for every open, ~1.5 ms of CPU).

@@ -812,9 +812,9 @@ impl Ctx<'_> {
         }
         if let Some(id) = rec.copy_id.as_deref().filter(|id| !id.is_empty()) {
             let pool = self.dst()?.pool(&copy.pool)?;
-            if !pool.object_exists(&format!("rbd_header.{id}"))? {
+            if !pool.image_id_live(id)? {
                 tracing::warn!(
-                    "the record of the verified copy {copy} names image id {id}, which pool {} no longer holds: the copy is made again",
+                    "the record of the verified copy {copy} names image id {id}, which pool {} no longer holds (or holds in its trash): the copy is made again",
                     copy.pool
                 );
                 return Ok(None);

@@ -268,6 +268,16 @@ verified_record() {
     say "the record of the verified copy $3 names image id $cid, which pool $1 no longer holds: the copy is made again"
     return 1
   fi
+  # A trashed image (rbd trash mv, Cinder's deferred deletion) keeps its
+  # header: it is no copy either.
+  if [ -n "$cid" ]; then
+    OUT=$(bounded rbd trash ls -p "$1" --format json 2>"$ERR") ||
+      die "rbd trash ls -p $1: $(cat "$ERR")"
+    if printf '%s' "$OUT" | jq -e --arg id "$cid" 'any(.[]; .id == $id)' >/dev/null; then
+      say "the record of the verified copy $3 names image id $cid, which pool $1 no longer holds (or holds in its trash): the copy is made again"
+      return 1
+    fi
+  fi
   OUT=$rec
 }
 "#;

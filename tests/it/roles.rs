@@ -844,6 +844,24 @@ fn a_lost_bundle_is_made_again_from_the_record_the_script_left() {
     assert!(acted.is_empty(), "{acted:?}");
     let out = split.run("destination-storage", 600, None);
     ok("destination-storage", &out);
+    // A copy moved to the trash after the part ran (its header stays) is
+    // no copy: the part, run again, makes it again.
+    env.cli(
+        "rbd",
+        "site-b",
+        &["trash", "mv", &format!("{cinder}/{name}")],
+    );
+    let out = split.run("destination-storage", 600, None);
+    ok("destination-storage", &out);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("holds in its trash): the copy is made again"),
+        "{said}"
+    );
     let handoff = dir.join("verified.txt");
     std::fs::write(&handoff, split.handoff(&out)).unwrap();
     ok("cleanup", &split.run("cleanup", 120, Some(&handoff)));

@@ -627,7 +627,7 @@ fn images_are_prepared_and_mirrored_while_others_copy() {
 /// record names the copy's RBD id, which is gone): it copies and verifies
 /// again, and the copy is there at the end.
 #[test]
-fn a_copy_deleted_after_the_run_is_made_again_not_reported_done() {
+fn a_copy_deleted_or_trashed_after_the_run_is_made_again_not_reported_done() {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let v = unique("gone");
@@ -645,9 +645,16 @@ fn a_copy_deleted_after_the_run_is_made_again_not_reported_done() {
     let (spec, state) = spec_file(&env, &format!("  - volume: {v}\n"), "");
     let out = ferry_run(&spec, &state, &[]);
     succeeded(&out);
+    let dest_pool = env.var("DEST_CINDER_POOL");
     let b = env.connect("site-b");
-    let p = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
-    p.remove_image(&name).unwrap();
+    let p = b.pool(dest_pool).unwrap();
+    // Moved to the trash (as `rbd trash mv` or Cinder's deferred deletion
+    // do): its header stays, but it is no copy anyone can use.
+    env.cli(
+        "rbd",
+        "site-b",
+        &["trash", "mv", &format!("{dest_pool}/{name}")],
+    );
     assert!(!p.image_exists(&name).unwrap());
 
     // The run state says the copy is made: the run stops, saying so and
@@ -660,33 +667,38 @@ fn a_copy_deleted_after_the_run_is_made_again_not_reported_done() {
         "{err}"
     );
     assert!(
-        err.contains("no longer holds: the copy is made again"),
+        err.contains("no longer holds (or holds in its trash)"),
         "{err}"
     );
     // Without the run state, ferry plans again from the source's records
-    // and makes the copy again.
-    std::fs::remove_dir_all(&state).unwrap();
-    let out = ferry_run(&spec, &state, &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    let acted: Vec<String> = step_events(&out)
-        .iter()
-        .filter(|e| e["status"] == "done" && !e["detail"].as_str().unwrap_or("").starts_with('('))
-        .map(|e| e["step"].as_str().unwrap_or("").to_string())
-        .collect();
-    for step in ["copy", "verify", "publish"] {
-        assert!(
-            acted.iter().any(|s| s == step),
-            "{step} not run again: {acted:?}\n{err}"
+    // and makes the copy again; then once more with the copy removed.
+    for round in ["trashed", "removed"] {
+        if round == "removed" {
+            p.remove_image(&name).unwrap();
+        }
+        std::fs::remove_dir_all(&state).unwrap();
+        let out = ferry_run(&spec, &state, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{round}: {err}");
+        let acted: Vec<String> = step_events(&out)
+            .iter()
+            .filter(|e| {
+                e["status"] == "done" && !e["detail"].as_str().unwrap_or("").starts_with('(')
+            })
+            .map(|e| e["step"].as_str().unwrap_or("").to_string())
+            .collect();
+        for step in ["copy", "verify", "publish"] {
+            assert!(
+                acted.iter().any(|s| s == step),
+                "{round}: {step} not run again: {acted:?}\n{err}"
+            );
+        }
+        assert!(err.contains("the copy is made again"), "{round}: {err}");
+        assert_eq!(
+            checksum(&p.open_image_read_only(&name, None).unwrap()),
+            want,
+            "{round}"
         );
     }
-    assert!(
-        err.contains("no longer holds: the copy is made again"),
-        "{err}"
-    );
-    assert_eq!(
-        checksum(&p.open_image_read_only(&name, None).unwrap()),
-        want
-    );
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
