@@ -424,6 +424,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 opts.plan_id = id;
             }
             let plan = crate::plan::build(&opts, &facts);
+            plan.check_destination_names()?;
             if let Some(b) = &bundle {
                 write_bundle(b, &plan)?;
             }

@@ -322,7 +322,9 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
                 opts.published_parents = crate::plan::published_parents(dst, spec, &facts)
                     .context("reading the destination Glance pool for the clones' parents")?;
             }
-            let s = RunState::for_spec(crate::plan::build(&opts, &facts), spec);
+            let plan = crate::plan::build(&opts, &facts);
+            plan.check_destination_names()?;
+            let s = RunState::for_spec(plan, spec);
             s.save(&path)?;
             s
         }

@@ -2212,6 +2212,40 @@ mod tests {
     }
 
     #[test]
+    fn two_images_named_alike_in_the_destination_cloud_are_refused_unnamed_ones_not() {
+        let two = |first: &str, second: &str, bootable: bool| {
+            let mut images = Vec::new();
+            for (n, name) in [first, second].into_iter().enumerate() {
+                let (mut r, mut f) = volume(Features::DEFAULT);
+                r.name = format!("volume-{n}");
+                r.dest_name = r.name.clone();
+                let mut obj = cloud_volume(bootable);
+                if let CloudObject::Volume { id, name: nm, .. } = &mut obj {
+                    *id = n.to_string();
+                    *nm = name.to_string();
+                }
+                f.cloud = Some(obj);
+                images.push((r, f));
+            }
+            build(&adopting(), &images).check_destination_names()
+        };
+        let err = two("db", "db", false).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "oscinder/volume-0 and oscinder/volume-1 would both become the volume named \"db\""
+            ),
+            "{err}"
+        );
+        assert!(err.contains("images[].name"), "{err}");
+        let err = two("db", "db", true).unwrap_err().to_string();
+        assert!(err.contains("the Glance image named \"db\""), "{err}");
+        two("db", "web", false).unwrap();
+        // Unnamed volumes are common (Nova's boot volumes) and clash with
+        // nothing: Cinder's names are no keys.
+        two("", "", false).unwrap();
+    }
+
+    #[test]
     fn adopted_volume_is_checked_first_and_managed_after_verify() {
         let (r, mut f) = volume(Features::DEFAULT);
         f.cloud = Some(cloud_volume(false));

@@ -788,6 +788,32 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Refuses two images of this plan that the destination cloud would
+    /// give the same (non-empty) name: each one's input check looks for a
+    /// volume or image of its name before either exists, so both would pass
+    /// and the second make a name the first already holds. Pure.
+    pub fn check_destination_names(&self) -> anyhow::Result<()> {
+        let mut seen: BTreeMap<(&str, &str), &ImagePlan> = BTreeMap::new();
+        for img in &self.images {
+            let (kind, name) = match &img.adoption {
+                Some(Adoption::Volume(v)) => ("volume", v.name.as_str()),
+                Some(Adoption::Image(g)) => ("Glance image", g.name.as_str()),
+                None => continue,
+            };
+            if name.is_empty() {
+                continue;
+            }
+            if let Some(first) = seen.insert((kind, name), img) {
+                anyhow::bail!(
+                    "{} and {} would both become the {kind} named {name:?} in the destination cloud: give one of them another name (images[].name)",
+                    first.image.source_spec(),
+                    img.image.source_spec()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The order images are worked on: as listed, except that an image
     /// whose destination copy another image's copy clones (a Glance parent)
     /// goes first, so that a limited concurrency (or a script, one image
