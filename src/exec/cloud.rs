@@ -103,50 +103,55 @@ impl Ctx<'_> {
         if let Some(h) = given {
             return Ok(h.to_string());
         }
-        let given = self
-            .state
-            .lock()
-            .unwrap()
-            .plan
-            .images
-            .iter()
-            .find_map(|p| match &p.adoption {
-                Some(crate::plan::Adoption::Volume(v)) if p.image.dest_pool == rbd_pool => {
-                    v.host.clone()
-                }
-                _ => None,
-            });
-        if let Some(h) = given {
-            return Ok(h);
-        }
-        let cloud = self.dst_cloud()?;
-        let fsid = self.destination_fsid()?;
-        let pools = Cinder(cloud).backend_pools().context(
-            "listing Cinder's backend pools (the admin role is needed by default; \
-             destination.cinder_host in the spec saves the lookup)",
-        )?;
-        let matching: Vec<&str> = pools
-            .iter()
-            .filter(|p| {
-                p.rbd_location().is_some_and(|(f, p)| {
-                    fsid.as_deref().is_none_or(|want| f == want) && p == rbd_pool
+        // One lookup per pool serves every image (and every poll) of the
+        // run for a while: a backend's host rarely changes.
+        let host = self.observer.hosts.get(rbd_pool.to_string(), || {
+            let given = self
+                .state
+                .lock()
+                .unwrap()
+                .plan
+                .images
+                .iter()
+                .find_map(|p| match &p.adoption {
+                    Some(crate::plan::Adoption::Volume(v)) if p.image.dest_pool == rbd_pool => {
+                        v.host.clone()
+                    }
+                    _ => None,
+                });
+            if let Some(h) = given {
+                return Ok(h);
+            }
+            let cloud = self.dst_cloud()?;
+            let fsid = self.destination_fsid()?;
+            let pools = Cinder(cloud).backend_pools().context(
+                "listing Cinder's backend pools (the admin role is needed by default; \
+                 destination.cinder_host in the spec saves the lookup)",
+            )?;
+            let matching: Vec<&str> = pools
+                .iter()
+                .filter(|p| {
+                    p.rbd_location().is_some_and(|(f, p)| {
+                        fsid.as_deref().is_none_or(|want| f == want) && p == rbd_pool
+                    })
                 })
-            })
-            .map(|p| p.name.as_str())
-            .collect();
-        match matching.as_slice() {
-            [one] => Ok(one.to_string()),
-            [] => bail!(
-                "no Cinder backend of cloud {} stores in pool {rbd_pool} of the destination cluster (fsid {}); backends: {}; give destination.cinder_host",
-                cloud.name(),
-                fsid.as_deref().unwrap_or("not known"),
-                pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-            many => bail!(
-                "several Cinder backends store in pool {rbd_pool}: {}; give destination.cinder_host",
-                many.join(", ")
-            ),
-        }
+                .map(|p| p.name.as_str())
+                .collect();
+            match matching.as_slice() {
+                [one] => Ok(one.to_string()),
+                [] => bail!(
+                    "no Cinder backend of cloud {} stores in pool {rbd_pool} of the destination cluster (fsid {}); backends: {}; give destination.cinder_host",
+                    cloud.name(),
+                    fsid.as_deref().unwrap_or("not known"),
+                    pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                many => bail!(
+                    "several Cinder backends store in pool {rbd_pool}: {}; give destination.cinder_host",
+                    many.join(", ")
+                ),
+            }
+        })?;
+        Ok(host.as_ref().clone())
     }
 }
 

@@ -115,6 +115,8 @@ pub struct Observer {
     pub pools: Shared<(crate::plan::Site, String), PoolView>,
     /// The names in Cinder's manageable list of a backend host.
     pub manageable: Shared<String, Vec<String>>,
+    /// The Cinder backend host that stores in an RBD pool.
+    pub hosts: Shared<String, String>,
     pub pace: Pace,
 }
 
@@ -124,6 +126,7 @@ impl Observer {
             clusters: Shared::new(MAX_AGE),
             pools: Shared::new(MAX_AGE),
             manageable: Shared::new(MAX_AGE),
+            hosts: Shared::new(Duration::from_secs(600)),
             pace: Pace::new(CHECKS_PER_SECOND),
         }
     }
