@@ -138,6 +138,84 @@ impl TestEnv {
         assert!(ok, "stopping rbd-mirror");
     }
 
+    /// The pid file of a site's monitor (`mon.a`), where its conf puts it.
+    fn monitor_pid_file(&self, site: &str) -> PathBuf {
+        self.path("FERRY_TESTENV_DIR")
+            .join(site)
+            .join("run/mon.a.pid")
+    }
+
+    /// Stops the monitor of `site` (SIGTERM, then SIGKILL after 30 s) and
+    /// waits until it has exited. The guard starts it again when dropped,
+    /// also when the test panics.
+    pub fn stop_monitor(&self, site: &str) -> StoppedMonitor<'_> {
+        let pid_file = self.monitor_pid_file(site);
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+        let pid = pid.trim().to_string();
+        let guard = StoppedMonitor {
+            env: self,
+            site: site.to_string(),
+        };
+        let signal = |sig: &str| {
+            let _ = Command::new("kill").args([sig, &pid]).status();
+        };
+        signal("-TERM");
+        let start = Instant::now();
+        while running(&pid) {
+            if start.elapsed() > Duration::from_secs(30) {
+                signal("-KILL");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        guard
+    }
+
+    /// Starts the monitor of `site` as `testenv up` does (`ceph-mon
+    /// --cluster SITE -c SITE.conf -i a`, which daemonizes and writes its pid
+    /// file), unless it runs; then waits until it answers.
+    pub fn start_monitor(&self, site: &str) -> Result<(), String> {
+        let pid_file = self.monitor_pid_file(site);
+        let alive = std::fs::read_to_string(&pid_file).is_ok_and(|p| running(p.trim()));
+        if !alive {
+            let conf = self.path(&format!("{}_CONF", site_key(site)));
+            let log = self
+                .path("FERRY_TESTENV_DIR")
+                .join(site)
+                .join("log/mon.a.log");
+            // Null streams: the daemon it forks would hold pipes open.
+            let ok = Command::new("ceph-mon")
+                .args(["--cluster", site, "-c"])
+                .arg(&conf)
+                .args(["-i", "a"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map_err(|e| format!("running ceph-mon: {e}"))?
+                .success();
+            if !ok {
+                return Err(format!(
+                    "ceph-mon of {site} did not start (see {})",
+                    log.display()
+                ));
+            }
+        }
+        let start = Instant::now();
+        loop {
+            let answered = Cluster::connect(&self.admin(site), Duration::from_secs(5))
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.health().map_err(|e| e.to_string()));
+            match answered {
+                Ok(_) => return Ok(()),
+                Err(e) if start.elapsed() > Duration::from_secs(60) => {
+                    return Err(format!("the monitor of {site} does not answer: {e}"))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
+    }
+
     /// Starts whatever is stopped again (`testenv up`).
     pub fn restart(&self) {
         let up = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("ceph-testenv/testenv"))
@@ -164,6 +242,34 @@ impl TestEnv {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// A monitor [`TestEnv::stop_monitor`] stopped: started again on drop.
+pub struct StoppedMonitor<'e> {
+    env: &'e TestEnv,
+    site: String,
+}
+
+impl Drop for StoppedMonitor<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.env.start_monitor(&self.site) {
+            // A second panic while unwinding would abort the test binary.
+            if std::thread::panicking() {
+                eprintln!("{e}");
+            } else {
+                panic!("{e}");
+            }
+        }
+    }
+}
+
+/// Whether process `pid` runs: exists and is not a zombie (a daemon's
+/// parent is init here, which may reap it late).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
 }
 
 fn site_key(site: &str) -> &'static str {

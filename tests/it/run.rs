@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry::ceph::{Features, ImageMirrorState};
 use serde_json::Value;
@@ -700,5 +700,93 @@ fn a_copy_deleted_or_trashed_after_the_run_is_made_again_not_reported_done() {
             "{round}"
         );
     }
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
+/// A reading that fails while an image waits for its sync (site-b's
+/// monitor is down, so monitor commands time out) is "not yet", not the
+/// end of the image: the run polls on through a 20 s outage and completes
+/// once the monitor is back, with a copy equal to its source.
+#[test]
+fn a_run_waits_for_sync_through_an_outage_of_the_destination_monitor() {
+    let _alone = mirror_daemon_exclusive();
+    let env = TestEnv::load();
+    let v = unique("monout");
+    let name = format!("volume-{v}");
+    source_image(&env, "volumes", &name, 8 * MIB, Features::DEFAULT, 19);
+    let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
+    let want = source_sum(&env, "volumes", &name);
+    // Monitor commands give up after 5 s instead of 30: within the outage
+    // a reading fails, rather than only taking long.
+    let (spec, state) = spec_file(
+        &env,
+        &format!("  - volume: {v}\n"),
+        "options: {mirror_mode: snapshot, timeout_seconds: 5}\n",
+    );
+    let mut run = common::ferry_run_command(&spec, &state, &[], None)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = run.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    // Each event with when it arrived.
+    let (tx, events) = std::sync::mpsc::channel::<(Instant, Value)>();
+    let stdout = BufReader::new(run.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send((Instant::now(), serde_json::from_str(&line).unwrap()));
+        }
+    });
+    let is_sync_wait =
+        |e: &Value, status: &str| e["step"] == "wait-for-sync" && e["status"] == status;
+    let waiting = events.iter().any(|(_, e)| {
+        is_sync_wait(&e, "waiting")
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("to be in sync"))
+    });
+    if !waiting {
+        let _ = run.wait();
+        panic!(
+            "the run ended before it waited for the sync: {}",
+            stderr.join().unwrap()
+        );
+    }
+    let down = env.stop_monitor("site-b");
+    std::thread::sleep(Duration::from_secs(20));
+    let restarting = Instant::now();
+    drop(down);
+    let synced_at = events
+        .iter()
+        .find(|(_, e)| is_sync_wait(e, "done"))
+        .map(|(at, _)| at);
+    let status = run.wait().unwrap();
+    let err = stderr.join().unwrap();
+    assert!(status.success(), "the run failed through the outage: {err}");
+    // The wait spanned the outage: it began before the monitor stopped
+    // and ended after it was started again...
+    let synced_at = synced_at.unwrap_or_else(|| panic!("no wait-for-sync done: {err}"));
+    assert!(
+        synced_at > restarting,
+        "the sync was done during the outage: {err}"
+    );
+    // ...and met it: a reading failed, and was polled again.
+    assert!(
+        err.lines()
+            .any(|l| l.contains("step wait-for-sync: ") && l.ends_with("(polling again)")),
+        "{err}"
+    );
+    let b = env.connect("site-b");
+    let p = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    assert_eq!(
+        checksum(&p.open_image_read_only(&name, None).unwrap()),
+        want
+    );
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
