@@ -172,6 +172,11 @@ pub enum Command {
         /// cluster's own integrity is in doubt.
         #[arg(long)]
         reread: bool,
+        /// Memory, in MiB, for the data in flight of all copies, hashes and
+        /// verifies at once (4 MiB chunks; each step takes up to 64 MiB of
+        /// it, and at least one chunk whatever --concurrency).
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(4..))]
+        buffer_mib: u64,
         /// With --role (a spec sets these in `options`): seconds to wait
         /// for a monitor before giving up.
         #[arg(long, requires = "role", default_value_t = crate::spec::DEFAULT_TIMEOUT_SECONDS)]
@@ -458,6 +463,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             wait_timeout,
             output,
             reread,
+            buffer_mib,
             timeout_seconds,
             data_timeout_seconds,
             api_retry_seconds,
@@ -474,6 +480,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 poll: std::time::Duration::from_millis(500),
                 json: output == Output::Json,
                 reread,
+                buffers: crate::transfer::ChunkBudget::new((buffer_mib / 4) as usize),
             };
             if let Some(role) = role {
                 let role = Role::from(role);

@@ -162,6 +162,8 @@ impl Cluster {
         }
         // Clients must not open admin sockets next to the daemons' ones.
         cluster.conf_set("admin_socket", "")?;
+        cluster.conf_set("rbd_cache", "false")?;
+        cluster.conf_set("rbd_disable_zero_copy_writes", "false")?;
         // SAFETY: handle is configured and not yet connected.
         let ret = unsafe { sys::rados_connect(cluster.handle) };
         check(ret, "rados_connect", what)?;

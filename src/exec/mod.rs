@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -73,6 +73,9 @@ pub struct RunOptions {
     /// Verify reads the copy back instead of taking the digest of what the
     /// copy wrote (one more read of the copy's data).
     pub reread: bool,
+    /// The chunk buffers all data steps of the run share: its memory for
+    /// data, whatever the concurrency.
+    pub buffers: Arc<crate::transfer::ChunkBudget>,
 }
 
 /// What a run can reach: all of it for a whole run, one role's share for
@@ -1438,7 +1441,7 @@ impl Ctx<'_> {
                         &pool,
                         &to.image,
                         Some(*features),
-                        &engine_options(),
+                        &engine_options(&self.opts.buffers),
                         &mut self.progress(i, step, Phase::Preparing),
                     )?)
                 })?;
@@ -1538,7 +1541,7 @@ impl Ctx<'_> {
                         &dst_pool,
                         &to.image,
                         *features,
-                        &engine_options(),
+                        &engine_options(&self.opts.buffers),
                         &mut self.progress(i, step, Phase::Copying),
                     )?)
                 })?;
@@ -1715,7 +1718,7 @@ impl Ctx<'_> {
             &pool,
             &at.image,
             at.snap.as_deref(),
-            &engine_options(),
+            &engine_options(&self.opts.buffers),
             &mut self.progress(i, step, phase),
         )?;
         Ok(out.digest)
@@ -2172,13 +2175,16 @@ fn poll_interval(base: Duration, waited: Duration) -> Duration {
 }
 
 /// The data engine's settings for this run.
-fn engine_options() -> crate::transfer::Options {
+fn engine_options(budget: &Arc<crate::transfer::ChunkBudget>) -> crate::transfer::Options {
     // Tests simulate a crash in the middle of a copy with this: the process
     // ends right after that many chunks are recorded, one at a time.
     let crash: Option<u64> = std::env::var("FERRY_TEST_CRASH_AFTER_CHUNKS")
         .ok()
         .and_then(|v| v.parse().ok());
-    crate::transfer::Options::crashing_after(crash)
+    crate::transfer::Options {
+        budget: Some(Arc::clone(budget)),
+        ..crate::transfer::Options::crashing_after(crash)
+    }
 }
 
 /// Moves the cursor up over `lines` drawn lines and clears them.

@@ -2,11 +2,12 @@
 //! hold data, keeps many reads and writes in flight, writes only non-zero
 //! blocks (holes stay holes), and hashes every chunk as it passes into the
 //! image digest. Memory is `depth` chunk buffers plus one window of the
-//! allocation map, whatever the image size.
+//! allocation map, whatever the image size; transfers that share a
+//! [`ChunkBudget`] hold no more chunks in flight together than it allows.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::digest::{
@@ -36,6 +37,61 @@ pub struct Options {
     /// For tests: ends the process at once, as a kill would, as soon as
     /// this many chunks are recorded in the log.
     pub crash_after_chunks: Option<u64>,
+    /// Chunks in flight across all the transfers that share it (many
+    /// images copied at once): `depth` bounds one transfer, this all.
+    pub budget: Option<Arc<ChunkBudget>>,
+}
+
+/// Buffers a transfer keeps for its next reads when a chunk is written.
+const SPARE_BUFFERS: usize = 2;
+
+/// A count of chunk buffers that transfers running at once share: the
+/// memory of a run's copies, whatever the number of images it copies at
+/// once. A transfer with nothing in flight waits for one; a transfer with
+/// chunks in flight takes one only when one is free, else first finishes
+/// its own (so none waits while holding what another needs).
+#[derive(Debug)]
+pub struct ChunkBudget {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl ChunkBudget {
+    pub fn new(chunks: usize) -> Arc<ChunkBudget> {
+        Arc::new(ChunkBudget {
+            free: Mutex::new(chunks.max(1)),
+            freed: Condvar::new(),
+        })
+    }
+
+    fn try_take(self: &Arc<Self>) -> Option<Token> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if *free == 0 {
+            return None;
+        }
+        *free -= 1;
+        Some(Token(Arc::clone(self)))
+    }
+
+    fn take(self: &Arc<Self>) -> Token {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Token(Arc::clone(self))
+    }
+}
+
+/// One chunk of a [`ChunkBudget`], given back when dropped (a chunk
+/// written, or a transfer ended by an error).
+struct Token(Arc<ChunkBudget>);
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 impl Default for Options {
@@ -47,6 +103,7 @@ impl Default for Options {
             record_every: Duration::from_secs(2),
             record_chunks: 64,
             crash_after_chunks: None,
+            budget: None,
         }
     }
 }
@@ -194,6 +251,7 @@ struct Reading<R> {
     len: usize,
     span: Option<(Range<usize>, R)>,
     base: Option<(Range<usize>, R)>,
+    token: Option<Token>,
 }
 
 /// A chunk being written (or, without a target, just hashed).
@@ -204,6 +262,8 @@ struct Writing<W> {
     /// The base's bytes of the chunk, when read (a buffer to reuse).
     base: Option<Vec<u8>>,
     writes: Vec<W>,
+    /// Given back when the chunk is written (after `data` is free).
+    _token: Option<Token>,
 }
 
 /// Chunk hashes arrive out of order; the digest takes them in order.
@@ -325,6 +385,9 @@ impl<'a, T: Target> Run<'a, T> {
         let mut writing: VecDeque<Writing<T::Write<'a>>> = VecDeque::new();
         let mut planned_all = false;
         let mut stopping = false;
+        // A chunk of the budget taken before the planner says whether the
+        // next chunk needs a buffer (holes and logged chunks do not).
+        let mut spare: Option<Token> = None;
         let covered = |order: &InOrder| (order.digest.chunks() * CHUNK_SIZE).min(size);
         loop {
             // Writes finish roughly in order: take the finished ones.
@@ -347,6 +410,20 @@ impl<'a, T: Target> Run<'a, T> {
             // Start reads while there is room.
             let mut cheap = 0;
             while !stopping && !planned_all && reading.len() + writing.len() < depth {
+                if spare.is_none() {
+                    if let Some(budget) = &self.opts.budget {
+                        spare = if reading.is_empty() && writing.is_empty() {
+                            // Idle buffers go back while this one waits.
+                            buffers.clear();
+                            Some(budget.take())
+                        } else {
+                            match budget.try_take() {
+                                Some(t) => Some(t),
+                                None => break,
+                            }
+                        };
+                    }
+                }
                 match planner.next(self.log)? {
                     None => planned_all = true,
                     Some(Work::Hole(index)) => {
@@ -381,6 +458,7 @@ impl<'a, T: Target> Run<'a, T> {
                             len,
                             span,
                             base: base_read,
+                            token: spare.take(),
                         });
                     }
                 }
@@ -473,6 +551,7 @@ impl<'a, T: Target> Run<'a, T> {
             data,
             base: base.map(|(_, b)| b),
             writes,
+            _token: r.token,
         })
     }
 
@@ -484,10 +563,13 @@ impl<'a, T: Target> Run<'a, T> {
         if self.target.is_some() {
             self.unrecorded.push((w.index, w.hash));
         }
+        // A buffer or two are kept for the next reads; the others go back
+        // with the chunk, for the transfers that share its budget.
         if let Ok(buf) = Arc::try_unwrap(w.data) {
             buffers.push(buf);
         }
         buffers.extend(w.base);
+        buffers.truncate(SPARE_BUFFERS);
         Ok(())
     }
 
@@ -789,6 +871,68 @@ mod tests {
             "each byte read once"
         );
         assert!(out.chunks_resumed >= 1);
+    }
+
+    #[test]
+    fn a_shared_budget_bounds_chunks_in_flight_and_gets_every_chunk_back() {
+        let free = |b: &Arc<ChunkBudget>| *b.free.lock().unwrap();
+        let budget = ChunkBudget::new(2);
+        // Another transfer holds one chunk: this one goes on with the other.
+        let held = budget.try_take().unwrap();
+        let src = sparse();
+        let dst = MemTarget {
+            data: RefCell::new(vec![0u8; src.data.len()]),
+            written: RefCell::new(Vec::new()),
+        };
+        let shared = Options {
+            budget: Some(Arc::clone(&budget)),
+            ..opts()
+        };
+        let mut seen = Vec::new();
+        let out = transfer(
+            &src,
+            Some(&dst),
+            &mut MemLog::default(),
+            &shared,
+            &mut |_, _| {
+                seen.push(free(&budget));
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(*dst.data.borrow(), src.data);
+        assert_eq!(out.digest, digest_bytes(&src.data));
+        assert_eq!(free(&budget), 1, "every chunk given back");
+        assert!(
+            seen.contains(&0),
+            "the transfer held the free chunk: {seen:?}"
+        );
+        // A stopped transfer gives its chunks back too.
+        let err = transfer(
+            &src,
+            Some(&dst),
+            &mut MemLog::default(),
+            &shared,
+            &mut |d, _| d == 0,
+        )
+        .unwrap_err();
+        assert!(matches!(err, TransferError::Stopped { .. }), "{err}");
+        assert_eq!(free(&budget), 1);
+        drop(held);
+        assert_eq!(free(&budget), 2);
+        // A transfer with nothing in flight waits for a chunk to come back.
+        let one = ChunkBudget::new(1);
+        let token = one.try_take().unwrap();
+        assert!(one.try_take().is_none());
+        let waiter = std::thread::spawn({
+            let one = Arc::clone(&one);
+            move || drop(one.take())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        drop(token);
+        waiter.join().unwrap();
+        assert_eq!(free(&one), 1);
     }
 
     #[test]

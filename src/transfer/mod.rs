@@ -21,7 +21,7 @@ pub use digest::{
     digest_bytes, is_digest, ChunkHash, DigestWriter, ImageDigest, CHUNK_SIZE, ZERO_CHUNK,
 };
 pub use endpoint::{Extent, HashOnly, PendingRead, PendingWrite, Source, Target};
-pub use engine::{data_runs, diff_runs, transfer, transfer_onto, Options, Outcome};
+pub use engine::{data_runs, diff_runs, transfer, transfer_onto, ChunkBudget, Options, Outcome};
 pub use log::{ChunkLog, FileChunkLog, NoLog};
 
 use crate::ceph::CephError;
