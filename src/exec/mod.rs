@@ -1209,7 +1209,11 @@ impl Ctx<'_> {
         // Readings that fail (a monitor or an API briefly away; a shared
         // reading's error reaches every image waiting on it) are waited
         // through as "not yet"; only errors that last ERROR_GRACE end it.
+        // The stall check's readings count apart: the check's own reading
+        // may succeed while the stall check's fail (a monitor away while
+        // the OSDs answer), and its successes must not hide those.
         let mut failing = ReadFailures::new(ERROR_GRACE);
+        let mut stall_failing = ReadFailures::new(ERROR_GRACE);
         let note = |text: &str| {
             tracing::warn!(
                 "image {}: step {}: {text} (polling again)",
@@ -1234,7 +1238,7 @@ impl Ctx<'_> {
             if let Some(mirrored) = arriving {
                 if last_daemon_check.elapsed() >= Duration::from_secs(5) {
                     last_daemon_check = Instant::now();
-                    let why = failing
+                    let why = stall_failing
                         .tolerate(self.stalled(&plain(mirrored), &mut error_since), note)?
                         .flatten();
                     if let Some(why) = why {
@@ -1270,6 +1274,7 @@ impl Ctx<'_> {
             if start.elapsed() > self.opts.wait_timeout {
                 let last = failing
                     .last()
+                    .or(stall_failing.last())
                     .map(|e| format!(" (the last reading failed: {e})"))
                     .unwrap_or_default();
                 return Err(GaveUp(format!(
