@@ -11,6 +11,7 @@ mod clients;
 mod cluster;
 mod error;
 mod ffi;
+mod header;
 mod image;
 mod pool;
 mod status;
@@ -22,6 +23,7 @@ pub use cluster::{
     Cluster, ClusterConfig, Health, HealthCheck, PoolSpace, ServiceDaemon, Timeouts, Usage,
 };
 pub use error::{CephError, ErrorKind, Result};
+pub use header::PlainImage;
 pub use image::Image;
 pub use pool::Pool;
 pub use status::{parse_description, ReplayProgress};

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ceph::{
     user_words, CephError, Cluster, Features, Image, ImageMirrorState, MirrorMode, Parent,
-    PoolMirrorMode, SnapNamespace,
+    PlainImage, PoolMirrorMode, SnapNamespace,
 };
 use anyhow::{anyhow, bail, Context};
 
@@ -125,6 +125,20 @@ pub fn discover(
     // Each image's facts take a dozen round trips to the cluster: many
     // images are read at once (a thousand in about a second, not ten).
     let stream_all = spec.options.transfer == crate::spec::Transfer::Stream;
+    // A pool's mirror mode is read once, not once per image.
+    let mut pool_modes: BTreeMap<&str, PoolMirrorMode> = BTreeMap::new();
+    if let Some(source) = source {
+        for (r, obj) in &resolved {
+            let streamed = stream_all && matches!(obj, Some(CloudObject::Volume { .. }));
+            if streamed || pool_modes.contains_key(r.pool.as_str()) {
+                continue;
+            }
+            // A pool that cannot be read is said by the image's own read.
+            if let Ok(mode) = source.pool(&r.pool).and_then(|p| p.mirror_mode()) {
+                pool_modes.insert(&r.pool, mode);
+            }
+        }
+    }
     let facts = crate::parallel::map(&resolved, DISCOVERY_THREADS, |(r, obj)| {
         let volume = matches!(obj, Some(CloudObject::Volume { .. }));
         if stream_all && volume {
@@ -136,7 +150,17 @@ pub fn discover(
                 r.source_spec()
             );
         };
-        match image_facts(source, r) {
+        let found = match pool_modes.get(r.pool.as_str()) {
+            Some(mode) => image_facts(source, r, *mode),
+            None => source
+                .pool(&r.pool)
+                .map_err(anyhow::Error::from)
+                .and_then(|p| {
+                    let mode = p.mirror_mode()?;
+                    image_facts(source, r, mode)
+                }),
+        };
+        match found {
             // Not in the source Ceph pool: another Cinder backend holds it.
             Err(e) if volume && is_not_found(&e) => {
                 if spec.conversion_hosts.is_some() {
@@ -494,9 +518,12 @@ pub fn users_of(img: &Image<'_>) -> Result<Vec<String>, CephError> {
 /// The record a plan left on the image before changing it, if one did.
 /// Two plans' records, or one that cannot be read, stop the planning: which
 /// features are the image's own is then unknown.
-fn original_record(img: &Image<'_>, image: &str) -> anyhow::Result<Option<OriginalRecord>> {
+fn original_record(
+    metadata: Vec<(String, String)>,
+    image: &str,
+) -> anyhow::Result<Option<OriginalRecord>> {
     let mut found = Vec::new();
-    for (key, value) in img.metadata_list()? {
+    for (key, value) in metadata {
         if super::original_key_plan(&key).is_some() {
             found.push(OriginalRecord::parse(&key, &value).map_err(|e| anyhow!("{image}: {e}"))?);
         }
@@ -512,9 +539,56 @@ fn original_record(img: &Image<'_>, image: &str) -> anyhow::Result<Option<Origin
 }
 
 /// The facts of one image, and whether it starts with a LUKS header (an
-/// encrypted volume), from one open handle.
-fn image_facts(cluster: &Cluster, r: &ImageRef) -> anyhow::Result<(ImageFacts, bool)> {
+/// encrypted volume): read without opening it when it is plain (most are;
+/// see `ceph::PlainImage`), else from one open handle. `pool_mode` is its
+/// pool's mirror mode.
+fn image_facts(
+    cluster: &Cluster,
+    r: &ImageRef,
+    pool_mode: PoolMirrorMode,
+) -> anyhow::Result<(ImageFacts, bool)> {
     let pool = cluster.pool(&r.pool)?;
+    if let Some(plain) = pool.plain_image(&r.name)? {
+        return plain_facts(plain, r, pool_mode);
+    }
+    opened_facts(&pool, r, pool_mode)
+}
+
+/// [`image_facts`] of a plain image: no snapshot, parent, mirroring or
+/// user; a record of a plan that began on it carries its own features.
+fn plain_facts(
+    plain: PlainImage,
+    r: &ImageRef,
+    pool_mode: PoolMirrorMode,
+) -> anyhow::Result<(ImageFacts, bool)> {
+    let record = original_record(plain.metadata, &r.source_spec())?;
+    let facts = ImageFacts {
+        id: plain.id,
+        size: plain.size,
+        features: record.as_ref().map_or(plain.features, |rec| rec.features),
+        mirroring: record.as_ref().and_then(|rec| rec.mirroring),
+        recorded: record.as_ref().map(|rec| Recorded {
+            plan: rec.plan.clone(),
+            features_now: plain.features,
+            mirroring_now: None,
+        }),
+        user_snapshots: Vec::new(),
+        in_use: false,
+        users: Vec::new(),
+        parent: None,
+        pool_mode,
+        cloud: None,
+        streamed: false,
+    };
+    Ok((facts, plain.luks))
+}
+
+/// [`image_facts`] from an open handle: any image.
+pub fn opened_facts(
+    pool: &crate::ceph::Pool<'_>,
+    r: &ImageRef,
+    pool_mode: PoolMirrorMode,
+) -> anyhow::Result<(ImageFacts, bool)> {
     // Read-only: no watch of our own, so any watcher is someone else.
     let img = pool.open_image_read_only(&r.name, None)?;
     let info = img.info()?;
@@ -523,7 +597,7 @@ fn image_facts(cluster: &Cluster, r: &ImageRef) -> anyhow::Result<(ImageFacts, b
         ImageMirrorState::Disabled => None,
         _ => img.mirror_mode()?,
     };
-    let record = original_record(&img, &r.source_spec())?;
+    let record = original_record(img.metadata_list()?, &r.source_spec())?;
     let recorded = record.as_ref().map(|rec| Recorded {
         plan: rec.plan.clone(),
         features_now: info.features,
@@ -544,7 +618,7 @@ fn image_facts(cluster: &Cluster, r: &ImageRef) -> anyhow::Result<(ImageFacts, b
         in_use: !users.is_empty(),
         users,
         parent: img.parent()?,
-        pool_mode: pool.mirror_mode()?,
+        pool_mode,
         cloud: None,
         streamed: false,
     };

@@ -90,3 +90,127 @@ fn plan_of_a_missing_image_fails_with_its_name() {
         "{err}"
     );
 }
+
+/// Planning reads plain images without opening them (`Pool::plain_image`):
+/// for every shape a cloud holds, that read either gives what an open image
+/// gives, or declines and leaves it to the open.
+#[test]
+fn plain_images_are_read_without_opening_and_the_others_are_left_to_an_open() {
+    let env = TestEnv::load();
+    let a = env.connect("site-a");
+    let volumes = a.pool("volumes").unwrap();
+    let tag = unique("plain");
+    let name = |s: &str| format!("{tag}-{s}");
+    let mut guards = Vec::new();
+    let mut make = |s: &str, size: u64, features: Features| {
+        volumes.create_image(&name(s), size, features).unwrap();
+        guards.push(ImageGuard {
+            cfg: env.admin("site-a"),
+            pool: "volumes".into(),
+            name: name(s),
+        });
+    };
+    const MIB: u64 = 1 << 20;
+    // Plain: the defaults with data and an odd size; with metadata; with a
+    // LUKS header; exclusive-lock without layering (no parent to ask for).
+    make("data", 9 * MIB + 4096, Features::DEFAULT);
+    make("meta", 4 * MIB, Features::DEFAULT);
+    make("luks", 4 * MIB, Features::DEFAULT);
+    make("nolayering", 4 * MIB, Features(Features::EXCLUSIVE_LOCK.0));
+    // Not plain: a snapshot; a clone; journaling and mirroring on; no
+    // exclusive-lock (who has it open needs the watchers); a lock held.
+    make("snap", 4 * MIB, Features::DEFAULT);
+    make("parent", 4 * MIB, Features::DEFAULT);
+    make("mirrored", 4 * MIB, Features::DEFAULT);
+    make("oldfeatures", 4 * MIB, Features::LAYERING);
+    make("locked", 4 * MIB, Features::DEFAULT);
+    {
+        let img = volumes.open_image(&name("data")).unwrap();
+        img.write_at(0, &[7u8; 4096]).unwrap();
+        img.write_at(9 * MIB, &[9u8; 4096]).unwrap();
+        let img = volumes.open_image(&name("meta")).unwrap();
+        img.metadata_set("conf_rbd_cache", "false").unwrap();
+        img.metadata_set("app", "db").unwrap();
+        let img = volumes.open_image(&name("luks")).unwrap();
+        img.write_at(0, b"LUKS\xba\xbe\x00\x02").unwrap();
+        let img = volumes.open_image(&name("snap")).unwrap();
+        img.snap_create("s1").unwrap();
+        let img = volumes.open_image(&name("parent")).unwrap();
+        img.snap_create("base").unwrap();
+        img.snap_protect("base").unwrap();
+        let img = volumes.open_image(&name("mirrored")).unwrap();
+        img.update_features(Features::JOURNALING, true).unwrap();
+        img.mirror_enable(ferry::ceph::MirrorMode::Journal).unwrap();
+    }
+    volumes
+        .clone_image(
+            &volumes,
+            &name("parent"),
+            "base",
+            &name("clone"),
+            Features::DEFAULT,
+            2,
+        )
+        .unwrap();
+    guards.push(ImageGuard {
+        cfg: env.admin("site-a"),
+        pool: "volumes".into(),
+        name: name("clone"),
+    });
+    // A writer holding the exclusive lock, as a running server's does.
+    let holder = env.connect("site-a");
+    let holder_pool = holder.pool("volumes").unwrap();
+    let held = holder_pool.open_image(&name("locked")).unwrap();
+    held.lock_acquire_exclusive().unwrap();
+
+    for s in ["data", "meta", "luks", "nolayering"] {
+        let plain = volumes
+            .plain_image(&name(s))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{s} is plain"));
+        let img = volumes.open_image_read_only(&name(s), None).unwrap();
+        let info = img.info().unwrap();
+        assert_eq!(plain.id, img.id().unwrap(), "{s}");
+        assert_eq!(plain.size, info.size, "{s}");
+        assert_eq!(plain.features, info.features, "{s}");
+        let mut meta = img.metadata_list().unwrap();
+        meta.sort();
+        let mut got = plain.metadata.clone();
+        got.sort();
+        assert_eq!(got, meta, "{s}");
+        assert_eq!(plain.luks, img.has_luks_header().unwrap(), "{s}");
+        assert!(img.snapshots().unwrap().is_empty(), "{s}");
+        assert!(img.parent().unwrap().is_none(), "{s}");
+    }
+    assert_eq!(
+        volumes.plain_image(&name("data")).unwrap().unwrap().size,
+        9 * MIB + 4096
+    );
+    assert!(volumes.plain_image(&name("luks")).unwrap().unwrap().luks);
+    assert_eq!(
+        volumes
+            .plain_image(&name("meta"))
+            .unwrap()
+            .unwrap()
+            .metadata
+            .len(),
+        2
+    );
+    for s in [
+        "snap",
+        "parent",
+        "clone",
+        "mirrored",
+        "oldfeatures",
+        "locked",
+    ] {
+        assert_eq!(
+            volumes.plain_image(&name(s)).unwrap(),
+            None,
+            "{s} is not plain"
+        );
+    }
+    // Not there: declined, and the open names it.
+    assert_eq!(volumes.plain_image(&name("missing")).unwrap(), None);
+    drop(held);
+}
