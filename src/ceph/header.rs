@@ -212,12 +212,70 @@ fn batched_read(pool: &Pool<'_>, object: &str, calls: &mut [(Exec, bool)]) -> Re
 }
 
 impl Pool<'_> {
+    /// Whether the pool holds an image named `name`, without opening it:
+    /// `Some(true)` when its `rbd_id` object names an id whose header is
+    /// there, `Some(false)` when no such object nor a format 1 header is
+    /// there; `None` otherwise (a format 1 image, or one half made or half
+    /// removed): the caller opens it.
+    pub fn image_named(&self, name: &str) -> Result<Option<bool>> {
+        match self.image_id_of(name)? {
+            Some(id) if self.object_exists(&format!("rbd_header.{id}"))? => Ok(Some(true)),
+            Some(_) => Ok(None),
+            None if self.object_exists(&format!("{name}.rbd"))? => Ok(None),
+            None => Ok(Some(false)),
+        }
+    }
+
+    /// The id of the format 2 image `name`, from its `rbd_id` object.
+    pub fn image_id_of(&self, name: &str) -> Result<Option<String>> {
+        let obj = self.read_object(&format!("rbd_id.{name}"), 0, 128)?;
+        Ok(Dec(&obj).string().filter(|id| !id.is_empty()))
+    }
+
+    /// The features of image `id` at its head, without opening it; `None`
+    /// when the header does not answer (the caller opens the image).
+    pub fn head_features(&self, id: &str) -> Result<Option<Features>> {
+        let mut calls = [(
+            Exec::new("rbd", "get_features", NOSNAP.to_le_bytes().to_vec()),
+            false,
+        )];
+        if batched_read(self, &format!("rbd_header.{id}"), &mut calls)? < 0 {
+            return Ok(None);
+        }
+        Ok(calls[0].0.answer().and_then(features_of).map(Features))
+    }
+
+    /// The metadata value of `key` on image `id`, without opening it:
+    /// `Some(None)` when the key is not set; `None` when the header does not
+    /// answer (the caller opens the image).
+    pub fn head_metadata(&self, id: &str, key: &str) -> Result<Option<Option<String>>> {
+        let mut input = Vec::new();
+        encode_string(&mut input, key);
+        let mut calls = [(Exec::new("rbd", "metadata_get", input), false)];
+        match batched_read(self, &format!("rbd_header.{id}"), &mut calls)? {
+            r if r == -libc::ENOENT => {
+                // The key is not set, or the header is gone: only the
+                // first is an answer.
+                if self.object_exists(&format!("rbd_header.{id}"))? {
+                    Ok(Some(None))
+                } else {
+                    Ok(None)
+                }
+            }
+            r if r < 0 => Ok(None),
+            _ => Ok(calls[0]
+                .0
+                .answer()
+                .and_then(|a| Dec(a).bytes())
+                .map(|v| Some(String::from_utf8_lossy(v).into_owned()))),
+        }
+    }
+
     /// The facts of image `name` when it is plain (see the module), read
     /// without opening it; `None` when it is not, or is not there (the
     /// caller's open then says so as it always did).
     pub fn plain_image(&self, name: &str) -> Result<Option<PlainImage>> {
-        let id_obj = self.read_object(&format!("rbd_id.{name}"), 0, 128)?;
-        let Some(id) = Dec(&id_obj).string().filter(|id| !id.is_empty()) else {
+        let Some(id) = self.image_id_of(name)? else {
             return Ok(None);
         };
         let header = format!("rbd_header.{id}");

@@ -212,5 +212,41 @@ fn plain_images_are_read_without_opening_and_the_others_are_left_to_an_open() {
     }
     // Not there: declined, and the open names it.
     assert_eq!(volumes.plain_image(&name("missing")).unwrap(), None);
+
+    // The reads a run's checks make without opening: whether an image is
+    // there, its features and a metadata value, as an open gives them.
+    assert_eq!(volumes.image_named(&name("missing")).unwrap(), Some(false));
+    for s in [
+        "data",
+        "meta",
+        "snap",
+        "clone",
+        "mirrored",
+        "oldfeatures",
+        "locked",
+    ] {
+        assert_eq!(volumes.image_named(&name(s)).unwrap(), Some(true), "{s}");
+        let img = volumes.open_image_read_only(&name(s), None).unwrap();
+        let id = volumes.image_id_of(&name(s)).unwrap().unwrap();
+        assert_eq!(id, img.id().unwrap(), "{s}");
+        assert_eq!(
+            volumes.head_features(&id).unwrap(),
+            Some(img.features().unwrap()),
+            "{s}"
+        );
+        for key in ["app", "conf_rbd_cache", "absent"] {
+            assert_eq!(
+                volumes.head_metadata(&id, key).unwrap(),
+                Some(img.metadata_get(key).unwrap()),
+                "{s} {key}"
+            );
+        }
+    }
+    assert_eq!(
+        volumes
+            .head_metadata(&volumes.image_id_of(&name("meta")).unwrap().unwrap(), "app")
+            .unwrap(),
+        Some(Some("db".to_string()))
+    );
     drop(held);
 }
