@@ -517,9 +517,12 @@ fn image_report(image: ImageRef, src: Option<&Cluster>, dst: Option<&Cluster>) -
         r.size = Some(info.size);
         r.features = Some(info.features);
         for s in img.snapshots()? {
+            // As a plan counts them: a snapshot in the trash (kept for a
+            // clone) or of a group is no snapshot the user took of this image.
             match s.namespace {
                 SnapNamespace::Mirror => r.mirror_snapshots += 1,
-                _ => r.user_snapshots.push(s.name),
+                SnapNamespace::User => r.user_snapshots.push(s.name),
+                _ => {}
             }
         }
         r.watchers = img.watchers()?;

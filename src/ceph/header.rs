@@ -88,6 +88,34 @@ fn encode_string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// `lock.get_info`'s input (`cls_lock_get_info_op`, version 1): the name
+/// of librbd's exclusive lock.
+fn lock_info_input() -> Vec<u8> {
+    let mut body = Vec::new();
+    encode_string(&mut body, "rbd_lock");
+    let mut i = vec![1u8, 1u8];
+    i.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    i.extend_from_slice(&body);
+    i
+}
+
+/// `get_snapcontext` answer: the snapshot ids.
+fn snapshot_ids(out: &[u8]) -> Option<Vec<u64>> {
+    let mut d = Dec(out);
+    d.u64()?;
+    let n = d.u32()?;
+    (0..n).map(|_| d.u64()).collect()
+}
+
+/// `snapshot_get` answer (`cls::rbd::SnapshotInfo`): its id, namespace (a
+/// versioned struct of its own, skipped) and name, first.
+fn snapshot_of(out: &[u8]) -> Option<(u64, String)> {
+    let mut d = Dec(out).versioned(1)?;
+    let id = d.u64()?;
+    d.versioned(u8::MAX)?;
+    Some((id, d.string()?))
+}
+
 /// `get_size` answer: order, size.
 fn size_of(out: &[u8]) -> Option<u64> {
     let mut d = Dec(out);
@@ -232,6 +260,69 @@ impl Pool<'_> {
         Ok(Dec(&obj).string().filter(|id| !id.is_empty()))
     }
 
+    /// The snapshots of image `id` (all namespaces), id and name, without
+    /// opening it; `None` when the header does not answer in a form this
+    /// reader knows (the caller opens the image).
+    pub fn snapshot_names(&self, id: &str) -> Result<Option<Vec<(u64, String)>>> {
+        let header = format!("rbd_header.{id}");
+        let mut calls = [(Exec::new("rbd", "get_snapcontext", Vec::new()), false)];
+        if batched_read(self, &header, &mut calls)? < 0 {
+            return Ok(None);
+        }
+        let Some(ids) = calls[0].0.answer().and_then(snapshot_ids) else {
+            return Ok(None);
+        };
+        if ids.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut calls: Vec<(Exec, bool)> = ids
+            .iter()
+            .map(|i| {
+                (
+                    Exec::new("rbd", "snapshot_get", i.to_le_bytes().to_vec()),
+                    false,
+                )
+            })
+            .collect();
+        // A snapshot removed meanwhile fails the read: the open answers.
+        if batched_read(self, &header, &mut calls)? < 0 {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for (want, (c, _)) in ids.iter().zip(&calls) {
+            match c.answer().and_then(snapshot_of) {
+                Some((id, name)) if id == *want => out.push((id, name)),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Whether image `id` has exclusive-lock and nobody holds it: then no
+    /// client writes it (the rule of `image_users`). `None` when the header
+    /// does not answer (the caller opens the image).
+    pub fn exclusive_lock_free(&self, id: &str) -> Result<Option<bool>> {
+        let mut calls = [
+            (
+                Exec::new("rbd", "get_features", NOSNAP.to_le_bytes().to_vec()),
+                false,
+            ),
+            (Exec::new("lock", "get_info", lock_info_input()), false),
+        ];
+        if batched_read(self, &format!("rbd_header.{id}"), &mut calls)? < 0 {
+            return Ok(None);
+        }
+        let (Some(features), Some(lockers)) = (
+            calls[0].0.answer().and_then(features_of),
+            calls[1].0.answer().and_then(locker_count),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            Features(features).contains(Features::EXCLUSIVE_LOCK) && lockers == 0,
+        ))
+    }
+
     /// The features of image `id` at its head, without opening it; `None`
     /// when the header does not answer (the caller opens the image).
     pub fn head_features(&self, id: &str) -> Result<Option<Features>> {
@@ -296,18 +387,7 @@ impl Pool<'_> {
                 }),
                 false,
             ),
-            (
-                Exec::new("lock", "get_info", {
-                    // cls_lock_get_info_op, version 1: the lock's name.
-                    let mut body = Vec::new();
-                    encode_string(&mut body, "rbd_lock");
-                    let mut i = vec![1u8, 1u8];
-                    i.extend_from_slice(&(body.len() as u32).to_le_bytes());
-                    i.extend_from_slice(&body);
-                    i
-                }),
-                false,
-            ),
+            (Exec::new("lock", "get_info", lock_info_input()), false),
             // Last, and allowed to fail (an image without layering).
             (Exec::new("rbd", "parent_get", Vec::new()), true),
         ];
@@ -408,6 +488,22 @@ mod tests {
         let mut newer = versioned(&lock);
         newer[1] = 2;
         assert_eq!(locker_count(&newer), None, "a compat version not known");
+
+        assert_eq!(snapshot_ids(&snapc).unwrap(), vec![0, 0]);
+        // As an OSD answered for a user snapshot "s1" (namespace type 0).
+        let answer = [
+            1u8, 1, 44, 0, 0, 0, 210, 8, 0, 0, 0, 0, 0, 0, 1, 1, 4, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0,
+            0, 115, 49, 0, 0, 64, 0, 0, 0, 0, 0, 144, 135, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(snapshot_of(&answer), Some((2258, "s1".to_string())));
+        let mut snap = 12u64.to_le_bytes().to_vec();
+        snap.extend_from_slice(&versioned(&3u32.to_le_bytes()));
+        encode_string(&mut snap, "ferry-cutover-1");
+        snap.extend_from_slice(&(1u64 << 30).to_le_bytes());
+        assert_eq!(
+            snapshot_of(&versioned(&snap)),
+            Some((12, "ferry-cutover-1".to_string()))
+        );
 
         let mut parent = (-1i64).to_le_bytes().to_vec();
         encode_string(&mut parent, "");

@@ -905,6 +905,13 @@ impl Ctx<'_> {
 
     /// The clients using an image, by the one rule (`ceph::image_users`).
     fn users(&self, at: &ImageAt) -> anyhow::Result<Vec<String>> {
+        // Exclusive-lock held by nobody: nobody writes it; no open needed.
+        let pool = self.cluster(at.site)?.pool(&at.pool)?;
+        if let Some(id) = pool.image_id_of(&at.image)? {
+            if pool.exclusive_lock_free(&id)? == Some(true) {
+                return Ok(Vec::new());
+            }
+        }
         self.with_image(&plain(at), false, |img| crate::plan::users_of(img))
     }
 
@@ -1923,6 +1930,12 @@ impl Ctx<'_> {
             .snap
             .as_deref()
             .ok_or_else(|| anyhow!("{at} names no snapshot"))?;
+        let pool = self.cluster(at.site)?.pool(&at.pool)?;
+        if let Some(id) = pool.image_id_of(&at.image)? {
+            if let Some(snaps) = pool.snapshot_names(&id)? {
+                return Ok(snaps.into_iter().find(|(_, n)| n == name).map(|(id, _)| id));
+            }
+        }
         let head = plain(at);
         match self.with_image(&head, false, |img| img.snapshots()) {
             Ok(snaps) => Ok(snaps.into_iter().find(|s| s.name == name).map(|s| s.id)),

@@ -234,6 +234,26 @@ fn plain_images_are_read_without_opening_and_the_others_are_left_to_an_open() {
             Some(img.features().unwrap()),
             "{s}"
         );
+        let mut snaps: Vec<(u64, String)> = img
+            .snapshots()
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.id, s.name))
+            .collect();
+        snaps.sort();
+        let mut got = volumes.snapshot_names(&id).unwrap().unwrap();
+        got.sort();
+        assert_eq!(got, snaps, "{s}");
+        let users = ferry::plan::users_of(&img).unwrap();
+        let free = volumes.exclusive_lock_free(&id).unwrap().unwrap();
+        // Free of writers by the lock means no users; the other way round
+        // is left to an open.
+        assert!(!free || users.is_empty(), "{s}: {users:?}");
+        assert_eq!(
+            free,
+            !matches!(s, "locked" | "oldfeatures"),
+            "{s}: {users:?}"
+        );
         for key in ["app", "conf_rbd_cache", "absent"] {
             assert_eq!(
                 volumes.head_metadata(&id, key).unwrap(),
@@ -242,6 +262,15 @@ fn plain_images_are_read_without_opening_and_the_others_are_left_to_an_open() {
             );
         }
     }
+    let parent_id = volumes.image_id_of(&name("parent")).unwrap().unwrap();
+    let names: Vec<String> = volumes
+        .snapshot_names(&parent_id)
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(names, vec!["base".to_string()]);
     assert_eq!(
         volumes
             .head_metadata(&volumes.image_id_of(&name("meta")).unwrap().unwrap(), "app")
