@@ -254,6 +254,17 @@ impl Pool<'_> {
         }
     }
 
+    /// The id of image `name` without opening it: `Some(Some(id))` for a
+    /// format 2 image, `Some(None)` when there is no image of that name at
+    /// all, `None` for a format 1 image (the caller opens it).
+    pub fn image_id_or_absent(&self, name: &str) -> Result<Option<Option<String>>> {
+        match self.image_id_of(name)? {
+            Some(id) => Ok(Some(Some(id))),
+            None if self.object_exists(&format!("{name}.rbd"))? => Ok(None),
+            None => Ok(Some(None)),
+        }
+    }
+
     /// The id of the format 2 image `name`, from its `rbd_id` object.
     pub fn image_id_of(&self, name: &str) -> Result<Option<String>> {
         let obj = self.read_object(&format!("rbd_id.{name}"), 0, 128)?;

@@ -755,10 +755,14 @@ impl Ctx<'_> {
     /// A metadata value of an image (None when the image or key is missing).
     fn metadata(&self, at: &ImageAt, key: &str) -> anyhow::Result<Option<String>> {
         let pool = self.cluster(at.site)?.pool(&at.pool)?;
-        if let Some(id) = pool.image_id_of(&at.image)? {
-            if let Some(value) = pool.head_metadata(&id, key)? {
-                return Ok(value);
+        match pool.image_id_or_absent(&at.image)? {
+            Some(None) => return Ok(None),
+            Some(Some(id)) => {
+                if let Some(value) = pool.head_metadata(&id, key)? {
+                    return Ok(value);
+                }
             }
+            None => {}
         }
         match self.with_image(&plain(at), false, |img| img.metadata_get(key)) {
             Ok(v) => Ok(v),
@@ -807,7 +811,14 @@ impl Ctx<'_> {
             fsid: self.cluster(Site::Source)?.fsid()?,
             pool: origin.pool.clone(),
             image: origin.image.clone(),
-            id: self.with_image(&origin_at, false, |img| img.id())?,
+            id: match self
+                .cluster(Site::Source)?
+                .pool(&origin.pool)?
+                .image_id_of(&origin.image)?
+            {
+                Some(id) => id,
+                None => self.with_image(&origin_at, false, |img| img.id())?,
+            },
         };
         if rec.source != live {
             bail!(
@@ -1931,10 +1942,14 @@ impl Ctx<'_> {
             .as_deref()
             .ok_or_else(|| anyhow!("{at} names no snapshot"))?;
         let pool = self.cluster(at.site)?.pool(&at.pool)?;
-        if let Some(id) = pool.image_id_of(&at.image)? {
-            if let Some(snaps) = pool.snapshot_names(&id)? {
-                return Ok(snaps.into_iter().find(|(_, n)| n == name).map(|(id, _)| id));
+        match pool.image_id_or_absent(&at.image)? {
+            Some(None) => return Ok(None),
+            Some(Some(id)) => {
+                if let Some(snaps) = pool.snapshot_names(&id)? {
+                    return Ok(snaps.into_iter().find(|(_, n)| n == name).map(|(id, _)| id));
+                }
             }
+            None => {}
         }
         let head = plain(at);
         match self.with_image(&head, false, |img| img.snapshots()) {
