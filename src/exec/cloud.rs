@@ -283,7 +283,7 @@ fn poll<T>(
             ))
             .into());
         }
-        std::thread::sleep(super::poll_interval(interval, start.elapsed()));
+        std::thread::sleep(super::wait::poll_interval(interval, start.elapsed()));
         ctx.observer.pace.turn();
     }
 }

@@ -1,0 +1,148 @@
+//! What a run shows: its events (text lines or JSON), the live board on a
+//! terminal, the batch line, and each step's progress.
+
+use super::*;
+
+impl Ctx<'_> {
+    pub(super) fn event(&self, image: usize, step: &str, status: &str, detail: &str) {
+        let name = self.state.lock().unwrap().plan.images[image]
+            .image
+            .source_spec();
+        if self.opts.json {
+            let line = serde_json::json!({"image": name, "step": step, "status": status, "detail": detail});
+            let _g = self.drawn.lock().unwrap();
+            println!("{line}");
+        } else if !(self.live && status == "progress") {
+            // On a terminal the board shows progress; other events scroll above it.
+            self.print_above_board(&format!("{name:<32} {step:<24} {status:<8} {detail}"));
+        }
+    }
+
+    /// Prints a line; on a terminal, above the live board, which is redrawn.
+    pub(super) fn print_above_board(&self, line: &str) {
+        let mut drawn = self.drawn.lock().unwrap();
+        let mut e = std::io::stderr().lock();
+        if self.live {
+            erase(&mut e, *drawn);
+            let _ = writeln!(e, "{line}");
+            *drawn = self.draw(&mut e);
+        } else {
+            let _ = writeln!(e, "{line}");
+        }
+    }
+
+    /// Draws the board below the cursor; returns the lines drawn.
+    pub(super) fn draw(&self, e: &mut impl Write) -> usize {
+        let mut board = self.board.lock().unwrap();
+        let batch = board.sample(self.started.elapsed());
+        let lines = board.lines(&batch, terminal_width());
+        for l in &lines {
+            let _ = writeln!(e, "{l}");
+        }
+        let _ = e.flush();
+        lines.len()
+    }
+
+    /// Until `finished`: redraws the live board, or reports the batch as a
+    /// line every [`BATCH_EVERY`].
+    pub(super) fn tick(&self, finished: &AtomicBool) {
+        let mut last_line = Instant::now();
+        while !finished.load(Ordering::SeqCst) {
+            std::thread::sleep(REDRAW);
+            if self.live {
+                let mut drawn = self.drawn.lock().unwrap();
+                let mut e = std::io::stderr().lock();
+                erase(&mut e, *drawn);
+                *drawn = self.draw(&mut e);
+            } else if last_line.elapsed() >= BATCH_EVERY {
+                last_line = Instant::now();
+                self.batch_line();
+            }
+        }
+    }
+
+    /// One line for the batch: a JSON event, or text.
+    pub(super) fn batch_line(&self) {
+        let batch = self.board.lock().unwrap().sample(self.started.elapsed());
+        let _g = self.drawn.lock().unwrap();
+        if self.opts.json {
+            println!("{}", serde_json::json!({ "batch": batch }));
+        } else {
+            eprintln!("ferry: {batch}");
+        }
+    }
+
+    /// Replaces the live board with the final batch line.
+    pub(super) fn finish(&self) {
+        if self.live {
+            let mut drawn = self.drawn.lock().unwrap();
+            let mut e = std::io::stderr().lock();
+            erase(&mut e, *drawn);
+            *drawn = 0;
+            let b = self.board.lock().unwrap().sample(self.started.elapsed());
+            let failed = if b.failed > 0 {
+                format!(" ({} failed)", b.failed)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                e,
+                "ferry: {} of {} image(s) done{failed} in {}",
+                b.done + b.failed,
+                b.images,
+                clock(self.started.elapsed().as_secs())
+            );
+        } else {
+            self.batch_line();
+        }
+    }
+
+    /// The engine's progress callback for a step: the board's bytes, and a
+    /// progress event every 2 s.
+    pub(super) fn progress<'s>(
+        &'s self,
+        i: usize,
+        step: &'s Step,
+        phase: Phase,
+    ) -> impl FnMut(u64, u64) -> bool + 's {
+        let mut meter = Meter::default();
+        let mut last = Instant::now();
+        move |done, total| {
+            let p = meter.sample(done, total, self.started.elapsed());
+            self.board
+                .lock()
+                .unwrap()
+                .bytes(i, phase, done, &p.bytes_text());
+            if last.elapsed() >= Duration::from_secs(2) {
+                last = Instant::now();
+                self.event(i, &step.name, "progress", &p.to_string());
+            }
+            true
+        }
+    }
+}
+
+/// How often the live board is redrawn, and how often the batch is reported
+/// as a line (JSON, or text to a file or pipe).
+const REDRAW: Duration = Duration::from_millis(500);
+
+const BATCH_EVERY: Duration = Duration::from_secs(10);
+
+/// Moves the cursor up over `lines` drawn lines and clears them.
+fn erase(e: &mut impl Write, lines: usize) {
+    if lines > 0 {
+        let _ = write!(e, "\x1b[{lines}F\x1b[J");
+    }
+}
+
+/// Columns of the terminal on stderr (80 when unknown).
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize struct; fd 2 stays open.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}

@@ -1,0 +1,420 @@
+//! Waiting for a condition: polling at a pace all images share, failing
+//! readings taken as "not yet" for a grace, stalls named, progress shown.
+
+use super::*;
+
+impl Ctx<'_> {
+    /// Waits until `check` holds; while waiting for sync, watches for a
+    /// stopped rbd-mirror instead of waiting forever.
+    pub(super) fn wait(&self, i: usize, step: &Step, check: &Check) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let mut said = false;
+        let mut last_daemon_check = Instant::now();
+        let mut error_since: Option<Instant> = None;
+        let mut last_progress = Instant::now();
+        let mut meter = Meter::default();
+        // What is awaited, in words (for NotInUse it reads the users
+        // again): said once, and again when giving up.
+        let describe = || -> anyhow::Result<String> {
+            Ok(match check {
+                    Check::NotInUse { image } => format!(
+                        "{image} to be idle (in use: {}; stop the client or shut its server off)",
+                        self.users(image)?.join("; ")
+                    ),
+                    Check::MirrorSynced { mirrored, .. } => format!("{mirrored} to be in sync"),
+                    Check::Exists { image } => format!("{image} to appear"),
+                    Check::MetadataPresent { image, key } if image.site == Site::Destination => {
+                        format!("{key} on {image} (mirroring carries it)")
+                    }
+                    // A direct transfer's copy, run as its own part.
+                    Check::SnapshotExists { image } if image.site == Site::Source => format!(
+                        "the cut-over snapshot {image} (the source storage part takes it)"
+                    ),
+                    Check::Published { image } => format!(
+                        "the verified copy {image} (the destination storage part publishes it after verify)"
+                    ),
+                    Check::SnapshotProtected { image } => format!(
+                        "{image}, the parent this copy is a clone of, to be published and protected (the migration of that Glance image does it; or it must be at the destination)"
+                    ),
+                    Check::VolumeCreated { source_volume } => format!(
+                        "the destination volume for source volume {source_volume} (the destination cloud part creates it)"
+                    ),
+                    Check::StreamVerified { source_volume } => format!(
+                        "the stream of source volume {source_volume} (the conversion-hosts part)"
+                    ),
+                    Check::Verified { source, .. } if self.access.dst.is_none() => bail!(
+                        "the copy of {source} is not known to be verified: give the destination storage part's hand-off ({HANDOFF} lines) with --verified"
+                    ),
+                    // The run state says the copy was made and verified, but
+                    // its record, or the copy it names, is gone.
+                    Check::Verified { copy, .. } => bail!(
+                        "the copy {copy} is recorded in the run state as made, but is not there verified (deleted after the run?); to copy it again, remove the run state {} and run again (ferry plans again from what the source carries)",
+                        self.path.display()
+                    ),
+                    other => bail!("step {} needs {other:?}, which does not hold", step.id),
+                })
+        };
+        let mut waiting_for = String::new();
+        // Readings that fail (a monitor or an API briefly away; a shared
+        // reading's error reaches every image waiting on it) are waited
+        // through as "not yet"; only errors that last ERROR_GRACE end it.
+        // The stall check's readings count apart: the check's own reading
+        // may succeed while the stall check's fail (a monitor away while
+        // the OSDs answer), and its successes must not hide those.
+        let mut failing = ReadFailures::new(ERROR_GRACE);
+        let mut stall_failing = ReadFailures::new(ERROR_GRACE);
+        let note = |text: &str| {
+            tracing::warn!(
+                "image {}: step {}: {text} (polling again)",
+                i + 1,
+                step.name
+            )
+        };
+        loop {
+            if failing.tolerate(self.holds(check), note)? == Some(true) {
+                return Ok(());
+            }
+            if !said {
+                waiting_for = describe()?;
+                self.event(i, &step.name, "waiting", &format!("for {waiting_for}"));
+                said = true;
+            }
+            let arriving = match check {
+                Check::MirrorSynced { mirrored, .. } => Some(mirrored),
+                Check::Exists { image } if image.site == Site::Destination => Some(image),
+                _ => None,
+            };
+            if let Some(mirrored) = arriving {
+                if last_daemon_check.elapsed() >= Duration::from_secs(5) {
+                    last_daemon_check = Instant::now();
+                    let why = stall_failing
+                        .tolerate(self.stalled(&plain(mirrored), &mut error_since), note)?
+                        .flatten();
+                    if let Some(why) = why {
+                        return Err(
+                            GaveUp(format!("stalled: {why} (waiting for {waiting_for})")).into(),
+                        );
+                    }
+                }
+            }
+            if let Check::MirrorSynced { mirrored, mode, .. } = check {
+                if last_progress.elapsed() >= Duration::from_secs(2) {
+                    last_progress = Instant::now();
+                    // Snapshot mode reads the image: a check's turn.
+                    if *mode == MirrorMode::Snapshot {
+                        self.observer.pace.turn();
+                    }
+                    // Progress is for the eyes: a failed reading of it
+                    // shows none this time, it does not end the wait.
+                    let shown = self
+                        .sync_progress(i, &plain(mirrored), *mode, &mut meter, start.elapsed())
+                        .unwrap_or_else(|e| {
+                            tracing::debug!("progress of {mirrored}: {e:#}");
+                            None
+                        });
+                    if let Some(text) = shown {
+                        self.event(i, &step.name, "progress", &text);
+                    }
+                }
+            }
+            if let Some(why) = self.awaited_image_failed(check) {
+                return Err(GaveUp(format!("{why} (waiting for {waiting_for})")).into());
+            }
+            if start.elapsed() > self.opts.wait_timeout {
+                let last = failing
+                    .last()
+                    .or(stall_failing.last())
+                    .map(|e| format!(" (the last reading failed: {e})"))
+                    .unwrap_or_default();
+                return Err(GaveUp(format!(
+                    "gave up after {:?} waiting for {}{last}",
+                    self.opts.wait_timeout,
+                    describe()?
+                ))
+                .into());
+            }
+            std::thread::sleep(poll_interval(self.opts.poll, start.elapsed()));
+            // However many images wait, their checks together keep one pace.
+            self.observer.pace.turn();
+        }
+    }
+
+    /// Reads the receiving cluster and says why the mirror of `mirrored`
+    /// cannot progress, if it cannot. `error_since` carries when rbd-mirror
+    /// started reporting an error for it, across calls.
+    pub(super) fn stalled(
+        &self,
+        mirrored: &ImageAt,
+        error_since: &mut Option<Instant>,
+    ) -> anyhow::Result<Option<String>> {
+        let dst = self.dst()?;
+        let cluster = self.cluster_view()?;
+        let pool = self.pool_view(&mirrored.pool)?;
+        let status = pool.local.get(&mirrored.image);
+        match status {
+            Some(l) if l.state == crate::ceph::SiteState::Error => {
+                error_since.get_or_insert_with(Instant::now);
+            }
+            _ => *error_since = None,
+        }
+        Ok(stall::stall(&stall::Readings {
+            cluster: dst.name(),
+            health: &cluster.health,
+            pools: &[mirrored.pool.as_str()],
+            daemons: cluster.mirror_daemons,
+            peers: pool.peers,
+            local: status,
+            error_for: error_since.map(|t| t.elapsed()).unwrap_or_default(),
+        }))
+    }
+
+    /// The receiving cluster as all waits share it.
+    pub(super) fn cluster_view(&self) -> anyhow::Result<std::sync::Arc<observe::ClusterView>> {
+        let dst = self.dst()?;
+        self.observer.clusters.get(Site::Destination, || {
+            Ok(observe::ClusterView {
+                health: dst.health()?,
+                mirror_daemons: dst.service_daemons("rbd-mirror")?.len(),
+            })
+        })
+    }
+
+    /// A pool of the receiving cluster as all waits share it: its peers and
+    /// every mirrored image's local status, in one listing.
+    pub(super) fn pool_view(
+        &self,
+        pool: &str,
+    ) -> anyhow::Result<std::sync::Arc<observe::PoolView>> {
+        let dst = self.dst()?;
+        self.observer
+            .pools
+            .get((Site::Destination, pool.to_string()), || {
+                let p = dst.pool(pool)?;
+                Ok(observe::PoolView {
+                    peers: p.mirror_peers()?.len(),
+                    local: p
+                        .mirror_statuses()?
+                        .into_iter()
+                        .filter_map(|g| g.local().cloned().map(|l| (g.name, l)))
+                        .collect(),
+                })
+            })
+    }
+
+    /// How far the mirror has come: snapshot mode from the receiving mirror
+    /// snapshot's copied objects; journal mode from the status description.
+    pub(super) fn sync_progress(
+        &self,
+        i: usize,
+        mirrored: &ImageAt,
+        mode: MirrorMode,
+        meter: &mut Meter,
+        at: Duration,
+    ) -> anyhow::Result<Option<String>> {
+        match mode {
+            MirrorMode::Snapshot => {
+                // The newest mirror snapshot arriving: the cut-over's, or
+                // one before it.
+                let read = self.with_image(mirrored, false, |img| {
+                    Ok((img.info()?, img.mirror_snapshots()?))
+                });
+                let (info, received) = match read {
+                    Ok(r) => r,
+                    Err(e) if not_found(&e) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let Some(s) = received.last() else {
+                    return Ok(Some(
+                        "waiting for the first mirror snapshot to start".into(),
+                    ));
+                };
+                let objects = info.size.div_ceil(info.object_size.max(1));
+                let done_objects = if s.complete {
+                    objects
+                } else {
+                    s.last_copied_object_number
+                };
+                let p = meter.sample(done_objects * info.object_size, info.size, at);
+                self.board
+                    .lock()
+                    .unwrap()
+                    .bytes(i, Phase::Mirroring, p.done, &p.bytes_text());
+                Ok(Some(p.to_string()))
+            }
+            MirrorMode::Journal => {
+                let view = self.pool_view(&mirrored.pool)?;
+                let size = self.state.lock().unwrap().plan.images[i].facts.size;
+                let text = view.local.get(&mirrored.image).map(|l| match l.progress() {
+                    ReplayProgress::Bootstrapping { step, percent } => {
+                        let pct = percent.unwrap_or(0.0);
+                        let done = (size as f64 * pct / 100.0) as u64;
+                        let text = format!("initial sync {step} {pct}%");
+                        self.board
+                            .lock()
+                            .unwrap()
+                            .bytes(i, Phase::Mirroring, done, &text);
+                        text
+                    }
+                    ReplayProgress::Journal {
+                        entries_behind_primary,
+                        bytes_per_second,
+                        seconds_until_synced,
+                    } => {
+                        // Replaying the journal: the initial copy is complete.
+                        let text = format!(
+                            "{entries_behind_primary} entries behind, {}/s{}",
+                            crate::check::human_bytes(bytes_per_second as u64),
+                            seconds_until_synced
+                                .map(|s| format!(", ETA {s:.0} s"))
+                                .unwrap_or_default()
+                        );
+                        self.board
+                            .lock()
+                            .unwrap()
+                            .bytes(i, Phase::Mirroring, size, &text);
+                        text
+                    }
+                    _ => {
+                        let text = l.summary();
+                        self.board.lock().unwrap().note(i, &text);
+                        text
+                    }
+                });
+                Ok(text)
+            }
+        }
+    }
+
+    /// When `check` waits for what another image of this run makes (a
+    /// clone's parent, published and protected by that image's migration)
+    /// and that image has failed in this run: why the wait is over.
+    pub(super) fn awaited_image_failed(&self, check: &Check) -> Option<String> {
+        let Check::SnapshotProtected { image } = check else {
+            return None;
+        };
+        let failed = self.failed.lock().unwrap().clone();
+        if failed.is_empty() {
+            return None;
+        }
+        let state = self.state.lock().unwrap();
+        failed.into_iter().find_map(|k| {
+            let other = &state.plan.images.get(k)?.image;
+            (other.dest_pool == image.pool && other.dest_name == image.image).then(|| {
+                format!(
+                    "the migration of {} (image {}), which makes this copy's parent {image}, failed or was not begun in this run: fix what its error says and run again",
+                    other.source_spec(),
+                    k + 1
+                )
+            })
+        })
+    }
+}
+
+/// How long the readings of a wait may fail in a row before the wait ends
+/// with their error.
+const ERROR_GRACE: Duration = Duration::from_secs(120);
+
+/// The failing readings of one wait: errors are "not yet" until they
+/// have lasted `grace` in a row; a reading that succeeds starts afresh.
+struct ReadFailures {
+    grace: Duration,
+    /// Since when, and the last error's text.
+    since: Option<(Instant, String)>,
+}
+
+impl ReadFailures {
+    fn new(grace: Duration) -> ReadFailures {
+        ReadFailures { grace, since: None }
+    }
+
+    /// `Some` of a reading that succeeded; `None` for a failed one within
+    /// the grace (`note` is told the first of a row); the error once the
+    /// failures have lasted the grace.
+    fn tolerate<T>(
+        &mut self,
+        r: anyhow::Result<T>,
+        note: impl FnOnce(&str),
+    ) -> anyhow::Result<Option<T>> {
+        let e = match r {
+            Ok(v) => {
+                self.since = None;
+                return Ok(Some(v));
+            }
+            Err(e) => e,
+        };
+        let text = format!("{e:#}");
+        let since = match &self.since {
+            Some((t, _)) => *t,
+            None => {
+                note(&text);
+                Instant::now()
+            }
+        };
+        if since.elapsed() >= self.grace {
+            return Err(e.context(format!(
+                "still failing after {} s of polling",
+                self.grace.as_secs()
+            )));
+        }
+        self.since = Some((since, text));
+        Ok(None)
+    }
+
+    /// The last failure's text, while failing.
+    fn last(&self) -> Option<&str> {
+        self.since.as_ref().map(|(_, e)| e.as_str())
+    }
+}
+
+/// How long a wait sleeps before its next poll: a twentieth of the time
+/// waited so far, at least `base` and at most 5 s. A short wait ends within
+/// `base` of its condition; a long one (a sync of hours, a thousand images
+/// waiting) polls ever less often, arriving at most 5 % late.
+pub(super) fn poll_interval(base: Duration, waited: Duration) -> Duration {
+    (waited / 20).clamp(base, Duration::from_secs(5).max(base))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_poll_less_often_the_longer_they_wait() {
+        let base = Duration::from_millis(500);
+        let at = |s: u64| poll_interval(base, Duration::from_secs(s));
+        assert_eq!(at(0), base);
+        assert_eq!(at(10), base);
+        assert_eq!(at(40), Duration::from_secs(2));
+        assert_eq!(at(100), Duration::from_secs(5));
+        assert_eq!(at(36_000), Duration::from_secs(5));
+        // A poll slower than the cap is kept.
+        assert_eq!(
+            poll_interval(Duration::from_secs(9), Duration::from_secs(500)),
+            Duration::from_secs(9)
+        );
+    }
+
+    #[test]
+    fn a_waits_failing_readings_are_not_yet_until_they_last_the_grace() {
+        let mut notes = Vec::new();
+        let mut f = ReadFailures::new(Duration::from_secs(3600));
+        let err = || -> anyhow::Result<bool> { Err(anyhow!("monitor away")) };
+        assert_eq!(
+            f.tolerate(err(), |t| notes.push(t.to_string())).unwrap(),
+            None
+        );
+        assert_eq!(
+            f.tolerate(err(), |t| notes.push(t.to_string())).unwrap(),
+            None
+        );
+        // Told once per row of failures.
+        assert_eq!(notes, ["monitor away"]);
+        assert_eq!(f.last(), Some("monitor away"));
+        assert_eq!(f.tolerate(Ok(true), |_| {}).unwrap(), Some(true));
+        assert_eq!(f.last(), None);
+        // Failures that last the grace end the wait with their error.
+        let mut f = ReadFailures::new(Duration::ZERO);
+        let e = f.tolerate(err(), |_| {}).unwrap_err();
+        assert!(format!("{e:#}").contains("monitor away"), "{e:#}");
+    }
+}
