@@ -213,15 +213,18 @@ fn journal_mode_run_moves_volumes_and_a_glance_image_and_cleans_up() {
 fn run_killed_during_the_watch_completes_when_run_again() {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
-    let v = unique("kill");
-    let name = format!("volume-{v}");
-    source_image(&env, "volumes", &name, 16 * MIB, Features::DEFAULT, 5);
-    let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
-    let want = source_sum(&env, "volumes", &name);
     // Journal mode: the watch lasts until rbd-mirror's status refreshes.
-    let (spec, state) = spec_file(
+    let OneVolume {
+        _moved,
+        name,
+        want,
+        spec,
+        state,
+    } = OneVolume::new(
         &env,
-        &format!("  - volume: {v}\n"),
+        "kill",
+        16 * MIB,
+        5,
         "options: {mirror_mode: journal}\n",
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -305,12 +308,36 @@ fn a_second_run_on_a_state_in_use_refuses_naming_the_first_ones_pid() {
 /// An 8 MiB source volume (removed with its copies at the end) and a spec
 /// moving it with default options: the setup of the stall tests.
 fn small_volume_spec(env: &TestEnv, prefix: &str, seed: u64) -> (Moved, PathBuf, PathBuf) {
-    let v = unique(prefix);
-    let name = format!("volume-{v}");
-    source_image(env, "volumes", &name, 8 * MIB, Features::DEFAULT, seed);
-    let m = moved(env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
-    let (spec, state) = spec_file(env, &format!("  - volume: {v}\n"), "");
-    (m, spec, state)
+    let one = OneVolume::new(env, prefix, 8 * MIB, seed, "");
+    (one._moved, one.spec, one.state)
+}
+
+/// One source volume of random data with holes, the guard that removes it
+/// and its copy, its checksum and a spec (with `options`) that moves it.
+struct OneVolume {
+    _moved: Moved,
+    name: String,
+    want: String,
+    spec: PathBuf,
+    state: PathBuf,
+}
+
+impl OneVolume {
+    fn new(env: &TestEnv, prefix: &str, size: u64, seed: u64, options: &str) -> OneVolume {
+        let v = unique(prefix);
+        let name = format!("volume-{v}");
+        source_image(env, "volumes", &name, size, Features::DEFAULT, seed);
+        let moved = moved(env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
+        let want = source_sum(env, "volumes", &name);
+        let (spec, state) = spec_file(env, &format!("  - volume: {v}\n"), options);
+        OneVolume {
+            _moved: moved,
+            name,
+            want,
+            spec,
+            state,
+        }
+    }
 }
 
 #[test]
@@ -630,19 +657,13 @@ fn images_are_prepared_and_mirrored_while_others_copy() {
 fn a_copy_deleted_or_trashed_after_the_run_is_made_again_not_reported_done() {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
-    let v = unique("gone");
-    let name = format!("volume-{v}");
-    source_image(
-        &env,
-        "volumes",
-        &name,
-        8 * MIB + 4096,
-        Features::DEFAULT,
-        17,
-    );
-    let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
-    let want = source_sum(&env, "volumes", &name);
-    let (spec, state) = spec_file(&env, &format!("  - volume: {v}\n"), "");
+    let OneVolume {
+        _moved,
+        name,
+        want,
+        spec,
+        state,
+    } = OneVolume::new(&env, "gone", 8 * MIB + 4096, 17, "");
     let out = ferry_run(&spec, &state, &[]);
     succeeded(&out);
     let dest_pool = env.var("DEST_CINDER_POOL");
@@ -711,16 +732,19 @@ fn a_copy_deleted_or_trashed_after_the_run_is_made_again_not_reported_done() {
 fn a_run_waits_for_sync_through_an_outage_of_the_destination_monitor() {
     let _alone = mirror_daemon_exclusive();
     let env = TestEnv::load();
-    let v = unique("monout");
-    let name = format!("volume-{v}");
-    source_image(&env, "volumes", &name, 8 * MIB, Features::DEFAULT, 19);
-    let _m = moved(&env, "volumes", &name, env.var("DEST_CINDER_POOL"), &name);
-    let want = source_sum(&env, "volumes", &name);
     // Monitor commands give up after 5 s instead of 30: within the outage
     // a reading fails, rather than only taking long.
-    let (spec, state) = spec_file(
+    let OneVolume {
+        _moved,
+        name,
+        want,
+        spec,
+        state,
+    } = OneVolume::new(
         &env,
-        &format!("  - volume: {v}\n"),
+        "monout",
+        8 * MIB,
+        19,
         "options: {mirror_mode: snapshot, timeout_seconds: 5}\n",
     );
     let mut run = common::ferry_run_command(&spec, &state, &[], None)
