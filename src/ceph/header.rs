@@ -17,7 +17,7 @@ use libc::{c_char, c_int, size_t};
 
 use super::error::{cstring, Result};
 use super::pool::Pool;
-use super::types::Features;
+use super::types::{Features, MirrorSnapState, MirrorSnapshot};
 
 /// librados' `LIBRADOS_OP_FLAG_FAILOK`: a failed op does not fail the others.
 const OP_FLAG_FAILOK: c_int = 0x2;
@@ -107,13 +107,55 @@ fn snapshot_ids(out: &[u8]) -> Option<Vec<u64>> {
     (0..n).map(|_| d.u64()).collect()
 }
 
+/// A snapshot as its image's header gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderSnapshot {
+    pub id: u64,
+    pub name: String,
+    /// What a mirror-namespace snapshot says; None for the others.
+    pub mirror: Option<MirrorSnapshot>,
+}
+
 /// `snapshot_get` answer (`cls::rbd::SnapshotInfo`): its id, namespace (a
-/// versioned struct of its own, skipped) and name, first.
-fn snapshot_of(out: &[u8]) -> Option<(u64, String)> {
+/// versioned struct of its own: a type, then the mirror namespace's fields
+/// for a mirror snapshot) and name, first. None: not understood.
+fn snapshot_of(out: &[u8]) -> Option<HeaderSnapshot> {
     let mut d = Dec(out).versioned(1)?;
     let id = d.u64()?;
-    d.versioned(u8::MAX)?;
-    Some((id, d.string()?))
+    let mut ns = d.versioned(u8::MAX)?;
+    let mirror = match ns.u32()? {
+        // User, group, trash.
+        0..=2 => None,
+        3 => {
+            let state = match ns.u8()? {
+                0 => MirrorSnapState::Primary,
+                1 => MirrorSnapState::PrimaryDemoted,
+                2 => MirrorSnapState::NonPrimary,
+                3 => MirrorSnapState::NonPrimaryDemoted,
+                _ => return None,
+            };
+            let complete = ns.u8()? != 0;
+            let peers = ns.u32()?;
+            let peer_uuids = (0..peers)
+                .map(|_| ns.string())
+                .collect::<Option<Vec<_>>>()?;
+            Some(MirrorSnapshot {
+                snap_id: id,
+                state,
+                complete,
+                primary_mirror_uuid: ns.string()?,
+                primary_snap_id: ns.u64()?,
+                last_copied_object_number: ns.u64()?,
+                peer_uuids,
+            })
+        }
+        _ => return None,
+    };
+    Some(HeaderSnapshot {
+        id,
+        name: d.string()?,
+        mirror,
+    })
 }
 
 /// `get_size` answer: order, size.
@@ -271,10 +313,11 @@ impl Pool<'_> {
         Ok(Dec(&obj).string().filter(|id| !id.is_empty()))
     }
 
-    /// The snapshots of image `id` (all namespaces), id and name, without
-    /// opening it; `None` when the header does not answer in a form this
-    /// reader knows (the caller opens the image).
-    pub fn snapshot_names(&self, id: &str) -> Result<Option<Vec<(u64, String)>>> {
+    /// The snapshots of image `id` (all namespaces) without opening it:
+    /// id, name and, for a mirror snapshot, what it says; `None` when the
+    /// header does not answer in a form this reader knows (the caller opens
+    /// the image).
+    pub fn snapshot_list(&self, id: &str) -> Result<Option<Vec<HeaderSnapshot>>> {
         let header = format!("rbd_header.{id}");
         let mut calls = [(Exec::new("rbd", "get_snapcontext", Vec::new()), false)];
         if batched_read(self, &header, &mut calls)? < 0 {
@@ -302,10 +345,12 @@ impl Pool<'_> {
         let mut out = Vec::with_capacity(ids.len());
         for (want, (c, _)) in ids.iter().zip(&calls) {
             match c.answer().and_then(snapshot_of) {
-                Some((id, name)) if id == *want => out.push((id, name)),
+                Some(s) if s.id == *want => out.push(s),
                 _ => return Ok(None),
             }
         }
+        // librbd lists them by id.
+        out.sort_by_key(|s| s.id);
         Ok(Some(out))
     }
 
@@ -506,14 +551,33 @@ mod tests {
             1u8, 1, 44, 0, 0, 0, 210, 8, 0, 0, 0, 0, 0, 0, 1, 1, 4, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0,
             0, 115, 49, 0, 0, 64, 0, 0, 0, 0, 0, 144, 135, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         ];
-        assert_eq!(snapshot_of(&answer), Some((2258, "s1".to_string())));
+        let s1 = snapshot_of(&answer).unwrap();
+        assert_eq!((s1.id, s1.name.as_str(), s1.mirror), (2258, "s1", None));
+        // A mirror snapshot on a receiving site: non-primary, complete.
+        let mut ns = 3u32.to_le_bytes().to_vec();
+        ns.extend_from_slice(&[2, 1]);
+        ns.extend_from_slice(&0u32.to_le_bytes());
+        encode_string(&mut ns, "uuid-a");
+        ns.extend_from_slice(&7u64.to_le_bytes());
+        ns.extend_from_slice(&9u64.to_le_bytes());
+        ns.extend_from_slice(&0u32.to_le_bytes());
         let mut snap = 12u64.to_le_bytes().to_vec();
-        snap.extend_from_slice(&versioned(&3u32.to_le_bytes()));
-        encode_string(&mut snap, "ferry-cutover-1");
+        snap.extend_from_slice(&versioned(&ns));
+        encode_string(&mut snap, ".mirror.non_primary.x");
         snap.extend_from_slice(&(1u64 << 30).to_le_bytes());
+        let got = snapshot_of(&versioned(&snap)).unwrap();
+        assert_eq!(got.name, ".mirror.non_primary.x");
         assert_eq!(
-            snapshot_of(&versioned(&snap)),
-            Some((12, "ferry-cutover-1".to_string()))
+            got.mirror,
+            Some(MirrorSnapshot {
+                snap_id: 12,
+                state: MirrorSnapState::NonPrimary,
+                complete: true,
+                primary_mirror_uuid: "uuid-a".into(),
+                primary_snap_id: 7,
+                last_copied_object_number: 9,
+                peer_uuids: vec![],
+            })
         );
 
         let mut parent = (-1i64).to_le_bytes().to_vec();

@@ -23,7 +23,7 @@ pub use cluster::{
     Cluster, ClusterConfig, Health, HealthCheck, PoolSpace, ServiceDaemon, Timeouts, Usage,
 };
 pub use error::{CephError, ErrorKind, Result};
-pub use header::PlainImage;
+pub use header::{HeaderSnapshot, PlainImage};
 pub use image::Image;
 pub use pool::Pool;
 pub use status::{parse_description, ReplayProgress};

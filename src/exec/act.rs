@@ -610,9 +610,7 @@ impl Ctx<'_> {
 }
 
 /// The data engine's settings for this run.
-fn engine_options(
-    budget: &Arc<crate::transfer::ChunkBudget>,
-) -> crate::transfer::Options {
+fn engine_options(budget: &Arc<crate::transfer::ChunkBudget>) -> crate::transfer::Options {
     // Tests simulate a crash in the middle of a copy with this: the process
     // ends right after that many chunks are recorded, one at a time.
     let crash: Option<u64> = std::env::var("FERRY_TEST_CRASH_AFTER_CHUNKS")

@@ -3,6 +3,7 @@
 //! copy's record. Header reads first where they answer, an open otherwise.
 
 use super::*;
+use crate::ceph::HeaderSnapshot;
 
 impl Ctx<'_> {
     pub(super) fn exists(&self, at: &ImageAt) -> anyhow::Result<bool> {
@@ -211,6 +212,12 @@ impl Ctx<'_> {
                     .snap
                     .as_deref()
                     .ok_or_else(|| anyhow!("{mirrored} names no snapshot"))?;
+                if let Some(snaps) = self.header_snapshots(mirrored)? {
+                    return Ok(match snaps.iter().find(|s| s.name == name) {
+                        None => false,
+                        Some(s) => complete_mirror_snapshot_after(&mirror_of(&snaps), s.id),
+                    });
+                }
                 let synced = self.with_image(&plain(mirrored), false, |img| {
                     let id = img.snapshots()?.into_iter().find(|s| s.name == name);
                     Ok(match id {
@@ -250,11 +257,13 @@ impl Ctx<'_> {
             Check::MirrorSnapshotAfter { image } => match self.snap_id(image)? {
                 None => false,
                 Some(id) => {
-                    let head = plain(image);
-                    primary_mirror_snapshot_after(
-                        &self.with_image(&head, false, |img| img.mirror_snapshots())?,
-                        id,
-                    )
+                    let mine = match self.header_snapshots(image)? {
+                        Some(snaps) => mirror_of(&snaps),
+                        None => {
+                            self.with_image(&plain(image), false, |img| img.mirror_snapshots())?
+                        }
+                    };
+                    primary_mirror_snapshot_after(&mine, id)
                 }
             },
             Check::SnapshotProtected { image } => {
@@ -293,21 +302,26 @@ impl Ctx<'_> {
         })
     }
 
+    /// The snapshots of the image `at` names (its head), read from its
+    /// header without an open: `Some(empty)` when there is no such image,
+    /// None when the header does not answer (the caller opens it).
+    fn header_snapshots(&self, at: &ImageAt) -> anyhow::Result<Option<Vec<HeaderSnapshot>>> {
+        let pool = self.cluster(at.site)?.pool(&at.pool)?;
+        Ok(match pool.image_id_or_absent(&at.image)? {
+            Some(None) => Some(Vec::new()),
+            Some(Some(id)) => pool.snapshot_list(&id)?,
+            None => None,
+        })
+    }
+
     /// The id of the snapshot `at` names (None when there is none).
     pub(super) fn snap_id(&self, at: &ImageAt) -> anyhow::Result<Option<u64>> {
         let name = at
             .snap
             .as_deref()
             .ok_or_else(|| anyhow!("{at} names no snapshot"))?;
-        let pool = self.cluster(at.site)?.pool(&at.pool)?;
-        match pool.image_id_or_absent(&at.image)? {
-            Some(None) => return Ok(None),
-            Some(Some(id)) => {
-                if let Some(snaps) = pool.snapshot_names(&id)? {
-                    return Ok(snaps.into_iter().find(|(_, n)| n == name).map(|(id, _)| id));
-                }
-            }
-            None => {}
+        if let Some(snaps) = self.header_snapshots(at)? {
+            return Ok(snaps.into_iter().find(|s| s.name == name).map(|s| s.id));
         }
         let head = plain(at);
         match self.with_image(&head, false, |img| img.snapshots()) {
@@ -322,4 +336,10 @@ impl Ctx<'_> {
             image: image.clone(),
         })
     }
+}
+
+/// The mirror snapshots among `snaps`, as `Image::mirror_snapshots` gives
+/// them.
+fn mirror_of(snaps: &[HeaderSnapshot]) -> Vec<crate::ceph::MirrorSnapshot> {
+    snaps.iter().filter_map(|s| s.mirror.clone()).collect()
 }

@@ -234,16 +234,7 @@ fn plain_images_are_read_without_opening_and_the_others_are_left_to_an_open() {
             Some(img.features().unwrap()),
             "{s}"
         );
-        let mut snaps: Vec<(u64, String)> = img
-            .snapshots()
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.id, s.name))
-            .collect();
-        snaps.sort();
-        let mut got = volumes.snapshot_names(&id).unwrap().unwrap();
-        got.sort();
-        assert_eq!(got, snaps, "{s}");
+        same_snapshots(&volumes, &img, &id, s);
         let users = ferry::plan::users_of(&img).unwrap();
         let free = volumes.exclusive_lock_free(&id).unwrap().unwrap();
         // Free of writers by the lock means no users; the other way round
@@ -264,11 +255,11 @@ fn plain_images_are_read_without_opening_and_the_others_are_left_to_an_open() {
     }
     let parent_id = volumes.image_id_of(&name("parent")).unwrap().unwrap();
     let names: Vec<String> = volumes
-        .snapshot_names(&parent_id)
+        .snapshot_list(&parent_id)
         .unwrap()
         .unwrap()
         .into_iter()
-        .map(|(_, n)| n)
+        .map(|s| s.name)
         .collect();
     assert_eq!(names, vec!["base".to_string()]);
     assert_eq!(
@@ -278,4 +269,90 @@ fn plain_images_are_read_without_opening_and_the_others_are_left_to_an_open() {
         Some(Some("db".to_string()))
     );
     drop(held);
+}
+
+/// The snapshots the header gives equal an open image's: ids, names and,
+/// for mirror snapshots, what they say.
+fn same_snapshots(
+    pool: &ferry::ceph::Pool<'_>,
+    img: &ferry::ceph::Image<'_>,
+    id: &str,
+    what: &str,
+) -> Vec<ferry::ceph::HeaderSnapshot> {
+    let got = pool.snapshot_list(id).unwrap().expect("the header answers");
+    let mut want: Vec<(u64, String)> = img
+        .snapshots()
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.id, s.name))
+        .collect();
+    want.sort();
+    let names: Vec<(u64, String)> = got.iter().map(|s| (s.id, s.name.clone())).collect();
+    assert_eq!(names, want, "{what}");
+    let mirror: Vec<_> = got.iter().filter_map(|s| s.mirror.clone()).collect();
+    assert_eq!(mirror, img.mirror_snapshots().unwrap(), "{what}");
+    got
+}
+
+/// Snapshot-based mirroring's snapshots, read from the header on both
+/// sites: the primary's (with its peers) and the receiving site's (not
+/// primary, complete, naming the primary's snapshot), as librbd reads them.
+#[test]
+fn mirror_snapshots_read_from_the_header_equal_librbds() {
+    let _daemon = crate::common::mirror_daemon_shared();
+    let env = TestEnv::load();
+    let name = unique("hdrmirror");
+    let _g = ImageGuard {
+        cfg: env.admin("site-a"),
+        pool: "volumes".into(),
+        name: name.clone(),
+    };
+    let a = env.connect("site-a");
+    let volumes = a.pool("volumes").unwrap();
+    volumes
+        .create_image(&name, 4 << 20, Features::DEFAULT)
+        .unwrap();
+    {
+        let img = volumes.open_image(&name).unwrap();
+        img.write_at(0, &[5u8; 8192]).unwrap();
+        img.mirror_enable(ferry::ceph::MirrorMode::Snapshot)
+            .unwrap();
+    }
+    let img = volumes.open_image_read_only(&name, None).unwrap();
+    let id = volumes.image_id_of(&name).unwrap().unwrap();
+    let primary = same_snapshots(&volumes, &img, &id, "primary");
+    assert!(
+        primary.iter().any(|s| s
+            .mirror
+            .as_ref()
+            .is_some_and(|m| m.state == ferry::ceph::MirrorSnapState::Primary)),
+        "{primary:?}"
+    );
+    let b = env.connect("site-b");
+    let mirrored = b.pool("volumes").unwrap();
+    let (img_b, id_b) = crate::common::wait_for(
+        "the mirrored image's complete snapshot",
+        std::time::Duration::from_secs(120),
+        || {
+            let img = mirrored.open_image_read_only(&name, None).ok()?;
+            img.mirror_snapshots()
+                .ok()?
+                .iter()
+                .any(|m| m.complete)
+                .then(|| (img, mirrored.image_id_of(&name).unwrap().unwrap()))
+        },
+    );
+    let received = same_snapshots(&mirrored, &img_b, &id_b, "receiving");
+    assert!(
+        received.iter().any(|s| s.mirror.as_ref().is_some_and(|m| {
+            m.state == ferry::ceph::MirrorSnapState::NonPrimary
+                && m.complete
+                && primary.iter().any(|p| p.id == m.primary_snap_id)
+        })),
+        "{received:?}"
+    );
+    drop(img_b);
+    drop(img);
+    let img = volumes.open_image(&name).unwrap();
+    img.mirror_disable(true).unwrap();
 }
