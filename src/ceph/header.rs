@@ -275,7 +275,7 @@ fn batched_read(pool: &Pool<'_>, object: &str, calls: &mut [(Exec, bool)]) -> Re
         }
     }
     // SAFETY: valid op and ioctx; oid outlives the call.
-    let ret = unsafe { sys::rados_read_op_operate(op, pool.io(), oid.as_ptr(), 0) };
+    let ret = unsafe { sys::rados_read_op_operate(op, pool.raw(), oid.as_ptr(), 0) };
     // SAFETY: created above, not used after.
     unsafe { sys::rados_release_read_op(op) };
     Ok(ret)

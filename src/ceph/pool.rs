@@ -42,11 +42,6 @@ impl<'c> Pool<'c> {
     }
 
     /// The pool's name.
-    /// The librados handle, for the modules that make their own calls.
-    pub(super) fn io(&self) -> sys::rados_ioctx_t {
-        self.io
-    }
-
     pub fn name(&self) -> &str {
         &self.name
     }
