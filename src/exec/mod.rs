@@ -166,12 +166,13 @@ impl Drop for Slot<'_> {
 
 /// Images open at once for checks and short actions, whatever the number
 /// of images in flight: each open holds a whole librbd configuration
-/// (~0.2 MiB), and a batch of waiting images opening theirs at once was most
-/// of a run's memory. Not fewer: an action holds its slot while librbd
-/// waits for the monitor (a snapshot takes a second), and 200 images
-/// through 16 slots took 87 s where 64 took 66 s (unbounded: 63 s, but
-/// 195 MiB max RSS against 120 MiB).
-const OPEN_AT_ONCE: usize = 64;
+/// (~0.3 MiB), and a batch of images opening theirs at once was most of a
+/// run's memory. Most checks read image headers without an open now, so the
+/// slots are mostly for actions, which hold theirs while librbd waits for
+/// the monitor (a snapshot takes a second). 200 images at --concurrency 50
+/// (bench-scale): 64 slots 49 s and 116 MiB max RSS, 24 slots 52 s and
+/// 94 MiB, 16 slots 67 s and 88 MiB.
+const OPEN_AT_ONCE: usize = 24;
 
 thread_local! {
     /// This thread holds an open slot (a nested open goes on without one).
