@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ceph::{
     user_words, CephError, Cluster, Features, Image, ImageMirrorState, MirrorMode, Parent,
-    PlainImage, PoolMirrorMode, SnapNamespace,
+    PoolMirrorMode, SnapNamespace,
 };
 use anyhow::{anyhow, bail, Context};
 
@@ -548,79 +548,82 @@ fn image_facts(
     pool_mode: PoolMirrorMode,
 ) -> anyhow::Result<(ImageFacts, bool)> {
     let pool = cluster.pool(&r.pool)?;
-    if let Some(plain) = pool.plain_image(&r.name)? {
-        return plain_facts(plain, r, pool_mode);
+    let (now, luks) = match pool.plain_image(&r.name)? {
+        Some(plain) => (
+            ImageNow {
+                id: plain.id,
+                size: plain.size,
+                features: plain.features,
+                mirroring: None,
+                metadata: plain.metadata,
+                user_snapshots: Vec::new(),
+                users: Vec::new(),
+                parent: None,
+            },
+            plain.luks,
+        ),
+        None => {
+            // Read-only: no watch of our own, so any watcher is someone else.
+            let img = pool.open_image_read_only(&r.name, None)?;
+            let info = img.info()?;
+            let now = ImageNow {
+                id: img.id()?,
+                size: info.size,
+                features: info.features,
+                mirroring: match img.mirror_info()?.state {
+                    ImageMirrorState::Disabled => None,
+                    _ => img.mirror_mode()?,
+                },
+                metadata: img.metadata_list()?,
+                user_snapshots: img
+                    .snapshots()?
+                    .into_iter()
+                    .filter(|s| s.namespace == SnapNamespace::User)
+                    .map(|s| s.name)
+                    .collect(),
+                users: users_of(&img)?,
+                parent: img.parent()?,
+            };
+            (now, img.has_luks_header()?)
+        }
+    };
+    Ok((now.facts(r, pool_mode)?, luks))
+}
+
+/// What an image is now, read from its header or from an open handle.
+struct ImageNow {
+    id: String,
+    size: u64,
+    features: Features,
+    mirroring: Option<MirrorMode>,
+    metadata: Vec<(String, String)>,
+    user_snapshots: Vec<String>,
+    users: Vec<String>,
+    parent: Option<Parent>,
+}
+
+impl ImageNow {
+    /// Its facts for a plan: a record of a plan that began on it carries
+    /// its own features and mirroring (what cleanup puts back).
+    fn facts(self, r: &ImageRef, pool_mode: PoolMirrorMode) -> anyhow::Result<ImageFacts> {
+        let record = original_record(self.metadata, &r.source_spec())?;
+        Ok(ImageFacts {
+            id: self.id,
+            size: self.size,
+            features: record.as_ref().map_or(self.features, |rec| rec.features),
+            mirroring: record.as_ref().map_or(self.mirroring, |rec| rec.mirroring),
+            recorded: record.as_ref().map(|rec| Recorded {
+                plan: rec.plan.clone(),
+                features_now: self.features,
+                mirroring_now: self.mirroring,
+            }),
+            user_snapshots: self.user_snapshots,
+            in_use: !self.users.is_empty(),
+            users: self.users,
+            parent: self.parent,
+            pool_mode,
+            cloud: None,
+            streamed: false,
+        })
     }
-    opened_facts(&pool, r, pool_mode)
-}
-
-/// [`image_facts`] of a plain image: no snapshot, parent, mirroring or
-/// user; a record of a plan that began on it carries its own features.
-fn plain_facts(
-    plain: PlainImage,
-    r: &ImageRef,
-    pool_mode: PoolMirrorMode,
-) -> anyhow::Result<(ImageFacts, bool)> {
-    let record = original_record(plain.metadata, &r.source_spec())?;
-    let facts = ImageFacts {
-        id: plain.id,
-        size: plain.size,
-        features: record.as_ref().map_or(plain.features, |rec| rec.features),
-        mirroring: record.as_ref().and_then(|rec| rec.mirroring),
-        recorded: record.as_ref().map(|rec| Recorded {
-            plan: rec.plan.clone(),
-            features_now: plain.features,
-            mirroring_now: None,
-        }),
-        user_snapshots: Vec::new(),
-        in_use: false,
-        users: Vec::new(),
-        parent: None,
-        pool_mode,
-        cloud: None,
-        streamed: false,
-    };
-    Ok((facts, plain.luks))
-}
-
-/// [`image_facts`] from an open handle: any image.
-pub fn opened_facts(
-    pool: &crate::ceph::Pool<'_>,
-    r: &ImageRef,
-    pool_mode: PoolMirrorMode,
-) -> anyhow::Result<(ImageFacts, bool)> {
-    // Read-only: no watch of our own, so any watcher is someone else.
-    let img = pool.open_image_read_only(&r.name, None)?;
-    let info = img.info()?;
-    let users = users_of(&img)?;
-    let mirroring = match img.mirror_info()?.state {
-        ImageMirrorState::Disabled => None,
-        _ => img.mirror_mode()?,
-    };
-    let record = original_record(img.metadata_list()?, &r.source_spec())?;
-    let recorded = record.as_ref().map(|rec| Recorded {
-        plan: rec.plan.clone(),
-        features_now: info.features,
-        mirroring_now: mirroring,
-    });
-    let facts = ImageFacts {
-        id: img.id()?,
-        size: info.size,
-        features: record.as_ref().map_or(info.features, |rec| rec.features),
-        mirroring: record.as_ref().map_or(mirroring, |rec| rec.mirroring),
-        recorded,
-        user_snapshots: img
-            .snapshots()?
-            .into_iter()
-            .filter(|s| s.namespace == SnapNamespace::User)
-            .map(|s| s.name)
-            .collect(),
-        in_use: !users.is_empty(),
-        users,
-        parent: img.parent()?,
-        pool_mode,
-        cloud: None,
-        streamed: false,
-    };
-    Ok((facts, img.has_luks_header()?))
 }
