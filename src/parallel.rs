@@ -1,4 +1,7 @@
-//! Work over many items with a bounded number of threads.
+//! Work over many items with a bounded number of threads, and the slots
+//! that bound how many do a thing at once.
+
+use std::sync::{Arc, Condvar, Mutex};
 
 /// `f` of every item, in order, computed by up to `threads` threads.
 pub fn map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
@@ -25,6 +28,58 @@ pub fn map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
         .collect()
 }
 
+/// A counting semaphore: at most `n` holders at once, each holding a
+/// [`Slot`] it can keep as long as it needs (in a struct, across calls).
+#[derive(Debug)]
+pub struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// One slot of [`Slots`], given back when dropped.
+#[derive(Debug)]
+pub struct Slot(Arc<Slots>);
+
+impl Slots {
+    pub fn new(n: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            free: Mutex::new(n.max(1)),
+            freed: Condvar::new(),
+        })
+    }
+
+    /// A slot if one is free now.
+    pub fn try_take(self: &Arc<Self>) -> Option<Slot> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        (*free > 0).then(|| {
+            *free -= 1;
+            Slot(Arc::clone(self))
+        })
+    }
+
+    /// A slot, waiting for one to be given back.
+    pub fn take(self: &Arc<Self>) -> Slot {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Slot(Arc::clone(self))
+    }
+
+    /// How many are free now.
+    pub fn free(&self) -> usize {
+        *self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +94,28 @@ mod tests {
         });
         assert_eq!(out, items.iter().map(|k| k * 2).collect::<Vec<_>>());
         assert!(map(&[] as &[u64], 4, |k| *k).is_empty());
+    }
+
+    #[test]
+    fn slots_hold_no_more_than_their_number_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let slots = Slots::new(2);
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    let _slot = slots.take();
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                    now.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        // All given back: two free again, not three.
+        let (a, b) = (slots.try_take(), slots.try_take());
+        assert!(a.is_some() && b.is_some());
+        assert!(slots.try_take().is_none());
     }
 }

@@ -26,6 +26,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+use crate::parallel::{Slot, Slots};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -109,59 +111,15 @@ struct Ctx<'a> {
     drawn: Mutex<usize>,
     started: Instant,
     /// Steps that move data take one of these (`--concurrency`).
-    data_slots: Slots,
+    data_slots: Arc<Slots>,
     /// What the waits of all images share (readings, the pace of checks).
     observer: observe::Observer,
     /// Images open at once through `with_image` ([`OPEN_AT_ONCE`]).
-    open_slots: Slots,
+    open_slots: Arc<Slots>,
     /// Images whose migration failed in this run, or that this run does
     /// not begin: a wait for what one of them would have made (a clone's
     /// parent) ends instead of waiting out its timeout.
     failed: Mutex<BTreeSet<usize>>,
-}
-
-/// A counting semaphore: at most `n` holders at once.
-struct Slots {
-    free: Mutex<usize>,
-    freed: std::sync::Condvar,
-}
-
-/// One slot, given back when dropped.
-struct Slot<'a>(&'a Slots);
-
-impl Slots {
-    fn new(n: usize) -> Slots {
-        Slots {
-            free: Mutex::new(n.max(1)),
-            freed: std::sync::Condvar::new(),
-        }
-    }
-
-    /// A slot if one is free now.
-    fn try_take(&self) -> Option<Slot<'_>> {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        (*free > 0).then(|| {
-            *free -= 1;
-            Slot(self)
-        })
-    }
-
-    /// A slot, waiting for one to be given back.
-    fn take(&self) -> Slot<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
-        }
-        *free -= 1;
-        Slot(self)
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.0.freed.notify_one();
-    }
 }
 
 /// Images open at once for checks and short actions, whatever the number
@@ -180,10 +138,10 @@ thread_local! {
 }
 
 /// An open slot of this thread, or nothing for a nested open.
-struct OpenSlot<'a>(Option<Slot<'a>>);
+struct OpenSlot(Option<Slot>);
 
-impl<'a> OpenSlot<'a> {
-    fn take(slots: &'a Slots) -> OpenSlot<'a> {
+impl OpenSlot {
+    fn take(slots: &Arc<Slots>) -> OpenSlot {
         if HOLDS_OPEN_SLOT.get() {
             return OpenSlot(None);
         }
@@ -193,7 +151,7 @@ impl<'a> OpenSlot<'a> {
     }
 }
 
-impl Drop for OpenSlot<'_> {
+impl Drop for OpenSlot {
     fn drop(&mut self) {
         if self.0.take().is_some() {
             HOLDS_OPEN_SLOT.set(false);
@@ -895,28 +853,6 @@ mod tests {
                 (3, "plain error".to_string())
             ]
         );
-    }
-
-    #[test]
-    fn data_slots_hold_no_more_than_their_number_at_once() {
-        let slots = Slots::new(2);
-        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
-        std::thread::scope(|s| {
-            for _ in 0..6 {
-                s.spawn(|| {
-                    let _slot = slots.take();
-                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(n, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(30));
-                    now.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-        assert_eq!(most.load(Ordering::SeqCst), 2);
-        // All given back: two free again, not three.
-        let (a, b) = (slots.try_take(), slots.try_take());
-        assert!(a.is_some() && b.is_some());
-        assert!(slots.try_take().is_none());
     }
 
     #[test]

@@ -7,8 +7,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::parallel::Slot;
 
 use super::digest::{
     chunk_count, chunk_hash, chunk_len, zero_hash, ChunkHash, ImageDigest, CHUNK_SIZE,
@@ -45,54 +47,13 @@ pub struct Options {
 /// Buffers a transfer keeps for its next reads when a chunk is written.
 const SPARE_BUFFERS: usize = 2;
 
-/// A count of chunk buffers that transfers running at once share: the
-/// memory of a run's copies, whatever the number of images it copies at
-/// once. A transfer with nothing in flight waits for one; a transfer with
+/// The chunk buffers that transfers running at once share: the memory of
+/// a run's copies, whatever the number of images it copies at once. A
+/// transfer with nothing in flight waits for a chunk; a transfer with
 /// chunks in flight takes one only when one is free, else first finishes
-/// its own (so none waits while holding what another needs).
-#[derive(Debug)]
-pub struct ChunkBudget {
-    free: Mutex<usize>,
-    freed: Condvar,
-}
-
-impl ChunkBudget {
-    pub fn new(chunks: usize) -> Arc<ChunkBudget> {
-        Arc::new(ChunkBudget {
-            free: Mutex::new(chunks.max(1)),
-            freed: Condvar::new(),
-        })
-    }
-
-    fn try_take(self: &Arc<Self>) -> Option<Token> {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        if *free == 0 {
-            return None;
-        }
-        *free -= 1;
-        Some(Token(Arc::clone(self)))
-    }
-
-    fn take(self: &Arc<Self>) -> Token {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
-        }
-        *free -= 1;
-        Token(Arc::clone(self))
-    }
-}
-
-/// One chunk of a [`ChunkBudget`], given back when dropped (a chunk
-/// written, or a transfer ended by an error).
-struct Token(Arc<ChunkBudget>);
-
-impl Drop for Token {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.0.freed.notify_one();
-    }
-}
+/// its own (so none waits while holding what another needs). A chunk is
+/// given back when it is written, or when the transfer ends by an error.
+pub type ChunkBudget = crate::parallel::Slots;
 
 impl Default for Options {
     fn default() -> Options {
@@ -251,7 +212,7 @@ struct Reading<R> {
     len: usize,
     span: Option<(Range<usize>, R)>,
     base: Option<(Range<usize>, R)>,
-    token: Option<Token>,
+    token: Option<Slot>,
 }
 
 /// A chunk being written (or, without a target, just hashed).
@@ -263,7 +224,7 @@ struct Writing<W> {
     base: Option<Vec<u8>>,
     writes: Vec<W>,
     /// Given back when the chunk is written (after `data` is free).
-    _token: Option<Token>,
+    _token: Option<Slot>,
 }
 
 /// Chunk hashes arrive out of order; the digest takes them in order.
@@ -387,7 +348,7 @@ impl<'a, T: Target> Run<'a, T> {
         let mut stopping = false;
         // A chunk of the budget taken before the planner says whether the
         // next chunk needs a buffer (holes and logged chunks do not).
-        let mut spare: Option<Token> = None;
+        let mut spare: Option<Slot> = None;
         let covered = |order: &InOrder| (order.digest.chunks() * CHUNK_SIZE).min(size);
         loop {
             // Writes finish roughly in order: take the finished ones.
@@ -875,7 +836,7 @@ mod tests {
 
     #[test]
     fn a_shared_budget_bounds_chunks_in_flight_and_gets_every_chunk_back() {
-        let free = |b: &Arc<ChunkBudget>| *b.free.lock().unwrap();
+        let free = |b: &Arc<ChunkBudget>| b.free();
         let budget = ChunkBudget::new(2);
         // Another transfer holds one chunk: this one goes on with the other.
         let held = budget.try_take().unwrap();
