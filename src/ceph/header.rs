@@ -288,11 +288,10 @@ impl Pool<'_> {
     /// there; `None` otherwise (a format 1 image, or one half made or half
     /// removed): the caller opens it.
     pub fn image_named(&self, name: &str) -> Result<Option<bool>> {
-        match self.image_id_of(name)? {
-            Some(id) if self.object_exists(&format!("rbd_header.{id}"))? => Ok(Some(true)),
-            Some(_) => Ok(None),
-            None if self.object_exists(&format!("{name}.rbd"))? => Ok(None),
-            None => Ok(Some(false)),
+        match self.image_id_or_absent(name)? {
+            Some(Some(id)) if self.object_exists(&format!("rbd_header.{id}"))? => Ok(Some(true)),
+            Some(Some(_)) | None => Ok(None),
+            Some(None) => Ok(Some(false)),
         }
     }
 

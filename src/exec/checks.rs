@@ -24,8 +24,7 @@ impl Ctx<'_> {
     /// An image's features (at its snapshot, if it names one).
     pub(super) fn features(&self, at: &ImageAt) -> anyhow::Result<Features> {
         if at.snap.is_none() {
-            let pool = self.cluster(at.site)?.pool(&at.pool)?;
-            if let Some(id) = pool.image_id_of(&at.image)? {
+            if let (pool, Some(Some(id))) = self.header_id(at)? {
                 if let Some(f) = pool.head_features(&id)? {
                     return Ok(f);
                 }
@@ -36,15 +35,14 @@ impl Ctx<'_> {
 
     /// A metadata value of an image (None when the image or key is missing).
     pub(super) fn metadata(&self, at: &ImageAt, key: &str) -> anyhow::Result<Option<String>> {
-        let pool = self.cluster(at.site)?.pool(&at.pool)?;
-        match pool.image_id_or_absent(&at.image)? {
-            Some(None) => return Ok(None),
-            Some(Some(id)) => {
+        match self.header_id(at)? {
+            (_, Some(None)) => return Ok(None),
+            (pool, Some(Some(id))) => {
                 if let Some(value) = pool.head_metadata(&id, key)? {
                     return Ok(value);
                 }
             }
-            None => {}
+            (_, None) => {}
         }
         match self.with_image(&plain(at), false, |img| img.metadata_get(key)) {
             Ok(v) => Ok(v),
@@ -93,13 +91,9 @@ impl Ctx<'_> {
             fsid: self.cluster(Site::Source)?.fsid()?,
             pool: origin.pool.clone(),
             image: origin.image.clone(),
-            id: match self
-                .cluster(Site::Source)?
-                .pool(&origin.pool)?
-                .image_id_of(&origin.image)?
-            {
-                Some(id) => id,
-                None => self.with_image(&origin_at, false, |img| img.id())?,
+            id: match self.header_id(&origin_at)? {
+                (_, Some(Some(id))) => id,
+                _ => self.with_image(&origin_at, false, |img| img.id())?,
             },
         };
         if rec.source != live {
@@ -168,8 +162,7 @@ impl Ctx<'_> {
     /// The clients using an image, by the one rule (`ceph::image_users`).
     pub(super) fn users(&self, at: &ImageAt) -> anyhow::Result<Vec<String>> {
         // Exclusive-lock held by nobody: nobody writes it; no open needed.
-        let pool = self.cluster(at.site)?.pool(&at.pool)?;
-        if let Some(id) = pool.image_id_of(&at.image)? {
+        if let (pool, Some(Some(id))) = self.header_id(at)? {
             if pool.exclusive_lock_free(&id)? == Some(true) {
                 return Ok(Vec::new());
             }
@@ -306,12 +299,23 @@ impl Ctx<'_> {
     /// header without an open: `Some(empty)` when there is no such image,
     /// None when the header does not answer (the caller opens it).
     fn header_snapshots(&self, at: &ImageAt) -> anyhow::Result<Option<Vec<HeaderSnapshot>>> {
-        let pool = self.cluster(at.site)?.pool(&at.pool)?;
-        Ok(match pool.image_id_or_absent(&at.image)? {
-            Some(None) => Some(Vec::new()),
-            Some(Some(id)) => pool.snapshot_list(&id)?,
-            None => None,
+        Ok(match self.header_id(at)? {
+            (_, Some(None)) => Some(Vec::new()),
+            (pool, Some(Some(id))) => pool.snapshot_list(&id)?,
+            (_, None) => None,
         })
+    }
+
+    /// The pool of the image `at` names and its id, read without an open
+    /// (`Pool::image_id_or_absent`): `Some(None)` when there is no image of
+    /// that name, `None` for a format 1 image (the caller opens it).
+    fn header_id(
+        &self,
+        at: &ImageAt,
+    ) -> anyhow::Result<(crate::ceph::Pool<'_>, Option<Option<String>>)> {
+        let pool = self.cluster(at.site)?.pool(&at.pool)?;
+        let id = pool.image_id_or_absent(&at.image)?;
+        Ok((pool, id))
     }
 
     /// The id of the snapshot `at` names (None when there is none).
