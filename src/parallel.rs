@@ -80,6 +80,32 @@ impl Drop for Slot {
     }
 }
 
+/// A flag one thread raises and others wait for, each with a limit: a
+/// loop that does something every so often until told to stop ends as soon
+/// as it is told, not at its next turn.
+#[derive(Debug, Default)]
+pub struct Flag {
+    raised: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Flag {
+    pub fn raise(&self) {
+        *self.raised.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the flag is raised or `limit` passes; whether it is.
+    pub fn wait(&self, limit: std::time::Duration) -> bool {
+        let raised = self.raised.lock().unwrap_or_else(|p| p.into_inner());
+        let (raised, _) = self
+            .changed
+            .wait_timeout_while(raised, limit, |r| !*r)
+            .unwrap_or_else(|p| p.into_inner());
+        *raised
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +120,26 @@ mod tests {
         });
         assert_eq!(out, items.iter().map(|k| k * 2).collect::<Vec<_>>());
         assert!(map(&[] as &[u64], 4, |k| *k).is_empty());
+    }
+
+    #[test]
+    fn a_raised_flag_ends_a_wait_at_once() {
+        use std::time::{Duration, Instant};
+        let flag = Flag::default();
+        let t = Instant::now();
+        assert!(!flag.wait(Duration::from_millis(20)));
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(30));
+                flag.raise();
+            });
+            let t = Instant::now();
+            assert!(flag.wait(Duration::from_secs(60)));
+            assert!(t.elapsed() < Duration::from_secs(30));
+        });
+        // Raised stays raised.
+        assert!(flag.wait(Duration::ZERO));
     }
 
     #[test]

@@ -24,10 +24,9 @@ pub use state::{legacy_state_path, state_path, ImageState, RunState, StateLock};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::parallel::{Slot, Slots};
+use crate::parallel::{Flag, Slot, Slots};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -353,7 +352,7 @@ fn execute(
         let st = ctx.state.lock().unwrap();
         (st.plan.images.len(), st.plan.run_order())
     };
-    let finished = AtomicBool::new(false);
+    let finished = Flag::default();
     let threads = opts.in_flight.max(opts.concurrency);
     let failed_image = |i: usize, e: &anyhow::Error| {
         ctx.failed.lock().unwrap().insert(i);
@@ -402,7 +401,7 @@ fn execute(
             },
         ));
         failures.sort_by_key(|(i, _)| *i);
-        finished.store(true, Ordering::SeqCst);
+        finished.raise();
         failures
     });
     ctx.finish();
@@ -832,12 +831,12 @@ mod tests {
                 if i == 3 {
                     bail!("plain error");
                 }
-                done.fetch_add(1, Ordering::SeqCst);
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Ok(())
             },
             |i, r| reported.lock().unwrap().push((i, r.is_ok())),
         );
-        assert_eq!(done.load(Ordering::SeqCst), 3);
+        assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 3);
         let mut reported = reported.into_inner().unwrap();
         reported.sort();
         assert_eq!(

@@ -43,12 +43,11 @@ impl Ctx<'_> {
         lines.len()
     }
 
-    /// Until `finished`: redraws the live board, or reports the batch as a
-    /// line every [`BATCH_EVERY`].
-    pub(super) fn tick(&self, finished: &AtomicBool) {
+    /// Until `finished` is raised (then at once): redraws the live board,
+    /// or reports the batch as a line every [`BATCH_EVERY`].
+    pub(super) fn tick(&self, finished: &Flag) {
         let mut last_line = Instant::now();
-        while !finished.load(Ordering::SeqCst) {
-            std::thread::sleep(REDRAW);
+        while !finished.wait(REDRAW) {
             if self.live {
                 let mut drawn = self.drawn.lock().unwrap();
                 let mut e = std::io::stderr().lock();
