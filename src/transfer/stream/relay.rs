@@ -672,37 +672,197 @@ fn carry(
             Err(StreamError::Ended { .. }) => return Ended::Early,
             Err(e) => return Ended::Failed(e),
         };
-        match read_payload(&mut r, len, &mut buf, name) {
+        // A chunk's data is not read here: past its fixed head (what the
+        // tally needs), it moves from pipe to pipe in the kernel.
+        let spliced = k == kind::DATA && len as usize >= DATA_HEAD + SPLICE_AT_LEAST;
+        let read = if spliced { DATA_HEAD as u32 } else { len };
+        match read_payload(&mut r, read, &mut buf, name) {
             Ok(()) => {}
             Err(StreamError::Ended { .. }) => return Ended::Early,
             Err(e) => return Ended::Failed(e),
         }
-        if let Err(e) = note(tally, up, k, &buf, name) {
+        if let Err(e) = note(tally, up, k, &buf, len, name) {
             return Ended::Failed(e);
         }
         let mut head = [0u8; 5];
         head[0] = k;
         head[1..].copy_from_slice(&len.to_le_bytes());
-        // Flush when nothing more is waiting: the agent at the far end
-        // may be waiting for just this frame.
-        let idle = r.buffer().is_empty();
-        if !put(&mut w, &head, false) || !put(&mut w, &buf, idle) {
+        if !spliced {
+            // Flush when nothing more is waiting: the agent at the far end
+            // may be waiting for just this frame.
+            let idle = r.buffer().is_empty();
+            if !put(&mut w, &head, false) || !put(&mut w, &buf, idle) {
+                return Ended::Gone;
+            }
+            continue;
+        }
+        // The rest of the payload: first what the reader holds already,
+        // then the pipe's own bytes, all in order behind what `w` holds.
+        let mut rest = len as usize - DATA_HEAD;
+        let held = rest.min(r.buffer().len());
+        let ok = put(&mut w, &head, false)
+            && put(&mut w, &buf, false)
+            && put(&mut w, &r.buffer()[..held], true);
+        r.consume(held);
+        rest -= held;
+        if !ok {
             return Ended::Gone;
+        }
+        if rest > 0 {
+            match splice_exactly(r.get_ref(), w.get_ref(), rest, dir) {
+                Ok(()) => {}
+                Err(Spliced::Ended) => return Ended::Early,
+                Err(Spliced::Gone) => return Ended::Gone,
+                Err(Spliced::Failed(e)) => {
+                    return Ended::Failed(StreamError::Io {
+                        what: format!("carrying data from {name}"),
+                        error: e,
+                    })
+                }
+            }
         }
     }
 }
 
-/// Notes a frame passing.
+/// The fixed head of a `DATA` payload (index, SHA-256, the run count at
+/// 40..44) that the relay reads to count the frame.
+const DATA_HEAD: usize = 44;
+
+/// Payloads shorter than this past their head are copied: moving them in
+/// the kernel saves less than the calls cost.
+const SPLICE_AT_LEAST: usize = 64 << 10;
+
+/// Why moving bytes from pipe to pipe stopped early.
+enum Spliced {
+    /// The reading end reached its end.
+    Ended,
+    /// The writing end is closed (its agent exited).
+    Gone,
+    Failed(std::io::Error),
+}
+
+/// Moves exactly `n` bytes from the pipe `from` to the pipe `to` with
+/// splice(2): the pages pass from one pipe to the other, never copied
+/// through this process. Noted in `dir` as the copying path notes them:
+/// `writing` only while bytes are in hand and the far end does not take
+/// them, so a stall is put on the right side. Where splice cannot be used
+/// (not pipes), the bytes are read and written.
+fn splice_exactly(
+    from: &super::Watched<ChildStdout>,
+    to: &ChildStdin,
+    mut n: usize,
+    dir: &Direction,
+) -> Result<(), Spliced> {
+    use std::os::fd::AsRawFd;
+    let (src, dst) = (from.inner.as_raw_fd(), to.as_raw_fd());
+    while n > 0 {
+        // Wait for bytes to read, not counted as writing.
+        let mut pfd = libc::pollfd {
+            fd: src,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if ready < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Spliced::Failed(e));
+        }
+        dir.writing.store(true, Ordering::Relaxed);
+        // SAFETY: two open descriptors, no offsets (pipes).
+        let moved = unsafe {
+            libc::splice(
+                src,
+                std::ptr::null_mut(),
+                dst,
+                std::ptr::null_mut(),
+                n,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE,
+            )
+        };
+        dir.writing.store(false, Ordering::Relaxed);
+        match moved {
+            0 => return Err(Spliced::Ended),
+            k if k > 0 => {
+                n -= k as usize;
+                from.activity.touch();
+            }
+            _ => {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) | Some(libc::EAGAIN) => {}
+                    Some(libc::EPIPE) => return Err(Spliced::Gone),
+                    Some(libc::EINVAL) => return copy_exactly(src, dst, n, dir, &from.activity),
+                    _ => return Err(Spliced::Failed(e)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`splice_exactly`]'s way for descriptors splice does not take.
+fn copy_exactly(
+    src: std::os::fd::RawFd,
+    dst: std::os::fd::RawFd,
+    mut n: usize,
+    dir: &Direction,
+    activity: &Activity,
+) -> Result<(), Spliced> {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: borrowed for this call only: given back by into_raw_fd
+    // below on every path, never closed here.
+    let (mut from, mut to) = unsafe {
+        (
+            std::fs::File::from_raw_fd(src),
+            std::fs::File::from_raw_fd(dst),
+        )
+    };
+    let mut buf = vec![0u8; n.min(1 << 20)];
+    let result = loop {
+        if n == 0 {
+            break Ok(());
+        }
+        let want = n.min(buf.len());
+        match from.read(&mut buf[..want]) {
+            Ok(0) => break Err(Spliced::Ended),
+            Ok(k) => {
+                activity.touch();
+                dir.writing.store(true, Ordering::Relaxed);
+                let wrote = to.write_all(&buf[..k]);
+                dir.writing.store(false, Ordering::Relaxed);
+                if wrote.is_err() {
+                    break Err(Spliced::Gone);
+                }
+                activity.touch();
+                n -= k;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(Spliced::Failed(e)),
+        }
+    };
+    let _ = from.into_raw_fd();
+    let _ = to.into_raw_fd();
+    result
+}
+
+/// Notes a frame passing: `payload` is all of it, or for `DATA` at least
+/// its fixed head; `len` its whole length.
 fn note(
     tally: &Mutex<Tally>,
     up: bool,
     k: u8,
     payload: &[u8],
+    len: u32,
     name: &str,
 ) -> Result<(), StreamError> {
     let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
     if up {
-        t.bytes_carried += 5 + payload.len() as u64;
+        t.bytes_carried += 5 + len as u64;
     }
     match (up, k) {
         (true, kind::HELLO) => t.hello = Some(parse_json(payload, "HELLO", name)?),
@@ -711,7 +871,7 @@ fn note(
             let runs = payload.get(40..44).map_or(0, |b| {
                 u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64
             });
-            t.bytes_sent += (payload.len() as u64).saturating_sub(44 + 8 * runs);
+            t.bytes_sent += (len as u64).saturating_sub(DATA_HEAD as u64 + 8 * runs);
         }
         (true, kind::HELD) => t.held += 1,
         (true, kind::HOLE) => t.holes += 1,
