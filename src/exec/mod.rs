@@ -599,7 +599,9 @@ fn check_inputs(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
         if image.done.contains(&step.id) {
             continue;
         }
-        if !step.past_when.is_empty() && ctx.all_hold(&step.past_when)? {
+        if !step.past_when.is_empty()
+            && ctx.read_through(i, step, || ctx.all_hold(&step.past_when))?
+        {
             continue;
         }
         ctx.act(i, step).map_err(|e| failed(ctx, i, step, e))?;
@@ -733,12 +735,13 @@ fn run_step(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Resu
     }
     // A later step has moved on (the copy is verified, the cleanup has
     // begun): this one's effect may be undone on purpose.
-    if !step.past_when.is_empty() && ctx.all_hold(&step.past_when)? {
+    if !step.past_when.is_empty() && ctx.read_through(i, step, || ctx.all_hold(&step.past_when))? {
         ctx.board.lock().unwrap().step_done(i, &step.name, true);
         ctx.event(i, &step.name, "done", "(past)");
         return Ok(());
     }
-    let observed = !step.done_when.is_empty() && ctx.all_hold(&step.done_when)?;
+    let observed = !step.done_when.is_empty()
+        && ctx.read_through(i, step, || ctx.all_hold(&step.done_when))?;
     // Ceph's word over the state file's: a recorded step whose effect is
     // gone runs again; one whose effect is there is done.
     if observed || (recorded && step.done_when.is_empty()) {
@@ -786,7 +789,7 @@ fn run_step(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Resu
         ctx.act(i, step)?
     };
     for c in &step.done_when {
-        if !ctx.holds(c)? {
+        if !ctx.read_through(i, step, || ctx.holds(c))? {
             bail!("done but {c:?} does not hold");
         }
     }

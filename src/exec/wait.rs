@@ -366,6 +366,69 @@ impl ReadFailures {
     }
 }
 
+/// Takes `read` until it succeeds, through `passing` failures that last
+/// less than `grace` in a row (`note` is told the first), sleeping
+/// `pause(time since the first try)` between tries; any other failure (an
+/// answer: denied, not the same data) ends it at once. A reading at a
+/// step's edge (is the step done already? did its action take?) so gets
+/// the patience a wait's readings get: a cluster away for a moment does
+/// not fail an image between its steps.
+pub(super) fn read_through<T>(
+    grace: Duration,
+    mut read: impl FnMut() -> anyhow::Result<T>,
+    passing: impl Fn(&anyhow::Error) -> bool,
+    mut note: impl FnMut(&str),
+    mut pause: impl FnMut(Duration),
+) -> anyhow::Result<T> {
+    let mut failing = ReadFailures::new(grace);
+    let start = Instant::now();
+    loop {
+        let r = match read() {
+            Err(e) if !passing(&e) => return Err(e),
+            r => r,
+        };
+        if let Some(v) = failing.tolerate(r, &mut note)? {
+            return Ok(v);
+        }
+        pause(start.elapsed());
+    }
+}
+
+/// Whether a failed reading may pass if asked again: Ceph gave no answer
+/// in time, or lost the connection (not: denied, not found, refused).
+/// OpenStack calls retry on their own (`api_retry_seconds`).
+pub(super) fn passing(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<CephError>()
+            .is_some_and(|c| matches!(c.kind(), ErrorKind::TimedOut | ErrorKind::Other))
+    })
+}
+
+impl Ctx<'_> {
+    /// [`read_through`] with a wait's grace and pace, for step `step` of
+    /// image `i`.
+    pub(super) fn read_through<T>(
+        &self,
+        i: usize,
+        step: &Step,
+        read: impl FnMut() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        read_through(
+            ERROR_GRACE,
+            read,
+            passing,
+            |text| {
+                tracing::warn!(
+                    "image {}: step {}: {text} (reading again)",
+                    i + 1,
+                    step.name
+                )
+            },
+            |waited| std::thread::sleep(poll_interval(self.opts.poll, waited)),
+        )
+    }
+}
+
 /// How long a wait sleeps before its next poll: a twentieth of the time
 /// waited so far, at least `base` and at most 5 s. A short wait ends within
 /// `base` of its condition; a long one (a sync of hours, a thousand images
@@ -416,5 +479,67 @@ mod tests {
         let mut f = ReadFailures::new(Duration::ZERO);
         let e = f.tolerate(err(), |_| {}).unwrap_err();
         assert!(format!("{e:#}").contains("monitor away"), "{e:#}");
+    }
+
+    #[test]
+    fn a_reading_at_a_steps_edge_is_taken_again_through_passing_failures() {
+        // Fails twice, then reads: the value, one note, two pauses.
+        let (mut tries, mut notes, mut pauses) = (0, Vec::new(), 0);
+        let away = || -> anyhow::Error {
+            CephError::call("rados_mon_command", "status".to_string(), -libc::ETIMEDOUT).into()
+        };
+        let v = read_through(
+            Duration::from_secs(3600),
+            || {
+                tries += 1;
+                if tries <= 2 {
+                    Err(away().context("reading site-b"))
+                } else {
+                    Ok(tries)
+                }
+            },
+            passing,
+            |t| notes.push(t.to_string()),
+            |_| pauses += 1,
+        )
+        .unwrap();
+        assert_eq!((v, pauses), (3, 2));
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].starts_with("reading site-b: "), "{notes:?}");
+        // Failures that last the grace end it with their error.
+        let mut tries = 0;
+        let e = read_through(
+            Duration::ZERO,
+            || -> anyhow::Result<bool> {
+                tries += 1;
+                Err(away())
+            },
+            passing,
+            |_| {},
+            |_| {},
+        )
+        .unwrap_err();
+        assert_eq!(tries, 1);
+        assert!(format!("{e:#}").contains("still failing"), "{e:#}");
+        // An answer is not asked again: denied, or a verdict on the data.
+        for answer in [
+            CephError::call("rbd_open", "volumes/x".to_string(), -libc::EACCES).into(),
+            anyhow!("the copy was verified with another digest: not the same data"),
+        ] {
+            let mut answer = Some(answer);
+            let mut tries = 0;
+            let e = read_through(
+                Duration::from_secs(3600),
+                || -> anyhow::Result<bool> {
+                    tries += 1;
+                    Err(answer.take().unwrap_or_else(|| anyhow!("asked twice")))
+                },
+                passing,
+                |_| {},
+                |_| {},
+            )
+            .unwrap_err();
+            assert_eq!(tries, 1, "{e:#}");
+        }
     }
 }
