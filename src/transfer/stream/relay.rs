@@ -709,7 +709,7 @@ fn carry(
             return Ended::Gone;
         }
         if rest > 0 {
-            match splice_exactly(r.get_ref(), w.get_ref(), rest, dir) {
+            match splice_exactly(r.get_mut(), w.get_mut(), rest, dir) {
                 Ok(()) => {}
                 Err(Spliced::Ended) => return Ended::Early,
                 Err(Spliced::Gone) => return Ended::Gone,
@@ -748,57 +748,30 @@ enum Spliced {
 /// them, so a stall is put on the right side. Where splice cannot be used
 /// (not pipes), the bytes are read and written.
 fn splice_exactly(
-    from: &super::Watched<ChildStdout>,
-    to: &ChildStdin,
+    from: &mut super::Watched<ChildStdout>,
+    to: &mut ChildStdin,
     mut n: usize,
     dir: &Direction,
 ) -> Result<(), Spliced> {
-    use std::os::fd::AsRawFd;
-    let (src, dst) = (from.inner.as_raw_fd(), to.as_raw_fd());
+    use crate::transfer::file::sys;
     while n > 0 {
-        // Wait for bytes to read, not counted as writing.
-        let mut pfd = libc::pollfd {
-            fd: src,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if ready < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(Spliced::Failed(e));
-        }
+        // Waiting for bytes to read is not writing.
+        sys::wait_readable(&from.inner).map_err(Spliced::Failed)?;
         dir.writing.store(true, Ordering::Relaxed);
-        // SAFETY: two open descriptors, no offsets (pipes).
-        let moved = unsafe {
-            libc::splice(
-                src,
-                std::ptr::null_mut(),
-                dst,
-                std::ptr::null_mut(),
-                n,
-                libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE,
-            )
-        };
+        let moved = sys::splice(&from.inner, to, n);
         dir.writing.store(false, Ordering::Relaxed);
         match moved {
-            0 => return Err(Spliced::Ended),
-            k if k > 0 => {
-                n -= k as usize;
+            Ok(0) => return Err(Spliced::Ended),
+            Ok(k) => {
+                n -= k;
                 from.activity.touch();
             }
-            _ => {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EINTR) | Some(libc::EAGAIN) => {}
-                    Some(libc::EPIPE) => return Err(Spliced::Gone),
-                    Some(libc::EINVAL) => return copy_exactly(src, dst, n, dir, &from.activity),
-                    _ => return Err(Spliced::Failed(e)),
-                }
-            }
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::EAGAIN) => {}
+                Some(libc::EPIPE) => return Err(Spliced::Gone),
+                Some(libc::EINVAL) => return copy_exactly(from, to, n, dir),
+                _ => return Err(Spliced::Failed(e)),
+            },
         }
     }
     Ok(())
@@ -806,48 +779,32 @@ fn splice_exactly(
 
 /// [`splice_exactly`]'s way for descriptors splice does not take.
 fn copy_exactly(
-    src: std::os::fd::RawFd,
-    dst: std::os::fd::RawFd,
+    from: &mut super::Watched<ChildStdout>,
+    to: &mut ChildStdin,
     mut n: usize,
     dir: &Direction,
-    activity: &Activity,
 ) -> Result<(), Spliced> {
     use std::io::Read;
-    use std::os::fd::{FromRawFd, IntoRawFd};
-    // SAFETY: borrowed for this call only: given back by into_raw_fd
-    // below on every path, never closed here.
-    let (mut from, mut to) = unsafe {
-        (
-            std::fs::File::from_raw_fd(src),
-            std::fs::File::from_raw_fd(dst),
-        )
-    };
     let mut buf = vec![0u8; n.min(1 << 20)];
-    let result = loop {
-        if n == 0 {
-            break Ok(());
-        }
+    while n > 0 {
         let want = n.min(buf.len());
         match from.read(&mut buf[..want]) {
-            Ok(0) => break Err(Spliced::Ended),
+            Ok(0) => return Err(Spliced::Ended),
             Ok(k) => {
-                activity.touch();
                 dir.writing.store(true, Ordering::Relaxed);
                 let wrote = to.write_all(&buf[..k]);
                 dir.writing.store(false, Ordering::Relaxed);
                 if wrote.is_err() {
-                    break Err(Spliced::Gone);
+                    return Err(Spliced::Gone);
                 }
-                activity.touch();
+                dir.activity.touch();
                 n -= k;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(Spliced::Failed(e)),
+            Err(e) => return Err(Spliced::Failed(e)),
         }
-    };
-    let _ = from.into_raw_fd();
-    let _ = to.into_raw_fd();
-    result
+    }
+    Ok(())
 }
 
 /// Notes a frame passing: `payload` is all of it, or for `DATA` at least
