@@ -423,8 +423,13 @@ pub fn relay_observed(
     ] {
         let (tally, tx, name) = (Arc::clone(&tally), tx.clone(), name.to_string());
         std::thread::spawn(move || {
-            let ended = carry(from, to, is_up, &dir, &tally, &name);
+            let mut to = BufWriter::with_capacity(1 << 20, to);
+            let ended = carry(from, &mut to, is_up, &dir, &tally, &name);
+            // How this direction ended is told before its far end is
+            // closed: that agent sees the end of its input only after, so
+            // what it says about it cannot come first and be blamed.
             let _ = tx.send((is_up, ended));
+            drop(to);
         });
     }
     drop(tx);
@@ -624,7 +629,7 @@ pub fn relay_observed(
 /// agent's stdin, noting what passes.
 fn carry(
     from: ChildStdout,
-    to: ChildStdin,
+    w: &mut BufWriter<ChildStdin>,
     up: bool,
     dir: &Direction,
     tally: &Mutex<Tally>,
@@ -638,7 +643,6 @@ fn carry(
             activity: dir.activity.clone(),
         },
     );
-    let mut w = BufWriter::with_capacity(1 << 20, to);
     let mut buf = Vec::new();
     let put = |w: &mut BufWriter<ChildStdin>, bytes: &[u8], flush: bool| -> bool {
         dir.writing.store(true, Ordering::Relaxed);
@@ -653,7 +657,7 @@ fn carry(
             e => Ended::Failed(e),
         };
     }
-    if !put(&mut w, &MAGIC, false) {
+    if !put(w, &MAGIC, false) {
         return Ended::Gone;
     }
     loop {
@@ -691,7 +695,7 @@ fn carry(
             // Flush when nothing more is waiting: the agent at the far end
             // may be waiting for just this frame.
             let idle = r.buffer().is_empty();
-            if !put(&mut w, &head, false) || !put(&mut w, &buf, idle) {
+            if !put(w, &head, false) || !put(w, &buf, idle) {
                 return Ended::Gone;
             }
             continue;
@@ -700,9 +704,7 @@ fn carry(
         // then the pipe's own bytes, all in order behind what `w` holds.
         let mut rest = len as usize - DATA_HEAD;
         let held = rest.min(r.buffer().len());
-        let ok = put(&mut w, &head, false)
-            && put(&mut w, &buf, false)
-            && put(&mut w, &r.buffer()[..held], true);
+        let ok = put(w, &head, false) && put(w, &buf, false) && put(w, &r.buffer()[..held], true);
         r.consume(held);
         rest -= held;
         if !ok {
