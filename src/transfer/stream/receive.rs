@@ -120,14 +120,8 @@ pub fn receive(
     output: &mut impl Write,
     opts: &ReceiveOptions,
 ) -> Result<ReceiveReport> {
-    let mut opened = false;
-    let result = receive_inner(path, input, output, opts, &mut opened);
+    let result = receive_inner(path, input, output, opts);
     if let Err(e) = &result {
-        // An answer begins with the magic, an ERROR frame too (the sender
-        // may have ended before its own magic arrived).
-        if !opened {
-            let _ = write_magic(output);
-        }
         let _ = write_json(output, kind::ERROR, &ErrorMessage::of(e));
         let _ = output.flush();
     }
@@ -139,14 +133,13 @@ fn receive_inner(
     input: &mut impl Read,
     output: &mut impl Write,
     opts: &ReceiveOptions,
-    opened: &mut bool,
 ) -> Result<ReceiveReport> {
     let start = Instant::now();
-    read_magic(input, FROM)?;
-    // The answer opens before anything else can fail, so that an ERROR
-    // frame after it is read as one.
-    *opened = true;
+    // The answer opens before anything can fail, the sender's magic
+    // included (it may end before sending it), so that an ERROR frame
+    // after it is read as one.
     write_magic(output)?;
+    read_magic(input, FROM)?;
     let mut buf = Vec::new();
     let k = next_frame(input, &mut buf, FROM)?;
     if k != kind::HELLO {

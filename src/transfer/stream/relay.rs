@@ -711,16 +711,8 @@ fn carry(
             return Ended::Gone;
         }
         if rest > 0 {
-            match splice_exactly(r.get_mut(), w.get_mut(), rest, dir) {
-                Ok(()) => {}
-                Err(Spliced::Ended) => return Ended::Early,
-                Err(Spliced::Gone) => return Ended::Gone,
-                Err(Spliced::Failed(e)) => {
-                    return Ended::Failed(StreamError::Io {
-                        what: format!("carrying data from {name}"),
-                        error: e,
-                    })
-                }
+            if let Err(ended) = splice_exactly(r.get_mut(), w.get_mut(), rest, dir, name) {
+                return ended;
             }
         }
     }
@@ -734,76 +726,43 @@ const DATA_HEAD: usize = 44;
 /// the kernel saves less than the calls cost.
 const SPLICE_AT_LEAST: usize = 64 << 10;
 
-/// Why moving bytes from pipe to pipe stopped early.
-enum Spliced {
-    /// The reading end reached its end.
-    Ended,
-    /// The writing end is closed (its agent exited).
-    Gone,
-    Failed(std::io::Error),
-}
-
-/// Moves exactly `n` bytes from the pipe `from` to the pipe `to` with
-/// splice(2): the pages pass from one pipe to the other, never copied
-/// through this process. Noted in `dir` as the copying path notes them:
-/// `writing` only while bytes are in hand and the far end does not take
-/// them, so a stall is put on the right side. Where splice cannot be used
-/// (not pipes), the bytes are read and written.
+/// Moves exactly `n` bytes from the pipe `from` to the pipe `to` (the
+/// agents' stdout and stdin, pipes by construction) with splice(2): the
+/// pages pass from one pipe to the other, never copied through this
+/// process. Noted in `dir` as the copying path notes them: `writing` only
+/// while bytes are in hand and the far end does not take them, so a stall
+/// is put on the right side. The error is how the direction ended.
 fn splice_exactly(
     from: &mut super::Watched<ChildStdout>,
     to: &mut ChildStdin,
     mut n: usize,
     dir: &Direction,
-) -> Result<(), Spliced> {
+    name: &str,
+) -> Result<(), Ended> {
     use crate::transfer::file::sys;
+    let failed = |e| {
+        Ended::Failed(StreamError::Io {
+            what: format!("carrying data from {name}"),
+            error: e,
+        })
+    };
     while n > 0 {
         // Waiting for bytes to read is not writing.
-        sys::wait_readable(&from.inner).map_err(Spliced::Failed)?;
+        sys::wait_readable(&from.inner).map_err(failed)?;
         dir.writing.store(true, Ordering::Relaxed);
         let moved = sys::splice(&from.inner, to, n);
         dir.writing.store(false, Ordering::Relaxed);
         match moved {
-            Ok(0) => return Err(Spliced::Ended),
+            Ok(0) => return Err(Ended::Early),
             Ok(k) => {
                 n -= k;
                 from.activity.touch();
             }
             Err(e) => match e.raw_os_error() {
                 Some(libc::EINTR) | Some(libc::EAGAIN) => {}
-                Some(libc::EPIPE) => return Err(Spliced::Gone),
-                Some(libc::EINVAL) => return copy_exactly(from, to, n, dir),
-                _ => return Err(Spliced::Failed(e)),
+                Some(libc::EPIPE) => return Err(Ended::Gone),
+                _ => return Err(failed(e)),
             },
-        }
-    }
-    Ok(())
-}
-
-/// [`splice_exactly`]'s way for descriptors splice does not take.
-fn copy_exactly(
-    from: &mut super::Watched<ChildStdout>,
-    to: &mut ChildStdin,
-    mut n: usize,
-    dir: &Direction,
-) -> Result<(), Spliced> {
-    use std::io::Read;
-    let mut buf = vec![0u8; n.min(1 << 20)];
-    while n > 0 {
-        let want = n.min(buf.len());
-        match from.read(&mut buf[..want]) {
-            Ok(0) => return Err(Spliced::Ended),
-            Ok(k) => {
-                dir.writing.store(true, Ordering::Relaxed);
-                let wrote = to.write_all(&buf[..k]);
-                dir.writing.store(false, Ordering::Relaxed);
-                if wrote.is_err() {
-                    return Err(Spliced::Gone);
-                }
-                dir.activity.touch();
-                n -= k;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Spliced::Failed(e)),
         }
     }
     Ok(())
