@@ -9,6 +9,7 @@ mod checks;
 mod cloud;
 mod observe;
 mod output;
+mod pipeline;
 mod progress;
 mod space;
 mod stall;
@@ -130,6 +131,10 @@ struct Ctx<'a> {
 /// (bench-scale): 64 slots 49 s and 116 MiB max RSS, 24 slots 52 s and
 /// 94 MiB, 16 slots 67 s and 88 MiB.
 const OPEN_AT_ONCE: usize = 24;
+
+/// Worker threads beyond `--concurrency`, for the short actions
+/// (snapshots, features, adoption) while every data slot is busy.
+const SHORT_ACTIONS: usize = 8;
 
 thread_local! {
     /// This thread holds an open slot (a nested open goes on without one).
@@ -353,7 +358,12 @@ fn execute(
         (st.plan.images.len(), st.plan.run_order())
     };
     let finished = Flag::default();
-    let threads = opts.in_flight.max(opts.concurrency);
+    // Waiting images hold no thread: the workers are for work, the data
+    // steps and as many more for short actions.
+    let workers = opts
+        .in_flight
+        .max(opts.concurrency)
+        .min(opts.concurrency + SHORT_ACTIONS);
     let failed_image = |i: usize, e: &anyhow::Error| {
         ctx.failed.lock().unwrap().insert(i);
         ctx.board.lock().unwrap().phase(i, Phase::Failed);
@@ -368,7 +378,7 @@ fn execute(
         // flight at once.
         let mut failures = each_image(
             &order,
-            threads,
+            workers,
             |i| check_inputs(&ctx, i),
             |i, r| {
                 if let Err(e) = r {
@@ -391,11 +401,12 @@ fn execute(
             ctx.failed.lock().unwrap().extend(left);
             go
         };
-        failures.extend(each_image(
+        failures.extend(pipeline::run(
+            &ctx,
             &go,
-            threads,
-            |i| run_image(&ctx, i),
-            |i, r| match r {
+            workers,
+            opts.in_flight.max(opts.concurrency),
+            &|i, r| match r {
                 Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
                 Err(e) => failed_image(i, e),
             },
@@ -653,55 +664,165 @@ impl ImageSteps {
     }
 }
 
-fn run_image(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
+/// A step running alongside the steps after it, and where its outcome
+/// will be.
+type Alongside = (Step, Arc<pipeline::Outcome>);
+
+/// Where an image's own lane of steps stands: the step it is at, how far
+/// that step has come, and the steps running alongside. An image that must
+/// wait parks with its lane and holds no thread.
+#[derive(Default)]
+struct Lane {
+    /// The step (index into the role's steps) the lane is at.
+    k: usize,
+    /// Step `k`'s first checks are done: it is neither done already nor past.
+    entered: bool,
+    /// How many of step `k`'s requirements hold.
+    held: usize,
+    /// A data slot taken for step `k`.
+    slot: Option<Slot>,
+    alongside: Vec<Alongside>,
+}
+
+/// How a turn of an image's lane ended.
+enum Flow {
+    /// Every step of the image is done.
+    Done,
+    /// The lane waits for a requirement (`Some`: look at it again later)
+    /// or for a data slot (`None`).
+    Parked(Lane, Option<Box<wait::Waiting>>),
+}
+
+/// Runs image `i`'s steps from where `lane` stands (its start: `None`)
+/// until they are done or one must wait. A step the next one does not
+/// follow runs alongside the steps after it, until one that follows it
+/// (the source's hash beside the sync and the copy); whatever runs
+/// alongside has finished before a failure is handled (the source is put
+/// back) and before the image is done. `ended`: the wait the lane was
+/// parked on ended with this error.
+fn run_image<'scope, 'env>(
+    ctx: &'env Ctx<'env>,
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    i: usize,
+    lane: Option<Lane>,
+    ended: Option<anyhow::Error>,
+) -> anyhow::Result<Flow> {
     let image = ImageSteps::of(ctx, i);
     let steps = image.steps(ctx.role);
-    // A step the next one does not follow runs alongside the steps after
-    // it, until one that follows it (the source's hash beside the sync and
-    // the copy); whatever runs alongside has finished before a failure is
-    // handled (the source is put back) and before the image is done.
-    std::thread::scope(|scope| {
-        type Alongside<'s> = (
-            &'s Step,
-            std::thread::ScopedJoinHandle<'s, anyhow::Result<()>>,
-        );
-        let mut alongside: Vec<Alongside<'_>> = Vec::new();
-        let join = |alongside: &mut Vec<Alongside<'_>>, which: &dyn Fn(&Step) -> bool| {
-            let mut first: Option<anyhow::Error> = None;
-            let (now, later): (Vec<_>, Vec<_>) = alongside.drain(..).partition(|(s, _)| which(s));
-            alongside.extend(later);
-            for (s, handle) in now {
-                let r = handle
-                    .join()
-                    .unwrap_or_else(|p| Err(anyhow!("ferry panicked: {}", panic_text(&*p))));
-                if let Err(e) = r {
-                    match first {
-                        None => first = Some(failed(ctx, i, s, e)),
-                        // Only one error is the image's; the others are
-                        // told as they are.
-                        Some(_) => ctx.event(i, &s.name, "failed", &format!("{e:#}")),
-                    }
-                }
-            }
-            first.map_or(Ok(()), Err)
-        };
-        for (k, step) in steps.iter().copied().enumerate() {
-            join(&mut alongside, &|s| step.after.contains(&s.id))?;
+    let mut lane = lane.unwrap_or_default();
+    // A failure of step k: whatever runs alongside finishes first.
+    let fail = |lane: &mut Lane, step: &Step, e: anyhow::Error| -> anyhow::Error {
+        if let Err(b) = join(ctx, i, &mut lane.alongside, &|_| true) {
+            ctx.event(i, &step.name, "failed", &format!("meanwhile: {b:#}"));
+        }
+        failed(ctx, i, step, e)
+    };
+    if let Some(e) = ended {
+        let step = steps
+            .get(lane.k)
+            .copied()
+            .ok_or_else(|| anyhow!("image {} parked past its last step", i + 1))?;
+        return Err(fail(&mut lane, step, e));
+    }
+    while let Some(&step) = steps.get(lane.k) {
+        let k = lane.k;
+        if !lane.entered {
+            join(ctx, i, &mut lane.alongside, &|s| step.after.contains(&s.id))?;
             let settled = image.settled(&steps, k);
             let beside = steps
                 .get(k + 1)
                 .is_some_and(|next| !next.after.contains(&step.id));
             if beside {
-                alongside.push((step, scope.spawn(move || run_step(ctx, i, step, settled))));
-            } else if let Err(e) = run_step(ctx, i, step, settled) {
-                if let Err(b) = join(&mut alongside, &|_| true) {
-                    ctx.event(i, &step.name, "failed", &format!("meanwhile: {b:#}"));
+                // A data step that waits for nothing else gets its slot
+                // before its thread: threads stay as many as the slots.
+                if moves_data(&step.action)
+                    && step.requires.is_empty()
+                    && !settled
+                    && lane.slot.is_none()
+                {
+                    match ctx.data_slots.try_take() {
+                        Some(slot) => lane.slot = Some(slot),
+                        None => {
+                            ctx.waiting_for_slot(i, step);
+                            return Ok(Flow::Parked(lane, None));
+                        }
+                    }
                 }
-                return Err(failed(ctx, i, step, e));
+                let slot = lane.slot.take();
+                let outcome = Arc::new(pipeline::Outcome::default());
+                let (owned, told) = (step.clone(), Arc::clone(&outcome));
+                scope.spawn(move || {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_step(ctx, i, &owned, settled, slot)
+                    }))
+                    .unwrap_or_else(|p| Err(anyhow!("ferry panicked: {}", panic_text(&*p))));
+                    told.set(r);
+                });
+                lane.alongside.push((step.clone(), outcome));
+                lane.k += 1;
+                continue;
+            }
+            match enter(ctx, i, step, settled) {
+                Ok(true) => {
+                    lane.k += 1;
+                    continue;
+                }
+                Ok(false) => lane.entered = true,
+                Err(e) => return Err(fail(&mut lane, step, e)),
             }
         }
-        join(&mut alongside, &|_| true)
-    })
+        while let Some(check) = step.requires.get(lane.held) {
+            let mut waiting = wait::Waiting::new(i, step.clone(), check.clone());
+            match waiting.look(ctx) {
+                Ok(true) => lane.held += 1,
+                Ok(false) => return Ok(Flow::Parked(lane, Some(Box::new(waiting)))),
+                Err(e) => return Err(fail(&mut lane, step, e)),
+            }
+        }
+        if moves_data(&step.action) && lane.slot.is_none() {
+            match ctx.data_slots.try_take() {
+                Some(slot) => lane.slot = Some(slot),
+                None => {
+                    ctx.waiting_for_slot(i, step);
+                    return Ok(Flow::Parked(lane, None));
+                }
+            }
+        }
+        if let Err(e) = act_and_record(ctx, i, step, lane.slot.take()) {
+            return Err(fail(&mut lane, step, e));
+        }
+        lane = Lane {
+            k: k + 1,
+            alongside: std::mem::take(&mut lane.alongside),
+            ..Lane::default()
+        };
+    }
+    join(ctx, i, &mut lane.alongside, &|_| true)?;
+    Ok(Flow::Done)
+}
+
+/// Waits for the steps running alongside that `which` picks; the first
+/// failure among them is the image's (named), the others are told.
+fn join(
+    ctx: &Ctx<'_>,
+    i: usize,
+    alongside: &mut Vec<Alongside>,
+    which: &dyn Fn(&Step) -> bool,
+) -> anyhow::Result<()> {
+    let mut first: Option<anyhow::Error> = None;
+    let (now, later): (Vec<_>, Vec<_>) = alongside.drain(..).partition(|(s, _)| which(s));
+    alongside.extend(later);
+    for (s, outcome) in now {
+        if let Err(e) = outcome.wait() {
+            match first {
+                None => first = Some(failed(ctx, i, &s, e)),
+                // Only one error is the image's; the others are
+                // told as they are.
+                Some(_) => ctx.event(i, &s.name, "failed", &format!("{e:#}")),
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// A step's failure, named, with the source put back when the step was one
@@ -725,20 +846,50 @@ fn failed(ctx: &Ctx<'_>, i: usize, step: &Step, e: anyhow::Error) -> anyhow::Err
 }
 
 /// Runs one step unless it is done (`settled`: recorded before the last
-/// recorded step), and records it.
-fn run_step(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Result<()> {
+/// recorded step), and records it, on this thread: its waits block it
+/// (a step running alongside others). `slot`: a data slot taken for it.
+fn run_step(
+    ctx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
+    settled: bool,
+    slot: Option<Slot>,
+) -> anyhow::Result<()> {
+    if enter(ctx, i, step, settled)? {
+        return Ok(());
+    }
+    for c in &step.requires {
+        ctx.wait(i, step, c)?;
+    }
+    let slot = match slot {
+        None if moves_data(&step.action) => Some(match ctx.data_slots.try_take() {
+            Some(slot) => slot,
+            None => {
+                ctx.waiting_for_slot(i, step);
+                ctx.data_slots.take()
+            }
+        }),
+        slot => slot,
+    };
+    act_and_record(ctx, i, step, slot)
+}
+
+/// A step's first checks: whether it is done already (`settled`, past, or
+/// its effect observed; recorded then); if not, the image's phase becomes
+/// the step's. `true`: done already.
+fn enter(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Result<bool> {
     let recorded = ctx.image_state(i).done.contains(&step.id);
     if settled {
         ctx.board.lock().unwrap().step_done(i, &step.name, true);
         ctx.event(i, &step.name, "done", "(already)");
-        return Ok(());
+        return Ok(true);
     }
     // A later step has moved on (the copy is verified, the cleanup has
     // begun): this one's effect may be undone on purpose.
     if !step.past_when.is_empty() && ctx.read_through(i, step, || ctx.all_hold(&step.past_when))? {
         ctx.board.lock().unwrap().step_done(i, &step.name, true);
         ctx.event(i, &step.name, "done", "(past)");
-        return Ok(());
+        return Ok(true);
     }
     let observed = !step.done_when.is_empty()
         && ctx.read_through(i, step, || ctx.all_hold(&step.done_when))?;
@@ -752,40 +903,25 @@ fn run_step(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Resu
         }
         ctx.board.lock().unwrap().step_done(i, &step.name, true);
         ctx.event(i, &step.name, "done", "(already)");
-        return Ok(());
+        return Ok(true);
     }
     ctx.board
         .lock()
         .unwrap()
         .phase(i, Phase::of_step(&step.name));
-    for c in &step.requires {
-        ctx.wait(i, step, c)?;
-    }
+    Ok(false)
+}
+
+/// A step's action (its requirements hold; a data step holds `slot`),
+/// the proof that it took effect, and its record.
+fn act_and_record(ctx: &Ctx<'_>, i: usize, step: &Step, slot: Option<Slot>) -> anyhow::Result<()> {
     // Test builds only: a step that panics, to prove a panic fails the run.
     #[cfg(debug_assertions)]
     if std::env::var("FERRY_TEST_PANIC_IN_STEP").is_ok_and(|s| s == step.name) {
         panic!("FERRY_TEST_PANIC_IN_STEP={}", step.name);
     }
     let detail = {
-        let _slot = if moves_data(&step.action) {
-            match ctx.data_slots.try_take() {
-                Some(slot) => Some(slot),
-                None => {
-                    ctx.event(
-                        i,
-                        &step.name,
-                        "waiting",
-                        &format!(
-                            "for one of the {} data slots (--concurrency)",
-                            ctx.opts.concurrency
-                        ),
-                    );
-                    Some(ctx.data_slots.take())
-                }
-            }
-        } else {
-            None
-        };
+        let _slot = slot;
         ctx.act(i, step)?
     };
     for c in &step.done_when {
@@ -799,6 +935,21 @@ fn run_step(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Resu
     ctx.board.lock().unwrap().step_done(i, &step.name, false);
     ctx.event(i, &step.name, "done", &detail);
     Ok(())
+}
+
+impl Ctx<'_> {
+    /// Says that step `step` of image `i` waits for a data slot.
+    fn waiting_for_slot(&self, i: usize, step: &Step) {
+        self.event(
+            i,
+            &step.name,
+            "waiting",
+            &format!(
+                "for one of the {} data slots (--concurrency)",
+                self.opts.concurrency
+            ),
+        );
+    }
 }
 
 /// Whether an error is Ceph's "no such image/pool/snapshot".

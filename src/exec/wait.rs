@@ -3,140 +3,195 @@
 
 use super::*;
 
+/// One image's wait for one check of one step, looked at again and again
+/// (by the thread that waits, or by the pipeline while the image is
+/// parked): while waiting for sync, it watches for a stopped rbd-mirror
+/// instead of waiting forever, and shows progress.
+pub(super) struct Waiting {
+    i: usize,
+    step: Step,
+    check: Check,
+    start: Instant,
+    /// The "waiting for ..." event is out.
+    said: bool,
+    waiting_for: String,
+    last_daemon_check: Instant,
+    error_since: Option<Instant>,
+    last_progress: Instant,
+    meter: Meter,
+    // Readings that fail (a monitor or an API briefly away; a shared
+    // reading's error reaches every image waiting on it) are waited
+    // through as "not yet"; only errors that last ERROR_GRACE end it.
+    // The stall check's readings count apart: the check's own reading
+    // may succeed while the stall check's fail (a monitor away while
+    // the OSDs answer), and its successes must not hide those.
+    failing: ReadFailures,
+    stall_failing: ReadFailures,
+}
+
+impl Waiting {
+    pub(super) fn new(i: usize, step: Step, check: Check) -> Waiting {
+        let now = Instant::now();
+        Waiting {
+            i,
+            step,
+            check,
+            start: now,
+            said: false,
+            waiting_for: String::new(),
+            last_daemon_check: now,
+            error_since: None,
+            last_progress: now,
+            meter: Meter::default(),
+            failing: ReadFailures::new(ERROR_GRACE),
+            stall_failing: ReadFailures::new(ERROR_GRACE),
+        }
+    }
+
+    /// How long to pause before the next look.
+    pub(super) fn pause(&self, base: Duration) -> Duration {
+        poll_interval(base, self.start.elapsed())
+    }
+
+    /// What is awaited, in words (for NotInUse it reads the users
+    /// again): said once, and again when giving up.
+    fn describe(&self, ctx: &Ctx<'_>) -> anyhow::Result<String> {
+        let step = &self.step;
+        Ok(match &self.check {
+            Check::NotInUse { image } => format!(
+                "{image} to be idle (in use: {}; stop the client or shut its server off)",
+                ctx.users(image)?.join("; ")
+            ),
+            Check::MirrorSynced { mirrored, .. } => format!("{mirrored} to be in sync"),
+            Check::Exists { image } => format!("{image} to appear"),
+            Check::MetadataPresent { image, key } if image.site == Site::Destination => {
+                format!("{key} on {image} (mirroring carries it)")
+            }
+            // A direct transfer's copy, run as its own part.
+            Check::SnapshotExists { image } if image.site == Site::Source => format!(
+                "the cut-over snapshot {image} (the source storage part takes it)"
+            ),
+            Check::Published { image } => format!(
+                "the verified copy {image} (the destination storage part publishes it after verify)"
+            ),
+            Check::SnapshotProtected { image } => format!(
+                "{image}, the parent this copy is a clone of, to be published and protected (the migration of that Glance image does it; or it must be at the destination)"
+            ),
+            Check::VolumeCreated { source_volume } => format!(
+                "the destination volume for source volume {source_volume} (the destination cloud part creates it)"
+            ),
+            Check::StreamVerified { source_volume } => format!(
+                "the stream of source volume {source_volume} (the conversion-hosts part)"
+            ),
+            Check::Verified { source, .. } if ctx.access.dst.is_none() => bail!(
+                "the copy of {source} is not known to be verified: give the destination storage part's hand-off ({HANDOFF} lines) with --verified"
+            ),
+            // The run state says the copy was made and verified, but
+            // its record, or the copy it names, is gone.
+            Check::Verified { copy, .. } => bail!(
+                "the copy {copy} is recorded in the run state as made, but is not there verified (deleted after the run?); to copy it again, remove the run state {} and run again (ferry plans again from what the source carries)",
+                ctx.path.display()
+            ),
+            other => bail!("step {} needs {other:?}, which does not hold", step.id),
+        })
+    }
+
+    /// One look: `true` once the check holds, `false` for "not yet"
+    /// (look again after [`Waiting::pause`]); an error ends the wait
+    /// (a stall, a failed awaited image, the timeout, readings failing
+    /// for longer than their grace).
+    pub(super) fn look(&mut self, ctx: &Ctx<'_>) -> anyhow::Result<bool> {
+        let (i, name) = (self.i, self.step.name.clone());
+        let note =
+            |text: &str| tracing::warn!("image {}: step {name}: {text} (polling again)", i + 1);
+        if self.failing.tolerate(ctx.holds(&self.check), note)? == Some(true) {
+            return Ok(true);
+        }
+        if !self.said {
+            self.waiting_for = self.describe(ctx)?;
+            ctx.event(i, &name, "waiting", &format!("for {}", self.waiting_for));
+            self.said = true;
+        }
+        let arriving = match &self.check {
+            Check::MirrorSynced { mirrored, .. } => Some(mirrored),
+            Check::Exists { image } if image.site == Site::Destination => Some(image),
+            _ => None,
+        };
+        if let Some(mirrored) = arriving {
+            if self.last_daemon_check.elapsed() >= Duration::from_secs(5) {
+                self.last_daemon_check = Instant::now();
+                let why = self
+                    .stall_failing
+                    .tolerate(ctx.stalled(&plain(mirrored), &mut self.error_since), note)?
+                    .flatten();
+                if let Some(why) = why {
+                    return Err(GaveUp(format!(
+                        "stalled: {why} (waiting for {})",
+                        self.waiting_for
+                    ))
+                    .into());
+                }
+            }
+        }
+        if let Check::MirrorSynced { mirrored, mode, .. } = &self.check {
+            if self.last_progress.elapsed() >= Duration::from_secs(2) {
+                self.last_progress = Instant::now();
+                // Snapshot mode reads the image: a check's turn.
+                if *mode == MirrorMode::Snapshot {
+                    ctx.observer.pace.turn();
+                }
+                // Progress is for the eyes: a failed reading of it
+                // shows none this time, it does not end the wait.
+                let shown = ctx
+                    .sync_progress(
+                        i,
+                        &plain(mirrored),
+                        *mode,
+                        &mut self.meter,
+                        self.start.elapsed(),
+                    )
+                    .unwrap_or_else(|e| {
+                        tracing::debug!("progress of {mirrored}: {e:#}");
+                        None
+                    });
+                if let Some(text) = shown {
+                    ctx.event(i, &name, "progress", &text);
+                }
+            }
+        }
+        if let Some(why) = ctx.awaited_image_failed(&self.check) {
+            return Err(GaveUp(format!("{why} (waiting for {})", self.waiting_for)).into());
+        }
+        if self.start.elapsed() > ctx.opts.wait_timeout {
+            let last = self
+                .failing
+                .last()
+                .or(self.stall_failing.last())
+                .map(|e| format!(" (the last reading failed: {e})"))
+                .unwrap_or_default();
+            return Err(GaveUp(format!(
+                "gave up after {:?} waiting for {}{last}",
+                ctx.opts.wait_timeout,
+                self.describe(ctx)?
+            ))
+            .into());
+        }
+        Ok(false)
+    }
+}
+
 impl Ctx<'_> {
-    /// Waits until `check` holds; while waiting for sync, watches for a
-    /// stopped rbd-mirror instead of waiting forever.
+    /// Waits until `check` holds, on this thread (a wait inside an action,
+    /// or of a step that runs alongside others); a run's own lane of an
+    /// image parks instead ([`Waiting`] looked at by the pipeline).
     pub(super) fn wait(&self, i: usize, step: &Step, check: &Check) -> anyhow::Result<()> {
-        let start = Instant::now();
-        let mut said = false;
-        let mut last_daemon_check = Instant::now();
-        let mut error_since: Option<Instant> = None;
-        let mut last_progress = Instant::now();
-        let mut meter = Meter::default();
-        // What is awaited, in words (for NotInUse it reads the users
-        // again): said once, and again when giving up.
-        let describe = || -> anyhow::Result<String> {
-            Ok(match check {
-                    Check::NotInUse { image } => format!(
-                        "{image} to be idle (in use: {}; stop the client or shut its server off)",
-                        self.users(image)?.join("; ")
-                    ),
-                    Check::MirrorSynced { mirrored, .. } => format!("{mirrored} to be in sync"),
-                    Check::Exists { image } => format!("{image} to appear"),
-                    Check::MetadataPresent { image, key } if image.site == Site::Destination => {
-                        format!("{key} on {image} (mirroring carries it)")
-                    }
-                    // A direct transfer's copy, run as its own part.
-                    Check::SnapshotExists { image } if image.site == Site::Source => format!(
-                        "the cut-over snapshot {image} (the source storage part takes it)"
-                    ),
-                    Check::Published { image } => format!(
-                        "the verified copy {image} (the destination storage part publishes it after verify)"
-                    ),
-                    Check::SnapshotProtected { image } => format!(
-                        "{image}, the parent this copy is a clone of, to be published and protected (the migration of that Glance image does it; or it must be at the destination)"
-                    ),
-                    Check::VolumeCreated { source_volume } => format!(
-                        "the destination volume for source volume {source_volume} (the destination cloud part creates it)"
-                    ),
-                    Check::StreamVerified { source_volume } => format!(
-                        "the stream of source volume {source_volume} (the conversion-hosts part)"
-                    ),
-                    Check::Verified { source, .. } if self.access.dst.is_none() => bail!(
-                        "the copy of {source} is not known to be verified: give the destination storage part's hand-off ({HANDOFF} lines) with --verified"
-                    ),
-                    // The run state says the copy was made and verified, but
-                    // its record, or the copy it names, is gone.
-                    Check::Verified { copy, .. } => bail!(
-                        "the copy {copy} is recorded in the run state as made, but is not there verified (deleted after the run?); to copy it again, remove the run state {} and run again (ferry plans again from what the source carries)",
-                        self.path.display()
-                    ),
-                    other => bail!("step {} needs {other:?}, which does not hold", step.id),
-                })
-        };
-        let mut waiting_for = String::new();
-        // Readings that fail (a monitor or an API briefly away; a shared
-        // reading's error reaches every image waiting on it) are waited
-        // through as "not yet"; only errors that last ERROR_GRACE end it.
-        // The stall check's readings count apart: the check's own reading
-        // may succeed while the stall check's fail (a monitor away while
-        // the OSDs answer), and its successes must not hide those.
-        let mut failing = ReadFailures::new(ERROR_GRACE);
-        let mut stall_failing = ReadFailures::new(ERROR_GRACE);
-        let note = |text: &str| {
-            tracing::warn!(
-                "image {}: step {}: {text} (polling again)",
-                i + 1,
-                step.name
-            )
-        };
-        loop {
-            if failing.tolerate(self.holds(check), note)? == Some(true) {
-                return Ok(());
-            }
-            if !said {
-                waiting_for = describe()?;
-                self.event(i, &step.name, "waiting", &format!("for {waiting_for}"));
-                said = true;
-            }
-            let arriving = match check {
-                Check::MirrorSynced { mirrored, .. } => Some(mirrored),
-                Check::Exists { image } if image.site == Site::Destination => Some(image),
-                _ => None,
-            };
-            if let Some(mirrored) = arriving {
-                if last_daemon_check.elapsed() >= Duration::from_secs(5) {
-                    last_daemon_check = Instant::now();
-                    let why = stall_failing
-                        .tolerate(self.stalled(&plain(mirrored), &mut error_since), note)?
-                        .flatten();
-                    if let Some(why) = why {
-                        return Err(
-                            GaveUp(format!("stalled: {why} (waiting for {waiting_for})")).into(),
-                        );
-                    }
-                }
-            }
-            if let Check::MirrorSynced { mirrored, mode, .. } = check {
-                if last_progress.elapsed() >= Duration::from_secs(2) {
-                    last_progress = Instant::now();
-                    // Snapshot mode reads the image: a check's turn.
-                    if *mode == MirrorMode::Snapshot {
-                        self.observer.pace.turn();
-                    }
-                    // Progress is for the eyes: a failed reading of it
-                    // shows none this time, it does not end the wait.
-                    let shown = self
-                        .sync_progress(i, &plain(mirrored), *mode, &mut meter, start.elapsed())
-                        .unwrap_or_else(|e| {
-                            tracing::debug!("progress of {mirrored}: {e:#}");
-                            None
-                        });
-                    if let Some(text) = shown {
-                        self.event(i, &step.name, "progress", &text);
-                    }
-                }
-            }
-            if let Some(why) = self.awaited_image_failed(check) {
-                return Err(GaveUp(format!("{why} (waiting for {waiting_for})")).into());
-            }
-            if start.elapsed() > self.opts.wait_timeout {
-                let last = failing
-                    .last()
-                    .or(stall_failing.last())
-                    .map(|e| format!(" (the last reading failed: {e})"))
-                    .unwrap_or_default();
-                return Err(GaveUp(format!(
-                    "gave up after {:?} waiting for {}{last}",
-                    self.opts.wait_timeout,
-                    describe()?
-                ))
-                .into());
-            }
-            std::thread::sleep(poll_interval(self.opts.poll, start.elapsed()));
+        let mut waiting = Waiting::new(i, step.clone(), check.clone());
+        while !waiting.look(self)? {
+            std::thread::sleep(waiting.pause(self.opts.poll));
             // However many images wait, their checks together keep one pace.
             self.observer.pace.turn();
         }
+        Ok(())
     }
 
     /// Reads the receiving cluster and says why the mirror of `mirrored`

@@ -1,0 +1,294 @@
+//! The run's pipeline: images go through their steps on a few worker
+//! threads, and an image that must wait (for sync, for an idle source, for
+//! a data slot) parks and holds no thread. A few lookers take the parked
+//! waits in turn, at the pace all waits share, and put an image whose wait
+//! is over back in the workers' queue. So a thousand images in flight cost
+//! what their work costs, not a thread each.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::wait::Waiting;
+use super::{panic_text, run_image, Ctx, Flow, Lane};
+
+/// How many threads look at parked waits: more than one, so that one slow
+/// reading (a cluster timing out) does not hold up every other wait.
+const LOOKERS: usize = 2;
+
+/// How often images waiting for a data slot are offered one, at most
+/// (slots freed by a worker are handed out at once).
+const SLOT_TICK: Duration = Duration::from_millis(50);
+
+/// Where the outcome of a step running alongside others will be.
+#[derive(Default)]
+pub struct Outcome {
+    result: Mutex<Option<anyhow::Result<()>>>,
+    set: Condvar,
+}
+
+impl Outcome {
+    pub fn set(&self, r: anyhow::Result<()>) {
+        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        self.set.notify_all();
+    }
+
+    /// Waits for the outcome (once: it is taken).
+    pub fn wait(&self) -> anyhow::Result<()> {
+        let mut r = self.result.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(r) = r.take() {
+                return r;
+            }
+            r = self.set.wait(r).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// What a worker does next for an image: go on from where its lane stands
+/// (`None`: begin it), or fail it with the error its wait ended with.
+struct Job {
+    i: usize,
+    lane: Option<Lane>,
+    ended: Option<anyhow::Error>,
+}
+
+/// An image waiting for a requirement, looked at again at `due`.
+struct Parked {
+    i: usize,
+    lane: Lane,
+    waiting: Box<Waiting>,
+    due: Instant,
+}
+
+#[derive(Default)]
+struct Queue {
+    ready: VecDeque<Job>,
+    parked: Vec<Parked>,
+    /// Images waiting for a data slot, first come first served.
+    for_slot: VecDeque<(usize, Lane)>,
+    /// The next image of the order to begin.
+    next: usize,
+    /// Images begun and not finished (running, ready or parked).
+    under_way: usize,
+    failures: Vec<(usize, anyhow::Error)>,
+}
+
+impl Queue {
+    fn all_done(&self, n: usize) -> bool {
+        self.under_way == 0 && self.next >= n
+    }
+}
+
+struct Shared<'o> {
+    order: &'o [usize],
+    in_flight: usize,
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+impl Shared<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands free data slots to the images waiting for one.
+    fn hand_out_slots(&self, ctx: &Ctx<'_>) {
+        let mut q = self.lock();
+        let mut handed = false;
+        while !q.for_slot.is_empty() {
+            let Some(slot) = ctx.data_slots.try_take() else {
+                break;
+            };
+            let (i, mut lane) = q.for_slot.pop_front().expect("not empty");
+            lane.slot = Some(slot);
+            q.ready.push_back(Job {
+                i,
+                lane: Some(lane),
+                ended: None,
+            });
+            handed = true;
+        }
+        if handed {
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// Runs the images `order` lists, in that order, at most `in_flight` under
+/// way at once, on `workers` threads; tells `report` each image's outcome;
+/// returns the failures by image index. A panic fails its image (with the
+/// panic's message), never the whole run silently: the others go on.
+pub(super) fn run<'env>(
+    ctx: &'env Ctx<'env>,
+    order: &[usize],
+    workers: usize,
+    in_flight: usize,
+    report: &(dyn Fn(usize, &anyhow::Result<()>) + Sync),
+) -> Vec<(usize, anyhow::Error)> {
+    let shared = Shared {
+        order,
+        in_flight: in_flight.max(1),
+        queue: Mutex::new(Queue::default()),
+        changed: Condvar::new(),
+    };
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, order.len().max(1)) {
+            s.spawn(|| work(ctx, s, &shared, report));
+        }
+        for _ in 0..LOOKERS {
+            s.spawn(|| look(ctx, &shared));
+        }
+    });
+    let mut failures = std::mem::take(&mut shared.lock().failures);
+    failures.sort_by_key(|(i, _)| *i);
+    failures
+}
+
+/// A worker: takes ready images (or begins the next one), runs each until
+/// it is done or parks.
+fn work<'scope, 'env>(
+    ctx: &'env Ctx<'env>,
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    shared: &'env Shared<'env>,
+    report: &(dyn Fn(usize, &anyhow::Result<()>) + Sync),
+) {
+    let n = shared.order.len();
+    loop {
+        let job = {
+            let mut q = shared.lock();
+            loop {
+                if let Some(job) = q.ready.pop_front() {
+                    break Some(job);
+                }
+                if q.under_way < shared.in_flight && q.next < n {
+                    let i = shared.order[q.next];
+                    q.next += 1;
+                    q.under_way += 1;
+                    break Some(Job {
+                        i,
+                        lane: None,
+                        ended: None,
+                    });
+                }
+                if q.all_done(n) {
+                    break None;
+                }
+                q = shared.changed.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let Some(Job { i, lane, ended }) = job else {
+            shared.changed.notify_all();
+            return;
+        };
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_image(ctx, scope, i, lane, ended)
+        }))
+        .unwrap_or_else(|p| Err(anyhow::anyhow!("ferry panicked: {}", panic_text(&*p))));
+        let finished = match r {
+            Ok(Flow::Parked(lane, Some(waiting))) => {
+                let due = Instant::now() + waiting.pause(ctx.opts.poll);
+                shared.lock().parked.push(Parked {
+                    i,
+                    lane,
+                    waiting,
+                    due,
+                });
+                None
+            }
+            Ok(Flow::Parked(lane, None)) => {
+                shared.lock().for_slot.push_back((i, lane));
+                None
+            }
+            Ok(Flow::Done) => Some(Ok(())),
+            Err(e) => Some(Err(e)),
+        };
+        if let Some(r) = finished {
+            // A panic while reporting must not end the worker either.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(i, &r)));
+            let mut q = shared.lock();
+            q.under_way -= 1;
+            if let Err(e) = r {
+                q.failures.push((i, e));
+            }
+        }
+        // This image's slot may be free now.
+        shared.hand_out_slots(ctx);
+        shared.changed.notify_all();
+    }
+}
+
+/// A looker: takes the parked wait due first, when it is due, and looks at
+/// it (at the shared pace); hands out data slots freed by steps running
+/// alongside.
+fn look(ctx: &Ctx<'_>, shared: &Shared<'_>) {
+    let n = shared.order.len();
+    loop {
+        let due = {
+            let mut q = shared.lock();
+            loop {
+                if q.all_done(n) {
+                    return;
+                }
+                let now = Instant::now();
+                let first = (0..q.parked.len()).min_by_key(|&k| q.parked[k].due);
+                if let Some(k) = first.filter(|&k| q.parked[k].due <= now) {
+                    break q.parked.swap_remove(k);
+                }
+                let until = first.map_or(Duration::from_millis(500), |k| q.parked[k].due - now);
+                let until = if q.for_slot.is_empty() {
+                    until
+                } else {
+                    until.min(SLOT_TICK)
+                };
+                q = shared
+                    .changed
+                    .wait_timeout(q, until)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+                if !q.for_slot.is_empty() {
+                    drop(q);
+                    shared.hand_out_slots(ctx);
+                    q = shared.lock();
+                }
+            }
+        };
+        let Parked {
+            i,
+            mut lane,
+            mut waiting,
+            ..
+        } = due;
+        // However many images wait, their checks together keep one pace.
+        ctx.observer.pace.turn();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waiting.look(ctx)))
+            .unwrap_or_else(|p| Err(anyhow::anyhow!("ferry panicked: {}", panic_text(&*p))));
+        let mut q = shared.lock();
+        match r {
+            Ok(false) => {
+                let due = Instant::now() + waiting.pause(ctx.opts.poll);
+                q.parked.push(Parked {
+                    i,
+                    lane,
+                    waiting,
+                    due,
+                });
+            }
+            Ok(true) => {
+                lane.held += 1;
+                q.ready.push_back(Job {
+                    i,
+                    lane: Some(lane),
+                    ended: None,
+                });
+            }
+            Err(e) => q.ready.push_back(Job {
+                i,
+                lane: Some(lane),
+                ended: Some(e),
+            }),
+        }
+        drop(q);
+        shared.changed.notify_all();
+    }
+}
