@@ -17,7 +17,7 @@ use libc::{c_char, c_int, size_t};
 
 use super::error::{cstring, Result};
 use super::pool::Pool;
-use super::types::{Features, MirrorSnapState, MirrorSnapshot};
+use super::types::{Features, ImageMirrorState, MirrorMode, MirrorSnapState, MirrorSnapshot};
 
 /// librados' `LIBRADOS_OP_FLAG_FAILOK`: a failed op does not fail the others.
 const OP_FLAG_FAILOK: c_int = 0x2;
@@ -163,6 +163,41 @@ fn size_of(out: &[u8]) -> Option<u64> {
     let mut d = Dec(out);
     d.u8()?;
     d.u64()
+}
+
+/// `get_size` answer: the object order, then the size; as (size, object
+/// size).
+fn size_and_object_size(out: &[u8]) -> Option<(u64, u64)> {
+    let mut d = Dec(out);
+    let order = d.u8()?;
+    let size = d.u64()?;
+    (order < 64).then(|| (size, 1u64 << order))
+}
+
+/// `mirror_image_get` answer (`cls::rbd::MirrorImage`): the global id, the
+/// state (disabling 0, enabled 1, disabled 2), from version 2 the mode
+/// (journal 0, snapshot 1; version 1 knows only journal).
+fn mirror_entry_of(out: &[u8]) -> Option<(ImageMirrorState, MirrorMode)> {
+    let mut outer = Dec(out);
+    let version = *out.first()?;
+    let mut d = outer.versioned(3)?;
+    d.string()?;
+    let state = match d.u8()? {
+        0 => ImageMirrorState::Disabling,
+        1 => ImageMirrorState::Enabled,
+        2 => ImageMirrorState::Disabled,
+        _ => return None,
+    };
+    let mode = if version >= 2 {
+        match d.u8()? {
+            0 => MirrorMode::Journal,
+            1 => MirrorMode::Snapshot,
+            _ => return None,
+        }
+    } else {
+        MirrorMode::Journal
+    };
+    Some((state, mode))
 }
 
 /// `get_features` answer: features (then incompatible ones).
@@ -417,6 +452,52 @@ impl Pool<'_> {
         }
     }
 
+    /// The size and object size of image `id` at its head, without
+    /// opening it; `None` when the header does not answer.
+    pub fn head_size(&self, id: &str) -> Result<Option<(u64, u64)>> {
+        let mut calls = [(
+            Exec::new("rbd", "get_size", NOSNAP.to_le_bytes().to_vec()),
+            false,
+        )];
+        if batched_read(self, &format!("rbd_header.{id}"), &mut calls)? < 0 {
+            return Ok(None);
+        }
+        Ok(calls[0].0.answer().and_then(size_and_object_size))
+    }
+
+    /// All metadata of image `id` (`rbd image-meta list`), without opening
+    /// it; `None` when the header does not answer or holds more than one
+    /// listing's worth (the caller opens the image).
+    pub fn head_metadata_list(&self, id: &str) -> Result<Option<Vec<(String, String)>>> {
+        let mut input = Vec::new();
+        encode_string(&mut input, "");
+        input.extend_from_slice(&METADATA_MAX.to_le_bytes());
+        let mut calls = [(Exec::new("rbd", "metadata_list", input), false)];
+        if batched_read(self, &format!("rbd_header.{id}"), &mut calls)? < 0 {
+            return Ok(None);
+        }
+        Ok(calls[0]
+            .0
+            .answer()
+            .and_then(metadata_of)
+            .filter(|all| (all.len() as u64) < METADATA_MAX))
+    }
+
+    /// The mirroring entry of image `id` in the pool's `rbd_mirroring`
+    /// object, without opening it: `Some(None)` when there is none
+    /// (mirroring disabled), `Some(Some((state, mode)))`; `None` when the
+    /// answer is not understood (the caller opens the image).
+    pub fn mirror_entry(&self, id: &str) -> Result<Option<Option<(ImageMirrorState, MirrorMode)>>> {
+        let mut input = Vec::new();
+        encode_string(&mut input, id);
+        let mut calls = [(Exec::new("rbd", "mirror_image_get", input), false)];
+        match batched_read(self, "rbd_mirroring", &mut calls)? {
+            r if r == -libc::ENOENT => Ok(Some(None)),
+            r if r < 0 => Ok(None),
+            _ => Ok(calls[0].0.answer().and_then(mirror_entry_of).map(Some)),
+        }
+    }
+
     /// The facts of image `name` when it is plain (see the module), read
     /// without opening it; `None` when it is not, or is not there (the
     /// caller's open then says so as it always did).
@@ -508,6 +589,39 @@ mod tests {
         v.extend_from_slice(&(body.len() as u32).to_le_bytes());
         v.extend_from_slice(body);
         v
+    }
+
+    #[test]
+    fn mirror_entries_and_sizes_decode_as_ceph_encodes_them() {
+        // MirrorImage version 2: global id, state, mode.
+        let mut body = Vec::new();
+        encode_string(&mut body, "5e1f");
+        body.extend_from_slice(&[1, 1]);
+        let mut v2 = vec![2u8, 1u8];
+        v2.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        v2.extend_from_slice(&body);
+        assert_eq!(
+            mirror_entry_of(&v2),
+            Some((ImageMirrorState::Enabled, MirrorMode::Snapshot))
+        );
+        // Version 1 has no mode: journal.
+        let mut body = Vec::new();
+        encode_string(&mut body, "5e1f");
+        body.push(0);
+        assert_eq!(
+            mirror_entry_of(&versioned(&body)),
+            Some((ImageMirrorState::Disabling, MirrorMode::Journal))
+        );
+        // Unknown state or mode, or a short answer: not understood.
+        assert_eq!(mirror_entry_of(&v2[..v2.len() - 1]), None);
+        let mut bad = v2.clone();
+        *bad.last_mut().unwrap() = 7;
+        assert_eq!(mirror_entry_of(&bad), None);
+
+        let mut size = vec![22u8];
+        size.extend_from_slice(&(5u64 << 30).to_le_bytes());
+        assert_eq!(size_and_object_size(&size), Some((5 << 30, 4 << 20)));
+        assert_eq!(size_and_object_size(&size[..3]), None);
     }
 
     #[test]

@@ -183,12 +183,12 @@ impl Ctx<'_> {
                 if !copied && self.access.dst.is_some() && self.exists(&dest)? {
                     bail!("{dest} already exists: choose another dest_name, or remove it");
                 }
-                let size = self.with_image(image, false, |img| Ok(img.info()?.size))?;
+                let (size, _) = self.size(image)?;
                 Ok(format!("{size} bytes"))
             }
             Action::RecordOriginal { image, record } => {
                 let key = crate::plan::original_key(&record.plan);
-                let keys = self.with_image(image, false, |img| img.metadata_list())?;
+                let keys = self.metadata_list(image)?;
                 if let Some((other, _)) = keys.iter().find(|(k, _)| {
                     crate::plan::original_key_plan(k).is_some_and(|id| id != record.plan)
                 }) {

@@ -186,14 +186,20 @@ impl Ctx<'_> {
             Check::NotInUse { image } => self.users(image)?.is_empty(),
             Check::FeaturesPresent { image, features } => self.features(image)?.contains(*features),
             Check::FeaturesAbsent { image, features } => self.features(image)?.0 & features.0 == 0,
-            Check::MirroringEnabled { image, mode } => {
-                self.with_image(image, false, |img| img.mirror_mode())? == Some(*mode)
-            }
-            Check::MirroringDisabled { image } => {
-                self.with_image(image, false, |img| img.mirror_info())?
-                    .state
-                    == ImageMirrorState::Disabled
-            }
+            Check::MirroringEnabled { image, mode } => match self.header_mirror_entry(image)? {
+                Some(entry) => {
+                    entry.is_some_and(|(s, m)| s != ImageMirrorState::Disabled && m == *mode)
+                }
+                None => self.with_image(image, false, |img| img.mirror_mode())? == Some(*mode),
+            },
+            Check::MirroringDisabled { image } => match self.header_mirror_entry(image)? {
+                Some(entry) => entry.is_none_or(|(s, _)| s == ImageMirrorState::Disabled),
+                None => {
+                    self.with_image(image, false, |img| img.mirror_info())?
+                        .state
+                        == ImageMirrorState::Disabled
+                }
+            },
             // Snapshot mode: the mirror snapshot that carried it is complete
             // (one open reads both).
             Check::MirrorSynced {
@@ -304,6 +310,55 @@ impl Ctx<'_> {
             (pool, Some(Some(id))) => pool.snapshot_list(&id)?,
             (_, None) => None,
         })
+    }
+
+    /// The mirroring entry (state, mode) of the image `at` names, read
+    /// without an open: `Some(None)` when mirroring is disabled; `None`
+    /// when the answer must come from an open (no such image, a format 1
+    /// image, an entry not understood).
+    #[allow(clippy::type_complexity)]
+    fn header_mirror_entry(
+        &self,
+        at: &ImageAt,
+    ) -> anyhow::Result<Option<Option<(ImageMirrorState, MirrorMode)>>> {
+        Ok(match self.header_id(at)? {
+            (pool, Some(Some(id))) => pool.mirror_entry(&id)?,
+            _ => None,
+        })
+    }
+
+    /// The size and object size of the image `at` names, at its head.
+    pub(super) fn size(&self, at: &ImageAt) -> anyhow::Result<(u64, u64)> {
+        if let (pool, Some(Some(id))) = self.header_id(at)? {
+            if let Some(size) = pool.head_size(&id)? {
+                return Ok(size);
+            }
+        }
+        let info = self.with_image(&plain(at), false, |img| img.info())?;
+        Ok((info.size, info.object_size))
+    }
+
+    /// All metadata of the image `at` names.
+    pub(super) fn metadata_list(&self, at: &ImageAt) -> anyhow::Result<Vec<(String, String)>> {
+        if let (pool, Some(Some(id))) = self.header_id(at)? {
+            if let Some(all) = pool.head_metadata_list(&id)? {
+                return Ok(all);
+            }
+        }
+        self.with_image(&plain(at), false, |img| img.metadata_list())
+    }
+
+    /// The mirror snapshots of the image `at` names, oldest first.
+    pub(super) fn mirror_snapshots(
+        &self,
+        at: &ImageAt,
+    ) -> anyhow::Result<Vec<crate::ceph::MirrorSnapshot>> {
+        if let (pool, Some(Some(id))) = self.header_id(at)? {
+            if let Some(snaps) = pool.snapshot_list(&id)? {
+                return Ok(mirror_of(&snaps));
+            }
+        }
+        self.with_image(&plain(at), false, |img| img.mirror_snapshots())
     }
 
     /// The pool of the image `at` names and its id, read without an open

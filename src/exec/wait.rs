@@ -270,10 +270,10 @@ impl Ctx<'_> {
             MirrorMode::Snapshot => {
                 // The newest mirror snapshot arriving: the cut-over's, or
                 // one before it.
-                let read = self.with_image(mirrored, false, |img| {
-                    Ok((img.info()?, img.mirror_snapshots()?))
-                });
-                let (info, received) = match read {
+                let read = self
+                    .size(mirrored)
+                    .and_then(|size| Ok((size, self.mirror_snapshots(mirrored)?)));
+                let ((size, object_size), received) = match read {
                     Ok(r) => r,
                     Err(e) if not_found(&e) => return Ok(None),
                     Err(e) => return Err(e),
@@ -283,13 +283,13 @@ impl Ctx<'_> {
                         "waiting for the first mirror snapshot to start".into(),
                     ));
                 };
-                let objects = info.size.div_ceil(info.object_size.max(1));
+                let objects = size.div_ceil(object_size.max(1));
                 let done_objects = if s.complete {
                     objects
                 } else {
                     s.last_copied_object_number
                 };
-                let p = meter.sample(done_objects * info.object_size, info.size, at);
+                let p = meter.sample(done_objects * object_size, size, at);
                 self.board
                     .lock()
                     .unwrap()

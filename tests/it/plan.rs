@@ -235,6 +235,7 @@ fn plain_images_are_read_without_opening_and_the_others_are_left_to_an_open() {
             "{s}"
         );
         same_snapshots(&volumes, &img, &id, s);
+        same_head(&volumes, &img, &id, s);
         let users = ferry::plan::users_of(&img).unwrap();
         let free = volumes.exclusive_lock_free(&id).unwrap().unwrap();
         // Free of writers by the lock means no users; the other way round
@@ -253,6 +254,14 @@ fn plain_images_are_read_without_opening_and_the_others_are_left_to_an_open() {
             );
         }
     }
+    let mirrored_id = volumes.image_id_of(&name("mirrored")).unwrap().unwrap();
+    assert_eq!(
+        volumes.mirror_entry(&mirrored_id).unwrap(),
+        Some(Some((
+            ImageMirrorState::Enabled,
+            ferry::ceph::MirrorMode::Journal
+        )))
+    );
     let parent_id = volumes.image_id_of(&name("parent")).unwrap().unwrap();
     let names: Vec<String> = volumes
         .snapshot_list(&parent_id)
@@ -269,6 +278,39 @@ fn plain_images_are_read_without_opening_and_the_others_are_left_to_an_open() {
         Some(Some("db".to_string()))
     );
     drop(held);
+}
+
+/// The size, metadata and mirroring entry the header and the pool's
+/// mirroring object give equal an open image's; returns the entry.
+fn same_head(
+    pool: &ferry::ceph::Pool<'_>,
+    img: &ferry::ceph::Image<'_>,
+    id: &str,
+    what: &str,
+) -> Option<(ImageMirrorState, ferry::ceph::MirrorMode)> {
+    let info = img.info().unwrap();
+    assert_eq!(
+        pool.head_size(id).unwrap(),
+        Some((info.size, info.object_size)),
+        "{what}"
+    );
+    let mut want = img.metadata_list().unwrap();
+    want.sort();
+    let mut got = pool
+        .head_metadata_list(id)
+        .unwrap()
+        .expect("the header answers");
+    got.sort();
+    assert_eq!(got, want, "{what}");
+    let mirror = img.mirror_info().unwrap();
+    let want = (mirror.state != ImageMirrorState::Disabled)
+        .then(|| (mirror.state, img.mirror_mode().unwrap().expect("a mode")));
+    let got = pool
+        .mirror_entry(id)
+        .unwrap()
+        .expect("the entry is understood");
+    assert_eq!(got, want, "{what}");
+    got
 }
 
 /// The snapshots the header gives equal an open image's: ids, names and,
@@ -321,6 +363,10 @@ fn mirror_snapshots_read_from_the_header_equal_librbds() {
     let img = volumes.open_image_read_only(&name, None).unwrap();
     let id = volumes.image_id_of(&name).unwrap().unwrap();
     let primary = same_snapshots(&volumes, &img, &id, "primary");
+    assert_eq!(
+        same_head(&volumes, &img, &id, "primary"),
+        Some((ImageMirrorState::Enabled, ferry::ceph::MirrorMode::Snapshot))
+    );
     assert!(
         primary.iter().any(|s| s
             .mirror
@@ -343,6 +389,7 @@ fn mirror_snapshots_read_from_the_header_equal_librbds() {
         },
     );
     let received = same_snapshots(&mirrored, &img_b, &id_b, "receiving");
+    same_head(&mirrored, &img_b, &id_b, "receiving");
     assert!(
         received.iter().any(|s| s.mirror.as_ref().is_some_and(|m| {
             m.state == ferry::ceph::MirrorSnapState::NonPrimary
