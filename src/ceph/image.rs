@@ -70,6 +70,7 @@ impl<'p> Image<'p> {
             "rbd_open"
         };
         check(ret, op, || object.clone())?;
+        super::open_now(true);
         Ok(Image {
             handle,
             object,
@@ -828,6 +829,7 @@ impl<'p> Image<'p> {
         let handle = std::mem::replace(&mut self.handle, ptr::null_mut());
         // SAFETY: handle came from rbd_open and is closed once (Drop sees null).
         let ret = unsafe { ffi::rbd_close(handle) };
+        super::open_now(false);
         self.check(ret, "rbd_close").map(|_| ())
     }
 }
@@ -882,6 +884,7 @@ impl Drop for Image<'_> {
         if !self.handle.is_null() {
             // SAFETY: handle came from rbd_open and was not closed by close().
             unsafe { ffi::rbd_close(self.handle) };
+            super::open_now(false);
         }
     }
 }

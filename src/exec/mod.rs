@@ -423,9 +423,10 @@ fn execute(
         crate::openstack::requests_sent() - before.2,
     );
     tracing::info!(
-        "load: {calls} Ceph calls ({:.1}/s; {opens} of them image opens, {:.1}/s), {requests} OpenStack requests ({:.1}/s) in {secs:.1} s",
+        "load: {calls} Ceph calls ({:.1}/s; {opens} of them image opens, {:.1}/s, at most {} open at once), {requests} OpenStack requests ({:.1}/s) in {secs:.1} s",
         calls as f64 / secs,
         opens as f64 / secs,
+        crate::ceph::images_open_at_most(),
         requests as f64 / secs
     );
     // The journal folded into the state file: one file to read or keep.

@@ -839,3 +839,101 @@ fn a_crash_says_what_to_do_and_still_ends_by_its_signal() {
     // The backtrace follows, a frame a line.
     assert!(err.lines().count() > 3, "{err}");
 }
+
+/// Images that wait hold no thread: 40 images waiting for their mirrors
+/// (the destination storage part of a plan whose source part has not run)
+/// keep a run at its workers (`--concurrency` + 8), its two lookers and its
+/// board, where a thread per image in flight held 40 more; all 40 are
+/// still looked at, and each gives up at the wait's timeout.
+#[test]
+fn waiting_images_hold_no_thread() {
+    let env = TestEnv::load();
+    let tag = unique("park");
+    let a = env.connect("site-a");
+    let volumes = a.pool("volumes").unwrap();
+    let names: Vec<String> = (0..40).map(|k| format!("{tag}-{k:02}")).collect();
+    let _guards: Vec<ImageGuard> = names
+        .iter()
+        .map(|n| {
+            let name = format!("volume-{n}");
+            volumes
+                .create_image(&name, 4 * MIB, Features::DEFAULT)
+                .unwrap();
+            ImageGuard {
+                cfg: env.admin("site-a"),
+                pool: "volumes".into(),
+                name,
+            }
+        })
+        .collect();
+    let images: String = names.iter().map(|n| format!("  - volume: {n}\n")).collect();
+    let (spec, state) =
+        spec_in_temp_dir(&(env.spec_yaml(&images) + "options: {mirror_mode: snapshot}\n"));
+    let bundle = spec.with_file_name("plan.yaml");
+    let planned = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["plan", "--bundle"])
+        .arg(&bundle)
+        .arg(&spec)
+        .output_bounded()
+        .unwrap();
+    assert!(planned.status.success(), "{planned:?}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--output", "json", "--role", "destination-storage"])
+        .args([
+            "--in-flight",
+            "40",
+            "--concurrency",
+            "1",
+            "--wait-timeout",
+            "12",
+        ])
+        .arg("--conf")
+        .arg(env.path("SITE_B_CONF"))
+        .args(["--id", env.var("SITE_B_USER"), "--keyring"])
+        .arg(env.path("SITE_B_USER_KEYRING"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg(&bundle)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // ferry's own threads are named after the program; librados and
+    // librbd name theirs (msgr-worker-0, safe_timer, ...).
+    let ferry_threads = |pid: u32| -> usize {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .filter(|comm| comm.trim() == "ferry")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut most = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(8) {
+        most = most.max(ferry_threads(child.id()));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().unwrap();
+    // Every image waited and gave up at the timeout (exit 2: run again
+    // later), none failed otherwise.
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let gave_up = json_lines(&out)
+        .iter()
+        .filter(|e| {
+            e["status"] == "failed"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("gave up after"))
+        })
+        .count();
+    assert_eq!(gave_up, 40, "{}", String::from_utf8_lossy(&out.stderr));
+    // Main, board, two lookers, nine workers (1 + 8), and a little room.
+    assert!(most > 0, "no thread of the run was seen");
+    assert!(
+        most <= 16,
+        "{most} ferry threads while 40 images waited (a thread per image would be over 40)"
+    );
+}
