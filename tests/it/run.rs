@@ -877,7 +877,7 @@ fn waiting_images_hold_no_thread() {
         .output_bounded()
         .unwrap();
     assert!(planned.status.success(), "{planned:?}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["run", "--output", "json", "--role", "destination-storage"])
         .args([
             "--in-flight",
