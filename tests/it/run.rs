@@ -821,23 +821,29 @@ fn a_run_waits_for_sync_through_an_outage_of_the_destination_monitor() {
 #[test]
 fn a_crash_says_what_to_do_and_still_ends_by_its_signal() {
     use std::os::unix::process::ExitStatusExt;
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .arg("--version")
-        .env("FERRY_TEST_CRASH", "1")
-        .output_bounded()
-        .unwrap();
-    assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("ferry: crashed (SIGSEGV) in thread 'test-crash'"),
-        "{err}"
-    );
-    assert!(
-        err.contains("run the same command again to resume"),
-        "{err}"
-    );
-    // The backtrace follows, a frame a line.
-    assert!(err.lines().count() > 3, "{err}");
+    for (how, signal, name) in [
+        ("segv", libc::SIGSEGV, "SIGSEGV"),
+        // An abort: Ceph's failed assertions and uncaught exceptions.
+        ("abort", libc::SIGABRT, "SIGABRT"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .arg("--version")
+            .env("FERRY_TEST_CRASH", how)
+            .output_bounded()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(signal), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("ferry: crashed ({name}) in thread 'test-crash'")),
+            "{err}"
+        );
+        assert!(
+            err.contains("run the same command again to resume"),
+            "{err}"
+        );
+        // The backtrace follows, a frame a line.
+        assert!(err.lines().count() > 3, "{err}");
+    }
 }
 
 /// Images that wait hold no thread: 40 images waiting for their mirrors
