@@ -741,12 +741,9 @@ fn run_image<'scope, 'env>(
                     && !settled
                     && lane.slot.is_none()
                 {
-                    match ctx.data_slots.try_take() {
+                    match ctx.data_slot_or_say(i, step) {
                         Some(slot) => lane.slot = Some(slot),
-                        None => {
-                            ctx.waiting_for_slot(i, step);
-                            return Ok(Flow::Parked(lane, None));
-                        }
+                        None => return Ok(Flow::Parked(lane, None)),
                     }
                 }
                 let slot = lane.slot.take();
@@ -781,12 +778,9 @@ fn run_image<'scope, 'env>(
             }
         }
         if moves_data(&step.action) && lane.slot.is_none() {
-            match ctx.data_slots.try_take() {
+            match ctx.data_slot_or_say(i, step) {
                 Some(slot) => lane.slot = Some(slot),
-                None => {
-                    ctx.waiting_for_slot(i, step);
-                    return Ok(Flow::Parked(lane, None));
-                }
+                None => return Ok(Flow::Parked(lane, None)),
             }
         }
         if let Err(e) = act_and_record(ctx, i, step, lane.slot.take()) {
@@ -863,13 +857,10 @@ fn run_step(
         ctx.wait(i, step, c)?;
     }
     let slot = match slot {
-        None if moves_data(&step.action) => Some(match ctx.data_slots.try_take() {
-            Some(slot) => slot,
-            None => {
-                ctx.waiting_for_slot(i, step);
-                ctx.data_slots.take()
-            }
-        }),
+        None if moves_data(&step.action) => Some(
+            ctx.data_slot_or_say(i, step)
+                .unwrap_or_else(|| ctx.data_slots.take()),
+        ),
         slot => slot,
     };
     act_and_record(ctx, i, step, slot)
@@ -939,6 +930,16 @@ fn act_and_record(ctx: &Ctx<'_>, i: usize, step: &Step, slot: Option<Slot>) -> a
 }
 
 impl Ctx<'_> {
+    /// A data slot for step `step` of image `i` if one is free now; if
+    /// not, says that the step waits for one.
+    fn data_slot_or_say(&self, i: usize, step: &Step) -> Option<Slot> {
+        let slot = self.data_slots.try_take();
+        if slot.is_none() {
+            self.waiting_for_slot(i, step);
+        }
+        slot
+    }
+
     /// Says that step `step` of image `i` waits for a data slot.
     fn waiting_for_slot(&self, i: usize, step: &Step) {
         self.event(
