@@ -727,7 +727,7 @@ fn write_bundle(path: &std::path::Path, plan: &crate::plan::Plan) -> anyhow::Res
 fn load_bundle(path: &std::path::Path) -> anyhow::Result<crate::plan::Plan> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let plan: crate::plan::Plan = serde_yaml::from_str(&text).with_context(|| {
+    let plan: crate::plan::Plan = crate::plan::parse_bundle(&text).with_context(|| {
         format!(
             "{} is not a plan bundle (write one with ferry plan SPEC --bundle FILE)",
             path.display()

@@ -547,18 +547,29 @@ impl Ctx<'_> {
     /// Prints the hand-off lines of the verified copies (stdout), for the
     /// cleanup part.
     fn hand_off(&self) -> anyhow::Result<()> {
-        let plan = self.state.lock().unwrap().plan.clone();
-        for p in &plan.images {
-            for s in &p.steps {
-                if let Action::Verify { copy, origin, .. } = &s.action {
-                    if let Some(rec) = self.record(copy, origin)? {
-                        let line = format!("{HANDOFF} {} {}", plan.id, rec.to_line());
-                        if self.opts.json {
-                            println!("{}", serde_json::json!({ "hand_off": line }));
-                        } else {
-                            println!("{line}");
-                        }
-                    }
+        // The copies to hand off, not a clone of the whole plan (25 MB for
+        // a thousand images).
+        let (id, verified): (String, Vec<(ImageAt, SourceId)>) = {
+            let state = self.state.lock().unwrap();
+            let verified = state
+                .plan
+                .images
+                .iter()
+                .flat_map(|p| &p.steps)
+                .filter_map(|s| match &s.action {
+                    Action::Verify { copy, origin, .. } => Some((copy.clone(), origin.clone())),
+                    _ => None,
+                })
+                .collect();
+            (state.plan.id.clone(), verified)
+        };
+        for (copy, origin) in &verified {
+            if let Some(rec) = self.record(copy, origin)? {
+                let line = format!("{HANDOFF} {id} {}", rec.to_line());
+                if self.opts.json {
+                    println!("{}", serde_json::json!({ "hand_off": line }));
+                } else {
+                    println!("{line}");
                 }
             }
         }

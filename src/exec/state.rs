@@ -214,8 +214,13 @@ impl RunState {
     ///
     /// The journal's records are in the file then: the journal is removed.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let text = serde_yaml::to_string(self)?;
-        write_durably(path, text.as_bytes())?;
+        // Straight to the file: the text of a thousand images' state is
+        // ~17 MB, which a string would hold at once.
+        write_durably_with(path, |f| {
+            let mut w = std::io::BufWriter::new(f);
+            serde_yaml::to_writer(&mut w, self).map_err(std::io::Error::other)?;
+            w.flush()
+        })?;
         match std::fs::remove_file(journal_path(path)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -259,12 +264,20 @@ pub fn journal_path(path: &Path) -> PathBuf {
 
 /// Replaces `path` with `data` (see [`RunState::save`]).
 pub fn write_durably(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    write_durably_with(path, |f| f.write_all(data))
+}
+
+/// [`write_durably`] of what `write` writes to the new file.
+pub fn write_durably_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
+        write(&mut f)?;
         f.sync_all()
     };
     write().with_context(|| format!("writing {}", tmp.display()))?;

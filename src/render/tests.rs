@@ -520,3 +520,32 @@ fn every_images_input_checks_come_before_any_image_begins() {
         .expect("the first image is adopted in this part");
     assert!(last_check < first_adoption);
 }
+
+#[test]
+fn bundles_read_one_image_at_a_time_equal_a_whole_read() {
+    let names: [&dyn Fn(&str) -> String; 3] = [
+        &|s: &str| s.to_string(),
+        &hostile,
+        // Names YAML would take for other things unquoted.
+        &|s: &str| format!("- {s}:\n- images: [] # #"),
+    ];
+    for name in names {
+        for (what, p) in every_plan(name) {
+            let text = format!(
+                "# ferry plan bundle\n{}",
+                serde_yaml::to_string(&p).unwrap()
+            );
+            let whole: Plan = serde_yaml::from_str(&text).unwrap();
+            assert_eq!(whole, p, "{what}");
+            let (_, items) = crate::plan::split_top_level_list(&text, "images")
+                .unwrap_or_else(|| panic!("{what}: no image list found"));
+            assert_eq!(items.len(), p.images.len(), "{what}");
+            assert_eq!(crate::plan::parse_bundle(&text).unwrap(), p, "{what}");
+        }
+    }
+    // Another shape reads whole, and its error keeps its line.
+    let e = crate::plan::parse_bundle("id: x\nimages:\n- image: {kind: nope}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 3"), "{e}");
+}
