@@ -262,12 +262,8 @@ pub fn journal_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Replaces `path` with `data` (see [`RunState::save`]).
-pub fn write_durably(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    write_durably_with(path, |f| f.write_all(data))
-}
-
-/// [`write_durably`] of what `write` writes to the new file.
+/// Replaces `path` with what `write` writes to a new file, synced,
+/// renamed over it and its directory synced (see [`RunState::save`]).
 pub fn write_durably_with(
     path: &Path,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
