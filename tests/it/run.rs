@@ -853,6 +853,8 @@ fn a_crash_says_what_to_do_and_still_ends_by_its_signal() {
 /// still looked at, and each gives up at the wait's timeout.
 #[test]
 fn waiting_images_hold_no_thread() {
+    // rbd-mirror stays up (a stopped one would end these waits as stalls).
+    let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let tag = unique("park");
     let a = env.connect("site-a");
