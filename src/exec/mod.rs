@@ -348,11 +348,7 @@ fn execute(
         open_slots: Slots::new(OPEN_AT_ONCE),
         failed: Mutex::new(BTreeSet::new()),
     };
-    let before = (
-        crate::ceph::calls_sent(),
-        crate::ceph::image_opens(),
-        crate::openstack::requests_sent(),
-    );
+    let before = output::Load::now();
     let (n, order) = {
         let st = ctx.state.lock().unwrap();
         (st.plan.images.len(), st.plan.run_order())
@@ -416,18 +412,10 @@ fn execute(
         failures
     });
     ctx.finish();
-    let secs = ctx.started.elapsed().as_secs_f64().max(0.001);
-    let (calls, opens, requests) = (
-        crate::ceph::calls_sent() - before.0,
-        crate::ceph::image_opens() - before.1,
-        crate::openstack::requests_sent() - before.2,
-    );
     tracing::info!(
-        "load: {calls} Ceph calls ({:.1}/s; {opens} of them image opens, {:.1}/s, at most {} open at once), {requests} OpenStack requests ({:.1}/s) in {secs:.1} s",
-        calls as f64 / secs,
-        opens as f64 / secs,
-        crate::ceph::images_open_at_most(),
-        requests as f64 / secs
+        "load: {}, at most {} images open at once",
+        output::Load::now().since(&before),
+        crate::ceph::images_open_at_most()
     );
     // The journal folded into the state file: one file to read or keep.
     ctx.save()?;

@@ -118,6 +118,8 @@ pub struct Observer {
     /// The Cinder backend host that stores in an RBD pool.
     pub hosts: Shared<String, String>,
     pub pace: Pace,
+    /// Images parked in a wait now (for the run's load lines).
+    pub parked: std::sync::atomic::AtomicUsize,
 }
 
 impl Observer {
@@ -128,6 +130,7 @@ impl Observer {
             manageable: Shared::new(MAX_AGE),
             hosts: Shared::new(Duration::from_secs(600)),
             pace: Pace::new(CHECKS_PER_SECOND),
+            parked: Default::default(),
         }
     }
 }

@@ -45,9 +45,22 @@ impl Ctx<'_> {
 
     /// Until `finished` is raised (then at once): redraws the live board,
     /// or reports the batch as a line every [`BATCH_EVERY`].
+    /// At `-v`, a line of the load of the last [`LOAD_EVERY`] as well.
     pub(super) fn tick(&self, finished: &Flag) {
         let mut last_line = Instant::now();
+        let mut lately = Load::now();
         while !finished.wait(REDRAW) {
+            if lately.at.elapsed() >= LOAD_EVERY {
+                let now = Load::now();
+                tracing::info!(
+                    "load lately: {}; {} images waiting",
+                    now.since(&lately),
+                    self.observer
+                        .parked
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                );
+                lately = now;
+            }
             if self.live {
                 let mut drawn = self.drawn.lock().unwrap();
                 let mut e = std::io::stderr().lock();
@@ -126,6 +139,46 @@ impl Ctx<'_> {
 const REDRAW: Duration = Duration::from_millis(500);
 
 const BATCH_EVERY: Duration = Duration::from_secs(10);
+
+/// How often the load of the time just past is logged (at `-v`): with many
+/// images waiting, it shows what the waits cost the clusters and clouds,
+/// apart from the checks every image has once at the start.
+const LOAD_EVERY: Duration = Duration::from_secs(10);
+
+/// The process's calls to the clusters and clouds so far, and when read.
+pub(super) struct Load {
+    at: Instant,
+    calls: u64,
+    opens: u64,
+    requests: u64,
+}
+
+impl Load {
+    pub(super) fn now() -> Load {
+        Load {
+            at: Instant::now(),
+            calls: crate::ceph::calls_sent(),
+            opens: crate::ceph::image_opens(),
+            requests: crate::openstack::requests_sent(),
+        }
+    }
+
+    /// The calls between `earlier` and this reading, and their rates.
+    pub(super) fn since(&self, earlier: &Load) -> String {
+        let secs = (self.at - earlier.at).as_secs_f64().max(0.001);
+        let (calls, opens, requests) = (
+            self.calls - earlier.calls,
+            self.opens - earlier.opens,
+            self.requests - earlier.requests,
+        );
+        format!(
+            "{calls} Ceph calls ({:.1}/s; {opens} of them image opens, {:.1}/s), {requests} OpenStack requests ({:.1}/s) in {secs:.1} s",
+            calls as f64 / secs,
+            opens as f64 / secs,
+            requests as f64 / secs
+        )
+    }
+}
 
 /// Moves the cursor up over `lines` drawn lines and clears them.
 fn erase(e: &mut impl Write, lines: usize) {

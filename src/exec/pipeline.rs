@@ -6,6 +6,7 @@
 //! what their work costs, not a thread each.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -188,6 +189,7 @@ fn work<'scope, 'env>(
         let finished = match r {
             Ok(Flow::Parked(lane, Some(waiting))) => {
                 let due = Instant::now() + waiting.pause(ctx.opts.poll);
+                ctx.observer.parked.fetch_add(1, Ordering::Relaxed);
                 shared.lock().parked.push(Parked {
                     i,
                     lane,
@@ -233,6 +235,7 @@ fn look(ctx: &Ctx<'_>, shared: &Shared<'_>) {
                 let now = Instant::now();
                 let first = (0..q.parked.len()).min_by_key(|&k| q.parked[k].due);
                 if let Some(k) = first.filter(|&k| q.parked[k].due <= now) {
+                    ctx.observer.parked.fetch_sub(1, Ordering::Relaxed);
                     break q.parked.swap_remove(k);
                 }
                 let until = first.map_or(Duration::from_millis(500), |k| q.parked[k].due - now);
@@ -267,6 +270,7 @@ fn look(ctx: &Ctx<'_>, shared: &Shared<'_>) {
         match r {
             Ok(false) => {
                 let due = Instant::now() + waiting.pause(ctx.opts.poll);
+                ctx.observer.parked.fetch_add(1, Ordering::Relaxed);
                 q.parked.push(Parked {
                     i,
                     lane,
