@@ -668,9 +668,10 @@ impl ImageSteps {
 /// will be.
 type Alongside = (Step, Arc<pipeline::Outcome>);
 
-/// Where an image's own lane of steps stands: the step it is at, how far
-/// that step has come, and the steps running alongside. An image that must
-/// wait parks with its lane and holds no thread.
+/// Where a lane of an image's steps stands: the step it is at, how far
+/// that step has come, and the steps running alongside. A lane that must
+/// wait parks and holds no thread. An image has its own lane, and a side
+/// lane for each step running alongside it.
 #[derive(Default)]
 struct Lane {
     /// The step (index into the role's steps) the lane is at.
@@ -682,27 +683,39 @@ struct Lane {
     /// A data slot taken for step `k`.
     slot: Option<Slot>,
     alongside: Vec<Alongside>,
+    /// A side lane: it runs step `k` only, and its outcome goes here.
+    side: Option<Arc<pipeline::Outcome>>,
+    /// A side lane's step is settled (see [`ImageSteps::settled`]), as
+    /// judged when it was set off.
+    settled: bool,
+    /// Step `k` failed with this (`true`: named already, a failure of a
+    /// step alongside); what runs alongside finishes first.
+    failing: Option<(anyhow::Error, bool)>,
 }
 
-/// How a turn of an image's lane ended.
+/// How a turn of a lane ended.
 enum Flow {
-    /// Every step of the image is done.
+    /// Every step of the lane is done.
     Done,
     /// The lane waits for a requirement (`Some`: look at it again later)
     /// or for a data slot (`None`).
     Parked(Lane, Option<Box<wait::Waiting>>),
+    /// The lane waits for a step running alongside; it is held by that
+    /// step's outcome and goes on when the outcome is in.
+    Joining,
 }
 
 /// Runs image `i`'s steps from where `lane` stands (its start: `None`)
 /// until they are done or one must wait. A step the next one does not
 /// follow runs alongside the steps after it, until one that follows it
-/// (the source's hash beside the sync and the copy); whatever runs
-/// alongside has finished before a failure is handled (the source is put
-/// back) and before the image is done. `ended`: the wait the lane was
-/// parked on ended with this error.
-fn run_image<'scope, 'env>(
-    ctx: &'env Ctx<'env>,
-    scope: &'scope std::thread::Scope<'scope, 'env>,
+/// (the source's hash beside the sync and the copy), in a side lane that
+/// `set_off` hands to the pipeline; whatever runs alongside has finished
+/// before a failure is handled (the source is put back) and before the
+/// image is done. `ended`: the wait the lane was parked on ended with this
+/// error.
+fn run_image(
+    ctx: &Ctx<'_>,
+    set_off: &dyn Fn(usize, Lane),
     i: usize,
     lane: Option<Lane>,
     ended: Option<anyhow::Error>,
@@ -710,51 +723,65 @@ fn run_image<'scope, 'env>(
     let image = ImageSteps::of(ctx, i);
     let steps = image.steps(ctx.role);
     let mut lane = lane.unwrap_or_default();
-    // A failure of step k: whatever runs alongside finishes first.
-    let fail = |lane: &mut Lane, step: &Step, e: anyhow::Error| -> anyhow::Error {
-        if let Err(b) = join(ctx, i, &mut lane.alongside, &|_| true) {
-            ctx.event(i, &step.name, "failed", &format!("meanwhile: {b:#}"));
-        }
-        failed(ctx, i, step, e)
-    };
-    if let Some(e) = ended {
-        let step = steps
-            .get(lane.k)
+    let step_at = |k: usize| {
+        steps
+            .get(k)
             .copied()
-            .ok_or_else(|| anyhow!("image {} parked past its last step", i + 1))?;
-        return Err(fail(&mut lane, step, e));
+            .ok_or_else(|| anyhow!("image {} parked past its last step", i + 1))
+    };
+    if lane.side.is_some() {
+        if let Some(e) = ended {
+            return Err(e);
+        }
+        let step = step_at(lane.k)?;
+        if !lane.entered {
+            if enter(ctx, i, step, lane.settled)? {
+                return Ok(Flow::Done);
+            }
+            lane.entered = true;
+        }
+        return match ready_to_act(ctx, i, step, lane).map_err(|(_, e)| e)? {
+            Ready::Act(mut lane) => {
+                act_and_record(ctx, i, step, lane.slot.take())?;
+                Ok(Flow::Done)
+            }
+            Ready::Not(flow) => Ok(flow),
+        };
+    }
+    if let Some(e) = ended {
+        lane.failing = Some((e, false));
+    }
+    if lane.failing.is_some() {
+        return fail(ctx, i, step_at(lane.k)?, lane);
     }
     while let Some(&step) = steps.get(lane.k) {
         let k = lane.k;
         if !lane.entered {
-            join(ctx, i, &mut lane.alongside, &|s| step.after.contains(&s.id))?;
+            let which = |s: &Step| step.after.contains(&s.id);
+            lane = match join(ctx, i, lane, &which) {
+                Joined::Parked => return Ok(Flow::Joining),
+                Joined::Done(lane, Ok(())) => lane,
+                // A step's alongside failed (named by the join).
+                Joined::Done(mut lane, Err(e)) => {
+                    lane.failing = Some((e, true));
+                    return fail(ctx, i, step, lane);
+                }
+            };
             let settled = image.settled(&steps, k);
             let beside = steps
                 .get(k + 1)
                 .is_some_and(|next| !next.after.contains(&step.id));
             if beside {
-                // A data step that waits for nothing else gets its slot
-                // before its thread: threads stay as many as the slots.
-                if moves_data(&step.action)
-                    && step.requires.is_empty()
-                    && !settled
-                    && lane.slot.is_none()
-                {
-                    match ctx.data_slot_or_say(i, step) {
-                        Some(slot) => lane.slot = Some(slot),
-                        None => return Ok(Flow::Parked(lane, None)),
-                    }
-                }
-                let slot = lane.slot.take();
                 let outcome = Arc::new(pipeline::Outcome::default());
-                let (owned, told) = (step.clone(), Arc::clone(&outcome));
-                scope.spawn(move || {
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_step(ctx, i, &owned, settled, slot)
-                    }))
-                    .unwrap_or_else(|p| Err(anyhow!("ferry panicked: {}", panic_text(&*p))));
-                    told.set(r);
-                });
+                set_off(
+                    i,
+                    Lane {
+                        k,
+                        side: Some(Arc::clone(&outcome)),
+                        settled,
+                        ..Lane::default()
+                    },
+                );
                 lane.alongside.push((step.clone(), outcome));
                 lane.k += 1;
                 continue;
@@ -765,25 +792,23 @@ fn run_image<'scope, 'env>(
                     continue;
                 }
                 Ok(false) => lane.entered = true,
-                Err(e) => return Err(fail(&mut lane, step, e)),
+                Err(e) => {
+                    lane.failing = Some((e, false));
+                    return fail(ctx, i, step, lane);
+                }
             }
         }
-        while let Some(check) = step.requires.get(lane.held) {
-            let mut waiting = wait::Waiting::new(i, step.clone(), check.clone());
-            match waiting.look(ctx) {
-                Ok(true) => lane.held += 1,
-                Ok(false) => return Ok(Flow::Parked(lane, Some(Box::new(waiting)))),
-                Err(e) => return Err(fail(&mut lane, step, e)),
+        lane = match ready_to_act(ctx, i, step, lane) {
+            Ok(Ready::Act(lane)) => lane,
+            Ok(Ready::Not(flow)) => return Ok(flow),
+            Err((mut lane, e)) => {
+                lane.failing = Some((e, false));
+                return fail(ctx, i, step, lane);
             }
-        }
-        if moves_data(&step.action) && lane.slot.is_none() {
-            match ctx.data_slot_or_say(i, step) {
-                Some(slot) => lane.slot = Some(slot),
-                None => return Ok(Flow::Parked(lane, None)),
-            }
-        }
+        };
         if let Err(e) = act_and_record(ctx, i, step, lane.slot.take()) {
-            return Err(fail(&mut lane, step, e));
+            lane.failing = Some((e, false));
+            return fail(ctx, i, step, lane);
         }
         lane = Lane {
             k: k + 1,
@@ -791,23 +816,93 @@ fn run_image<'scope, 'env>(
             ..Lane::default()
         };
     }
-    join(ctx, i, &mut lane.alongside, &|_| true)?;
-    Ok(Flow::Done)
+    match join(ctx, i, lane, &|_| true) {
+        Joined::Parked => Ok(Flow::Joining),
+        Joined::Done(_, r) => r.map(|()| Flow::Done),
+    }
 }
 
-/// Waits for the steps running alongside that `which` picks; the first
-/// failure among them is the image's (named), the others are told.
-fn join(
+/// Whether a lane's entered step can act now.
+enum Ready {
+    /// Its requirements hold and it has the data slot it needs.
+    Act(Lane),
+    /// It waits (the lane parked).
+    Not(Flow),
+}
+
+/// Looks at the requirements of `step` not yet seen to hold, then takes
+/// the data slot it needs: the lane acts, or parks to wait. An error ends
+/// the wait (given with the lane, whose side steps must finish first).
+fn ready_to_act(
     ctx: &Ctx<'_>,
     i: usize,
-    alongside: &mut Vec<Alongside>,
-    which: &dyn Fn(&Step) -> bool,
-) -> anyhow::Result<()> {
+    step: &Step,
+    mut lane: Lane,
+) -> Result<Ready, (Lane, anyhow::Error)> {
+    while let Some(check) = step.requires.get(lane.held) {
+        let mut waiting = wait::Waiting::new(i, step.clone(), check.clone());
+        match waiting.look(ctx) {
+            Ok(true) => lane.held += 1,
+            Ok(false) => return Ok(Ready::Not(Flow::Parked(lane, Some(Box::new(waiting))))),
+            Err(e) => return Err((lane, e)),
+        }
+    }
+    if moves_data(&step.action) && lane.slot.is_none() {
+        match ctx.data_slot_or_say(i, step) {
+            Some(slot) => lane.slot = Some(slot),
+            None => return Ok(Ready::Not(Flow::Parked(lane, None))),
+        }
+    }
+    Ok(Ready::Act(lane))
+}
+
+/// The failure of the lane's step `lane.k` (in `lane.failing`), once what
+/// runs alongside has finished: named, the source put back (see
+/// [`failed`]); a failure meanwhile is told.
+fn fail(ctx: &Ctx<'_>, i: usize, step: &Step, lane: Lane) -> anyhow::Result<Flow> {
+    match join(ctx, i, lane, &|_| true) {
+        Joined::Parked => Ok(Flow::Joining),
+        Joined::Done(mut lane, meanwhile) => {
+            if let Err(b) = meanwhile {
+                ctx.event(i, &step.name, "failed", &format!("meanwhile: {b:#}"));
+            }
+            match lane.failing.take().expect("a failing lane") {
+                (e, true) => Err(e),
+                (e, false) => Err(failed(ctx, i, step, e)),
+            }
+        }
+    }
+}
+
+/// What a lane's join of the steps alongside came to.
+enum Joined {
+    /// All of them are done: the first failure among them is the image's
+    /// (named), the others are told.
+    Done(Lane, anyhow::Result<()>),
+    /// One is not done yet: the lane is held by its outcome.
+    Parked,
+}
+
+/// Joins the steps running alongside that `which` picks: when one is not
+/// done, the lane parks on its outcome (holding no thread) and is looked at
+/// again when that outcome is in.
+fn join(ctx: &Ctx<'_>, i: usize, mut lane: Lane, which: &dyn Fn(&Step) -> bool) -> Joined {
+    while let Some(p) = lane
+        .alongside
+        .iter()
+        .position(|(s, o)| which(s) && !o.is_set())
+    {
+        let outcome = Arc::clone(&lane.alongside[p].1);
+        match outcome.hold(i, lane) {
+            Ok(()) => return Joined::Parked,
+            Err(back) => lane = back,
+        }
+    }
     let mut first: Option<anyhow::Error> = None;
-    let (now, later): (Vec<_>, Vec<_>) = alongside.drain(..).partition(|(s, _)| which(s));
-    alongside.extend(later);
+    let (now, later): (Vec<_>, Vec<_>) = lane.alongside.drain(..).partition(|(s, _)| which(s));
+    lane.alongside.extend(later);
     for (s, outcome) in now {
-        if let Err(e) = outcome.wait() {
+        if let Err(e) = outcome.take() {
             match first {
                 None => first = Some(failed(ctx, i, &s, e)),
                 // Only one error is the image's; the others are
@@ -816,7 +911,7 @@ fn join(
             }
         }
     }
-    first.map_or(Ok(()), Err)
+    Joined::Done(lane, first.map_or(Ok(()), Err))
 }
 
 /// A step's failure, named, with the source put back when the step was one
@@ -837,32 +932,6 @@ fn failed(ctx: &Ctx<'_>, i: usize, step: &Step, e: anyhow::Error) -> anyhow::Err
         Ok(did) => e.context(format!("the source is put back ({})", did.join(", "))),
         Err(p) => e.context(format!("putting the source back failed too: {p:#}")),
     }
-}
-
-/// Runs one step unless it is done (`settled`: recorded before the last
-/// recorded step), and records it, on this thread: its waits block it
-/// (a step running alongside others). `slot`: a data slot taken for it.
-fn run_step(
-    ctx: &Ctx<'_>,
-    i: usize,
-    step: &Step,
-    settled: bool,
-    slot: Option<Slot>,
-) -> anyhow::Result<()> {
-    if enter(ctx, i, step, settled)? {
-        return Ok(());
-    }
-    for c in &step.requires {
-        ctx.wait(i, step, c)?;
-    }
-    let slot = match slot {
-        None if moves_data(&step.action) => Some(
-            ctx.data_slot_or_say(i, step)
-                .unwrap_or_else(|| ctx.data_slots.take()),
-        ),
-        slot => slot,
-    };
-    act_and_record(ctx, i, step, slot)
 }
 
 /// A step's first checks: whether it is done already (`settled`, past, or

@@ -21,28 +21,53 @@ const LOOKERS: usize = 2;
 /// (slots freed by a worker are handed out at once).
 const SLOT_TICK: Duration = Duration::from_millis(50);
 
-/// Where the outcome of a step running alongside others will be.
+/// Where the outcome of a step running alongside an image's lane will be
+/// (the step runs in a side lane), and the lane when it waits for it.
 #[derive(Default)]
 pub struct Outcome {
-    result: Mutex<Option<anyhow::Result<()>>>,
-    set: Condvar,
+    inner: Mutex<OutcomeState>,
+}
+
+#[derive(Default)]
+struct OutcomeState {
+    result: Option<anyhow::Result<()>>,
+    /// The lane (of image `.0`) held until the outcome is in.
+    held: Option<(usize, Lane)>,
 }
 
 impl Outcome {
-    pub fn set(&self, r: anyhow::Result<()>) {
-        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-        self.set.notify_all();
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutcomeState> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for the outcome (once: it is taken).
-    pub fn wait(&self) -> anyhow::Result<()> {
-        let mut r = self.result.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(r) = r.take() {
-                return r;
-            }
-            r = self.set.wait(r).unwrap_or_else(|p| p.into_inner());
+    /// Puts the outcome in; gives back the lane held until then, to go on.
+    fn set(&self, r: anyhow::Result<()>) -> Option<(usize, Lane)> {
+        let mut st = self.lock();
+        st.result = Some(r);
+        st.held.take()
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.lock().result.is_some()
+    }
+
+    /// Takes the outcome (once); it must be in.
+    pub fn take(&self) -> anyhow::Result<()> {
+        self.lock()
+            .result
+            .take()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("a step alongside has no outcome")))
+    }
+
+    /// Holds image `i`'s `lane` until the outcome is in; gives it back if
+    /// it is in already.
+    pub fn hold(&self, i: usize, lane: Lane) -> Result<(), Lane> {
+        let mut st = self.lock();
+        if st.result.is_some() {
+            return Err(lane);
         }
+        st.held = Some((i, lane));
+        Ok(())
     }
 }
 
@@ -135,7 +160,7 @@ pub(super) fn run<'env>(
     };
     std::thread::scope(|s| {
         for _ in 0..workers.clamp(1, order.len().max(1)) {
-            s.spawn(|| work(ctx, s, &shared, report));
+            s.spawn(|| work(ctx, &shared, report));
         }
         for _ in 0..LOOKERS {
             s.spawn(|| look(ctx, &shared));
@@ -148,12 +173,16 @@ pub(super) fn run<'env>(
 
 /// A worker: takes ready images (or begins the next one), runs each until
 /// it is done or parks.
-fn work<'scope, 'env>(
-    ctx: &'env Ctx<'env>,
-    scope: &'scope std::thread::Scope<'scope, 'env>,
-    shared: &'env Shared<'env>,
-    report: &(dyn Fn(usize, &anyhow::Result<()>) + Sync),
-) {
+fn work(ctx: &Ctx<'_>, shared: &Shared<'_>, report: &(dyn Fn(usize, &anyhow::Result<()>) + Sync)) {
+    // A step set off to run alongside its image's lane: a job like any.
+    let set_off = |i: usize, lane: Lane| {
+        shared.lock().ready.push_back(Job {
+            i,
+            lane: Some(lane),
+            ended: None,
+        });
+        shared.changed.notify_all();
+    };
     let n = shared.order.len();
     loop {
         let job = {
@@ -182,8 +211,9 @@ fn work<'scope, 'env>(
             shared.changed.notify_all();
             return;
         };
+        let side = lane.as_ref().and_then(|l| l.side.clone());
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_image(ctx, scope, i, lane, ended)
+            run_image(ctx, &set_off, i, lane, ended)
         }))
         .unwrap_or_else(|p| Err(anyhow::anyhow!("ferry panicked: {}", panic_text(&*p))));
         let finished = match r {
@@ -202,8 +232,23 @@ fn work<'scope, 'env>(
                 shared.lock().for_slot.push_back((i, lane));
                 None
             }
+            Ok(Flow::Joining) => None,
             Ok(Flow::Done) => Some(Ok(())),
             Err(e) => Some(Err(e)),
+        };
+        let finished = match (finished, side) {
+            (Some(r), Some(outcome)) => {
+                // A side lane's end: the image's lane held for it goes on.
+                if let Some((j, lane)) = outcome.set(r) {
+                    shared.lock().ready.push_back(Job {
+                        i: j,
+                        lane: Some(lane),
+                        ended: None,
+                    });
+                }
+                None
+            }
+            (finished, _) => finished,
         };
         if let Some(r) = finished {
             // A panic while reporting must not end the worker either.

@@ -16,7 +16,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::ceph::{Features, MirrorMode};
-use crate::plan::Plan;
+use crate::plan::{ImagePlan, Plan};
 use crate::spec::{ImageEntry, Spec};
 
 /// The state file layout this ferry writes and reads. 1: no `format` field,
@@ -158,7 +158,9 @@ impl RunState {
                 if format < u64::from(FORMAT) { "an older" } else { "a newer" }
             );
         }
-        Ok(serde_yaml::from_value(value)?)
+        let mut state: RunState = serde_yaml::from_value(value)?;
+        state.plan.images.iter_mut().for_each(ImagePlan::compact);
+        Ok(state)
     }
 
     /// What differs between the spec this run began with and `now`; None

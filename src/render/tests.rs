@@ -540,7 +540,19 @@ fn bundles_read_one_image_at_a_time_equal_a_whole_read() {
             let (_, items) = crate::plan::split_top_level_list(&text, "images")
                 .unwrap_or_else(|| panic!("{what}: no image list found"));
             assert_eq!(items.len(), p.images.len(), "{what}");
-            assert_eq!(crate::plan::parse_bundle(&text).unwrap(), p, "{what}");
+            let read = crate::plan::parse_bundle(&text).unwrap();
+            assert_eq!(read, p, "{what}");
+            // Read lists hold no spare room (serde grows them by doubling).
+            for s in read.images.iter().flat_map(|i| &i.steps) {
+                for (list, len, cap) in [
+                    ("requires", s.requires.len(), s.requires.capacity()),
+                    ("done_when", s.done_when.len(), s.done_when.capacity()),
+                    ("past_when", s.past_when.len(), s.past_when.capacity()),
+                    ("after", s.after.len(), s.after.capacity()),
+                ] {
+                    assert_eq!(len, cap, "{what}: step {} {list}", s.id);
+                }
+            }
         }
     }
     // Another shape reads whole, and its error keeps its line.
