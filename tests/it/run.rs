@@ -885,7 +885,7 @@ fn waiting_images_hold_no_thread() {
         .output_bounded()
         .unwrap();
     assert!(planned.status.success(), "{planned:?}");
-    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["run", "--output", "json", "--role", "destination-storage"])
         .args([
             "--in-flight",
@@ -906,24 +906,7 @@ fn waiting_images_hold_no_thread() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // ferry's own threads are named after the program; librados and
-    // librbd name theirs (msgr-worker-0, safe_timer, ...).
-    let ferry_threads = |pid: u32| -> usize {
-        std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map(|tasks| {
-                tasks
-                    .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-                    .filter(|comm| comm.trim() == "ferry")
-                    .count()
-            })
-            .unwrap_or(0)
-    };
-    let mut most = 0;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(8) {
-        most = most.max(ferry_threads(child.id()));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let most = most_ferry_threads(&mut child, Duration::from_secs(8));
     let out = child.wait_with_output().unwrap();
     // Every image waited and gave up at the timeout (exit 2: run again
     // later), none failed otherwise.
@@ -944,4 +927,105 @@ fn waiting_images_hold_no_thread() {
         most <= 16,
         "{most} ferry threads while 40 images waited (a thread per image would be over 40)"
     );
+}
+
+/// The most threads of ferry's own a running ferry had, sampled until it
+/// ends or for `at_most`. ferry's threads are named after the program;
+/// librados and librbd name theirs (msgr-worker-0, safe_timer, ...).
+fn most_ferry_threads(child: &mut std::process::Child, at_most: Duration) -> usize {
+    let pid = child.id();
+    let count = || -> usize {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .filter(|comm| comm.trim() == "ferry")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut most = 0;
+    let start = Instant::now();
+    while start.elapsed() < at_most && child.try_wait().ok().flatten().is_none() {
+        most = most.max(count());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    most
+}
+
+/// A step alongside the image's own (the source's hash, beside the sync
+/// and the copy) holds no thread while it waits for a data slot: twelve
+/// images with one data slot keep a run at its workers (1 + 8), lookers,
+/// board and main thread, where each hash held a thread of its own; each
+/// copy still ends equal to its source.
+#[test]
+fn a_hash_waiting_for_a_data_slot_holds_no_thread() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let mut moved_images = Vec::new();
+    let mut names = Vec::new();
+    let mut entries = String::new();
+    for k in 0..12 {
+        let v = unique(&format!("side{k:02}"));
+        let name = format!("volume-{v}");
+        source_image(&env, "volumes", &name, 4 * MIB, Features::DEFAULT, 70 + k);
+        moved_images.push(moved(
+            &env,
+            "volumes",
+            &name,
+            env.var("DEST_CINDER_POOL"),
+            &name,
+        ));
+        entries.push_str(&format!("  - volume: {v}\n"));
+        names.push(name);
+    }
+    let (spec, state) = spec_file(&env, &entries, "options: {mirror_mode: snapshot}\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "run",
+            "--output",
+            "json",
+            "--concurrency",
+            "1",
+            "--in-flight",
+            "12",
+        ])
+        .arg("--state-dir")
+        .arg(&state)
+        .arg(&spec)
+        // To files: a pipe nobody reads until the end could fill.
+        .stdout(std::fs::File::create(spec.with_file_name("out")).unwrap())
+        .stderr(std::fs::File::create(spec.with_file_name("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let most = most_ferry_threads(&mut child, Duration::from_secs(600));
+    let out = Output {
+        status: child.wait().unwrap(),
+        stdout: std::fs::read(spec.with_file_name("out")).unwrap(),
+        stderr: std::fs::read(spec.with_file_name("err")).unwrap(),
+    };
+    succeeded(&out);
+    // The case came up: hashes waited for the one slot.
+    let slot_waits = step_events(&out)
+        .iter()
+        .filter(|e| {
+            e["step"] == "hash-source"
+                && e["status"] == "waiting"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("data slots"))
+        })
+        .count();
+    assert!(slot_waits > 0, "no hash waited for a data slot");
+    assert!(most > 0, "no thread of the run was seen");
+    assert!(
+        most <= 16,
+        "{most} ferry threads with 12 images and one data slot ({slot_waits} hashes waited for it)"
+    );
+    let b = env.connect("site-b");
+    let cinder = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    for n in &names {
+        let copy = cinder.open_image_read_only(n, None).unwrap();
+        assert_eq!(checksum(&copy), source_sum(&env, "volumes", n), "{n}");
+    }
 }
