@@ -54,7 +54,7 @@ static OPEN_NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 static OPEN_MOST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The most images this process has held open at once (each open holds a
-/// copy of librbd's whole configuration, ~0.6 MiB: the largest share of a
+/// copy of librbd's whole configuration, ~0.4 MiB: the largest share of a
 /// run's memory after the libraries).
 pub fn images_open_at_most() -> u64 {
     OPEN_MOST.load(std::sync::atomic::Ordering::Relaxed)
