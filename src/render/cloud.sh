@@ -80,19 +80,20 @@ cinder_host() {
 
 # manageable HOST NAME: Cinder lists the image NAME as manageable. The RBD
 # driver opens every image of the pool for this list and answers 500 when
-# one vanishes meanwhile (another volume deleted): asked again, a few times.
+# one vanishes meanwhile (another volume deleted, as happens all the time
+# while many are moved): asked again, with growing pauses, for about a minute.
 # Pages of 1000 (Cinder's default osapi_max_limit): a full page is followed
 # by another, from the last entry's reference as the marker.
 manageable() {
   need_cinder
   page=""
   while :; do
-    tries=0
+    pause=2
     while :; do
       api_get "$CINDER/manageable_volumes?host=$(uri "$1")&limit=1000$page" 3.8
-      if [ "$CODE" != 500 ] || [ "$tries" -ge 4 ]; then break; fi
-      tries=$((tries + 1))
-      sleep 2
+      if [ "$CODE" != 500 ] || [ "$pause" -gt 60 ]; then break; fi
+      sleep "$pause"
+      pause=$((pause * 2))
     done
     [ "$CODE" = 200 ] || die "listing manageable volumes gave HTTP $CODE: $OUT"
     printf '%s' "$OUT" | jq -e --arg n "$2" 'any(.["manageable-volumes"][]; .reference["source-name"] == $n)' >/dev/null && return 0
