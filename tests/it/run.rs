@@ -47,6 +47,36 @@ fn moved(env: &TestEnv, pool: &str, name: &str, dest_pool: &str, dest: &str) -> 
     }
 }
 
+/// `count` source volumes of `size` with random data (seeds from `seed`),
+/// removed with their copies at the end: their guards, their image names
+/// and the spec's entries for them.
+fn volumes_to_move(
+    env: &TestEnv,
+    tag: &str,
+    count: u64,
+    size: u64,
+    seed: u64,
+) -> (Vec<Moved>, Vec<String>, String) {
+    let mut moved_images = Vec::new();
+    let mut names = Vec::new();
+    let mut entries = String::new();
+    for k in 0..count {
+        let v = unique(&format!("{tag}{k:02}"));
+        let name = format!("volume-{v}");
+        source_image(env, "volumes", &name, size, Features::DEFAULT, seed + k);
+        moved_images.push(moved(
+            env,
+            "volumes",
+            &name,
+            env.var("DEST_CINDER_POOL"),
+            &name,
+        ));
+        entries.push_str(&format!("  - volume: {v}\n"));
+        names.push(name);
+    }
+    (moved_images, names, entries)
+}
+
 fn spec_file(env: &TestEnv, images: &str, options: &str) -> (PathBuf, PathBuf) {
     spec_in_temp_dir(&(env.spec_yaml(images) + options))
 }
@@ -600,23 +630,7 @@ fn a_lost_state_file_is_recovered_from_the_record_on_the_source() {
 fn images_are_prepared_and_mirrored_while_others_copy() {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
-    let mut moved_images = Vec::new();
-    let mut names = Vec::new();
-    let mut entries = String::new();
-    for k in 0..3 {
-        let v = unique(&format!("pipe{k}"));
-        let name = format!("volume-{v}");
-        source_image(&env, "volumes", &name, 8 * MIB, Features::DEFAULT, 40 + k);
-        moved_images.push(moved(
-            &env,
-            "volumes",
-            &name,
-            env.var("DEST_CINDER_POOL"),
-            &name,
-        ));
-        entries.push_str(&format!("  - volume: {v}\n"));
-        names.push(name);
-    }
+    let (_moved, names, entries) = volumes_to_move(&env, "pipe", 3, 8 * MIB, 40);
     let (spec, state) = spec_file(&env, &entries, "options: {mirror_mode: snapshot}\n");
     let out = ferry_run(&spec, &state, &["--concurrency", "1", "--in-flight", "3"]);
     succeeded(&out);
@@ -962,23 +976,7 @@ fn most_ferry_threads(child: &mut std::process::Child, at_most: Duration) -> usi
 fn a_hash_waiting_for_a_data_slot_holds_no_thread() {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
-    let mut moved_images = Vec::new();
-    let mut names = Vec::new();
-    let mut entries = String::new();
-    for k in 0..12 {
-        let v = unique(&format!("side{k:02}"));
-        let name = format!("volume-{v}");
-        source_image(&env, "volumes", &name, 4 * MIB, Features::DEFAULT, 70 + k);
-        moved_images.push(moved(
-            &env,
-            "volumes",
-            &name,
-            env.var("DEST_CINDER_POOL"),
-            &name,
-        ));
-        entries.push_str(&format!("  - volume: {v}\n"));
-        names.push(name);
-    }
+    let (_moved, names, entries) = volumes_to_move(&env, "side", 12, 4 * MIB, 70);
     let (spec, state) = spec_file(&env, &entries, "options: {mirror_mode: snapshot}\n");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args([
