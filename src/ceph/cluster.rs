@@ -164,15 +164,6 @@ impl Cluster {
         cluster.conf_set("admin_socket", "")?;
         cluster.conf_set("rbd_cache", "false")?;
         cluster.conf_set("rbd_disable_zero_copy_writes", "false")?;
-        // One librados callback thread, not two: librbd 16.2 finishes an
-        // open at a snapshot on one thread and wakes the opener on the
-        // other, then locks the image's state again; an image closed in
-        // between (a short check: open, read, close) is freed under that
-        // lock, and the process aborts (std::system_error, "Invalid
-        // argument", in thread io_context_pool) or its heap is corrupted.
-        // Seen in about one run of 200 images in six; with one thread the
-        // wake-up waits its turn. Same speed measured (bench-scale).
-        cluster.conf_set("librados_thread_count", "1")?;
         // SAFETY: handle is configured and not yet connected.
         let ret = unsafe { sys::rados_connect(cluster.handle) };
         check(ret, "rados_connect", what)?;
