@@ -118,6 +118,19 @@ impl Shared<'_> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Parks image `i`'s lane on `waiting`, looked at again after its
+    /// pause; the run's load lines read how many are parked.
+    fn park(&self, ctx: &Ctx<'_>, q: &mut Queue, i: usize, lane: Lane, waiting: Box<Waiting>) {
+        let due = Instant::now() + waiting.pause(ctx.opts.poll);
+        q.parked.push(Parked {
+            i,
+            lane,
+            waiting,
+            due,
+        });
+        ctx.observer.parked.store(q.parked.len(), Ordering::Relaxed);
+    }
+
     /// Hands free data slots to the images waiting for one.
     fn hand_out_slots(&self, ctx: &Ctx<'_>) {
         let mut q = self.lock();
@@ -218,14 +231,7 @@ fn work(ctx: &Ctx<'_>, shared: &Shared<'_>, report: &(dyn Fn(usize, &anyhow::Res
         .unwrap_or_else(|p| Err(anyhow::anyhow!("ferry panicked: {}", panic_text(&*p))));
         let finished = match r {
             Ok(Flow::Parked(lane, Some(waiting))) => {
-                let due = Instant::now() + waiting.pause(ctx.opts.poll);
-                ctx.observer.parked.fetch_add(1, Ordering::Relaxed);
-                shared.lock().parked.push(Parked {
-                    i,
-                    lane,
-                    waiting,
-                    due,
-                });
+                shared.park(ctx, &mut shared.lock(), i, lane, waiting);
                 None
             }
             Ok(Flow::Parked(lane, None)) => {
@@ -240,11 +246,7 @@ fn work(ctx: &Ctx<'_>, shared: &Shared<'_>, report: &(dyn Fn(usize, &anyhow::Res
             (Some(r), Some(outcome)) => {
                 // A side lane's end: the image's lane held for it goes on.
                 if let Some((j, lane)) = outcome.set(r) {
-                    shared.lock().ready.push_back(Job {
-                        i: j,
-                        lane: Some(lane),
-                        ended: None,
-                    });
+                    set_off(j, lane);
                 }
                 None
             }
@@ -280,8 +282,9 @@ fn look(ctx: &Ctx<'_>, shared: &Shared<'_>) {
                 let now = Instant::now();
                 let first = (0..q.parked.len()).min_by_key(|&k| q.parked[k].due);
                 if let Some(k) = first.filter(|&k| q.parked[k].due <= now) {
-                    ctx.observer.parked.fetch_sub(1, Ordering::Relaxed);
-                    break q.parked.swap_remove(k);
+                    let due = q.parked.swap_remove(k);
+                    ctx.observer.parked.store(q.parked.len(), Ordering::Relaxed);
+                    break due;
                 }
                 let until = first.map_or(Duration::from_millis(500), |k| q.parked[k].due - now);
                 let until = if q.for_slot.is_empty() {
@@ -314,14 +317,7 @@ fn look(ctx: &Ctx<'_>, shared: &Shared<'_>) {
         let mut q = shared.lock();
         match r {
             Ok(false) => {
-                let due = Instant::now() + waiting.pause(ctx.opts.poll);
-                ctx.observer.parked.fetch_add(1, Ordering::Relaxed);
-                q.parked.push(Parked {
-                    i,
-                    lane,
-                    waiting,
-                    due,
-                });
+                shared.park(ctx, &mut q, i, lane, waiting);
             }
             Ok(true) => {
                 lane.held += 1;

@@ -762,9 +762,7 @@ impl ImagePlan {
             snap: None,
         }
     }
-}
 
-impl ImagePlan {
     /// Gives back what reading left unused: serde grows a list read from
     /// YAML from four places up, so a step's one check (256 bytes) held a
     /// kilobyte, and a plan a third more memory than its steps take.
