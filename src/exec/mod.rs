@@ -502,10 +502,15 @@ impl Ctx<'_> {
             Site::Source => (&self.access.src, "source"),
             Site::Destination => (&self.access.dst, "destination"),
         };
-        c.as_ref().ok_or_else(|| match self.role {
+        let c = c.as_ref().ok_or_else(|| match self.role {
             Some(r) => anyhow!("the {r} part has no access to the {name} cluster"),
             None => anyhow!("no access to the {name} cluster"),
-        })
+        })?;
+        // A wait's readings go through the connection that gives up soon.
+        if wait::in_reading() {
+            return Ok(c.readings()?);
+        }
+        Ok(c)
     }
 
     fn dst(&self) -> anyhow::Result<&Cluster> {

@@ -1,6 +1,7 @@
 //! Waiting for a condition: polling at a pace all images share, failing
 //! readings taken as "not yet" for a grace, stalls named, progress shown.
 
+use super::stall::{Nudge, Replay};
 use super::*;
 
 /// One image's wait for one check of one step, looked at again and again
@@ -27,6 +28,13 @@ pub(super) struct Waiting {
     // the OSDs answer), and its successes must not hide those.
     failing: ReadFailures,
     stall_failing: ReadFailures,
+    /// The outage named (OSDs or monitors away), while it lasts: the wait
+    /// goes on through it to its timeout.
+    outage: Option<String>,
+    /// The nudges of a snapshot-mode replay that sits idle behind, and
+    /// when the last one was taken (unix seconds).
+    nudges: stall::Nudges,
+    nudged_at: i64,
 }
 
 impl Waiting {
@@ -45,6 +53,9 @@ impl Waiting {
             meter: Meter::default(),
             failing: ReadFailures::new(ERROR_GRACE),
             stall_failing: ReadFailures::new(ERROR_GRACE),
+            outage: None,
+            nudges: stall::Nudges::default(),
+            nudged_at: 0,
         }
     }
 
@@ -99,12 +110,22 @@ impl Waiting {
     /// One look: `true` once the check holds, `false` for "not yet"
     /// (look again after [`Waiting::pause`]); an error ends the wait
     /// (a stall, a failed awaited image, the timeout, readings failing
-    /// for longer than their grace).
+    /// for longer than their grace while no outage is named).
     pub(super) fn look(&mut self, ctx: &Ctx<'_>) -> anyhow::Result<bool> {
         let (i, name) = (self.i, self.step.name.clone());
         let note =
             |text: &str| tracing::warn!("image {}: step {name}: {text} (polling again)", i + 1);
-        if self.failing.tolerate(ctx.holds(&self.check), note)? == Some(true) {
+        // Through a named outage the readings fail until it passes: the
+        // wait's timeout, not their grace, ends it.
+        self.failing.patient = self.outage.is_some();
+        self.stall_failing.patient = self.outage.is_some();
+        let held = reading(|| ctx.holds(&self.check));
+        let mut failed = held
+            .as_ref()
+            .err()
+            .filter(|e| passing(e))
+            .map(|e| format!("{e:#}"));
+        if self.failing.tolerate(held, note)? == Some(true) {
             return Ok(true);
         }
         if !self.said {
@@ -112,29 +133,36 @@ impl Waiting {
             ctx.event(i, &name, "waiting", &format!("for {}", self.waiting_for));
             self.said = true;
         }
-        let arriving = match &self.check {
-            Check::MirrorSynced { mirrored, .. } => Some(mirrored),
-            Check::Exists { image } if image.site == Site::Destination => Some(image),
-            _ => None,
-        };
-        if let Some(mirrored) = arriving {
-            if self.last_daemon_check.elapsed() >= Duration::from_secs(5) {
-                self.last_daemon_check = Instant::now();
-                let why = self
-                    .stall_failing
-                    .tolerate(ctx.stalled(&plain(mirrored), &mut self.error_since), note)?
-                    .flatten();
-                if let Some(why) = why {
-                    return Err(GaveUp(format!(
-                        "stalled: {why} (waiting for {})",
-                        self.waiting_for
-                    ))
-                    .into());
+        if self.last_daemon_check.elapsed() >= Duration::from_secs(5) {
+            self.last_daemon_check = Instant::now();
+            let mut outage = None;
+            if let Some(mirrored) = arriving(&self.check) {
+                let stalled = reading(|| ctx.stalled(&plain(mirrored), &mut self.error_since));
+                if let (Err(e), None) = (&stalled, &failed) {
+                    failed = passing(e).then(|| format!("{e:#}"));
+                }
+                match self.stall_failing.tolerate(stalled, note)?.flatten() {
+                    Some(Stall::Ends(why)) => {
+                        return Err(GaveUp(format!(
+                            "stalled: {why} (waiting for {})",
+                            self.waiting_for
+                        ))
+                        .into())
+                    }
+                    Some(Stall::Outage(why)) => outage = Some(why),
+                    None => {}
                 }
             }
+            if outage.is_none() {
+                if let (Some(e), Some(site)) = (&failed, read_site(&self.check)) {
+                    outage = ctx.outage(site, e);
+                }
+            }
+            self.name_outage(ctx, outage);
+            self.nudge(ctx)?;
         }
         if let Check::MirrorSynced { mirrored, mode, .. } = &self.check {
-            if self.last_progress.elapsed() >= Duration::from_secs(2) {
+            if self.outage.is_none() && self.last_progress.elapsed() >= Duration::from_secs(2) {
                 self.last_progress = Instant::now();
                 // Snapshot mode reads the image: a check's turn.
                 if *mode == MirrorMode::Snapshot {
@@ -142,18 +170,19 @@ impl Waiting {
                 }
                 // Progress is for the eyes: a failed reading of it
                 // shows none this time, it does not end the wait.
-                let shown = ctx
-                    .sync_progress(
+                let shown = reading(|| {
+                    ctx.sync_progress(
                         i,
                         &plain(mirrored),
                         *mode,
                         &mut self.meter,
                         self.start.elapsed(),
                     )
-                    .unwrap_or_else(|e| {
-                        tracing::debug!("progress of {mirrored}: {e:#}");
-                        None
-                    });
+                })
+                .unwrap_or_else(|e| {
+                    tracing::debug!("progress of {mirrored}: {e:#}");
+                    None
+                });
                 if let Some(text) = shown {
                     ctx.event(i, &name, "progress", &text);
                 }
@@ -169,15 +198,167 @@ impl Waiting {
                 .or(self.stall_failing.last())
                 .map(|e| format!(" (the last reading failed: {e})"))
                 .unwrap_or_default();
+            let stalled = self
+                .outage
+                .as_ref()
+                .map(|why| format!("; stalled: {why}"))
+                .unwrap_or_default();
+            // Describing may read the cluster that is away.
+            let what = reading(|| self.describe(ctx)).unwrap_or_else(|_| self.waiting_for.clone());
             return Err(GaveUp(format!(
-                "gave up after {:?} waiting for {}{last}",
+                "gave up after {:?} waiting for {what}{last}{stalled}",
                 ctx.opts.wait_timeout,
-                self.describe(ctx)?
             ))
             .into());
         }
         Ok(false)
     }
+
+    /// Says an outage when it is first named or changes, and when it is
+    /// over.
+    fn name_outage(&mut self, ctx: &Ctx<'_>, why: Option<String>) {
+        if why == self.outage {
+            return;
+        }
+        let (i, name) = (self.i, &self.step.name);
+        match &why {
+            Some(w) => {
+                tracing::warn!("image {}: step {name}: stalled: {w} (waiting on)", i + 1);
+                ctx.event(i, name, "stalled", &format!("{w} (waiting on)"));
+            }
+            None => tracing::info!("image {}: step {name}: the outage is over", i + 1),
+        }
+        self.outage = why;
+    }
+
+    /// In snapshot mode, with the source at hand: a replay that sits idle
+    /// behind the primary's mirror snapshots is nudged with one more, a
+    /// few times ([`stall::Nudges`]); then it is a stall. A nudge that
+    /// fails is said, and the wait goes on.
+    fn nudge(&mut self, ctx: &Ctx<'_>) -> anyhow::Result<()> {
+        let Check::MirrorSynced {
+            source,
+            mirrored,
+            mode: MirrorMode::Snapshot,
+        } = &self.check
+        else {
+            return Ok(());
+        };
+        if self.outage.is_some() || ctx.cluster(Site::Source).is_err() {
+            return Ok(());
+        }
+        let read = reading(|| -> anyhow::Result<_> {
+            let primary = ctx.mirror_snapshots(source)?;
+            let received = ctx.mirror_snapshots(&plain(mirrored))?;
+            let view = ctx.pool_view(&mirrored.pool)?;
+            Ok((primary, received, view))
+        });
+        let Ok((primary, received, view)) = read else {
+            // The wait's own readings say what fails.
+            return Ok(());
+        };
+        let local = view.local.get(&mirrored.image);
+        let replay = stall::replay_of(&primary, &received);
+        let next = self.nudges.next(
+            self.start.elapsed(),
+            replay,
+            stall::status_syncing(local),
+            stall::believes_caught_up(local, self.nudged_at),
+        );
+        let (i, name) = (self.i, self.step.name.clone());
+        match next {
+            Nudge::Wait => Ok(()),
+            Nudge::Stalled(why) => {
+                Err(GaveUp(format!("stalled: {why} (waiting for {})", self.waiting_for)).into())
+            }
+            Nudge::Nudge => {
+                let Replay::Behind { newer, copied } = replay else {
+                    return Ok(());
+                };
+                let taken = ctx.with_image(source, true, |img| img.mirror_snapshot_create());
+                let text = match taken {
+                    Ok(id) => {
+                        self.nudged_at = unix_now();
+                        format!(
+                            "rbd-mirror sits idle while {} holds {newer} mirror snapshot(s) newer than the last copied (primary snapshot {copied}): took mirror snapshot {id} to wake it (nudge {} of {})",
+                            plain(source),
+                            self.nudges.taken,
+                            stall::MAX_NUDGES
+                        )
+                    }
+                    Err(e) => format!(
+                        "rbd-mirror sits idle behind {}; a mirror snapshot to wake it failed: {e:#}",
+                        plain(source)
+                    ),
+                };
+                tracing::warn!("image {}: step {name}: {text}", i + 1);
+                ctx.event(i, &name, "nudged", &text);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What an arriving wait shows about the receiving cluster beyond "not
+/// yet": a reason it cannot end by itself, or an outage it waits through.
+pub(super) enum Stall {
+    Ends(String),
+    Outage(String),
+}
+
+/// The image a wait for mirroring waits to arrive, if it is one.
+fn arriving(check: &Check) -> Option<&ImageAt> {
+    match check {
+        Check::MirrorSynced { mirrored, .. } => Some(mirrored),
+        Check::Exists { image } if image.site == Site::Destination => Some(image),
+        _ => None,
+    }
+}
+
+/// The cluster a check reads, where one does.
+fn read_site(check: &Check) -> Option<Site> {
+    match check {
+        Check::MirrorSynced { mirrored, .. } => Some(mirrored.site),
+        Check::Exists { image }
+        | Check::NotInUse { image }
+        | Check::SnapshotExists { image }
+        | Check::SnapshotProtected { image }
+        | Check::MetadataPresent { image, .. }
+        | Check::Published { image } => Some(image.site),
+        Check::Verified { copy, .. } => Some(copy.site),
+        _ => None,
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+thread_local! {
+    /// Readings under way on this thread (see [`reading`]).
+    static READING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `read` as a reading: its Ceph calls go through the clusters'
+/// connections that give up soon ([`crate::ceph::Cluster::readings`]),
+/// so a wait whose cluster lost its OSDs names it and keeps its timeout.
+pub(super) fn reading<T>(read: impl FnOnce() -> T) -> T {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            READING.with(|r| r.set(r.get() - 1));
+        }
+    }
+    READING.with(|r| r.set(r.get() + 1));
+    let _leave = Leave;
+    read()
+}
+
+/// Whether this thread is inside [`reading`].
+pub(super) fn in_reading() -> bool {
+    READING.with(|r| r.get() > 0)
 }
 
 impl Ctx<'_> {
@@ -195,15 +376,21 @@ impl Ctx<'_> {
     }
 
     /// Reads the receiving cluster and says why the mirror of `mirrored`
-    /// cannot progress, if it cannot. `error_since` carries when rbd-mirror
-    /// started reporting an error for it, across calls.
+    /// cannot progress, if it cannot: a stall that ends the wait, or an
+    /// outage (its data unavailable) that it waits through. `error_since`
+    /// carries when rbd-mirror started reporting an error for it, across
+    /// calls.
     pub(super) fn stalled(
         &self,
         mirrored: &ImageAt,
         error_since: &mut Option<Instant>,
-    ) -> anyhow::Result<Option<String>> {
+    ) -> anyhow::Result<Option<Stall>> {
         let dst = self.dst()?;
         let cluster = self.cluster_view()?;
+        // Before the pool's readings, which need the OSDs.
+        if let Some(why) = stall::outage(dst.name(), &cluster.health) {
+            return Ok(Some(Stall::Outage(why)));
+        }
         let pool = self.pool_view(&mirrored.pool)?;
         let status = pool.local.get(&mirrored.image);
         match status {
@@ -220,16 +407,43 @@ impl Ctx<'_> {
             peers: pool.peers,
             local: status,
             error_for: error_since.map(|t| t.elapsed()).unwrap_or_default(),
-        }))
+        })
+        .map(Stall::Ends))
+    }
+
+    /// Why readings of `site` fail (`failed`, the last error), when its
+    /// health or its silent monitors say: the outage a wait names.
+    pub(super) fn outage(&self, site: Site, failed: &str) -> Option<String> {
+        let name = self.cluster(site).ok()?.name().to_string();
+        match reading(|| self.cluster_view_of(site)) {
+            Ok(view) => Some(
+                stall::outage(&name, &view.health)
+                    .unwrap_or_else(|| stall::reads_time_out(&name, &view.health.status, failed)),
+            ),
+            Err(e) if passing(&e) => Some(stall::monitors_away(&name, &format!("{e:#}"))),
+            Err(_) => None,
+        }
     }
 
     /// The receiving cluster as all waits share it.
     pub(super) fn cluster_view(&self) -> anyhow::Result<std::sync::Arc<observe::ClusterView>> {
-        let dst = self.dst()?;
-        self.observer.clusters.get(Site::Destination, || {
+        self.cluster_view_of(Site::Destination)
+    }
+
+    /// A cluster as all waits share it: its health (a monitor command,
+    /// which needs no OSD), and on the receiving one its rbd-mirror daemons.
+    pub(super) fn cluster_view_of(
+        &self,
+        site: Site,
+    ) -> anyhow::Result<std::sync::Arc<observe::ClusterView>> {
+        let c = self.cluster(site)?;
+        self.observer.clusters.get(site, || {
             Ok(observe::ClusterView {
-                health: dst.health()?,
-                mirror_daemons: dst.service_daemons("rbd-mirror")?.len(),
+                health: c.health()?,
+                mirror_daemons: match site {
+                    Site::Destination => c.service_daemons("rbd-mirror")?.len(),
+                    Site::Source => 0,
+                },
             })
         })
     }
@@ -375,11 +589,17 @@ struct ReadFailures {
     grace: Duration,
     /// Since when, and the last error's text.
     since: Option<(Instant, String)>,
+    /// Failures past the grace are still "not yet" (an outage is named).
+    patient: bool,
 }
 
 impl ReadFailures {
     fn new(grace: Duration) -> ReadFailures {
-        ReadFailures { grace, since: None }
+        ReadFailures {
+            grace,
+            since: None,
+            patient: false,
+        }
     }
 
     /// `Some` of a reading that succeeded; `None` for a failed one within
@@ -405,7 +625,7 @@ impl ReadFailures {
                 Instant::now()
             }
         };
-        if since.elapsed() >= self.grace {
+        if since.elapsed() >= self.grace && !self.patient {
             return Err(e.context(format!(
                 "still failing after {} s of polling",
                 self.grace.as_secs()
@@ -466,11 +686,11 @@ impl Ctx<'_> {
         &self,
         i: usize,
         step: &Step,
-        read: impl FnMut() -> anyhow::Result<T>,
+        mut read: impl FnMut() -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        read_through(
+        let r = read_through(
             ERROR_GRACE,
-            read,
+            || reading(&mut read),
             passing,
             |text| {
                 tracing::warn!(
@@ -480,7 +700,28 @@ impl Ctx<'_> {
                 )
             },
             |waited| std::thread::sleep(poll_interval(self.opts.poll, waited)),
-        )
+        );
+        // Readings that failed for the whole grace: a named outage is a
+        // wait that gave up (run again later), not a failure.
+        match r {
+            Err(e) if passing(&e) => {
+                let text = format!("{e:#}");
+                let named: Vec<String> = [Site::Destination, Site::Source]
+                    .into_iter()
+                    .filter_map(|site| self.outage(site, &text))
+                    .collect();
+                // What a cluster's health says first, else a guess.
+                let outage = named
+                    .iter()
+                    .find(|why| !why.starts_with("reads of"))
+                    .or(named.first());
+                match outage {
+                    Some(why) => Err(GaveUp(format!("stalled: {why}")).into()),
+                    None => Err(e),
+                }
+            }
+            r => r,
+        }
     }
 }
 
