@@ -110,12 +110,20 @@ pub fn monitors_away(cluster: &str, error: &str) -> String {
     )
 }
 
+const READS_TIME_OUT: &str = "reads of";
+
+/// Whether outage `why` was named from failing readings alone (the
+/// cluster's health said nothing): only more readings tell it is over.
+pub fn from_readings(why: &str) -> bool {
+    why.starts_with(READS_TIME_OUT)
+}
+
 /// The outage named when readings time out while the monitors answer and
 /// the cluster's health (`status`) names nothing: an OSD that died without
 /// being marked down yet (a cluster with one OSD takes up to 15 minutes).
 pub fn reads_time_out(cluster: &str, status: &str, error: &str) -> String {
     format!(
-        "reads of {cluster} time out ({error}) while its health says {status}: an OSD may \
+        "{READS_TIME_OUT} {cluster} time out ({error}) while its health says {status}: an OSD may \
          have stopped without being marked down yet; check its OSD processes and their logs \
          (`ceph osd tree`)"
     )
@@ -169,7 +177,7 @@ pub const MAX_NUDGES: u32 = 3;
 
 /// What a wait does about a replay that sits behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Nudge {
+pub enum Nudging {
     /// Nothing (copying, caught up, or not idle for long enough).
     Wait,
     /// Take one more mirror snapshot on the primary: rbd-mirror 16.2 can
@@ -201,25 +209,25 @@ impl Nudges {
         replay: Replay,
         status_syncing: bool,
         believes_caught_up: bool,
-    ) -> Nudge {
+    ) -> Nudging {
         let Replay::Behind { newer, copied } = replay else {
             self.behind_since = None;
-            return Nudge::Wait;
+            return Nudging::Wait;
         };
         let idle_for = now.saturating_sub(*self.behind_since.get_or_insert(now));
         let since_nudge = self.last.map(|l| now.saturating_sub(l));
         if self.taken < MAX_NUDGES {
             let due = idle_for >= NUDGE_AFTER && since_nudge.is_none_or(|d| d >= NUDGE_AGAIN);
             if status_syncing || !due {
-                return Nudge::Wait;
+                return Nudging::Wait;
             }
             self.taken += 1;
             self.last = Some(now);
-            return Nudge::Nudge;
+            return Nudging::Nudge;
         }
         let quiet = since_nudge.unwrap_or(idle_for);
         if idle_for >= NUDGE_AFTER && quiet >= 2 * NUDGE_AGAIN && believes_caught_up {
-            return Nudge::Stalled(format!(
+            return Nudging::Stalled(format!(
                 "rbd-mirror copies no more mirror snapshots: it is idle and its status says it is \
                  caught up while the primary holds {newer} newer one(s) than the last copied \
                  (primary snapshot {copied}), after {} nudge(s); restart rbd-mirror on the \
@@ -227,7 +235,7 @@ impl Nudges {
                 self.taken
             ));
         }
-        Nudge::Wait
+        Nudging::Wait
     }
 }
 
@@ -416,34 +424,34 @@ mod tests {
             copied: 4,
         };
         let mut n = Nudges::default();
-        assert_eq!(n.next(s(0), behind, false, true), Nudge::Wait);
-        assert_eq!(n.next(s(19), behind, false, true), Nudge::Wait);
+        assert_eq!(n.next(s(0), behind, false, true), Nudging::Wait);
+        assert_eq!(n.next(s(19), behind, false, true), Nudging::Wait);
         // While the status says it syncs, no nudge.
-        assert_eq!(n.next(s(20), behind, true, false), Nudge::Wait);
-        assert_eq!(n.next(s(21), behind, false, false), Nudge::Nudge);
-        assert_eq!(n.next(s(40), behind, false, false), Nudge::Wait);
-        assert_eq!(n.next(s(51), behind, false, false), Nudge::Nudge);
+        assert_eq!(n.next(s(20), behind, true, false), Nudging::Wait);
+        assert_eq!(n.next(s(21), behind, false, false), Nudging::Nudge);
+        assert_eq!(n.next(s(40), behind, false, false), Nudging::Wait);
+        assert_eq!(n.next(s(51), behind, false, false), Nudging::Nudge);
         // Copying again: the next stretch behind starts afresh.
-        assert_eq!(n.next(s(55), Replay::Copying, false, false), Nudge::Wait);
-        assert_eq!(n.next(s(60), behind, false, false), Nudge::Wait);
+        assert_eq!(n.next(s(55), Replay::Copying, false, false), Nudging::Wait);
+        assert_eq!(n.next(s(60), behind, false, false), Nudging::Wait);
         assert_eq!(
             n.next(s(80), behind, false, false),
-            Nudge::Wait,
+            Nudging::Wait,
             "30 s apart"
         );
-        assert_eq!(n.next(s(81), behind, false, false), Nudge::Nudge);
+        assert_eq!(n.next(s(81), behind, false, false), Nudging::Nudge);
         assert_eq!(n.taken, MAX_NUDGES);
         // No more nudges; a stall only when the status, written after the
         // last nudge, says it is caught up.
-        assert_eq!(n.next(s(200), behind, false, false), Nudge::Wait);
-        let Nudge::Stalled(why) = n.next(s(201), behind, false, true) else {
+        assert_eq!(n.next(s(200), behind, false, false), Nudging::Wait);
+        let Nudging::Stalled(why) = n.next(s(201), behind, false, true) else {
             panic!("not stalled")
         };
         assert!(
             why.contains("after 3 nudge(s); restart rbd-mirror"),
             "{why}"
         );
-        assert_eq!(n.next(s(202), Replay::CaughtUp, false, true), Nudge::Wait);
+        assert_eq!(n.next(s(202), Replay::CaughtUp, false, true), Nudging::Wait);
     }
 
     #[test]

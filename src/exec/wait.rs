@@ -1,7 +1,7 @@
 //! Waiting for a condition: polling at a pace all images share, failing
 //! readings taken as "not yet" for a grace, stalls named, progress shown.
 
-use super::stall::{Nudge, Replay};
+use super::stall::{Nudging, Replay};
 use super::*;
 
 /// One image's wait for one check of one step, looked at again and again
@@ -31,6 +31,8 @@ pub(super) struct Waiting {
     /// The outage named (OSDs or monitors away), while it lasts: the wait
     /// goes on through it to its timeout.
     outage: Option<String>,
+    /// The last reading of the check, when it failed and may pass.
+    failed: Option<String>,
     /// The nudges of a snapshot-mode replay that sits idle behind, and
     /// when the last one was taken (unix seconds).
     nudges: stall::Nudges,
@@ -54,6 +56,7 @@ impl Waiting {
             failing: ReadFailures::new(ERROR_GRACE),
             stall_failing: ReadFailures::new(ERROR_GRACE),
             outage: None,
+            failed: None,
             nudges: stall::Nudges::default(),
             nudged_at: 0,
         }
@@ -115,51 +118,34 @@ impl Waiting {
         let (i, name) = (self.i, self.step.name.clone());
         let note =
             |text: &str| tracing::warn!("image {}: step {name}: {text} (polling again)", i + 1);
+        if self.last_daemon_check.elapsed() >= Duration::from_secs(5) {
+            self.last_daemon_check = Instant::now();
+            self.look_for_stalls(ctx)?;
+        }
         // Through a named outage the readings fail until it passes: the
-        // wait's timeout, not their grace, ends it.
+        // wait's timeout, not their grace, ends it; and while the cluster
+        // says why, they are not taken (each would take its timeout) until
+        // it looks over.
         self.failing.patient = self.outage.is_some();
         self.stall_failing.patient = self.outage.is_some();
-        let held = reading(|| ctx.holds(&self.check));
-        let mut failed = held
-            .as_ref()
-            .err()
-            .filter(|e| passing(e))
-            .map(|e| format!("{e:#}"));
-        if self.failing.tolerate(held, note)? == Some(true) {
-            return Ok(true);
+        let known = self
+            .outage
+            .as_deref()
+            .is_some_and(|why| !stall::from_readings(why));
+        if !known {
+            let held = reading(|| ctx.holds(&self.check));
+            self.failed = match &held {
+                Err(e) if passing(e) => Some(format!("{e:#}")),
+                _ => None,
+            };
+            if self.failing.tolerate(held, note)? == Some(true) {
+                return Ok(true);
+            }
         }
         if !self.said {
             self.waiting_for = self.describe(ctx)?;
             ctx.event(i, &name, "waiting", &format!("for {}", self.waiting_for));
             self.said = true;
-        }
-        if self.last_daemon_check.elapsed() >= Duration::from_secs(5) {
-            self.last_daemon_check = Instant::now();
-            let mut outage = None;
-            if let Some(mirrored) = arriving(&self.check) {
-                let stalled = reading(|| ctx.stalled(&plain(mirrored), &mut self.error_since));
-                if let (Err(e), None) = (&stalled, &failed) {
-                    failed = passing(e).then(|| format!("{e:#}"));
-                }
-                match self.stall_failing.tolerate(stalled, note)?.flatten() {
-                    Some(Stall::Ends(why)) => {
-                        return Err(GaveUp(format!(
-                            "stalled: {why} (waiting for {})",
-                            self.waiting_for
-                        ))
-                        .into())
-                    }
-                    Some(Stall::Outage(why)) => outage = Some(why),
-                    None => {}
-                }
-            }
-            if outage.is_none() {
-                if let (Some(e), Some(site)) = (&failed, read_site(&self.check)) {
-                    outage = ctx.outage(site, e);
-                }
-            }
-            self.name_outage(ctx, outage);
-            self.nudge(ctx)?;
         }
         if let Check::MirrorSynced { mirrored, mode, .. } = &self.check {
             if self.outage.is_none() && self.last_progress.elapsed() >= Duration::from_secs(2) {
@@ -214,6 +200,44 @@ impl Waiting {
         Ok(false)
     }
 
+    /// Every few seconds: a stall that ends the wait (no rbd-mirror, a
+    /// full pool, an error that lasts), or an outage it waits through
+    /// (the receiving cluster's data unavailable, its monitors silent,
+    /// the wait's readings timing out); then a replay sitting idle is
+    /// nudged.
+    fn look_for_stalls(&mut self, ctx: &Ctx<'_>) -> anyhow::Result<()> {
+        let (i, name) = (self.i, self.step.name.clone());
+        let note =
+            |text: &str| tracing::warn!("image {}: step {name}: {text} (polling again)", i + 1);
+        self.stall_failing.patient = self.outage.is_some();
+        let mut outage = None;
+        let mut failed = self.failed.clone();
+        if let Some(mirrored) = arriving(&self.check) {
+            let stalled = reading(|| ctx.stalled(&plain(mirrored), &mut self.error_since));
+            if let (Err(e), None) = (&stalled, &failed) {
+                failed = passing(e).then(|| format!("{e:#}"));
+            }
+            match self.stall_failing.tolerate(stalled, note)?.flatten() {
+                Some(Stall::Ends(why)) => {
+                    return Err(GaveUp(format!(
+                        "stalled: {why} (waiting for {})",
+                        self.waiting_for
+                    ))
+                    .into())
+                }
+                Some(Stall::Outage(why)) => outage = Some(why),
+                None => {}
+            }
+        }
+        if outage.is_none() {
+            if let (Some(e), Some(site)) = (&failed, read_site(&self.check)) {
+                outage = ctx.outage(site, e);
+            }
+        }
+        self.name_outage(ctx, outage);
+        self.nudge(ctx)
+    }
+
     /// Says an outage when it is first named or changes, and when it is
     /// over.
     fn name_outage(&mut self, ctx: &Ctx<'_>, why: Option<String>) {
@@ -236,20 +260,16 @@ impl Waiting {
     /// few times ([`stall::Nudges`]); then it is a stall. A nudge that
     /// fails is said, and the wait goes on.
     fn nudge(&mut self, ctx: &Ctx<'_>) -> anyhow::Result<()> {
-        let Check::MirrorSynced {
-            source,
-            mirrored,
-            mode: MirrorMode::Snapshot,
-        } = &self.check
-        else {
+        let Some((source, mirrored)) = mirrored_pair(&self.check) else {
             return Ok(());
         };
+        let (source, mirrored) = (&source, &mirrored);
         if self.outage.is_some() || ctx.cluster(Site::Source).is_err() {
             return Ok(());
         }
         let read = reading(|| -> anyhow::Result<_> {
             let primary = ctx.mirror_snapshots(source)?;
-            let received = ctx.mirror_snapshots(&plain(mirrored))?;
+            let received = ctx.mirror_snapshots(mirrored)?;
             let view = ctx.pool_view(&mirrored.pool)?;
             Ok((primary, received, view))
         });
@@ -267,11 +287,11 @@ impl Waiting {
         );
         let (i, name) = (self.i, self.step.name.clone());
         match next {
-            Nudge::Wait => Ok(()),
-            Nudge::Stalled(why) => {
+            Nudging::Wait => Ok(()),
+            Nudging::Stalled(why) => {
                 Err(GaveUp(format!("stalled: {why} (waiting for {})", self.waiting_for)).into())
             }
-            Nudge::Nudge => {
+            Nudging::Nudge => {
                 let Replay::Behind { newer, copied } = replay else {
                     return Ok(());
                 };
@@ -311,6 +331,28 @@ fn arriving(check: &Check) -> Option<&ImageAt> {
     match check {
         Check::MirrorSynced { mirrored, .. } => Some(mirrored),
         Check::Exists { image } if image.site == Site::Destination => Some(image),
+        _ => None,
+    }
+}
+
+/// The primary and receiving image (heads) of a wait for what snapshot
+/// mirroring carries: the sync itself, or metadata such as the source's
+/// digest (a journal-mode image has no mirror snapshots: never behind).
+fn mirrored_pair(check: &Check) -> Option<(ImageAt, ImageAt)> {
+    match check {
+        Check::MirrorSynced {
+            source,
+            mirrored,
+            mode: MirrorMode::Snapshot,
+        } => Some((plain(source), plain(mirrored))),
+        Check::MetadataPresent { image, .. } if image.site == Site::Destination => {
+            let mirrored = plain(image);
+            let source = ImageAt {
+                site: Site::Source,
+                ..mirrored.clone()
+            };
+            Some((source, mirrored))
+        }
         _ => None,
     }
 }
@@ -713,7 +755,7 @@ impl Ctx<'_> {
                 // What a cluster's health says first, else a guess.
                 let outage = named
                     .iter()
-                    .find(|why| !why.starts_with("reads of"))
+                    .find(|why| !stall::from_readings(why))
                     .or(named.first());
                 match outage {
                     Some(why) => Err(GaveUp(format!("stalled: {why}")).into()),

@@ -216,6 +216,94 @@ impl TestEnv {
         }
     }
 
+    /// Stops the OSD of `site` (`osd.0`; SIGTERM, so it has the monitor
+    /// mark it down, as its peers would on a larger cluster) and waits until
+    /// it has exited. The guard starts it again when dropped, also when the
+    /// test panics, and waits until the cluster serves its data again.
+    pub fn stop_osd(&self, site: &str) -> StoppedOsd<'_> {
+        let pid_file = self
+            .path("FERRY_TESTENV_DIR")
+            .join(site)
+            .join("run/osd.0.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+        let pid = pid.trim().to_string();
+        let guard = StoppedOsd {
+            env: self,
+            site: site.to_string(),
+        };
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = Instant::now();
+        while running(&pid) {
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        guard
+    }
+
+    /// Starts the OSD of `site` as `testenv up` does, unless it runs; then
+    /// waits until no OSD is down and every placement group is available.
+    pub fn start_osd(&self, site: &str) -> Result<(), String> {
+        let dir = self.path("FERRY_TESTENV_DIR").join(site);
+        let alive =
+            std::fs::read_to_string(dir.join("run/osd.0.pid")).is_ok_and(|p| running(p.trim()));
+        if !alive {
+            let conf = self.path(&format!("{}_CONF", site_key(site)));
+            let ok = Command::new("ceph-osd")
+                .args(["--cluster", site, "-c"])
+                .arg(&conf)
+                .args(["-i", "0"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map_err(|e| format!("running ceph-osd: {e}"))?
+                .success();
+            if !ok {
+                return Err(format!(
+                    "ceph-osd of {site} did not start (see {})",
+                    dir.join("log/osd.0.log").display()
+                ));
+            }
+        }
+        let start = Instant::now();
+        loop {
+            let health = Cluster::connect(&self.admin(site), Duration::from_secs(10))
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.health().map_err(|e| e.to_string()));
+            let serving = health.as_ref().is_ok_and(|h| {
+                !h.checks
+                    .iter()
+                    .any(|c| c.code == "OSD_DOWN" || c.code == "PG_AVAILABILITY")
+            });
+            if serving {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                return Err(format!("the OSD of {site} is not serving: {health:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Freezes site-b's rbd-mirror daemon (SIGSTOP) until the guard is
+    /// dropped (SIGCONT), also when the test panics: what is mirrored
+    /// waits meanwhile. Keep it short: after the manager's beacon grace
+    /// (15 s in the test environment) the daemon leaves the service map.
+    pub fn pause_rbd_mirror(&self) -> PausedRbdMirror {
+        let pid = std::fs::read_to_string(self.path("RBD_MIRROR_PID_FILE")).unwrap();
+        let pid = pid.trim().to_string();
+        let ok = Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "pausing rbd-mirror");
+        PausedRbdMirror { pid }
+    }
+
     /// Starts whatever is stopped again (`testenv up`).
     pub fn restart(&self) {
         let up = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("ceph-testenv/testenv"))
@@ -260,6 +348,35 @@ impl Drop for StoppedMonitor<'_> {
                 panic!("{e}");
             }
         }
+    }
+}
+
+/// An OSD [`TestEnv::stop_osd`] stopped: started again on drop.
+pub struct StoppedOsd<'e> {
+    env: &'e TestEnv,
+    site: String,
+}
+
+impl Drop for StoppedOsd<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.env.start_osd(&self.site) {
+            if std::thread::panicking() {
+                eprintln!("{e}");
+            } else {
+                panic!("{e}");
+            }
+        }
+    }
+}
+
+/// rbd-mirror [`TestEnv::pause_rbd_mirror`] froze: thawed on drop.
+pub struct PausedRbdMirror {
+    pid: String,
+}
+
+impl Drop for PausedRbdMirror {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.pid]).status();
     }
 }
 

@@ -1027,3 +1027,224 @@ fn a_hash_waiting_for_a_data_slot_holds_no_thread() {
         assert_eq!(checksum(&copy), source_sum(&env, "volumes", n), "{n}");
     }
 }
+
+/// A `ferry run --output json` under way: its events as they arrive (with
+/// when), and its stderr at the end.
+struct Running {
+    child: std::process::Child,
+    events: std::sync::mpsc::Receiver<(Instant, Value)>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    fn start(spec: &Path, state: &Path, extra: &[&str]) -> Running {
+        let mut child = common::ferry_run_command(spec, state, extra, None)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut text);
+            text
+        });
+        let (tx, events) = std::sync::mpsc::channel();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send((Instant::now(), serde_json::from_str(&line).unwrap()));
+            }
+        });
+        Running {
+            child,
+            events,
+            stderr,
+        }
+    }
+
+    /// The first event (with when it came) that `want` picks, within
+    /// `timeout`; None when the run ended or the time ran out before one.
+    fn until(&self, timeout: Duration, want: impl Fn(&Value) -> bool) -> Option<(Instant, Value)> {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.checked_duration_since(Instant::now())?;
+            match self.events.recv_timeout(left) {
+                Ok((at, e)) if want(&e) => return Some((at, e)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits for the end, at most `limit` (then kills it): its status
+    /// (None when killed) and stderr.
+    fn end_within(mut self, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        (status, self.stderr.join().unwrap())
+    }
+}
+
+fn event_is(e: &Value, step: &str, status: &str) -> bool {
+    e["step"] == step && e["status"] == status
+}
+
+/// site-b's only OSD stops while an image waits for its sync (the issue's
+/// destination that died of a full disk): the wait names it within a
+/// minute (its readings give up after the monitors' limit, not the data
+/// limit of 600 s, and the cluster's health says why), waits on to its
+/// timeout and ends with exit 2; with the OSD back, the run finishes and
+/// the copy equals its source. Stops a daemon: run it alone (flock -x).
+#[test]
+fn a_destination_that_loses_its_osds_is_named_and_the_wait_gives_up_at_its_timeout() {
+    let _alone = mirror_daemon_exclusive();
+    let env = TestEnv::load();
+    let OneVolume {
+        _moved,
+        name,
+        want,
+        spec,
+        state,
+    } = OneVolume::new(
+        &env,
+        "osdout",
+        8 * MIB,
+        23,
+        "options: {mirror_mode: snapshot}\n",
+    );
+    // rbd-mirror frozen: the wait is under way when the OSD stops.
+    let paused = env.pause_rbd_mirror();
+    let run = Running::start(&spec, &state, &["--wait-timeout", "60"]);
+    let waiting = run.until(Duration::from_secs(60), |e| {
+        event_is(e, "wait-for-sync", "waiting")
+    });
+    let down = env.stop_osd("site-b");
+    let stopped = Instant::now();
+    drop(paused);
+    if waiting.is_none() {
+        drop(down);
+        let (_, err) = run.end_within(Duration::from_secs(60));
+        panic!("the run did not wait for the sync: {err}");
+    }
+    let named = run.until(Duration::from_secs(90), |e| {
+        event_is(e, "wait-for-sync", "stalled")
+    });
+    let (status, err) = run.end_within(Duration::from_secs(90));
+    let ended = stopped.elapsed();
+    drop(down);
+    let status = status.unwrap_or_else(|| panic!("still running {ended:?} after the stop: {err}"));
+    let (at, named) = named.unwrap_or_else(|| panic!("no stall named: {err}"));
+    let detail = named["detail"].as_str().unwrap_or_default();
+    assert!(
+        at.duration_since(stopped) < Duration::from_secs(60),
+        "named {:?} after the OSD stopped: {detail}",
+        at.duration_since(stopped)
+    );
+    assert!(
+        detail.starts_with("site-b cannot serve its data ("),
+        "{detail}"
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("; stalled: site-b cannot serve its data"),
+        "{err}"
+    );
+    // At the wait's timeout, not at a reading's data limit.
+    assert!(
+        ended < Duration::from_secs(100),
+        "ended {ended:?} after the stop: {err}"
+    );
+    // With the OSD back, the same run finishes.
+    let out = ferry_run(&spec, &state, &[]);
+    succeeded(&out);
+    let b = env.connect("site-b");
+    let p = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    assert_eq!(
+        checksum(&p.open_image_read_only(&name, None).unwrap()),
+        want
+    );
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
+
+/// Issue 26: mirror snapshots taken while an image's first mirror snapshot
+/// is still being copied. rbd-mirror 16.2 was seen to sit idle after such a
+/// first sync (`up+replaying`, `replay_state: idle`, both timestamps at the
+/// first snapshot), copying nothing more, while ferry waited in silence.
+/// Here the test takes two mirror snapshots on the source as soon as the
+/// first one is arriving (ferry's cut-over takes its own meanwhile): the
+/// run finishes on its own with a copy equal to its source, and any nudge
+/// ferry gave (one more mirror snapshot when the replay sat idle behind the
+/// primary) is said in its output and was followed by the sync.
+#[test]
+fn mirror_snapshots_taken_during_the_first_sync_do_not_stop_the_run() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let OneVolume {
+        _moved,
+        name,
+        want,
+        spec,
+        state,
+    } = OneVolume::new(
+        &env,
+        "firstsync",
+        256 * MIB,
+        29,
+        "options: {mirror_mode: snapshot}\n",
+    );
+    let run = Running::start(&spec, &state, &["--wait-timeout", "240"]);
+    // The first mirror snapshot arriving on site-b: take two more.
+    let b = env.connect("site-b");
+    let arriving = wait_for("the first sync to begin", Duration::from_secs(120), || {
+        let p = b.pool("volumes").ok()?;
+        let img = p.open_image_read_only(&name, None).ok()?;
+        let snaps = img.mirror_snapshots().ok()?;
+        snaps.first().map(|s| s.complete)
+    });
+    let a = env.connect("site-a");
+    let pool = a.pool("volumes").unwrap();
+    let img = pool.open_image(&name).unwrap();
+    let taken = [
+        img.mirror_snapshot_create().unwrap(),
+        img.mirror_snapshot_create().unwrap(),
+    ];
+    drop(img);
+    let mut nudges = Vec::new();
+    while let Some((_, e)) = run.until(Duration::from_secs(300), |e| {
+        e["status"] == "nudged" || event_is(e, "wait-for-sync", "done")
+    }) {
+        if e["status"] == "nudged" {
+            nudges.push(e["detail"].as_str().unwrap_or_default().to_string());
+        } else {
+            break;
+        }
+    }
+    let (status, err) = run.end_within(Duration::from_secs(300));
+    let status = status.unwrap_or_else(|| panic!("the run did not finish: {err}"));
+    assert!(status.success(), "{err}");
+    eprintln!(
+        "first mirror snapshot complete when the test took {taken:?}: {arriving}; nudges: {nudges:?}"
+    );
+    for n in &nudges {
+        assert!(n.starts_with("rbd-mirror sits idle while "), "{n}");
+        assert!(n.contains("took mirror snapshot"), "{n}");
+    }
+    let p = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    assert_eq!(
+        checksum(&p.open_image_read_only(&name, None).unwrap()),
+        want
+    );
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
+}
