@@ -574,18 +574,21 @@ impl Drop for ImageGuard {
             return;
         };
         let Ok(pool) = c.pool(&self.pool) else { return };
-        if let Ok(img) = pool.open_image(&self.name) {
-            let _ = img.mirror_disable(true);
-            if let Ok(snaps) = img.snapshots() {
-                for s in snaps {
-                    let _ = img.snap_unprotect(&s.name);
-                    let _ = img.snap_remove(&s.name);
+        // Again while it fails: rbd-mirror may hold a snapshot of its own
+        // (a journal sync point) or a watch for a moment after mirroring
+        // is disabled, and the image stays behind otherwise.
+        for _ in 0..20 {
+            if let Ok(img) = pool.open_image(&self.name) {
+                let _ = img.mirror_disable(true);
+                if let Ok(snaps) = img.snapshots() {
+                    for s in snaps {
+                        let _ = img.snap_unprotect(&s.name);
+                        let _ = img.snap_remove(&s.name);
+                    }
                 }
             }
-        }
-        for _ in 0..20 {
             match pool.remove_image(&self.name) {
-                Err(e) if e.kind() == ErrorKind::Busy => {
+                Err(e) if e.kind() != ErrorKind::NotFound => {
                     std::thread::sleep(Duration::from_millis(500))
                 }
                 _ => break,

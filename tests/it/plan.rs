@@ -152,11 +152,15 @@ fn plain_images_are_read_without_opening_and_the_others_are_left_to_an_open() {
             2,
         )
         .unwrap();
-    guards.push(ImageGuard {
-        cfg: env.admin("site-a"),
-        pool: "volumes".into(),
-        name: name("clone"),
-    });
+    // First to go: its parent's snapshot cannot be removed before it.
+    guards.insert(
+        0,
+        ImageGuard {
+            cfg: env.admin("site-a"),
+            pool: "volumes".into(),
+            name: name("clone"),
+        },
+    );
     // A writer holding the exclusive lock, as a running server's does.
     let holder = env.connect("site-a");
     let holder_pool = holder.pool("volumes").unwrap();
