@@ -95,7 +95,7 @@ pub fn outage(cluster: &str, health: &Health) -> Option<String> {
         .map(|d| format!(", {}", d.summary))
         .unwrap_or_default();
     Some(format!(
-        "{cluster} cannot serve its data ({}{osds}): reads and writes there wait until its \
+        "{cluster} {UNAVAILABLE} ({}{osds}): reads and writes there wait until its \
          OSDs are back; start the stopped OSDs (`ceph osd tree` shows which are down, an \
          OSD's log why it stopped, such as a full disk)",
         pgs.summary
@@ -111,11 +111,20 @@ pub fn monitors_away(cluster: &str, error: &str) -> String {
 }
 
 const READS_TIME_OUT: &str = "reads of";
+const UNAVAILABLE: &str = "cannot serve its data";
 
 /// Whether outage `why` was named from failing readings alone (the
 /// cluster's health said nothing): only more readings tell it is over.
 pub fn from_readings(why: &str) -> bool {
     why.starts_with(READS_TIME_OUT)
+}
+
+/// Whether outage `why` is the cluster's own word that its data cannot be
+/// read: readings of it would only take their timeout, and its health
+/// tells when the outage is over. (With only the monitors away the OSDs
+/// may still answer: readings go on.)
+pub fn data_unavailable(why: &str) -> bool {
+    why.contains(UNAVAILABLE)
 }
 
 /// The outage named when readings time out while the monitors answer and
@@ -370,6 +379,15 @@ mod tests {
             "{why}"
         );
         assert!(why.contains("start the stopped OSDs"), "{why}");
+        // Readings of it are not taken; with monitors away, or readings
+        // timing out under a quiet health, they go on.
+        assert!(data_unavailable(&why));
+        assert!(!data_unavailable(&monitors_away("site-b", "ETIMEDOUT")));
+        let guess = reads_time_out("site-b", "HEALTH_OK", "rados_getxattr: ETIMEDOUT");
+        assert!(
+            from_readings(&guess) && !data_unavailable(&guess),
+            "{guess}"
+        );
         assert_eq!(outage("site-b", &healthy()), None);
     }
 

@@ -124,15 +124,11 @@ impl Waiting {
         }
         // Through a named outage the readings fail until it passes: the
         // wait's timeout, not their grace, ends it; and while the cluster
-        // says why, they are not taken (each would take its timeout) until
-        // it looks over.
+        // says its data cannot be read, they are not taken (each would
+        // take its timeout) until its health looks better.
         self.failing.patient = self.outage.is_some();
         self.stall_failing.patient = self.outage.is_some();
-        let known = self
-            .outage
-            .as_deref()
-            .is_some_and(|why| !stall::from_readings(why));
-        if !known {
+        if !self.outage.as_deref().is_some_and(stall::data_unavailable) {
             let held = reading(|| ctx.holds(&self.check));
             self.failed = match &held {
                 Err(e) if passing(e) => Some(format!("{e:#}")),
@@ -143,7 +139,7 @@ impl Waiting {
             }
         }
         if !self.said {
-            self.waiting_for = self.describe(ctx)?;
+            self.waiting_for = reading(|| self.describe(ctx))?;
             ctx.event(i, &name, "waiting", &format!("for {}", self.waiting_for));
             self.said = true;
         }
