@@ -22,6 +22,21 @@ wait_for() {
   done
 }
 
+# Runs a command without the file descriptors its caller inherited beyond
+# stdin, stdout and stderr. Daemons are started through it: one that kept
+# the lock file tests run under (`flock -s /tmp/ferry-testenv.lock cargo
+# test ...`, whose descriptor every child inherits) would hold that lock
+# for as long as it lives, and no test could ever take it exclusively.
+# It execs: call it in a subshell.
+without_inherited_fds() {
+  local fd
+  for fd in /proc/"$BASHPID"/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ] && [ "$fd" -lt 255 ]; then eval "exec $fd>&-"; fi
+  done
+  exec "$@"
+}
+
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # Stops one daemon: SIGTERM, then SIGKILL after a timeout (rbd-mirror may

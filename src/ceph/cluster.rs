@@ -104,6 +104,10 @@ impl Timeouts {
     }
 }
 
+/// How long an OSD operation of [`Cluster::readings`] may take: a small
+/// reading that takes longer is "not yet" to a wait, which reads again.
+pub const READING_LIMIT: Duration = Duration::from_secs(10);
+
 /// An open connection to a cluster. librados handles are thread-safe.
 pub struct Cluster {
     handle: sys::rados_t,
@@ -179,14 +183,18 @@ impl Cluster {
     }
 
     /// A connection for small readings (a header, an xattr, a mirror
-    /// status) whose OSD operations give up after the control limit, not
-    /// the data limit: with the OSDs gone, a wait's reading must fail
+    /// status) whose OSD operations give up after [`READING_LIMIT`] (or
+    /// the control limit if shorter), not the data limit: with the OSDs
+    /// gone, a wait's reading must fail
     /// within seconds and let the wait name why and keep its timeout,
     /// instead of hanging for the data limit (600 s by default). Opened on
     /// first use; this very connection when its limits are that short
     /// already.
     pub fn readings(&self) -> Result<&Cluster> {
-        let short = Timeouts::uniform(self.timeouts.control);
+        let short = Timeouts {
+            control: self.timeouts.control,
+            data: self.timeouts.control.min(READING_LIMIT),
+        };
         let data = self.timeouts.data;
         if !data.is_zero() && data <= short.data {
             return Ok(self);

@@ -184,7 +184,7 @@ impl TestEnv {
                 .join(site)
                 .join("log/mon.a.log");
             // Null streams: the daemon it forks would hold pipes open.
-            let ok = Command::new("ceph-mon")
+            let ok = daemon_command("ceph-mon")
                 .args(["--cluster", site, "-c"])
                 .arg(&conf)
                 .args(["-i", "a"])
@@ -251,7 +251,7 @@ impl TestEnv {
             std::fs::read_to_string(dir.join("run/osd.0.pid")).is_ok_and(|p| running(p.trim()));
         if !alive {
             let conf = self.path(&format!("{}_CONF", site_key(site)));
-            let ok = Command::new("ceph-osd")
+            let ok = daemon_command("ceph-osd")
                 .args(["--cluster", site, "-c"])
                 .arg(&conf)
                 .args(["-i", "0"])
@@ -378,6 +378,22 @@ impl Drop for PausedRbdMirror {
     fn drop(&mut self) {
         let _ = Command::new("kill").args(["-CONT", &self.pid]).status();
     }
+}
+
+/// A command starting daemon `program` without the file descriptors this
+/// test inherited beyond 0-2 (as `without_inherited_fds` in
+/// ceph-testenv/lib.sh does): a daemon keeping the lock file the tests run
+/// under (`flock -s /tmp/ferry-testenv.lock cargo test`) would hold that
+/// lock as long as it lives, and no test could take it exclusively again.
+fn daemon_command(program: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.arg("-c")
+        .arg(
+            r#"for fd in /proc/$BASHPID/fd/*; do fd=${fd##*/}; if [ "$fd" -gt 2 ] && [ "$fd" -lt 255 ]; then eval "exec $fd>&-"; fi; done; exec "$@""#,
+        )
+        .arg("bash")
+        .arg(program);
+    c
 }
 
 /// Whether process `pid` runs: exists and is not a zombie (a daemon's
