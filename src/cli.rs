@@ -177,6 +177,17 @@ pub enum Command {
         /// it, and at least one chunk whatever --concurrency).
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(4..))]
         buffer_mib: u64,
+        /// When the destination cloud holds an adoption of a source made by
+        /// another plan (a trial migration's volume, kept): refuse (stop,
+        /// naming it), keep (it stays the adoption; this plan's copy is not
+        /// adopted) or replace (this plan's copy is adopted; the earlier
+        /// volume keeps its data and is renamed
+        /// `<name>.ferry-replaced-<plan id>`). [default: the spec's
+        /// options.earlier_adoption, else refuse]
+        ///
+        /// Example: ferry run migration.yaml --earlier-adoption replace
+        #[arg(long, value_enum)]
+        earlier_adoption: Option<crate::spec::EarlierAdoption>,
         /// With --role (a spec sets these in `options`): seconds to wait
         /// for a monitor before giving up.
         #[arg(long, requires = "role", default_value_t = crate::spec::DEFAULT_TIMEOUT_SECONDS)]
@@ -464,6 +475,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             reread,
             buffer_mib,
+            earlier_adoption,
             timeout_seconds,
             data_timeout_seconds,
             api_retry_seconds,
@@ -481,6 +493,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 json: output == Output::Json,
                 reread,
                 buffers: crate::transfer::ChunkBudget::new((buffer_mib / 4) as usize),
+                earlier_adoption,
             };
             if let Some(role) = role {
                 let role = Role::from(role);

@@ -4,6 +4,7 @@
 mod common;
 
 mod it {
+    mod adopt;
     mod attach;
     mod ceph_layer;
     mod check;

@@ -36,7 +36,7 @@ use crate::ceph::{
     complete_mirror_snapshot_after, primary_mirror_snapshot_after, CephError, Cluster, ErrorKind,
     Features, Image, ImageMirrorState, MirrorMode, ReplayProgress,
 };
-use crate::openstack::{Cloud, Glance};
+use crate::openstack::Cloud;
 use crate::plan::{
     Action, Check, ImageAt, ImagePlan, Plan, Role, Site, SourceId, Step, VerifiedRecord,
 };
@@ -82,6 +82,9 @@ pub struct RunOptions {
     /// The chunk buffers all data steps of the run share: its memory for
     /// data, whatever the concurrency.
     pub buffers: Arc<crate::transfer::ChunkBudget>,
+    /// What to do with another plan's adoption of a source, overriding the
+    /// plan's `earlier` (`ferry run --earlier-adoption`).
+    pub earlier_adoption: Option<crate::spec::EarlierAdoption>,
 }
 
 /// What a run can reach: all of it for a whole run, one role's share for

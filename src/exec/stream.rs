@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context};
 
 use super::{Ctx, Phase};
 use crate::openstack::{Cinder, Connection, ConnectionKind, Connector, LocalAttachment};
-use crate::plan::{Step, VolumeAdoption, STREAM_DIGEST, STREAM_PENDING};
+use crate::plan::{Step, VolumeAdoption, ADOPTED_BY, STREAM_DIGEST, STREAM_PENDING};
 use crate::spec::{ConversionHost, ConversionHosts};
 use crate::transfer::stream::relay::{self, RelayOptions, Remote, StreamReport};
 
@@ -31,7 +31,7 @@ pub(super) fn create_volume(
 ) -> anyhow::Result<String> {
     let cloud = ctx.dst_cloud()?;
     let cinder = Cinder(cloud);
-    let vol = match ctx.adopted_volume(&a.source_volume)? {
+    let vol = match ctx.stream_target(&a.source_volume)? {
         Some(v) if v.status.starts_with("error") => bail!(
             "volume {} made for source volume {} is in {}: delete it and run again",
             v.id,
@@ -39,9 +39,13 @@ pub(super) fn create_volume(
             v.status
         ),
         Some(v) => v,
-        None => cinder
-            .create_volume_from(&a.new_volume(size_gb, &ctx.plan_id()))
-            .with_context(|| format!("creating volume {:?}", a.name))?,
+        None => {
+            let found = ctx.adoptions(&a.source_volume)?;
+            super::cloud::earlier_before_create(ctx, i, step, &cinder, &found.earlier, a)?;
+            cinder
+                .create_volume_from(&a.new_volume(size_gb, &ctx.plan_id()))
+                .with_context(|| format!("creating volume {:?}", a.name))?
+        }
     };
     let id = vol.id.clone();
     super::cloud::wait_status(ctx, i, step, &format!("volume {id}"), "available", || {
@@ -62,7 +66,7 @@ pub(super) fn stream_volume(
     let src = ctx.src_cloud()?;
     let dst = ctx.dst_cloud()?;
     let target = ctx
-        .adopted_volume(source_volume)?
+        .stream_target(source_volume)?
         .ok_or_else(|| anyhow!("no destination volume was made for {source_volume}"))?;
     let from_host = connector(&hosts.source);
     let to_host = connector(&hosts.destination);
@@ -242,7 +246,7 @@ fn run_stream(
 pub(super) fn finish_volume(ctx: &Ctx<'_>, a: &VolumeAdoption) -> anyhow::Result<String> {
     let cinder = Cinder(ctx.dst_cloud()?);
     let vol = ctx
-        .adopted_volume(&a.source_volume)?
+        .stream_target(&a.source_volume)?
         .ok_or_else(|| anyhow!("no destination volume was made for {}", a.source_volume))?;
     if vol.status != "available" {
         bail!(
@@ -252,6 +256,12 @@ pub(super) fn finish_volume(ctx: &Ctx<'_>, a: &VolumeAdoption) -> anyhow::Result
         );
     }
     super::cloud::volume_settings(&cinder, &vol, a)?;
+    // A volume an earlier plan began becomes this plan's before it counts
+    // as adopted.
+    let plan_id = ctx.plan_id();
+    if vol.metadata.get(ADOPTED_BY) != Some(&plan_id) {
+        cinder.set_metadata(&vol.id, &[(ADOPTED_BY.to_string(), plan_id)].into())?;
+    }
     cinder.delete_metadata(&vol.id, STREAM_PENDING)?;
     Ok(format!(
         "volume {} {:?} available, digest {}",

@@ -54,6 +54,8 @@ pub struct AdoptOptions {
     /// `host@backend#pool` given in the spec.
     pub cinder_host: Option<String>,
     pub bootable_to: BootableTo,
+    /// What to do with another plan's adoption of the same source.
+    pub earlier: crate::spec::EarlierAdoption,
 }
 
 impl BuildOptions {
@@ -78,6 +80,7 @@ impl BuildOptions {
                 volume_types: spec.options.volume_types.clone(),
                 cinder_host: spec.destination.cinder_host.clone(),
                 bootable_to: spec.options.bootable_volumes,
+                earlier: spec.options.earlier_adoption,
             }),
         }
     }
@@ -964,6 +967,7 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
         volume_types: BTreeMap::new(),
         cinder_host: None,
         bootable_to: BootableTo::Cinder,
+        earlier: Default::default(),
     });
     // A streamed volume arrives as a volume, bootable or not.
     let adoption = match adoption_for(
@@ -1032,7 +1036,9 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
                 size_gb,
             },
         )
-        .done_when(vec![created.clone()]),
+        .done_when(vec![created.clone()])
+        // An earlier adoption kept (`earlier: keep`) stands for this one.
+        .past_when(vec![adopted.clone()]),
         draft(
             "stream",
             Role::ConversionHosts,
@@ -1236,6 +1242,7 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
                     min_disk: num("min_disk").unwrap_or(*size_gb).max(*size_gb),
                     min_ram: num("min_ram").unwrap_or(0),
                     properties,
+                    earlier: a.earlier,
                 })
             } else {
                 let mut metadata = metadata.clone();
@@ -1255,6 +1262,7 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
                     host: a.cinder_host.clone(),
+                    earlier: a.earlier,
                 })
             }
         }
@@ -1277,6 +1285,7 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
                 min_disk: *min_disk,
                 min_ram: *min_ram,
                 properties,
+                earlier: a.earlier,
             })
         }
     }
@@ -2111,6 +2120,7 @@ mod tests {
                 volume_types: [("fast".to_string(), "ssd".to_string())].into(),
                 cinder_host: None,
                 bootable_to: BootableTo::Glance,
+                earlier: Default::default(),
             }),
             ..opts(MirrorMode::Snapshot, true)
         }

@@ -6,10 +6,14 @@
 //! ferry's own execution and the per-role scripts are two readings of the
 //! same `Plan`, so they cannot drift apart.
 
+mod adopted;
 mod build;
 mod discover;
 mod text;
 
+pub use adopted::{
+    replaced, whose, EarlierAdoption, Whose, ADOPTED_BY, COPY_DIGEST, REPLACED_BY, REPLACED_SOURCE,
+};
 pub use build::{build, AdoptOptions, BuildOptions};
 pub(crate) use discover::check_volume_status;
 pub use discover::{
@@ -351,9 +355,14 @@ pub enum Check {
     /// accepts it as a location.
     Published { image: ImageAt },
     /// The destination cloud has an `available` volume adopted from this
-    /// source volume (found by its `ferry_source_volume` metadata).
+    /// source volume by this plan (its `ferry_source_volume` metadata names
+    /// the source, `ferry_plan` this plan and `ferry_copy_sha256`, where
+    /// noted and known, the verified copy's digest: see [`whose`]), or,
+    /// when the adoption says `earlier: keep`, by another plan.
     VolumeAdopted { source_volume: String },
-    /// The destination cloud has this image, `active`.
+    /// The destination cloud has this image, `active`, registered by this
+    /// plan (its `ferry_plan` property), or, with `earlier: keep`, by
+    /// another.
     ImageRegistered { id: String },
     /// The destination cloud has a volume made for this source volume (found
     /// by its `ferry_source_volume` metadata), created and not in error.
@@ -437,6 +446,9 @@ pub struct VolumeAdoption {
     /// destination cloud's backend pools by the RBD pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// What to do with another plan's adoption of the same source.
+    #[serde(default, skip_serializing_if = "EarlierAdoption::is_refuse")]
+    pub earlier: EarlierAdoption,
 }
 
 impl VolumeAdoption {
@@ -445,7 +457,7 @@ impl VolumeAdoption {
     /// [`STREAM_PENDING`] by plan `plan_id`. Pure: ferry and the scripts
     /// send the same.
     pub fn new_volume(&self, size_gb: u64, plan_id: &str) -> serde_json::Value {
-        let mut metadata = self.metadata.clone();
+        let mut metadata = self.adopted_metadata(plan_id, None);
         metadata.insert(STREAM_PENDING.into(), plan_id.into());
         let mut vol = serde_json::json!({"name": self.name, "size": size_gb, "metadata": metadata});
         if let Some(d) = &self.description {
@@ -470,6 +482,9 @@ pub struct ImageRegistration {
     pub min_ram: u64,
     /// Carried properties, plus where the image came from.
     pub properties: BTreeMap<String, String>,
+    /// What to do with another plan's registration of the same id.
+    #[serde(default, skip_serializing_if = "EarlierAdoption::is_refuse")]
+    pub earlier: EarlierAdoption,
 }
 
 /// What the destination cloud does with a copy.

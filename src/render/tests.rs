@@ -56,6 +56,7 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
             volume_types: [(name("ceph"), name("rbd"))].into(),
             cinder_host: None,
             bootable_to: BootableTo::Glance,
+            earlier: Default::default(),
         }),
         plan_id: "0123abcd".into(),
         destination_fsid: Some(name("22477561-5e0d")),
