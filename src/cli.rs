@@ -190,6 +190,14 @@ pub enum Command {
         /// not retried).
         #[arg(long, requires = "role", default_value_t = crate::openstack::retry::DEFAULT_DEADLINE_SECONDS)]
         api_retry_seconds: u64,
+        /// Put the source back instead of running: per image, the features
+        /// and mirroring the plan found, its carrier, cut-over snapshot,
+        /// digest keys and record removed; says what it did. The copy's
+        /// verified mark and the destination stay. A run after it starts
+        /// afresh. (A failure never undoes anything by itself, except Ceph
+        /// refusing a step that prepares the source.)
+        #[arg(long)]
+        undo: bool,
     },
     /// Stream a file or block device from one host to another over ssh.
     ///
@@ -467,6 +475,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout_seconds,
             data_timeout_seconds,
             api_retry_seconds,
+            undo,
         } => {
             let state_dir = match state_dir {
                 Some(d) => d,
@@ -481,6 +490,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 json: output == Output::Json,
                 reread,
                 buffers: crate::transfer::ChunkBudget::new((buffer_mib / 4) as usize),
+                undo,
             };
             if let Some(role) = role {
                 let role = Role::from(role);
@@ -562,11 +572,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     access.verified = crate::exec::parse_handoff(&text, &plan.id)?;
                 }
                 let state = crate::exec::run_role(&path, plan, role, access, &opts)?;
+                if undo {
+                    eprintln!("ferry: {role} part undone; state in {}", state.display());
+                    return Ok(ExitCode::SUCCESS);
+                }
                 eprintln!("ferry: {role} part done; state in {}", state.display());
                 return Ok(ExitCode::SUCCESS);
             }
             let spec = Spec::load(&path)?;
             let state = crate::exec::run(&path, &spec, &opts)?;
+            if undo {
+                eprintln!("ferry: source put back; state in {}", state.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             eprintln!("ferry: done; state in {}", state.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -16,4 +16,5 @@ mod it {
     mod stream_path;
     mod testenv;
     mod transfer;
+    mod trust;
 }

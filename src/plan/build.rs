@@ -407,7 +407,6 @@ fn image_plan(
     );
 
     let mut added = Features(0);
-    let mut removed = Features(0);
     let mut warnings = Vec::new();
     if let (
         Some(Adoption::Volume(v)),
@@ -554,6 +553,7 @@ fn image_plan(
                 Action::EnableFeatures {
                     image: src.clone(),
                     features: vec![Features::EXCLUSIVE_LOCK],
+                    make_room: vec![],
                 },
             )
             .requires(idle.clone())
@@ -564,41 +564,35 @@ fn image_plan(
             .past_when(source_past.clone()),
         );
     } else if mode == MirrorMode::Journal {
-        let disable: Vec<Features> = JOURNAL_BLOCKERS
-            .into_iter()
-            .filter(|f| facts.features.contains(*f))
-            .collect();
-        if !disable.is_empty() {
-            let all = disable.iter().fold(Features(0), |a, f| a | *f);
-            removed = all;
-            if all.contains(Features::DEEP_FLATTEN) {
-                warnings.push(
-                    "deep-flatten is disabled for journaling and cannot be enabled again".into(),
-                );
-            }
-            steps.push(
-                draft(
-                    "disable-features",
-                    Role::SourceStorage,
-                    Action::DisableFeatures {
-                        image: src.clone(),
-                        features: disable,
-                    },
-                )
-                .requires(idle.clone())
-                .done_when(vec![Check::FeaturesAbsent {
-                    image: src.clone(),
-                    features: all,
-                }])
-                .past_when(source_past.clone()),
-            );
-        }
+        // Only what journaling needs is enabled; the features the manual
+        // procedure disables first are kept (Ceph 16.2 journals beside
+        // them, and deep-flatten never comes back), and disabled only if
+        // the cluster refuses journaling beside them.
         let enable: Vec<Features> = [Features::EXCLUSIVE_LOCK, Features::JOURNALING]
             .into_iter()
             .filter(|f| !facts.features.contains(*f))
             .collect();
         added = enable.iter().fold(Features(0), |a, f| a | *f);
+        let make_room: Vec<Features> = JOURNAL_BLOCKERS
+            .into_iter()
+            .filter(|f| facts.features.contains(*f))
+            .collect();
         if !enable.is_empty() {
+            if !make_room.is_empty() && enable.contains(&Features::JOURNALING) {
+                warnings.push(format!(
+                    "journaling is enabled beside {}; should the cluster refuse it, they are disabled first{}",
+                    make_room
+                        .iter()
+                        .map(|f| f.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if make_room.contains(&Features::DEEP_FLATTEN) {
+                        " (deep-flatten cannot be enabled again)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
             steps.push(
                 draft(
                     "enable-features",
@@ -606,6 +600,11 @@ fn image_plan(
                     Action::EnableFeatures {
                         image: src.clone(),
                         features: enable,
+                        make_room: if added.contains(Features::JOURNALING) {
+                            make_room
+                        } else {
+                            vec![]
+                        },
                     },
                 )
                 .requires(idle.clone())
@@ -861,7 +860,7 @@ fn image_plan(
             .requires(vec![confirmed.clone()])
             .done_when(snapshot_gone),
         );
-        if !carrier_is_flat && (added.0 != 0 || removed.0 != 0) {
+        if !carrier_is_flat && added.0 != 0 {
             steps.push(
                 draft(
                     "restore-features",
@@ -1911,7 +1910,7 @@ mod tests {
     }
 
     #[test]
-    fn journal_mode_disables_blockers_in_order_and_cleanup_restores() {
+    fn journal_mode_enables_only_what_it_needs_and_cleanup_restores() {
         let plan = build(
             &opts(MirrorMode::Journal, true),
             &[volume(Features::DEFAULT)],
@@ -1921,7 +1920,6 @@ mod tests {
             [
                 "preflight",
                 "record-original",
-                "disable-features",
                 "enable-features",
                 "enable-mirroring",
                 "cut-over-snapshot",
@@ -1941,7 +1939,7 @@ mod tests {
         let steps = &plan.images[0].steps;
         // The cut-over is a named snapshot that the copy and the checksum read.
         assert_eq!(
-            steps[5].done_when,
+            steps[4].done_when,
             vec![Check::SnapshotExists {
                 image: ImageAt {
                     snap: Some("ferry-cutover-p1".into()),
@@ -1952,13 +1950,13 @@ mod tests {
         );
         // The digest goes into the metadata, which the journal carries.
         assert!(matches!(
-            &steps[6].action,
+            &steps[5].action,
             Action::HashSource {
                 mode: MirrorMode::Journal,
                 ..
             }
         ));
-        assert!(steps[9].requires.contains(&Check::MetadataPresent {
+        assert!(steps[8].requires.contains(&Check::MetadataPresent {
             image: ImageAt {
                 site: Site::Destination,
                 snap: None,
@@ -1966,35 +1964,46 @@ mod tests {
             },
             key: "ferry-cutover-p1.digest".into()
         }));
-        let Action::Copy { from, .. } = &steps[8].action else {
+        let Action::Copy { from, .. } = &steps[7].action else {
             panic!()
         };
         assert_eq!(
             from.to_string(),
             "destination:oscinder/volume-1@ferry-cutover-p1"
         );
-        let Action::DisableFeatures { features, .. } = &steps[2].action else {
-            panic!("{:?}", steps[2].action)
-        };
-        assert_eq!(
+        // Nothing is disabled: journaling goes beside object-map, fast-diff
+        // and deep-flatten, which are disabled only if the cluster refuses.
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s.action, Action::DisableFeatures { .. })));
+        let Action::EnableFeatures {
             features,
-            &[
-                Features::DEEP_FLATTEN,
-                Features::FAST_DIFF,
-                Features::OBJECT_MAP
-            ]
-        );
-        let Action::EnableFeatures { features, .. } = &steps[3].action else {
-            panic!()
+            make_room,
+            ..
+        } = &steps[2].action
+        else {
+            panic!("{:?}", steps[2].action)
         };
         assert_eq!(
             features,
             &[Features::JOURNALING],
             "exclusive-lock is already on"
         );
-        // Cleanup cannot bring deep-flatten back, and says so.
-        let restore = &steps[15];
+        assert_eq!(
+            make_room,
+            &[
+                Features::DEEP_FLATTEN,
+                Features::FAST_DIFF,
+                Features::OBJECT_MAP
+            ]
+        );
+        // Cleanup takes journaling off and puts every feature back.
+        let restore = &steps[14];
         assert_eq!(restore.role, Role::Cleanup);
+        assert!(restore.done_when.contains(&Check::FeaturesAbsent {
+            image: steps[0].action_image(),
+            features: Features::JOURNALING,
+        }));
         assert!(restore.done_when.contains(&Check::FeaturesPresent {
             image: steps[0].action_image(),
             features: Features::LAYERING
@@ -2002,12 +2011,11 @@ mod tests {
                 | Features::OBJECT_MAP
                 | Features::FAST_DIFF,
         }));
-        assert_eq!(
-            plan.images[0].warnings[1],
-            "deep-flatten is disabled for journaling and cannot be enabled again"
-        );
+        assert!(plan.images[0].warnings[1].starts_with(
+            "journaling is enabled beside deep-flatten, fast-diff, object-map; should the cluster refuse it"
+        ));
         // Nothing destroys source data before the checksums agree.
-        for s in &steps[10..] {
+        for s in &steps[9..] {
             assert!(s
                 .requires
                 .iter()

@@ -504,6 +504,12 @@ pub enum Action {
     EnableFeatures {
         image: ImageAt,
         features: Vec<Features>,
+        /// Features the image has that a cluster may refuse journaling
+        /// beside: disabled (in this order) only when enabling journaling
+        /// is refused, then journaling is enabled again. Ceph 16.2 needs
+        /// none of it; deep-flatten, once disabled, cannot come back.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        make_room: Vec<Features>,
     },
     /// `rbd mirror image enable <image> <mode>`.
     EnableMirroring { image: ImageAt, mode: MirrorMode },
@@ -676,6 +682,13 @@ impl Step {
             self.action,
             Action::CheckDestinationCloud { .. } | Action::CheckSourceCloud { .. }
         )
+    }
+
+    /// A read-only check whose answer can change after it passed (the
+    /// source unchanged since the cut-over): never taken as done from a
+    /// record, so every run that goes on past it looks again.
+    pub fn rechecked(&self) -> bool {
+        matches!(self.action, Action::CheckUnchanged { .. })
     }
 
     /// The image the step acts on (for copies and comparisons: the source).

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::{Action, Adoption, Check, CloudObject, ImageAt, Plan};
-use crate::ceph::MirrorMode;
+use crate::ceph::{Features, MirrorMode};
 use crate::check::human_bytes;
 
 /// Renders a plan as text for a terminal.
@@ -137,14 +137,26 @@ pub(crate) fn describe(a: &Action) -> String {
                 .collect::<Vec<_>>()
                 .join(", then ")
         ),
-        Action::EnableFeatures { image, features } => format!(
-            "enable {} on {image}",
-            features
-                .iter()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join(", then ")
-        ),
+        Action::EnableFeatures {
+            image,
+            features,
+            make_room,
+        } => {
+            let list = |fs: &[Features]| {
+                fs.iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", then ")
+            };
+            let mut s = format!("enable {} on {image}", list(features));
+            if !make_room.is_empty() {
+                s.push_str(&format!(
+                    " (should the cluster refuse journaling beside them: disable {} first)",
+                    list(make_room)
+                ));
+            }
+            s
+        }
         Action::EnableMirroring { image, mode } => {
             format!("enable {mode} mirroring of {image}")
         }

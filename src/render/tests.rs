@@ -184,7 +184,13 @@ fn snapshot_and_journal_modes_wait_differently() {
     assert!(snap.contains("mirror_synced_snapshot 'volumes/volume-v1' 'ferry-cutover-0123abcd'"));
     assert!(journal.contains("mirror_synced_journal 'volumes/volume-v1' 'ferry-cutover-0123abcd'"));
     let src = script(&plan(MirrorMode::Journal), Role::SourceStorage);
-    assert!(src.contains("rbdw feature enable 'volumes/volume-v1' journaling"));
+    // Journaling beside the image's other features; they go only if the
+    // cluster refuses it.
+    assert!(
+        src.contains("enable_journaling 'volumes/volume-v1' deep-flatten fast-diff object-map"),
+        "{src}"
+    );
+    assert!(!src.contains("rbdw feature disable '"), "{src}");
     assert!(!src.contains("mirror image snapshot"));
 }
 
@@ -485,7 +491,8 @@ fn a_direct_transfer_reads_the_source_with_its_own_options_in_the_destination_pa
     assert!(dst.contains("copy_flat 'volumes/volume-v1@"), "{dst}");
     let src = script(&p, Role::SourceStorage);
     assert!(!src.contains("mirror image enable"), "{src}");
-    assert!(!src.contains("feature enable"), "{src}");
+    assert!(!src.contains("rbdw feature enable '"), "{src}");
+    assert!(!src.contains("enable_journaling '"), "{src}");
     assert!(src.contains("snap create"), "{src}");
 }
 

@@ -357,6 +357,18 @@ pub fn copy_image_onto(
     Ok(out)
 }
 
+/// Whether `pool/dest` has the per-chunk log of a copy ferry's engine made
+/// into it (written right after the engine created the image): the image
+/// is ferry's, interrupted or not.
+pub fn has_copy_log(pool: &Pool<'_>, dest: &str) -> Result<bool> {
+    let id = match pool.open_image_read_only(dest, None) {
+        Ok(img) => img.id()?,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(pool.object_xattr(&log_object(&id), SOURCE_ATTR)?.is_some())
+}
+
 /// Removes the per-chunk log of a copy into `pool/dest` (after the copy is
 /// recorded as done, or to make the next copy start afresh). A missing image
 /// or log is fine.

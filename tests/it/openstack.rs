@@ -212,8 +212,8 @@ fn bootable_volume_arrives_as_an_active_glance_image() {
     let mut h = ferry::transfer::DigestWriter::new();
     glance.download(&image_id, &mut h).unwrap();
     assert_eq!(h.finish(), (want, GIB));
-    // The source keeps its features (journal mode changed and restored them,
-    // but for deep-flatten, which cannot come back).
+    // The source keeps its features (journal mode turned journaling on and
+    // cleanup off again).
     let a = env.connect("site-a");
     let sp = a.pool("volumes").unwrap();
     let simg = sp

@@ -427,12 +427,9 @@ fn split_roles(mode: &str, runner: Runner) {
         );
         if pool == "volumes" {
             assert_eq!(s.mirror_info().unwrap().state, ImageMirrorState::Disabled);
-            // Journaling took deep-flatten, which cannot come back.
-            let mut want = Features::DEFAULT;
-            if mode == "journal" {
-                want = Features(want.0 & !Features::DEEP_FLATTEN.0);
-            }
-            assert_eq!(s.features().unwrap(), want);
+            // Journal mode kept every feature it found (journaling went
+            // beside them), and cleanup took journaling off again.
+            assert_eq!(s.features().unwrap(), Features::DEFAULT);
         }
     }
 
@@ -873,8 +870,8 @@ fn a_lost_bundle_is_made_again_from_the_record_the_script_left() {
     let img = volumes.open_image_read_only(&name, None).unwrap();
     assert_eq!(
         img.features().unwrap(),
-        Features(Features::DEFAULT.0 & !Features::DEEP_FLATTEN.0),
-        "the original features, less deep-flatten (which cannot come back)"
+        Features::DEFAULT,
+        "the original features"
     );
     assert_eq!(img.mirror_info().unwrap().state, ImageMirrorState::Disabled);
     assert_eq!(
