@@ -819,15 +819,16 @@ fn a_volume_moved_twice_through_the_stream_path_arrives_with_its_data_both_times
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (sent, _) = stream_counts(&out);
-    assert!(sent > 0, "the second move streamed nothing");
     let found = adopted(&src, &first.id);
     assert_eq!(found.len(), 1, "{found:?}");
     let second = &found[0];
     assert_eq!(
         volume_digest(&env, "site-a", "MIRROR_IMAGE_POOL", &second.id),
-        want
+        want,
+        "the volume moved back does not hold the source's data"
     );
+    let (sent, _) = stream_counts(&out);
+    assert!(sent > 0, "the second move streamed nothing");
     // The second volume's keys are the second move's, none the first's.
     assert_eq!(
         second.metadata.get("ferry_sha256").map(String::as_str),
