@@ -841,7 +841,10 @@ fn a_volume_moved_twice_through_the_stream_path_arrives_with_its_data_both_times
     );
     assert_ne!(mark, &first.metadata["ferry_stream_verified"]);
     assert!(!second.metadata.contains_key("ferry_stream_pending"));
-    assert_eq!(second.metadata.get("team").map(String::as_str), Some("blue"));
+    assert_eq!(
+        second.metadata.get("team").map(String::as_str),
+        Some("blue")
+    );
     assert_free(&dst, &first.id);
     assert_free(&src, &second.id);
 }
