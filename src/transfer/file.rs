@@ -244,10 +244,10 @@ pub struct FileTarget {
 
 impl FileTarget {
     /// Opens `path` to receive an image of `size` bytes: a regular file is
-    /// made when missing (or grown when empty) to `size` bytes; an existing
-    /// file or a block device must hold at least `size` bytes, and is
-    /// neither truncated nor grown (the size comes from the other end of a
-    /// stream). `zeroed` says whether it reads as zeros (see
+    /// made when missing (or set when empty) to `size` bytes, an existing
+    /// one must hold exactly `size` bytes (the size comes from the other
+    /// end of a stream: a file is neither truncated nor grown to it); a
+    /// block device must hold at least `size` bytes. `zeroed` says whether it reads as zeros (see
     /// [`FileTarget::is_zeroed`]).
     pub fn open(path: &Path, size: u64, zeroed: Zeroed) -> Result<FileTarget> {
         let made = !path.exists();
@@ -260,17 +260,20 @@ impl FileTarget {
             .map_err(|e| io_error("opening for writing", path, e))?;
         let kind = kind_of(&file, path)?;
         let have = size_of(&file, path)?;
-        if have < size && (kind == Kind::BlockDevice || have > 0) {
-            let what = match kind {
-                Kind::File => "file",
-                Kind::BlockDevice => "device",
-            };
+        let refused = match kind {
+            Kind::BlockDevice => (have < size).then_some("a device of at least that size"),
+            // The size comes from the other end of a stream: a file that
+            // holds something is neither truncated nor grown to it.
+            Kind::File => (have != 0 && have != size)
+                .then_some("a new file, or remove this one first (ferry neither truncates nor grows a file that holds data)"),
+        };
+        if let Some(give) = refused {
             return Err(io_error(
                 "writing",
                 path,
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
-                    format!("the {what} holds {have} bytes, the image {size}: give a target of at least that size (or a new file)"),
+                    format!("it holds {have} bytes, the image {size}: give {give}"),
                 ),
             ));
         }

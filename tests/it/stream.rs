@@ -196,8 +196,15 @@ fn a_used_target_full_of_garbage_ends_equal_to_the_source() {
     let dir = Scratch::new("stream-garbage");
     let (src, dst) = (dir.path("src"), dir.path("dst"));
     sparse_source(&src);
-    // Larger than the source, garbage everywhere.
+    // Larger than the source: refused, untouched (the sender's size never
+    // truncates a file that holds data).
     write_noise(&dst, 0, (SIZE + 3 * MIB) as usize, 77);
+    let said = failed(&stream(&src, &dst, &[], &[]));
+    assert!(said.contains("neither truncates nor grows"), "{said}");
+    assert_eq!(std::fs::metadata(&dst).unwrap().len(), SIZE + 3 * MIB);
+    // Its size, garbage everywhere.
+    std::fs::remove_file(&dst).unwrap();
+    write_noise(&dst, 0, SIZE as usize, 77);
     let r = report(&stream(&src, &dst, &[], &[]));
     assert_eq!(r["chunks_zeroed"], SPARSE_HOLES, "{r}");
     assert_eq!(std::fs::metadata(&dst).unwrap().len(), SIZE);

@@ -329,8 +329,14 @@ fn a_receiver_refuses_hostile_hellos_before_it_sizes_anything() {
     let large = dir.join("large");
     std::fs::write(&large, vec![7u8; 3 * MIB as usize]).unwrap();
     let err = receive_hello(&large, &hello(MIB, chunk, "s")).to_string();
-    assert!(err.contains("ended"), "{err}");
+    assert!(err.contains("neither truncates nor grows"), "{err}");
     assert_eq!(std::fs::metadata(&large).unwrap().len(), 3 * MIB);
+    // An empty one is the image's size after.
+    let empty = dir.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let err = receive_hello(&empty, &hello(5 * MIB, chunk, "s")).to_string();
+    assert!(err.contains("ended"), "{err}");
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 5 * MIB);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
