@@ -111,6 +111,9 @@ pub(super) fn stream_volume(
         stream_mark(&ctx.plan_id(), source_volume, &report.digest),
     );
     Cinder(dst).set_metadata(&target.id, &meta)?;
+    if let Some(why) = &report.restarted {
+        said.push(why.clone());
+    }
     said.push(format!(
         "digest {} into volume {}: {} chunk(s) sent, {} already there, {} hole(s); {} bytes carried in {:.1} s",
         super::short(&report.digest),

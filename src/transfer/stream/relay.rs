@@ -120,6 +120,10 @@ pub struct StreamReport {
     /// Bytes written to the target.
     pub bytes_written: u64,
     pub seconds: f64,
+    /// Why the receiver dropped the record of an earlier run and took the
+    /// whole image again (its target no longer held what it listed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted: Option<String>,
 }
 
 /// Single-quotes `word` for a POSIX shell.
@@ -622,6 +626,7 @@ pub fn relay_observed(
         bytes_carried: tally.bytes_carried,
         bytes_written: done.bytes_written,
         seconds: start.elapsed().as_secs_f64(),
+        restarted: tally.ready.and_then(|r| r.restarted),
     })
 }
 
