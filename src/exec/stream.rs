@@ -10,7 +10,9 @@ use anyhow::{anyhow, bail, Context};
 
 use super::{Ctx, Phase};
 use crate::openstack::{Cinder, Connection, ConnectionKind, Connector, LocalAttachment};
-use crate::plan::{Step, VolumeAdoption, STREAM_DIGEST, STREAM_PENDING};
+use crate::plan::{
+    stream_mark, Step, VolumeAdoption, STREAM_DIGEST, STREAM_PENDING, STREAM_VERIFIED,
+};
 use crate::spec::{ConversionHost, ConversionHosts};
 use crate::transfer::stream::relay::{self, RelayOptions, Remote, StreamReport};
 
@@ -103,7 +105,15 @@ pub(super) fn stream_volume(
     detached?;
     let mut meta = BTreeMap::new();
     meta.insert(STREAM_DIGEST.to_string(), report.digest.clone());
+    // One request sets both: the mark is never there without its digest.
+    meta.insert(
+        STREAM_VERIFIED.to_string(),
+        stream_mark(&ctx.plan_id(), source_volume, &report.digest),
+    );
     Cinder(dst).set_metadata(&target.id, &meta)?;
+    if let Some(why) = &report.restarted {
+        said.push(why.clone());
+    }
     said.push(format!(
         "digest {} into volume {}: {} chunk(s) sent, {} already there, {} hole(s); {} bytes carried in {:.1} s",
         super::short(&report.digest),

@@ -7,8 +7,8 @@ use crate::ceph::{Features, MirrorMode, Parent, PoolMirrorMode};
 use crate::spec::{BootableTo, Clones, ImageKind, ImageRef, Transfer};
 
 use super::{
-    Action, Adoption, Check, CloudObject, ImageAt, ImageFacts, ImagePlan, ImageRegistration, Plan,
-    Role, Site, Step, VolumeAdoption, ADOPTED_FROM, REGISTERED_FROM,
+    without_ferry_keys, Action, Adoption, Check, CloudObject, ImageAt, ImageFacts, ImagePlan,
+    ImageRegistration, Plan, Role, Site, Step, VolumeAdoption, ADOPTED_FROM, REGISTERED_FROM,
 };
 
 /// The choices that shape a plan.
@@ -1195,6 +1195,15 @@ const DERIVED_IMAGE_METADATA: &[&str] = &[
     "owner_specified.openstack.object",
 ];
 
+/// The image metadata a copy carries: neither what Cinder derives itself
+/// nor ferry's own keys. Pure.
+fn carried_image_metadata(m: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    without_ferry_keys(m)
+        .into_iter()
+        .filter(|(k, _)| !DERIVED_IMAGE_METADATA.contains(&k.as_str()))
+        .collect()
+}
+
 /// A description as Cinder's manage-existing takes it: its schema allows
 /// printable characters only (volume create allows line breaks), so each
 /// control character becomes a space. Pure.
@@ -1220,11 +1229,7 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
         } => {
             let new_name = r.new_name.clone().unwrap_or_else(|| name.clone());
             if a.bootable_to.to_glance(*bootable) {
-                let mut properties: BTreeMap<String, String> = image_metadata
-                    .iter()
-                    .filter(|(k, _)| !DERIVED_IMAGE_METADATA.contains(&k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                let mut properties = carried_image_metadata(image_metadata);
                 properties.insert(REGISTERED_FROM.into(), format!("volume:{id}"));
                 let num = |k: &str| image_metadata.get(k).and_then(|v| v.parse().ok());
                 Adoption::Image(ImageRegistration {
@@ -1237,7 +1242,9 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
                     properties,
                 })
             } else {
-                let mut metadata = metadata.clone();
+                // ferry's own keys describe an earlier move: carried, they
+                // would make a new volume look streamed and verified.
+                let mut metadata = without_ferry_keys(metadata);
                 metadata.insert(ADOPTED_FROM.into(), id.clone());
                 Adoption::Volume(VolumeAdoption {
                     source_volume: id.clone(),
@@ -1248,11 +1255,7 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
                         .map(|t| a.volume_types.get(t).cloned().unwrap_or_else(|| t.clone())),
                     bootable: *bootable,
                     metadata,
-                    image_metadata: image_metadata
-                        .iter()
-                        .filter(|(k, _)| !DERIVED_IMAGE_METADATA.contains(&k.as_str()))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
+                    image_metadata: carried_image_metadata(image_metadata),
                     host: a.cinder_host.clone(),
                 })
             }
@@ -1266,7 +1269,7 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
             min_ram,
             properties,
         } => {
-            let mut properties = properties.clone();
+            let mut properties = without_ferry_keys(properties);
             properties.insert(REGISTERED_FROM.into(), format!("image:{id}"));
             Adoption::Image(ImageRegistration {
                 id: r.dest_name.clone(),
@@ -2124,12 +2127,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_streamed_volume_is_made_streamed_and_finished_with_nothing_on_the_source() {
-        let (r, mut f) = volume(Features::DEFAULT);
-        f.cloud = Some(cloud_volume(true));
-        f.streamed = true;
-        let hosts = crate::spec::ConversionHosts {
+    fn conversion_hosts() -> crate::spec::ConversionHosts {
+        crate::spec::ConversionHosts {
             source: crate::spec::ConversionHost {
                 ssh: "ops@convhost-a".into(),
                 name: None,
@@ -2152,7 +2151,133 @@ mod tests {
             },
             ssh_options: vec![],
             stall_seconds: 60,
+        }
+    }
+
+    /// A volume ferry moved before carries ferry's keys of that move.
+    fn moved_before() -> CloudObject {
+        let CloudObject::Volume {
+            id,
+            name,
+            description,
+            size_gb,
+            bootable,
+            volume_type,
+            mut metadata,
+            mut image_metadata,
+            status,
+            encrypted,
+        } = cloud_volume(false)
+        else {
+            unreachable!()
         };
+        for (k, v) in [
+            ("ferry_sha256", "0123abcd"),
+            ("ferry_stream_verified", "old-plan 0 0123abcd"),
+            ("ferry_stream_pending", "old-plan"),
+            ("ferry_source_volume", "0"),
+            ("ferry_future_key", "x"),
+        ] {
+            metadata.insert(k.into(), v.into());
+        }
+        image_metadata.insert("ferry_source".into(), "volume:0".into());
+        CloudObject::Volume {
+            id,
+            name,
+            description,
+            size_gb,
+            bootable,
+            volume_type,
+            metadata,
+            image_metadata,
+            status,
+            encrypted,
+        }
+    }
+
+    #[test]
+    fn a_volume_moved_before_carries_none_of_ferrys_keys_to_its_new_volume() {
+        let (r, mut f) = volume(Features::DEFAULT);
+        f.cloud = Some(moved_before());
+        f.streamed = true;
+        let opts = BuildOptions {
+            conversion: Some(conversion_hosts()),
+            ..adopting()
+        };
+        let plan = build(&opts, &[(r, f)]);
+        let p = &plan.images[0];
+        let Action::CreateVolume { adoption, size_gb } = &p.steps[2].action else {
+            panic!("{:?}", p.steps[2])
+        };
+        let keys: Vec<&str> = adoption.metadata.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["app", "ferry_source_volume"]);
+        assert_eq!(adoption.metadata["ferry_source_volume"], "1");
+        assert!(adoption
+            .image_metadata
+            .keys()
+            .all(|k| !k.starts_with("ferry_")));
+        // The new volume: the user's keys, this source, this plan's mark.
+        let body = adoption.new_volume(*size_gb, "p1");
+        assert_eq!(
+            body["metadata"],
+            serde_json::json!({"app": "db", "ferry_source_volume": "1", "ferry_stream_pending": "p1"})
+        );
+        // The stream is done only by this plan's mark, not a key's presence.
+        assert_eq!(
+            p.steps[3].done_when,
+            vec![Check::StreamVerified {
+                source_volume: "1".into()
+            }]
+        );
+        let CloudObject::Volume { metadata, .. } = moved_before() else {
+            unreachable!()
+        };
+        assert!(!crate::plan::stream_verified(&metadata, "p1", "1"));
+    }
+
+    #[test]
+    fn an_adopted_copy_or_registered_image_carries_none_of_ferrys_keys() {
+        let (r, _) = volume(Features::DEFAULT);
+        let a = AdoptOptions {
+            volume_types: BTreeMap::new(),
+            cinder_host: None,
+            bootable_to: BootableTo::Cinder,
+        };
+        let Adoption::Volume(v) = adoption_for(&a, &r, &moved_before()) else {
+            panic!()
+        };
+        assert_eq!(v.metadata.len(), 2, "{:?}", v.metadata);
+        assert_eq!(v.metadata["ferry_source_volume"], "1");
+        let glance = AdoptOptions {
+            bootable_to: BootableTo::Glance,
+            ..a
+        };
+        let CloudObject::Volume { metadata, .. } = moved_before() else {
+            unreachable!()
+        };
+        let img = CloudObject::Image {
+            id: "9".into(),
+            name: "img".into(),
+            disk_format: "raw".into(),
+            container_format: "bare".into(),
+            min_disk: 1,
+            min_ram: 0,
+            properties: metadata,
+        };
+        let Adoption::Image(g) = adoption_for(&glance, &r, &img) else {
+            panic!()
+        };
+        let keys: Vec<&str> = g.properties.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["app", "ferry_source"]);
+        assert_eq!(g.properties["ferry_source"], "image:9");
+    }
+
+    #[test]
+    fn a_streamed_volume_is_made_streamed_and_finished_with_nothing_on_the_source() {
+        let (r, mut f) = volume(Features::DEFAULT);
+        f.cloud = Some(cloud_volume(true));
+        f.streamed = true;
+        let hosts = conversion_hosts();
         assert_eq!(hosts.source.connector_name(), "convhost-a");
         let opts = BuildOptions {
             conversion: Some(hosts.clone()),

@@ -359,7 +359,8 @@ pub enum Check {
     /// by its `ferry_source_volume` metadata), created and not in error.
     VolumeCreated { source_volume: String },
     /// The volume made for this source volume holds the stream's data,
-    /// verified: it carries [`STREAM_DIGEST`].
+    /// verified by this plan: its [`STREAM_VERIFIED`] mark names this plan,
+    /// this source volume and its [`STREAM_DIGEST`] ([`stream_verified`]).
     StreamVerified { source_volume: String },
 }
 
@@ -416,6 +417,45 @@ pub const STREAM_PENDING: &str = "ferry_stream_pending";
 /// Metadata of a destination volume the stream path filled: the digest both
 /// conversion hosts computed (`crate::transfer::digest`).
 pub const STREAM_DIGEST: &str = "ferry_sha256";
+/// Metadata of a destination volume the stream path filled: which plan
+/// filled it from which source volume with which digest ([`stream_mark`]).
+/// [`Check::StreamVerified`] holds only when it names this plan and source.
+pub const STREAM_VERIFIED: &str = "ferry_stream_verified";
+/// The start of every metadata key and image property ferry sets: none is
+/// carried from a source to its destination (a volume ferry moved before
+/// carries them, and they describe that move, not this one).
+pub const FERRY_KEY_PREFIX: &str = "ferry_";
+
+/// The value of [`STREAM_VERIFIED`]: plan `plan_id` streamed source volume
+/// `source_volume` and both ends computed `digest`. Pure: the scripts'
+/// `stream_verified` builds the same string.
+pub fn stream_mark(plan_id: &str, source_volume: &str, digest: &str) -> String {
+    format!("{plan_id} {source_volume} {digest}")
+}
+
+/// Whether a volume's `metadata` says plan `plan_id` filled it from
+/// `source_volume`, verified: a [`STREAM_DIGEST`] and a [`STREAM_VERIFIED`]
+/// mark naming this plan, this source and that digest. A key's presence
+/// alone says nothing (an earlier move's keys may be there). Pure.
+pub fn stream_verified(
+    metadata: &BTreeMap<String, String>,
+    plan_id: &str,
+    source_volume: &str,
+) -> bool {
+    metadata.get(STREAM_DIGEST).is_some_and(|d| {
+        !d.is_empty()
+            && metadata.get(STREAM_VERIFIED) == Some(&stream_mark(plan_id, source_volume, d))
+    })
+}
+
+/// `metadata` without ferry's own keys ([`FERRY_KEY_PREFIX`]). Pure.
+pub fn without_ferry_keys(metadata: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    metadata
+        .iter()
+        .filter(|(k, _)| !k.starts_with(FERRY_KEY_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
 
 /// How the destination cloud adopts a copy as a volume (manage-existing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -641,7 +681,8 @@ pub enum Action {
     /// Stream path: attaches the source volume to the source conversion
     /// host and the new volume to the destination one, streams the blocks
     /// between them, detaches both (whatever happened), and notes the digest
-    /// both ends computed on the new volume ([`STREAM_DIGEST`]).
+    /// both ends computed on the new volume ([`STREAM_DIGEST`], with the
+    /// [`STREAM_VERIFIED`] mark of this plan).
     StreamVolume {
         source_volume: String,
         hosts: crate::spec::ConversionHosts,

@@ -568,3 +568,69 @@ fn bundles_read_one_image_at_a_time_equal_a_whole_read() {
         .to_string();
     assert!(e.contains("line 3"), "{e}");
 }
+
+/// The text of the shell function `name` in `script`.
+fn shell_function<'a>(script: &'a str, name: &str) -> &'a str {
+    let start = script
+        .find(&format!("\n{name}() {{\n"))
+        .unwrap_or_else(|| panic!("no function {name}"));
+    let end = start + script[start..].find("\n}\n").expect("the function's end") + 3;
+    &script[start..end]
+}
+
+#[test]
+fn the_scripts_stream_verified_answers_as_ferry_does() {
+    let f = shell_function(CLOUD, "stream_verified");
+    let d = "5d41402abc4b2a76b9719d911017c592";
+    let mark = |p: &str, s: &str, d: &str| crate::plan::stream_mark(p, s, d);
+    let cases: Vec<Vec<(&str, String)>> = vec![
+        vec![],
+        // A digest an earlier move left, with or without its mark.
+        vec![("ferry_sha256", d.into())],
+        vec![
+            ("ferry_sha256", d.into()),
+            ("ferry_stream_verified", mark("old plan", "vol-1", d)),
+        ],
+        vec![
+            ("ferry_sha256", d.into()),
+            ("ferry_stream_verified", mark("p-1", "vol-0", d)),
+        ],
+        vec![
+            ("ferry_sha256", "other".into()),
+            ("ferry_stream_verified", mark("p-1", "vol-1", d)),
+        ],
+        vec![
+            ("ferry_sha256", String::new()),
+            ("ferry_stream_verified", mark("p-1", "vol-1", "")),
+        ],
+        vec![("ferry_stream_verified", mark("p-1", "vol-1", d))],
+        // This plan's stream of this source.
+        vec![
+            ("ferry_sha256", d.into()),
+            ("ferry_stream_verified", mark("p-1", "vol-1", d)),
+            ("team", "blue".into()),
+        ],
+    ];
+    let mut held = 0;
+    for c in cases {
+        let m: std::collections::BTreeMap<String, String> =
+            c.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        let want = crate::plan::stream_verified(&m, "p-1", "vol-1");
+        held += usize::from(want);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "set -eu\nPLAN='p-1'\nadopted() {{ VOL_META=$META; }}{f}stream_verified vol-1"
+            ))
+            .env("META", serde_json::to_string(&m).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.success(),
+            want,
+            "{m:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(held, 1);
+}

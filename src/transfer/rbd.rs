@@ -89,6 +89,24 @@ impl RbdTarget<'_, '_> {
     pub fn zero(&self, offset: u64, len: u64) -> Result<()> {
         Ok(self.image.write_zeroes(offset, len)?)
     }
+
+    /// The image's id (never given to another image).
+    pub fn id(&self) -> Result<String> {
+        Ok(self.image.id()?)
+    }
+
+    /// Reads `len` bytes at `offset` (past the end: zeros).
+    pub fn read_back(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match self.image.read_at(offset + got as u64, &mut buf[got..])? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        Ok(buf)
+    }
 }
 
 impl Target for RbdTarget<'_, '_> {

@@ -120,6 +120,10 @@ pub struct StreamReport {
     /// Bytes written to the target.
     pub bytes_written: u64,
     pub seconds: f64,
+    /// Why the receiver dropped the record of an earlier run and took the
+    /// whole image again (its target no longer held what it listed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted: Option<String>,
 }
 
 /// Single-quotes `word` for a POSIX shell.
@@ -455,8 +459,8 @@ pub fn relay_observed(
         let passed = {
             let t = tally.lock().unwrap_or_else(|e| e.into_inner());
             t.hello.as_ref().map(|h| {
-                let chunks = t.data + t.held + t.holes;
-                ((chunks * h.chunk_size).min(h.size), h.size)
+                let chunks = t.data.saturating_add(t.held).saturating_add(t.holes);
+                (chunks.saturating_mul(h.chunk_size).min(h.size), h.size)
             })
         };
         if let Some((done, size)) = passed {
@@ -622,6 +626,7 @@ pub fn relay_observed(
         bytes_carried: tally.bytes_carried,
         bytes_written: done.bytes_written,
         seconds: start.elapsed().as_secs_f64(),
+        restarted: tally.ready.and_then(|r| r.restarted),
     })
 }
 
@@ -783,7 +788,12 @@ fn note(
         t.bytes_carried += 5 + len as u64;
     }
     match (up, k) {
-        (true, kind::HELLO) => t.hello = Some(parse_json(payload, "HELLO", name)?),
+        (true, kind::HELLO) => {
+            // The progress arithmetic takes these numbers: checked first.
+            let hello: super::Hello = parse_json(payload, "HELLO", name)?;
+            hello.check()?;
+            t.hello = Some(hello);
+        }
         (true, kind::DATA) => {
             t.data += 1;
             let runs = payload.get(40..44).map_or(0, |b| {
@@ -794,7 +804,13 @@ fn note(
         (true, kind::HELD) => t.held += 1,
         (true, kind::HOLE) => t.holes += 1,
         (true, kind::END) => t.end = Some(parse_json(payload, "END", name)?),
-        (false, kind::READY) => t.ready = Some(parse_json(payload, "READY", name)?),
+        (false, kind::READY) => {
+            let ready: super::Ready = parse_json(payload, "READY", name)?;
+            if let Some(why) = &ready.restarted {
+                tracing::warn!("{name}: {why}");
+            }
+            t.ready = Some(ready);
+        }
         (false, kind::HAVE_END) => t.streaming = true,
         (false, kind::DONE) => t.done = Some(parse_json(payload, "DONE", name)?),
         (_, kind::ERROR) => {
@@ -808,4 +824,29 @@ fn note(
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod hostile_hello {
+    use super::*;
+
+    #[test]
+    fn the_relay_refuses_a_hello_its_progress_cannot_take() {
+        let tally = Mutex::new(Tally::default());
+        let hello = |size: u64, chunk_size: u64| {
+            serde_json::to_vec(&serde_json::json!({"protocol": super::super::PROTOCOL, "identity": "s", "size": size, "chunk_size": chunk_size})).unwrap()
+        };
+        for h in [
+            hello(1 << 30, u64::MAX),
+            hello(u64::MAX, crate::transfer::CHUNK_SIZE),
+        ] {
+            let err =
+                note(&tally, true, kind::HELLO, &h, h.len() as u32, "the source").unwrap_err();
+            assert!(matches!(err, StreamError::Protocol(_)), "{err}");
+        }
+        assert!(tally.lock().unwrap().hello.is_none());
+        let h = hello(1 << 30, crate::transfer::CHUNK_SIZE);
+        note(&tally, true, kind::HELLO, &h, h.len() as u32, "the source").unwrap();
+        assert!(tally.lock().unwrap().hello.is_some());
+    }
 }
