@@ -82,6 +82,9 @@ pub struct RunOptions {
     /// The chunk buffers all data steps of the run share: its memory for
     /// data, whatever the concurrency.
     pub buffers: Arc<crate::transfer::ChunkBudget>,
+    /// A role run's ssh options for the conversion hosts: the operator's,
+    /// never the bundle's. None (a whole run): the spec's.
+    pub ssh_options: Option<Vec<String>>,
 }
 
 /// What a run can reach: all of it for a whole run, one role's share for

@@ -284,3 +284,62 @@ fn describe_check(c: &Check) -> String {
         other => format!("{other:?}"),
     }
 }
+
+/// Images listed in full by [`role_preview`]; the rest are counted.
+const PREVIEW_IMAGES: usize = 20;
+
+/// What one role's part of a plan will do, for its operator to read before
+/// anything changes (`ferry run --role`): the plan, then per image the
+/// steps of that role, and for the stream part the commands ssh runs on
+/// the conversion hosts. Steps already done are skipped when run.
+pub fn role_preview(plan: &Plan, role: super::Role) -> String {
+    let mut s = String::new();
+    let mine: Vec<_> = plan
+        .run_order()
+        .into_iter()
+        .map(|k| &plan.images[k])
+        .filter(|i| i.steps.iter().any(|st| st.role == role))
+        .collect();
+    let _ = writeln!(
+        s,
+        "the {role} part of plan {} ({} -> {}): {} of its {} image(s); each step checks first and skips what is done",
+        plan.id,
+        plan.source_cluster,
+        plan.destination_cluster,
+        mine.len(),
+        plan.images.len()
+    );
+    for img in mine.iter().take(PREVIEW_IMAGES) {
+        let _ = writeln!(s, "  {}:", printable(&img.image.source_spec()));
+        for st in img.steps.iter().filter(|st| st.role == role) {
+            let what = printable(&describe(&st.action));
+            let _ = writeln!(s, "    {} {}: {what}", st.id, st.name);
+            if let Action::StreamVolume { hosts, .. } = &st.action {
+                for h in [&hosts.source, &hosts.destination] {
+                    let _ = writeln!(
+                        s,
+                        "      ssh {} runs: {} agent ...",
+                        printable(&h.ssh),
+                        printable(&h.ferry)
+                    );
+                }
+            }
+        }
+    }
+    if mine.len() > PREVIEW_IMAGES {
+        let _ = writeln!(
+            s,
+            "  ... and {} more image(s) (ferry script --role {role} lists every step)",
+            mine.len() - PREVIEW_IMAGES
+        );
+    }
+    s
+}
+
+/// `s` without control characters (a name may hold any): a terminal
+/// escape or a line break in a bundle's name cannot hide or fake a line.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
