@@ -927,6 +927,34 @@ fn a_tampered_bundle_is_refused_naming_the_field_and_changes_nothing() {
     assert!(planned.status.success(), "{planned:?}");
     let text = std::fs::read_to_string(&bundle).unwrap();
     assert!(text.contains("\nbundle_format: 1\n"), "{text}");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["run", "--role", "destination-storage"])
+            .args(extra)
+            .arg("--conf")
+            .arg(env.path("SITE_B_CONF"))
+            .args(["--id", env.var("SITE_B_USER"), "--keyring"])
+            .arg(env.path("SITE_B_USER_KEYRING"))
+            .arg("--state-dir")
+            .arg(&state)
+            .arg(&bundle)
+            .stdin(std::process::Stdio::null())
+            .output_bounded()
+            .unwrap()
+    };
+    // Untampered, but nobody to ask and no --yes: it lists its part and
+    // refuses.
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the destination-storage part of plan") && err.contains(" copy: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("stdin is not a terminal") && err.contains("pass --yes"),
+        "{err}"
+    );
     let mut plan: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     let steps = plan["images"][0]["steps"].as_sequence_mut().unwrap();
     let k = steps.iter().position(|s| s["name"] == "copy").unwrap();
@@ -943,17 +971,7 @@ fn a_tampered_bundle_is_refused_naming_the_field_and_changes_nothing() {
     )
     .unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--role", "destination-storage", "--yes"])
-        .arg("--conf")
-        .arg(env.path("SITE_B_CONF"))
-        .args(["--id", env.var("SITE_B_USER"), "--keyring"])
-        .arg(env.path("SITE_B_USER_KEYRING"))
-        .arg("--state-dir")
-        .arg(&state)
-        .arg(&bundle)
-        .output_bounded()
-        .unwrap();
+    let out = run(&["--yes"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

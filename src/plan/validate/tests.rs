@@ -126,6 +126,15 @@ fn plans() -> Vec<Plan> {
         images.extend(clone_and_parent(transfer));
         out.push(build(&opts(mode, transfer), &images));
     }
+    // A spec with no cluster: the streamed volume has no pools.
+    let (mut r, f) = volume("v0", false, Transfer::Stream);
+    r.pool.clear();
+    r.mirrored_pool.clear();
+    r.dest_pool.clear();
+    out.push(build(
+        &opts(MirrorMode::Snapshot, Transfer::Stream),
+        &[(r, f)],
+    ));
     out.push(build(
         &opts(MirrorMode::Snapshot, Transfer::Stream),
         &[volume("v1", false, Transfer::Stream)],
