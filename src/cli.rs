@@ -105,6 +105,9 @@ pub enum Command {
     /// only that role's credentials: `--conf/--id/--keyring` for the
     /// storage roles, `--cloud` (or `OS_CLOUD`) for the cloud roles, and
     /// for cleanup the destination storage part's hand-off (`--verified`).
+    /// The bundle is checked as untrusted input (docs/roles.md), and the
+    /// part's steps are listed and confirmed before anything changes
+    /// (`--yes`: not asked).
     ///
     /// Exit status: 0 done; 1 an error (e.g. checksums differ: look before
     /// running again); 2 gave up waiting or the mirror stalled (nothing is
