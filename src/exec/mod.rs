@@ -84,6 +84,9 @@ pub struct RunOptions {
     pub buffers: Arc<crate::transfer::ChunkBudget>,
     /// Put each image's source back instead of running (`--undo`).
     pub undo: bool,
+    /// A role run's ssh options for the conversion hosts: the operator's,
+    /// never the bundle's. None (a whole run): the spec's.
+    pub ssh_options: Option<Vec<String>>,
 }
 
 /// What a run can reach: all of it for a whole run, one role's share for

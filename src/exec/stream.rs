@@ -213,7 +213,11 @@ fn run_stream(
         path: location(&hosts.destination, &to.connection)?,
     };
     let opts = RelayOptions {
-        ssh_options: hosts.ssh_options.clone(),
+        ssh_options: ctx
+            .opts
+            .ssh_options
+            .clone()
+            .unwrap_or_else(|| hosts.ssh_options.clone()),
         remote_ferry: hosts.source.ferry.clone(),
         target_ferry: Some(hosts.destination.ferry.clone()),
         stall: std::time::Duration::from_secs(hosts.stall_seconds),

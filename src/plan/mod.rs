@@ -9,6 +9,7 @@
 mod build;
 mod discover;
 mod text;
+mod validate;
 
 pub use build::{build, AdoptOptions, BuildOptions};
 pub(crate) use discover::check_volume_status;
@@ -17,7 +18,8 @@ pub use discover::{
     ImageFacts, Recorded,
 };
 pub(crate) use text::describe;
-pub use text::render_text;
+pub use text::{render_text, role_preview};
+pub use validate::{Refused, BUNDLE_FORMAT};
 
 use std::collections::BTreeMap;
 
@@ -915,6 +917,36 @@ impl Plan {
                 .map(move |s| (i, s))
         })
     }
+}
+
+/// A plan bundle's text: a comment, the format line
+/// ([`BUNDLE_FORMAT`]), then the plan. The conversion hosts' ssh options
+/// are left out: ssh runs on the machine of whoever runs the stream part,
+/// with their options (`ferry run --role conversion-hosts --ssh-option`),
+/// and a bundle that sets any is refused.
+pub fn bundle_text(plan: &Plan) -> Result<String, serde_yaml::Error> {
+    let mut plan = plan.clone();
+    for step in plan.images.iter_mut().flat_map(|i| &mut i.steps) {
+        if let Action::StreamVolume { hosts, .. } = &mut step.action {
+            hosts.ssh_options.clear();
+        }
+    }
+    Ok(format!(
+        "# ferry plan bundle {}: what each role runs (ferry script / ferry run --role).\n# No secrets: every role brings its own credentials.\n{}: {BUNDLE_FORMAT}\n{}",
+        plan.id,
+        validate::FORMAT_KEY,
+        serde_yaml::to_string(&plan)?
+    ))
+}
+
+/// Reads a plan bundle as untrusted input: a format this ferry writes, then
+/// the plan, then what its steps may do ([`validate`]'s checks). The error
+/// names the field.
+pub fn read_bundle(text: &str) -> anyhow::Result<Plan> {
+    validate::check_format(text)?;
+    let plan = parse_bundle(text)?;
+    validate::check(&plan)?;
+    Ok(plan)
 }
 
 /// Reads a plan bundle's YAML (as `ferry plan --bundle` writes it) one

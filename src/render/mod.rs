@@ -98,7 +98,7 @@ fn text(role: Role) -> Text {
         Role::ConversionHosts => Text {
             role,
             what: "streams each volume of the stream path: attaches it to the source conversion host and its new volume to the destination one, carries the blocks between them over ssh, verifies and detaches. The data path is ferry's own agent on each host, so this part runs ferry itself.",
-            needs: "ferry and ssh access to both conversion hosts (the bundle's ssh options); FERRY_SOURCE_CLOUD and FERRY_DESTINATION_CLOUD naming both clouds' clouds.yaml entries (project member in each); the plan bundle: sh conversion-hosts.sh plan.yaml",
+            needs: "ferry and ssh access to both conversion hosts (your ssh options after the bundle: --ssh-config FILE, --ssh-option KEY=VALUE); FERRY_SOURCE_CLOUD and FERRY_DESTINATION_CLOUD naming both clouds' clouds.yaml entries (project member in each); the plan bundle: sh conversion-hosts.sh plan.yaml [--ssh-config FILE]",
             before: "the destination cloud part (it makes the volumes; this part waits for them).",
             after: "the destination cloud part finishes the volumes.",
         },
@@ -339,11 +339,14 @@ fn conversion_hosts(s: &mut String, plan: &Plan) {
         r#"BUNDLE=${{1:-}}
 [ -n "$BUNDLE" ] || die "give the plan bundle: sh $0 plan.yaml"
 [ -r "$BUNDLE" ] || die "cannot read the plan bundle $BUNDLE"
+shift
 : "${{FERRY_SOURCE_CLOUD:?set FERRY_SOURCE_CLOUD to the clouds.yaml entry of the source cloud}}"
 : "${{FERRY_DESTINATION_CLOUD:?set FERRY_DESTINATION_CLOUD to the clouds.yaml entry of the destination cloud}}"
 say "streaming through the conversion hosts (plan $PLAN)"
 # ferry's exit status is this part's: 0 done, 1 failed, 2 gave up waiting.
-exec ferry run --role conversion-hosts "$BUNDLE" --cloud "$FERRY_SOURCE_CLOUD" --destination-cloud "$FERRY_DESTINATION_CLOUD""#
+# --yes: this script is what you read first. The arguments after the
+# bundle are your ssh options (--ssh-config FILE, --ssh-option KEY=VALUE).
+exec ferry run --role conversion-hosts "$BUNDLE" --yes --cloud "$FERRY_SOURCE_CLOUD" --destination-cloud "$FERRY_DESTINATION_CLOUD" "$@""#
     );
 }
 

@@ -897,7 +897,14 @@ fn waiting_images_hold_no_thread() {
         .unwrap();
     assert!(planned.status.success(), "{planned:?}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--output", "json", "--role", "destination-storage"])
+        .args([
+            "run",
+            "--output",
+            "json",
+            "--role",
+            "destination-storage",
+            "--yes",
+        ])
         .args([
             "--in-flight",
             "40",

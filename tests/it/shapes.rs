@@ -448,6 +448,7 @@ fn role_run(env: &TestEnv, bundle: &Path, role: &str, extra: &[&str]) -> Output 
             "json",
             "--role",
             role,
+            "--yes",
             "--wait-timeout",
             "120",
         ])

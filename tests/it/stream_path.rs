@@ -573,7 +573,15 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
         ("FERRY_SOURCE_CLOUD", "source".to_string()),
         ("FERRY_DESTINATION_CLOUD", "destination".to_string()),
     ];
-    let streamed = part(&dir, "conversion-hosts", &hosts_env, &[&bundle])
+    // ssh's options are the runner's own, after the bundle (a bundle
+    // carries none).
+    let ssh_config = env.path("CONVHOST_SSH_CONFIG");
+    let hosts_args = [
+        bundle.as_path(),
+        "--ssh-config".as_ref(),
+        ssh_config.as_path(),
+    ];
+    let streamed = part(&dir, "conversion-hosts", &hosts_env, &hosts_args)
         .output_bounded()
         .unwrap();
     ok("conversion-hosts", &streamed);
@@ -594,7 +602,7 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
         !words.lines().any(|l| l.ends_with("): done")),
         "a second run acted: {words}"
     );
-    let again = part(&dir, "conversion-hosts", &hosts_env, &[&bundle])
+    let again = part(&dir, "conversion-hosts", &hosts_env, &hosts_args)
         .output_bounded()
         .unwrap();
     ok("conversion-hosts", &again);

@@ -138,16 +138,24 @@ pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
+/// The remote shell's command line for `ferry ARGS`: the ferry command's
+/// words (`sudo -n ferry`) and the arguments, each quoted, so that no
+/// word, wherever it came from, is read as shell syntax.
+pub fn remote_command(ferry: &str, args: &[String]) -> String {
+    ferry
+        .split_whitespace()
+        .map(shell_quote)
+        .chain(args.iter().map(|a| shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The `ssh` command that runs `ferry ARGS` on `host`: no terminal, no
 /// password prompt (a prompt nobody answers would be a hang), the caller's
 /// options first, then AES-GCM preferred where nobody chose ciphers (see
 /// [`super::cipher`]).
 pub fn ssh_command(host: &str, opts: &RelayOptions, args: &[String]) -> Command {
-    let mut remote = opts.remote_ferry.clone();
-    for a in args {
-        remote.push(' ');
-        remote.push_str(&shell_quote(a));
-    }
+    let remote = remote_command(&opts.remote_ferry, args);
     let mut cmd = Command::new("ssh");
     cmd.args(&opts.ssh_options)
         .args(super::cipher::options_for(&opts.ssh_options, host))
@@ -848,5 +856,24 @@ mod hostile_hello {
         let h = hello(1 << 30, crate::transfer::CHUNK_SIZE);
         note(&tally, true, kind::HELLO, &h, h.len() as u32, "the source").unwrap();
         assert!(tally.lock().unwrap().hello.is_some());
+    }
+}
+
+#[cfg(test)]
+mod remote_command_tests {
+    use super::remote_command;
+
+    #[test]
+    fn every_word_of_the_remote_command_is_quoted() {
+        let args = vec!["agent".to_string(), "--path".into(), "/mnt/a b".into()];
+        assert_eq!(
+            remote_command("sudo -n /usr/local/bin/ferry", &args),
+            "sudo -n /usr/local/bin/ferry agent --path '/mnt/a b'"
+        );
+        // Shell syntax in the command is a word, never a second command.
+        assert_eq!(
+            remote_command("ferry;touch /tmp/x $(id)", &[]),
+            "'ferry;touch' /tmp/x '$(id)'"
+        );
     }
 }
