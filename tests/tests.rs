@@ -17,4 +17,5 @@ mod it {
     mod stream_path;
     mod testenv;
     mod transfer;
+    mod trust;
 }

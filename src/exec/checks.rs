@@ -286,9 +286,14 @@ impl Ctx<'_> {
             Check::VolumeCreated { source_volume } => self
                 .stream_target(source_volume)?
                 .is_some_and(|v| v.status != "creating" && !v.status.starts_with("error")),
-            Check::StreamVerified { source_volume } => self
-                .stream_target(source_volume)?
-                .is_some_and(|v| v.metadata.contains_key(crate::plan::STREAM_DIGEST)),
+            // Verified by this plan's stream, not by a key an earlier move
+            // left (see `plan::stream_verified`).
+            Check::StreamVerified { source_volume } => {
+                let plan = self.plan_id();
+                self.stream_target(source_volume)?.is_some_and(|v| {
+                    crate::plan::stream_verified(&v.metadata, &plan, source_volume)
+                })
+            }
             Check::ImageRegistered { id } => self.image_registered(id)?,
         })
     }

@@ -10,7 +10,9 @@ use anyhow::{anyhow, bail, Context};
 
 use super::{Ctx, Phase};
 use crate::openstack::{Cinder, Connection, ConnectionKind, Connector, LocalAttachment};
-use crate::plan::{Step, VolumeAdoption, ADOPTED_BY, STREAM_DIGEST, STREAM_PENDING};
+use crate::plan::{
+    stream_mark, Step, VolumeAdoption, ADOPTED_BY, STREAM_DIGEST, STREAM_PENDING, STREAM_VERIFIED,
+};
 use crate::spec::{ConversionHost, ConversionHosts};
 use crate::transfer::stream::relay::{self, RelayOptions, Remote, StreamReport};
 
@@ -107,7 +109,15 @@ pub(super) fn stream_volume(
     detached?;
     let mut meta = BTreeMap::new();
     meta.insert(STREAM_DIGEST.to_string(), report.digest.clone());
+    // One request sets both: the mark is never there without its digest.
+    meta.insert(
+        STREAM_VERIFIED.to_string(),
+        stream_mark(&ctx.plan_id(), source_volume, &report.digest),
+    );
     Cinder(dst).set_metadata(&target.id, &meta)?;
+    if let Some(why) = &report.restarted {
+        said.push(why.clone());
+    }
     said.push(format!(
         "digest {} into volume {}: {} chunk(s) sent, {} already there, {} hole(s); {} bytes carried in {:.1} s",
         super::short(&report.digest),
@@ -207,7 +217,11 @@ fn run_stream(
         path: location(&hosts.destination, &to.connection)?,
     };
     let opts = RelayOptions {
-        ssh_options: hosts.ssh_options.clone(),
+        ssh_options: ctx
+            .opts
+            .ssh_options
+            .clone()
+            .unwrap_or_else(|| hosts.ssh_options.clone()),
         remote_ferry: hosts.source.ferry.clone(),
         target_ferry: Some(hosts.destination.ferry.clone()),
         stall: std::time::Duration::from_secs(hosts.stall_seconds),

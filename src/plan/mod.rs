@@ -10,6 +10,7 @@ mod adopted;
 mod build;
 mod discover;
 mod text;
+mod validate;
 
 pub use adopted::{
     replaced, whose, EarlierAdoption, Whose, ADOPTED_BY, COPY_DIGEST, REPLACED_BY, REPLACED_SOURCE,
@@ -21,7 +22,8 @@ pub use discover::{
     ImageFacts, Recorded,
 };
 pub(crate) use text::describe;
-pub use text::render_text;
+pub use text::{render_text, role_preview};
+pub use validate::{Refused, BUNDLE_FORMAT};
 
 use std::collections::BTreeMap;
 
@@ -368,7 +370,8 @@ pub enum Check {
     /// by its `ferry_source_volume` metadata), created and not in error.
     VolumeCreated { source_volume: String },
     /// The volume made for this source volume holds the stream's data,
-    /// verified: it carries [`STREAM_DIGEST`].
+    /// verified by this plan: its [`STREAM_VERIFIED`] mark names this plan,
+    /// this source volume and its [`STREAM_DIGEST`] ([`stream_verified`]).
     StreamVerified { source_volume: String },
 }
 
@@ -425,6 +428,45 @@ pub const STREAM_PENDING: &str = "ferry_stream_pending";
 /// Metadata of a destination volume the stream path filled: the digest both
 /// conversion hosts computed (`crate::transfer::digest`).
 pub const STREAM_DIGEST: &str = "ferry_sha256";
+/// Metadata of a destination volume the stream path filled: which plan
+/// filled it from which source volume with which digest ([`stream_mark`]).
+/// [`Check::StreamVerified`] holds only when it names this plan and source.
+pub const STREAM_VERIFIED: &str = "ferry_stream_verified";
+/// The start of every metadata key and image property ferry sets: none is
+/// carried from a source to its destination (a volume ferry moved before
+/// carries them, and they describe that move, not this one).
+pub const FERRY_KEY_PREFIX: &str = "ferry_";
+
+/// The value of [`STREAM_VERIFIED`]: plan `plan_id` streamed source volume
+/// `source_volume` and both ends computed `digest`. Pure: the scripts'
+/// `stream_verified` builds the same string.
+pub fn stream_mark(plan_id: &str, source_volume: &str, digest: &str) -> String {
+    format!("{plan_id} {source_volume} {digest}")
+}
+
+/// Whether a volume's `metadata` says plan `plan_id` filled it from
+/// `source_volume`, verified: a [`STREAM_DIGEST`] and a [`STREAM_VERIFIED`]
+/// mark naming this plan, this source and that digest. A key's presence
+/// alone says nothing (an earlier move's keys may be there). Pure.
+pub fn stream_verified(
+    metadata: &BTreeMap<String, String>,
+    plan_id: &str,
+    source_volume: &str,
+) -> bool {
+    metadata.get(STREAM_DIGEST).is_some_and(|d| {
+        !d.is_empty()
+            && metadata.get(STREAM_VERIFIED) == Some(&stream_mark(plan_id, source_volume, d))
+    })
+}
+
+/// `metadata` without ferry's own keys ([`FERRY_KEY_PREFIX`]). Pure.
+pub fn without_ferry_keys(metadata: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    metadata
+        .iter()
+        .filter(|(k, _)| !k.starts_with(FERRY_KEY_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
 
 /// How the destination cloud adopts a copy as a volume (manage-existing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -519,6 +561,12 @@ pub enum Action {
     EnableFeatures {
         image: ImageAt,
         features: Vec<Features>,
+        /// Features the image has that a cluster may refuse journaling
+        /// beside: disabled (in this order) only when enabling journaling
+        /// is refused, then journaling is enabled again. Ceph 16.2 needs
+        /// none of it; deep-flatten, once disabled, cannot come back.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        make_room: Vec<Features>,
     },
     /// `rbd mirror image enable <image> <mode>`.
     EnableMirroring { image: ImageAt, mode: MirrorMode },
@@ -650,7 +698,8 @@ pub enum Action {
     /// Stream path: attaches the source volume to the source conversion
     /// host and the new volume to the destination one, streams the blocks
     /// between them, detaches both (whatever happened), and notes the digest
-    /// both ends computed on the new volume ([`STREAM_DIGEST`]).
+    /// both ends computed on the new volume ([`STREAM_DIGEST`], with the
+    /// [`STREAM_VERIFIED`] mark of this plan).
     StreamVolume {
         source_volume: String,
         hosts: crate::spec::ConversionHosts,
@@ -691,6 +740,13 @@ impl Step {
             self.action,
             Action::CheckDestinationCloud { .. } | Action::CheckSourceCloud { .. }
         )
+    }
+
+    /// A read-only check whose answer can change after it passed (the
+    /// source unchanged since the cut-over): never taken as done from a
+    /// record, so every run that goes on past it looks again.
+    pub fn rechecked(&self) -> bool {
+        matches!(self.action, Action::CheckUnchanged { .. })
     }
 
     /// The image the step acts on (for copies and comparisons: the source).
@@ -876,6 +932,36 @@ impl Plan {
                 .map(move |s| (i, s))
         })
     }
+}
+
+/// A plan bundle's text: a comment, the format line
+/// ([`BUNDLE_FORMAT`]), then the plan. The conversion hosts' ssh options
+/// are left out: ssh runs on the machine of whoever runs the stream part,
+/// with their options (`ferry run --role conversion-hosts --ssh-option`),
+/// and a bundle that sets any is refused.
+pub fn bundle_text(plan: &Plan) -> Result<String, serde_yaml::Error> {
+    let mut plan = plan.clone();
+    for step in plan.images.iter_mut().flat_map(|i| &mut i.steps) {
+        if let Action::StreamVolume { hosts, .. } = &mut step.action {
+            hosts.ssh_options.clear();
+        }
+    }
+    Ok(format!(
+        "# ferry plan bundle {}: what each role runs (ferry script / ferry run --role).\n# No secrets: every role brings its own credentials.\n{}: {BUNDLE_FORMAT}\n{}",
+        plan.id,
+        validate::FORMAT_KEY,
+        serde_yaml::to_string(&plan)?
+    ))
+}
+
+/// Reads a plan bundle as untrusted input: a format this ferry writes, then
+/// the plan, then what its steps may do ([`validate`]'s checks). The error
+/// names the field.
+pub fn read_bundle(text: &str) -> anyhow::Result<Plan> {
+    validate::check_format(text)?;
+    let plan = parse_bundle(text)?;
+    validate::check(&plan)?;
+    Ok(plan)
 }
 
 /// Reads a plan bundle's YAML (as `ferry plan --bundle` writes it) one

@@ -238,9 +238,13 @@ volume_created() {
   stream_target "$1" || return 1
   case $VOL_STATUS in creating | error*) return 1 ;; esac
 }
-# stream_verified SOURCE_ID: the stream filled it and noted the digest.
+# stream_verified SOURCE_ID: this plan's stream filled it from SOURCE_ID and
+# noted the digest: ferry_stream_verified is "PLAN SOURCE_ID DIGEST" with the
+# volume's ferry_sha256 as DIGEST (plan::stream_verified; a key that an
+# earlier move left proves nothing).
 stream_verified() {
-  stream_target "$1" && printf '%s' "$VOL_META" | jq -e 'has("ferry_sha256")' >/dev/null
+  stream_target "$1" && printf '%s' "$VOL_META" | jq -e --arg p "$PLAN" --arg s "$1" \
+    '(.ferry_sha256 | type == "string" and length > 0) and .ferry_stream_verified == ($p + " " + $s + " " + .ferry_sha256)' >/dev/null
 }
 
 # image_earlier ID PLANNED (after osq image show ID): 1 when the image is

@@ -98,7 +98,7 @@ fn text(role: Role) -> Text {
         Role::ConversionHosts => Text {
             role,
             what: "streams each volume of the stream path: attaches it to the source conversion host and its new volume to the destination one, carries the blocks between them over ssh, verifies and detaches. The data path is ferry's own agent on each host, so this part runs ferry itself.",
-            needs: "ferry and ssh access to both conversion hosts (the bundle's ssh options); FERRY_SOURCE_CLOUD and FERRY_DESTINATION_CLOUD naming both clouds' clouds.yaml entries (project member in each); the plan bundle: sh conversion-hosts.sh plan.yaml",
+            needs: "ferry and ssh access to both conversion hosts (your ssh options after the bundle: --ssh-config FILE, --ssh-option KEY=VALUE); FERRY_SOURCE_CLOUD and FERRY_DESTINATION_CLOUD naming both clouds' clouds.yaml entries (project member in each); the plan bundle: sh conversion-hosts.sh plan.yaml [--ssh-config FILE]",
             before: "the destination cloud part (it makes the volumes; this part waits for them).",
             after: "the destination cloud part finishes the volumes.",
         },
@@ -339,11 +339,14 @@ fn conversion_hosts(s: &mut String, plan: &Plan) {
         r#"BUNDLE=${{1:-}}
 [ -n "$BUNDLE" ] || die "give the plan bundle: sh $0 plan.yaml"
 [ -r "$BUNDLE" ] || die "cannot read the plan bundle $BUNDLE"
+shift
 : "${{FERRY_SOURCE_CLOUD:?set FERRY_SOURCE_CLOUD to the clouds.yaml entry of the source cloud}}"
 : "${{FERRY_DESTINATION_CLOUD:?set FERRY_DESTINATION_CLOUD to the clouds.yaml entry of the destination cloud}}"
 say "streaming through the conversion hosts (plan $PLAN)"
 # ferry's exit status is this part's: 0 done, 1 failed, 2 gave up waiting.
-exec ferry run --role conversion-hosts "$BUNDLE" --cloud "$FERRY_SOURCE_CLOUD" --destination-cloud "$FERRY_DESTINATION_CLOUD""#
+# --yes: this script is what you read first. The arguments after the
+# bundle are your ssh options (--ssh-config FILE, --ssh-option KEY=VALUE).
+exec ferry run --role conversion-hosts "$BUNDLE" --yes --cloud "$FERRY_SOURCE_CLOUD" --destination-cloud "$FERRY_DESTINATION_CLOUD" "$@""#
     );
 }
 
@@ -608,6 +611,18 @@ fn step(s: &mut String, plan: &Plan, img: &ImagePlan, st: &Step) {
     }
 }
 
+/// The script's refusal when `image` was written after its cut-over
+/// snapshot (`image.snap`).
+fn unchanged(b: &mut String, image: &ImageAt) {
+    let _ = writeln!(
+        b,
+        "unchanged_since {} {} || die {}",
+        spec(image),
+        snap(image),
+        q(&format!("{} was written after the cut-over {} (see above): the copy does not hold those writes. Nothing is cleaned up; migrate the image again with a new plan, or remove the snapshot yourself once you accept the loss", ImageAt { snap: None, ..image.clone() }, image.snap.as_deref().unwrap_or_default()))
+    );
+}
+
 fn needs(c: &Check) -> String {
     match c {
         Check::Verified { source, copy, .. } => format!(
@@ -631,11 +646,20 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             );
         }
         Action::DisableFeatures { image, features }
-        | Action::EnableFeatures { image, features } => {
-            let enable = matches!(st.action, Action::EnableFeatures { .. });
+        | Action::EnableFeatures {
+            image, features, ..
+        } => {
+            let (enable, make_room) = match &st.action {
+                Action::EnableFeatures { make_room, .. } => (true, make_room.as_slice()),
+                _ => (false, &[][..]),
+            };
             for f in features {
                 for n in feature_names(*f) {
-                    if enable {
+                    if enable && n == "journaling" && !make_room.is_empty() {
+                        let room: Vec<&str> =
+                            make_room.iter().flat_map(|m| feature_names(*m)).collect();
+                        let _ = writeln!(b, "enable_journaling {} {}", spec(image), room.join(" "));
+                    } else if enable {
                         let _ = writeln!(
                             b,
                             "feature_on {} {n} || rbdw feature enable {} {n}",
@@ -709,6 +733,10 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             }
         }
         Action::RemoveSnapshot { image } => {
+            // Looked at again right before the proof of the copy goes.
+            let _ = writeln!(b, "if snap_exists {} {}; then", spec(image), snap(image));
+            unchanged(&mut b, image);
+            let _ = writeln!(b, "fi");
             let sent = crate::plan::checksum_sent_key(image.snap.as_deref().unwrap_or_default());
             let _ = writeln!(
                 b,
@@ -749,11 +777,13 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 .iter()
                 .map(|n| format!(" --image-feature {n}"))
                 .collect();
+            // An unmarked carrier may be an interrupted copy, or an image
+            // that is not ferry's: a script cannot tell, so it asks.
             let _ = writeln!(
                 b,
-                "# an unmarked copy is an interrupted one: afresh\nimage_absent {} || remove_image {}",
+                "image_absent {} || die {}",
                 spec(to),
-                spec(to)
+                q(&format!("{to} exists without the {} mark of a finished copy: an interrupted copy (remove it: rbd rm {}/{}), or an image ferry did not make (rename it); then run again", crate::plan::FLAT_OF, to.pool, to.image))
             );
             let _ = writeln!(b, "say {}", q(&format!("copying {from} out flat to {to}")));
             let _ = writeln!(b, "copy_flat {} {}{feats}", with_snap(from), spec(to));
@@ -768,20 +798,18 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
         Action::RemoveImage { image } => {
             let _ = writeln!(
                 b,
-                "image_absent {} || remove_image {}",
+                "if image_exists {}; then\n  meta_present {} {} || die {}\n  remove_image {}\nfi",
                 spec(image),
+                spec(image),
+                q(crate::plan::FLAT_OF),
+                q(&format!(
+                    "{image} has no {} mark: ferry did not make it, and removes only its own",
+                    crate::plan::FLAT_OF
+                )),
                 spec(image)
             );
         }
-        Action::CheckUnchanged { image } => {
-            let _ = writeln!(
-                b,
-                "unchanged_since {} {} || die {}",
-                spec(image),
-                snap(image),
-                q(&format!("{} was written after the cut-over {} (see above): the copy does not hold those writes. Nothing is cleaned up; migrate the image again with a new plan, or remove the snapshot yourself once you accept the loss", ImageAt { snap: None, ..image.clone() }, image.snap.as_deref().unwrap_or_default()))
-            );
-        }
+        Action::CheckUnchanged { image } => unchanged(&mut b, image),
         Action::WaitForSync { mirrored, mode, .. } => {
             let c = cond(
                 &Check::MirrorSynced {
