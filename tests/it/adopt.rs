@@ -152,7 +152,8 @@ fn a_kept_trial_adoption_is_refused_and_replaced_on_request() {
     assert!(again.status.success(), "again: {}", stderr(&again));
     let ev = step_events(&again);
     assert!(
-        ev.iter().all(|e| e["detail"] == "(already)"),
+        ev.iter()
+            .all(|e| e["detail"] == "(already)" || e["detail"] == "(past)"),
         "second run acted: {ev:#?}"
     );
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
@@ -201,11 +202,18 @@ fn cloud_part(
         }
         Reader::Ferry => {
             let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-            c.args(["run", "--output", "json", "--role", "destination-cloud"])
-                .args(["--cloud", "destination", "--wait-timeout"])
-                .arg(wait.to_string())
-                .arg("--state-dir")
-                .arg(dir.join(state));
+            c.args([
+                "run",
+                "--yes",
+                "--output",
+                "json",
+                "--role",
+                "destination-cloud",
+            ])
+            .args(["--cloud", "destination", "--wait-timeout"])
+            .arg(wait.to_string())
+            .arg("--state-dir")
+            .arg(dir.join(state));
             if let Some(ch) = choice {
                 c.args(["--earlier-adoption", ch]);
             }
