@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ferry::ceph::{Features, ImageMirrorState};
-use ferry::openstack::{Cinder, Cloud, Volume};
+use ferry::openstack::{Cinder, Cloud, Glance, Service, Volume};
+use reqwest::Method;
 
 use crate::common::{self, checksum, mirror_daemon_shared, unique, write_sparse, BoundedOutput};
 use crate::common::{spec_in_temp_dir, step_events, TestEnv};
-use crate::it::openstack::{adopted, source_volume, wait_volume, DestGuard, VolumeGuard};
+use crate::it::openstack::{
+    adopted, source_image, source_volume, wait_volume, DestGuard, ImageGuard, VolumeGuard,
+};
 
 const GIB: u64 = 1 << 30;
 
@@ -231,6 +234,38 @@ fn cloud_part(
     out
 }
 
+/// The plan bundle of a spec moving `images` (spec text), and the script
+/// of its destination cloud part, in `dir`.
+fn bundle(env: &TestEnv, dir: &Path, images: &str) -> (PathBuf, ferry::plan::Plan) {
+    std::fs::create_dir_all(dir).unwrap();
+    let spec = dir.join("migration.yaml");
+    std::fs::write(
+        &spec,
+        env.spec_yaml_with_clouds(images)
+            + "options: {mirror_mode: snapshot, cleanup: true, volume_types: {ceph: ceph}}\n",
+    )
+    .unwrap();
+    let bundle = dir.join("plan.yaml");
+    let planned = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["plan", "--bundle"])
+        .arg(&bundle)
+        .arg(&spec)
+        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
+        .env_remove("OS_CLOUD")
+        .output_bounded()
+        .unwrap();
+    assert!(planned.status.success(), "plan: {}", stderr(&planned));
+    let script = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["script", "--role", "destination-cloud"])
+        .arg(&bundle)
+        .output_bounded()
+        .unwrap();
+    assert!(script.status.success());
+    std::fs::write(dir.join("destination-cloud.sh"), &script.stdout).unwrap();
+    let plan = serde_yaml::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+    (bundle, plan)
+}
+
 /// The destination cloud's part alone, read by the script and by `ferry
 /// run --role`: refuses a kept trial adoption by default, keeps it on
 /// request (adopting nothing), and replaces it once the verified copy is
@@ -253,33 +288,7 @@ fn the_cloud_part_refuses_keeps_and_replaces(reader: Reader) {
     };
     let trial = trial_adoption(&dst, &name, &vol.id, "7e57bbbb");
     let dir: PathBuf = std::env::temp_dir().join(unique(&format!("ferry-adopt-{tag}")));
-    std::fs::create_dir_all(&dir).unwrap();
-    let spec = dir.join("migration.yaml");
-    std::fs::write(
-        &spec,
-        env.spec_yaml_with_clouds(&format!("  - volume: {name}\n"))
-            + "options: {mirror_mode: snapshot, cleanup: true, volume_types: {ceph: ceph}}\n",
-    )
-    .unwrap();
-    let bundle = dir.join("plan.yaml");
-    let planned = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["plan", "--bundle"])
-        .arg(&bundle)
-        .arg(&spec)
-        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
-        .env_remove("OS_CLOUD")
-        .output_bounded()
-        .unwrap();
-    assert!(planned.status.success(), "plan: {}", stderr(&planned));
-    let script = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["script", "--role", "destination-cloud"])
-        .arg(&bundle)
-        .output_bounded()
-        .unwrap();
-    assert!(script.status.success());
-    std::fs::write(dir.join("destination-cloud.sh"), &script.stdout).unwrap();
-    let plan: ferry::plan::Plan =
-        serde_yaml::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+    let (bundle, plan) = bundle(&env, &dir, &format!("  - volume: {name}\n"));
 
     // Refused, naming it, before anything changes.
     let out = cloud_part(&env, reader, &dir, &bundle, "s1", None, 3);
@@ -411,4 +420,73 @@ fn manageable_volumes_are_read_past_the_first_page() {
     a.sort();
     a.dedup();
     assert_eq!(a.len(), one.len(), "no page read twice");
+}
+
+/// A Glance image another plan registered under this plan's image id (the
+/// source image's): refused by default, naming it, by the script and by
+/// `ferry run --role`; kept on request; never replaced (Glance does not
+/// give an image id twice).
+#[test]
+fn an_earlier_glance_registration_is_refused_kept_on_request_and_never_replaced() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let name = unique("trial-img");
+    let (img, _) = source_image(&src, &name, 45);
+    let _src_img = ImageGuard(&src, img.id.clone());
+    // The trial's registration: active, marked as ferry's by another plan.
+    let trial = Glance(&dst)
+        .create(
+            &serde_json::json!({"id": img.id, "name": name, "disk_format": "raw",
+            "container_format": "bare", "ferry_source": format!("image:{}", img.id),
+            "ferry_plan": "7e57eeee"}),
+        )
+        .unwrap();
+    let _dst_img = ImageGuard(&dst, trial.id.clone());
+    dst.call(
+        Service::Image,
+        Method::PUT,
+        &format!("/v2/images/{}/file", img.id),
+        &[("Content-Type", "application/octet-stream")],
+        Some(ferry::openstack::session::Body::Raw(&[0u8; 4096])),
+    )
+    .unwrap();
+    let dir: PathBuf = std::env::temp_dir().join(unique("ferry-adopt-img"));
+    let (bundle, plan) = bundle(&env, &dir, &format!("  - glance_image: {name}\n"));
+    for reader in [Reader::Ferry, Reader::Script] {
+        let state = if reader == Reader::Ferry { "f" } else { "s" };
+        let out = cloud_part(&env, reader, &dir, &bundle, state, None, 3);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "refused: {said}");
+        assert!(
+            said.contains(&format!(
+                "image {} was registered earlier by plan 7e57eeee, not by this plan ({})",
+                img.id, plan.id
+            )),
+            "{said}"
+        );
+        let out = cloud_part(&env, reader, &dir, &bundle, state, Some("replace"), 3);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "replace refused: {said}");
+        assert!(
+            said.contains("Glance never gives an image id twice"),
+            "{said}"
+        );
+        let out = cloud_part(&env, reader, &dir, &bundle, state, Some("keep"), 3);
+        let said = stderr(&out);
+        assert!(out.status.success(), "keep: {said}");
+        assert!(
+            said.contains(&format!(
+                "keeps image {}, registered earlier by plan 7e57eeee",
+                img.id
+            )),
+            "{said}"
+        );
+        let kept = Glance(&dst).image(&img.id).unwrap();
+        assert_eq!(
+            kept.user_properties().get("ferry_plan").map(String::as_str),
+            Some("7e57eeee")
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
