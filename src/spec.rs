@@ -1136,6 +1136,25 @@ images:
     }
 
     #[test]
+    fn earlier_adoption_defaults_to_refuse_and_names_its_choices() {
+        assert_eq!(
+            parse(GOOD).unwrap().options.earlier_adoption,
+            EarlierAdoption::Refuse
+        );
+        let text = format!("{GOOD}options: {{earlier_adoption: replace}}\n");
+        assert_eq!(
+            parse(&text).unwrap().options.earlier_adoption,
+            EarlierAdoption::Replace
+        );
+        let text = format!("{GOOD}options: {{earlier_adoption: delete}}\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("refuse") && e.contains("keep") && e.contains("replace"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn clones_option_defaults_to_flat_and_is_validated_with_its_place() {
         assert_eq!(parse(GOOD).unwrap().options.clones, Clones::Flat);
         let text = format!("{GOOD}options: {{clones: clone-of-parent}}\n");
