@@ -105,6 +105,9 @@ pub enum Command {
     /// only that role's credentials: `--conf/--id/--keyring` for the
     /// storage roles, `--cloud` (or `OS_CLOUD`) for the cloud roles, and
     /// for cleanup the destination storage part's hand-off (`--verified`).
+    /// The bundle is checked as untrusted input (docs/roles.md), and the
+    /// part's steps are listed and confirmed before anything changes
+    /// (`--yes`: not asked).
     ///
     /// Exit status: 0 done; 1 an error (e.g. checksums differ: look before
     /// running again); 2 gave up waiting or the mirror stalled (nothing is
@@ -177,6 +180,17 @@ pub enum Command {
         /// it, and at least one chunk whatever --concurrency).
         #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(4..))]
         buffer_mib: u64,
+        /// When the destination cloud holds an adoption of a source made by
+        /// another plan (a trial migration's volume, kept): refuse (stop,
+        /// naming it), keep (it stays the adoption; this plan's copy is not
+        /// adopted) or replace (this plan's copy is adopted; the earlier
+        /// volume keeps its data and is renamed
+        /// `<name>.ferry-replaced-<plan id>`). [default: the spec's
+        /// options.earlier_adoption, else refuse]
+        ///
+        /// Example: ferry run migration.yaml --earlier-adoption replace
+        #[arg(long, value_enum)]
+        earlier_adoption: Option<crate::spec::EarlierAdoption>,
         /// With --role (a spec sets these in `options`): seconds to wait
         /// for a monitor before giving up.
         #[arg(long, requires = "role", default_value_t = crate::spec::DEFAULT_TIMEOUT_SECONDS)]
@@ -190,6 +204,28 @@ pub enum Command {
         /// not retried).
         #[arg(long, requires = "role", default_value_t = crate::openstack::retry::DEFAULT_DEADLINE_SECONDS)]
         api_retry_seconds: u64,
+        /// Put the source back instead of running: per image, the features
+        /// and mirroring the plan found, its carrier, cut-over snapshot,
+        /// digest keys and record removed; says what it did. The copy's
+        /// verified mark and the destination stay. A run after it starts
+        /// afresh. (A failure never undoes anything by itself, except Ceph
+        /// refusing a step that prepares the source.)
+        #[arg(long)]
+        undo: bool,
+        /// With --role: go on without asking. A role run first lists what
+        /// it will change and asks; without a terminal to ask on, it
+        /// refuses unless given --yes.
+        #[arg(long, short = 'y', requires = "role")]
+        yes: bool,
+        /// With --role conversion-hosts: the ssh config file for both
+        /// conversion hosts (ssh -F). ssh options are yours, never the
+        /// bundle's.
+        #[arg(long, requires = "role")]
+        ssh_config: Option<PathBuf>,
+        /// With --role conversion-hosts: an ssh option for both hosts, as
+        /// `ssh -o` takes it (repeatable), e.g. --ssh-option ConnectTimeout=10.
+        #[arg(long = "ssh-option", requires = "role")]
+        ssh_options: Vec<String>,
     },
     /// Stream a file or block device from one host to another over ssh.
     ///
@@ -464,9 +500,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             reread,
             buffer_mib,
+            earlier_adoption,
             timeout_seconds,
             data_timeout_seconds,
             api_retry_seconds,
+            undo,
+            yes,
+            ssh_config,
+            ssh_options,
         } => {
             let state_dir = match state_dir {
                 Some(d) => d,
@@ -481,10 +522,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 json: output == Output::Json,
                 reread,
                 buffers: crate::transfer::ChunkBudget::new((buffer_mib / 4) as usize),
+                earlier_adoption,
+                undo,
+                ssh_options: role.map(|_| ssh_args(ssh_config, ssh_options)),
             };
             if let Some(role) = role {
                 let role = Role::from(role);
                 let plan = load_bundle(&path)?;
+                confirm(&plan, role, yes, undo)?;
                 let storage = crate::ceph::ClusterConfig {
                     conf: conf.unwrap_or_else(|| PathBuf::from("/etc/ceph/ceph.conf")),
                     keyring,
@@ -562,11 +607,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     access.verified = crate::exec::parse_handoff(&text, &plan.id)?;
                 }
                 let state = crate::exec::run_role(&path, plan, role, access, &opts)?;
+                if undo {
+                    eprintln!("ferry: {role} part undone; state in {}", state.display());
+                    return Ok(ExitCode::SUCCESS);
+                }
                 eprintln!("ferry: {role} part done; state in {}", state.display());
                 return Ok(ExitCode::SUCCESS);
             }
             let spec = Spec::load(&path)?;
             let state = crate::exec::run(&path, &spec, &opts)?;
+            if undo {
+                eprintln!("ferry: source put back; state in {}", state.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             eprintln!("ferry: done; state in {}", state.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -582,17 +635,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             size,
             output,
         } => {
-            let mut ssh = Vec::new();
-            if let Some(f) = ssh_config {
-                ssh.push("-F".to_string());
-                ssh.push(f.display().to_string());
-            }
-            for o in ssh_options {
-                ssh.push("-o".to_string());
-                ssh.push(o);
-            }
             let opts = crate::transfer::stream::relay::RelayOptions {
-                ssh_options: ssh,
+                ssh_options: ssh_args(ssh_config, ssh_options),
                 remote_ferry,
                 target_ferry: None,
                 stall: std::time::Duration::from_secs(stall_timeout.max(1)),
@@ -714,29 +758,78 @@ fn destination_cluster(spec: &Spec) -> Option<crate::ceph::Cluster> {
 }
 
 fn write_bundle(path: &std::path::Path, plan: &crate::plan::Plan) -> anyhow::Result<()> {
-    let text = format!(
-        "# ferry plan bundle {}: what each role runs (ferry script / ferry run --role).\n# No secrets: every role brings its own credentials.\n{}",
-        plan.id,
-        serde_yaml::to_string(plan)?
-    );
+    let text = crate::plan::bundle_text(plan)?;
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("ferry: plan {} written to {}", plan.id, path.display());
+    let ssh = plan.images.iter().flat_map(|i| &i.steps).any(|s| {
+        matches!(&s.action, crate::plan::Action::StreamVolume { hosts, .. } if !hosts.ssh_options.is_empty())
+    });
+    if ssh {
+        eprintln!("ferry: the conversion hosts' ssh options are not in the bundle: whoever runs the conversion-hosts part gives theirs (ferry run --role conversion-hosts --ssh-config FILE / --ssh-option KEY=VALUE)");
+    }
     Ok(())
 }
 
+/// Reads a plan bundle as untrusted input (see `plan::read_bundle`).
 fn load_bundle(path: &std::path::Path) -> anyhow::Result<crate::plan::Plan> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let plan: crate::plan::Plan = crate::plan::parse_bundle(&text).with_context(|| {
+    crate::plan::read_bundle(&text).with_context(|| {
         format!(
-            "{} is not a plan bundle (write one with ferry plan SPEC --bundle FILE)",
+            "{} is refused as a plan bundle (write one with ferry plan SPEC --bundle FILE)",
             path.display()
         )
-    })?;
-    if plan.id.is_empty() {
-        anyhow::bail!("{} has no plan id", path.display());
+    })
+}
+
+/// ssh's arguments for `-F FILE` and `-o OPTION`s.
+fn ssh_args(config: Option<PathBuf>, options: Vec<String>) -> Vec<String> {
+    let mut ssh = Vec::new();
+    if let Some(f) = config {
+        ssh.push("-F".to_string());
+        ssh.push(f.display().to_string());
     }
-    Ok(plan)
+    for o in options {
+        ssh.push("-o".to_string());
+        ssh.push(o);
+    }
+    ssh
+}
+
+/// Lists what a role run (or its `--undo`) will change and asks before the
+/// first change; `yes` goes on without asking. Without a terminal to ask
+/// on, refuses.
+fn confirm(plan: &crate::plan::Plan, role: Role, yes: bool, undo: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if yes {
+        return Ok(());
+    }
+    if undo {
+        eprintln!(
+            "ferry: --undo puts the source of {} image(s) of plan {} back as the plan found it (mirroring, features, ferry's snapshot, carrier and records):",
+            plan.images.len(),
+            plan.id
+        );
+        for img in plan.images.iter().take(20) {
+            eprintln!("  {}", img.image.source_spec().escape_debug());
+        }
+    } else {
+        eprint!("ferry: {}", crate::plan::role_preview(plan, role));
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "ferry run --role {role} asks before it changes anything, and stdin is not a terminal: read what it will do (above, or ferry script --role {role} BUNDLE) and pass --yes"
+        );
+    }
+    eprint!("ferry: go on? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        anyhow::bail!("not confirmed: nothing was changed");
+    }
+    Ok(())
 }
 
 fn default_state_dir() -> anyhow::Result<PathBuf> {

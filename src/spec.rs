@@ -234,6 +234,49 @@ pub struct Options {
     /// on the source cluster and writes the destination pool itself).
     #[serde(default, skip_serializing_if = "Transfer::is_mirror")]
     pub transfer: Transfer,
+    /// What to do when the destination cloud holds an adoption of the same
+    /// source made by another plan (a trial migration's volume, kept):
+    /// `refuse` (default), `keep` it as the adoption, or `replace` it with
+    /// this plan's verified copy. `ferry run --earlier-adoption` overrides it.
+    #[serde(default, skip_serializing_if = "EarlierAdoption::is_refuse")]
+    pub earlier_adoption: EarlierAdoption,
+}
+
+/// What a plan does with an adoption of the same source that another plan
+/// made in the destination cloud (found by its `ferry_source_volume` or
+/// `ferry_source` mark, with another plan's `ferry_plan`, or none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum EarlierAdoption {
+    /// Stop before anything changes, naming it (the operator decides).
+    #[default]
+    Refuse,
+    /// Take it as this plan's adoption, untouched; this plan's verified copy
+    /// is not adopted (it stays in the pool, unmanaged, and is named).
+    Keep,
+    /// Adopt this plan's copy in its place. The earlier volume is kept with
+    /// its data, renamed `<name>.ferry-replaced-<plan id>`, its
+    /// `ferry_source_volume` mark moved to `ferry_replaced_source_volume`
+    /// and `ferry_replaced_by` set: delete it once the new one is trusted.
+    /// Refused while it is attached to a server. Glance images cannot be
+    /// replaced (Glance never gives an image id twice).
+    Replace,
+}
+
+impl EarlierAdoption {
+    /// The default: refuse.
+    pub fn is_refuse(&self) -> bool {
+        *self == EarlierAdoption::Refuse
+    }
+
+    /// Its name in a spec (and a script).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EarlierAdoption::Refuse => "refuse",
+            EarlierAdoption::Keep => "keep",
+            EarlierAdoption::Replace => "replace",
+        }
+    }
 }
 
 /// What carries an image's data from the source cluster to the destination.
@@ -349,6 +392,7 @@ impl Default for Options {
             bootable_volumes: BootableTo::Glance,
             clones: Clones::Flat,
             transfer: Transfer::Mirror,
+            earlier_adoption: EarlierAdoption::Refuse,
         }
     }
 }
@@ -1089,6 +1133,25 @@ images:
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains("unknown variant `both`"), "{e}");
         assert!(e.contains("journal") && e.contains("snapshot"), "{e}");
+    }
+
+    #[test]
+    fn earlier_adoption_defaults_to_refuse_and_names_its_choices() {
+        assert_eq!(
+            parse(GOOD).unwrap().options.earlier_adoption,
+            EarlierAdoption::Refuse
+        );
+        let text = format!("{GOOD}options: {{earlier_adoption: replace}}\n");
+        assert_eq!(
+            parse(&text).unwrap().options.earlier_adoption,
+            EarlierAdoption::Replace
+        );
+        let text = format!("{GOOD}options: {{earlier_adoption: delete}}\n");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("refuse") && e.contains("keep") && e.contains("replace"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod common;
 
 mod it {
+    mod adopt;
     mod attach;
     mod ceph_layer;
     mod check;
@@ -16,4 +17,5 @@ mod it {
     mod stream_path;
     mod testenv;
     mod transfer;
+    mod trust;
 }

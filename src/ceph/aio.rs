@@ -183,8 +183,10 @@ impl Image<'_> {
         self.changed(None, offset, len, whole_object)
     }
 
-    /// Like [`Image::allocated`], but with `since` only what was written
-    /// after that snapshot (the image's own writes, not its parent's).
+    /// Like [`Image::allocated`], but with `since` only what changed after
+    /// that snapshot (the image's own writes, not its parent's): data
+    /// written, and data discarded or zeroed away (an extent librbd reports
+    /// as no longer existing), which differs from the snapshot as much.
     pub fn changed(
         &self,
         since: Option<&str>,
@@ -192,24 +194,34 @@ impl Image<'_> {
         len: u64,
         whole_object: bool,
     ) -> Result<Vec<(u64, u64)>> {
+        /// What the callback collects into, and whether extents that no
+        /// longer exist count (since a snapshot: they were discarded).
+        struct Collected {
+            out: Vec<(u64, u64)>,
+            gone_too: bool,
+        }
         unsafe extern "C" fn collect(
             off: u64,
             len: size_t,
             exists: c_int,
             arg: *mut c_void,
         ) -> c_int {
-            // SAFETY: arg is the &mut Vec passed below, alive for the whole call.
-            let out = unsafe { &mut *(arg as *mut Vec<(u64, u64)>) };
-            if exists != 0 && len > 0 {
-                match out.last_mut() {
+            // SAFETY: arg is the &mut Collected passed below, alive for the
+            // whole call.
+            let c = unsafe { &mut *(arg as *mut Collected) };
+            if (exists != 0 || c.gone_too) && len > 0 {
+                match c.out.last_mut() {
                     Some((o, l)) if *o + *l == off => *l += len as u64,
-                    _ => out.push((off, len as u64)),
+                    _ => c.out.push((off, len as u64)),
                 }
             }
             0
         }
         let c_since = since.map(|s| cstring("snapshot name", s)).transpose()?;
-        let mut out: Vec<(u64, u64)> = Vec::new();
+        let mut collected = Collected {
+            out: Vec::new(),
+            gone_too: since.is_some(),
+        };
         // SAFETY: open handle; the from-snapshot name (or null: everything
         // allocated), the callback and its data outlive the call.
         let ret = unsafe {
@@ -221,9 +233,10 @@ impl Image<'_> {
                 u8::from(since.is_none()),
                 u8::from(whole_object),
                 Some(collect),
-                &mut out as *mut _ as *mut c_void,
+                &mut collected as *mut _ as *mut c_void,
             )
         };
+        let mut out = collected.out;
         check(ret, "rbd_diff_iterate2", || match since {
             Some(s) => format!("{} since {s}", self.object()),
             None => self.object().to_string(),

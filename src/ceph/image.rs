@@ -578,8 +578,8 @@ impl<'p> Image<'p> {
     }
 
     /// Bytes written to the image (its head, or the snapshot it was opened
-    /// at) since snapshot `since`, counted in whole objects when fast-diff
-    /// allows: zero means unchanged.
+    /// at) since snapshot `since`, discards and zeroing included, counted in
+    /// whole objects when fast-diff allows: zero means unchanged.
     pub fn written_since(&self, since: &str) -> Result<u64> {
         let size = self.info()?.size;
         Ok(self

@@ -54,8 +54,12 @@ impl Ctx<'_> {
                 ..orig.clone()
             };
             if self.exists(&carrier)? {
-                self.remove_image(&carrier)?;
-                did.push(format!("removed {carrier}"));
+                if self.made_by_ferry(&carrier)? {
+                    self.remove_image(&carrier)?;
+                    did.push(format!("removed {carrier}"));
+                } else {
+                    did.push(format!("left {carrier} (not made by ferry)"));
+                }
             }
             if self.snap_id(&orig)?.is_some() {
                 self.with_image(&plain(&orig), true, |img| img.snap_remove(&cut))?;
@@ -78,11 +82,96 @@ impl Ctx<'_> {
         let before = self.with_image(&head, false, |img| img.features())?;
         let original = plan.facts.features;
         if before.0 & !Features::DEEP_FLATTEN.0 != original.0 & !Features::DEEP_FLATTEN.0 {
+            self.idle_for_features(&head, &did)?;
             let now = self.restore_features(&head, original)?;
             did.push(format!("features {now}"));
         }
         self.forget_original(&head, &mut did)?;
         Ok(did)
+    }
+
+    /// On the operator's word (`ferry run --undo`): puts the source back as
+    /// the plan found it (features, mirroring, a clone's carrier), removes
+    /// the cut-over snapshot and the digest keys set with it and the plan's
+    /// record, and clears the image's run state, so that a run again starts
+    /// it afresh. The copy's verified mark stays (the record that this plan
+    /// moved the image); nothing on the destination is touched. Features
+    /// are not changed under a client (it could freeze).
+    pub(super) fn undo(&self, i: usize) -> anyhow::Result<Vec<String>> {
+        let plan = self.state.lock().unwrap().plan.images[i].clone();
+        if self.access.src.is_none() {
+            bail!("--undo puts the source back: run it with the source cluster's access (the whole plan, or --role source-storage)");
+        }
+        if plan.facts.streamed {
+            self.update(i, |s| *s = ImageState::default())?;
+            return Ok(vec![
+                "nothing on the source to put back (stream path)".into()
+            ]);
+        }
+        let head = plain(&plan.mirrored_source());
+        let image = ImageAt {
+            image: plan.image.name.clone(),
+            ..head.clone()
+        };
+        if !self.exists(&image)? {
+            self.update(i, |s| *s = ImageState::default())?;
+            return Ok(vec![format!("{image} is not there")]);
+        }
+        let cut = crate::plan::cutover_snap(&self.plan_id());
+        let mut did = self.put_back(i)?;
+        // What put_back keeps on an image it leaves in place: the digest
+        // keys, then the cut-over snapshot.
+        if self.exists(&head)? {
+            let keys = [
+                crate::plan::checksum_sent_key(&cut),
+                crate::plan::checksum_key(&cut),
+            ];
+            for key in keys {
+                if self
+                    .with_image(&head, false, |img| img.metadata_get(&key))?
+                    .is_some()
+                {
+                    self.with_image(&head, true, |img| img.metadata_remove(&key))?;
+                    did.push(format!("{key} removed"));
+                }
+            }
+        }
+        let at_cut = ImageAt {
+            snap: Some(cut.clone()),
+            ..image.clone()
+        };
+        if self.snap_id(&at_cut)?.is_some() {
+            self.with_image(&image, true, |img| img.snap_remove(&cut))?;
+            did.push(format!("removed {at_cut}"));
+        }
+        self.update(i, |s| *s = ImageState::default())?;
+        if did.is_empty() {
+            did.push("nothing to put back".into());
+        }
+        Ok(did)
+    }
+
+    /// Waits (up to a minute, or the run's wait timeout if shorter) until
+    /// no client uses `image`, before its features are put back: a feature
+    /// change can freeze a running client. rbd-mirror lets go of a
+    /// journaled image within seconds of its mirroring being disabled.
+    /// `did`: what was done so far, for the error.
+    fn idle_for_features(&self, image: &ImageAt, did: &[String]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + self.opts.wait_timeout.min(Duration::from_secs(60));
+        loop {
+            let users = self.users(image)?;
+            if users.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{image} is in use ({}): its features are not put back, since a feature change could freeze its client (done so far: {}); stop it and run again with --undo",
+                    users.join(", "),
+                    if did.is_empty() { "nothing".to_string() } else { did.join(", ") }
+                );
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 
     /// Removes the plan's record of what `image` was, once it is put back:
@@ -133,6 +222,48 @@ impl Ctx<'_> {
             Ok(())
         })?;
         self.with_image(image, false, |img| img.features())
+    }
+
+    /// Whether ferry made the carrier `at`: it carries the
+    /// [`crate::plan::FLAT_OF`] mark of a finished copy, or the copy log
+    /// ferry's engine writes as it creates one.
+    pub(super) fn made_by_ferry(&self, at: &ImageAt) -> anyhow::Result<bool> {
+        let marked = self
+            .with_image(&plain(at), false, |img| {
+                img.metadata_get(crate::plan::FLAT_OF)
+            })?
+            .is_some();
+        if marked {
+            return Ok(true);
+        }
+        let pool = self.cluster(at.site)?.pool(&at.pool)?;
+        Ok(crate::transfer::rbd::has_copy_log(&pool, &at.image)?)
+    }
+
+    /// Refuses to touch an image ferry did not make (see `made_by_ferry`).
+    fn refuse_unless_made_by_ferry(&self, at: &ImageAt) -> anyhow::Result<()> {
+        if !self.made_by_ferry(at)? {
+            bail!(
+                "{at} exists and ferry did not make it (no {} mark, no copy log of ferry's): ferry removes only its own; rename or remove it yourself, then run again",
+                crate::plan::FLAT_OF
+            );
+        }
+        Ok(())
+    }
+
+    /// Fails when the image was written (or discarded) after the cut-over
+    /// snapshot `image` names: the copy does not hold those writes.
+    fn unchanged_since_cutover(&self, image: &ImageAt) -> anyhow::Result<()> {
+        let snap = image.snap.clone().unwrap_or_default();
+        let written = self.with_image(&plain(image), false, |img| img.written_since(&snap))?;
+        if written > 0 {
+            bail!(
+                "{} was written after the cut-over {snap} (about {} in changed objects): the copy does not hold those writes. Nothing is cleaned up; migrate the image again with a new plan, or remove the snapshot yourself once you accept the loss",
+                plain(image),
+                crate::check::human_bytes(written)
+            );
+        }
+        Ok(())
     }
 
     /// Removes an image ferry made, with its snapshots; mirroring of it
@@ -213,24 +344,57 @@ impl Ctx<'_> {
                 self.with_image(image, true, |img| img.metadata_remove(key))?;
                 Ok(format!("{key} removed"))
             }
-            Action::DisableFeatures { image, features }
-            | Action::EnableFeatures { image, features } => {
-                let enable = matches!(step.action, Action::EnableFeatures { .. });
+            Action::DisableFeatures { image, features } => {
                 self.with_image(image, true, |img| {
                     for f in features {
                         // Re-read each time: in 16.2 disabling fast-diff also
                         // disables object-map.
-                        if img.features()?.contains(*f) != enable {
-                            img.update_features(*f, enable)?;
+                        if img.features()?.contains(*f) {
+                            img.update_features(*f, false)?;
                         }
                     }
                     Ok(())
                 })?;
-                Ok(features
-                    .iter()
-                    .map(|f| f.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "))
+                Ok(feature_list(features))
+            }
+            Action::EnableFeatures {
+                image,
+                features,
+                make_room,
+            } => {
+                let mut made_room = Vec::new();
+                self.with_image(image, true, |img| {
+                    for f in features {
+                        if img.features()?.contains(*f) {
+                            continue;
+                        }
+                        match img.update_features(*f, true) {
+                            Err(e)
+                                if *f == Features::JOURNALING
+                                    && !make_room.is_empty()
+                                    && e.kind() == ErrorKind::InvalidArgument =>
+                            {
+                                for m in make_room {
+                                    if img.features()?.contains(*m) {
+                                        img.update_features(*m, false)?;
+                                        made_room.push(*m);
+                                    }
+                                }
+                                img.update_features(*f, true)?;
+                            }
+                            r => r?,
+                        }
+                    }
+                    Ok(())
+                })?;
+                let mut detail = feature_list(features);
+                if !made_room.is_empty() {
+                    detail.push_str(&format!(
+                        " (the cluster refused journaling beside {}: disabled them)",
+                        feature_list(&made_room)
+                    ));
+                }
+                Ok(detail)
             }
             Action::EnableMirroring { image, mode } => {
                 self.with_image(image, true, |img| img.mirror_enable(*mode))?;
@@ -299,8 +463,11 @@ impl Ctx<'_> {
                 Ok(format!("{image}"))
             }
             Action::FlatCopy { from, to, features } => {
-                // An unmarked copy is an interrupted one: afresh.
+                // Ferry's own unmarked copy is an interrupted one: afresh.
+                // An image of that name ferry did not make is not its to
+                // remove.
                 if self.exists(to)? {
+                    self.refuse_unless_made_by_ferry(to)?;
                     self.remove_image(to)?;
                 }
                 let pool = self.cluster(to.site)?.pool(&to.pool)?;
@@ -340,26 +507,23 @@ impl Ctx<'_> {
             }
             Action::RemoveImage { image } => {
                 if self.exists(image)? {
+                    self.refuse_unless_made_by_ferry(image)?;
                     self.remove_image(image)?;
                 }
                 Ok(format!("{image} removed"))
             }
             Action::CheckUnchanged { image } => {
-                let snap = image.snap.clone().unwrap_or_default();
-                let written =
-                    self.with_image(&plain(image), false, |img| img.written_since(&snap))?;
-                if written > 0 {
-                    bail!(
-                        "{} was written after the cut-over {snap} (about {} in changed objects): the copy does not hold those writes. Nothing is cleaned up; migrate the image again with a new plan, or remove the snapshot yourself once you accept the loss",
-                        plain(image),
-                        crate::check::human_bytes(written)
-                    );
-                }
+                self.unchanged_since_cutover(image)?;
                 Ok("no writes since the cut-over".into())
             }
             Action::RemoveSnapshot { image } => {
                 let name = image.snap.clone().unwrap_or_default();
                 let head = plain(image);
+                // The cut-over is the proof of what the copy holds: looked
+                // at again right before it goes, whatever an earlier run saw.
+                if self.snap_id(image)?.is_some() {
+                    self.unchanged_since_cutover(image)?;
+                }
                 // The checksum set with the cut-over goes first, then the
                 // snapshot (whose absence marks the step done).
                 self.with_image(&head, true, |img| {
@@ -620,4 +784,13 @@ fn engine_options(budget: &Arc<crate::transfer::ChunkBudget>) -> crate::transfer
         budget: Some(Arc::clone(budget)),
         ..crate::transfer::Options::crashing_after(crash)
     }
+}
+
+/// Features as a list for people.
+fn feature_list(features: &[Features]) -> String {
+    features
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

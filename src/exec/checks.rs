@@ -282,22 +282,19 @@ impl Ctx<'_> {
             Check::Published { image } => self.published(image)?,
             // A volume the stream path made is adopted once its pending
             // mark is gone.
-            Check::VolumeAdopted { source_volume } => {
-                self.adopted_volume(source_volume)?.is_some_and(|v| {
-                    v.status == "available" && !v.metadata.contains_key(crate::plan::STREAM_PENDING)
+            Check::VolumeAdopted { source_volume } => self.volume_adopted(source_volume)?,
+            Check::VolumeCreated { source_volume } => self
+                .stream_target(source_volume)?
+                .is_some_and(|v| v.status != "creating" && !v.status.starts_with("error")),
+            // Verified by this plan's stream, not by a key an earlier move
+            // left (see `plan::stream_verified`).
+            Check::StreamVerified { source_volume } => {
+                let plan = self.plan_id();
+                self.stream_target(source_volume)?.is_some_and(|v| {
+                    crate::plan::stream_verified(&v.metadata, &plan, source_volume)
                 })
             }
-            Check::VolumeCreated { source_volume } => self
-                .adopted_volume(source_volume)?
-                .is_some_and(|v| v.status != "creating" && !v.status.starts_with("error")),
-            Check::StreamVerified { source_volume } => self
-                .adopted_volume(source_volume)?
-                .is_some_and(|v| v.metadata.contains_key(crate::plan::STREAM_DIGEST)),
-            Check::ImageRegistered { id } => match Glance(self.dst_cloud()?).image(id) {
-                Ok(img) => img.status == "active",
-                Err(e) if e.status() == Some(404) => false,
-                Err(e) => return Err(e.into()),
-            },
+            Check::ImageRegistered { id } => self.image_registered(id)?,
         })
     }
 

@@ -7,14 +7,23 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::Ctx;
 use crate::openstack::{Cinder, Cloud, Glance, ManageRequest, Service, Volume};
 use crate::plan::{
-    Adoption, CloudObject, ImageAt, ImageRegistration, Step, VolumeAdoption, ADOPTED_FROM,
-    REGISTERED_FROM,
+    whose, Adoption, CloudObject, EarlierAdoption, ImageAt, ImageRegistration, Step,
+    VolumeAdoption, Whose, ADOPTED_BY, ADOPTED_FROM, REGISTERED_FROM, STREAM_PENDING,
 };
+
+/// The volumes marked as adopted from one source volume, sorted.
+#[derive(Default)]
+pub(super) struct Adoptions {
+    /// This plan's (of its verified copy, as far as the run can tell).
+    pub ours: Option<Volume>,
+    /// The others, with whose they are.
+    pub earlier: Vec<(Volume, Whose)>,
+}
 
 impl Ctx<'_> {
     pub(super) fn dst_cloud(&self) -> anyhow::Result<&Cloud> {
@@ -80,21 +89,170 @@ impl Ctx<'_> {
         Ok(names.iter().any(|name| name == &image.image))
     }
 
-    /// The destination volume adopted from `source_volume`, if there is one.
-    pub(super) fn adopted_volume(&self, source_volume: &str) -> anyhow::Result<Option<Volume>> {
+    /// The stream path's volume for `source_volume`: this plan's, or else
+    /// an unfinished one ([`STREAM_PENDING`] set) another plan made, which
+    /// this plan takes over (nothing trusts a pending volume's data; the
+    /// stream writes it and `finish-volume` marks it this plan's).
+    pub(super) fn stream_target(&self, source_volume: &str) -> anyhow::Result<Option<Volume>> {
+        let found = self.adoptions(source_volume)?;
+        if found.ours.is_some() {
+            return Ok(found.ours);
+        }
+        let mut pending: Vec<Volume> = found
+            .earlier
+            .into_iter()
+            .map(|(v, _)| v)
+            .filter(|v| v.metadata.contains_key(STREAM_PENDING))
+            .collect();
+        if pending.len() > 1 {
+            bail!(
+                "{} unfinished destination volumes carry {ADOPTED_FROM}={source_volume} ({}): keep one",
+                pending.len(),
+                pending.iter().map(|v| v.id.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        Ok(pending.pop())
+    }
+
+    /// The destination volumes marked as adopted from `source_volume`: this
+    /// plan's, and the others (another plan's, an older ferry's, or this
+    /// plan's of another copy).
+    pub(super) fn adoptions(&self, source_volume: &str) -> anyhow::Result<Adoptions> {
         let cinder = Cinder(self.dst_cloud()?);
         let found = cinder.volumes_with_metadata(ADOPTED_FROM, source_volume)?;
-        match found.len() {
-            0 | 1 => Ok(found.into_iter().next()),
-            n => bail!(
-                "{n} destination volumes carry {ADOPTED_FROM}={source_volume} ({}): keep one",
-                found
-                    .iter()
-                    .map(|v| v.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        let plan_id = self.plan_id();
+        let digest = if found.is_empty() {
+            None
+        } else {
+            self.copy_digest(source_volume)?
+        };
+        let mut out = Adoptions::default();
+        let mut ours = Vec::new();
+        for v in found {
+            match whose(&v.metadata, &plan_id, digest.as_deref()) {
+                Whose::ThisPlan => ours.push(v),
+                w => out.earlier.push((v, w)),
+            }
         }
+        if ours.len() > 1 {
+            bail!(
+                "{} destination volumes carry {ADOPTED_FROM}={source_volume} and {ADOPTED_BY}={plan_id} ({}): keep one",
+                ours.len(),
+                ours.iter().map(|v| v.id.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        out.ours = ours.pop();
+        Ok(out)
+    }
+
+    /// The digest this plan's copy for `source_volume` was verified with,
+    /// when this run reaches the destination cluster (its record); None
+    /// otherwise (the plan id alone then tells this plan's adoption).
+    fn copy_digest(&self, source_volume: &str) -> anyhow::Result<Option<String>> {
+        if self.access.dst.is_none() {
+            return Ok(None);
+        }
+        let verify = {
+            let state = self.state.lock().unwrap();
+            state
+                .plan
+                .images
+                .iter()
+                .filter(|p| {
+                    matches!(&p.adoption, Some(Adoption::Volume(v)) if v.source_volume == source_volume)
+                })
+                .flat_map(|p| &p.steps)
+                .find_map(|s| match &s.action {
+                    crate::plan::Action::Verify { copy, origin, .. } => {
+                        Some((copy.clone(), origin.clone()))
+                    }
+                    _ => None,
+                })
+        };
+        match verify {
+            Some((copy, origin)) => Ok(self.record(&copy, &origin)?.map(|r| r.sha256)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the source volume is adopted: by this plan (available, not
+    /// pending), or, when the plan keeps an earlier adoption, by that one.
+    pub(super) fn volume_adopted(&self, source_volume: &str) -> anyhow::Result<bool> {
+        let found = self.adoptions(source_volume)?;
+        let ready =
+            |v: &Volume| v.status == "available" && !v.metadata.contains_key(STREAM_PENDING);
+        if let Some(v) = &found.ours {
+            return Ok(ready(v));
+        }
+        let keep = self.earlier_choice(self.planned_earlier(|a| match a {
+            Adoption::Volume(v) => v.source_volume == source_volume,
+            Adoption::Image(_) => false,
+        })) == EarlierAdoption::Keep;
+        match found.earlier.as_slice() {
+            [(v, w)] if keep && ready(v) => {
+                tracing::warn!(
+                    "keeps volume {} {:?}, adopted earlier by {}, as the adoption of {source_volume} (earlier adoption: keep): this plan's copy is not adopted",
+                    v.id,
+                    v.name.as_deref().unwrap_or(""),
+                    w.describe(&self.plan_id())
+                );
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Whether Glance holds image `id`, active, registered by this plan,
+    /// or, when the plan keeps an earlier registration, by ferry.
+    pub(super) fn image_registered(&self, id: &str) -> anyhow::Result<bool> {
+        let img = match Glance(self.dst_cloud()?).image(id) {
+            Ok(img) => img,
+            Err(e) if e.status() == Some(404) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let props = img.user_properties();
+        let plan_id = self.plan_id();
+        let ours = match whose(&props, &plan_id, None) {
+            Whose::ThisPlan => true,
+            w => {
+                let keep = props.contains_key(REGISTERED_FROM)
+                    && self.earlier_choice(self.planned_earlier(|a| match a {
+                        Adoption::Image(g) => g.id == id,
+                        Adoption::Volume(_) => false,
+                    })) == EarlierAdoption::Keep;
+                if keep && img.status == "active" {
+                    tracing::warn!(
+                        "keeps image {id}, registered earlier by {}, as the registration (earlier adoption: keep): this plan's copy is not registered",
+                        w.describe(&plan_id)
+                    );
+                }
+                keep
+            }
+        };
+        Ok(ours && img.status == "active")
+    }
+
+    /// The plan's choice for earlier adoptions of the adoption `which`
+    /// picks.
+    fn planned_earlier(&self, which: impl Fn(&Adoption) -> bool) -> EarlierAdoption {
+        let state = self.state.lock().unwrap();
+        state
+            .plan
+            .images
+            .iter()
+            .filter_map(|p| p.adoption.as_ref())
+            .find(|a| which(a))
+            .map(|a| match a {
+                Adoption::Volume(v) => v.earlier,
+                Adoption::Image(g) => g.earlier,
+            })
+            .unwrap_or_default()
+    }
+
+    /// What this run does with an earlier adoption: `ferry run
+    /// --earlier-adoption`, else the plan's.
+    pub(super) fn earlier_choice(&self, planned: EarlierAdoption) -> EarlierAdoption {
+        self.opts.earlier_adoption.unwrap_or(planned)
     }
 
     /// `host@backend#pool` for manage-existing: the spec's, or the backend
@@ -155,6 +313,134 @@ impl Ctx<'_> {
     }
 }
 
+/// What a plan does about earlier adoptions of its source.
+#[derive(Debug, PartialEq)]
+pub(super) enum Verdict<'v> {
+    /// There is none.
+    None,
+    /// Keep this one as the adoption.
+    Keep(&'v Volume),
+    /// Rename and unmark these, then adopt this plan's copy.
+    Replace(Vec<&'v Volume>),
+}
+
+/// Judges the earlier adoptions of `source_volume` for plan `plan_id`
+/// under `choice`: refuses (naming them and the choices) or says what to
+/// do. Pure.
+pub(super) fn judge_earlier<'v>(
+    earlier: &'v [(Volume, Whose)],
+    choice: EarlierAdoption,
+    plan_id: &str,
+    source_volume: &str,
+) -> anyhow::Result<Verdict<'v>> {
+    if earlier.is_empty() {
+        return Ok(Verdict::None);
+    }
+    let named = earlier
+        .iter()
+        .map(|(v, w)| {
+            format!(
+                "volume {} {:?} ({}, adopted by {})",
+                v.id,
+                v.name.as_deref().unwrap_or(""),
+                v.status,
+                w.describe(plan_id)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    match choice {
+        EarlierAdoption::Refuse => bail!(
+            "source volume {source_volume} was adopted before, not by this plan ({plan_id}): {named}. \
+             It is not taken as this plan's. Choose with options.earlier_adoption in the spec \
+             (or ferry run --earlier-adoption, or FERRY_EARLIER_ADOPTION for the script): \
+             keep (it stays the adoption; this plan's verified copy is not adopted), \
+             replace (this plan's copy is adopted; the earlier volume keeps its data and is renamed \
+             <name>.ferry-replaced-{plan_id}), or unmanage or delete it yourself"
+        ),
+        EarlierAdoption::Keep => match earlier {
+            [(v, _)] => Ok(Verdict::Keep(v)),
+            _ => bail!(
+                "source volume {source_volume} has {} earlier adoptions ({named}): keep one, or replace them",
+                earlier.len()
+            ),
+        },
+        EarlierAdoption::Replace => {
+            if let Some((v, _)) = earlier
+                .iter()
+                .find(|(v, _)| v.status == "in-use" || !v.attachments.is_empty())
+            {
+                bail!(
+                    "volume {} {:?}, adopted earlier from {source_volume}, is attached (servers {}): replacing it would leave them on the old data; detach it first, or keep it",
+                    v.id,
+                    v.name.as_deref().unwrap_or(""),
+                    v.attachments
+                        .iter()
+                        .filter_map(|a| a.server_id.as_deref())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Ok(Verdict::Replace(earlier.iter().map(|(v, _)| v).collect()))
+        }
+    }
+}
+
+/// Renames and unmarks the earlier adoptions this plan replaces (their
+/// data and other metadata stay); says what it did.
+pub(super) fn replace_earlier(
+    cinder: &Cinder<'_>,
+    replaced: &[&Volume],
+    plan_id: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut said = Vec::new();
+    for v in replaced {
+        let old = v.name.clone().unwrap_or_default();
+        let (name, metadata) = crate::plan::replaced(&old, &v.metadata, plan_id);
+        cinder
+            .update_volume(&v.id, &name, &metadata)
+            .with_context(|| format!("renaming the replaced volume {}", v.id))?;
+        tracing::warn!(
+            "volume {} {old:?}, an earlier adoption of the same source, is replaced by plan {plan_id}: renamed {name:?}, its {ADOPTED_FROM} mark moved to {}; its data is kept (delete it once the new volume is trusted)",
+            v.id,
+            crate::plan::REPLACED_SOURCE
+        );
+        said.push(format!("volume {} {old:?} renamed {name:?}", v.id));
+    }
+    Ok(said)
+}
+
+/// Before the stream path makes its volume: refuses, or replaces, the
+/// earlier adoptions of its source. A kept one is finished already when
+/// this runs only if it is not (the step is past otherwise): refused.
+pub(super) fn earlier_before_create(
+    ctx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
+    cinder: &Cinder<'_>,
+    earlier: &[(Volume, Whose)],
+    a: &VolumeAdoption,
+) -> anyhow::Result<()> {
+    let plan_id = ctx.plan_id();
+    match judge_earlier(earlier, ctx.earlier_choice(a.earlier), &plan_id, &a.source_volume)? {
+        Verdict::Keep(k) => bail!(
+            "volume {} {:?}, adopted earlier from {}, is to be kept, but it is {} and not finished ({} set): finish it with its own plan, or replace it",
+            k.id,
+            k.name.as_deref().unwrap_or(""),
+            a.source_volume,
+            k.status,
+            STREAM_PENDING
+        ),
+        Verdict::Replace(r) => {
+            for said in replace_earlier(cinder, &r, &plan_id)? {
+                ctx.event(i, &step.name, "replaced", &said);
+            }
+        }
+        Verdict::None => {}
+    }
+    Ok(())
+}
+
 /// Reads the destination cloud and refuses bad inputs before anything
 /// changes anywhere.
 pub(super) fn check_destination(
@@ -166,10 +452,35 @@ pub(super) fn check_destination(
     let cloud = ctx.dst_cloud()?;
     match adoption {
         Adoption::Volume(v) => {
-            if let Some(done) = ctx.adopted_volume(&v.source_volume)? {
+            let found = ctx.adoptions(&v.source_volume)?;
+            if let Some(done) = &found.ours {
                 let how = if create { "made" } else { "adopted" };
                 return Ok(format!("{how} already as volume {}", done.id));
             }
+            if create {
+                if let Some(p) = ctx.stream_target(&v.source_volume)? {
+                    return Ok(format!(
+                        "made already as volume {} (unfinished, by plan {}): this plan goes on with it",
+                        p.id,
+                        p.metadata.get(STREAM_PENDING).map_or("?", String::as_str)
+                    ));
+                }
+            }
+            let plan_id = ctx.plan_id();
+            let choice = ctx.earlier_choice(v.earlier);
+            let replacing = match judge_earlier(&found.earlier, choice, &plan_id, &v.source_volume)? {
+                Verdict::Keep(k) => {
+                    return Ok(format!(
+                        "keeps volume {} {:?}, adopted earlier ({}), as the adoption of {}: this plan's copy {image} is not adopted (remove it when it is not needed)",
+                        k.id,
+                        k.name.as_deref().unwrap_or(""),
+                        found.earlier[0].1.describe(&plan_id),
+                        v.source_volume
+                    ))
+                }
+                Verdict::Replace(r) => r.iter().map(|v| v.id.clone()).collect(),
+                Verdict::None => Vec::new(),
+            };
             let cinder = Cinder(cloud);
             if let Some(t) = &v.volume_type {
                 let types = cinder.volume_types()?;
@@ -181,7 +492,20 @@ pub(super) fn check_destination(
                     );
                 }
             }
-            let taken = cinder.volumes(Some(&v.name))?;
+            // A volume about to be replaced gives its name up.
+            let taken: Vec<Volume> = cinder
+                .volumes(Some(&v.name))?
+                .into_iter()
+                .filter(|t| !replacing.contains(&t.id))
+                .collect();
+            let replaces = if replacing.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", replaces the earlier adoption {} (renamed, data kept)",
+                    replacing.join(", ")
+                )
+            };
             if let Some(other) = taken.first() {
                 bail!(
                     "a volume named {:?} already exists in cloud {} ({}): choose another name (images[].name)",
@@ -192,13 +516,13 @@ pub(super) fn check_destination(
             }
             if create {
                 return Ok(format!(
-                    "type {}, name free",
+                    "type {}, name free{replaces}",
                     v.volume_type.as_deref().unwrap_or("(default)")
                 ));
             }
             let host = ctx.cinder_host(v.host.as_deref(), &image.pool)?;
             Ok(format!(
-                "type {}, name free, host {host}",
+                "type {}, name free, host {host}{replaces}",
                 v.volume_type.as_deref().unwrap_or("(default)")
             ))
         }
@@ -206,8 +530,8 @@ pub(super) fn check_destination(
             let glance = Glance(cloud);
             match glance.image(&g.id) {
                 Ok(existing) => {
-                    let ours = existing.user_properties().contains_key(REGISTERED_FROM);
-                    if !ours {
+                    let props = existing.user_properties();
+                    if !props.contains_key(REGISTERED_FROM) {
                         bail!(
                             "image id {} is taken in cloud {} by {:?}, which ferry did not register",
                             g.id,
@@ -215,7 +539,13 @@ pub(super) fn check_destination(
                             existing.name.unwrap_or_default()
                         );
                     }
-                    return Ok(format!("registered already as image {}", g.id));
+                    let plan_id = ctx.plan_id();
+                    return earlier_image(
+                        &g.id,
+                        &whose(&props, &plan_id, None),
+                        ctx.earlier_choice(g.earlier),
+                        &plan_id,
+                    );
                 }
                 Err(e) if e.status() == Some(404) => {}
                 Err(e) => return Err(e.into()),
@@ -230,6 +560,31 @@ pub(super) fn check_destination(
             }
             Ok(format!("image id and name {:?} free", g.name))
         }
+    }
+}
+
+/// What the input check says of a Glance image ferry registered under
+/// this plan's image id: this plan's, kept, or refused. Glance never gives
+/// an image id twice (a deleted image's id stays taken), so another plan's
+/// image cannot be replaced. Pure.
+pub(super) fn earlier_image(
+    id: &str,
+    w: &Whose,
+    choice: EarlierAdoption,
+    plan_id: &str,
+) -> anyhow::Result<String> {
+    let who = w.describe(plan_id);
+    match (w, choice) {
+        (Whose::ThisPlan, _) => Ok(format!("registered already as image {id}")),
+        (_, EarlierAdoption::Keep) => Ok(format!(
+            "keeps image {id}, registered earlier by {who}, as the registration: this plan's copy is not registered"
+        )),
+        (_, EarlierAdoption::Replace) => bail!(
+            "image {id} was registered earlier by {who}: Glance never gives an image id twice, so it cannot be replaced; keep it (options.earlier_adoption: keep), or delete it and move the source with a plan that gives the image another id"
+        ),
+        (_, EarlierAdoption::Refuse) => bail!(
+            "image {id} was registered earlier by {who}, not by this plan ({plan_id}): it is not taken as this plan's. Keep it with options.earlier_adoption: keep (or ferry run --earlier-adoption keep, or FERRY_EARLIER_ADOPTION=keep for the script), or delete it (Glance will not take its id again)"
+        ),
     }
 }
 
@@ -321,7 +676,8 @@ pub(super) fn adopt_volume(
 ) -> anyhow::Result<String> {
     let cloud = ctx.dst_cloud()?;
     let cinder = Cinder(cloud);
-    let vol = match ctx.adopted_volume(&a.source_volume)? {
+    let found = ctx.adoptions(&a.source_volume)?;
+    let vol = match found.ours {
         Some(v) if v.status == "error" => bail!(
             "volume {} adopted from {} is in error: {}; delete it (the RBD image stays unless Cinder removed it) and run again",
             v.id,
@@ -330,7 +686,29 @@ pub(super) fn adopt_volume(
         ),
         Some(v) => v,
         None => {
+            let plan_id = ctx.plan_id();
+            let choice = ctx.earlier_choice(a.earlier);
+            match judge_earlier(&found.earlier, choice, &plan_id, &a.source_volume)? {
+                Verdict::Keep(k) => {
+                    let id = k.id.clone();
+                    wait_status(ctx, i, step, &format!("volume {id}"), "available", || {
+                        let v = cinder.volume(&id)?;
+                        Ok((v.status.clone(), ()))
+                    })?;
+                    return Ok(format!(
+                        "kept volume {id} {:?}, adopted earlier, as the adoption; {image} is not adopted",
+                        k.name.as_deref().unwrap_or("")
+                    ));
+                }
+                Verdict::Replace(r) => {
+                    for said in replace_earlier(&cinder, &r, &plan_id)? {
+                        ctx.event(i, &step.name, "replaced", &said);
+                    }
+                }
+                Verdict::None => {}
+            }
             let host = ctx.cinder_host(a.host.as_deref(), &image.pool)?;
+            let digest = ctx.copy_digest(&a.source_volume)?;
             cinder
                 .manage(&ManageRequest {
                     host,
@@ -339,7 +717,7 @@ pub(super) fn adopt_volume(
                     description: a.description.clone(),
                     volume_type: a.volume_type.clone(),
                     bootable: a.bootable,
-                    metadata: a.metadata.clone(),
+                    metadata: a.adopted_metadata(&plan_id, digest.as_deref()),
                 })
                 .with_context(|| format!("managing {image}"))?
         }
@@ -402,21 +780,24 @@ pub(super) fn register_image(
         Err(e) if e.status() == Some(404) => None,
         Err(e) => return Err(e.into()),
     };
+    let plan_id = ctx.plan_id();
     let img = match existing {
-        Some(img) => img,
-        None => {
-            let mut fields = json!({
-                "id": g.id, "name": g.name, "disk_format": g.disk_format,
-                "container_format": g.container_format,
-                "min_disk": g.min_disk, "min_ram": g.min_ram,
-            });
-            for (k, v) in &g.properties {
-                fields[k] = json!(v);
+        Some(img) if !img.user_properties().contains_key(REGISTERED_FROM) => bail!(
+            "image id {} is taken in cloud {} by {:?}, which ferry did not register",
+            g.id,
+            cloud.name(),
+            img.name.unwrap_or_default()
+        ),
+        Some(img) => {
+            let w = whose(&img.user_properties(), &plan_id, None);
+            if w != Whose::ThisPlan {
+                return earlier_image(&g.id, &w, ctx.earlier_choice(g.earlier), &plan_id);
             }
-            glance
-                .create(&fields)
-                .context("creating the image record")?
+            img
         }
+        None => glance
+            .create(&g.create_fields(&plan_id))
+            .context("creating the image record")?,
     };
     let img = if img.status == "queued" {
         add_location(ctx, i, step, &glance, &g.id, &url)?
@@ -487,5 +868,107 @@ pub(super) fn check_source(
             }
             Ok(format!("image {id} is active"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vol(id: &str, status: &str, servers: &[&str]) -> Volume {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": format!("db-{id}"), "size": 1, "status": status,
+            "attachments": servers.iter().map(|s| serde_json::json!({"server_id": s})).collect::<Vec<_>>(),
+        }))
+        .unwrap()
+    }
+
+    fn by(plan: Option<&str>) -> Whose {
+        Whose::Earlier {
+            plan: plan.map(str::to_string),
+            digest: None,
+        }
+    }
+
+    #[test]
+    fn an_earlier_adoption_is_refused_by_default_naming_it_and_the_choices() {
+        assert_eq!(
+            judge_earlier(&[], EarlierAdoption::Refuse, "p2", "s1").unwrap(),
+            Verdict::None
+        );
+        let trial = [(vol("v1", "available", &[]), by(Some("p1")))];
+        let e = judge_earlier(&trial, EarlierAdoption::Refuse, "p2", "s1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("source volume s1 was adopted before, not by this plan (p2): volume v1 \"db-v1\" (available, adopted by plan p1)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("options.earlier_adoption") && e.contains("keep") && e.contains("replace"),
+            "{e}"
+        );
+        let old = [(vol("v0", "available", &[]), by(None))];
+        let e = judge_earlier(&old, EarlierAdoption::Refuse, "p2", "s1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("adopted by an older ferry (no plan noted)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn keep_takes_one_earlier_adoption_and_replace_any_not_attached() {
+        let one = [(vol("v1", "available", &[]), by(Some("p1")))];
+        assert_eq!(
+            judge_earlier(&one, EarlierAdoption::Keep, "p2", "s1").unwrap(),
+            Verdict::Keep(&one[0].0)
+        );
+        assert_eq!(
+            judge_earlier(&one, EarlierAdoption::Replace, "p2", "s1").unwrap(),
+            Verdict::Replace(vec![&one[0].0])
+        );
+        let two = [
+            (vol("v1", "available", &[]), by(Some("p1"))),
+            (vol("v0", "error", &[]), by(None)),
+        ];
+        let e = judge_earlier(&two, EarlierAdoption::Keep, "p2", "s1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has 2 earlier adoptions"), "{e}");
+        assert_eq!(
+            judge_earlier(&two, EarlierAdoption::Replace, "p2", "s1").unwrap(),
+            Verdict::Replace(vec![&two[0].0, &two[1].0])
+        );
+        // A server on the earlier volume would stay on the old data.
+        let used = [(vol("v1", "in-use", &["srv1"]), by(Some("p1")))];
+        let e = judge_earlier(&used, EarlierAdoption::Replace, "p2", "s1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is attached (servers srv1)"), "{e}");
+    }
+
+    #[test]
+    fn an_earlier_glance_registration_is_kept_or_refused_never_replaced() {
+        let mine = earlier_image("i1", &Whose::ThisPlan, EarlierAdoption::Refuse, "p2");
+        assert_eq!(mine.unwrap(), "registered already as image i1");
+        let w = by(Some("p1"));
+        let e = earlier_image("i1", &w, EarlierAdoption::Refuse, "p2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("image i1 was registered earlier by plan p1, not by this plan (p2)"),
+            "{e}"
+        );
+        let e = earlier_image("i1", &w, EarlierAdoption::Replace, "p2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Glance never gives an image id twice"), "{e}");
+        let kept = earlier_image("i1", &w, EarlierAdoption::Keep, "p2").unwrap();
+        assert!(
+            kept.starts_with("keeps image i1, registered earlier by plan p1"),
+            "{kept}"
+        );
     }
 }

@@ -36,7 +36,7 @@ use crate::ceph::{
     complete_mirror_snapshot_after, primary_mirror_snapshot_after, CephError, Cluster, ErrorKind,
     Features, Image, ImageMirrorState, MirrorMode, ReplayProgress,
 };
-use crate::openstack::{Cloud, Glance};
+use crate::openstack::Cloud;
 use crate::plan::{
     Action, Check, ImageAt, ImagePlan, Plan, Role, Site, SourceId, Step, VerifiedRecord,
 };
@@ -82,6 +82,14 @@ pub struct RunOptions {
     /// The chunk buffers all data steps of the run share: its memory for
     /// data, whatever the concurrency.
     pub buffers: Arc<crate::transfer::ChunkBudget>,
+    /// What to do with another plan's adoption of a source, overriding the
+    /// plan's `earlier` (`ferry run --earlier-adoption`).
+    pub earlier_adoption: Option<crate::spec::EarlierAdoption>,
+    /// Put each image's source back instead of running (`--undo`).
+    pub undo: bool,
+    /// A role run's ssh options for the conversion hosts: the operator's,
+    /// never the bundle's. None (a whole run): the spec's.
+    pub ssh_options: Option<Vec<String>>,
 }
 
 /// What a run can reach: all of it for a whole run, one role's share for
@@ -348,6 +356,9 @@ fn execute(
         open_slots: Slots::new(OPEN_AT_ONCE),
         failed: Mutex::new(BTreeSet::new()),
     };
+    if opts.undo {
+        return undo(&ctx, role);
+    }
     let before = output::Load::now();
     let (n, order) = {
         let st = ctx.state.lock().unwrap();
@@ -449,6 +460,41 @@ fn execute(
         )
     };
     Err(RunFailed { message, gave_up }.into())
+}
+
+/// `--undo`: every image's source put back (see `Ctx::undo`), each
+/// told with what was done; the state kept so that a run again starts
+/// afresh.
+fn undo(ctx: &Ctx<'_>, role: Option<Role>) -> anyhow::Result<PathBuf> {
+    if !matches!(role, None | Some(Role::SourceStorage) | Some(Role::Cleanup)) {
+        bail!("--undo puts the source back: it is the source storage part's (--role source-storage), not the {} part's", role.map(|r| r.to_string()).unwrap_or_default());
+    }
+    let n = ctx.state.lock().unwrap().plan.images.len();
+    let mut lines = Vec::new();
+    for i in 0..n {
+        let name = ctx.state.lock().unwrap().plan.images[i].image.source_spec();
+        match ctx.undo(i) {
+            Ok(did) => ctx.event(i, "undo", "done", &did.join(", ")),
+            Err(e) => {
+                ctx.event(i, "undo", "failed", &format!("{e:#}"));
+                lines.push(format!("{name}: {e:#}"));
+            }
+        }
+    }
+    ctx.save()?;
+    if lines.is_empty() {
+        return Ok(ctx.path.clone());
+    }
+    Err(RunFailed {
+        message: format!(
+            "{} of {n} image(s) could not be put back (state kept in {}):\n  {}",
+            lines.len(),
+            ctx.path.display(),
+            lines.join("\n  ")
+        ),
+        gave_up: false,
+    }
+    .into())
 }
 
 /// Whether an error only says a wait gave up.
@@ -584,8 +630,9 @@ impl Ctx<'_> {
     }
 }
 
-/// The source storage actions up to the cut-over: a failure in one of them
-/// puts the source back as the plan found it.
+/// The source storage actions that prepare mirroring: when Ceph refuses one
+/// of them (see [`refused`]), the plan cannot go on and the source is put
+/// back as the plan found it. From the cut-over on, what is done is kept.
 fn prepares_source(action: &Action) -> bool {
     matches!(
         action,
@@ -594,9 +641,29 @@ fn prepares_source(action: &Action) -> bool {
             | Action::EnableMirroring { .. }
             | Action::FreezeSnapshot { .. }
             | Action::FlatCopy { .. }
-            | Action::CreateCutover { .. }
-            | Action::HashSource { .. }
     )
+}
+
+/// Whether an error is Ceph refusing the call (an argument or a feature it
+/// will not take, no permission, not supported, read-only): the same call
+/// would be refused again. A wait that gave up, a lost connection, a
+/// timeout, a busy image, a full pool or a panic is not: running again may
+/// go on from where the run stopped, so nothing is undone for it.
+fn refused(e: &anyhow::Error) -> bool {
+    if gave_up(e) {
+        return false;
+    }
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<CephError>())
+        .any(|c| {
+            matches!(
+                c.kind(),
+                ErrorKind::InvalidArgument
+                    | ErrorKind::PermissionDenied
+                    | ErrorKind::Unsupported
+                    | ErrorKind::ReadOnly
+            )
+        })
 }
 
 /// The read-only checks of the clouds that open an image's plan
@@ -665,7 +732,7 @@ impl ImageSteps {
     /// the last recorded step on, Ceph's word counts.
     fn settled(&self, steps: &[&Step], k: usize) -> bool {
         let frontier = steps.iter().rposition(|s| self.done.contains(&s.id));
-        self.done.contains(&steps[k].id) && frontier.is_some_and(|f| k < f)
+        !steps[k].rechecked() && self.done.contains(&steps[k].id) && frontier.is_some_and(|f| k < f)
     }
 }
 
@@ -919,22 +986,34 @@ fn join(ctx: &Ctx<'_>, i: usize, mut lane: Lane, which: &dyn Fn(&Step) -> bool) 
     Joined::Done(lane, first.map_or(Ok(()), Err))
 }
 
-/// A step's failure, named, with the source put back when the step was one
-/// that prepares it (before the cut-over nothing is worth keeping
-/// half-done).
+/// A step's failure, named. When Ceph refused a step that prepares the
+/// source (the plan cannot go on), the source is put back and the image's
+/// record cleared, so that a run again starts it afresh; any other failure
+/// (a wait that gave up, a lost connection, a crash) keeps what is done.
 fn failed(ctx: &Ctx<'_>, i: usize, step: &Step, e: anyhow::Error) -> anyhow::Error {
+    let refusal = prepares_source(&step.action) && refused(&e);
     let e = e.context(format!(
         "step {} ({}) on {}",
         step.id,
         step.name,
         step.action_image()
     ));
-    if !prepares_source(&step.action) {
+    if !refusal {
         return e;
     }
     match ctx.put_back(i) {
-        Ok(did) if did.is_empty() => e,
-        Ok(did) => e.context(format!("the source is put back ({})", did.join(", "))),
+        Ok(did) => {
+            if let Err(f) = ctx.update(i, |s| *s = ImageState::default()) {
+                return e.context(format!(
+                    "the source is put back, but its record is not cleared: {f:#}"
+                ));
+            }
+            if did.is_empty() {
+                e
+            } else {
+                e.context(format!("the source is put back ({})", did.join(", ")))
+            }
+        }
         Err(p) => e.context(format!("putting the source back failed too: {p:#}")),
     }
 }
@@ -960,7 +1039,7 @@ fn enter(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Result<
         && ctx.read_through(i, step, || ctx.all_hold(&step.done_when))?;
     // Ceph's word over the state file's: a recorded step whose effect is
     // gone runs again; one whose effect is there is done.
-    if observed || (recorded && step.done_when.is_empty()) {
+    if observed || (recorded && step.done_when.is_empty() && !step.rechecked()) {
         if !recorded {
             ctx.update(i, |s| {
                 s.done.insert(step.id.clone());

@@ -119,6 +119,13 @@ impl RunState {
                 })
             }
         }
+        state.check_matches_plan().with_context(|| {
+            format!(
+                "the run state {} with its journal {}; move both away (every step checks what the clusters show, so a new run skips what is done)",
+                path.display(),
+                journal_path(path).display()
+            )
+        })?;
         Ok(Some(state))
     }
 
@@ -160,7 +167,37 @@ impl RunState {
         }
         let mut state: RunState = serde_yaml::from_value(value)?;
         state.plan.images.iter_mut().for_each(ImagePlan::compact);
+        state.check_matches_plan()?;
         Ok(state)
+    }
+
+    /// Refuses a state whose records do not fit its plan (edited by hand,
+    /// or the plan replaced): one record per image, done steps that the
+    /// image's plan has. Steps index the records by the plan's images, so
+    /// a record short would be a panic in the middle of a run.
+    pub fn check_matches_plan(&self) -> anyhow::Result<()> {
+        if self.images.len() != self.plan.images.len() {
+            anyhow::bail!(
+                "it holds {} image record(s) for the {} image(s) of its plan {}: it was changed by hand or belongs to another plan",
+                self.images.len(),
+                self.plan.images.len(),
+                self.plan.id
+            );
+        }
+        for (i, (img, st)) in self.plan.images.iter().zip(&self.images).enumerate() {
+            if let Some(id) = st
+                .done
+                .iter()
+                .find(|id| !img.steps.iter().any(|s| s.id == **id))
+            {
+                anyhow::bail!(
+                    "image {} ({}) records step {id} done, which its plan does not have: it was changed by hand or belongs to another plan",
+                    i + 1,
+                    img.image.source_spec()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// What differs between the spec this run began with and `now`; None
@@ -424,6 +461,80 @@ mod tests {
         crate::plan::build(&crate::plan::BuildOptions::from_spec(&spec(SPEC)), &[])
     }
 
+    /// A plan of `n` volumes.
+    fn plan_of(n: usize) -> Plan {
+        let volume = |k: usize| {
+            (
+                crate::spec::ImageRef {
+                    kind: crate::spec::ImageKind::Cinder,
+                    pool: "v".into(),
+                    name: format!("volume-{k}"),
+                    mirrored_pool: "v".into(),
+                    dest_pool: "w".into(),
+                    dest_name: format!("volume-{k}"),
+                    new_name: None,
+                },
+                crate::plan::ImageFacts {
+                    id: "10ad5eed".into(),
+                    size: 1 << 30,
+                    features: Features::DEFAULT,
+                    user_snapshots: vec![],
+                    mirroring: None,
+                    in_use: false,
+                    users: vec![],
+                    parent: None,
+                    pool_mode: crate::ceph::PoolMirrorMode::Image,
+                    recorded: None,
+                    cloud: None,
+                    streamed: false,
+                },
+            )
+        };
+        let facts: Vec<_> = (0..n).map(volume).collect();
+        crate::plan::build(&crate::plan::BuildOptions::from_spec(&spec(SPEC)), &facts)
+    }
+
+    /// A state that does not fit its plan is refused on load, naming the
+    /// file and what to do, instead of panicking under the run's lock.
+    #[test]
+    fn a_state_that_does_not_fit_its_plan_is_refused_naming_the_file() {
+        let dir = temp_dir("mismatch");
+        let path = dir.join("m.state.yaml");
+        let mut state = RunState::new(plan_of(2));
+        let step = state.plan.images[1].steps[2].id.clone();
+        state.images[1].done.insert(step);
+        state.save(&path).unwrap();
+        assert_eq!(RunState::load(&path).unwrap().unwrap(), state);
+        // One record short.
+        let mut short = state.clone();
+        short.images.pop();
+        std::fs::write(&path, serde_yaml::to_string(&short).unwrap()).unwrap();
+        let e = format!("{:#}", RunState::load(&path).unwrap_err());
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("move the file away"), "{e}");
+        assert!(
+            e.contains("it holds 1 image record(s) for the 2 image(s) of its plan"),
+            "{e}"
+        );
+        // A done step the plan does not have.
+        let mut odd = state.clone();
+        odd.images[0].done.insert("7.99".into());
+        std::fs::write(&path, serde_yaml::to_string(&odd).unwrap()).unwrap();
+        let e = format!("{:#}", RunState::load(&path).unwrap_err());
+        assert!(
+            e.contains("image 1 (v/volume-0) records step 7.99 done, which its plan does not have"),
+            "{e}"
+        );
+        // The same through the journal: the file fits, a record does not.
+        state.save(&path).unwrap();
+        state.images[0].done.insert("7.99".into());
+        state.record(&path, 0).unwrap();
+        let e = format!("{:#}", RunState::load(&path).unwrap_err());
+        assert!(e.contains("m.state.yaml.journal"), "{e}");
+        assert!(e.contains("records step 7.99 done"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn a_changed_spec_says_what_changed() {
         let state = RunState::for_spec(plan(), &spec(SPEC));
@@ -517,8 +628,7 @@ mod tests {
     fn step_records_go_to_the_journal_and_load_back() {
         let dir = temp_dir("journal");
         let path = dir.join("m.state.yaml");
-        let mut state = RunState::for_spec(plan(), &spec(SPEC));
-        state.images = vec![ImageState::default(); 3];
+        let mut state = RunState::for_spec(plan_of(3), &spec(SPEC));
         state.save(&path).unwrap();
         let base = std::fs::read_to_string(&path).unwrap();
         state.images[0].done.insert("1.1".into());
@@ -567,11 +677,13 @@ mod tests {
     fn every_so_many_records_the_state_file_is_rewritten_whole() {
         let dir = temp_dir("compact");
         let path = dir.join("m.state.yaml");
-        let mut state = RunState::for_spec(plan(), &spec(SPEC));
-        state.images = vec![ImageState::default(); 2];
+        let mut state = RunState::for_spec(plan_of(2), &spec(SPEC));
         state.save(&path).unwrap();
         for k in 0..COMPACT_EVERY {
-            state.images[(k % 2) as usize].done.insert(format!("1.{k}"));
+            let i = (k % 2) as usize;
+            let steps = &state.plan.images[i].steps;
+            let id = steps[(k as usize / 2) % steps.len()].id.clone();
+            state.images[i].done.insert(id);
             state.record(&path, (k % 2) as usize).unwrap();
         }
         assert!(!journal_path(&path).exists());

@@ -10,7 +10,9 @@ use anyhow::{anyhow, bail, Context};
 
 use super::{Ctx, Phase};
 use crate::openstack::{Cinder, Connection, ConnectionKind, Connector, LocalAttachment};
-use crate::plan::{Step, VolumeAdoption, STREAM_DIGEST, STREAM_PENDING};
+use crate::plan::{
+    stream_mark, Step, VolumeAdoption, ADOPTED_BY, STREAM_DIGEST, STREAM_PENDING, STREAM_VERIFIED,
+};
 use crate::spec::{ConversionHost, ConversionHosts};
 use crate::transfer::stream::relay::{self, RelayOptions, Remote, StreamReport};
 
@@ -31,7 +33,7 @@ pub(super) fn create_volume(
 ) -> anyhow::Result<String> {
     let cloud = ctx.dst_cloud()?;
     let cinder = Cinder(cloud);
-    let vol = match ctx.adopted_volume(&a.source_volume)? {
+    let vol = match ctx.stream_target(&a.source_volume)? {
         Some(v) if v.status.starts_with("error") => bail!(
             "volume {} made for source volume {} is in {}: delete it and run again",
             v.id,
@@ -39,9 +41,13 @@ pub(super) fn create_volume(
             v.status
         ),
         Some(v) => v,
-        None => cinder
-            .create_volume_from(&a.new_volume(size_gb, &ctx.plan_id()))
-            .with_context(|| format!("creating volume {:?}", a.name))?,
+        None => {
+            let found = ctx.adoptions(&a.source_volume)?;
+            super::cloud::earlier_before_create(ctx, i, step, &cinder, &found.earlier, a)?;
+            cinder
+                .create_volume_from(&a.new_volume(size_gb, &ctx.plan_id()))
+                .with_context(|| format!("creating volume {:?}", a.name))?
+        }
     };
     let id = vol.id.clone();
     super::cloud::wait_status(ctx, i, step, &format!("volume {id}"), "available", || {
@@ -62,7 +68,7 @@ pub(super) fn stream_volume(
     let src = ctx.src_cloud()?;
     let dst = ctx.dst_cloud()?;
     let target = ctx
-        .adopted_volume(source_volume)?
+        .stream_target(source_volume)?
         .ok_or_else(|| anyhow!("no destination volume was made for {source_volume}"))?;
     let from_host = connector(&hosts.source);
     let to_host = connector(&hosts.destination);
@@ -103,7 +109,15 @@ pub(super) fn stream_volume(
     detached?;
     let mut meta = BTreeMap::new();
     meta.insert(STREAM_DIGEST.to_string(), report.digest.clone());
+    // One request sets both: the mark is never there without its digest.
+    meta.insert(
+        STREAM_VERIFIED.to_string(),
+        stream_mark(&ctx.plan_id(), source_volume, &report.digest),
+    );
     Cinder(dst).set_metadata(&target.id, &meta)?;
+    if let Some(why) = &report.restarted {
+        said.push(why.clone());
+    }
     said.push(format!(
         "digest {} into volume {}: {} chunk(s) sent, {} already there, {} hole(s); {} bytes carried in {:.1} s",
         super::short(&report.digest),
@@ -203,7 +217,11 @@ fn run_stream(
         path: location(&hosts.destination, &to.connection)?,
     };
     let opts = RelayOptions {
-        ssh_options: hosts.ssh_options.clone(),
+        ssh_options: ctx
+            .opts
+            .ssh_options
+            .clone()
+            .unwrap_or_else(|| hosts.ssh_options.clone()),
         remote_ferry: hosts.source.ferry.clone(),
         target_ferry: Some(hosts.destination.ferry.clone()),
         stall: std::time::Duration::from_secs(hosts.stall_seconds),
@@ -242,7 +260,7 @@ fn run_stream(
 pub(super) fn finish_volume(ctx: &Ctx<'_>, a: &VolumeAdoption) -> anyhow::Result<String> {
     let cinder = Cinder(ctx.dst_cloud()?);
     let vol = ctx
-        .adopted_volume(&a.source_volume)?
+        .stream_target(&a.source_volume)?
         .ok_or_else(|| anyhow!("no destination volume was made for {}", a.source_volume))?;
     if vol.status != "available" {
         bail!(
@@ -252,6 +270,12 @@ pub(super) fn finish_volume(ctx: &Ctx<'_>, a: &VolumeAdoption) -> anyhow::Result
         );
     }
     super::cloud::volume_settings(&cinder, &vol, a)?;
+    // A volume an earlier plan began becomes this plan's before it counts
+    // as adopted.
+    let plan_id = ctx.plan_id();
+    if vol.metadata.get(ADOPTED_BY) != Some(&plan_id) {
+        cinder.set_metadata(&vol.id, &[(ADOPTED_BY.to_string(), plan_id)].into())?;
+    }
     cinder.delete_metadata(&vol.id, STREAM_PENDING)?;
     Ok(format!(
         "volume {} {:?} available, digest {}",

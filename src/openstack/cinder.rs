@@ -199,38 +199,37 @@ impl Cinder<'_> {
 
     /// Names of the images on a backend that Cinder could manage
     /// (`manageable_volumes`, microversion 3.8, admin by default policy),
-    /// with whether each is safe to manage.
+    /// with whether each is safe to manage; every page of them.
     pub fn manageable(&self, host: &str) -> Result<Vec<(String, bool)>> {
-        let first = format!(
-            "/manageable_volumes/detail?host={}&limit={MANAGEABLE_PAGE}",
-            urlencode(host)
-        );
-        let mut path = first.clone();
-        let mut out = Vec::new();
-        let mut pages = Pages::default();
-        loop {
+        self.manageable_paged(host, MANAGEABLE_PAGE)
+    }
+
+    /// [`Cinder::manageable`], asking pages of `page` entries.
+    pub fn manageable_paged(&self, host: &str, page: usize) -> Result<Vec<(String, bool)>> {
+        let list = manageable_pages(|offset| {
             let answer = self.0.answer(
                 Service::BlockStorage,
                 Method::GET,
-                &path,
+                &format!(
+                    "/manageable_volumes/detail?host={}&limit={page}&offset={offset}",
+                    urlencode(host)
+                ),
                 &[("OpenStack-API-Version", "volume 3.8")],
                 None,
             )?;
-            let list: Vec<Value> =
-                answer.field("manageable-volumes", "a list of manageable volumes")?;
-            out.extend(list.iter().filter_map(|m| {
+            answer.field("manageable-volumes", "a list of manageable volumes")
+        })?;
+        Ok(list
+            .iter()
+            .filter_map(|m| {
                 let name = m.get("reference")?.get("source-name")?.as_str()?;
                 let safe = m
                     .get("safe_to_manage")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 Some((name.to_string(), safe))
-            }));
-            match manageable_marker(&list) {
-                Some(m) if pages.is_new(&m) => path = with_param(&first, "marker", &m),
-                _ => return Ok(out),
-            }
-        }
+            })
+            .collect())
     }
 
     /// Adopts an existing RBD image as a volume (`os-volume-manage`, admin
@@ -329,6 +328,28 @@ impl Cinder<'_> {
         Ok(())
     }
 
+    /// Sets a volume's name and its whole metadata at once (keys not in
+    /// `meta` go): `PUT /volumes/{id}`.
+    pub fn update_volume(
+        &self,
+        id: &str,
+        name: &str,
+        meta: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.0.answer_as(
+            // Setting the same name and metadata again sets them.
+            Repeat::Safe,
+            Service::BlockStorage,
+            Method::PUT,
+            &format!("/volumes/{}", urlencode(id)),
+            &[],
+            Some(Body::Json(
+                &json!({"volume": {"name": name, "metadata": meta}}),
+            )),
+        )?;
+        Ok(())
+    }
+
     /// Removes one metadata key of a volume; a key already gone is fine.
     pub fn delete_metadata(&self, id: &str, key: &str) -> Result<()> {
         match self.0.call(
@@ -356,19 +377,34 @@ impl Cinder<'_> {
     }
 }
 
-/// The page size ferry asks `manageable_volumes` for: Cinder's default
-/// `osapi_max_limit`, which caps it. The list has no links: a full page is
-/// followed by another. (A cloud whose limit is lower cuts it short.)
-const MANAGEABLE_PAGE: usize = 1000;
+/// The page size ferry asks `manageable_volumes` for. Cinder cuts it to
+/// its `osapi_max_limit` (1,000 by default, often lower) without a word,
+/// and this list carries no `next` link: a short page does not mean the
+/// last one.
+pub const MANAGEABLE_PAGE: usize = 1000;
 
-/// The marker of the page after `page` of `manageable_volumes`, None when
-/// `page` is the last: the last entry's reference, as JSON (Cinder finds
-/// the marker among the references). Pure.
-pub fn manageable_marker(page: &[Value]) -> Option<String> {
-    if page.len() < MANAGEABLE_PAGE {
-        return None;
+/// Every entry of `manageable_volumes`, `fetch` giving the page at an
+/// offset: pages are read, each from where the last ended, until one is
+/// empty, or is a page read before (a service that ignores the offset).
+/// By offset, not by marker: Cinder answers 400 to a marker it no longer
+/// lists (the last image of a page managed or deleted meanwhile, as
+/// happens all the time while many are moved); an offset at worst skips
+/// an entry for one reading, and the waits that read it read again.
+pub fn manageable_pages<E>(
+    mut fetch: impl FnMut(usize) -> std::result::Result<Vec<Value>, E>,
+) -> std::result::Result<Vec<Value>, E> {
+    let mut out = Vec::new();
+    let mut pages = Pages::default();
+    loop {
+        let page = fetch(out.len())?;
+        let Some(first) = page.first() else {
+            return Ok(out);
+        };
+        if !pages.is_new(&first.to_string()) {
+            return Ok(out);
+        }
+        out.extend(page);
     }
-    Some(page.last()?.get("reference")?.to_string())
 }
 
 /// Percent-encodes a query value.
@@ -417,20 +453,45 @@ mod tests {
         assert_eq!(v.host.as_deref(), Some("h@ceph#ceph"));
     }
 
+    /// As Cinder (Zed) answers `manageable_volumes/detail` for a backend
+    /// of five images when its `osapi_max_limit` is 2 (ferry asks 1,000).
+    fn capped_at_two(offset: usize) -> Vec<Value> {
+        let all: Vec<Value> = (0..5)
+            .map(|n| {
+                json!({"reference": {"source-name": format!("volume-{n}")}, "size": 1,
+                       "safe_to_manage": n != 3, "reason_not_safe": null,
+                       "cinder_id": null, "extra_info": null})
+            })
+            .collect();
+        all.into_iter().skip(offset).take(2).collect()
+    }
+
     #[test]
-    fn a_full_page_of_manageable_volumes_is_followed_by_the_last_reference() {
-        let entry = |n: usize| {
-            json!({"reference": {"source-name": format!("volume-{n}")}, "size": 1,
-                   "safe_to_manage": true, "reason_not_safe": null,
-                   "cinder_id": null, "extra_info": null})
-        };
-        let full: Vec<Value> = (0..MANAGEABLE_PAGE).map(entry).collect();
+    fn manageable_pages_are_read_past_a_short_page_to_an_empty_one() {
+        let mut asked = Vec::new();
+        let got = manageable_pages(|offset| {
+            asked.push(offset);
+            Ok::<_, ()>(capped_at_two(offset))
+        })
+        .unwrap();
+        assert_eq!(asked, [0, 2, 4, 5]);
+        let names: Vec<&str> = got
+            .iter()
+            .map(|m| m["reference"]["source-name"].as_str().unwrap())
+            .collect();
         assert_eq!(
-            manageable_marker(&full).as_deref(),
-            Some(r#"{"source-name":"volume-999"}"#)
+            names,
+            ["volume-0", "volume-1", "volume-2", "volume-3", "volume-4"]
         );
-        assert_eq!(manageable_marker(&full[..999]), None);
-        assert_eq!(manageable_marker(&[]), None);
+        // A service that ignores the offset gives its first page again:
+        // read once.
+        let got = manageable_pages(|_| Ok::<_, ()>(capped_at_two(0))).unwrap();
+        assert_eq!(got.len(), 2);
+        // An error stops the reading.
+        assert_eq!(
+            manageable_pages(|_| Err::<Vec<Value>, _>("500")),
+            Err("500")
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use crate::ceph::{Features, MirrorMode, Parent, PoolMirrorMode};
 use crate::spec::{BootableTo, Clones, ImageKind, ImageRef, Transfer};
 
 use super::{
-    Action, Adoption, Check, CloudObject, ImageAt, ImageFacts, ImagePlan, ImageRegistration, Plan,
-    Role, Site, Step, VolumeAdoption, ADOPTED_FROM, REGISTERED_FROM,
+    without_ferry_keys, Action, Adoption, Check, CloudObject, ImageAt, ImageFacts, ImagePlan,
+    ImageRegistration, Plan, Role, Site, Step, VolumeAdoption, ADOPTED_FROM, REGISTERED_FROM,
 };
 
 /// The choices that shape a plan.
@@ -54,6 +54,8 @@ pub struct AdoptOptions {
     /// `host@backend#pool` given in the spec.
     pub cinder_host: Option<String>,
     pub bootable_to: BootableTo,
+    /// What to do with another plan's adoption of the same source.
+    pub earlier: crate::spec::EarlierAdoption,
 }
 
 impl BuildOptions {
@@ -78,6 +80,7 @@ impl BuildOptions {
                 volume_types: spec.options.volume_types.clone(),
                 cinder_host: spec.destination.cinder_host.clone(),
                 bootable_to: spec.options.bootable_volumes,
+                earlier: spec.options.earlier_adoption,
             }),
         }
     }
@@ -407,7 +410,6 @@ fn image_plan(
     );
 
     let mut added = Features(0);
-    let mut removed = Features(0);
     let mut warnings = Vec::new();
     if let (
         Some(Adoption::Volume(v)),
@@ -554,6 +556,7 @@ fn image_plan(
                 Action::EnableFeatures {
                     image: src.clone(),
                     features: vec![Features::EXCLUSIVE_LOCK],
+                    make_room: vec![],
                 },
             )
             .requires(idle.clone())
@@ -564,41 +567,35 @@ fn image_plan(
             .past_when(source_past.clone()),
         );
     } else if mode == MirrorMode::Journal {
-        let disable: Vec<Features> = JOURNAL_BLOCKERS
-            .into_iter()
-            .filter(|f| facts.features.contains(*f))
-            .collect();
-        if !disable.is_empty() {
-            let all = disable.iter().fold(Features(0), |a, f| a | *f);
-            removed = all;
-            if all.contains(Features::DEEP_FLATTEN) {
-                warnings.push(
-                    "deep-flatten is disabled for journaling and cannot be enabled again".into(),
-                );
-            }
-            steps.push(
-                draft(
-                    "disable-features",
-                    Role::SourceStorage,
-                    Action::DisableFeatures {
-                        image: src.clone(),
-                        features: disable,
-                    },
-                )
-                .requires(idle.clone())
-                .done_when(vec![Check::FeaturesAbsent {
-                    image: src.clone(),
-                    features: all,
-                }])
-                .past_when(source_past.clone()),
-            );
-        }
+        // Only what journaling needs is enabled; the features the manual
+        // procedure disables first are kept (Ceph 16.2 journals beside
+        // them, and deep-flatten never comes back), and disabled only if
+        // the cluster refuses journaling beside them.
         let enable: Vec<Features> = [Features::EXCLUSIVE_LOCK, Features::JOURNALING]
             .into_iter()
             .filter(|f| !facts.features.contains(*f))
             .collect();
         added = enable.iter().fold(Features(0), |a, f| a | *f);
+        let make_room: Vec<Features> = JOURNAL_BLOCKERS
+            .into_iter()
+            .filter(|f| facts.features.contains(*f))
+            .collect();
         if !enable.is_empty() {
+            if !make_room.is_empty() && enable.contains(&Features::JOURNALING) {
+                warnings.push(format!(
+                    "journaling is enabled beside {}; should the cluster refuse it, they are disabled first{}",
+                    make_room
+                        .iter()
+                        .map(|f| f.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if make_room.contains(&Features::DEEP_FLATTEN) {
+                        " (deep-flatten cannot be enabled again)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
             steps.push(
                 draft(
                     "enable-features",
@@ -606,6 +603,11 @@ fn image_plan(
                     Action::EnableFeatures {
                         image: src.clone(),
                         features: enable,
+                        make_room: if added.contains(Features::JOURNALING) {
+                            make_room
+                        } else {
+                            vec![]
+                        },
                     },
                 )
                 .requires(idle.clone())
@@ -861,7 +863,7 @@ fn image_plan(
             .requires(vec![confirmed.clone()])
             .done_when(snapshot_gone),
         );
-        if !carrier_is_flat && (added.0 != 0 || removed.0 != 0) {
+        if !carrier_is_flat && added.0 != 0 {
             steps.push(
                 draft(
                     "restore-features",
@@ -964,6 +966,7 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
         volume_types: BTreeMap::new(),
         cinder_host: None,
         bootable_to: BootableTo::Cinder,
+        earlier: Default::default(),
     });
     // A streamed volume arrives as a volume, bootable or not.
     let adoption = match adoption_for(
@@ -1032,7 +1035,9 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
                 size_gb,
             },
         )
-        .done_when(vec![created.clone()]),
+        .done_when(vec![created.clone()])
+        // An earlier adoption kept (`earlier: keep`) stands for this one.
+        .past_when(vec![adopted.clone()]),
         draft(
             "stream",
             Role::ConversionHosts,
@@ -1196,6 +1201,15 @@ const DERIVED_IMAGE_METADATA: &[&str] = &[
     "owner_specified.openstack.object",
 ];
 
+/// The image metadata a copy carries: neither what Cinder derives itself
+/// nor ferry's own keys. Pure.
+fn carried_image_metadata(m: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    without_ferry_keys(m)
+        .into_iter()
+        .filter(|(k, _)| !DERIVED_IMAGE_METADATA.contains(&k.as_str()))
+        .collect()
+}
+
 /// A description as Cinder's manage-existing takes it: its schema allows
 /// printable characters only (volume create allows line breaks), so each
 /// control character becomes a space. Pure.
@@ -1221,11 +1235,7 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
         } => {
             let new_name = r.new_name.clone().unwrap_or_else(|| name.clone());
             if a.bootable_to.to_glance(*bootable) {
-                let mut properties: BTreeMap<String, String> = image_metadata
-                    .iter()
-                    .filter(|(k, _)| !DERIVED_IMAGE_METADATA.contains(&k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                let mut properties = carried_image_metadata(image_metadata);
                 properties.insert(REGISTERED_FROM.into(), format!("volume:{id}"));
                 let num = |k: &str| image_metadata.get(k).and_then(|v| v.parse().ok());
                 Adoption::Image(ImageRegistration {
@@ -1236,9 +1246,12 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
                     min_disk: num("min_disk").unwrap_or(*size_gb).max(*size_gb),
                     min_ram: num("min_ram").unwrap_or(0),
                     properties,
+                    earlier: a.earlier,
                 })
             } else {
-                let mut metadata = metadata.clone();
+                // ferry's own keys describe an earlier move: carried, they
+                // would make a new volume look streamed and verified.
+                let mut metadata = without_ferry_keys(metadata);
                 metadata.insert(ADOPTED_FROM.into(), id.clone());
                 Adoption::Volume(VolumeAdoption {
                     source_volume: id.clone(),
@@ -1249,12 +1262,9 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
                         .map(|t| a.volume_types.get(t).cloned().unwrap_or_else(|| t.clone())),
                     bootable: *bootable,
                     metadata,
-                    image_metadata: image_metadata
-                        .iter()
-                        .filter(|(k, _)| !DERIVED_IMAGE_METADATA.contains(&k.as_str()))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
+                    image_metadata: carried_image_metadata(image_metadata),
                     host: a.cinder_host.clone(),
+                    earlier: a.earlier,
                 })
             }
         }
@@ -1267,7 +1277,7 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
             min_ram,
             properties,
         } => {
-            let mut properties = properties.clone();
+            let mut properties = without_ferry_keys(properties);
             properties.insert(REGISTERED_FROM.into(), format!("image:{id}"));
             Adoption::Image(ImageRegistration {
                 id: r.dest_name.clone(),
@@ -1277,6 +1287,7 @@ pub fn adoption_for(a: &AdoptOptions, r: &ImageRef, obj: &CloudObject) -> Adopti
                 min_disk: *min_disk,
                 min_ram: *min_ram,
                 properties,
+                earlier: a.earlier,
             })
         }
     }
@@ -1911,7 +1922,7 @@ mod tests {
     }
 
     #[test]
-    fn journal_mode_disables_blockers_in_order_and_cleanup_restores() {
+    fn journal_mode_enables_only_what_it_needs_and_cleanup_restores() {
         let plan = build(
             &opts(MirrorMode::Journal, true),
             &[volume(Features::DEFAULT)],
@@ -1921,7 +1932,6 @@ mod tests {
             [
                 "preflight",
                 "record-original",
-                "disable-features",
                 "enable-features",
                 "enable-mirroring",
                 "cut-over-snapshot",
@@ -1941,7 +1951,7 @@ mod tests {
         let steps = &plan.images[0].steps;
         // The cut-over is a named snapshot that the copy and the checksum read.
         assert_eq!(
-            steps[5].done_when,
+            steps[4].done_when,
             vec![Check::SnapshotExists {
                 image: ImageAt {
                     snap: Some("ferry-cutover-p1".into()),
@@ -1952,13 +1962,13 @@ mod tests {
         );
         // The digest goes into the metadata, which the journal carries.
         assert!(matches!(
-            &steps[6].action,
+            &steps[5].action,
             Action::HashSource {
                 mode: MirrorMode::Journal,
                 ..
             }
         ));
-        assert!(steps[9].requires.contains(&Check::MetadataPresent {
+        assert!(steps[8].requires.contains(&Check::MetadataPresent {
             image: ImageAt {
                 site: Site::Destination,
                 snap: None,
@@ -1966,35 +1976,46 @@ mod tests {
             },
             key: "ferry-cutover-p1.digest".into()
         }));
-        let Action::Copy { from, .. } = &steps[8].action else {
+        let Action::Copy { from, .. } = &steps[7].action else {
             panic!()
         };
         assert_eq!(
             from.to_string(),
             "destination:oscinder/volume-1@ferry-cutover-p1"
         );
-        let Action::DisableFeatures { features, .. } = &steps[2].action else {
-            panic!("{:?}", steps[2].action)
-        };
-        assert_eq!(
+        // Nothing is disabled: journaling goes beside object-map, fast-diff
+        // and deep-flatten, which are disabled only if the cluster refuses.
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s.action, Action::DisableFeatures { .. })));
+        let Action::EnableFeatures {
             features,
-            &[
-                Features::DEEP_FLATTEN,
-                Features::FAST_DIFF,
-                Features::OBJECT_MAP
-            ]
-        );
-        let Action::EnableFeatures { features, .. } = &steps[3].action else {
-            panic!()
+            make_room,
+            ..
+        } = &steps[2].action
+        else {
+            panic!("{:?}", steps[2].action)
         };
         assert_eq!(
             features,
             &[Features::JOURNALING],
             "exclusive-lock is already on"
         );
-        // Cleanup cannot bring deep-flatten back, and says so.
-        let restore = &steps[15];
+        assert_eq!(
+            make_room,
+            &[
+                Features::DEEP_FLATTEN,
+                Features::FAST_DIFF,
+                Features::OBJECT_MAP
+            ]
+        );
+        // Cleanup takes journaling off and puts every feature back.
+        let restore = &steps[14];
         assert_eq!(restore.role, Role::Cleanup);
+        assert!(restore.done_when.contains(&Check::FeaturesAbsent {
+            image: steps[0].action_image(),
+            features: Features::JOURNALING,
+        }));
         assert!(restore.done_when.contains(&Check::FeaturesPresent {
             image: steps[0].action_image(),
             features: Features::LAYERING
@@ -2002,12 +2023,11 @@ mod tests {
                 | Features::OBJECT_MAP
                 | Features::FAST_DIFF,
         }));
-        assert_eq!(
-            plan.images[0].warnings[1],
-            "deep-flatten is disabled for journaling and cannot be enabled again"
-        );
+        assert!(plan.images[0].warnings[1].starts_with(
+            "journaling is enabled beside deep-flatten, fast-diff, object-map; should the cluster refuse it"
+        ));
         // Nothing destroys source data before the checksums agree.
-        for s in &steps[10..] {
+        for s in &steps[9..] {
             assert!(s
                 .requires
                 .iter()
@@ -2111,17 +2131,14 @@ mod tests {
                 volume_types: [("fast".to_string(), "ssd".to_string())].into(),
                 cinder_host: None,
                 bootable_to: BootableTo::Glance,
+                earlier: Default::default(),
             }),
             ..opts(MirrorMode::Snapshot, true)
         }
     }
 
-    #[test]
-    fn a_streamed_volume_is_made_streamed_and_finished_with_nothing_on_the_source() {
-        let (r, mut f) = volume(Features::DEFAULT);
-        f.cloud = Some(cloud_volume(true));
-        f.streamed = true;
-        let hosts = crate::spec::ConversionHosts {
+    fn conversion_hosts() -> crate::spec::ConversionHosts {
+        crate::spec::ConversionHosts {
             source: crate::spec::ConversionHost {
                 ssh: "ops@convhost-a".into(),
                 name: None,
@@ -2144,7 +2161,134 @@ mod tests {
             },
             ssh_options: vec![],
             stall_seconds: 60,
+        }
+    }
+
+    /// A volume ferry moved before carries ferry's keys of that move.
+    fn moved_before() -> CloudObject {
+        let CloudObject::Volume {
+            id,
+            name,
+            description,
+            size_gb,
+            bootable,
+            volume_type,
+            mut metadata,
+            mut image_metadata,
+            status,
+            encrypted,
+        } = cloud_volume(false)
+        else {
+            unreachable!()
         };
+        for (k, v) in [
+            ("ferry_sha256", "0123abcd"),
+            ("ferry_stream_verified", "old-plan 0 0123abcd"),
+            ("ferry_stream_pending", "old-plan"),
+            ("ferry_source_volume", "0"),
+            ("ferry_future_key", "x"),
+        ] {
+            metadata.insert(k.into(), v.into());
+        }
+        image_metadata.insert("ferry_source".into(), "volume:0".into());
+        CloudObject::Volume {
+            id,
+            name,
+            description,
+            size_gb,
+            bootable,
+            volume_type,
+            metadata,
+            image_metadata,
+            status,
+            encrypted,
+        }
+    }
+
+    #[test]
+    fn a_volume_moved_before_carries_none_of_ferrys_keys_to_its_new_volume() {
+        let (r, mut f) = volume(Features::DEFAULT);
+        f.cloud = Some(moved_before());
+        f.streamed = true;
+        let opts = BuildOptions {
+            conversion: Some(conversion_hosts()),
+            ..adopting()
+        };
+        let plan = build(&opts, &[(r, f)]);
+        let p = &plan.images[0];
+        let Action::CreateVolume { adoption, size_gb } = &p.steps[2].action else {
+            panic!("{:?}", p.steps[2])
+        };
+        let keys: Vec<&str> = adoption.metadata.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["app", "ferry_source_volume"]);
+        assert_eq!(adoption.metadata["ferry_source_volume"], "1");
+        assert!(adoption
+            .image_metadata
+            .keys()
+            .all(|k| !k.starts_with("ferry_")));
+        // The new volume: the user's keys, this source, this plan's mark.
+        let body = adoption.new_volume(*size_gb, "p1");
+        assert_eq!(
+            body["metadata"],
+            serde_json::json!({"app": "db", "ferry_plan": "p1", "ferry_source_volume": "1", "ferry_stream_pending": "p1"})
+        );
+        // The stream is done only by this plan's mark, not a key's presence.
+        assert_eq!(
+            p.steps[3].done_when,
+            vec![Check::StreamVerified {
+                source_volume: "1".into()
+            }]
+        );
+        let CloudObject::Volume { metadata, .. } = moved_before() else {
+            unreachable!()
+        };
+        assert!(!crate::plan::stream_verified(&metadata, "p1", "1"));
+    }
+
+    #[test]
+    fn an_adopted_copy_or_registered_image_carries_none_of_ferrys_keys() {
+        let (r, _) = volume(Features::DEFAULT);
+        let a = AdoptOptions {
+            volume_types: BTreeMap::new(),
+            cinder_host: None,
+            bootable_to: BootableTo::Cinder,
+            earlier: Default::default(),
+        };
+        let Adoption::Volume(v) = adoption_for(&a, &r, &moved_before()) else {
+            panic!()
+        };
+        assert_eq!(v.metadata.len(), 2, "{:?}", v.metadata);
+        assert_eq!(v.metadata["ferry_source_volume"], "1");
+        let glance = AdoptOptions {
+            bootable_to: BootableTo::Glance,
+            ..a
+        };
+        let CloudObject::Volume { metadata, .. } = moved_before() else {
+            unreachable!()
+        };
+        let img = CloudObject::Image {
+            id: "9".into(),
+            name: "img".into(),
+            disk_format: "raw".into(),
+            container_format: "bare".into(),
+            min_disk: 1,
+            min_ram: 0,
+            properties: metadata,
+        };
+        let Adoption::Image(g) = adoption_for(&glance, &r, &img) else {
+            panic!()
+        };
+        let keys: Vec<&str> = g.properties.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["app", "ferry_source"]);
+        assert_eq!(g.properties["ferry_source"], "image:9");
+    }
+
+    #[test]
+    fn a_streamed_volume_is_made_streamed_and_finished_with_nothing_on_the_source() {
+        let (r, mut f) = volume(Features::DEFAULT);
+        f.cloud = Some(cloud_volume(true));
+        f.streamed = true;
+        let hosts = conversion_hosts();
         assert_eq!(hosts.source.connector_name(), "convhost-a");
         let opts = BuildOptions {
             conversion: Some(hosts.clone()),

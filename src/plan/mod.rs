@@ -6,10 +6,15 @@
 //! ferry's own execution and the per-role scripts are two readings of the
 //! same `Plan`, so they cannot drift apart.
 
+mod adopted;
 mod build;
 mod discover;
 mod text;
+mod validate;
 
+pub use adopted::{
+    replaced, whose, EarlierAdoption, Whose, ADOPTED_BY, COPY_DIGEST, REPLACED_BY, REPLACED_SOURCE,
+};
 pub use build::{build, AdoptOptions, BuildOptions};
 pub(crate) use discover::check_volume_status;
 pub use discover::{
@@ -17,7 +22,8 @@ pub use discover::{
     ImageFacts, Recorded,
 };
 pub(crate) use text::describe;
-pub use text::render_text;
+pub use text::{render_text, role_preview};
+pub use validate::{Refused, BUNDLE_FORMAT};
 
 use std::collections::BTreeMap;
 
@@ -351,15 +357,21 @@ pub enum Check {
     /// accepts it as a location.
     Published { image: ImageAt },
     /// The destination cloud has an `available` volume adopted from this
-    /// source volume (found by its `ferry_source_volume` metadata).
+    /// source volume by this plan (its `ferry_source_volume` metadata names
+    /// the source, `ferry_plan` this plan and `ferry_copy_sha256`, where
+    /// noted and known, the verified copy's digest: see [`whose`]), or,
+    /// when the adoption says `earlier: keep`, by another plan.
     VolumeAdopted { source_volume: String },
-    /// The destination cloud has this image, `active`.
+    /// The destination cloud has this image, `active`, registered by this
+    /// plan (its `ferry_plan` property), or, with `earlier: keep`, by
+    /// another.
     ImageRegistered { id: String },
     /// The destination cloud has a volume made for this source volume (found
     /// by its `ferry_source_volume` metadata), created and not in error.
     VolumeCreated { source_volume: String },
     /// The volume made for this source volume holds the stream's data,
-    /// verified: it carries [`STREAM_DIGEST`].
+    /// verified by this plan: its [`STREAM_VERIFIED`] mark names this plan,
+    /// this source volume and its [`STREAM_DIGEST`] ([`stream_verified`]).
     StreamVerified { source_volume: String },
 }
 
@@ -416,6 +428,45 @@ pub const STREAM_PENDING: &str = "ferry_stream_pending";
 /// Metadata of a destination volume the stream path filled: the digest both
 /// conversion hosts computed (`crate::transfer::digest`).
 pub const STREAM_DIGEST: &str = "ferry_sha256";
+/// Metadata of a destination volume the stream path filled: which plan
+/// filled it from which source volume with which digest ([`stream_mark`]).
+/// [`Check::StreamVerified`] holds only when it names this plan and source.
+pub const STREAM_VERIFIED: &str = "ferry_stream_verified";
+/// The start of every metadata key and image property ferry sets: none is
+/// carried from a source to its destination (a volume ferry moved before
+/// carries them, and they describe that move, not this one).
+pub const FERRY_KEY_PREFIX: &str = "ferry_";
+
+/// The value of [`STREAM_VERIFIED`]: plan `plan_id` streamed source volume
+/// `source_volume` and both ends computed `digest`. Pure: the scripts'
+/// `stream_verified` builds the same string.
+pub fn stream_mark(plan_id: &str, source_volume: &str, digest: &str) -> String {
+    format!("{plan_id} {source_volume} {digest}")
+}
+
+/// Whether a volume's `metadata` says plan `plan_id` filled it from
+/// `source_volume`, verified: a [`STREAM_DIGEST`] and a [`STREAM_VERIFIED`]
+/// mark naming this plan, this source and that digest. A key's presence
+/// alone says nothing (an earlier move's keys may be there). Pure.
+pub fn stream_verified(
+    metadata: &BTreeMap<String, String>,
+    plan_id: &str,
+    source_volume: &str,
+) -> bool {
+    metadata.get(STREAM_DIGEST).is_some_and(|d| {
+        !d.is_empty()
+            && metadata.get(STREAM_VERIFIED) == Some(&stream_mark(plan_id, source_volume, d))
+    })
+}
+
+/// `metadata` without ferry's own keys ([`FERRY_KEY_PREFIX`]). Pure.
+pub fn without_ferry_keys(metadata: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    metadata
+        .iter()
+        .filter(|(k, _)| !k.starts_with(FERRY_KEY_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
 
 /// How the destination cloud adopts a copy as a volume (manage-existing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -437,6 +488,9 @@ pub struct VolumeAdoption {
     /// destination cloud's backend pools by the RBD pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// What to do with another plan's adoption of the same source.
+    #[serde(default, skip_serializing_if = "EarlierAdoption::is_refuse")]
+    pub earlier: EarlierAdoption,
 }
 
 impl VolumeAdoption {
@@ -445,7 +499,7 @@ impl VolumeAdoption {
     /// [`STREAM_PENDING`] by plan `plan_id`. Pure: ferry and the scripts
     /// send the same.
     pub fn new_volume(&self, size_gb: u64, plan_id: &str) -> serde_json::Value {
-        let mut metadata = self.metadata.clone();
+        let mut metadata = self.adopted_metadata(plan_id, None);
         metadata.insert(STREAM_PENDING.into(), plan_id.into());
         let mut vol = serde_json::json!({"name": self.name, "size": size_gb, "metadata": metadata});
         if let Some(d) = &self.description {
@@ -470,6 +524,9 @@ pub struct ImageRegistration {
     pub min_ram: u64,
     /// Carried properties, plus where the image came from.
     pub properties: BTreeMap<String, String>,
+    /// What to do with another plan's registration of the same id.
+    #[serde(default, skip_serializing_if = "EarlierAdoption::is_refuse")]
+    pub earlier: EarlierAdoption,
 }
 
 /// What the destination cloud does with a copy.
@@ -504,6 +561,12 @@ pub enum Action {
     EnableFeatures {
         image: ImageAt,
         features: Vec<Features>,
+        /// Features the image has that a cluster may refuse journaling
+        /// beside: disabled (in this order) only when enabling journaling
+        /// is refused, then journaling is enabled again. Ceph 16.2 needs
+        /// none of it; deep-flatten, once disabled, cannot come back.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        make_room: Vec<Features>,
     },
     /// `rbd mirror image enable <image> <mode>`.
     EnableMirroring { image: ImageAt, mode: MirrorMode },
@@ -635,7 +698,8 @@ pub enum Action {
     /// Stream path: attaches the source volume to the source conversion
     /// host and the new volume to the destination one, streams the blocks
     /// between them, detaches both (whatever happened), and notes the digest
-    /// both ends computed on the new volume ([`STREAM_DIGEST`]).
+    /// both ends computed on the new volume ([`STREAM_DIGEST`], with the
+    /// [`STREAM_VERIFIED`] mark of this plan).
     StreamVolume {
         source_volume: String,
         hosts: crate::spec::ConversionHosts,
@@ -676,6 +740,13 @@ impl Step {
             self.action,
             Action::CheckDestinationCloud { .. } | Action::CheckSourceCloud { .. }
         )
+    }
+
+    /// A read-only check whose answer can change after it passed (the
+    /// source unchanged since the cut-over): never taken as done from a
+    /// record, so every run that goes on past it looks again.
+    pub fn rechecked(&self) -> bool {
+        matches!(self.action, Action::CheckUnchanged { .. })
     }
 
     /// The image the step acts on (for copies and comparisons: the source).
@@ -861,6 +932,36 @@ impl Plan {
                 .map(move |s| (i, s))
         })
     }
+}
+
+/// A plan bundle's text: a comment, the format line
+/// ([`BUNDLE_FORMAT`]), then the plan. The conversion hosts' ssh options
+/// are left out: ssh runs on the machine of whoever runs the stream part,
+/// with their options (`ferry run --role conversion-hosts --ssh-option`),
+/// and a bundle that sets any is refused.
+pub fn bundle_text(plan: &Plan) -> Result<String, serde_yaml::Error> {
+    let mut plan = plan.clone();
+    for step in plan.images.iter_mut().flat_map(|i| &mut i.steps) {
+        if let Action::StreamVolume { hosts, .. } = &mut step.action {
+            hosts.ssh_options.clear();
+        }
+    }
+    Ok(format!(
+        "# ferry plan bundle {}: what each role runs (ferry script / ferry run --role).\n# No secrets: every role brings its own credentials.\n{}: {BUNDLE_FORMAT}\n{}",
+        plan.id,
+        validate::FORMAT_KEY,
+        serde_yaml::to_string(&plan)?
+    ))
+}
+
+/// Reads a plan bundle as untrusted input: a format this ferry writes, then
+/// the plan, then what its steps may do ([`validate`]'s checks). The error
+/// names the field.
+pub fn read_bundle(text: &str) -> anyhow::Result<Plan> {
+    validate::check_format(text)?;
+    let plan = parse_bundle(text)?;
+    validate::check(&plan)?;
+    Ok(plan)
 }
 
 /// Reads a plan bundle's YAML (as `ferry plan --bundle` writes it) one

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::{Action, Adoption, Check, CloudObject, ImageAt, Plan};
-use crate::ceph::MirrorMode;
+use crate::ceph::{Features, MirrorMode};
 use crate::check::human_bytes;
 
 /// Renders a plan as text for a terminal.
@@ -137,14 +137,26 @@ pub(crate) fn describe(a: &Action) -> String {
                 .collect::<Vec<_>>()
                 .join(", then ")
         ),
-        Action::EnableFeatures { image, features } => format!(
-            "enable {} on {image}",
-            features
-                .iter()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join(", then ")
-        ),
+        Action::EnableFeatures {
+            image,
+            features,
+            make_room,
+        } => {
+            let list = |fs: &[Features]| {
+                fs.iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", then ")
+            };
+            let mut s = format!("enable {} on {image}", list(features));
+            if !make_room.is_empty() {
+                s.push_str(&format!(
+                    " (should the cluster refuse journaling beside them: disable {} first)",
+                    list(make_room)
+                ));
+            }
+            s
+        }
         Action::EnableMirroring { image, mode } => {
             format!("enable {mode} mirroring of {image}")
         }
@@ -282,5 +294,130 @@ fn describe_check(c: &Check) -> String {
         Check::NotInUse { image } => format!("{} not in use", at(image)),
         Check::MirrorSynced { mirrored, .. } => format!("{} in sync", at(mirrored)),
         other => format!("{other:?}"),
+    }
+}
+
+/// Images listed in full by [`role_preview`]; the rest are counted.
+const PREVIEW_IMAGES: usize = 20;
+
+/// What one role's part of a plan will do, for its operator to read before
+/// anything changes (`ferry run --role`): the plan, then per image the
+/// steps of that role, and for the stream part the commands ssh runs on
+/// the conversion hosts. Steps already done are skipped when run.
+pub fn role_preview(plan: &Plan, role: super::Role) -> String {
+    let mut s = String::new();
+    let mine: Vec<_> = plan
+        .run_order()
+        .into_iter()
+        .map(|k| &plan.images[k])
+        .filter(|i| i.steps.iter().any(|st| st.role == role))
+        .collect();
+    let _ = writeln!(
+        s,
+        "the {role} part of plan {} ({} -> {}): {} of its {} image(s); each step checks first and skips what is done",
+        plan.id,
+        plan.source_cluster,
+        plan.destination_cluster,
+        mine.len(),
+        plan.images.len()
+    );
+    for img in mine.iter().take(PREVIEW_IMAGES) {
+        let _ = writeln!(s, "  {}:", printable(&img.image.source_spec()));
+        for st in img.steps.iter().filter(|st| st.role == role) {
+            let what = printable(&describe(&st.action));
+            let _ = writeln!(s, "    {} {}: {what}", st.id, st.name);
+            if let Action::StreamVolume { hosts, .. } = &st.action {
+                for h in [&hosts.source, &hosts.destination] {
+                    let _ = writeln!(
+                        s,
+                        "      ssh {} runs: {} agent ...",
+                        printable(&h.ssh),
+                        printable(&h.ferry)
+                    );
+                }
+            }
+        }
+    }
+    if mine.len() > PREVIEW_IMAGES {
+        let _ = writeln!(
+            s,
+            "  ... and {} more image(s) (ferry script --role {role} lists every step)",
+            mine.len() - PREVIEW_IMAGES
+        );
+    }
+    s
+}
+
+/// `s` without control characters (a name may hold any): a terminal
+/// escape or a line break in a bundle's name cannot hide or fake a line.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Role, Step};
+
+    #[test]
+    fn a_role_preview_lists_that_roles_steps_and_no_control_character() {
+        let mut plan: Plan = serde_yaml::from_str(
+            "id: 0123abcd\nmode: snapshot\nsource_cluster: site-a\ndestination_cluster: site-b\ncleanup: false\nimages: []\n",
+        )
+        .unwrap();
+        let image = |pool: &str, name: &str| ImageAt {
+            site: crate::plan::Site::Destination,
+            pool: pool.into(),
+            image: name.into(),
+            snap: None,
+        };
+        let step = |id: &str, name: &str, role: Role, action: Action| Step {
+            id: id.into(),
+            name: name.into(),
+            role,
+            action,
+            after: vec![],
+            requires: vec![],
+            done_when: vec![],
+            past_when: vec![],
+        };
+        let img: crate::plan::ImagePlan = serde_yaml::from_str(
+            "image: {kind: cinder, pool: volumes, name: \"volume-1\\e[2J\", mirrored_pool: volumes, dest_pool: cinder-volumes, dest_name: volume-1}\nmode: snapshot\nfacts: {size: 1, features: [], user_snapshots: [], mirroring: null, in_use: false, pool_mode: image}\nwarnings: []\nsteps: []\n",
+        )
+        .unwrap();
+        for k in 0..(PREVIEW_IMAGES + 2) {
+            let mut img = img.clone();
+            img.steps = vec![
+                step(
+                    &format!("{}.1", k + 1),
+                    "publish",
+                    Role::DestinationStorage,
+                    Action::Publish {
+                        partial: image("cinder-volumes", "volume-1.ferry-partial"),
+                        copy: image("cinder-volumes", "volume-1"),
+                    },
+                ),
+                step(
+                    &format!("{}.2", k + 1),
+                    "preflight",
+                    Role::SourceStorage,
+                    Action::Preflight {
+                        image: image("volumes", "volume-1"),
+                    },
+                ),
+            ];
+            plan.images.push(img);
+        }
+        let p = role_preview(&plan, Role::DestinationStorage);
+        assert!(p.starts_with("the destination-storage part of plan 0123abcd (site-a -> site-b): 22 of its 22 image(s)"), "{p}");
+        assert!(
+            p.contains("  volumes/volume-1?[2J:\n    1.1 publish: "),
+            "{p}"
+        );
+        assert!(!p.contains("preflight"), "{p}");
+        assert!(p.contains("... and 2 more image(s) (ferry script --role destination-storage lists every step)"), "{p}");
+        assert!(!p.chars().any(|c| c.is_control() && c != '\n'), "{p}");
     }
 }

@@ -82,15 +82,18 @@ cinder_host() {
 # driver opens every image of the pool for this list and answers 500 when
 # one vanishes meanwhile (another volume deleted, as happens all the time
 # while many are moved): asked again, with growing pauses, for about a minute.
-# Pages of 1000 (Cinder's default osapi_max_limit): a full page is followed
-# by another, from the last entry's reference as the marker.
+# Cinder cuts a page to its osapi_max_limit (often below the 1000 asked)
+# and links no next page: pages are read, each from where the last ended
+# (by offset: a marker that vanished meanwhile gets HTTP 400), until one is
+# empty or repeats the one before (a service that ignores the offset).
 manageable() {
   need_cinder
-  page=""
+  offset=0
+  first_before=''
   while :; do
     pause=2
     while :; do
-      api_get "$CINDER/manageable_volumes?host=$(uri "$1")&limit=1000$page" 3.8
+      api_get "$CINDER/manageable_volumes?host=$(uri "$1")&limit=${FERRY_MANAGEABLE_PAGE:-1000}&offset=$offset" 3.8
       if [ "$CODE" != 500 ] || [ "$pause" -gt 60 ]; then break; fi
       sleep "$pause"
       pause=$((pause * 2))
@@ -98,8 +101,11 @@ manageable() {
     [ "$CODE" = 200 ] || die "listing manageable volumes gave HTTP $CODE: $OUT"
     printf '%s' "$OUT" | jq -e --arg n "$2" 'any(.["manageable-volumes"][]; .reference["source-name"] == $n)' >/dev/null && return 0
     n=$(printf '%s' "$OUT" | jq '.["manageable-volumes"] | length')
-    [ "$n" -ge 1000 ] || return 1
-    page="&marker=$(uri "$(printf '%s' "$OUT" | jq -c '.["manageable-volumes"][-1].reference')")"
+    [ "$n" -gt 0 ] || return 1
+    first=$(printf '%s' "$OUT" | jq -c '.["manageable-volumes"][0].reference')
+    [ "$first" != "$first_before" ] || return 1
+    first_before=$first
+    offset=$((offset + n))
   done
 }
 
@@ -115,47 +121,159 @@ volume_type_exists() {
   [ "$found" = true ]
 }
 
-# volume_named NAME: the project has a volume named exactly NAME.
+# volume_named NAME: the project has a volume named exactly NAME, other
+# than those being replaced (REPLACING).
 volume_named() {
   need_cinder
   api_get "$CINDER/volumes?name=$(uri "$1")"
   [ "$CODE" = 200 ] || die "listing volumes gave HTTP $CODE: $OUT"
-  found=$(printf '%s' "$OUT" | jq --arg n "$1" 'any(.volumes[]; .name == $n)') ||
+  found=$(printf '%s' "$OUT" | jq --arg n "$1" --arg r "${REPLACING:-}" \
+    '($r | split(" ")) as $gone | any(.volumes[]; .name == $n and (.id as $i | $gone | index([$i]) | not))') ||
     die "listing volumes gave no JSON list: $OUT"
   [ "$found" = true ]
 }
 
-# adopted SOURCE_ID: the destination volume carrying ferry_source_volume =
-# SOURCE_ID, its id in VOL and status in VOL_STATUS.
+# adopted SOURCE_ID: this plan's adoption of SOURCE_ID, the destination
+# volume carrying ferry_source_volume = SOURCE_ID and ferry_plan = $PLAN: its
+# id in VOL, status in VOL_STATUS, metadata in VOL_META. The volumes of the
+# same source that another plan (or an older ferry, which noted no plan)
+# adopted go to EARLIER, a JSON list.
 adopted() {
   need_cinder
   api_get "$CINDER/volumes/detail?metadata=$(uri "$(jq -cn --arg s "$1" '{ferry_source_volume: $s}')")"
   [ "$CODE" = 200 ] || die "listing volumes gave HTTP $CODE: $OUT"
-  n=$(printf '%s' "$OUT" | jq --arg s "$1" '[.volumes[] | select(.metadata.ferry_source_volume == $s)] | length')
-  [ "$n" -le 1 ] || die "$n destination volumes carry ferry_source_volume=$1: keep one"
-  VOL=$(printf '%s' "$OUT" | jq -r --arg s "$1" '[.volumes[] | select(.metadata.ferry_source_volume == $s)][0].id // empty')
-  VOL_STATUS=$(printf '%s' "$OUT" | jq -r --arg s "$1" '[.volumes[] | select(.metadata.ferry_source_volume == $s)][0].status // empty')
-  VOL_META=$(printf '%s' "$OUT" | jq -c --arg s "$1" '[.volumes[] | select(.metadata.ferry_source_volume == $s)][0].metadata // {}')
+  mine=$(printf '%s' "$OUT" | jq -c --arg s "$1" --arg p "$PLAN" '[.volumes[] | select(.metadata.ferry_source_volume == $s and .metadata.ferry_plan == $p)]')
+  EARLIER=$(printf '%s' "$OUT" | jq -c --arg s "$1" --arg p "$PLAN" '[.volumes[] | select(.metadata.ferry_source_volume == $s and .metadata.ferry_plan != $p) |
+    {id, name: (.name // ""), status, metadata, plan: .metadata.ferry_plan, pending: (.metadata | has("ferry_stream_pending")),
+     servers: [(.attachments // [])[] | .server_id // empty]}]')
+  n=$(printf '%s' "$mine" | jq length)
+  [ "$n" -le 1 ] || die "$n destination volumes carry ferry_source_volume=$1 and ferry_plan=$PLAN: keep one"
+  VOL=$(printf '%s' "$mine" | jq -r '.[0].id // empty')
+  VOL_STATUS=$(printf '%s' "$mine" | jq -r '.[0].status // empty')
+  VOL_META=$(printf '%s' "$mine" | jq -c '.[0].metadata // {}')
   [ -n "$VOL" ]
 }
-# A volume the stream path made is adopted once its pending mark is gone.
+
+# stream_target SOURCE_ID: the stream path's volume for SOURCE_ID, in VOL,
+# VOL_STATUS and VOL_META: this plan's, or else an unfinished one
+# (ferry_stream_pending set) another plan made, which this plan takes over
+# (nothing trusts a pending volume's data; finish-volume marks it this
+# plan's).
+stream_target() {
+  adopted "$1" && return 0
+  n=$(printf '%s' "$EARLIER" | jq '[.[] | select(.pending)] | length')
+  [ "$n" -le 1 ] || die "$n unfinished destination volumes carry ferry_source_volume=$1: keep one"
+  VOL=$(printf '%s' "$EARLIER" | jq -r '[.[] | select(.pending)][0].id // empty')
+  VOL_STATUS=$(printf '%s' "$EARLIER" | jq -r '[.[] | select(.pending)][0].status // empty')
+  VOL_META=$(printf '%s' "$EARLIER" | jq -c '[.[] | select(.pending)][0].metadata // {}')
+  [ -n "$VOL" ]
+}
+
+# earlier_choice PLANNED: CHOICE is what to do with an earlier adoption:
+# FERRY_EARLIER_ADOPTION when set, else the plan's (refuse, keep, replace).
+earlier_choice() {
+  CHOICE=${FERRY_EARLIER_ADOPTION:-$1}
+  case $CHOICE in refuse | keep | replace) ;; *) die "FERRY_EARLIER_ADOPTION=$CHOICE: say refuse, keep or replace" ;; esac
+}
+
+# judge_earlier SOURCE_ID PLANNED (after adopted): what to do with EARLIER:
+# stop naming them (refuse), KEPT=<id> (keep one), or REPLACING="<ids>".
+judge_earlier() {
+  KEPT='' REPLACING=''
+  earlier_choice "$2"
+  n=$(printf '%s' "$EARLIER" | jq length)
+  [ "$n" -gt 0 ] || return 0
+  named=$(printf '%s' "$EARLIER" | jq -r '[.[] | "volume \(.id) \(.name | tojson) (\(.status), adopted by \(if .plan == null then "an older ferry (no plan noted)" else "plan \(.plan)" end))"] | join("; ")')
+  case $CHOICE in
+    keep)
+      [ "$n" -eq 1 ] || die "source volume $1 has $n earlier adoptions ($named): keep one, or replace them"
+      # shellcheck disable=SC2034 # KEPT: read by the rendered steps
+      KEPT=$(printf '%s' "$EARLIER" | jq -r '.[0].id')
+      ;;
+    replace)
+      busy=$(printf '%s' "$EARLIER" | jq -r --arg s "$1" 'first(.[] | select(.status == "in-use" or (.servers | length > 0))) |
+        "volume \(.id) \(.name | tojson), adopted earlier from \($s), is attached (servers \(.servers | join(", ")))"')
+      [ -z "$busy" ] || die "$busy: replacing it would leave them on the old data; detach it first, or keep it"
+      REPLACING=$(printf '%s' "$EARLIER" | jq -r '[.[].id] | join(" ")')
+      ;;
+    *) die "source volume $1 was adopted before, not by this plan ($PLAN): $named. It is not taken as this plan's. Choose with options.earlier_adoption in the spec (or ferry run --earlier-adoption, or FERRY_EARLIER_ADOPTION for the script): keep (it stays the adoption; this plan's verified copy is not adopted), replace (this plan's copy is adopted; the earlier volume keeps its data and is renamed <name>.ferry-replaced-$PLAN), or unmanage or delete it yourself" ;;
+  esac
+}
+
+# replace_earlier: each volume in REPLACING is renamed
+# <name>.ferry-replaced-$PLAN and its ferry_source_volume mark moved to
+# ferry_replaced_source_volume, ferry_replaced_by set (one update, name and
+# metadata at once); its data and attachments stay.
+replace_earlier() {
+  for id in $REPLACING; do
+    api_get "$CINDER/volumes/$id"
+    [ "$CODE" = 200 ] || die "reading volume $id gave HTTP $CODE: $OUT"
+    body=$(printf '%s' "$OUT" | jq -c --arg p "$PLAN" '.volume | (".ferry-replaced-" + $p) as $suf |
+      {volume: {name: (((.name // "") | .[0:(255 - ($suf | length))]) + $suf),
+        metadata: ((.metadata | del(.ferry_source_volume))
+          + (if .metadata.ferry_source_volume then {ferry_replaced_source_volume: .metadata.ferry_source_volume} else {} end)
+          + {ferry_replaced_by: $p})}}')
+    api_send PUT "$CINDER/volumes/$id" "$body" application/json
+    case $CODE in 2*) ;; *) die "renaming the replaced volume $id gave HTTP $CODE: $OUT" ;; esac
+    say "replaced: volume $id renamed $(printf '%s' "$body" | jq .volume.name), its data kept (delete it once the new volume is trusted)"
+  done
+}
+
+# volume_adopted SOURCE_ID PLANNED: this plan's adoption is available (a
+# volume the stream path made: its pending mark gone); or, when the plan
+# keeps an earlier adoption, that one is.
 volume_adopted() {
-  adopted "$1" && [ "$VOL_STATUS" = available ] &&
-    printf '%s' "$VOL_META" | jq -e 'has("ferry_stream_pending") | not' >/dev/null
+  if adopted "$1"; then
+    [ "$VOL_STATUS" = available ] &&
+      printf '%s' "$VOL_META" | jq -e 'has("ferry_stream_pending") | not' >/dev/null
+    return
+  fi
+  earlier_choice "$2"
+  [ "$CHOICE" = keep ] &&
+    printf '%s' "$EARLIER" | jq -e 'length == 1 and .[0].status == "available" and (.[0].pending | not)' >/dev/null || return 1
+  say "keeps $(printf '%s' "$EARLIER" | jq -r '.[0] | "volume \(.id) \(.name | tojson), adopted earlier by \(if .plan == null then "an older ferry (no plan noted)" else "plan \(.plan)" end)"'), as the adoption of $1 (earlier adoption: keep): this plan's copy is not adopted"
 }
 # volume_created SOURCE_ID: the stream path's volume for SOURCE_ID is made.
 volume_created() {
-  adopted "$1" || return 1
+  stream_target "$1" || return 1
   case $VOL_STATUS in creating | error*) return 1 ;; esac
 }
-# stream_verified SOURCE_ID: the stream filled it and noted the digest.
+# stream_verified SOURCE_ID: this plan's stream filled it from SOURCE_ID and
+# noted the digest: ferry_stream_verified is "PLAN SOURCE_ID DIGEST" with the
+# volume's ferry_sha256 as DIGEST (plan::stream_verified; a key that an
+# earlier move left proves nothing).
 stream_verified() {
-  adopted "$1" && printf '%s' "$VOL_META" | jq -e 'has("ferry_sha256")' >/dev/null
+  stream_target "$1" && printf '%s' "$VOL_META" | jq -e --arg p "$PLAN" --arg s "$1" \
+    '(.ferry_sha256 | type == "string" and length > 0) and .ferry_stream_verified == ($p + " " + $s + " " + .ferry_sha256)' >/dev/null
 }
 
+# image_earlier ID PLANNED (after osq image show ID): 1 when the image is
+# this plan's (ferry_plan = $PLAN); 0 when another plan registered it and
+# the plan keeps it; stops otherwise (not ferry's, refused, or replace,
+# which Glance cannot do: it never gives an image id twice).
+image_earlier() {
+  printf '%s' "$OUT" | jq -e '.properties.ferry_source // empty' >/dev/null ||
+    die "image id $1 is taken by an image ferry did not register"
+  by=$(printf '%s' "$OUT" | jq -r '.properties.ferry_plan // empty')
+  [ "$by" = "$PLAN" ] && return 1
+  if [ -n "$by" ]; then by="plan $by"; else by='an older ferry (no plan noted)'; fi
+  earlier_choice "$2"
+  case $CHOICE in
+    keep) return 0 ;;
+    replace) die "image $1 was registered earlier by $by: Glance never gives an image id twice, so it cannot be replaced; keep it (options.earlier_adoption: keep), or delete it and move the source with a plan that gives the image another id" ;;
+    *) die "image $1 was registered earlier by $by, not by this plan ($PLAN): it is not taken as this plan's. Keep it with options.earlier_adoption: keep (or ferry run --earlier-adoption keep, or FERRY_EARLIER_ADOPTION=keep for the script), or delete it (Glance will not take its id again)" ;;
+  esac
+}
+
+# image_registered ID PLANNED: the image is active and this plan's (or
+# another plan's, which the plan keeps).
 image_registered() {
   osq image show "$1" -f json || return 1
-  [ "$(printf '%s' "$OUT" | jq -r .status)" = active ]
+  [ "$(printf '%s' "$OUT" | jq -r .status)" = active ] || return 1
+  printf '%s' "$OUT" | jq -e --arg p "$PLAN" '.properties.ferry_plan == $p' >/dev/null && return 0
+  earlier_choice "$2"
+  [ "$CHOICE" = keep ] && printf '%s' "$OUT" | jq -e '.properties.ferry_source // empty' >/dev/null || return 1
+  say "keeps image $1, registered earlier by $(printf '%s' "$OUT" | jq -r 'if .properties.ferry_plan then "plan \(.properties.ferry_plan)" else "an older ferry (no plan noted)" end'), as the registration (earlier adoption: keep): this plan's copy is not registered"
 }
 
 volume_status_is() {

@@ -91,14 +91,14 @@ fn text(role: Role) -> Text {
         Role::DestinationCloud => Text {
             role,
             what: "checks the destination cloud's inputs (volume type, free names, Cinder host), waits for each verified copy, then adopts it with Cinder manage-existing or registers it as a Glance image.",
-            needs: "openstack, curl and jq; OS_CLOUD naming the destination cloud's clouds.yaml entry (manage-existing needs the admin role by default).",
+            needs: "openstack, curl and jq; OS_CLOUD naming the destination cloud's clouds.yaml entry (manage-existing needs the admin role by default). A volume another plan adopted from the same source (a kept trial migration's) is refused, naming it; FERRY_EARLIER_ADOPTION=keep (it stays the adoption) or replace (renamed <name>.ferry-replaced-<plan>, data kept; this plan's copy adopted) decides otherwise.",
             before: "the destination storage part (it may run earlier: it checks, then waits for the verified copies).",
             after: "the cleanup part.",
         },
         Role::ConversionHosts => Text {
             role,
             what: "streams each volume of the stream path: attaches it to the source conversion host and its new volume to the destination one, carries the blocks between them over ssh, verifies and detaches. The data path is ferry's own agent on each host, so this part runs ferry itself.",
-            needs: "ferry and ssh access to both conversion hosts (the bundle's ssh options); FERRY_SOURCE_CLOUD and FERRY_DESTINATION_CLOUD naming both clouds' clouds.yaml entries (project member in each); the plan bundle: sh conversion-hosts.sh plan.yaml",
+            needs: "ferry and ssh access to both conversion hosts (your ssh options after the bundle: --ssh-config FILE, --ssh-option KEY=VALUE); FERRY_SOURCE_CLOUD and FERRY_DESTINATION_CLOUD naming both clouds' clouds.yaml entries (project member in each); the plan bundle: sh conversion-hosts.sh plan.yaml [--ssh-config FILE]",
             before: "the destination cloud part (it makes the volumes; this part waits for them).",
             after: "the destination cloud part finishes the volumes.",
         },
@@ -339,11 +339,14 @@ fn conversion_hosts(s: &mut String, plan: &Plan) {
         r#"BUNDLE=${{1:-}}
 [ -n "$BUNDLE" ] || die "give the plan bundle: sh $0 plan.yaml"
 [ -r "$BUNDLE" ] || die "cannot read the plan bundle $BUNDLE"
+shift
 : "${{FERRY_SOURCE_CLOUD:?set FERRY_SOURCE_CLOUD to the clouds.yaml entry of the source cloud}}"
 : "${{FERRY_DESTINATION_CLOUD:?set FERRY_DESTINATION_CLOUD to the clouds.yaml entry of the destination cloud}}"
 say "streaming through the conversion hosts (plan $PLAN)"
 # ferry's exit status is this part's: 0 done, 1 failed, 2 gave up waiting.
-exec ferry run --role conversion-hosts "$BUNDLE" --cloud "$FERRY_SOURCE_CLOUD" --destination-cloud "$FERRY_DESTINATION_CLOUD""#
+# --yes: this script is what you read first. The arguments after the
+# bundle are your ssh options (--ssh-config FILE, --ssh-option KEY=VALUE).
+exec ferry run --role conversion-hosts "$BUNDLE" --yes --cloud "$FERRY_SOURCE_CLOUD" --destination-cloud "$FERRY_DESTINATION_CLOUD" "$@""#
     );
 }
 
@@ -458,13 +461,31 @@ fn cond_here(c: &Check, role: Role, plan: &Plan, img: &ImagePlan) -> Option<Stri
             let _ = img;
             format!("manageable \"$HOST\" {}", q(&image.image))
         }
-        Check::VolumeAdopted { source_volume } => format!("volume_adopted {}", q(source_volume)),
+        Check::VolumeAdopted { source_volume } => {
+            format!(
+                "volume_adopted {} {}",
+                q(source_volume),
+                planned_earlier(img)
+            )
+        }
         Check::VolumeCreated { source_volume } => format!("volume_created {}", q(source_volume)),
         Check::StreamVerified { source_volume } => {
             format!("stream_verified {}", q(source_volume))
         }
-        Check::ImageRegistered { id } => format!("image_registered {}", q(id)),
+        Check::ImageRegistered { id } => {
+            format!("image_registered {} {}", q(id), planned_earlier(img))
+        }
     })
+}
+
+/// The plan's choice for an earlier adoption of the image's source (the
+/// script's `FERRY_EARLIER_ADOPTION` overrides it).
+fn planned_earlier(img: &ImagePlan) -> &'static str {
+    match &img.adoption {
+        Some(Adoption::Volume(v)) => v.earlier.as_str(),
+        Some(Adoption::Image(g)) => g.earlier.as_str(),
+        None => "refuse",
+    }
 }
 
 fn waitable(c: &Check) -> Option<String> {
@@ -590,6 +611,18 @@ fn step(s: &mut String, plan: &Plan, img: &ImagePlan, st: &Step) {
     }
 }
 
+/// The script's refusal when `image` was written after its cut-over
+/// snapshot (`image.snap`).
+fn unchanged(b: &mut String, image: &ImageAt) {
+    let _ = writeln!(
+        b,
+        "unchanged_since {} {} || die {}",
+        spec(image),
+        snap(image),
+        q(&format!("{} was written after the cut-over {} (see above): the copy does not hold those writes. Nothing is cleaned up; migrate the image again with a new plan, or remove the snapshot yourself once you accept the loss", ImageAt { snap: None, ..image.clone() }, image.snap.as_deref().unwrap_or_default()))
+    );
+}
+
 fn needs(c: &Check) -> String {
     match c {
         Check::Verified { source, copy, .. } => format!(
@@ -613,11 +646,20 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             );
         }
         Action::DisableFeatures { image, features }
-        | Action::EnableFeatures { image, features } => {
-            let enable = matches!(st.action, Action::EnableFeatures { .. });
+        | Action::EnableFeatures {
+            image, features, ..
+        } => {
+            let (enable, make_room) = match &st.action {
+                Action::EnableFeatures { make_room, .. } => (true, make_room.as_slice()),
+                _ => (false, &[][..]),
+            };
             for f in features {
                 for n in feature_names(*f) {
-                    if enable {
+                    if enable && n == "journaling" && !make_room.is_empty() {
+                        let room: Vec<&str> =
+                            make_room.iter().flat_map(|m| feature_names(*m)).collect();
+                        let _ = writeln!(b, "enable_journaling {} {}", spec(image), room.join(" "));
+                    } else if enable {
                         let _ = writeln!(
                             b,
                             "feature_on {} {n} || rbdw feature enable {} {n}",
@@ -691,6 +733,10 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             }
         }
         Action::RemoveSnapshot { image } => {
+            // Looked at again right before the proof of the copy goes.
+            let _ = writeln!(b, "if snap_exists {} {}; then", spec(image), snap(image));
+            unchanged(&mut b, image);
+            let _ = writeln!(b, "fi");
             let sent = crate::plan::checksum_sent_key(image.snap.as_deref().unwrap_or_default());
             let _ = writeln!(
                 b,
@@ -731,11 +777,13 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 .iter()
                 .map(|n| format!(" --image-feature {n}"))
                 .collect();
+            // An unmarked carrier may be an interrupted copy, or an image
+            // that is not ferry's: a script cannot tell, so it asks.
             let _ = writeln!(
                 b,
-                "# an unmarked copy is an interrupted one: afresh\nimage_absent {} || remove_image {}",
+                "image_absent {} || die {}",
                 spec(to),
-                spec(to)
+                q(&format!("{to} exists without the {} mark of a finished copy: an interrupted copy (remove it: rbd rm {}/{}), or an image ferry did not make (rename it); then run again", crate::plan::FLAT_OF, to.pool, to.image))
             );
             let _ = writeln!(b, "say {}", q(&format!("copying {from} out flat to {to}")));
             let _ = writeln!(b, "copy_flat {} {}{feats}", with_snap(from), spec(to));
@@ -750,20 +798,18 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
         Action::RemoveImage { image } => {
             let _ = writeln!(
                 b,
-                "image_absent {} || remove_image {}",
+                "if image_exists {}; then\n  meta_present {} {} || die {}\n  remove_image {}\nfi",
                 spec(image),
+                spec(image),
+                q(crate::plan::FLAT_OF),
+                q(&format!(
+                    "{image} has no {} mark: ferry did not make it, and removes only its own",
+                    crate::plan::FLAT_OF
+                )),
                 spec(image)
             );
         }
-        Action::CheckUnchanged { image } => {
-            let _ = writeln!(
-                b,
-                "unchanged_since {} {} || die {}",
-                spec(image),
-                snap(image),
-                q(&format!("{} was written after the cut-over {} (see above): the copy does not hold those writes. Nothing is cleaned up; migrate the image again with a new plan, or remove the snapshot yourself once you accept the loss", ImageAt { snap: None, ..image.clone() }, image.snap.as_deref().unwrap_or_default()))
-            );
-        }
+        Action::CheckUnchanged { image } => unchanged(&mut b, image),
         Action::WaitForSync { mirrored, mode, .. } => {
             let c = cond(
                 &Check::MirrorSynced {
@@ -1042,27 +1088,44 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             }
         },
         Action::CheckDestinationCloud {
-            adoption, create, ..
+            image,
+            adoption,
+            create,
         } => match adoption {
             Adoption::Volume(v) => {
+                let src = q(&v.source_volume);
+                // The stream path goes on with an unfinished volume.
+                let (how, find) = if *create {
+                    ("made", "stream_target")
+                } else {
+                    ("adopted", "adopted")
+                };
                 let _ = writeln!(
                     b,
-                    "if adopted {}; then\n  say \"adopted already as volume $VOL\"\nelse",
-                    q(&v.source_volume)
+                    "if {find} {src}; then\n  say \"{how} already as volume $VOL\"\nelse\n  judge_earlier {src} {}",
+                    v.earlier.as_str()
+                );
+                let _ = writeln!(
+                    b,
+                    "  if [ -n \"$KEPT\" ]; then\n    say \"keeps volume $KEPT, adopted earlier,\" {}\n  else",
+                    q(&format!(
+                        "as the adoption of {}: this plan's copy {image} is not adopted (remove it when it is not needed)",
+                        v.source_volume
+                    ))
                 );
                 if let Some(t) = &v.volume_type {
-                    let _ = writeln!(b, "  volume_type_exists {} || die {}", q(t), q(&format!("volume type {t:?} does not exist in the destination cloud; map the source type with options.volume_types")));
+                    let _ = writeln!(b, "    volume_type_exists {} || die {}", q(t), q(&format!("volume type {t:?} does not exist in the destination cloud; map the source type with options.volume_types")));
                 }
-                let _ = writeln!(b, "  ! volume_named {} || die {}", q(&v.name), q(&format!("a volume named {:?} already exists in the destination cloud: choose another name (images[].name)", v.name)));
+                let _ = writeln!(b, "    ! volume_named {} || die {}", q(&v.name), q(&format!("a volume named {:?} already exists in the destination cloud: choose another name (images[].name)", v.name)));
                 let host = if *create { "" } else { ", host $HOST" };
                 let _ = writeln!(
                     b,
-                    "  say \"type \"{}\", name free{host}\"\nfi",
+                    "    say \"type \"{}\", name free{host}${{REPLACING:+, replaces the earlier adoption $REPLACING (renamed, data kept)}}\"\n  fi\nfi",
                     q(v.volume_type.as_deref().unwrap_or("(default)"))
                 );
             }
             Adoption::Image(g) => {
-                let _ = writeln!(b, "if osq image show -f json -- {}; then\n  printf '%s' \"$OUT\" | jq -e '.properties.ferry_source // empty' >/dev/null || die {}\n  say 'registered already'\nelse", q(&g.id), q(&format!("image id {} is taken by an image ferry did not register", g.id)));
+                let _ = writeln!(b, "if osq image show -f json -- {}; then\n  if image_earlier {} {}; then\n    say {}\n  else\n    say 'registered already'\n  fi\nelse", q(&g.id), q(&g.id), g.earlier.as_str(), q(&format!("keeps image {}, registered earlier, as the registration: this plan's copy is not registered", g.id)));
                 let _ = writeln!(b, "  osq image list --name={} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}\n  say 'image id and name free'\nfi", q(&g.name), q(&format!("an image named {:?} already exists in the destination cloud: choose another name (images[].name)", g.name)));
             }
         },
@@ -1071,7 +1134,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 "ref": {"source-name": image.image},
                 "name": a.name,
                 "bootable": a.bootable,
-                "metadata": a.metadata,
+                "metadata": a.adopted_metadata(&plan.id, None),
             });
             if let Some(d) = &a.description {
                 vol["description"] = serde_json::json!(d);
@@ -1079,19 +1142,35 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             if let Some(t) = &a.volume_type {
                 vol["volume_type"] = serde_json::json!(t);
             }
-            let _ = writeln!(b, "if ! adopted {}; then", q(&a.source_volume));
-            let _ = writeln!(b, "  body=$(jq -cn --arg h \"$HOST\" --argjson v {} '{{volume: ($v + {{host: $h}})}}')", q(&vol.to_string()));
-            let _ = writeln!(b, "  api_send POST \"$CINDER/os-volume-manage\" \"$body\" application/json\n  case $CODE in 2*) ;; *) die \"manage-existing of \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi", q(&image.to_string()));
             let _ = writeln!(
                 b,
+                "KEPT=''\nif ! adopted {}; then\n  judge_earlier {} {}\n  if [ -z \"$KEPT\" ]; then\n    replace_earlier",
+                q(&a.source_volume),
+                q(&a.source_volume),
+                a.earlier.as_str()
+            );
+            let _ = writeln!(b, "    body=$(jq -cn --arg h \"$HOST\" --argjson v {} '{{volume: ($v + {{host: $h}})}}')", q(&vol.to_string()));
+            let _ = writeln!(b, "    api_send POST \"$CINDER/os-volume-manage\" \"$body\" application/json\n    case $CODE in 2*) ;; *) die \"manage-existing of \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n    VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\n  fi\nfi", q(&image.to_string()));
+            let _ = writeln!(
+                b,
+                "if [ -n \"$KEPT\" ]; then\n  wait_for \"volume $KEPT to be available\" volume_status_is \"$KEPT\" available\n  say \"kept volume $KEPT, adopted earlier, as the adoption;\" {}\nelse",
+                q(&format!("{image} is not adopted"))
+            );
+            let mut rest = String::new();
+            let _ = writeln!(
+                rest,
                 "wait_for \"volume $VOL to be available\" volume_status_is \"$VOL\" available"
             );
-            volume_settings(&mut b, a);
+            volume_settings(&mut rest, a);
             let _ = writeln!(
-                b,
+                rest,
                 "say \"volume $VOL\" {}",
                 q(&format!("{:?} available", a.name))
             );
+            for l in rest.lines() {
+                let _ = writeln!(b, "  {l}");
+            }
+            let _ = writeln!(b, "fi");
         }
         Action::CreateVolume {
             adoption: a,
@@ -1101,7 +1180,8 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             let src = q(&a.source_volume);
             let _ = writeln!(
                 b,
-                "if adopted {src}; then\n  case $VOL_STATUS in error*) die \"volume $VOL made for source volume \"{src}\" is in $VOL_STATUS: delete it and run again\" ;; esac\nelse\n  need_cinder"
+                "if stream_target {src}; then\n  case $VOL_STATUS in error*) die \"volume $VOL made for source volume \"{src}\" is in $VOL_STATUS: delete it and run again\" ;; esac\nelse\n  need_cinder\n  judge_earlier {src} {}\n  [ -z \"$KEPT\" ] || die \"volume $KEPT, adopted earlier from \"{src}\", is to be kept, but it is not finished (available, without ferry_stream_pending): finish it with its own plan, or replace it\"\n  replace_earlier",
+                a.earlier.as_str()
             );
             let _ = writeln!(
                 b,
@@ -1116,9 +1196,11 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
         }
         Action::FinishVolume { adoption: a } => {
             let src = q(&a.source_volume);
-            let _ = writeln!(b, "adopted {src} || die \"no destination volume was made for source volume \"{src}\nneed_cinder");
+            let _ = writeln!(b, "stream_target {src} || die \"no destination volume was made for source volume \"{src}\nneed_cinder");
             let _ = writeln!(b, "[ \"$VOL_STATUS\" = available ] || die \"volume $VOL is $VOL_STATUS, not available (attached still? the conversion-hosts part detaches it when run again)\"");
             volume_settings(&mut b, a);
+            // A volume an earlier plan began becomes this plan's.
+            let _ = writeln!(b, "api_send POST \"$CINDER/volumes/$VOL/metadata\" \"$(jq -cn --arg p \"$PLAN\" '{{metadata: {{{}: $p}}}}')\" application/json\ncase $CODE in 2*) ;; *) die \"marking volume $VOL as this plan's gave HTTP $CODE: $OUT\" ;; esac", crate::plan::ADOPTED_BY);
             let _ = writeln!(b, "api_send DELETE \"$CINDER/volumes/$VOL/metadata/{}\" '' application/json\ncase $CODE in 2* | 404) ;; *) die \"removing the pending mark of volume $VOL gave HTTP $CODE: $OUT\" ;; esac", crate::plan::STREAM_PENDING);
             let _ = writeln!(
                 b,
@@ -1137,14 +1219,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             image,
             registration: g,
         } => {
-            let mut fields = serde_json::json!({
-                "id": g.id, "name": g.name, "disk_format": g.disk_format,
-                "container_format": g.container_format,
-                "min_disk": g.min_disk, "min_ram": g.min_ram,
-            });
-            for (k, v) in &g.properties {
-                fields[k] = serde_json::json!(v);
-            }
+            let fields = g.create_fields(&plan.id);
             let _ = writeln!(b, "need_glance\n[ -n \"$DEST_FSID\" ] || die 'the plan carries no destination fsid: make it with access to the destination cluster'");
             let _ = writeln!(
                 b,
@@ -1158,12 +1233,14 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             );
             // The record through the API: `openstack image create` without
             // --file uploads whatever its stdin holds.
-            let _ = writeln!(b, "if ! osq image show -f json -- {}; then\n  api_send POST \"$GLANCE/v2/images\" {} application/json\n  [ \"$CODE\" = 201 ] || die \"creating the image record gave HTTP $CODE: $OUT\"\nfi", q(&g.id), q(&fields.to_string()));
-            let _ = writeln!(b, "if [ \"$(printf '%s' \"$OUT\" | jq -r .status)\" = queued ]; then\n  wait_for \"Glance to accept $url (the destination storage part publishes the verified copy)\" add_location {} \"$url\"\nfi", q(&g.id));
+            let _ = writeln!(b, "KEPT=''\nif osq image show -f json -- {}; then\n  ! image_earlier {} {} || KEPT={}\nelse\n  api_send POST \"$GLANCE/v2/images\" {} application/json\n  [ \"$CODE\" = 201 ] || die \"creating the image record gave HTTP $CODE: $OUT\"\nfi", q(&g.id), q(&g.id), g.earlier.as_str(), q(&g.id), q(&fields.to_string()));
+            let _ = writeln!(b, "if [ -n \"$KEPT\" ]; then\n  say {}\nelse", q(&format!("kept image {}, registered earlier, as the registration; this plan's copy is not registered", g.id)));
+            let _ = writeln!(b, "  if [ \"$(printf '%s' \"$OUT\" | jq -r .status)\" = queued ]; then\n    wait_for \"Glance to accept $url (the destination storage part publishes the verified copy)\" add_location {} \"$url\"\n  fi", q(&g.id));
             let _ = writeln!(
                 b,
-                "image_registered {} || die {}",
+                "  image_registered {} {} || die {}\nfi",
                 q(&g.id),
+                g.earlier.as_str(),
                 q(&format!(
                     "image {} is not active after adding its location",
                     g.id

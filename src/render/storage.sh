@@ -94,6 +94,26 @@ lacks_features() {
 }
 feature_on() { has_features "$1" "$2"; }
 
+# enable_journaling IMAGE [FEATURE...]: enables journaling; only should the
+# cluster refuse it beside them (EINVAL), disables the FEATUREs first (in
+# this order) and enables it again.
+enable_journaling() {
+  ej_image=$1
+  shift
+  feature_on "$ej_image" journaling && return 0
+  bounded rbd feature enable "$ej_image" journaling >/dev/null 2>"$ERR" && return 0
+  if [ $# -eq 0 ] || ! grep -q '(22)' "$ERR"; then
+    die "rbd feature enable $ej_image journaling: $(cat "$ERR")"
+  fi
+  for f in "$@"; do
+    if feature_on "$ej_image" "$f"; then
+      say "the cluster refused journaling beside $f: disabling it"
+      rbdw feature disable "$ej_image" "$f"
+    fi
+  done
+  rbdw feature enable "$ej_image" journaling
+}
+
 mirroring_enabled() {
   rbdq info --format json "$1" || return 1
   [ "$(printf '%s' "$OUT" | jq -r '(.mirroring.state // "disabled") + " " + (.mirroring.mode // "")')" = "enabled $2" ]
@@ -130,12 +150,13 @@ not_in_use() {
   [ -z "$USERS" ]
 }
 
-# unchanged_since IMAGE SNAP: nothing was written to IMAGE after SNAP.
+# unchanged_since IMAGE SNAP: nothing was written to IMAGE after SNAP (a
+# discard or zeroing is a change too: rbd diff lists it as not existing).
 unchanged_since() {
   rbdq diff --whole-object --from-snap "$2" --format json "$1" || return 1
-  n=$(printf '%s' "$OUT" | jq '[.[] | select(.exists == "true" or .exists == true)] | length')
+  n=$(printf '%s' "$OUT" | jq 'length')
   [ "$n" -eq 0 ] && return 0
-  say "$1: $n object(s) written after $2"
+  say "$1: $n object(s) written or discarded after $2"
   return 1
 }
 

@@ -56,6 +56,7 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
             volume_types: [(name("ceph"), name("rbd"))].into(),
             cinder_host: None,
             bootable_to: BootableTo::Glance,
+            earlier: Default::default(),
         }),
         plan_id: "0123abcd".into(),
         destination_fsid: Some(name("22477561-5e0d")),
@@ -184,7 +185,13 @@ fn snapshot_and_journal_modes_wait_differently() {
     assert!(snap.contains("mirror_synced_snapshot 'volumes/volume-v1' 'ferry-cutover-0123abcd'"));
     assert!(journal.contains("mirror_synced_journal 'volumes/volume-v1' 'ferry-cutover-0123abcd'"));
     let src = script(&plan(MirrorMode::Journal), Role::SourceStorage);
-    assert!(src.contains("rbdw feature enable 'volumes/volume-v1' journaling"));
+    // Journaling beside the image's other features; they go only if the
+    // cluster refuses it.
+    assert!(
+        src.contains("enable_journaling 'volumes/volume-v1' deep-flatten fast-diff object-map"),
+        "{src}"
+    );
+    assert!(!src.contains("rbdw feature disable '"), "{src}");
     assert!(!src.contains("mirror image snapshot"));
 }
 
@@ -485,7 +492,8 @@ fn a_direct_transfer_reads_the_source_with_its_own_options_in_the_destination_pa
     assert!(dst.contains("copy_flat 'volumes/volume-v1@"), "{dst}");
     let src = script(&p, Role::SourceStorage);
     assert!(!src.contains("mirror image enable"), "{src}");
-    assert!(!src.contains("feature enable"), "{src}");
+    assert!(!src.contains("rbdw feature enable '"), "{src}");
+    assert!(!src.contains("enable_journaling '"), "{src}");
     assert!(src.contains("snap create"), "{src}");
 }
 
@@ -560,4 +568,70 @@ fn bundles_read_one_image_at_a_time_equal_a_whole_read() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("line 3"), "{e}");
+}
+
+/// The text of the shell function `name` in `script`.
+fn shell_function<'a>(script: &'a str, name: &str) -> &'a str {
+    let start = script
+        .find(&format!("\n{name}() {{\n"))
+        .unwrap_or_else(|| panic!("no function {name}"));
+    let end = start + script[start..].find("\n}\n").expect("the function's end") + 3;
+    &script[start..end]
+}
+
+#[test]
+fn the_scripts_stream_verified_answers_as_ferry_does() {
+    let f = shell_function(CLOUD, "stream_verified");
+    let d = "5d41402abc4b2a76b9719d911017c592";
+    let mark = |p: &str, s: &str, d: &str| crate::plan::stream_mark(p, s, d);
+    let cases: Vec<Vec<(&str, String)>> = vec![
+        vec![],
+        // A digest an earlier move left, with or without its mark.
+        vec![("ferry_sha256", d.into())],
+        vec![
+            ("ferry_sha256", d.into()),
+            ("ferry_stream_verified", mark("old plan", "vol-1", d)),
+        ],
+        vec![
+            ("ferry_sha256", d.into()),
+            ("ferry_stream_verified", mark("p-1", "vol-0", d)),
+        ],
+        vec![
+            ("ferry_sha256", "other".into()),
+            ("ferry_stream_verified", mark("p-1", "vol-1", d)),
+        ],
+        vec![
+            ("ferry_sha256", String::new()),
+            ("ferry_stream_verified", mark("p-1", "vol-1", "")),
+        ],
+        vec![("ferry_stream_verified", mark("p-1", "vol-1", d))],
+        // This plan's stream of this source.
+        vec![
+            ("ferry_sha256", d.into()),
+            ("ferry_stream_verified", mark("p-1", "vol-1", d)),
+            ("team", "blue".into()),
+        ],
+    ];
+    let mut held = 0;
+    for c in cases {
+        let m: std::collections::BTreeMap<String, String> =
+            c.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        let want = crate::plan::stream_verified(&m, "p-1", "vol-1");
+        held += usize::from(want);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "set -eu\nPLAN='p-1'\nstream_target() {{ VOL_META=$META; }}{f}stream_verified vol-1"
+            ))
+            .env("META", serde_json::to_string(&m).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.success(),
+            want,
+            "{m:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(held, 1);
 }

@@ -203,6 +203,36 @@ pub enum Zeroed {
     No,
 }
 
+/// The extended attribute holding a stream record's mark in a target file.
+const MARK_XATTR: &std::ffi::CStr = c"user.ferry.stream";
+
+/// Whether an extended attribute call failed because the file system (or
+/// the file) takes none.
+fn unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTSUP | libc::EPERM | libc::EACCES | libc::E2BIG | libc::ERANGE)
+    )
+}
+
+/// The names under `/dev/disk/by-id` that lead to the device `path` leads
+/// to (udev's serial and WWN names), sorted.
+fn by_id_names(path: &Path) -> Vec<String> {
+    let Ok(dev) = std::fs::canonicalize(path) else {
+        return Vec::new();
+    };
+    let Ok(dir) = std::fs::read_dir("/dev/disk/by-id") else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| std::fs::canonicalize(e.path()).is_ok_and(|p| p == dev))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// A regular file or block device written as an image.
 pub struct FileTarget {
     file: Arc<File>,
@@ -214,9 +244,11 @@ pub struct FileTarget {
 
 impl FileTarget {
     /// Opens `path` to receive an image of `size` bytes: a regular file is
-    /// made when missing and set to `size` bytes; a block device must hold
-    /// at least `size` bytes. `zeroed` says whether it reads as zeros
-    /// (see [`FileTarget::is_zeroed`]).
+    /// made when missing (or set when empty) to `size` bytes, an existing
+    /// one must hold exactly `size` bytes (the size comes from the other
+    /// end of a stream: a file is neither truncated nor grown to it); a
+    /// block device must hold at least `size` bytes. `zeroed` says whether it reads as zeros (see
+    /// [`FileTarget::is_zeroed`]).
     pub fn open(path: &Path, size: u64, zeroed: Zeroed) -> Result<FileTarget> {
         let made = !path.exists();
         let file = OpenOptions::new()
@@ -227,10 +259,30 @@ impl FileTarget {
             .open(path)
             .map_err(|e| io_error("opening for writing", path, e))?;
         let kind = kind_of(&file, path)?;
+        let have = size_of(&file, path)?;
+        let refused = match kind {
+            Kind::BlockDevice => (have < size).then_some("a device of at least that size"),
+            // The size comes from the other end of a stream: a file that
+            // holds something is neither truncated nor grown to it.
+            Kind::File => (have != 0 && have != size)
+                .then_some("a new file, or remove this one first (ferry neither truncates nor grows a file that holds data)"),
+        };
+        if let Some(give) = refused {
+            return Err(io_error(
+                "writing",
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("it holds {have} bytes, the image {size}: give {give}"),
+                ),
+            ));
+        }
         let is_zeroed = match kind {
             Kind::File => {
-                file.set_len(size)
-                    .map_err(|e| io_error("setting the size of", path, e))?;
+                if have == 0 {
+                    file.set_len(size)
+                        .map_err(|e| io_error("setting the size of", path, e))?;
+                }
                 match zeroed {
                     Zeroed::Yes => true,
                     Zeroed::No => false,
@@ -241,20 +293,7 @@ impl FileTarget {
                     }
                 }
             }
-            Kind::BlockDevice => {
-                let have = size_of(&file, path)?;
-                if have < size {
-                    return Err(io_error(
-                        "writing",
-                        path,
-                        std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            format!("the device holds {have} bytes, the image {size}"),
-                        ),
-                    ));
-                }
-                zeroed == Zeroed::Yes
-            }
+            Kind::BlockDevice => zeroed == Zeroed::Yes,
         };
         Ok(FileTarget {
             file: Arc::new(file),
@@ -273,6 +312,79 @@ impl FileTarget {
     /// Whether the whole target read as zeros when opened.
     pub fn is_zeroed(&self) -> bool {
         self.zeroed
+    }
+
+    /// What the target is, beyond its path: a file's device, inode and
+    /// birth time; a block device's `/dev/disk/by-id` names (its serial or
+    /// WWN, where udev knows them), its device numbers and size.
+    pub fn identity(&self) -> Result<String> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self
+            .file
+            .metadata()
+            .map_err(|e| io_error("stat", &self.path, e))?;
+        Ok(match self.kind {
+            Kind::File => {
+                // Inodes are reused: the birth time tells a new file apart.
+                let born = m
+                    .created()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or("?".to_string(), |d| d.as_nanos().to_string());
+                format!("file dev {} inode {} born {born}", m.dev(), m.ino())
+            }
+            Kind::BlockDevice => {
+                let size = size_of(&self.file, &self.path)?;
+                let names = by_id_names(&self.path);
+                let (major, minor) = (libc::major(m.rdev()), libc::minor(m.rdev()));
+                if names.is_empty() {
+                    format!("block device {major}:{minor} size {size}")
+                } else {
+                    format!("block device {} size {size}", names.join(" "))
+                }
+            }
+        })
+    }
+
+    /// The mark a stream's record wrote into the target (a file's extended
+    /// attribute); None when it carries none or cannot (a device).
+    pub fn mark(&self) -> Result<Option<String>> {
+        if self.kind != Kind::File {
+            return Ok(None);
+        }
+        match sys::get_xattr(&self.file, MARK_XATTR) {
+            Ok(v) => Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned())),
+            Err(e) if unsupported(&e) => Ok(None),
+            Err(e) => Err(io_error("reading the mark of", &self.path, e)),
+        }
+    }
+
+    /// Writes `mark` into the target; false where it takes none (a device,
+    /// a file system without user extended attributes).
+    pub fn set_mark(&self, mark: &str) -> Result<bool> {
+        if self.kind != Kind::File {
+            return Ok(false);
+        }
+        match sys::set_xattr(&self.file, MARK_XATTR, mark.as_bytes()) {
+            Ok(()) => Ok(true),
+            Err(e) if unsupported(&e) => Ok(false),
+            Err(e) => Err(io_error("marking", &self.path, e)),
+        }
+    }
+
+    /// Reads `len` bytes at `offset` (past the end: zeros).
+    pub fn read_back(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match self.file.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error("reading back", &self.path, e)),
+            }
+        }
+        Ok(buf)
     }
 
     /// Makes `[offset, offset + len)` read as zeros: a punched hole in a
@@ -573,6 +685,51 @@ pub(crate) mod sys {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e);
             }
+        }
+    }
+
+    /// The value of extended attribute `name` (NUL-terminated) of `file`;
+    /// None when it has none by that name.
+    pub fn get_xattr(file: &File, name: &std::ffi::CStr) -> io::Result<Option<Vec<u8>>> {
+        let mut buf = vec![0u8; 256];
+        // SAFETY: an open descriptor, a NUL-terminated name, and a buffer
+        // valid for its length.
+        let r = unsafe {
+            libc::fgetxattr(
+                file.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENODATA) => Ok(None),
+            _ => Err(e),
+        }
+    }
+
+    /// Sets extended attribute `name` (NUL-terminated) of `file`.
+    pub fn set_xattr(file: &File, name: &std::ffi::CStr, value: &[u8]) -> io::Result<()> {
+        // SAFETY: an open descriptor, a NUL-terminated name, and a value
+        // valid for its length.
+        let r = unsafe {
+            libc::fsetxattr(
+                file.as_raw_fd(),
+                name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
     }
 

@@ -89,6 +89,24 @@ impl RbdTarget<'_, '_> {
     pub fn zero(&self, offset: u64, len: u64) -> Result<()> {
         Ok(self.image.write_zeroes(offset, len)?)
     }
+
+    /// The image's id (never given to another image).
+    pub fn id(&self) -> Result<String> {
+        Ok(self.image.id()?)
+    }
+
+    /// Reads `len` bytes at `offset` (past the end: zeros).
+    pub fn read_back(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match self.image.read_at(offset + got as u64, &mut buf[got..])? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        Ok(buf)
+    }
 }
 
 impl Target for RbdTarget<'_, '_> {
@@ -355,6 +373,18 @@ pub fn copy_image_onto(
     )?;
     target.close()?;
     Ok(out)
+}
+
+/// Whether `pool/dest` has the per-chunk log of a copy ferry's engine made
+/// into it (written right after the engine created the image): the image
+/// is ferry's, interrupted or not.
+pub fn has_copy_log(pool: &Pool<'_>, dest: &str) -> Result<bool> {
+    let id = match pool.open_image_read_only(dest, None) {
+        Ok(img) => img.id()?,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(pool.object_xattr(&log_object(&id), SOURCE_ATTR)?.is_some())
 }
 
 /// Removes the per-chunk log of a copy into `pool/dest` (after the copy is

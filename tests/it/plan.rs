@@ -44,7 +44,6 @@ fn plan_reads_source_images_and_changes_nothing() {
         [
             "preflight",
             "record-original",
-            "disable-features",
             "enable-features",
             "enable-mirroring",
             "cut-over-snapshot",

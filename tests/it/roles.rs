@@ -129,10 +129,18 @@ impl Split<'_> {
             }
             Runner::Ferry => {
                 let mut cmd = self.command(role, Path::new(env!("CARGO_BIN_EXE_ferry")));
-                cmd.args(["run", "--output", "json", "--role", role, "--wait-timeout"])
-                    .arg(wait.to_string())
-                    .arg("--state-dir")
-                    .arg(self.dir.join("state"));
+                cmd.args([
+                    "run",
+                    "--output",
+                    "json",
+                    "--role",
+                    role,
+                    "--yes",
+                    "--wait-timeout",
+                ])
+                .arg(wait.to_string())
+                .arg("--state-dir")
+                .arg(self.dir.join("state"));
                 match role {
                     "source-cloud" => {
                         cmd.args(["--cloud", "source"]);
@@ -427,12 +435,9 @@ fn split_roles(mode: &str, runner: Runner) {
         );
         if pool == "volumes" {
             assert_eq!(s.mirror_info().unwrap().state, ImageMirrorState::Disabled);
-            // Journaling took deep-flatten, which cannot come back.
-            let mut want = Features::DEFAULT;
-            if mode == "journal" {
-                want = Features(want.0 & !Features::DEEP_FLATTEN.0);
-            }
-            assert_eq!(s.features().unwrap(), want);
+            // Journal mode kept every feature it found (journaling went
+            // beside them), and cleanup took journaling off again.
+            assert_eq!(s.features().unwrap(), Features::DEFAULT);
         }
     }
 
@@ -873,8 +878,8 @@ fn a_lost_bundle_is_made_again_from_the_record_the_script_left() {
     let img = volumes.open_image_read_only(&name, None).unwrap();
     assert_eq!(
         img.features().unwrap(),
-        Features(Features::DEFAULT.0 & !Features::DEEP_FLATTEN.0),
-        "the original features, less deep-flatten (which cannot come back)"
+        Features::DEFAULT,
+        "the original features"
     );
     assert_eq!(img.mirror_info().unwrap().state, ImageMirrorState::Disabled);
     assert_eq!(
@@ -883,4 +888,113 @@ fn a_lost_bundle_is_made_again_from_the_record_the_script_left() {
         None
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A bundle changed after `ferry plan` (its copy step made into disabling
+/// the source's mirroring, a cleanup action) is refused by the destination
+/// storage part before it does anything: exit 1, the field named, no run
+/// state, nothing at the destination, the source as it was.
+#[test]
+fn a_tampered_bundle_is_refused_naming_the_field_and_changes_nothing() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let id = unique("tamper");
+    let name = format!("volume-{id}");
+    let a = env.connect("site-a");
+    a.pool("volumes")
+        .unwrap()
+        .create_image(&name, 4 << 20, Features::DEFAULT)
+        .unwrap();
+    let _image = crate::common::ImageGuard {
+        cfg: env.admin("site-a"),
+        pool: "volumes".into(),
+        name: name.clone(),
+    };
+    let (spec, state) = crate::common::spec_in_temp_dir(
+        &(env.spec_yaml(&format!("  - volume: {id}\n")) + "options: {mirror_mode: snapshot}\n"),
+    );
+    let dir = spec.parent().unwrap().to_path_buf();
+    let bundle = dir.join("plan.yaml");
+    let planned = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["plan", "--bundle"])
+        .arg(&bundle)
+        .arg(&spec)
+        .output_bounded()
+        .unwrap();
+    assert!(planned.status.success(), "{planned:?}");
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    assert!(text.contains("\nbundle_format: 1\n"), "{text}");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["run", "--role", "destination-storage"])
+            .args(extra)
+            .arg("--conf")
+            .arg(env.path("SITE_B_CONF"))
+            .args(["--id", env.var("SITE_B_USER"), "--keyring"])
+            .arg(env.path("SITE_B_USER_KEYRING"))
+            .arg("--state-dir")
+            .arg(&state)
+            .arg(&bundle)
+            .stdin(std::process::Stdio::null())
+            .output_bounded()
+            .unwrap()
+    };
+    // Untampered, but nobody to ask and no --yes: it lists its part and
+    // refuses.
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the destination-storage part of plan") && err.contains(" copy: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("stdin is not a terminal") && err.contains("pass --yes"),
+        "{err}"
+    );
+    let mut plan: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let steps = plan["images"][0]["steps"].as_sequence_mut().unwrap();
+    let k = steps.iter().position(|s| s["name"] == "copy").unwrap();
+    steps[k]["action"] = serde_yaml::from_str(&format!(
+        "{{action: disable-mirroring, image: {{site: source, pool: volumes, image: {name}}}}}"
+    ))
+    .unwrap();
+    std::fs::write(
+        &bundle,
+        format!(
+            "bundle_format: 1\n{}",
+            serde_yaml::to_string(&plan).unwrap()
+        ),
+    )
+    .unwrap();
+
+    let out = run(&["--yes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "images[0].steps[{k}].role: disable-mirroring is cleanup's action, not destination-storage's"
+        )),
+        "{err}"
+    );
+    assert!(
+        !state.exists() || std::fs::read_dir(&state).unwrap().next().is_none(),
+        "a run state was written"
+    );
+    let b = env.connect("site-b");
+    for (pool, image) in [
+        ("volumes", name.clone()),
+        ("cinder-volumes", name.clone()),
+        ("cinder-volumes", format!("{name}.ferry-partial")),
+    ] {
+        assert!(
+            !b.pool(pool).unwrap().image_exists(&image).unwrap(),
+            "{pool}/{image} was made"
+        );
+    }
+    let pool = a.pool("volumes").unwrap();
+    let src = pool.open_image(&name).unwrap();
+    assert_eq!(src.mirror_info().unwrap().state, ImageMirrorState::Disabled);
+    assert!(src.metadata_list().unwrap_or_default().is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

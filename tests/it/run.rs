@@ -144,10 +144,10 @@ fn moves_volumes_and_a_glance_image_and_cleans_up(mode: &str) {
     succeeded(&out);
     let ev = step_events(&out);
     let steps: Vec<&str> = ev.iter().filter_map(|e| e["step"].as_str()).collect();
-    if mode == "journal" {
-        // Default features include deep-flatten, object-map and fast-diff.
-        assert!(steps.contains(&"disable-features"), "{steps:?}");
-    }
+    // Default features include deep-flatten, object-map and fast-diff:
+    // journaling goes beside them, nothing is disabled.
+    assert!(steps.contains(&"enable-mirroring"), "{steps:?}");
+    assert!(!steps.contains(&"disable-features"), "{steps:?}");
     let last = batches(&out).pop().expect("a final batch event");
     assert_eq!(
         (&last["images"], &last["done"], &last["failed"]),
@@ -182,13 +182,9 @@ fn moves_volumes_and_a_glance_image_and_cleans_up(mode: &str) {
         .snap_is_protected("snap")
         .unwrap());
 
-    // Cleanup: no mirroring, original features back (deep-flatten, which
-    // journal mode must remove, cannot come back).
-    let volume_features = if mode == "journal" {
-        Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::OBJECT_MAP | Features::FAST_DIFF
-    } else {
-        Features::DEFAULT
-    };
+    // Cleanup: no mirroring, every original feature back (deep-flatten,
+    // object-map and fast-diff too: journal mode keeps them).
+    let volume_features = Features::DEFAULT;
     let a = env.connect("site-a");
     for (pool, name, features) in [
         ("volumes", &n1, volume_features),
@@ -223,7 +219,8 @@ fn moves_volumes_and_a_glance_image_and_cleans_up(mode: &str) {
     let ev = step_events(&again);
     assert!(!ev.is_empty());
     assert!(
-        ev.iter().all(|e| e["detail"] == "(already)"),
+        ev.iter()
+            .all(|e| e["detail"] == "(already)" || e["detail"] == "(past)"),
         "second run acted: {ev:#?}"
     );
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
@@ -500,8 +497,8 @@ fn a_panicking_step_fails_the_run_with_exit_1_and_a_rerun_finishes() {
     succeeded(&out);
 }
 
-/// Journal mode changes the source's features (deep-flatten, fast-diff and
-/// object-map off, journaling on) and enables mirroring; a run stopped after
+/// Journal mode changes the source's features (journaling on) and enables
+/// mirroring; a run stopped after
 /// that whose state file is then lost plans again from the record the source
 /// carries, under the same plan id, and its cleanup restores the true
 /// original features and turns mirroring off again.
@@ -531,7 +528,7 @@ fn a_lost_state_file_is_recovered_from_the_record_on_the_source() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     let a = env.connect("site-a");
     let pool = a.pool("volumes").unwrap();
-    let changed = Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::JOURNALING;
+    let changed = Features::DEFAULT | Features::JOURNALING;
     {
         let img = pool.open_image_read_only(&name, None).unwrap();
         assert_eq!(img.features().unwrap(), changed);
@@ -601,8 +598,8 @@ fn a_lost_state_file_is_recovered_from_the_record_on_the_source() {
     let img = pool.open_image_read_only(&name, None).unwrap();
     assert_eq!(
         img.features().unwrap(),
-        Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::OBJECT_MAP | Features::FAST_DIFF,
-        "the original features, less deep-flatten (which cannot come back)"
+        Features::DEFAULT,
+        "the original features, journaling off"
     );
     assert_eq!(img.mirror_info().unwrap().state, ImageMirrorState::Disabled);
     let left: Vec<String> = img
@@ -900,7 +897,14 @@ fn waiting_images_hold_no_thread() {
         .unwrap();
     assert!(planned.status.success(), "{planned:?}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["run", "--output", "json", "--role", "destination-storage"])
+        .args([
+            "run",
+            "--output",
+            "json",
+            "--role",
+            "destination-storage",
+            "--yes",
+        ])
         .args([
             "--in-flight",
             "40",

@@ -192,12 +192,44 @@ fn a_sparse_file_arrives_equal_with_the_shell_digest_and_its_holes_kept() {
 }
 
 #[test]
+fn a_target_replaced_between_runs_is_written_whole_and_one_overwritten_is_caught() {
+    let dir = Scratch::new("stream-replaced");
+    let (src, dst) = (dir.path("src"), dir.path("dst"));
+    sparse_source(&src);
+    report(&stream(&src, &dst, &[], &[]));
+    // A new file under the same path, of the same size, empty: the log of
+    // the first run must not vouch for it.
+    std::fs::remove_file(&dst).unwrap();
+    std::fs::File::create(&dst).unwrap().set_len(SIZE).unwrap();
+    let r = report(&stream(&src, &dst, &[], &[]));
+    assert_eq!(r["chunks_resumed"], 0, "{r}");
+    assert_eq!(r["chunks_sent"], SPARSE_DATA_CHUNKS, "{r}");
+    assert_eq!(r["digest"], shell_digest(&src));
+    assert_eq!(shell_digest(&dst), shell_digest(&src));
+    // The same file, written by something else since: the spot check
+    // finds it, says so, and the stream takes the whole image again.
+    write_noise(&dst, 0, 4096, 5);
+    let r = report(&stream(&src, &dst, &[], &[]));
+    let why = r["restarted"].as_str().unwrap_or_default();
+    assert!(why.contains("no longer holds"), "{r}");
+    assert_eq!(r["chunks_sent"], SPARSE_DATA_CHUNKS, "{r}");
+    assert_eq!(shell_digest(&dst), shell_digest(&src));
+}
+
+#[test]
 fn a_used_target_full_of_garbage_ends_equal_to_the_source() {
     let dir = Scratch::new("stream-garbage");
     let (src, dst) = (dir.path("src"), dir.path("dst"));
     sparse_source(&src);
-    // Larger than the source, garbage everywhere.
+    // Larger than the source: refused, untouched (the sender's size never
+    // truncates a file that holds data).
     write_noise(&dst, 0, (SIZE + 3 * MIB) as usize, 77);
+    let said = failed(&stream(&src, &dst, &[], &[]));
+    assert!(said.contains("neither truncates nor grows"), "{said}");
+    assert_eq!(std::fs::metadata(&dst).unwrap().len(), SIZE + 3 * MIB);
+    // Its size, garbage everywhere.
+    std::fs::remove_file(&dst).unwrap();
+    write_noise(&dst, 0, SIZE as usize, 77);
     let r = report(&stream(&src, &dst, &[], &[]));
     assert_eq!(r["chunks_zeroed"], SPARSE_HOLES, "{r}");
     assert_eq!(std::fs::metadata(&dst).unwrap().len(), SIZE);

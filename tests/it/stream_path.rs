@@ -96,6 +96,16 @@ impl Drop for Scratch {
 /// conversion hosts (`ferry` run as `ferry_cmd` on both, the receiver's
 /// record in `record`), and `options`.
 fn spec_text(env: &TestEnv, images: &str, options: &str, ferry_cmd: &str, record: &Path) -> String {
+    format!(
+        "{}options:\n  volume_types: {{nfs: ceph}}\n{options}{}",
+        env.spec_yaml_with_clouds(images),
+        hosts_yaml(env, ("a", "b"), ferry_cmd, record),
+    )
+}
+
+/// The spec's `conversion_hosts`: the source host is site `sites.0`'s, the
+/// destination host (its record in `record`) site `sites.1`'s.
+fn hosts_yaml(env: &TestEnv, sites: (&str, &str), ferry_cmd: &str, record: &Path) -> String {
     let dir = env.path("FERRY_TESTENV_DIR");
     let host = |name: &str, site: &str, extra: &str| {
         format!(
@@ -107,13 +117,12 @@ fn spec_text(env: &TestEnv, images: &str, options: &str, ferry_cmd: &str, record
         )
     };
     format!(
-        "{}options:\n  volume_types: {{nfs: ceph}}\n{options}conversion_hosts:\n  ssh_options: [\"-F\", {}]\n  stall_seconds: 30\n{}{}",
-        env.spec_yaml_with_clouds(images),
+        "conversion_hosts:\n  ssh_options: [\"-F\", {}]\n  stall_seconds: 30\n{}{}",
         json!(env.var("CONVHOST_SSH_CONFIG")),
-        host("source", "a", ""),
+        host("source", sites.0, ""),
         host(
             "destination",
-            "b",
+            sites.1,
             &format!("    state_dir: {}\n", json!(record))
         ),
     )
@@ -564,7 +573,15 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
         ("FERRY_SOURCE_CLOUD", "source".to_string()),
         ("FERRY_DESTINATION_CLOUD", "destination".to_string()),
     ];
-    let streamed = part(&dir, "conversion-hosts", &hosts_env, &[&bundle])
+    // ssh's options are the runner's own, after the bundle (a bundle
+    // carries none).
+    let ssh_config = env.path("CONVHOST_SSH_CONFIG");
+    let hosts_args = [
+        bundle.as_path(),
+        "--ssh-config".as_ref(),
+        ssh_config.as_path(),
+    ];
+    let streamed = part(&dir, "conversion-hosts", &hosts_env, &hosts_args)
         .output_bounded()
         .unwrap();
     ok("conversion-hosts", &streamed);
@@ -585,7 +602,7 @@ fn the_stream_path_scripts_in_role_order_move_an_nfs_volume() {
         !words.lines().any(|l| l.ends_with("): done")),
         "a second run acted: {words}"
     );
-    let again = part(&dir, "conversion-hosts", &hosts_env, &[&bundle])
+    let again = part(&dir, "conversion-hosts", &hosts_env, &hosts_args)
         .output_bounded()
         .unwrap();
     ok("conversion-hosts", &again);
@@ -743,4 +760,99 @@ fn volumes_cloned_from_a_glance_image_stream_two_at_once() {
         assert_free(&src, &v.id);
         assert_free(&dst, &got.id);
     }
+}
+
+/// The digest of the RBD image of volume `id` in `site`'s Cinder pool
+/// (`pool_var` names it in the environment).
+fn volume_digest(env: &TestEnv, site: &str, pool_var: &str, id: &str) -> String {
+    let c = env.connect(site);
+    let pool = c.pool(env.var(pool_var)).unwrap();
+    let img = pool.open_image(&format!("volume-{id}")).unwrap();
+    checksum(&img)
+}
+
+#[test]
+fn a_volume_moved_twice_through_the_stream_path_arrives_with_its_data_both_times() {
+    let _shared = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let (_vol, source, _made) = moving(&src, &dst, "ceph");
+    let want = {
+        let a = env.connect("site-a");
+        let pool = a.pool(env.var("MIRROR_IMAGE_POOL")).unwrap();
+        let img = pool.open_image(&format!("volume-{}", source.id)).unwrap();
+        crate::common::write_sparse(&img, GIB, 3, MIB as usize, 31);
+        checksum(&img)
+    };
+    let scratch = Scratch(std::env::temp_dir().join(unique("stream-twice")));
+    // Out: source cloud to destination cloud.
+    let text = spec_text(
+        &env,
+        &format!("  - volume: {}\n", source.id),
+        "  transfer: stream\n",
+        ferry(),
+        &scratch.0.join("record-b"),
+    );
+    let (spec, state) = spec_in_temp_dir(&text);
+    let out = run_cmd(&env, &spec, &state).output_bounded().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = assert_adopted(&dst, &source, &want);
+    assert_eq!(
+        volume_digest(&env, "site-b", "DEST_CINDER_POOL", &first.id),
+        want
+    );
+    assert!(first.metadata.contains_key("ferry_stream_verified"));
+
+    // Back: the moved volume, carrying ferry's keys of the first move, into
+    // the source cloud through the hosts the other way round.
+    let _back = DestGuard {
+        cloud: &src,
+        volume_marker: Some(first.id.clone()),
+        image: None,
+    };
+    let text = format!(
+        "source:\n  cloud: destination\ndestination:\n  cloud: source\nimages:\n  - volume: {}\n    name: {}\noptions:\n  volume_types: {{ceph: ceph}}\n  transfer: stream\n{}",
+        first.id,
+        unique("stream-back"),
+        hosts_yaml(&env, ("b", "a"), ferry(), &scratch.0.join("record-a")),
+    );
+    let (spec, state) = spec_in_temp_dir(&text);
+    let out = run_cmd(&env, &spec, &state).output_bounded().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = adopted(&src, &first.id);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let second = &found[0];
+    assert_eq!(
+        volume_digest(&env, "site-a", "MIRROR_IMAGE_POOL", &second.id),
+        want,
+        "the volume moved back does not hold the source's data"
+    );
+    let (sent, _) = stream_counts(&out);
+    assert!(sent > 0, "the second move streamed nothing");
+    // The second volume's keys are the second move's, none the first's.
+    assert_eq!(
+        second.metadata.get("ferry_sha256").map(String::as_str),
+        Some(want.as_str())
+    );
+    let mark = &second.metadata["ferry_stream_verified"];
+    assert!(
+        mark.ends_with(&format!(" {} {want}", first.id)),
+        "{mark} names another source"
+    );
+    assert_ne!(mark, &first.metadata["ferry_stream_verified"]);
+    assert!(!second.metadata.contains_key("ferry_stream_pending"));
+    assert_eq!(
+        second.metadata.get("team").map(String::as_str),
+        Some("blue")
+    );
+    assert_free(&dst, &first.id);
+    assert_free(&src, &second.id);
 }

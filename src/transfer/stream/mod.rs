@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 pub use receive::{receive, ReceiveOptions, ReceiveReport};
 pub use send::{send, SendReport};
-pub use state::{state_paths, State};
+pub use state::{state_paths, State, TargetIdentity};
 
 use super::digest::{ChunkHash, CHUNK_SIZE};
 
@@ -154,6 +154,47 @@ pub struct Hello {
     pub chunk_size: u64,
 }
 
+/// The largest image a receiver takes (64 TiB): its record holds 33 bytes
+/// of memory per 4 MiB chunk, 0.5 GiB at this size.
+pub const MAX_IMAGE_SIZE: u64 = 64 << 40;
+
+/// The longest source identity a receiver records.
+pub const MAX_IDENTITY: usize = 1024;
+
+impl Hello {
+    /// Checks what a sender announces before anything is sized by it: the
+    /// protocol, the chunk size, an image size of at most
+    /// [`MAX_IMAGE_SIZE`], an identity of at most [`MAX_IDENTITY`] bytes
+    /// without control characters. (Whether the target holds that size is
+    /// the target's own check.)
+    pub fn check(&self) -> Result<(), StreamError> {
+        if self.protocol != PROTOCOL || self.chunk_size != CHUNK_SIZE {
+            return Err(StreamError::Protocol(format!(
+                "the sender speaks protocol {} with {}-byte chunks, this ferry {PROTOCOL} with {CHUNK_SIZE}",
+                self.protocol, self.chunk_size
+            )));
+        }
+        if self.size > MAX_IMAGE_SIZE {
+            return Err(StreamError::Protocol(format!(
+                "the sender announces an image of {} bytes, more than the {MAX_IMAGE_SIZE} (64 TiB) a receiver takes",
+                self.size
+            )));
+        }
+        if self.identity.len() > MAX_IDENTITY || self.identity.chars().any(char::is_control) {
+            return Err(StreamError::Protocol(format!(
+                "the sender names its source with {} bytes{}: at most {MAX_IDENTITY}, no control characters",
+                self.identity.len(),
+                if self.identity.chars().any(char::is_control) {
+                    " holding control characters"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// `READY`: the receiver took the hello.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ready {
@@ -162,6 +203,10 @@ pub struct Ready {
     pub zeroed: bool,
     /// Chunks its log holds from an earlier run.
     pub resumed: u64,
+    /// Why the receiver dropped its log of an earlier run (the target no
+    /// longer held what it listed) and takes the whole image again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted: Option<String>,
 }
 
 /// `END`: all chunks went; the source's digest.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::state::State;
+use super::state::{State, TargetIdentity};
 use super::{
     kind, next_frame, parse_index, parse_json, read_exact, read_header, read_magic, unexpected,
     write_frame, write_json, write_magic, Done, End, ErrorMessage, Hello, Ready, StreamError,
@@ -23,21 +23,59 @@ use crate::transfer::file::{FileTarget, Kind, Zeroed};
 use crate::transfer::rbd::{RbdLocation, RbdTarget};
 use crate::transfer::{ChunkLog, PendingWrite, Result, Target};
 
-/// A target the receiver can also clear (where the source has holes and
-/// the target is not known to read as zeros).
-trait Clearable: Target {
+/// What the receiver needs of a target besides writing: clearing (where the
+/// source has holes and the target is not known to read as zeros), reading
+/// back (to check what its record vouches for), and what it is.
+trait Receiving: Target {
     fn clear(&self, offset: u64, len: u64) -> Result<()>;
+    /// `len` bytes at `offset`, read from the target.
+    fn read_back(&self, offset: u64, len: usize) -> Result<Vec<u8>>;
+    /// What the target is, with the mark it carries ([`TargetIdentity`]).
+    fn identity(&self) -> Result<TargetIdentity>;
+    /// Writes the record's mark into the target; false where it takes none.
+    fn set_mark(&self, mark: &str) -> Result<bool>;
 }
 
-impl Clearable for FileTarget {
+impl Receiving for FileTarget {
     fn clear(&self, offset: u64, len: u64) -> Result<()> {
         self.zero(offset, len)
     }
+
+    fn read_back(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        FileTarget::read_back(self, offset, len)
+    }
+
+    fn identity(&self) -> Result<TargetIdentity> {
+        Ok(TargetIdentity {
+            what: FileTarget::identity(self)?,
+            mark: self.mark()?,
+        })
+    }
+
+    fn set_mark(&self, mark: &str) -> Result<bool> {
+        FileTarget::set_mark(self, mark)
+    }
 }
 
-impl Clearable for RbdTarget<'_, '_> {
+impl Receiving for RbdTarget<'_, '_> {
     fn clear(&self, offset: u64, len: u64) -> Result<()> {
         self.zero(offset, len)
+    }
+
+    fn read_back(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        RbdTarget::read_back(self, offset, len)
+    }
+
+    /// An image's id is never given to another image: it is the mark.
+    fn identity(&self) -> Result<TargetIdentity> {
+        Ok(TargetIdentity {
+            what: format!("rbd image id {}", self.id()?),
+            mark: None,
+        })
+    }
+
+    fn set_mark(&self, _: &str) -> Result<bool> {
+        Ok(false)
     }
 }
 
@@ -91,6 +129,9 @@ pub struct ReceiveReport {
     pub chunks: u64,
     /// Chunks the log held when the stream began.
     pub chunks_resumed: u64,
+    /// Why the log of an earlier run was dropped after all (the target no
+    /// longer held what it listed).
+    pub restarted: Option<String>,
     /// Chunks kept because the target held them already.
     pub chunks_held: u64,
     /// Chunks written now.
@@ -146,13 +187,8 @@ fn receive_inner(
         return Err(unexpected(k, &buf, "HELLO", FROM).into());
     }
     let hello: Hello = parse_json(&buf, "HELLO", FROM)?;
-    if hello.protocol != PROTOCOL || hello.chunk_size != CHUNK_SIZE {
-        return Err(StreamError::Protocol(format!(
-            "the sender speaks protocol {} with {}-byte chunks, this receiver {PROTOCOL} with {CHUNK_SIZE}",
-            hello.protocol, hello.chunk_size
-        ))
-        .into());
-    }
+    // Nothing is sized by the sender's numbers before they are checked.
+    hello.check()?;
     if let Some(location) = path.to_str().and_then(RbdLocation::parse) {
         let location = location.map_err(StreamError::Protocol)?;
         let dir = opts.state_dir.clone().ok_or_else(|| {
@@ -223,7 +259,7 @@ fn receive_inner(
 /// Receives the chunks after `HELLO` into `target`, opened, with the
 /// record of what it holds in `dir`.
 #[allow(clippy::too_many_arguments)]
-fn receive_into<T: Clearable>(
+fn receive_into<T: Receiving>(
     target: &T,
     zeroed: bool,
     made: bool,
@@ -235,9 +271,29 @@ fn receive_into<T: Clearable>(
     opts: &ReceiveOptions,
     start: Instant,
 ) -> Result<ReceiveReport> {
-    let (mut state, _) = State::open(dir, path, &hello, zeroed, made)?;
+    let what = target.identity()?;
+    let (mut state, mut trusted) = State::open(dir, path, &what, &hello, zeroed, made)?;
     let chunks = chunk_count(hello.size);
-    let have = state.entries(chunks)?;
+    let mut have = state.entries(chunks)?;
+    // The log vouches for chunks only while the target still holds them:
+    // a sample is read back first.
+    let restarted = if trusted {
+        spot_check(target, &have, hello.size, path)?
+    } else {
+        None
+    };
+    if let Some(why) = &restarted {
+        tracing::warn!(target = %path.display(), "{why}");
+        trusted = false;
+    }
+    if !trusted {
+        // The target carries the mark before the record names it: a crash
+        // between the two leaves them apart, and the next run starts afresh.
+        let mark = new_mark();
+        let kept = target.set_mark(&mark)?;
+        state.start_afresh(zeroed, kept.then_some(mark))?;
+        have = state.entries(chunks)?;
+    }
     let resumed = have.iter().filter(|h| h.is_some()).count() as u64;
     tracing::info!(
         target = %path.display(),
@@ -254,6 +310,7 @@ fn receive_into<T: Clearable>(
             protocol: PROTOCOL,
             zeroed: state.zero_from() == 0,
             resumed,
+            restarted: restarted.clone(),
         },
     )?;
     let listed: Vec<(u64, ChunkHash)> = have
@@ -291,6 +348,7 @@ fn receive_into<T: Clearable>(
         buffers: Vec::new(),
         opts,
         report: ReceiveReport {
+            restarted,
             digest: String::new(),
             equal: false,
             size: hello.size,
@@ -348,6 +406,66 @@ fn receive_into<T: Clearable>(
     Ok(report)
 }
 
+/// Held chunks read back before a log is trusted: 16 chunks (64 MiB) cost
+/// a second or so, and a target replaced or overwritten behind the log's
+/// back differs in nearly every chunk it held.
+const SPOT_CHECK: usize = 16;
+
+/// Reads back a sample of the chunks the log lists ([`spot_positions`])
+/// and compares each with its logged hash. Returns why the log cannot be
+/// trusted, or None.
+fn spot_check<T: Receiving>(
+    target: &T,
+    have: &[Option<ChunkHash>],
+    size: u64,
+    path: &Path,
+) -> Result<Option<String>> {
+    let held: Vec<u64> = have
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.map(|_| i as u64))
+        .collect();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as usize);
+    for p in spot_positions(held.len(), SPOT_CHECK, seed) {
+        let index = held[p];
+        let want = have[index as usize].expect("a held chunk");
+        let data = target.read_back(index * CHUNK_SIZE, chunk_len(size, index))?;
+        if chunk_hash(&data) != want {
+            return Ok(Some(format!(
+                "{}: chunk {index} no longer holds what the record of an earlier run says (the target was replaced or written since): streaming it afresh",
+                path.display()
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Which of `n` held chunks a spot check reads: all of them up to `k`,
+/// else `k` spread evenly, shifted by `seed` within their stride (so that
+/// runs check different ones), the first and the last always. Pure.
+pub(super) fn spot_positions(n: usize, k: usize, seed: usize) -> Vec<usize> {
+    if n <= k {
+        return (0..n).collect();
+    }
+    let stride = n / k;
+    let mut out: Vec<usize> = (0..k).map(|j| j * stride + seed % stride).collect();
+    out[0] = 0;
+    out[k - 1] = n - 1;
+    out
+}
+
+/// A token no other record uses.
+fn new_mark() -> String {
+    use sha2::{Digest as _, Sha256};
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let d = Sha256::digest(format!("{t}:{}:{:p}", std::process::id(), &t).as_bytes());
+    to_hex(&d.into())[..32].to_string()
+}
+
 /// A chunk being written.
 struct Writing<W> {
     index: u64,
@@ -378,7 +496,7 @@ struct Run<'a, T: Target> {
     report: ReceiveReport,
 }
 
-impl<'a, T: Clearable> Run<'a, T> {
+impl<'a, T: Receiving> Run<'a, T> {
     /// Takes frames until `END`.
     fn frames(&mut self, input: &mut impl Read) -> Result<End> {
         let mut small = Vec::new();

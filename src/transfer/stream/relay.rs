@@ -120,6 +120,10 @@ pub struct StreamReport {
     /// Bytes written to the target.
     pub bytes_written: u64,
     pub seconds: f64,
+    /// Why the receiver dropped the record of an earlier run and took the
+    /// whole image again (its target no longer held what it listed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted: Option<String>,
 }
 
 /// Single-quotes `word` for a POSIX shell.
@@ -134,16 +138,24 @@ pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
+/// The remote shell's command line for `ferry ARGS`: the ferry command's
+/// words (`sudo -n ferry`) and the arguments, each quoted, so that no
+/// word, wherever it came from, is read as shell syntax.
+pub fn remote_command(ferry: &str, args: &[String]) -> String {
+    ferry
+        .split_whitespace()
+        .map(shell_quote)
+        .chain(args.iter().map(|a| shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The `ssh` command that runs `ferry ARGS` on `host`: no terminal, no
 /// password prompt (a prompt nobody answers would be a hang), the caller's
 /// options first, then AES-GCM preferred where nobody chose ciphers (see
 /// [`super::cipher`]).
 pub fn ssh_command(host: &str, opts: &RelayOptions, args: &[String]) -> Command {
-    let mut remote = opts.remote_ferry.clone();
-    for a in args {
-        remote.push(' ');
-        remote.push_str(&shell_quote(a));
-    }
+    let remote = remote_command(&opts.remote_ferry, args);
     let mut cmd = Command::new("ssh");
     cmd.args(&opts.ssh_options)
         .args(super::cipher::options_for(&opts.ssh_options, host))
@@ -455,8 +467,8 @@ pub fn relay_observed(
         let passed = {
             let t = tally.lock().unwrap_or_else(|e| e.into_inner());
             t.hello.as_ref().map(|h| {
-                let chunks = t.data + t.held + t.holes;
-                ((chunks * h.chunk_size).min(h.size), h.size)
+                let chunks = t.data.saturating_add(t.held).saturating_add(t.holes);
+                (chunks.saturating_mul(h.chunk_size).min(h.size), h.size)
             })
         };
         if let Some((done, size)) = passed {
@@ -622,6 +634,7 @@ pub fn relay_observed(
         bytes_carried: tally.bytes_carried,
         bytes_written: done.bytes_written,
         seconds: start.elapsed().as_secs_f64(),
+        restarted: tally.ready.and_then(|r| r.restarted),
     })
 }
 
@@ -783,7 +796,12 @@ fn note(
         t.bytes_carried += 5 + len as u64;
     }
     match (up, k) {
-        (true, kind::HELLO) => t.hello = Some(parse_json(payload, "HELLO", name)?),
+        (true, kind::HELLO) => {
+            // The progress arithmetic takes these numbers: checked first.
+            let hello: super::Hello = parse_json(payload, "HELLO", name)?;
+            hello.check()?;
+            t.hello = Some(hello);
+        }
         (true, kind::DATA) => {
             t.data += 1;
             let runs = payload.get(40..44).map_or(0, |b| {
@@ -794,7 +812,13 @@ fn note(
         (true, kind::HELD) => t.held += 1,
         (true, kind::HOLE) => t.holes += 1,
         (true, kind::END) => t.end = Some(parse_json(payload, "END", name)?),
-        (false, kind::READY) => t.ready = Some(parse_json(payload, "READY", name)?),
+        (false, kind::READY) => {
+            let ready: super::Ready = parse_json(payload, "READY", name)?;
+            if let Some(why) = &ready.restarted {
+                tracing::warn!("{name}: {why}");
+            }
+            t.ready = Some(ready);
+        }
         (false, kind::HAVE_END) => t.streaming = true,
         (false, kind::DONE) => t.done = Some(parse_json(payload, "DONE", name)?),
         (_, kind::ERROR) => {
@@ -808,4 +832,48 @@ fn note(
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod hostile_hello {
+    use super::*;
+
+    #[test]
+    fn the_relay_refuses_a_hello_its_progress_cannot_take() {
+        let tally = Mutex::new(Tally::default());
+        let hello = |size: u64, chunk_size: u64| {
+            serde_json::to_vec(&serde_json::json!({"protocol": super::super::PROTOCOL, "identity": "s", "size": size, "chunk_size": chunk_size})).unwrap()
+        };
+        for h in [
+            hello(1 << 30, u64::MAX),
+            hello(u64::MAX, crate::transfer::CHUNK_SIZE),
+        ] {
+            let err =
+                note(&tally, true, kind::HELLO, &h, h.len() as u32, "the source").unwrap_err();
+            assert!(matches!(err, StreamError::Protocol(_)), "{err}");
+        }
+        assert!(tally.lock().unwrap().hello.is_none());
+        let h = hello(1 << 30, crate::transfer::CHUNK_SIZE);
+        note(&tally, true, kind::HELLO, &h, h.len() as u32, "the source").unwrap();
+        assert!(tally.lock().unwrap().hello.is_some());
+    }
+}
+
+#[cfg(test)]
+mod remote_command_tests {
+    use super::remote_command;
+
+    #[test]
+    fn every_word_of_the_remote_command_is_quoted() {
+        let args = vec!["agent".to_string(), "--path".into(), "/mnt/a b".into()];
+        assert_eq!(
+            remote_command("sudo -n /usr/local/bin/ferry", &args),
+            "sudo -n /usr/local/bin/ferry agent --path '/mnt/a b'"
+        );
+        // Shell syntax in the command is a word, never a second command.
+        assert_eq!(
+            remote_command("ferry;touch /tmp/x $(id)", &[]),
+            "'ferry;touch' /tmp/x '$(id)'"
+        );
+    }
 }

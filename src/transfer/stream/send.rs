@@ -14,7 +14,7 @@ use super::{
     kind, next_frame, parse_have, parse_json, read_magic, unexpected, write_index, write_json,
     write_magic, Done, End, ErrorMessage, Hello, Ready, StreamError, PROTOCOL,
 };
-use crate::transfer::digest::{chunk_len, zero_hash, ChunkHash, CHUNK_SIZE};
+use crate::transfer::digest::{chunk_count, chunk_len, zero_hash, ChunkHash, CHUNK_SIZE};
 use crate::transfer::engine::{transfer, Options};
 use crate::transfer::{NoLog, PendingWrite, Result, Source, Target};
 
@@ -99,12 +99,31 @@ fn send_inner<S: Source>(
     }
     let ready: Ready = parse_json(&buf, "READY", FROM)?;
     let mut have = HashMap::new();
+    let chunks = chunk_count(size);
     loop {
         match next_frame(input, &mut buf, FROM)? {
-            kind::HAVE => have.extend(parse_have(&buf, FROM)?),
+            kind::HAVE => {
+                for (index, hash) in parse_have(&buf, FROM)? {
+                    // Bounded by the image: a receiver cannot grow this map.
+                    if index >= chunks || have.insert(index, hash).is_some() {
+                        return Err(StreamError::Protocol(format!(
+                            "{FROM} listed chunk {index} {} (of {chunks})",
+                            if index >= chunks {
+                                "beyond the image"
+                            } else {
+                                "twice"
+                            }
+                        ))
+                        .into());
+                    }
+                }
+            }
             kind::HAVE_END => break,
             k => return Err(unexpected(k, &buf, "HAVE", FROM).into()),
         }
+    }
+    if let Some(why) = &ready.restarted {
+        tracing::warn!("{FROM}: {why}");
     }
     tracing::info!(
         resumed = ready.resumed,

@@ -7,6 +7,12 @@
 //! source: it describes what the target holds, so a stream from another
 //! source starts it afresh instead of leaving a stale record behind that a
 //! later stream could trust.
+//!
+//! A path names a place, not a target: the record also holds what the
+//! target *is* ([`TargetIdentity`]: a file's device, inode and birth time,
+//! a block device's serial or WWN names, an RBD image's id) and the mark
+//! written into it when the record began. Another target under the same
+//! path does not match, and its record starts afresh.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,8 +24,23 @@ use crate::transfer::digest::{chunk_count, to_hex};
 use crate::transfer::log::FileChunkLog;
 use crate::transfer::{ChunkLog, Result, TransferError};
 
-/// The record's format.
-const FORMAT: u32 = 1;
+/// The record's format (1 had no target identity: such a record is never
+/// resumed).
+const FORMAT: u32 = 2;
+
+/// What a target is, beyond the path it was reached by.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TargetIdentity {
+    /// What tells this target from any other under the same path: a
+    /// file's device, inode and birth time; a block device's
+    /// `/dev/disk/by-id` names (serial, WWN) or else its device numbers and
+    /// size; an RBD image's id.
+    pub what: String,
+    /// The token the record wrote into the target's own metadata when it
+    /// began (a file's extended attribute), where the target takes one: a
+    /// new target under the same path lacks it.
+    pub mark: Option<String>,
+}
 
 /// What the record says besides the log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -29,6 +50,8 @@ struct Meta {
     target: String,
     /// The source whose chunks the log lists ([`Hello::identity`]).
     identity: String,
+    /// What the target is ([`TargetIdentity`]).
+    target_identity: TargetIdentity,
     size: u64,
     /// Chunks from this index on read as zeros: nothing was written there
     /// since the target was known to (the chunk count when it never was).
@@ -63,14 +86,16 @@ pub fn state_paths(dir: &Path, target: &Path) -> (PathBuf, PathBuf) {
 }
 
 impl State {
-    /// Opens the record of `target` under `dir` for the stream `hello`
-    /// announces. It is resumed when it lists chunks of the same source
-    /// and size and the target was not made now (`made`); otherwise it
-    /// starts afresh, knowing the target reads as zeros when `zeroed`.
-    /// Returns it and whether it was resumed.
+    /// Opens the record of `target` (which is `what`) under `dir` for the
+    /// stream `hello` announces. It is resumed when it lists chunks of the
+    /// same source and size, names the same target (its identity and mark)
+    /// and the target was not made now (`made`); otherwise it starts afresh,
+    /// knowing the target reads as zeros when `zeroed`. Returns it and
+    /// whether it was resumed.
     pub fn open(
         dir: &Path,
         target: &Path,
+        what: &TargetIdentity,
         hello: &Hello,
         zeroed: bool,
         made: bool,
@@ -89,6 +114,7 @@ impl State {
                 && m.identity == hello.identity
                 && m.size == hello.size
                 && m.zero_from <= chunks
+                && m.target_identity == *what
                 && !made
         });
         let mut state = State {
@@ -97,8 +123,9 @@ impl State {
                 format: FORMAT,
                 target: target.display().to_string(),
                 identity: hello.identity.clone(),
+                target_identity: what.clone(),
                 size: hello.size,
-                zero_from: if zeroed { 0 } else { chunks },
+                zero_from: 0,
             },
             log,
         };
@@ -108,13 +135,32 @@ impl State {
                 Ok((state, true))
             }
             None => {
-                // The log goes first: a crash between the two leaves an
-                // empty log, which trusts nothing.
-                state.log.clear()?;
-                state.save()?;
+                state.start_afresh(zeroed, None)?;
                 Ok((state, false))
             }
         }
+    }
+
+    /// Forgets every chunk the record lists, durably: the target reads as
+    /// zeros when `zeroed`, and carries `mark` (see
+    /// [`TargetIdentity::mark`]).
+    pub fn start_afresh(&mut self, zeroed: bool, mark: Option<String>) -> Result<()> {
+        // The log goes first: a crash between the two leaves an empty log,
+        // which trusts nothing.
+        self.log.clear()?;
+        self.meta.target_identity.mark = mark;
+        self.meta.zero_from = if zeroed {
+            0
+        } else {
+            chunk_count(self.meta.size)
+        };
+        self.save()
+    }
+
+    /// The mark the record expects in the target (see
+    /// [`TargetIdentity::mark`]).
+    pub fn mark(&self) -> Option<&str> {
+        self.meta.target_identity.mark.as_deref()
     }
 
     /// Chunks from this index on read as zeros.

@@ -207,3 +207,170 @@ fn shell_words_survive_quoting() {
         .unwrap();
     assert_eq!(out.stdout, b"x $HOME `id` 'q'\n");
 }
+
+/// A stream from `source` into `target`, both sides succeeding.
+fn stream_ok(source: &Path, target: &Path) -> (SendReport, ReceiveReport) {
+    let (sent, got) = stream(source, target, &ReceiveOptions::default());
+    (sent.unwrap(), got.unwrap())
+}
+
+#[test]
+fn a_target_replaced_under_the_same_path_is_written_whole() {
+    let dir = temp_dir("replaced");
+    let (src, dst) = (dir.join("src"), dir.join("dst"));
+    let all = sparse_source(&src);
+    let (first, _) = stream_ok(&src, &dst);
+    assert_eq!(std::fs::read(&dst).unwrap(), all);
+    // A new file where the target was: same path, same size, nothing in it
+    // (as a new volume behind the same device name would be).
+    std::fs::remove_file(&dst).unwrap();
+    let f = std::fs::File::create(&dst).unwrap();
+    f.set_len(all.len() as u64).unwrap();
+    drop(f);
+    let (sent, got) = stream_ok(&src, &dst);
+    assert_eq!(got.chunks_resumed, 0, "the old log was trusted: {got:?}");
+    assert_eq!(sent.chunks_held, 0, "{sent:?}");
+    assert_eq!(sent.chunks_sent, first.chunks_sent, "{sent:?}");
+    assert_eq!(got.digest, digest_bytes(&all));
+    assert_eq!(std::fs::read(&dst).unwrap(), all);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_target_written_behind_the_logs_back_is_caught_and_streamed_afresh() {
+    let dir = temp_dir("overwritten");
+    let (src, dst) = (dir.join("src"), dir.join("dst"));
+    let all = sparse_source(&src);
+    stream_ok(&src, &dst);
+    // The same file (inode, mark), its data changed by something else.
+    let f = std::fs::OpenOptions::new().write(true).open(&dst).unwrap();
+    f.write_all_at(&[0x5a; 4096], 8 * MIB).unwrap();
+    drop(f);
+    let (sent, got) = stream_ok(&src, &dst);
+    let why = got.restarted.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("chunk 2 no longer holds") && why.contains("afresh"),
+        "{got:?}"
+    );
+    assert_eq!(got.chunks_resumed, 0, "{got:?}");
+    assert_eq!(sent.chunks_held, 0, "{sent:?}");
+    assert_eq!(got.digest, digest_bytes(&all));
+    assert_eq!(std::fs::read(&dst).unwrap(), all);
+    // Untouched, the next run trusts the log again.
+    let (sent, got) = stream_ok(&src, &dst);
+    assert_eq!((sent.chunks_sent, got.restarted), (0, None));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_spot_check_reads_every_held_chunk_up_to_its_count_else_a_spread() {
+    use super::receive::spot_positions;
+    assert_eq!(spot_positions(3, 16, 7), vec![0, 1, 2]);
+    assert_eq!(spot_positions(0, 16, 7), Vec::<usize>::new());
+    for seed in [0, 1, 5, 1000] {
+        let p = spot_positions(1000, 16, seed);
+        assert_eq!(p.len(), 16);
+        assert_eq!((p[0], p[15]), (0, 999));
+        assert!(p.windows(2).all(|w| w[0] < w[1]), "{p:?}");
+    }
+}
+
+/// What a receiver answers to `hello` into `target`.
+fn receive_hello(target: &Path, hello: &serde_json::Value) -> TransferError {
+    let mut input = Vec::new();
+    write_magic(&mut input).unwrap();
+    write_json(&mut input, kind::HELLO, hello).unwrap();
+    let mut output = Vec::new();
+    receive(
+        target,
+        &mut input.as_slice(),
+        &mut output,
+        &ReceiveOptions {
+            state_dir: Some(target.with_extension("record")),
+            ..ReceiveOptions::default()
+        },
+    )
+    .unwrap_err()
+}
+
+#[test]
+fn a_receiver_refuses_hostile_hellos_before_it_sizes_anything() {
+    let dir = temp_dir("hostile");
+    let chunk = crate::transfer::CHUNK_SIZE;
+    let hello = |size: u64, chunk_size: u64, identity: &str| serde_json::json!({"protocol": PROTOCOL, "identity": identity, "size": size, "chunk_size": chunk_size});
+    let long = "x".repeat(MAX_IDENTITY + 1);
+    for (h, says) in [
+        (hello(u64::MAX, chunk, "s"), "more than the"),
+        (hello(MAX_IMAGE_SIZE + 1, chunk, "s"), "more than the"),
+        (hello(MIB, 1, "s"), "1-byte chunks"),
+        (hello(MIB, 0, "s"), "0-byte chunks"),
+        (hello(MIB, u64::MAX, "s"), "-byte chunks"),
+        (hello(MIB, chunk, &long), "at most 1024"),
+        (hello(MIB, chunk, "a\nb"), "control characters"),
+        (
+            serde_json::json!({"protocol": PROTOCOL, "identity": "s", "size": -1, "chunk_size": chunk}),
+            "does not parse",
+        ),
+    ] {
+        let target = dir.join("new");
+        let err = receive_hello(&target, &h).to_string();
+        assert!(err.contains(says), "{h}: {err}");
+        assert!(!target.exists(), "{h}: a target was made");
+    }
+    // An existing file is neither grown to a sender's size nor truncated.
+    let small = dir.join("small");
+    std::fs::write(&small, vec![7u8; MIB as usize]).unwrap();
+    let err = receive_hello(&small, &hello(1 << 40, chunk, "s")).to_string();
+    assert!(
+        err.contains("holds 1048576 bytes, the image 1099511627776"),
+        "{err}"
+    );
+    assert_eq!(std::fs::metadata(&small).unwrap().len(), MIB);
+    let large = dir.join("large");
+    std::fs::write(&large, vec![7u8; 3 * MIB as usize]).unwrap();
+    let err = receive_hello(&large, &hello(MIB, chunk, "s")).to_string();
+    assert!(err.contains("neither truncates nor grows"), "{err}");
+    assert_eq!(std::fs::metadata(&large).unwrap().len(), 3 * MIB);
+    // An empty one is the image's size after.
+    let empty = dir.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let err = receive_hello(&empty, &hello(5 * MIB, chunk, "s")).to_string();
+    assert!(err.contains("ended"), "{err}");
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 5 * MIB);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_sender_refuses_a_have_list_beyond_its_image() {
+    let dir = temp_dir("have");
+    let src = dir.join("src");
+    std::fs::write(&src, vec![1u8; MIB as usize]).unwrap();
+    let mut input = Vec::new();
+    write_magic(&mut input).unwrap();
+    write_json(
+        &mut input,
+        kind::READY,
+        &Ready {
+            protocol: PROTOCOL,
+            zeroed: true,
+            resumed: 1,
+            restarted: None,
+        },
+    )
+    .unwrap();
+    let mut have = Vec::new();
+    have.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    have.extend_from_slice(&[3u8; 32]);
+    write_frame(&mut input, kind::HAVE, &have).unwrap();
+    let source = FileSource::open(&src).unwrap();
+    let err = send(
+        &source,
+        None,
+        &mut input.as_slice(),
+        &mut Vec::new(),
+        &Options::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("beyond the image"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
