@@ -130,7 +130,11 @@ pub fn data_unavailable(why: &str) -> bool {
 /// The outage named when readings time out while the monitors answer and
 /// the cluster's health (`status`) names nothing: an OSD that died without
 /// being marked down yet (a cluster with one OSD takes up to 15 minutes).
-pub fn reads_time_out(cluster: &str, status: &str, error: &str) -> String {
+pub fn reads_time_out(cluster: &str, health: &Health, error: &str) -> String {
+    let mut status = health.status.clone();
+    for c in &health.checks {
+        status.push_str(&format!("; {}: {}", c.code, c.summary));
+    }
     format!(
         "{READS_TIME_OUT} {cluster} time out ({error}) while its health says {status}: an OSD may \
          have stopped without being marked down yet; check its OSD processes and their logs \
@@ -383,7 +387,7 @@ mod tests {
         // timing out under a quiet health, they go on.
         assert!(data_unavailable(&why));
         assert!(!data_unavailable(&monitors_away("site-b", "ETIMEDOUT")));
-        let guess = reads_time_out("site-b", "HEALTH_OK", "rados_getxattr: ETIMEDOUT");
+        let guess = reads_time_out("site-b", &healthy(), "rados_getxattr: ETIMEDOUT");
         assert!(
             from_readings(&guess) && !data_unavailable(&guess),
             "{guess}"

@@ -456,7 +456,7 @@ impl Ctx<'_> {
         match reading(|| self.cluster_view_of(site)) {
             Ok(view) => Some(
                 stall::outage(&name, &view.health)
-                    .unwrap_or_else(|| stall::reads_time_out(&name, &view.health.status, failed)),
+                    .unwrap_or_else(|| stall::reads_time_out(&name, &view.health, failed)),
             ),
             Err(e) if passing(&e) => Some(stall::monitors_away(&name, &format!("{e:#}"))),
             Err(_) => None,

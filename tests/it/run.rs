@@ -1142,8 +1142,13 @@ fn a_destination_that_loses_its_osds_is_named_and_the_wait_gives_up_at_its_timeo
         let (_, err) = run.end_within(Duration::from_secs(60));
         panic!("the run did not wait for the sync: {err}");
     }
+    // Named from the health once it says so (readings timing out may be
+    // named first, while the health says only that an OSD is down).
     let named = run.until(Duration::from_secs(90), |e| {
         event_is(e, "wait-for-sync", "stalled")
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("cannot serve its data"))
     });
     let (status, err) = run.end_within(Duration::from_secs(90));
     let ended = stopped.elapsed();
