@@ -300,6 +300,14 @@ impl Cluster {
         })
     }
 
+    /// How many OSDs are up, of how many (`osd stat`): an OSD that stops
+    /// is marked down at once (or by its peers within seconds), long
+    /// before its placement groups are reported stale.
+    pub fn osds_up(&self) -> Result<(u32, u32)> {
+        let raw: RawOsdStat = self.mon_json("osd stat")?;
+        Ok((raw.num_up_osds, raw.num_osds))
+    }
+
     /// Cluster health as the monitors report it.
     pub fn health(&self) -> Result<Health> {
         let out = self.mon_command(
@@ -489,6 +497,12 @@ struct RawCheck {
 #[derive(Deserialize)]
 struct RawSummary {
     message: String,
+}
+
+#[derive(Deserialize)]
+struct RawOsdStat {
+    num_osds: u32,
+    num_up_osds: u32,
 }
 
 #[derive(Deserialize)]

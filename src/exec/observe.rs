@@ -28,6 +28,8 @@ pub const MAX_AGE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct ClusterView {
     pub health: Health,
+    /// OSDs up, of how many (None when that reading failed).
+    pub osds: Option<(u32, u32)>,
     /// rbd-mirror daemons in its service map.
     pub mirror_daemons: usize,
 }

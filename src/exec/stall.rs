@@ -83,13 +83,20 @@ pub fn stall(r: &Readings<'_>) -> Option<String> {
     None
 }
 
-/// Why a cluster cannot serve reads or writes now, from its health: its
-/// placement groups are unavailable (no OSD up to serve them: `stale`,
-/// `down`, `inactive`). Unlike [`stall`]'s reasons this can pass by itself
+/// Why a cluster cannot serve reads or writes now, from its health and
+/// its OSDs up (`osds`: up, of how many): no OSD up, or its placement
+/// groups unavailable (`stale`, `down`, `inactive`). Unlike [`stall`]'s reasons this can pass by itself
 /// (an OSD restarted): the wait names it and goes on until its timeout.
 /// One OSD down among others is no outage: their replicas serve.
-pub fn outage(cluster: &str, health: &Health) -> Option<String> {
+pub fn outage(cluster: &str, health: &Health, osds: Option<(u32, u32)>) -> Option<String> {
     let check = |code: &str| health.checks.iter().find(|c| c.code == code);
+    if let Some((0, all)) = osds.filter(|(_, all)| *all > 0) {
+        return Some(format!(
+            "{cluster} {UNAVAILABLE} (no OSD up, 0 of {all}): reads and writes there wait \
+             until its OSDs are back; start them (`ceph osd tree` shows which are down, an \
+             OSD's log why it stopped, such as a full disk)"
+        ));
+    }
     let pgs = check("PG_AVAILABILITY")?;
     let osds = check("OSD_DOWN")
         .map(|d| format!(", {}", d.summary))
@@ -368,14 +375,25 @@ mod tests {
     #[test]
     fn unavailable_placement_groups_are_an_outage_one_osd_down_is_not() {
         let mut h = check("OSD_DOWN", "1 osds down", &["osd.0 is down"]);
-        assert_eq!(outage("site-b", &h), None, "replicas on other OSDs serve");
+        assert_eq!(
+            outage("site-b", &h, Some((2, 3))),
+            None,
+            "replicas on other OSDs serve"
+        );
+        // None up: named at once, before the placement groups go stale.
+        let none = outage("site-b", &h, Some((0, 1))).unwrap();
+        assert!(
+            none.starts_with("site-b cannot serve its data (no OSD up, 0 of 1): "),
+            "{none}"
+        );
+        assert!(data_unavailable(&none));
         h.checks.push(HealthCheck {
             code: "PG_AVAILABILITY".into(),
             severity: "HEALTH_WARN".into(),
             summary: "Reduced data availability: 16 pgs stale".into(),
             details: vec![],
         });
-        let why = outage("site-b", &h).unwrap();
+        let why = outage("site-b", &h, None).unwrap();
         assert!(
             why.starts_with(
                 "site-b cannot serve its data (Reduced data availability: 16 pgs stale, 1 osds down): "
@@ -392,7 +410,7 @@ mod tests {
             from_readings(&guess) && !data_unavailable(&guess),
             "{guess}"
         );
-        assert_eq!(outage("site-b", &healthy()), None);
+        assert_eq!(outage("site-b", &healthy(), Some((1, 1))), None);
     }
 
     fn snap(id: u64, state: MirrorSnapState, complete: bool, primary: u64) -> MirrorSnapshot {

@@ -426,7 +426,7 @@ impl Ctx<'_> {
         let dst = self.dst()?;
         let cluster = self.cluster_view()?;
         // Before the pool's readings, which need the OSDs.
-        if let Some(why) = stall::outage(dst.name(), &cluster.health) {
+        if let Some(why) = stall::outage(dst.name(), &cluster.health, cluster.osds) {
             return Ok(Some(Stall::Outage(why)));
         }
         let pool = self.pool_view(&mirrored.pool)?;
@@ -455,7 +455,7 @@ impl Ctx<'_> {
         let name = self.cluster(site).ok()?.name().to_string();
         match reading(|| self.cluster_view_of(site)) {
             Ok(view) => Some(
-                stall::outage(&name, &view.health)
+                stall::outage(&name, &view.health, view.osds)
                     .unwrap_or_else(|| stall::reads_time_out(&name, &view.health, failed)),
             ),
             Err(e) if passing(&e) => Some(stall::monitors_away(&name, &format!("{e:#}"))),
@@ -478,6 +478,7 @@ impl Ctx<'_> {
         self.observer.clusters.get(site, || {
             Ok(observe::ClusterView {
                 health: c.health()?,
+                osds: c.osds_up().ok(),
                 mirror_daemons: match site {
                     Site::Destination => c.service_daemons("rbd-mirror")?.len(),
                     Site::Source => 0,
