@@ -41,6 +41,16 @@ pub(crate) unsafe fn cstr_lossy(p: *const c_char) -> String {
 }
 
 impl<'p> Image<'p> {
+    /// Opens `name`, read-only at `snap` when given. librbd is asked to
+    /// open the head and then to set the snapshot, never to open at a
+    /// snapshot: in librbd 16.2 an open at a snapshot ends on a librados
+    /// callback thread, which wakes the opener on another thread and then
+    /// takes the image's state lock again; a read-only image closed at once
+    /// (a short check: open, read, close) is freed before that lock is
+    /// taken, and the process aborts (std::system_error "Invalid argument"
+    /// in thread io_context_pool), segfaults or hangs. An open at the head
+    /// and `rbd_snap_set` end on the image's own work queue (one strand),
+    /// which runs the opener's wake-up only after they let go of that lock.
     pub(crate) fn open(
         pool: &'p Pool<'_>,
         name: &str,
@@ -49,19 +59,20 @@ impl<'p> Image<'p> {
     ) -> Result<Image<'p>> {
         let c_name = cstring("image name", name)?;
         let c_snap = snap.map(|s| cstring("snapshot name", s)).transpose()?;
-        let snap_ptr = c_snap.as_ref().map_or(ptr::null(), |s| s.as_ptr());
+        let read_only = read_only || snap.is_some();
         let object = match snap {
             Some(s) => format!("{}@{s}", pool.object(name)),
             None => pool.object(name),
         };
         super::counted(true);
         let mut handle: ffi::rbd_image_t = ptr::null_mut();
-        // SAFETY: valid ioctx; strings outlive the call; out-pointer to a local.
+        // SAFETY: valid ioctx; the name outlives the call; out-pointer to a
+        // local; a null snapshot name opens the head.
         let ret = unsafe {
             if read_only {
-                ffi::rbd_open_read_only(pool.raw(), c_name.as_ptr(), &mut handle, snap_ptr)
+                ffi::rbd_open_read_only(pool.raw(), c_name.as_ptr(), &mut handle, ptr::null())
             } else {
-                ffi::rbd_open(pool.raw(), c_name.as_ptr(), &mut handle, snap_ptr)
+                ffi::rbd_open(pool.raw(), c_name.as_ptr(), &mut handle, ptr::null())
             }
         };
         let op = if read_only {
@@ -71,11 +82,18 @@ impl<'p> Image<'p> {
         };
         check(ret, op, || object.clone())?;
         super::open_now(true);
-        Ok(Image {
+        let image = Image {
             handle,
             object,
             _pool: PhantomData,
-        })
+        };
+        if let Some(c_snap) = &c_snap {
+            // SAFETY: open handle; the name outlives the call. On an error
+            // the image is dropped, so closed.
+            let ret = unsafe { ffi::rbd_snap_set(image.handle, c_snap.as_ptr()) };
+            image.check(ret, "rbd_snap_set")?;
+        }
+        Ok(image)
     }
 
     /// `pool/name` of this image.
