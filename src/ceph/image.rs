@@ -41,16 +41,14 @@ pub(crate) unsafe fn cstr_lossy(p: *const c_char) -> String {
 }
 
 impl<'p> Image<'p> {
-    /// Opens `name`, read-only at `snap` when given. librbd is asked to
-    /// open the head and then to set the snapshot, never to open at a
-    /// snapshot: in librbd 16.2 an open at a snapshot ends on a librados
-    /// callback thread, which wakes the opener on another thread and then
-    /// takes the image's state lock again; a read-only image closed at once
-    /// (a short check: open, read, close) is freed before that lock is
-    /// taken, and the process aborts (std::system_error "Invalid argument"
-    /// in thread io_context_pool), segfaults or hangs. An open at the head
-    /// and `rbd_snap_set` end on the image's own work queue (one strand),
-    /// which runs the opener's wake-up only after they let go of that lock.
+    /// Opens `name`, read-only at `snap` when given. Read-only images are
+    /// opened on the cluster's reader connection (one librados callback
+    /// thread; see [`super::Cluster::reader`]), at the head, and then set to
+    /// the snapshot: librbd 16.2 asked to open at a snapshot ends the open
+    /// on a librados callback thread, wakes the opener on another and takes
+    /// the image's state lock again, so an image closed at once is freed
+    /// under that lock; `rbd_snap_set` ends on the image's own work queue,
+    /// which runs the wake-up only after that lock is let go.
     pub(crate) fn open(
         pool: &'p Pool<'_>,
         name: &str,
@@ -70,7 +68,8 @@ impl<'p> Image<'p> {
         // local; a null snapshot name opens the head.
         let ret = unsafe {
             if read_only {
-                ffi::rbd_open_read_only(pool.raw(), c_name.as_ptr(), &mut handle, ptr::null())
+                let io = pool.reader_raw()?;
+                ffi::rbd_open_read_only(io, c_name.as_ptr(), &mut handle, ptr::null())
             } else {
                 ffi::rbd_open(pool.raw(), c_name.as_ptr(), &mut handle, ptr::null())
             }
