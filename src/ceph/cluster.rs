@@ -9,6 +9,7 @@
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::ptr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ceph::rados as sys;
@@ -113,11 +114,17 @@ pub struct Cluster {
     handle: sys::rados_t,
     name: String,
     client: String,
-    /// How it was reached, for [`Cluster::readings`].
+    /// How this connection was made, for [`Cluster::readings`] and
+    /// [`Cluster::reader`].
     cfg: ClusterConfig,
     timeouts: Timeouts,
-    /// The second connection [`Cluster::readings`] opens, once.
-    readings: std::sync::OnceLock<Box<Cluster>>,
+    /// The connection [`Cluster::readings`] opens, once.
+    readings: OnceLock<Box<Cluster>>,
+    /// A second connection with one librados callback thread, made on the
+    /// first read-only image open; see [`Cluster::reader`].
+    reader: OnceLock<Box<Cluster>>,
+    /// Whether this is such a reader connection.
+    one_thread: bool,
 }
 
 // SAFETY: librados documents rados_t as safe to share between threads.
@@ -136,6 +143,38 @@ impl Cluster {
     /// answers; monitor commands have that limit, OSD operations
     /// `timeouts.data`.
     pub fn connect_with(cfg: &ClusterConfig, timeouts: Timeouts) -> Result<Cluster> {
+        Cluster::connect_threads(cfg, timeouts, false)
+    }
+
+    /// The connection read-only images are opened on: the same cluster and
+    /// user, with one librados callback thread (connected on first use).
+    /// librbd 16.2 ends the open of an image at a snapshot on one callback
+    /// thread, wakes the opener on another, then takes the image's state
+    /// lock again: an image closed at once is freed under that lock (the
+    /// process aborts with std::system_error in thread io_context_pool,
+    /// segfaults or hangs). Every open of a clone opens its parent at a
+    /// snapshot. With one callback thread the wake-up waits until that lock
+    /// is let go. Images that are changed stay on the main connection: with
+    /// one callback thread `rbd_snap_unprotect` hangs (librbd waits inside
+    /// a callback for another one).
+    pub(crate) fn reader(&self) -> Result<&Cluster> {
+        if self.one_thread {
+            return Ok(self);
+        }
+        if let Some(r) = self.reader.get() {
+            return Ok(r);
+        }
+        let r = Cluster::connect_threads(&self.cfg, self.timeouts, true)?;
+        // Two threads may connect at once; the second connection is dropped.
+        let _ = self.reader.set(Box::new(r));
+        Ok(self.reader.get().expect("set above"))
+    }
+
+    fn connect_threads(
+        cfg: &ClusterConfig,
+        timeouts: Timeouts,
+        one_thread: bool,
+    ) -> Result<Cluster> {
         let name = cfg.cluster_name();
         let what = || format!("{} as client.{}", cfg.conf.display(), cfg.client);
         let c_name = cstring("cluster name", &name)?;
@@ -151,7 +190,9 @@ impl Cluster {
             client: cfg.client.clone(),
             cfg: cfg.clone(),
             timeouts,
-            readings: std::sync::OnceLock::new(),
+            readings: OnceLock::new(),
+            reader: OnceLock::new(),
+            one_thread,
         };
         let conf = path_cstring("conf file", &cfg.conf)?;
         // SAFETY: handle is a created, unconnected cluster; conf outlives the call.
@@ -176,6 +217,9 @@ impl Cluster {
         cluster.conf_set("admin_socket", "")?;
         cluster.conf_set("rbd_cache", "false")?;
         cluster.conf_set("rbd_disable_zero_copy_writes", "false")?;
+        if one_thread {
+            cluster.conf_set("librados_thread_count", "1")?;
+        }
         // SAFETY: handle is configured and not yet connected.
         let ret = unsafe { sys::rados_connect(cluster.handle) };
         check(ret, "rados_connect", what)?;

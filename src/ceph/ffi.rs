@@ -167,6 +167,7 @@ extern "C" {
     ) -> c_int;
     pub fn rbd_resize(image: rbd_image_t, size: u64) -> c_int;
     pub fn rbd_rename(io: rados_ioctx_t, srcname: *const c_char, destname: *const c_char) -> c_int;
+    pub fn rbd_snap_set(image: rbd_image_t, snapname: *const c_char) -> c_int;
     pub fn rbd_snap_set_by_id(image: rbd_image_t, snap_id: u64) -> c_int;
     pub fn rbd_open(
         io: rados_ioctx_t,

@@ -41,6 +41,14 @@ pub(crate) unsafe fn cstr_lossy(p: *const c_char) -> String {
 }
 
 impl<'p> Image<'p> {
+    /// Opens `name`, read-only at `snap` when given. Read-only images are
+    /// opened on the cluster's reader connection (one librados callback
+    /// thread; see [`super::Cluster::reader`]), at the head, and then set to
+    /// the snapshot: librbd 16.2 asked to open at a snapshot ends the open
+    /// on a librados callback thread, wakes the opener on another and takes
+    /// the image's state lock again, so an image closed at once is freed
+    /// under that lock; `rbd_snap_set` ends on the image's own work queue,
+    /// which runs the wake-up only after that lock is let go.
     pub(crate) fn open(
         pool: &'p Pool<'_>,
         name: &str,
@@ -49,19 +57,21 @@ impl<'p> Image<'p> {
     ) -> Result<Image<'p>> {
         let c_name = cstring("image name", name)?;
         let c_snap = snap.map(|s| cstring("snapshot name", s)).transpose()?;
-        let snap_ptr = c_snap.as_ref().map_or(ptr::null(), |s| s.as_ptr());
+        let read_only = read_only || snap.is_some();
         let object = match snap {
             Some(s) => format!("{}@{s}", pool.object(name)),
             None => pool.object(name),
         };
         super::counted(true);
         let mut handle: ffi::rbd_image_t = ptr::null_mut();
-        // SAFETY: valid ioctx; strings outlive the call; out-pointer to a local.
+        // SAFETY: valid ioctx; the name outlives the call; out-pointer to a
+        // local; a null snapshot name opens the head.
         let ret = unsafe {
             if read_only {
-                ffi::rbd_open_read_only(pool.raw(), c_name.as_ptr(), &mut handle, snap_ptr)
+                let io = pool.reader_raw()?;
+                ffi::rbd_open_read_only(io, c_name.as_ptr(), &mut handle, ptr::null())
             } else {
-                ffi::rbd_open(pool.raw(), c_name.as_ptr(), &mut handle, snap_ptr)
+                ffi::rbd_open(pool.raw(), c_name.as_ptr(), &mut handle, ptr::null())
             }
         };
         let op = if read_only {
@@ -71,11 +81,18 @@ impl<'p> Image<'p> {
         };
         check(ret, op, || object.clone())?;
         super::open_now(true);
-        Ok(Image {
+        let image = Image {
             handle,
             object,
             _pool: PhantomData,
-        })
+        };
+        if let Some(c_snap) = &c_snap {
+            // SAFETY: open handle; the name outlives the call. On an error
+            // the image is dropped, so closed.
+            let ret = unsafe { ffi::rbd_snap_set(image.handle, c_snap.as_ptr()) };
+            image.check(ret, "rbd_snap_set")?;
+        }
+        Ok(image)
     }
 
     /// `pool/name` of this image.

@@ -1,5 +1,6 @@
 //! A pool's I/O context: pool-level mirroring and image create/open/remove.
 
+use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
 use std::ptr;
@@ -16,6 +17,9 @@ use super::types::{Features, MirrorGlobalStatus, MirrorPeer, PeerDirection, Pool
 /// An open pool; borrows its cluster, so it cannot outlive the connection.
 pub struct Pool<'c> {
     io: sys::rados_ioctx_t,
+    /// The pool on the cluster's reader connection (null until the first
+    /// read-only image open); see [`Cluster::reader`].
+    reader_io: Cell<sys::rados_ioctx_t>,
     name: String,
     cluster: &'c Cluster,
     _not_sync: PhantomData<*mut ()>,
@@ -35,6 +39,7 @@ impl<'c> Pool<'c> {
         })?;
         Ok(Pool {
             io,
+            reader_io: Cell::new(ptr::null_mut()),
             name: name.to_string(),
             cluster,
             _not_sync: PhantomData,
@@ -53,6 +58,24 @@ impl<'c> Pool<'c> {
 
     pub(crate) fn raw(&self) -> sys::rados_ioctx_t {
         self.io
+    }
+
+    /// This pool on the cluster's reader connection, where read-only
+    /// images are opened (see [`Cluster::reader`]).
+    pub(crate) fn reader_raw(&self) -> Result<sys::rados_ioctx_t> {
+        if !self.reader_io.get().is_null() {
+            return Ok(self.reader_io.get());
+        }
+        let reader = self.cluster.reader()?;
+        let c_name = cstring("pool name", &self.name)?;
+        let mut io: sys::rados_ioctx_t = ptr::null_mut();
+        // SAFETY: connected cluster handle; out-pointer to a local.
+        let ret = unsafe { sys::rados_ioctx_create(reader.raw(), c_name.as_ptr(), &mut io) };
+        check(ret, "rados_ioctx_create", || {
+            format!("{}/{}", reader.name(), self.name)
+        })?;
+        self.reader_io.set(io);
+        Ok(io)
     }
 
     pub(crate) fn object(&self, image: &str) -> String {
@@ -416,6 +439,11 @@ impl Drop for Pool<'_> {
     fn drop(&mut self) {
         // SAFETY: io came from rados_ioctx_create and is destroyed only here.
         unsafe { sys::rados_ioctx_destroy(self.io) };
+        let reader_io = self.reader_io.get();
+        if !reader_io.is_null() {
+            // SAFETY: as above; its connection outlives the pool.
+            unsafe { sys::rados_ioctx_destroy(reader_io) };
+        }
     }
 }
 
