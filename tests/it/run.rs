@@ -1020,8 +1020,12 @@ fn a_hash_waiting_for_a_data_slot_holds_no_thread() {
         .count();
     assert!(slot_waits > 0, "no hash waited for a data slot");
     assert!(most > 0, "no thread of the run was seen");
+    // Main, board, two lookers, nine workers (1 + 8), and room for the
+    // short-lived ones (a transfer's completion waiter, the lookers'
+    // parallel readings): 17 was seen once in a full suite run. A thread
+    // per hash was 22.
     assert!(
-        most <= 16,
+        most <= 18,
         "{most} ferry threads with 12 images and one data slot ({slot_waits} hashes waited for it)"
     );
     let b = env.connect("site-b");
