@@ -127,13 +127,7 @@ impl Ctx<'_> {
                 crate::plan::checksum_key(&cut),
             ];
             for key in keys {
-                if self
-                    .with_image(&head, false, |img| img.metadata_get(&key))?
-                    .is_some()
-                {
-                    self.with_image(&head, true, |img| img.metadata_remove(&key))?;
-                    did.push(format!("{key} removed"));
-                }
+                self.remove_key(&head, &key, &mut did)?;
             }
         }
         let at_cut = ImageAt {
@@ -181,12 +175,16 @@ impl Ctx<'_> {
         image: &ImageAt,
         did: &mut Vec<String>,
     ) -> anyhow::Result<()> {
-        let key = crate::plan::original_key(&self.plan_id());
+        self.remove_key(image, &crate::plan::original_key(&self.plan_id()), did)
+    }
+
+    /// Removes image metadata `key` when it is there, noting it in `did`.
+    fn remove_key(&self, image: &ImageAt, key: &str, did: &mut Vec<String>) -> anyhow::Result<()> {
         if self
-            .with_image(image, false, |img| img.metadata_get(&key))?
+            .with_image(image, false, |img| img.metadata_get(key))?
             .is_some()
         {
-            self.with_image(image, true, |img| img.metadata_remove(&key))?;
+            self.with_image(image, true, |img| img.metadata_remove(key))?;
             did.push(format!("{key} removed"));
         }
         Ok(())
