@@ -1,4 +1,5 @@
-//! Cinder manage-existing of the copy, then bootable flag and image
+//! The `adopt-volume` step kind. Cinder manage-existing of the copy, then
+//! bootable flag and image metadata; waits until `available`.
 
 use super::prelude::*;
 
@@ -77,7 +78,6 @@ impl Kind for AdoptVolume {
             let _ = writeln!(b, "  {l}");
         }
         let _ = writeln!(b, "fi");
-
         b
     }
 

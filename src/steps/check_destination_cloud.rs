@@ -1,4 +1,5 @@
-//! Destination cloud, before anything changes: the volume type exists,
+//! The `check-destination-cloud` step kind. Destination cloud, before anything
+//! changes: the volume type exists, the name is free, the Cinder host is known.
 
 use super::prelude::*;
 

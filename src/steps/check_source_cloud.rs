@@ -1,4 +1,6 @@
-//! Source cloud, before the cut-over: the volume or image is still
+//! The `check-source-cloud` step kind. Source cloud, before the cut-over: the
+//! volume or image is still there and idle (volume available, or its servers
+//! shut off).
 
 use super::prelude::*;
 

@@ -1,4 +1,5 @@
-//! Fails when the image was written after its cut-over snapshot: those
+//! The `check-unchanged` step kind. Fails when the image was written after its
+//! cut-over snapshot: those writes are not in the copy.
 
 use super::prelude::*;
 

@@ -1,4 +1,6 @@
-//! Note on the source image `mark` that the copy of `source` (which
+//! The `confirm-verified` step kind. Note on the source image `mark` that the
+//! copy of `source` (which holds the cut-over checksum) is verified
+//! (`verified_key`), before cleanup changes anything.
 
 use super::prelude::*;
 
@@ -54,7 +56,6 @@ impl Kind for ConfirmVerified {
             spec(mark),
             q(&crate::plan::verified_key(s))
         );
-
         b
     }
 

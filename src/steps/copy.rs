@@ -1,4 +1,7 @@
-//! Copy an image into another pool (same cluster, or with a direct
+//! The `copy` step kind. Copy an image into another pool (same cluster, or with
+//! a direct transfer from the source cluster's cut-over snapshot), creating the
+//! copy with `features` (the source's as found, without journaling: the
+//! destination pool is not mirrored), then mark it copied (`copied_key`).
 
 use super::prelude::*;
 
@@ -131,7 +134,6 @@ impl Kind for CopyImage {
             );
         }
         let _ = writeln!(b, "rbdw image-meta set {} {} yes", spec(to), q(&key));
-
         b
     }
 

@@ -1,4 +1,5 @@
-//! The cut-over: the user snapshot `image` names, then,
+//! The `create-cutover` step kind. The cut-over: the user snapshot `image`
+//! names, then, in snapshot mode, a mirror snapshot that carries it.
 
 use super::prelude::*;
 
@@ -48,7 +49,6 @@ impl Kind for CreateCutover {
                 spec(image)
             );
         }
-
         b
     }
 

@@ -1,4 +1,6 @@
-//! Stream path, destination cloud: a new volume for the source volume,
+//! The `create-volume` step kind. Stream path, destination cloud: a new volume
+//! for the source volume, with the adoption's name, type, description and
+//! metadata, marked [`STREAM_PENDING`]; waits until `available`.
 
 use super::prelude::*;
 
@@ -49,7 +51,6 @@ impl Kind for CreateVolume {
             b,
             "wait_for \"volume $VOL to be available\" volume_status_is \"$VOL\" available\nsay \"volume $VOL available, pending\""
         );
-
         b
     }
 

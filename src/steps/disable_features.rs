@@ -1,4 +1,5 @@
-//! Disable features, one at a time, in this order.
+//! The `disable-features` step kind. Disable features, one at a time, in this
+//! order.
 
 use super::prelude::*;
 

@@ -1,4 +1,5 @@
-//! Disable mirroring on the source image (rbd-mirror then removes the
+//! The `disable-mirroring` step kind. Disable mirroring on the source image
+//! (rbd-mirror then removes the mirrored copy on the destination).
 
 use super::prelude::*;
 
@@ -27,7 +28,6 @@ impl Kind for DisableMirroring {
         let DisableMirroring { image } = self;
         let mut b = String::new();
         let _ = writeln!(b, "rbdw mirror image disable {}", spec(image));
-
         b
     }
 

@@ -1,4 +1,5 @@
-//! Enable features, one at a time, in this order.
+//! The `enable-features` step kind. Enable features, one at a time, in this
+//! order.
 
 use super::prelude::*;
 

@@ -1,4 +1,4 @@
-//! `rbd mirror image enable <image> <mode>`.
+//! The `enable-mirroring` step kind. `rbd mirror image enable <image> <mode>`.
 
 use super::prelude::*;
 
@@ -32,7 +32,6 @@ impl Kind for EnableMirroring {
             spec(image),
             spec(image)
         );
-
         b
     }
 

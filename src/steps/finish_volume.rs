@@ -1,4 +1,6 @@
-//! Stream path, destination cloud: bootable flag and image metadata,
+//! The `finish-volume` step kind. Stream path, destination cloud: bootable flag
+//! and image metadata, then the [`STREAM_PENDING`] mark goes: the volume is
+//! adopted.
 
 use super::prelude::*;
 
@@ -42,7 +44,6 @@ impl Kind for FinishVolume {
             "say \"volume $VOL\" {}",
             q(&format!("{:?} available", a.name))
         );
-
         b
     }
 

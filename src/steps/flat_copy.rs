@@ -1,4 +1,6 @@
-//! Copy a clone's snapshot into a new, flat image in the same pool with
+//! The `flat-copy` step kind. Copy a clone's snapshot into a new, flat image in
+//! the same pool with `features`, then mark it complete (`FLAT_OF`); a copy
+//! found without the mark is incomplete and made afresh.
 
 use super::prelude::*;
 
@@ -53,7 +55,6 @@ impl Kind for FlatCopy {
             q(crate::plan::FLAT_OF),
             with_snap(from)
         );
-
         b
     }
 

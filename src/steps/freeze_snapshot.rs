@@ -1,4 +1,6 @@
-//! A clone's cut-over: the user snapshot `image` names, taken while
+//! The `freeze-snapshot` step kind. A clone's cut-over: the user snapshot
+//! `image` names, taken while ferry holds the exclusive lock (no client writes
+//! meanwhile).
 
 use super::prelude::*;
 
@@ -33,7 +35,6 @@ impl Kind for FreezeSnapshot {
             snap(image),
             with_snap(image)
         );
-
         b
     }
 

@@ -1,4 +1,6 @@
-//! The cut-over snapshot's digest into the image metadata
+//! The `hash-source` step kind. The cut-over snapshot's digest into the image
+//! metadata (`checksum_key`), which mirroring carries to the destination's
+//! verify; in snapshot mode, a mirror snapshot then carries it.
 
 use super::prelude::*;
 
@@ -62,7 +64,6 @@ impl Kind for HashSource {
                 spec(image)
             );
         }
-
         b
     }
 

@@ -1,4 +1,5 @@
-//! Read-only checks; refuses to go on when one fails.
+//! The `preflight` step kind. Read-only checks; refuses to go on when one
+//! fails.
 
 use super::prelude::*;
 
@@ -31,7 +32,6 @@ impl Kind for Preflight {
             spec(image),
             q(&format!("{image} does not exist"))
         );
-
         b
     }
 

@@ -1,4 +1,4 @@
-//! Rename the verified partial copy to its final name.
+//! The `publish` step kind. Rename the verified partial copy to its final name.
 
 use super::prelude::*;
 
@@ -36,7 +36,6 @@ impl Kind for Publish {
             spec(partial),
             spec(copy)
         );
-
         b
     }
 

@@ -1,4 +1,6 @@
-//! Note on the source image what it is before anything changes
+//! The `record-original` step kind. Note on the source image what it is before
+//! anything changes ([`original_key`]); refuses when another plan's record is
+//! there.
 
 use super::prelude::*;
 
@@ -40,7 +42,6 @@ impl Kind for RecordOriginal {
             q(&crate::plan::original_key(&record.plan)),
             q(&record.to_line())
         );
-
         b
     }
 

@@ -1,4 +1,5 @@
-//! A Glance image with the copy's protected snapshot as its location;
+//! The `register-image` step kind. A Glance image with the copy's protected
+//! snapshot as its location; waits until `active`.
 
 use super::prelude::*;
 
@@ -63,7 +64,6 @@ impl Kind for RegisterImage {
                 g.id
             ))
         );
-
         b
     }
 

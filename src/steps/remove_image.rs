@@ -1,4 +1,5 @@
-//! Remove an image ferry made (a clone's flat carrier) with its snapshots.
+//! The `remove-image` step kind. Remove an image ferry made (a clone's flat
+//! carrier) with its snapshots.
 
 use super::prelude::*;
 
@@ -37,7 +38,6 @@ impl Kind for RemoveImage {
             )),
             spec(image)
         );
-
         b
     }
 

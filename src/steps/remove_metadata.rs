@@ -1,4 +1,5 @@
-//! Remove image metadata ferry set (the last cleanup step: the
+//! The `remove-metadata` step kind. Remove image metadata ferry set (the last
+//! cleanup step: the [`OriginalRecord`], once the image is put back).
 
 use super::prelude::*;
 
@@ -35,7 +36,6 @@ impl Kind for RemoveMetadata {
             spec(image),
             q(key)
         );
-
         b
     }
 

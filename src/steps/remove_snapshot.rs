@@ -1,4 +1,4 @@
-//! Remove a snapshot ferry made.
+//! The `remove-snapshot` step kind. Remove a snapshot ferry made.
 
 use super::prelude::*;
 
@@ -54,7 +54,6 @@ impl Kind for RemoveSnapshot {
             snap(image),
             with_snap(image)
         );
-
         b
     }
 

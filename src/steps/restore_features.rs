@@ -1,4 +1,5 @@
-//! Put back the features the plan found (`ImagePlan::facts`).
+//! The `restore-features` step kind. Put back the features the plan found
+//! (`ImagePlan::facts`).
 
 use super::prelude::*;
 
@@ -55,7 +56,6 @@ impl Kind for RestoreFeatures {
         if orig.contains(Features::OBJECT_MAP) {
             let _ = writeln!(b, "rbdwl object-map rebuild {}", spec(image));
         }
-
         b
     }
 

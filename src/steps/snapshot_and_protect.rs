@@ -1,4 +1,5 @@
-//! Create and protect a snapshot (Glance clones from `<image>@snap`).
+//! The `snapshot-and-protect` step kind. Create and protect a snapshot (Glance
+//! clones from `<image>@snap`).
 
 use super::prelude::*;
 
@@ -39,7 +40,6 @@ impl Kind for SnapshotAndProtect {
             snap(image),
             with_snap(image)
         );
-
         b
     }
 

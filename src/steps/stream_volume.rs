@@ -1,4 +1,8 @@
-//! Stream path: attaches the source volume to the source conversion
+//! The `stream-volume` step kind. Stream path: attaches the source volume to
+//! the source conversion host and the new volume to the destination one,
+//! streams the blocks between them, detaches both (whatever happened), and
+//! notes the digest both ends computed on the new volume ([`STREAM_DIGEST`],
+//! with the [`STREAM_VERIFIED`] mark of this plan).
 
 use super::prelude::*;
 

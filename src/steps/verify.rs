@@ -1,4 +1,6 @@
-//! Hash the partial copy and compare it with the checksum the cut-over
+//! The `verify` step kind. Hash the partial copy and compare it with the
+//! checksum the cut-over set on the source, read from the mirrored image
+//! (`expected`).
 
 use super::prelude::*;
 
@@ -94,7 +96,6 @@ impl Kind for Verify {
             q(&origin_json(origin))
         );
         let _ = writeln!(b, "bounded rados -p {} setxattr {} {} \"$rec\" 2>\"$ERR\" || die \"recording the verified copy: $(cat \"$ERR\")\"", q(&copy.pool), q(&crate::plan::record_object(&plan.id)), q(&copy.image));
-
         b
     }
 

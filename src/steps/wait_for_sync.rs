@@ -1,4 +1,5 @@
-//! Wait, with progress, until the mirrored copy has caught up.
+//! The `wait-for-sync` step kind. Wait, with progress, until the mirrored copy
+//! has caught up.
 
 use super::prelude::*;
 
@@ -46,7 +47,6 @@ impl Kind for WaitForSync {
             "wait_for {} {c}",
             q(&format!("{mirrored} to be in sync"))
         );
-
         b
     }
 
