@@ -176,14 +176,7 @@ impl Drop for OpenSlot {
 /// Whether a step reads or writes an image's data (and so takes a data
 /// slot while it acts; its waits come before, without one).
 fn moves_data(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::HashSource(steps::HashSource { .. })
-            | Action::FlatCopy(steps::FlatCopy { .. })
-            | Action::Copy(steps::CopyImage { .. })
-            | Action::Verify(steps::Verify { .. })
-            | Action::StreamVolume(steps::StreamVolume { .. })
-    )
+    action.kind().moves_data()
 }
 
 /// Runs (or resumes) the migration of `spec`, every role. Returns the
@@ -638,14 +631,7 @@ impl Ctx<'_> {
 /// of them (see [`refused`]), the plan cannot go on and the source is put
 /// back as the plan found it. From the cut-over on, what is done is kept.
 fn prepares_source(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::DisableFeatures(steps::DisableFeatures { .. })
-            | Action::EnableFeatures(steps::EnableFeatures { .. })
-            | Action::EnableMirroring(steps::EnableMirroring { .. })
-            | Action::FreezeSnapshot(steps::FreezeSnapshot { .. })
-            | Action::FlatCopy(steps::FlatCopy { .. })
-    )
+    action.kind().prepares_source()
 }
 
 /// Whether an error is Ceph refusing the call (an argument or a feature it

@@ -567,70 +567,19 @@ impl Step {
     /// (check-destination-cloud, check-source-cloud): `ferry run` and the
     /// scripts run these for every image before they begin any image.
     pub fn checks_inputs(&self) -> bool {
-        matches!(
-            self.action,
-            Action::CheckDestinationCloud(steps::CheckDestinationCloud { .. })
-                | Action::CheckSourceCloud(steps::CheckSourceCloud { .. })
-        )
+        self.action.kind().checks_inputs()
     }
 
     /// A read-only check whose answer can change after it passed (the
     /// source unchanged since the cut-over): never taken as done from a
     /// record, so every run that goes on past it looks again.
     pub fn rechecked(&self) -> bool {
-        matches!(
-            self.action,
-            Action::CheckUnchanged(steps::CheckUnchanged { .. })
-        )
+        self.action.kind().rechecked()
     }
 
     /// The image the step acts on (for copies and comparisons: the source).
     pub fn action_image(&self) -> ImageAt {
-        match &self.action {
-            Action::Preflight(steps::Preflight { image })
-            | Action::RecordOriginal(steps::RecordOriginal { image, .. })
-            | Action::RemoveMetadata(steps::RemoveMetadata { image, .. })
-            | Action::DisableFeatures(steps::DisableFeatures { image, .. })
-            | Action::EnableFeatures(steps::EnableFeatures { image, .. })
-            | Action::EnableMirroring(steps::EnableMirroring { image, .. })
-            | Action::CreateCutover(steps::CreateCutover { image, .. })
-            | Action::HashSource(steps::HashSource { image, .. })
-            | Action::RemoveSnapshot(steps::RemoveSnapshot { image })
-            | Action::FreezeSnapshot(steps::FreezeSnapshot { image })
-            | Action::RemoveImage(steps::RemoveImage { image })
-            | Action::CheckUnchanged(steps::CheckUnchanged { image })
-            | Action::SnapshotAndProtect(steps::SnapshotAndProtect { image })
-            | Action::DisableMirroring(steps::DisableMirroring { image })
-            | Action::RestoreFeatures(steps::RestoreFeatures { image })
-            | Action::CheckDestinationCloud(steps::CheckDestinationCloud { image, .. })
-            | Action::AdoptVolume(steps::AdoptVolume { image, .. })
-            | Action::RegisterImage(steps::RegisterImage { image, .. }) => image.clone(),
-            Action::WaitForSync(steps::WaitForSync { source, .. })
-            | Action::ConfirmVerified(steps::ConfirmVerified { source, .. }) => source.clone(),
-            Action::Verify(steps::Verify { partial, .. }) => partial.clone(),
-            Action::Publish(steps::Publish { copy, .. }) => copy.clone(),
-            Action::Copy(steps::CopyImage { from, .. })
-            | Action::FlatCopy(steps::FlatCopy { from, .. }) => from.clone(),
-            Action::CheckSourceCloud(steps::CheckSourceCloud { object, .. }) => ImageAt {
-                site: Site::Source,
-                pool: "(cloud)".into(),
-                image: object.id().to_string(),
-                snap: None,
-            },
-            Action::StreamVolume(steps::StreamVolume { source_volume, .. }) => ImageAt {
-                site: Site::Source,
-                pool: "(cloud)".into(),
-                image: source_volume.clone(),
-                snap: None,
-            },
-            Action::CreateVolume(steps::CreateVolume { adoption, .. })
-            | Action::FinishVolume(steps::FinishVolume { adoption }) => ImageAt {
-                site: Site::Destination,
-                pool: "(cloud)".into(),
-                image: adoption.source_volume.clone(),
-                snap: None,
-            },
-        }
+        self.action.kind().subject()
     }
 }
 

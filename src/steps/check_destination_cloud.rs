@@ -19,6 +19,14 @@ impl Kind for CheckDestinationCloud {
         Role::DestinationCloud
     }
 
+    fn subject(&self) -> ImageAt {
+        self.image.clone()
+    }
+
+    fn checks_inputs(&self) -> bool {
+        true
+    }
+
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![("image", &self.image, Place::Destination)]
     }

@@ -21,6 +21,14 @@ impl Kind for CheckSourceCloud {
         Role::SourceCloud
     }
 
+    fn subject(&self) -> ImageAt {
+        in_cloud(Site::Source, self.object.id())
+    }
+
+    fn checks_inputs(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         let CheckSourceCloud {
             object, detached, ..

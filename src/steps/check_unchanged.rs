@@ -15,6 +15,14 @@ impl Kind for CheckUnchanged {
         Role::Cleanup
     }
 
+    fn subject(&self) -> ImageAt {
+        self.image.clone()
+    }
+
+    fn rechecked(&self) -> bool {
+        true
+    }
+
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![("image", &self.image, Place::Source)]
     }

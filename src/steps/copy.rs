@@ -31,6 +31,14 @@ impl Kind for CopyImage {
         Role::DestinationStorage
     }
 
+    fn subject(&self) -> ImageAt {
+        self.from.clone()
+    }
+
+    fn moves_data(&self) -> bool {
+        true
+    }
+
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         let mut v = vec![
             ("from", &self.from, Place::Read),

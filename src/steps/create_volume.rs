@@ -18,6 +18,10 @@ impl Kind for CreateVolume {
         Role::DestinationCloud
     }
 
+    fn subject(&self) -> ImageAt {
+        in_cloud(Site::Destination, &self.adoption.source_volume)
+    }
+
     fn describe(&self) -> String {
         let CreateVolume { adoption, size_gb } = self;
         format!(

@@ -15,6 +15,14 @@ impl Kind for DisableFeatures {
         Role::SourceStorage
     }
 
+    fn subject(&self) -> ImageAt {
+        self.image.clone()
+    }
+
+    fn prepares_source(&self) -> bool {
+        true
+    }
+
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![("image", &self.image, Place::Source)]
     }

@@ -15,6 +15,10 @@ impl Kind for DisableMirroring {
         Role::Cleanup
     }
 
+    fn subject(&self) -> ImageAt {
+        self.image.clone()
+    }
+
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![("image", &self.image, Place::Source)]
     }

@@ -16,6 +16,10 @@ impl Kind for FinishVolume {
         Role::DestinationCloud
     }
 
+    fn subject(&self) -> ImageAt {
+        in_cloud(Site::Destination, &self.adoption.source_volume)
+    }
+
     fn describe(&self) -> String {
         let FinishVolume { adoption } = self;
         let mut what = Vec::new();

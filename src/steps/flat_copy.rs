@@ -19,6 +19,18 @@ impl Kind for FlatCopy {
         Role::SourceStorage
     }
 
+    fn subject(&self) -> ImageAt {
+        self.from.clone()
+    }
+
+    fn moves_data(&self) -> bool {
+        true
+    }
+
+    fn prepares_source(&self) -> bool {
+        true
+    }
+
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![
             ("from", &self.from, Place::Source),

@@ -20,6 +20,14 @@ impl Kind for HashSource {
         Role::SourceStorage
     }
 
+    fn subject(&self) -> ImageAt {
+        self.image.clone()
+    }
+
+    fn moves_data(&self) -> bool {
+        true
+    }
+
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![("image", &self.image, Place::Source)]
     }

@@ -75,6 +75,38 @@ pub(crate) trait Kind {
     /// The one role that performs it.
     fn role(&self) -> Role;
 
+    /// The image the step acts on (for copies and comparisons: the source;
+    /// for a cloud's volume, its id in the pool `(cloud)`): what events and
+    /// errors name.
+    fn subject(&self) -> ImageAt;
+
+    /// Whether it reads or writes an image's data (and so takes a data slot
+    /// while it acts; its waits come before, without one).
+    fn moves_data(&self) -> bool {
+        false
+    }
+
+    /// Whether it prepares the source for mirroring: when Ceph refuses it,
+    /// the plan cannot go on and the source is put back as the plan found
+    /// it. From the cut-over on, what is done is kept.
+    fn prepares_source(&self) -> bool {
+        false
+    }
+
+    /// Whether it is a read-only check of the clouds that opens an image's
+    /// plan: `ferry run` and the scripts run these for every image before
+    /// they begin any image.
+    fn checks_inputs(&self) -> bool {
+        false
+    }
+
+    /// Whether it is a read-only check whose answer can change after it
+    /// passed (the source unchanged since the cut-over): never taken as
+    /// done from a record, so every run that goes on past it looks again.
+    fn rechecked(&self) -> bool {
+        false
+    }
+
     /// The images it names, each with its field and where it must be (the
     /// bundle check holds a step to its own image's names and site).
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
@@ -91,6 +123,17 @@ pub(crate) trait Kind {
     /// Performs it (image `i` of the plan, step `step`), after the executor
     /// has checked what it requires; returns what it did, for the events.
     fn execute(&self, cx: &Ctx<'_>, i: usize, step: &Step) -> anyhow::Result<String>;
+}
+
+/// A volume of a cloud, named for events and errors as an image in the
+/// pool `(cloud)`.
+pub(crate) fn in_cloud(site: Site, id: &str) -> ImageAt {
+    ImageAt {
+        site,
+        pool: "(cloud)".into(),
+        image: id.to_string(),
+        snap: None,
+    }
 }
 
 /// Where an image a step names must be.
@@ -178,7 +221,7 @@ mod prelude {
     pub(crate) use anyhow::{anyhow, bail};
     pub(crate) use serde::{Deserialize, Serialize};
 
-    pub(crate) use super::{Kind, Place};
+    pub(crate) use super::{in_cloud, Kind, Place};
     pub(crate) use crate::ceph::{ErrorKind, Features, MirrorMode};
     pub(crate) use crate::exec::{
         cloud, engine_options, feature_list, plain, short, space, stream, Ctx, Phase,

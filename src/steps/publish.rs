@@ -14,6 +14,10 @@ impl Kind for Publish {
         Role::DestinationStorage
     }
 
+    fn subject(&self) -> ImageAt {
+        self.copy.clone()
+    }
+
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![
             ("partial", &self.partial, Place::Destination),

@@ -13,6 +13,10 @@ impl Kind for RemoveSnapshot {
         Role::Cleanup
     }
 
+    fn subject(&self) -> ImageAt {
+        self.image.clone()
+    }
+
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![("image", &self.image, Place::Source)]
     }

@@ -22,6 +22,14 @@ impl Kind for StreamVolume {
         Role::ConversionHosts
     }
 
+    fn subject(&self) -> ImageAt {
+        in_cloud(Site::Source, &self.source_volume)
+    }
+
+    fn moves_data(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         let StreamVolume {
             source_volume,

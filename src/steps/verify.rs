@@ -27,6 +27,14 @@ impl Kind for Verify {
         Role::DestinationStorage
     }
 
+    fn subject(&self) -> ImageAt {
+        self.partial.clone()
+    }
+
+    fn moves_data(&self) -> bool {
+        true
+    }
+
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![
             ("expected", &self.expected, Place::Read),
