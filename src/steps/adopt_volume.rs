@@ -16,10 +16,6 @@ impl Kind for AdoptVolume {
         Role::DestinationCloud
     }
 
-    fn subject(&self) -> ImageAt {
-        self.image.clone()
-    }
-
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![("image", &self.image, Place::Destination)]
     }

@@ -19,10 +19,6 @@ impl Kind for CheckDestinationCloud {
         Role::DestinationCloud
     }
 
-    fn subject(&self) -> ImageAt {
-        self.image.clone()
-    }
-
     fn checks_inputs(&self) -> bool {
         true
     }

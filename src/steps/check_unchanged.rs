@@ -15,10 +15,6 @@ impl Kind for CheckUnchanged {
         Role::Cleanup
     }
 
-    fn subject(&self) -> ImageAt {
-        self.image.clone()
-    }
-
     fn rechecked(&self) -> bool {
         true
     }

@@ -21,10 +21,6 @@ impl Kind for ConfirmVerified {
         Role::Cleanup
     }
 
-    fn subject(&self) -> ImageAt {
-        self.source.clone()
-    }
-
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![
             ("source", &self.source, Place::Source),

@@ -31,10 +31,6 @@ impl Kind for CopyImage {
         Role::DestinationStorage
     }
 
-    fn subject(&self) -> ImageAt {
-        self.from.clone()
-    }
-
     fn moves_data(&self) -> bool {
         true
     }

@@ -15,10 +15,6 @@ impl Kind for DisableFeatures {
         Role::SourceStorage
     }
 
-    fn subject(&self) -> ImageAt {
-        self.image.clone()
-    }
-
     fn prepares_source(&self) -> bool {
         true
     }

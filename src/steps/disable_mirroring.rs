@@ -15,10 +15,6 @@ impl Kind for DisableMirroring {
         Role::Cleanup
     }
 
-    fn subject(&self) -> ImageAt {
-        self.image.clone()
-    }
-
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![("image", &self.image, Place::Source)]
     }

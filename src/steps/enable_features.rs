@@ -21,10 +21,6 @@ impl Kind for EnableFeatures {
         Role::SourceStorage
     }
 
-    fn subject(&self) -> ImageAt {
-        self.image.clone()
-    }
-
     fn prepares_source(&self) -> bool {
         true
     }

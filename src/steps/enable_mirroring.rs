@@ -14,10 +14,6 @@ impl Kind for EnableMirroring {
         Role::SourceStorage
     }
 
-    fn subject(&self) -> ImageAt {
-        self.image.clone()
-    }
-
     fn prepares_source(&self) -> bool {
         true
     }

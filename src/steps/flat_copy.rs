@@ -19,10 +19,6 @@ impl Kind for FlatCopy {
         Role::SourceStorage
     }
 
-    fn subject(&self) -> ImageAt {
-        self.from.clone()
-    }
-
     fn moves_data(&self) -> bool {
         true
     }

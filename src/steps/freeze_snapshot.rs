@@ -16,10 +16,6 @@ impl Kind for FreezeSnapshot {
         Role::SourceStorage
     }
 
-    fn subject(&self) -> ImageAt {
-        self.image.clone()
-    }
-
     fn prepares_source(&self) -> bool {
         true
     }

@@ -20,10 +20,6 @@ impl Kind for HashSource {
         Role::SourceStorage
     }
 
-    fn subject(&self) -> ImageAt {
-        self.image.clone()
-    }
-
     fn moves_data(&self) -> bool {
         true
     }

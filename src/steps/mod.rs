@@ -77,8 +77,13 @@ pub(crate) trait Kind {
 
     /// The image the step acts on (for copies and comparisons: the source;
     /// for a cloud's volume, its id in the pool `(cloud)`): what events and
-    /// errors name.
-    fn subject(&self) -> ImageAt;
+    /// errors name. The first image it names, unless it says otherwise.
+    fn subject(&self) -> ImageAt {
+        self.images()
+            .first()
+            .map(|(_, at, _)| (*at).clone())
+            .expect("a step kind that names no image says what it acts on")
+    }
 
     /// Whether it reads or writes an image's data (and so takes a data slot
     /// while it acts; its waits come before, without one).

@@ -17,10 +17,6 @@ impl Kind for RecordOriginal {
         Role::SourceStorage
     }
 
-    fn subject(&self) -> ImageAt {
-        self.image.clone()
-    }
-
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![("image", &self.image, Place::Source)]
     }

@@ -14,10 +14,6 @@ impl Kind for RemoveImage {
         Role::Cleanup
     }
 
-    fn subject(&self) -> ImageAt {
-        self.image.clone()
-    }
-
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![("image", &self.image, Place::Source)]
     }

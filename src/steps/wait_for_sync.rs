@@ -16,10 +16,6 @@ impl Kind for WaitForSync {
         Role::DestinationStorage
     }
 
-    fn subject(&self) -> ImageAt {
-        self.source.clone()
-    }
-
     fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
         vec![
             ("source", &self.source, Place::Source),
