@@ -414,7 +414,7 @@ pub fn relay_observed(
         &dst_out,
         &src_in,
     ] {
-        crate::transfer::file::sys::grow_pipe(&p.as_raw_fd(), super::agent::PIPE_BYTES);
+        crate::sys::pipe::grow_pipe(&p.as_raw_fd(), super::agent::PIPE_BYTES);
     }
 
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -752,7 +752,7 @@ fn splice_exactly(
     dir: &Direction,
     name: &str,
 ) -> Result<(), Ended> {
-    use crate::transfer::file::sys;
+    use crate::sys::pipe;
     let failed = |e| {
         Ended::Failed(StreamError::Io {
             what: format!("carrying data from {name}"),
@@ -761,9 +761,9 @@ fn splice_exactly(
     };
     while n > 0 {
         // Waiting for bytes to read is not writing.
-        sys::wait_readable(&from.inner).map_err(failed)?;
+        pipe::wait_readable(&from.inner).map_err(failed)?;
         dir.writing.store(true, Ordering::Relaxed);
-        let moved = sys::splice(&from.inner, to, n);
+        let moved = pipe::splice(&from.inner, to, n);
         dir.writing.store(false, Ordering::Relaxed);
         match moved {
             Ok(0) => return Err(Ended::Early),
