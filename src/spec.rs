@@ -46,8 +46,13 @@ pub struct ConversionHosts {
 }
 
 fn default_stall() -> u64 {
-    crate::transfer::stream::DEFAULT_STALL.as_secs()
+    DEFAULT_STALL_SECONDS
 }
+
+/// How long a stream may move no byte before it is called stalled, by
+/// default (see [`ConversionHosts::stall_seconds`]); the stream path's own
+/// default too.
+pub const DEFAULT_STALL_SECONDS: u64 = 60;
 
 /// A conversion host: how ssh reaches it, how Cinder knows it, and where
 /// things are on it. Paths are the host's own.

@@ -1,5 +1,5 @@
 //! Ceph access: librados (through the `ceph` crate's declarations) and a thin
-//! librbd binding of our own. Every `unsafe` block in ferry lives below this
+//! librbd binding of our own. Every `unsafe` block that calls Ceph lives below this
 //! module; handles close on drop, and children borrow their parents
 //! (`Image` → `Pool` → `Cluster`), so closing in the wrong order does not compile.
 //!

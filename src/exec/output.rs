@@ -189,12 +189,5 @@ fn erase(e: &mut impl Write, lines: usize) {
 
 /// Columns of the terminal on stderr (80 when unknown).
 fn terminal_width() -> usize {
-    // SAFETY: TIOCGWINSZ fills a winsize struct; fd 2 stays open.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) } == 0;
-    if ok && ws.ws_col > 0 {
-        ws.ws_col as usize
-    } else {
-        80
-    }
+    crate::sys::terminal::stderr_columns().unwrap_or(80)
 }

@@ -30,6 +30,7 @@ use std::thread::JoinHandle;
 use super::digest::CHUNK_SIZE;
 use super::endpoint::{Extent, PendingRead, PendingWrite, Source, Target};
 use super::{Result, TransferError};
+use crate::sys;
 
 /// I/O threads per endpoint: enough to keep a network-attached disk busy
 /// with the engine's requests in flight, few enough to cost nothing.
@@ -154,15 +155,15 @@ impl Source for FileSource {
         let mut out = Vec::new();
         let mut at = offset;
         while at < end {
-            let Some(data) =
-                sys::seek_data(&self.file, at).map_err(|e| io_error("SEEK_DATA", &self.path, e))?
+            let Some(data) = sys::file::seek_data(&self.file, at)
+                .map_err(|e| io_error("SEEK_DATA", &self.path, e))?
             else {
                 break;
             };
             if data >= end {
                 break;
             }
-            let hole = sys::seek_hole(&self.file, data)
+            let hole = sys::file::seek_hole(&self.file, data)
                 .map_err(|e| io_error("SEEK_HOLE", &self.path, e))?;
             let stop = hole.min(end);
             out.push(Extent {
@@ -287,7 +288,7 @@ impl FileTarget {
                     Zeroed::Yes => true,
                     Zeroed::No => false,
                     Zeroed::Auto => {
-                        made || sys::seek_data(&file, 0)
+                        made || sys::file::seek_data(&file, 0)
                             .map_err(|e| io_error("SEEK_DATA", path, e))?
                             .is_none()
                     }
@@ -352,7 +353,7 @@ impl FileTarget {
         if self.kind != Kind::File {
             return Ok(None);
         }
-        match sys::get_xattr(&self.file, MARK_XATTR) {
+        match sys::file::get_xattr(&self.file, MARK_XATTR) {
             Ok(v) => Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned())),
             Err(e) if unsupported(&e) => Ok(None),
             Err(e) => Err(io_error("reading the mark of", &self.path, e)),
@@ -365,7 +366,7 @@ impl FileTarget {
         if self.kind != Kind::File {
             return Ok(false);
         }
-        match sys::set_xattr(&self.file, MARK_XATTR, mark.as_bytes()) {
+        match sys::file::set_xattr(&self.file, MARK_XATTR, mark.as_bytes()) {
             Ok(()) => Ok(true),
             Err(e) if unsupported(&e) => Ok(false),
             Err(e) => Err(io_error("marking", &self.path, e)),
@@ -395,14 +396,14 @@ impl FileTarget {
             return Ok(());
         }
         let done = match self.kind {
-            Kind::File => sys::punch_hole(&self.file, offset, len),
+            Kind::File => sys::file::punch_hole(&self.file, offset, len),
             Kind::BlockDevice => {
                 // BLKZEROOUT takes 512-byte sectors; the ends around them
                 // are written.
                 let start = offset.next_multiple_of(512);
                 let stop = (offset + len) / 512 * 512;
                 if start < stop {
-                    match sys::zero_out(&self.file, start, stop - start) {
+                    match sys::file::zero_out(&self.file, start, stop - start) {
                         Ok(()) => {
                             self.write_zeros(offset, start - offset)?;
                             self.write_zeros(stop, offset + len - stop)?;
@@ -573,175 +574,6 @@ impl Drop for IoPool {
         self.jobs.take();
         for t in self.threads.drain(..) {
             let _ = t.join();
-        }
-    }
-}
-
-/// The system calls std does not wrap: sparse-file maps, hole punching and
-/// device zeroing.
-#[allow(unsafe_code)]
-pub(crate) mod sys {
-    use std::fs::File;
-    use std::io;
-    use std::os::fd::AsRawFd;
-
-    /// `_IO(0x12, 127)` from linux/fs.h: zero a byte range of a block
-    /// device (the libc crate does not export it).
-    const BLKZEROOUT: libc::c_ulong = 0x127f;
-
-    fn seek(file: &File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
-        let offset = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: lseek takes an open descriptor, which `file` keeps open.
-        let r = unsafe { libc::lseek(file.as_raw_fd(), offset, whence) };
-        if r >= 0 {
-            return Ok(Some(r as u64));
-        }
-        let e = io::Error::last_os_error();
-        // ENXIO: no data (or hole) at or after the offset.
-        if e.raw_os_error() == Some(libc::ENXIO) {
-            Ok(None)
-        } else {
-            Err(e)
-        }
-    }
-
-    /// The first byte of data at or after `offset`; None: only holes.
-    pub fn seek_data(file: &File, offset: u64) -> io::Result<Option<u64>> {
-        seek(file, offset, libc::SEEK_DATA)
-    }
-
-    /// The first hole at or after `offset` (the end of the file counts).
-    pub fn seek_hole(file: &File, offset: u64) -> io::Result<u64> {
-        Ok(seek(file, offset, libc::SEEK_HOLE)?.unwrap_or(offset))
-    }
-
-    pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
-        let (o, l) = (
-            libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?,
-            libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?,
-        );
-        // SAFETY: fallocate takes an open descriptor and plain integers.
-        let r = unsafe {
-            libc::fallocate(
-                file.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                o,
-                l,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-
-    /// Grows the kernel buffer of the pipe `fd` to `bytes` (at most
-    /// /proc/sys/fs/pipe-max-size for an unprivileged process); not a pipe
-    /// or refused: nothing changes.
-    pub fn grow_pipe<F: AsRawFd>(fd: &F, bytes: usize) {
-        // SAFETY: F_SETPIPE_SZ takes an open descriptor and an int; on
-        // anything but a pipe it fails with EBADF/EINVAL, which is fine.
-        unsafe {
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes as libc::c_int);
-        }
-    }
-
-    /// Moves up to `n` bytes from pipe `from` to pipe `to` in the kernel
-    /// (splice(2)): the bytes moved, 0 at the end of `from`. Blocks while
-    /// `to` is full, or `from` empty.
-    pub fn splice<F: AsRawFd, T: AsRawFd>(from: &F, to: &T, n: usize) -> io::Result<usize> {
-        // SAFETY: two open descriptors; no offsets (pipes take none).
-        let r = unsafe {
-            libc::splice(
-                from.as_raw_fd(),
-                std::ptr::null_mut(),
-                to.as_raw_fd(),
-                std::ptr::null_mut(),
-                n,
-                libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE,
-            )
-        };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r as usize)
-        }
-    }
-
-    /// Waits until `fd` has bytes to read (or its end, or an error).
-    pub fn wait_readable<F: AsRawFd>(fd: &F) -> io::Result<()> {
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        loop {
-            // SAFETY: one valid pollfd, for the duration of the call.
-            if unsafe { libc::poll(&mut pfd, 1, -1) } >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-    }
-
-    /// The value of extended attribute `name` (NUL-terminated) of `file`;
-    /// None when it has none by that name.
-    pub fn get_xattr(file: &File, name: &std::ffi::CStr) -> io::Result<Option<Vec<u8>>> {
-        let mut buf = vec![0u8; 256];
-        // SAFETY: an open descriptor, a NUL-terminated name, and a buffer
-        // valid for its length.
-        let r = unsafe {
-            libc::fgetxattr(
-                file.as_raw_fd(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if r >= 0 {
-            buf.truncate(r as usize);
-            return Ok(Some(buf));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENODATA) => Ok(None),
-            _ => Err(e),
-        }
-    }
-
-    /// Sets extended attribute `name` (NUL-terminated) of `file`.
-    pub fn set_xattr(file: &File, name: &std::ffi::CStr, value: &[u8]) -> io::Result<()> {
-        // SAFETY: an open descriptor, a NUL-terminated name, and a value
-        // valid for its length.
-        let r = unsafe {
-            libc::fsetxattr(
-                file.as_raw_fd(),
-                name.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-
-    pub fn zero_out(file: &File, offset: u64, len: u64) -> io::Result<()> {
-        let range: [u64; 2] = [offset, len];
-        // SAFETY: BLKZEROOUT reads two u64 (start, length) from the pointer,
-        // which points at `range` for the duration of the call.
-        let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKZEROOUT as _, range.as_ptr()) };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
         }
     }
 }

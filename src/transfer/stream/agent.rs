@@ -39,8 +39,8 @@ fn stdio() -> Result<(File, File)> {
     );
     // A chunk's worth of pipe lets this side hash the next chunk while
     // ssh still drains the last one, instead of waiting in turn.
-    crate::transfer::file::sys::grow_pipe(&input, PIPE_BYTES);
-    crate::transfer::file::sys::grow_pipe(&output, PIPE_BYTES);
+    crate::sys::pipe::grow_pipe(&input, PIPE_BYTES);
+    crate::sys::pipe::grow_pipe(&output, PIPE_BYTES);
     Ok((input, output))
 }
 

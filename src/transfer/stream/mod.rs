@@ -56,7 +56,7 @@ pub const PROTOCOL: u32 = 1;
 pub const MAGIC: [u8; 8] = [b'F', b'E', b'R', b'R', b'Y', 0, b'S', PROTOCOL as u8];
 
 /// How long without a byte before a side gives up, by default.
-pub const DEFAULT_STALL: Duration = Duration::from_secs(60);
+pub const DEFAULT_STALL: Duration = Duration::from_secs(crate::spec::DEFAULT_STALL_SECONDS);
 
 /// The largest payload: a whole chunk and a run table for every 4 KiB
 /// block of it.

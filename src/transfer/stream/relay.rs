@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,78 +21,13 @@ use super::{
     kind, parse_json, read_header, read_magic, read_payload, Activity, Done, End, ErrorMessage,
     Hello, Ready, StreamError, MAGIC,
 };
-use crate::transfer::file::Zeroed;
 
-/// One end of a stream: a host reached over ssh and a path there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Remote {
-    /// What `ssh` takes as the destination (`host`, `user@host`, a `Host`
-    /// of the ssh config).
-    pub host: String,
-    /// The file or block device on that host.
-    pub path: String,
-}
+mod command;
 
-impl std::str::FromStr for Remote {
-    type Err = String;
-
-    /// `HOST:PATH`, as scp writes it.
-    fn from_str(s: &str) -> Result<Remote, String> {
-        match s.split_once(':') {
-            Some((host, path)) if !host.is_empty() && !path.is_empty() => Ok(Remote {
-                host: host.to_string(),
-                path: path.to_string(),
-            }),
-            _ => Err(format!("{s:?} is not HOST:PATH (e.g. convhost-a:/dev/vdb)")),
-        }
-    }
-}
-
-impl std::fmt::Display for Remote {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.host, self.path)
-    }
-}
-
-/// How the relay reaches and runs the agents.
-#[derive(Debug, Clone)]
-pub struct RelayOptions {
-    /// Options for every `ssh` call, before the host (`-F FILE`, `-o
-    /// KEY=VALUE`, `-i KEY`, `-p PORT` ...).
-    pub ssh_options: Vec<String>,
-    /// The ferry command on the hosts, as their shell reads it (`ferry`,
-    /// `/usr/local/bin/ferry`, `sudo -n ferry`).
-    pub remote_ferry: String,
-    /// The destination host's, when it differs from `remote_ferry`.
-    pub target_ferry: Option<String>,
-    /// A side that moves no bytes for this long ends the stream.
-    pub stall: Duration,
-    /// The directory of the receiving host's record of the target; None:
-    /// beside a file target.
-    pub state_dir: Option<String>,
-    /// Whether the target reads as zeros where nothing was written.
-    pub zeroed: Zeroed,
-    /// Read the source as this many bytes (a device larger than its
-    /// volume); None: its own size.
-    pub size: Option<u64>,
-    /// Names the source for the receiver's record; None: its path.
-    pub identity: Option<String>,
-}
-
-impl Default for RelayOptions {
-    fn default() -> RelayOptions {
-        RelayOptions {
-            ssh_options: Vec::new(),
-            remote_ferry: "ferry".into(),
-            target_ferry: None,
-            stall: super::DEFAULT_STALL,
-            state_dir: None,
-            zeroed: Zeroed::Auto,
-            size: None,
-            identity: None,
-        }
-    }
-}
+use command::agent_command;
+pub use command::{
+    agent_args, remote_command, shell_quote, ssh_command, RelayOptions, Remote, LOCAL,
+};
 
 /// What a stream did, as the relay saw it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -124,106 +59,6 @@ pub struct StreamReport {
     /// whole image again (its target no longer held what it listed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restarted: Option<String>,
-}
-
-/// Single-quotes `word` for a POSIX shell.
-pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+".contains(&b))
-    {
-        return word.to_string();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
-/// The remote shell's command line for `ferry ARGS`: the ferry command's
-/// words (`sudo -n ferry`) and the arguments, each quoted, so that no
-/// word, wherever it came from, is read as shell syntax.
-pub fn remote_command(ferry: &str, args: &[String]) -> String {
-    ferry
-        .split_whitespace()
-        .map(shell_quote)
-        .chain(args.iter().map(|a| shell_quote(a)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The `ssh` command that runs `ferry ARGS` on `host`: no terminal, no
-/// password prompt (a prompt nobody answers would be a hang), the caller's
-/// options first, then AES-GCM preferred where nobody chose ciphers (see
-/// [`super::cipher`]).
-pub fn ssh_command(host: &str, opts: &RelayOptions, args: &[String]) -> Command {
-    let remote = remote_command(&opts.remote_ferry, args);
-    let mut cmd = Command::new("ssh");
-    cmd.args(&opts.ssh_options)
-        .args(super::cipher::options_for(&opts.ssh_options, host))
-        .args(["-T", "-o", "BatchMode=yes", "--", host])
-        .arg(remote);
-    cmd
-}
-
-/// The host name that runs an agent here, as a child of this process
-/// (`local:PATH`): `ferry stream` run on a conversion host itself carries
-/// the bytes over one ssh connection (the hosts then need ssh access to
-/// each other), where run elsewhere it relays them over two.
-pub const LOCAL: &str = "local";
-
-/// The command that runs `ferry ARGS` on `host`: over ssh, or here for
-/// [`LOCAL`].
-fn agent_command(host: &str, opts: &RelayOptions, args: &[String]) -> Result<Command, StreamError> {
-    if host != LOCAL {
-        return Ok(ssh_command(host, opts, args));
-    }
-    let exe = std::env::current_exe().map_err(|e| StreamError::Io {
-        what: "finding this ferry to run a local agent".into(),
-        error: e,
-    })?;
-    let mut cmd = Command::new(exe);
-    cmd.args(args);
-    Ok(cmd)
-}
-
-/// The agents' arguments for a stream from `from` to `to`.
-pub fn agent_args(from: &Remote, to: &Remote, opts: &RelayOptions) -> (Vec<String>, Vec<String>) {
-    // The agents wait longer than the relay: the relay is the one that
-    // sees both sides and names the stuck one; the agents' own limit is
-    // for a relay that is gone without closing their pipes.
-    let stall = (2 * opts.stall.as_secs().max(1) + 5).to_string();
-    let mut send = vec![
-        "agent".into(),
-        "send".into(),
-        "--path".into(),
-        from.path.clone(),
-        "--stall-timeout".into(),
-        stall.clone(),
-    ];
-    if let Some(s) = opts.size {
-        send.extend(["--size".into(), s.to_string()]);
-    }
-    if let Some(i) = &opts.identity {
-        send.extend(["--identity".into(), i.clone()]);
-    }
-    let mut receive = vec![
-        "agent".into(),
-        "receive".into(),
-        "--path".into(),
-        to.path.clone(),
-        "--stall-timeout".into(),
-        stall,
-        "--target-zeroed".into(),
-        match opts.zeroed {
-            Zeroed::Auto => "auto",
-            Zeroed::Yes => "yes",
-            Zeroed::No => "no",
-        }
-        .into(),
-    ];
-    if let Some(d) = &opts.state_dir {
-        receive.extend(["--state-dir".into(), d.clone()]);
-    }
-    (send, receive)
 }
 
 /// Streams `from` to `to` through two `ssh` connections.
@@ -282,11 +117,46 @@ struct Tally {
     bytes_carried: u64,
 }
 
+impl Tally {
+    /// Bytes of the source passed (sent, held or holes) and its size, once
+    /// its HELLO did.
+    fn passed(&self) -> Option<(u64, u64)> {
+        self.hello.as_ref().map(|h| {
+            let chunks = self
+                .data
+                .saturating_add(self.held)
+                .saturating_add(self.holes);
+            (chunks.saturating_mul(h.chunk_size).min(h.size), h.size)
+        })
+    }
+
+    /// Whether it is the source's turn to send, by the protocol's step.
+    fn source_owes(&self) -> bool {
+        match (
+            self.hello.is_some(),
+            self.streaming,
+            self.end.is_some(),
+            self.done.is_some(),
+        ) {
+            (false, ..) => true,
+            (true, false, ..) => false,
+            (true, true, false, _) => true,
+            (true, true, true, done) => done,
+        }
+    }
+}
+
+/// The tally, whoever else panicked holding it.
+fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
+    tally.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// How long a side may take to end (and say why) once the stream ended,
 /// or once the other side failed.
 const GRACE: Duration = Duration::from_secs(5);
 
 /// One direction's state, for the stall check.
+#[derive(Default)]
 struct Direction {
     activity: Activity,
     /// Blocked handing bytes to the agent at the far end.
@@ -394,44 +264,100 @@ pub fn relay_observed(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<StreamReport, StreamError> {
     let start = Instant::now();
+    let (mut agents, sides, pipes) = start_agents(source, target, source_name, target_name)?;
+    let carrying = start_carrying(pipes, &sides);
+    let (endings, stalled) = watch(&carrying, stall, &sides, progress);
+    let statuses = reap(&mut agents, stalled.is_some(), stall);
+    let tally = std::mem::take(&mut *lock(&carrying.tally));
+    if let Some(what) = stalled {
+        return Err(StreamError::Stalled {
+            what,
+            secs: stall.as_secs(),
+        });
+    }
+    failure(&tally, endings, &statuses, &sides)?;
+    finished(tally, start)
+}
+
+/// One agent as errors name it, with the last lines it wrote to stderr.
+struct Side<'a> {
+    name: &'a str,
+    words: Words,
+}
+
+/// The sending and the receiving agent.
+struct Sides<'a> {
+    source: Side<'a>,
+    target: Side<'a>,
+}
+
+/// The agents' pipes: (stdin, stdout) of the source, then of the target.
+type Pipes = [(ChildStdin, ChildStdout); 2];
+
+/// Starts both agents, their stderr shown and kept, their pipes' buffers
+/// grown.
+fn start_agents<'a>(
+    source: Command,
+    target: Command,
+    source_name: &'a str,
+    target_name: &'a str,
+) -> Result<(Agents, Sides<'a>, Pipes), StreamError> {
     let mut agents = Agents(Vec::new());
     agents.0.push(spawn(source, source_name)?);
     agents.0.push(spawn(target, target_name)?);
     let short = |name: &str| name.rsplit(' ').next().unwrap_or(name).to_string();
-    let source_words = collect_stderr(&mut agents.0[0], short(source_name));
-    let target_words = collect_stderr(&mut agents.0[1], short(target_name));
+    let sides = Sides {
+        source: Side {
+            name: source_name,
+            words: collect_stderr(&mut agents.0[0], short(source_name)),
+        },
+        target: Side {
+            name: target_name,
+            words: collect_stderr(&mut agents.0[1], short(target_name)),
+        },
+    };
     let take = |c: &mut Child| -> (ChildStdin, ChildStdout) {
         (
             c.stdin.take().expect("piped"),
             c.stdout.take().expect("piped"),
         )
     };
-    let (src_in, src_out) = take(&mut agents.0[0]);
-    let (dst_in, dst_out) = take(&mut agents.0[1]);
+    let pipes = [take(&mut agents.0[0]), take(&mut agents.0[1])];
+    let [(src_in, src_out), (dst_in, dst_out)] = &pipes;
     for p in [
-        &src_out as &dyn std::os::fd::AsRawFd,
-        &dst_in,
-        &dst_out,
-        &src_in,
+        src_out as &dyn std::os::fd::AsRawFd,
+        dst_in,
+        dst_out,
+        src_in,
     ] {
-        crate::transfer::file::sys::grow_pipe(&p.as_raw_fd(), super::agent::PIPE_BYTES);
+        crate::sys::pipe::grow_pipe(&p.as_raw_fd(), super::agent::PIPE_BYTES);
     }
+    Ok((agents, sides, pipes))
+}
 
+/// The two directions of a stream, each carried by a thread of its own.
+struct Carrying {
+    tally: Arc<Mutex<Tally>>,
+    /// From the source to the target.
+    up: Arc<Direction>,
+    /// From the target back to the source.
+    down: Arc<Direction>,
+    /// How each direction ended (`true`: up), in the order they did.
+    ended: mpsc::Receiver<(bool, Ended)>,
+}
+
+/// Starts carrying the frames between the agents, both ways.
+fn start_carrying(pipes: Pipes, sides: &Sides) -> Carrying {
+    let [(src_in, src_out), (dst_in, dst_out)] = pipes;
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let up = Arc::new(Direction {
-        activity: Activity::default(),
-        writing: AtomicBool::new(false),
-    });
-    let down = Arc::new(Direction {
-        activity: Activity::default(),
-        writing: AtomicBool::new(false),
-    });
+    let up = Arc::new(Direction::default());
+    let down = Arc::new(Direction::default());
     up.activity.touch();
     down.activity.touch();
     let (tx, rx) = mpsc::channel::<(bool, Ended)>();
     for (is_up, from, to, dir, name) in [
-        (true, src_out, dst_in, Arc::clone(&up), source_name),
-        (false, dst_out, src_in, Arc::clone(&down), target_name),
+        (true, src_out, dst_in, Arc::clone(&up), sides.source.name),
+        (false, dst_out, src_in, Arc::clone(&down), sides.target.name),
     ] {
         let (tally, tx, name) = (Arc::clone(&tally), tx.clone(), name.to_string());
         std::thread::spawn(move || {
@@ -445,15 +371,30 @@ pub fn relay_observed(
         });
     }
     drop(tx);
+    Carrying {
+        tally,
+        up,
+        down,
+        ended: rx,
+    }
+}
 
-    // How each direction ended, in the order they did: the first to fail
-    // points at the side that failed.
+/// Waits for both directions to end, telling `progress` how far the
+/// stream is meanwhile: how each ended, in the order they did (the first
+/// to fail points at the side that failed), and what stalled the stream
+/// if it did. Once one direction failed, the other gets a moment to say
+/// why, then the wait ends.
+fn watch(
+    carrying: &Carrying,
+    stall: Duration,
+    sides: &Sides,
+    progress: &mut dyn FnMut(u64, u64),
+) -> (Vec<(bool, Ended)>, Option<String>) {
     let mut endings: Vec<(bool, Ended)> = Vec::new();
-    let mut stalled: Option<String> = None;
     let mut failed_at: Option<Instant> = None;
     let tick = (stall / 8).clamp(Duration::from_millis(50), Duration::from_millis(500));
     while endings.len() < 2 {
-        match rx.recv_timeout(tick) {
+        match carrying.ended.recv_timeout(tick) {
             Ok((is_up, e)) => {
                 if !matches!(e, Ended::Clean) && failed_at.is_none() {
                     failed_at = Some(Instant::now());
@@ -464,13 +405,7 @@ pub fn relay_observed(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        let passed = {
-            let t = tally.lock().unwrap_or_else(|e| e.into_inner());
-            t.hello.as_ref().map(|h| {
-                let chunks = t.data.saturating_add(t.held).saturating_add(t.holes);
-                (chunks.saturating_mul(h.chunk_size).min(h.size), h.size)
-            })
-        };
+        let passed = lock(&carrying.tally).passed();
         if let Some((done, size)) = passed {
             progress(done, size);
         }
@@ -478,44 +413,46 @@ pub fn relay_observed(
         if failed_at.is_some_and(|t| t.elapsed() > stall.min(GRACE)) {
             break;
         }
-        let idle = up.activity.idle().min(down.activity.idle());
+        let idle = carrying
+            .up
+            .activity
+            .idle()
+            .min(carrying.down.activity.idle());
         if idle >= stall {
-            // Whose turn it was, by the protocol's step.
-            let source_owes = {
-                let t = tally.lock().unwrap_or_else(|e| e.into_inner());
-                match (
-                    t.hello.is_some(),
-                    t.streaming,
-                    t.end.is_some(),
-                    t.done.is_some(),
-                ) {
-                    (false, ..) => true,
-                    (true, false, ..) => false,
-                    (true, true, false, _) => true,
-                    (true, true, true, done) => done,
-                }
-            };
-            stalled = Some(if up.writing.load(Ordering::Relaxed) {
-                format!("{target_name} took no data")
-            } else if down.writing.load(Ordering::Relaxed) {
-                format!("{source_name} took no data")
-            } else if source_owes {
-                format!("no data from {source_name}")
-            } else {
-                format!("no data from {target_name}")
-            });
-            break;
+            return (endings, Some(stalled_side(carrying, sides)));
         }
     }
-    // Whatever is still running now has had its chance; after a failure
-    // the stream is lost anyway, and a side left running may be blocked.
+    (endings, None)
+}
+
+/// What stalled the stream, in words: a side that took no data it was
+/// handed, else the side whose turn it was by the protocol's step.
+fn stalled_side(carrying: &Carrying, sides: &Sides) -> String {
+    let source_owes = lock(&carrying.tally).source_owes();
+    let (source, target) = (sides.source.name, sides.target.name);
+    if carrying.up.writing.load(Ordering::Relaxed) {
+        format!("{target} took no data")
+    } else if carrying.down.writing.load(Ordering::Relaxed) {
+        format!("{source} took no data")
+    } else if source_owes {
+        format!("no data from {source}")
+    } else {
+        format!("no data from {target}")
+    }
+}
+
+/// The agents' exit statuses (source, target; None: unknown). Whatever is
+/// still running after the grace (at once after a stall) has had its
+/// chance and is killed: after a failure the stream is lost anyway, and a
+/// side left running may be blocked.
+fn reap(agents: &mut Agents, stalled: bool, stall: Duration) -> Vec<Option<ExitStatus>> {
     let deadline = Instant::now() + stall.min(GRACE);
     let mut statuses = Vec::new();
     for c in &mut agents.0 {
         let status = loop {
             match c.try_wait() {
                 Ok(Some(s)) => break Some(s),
-                Ok(None) if stalled.is_none() && Instant::now() < deadline => {
+                Ok(None) if !stalled && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20))
                 }
                 _ => {
@@ -526,35 +463,29 @@ pub fn relay_observed(
         };
         statuses.push(status);
     }
-    let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
-    let secs = stall.as_secs();
-    if let Some(what) = stalled {
-        return Err(StreamError::Stalled { what, secs });
-    }
-    let describe = |status: &Option<std::process::ExitStatus>, words: &Words| {
-        let mut d = match status {
-            Some(s) => format!(" ({s}"),
-            None => " (status unknown".to_string(),
-        };
-        if let Some(l) = words.last() {
-            d.push_str(&format!("; it said: {l}"));
-        }
-        d.push(')');
-        d
-    };
+    statuses
+}
+
+/// Why a stream that did not stall failed, once both agents are reaped:
+/// a side's own error as it reported it, else the side whose end broke a
+/// direction first, else a direction's own error, else an agent's failed
+/// exit. Ok: none of these.
+fn failure(
+    tally: &Tally,
+    endings: Vec<(bool, Ended)>,
+    statuses: &[Option<ExitStatus>],
+    sides: &Sides,
+) -> Result<(), StreamError> {
     // A side's own failure, as it reported it, says the most.
-    let own = |from_source: bool| {
-        tally
+    for (from_source, side) in [(true, &sides.source), (false, &sides.target)] {
+        let own = tally
             .errors
             .iter()
-            .find(|(s, _, peer)| *s == from_source && !peer)
-            .map(|(_, m, _)| m.clone())
-    };
-    for (from_source, side) in [(true, source_name), (false, target_name)] {
-        if let Some(message) = own(from_source) {
+            .find(|(s, _, peer)| *s == from_source && !peer);
+        if let Some((_, message, _)) = own {
             return Err(StreamError::Remote {
-                side: side.into(),
-                message,
+                side: side.name.into(),
+                message: message.clone(),
             });
         }
     }
@@ -569,22 +500,12 @@ pub fn relay_observed(
             _ => None,
         });
     if let Some(Some(source_side)) = broken {
-        let (name, status, words, began) = if source_side {
-            (
-                source_name,
-                &statuses[0],
-                &source_words,
-                tally.hello.is_some(),
-            )
+        let (side, status, began) = if source_side {
+            (&sides.source, &statuses[0], tally.hello.is_some())
         } else {
-            (
-                target_name,
-                &statuses[1],
-                &target_words,
-                tally.ready.is_some(),
-            )
+            (&sides.target, &statuses[1], tally.ready.is_some())
         };
-        let (from, detail) = (name.to_string(), describe(status, words));
+        let (from, detail) = (side.name.to_string(), exit_words(status, &side.words));
         return Err(if began {
             StreamError::Ended { from, detail }
         } else {
@@ -596,18 +517,39 @@ pub fn relay_observed(
             return Err(e);
         }
     }
-    for (status, (name, words)) in statuses
-        .iter()
-        .zip([(source_name, &source_words), (target_name, &target_words)])
-    {
+    for (status, side) in statuses.iter().zip([&sides.source, &sides.target]) {
         if !status.is_some_and(|s| s.success()) {
             return Err(StreamError::AgentFailed {
-                side: name.into(),
+                side: side.name.into(),
                 status: status.map_or("status unknown".into(), |s| s.to_string()),
-                detail: words.last().map(|l| format!(": {l}")).unwrap_or_default(),
+                detail: side
+                    .words
+                    .last()
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default(),
             });
         }
     }
+    Ok(())
+}
+
+/// How an agent ended, for an error: ` (its status; it said: its last
+/// line)`.
+fn exit_words(status: &Option<ExitStatus>, words: &Words) -> String {
+    let mut d = match status {
+        Some(s) => format!(" ({s}"),
+        None => " (status unknown".to_string(),
+    };
+    if let Some(l) = words.last() {
+        d.push_str(&format!("; it said: {l}"));
+    }
+    d.push(')');
+    d
+}
+
+/// The report of a stream both agents ended well: whole, and with equal
+/// digests.
+fn finished(tally: Tally, start: Instant) -> Result<StreamReport, StreamError> {
     let (Some(hello), Some(end), Some(done)) = (tally.hello, tally.end, tally.done) else {
         return Err(StreamError::Protocol(
             "both agents ended well, but the stream lacks its HELLO, END or DONE".into(),
@@ -678,7 +620,7 @@ fn carry(
             Ok(Some(h)) => h,
             Ok(None) => {
                 let _ = w.flush();
-                let t = tally.lock().unwrap_or_else(|e| e.into_inner());
+                let t = lock(tally);
                 let owed = if up {
                     t.end.is_some()
                 } else {
@@ -752,7 +694,7 @@ fn splice_exactly(
     dir: &Direction,
     name: &str,
 ) -> Result<(), Ended> {
-    use crate::transfer::file::sys;
+    use crate::sys::pipe;
     let failed = |e| {
         Ended::Failed(StreamError::Io {
             what: format!("carrying data from {name}"),
@@ -761,9 +703,9 @@ fn splice_exactly(
     };
     while n > 0 {
         // Waiting for bytes to read is not writing.
-        sys::wait_readable(&from.inner).map_err(failed)?;
+        pipe::wait_readable(&from.inner).map_err(failed)?;
         dir.writing.store(true, Ordering::Relaxed);
-        let moved = sys::splice(&from.inner, to, n);
+        let moved = pipe::splice(&from.inner, to, n);
         dir.writing.store(false, Ordering::Relaxed);
         match moved {
             Ok(0) => return Err(Ended::Early),
@@ -791,7 +733,7 @@ fn note(
     len: u32,
     name: &str,
 ) -> Result<(), StreamError> {
-    let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+    let mut t = lock(tally);
     if up {
         t.bytes_carried += 5 + len as u64;
     }
@@ -856,24 +798,5 @@ mod hostile_hello {
         let h = hello(1 << 30, crate::transfer::CHUNK_SIZE);
         note(&tally, true, kind::HELLO, &h, h.len() as u32, "the source").unwrap();
         assert!(tally.lock().unwrap().hello.is_some());
-    }
-}
-
-#[cfg(test)]
-mod remote_command_tests {
-    use super::remote_command;
-
-    #[test]
-    fn every_word_of_the_remote_command_is_quoted() {
-        let args = vec!["agent".to_string(), "--path".into(), "/mnt/a b".into()];
-        assert_eq!(
-            remote_command("sudo -n /usr/local/bin/ferry", &args),
-            "sudo -n /usr/local/bin/ferry agent --path '/mnt/a b'"
-        );
-        // Shell syntax in the command is a word, never a second command.
-        assert_eq!(
-            remote_command("ferry;touch /tmp/x $(id)", &[]),
-            "'ferry;touch' /tmp/x '$(id)'"
-        );
     }
 }
