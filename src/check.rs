@@ -12,7 +12,9 @@ use crate::ceph::{
     MirrorMode, MirrorPeer, Parent, PeerDirection, PoolMirrorMode, ServiceDaemon, SnapNamespace,
     Usage, Watcher,
 };
+use crate::plan::Site;
 use crate::spec::{ImageKind, ImageRef, Spec, Transfer};
+use crate::units::human_bytes;
 
 /// Everything `check` found, and what it thinks of it.
 #[derive(Debug, Clone, Serialize)]
@@ -32,7 +34,7 @@ pub struct CheckReport {
 /// A conversion host, as `ssh HOST <ferry> --version` found it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostReport {
-    pub side: Side,
+    pub side: Site,
     pub ssh: String,
     /// What it answered (`ferry 0.1.0`).
     pub version: Option<String>,
@@ -42,7 +44,7 @@ pub struct HostReport {
 
 /// Asks each conversion host for its ferry's version, both at once.
 fn host_reports(c: &crate::spec::ConversionHosts) -> Vec<HostReport> {
-    let probe = |side: Side, h: &crate::spec::ConversionHost| {
+    let probe = |side: Site, h: &crate::spec::ConversionHost| {
         let opts = crate::transfer::stream::relay::RelayOptions {
             ssh_options: [
                 c.ssh_options.clone(),
@@ -81,8 +83,8 @@ fn host_reports(c: &crate::spec::ConversionHosts) -> Vec<HostReport> {
         }
     };
     std::thread::scope(|sc| {
-        let a = sc.spawn(|| probe(Side::Source, &c.source));
-        let b = probe(Side::Destination, &c.destination);
+        let a = sc.spawn(|| probe(Site::Source, &c.source));
+        let b = probe(Site::Destination, &c.destination);
         vec![a.join().expect("the probe does not panic"), b]
     })
 }
@@ -94,27 +96,10 @@ impl CheckReport {
     }
 }
 
-/// Which side of the migration a cluster is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Side {
-    Source,
-    Destination,
-}
-
-impl std::fmt::Display for Side {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Side::Source => "source",
-            Side::Destination => "destination",
-        })
-    }
-}
-
 /// What was found on one cluster.
 #[derive(Debug, Clone, Serialize)]
 pub struct SiteReport {
-    pub side: Side,
+    pub side: Site,
     pub cluster: String,
     pub conf: PathBuf,
     pub client: String,
@@ -131,7 +116,7 @@ pub struct SiteReport {
 /// What was found in one cloud.
 #[derive(Debug, Clone, Serialize)]
 pub struct CloudReport {
-    pub side: Side,
+    pub side: Site,
     /// The clouds.yaml entry (or `env`).
     pub name: String,
     pub region: Option<String>,
@@ -144,7 +129,7 @@ pub struct CloudReport {
 }
 
 fn cloud_report(
-    side: Side,
+    side: Site,
     name: &str,
     conn: &anyhow::Result<crate::openstack::Cloud>,
 ) -> CloudReport {
@@ -350,9 +335,9 @@ pub fn run(spec: &Spec) -> CheckReport {
             Some(conn) => site_report(side, cfg, conn, pools),
             None => SiteReport::unread(side, "(none)".into(), PathBuf::new(), String::new()),
         };
-    let source = site(Side::Source, &spec.source.cluster, &src_conn, &src_pools);
+    let source = site(Site::Source, &spec.source.cluster, &src_conn, &src_pools);
     let destination = site(
-        Side::Destination,
+        Site::Destination,
         &spec.destination.cluster,
         &dst_conn,
         &dst_pools,
@@ -389,8 +374,8 @@ pub fn run(spec: &Spec) -> CheckReport {
         _ => Vec::new(),
     };
     let clouds = [
-        (Side::Source, &spec.source.cloud, &src_cloud),
-        (Side::Destination, &spec.destination.cloud, &dst_cloud),
+        (Site::Source, &spec.source.cloud, &src_cloud),
+        (Site::Destination, &spec.destination.cloud, &dst_cloud),
     ]
     .into_iter()
     .filter_map(|(side, name, conn)| Some(cloud_report(side, name.as_deref()?, conn.as_ref()?)))
@@ -410,7 +395,7 @@ pub fn run(spec: &Spec) -> CheckReport {
 
 impl SiteReport {
     /// A site nothing was read of yet.
-    fn unread(side: Side, cluster: String, conf: PathBuf, client: String) -> SiteReport {
+    fn unread(side: Site, cluster: String, conf: PathBuf, client: String) -> SiteReport {
         SiteReport {
             side,
             cluster,
@@ -427,7 +412,7 @@ impl SiteReport {
 }
 
 fn site_report(
-    side: Side,
+    side: Site,
     cfg: &ClusterConfig,
     conn: &Result<Cluster, CephError>,
     pools: &[(String, PoolPurpose)],
@@ -448,7 +433,7 @@ fn site_report(
     r.fsid = c.fsid().ok();
     r.health = c.health().ok();
     r.usage = c.usage().ok();
-    if side == Side::Destination {
+    if side == Site::Destination {
         r.rbd_mirror_daemons = c.service_daemons("rbd-mirror").ok();
     }
     for (name, purpose) in pools {
@@ -885,7 +870,7 @@ pub fn assess(report: &CheckReport, mode: MirrorMode, transfer: Transfer) -> Vec
                 );
             }
         }
-        if c.side == Side::Destination && !c.roles.iter().any(|r| r == "admin") {
+        if c.side == Site::Destination && !c.roles.iter().any(|r| r == "admin") {
             push(
                 Severity::Warning,
                 subject,
@@ -1089,28 +1074,12 @@ pub fn render_text(r: &CheckReport) -> String {
     s
 }
 
-/// Bytes in binary units, e.g. `1.5 GiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ceph::HealthCheck;
 
-    fn site(side: Side, cluster: &str, pools: Vec<PoolReport>) -> SiteReport {
+    fn site(side: Site, cluster: &str, pools: Vec<PoolReport>) -> SiteReport {
         SiteReport {
             side,
             cluster: cluster.into(),
@@ -1128,7 +1097,7 @@ mod tests {
                 avail_bytes: 90,
             }),
             pools,
-            rbd_mirror_daemons: (side == Side::Destination).then(|| {
+            rbd_mirror_daemons: (side == Site::Destination).then(|| {
                 vec![ServiceDaemon {
                     gid: "1".into(),
                     id: "b".into(),
@@ -1169,7 +1138,7 @@ mod tests {
         let src_uuid = "uuid-volumes-Cinder";
         CheckReport {
             source: site(
-                Side::Source,
+                Site::Source,
                 "site-a",
                 vec![pool(
                     "volumes",
@@ -1179,7 +1148,7 @@ mod tests {
                 )],
             ),
             destination: site(
-                Side::Destination,
+                Site::Destination,
                 "site-b",
                 vec![pool(
                     "volumes",
@@ -1254,13 +1223,13 @@ mod tests {
         let here = concat!("ferry ", env!("CARGO_PKG_VERSION")).to_string();
         r.conversion_hosts = vec![
             HostReport {
-                side: Side::Source,
+                side: Site::Source,
                 ssh: "convhost-a".into(),
                 version: Some(here.clone()),
                 error: None,
             },
             HostReport {
-                side: Side::Destination,
+                side: Site::Destination,
                 ssh: "convhost-b".into(),
                 version: Some(here),
                 error: None,
@@ -1467,17 +1436,11 @@ mod tests {
     }
 
     #[test]
-    fn human_bytes_uses_binary_units() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536 * 1024 * 1024), "1.5 GiB");
-    }
-
-    #[test]
     fn cloud_problems_are_reported() {
         let mut r = healthy();
         r.clouds = vec![
             CloudReport {
-                side: Side::Source,
+                side: Site::Source,
                 name: "src".into(),
                 region: None,
                 error: Some("connecting to the source cloud: authentication failed".into()),
@@ -1486,7 +1449,7 @@ mod tests {
                 endpoints: vec![],
             },
             CloudReport {
-                side: Side::Destination,
+                side: Site::Destination,
                 name: "dst".into(),
                 region: Some("b".into()),
                 error: None,

@@ -20,3 +20,4 @@ mod props;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod transfer;
+pub mod units;

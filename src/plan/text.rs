@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::{Action, Adoption, Check, CloudObject, ImageAt, Plan};
 use crate::ceph::{Features, MirrorMode};
-use crate::check::human_bytes;
+use crate::units::human_bytes;
 
 /// Renders a plan as text for a terminal.
 pub fn render_text(plan: &Plan) -> String {
