@@ -1,14 +1,28 @@
 //! The report for people (`ferry check`'s text output).
 
+use std::fmt::Write;
+
 use crate::spec::ImageKind;
 use crate::units::human_bytes;
 
 use super::report::*;
 
-/// Renders the report for people.
+/// Renders the report for people: the clouds, the clusters, the images,
+/// the conversion hosts, the problems and a last line that says whether the
+/// migration is ready.
 pub fn render_text(r: &CheckReport) -> String {
-    use std::fmt::Write;
     let mut s = String::new();
+    clouds(r, &mut s);
+    sites(r, &mut s);
+    images(r, &mut s);
+    hosts(r, &mut s);
+    problems(r, &mut s);
+    summary(r, &mut s);
+    s
+}
+
+/// Each cloud: its project, roles and endpoints.
+fn clouds(r: &CheckReport, s: &mut String) {
     for c in &r.clouds {
         let _ = writeln!(
             s,
@@ -41,6 +55,10 @@ pub fn render_text(r: &CheckReport) -> String {
             );
         }
     }
+}
+
+/// Each cluster the spec names: health, usage, pools, rbd-mirror.
+fn sites(r: &CheckReport, s: &mut String) {
     for site in [&r.source, &r.destination]
         .into_iter()
         .filter(|s| !s.conf.as_os_str().is_empty())
@@ -125,6 +143,10 @@ pub fn render_text(r: &CheckReport) -> String {
             );
         }
     }
+}
+
+/// Each image: size, snapshots, use, features and mirroring.
+fn images(r: &CheckReport, s: &mut String) {
     if !r.images.is_empty() {
         let _ = writeln!(s, "images");
         for i in &r.images {
@@ -158,6 +180,10 @@ pub fn render_text(r: &CheckReport) -> String {
             );
         }
     }
+}
+
+/// Each conversion host and the ferry it runs.
+fn hosts(r: &CheckReport, s: &mut String) {
     if !r.conversion_hosts.is_empty() {
         let _ = writeln!(s, "conversion hosts");
         for h in &r.conversion_hosts {
@@ -170,6 +196,10 @@ pub fn render_text(r: &CheckReport) -> String {
             );
         }
     }
+}
+
+/// The problems, each with its hint.
+fn problems(r: &CheckReport, s: &mut String) {
     if !r.problems.is_empty() {
         let _ = writeln!(s, "problems");
         for p in &r.problems {
@@ -183,6 +213,10 @@ pub fn render_text(r: &CheckReport) -> String {
             }
         }
     }
+}
+
+/// The last line: ready or not, and how many problems.
+fn summary(r: &CheckReport, s: &mut String) {
     let errors = r
         .problems
         .iter()
@@ -194,5 +228,4 @@ pub fn render_text(r: &CheckReport) -> String {
         "{}: {errors} error(s), {warnings} warning(s)",
         if r.ok() { "ready" } else { "NOT READY" }
     );
-    s
 }
