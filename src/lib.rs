@@ -8,6 +8,7 @@
 pub mod ceph;
 pub mod check;
 pub mod cli;
+pub mod connect;
 pub mod exec;
 pub mod openstack;
 pub(crate) mod parallel;

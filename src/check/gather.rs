@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::ceph::{
     CephError, Cluster, ClusterConfig, ErrorKind, ImageMirrorState, PoolMirrorMode, SnapNamespace,
 };
+use crate::connect::{named_cluster, Policy};
 use crate::plan::Site;
 use crate::spec::{ImageKind, ImageRef, Spec, Transfer};
 
@@ -16,58 +17,16 @@ use super::report::*;
 /// Runs the whole check. Connection failures do not abort it: they become
 /// problems in the report.
 pub fn run(spec: &Spec) -> CheckReport {
-    let timeout = spec.timeout();
+    // A check reads a few facts, under the limits a plan is read with.
+    let policy = Policy::reading(spec);
     // A spec whose volumes all stream may name no cluster: none is read.
-    let connect_cluster = |c: &ClusterConfig| c.is_given().then(|| Cluster::connect(c, timeout));
-    let src_conn = connect_cluster(&spec.source.cluster);
-    let dst_conn = connect_cluster(&spec.destination.cluster);
-    let connect = |name: &Option<String>| name.as_deref().map(crate::openstack::connect);
-    let src_cloud = connect(&spec.source.cloud);
-    let dst_cloud = connect(&spec.destination.cloud);
-    // With a source cloud, entries name volumes and images that the cloud
-    // resolves; an entry that does not resolve is a problem of its own.
-    let mut unresolved = Vec::new();
-    let refs: Vec<ImageRef> = match &src_cloud {
-        Some(Ok(c)) => (0..spec.images.len())
-            .flat_map(|i| match crate::plan::resolve_entry(spec, i, Some(c)) {
-                Ok(found) => found.into_iter().map(|(r, _)| r).collect(),
-                Err(e) => {
-                    unresolved.push(Problem {
-                        severity: Severity::Error,
-                        subject: format!("images[{i}]"),
-                        message: format!("{e:#}"),
-                        hint: None,
-                    });
-                    Vec::new()
-                }
-            })
-            .collect(),
-        _ => spec.image_refs(),
-    };
-
-    let mut src_pools = vec![(spec.source.pools.cinder.clone(), PoolPurpose::Cinder)];
-    if let Some(g) = &spec.source.pools.glance {
-        src_pools.push((g.clone(), PoolPurpose::Glance));
-    }
-    let d = &spec.destination.pools;
-    let mut dst_pools = vec![(
-        d.mirrored_cinder
-            .clone()
-            .unwrap_or_else(|| spec.source.pools.cinder.clone()),
-        PoolPurpose::MirroredCinder,
-    )];
-    if let Some(g) = d
-        .mirrored_glance
-        .clone()
-        .or(spec.source.pools.glance.clone())
-    {
-        dst_pools.push((g, PoolPurpose::MirroredGlance));
-    }
-    dst_pools.push((d.cinder.clone(), PoolPurpose::DestCinder));
-    if let Some(g) = &d.glance {
-        dst_pools.push((g.clone(), PoolPurpose::DestGlance));
-    }
-
+    let src_conn = named_cluster(&spec.source.cluster, &policy);
+    let dst_conn = named_cluster(&spec.destination.cluster, &policy);
+    let cloud = |name: &Option<String>| name.as_deref().map(|n| crate::connect::cloud(n, &policy));
+    let src_cloud = cloud(&spec.source.cloud);
+    let dst_cloud = cloud(&spec.destination.cloud);
+    let (refs, unresolved) = image_refs(spec, &src_cloud);
+    let (src_pools, dst_pools) = pools(spec);
     let site =
         |side, cfg: &ClusterConfig, conn: &Option<Result<Cluster, CephError>>, pools| match conn {
             Some(conn) => site_report(side, cfg, conn, pools),
@@ -80,33 +39,12 @@ pub fn run(spec: &Spec) -> CheckReport {
         &dst_conn,
         &dst_pools,
     );
-    // Many images are read at once: each takes a dozen round trips.
-    let (src, dst) = (
+    let images = image_reports(
+        spec,
+        &refs,
         src_conn.as_ref().and_then(|c| c.as_ref().ok()),
         dst_conn.as_ref().and_then(|c| c.as_ref().ok()),
     );
-    let stream_all = spec.options.transfer == Transfer::Stream;
-    let can_stream = spec.conversion_hosts.is_some() && spec.source.cloud.is_some();
-    let images = crate::parallel::map(&refs, 16, |r| {
-        let volume = r.kind == ImageKind::Cinder && spec.source.cloud.is_some();
-        let streamed = || ImageReport {
-            streamed: true,
-            ..image_report(r.clone(), None, None)
-        };
-        if volume && stream_all {
-            return streamed();
-        }
-        let i = image_report(r.clone(), src, dst);
-        // A volume the source pool does not hold streams, as the plan has it.
-        let missing = i
-            .error
-            .as_ref()
-            .is_some_and(|f| f.kind == ErrorKind::NotFound);
-        if volume && missing && can_stream {
-            return streamed();
-        }
-        i
-    });
     let conversion_hosts = match &spec.conversion_hosts {
         Some(c) if images.iter().any(|i| i.streamed) => host_reports(c),
         _ => Vec::new(),
@@ -129,6 +67,96 @@ pub fn run(spec: &Spec) -> CheckReport {
     report.problems = assess(&report, spec.options.mirror_mode, spec.options.transfer);
     report.problems.extend(unresolved);
     report
+}
+
+/// The images the spec names. With a source cloud, entries name volumes
+/// and images that the cloud resolves; an entry that does not resolve is a
+/// problem of its own.
+fn image_refs(
+    spec: &Spec,
+    src_cloud: &Option<anyhow::Result<crate::openstack::Cloud>>,
+) -> (Vec<ImageRef>, Vec<Problem>) {
+    let Some(Ok(c)) = src_cloud else {
+        return (spec.image_refs(), Vec::new());
+    };
+    let mut unresolved = Vec::new();
+    let refs = (0..spec.images.len())
+        .flat_map(|i| match crate::plan::resolve_entry(spec, i, Some(c)) {
+            Ok(found) => found.into_iter().map(|(r, _)| r).collect(),
+            Err(e) => {
+                unresolved.push(Problem {
+                    severity: Severity::Error,
+                    subject: format!("images[{i}]"),
+                    message: format!("{e:#}"),
+                    hint: None,
+                });
+                Vec::new()
+            }
+        })
+        .collect();
+    (refs, unresolved)
+}
+
+/// The pools to read on one side, each with what it is for.
+type Pools = Vec<(String, PoolPurpose)>;
+
+/// The pools to read on the source and on the destination.
+fn pools(spec: &Spec) -> (Pools, Pools) {
+    let mut src_pools = vec![(spec.source.pools.cinder.clone(), PoolPurpose::Cinder)];
+    if let Some(g) = &spec.source.pools.glance {
+        src_pools.push((g.clone(), PoolPurpose::Glance));
+    }
+    let d = &spec.destination.pools;
+    let mut dst_pools = vec![(
+        d.mirrored_cinder
+            .clone()
+            .unwrap_or_else(|| spec.source.pools.cinder.clone()),
+        PoolPurpose::MirroredCinder,
+    )];
+    if let Some(g) = d
+        .mirrored_glance
+        .clone()
+        .or(spec.source.pools.glance.clone())
+    {
+        dst_pools.push((g, PoolPurpose::MirroredGlance));
+    }
+    dst_pools.push((d.cinder.clone(), PoolPurpose::DestCinder));
+    if let Some(g) = &d.glance {
+        dst_pools.push((g.clone(), PoolPurpose::DestGlance));
+    }
+    (src_pools, dst_pools)
+}
+
+/// Each image read at once with others: each takes a dozen round trips.
+/// A volume that streams is not read on the source cluster.
+fn image_reports(
+    spec: &Spec,
+    refs: &[ImageRef],
+    src: Option<&Cluster>,
+    dst: Option<&Cluster>,
+) -> Vec<ImageReport> {
+    let stream_all = spec.options.transfer == Transfer::Stream;
+    let can_stream = spec.conversion_hosts.is_some() && spec.source.cloud.is_some();
+    crate::parallel::map(refs, 16, |r| {
+        let volume = r.kind == ImageKind::Cinder && spec.source.cloud.is_some();
+        let streamed = || ImageReport {
+            streamed: true,
+            ..image_report(r.clone(), None, None)
+        };
+        if volume && stream_all {
+            return streamed();
+        }
+        let i = image_report(r.clone(), src, dst);
+        // A volume the source pool does not hold streams, as the plan has it.
+        let missing = i
+            .error
+            .as_ref()
+            .is_some_and(|f| f.kind == ErrorKind::NotFound);
+        if volume && missing && can_stream {
+            return streamed();
+        }
+        i
+    })
 }
 
 /// Asks each conversion host for its ferry's version, both at once.

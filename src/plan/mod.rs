@@ -9,6 +9,7 @@
 mod adopted;
 mod build;
 mod discover;
+mod prepare;
 mod text;
 mod validate;
 
@@ -21,6 +22,7 @@ pub use discover::{
     derived_image_id, discover, published_parents, recorded_plan_id, resolve_entry, users_of,
     ImageFacts, Recorded,
 };
+pub use prepare::{connect, prepare, Planned, Prepared, Purpose};
 pub(crate) use text::describe;
 pub use text::{render_text, role_preview};
 pub use validate::{Refused, BUNDLE_FORMAT};
