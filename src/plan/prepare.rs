@@ -194,3 +194,45 @@ pub fn prepare(
         warnings,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed_out() -> CephError {
+        CephError::BadReply {
+            op: "fsid",
+            object: "site-b".into(),
+            message: "no answer".into(),
+        }
+    }
+
+    #[test]
+    fn what_the_destination_cannot_give_warns_a_plan_shown_and_fails_a_run() {
+        let mut warnings = Vec::new();
+        Purpose::Show
+            .take(Shortfall::Fsid(timed_out()), &mut warnings)
+            .unwrap();
+        Purpose::Show
+            .take(
+                Shortfall::Parents(anyhow::anyhow!("pool images: denied")),
+                &mut warnings,
+            )
+            .unwrap();
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[0].starts_with("the destination cluster's fsid cannot be read ("));
+        assert!(
+            warnings[1].ends_with("clones whose parent is not in this migration are planned flat")
+        );
+
+        let mut none = Vec::new();
+        let e = Purpose::Run
+            .take(Shortfall::Connect(timed_out()), &mut none)
+            .unwrap_err();
+        assert!(none.is_empty());
+        assert_eq!(
+            format!("{e:#}"),
+            "connecting to the destination cluster: fsid(site-b): unexpected reply: no answer"
+        );
+    }
+}
