@@ -15,6 +15,7 @@ pub(crate) mod parallel;
 pub mod plan;
 pub mod render;
 pub mod spec;
+pub mod steps;
 
 #[cfg(test)]
 mod props;

@@ -13,6 +13,7 @@ mod error;
 mod ffi;
 mod header;
 mod image;
+mod image_mirror;
 mod pool;
 mod status;
 mod types;

@@ -11,7 +11,8 @@ use libc::{c_char, c_int, size_t};
 use super::cluster::Cluster;
 use super::error::{check, cstring, Result};
 use super::ffi;
-use super::image::{convert_global_status, cstr_lossy, Image};
+use super::image::{cstr_lossy, Image};
+use super::image_mirror::convert_global_status;
 use super::types::{Features, MirrorGlobalStatus, MirrorPeer, PeerDirection, PoolMirrorMode};
 
 /// An open pool; borrows its cluster, so it cannot outlive the connection.

@@ -70,7 +70,7 @@ fn write_bundle(path: &std::path::Path, plan: &crate::plan::Plan) -> anyhow::Res
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("ferry: plan {} written to {}", plan.id, path.display());
     let ssh = plan.images.iter().flat_map(|i| &i.steps).any(|s| {
-        matches!(&s.action, crate::plan::Action::StreamVolume { hosts, .. } if !hosts.ssh_options.is_empty())
+        matches!(&s.action, crate::plan::Action::StreamVolume(crate::steps::StreamVolume { hosts, .. }) if !hosts.ssh_options.is_empty())
     });
     if ssh {
         eprintln!("ferry: the conversion hosts' ssh options are not in the bundle: whoever runs the conversion-hosts part gives theirs (ferry run --role conversion-hosts --ssh-config FILE / --ssh-option KEY=VALUE)");

@@ -6,7 +6,7 @@ use super::*;
 use crate::ceph::HeaderSnapshot;
 
 impl Ctx<'_> {
-    pub(super) fn exists(&self, at: &ImageAt) -> anyhow::Result<bool> {
+    pub(crate) fn exists(&self, at: &ImageAt) -> anyhow::Result<bool> {
         // Most answers need no open (its configuration costs ~1.5 ms of CPU
         // and memory while held): a format 2 image's id object, or nothing.
         let pool = self.cluster(at.site)?.pool(&at.pool)?;
@@ -34,7 +34,7 @@ impl Ctx<'_> {
     }
 
     /// A metadata value of an image (None when the image or key is missing).
-    pub(super) fn metadata(&self, at: &ImageAt, key: &str) -> anyhow::Result<Option<String>> {
+    pub(crate) fn metadata(&self, at: &ImageAt, key: &str) -> anyhow::Result<Option<String>> {
         match self.header_id(at)? {
             (_, Some(None)) => return Ok(None),
             (pool, Some(Some(id))) => {
@@ -57,7 +57,7 @@ impl Ctx<'_> {
     /// (the destination's, or the hand-off's) only when it names this very
     /// image (cluster fsid, pool, name, id) and carries the cut-over's
     /// checksum: a record of other data is an error, never a success.
-    pub(super) fn verified_sum(
+    pub(crate) fn verified_sum(
         &self,
         source: &ImageAt,
         copy: &ImageAt,
@@ -117,7 +117,7 @@ impl Ctx<'_> {
     /// `origin` (two images for one copy name) is an error.
     /// A record whose copy is gone (deleted after the run) is none: the
     /// copy is made and verified again.
-    pub(super) fn record(
+    pub(crate) fn record(
         &self,
         copy: &ImageAt,
         origin: &SourceId,
@@ -179,7 +179,7 @@ impl Ctx<'_> {
         Ok(true)
     }
 
-    pub(super) fn holds(&self, check: &Check) -> anyhow::Result<bool> {
+    pub(crate) fn holds(&self, check: &Check) -> anyhow::Result<bool> {
         Ok(match check {
             Check::Exists { image } => self.exists(image)?,
             Check::Absent { image } => !self.exists(image)?,
@@ -325,7 +325,7 @@ impl Ctx<'_> {
     }
 
     /// The size and object size of the image `at` names, at its head.
-    pub(super) fn size(&self, at: &ImageAt) -> anyhow::Result<(u64, u64)> {
+    pub(crate) fn size(&self, at: &ImageAt) -> anyhow::Result<(u64, u64)> {
         if let (pool, Some(Some(id))) = self.header_id(at)? {
             if let Some(size) = pool.head_size(&id)? {
                 return Ok(size);
@@ -336,7 +336,7 @@ impl Ctx<'_> {
     }
 
     /// All metadata of the image `at` names.
-    pub(super) fn metadata_list(&self, at: &ImageAt) -> anyhow::Result<Vec<(String, String)>> {
+    pub(crate) fn metadata_list(&self, at: &ImageAt) -> anyhow::Result<Vec<(String, String)>> {
         if let (pool, Some(Some(id))) = self.header_id(at)? {
             if let Some(all) = pool.head_metadata_list(&id)? {
                 return Ok(all);
@@ -371,7 +371,7 @@ impl Ctx<'_> {
     }
 
     /// The id of the snapshot `at` names (None when there is none).
-    pub(super) fn snap_id(&self, at: &ImageAt) -> anyhow::Result<Option<u64>> {
+    pub(crate) fn snap_id(&self, at: &ImageAt) -> anyhow::Result<Option<u64>> {
         let name = at
             .snap
             .as_deref()

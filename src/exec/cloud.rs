@@ -15,6 +15,7 @@ use crate::plan::{
     whose, Adoption, CloudObject, EarlierAdoption, ImageAt, ImageRegistration, Step,
     VolumeAdoption, Whose, ADOPTED_BY, ADOPTED_FROM, REGISTERED_FROM, STREAM_PENDING,
 };
+use crate::steps;
 
 /// The volumes marked as adopted from one source volume, sorted.
 #[derive(Default)]
@@ -163,7 +164,7 @@ impl Ctx<'_> {
                 })
                 .flat_map(|p| &p.steps)
                 .find_map(|s| match &s.action {
-                    crate::plan::Action::Verify { copy, origin, .. } => {
+                    crate::plan::Action::Verify(steps::Verify { copy, origin, .. }) => {
                         Some((copy.clone(), origin.clone()))
                     }
                     _ => None,
@@ -443,7 +444,7 @@ pub(super) fn earlier_before_create(
 
 /// Reads the destination cloud and refuses bad inputs before anything
 /// changes anywhere.
-pub(super) fn check_destination(
+pub(crate) fn check_destination(
     ctx: &Ctx<'_>,
     image: &ImageAt,
     adoption: &Adoption,
@@ -667,7 +668,7 @@ fn volume_messages(cloud: &Cloud, id: &str) -> String {
 }
 
 /// Manage-existing of the copy, then bootable flag and image metadata.
-pub(super) fn adopt_volume(
+pub(crate) fn adopt_volume(
     ctx: &Ctx<'_>,
     i: usize,
     step: &Step,
@@ -757,7 +758,7 @@ pub(super) fn volume_settings(
 }
 
 /// A Glance image whose location is the copy's protected snapshot.
-pub(super) fn register_image(
+pub(crate) fn register_image(
     ctx: &Ctx<'_>,
     i: usize,
     step: &Step,
@@ -842,7 +843,7 @@ fn add_location(
 
 /// Reads the source cloud before the cut-over: the volume is still there
 /// and idle (available, or its servers shut off), or the image active.
-pub(super) fn check_source(
+pub(crate) fn check_source(
     ctx: &Ctx<'_>,
     object: &CloudObject,
     allow_in_use: bool,

@@ -6,17 +6,18 @@
 mod act;
 mod board;
 mod checks;
-mod cloud;
+pub(crate) mod cloud;
 mod observe;
 mod output;
 mod pipeline;
 mod progress;
-mod space;
+pub(crate) mod space;
 mod stall;
 mod state;
-mod stream;
+pub(crate) mod stream;
 mod wait;
 
+pub(crate) use act::{engine_options, feature_list};
 pub use board::{clock, BatchProgress, Board, Phase};
 pub use progress::{Meter, Progress};
 
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::parallel::{Flag, Slot, Slots};
+use crate::steps;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -97,14 +99,14 @@ pub use crate::connect::Access;
 /// image (`pool/image`) → the record of its verified copy.
 pub type Handoff = BTreeMap<String, VerifiedRecord>;
 
-struct Ctx<'a> {
-    access: Access,
+pub(crate) struct Ctx<'a> {
+    pub(crate) access: Access,
     /// The hand-off a cleanup part was given (empty otherwise).
-    verified: Handoff,
+    pub(crate) verified: Handoff,
     /// The one role this run performs; None: all of them.
     role: Option<Role>,
-    opts: &'a RunOptions,
-    state: Mutex<RunState>,
+    pub(crate) opts: &'a RunOptions,
+    pub(crate) state: Mutex<RunState>,
     path: PathBuf,
     board: Mutex<Board>,
     /// Whether stderr is a terminal showing the live board (text output only).
@@ -168,14 +170,7 @@ impl Drop for OpenSlot {
 /// Whether a step reads or writes an image's data (and so takes a data
 /// slot while it acts; its waits come before, without one).
 fn moves_data(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::HashSource { .. }
-            | Action::FlatCopy { .. }
-            | Action::Copy { .. }
-            | Action::Verify { .. }
-            | Action::StreamVolume { .. }
-    )
+    action.kind().moves_data()
 }
 
 /// Runs (or resumes) the migration of `spec`, every role. Returns the
@@ -505,12 +500,12 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 /// The first 16 digits of a checksum for a message; any text read from Ceph
 /// is shown whole when shorter.
-fn short(sum: &str) -> &str {
+pub(crate) fn short(sum: &str) -> &str {
     sum.get(..16).unwrap_or(sum)
 }
 
 impl Ctx<'_> {
-    fn cluster(&self, site: Site) -> anyhow::Result<&Cluster> {
+    pub(crate) fn cluster(&self, site: Site) -> anyhow::Result<&Cluster> {
         let (c, name) = match site {
             Site::Source => (&self.access.src, "source"),
             Site::Destination => (&self.access.dst, "destination"),
@@ -526,15 +521,15 @@ impl Ctx<'_> {
         Ok(c)
     }
 
-    fn dst(&self) -> anyhow::Result<&Cluster> {
+    pub(crate) fn dst(&self) -> anyhow::Result<&Cluster> {
         self.cluster(Site::Destination)
     }
 
-    fn plan_id(&self) -> String {
+    pub(crate) fn plan_id(&self) -> String {
         self.state.lock().unwrap().plan.id.clone()
     }
 
-    fn with_image<T>(
+    pub(crate) fn with_image<T>(
         &self,
         at: &ImageAt,
         write: bool,
@@ -563,7 +558,9 @@ impl Ctx<'_> {
                 .iter()
                 .flat_map(|p| &p.steps)
                 .filter_map(|s| match &s.action {
-                    Action::Verify { copy, origin, .. } => Some((copy.clone(), origin.clone())),
+                    Action::Verify(steps::Verify { copy, origin, .. }) => {
+                        Some((copy.clone(), origin.clone()))
+                    }
                     _ => None,
                 })
                 .collect();
@@ -586,11 +583,11 @@ impl Ctx<'_> {
         self.state.lock().unwrap().save(&self.path)
     }
 
-    fn image_state(&self, i: usize) -> ImageState {
+    pub(crate) fn image_state(&self, i: usize) -> ImageState {
         self.state.lock().unwrap().images[i].clone()
     }
 
-    fn update(&self, i: usize, f: impl FnOnce(&mut ImageState)) -> anyhow::Result<()> {
+    pub(crate) fn update(&self, i: usize, f: impl FnOnce(&mut ImageState)) -> anyhow::Result<()> {
         let mut state = self.state.lock().unwrap();
         f(&mut state.images[i]);
         state.record(&self.path, i)
@@ -601,14 +598,7 @@ impl Ctx<'_> {
 /// of them (see [`refused`]), the plan cannot go on and the source is put
 /// back as the plan found it. From the cut-over on, what is done is kept.
 fn prepares_source(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::DisableFeatures { .. }
-            | Action::EnableFeatures { .. }
-            | Action::EnableMirroring { .. }
-            | Action::FreezeSnapshot { .. }
-            | Action::FlatCopy { .. }
-    )
+    action.kind().prepares_source()
 }
 
 /// Whether an error is Ceph refusing the call (an argument or a feature it
@@ -1080,7 +1070,7 @@ fn not_found(e: &anyhow::Error) -> bool {
 }
 
 /// The image `at` names, without its snapshot.
-fn plain(at: &ImageAt) -> ImageAt {
+pub(crate) fn plain(at: &ImageAt) -> ImageAt {
     ImageAt {
         snap: None,
         ..at.clone()

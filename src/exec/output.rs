@@ -111,7 +111,7 @@ impl Ctx<'_> {
 
     /// The engine's progress callback for a step: the board's bytes, and a
     /// progress event every 2 s.
-    pub(super) fn progress<'s>(
+    pub(crate) fn progress<'s>(
         &'s self,
         i: usize,
         step: &'s Step,

@@ -24,7 +24,7 @@ const DEFAULT_STATE_DIR: &str = "/var/lib/ferry/stream";
 
 /// The new volume for a source volume, marked pending; waits until it is
 /// `available`.
-pub(super) fn create_volume(
+pub(crate) fn create_volume(
     ctx: &Ctx<'_>,
     i: usize,
     step: &Step,
@@ -58,7 +58,7 @@ pub(super) fn create_volume(
 }
 
 /// Attaches, streams, verifies, detaches.
-pub(super) fn stream_volume(
+pub(crate) fn stream_volume(
     ctx: &Ctx<'_>,
     i: usize,
     step: &Step,
@@ -257,7 +257,7 @@ fn run_stream(
 }
 
 /// Bootable flag and image metadata, then the pending mark goes.
-pub(super) fn finish_volume(ctx: &Ctx<'_>, a: &VolumeAdoption) -> anyhow::Result<String> {
+pub(crate) fn finish_volume(ctx: &Ctx<'_>, a: &VolumeAdoption) -> anyhow::Result<String> {
     let cinder = Cinder(ctx.dst_cloud()?);
     let vol = ctx
         .stream_target(&a.source_volume)?

@@ -403,7 +403,7 @@ impl Ctx<'_> {
     /// Waits until `check` holds, on this thread (a wait inside an action,
     /// or of a step that runs alongside others); a run's own lane of an
     /// image parks instead ([`Waiting`] looked at by the pipeline).
-    pub(super) fn wait(&self, i: usize, step: &Step, check: &Check) -> anyhow::Result<()> {
+    pub(crate) fn wait(&self, i: usize, step: &Step, check: &Check) -> anyhow::Result<()> {
         let mut waiting = Waiting::new(i, step.clone(), check.clone());
         while !waiting.look(self)? {
             std::thread::sleep(waiting.pause(self.opts.poll));

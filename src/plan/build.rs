@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ceph::{Features, MirrorMode, Parent, PoolMirrorMode};
 use crate::spec::{BootableTo, Clones, ImageKind, ImageRef, Transfer};
+use crate::steps;
 
 use super::{
     without_ferry_keys, Action, Adoption, Check, CloudObject, ImageAt, ImageFacts, ImagePlan,
@@ -350,11 +351,11 @@ fn image_plan(
             draft(
                 "check-destination-cloud",
                 Role::DestinationCloud,
-                Action::CheckDestinationCloud {
+                Action::CheckDestinationCloud(steps::CheckDestinationCloud {
                     image: dest.clone(),
                     adoption: a.clone(),
                     create: false,
-                },
+                }),
             )
             .past_when(vec![adopted]),
         );
@@ -363,11 +364,11 @@ fn image_plan(
         steps.push(draft(
             "check-source-cloud",
             Role::SourceCloud,
-            Action::CheckSourceCloud {
+            Action::CheckSourceCloud(steps::CheckSourceCloud {
                 object: obj.clone(),
                 allow_in_use: opts.allow_in_use,
                 detached: false,
-            },
+            }),
         ));
     }
     // Once the cleanup has confirmed the copy, the source storage steps are
@@ -377,9 +378,9 @@ fn image_plan(
         draft(
             "preflight",
             Role::SourceStorage,
-            Action::Preflight {
+            Action::Preflight(steps::Preflight {
                 image: orig.clone(),
-            },
+            }),
         )
         .requires(vec![Check::Exists {
             image: orig.clone(),
@@ -393,14 +394,14 @@ fn image_plan(
         draft(
             "record-original",
             Role::SourceStorage,
-            Action::RecordOriginal {
+            Action::RecordOriginal(steps::RecordOriginal {
                 image: orig.clone(),
                 record: super::OriginalRecord {
                     plan: opts.plan_id.clone(),
                     features: facts.features,
                     mirroring: facts.mirroring,
                 },
-            },
+            }),
         )
         .done_when(vec![Check::MetadataPresent {
             image: orig.clone(),
@@ -502,9 +503,9 @@ fn image_plan(
                     "freeze-snapshot"
                 },
                 Role::SourceStorage,
-                Action::FreezeSnapshot {
+                Action::FreezeSnapshot(steps::FreezeSnapshot {
                     image: orig_cut.clone(),
-                },
+                }),
             )
             .requires(idle.clone())
             .done_when(vec![Check::SnapshotExists {
@@ -531,11 +532,11 @@ fn image_plan(
             draft(
                 "copy-out-flat",
                 Role::SourceStorage,
-                Action::FlatCopy {
+                Action::FlatCopy(steps::FlatCopy {
                     from: orig_cut.clone(),
                     to: src.clone(),
                     features,
-                },
+                }),
             )
             .requires(vec![Check::SnapshotExists {
                 image: orig_cut.clone(),
@@ -553,11 +554,11 @@ fn image_plan(
             draft(
                 "enable-features",
                 Role::SourceStorage,
-                Action::EnableFeatures {
+                Action::EnableFeatures(steps::EnableFeatures {
                     image: src.clone(),
                     features: vec![Features::EXCLUSIVE_LOCK],
                     make_room: vec![],
-                },
+                }),
             )
             .requires(idle.clone())
             .done_when(vec![Check::FeaturesPresent {
@@ -600,7 +601,7 @@ fn image_plan(
                 draft(
                     "enable-features",
                     Role::SourceStorage,
-                    Action::EnableFeatures {
+                    Action::EnableFeatures(steps::EnableFeatures {
                         image: src.clone(),
                         features: enable,
                         make_room: if added.contains(Features::JOURNALING) {
@@ -608,7 +609,7 @@ fn image_plan(
                         } else {
                             vec![]
                         },
-                    },
+                    }),
                 )
                 .requires(idle.clone())
                 .done_when(vec![Check::FeaturesPresent {
@@ -664,7 +665,7 @@ fn image_plan(
         draft(
             "copy",
             Role::DestinationStorage,
-            Action::Copy {
+            Action::Copy(steps::CopyImage {
                 from: if direct {
                     orig_cut.clone()
                 } else {
@@ -673,7 +674,7 @@ fn image_plan(
                 to: partial.clone(),
                 features: Some(Features(copy_features)),
                 clone_of: clone_of.clone(),
-            },
+            }),
         )
         .requires(copy_requires)
         .done_when(vec![copied.clone()])
@@ -696,12 +697,12 @@ fn image_plan(
         draft(
             "verify",
             Role::DestinationStorage,
-            Action::Verify {
+            Action::Verify(steps::Verify {
                 expected,
                 partial: partial.clone(),
                 copy: dest.clone(),
                 origin: origin.clone(),
-            },
+            }),
         )
         .after(after)
         .requires(vec![
@@ -717,10 +718,10 @@ fn image_plan(
         draft(
             "publish",
             Role::DestinationStorage,
-            Action::Publish {
+            Action::Publish(steps::Publish {
                 partial: partial.clone(),
                 copy: dest.clone(),
-            },
+            }),
         )
         .requires(vec![verified.clone()])
         .done_when(vec![verified.clone(), Check::Absent { image: partial }]),
@@ -734,9 +735,9 @@ fn image_plan(
             draft(
                 "snapshot-and-protect",
                 Role::DestinationStorage,
-                Action::SnapshotAndProtect {
+                Action::SnapshotAndProtect(steps::SnapshotAndProtect {
                     image: at_snap.clone(),
-                },
+                }),
             )
             .requires(vec![Check::Exists {
                 image: dest.clone(),
@@ -751,10 +752,10 @@ fn image_plan(
             draft(
                 "adopt-volume",
                 Role::DestinationCloud,
-                Action::AdoptVolume {
+                Action::AdoptVolume(steps::AdoptVolume {
                     image: dest.clone(),
                     adoption: v.clone(),
-                },
+                }),
             )
             .requires(vec![Check::Published {
                 image: dest.clone(),
@@ -767,10 +768,10 @@ fn image_plan(
             draft(
                 "register-image",
                 Role::DestinationCloud,
-                Action::RegisterImage {
+                Action::RegisterImage(steps::RegisterImage {
                     image: at_snap.clone(),
                     registration: g.clone(),
-                },
+                }),
             )
             .requires(vec![Check::Published {
                 image: at_snap.clone(),
@@ -787,12 +788,12 @@ fn image_plan(
             draft(
                 "confirm-verified",
                 Role::Cleanup,
-                Action::ConfirmVerified {
+                Action::ConfirmVerified(steps::ConfirmVerified {
                     source: src_cut.clone(),
                     copy: dest.clone(),
                     mark: orig.clone(),
                     origin: origin.clone(),
-                },
+                }),
             )
             .requires(vec![verified])
             .done_when(vec![confirmed.clone()]),
@@ -801,9 +802,9 @@ fn image_plan(
             draft(
                 "check-source-unchanged",
                 Role::Cleanup,
-                Action::CheckUnchanged {
+                Action::CheckUnchanged(steps::CheckUnchanged {
                     image: orig_cut.clone(),
-                },
+                }),
             )
             .requires(vec![confirmed.clone()])
             .past_when(vec![Check::SnapshotAbsent {
@@ -822,7 +823,7 @@ fn image_plan(
                 draft(
                     "disable-mirroring",
                     Role::Cleanup,
-                    Action::DisableMirroring { image: src.clone() },
+                    Action::DisableMirroring(steps::DisableMirroring { image: src.clone() }),
                 )
                 .requires(vec![confirmed.clone()])
                 .done_when(vec![Check::MirroringDisabled { image: src.clone() }])
@@ -834,7 +835,7 @@ fn image_plan(
                 draft(
                     "remove-flat-copy",
                     Role::Cleanup,
-                    Action::RemoveImage { image: src.clone() },
+                    Action::RemoveImage(steps::RemoveImage { image: src.clone() }),
                 )
                 .requires(vec![confirmed.clone()])
                 .done_when(vec![Check::Absent { image: src.clone() }]),
@@ -856,9 +857,9 @@ fn image_plan(
             draft(
                 "remove-cut-over-snapshot",
                 Role::Cleanup,
-                Action::RemoveSnapshot {
+                Action::RemoveSnapshot(steps::RemoveSnapshot {
                     image: orig_cut.clone(),
-                },
+                }),
             )
             .requires(vec![confirmed.clone()])
             .done_when(snapshot_gone),
@@ -868,7 +869,7 @@ fn image_plan(
                 draft(
                     "restore-features",
                     Role::Cleanup,
-                    Action::RestoreFeatures { image: src.clone() },
+                    Action::RestoreFeatures(steps::RestoreFeatures { image: src.clone() }),
                 )
                 // Feature changes can freeze a running client: never on an
                 // image in use.
@@ -896,10 +897,10 @@ fn image_plan(
             draft(
                 "forget-original",
                 Role::Cleanup,
-                Action::RemoveMetadata {
+                Action::RemoveMetadata(steps::RemoveMetadata {
                     image: orig.clone(),
                     key: original.clone(),
-                },
+                }),
             )
             .requires(vec![confirmed.clone()])
             .done_when(vec![Check::MetadataAbsent {
@@ -1011,29 +1012,29 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
         draft(
             "check-destination-cloud",
             Role::DestinationCloud,
-            Action::CheckDestinationCloud {
+            Action::CheckDestinationCloud(steps::CheckDestinationCloud {
                 image: dest,
                 adoption: Adoption::Volume(adoption.clone()),
                 create: true,
-            },
+            }),
         )
         .past_when(vec![created.clone()]),
         draft(
             "check-source-cloud",
             Role::SourceCloud,
-            Action::CheckSourceCloud {
+            Action::CheckSourceCloud(steps::CheckSourceCloud {
                 object: obj.clone(),
                 allow_in_use: false,
                 detached: true,
-            },
+            }),
         ),
         draft(
             "create-volume",
             Role::DestinationCloud,
-            Action::CreateVolume {
+            Action::CreateVolume(steps::CreateVolume {
                 adoption: adoption.clone(),
                 size_gb,
-            },
+            }),
         )
         .done_when(vec![created.clone()])
         // An earlier adoption kept (`earlier: keep`) stands for this one.
@@ -1041,10 +1042,10 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
         draft(
             "stream",
             Role::ConversionHosts,
-            Action::StreamVolume {
+            Action::StreamVolume(steps::StreamVolume {
                 source_volume: source_volume.clone(),
                 hosts,
-            },
+            }),
         )
         .requires(vec![created])
         .done_when(vec![streamed.clone()])
@@ -1052,9 +1053,9 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
         draft(
             "finish-volume",
             Role::DestinationCloud,
-            Action::FinishVolume {
+            Action::FinishVolume(steps::FinishVolume {
                 adoption: adoption.clone(),
-            },
+            }),
         )
         .requires(vec![streamed])
         .done_when(vec![adopted]),
@@ -1100,10 +1101,10 @@ fn mirror_steps(steps: &mut Vec<Draft>, m: MirrorSteps<'_>) {
             draft(
                 "enable-mirroring",
                 Role::SourceStorage,
-                Action::EnableMirroring {
+                Action::EnableMirroring(steps::EnableMirroring {
                     image: m.src.clone(),
                     mode: m.mode,
-                },
+                }),
             )
             .done_when(vec![Check::MirroringEnabled {
                 image: m.src.clone(),
@@ -1126,10 +1127,10 @@ fn mirror_steps(steps: &mut Vec<Draft>, m: MirrorSteps<'_>) {
         draft(
             "cut-over-snapshot",
             Role::SourceStorage,
-            Action::CreateCutover {
+            Action::CreateCutover(steps::CreateCutover {
                 image: m.src_cut.clone(),
                 mode: m.mode,
-            },
+            }),
         )
         // A clone was frozen by its own snapshot; the carrier is ferry's.
         .requires(if m.clone { vec![] } else { m.idle.to_vec() })
@@ -1143,10 +1144,10 @@ fn mirror_steps(steps: &mut Vec<Draft>, m: MirrorSteps<'_>) {
         draft(
             "hash-source",
             Role::SourceStorage,
-            Action::HashSource {
+            Action::HashSource(steps::HashSource {
                 image: m.src_cut.clone(),
                 mode: m.mode,
-            },
+            }),
         )
         .requires(vec![Check::SnapshotExists {
             image: m.src_cut.clone(),
@@ -1167,11 +1168,11 @@ fn mirror_steps(steps: &mut Vec<Draft>, m: MirrorSteps<'_>) {
         draft(
             "wait-for-sync",
             Role::DestinationStorage,
-            Action::WaitForSync {
+            Action::WaitForSync(steps::WaitForSync {
                 source: m.src.clone(),
                 mirrored: m.mirrored_cut.clone(),
                 mode: m.mode,
-            },
+            }),
         )
         .after(vec!["cut-over-snapshot"])
         .requires(vec![Check::Exists {
@@ -1399,7 +1400,7 @@ mod tests {
         );
         // The copy is made under a partial name and gets its final name only
         // once verified.
-        let Action::Copy { to, .. } = &steps[6].action else {
+        let Action::Copy(steps::CopyImage { to, .. }) = &steps[6].action else {
             panic!()
         };
         assert_eq!(to.image, "volume-1.ferry-partial");
@@ -1455,7 +1456,7 @@ mod tests {
         };
         assert_eq!(
             steps[2].action,
-            Action::FreezeSnapshot { image: cut.clone() }
+            Action::FreezeSnapshot(steps::FreezeSnapshot { image: cut.clone() })
         );
         assert_eq!(
             steps[2].requires,
@@ -1467,7 +1468,7 @@ mod tests {
             }]
         );
         // The copy reads the cut-over on the source cluster, once it exists.
-        let Action::Copy { from, to, .. } = &steps[3].action else {
+        let Action::Copy(steps::CopyImage { from, to, .. }) = &steps[3].action else {
             panic!("{:?}", steps[3].action)
         };
         assert_eq!(from, &cut);
@@ -1478,7 +1479,7 @@ mod tests {
             Check::SnapshotExists { image: cut.clone() }
         );
         // The verify compares with the digest noted on the source.
-        let Action::Verify { expected, .. } = &steps[4].action else {
+        let Action::Verify(steps::Verify { expected, .. }) = &steps[4].action else {
             panic!()
         };
         assert_eq!(expected, &cut);
@@ -1559,19 +1560,19 @@ mod tests {
             // Nothing but a snapshot touches the clone itself: no feature
             // change, and mirroring, copy and cleanup are on the carrier.
             for s in steps {
-                if let Action::EnableMirroring { image, .. } | Action::DisableMirroring { image } =
-                    &s.action
+                if let Action::EnableMirroring(steps::EnableMirroring { image, .. })
+                | Action::DisableMirroring(steps::DisableMirroring { image }) = &s.action
                 {
                     assert_eq!(image.image, "volume-1.ferry-flat");
                 }
                 assert!(!matches!(
                     s.action,
-                    Action::EnableFeatures { .. }
-                        | Action::DisableFeatures { .. }
-                        | Action::RestoreFeatures { .. }
+                    Action::EnableFeatures(steps::EnableFeatures { .. })
+                        | Action::DisableFeatures(steps::DisableFeatures { .. })
+                        | Action::RestoreFeatures(steps::RestoreFeatures { .. })
                 ));
             }
-            let Action::FlatCopy { from, features, .. } = &steps[3].action else {
+            let Action::FlatCopy(steps::FlatCopy { from, features, .. }) = &steps[3].action else {
                 panic!("{:?}", steps[3].action)
             };
             assert_eq!(
@@ -1588,7 +1589,9 @@ mod tests {
                 .requires
                 .iter()
                 .any(|c| matches!(c, Check::NotInUse { image } if image.image == "volume-1")));
-            let Action::ConfirmVerified { source, mark, .. } = &steps[11].action else {
+            let Action::ConfirmVerified(steps::ConfirmVerified { source, mark, .. }) =
+                &steps[11].action
+            else {
                 panic!()
             };
             assert_eq!(source.image, "volume-1.ferry-flat");
@@ -1610,7 +1613,7 @@ mod tests {
 
     fn clone_of(step: &Step) -> Option<&ImageAt> {
         match &step.action {
-            Action::Copy { clone_of, .. } => clone_of.as_ref(),
+            Action::Copy(steps::CopyImage { clone_of, .. }) => clone_of.as_ref(),
             other => panic!("{other:?}"),
         }
     }
@@ -1628,7 +1631,7 @@ mod tests {
             "destination:glance-ct1-cl1/abcd@snap",
             "where the parent's snapshot-and-protect puts it"
         );
-        let Action::SnapshotAndProtect { image } = &plan.images[1]
+        let Action::SnapshotAndProtect(steps::SnapshotAndProtect { image }) = &plan.images[1]
             .steps
             .iter()
             .find(|s| s.name == "snapshot-and-protect")
@@ -1646,7 +1649,7 @@ mod tests {
             })
         );
         assert!(matches!(copy.requires[0], Check::MirrorSynced { .. }));
-        let Action::Copy { features, .. } = &copy.action else {
+        let Action::Copy(steps::CopyImage { features, .. }) = &copy.action else {
             panic!()
         };
         assert!(features.unwrap().contains(Features::LAYERING));
@@ -1785,7 +1788,7 @@ mod tests {
         let plan = build(&o, &images);
         assert_eq!(plan.id, "p0");
         let steps = &plan.images[0].steps;
-        let Action::RecordOriginal { record, .. } = &steps[1].action else {
+        let Action::RecordOriginal(steps::RecordOriginal { record, .. }) = &steps[1].action else {
             panic!("{:?}", steps[1].action)
         };
         assert_eq!(
@@ -1812,7 +1815,9 @@ mod tests {
                 | Features::OBJECT_MAP
                 | Features::FAST_DIFF,
         }));
-        let Action::RemoveMetadata { key, .. } = &steps.last().unwrap().action else {
+        let Action::RemoveMetadata(steps::RemoveMetadata { key, .. }) =
+            &steps.last().unwrap().action
+        else {
             panic!()
         };
         assert_eq!(key, "ferry-plan-p0.original");
@@ -1900,7 +1905,7 @@ mod tests {
             .steps
             .iter()
             .find_map(|s| match &s.action {
-                Action::Copy { features, .. } => *features,
+                Action::Copy(steps::CopyImage { features, .. }) => *features,
                 _ => None,
             })
             .unwrap();
@@ -1963,10 +1968,10 @@ mod tests {
         // The digest goes into the metadata, which the journal carries.
         assert!(matches!(
             &steps[5].action,
-            Action::HashSource {
+            Action::HashSource(steps::HashSource {
                 mode: MirrorMode::Journal,
                 ..
-            }
+            })
         ));
         assert!(steps[8].requires.contains(&Check::MetadataPresent {
             image: ImageAt {
@@ -1976,7 +1981,7 @@ mod tests {
             },
             key: "ferry-cutover-p1.digest".into()
         }));
-        let Action::Copy { from, .. } = &steps[7].action else {
+        let Action::Copy(steps::CopyImage { from, .. }) = &steps[7].action else {
             panic!()
         };
         assert_eq!(
@@ -1985,14 +1990,15 @@ mod tests {
         );
         // Nothing is disabled: journaling goes beside object-map, fast-diff
         // and deep-flatten, which are disabled only if the cluster refuses.
-        assert!(!steps
-            .iter()
-            .any(|s| matches!(s.action, Action::DisableFeatures { .. })));
-        let Action::EnableFeatures {
+        assert!(!steps.iter().any(|s| matches!(
+            s.action,
+            Action::DisableFeatures(steps::DisableFeatures { .. })
+        )));
+        let Action::EnableFeatures(steps::EnableFeatures {
             features,
             make_room,
             ..
-        } = &steps[2].action
+        }) = &steps[2].action
         else {
             panic!("{:?}", steps[2].action)
         };
@@ -2063,7 +2069,9 @@ mod tests {
                 "forget-original"
             ]
         );
-        let Action::SnapshotAndProtect { image } = &plan.images[0].steps[9].action else {
+        let Action::SnapshotAndProtect(steps::SnapshotAndProtect { image }) =
+            &plan.images[0].steps[9].action
+        else {
             panic!()
         };
         assert_eq!(image.to_string(), "destination:glance-ct1-cl1/abcd@snap");
@@ -2216,7 +2224,8 @@ mod tests {
         };
         let plan = build(&opts, &[(r, f)]);
         let p = &plan.images[0];
-        let Action::CreateVolume { adoption, size_gb } = &p.steps[2].action else {
+        let Action::CreateVolume(steps::CreateVolume { adoption, size_gb }) = &p.steps[2].action
+        else {
             panic!("{:?}", p.steps[2])
         };
         let keys: Vec<&str> = adoption.metadata.keys().map(String::as_str).collect();
@@ -2323,11 +2332,11 @@ mod tests {
         assert_eq!(v.host, None);
         assert!(matches!(
             &p.steps[0].action,
-            Action::CheckDestinationCloud { create: true, .. }
+            Action::CheckDestinationCloud(steps::CheckDestinationCloud { create: true, .. })
         ));
         assert!(matches!(
             &p.steps[2].action,
-            Action::CreateVolume { size_gb: 20, .. }
+            Action::CreateVolume(steps::CreateVolume { size_gb: 20, .. })
         ));
         let src = "1".to_string();
         assert_eq!(
@@ -2348,7 +2357,7 @@ mod tests {
         );
         assert!(matches!(
             &p.steps[3].action,
-            Action::StreamVolume { hosts: h, .. } if *h == hosts
+            Action::StreamVolume(steps::StreamVolume { hosts: h, .. }) if *h == hosts
         ));
         // The plan reads back as it was written.
         let text = serde_json::to_string(&plan).unwrap();

@@ -23,7 +23,7 @@ pub use discover::{
     ImageFacts, Recorded,
 };
 pub use prepare::{connect, prepare, Planned, Prepared, Purpose};
-pub(crate) use text::describe;
+pub(crate) use text::{describe, type_words};
 pub use text::{render_text, role_preview};
 pub use validate::{Refused, BUNDLE_FORMAT};
 
@@ -545,177 +545,8 @@ pub enum Adoption {
     Image(ImageRegistration),
 }
 
-/// What a step does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "kebab-case")]
-pub enum Action {
-    /// Read-only checks; refuses to go on when one fails.
-    Preflight { image: ImageAt },
-    /// Note on the source image what it is before anything changes
-    /// ([`original_key`]); refuses when another plan's record is there.
-    RecordOriginal {
-        image: ImageAt,
-        record: OriginalRecord,
-    },
-    /// Remove image metadata ferry set (the last cleanup step: the
-    /// [`OriginalRecord`], once the image is put back).
-    RemoveMetadata { image: ImageAt, key: String },
-    /// Disable features, one at a time, in this order.
-    DisableFeatures {
-        image: ImageAt,
-        features: Vec<Features>,
-    },
-    /// Enable features, one at a time, in this order.
-    EnableFeatures {
-        image: ImageAt,
-        features: Vec<Features>,
-        /// Features the image has that a cluster may refuse journaling
-        /// beside: disabled (in this order) only when enabling journaling
-        /// is refused, then journaling is enabled again. Ceph 16.2 needs
-        /// none of it; deep-flatten, once disabled, cannot come back.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        make_room: Vec<Features>,
-    },
-    /// `rbd mirror image enable <image> <mode>`.
-    EnableMirroring { image: ImageAt, mode: MirrorMode },
-    /// The cut-over: the user snapshot `image` names, then,
-    /// in snapshot mode, a mirror snapshot that carries it.
-    CreateCutover { image: ImageAt, mode: MirrorMode },
-    /// The cut-over snapshot's digest into the image metadata
-    /// (`checksum_key`), which mirroring carries to the destination's
-    /// verify; in snapshot mode, a mirror snapshot then carries it. It
-    /// needs only the cut-over, and nothing but the verify needs it, so
-    /// ferry hashes while rbd-mirror transfers and the copy runs.
-    HashSource { image: ImageAt, mode: MirrorMode },
-    /// Remove a snapshot ferry made.
-    RemoveSnapshot { image: ImageAt },
-    /// A clone's cut-over: the user snapshot `image` names, taken while
-    /// ferry holds the exclusive lock (no client writes meanwhile).
-    FreezeSnapshot { image: ImageAt },
-    /// Copy a clone's snapshot into a new, flat image in the same pool with
-    /// `features`, then mark it complete (`FLAT_OF`); a copy found without
-    /// the mark is incomplete and made afresh.
-    FlatCopy {
-        from: ImageAt,
-        to: ImageAt,
-        features: Features,
-    },
-    /// Remove an image ferry made (a clone's flat carrier) with its snapshots.
-    RemoveImage { image: ImageAt },
-    /// Fails when the image was written after its cut-over snapshot: those
-    /// writes are not in the copy.
-    CheckUnchanged { image: ImageAt },
-    /// Wait, with progress, until the mirrored copy has caught up.
-    WaitForSync {
-        source: ImageAt,
-        mirrored: ImageAt,
-        mode: MirrorMode,
-    },
-    /// Copy an image into another pool (same cluster, or with a direct
-    /// transfer from the source cluster's cut-over snapshot), creating the copy
-    /// with `features` (the source's as found, without journaling: the
-    /// destination pool is not mirrored), then mark it copied
-    /// (`copied_key`). `to` is the partial name.
-    ///
-    /// With `clone_of` (`options.clones: clone-of-parent`), the copy is
-    /// created as a clone (format 2) of that destination snapshot (a Glance
-    /// image's `<id>@snap`) and only the chunks whose data differ from it
-    /// are written, zeros included where the parent has data: the clone
-    /// reads the same bytes, and its digest is the same.
-    Copy {
-        from: ImageAt,
-        to: ImageAt,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        features: Option<Features>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        clone_of: Option<ImageAt>,
-    },
-    /// Create and protect a snapshot (Glance clones from `<image>@snap`).
-    SnapshotAndProtect { image: ImageAt },
-    /// Hash the partial copy and compare it with the checksum the cut-over
-    /// set on the source, read from the mirrored image (`expected`). When
-    /// equal: record it (`record_object`) and on the copy; when not: drop the
-    /// copied mark so that a re-run copies afresh.
-    ///
-    /// A direct copy's digest is of the source's bytes as read and written;
-    /// the digest it noted on the source is `expected`'s.
-    Verify {
-        expected: ImageAt,
-        partial: ImageAt,
-        /// The copy's final name (the record is kept under it).
-        copy: ImageAt,
-        /// The source the copy is of, written into the record.
-        #[serde(default)]
-        origin: SourceId,
-    },
-    /// Rename the verified partial copy to its final name.
-    Publish { partial: ImageAt, copy: ImageAt },
-    /// Note on the source image `mark` that the copy of `source` (which
-    /// holds the cut-over checksum) is verified (`verified_key`), before
-    /// cleanup changes anything.
-    ConfirmVerified {
-        source: ImageAt,
-        copy: ImageAt,
-        mark: ImageAt,
-        #[serde(default)]
-        origin: SourceId,
-    },
-    /// Source cloud, before the cut-over: the volume or image is still
-    /// there and idle (volume available, or its servers shut off). Reads only.
-    CheckSourceCloud {
-        object: CloudObject,
-        allow_in_use: bool,
-        /// The volume must be attached to nothing (`available`): the stream
-        /// path attaches it to its conversion host.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        detached: bool,
-    },
-    /// Disable mirroring on the source image (rbd-mirror then removes the
-    /// mirrored copy on the destination).
-    DisableMirroring { image: ImageAt },
-    /// Put back the features the plan found (`ImagePlan::facts`).
-    RestoreFeatures { image: ImageAt },
-    /// Destination cloud, before anything changes: the volume type exists,
-    /// the name is free, the Cinder host is known. Reads only. With `create`
-    /// (the stream path) the volume is created, not managed: no Cinder host.
-    CheckDestinationCloud {
-        image: ImageAt,
-        adoption: Adoption,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        create: bool,
-    },
-    /// Cinder manage-existing of the copy, then bootable flag and image
-    /// metadata; waits until `available`.
-    AdoptVolume {
-        image: ImageAt,
-        adoption: VolumeAdoption,
-    },
-    /// A Glance image with the copy's protected snapshot as its location;
-    /// waits until `active`.
-    RegisterImage {
-        image: ImageAt,
-        registration: ImageRegistration,
-    },
-    /// Stream path, destination cloud: a new volume for the source volume,
-    /// with the adoption's name, type, description and metadata, marked
-    /// [`STREAM_PENDING`]; waits until `available`.
-    CreateVolume {
-        adoption: VolumeAdoption,
-        size_gb: u64,
-    },
-    /// Stream path: attaches the source volume to the source conversion
-    /// host and the new volume to the destination one, streams the blocks
-    /// between them, detaches both (whatever happened), and notes the digest
-    /// both ends computed on the new volume ([`STREAM_DIGEST`], with the
-    /// [`STREAM_VERIFIED`] mark of this plan).
-    StreamVolume {
-        source_volume: String,
-        hosts: crate::spec::ConversionHosts,
-    },
-    /// Stream path, destination cloud: bootable flag and image metadata,
-    /// then the [`STREAM_PENDING`] mark goes: the volume is adopted.
-    FinishVolume { adoption: VolumeAdoption },
-}
+use crate::steps;
+pub use crate::steps::Action;
 
 /// One step of an image's migration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -744,65 +575,19 @@ impl Step {
     /// (check-destination-cloud, check-source-cloud): `ferry run` and the
     /// scripts run these for every image before they begin any image.
     pub fn checks_inputs(&self) -> bool {
-        matches!(
-            self.action,
-            Action::CheckDestinationCloud { .. } | Action::CheckSourceCloud { .. }
-        )
+        self.action.kind().checks_inputs()
     }
 
     /// A read-only check whose answer can change after it passed (the
     /// source unchanged since the cut-over): never taken as done from a
     /// record, so every run that goes on past it looks again.
     pub fn rechecked(&self) -> bool {
-        matches!(self.action, Action::CheckUnchanged { .. })
+        self.action.kind().rechecked()
     }
 
     /// The image the step acts on (for copies and comparisons: the source).
     pub fn action_image(&self) -> ImageAt {
-        match &self.action {
-            Action::Preflight { image }
-            | Action::RecordOriginal { image, .. }
-            | Action::RemoveMetadata { image, .. }
-            | Action::DisableFeatures { image, .. }
-            | Action::EnableFeatures { image, .. }
-            | Action::EnableMirroring { image, .. }
-            | Action::CreateCutover { image, .. }
-            | Action::HashSource { image, .. }
-            | Action::RemoveSnapshot { image }
-            | Action::FreezeSnapshot { image }
-            | Action::RemoveImage { image }
-            | Action::CheckUnchanged { image }
-            | Action::SnapshotAndProtect { image }
-            | Action::DisableMirroring { image }
-            | Action::RestoreFeatures { image }
-            | Action::CheckDestinationCloud { image, .. }
-            | Action::AdoptVolume { image, .. }
-            | Action::RegisterImage { image, .. } => image.clone(),
-            Action::WaitForSync { source, .. } | Action::ConfirmVerified { source, .. } => {
-                source.clone()
-            }
-            Action::Verify { partial, .. } => partial.clone(),
-            Action::Publish { copy, .. } => copy.clone(),
-            Action::Copy { from, .. } | Action::FlatCopy { from, .. } => from.clone(),
-            Action::CheckSourceCloud { object, .. } => ImageAt {
-                site: Site::Source,
-                pool: "(cloud)".into(),
-                image: object.id().to_string(),
-                snap: None,
-            },
-            Action::StreamVolume { source_volume, .. } => ImageAt {
-                site: Site::Source,
-                pool: "(cloud)".into(),
-                image: source_volume.clone(),
-                snap: None,
-            },
-            Action::CreateVolume { adoption, .. } | Action::FinishVolume { adoption } => ImageAt {
-                site: Site::Destination,
-                pool: "(cloud)".into(),
-                image: adoption.source_volume.clone(),
-                snap: None,
-            },
-        }
+        self.action.kind().subject()
     }
 }
 
@@ -916,9 +701,9 @@ impl Plan {
             .iter()
             .flat_map(|i| &i.steps)
             .filter_map(|s| match &s.action {
-                Action::Copy {
+                Action::Copy(steps::CopyImage {
                     clone_of: Some(p), ..
-                } => Some((p.pool.as_str(), p.image.as_str())),
+                }) => Some((p.pool.as_str(), p.image.as_str())),
                 _ => None,
             })
             .collect();
@@ -950,7 +735,7 @@ impl Plan {
 pub fn bundle_text(plan: &Plan) -> Result<String, serde_yaml::Error> {
     let mut plan = plan.clone();
     for step in plan.images.iter_mut().flat_map(|i| &mut i.steps) {
-        if let Action::StreamVolume { hosts, .. } = &mut step.action {
+        if let Action::StreamVolume(steps::StreamVolume { hosts, .. }) = &mut step.action {
             hosts.ssh_options.clear();
         }
     }

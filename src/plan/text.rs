@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use super::{Action, Adoption, Check, CloudObject, ImageAt, Plan};
-use crate::ceph::{Features, MirrorMode};
+use super::{Action, Check, CloudObject, ImageAt, Plan};
+use crate::steps;
 use crate::units::human_bytes;
 
 /// Renders a plan as text for a terminal.
@@ -109,7 +109,7 @@ fn serde_plain<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// `, type T` when the volume has a type.
-fn type_words(a: &crate::plan::VolumeAdoption) -> String {
+pub(crate) fn type_words(a: &crate::plan::VolumeAdoption) -> String {
     a.volume_type
         .as_ref()
         .map(|t| format!(", type {t}"))
@@ -117,175 +117,7 @@ fn type_words(a: &crate::plan::VolumeAdoption) -> String {
 }
 
 pub(crate) fn describe(a: &Action) -> String {
-    match a {
-        Action::Preflight { image } => format!("check {image} exists; note size, snapshots, users"),
-        Action::RecordOriginal { image, record } => format!(
-            "note on {image} what it is before any change (features: {}; mirroring: {})",
-            record.features,
-            record
-                .mirroring
-                .map_or("disabled".to_string(), |m| m.to_string())
-        ),
-        Action::RemoveMetadata { image, key } => {
-            format!("remove {key} from {image} (the image is as it was)")
-        }
-        Action::DisableFeatures { image, features } => format!(
-            "disable {} on {image}",
-            features
-                .iter()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join(", then ")
-        ),
-        Action::EnableFeatures {
-            image,
-            features,
-            make_room,
-        } => {
-            let list = |fs: &[Features]| {
-                fs.iter()
-                    .map(|f| f.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", then ")
-            };
-            let mut s = format!("enable {} on {image}", list(features));
-            if !make_room.is_empty() {
-                s.push_str(&format!(
-                    " (should the cluster refuse journaling beside them: disable {} first)",
-                    list(make_room)
-                ));
-            }
-            s
-        }
-        Action::EnableMirroring { image, mode } => {
-            format!("enable {mode} mirroring of {image}")
-        }
-        Action::CreateCutover { image, mode } => match mode {
-            MirrorMode::Snapshot => {
-                format!("take the cut-over snapshot {image} and a mirror snapshot carrying it")
-            }
-            MirrorMode::Journal => format!("take the cut-over snapshot {image}"),
-        },
-        Action::HashSource { image, mode } => match mode {
-            MirrorMode::Snapshot => format!(
-                "hash {image} into the image metadata and take a mirror snapshot carrying it"
-            ),
-            MirrorMode::Journal => format!("hash {image} into the image metadata"),
-        },
-        Action::RemoveSnapshot { image } => format!("remove the snapshot {image}"),
-        Action::FreezeSnapshot { image } => format!(
-            "cut-over: snapshot {image} while holding the exclusive lock (no client may write)"
-        ),
-        Action::FlatCopy { from, to, features } => {
-            format!("copy the clone {from} out flat to {to} ({features}); this copy is mirrored")
-        }
-        Action::RemoveImage { image } => format!("remove {image} (ferry's flat copy)"),
-        Action::CheckUnchanged { image } => format!(
-            "check nothing was written to the source after {image} (those writes are not in the copy)"
-        ),
-        Action::WaitForSync { mirrored, .. } => format!("wait until {mirrored} is in sync"),
-        Action::Copy {
-            from,
-            to,
-            features,
-            clone_of,
-        } => {
-            let f = features.map(|f| format!(" (features: {f})")).unwrap_or_default();
-            match clone_of {
-                Some(p) => format!(
-                    "clone {p} as {to}{f}, then write the chunks of {from} whose data differ from it"
-                ),
-                None => format!("copy {from} to {to}{f}"),
-            }
-        }
-        Action::SnapshotAndProtect { image } => format!("create and protect {image}"),
-        Action::Verify {
-            expected, partial, ..
-        } => format!("compare the checksum of {partial} with the one {expected} carries"),
-        Action::Publish { partial, copy } => {
-            format!("rename the verified {partial} to {}", copy.image)
-        }
-        Action::ConfirmVerified { mark, copy, .. } => {
-            format!("note on {mark} that {copy} is verified (from the hand-off)")
-        }
-        Action::CheckSourceCloud {
-            object, detached, ..
-        } => match object {
-            CloudObject::Volume { id, name, .. } => format!(
-                "check the source cloud: volume {name:?} ({id}) is {}",
-                if *detached {
-                    "attached to nothing"
-                } else {
-                    "idle"
-                }
-            ),
-            CloudObject::Image { id, name, .. } => {
-                format!("check the source cloud: image {name:?} ({id}) is active")
-            }
-        },
-        Action::DisableMirroring { image } => format!("disable mirroring of {image}"),
-        Action::RestoreFeatures { image } => {
-            format!("restore the features the plan found on {image}")
-        }
-        Action::CheckDestinationCloud {
-            adoption: Adoption::Volume(v),
-            create: true,
-            ..
-        } => format!(
-            "check the destination cloud: volume type {}, name {:?} free",
-            v.volume_type.as_deref().unwrap_or("(default)"),
-            v.name,
-        ),
-        Action::CreateVolume { adoption, size_gb } => format!(
-            "create volume {:?} ({size_gb} GiB{}) for source volume {}, marked pending",
-            adoption.name,
-            type_words(adoption),
-            adoption.source_volume
-        ),
-        Action::StreamVolume {
-            source_volume,
-            hosts,
-        } => format!(
-            "attach volume {source_volume} to {} and its new volume to {}, stream between them over ssh, verify, detach both",
-            hosts.source.ssh, hosts.destination.ssh
-        ),
-        Action::FinishVolume { adoption } => {
-            let mut what = Vec::new();
-            if adoption.bootable {
-                what.push("bootable");
-            }
-            if !adoption.image_metadata.is_empty() {
-                what.push("image metadata");
-            }
-            what.push("remove the pending mark");
-            format!("finish volume {:?}: {}", adoption.name, what.join(", "))
-        }
-        Action::CheckDestinationCloud { adoption, .. } => match adoption {
-            Adoption::Volume(v) => format!(
-                "check the destination cloud: volume type {}, name {:?} free, Cinder host {}",
-                v.volume_type.as_deref().unwrap_or("(default)"),
-                v.name,
-                v.host.as_deref().unwrap_or("found by RBD pool")
-            ),
-            Adoption::Image(g) => format!(
-                "check the destination cloud: image id {} and name {:?} free",
-                g.id, g.name
-            ),
-        },
-        Action::AdoptVolume { image, adoption } => format!(
-            "manage {image} as volume {:?}{}{}",
-            adoption.name,
-            type_words(adoption),
-            if adoption.bootable { ", bootable" } else { "" }
-        ),
-        Action::RegisterImage {
-            image,
-            registration,
-        } => format!(
-            "register {image} as Glance image {} {:?} ({})",
-            registration.id, registration.name, registration.disk_format
-        ),
-    }
+    a.kind().describe()
 }
 
 fn describe_check(c: &Check) -> String {
@@ -326,7 +158,7 @@ pub fn role_preview(plan: &Plan, role: super::Role) -> String {
         for st in img.steps.iter().filter(|st| st.role == role) {
             let what = printable(&describe(&st.action));
             let _ = writeln!(s, "    {} {}: {what}", st.id, st.name);
-            if let Action::StreamVolume { hosts, .. } = &st.action {
+            if let Action::StreamVolume(steps::StreamVolume { hosts, .. }) = &st.action {
                 for h in [&hosts.source, &hosts.destination] {
                     let _ = writeln!(
                         s,
@@ -394,18 +226,18 @@ mod tests {
                     &format!("{}.1", k + 1),
                     "publish",
                     Role::DestinationStorage,
-                    Action::Publish {
+                    Action::Publish(steps::Publish {
                         partial: image("cinder-volumes", "volume-1.ferry-partial"),
                         copy: image("cinder-volumes", "volume-1"),
-                    },
+                    }),
                 ),
                 step(
                     &format!("{}.2", k + 1),
                     "preflight",
                     Role::SourceStorage,
-                    Action::Preflight {
+                    Action::Preflight(steps::Preflight {
                         image: image("volumes", "volume-1"),
-                    },
+                    }),
                 ),
             ];
             plan.images.push(img);

@@ -14,6 +14,7 @@ use super::{
     Role, Site, Step,
 };
 use crate::spec::{ConversionHost, ConversionHosts, Transfer};
+use crate::steps::{self, Place};
 
 /// The bundle layout this ferry writes and reads, as the top-level
 /// `bundle_format` line of the bundle.
@@ -220,24 +221,38 @@ fn check_step(
 fn check_action(field: &str, step: &Step, names: &Names<'_>) -> Result<(), Refused> {
     let f = |part: &str| format!("{field}.action.{part}");
     match &step.action {
-        Action::RemoveImage { image } if image.image != flat_name(&names.img.image.name) => refuse(
-            f("image"),
-            format!("{image} is not this image's flat copy: a bundle removes only what ferry made"),
-        ),
-        Action::RemoveMetadata { key, .. } if *key != original_key(names.plan_id) => refuse(
-            f("key"),
-            format!(
-                "{key:?} is not this plan's record ({})",
-                original_key(names.plan_id)
-            ),
-        ),
-        Action::RecordOriginal { record, .. } if record.plan != names.plan_id => refuse(
-            f("record.plan"),
-            format!("{:?} is not this plan ({})", record.plan, names.plan_id),
-        ),
-        Action::RemoveSnapshot { image }
-        | Action::FreezeSnapshot { image }
-        | Action::CreateCutover { image, .. }
+        Action::RemoveImage(steps::RemoveImage { image })
+            if image.image != flat_name(&names.img.image.name) =>
+        {
+            refuse(
+                f("image"),
+                format!(
+                    "{image} is not this image's flat copy: a bundle removes only what ferry made"
+                ),
+            )
+        }
+        Action::RemoveMetadata(steps::RemoveMetadata { key, .. })
+            if *key != original_key(names.plan_id) =>
+        {
+            refuse(
+                f("key"),
+                format!(
+                    "{key:?} is not this plan's record ({})",
+                    original_key(names.plan_id)
+                ),
+            )
+        }
+        Action::RecordOriginal(steps::RecordOriginal { record, .. })
+            if record.plan != names.plan_id =>
+        {
+            refuse(
+                f("record.plan"),
+                format!("{:?} is not this plan ({})", record.plan, names.plan_id),
+            )
+        }
+        Action::RemoveSnapshot(steps::RemoveSnapshot { image })
+        | Action::FreezeSnapshot(steps::FreezeSnapshot { image })
+        | Action::CreateCutover(steps::CreateCutover { image, .. })
             if image.snap.as_deref() != Some(names.cut.as_str()) =>
         {
             refuse(
@@ -248,22 +263,25 @@ fn check_action(field: &str, step: &Step, names: &Names<'_>) -> Result<(), Refus
                 ),
             )
         }
-        Action::Copy { to, .. } | Action::FlatCopy { to, .. } if !names.is_made(to) => {
+        Action::Copy(steps::CopyImage { to, .. })
+        | Action::FlatCopy(steps::FlatCopy { to, .. })
+            if !names.is_made(to) =>
+        {
             refuse(f("to"), format!("{to} is not a name this plan makes"))
         }
-        Action::StreamVolume {
+        Action::StreamVolume(steps::StreamVolume {
             source_volume,
             hosts,
-        } => {
+        }) => {
             names.check_volume(&f("source_volume"), source_volume)?;
             check_hosts(&f("hosts"), hosts)
         }
-        Action::CreateVolume { adoption, .. }
-        | Action::FinishVolume { adoption }
-        | Action::AdoptVolume { adoption, .. } => {
+        Action::CreateVolume(steps::CreateVolume { adoption, .. })
+        | Action::FinishVolume(steps::FinishVolume { adoption })
+        | Action::AdoptVolume(steps::AdoptVolume { adoption, .. }) => {
             names.check_volume(&f("adoption.source_volume"), &adoption.source_volume)
         }
-        Action::RegisterImage { registration, .. } => {
+        Action::RegisterImage(steps::RegisterImage { registration, .. }) => {
             check_word(&f("registration.id"), &registration.id, is_id_char, 64)
         }
         _ => Ok(()),
@@ -376,9 +394,9 @@ impl<'a> Names<'a> {
             .steps
             .iter()
             .filter_map(|s| match &s.action {
-                Action::Copy {
+                Action::Copy(steps::CopyImage {
                     clone_of: Some(p), ..
-                } => Some(p),
+                }) => Some(p),
                 _ => None,
             })
             .collect();
@@ -455,58 +473,9 @@ impl<'a> Names<'a> {
     }
 }
 
-/// Where an action's image must be.
-#[derive(Clone, Copy)]
-enum Place {
-    Source,
-    Destination,
-    /// What a copy reads: the source (direct transfer) or its mirrored copy.
-    Read,
-}
-
-impl Place {
-    fn site(self, direct: bool) -> Site {
-        match self {
-            Place::Source => Site::Source,
-            Place::Destination => Site::Destination,
-            Place::Read if direct => Site::Source,
-            Place::Read => Site::Destination,
-        }
-    }
-}
-
 /// The one role each action belongs to.
 fn role_of(a: &Action) -> Role {
-    match a {
-        Action::Preflight { .. }
-        | Action::RecordOriginal { .. }
-        | Action::DisableFeatures { .. }
-        | Action::EnableFeatures { .. }
-        | Action::EnableMirroring { .. }
-        | Action::CreateCutover { .. }
-        | Action::HashSource { .. }
-        | Action::FreezeSnapshot { .. }
-        | Action::FlatCopy { .. } => Role::SourceStorage,
-        Action::WaitForSync { .. }
-        | Action::Copy { .. }
-        | Action::SnapshotAndProtect { .. }
-        | Action::Verify { .. }
-        | Action::Publish { .. } => Role::DestinationStorage,
-        Action::RemoveMetadata { .. }
-        | Action::RemoveSnapshot { .. }
-        | Action::RemoveImage { .. }
-        | Action::CheckUnchanged { .. }
-        | Action::ConfirmVerified { .. }
-        | Action::DisableMirroring { .. }
-        | Action::RestoreFeatures { .. } => Role::Cleanup,
-        Action::CheckSourceCloud { .. } => Role::SourceCloud,
-        Action::CheckDestinationCloud { .. }
-        | Action::AdoptVolume { .. }
-        | Action::RegisterImage { .. }
-        | Action::CreateVolume { .. }
-        | Action::FinishVolume { .. } => Role::DestinationCloud,
-        Action::StreamVolume { .. } => Role::ConversionHosts,
-    }
+    a.kind().role()
 }
 
 /// The action's kebab-case name, as the bundle spells it.
@@ -526,70 +495,7 @@ fn site_word(s: Site) -> &'static str {
 
 /// The images an action names, each with its field and where it must be.
 fn action_images(a: &Action) -> Vec<(&'static str, &ImageAt, Place)> {
-    use Place::*;
-    match a {
-        Action::Preflight { image }
-        | Action::RecordOriginal { image, .. }
-        | Action::RemoveMetadata { image, .. }
-        | Action::DisableFeatures { image, .. }
-        | Action::EnableFeatures { image, .. }
-        | Action::EnableMirroring { image, .. }
-        | Action::CreateCutover { image, .. }
-        | Action::HashSource { image, .. }
-        | Action::RemoveSnapshot { image }
-        | Action::FreezeSnapshot { image }
-        | Action::RemoveImage { image }
-        | Action::CheckUnchanged { image }
-        | Action::DisableMirroring { image }
-        | Action::RestoreFeatures { image } => vec![("image", image, Source)],
-        Action::FlatCopy { from, to, .. } => vec![("from", from, Source), ("to", to, Source)],
-        Action::WaitForSync {
-            source, mirrored, ..
-        } => vec![
-            ("source", source, Source),
-            ("mirrored", mirrored, Destination),
-        ],
-        Action::Copy {
-            from, to, clone_of, ..
-        } => {
-            let mut v = vec![("from", from, Read), ("to", to, Destination)];
-            if let Some(p) = clone_of {
-                v.push(("clone_of", p, Destination));
-            }
-            v
-        }
-        Action::SnapshotAndProtect { image }
-        | Action::CheckDestinationCloud { image, .. }
-        | Action::AdoptVolume { image, .. }
-        | Action::RegisterImage { image, .. } => vec![("image", image, Destination)],
-        Action::Verify {
-            expected,
-            partial,
-            copy,
-            ..
-        } => vec![
-            ("expected", expected, Read),
-            ("partial", partial, Destination),
-            ("copy", copy, Destination),
-        ],
-        Action::Publish { partial, copy } => {
-            vec![
-                ("partial", partial, Destination),
-                ("copy", copy, Destination),
-            ]
-        }
-        Action::ConfirmVerified {
-            source, copy, mark, ..
-        } => vec![
-            ("source", source, Source),
-            ("copy", copy, Destination),
-            ("mark", mark, Source),
-        ],
-        Action::CheckSourceCloud { .. }
-        | Action::CreateVolume { .. }
-        | Action::StreamVolume { .. }
-        | Action::FinishVolume { .. } => vec![],
-    }
+    a.kind().images()
 }
 
 /// The images a check names.

@@ -7,13 +7,20 @@
 use std::fmt::Write;
 
 use crate::ceph::{Features, MirrorMode};
-use crate::plan::{
-    describe, Action, Adoption, Check, CloudObject, ImageAt, ImagePlan, Plan, Role, Site, Step,
-};
+use crate::plan::{describe, Action, Adoption, Check, ImageAt, ImagePlan, Plan, Role, Site, Step};
+use crate::steps;
 
 const COMMON: &str = include_str!("common.sh");
 const STORAGE: &str = include_str!("storage.sh");
 const CLOUD: &str = include_str!("cloud.sh");
+
+/// The shell-writing helpers the step kinds' `script` uses.
+pub(crate) mod sh {
+    pub(crate) use super::{
+        cond, feature_names, origin_json, q, snap, spec, unchanged, volume_settings, with_snap,
+        FROM_SOURCE,
+    };
+}
 
 /// A shell word holding `s` literally: the one way a value enters a
 /// script. Inside double quotes, close them around it (`"text "'value'" more"`
@@ -29,21 +36,21 @@ pub fn q(s: &str) -> String {
 
 /// `s` made safe for the rest of a `#` comment line: a newline or another
 /// control character would end the comment and start a command.
-fn comment(s: &str) -> String {
+pub(crate) fn comment(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
 }
 
-fn spec(at: &ImageAt) -> String {
+pub(crate) fn spec(at: &ImageAt) -> String {
     q(&format!("{}/{}", at.pool, at.image))
 }
 
-fn snap(at: &ImageAt) -> String {
+pub(crate) fn snap(at: &ImageAt) -> String {
     q(at.snap.as_deref().unwrap_or_default())
 }
 
-fn with_snap(at: &ImageAt) -> String {
+pub(crate) fn with_snap(at: &ImageAt) -> String {
     q(&format!(
         "{}/{}@{}",
         at.pool,
@@ -53,7 +60,7 @@ fn with_snap(at: &ImageAt) -> String {
 }
 
 /// Feature names `rbd` takes (internal flags left out).
-fn feature_names(f: Features) -> Vec<&'static str> {
+pub(crate) fn feature_names(f: Features) -> Vec<&'static str> {
     Features(f.0 & Features::CREATABLE.0).names()
 }
 
@@ -114,7 +121,7 @@ fn text(role: Role) -> Text {
 
 /// Sets FROM_ARGS for a step that reads the source cluster (a direct
 /// transfer's copy and verify, in the destination storage part).
-const FROM_SOURCE: &str = "FROM_ARGS=${FERRY_SOURCE_CEPH_ARGS:?set FERRY_SOURCE_CEPH_ARGS to the rbd options for the source cluster, which a direct transfer reads}\n";
+pub(crate) const FROM_SOURCE: &str = "FROM_ARGS=${FERRY_SOURCE_CEPH_ARGS:?set FERRY_SOURCE_CEPH_ARGS to the rbd options for the source cluster, which a direct transfer reads}\n";
 
 /// The script for one role's part of `plan`.
 pub fn script(plan: &Plan, role: Role) -> String {
@@ -230,7 +237,7 @@ pub fn script(plan: &Plan, role: Role) -> String {
         let _ = writeln!(s, "\n# The hand-off for the cleanup part, on stdout.");
         for img in &plan.images {
             for st in &img.steps {
-                if let Action::Verify { copy, origin, .. } = &st.action {
+                if let Action::Verify(steps::Verify { copy, origin, .. }) = &st.action {
                     let _ = writeln!(
                         s,
                         "verified_record {} {} {} {} || die {}\nprintf '%s %s %s\\n' ferry-verified \"$PLAN\" \"$OUT\"",
@@ -352,7 +359,7 @@ exec ferry run --role conversion-hosts "$BUNDLE" --yes --cloud "$FERRY_SOURCE_CL
 
 /// What a volume carries over besides its data, set on `$VOL`: the bootable
 /// flag and the image metadata.
-fn volume_settings(b: &mut String, a: &crate::plan::VolumeAdoption) {
+pub(crate) fn volume_settings(b: &mut String, a: &crate::plan::VolumeAdoption) {
     if a.bootable {
         let _ = writeln!(b, "osw volume set --bootable \"$VOL\"");
     }
@@ -367,13 +374,13 @@ fn volume_settings(b: &mut String, a: &crate::plan::VolumeAdoption) {
 }
 
 /// The source a record must name, as the JSON the scripts compare.
-fn origin_json(origin: &crate::plan::SourceId) -> String {
+pub(crate) fn origin_json(origin: &crate::plan::SourceId) -> String {
     serde_json::to_string(origin).expect("a source id serialises")
 }
 
 /// A check as one shell command; None when the role cannot observe it and
 /// the action guards itself (a Glance location).
-fn cond(c: &Check, role: Role, plan: &Plan, img: &ImagePlan) -> Option<String> {
+pub(crate) fn cond(c: &Check, role: Role, plan: &Plan, img: &ImagePlan) -> Option<String> {
     let cmd = cond_here(c, role, plan, img)?;
     // A direct transfer's destination part checks the source too.
     let on_source = |at: &ImageAt| at.site == Site::Source && role == Role::DestinationStorage;
@@ -541,15 +548,15 @@ fn step(s: &mut String, plan: &Plan, img: &ImagePlan, st: &Step) {
     let (id, name) = (q(&st.id), q(&st.name));
     // Cloud steps that adopt need the Cinder host before their checks.
     if let Some(Adoption::Volume(v)) = match &st.action {
-        Action::CheckDestinationCloud {
+        Action::CheckDestinationCloud(steps::CheckDestinationCloud {
             adoption,
             create: false,
             ..
-        } => Some(adoption),
+        }) => Some(adoption),
         _ => None,
     }
     .or(match (&st.action, &img.adoption) {
-        (Action::AdoptVolume { .. }, a) => a.as_ref(),
+        (Action::AdoptVolume(steps::AdoptVolume { .. }), a) => a.as_ref(),
         _ => None,
     }) {
         match &v.host {
@@ -613,7 +620,7 @@ fn step(s: &mut String, plan: &Plan, img: &ImagePlan, st: &Step) {
 
 /// The script's refusal when `image` was written after its cut-over
 /// snapshot (`image.snap`).
-fn unchanged(b: &mut String, image: &ImageAt) {
+pub(crate) fn unchanged(b: &mut String, image: &ImageAt) {
     let _ = writeln!(
         b,
         "unchanged_since {} {} || die {}",
@@ -635,620 +642,7 @@ fn needs(c: &Check) -> String {
 }
 
 fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
-    let mut b = String::new();
-    match &st.action {
-        Action::Preflight { image } => {
-            let _ = writeln!(
-                b,
-                "image_exists {} || die {}",
-                spec(image),
-                q(&format!("{image} does not exist"))
-            );
-        }
-        Action::DisableFeatures { image, features }
-        | Action::EnableFeatures {
-            image, features, ..
-        } => {
-            let (enable, make_room) = match &st.action {
-                Action::EnableFeatures { make_room, .. } => (true, make_room.as_slice()),
-                _ => (false, &[][..]),
-            };
-            for f in features {
-                for n in feature_names(*f) {
-                    if enable && n == "journaling" && !make_room.is_empty() {
-                        let room: Vec<&str> =
-                            make_room.iter().flat_map(|m| feature_names(*m)).collect();
-                        let _ = writeln!(b, "enable_journaling {} {}", spec(image), room.join(" "));
-                    } else if enable {
-                        let _ = writeln!(
-                            b,
-                            "feature_on {} {n} || rbdw feature enable {} {n}",
-                            spec(image),
-                            spec(image)
-                        );
-                    } else {
-                        let _ = writeln!(
-                            b,
-                            "if feature_on {} {n}; then rbdw feature disable {} {n}; fi",
-                            spec(image),
-                            spec(image)
-                        );
-                    }
-                }
-            }
-        }
-        Action::EnableMirroring { image, mode } => {
-            let _ = writeln!(
-                b,
-                "mirroring_enabled {} {mode} || rbdw mirror image enable {} {mode}",
-                spec(image),
-                spec(image)
-            );
-        }
-        Action::CreateCutover { image, mode } => {
-            let _ = writeln!(
-                b,
-                "snap_exists {} {} || rbdw snap create {}",
-                spec(image),
-                snap(image),
-                with_snap(image)
-            );
-            if *mode == MirrorMode::Snapshot {
-                let _ = writeln!(
-                    b,
-                    "mirror_snapshot_after {} {} || rbdw mirror image snapshot {}",
-                    spec(image),
-                    snap(image),
-                    spec(image)
-                );
-            }
-        }
-        Action::HashSource { image, mode } => {
-            let key = crate::plan::checksum_key(image.snap.as_deref().unwrap_or_default());
-            let _ = writeln!(
-                b,
-                "if ! meta_present {} {}; then\n  image_digest {}\n  rbdw image-meta set {} {} \"$SUM\"\nfi",
-                spec(image),
-                q(&key),
-                with_snap(image),
-                spec(image),
-                q(&key),
-            );
-            let sent = q(&crate::plan::checksum_sent_key(
-                image.snap.as_deref().unwrap_or_default(),
-            ));
-            if *mode == MirrorMode::Snapshot {
-                let _ = writeln!(
-                    b,
-                    "# a mirror snapshot carries the digest; the mark says it is on its way\nrbdw mirror image snapshot {}\nrbdw image-meta set {} {sent} 'mirror snapshot'",
-                    spec(image),
-                    spec(image)
-                );
-            } else {
-                let _ = writeln!(
-                    b,
-                    "# the journal carries the digest\nrbdw image-meta set {} {sent} journal",
-                    spec(image)
-                );
-            }
-        }
-        Action::RemoveSnapshot { image } => {
-            // Looked at again right before the proof of the copy goes.
-            let _ = writeln!(b, "if snap_exists {} {}; then", spec(image), snap(image));
-            unchanged(&mut b, image);
-            let _ = writeln!(b, "fi");
-            let sent = crate::plan::checksum_sent_key(image.snap.as_deref().unwrap_or_default());
-            let _ = writeln!(
-                b,
-                "meta_absent {} {} || rbdw image-meta remove {} {}",
-                spec(image),
-                q(&sent),
-                spec(image),
-                q(&sent)
-            );
-            let key = crate::plan::checksum_key(image.snap.as_deref().unwrap_or_default());
-            let _ = writeln!(
-                b,
-                "meta_absent {} {} || rbdw image-meta remove {} {}",
-                spec(image),
-                q(&key),
-                spec(image),
-                q(&key)
-            );
-            let _ = writeln!(
-                b,
-                "snap_absent {} {} || rbdw snap rm {}",
-                spec(image),
-                snap(image),
-                with_snap(image)
-            );
-        }
-        Action::FreezeSnapshot { image } => {
-            let _ = writeln!(
-                b,
-                "snap_exists {} {} || rbdw snap create {}",
-                spec(image),
-                snap(image),
-                with_snap(image)
-            );
-        }
-        Action::FlatCopy { from, to, features } => {
-            let feats: String = feature_names(*features)
-                .iter()
-                .map(|n| format!(" --image-feature {n}"))
-                .collect();
-            // An unmarked carrier may be an interrupted copy, or an image
-            // that is not ferry's: a script cannot tell, so it asks.
-            let _ = writeln!(
-                b,
-                "image_absent {} || die {}",
-                spec(to),
-                q(&format!("{to} exists without the {} mark of a finished copy: an interrupted copy (remove it: rbd rm {}/{}), or an image ferry did not make (rename it); then run again", crate::plan::FLAT_OF, to.pool, to.image))
-            );
-            let _ = writeln!(b, "say {}", q(&format!("copying {from} out flat to {to}")));
-            let _ = writeln!(b, "copy_flat {} {}{feats}", with_snap(from), spec(to));
-            let _ = writeln!(
-                b,
-                "rbdw image-meta set {} {} {}",
-                spec(to),
-                q(crate::plan::FLAT_OF),
-                with_snap(from)
-            );
-        }
-        Action::RemoveImage { image } => {
-            let _ = writeln!(
-                b,
-                "if image_exists {}; then\n  meta_present {} {} || die {}\n  remove_image {}\nfi",
-                spec(image),
-                spec(image),
-                q(crate::plan::FLAT_OF),
-                q(&format!(
-                    "{image} has no {} mark: ferry did not make it, and removes only its own",
-                    crate::plan::FLAT_OF
-                )),
-                spec(image)
-            );
-        }
-        Action::CheckUnchanged { image } => unchanged(&mut b, image),
-        Action::WaitForSync { mirrored, mode, .. } => {
-            let c = cond(
-                &Check::MirrorSynced {
-                    source: mirrored.clone(),
-                    mirrored: mirrored.clone(),
-                    mode: *mode,
-                },
-                st.role,
-                plan,
-                img,
-            )
-            .unwrap_or_default();
-            let _ = writeln!(
-                b,
-                "wait_for {} {c}",
-                q(&format!("{mirrored} to be in sync"))
-            );
-        }
-        Action::Copy {
-            from,
-            to,
-            features,
-            clone_of,
-        } => {
-            let feats: String = features
-                .map(|f| {
-                    feature_names(f)
-                        .iter()
-                        .map(|n| format!(" --image-feature {n}"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let key = crate::plan::copied_key(from.snap.as_deref().unwrap_or_default());
-            let _ = writeln!(
-                b,
-                "# an interrupted copy is incomplete: start afresh\nimage_absent {} || rbdw rm {}",
-                spec(to),
-                spec(to)
-            );
-            let direct = from.site == Site::Source;
-            if direct {
-                // The source is read with its own options.
-                b.push_str(FROM_SOURCE);
-            }
-            match clone_of {
-                Some(p) => {
-                    let _ = writeln!(
-                        b,
-                        "say {}",
-                        q(&format!("copying {from} to {to} as a clone of {p}, written only where its 4 MiB chunks differ from the parent's"))
-                    );
-                    let _ = writeln!(
-                        b,
-                        "copy_onto_parent {} {} {}{feats}",
-                        with_snap(from),
-                        with_snap(p),
-                        spec(to)
-                    );
-                }
-                None if direct => {
-                    let _ = writeln!(b, "say {}", q(&format!("copying {from} to {to}")));
-                    let _ = writeln!(b, "copy_flat {} {}{feats}", with_snap(from), spec(to));
-                }
-                None => {
-                    let _ = writeln!(b, "say {}", q(&format!("copying {from} to {to}")));
-                    let _ = writeln!(
-                        b,
-                        "rbdwl cp --no-progress{feats} {} {}",
-                        with_snap(from),
-                        spec(to)
-                    );
-                }
-            }
-            if direct {
-                // The cut-over's digest, noted on the source for the verify
-                // and the cleanup (as a mirror's hash-source does).
-                let sum = crate::plan::checksum_key(from.snap.as_deref().unwrap_or_default());
-                let head = ImageAt {
-                    snap: None,
-                    ..from.clone()
-                };
-                let _ = writeln!(
-                    b,
-                    "image_digest {}\n# shellcheck disable=SC2086 # FROM_ARGS: words of options\nrbdw $FROM_ARGS image-meta set {} {} \"$SUM\"\nFROM_ARGS=",
-                    with_snap(from),
-                    spec(&head),
-                    q(&sum)
-                );
-            }
-            let _ = writeln!(b, "rbdw image-meta set {} {} yes", spec(to), q(&key));
-        }
-        Action::SnapshotAndProtect { image } => {
-            let _ = writeln!(
-                b,
-                "snap_exists {} {} || rbdw snap create {}",
-                spec(image),
-                snap(image),
-                with_snap(image)
-            );
-            let _ = writeln!(
-                b,
-                "snap_protected {} {} || rbdw snap protect {}",
-                spec(image),
-                snap(image),
-                with_snap(image)
-            );
-        }
-        Action::Verify {
-            expected,
-            partial,
-            copy,
-            origin,
-            ..
-        } => {
-            if origin.fsid.is_empty() || origin.id.is_empty() {
-                let _ = writeln!(
-                    b,
-                    "die {}",
-                    q(&format!("the plan does not name the source of {copy} (made by an older ferry?): plan again"))
-                );
-            }
-            let s = expected.snap.as_deref().unwrap_or_default();
-            let key = crate::plan::checksum_key(s);
-            let head = ImageAt {
-                snap: None,
-                ..expected.clone()
-            };
-            // Direct: the digest is on the source image.
-            if expected.site == Site::Source {
-                b.push_str(FROM_SOURCE);
-            }
-            let _ = writeln!(
-                b,
-                "rbdq image-meta get {} {} || die {}\nwant=$OUT\nFROM_ARGS=",
-                spec(&head),
-                q(&key),
-                q(&format!("{head} carries no checksum ({key})"))
-            );
-            let _ = writeln!(b, "image_digest {}", spec(partial));
-            let _ = writeln!(b, "if [ \"$SUM\" != \"$want\" ]; then\n  rbdw image-meta remove {} {}\n  die \"digests differ: source $want, copy $SUM; \"{}\" is kept for inspection, running again copies afresh\"\nfi", spec(partial), q(&crate::plan::copied_key(s)), q(&partial.to_string()));
-            let _ = writeln!(
-                b,
-                "rbdw image-meta set {} {} \"$SUM\"",
-                spec(partial),
-                q(&key)
-            );
-            // The copy's id: the record says nothing once that image is gone.
-            let _ = writeln!(
-                b,
-                "rbdq info --format json {} || die {}\ncid=$(printf '%s' \"$OUT\" | jq -er '.id // empty') || die \"rbd info gave no image id: $OUT\"",
-                spec(partial),
-                q(&format!("{partial} vanished before its record was written"))
-            );
-            let _ = writeln!(
-                b,
-                "rec=$(jq -cn --arg s \"$SUM\" --arg c \"$cid\" --argjson o {} '{{sha256: $s, source: $o, copy_id: $c}}')",
-                q(&origin_json(origin))
-            );
-            let _ = writeln!(b, "bounded rados -p {} setxattr {} {} \"$rec\" 2>\"$ERR\" || die \"recording the verified copy: $(cat \"$ERR\")\"", q(&copy.pool), q(&crate::plan::record_object(&plan.id)), q(&copy.image));
-        }
-        Action::Publish { partial, copy } => {
-            let _ = writeln!(
-                b,
-                "image_absent {} || rbdw rename {} {}",
-                spec(partial),
-                spec(partial),
-                spec(copy)
-            );
-        }
-        Action::ConfirmVerified {
-            source,
-            mark,
-            origin,
-            ..
-        } => {
-            let s = source.snap.as_deref().unwrap_or_default();
-            let _ = writeln!(
-                b,
-                "verified_source {} {} {} || die 'not verified'",
-                spec(source),
-                snap(source),
-                q(&format!("{}/{}", origin.pool, origin.image))
-            );
-            let _ = writeln!(
-                b,
-                "rbdw image-meta set {} {} \"$OUT\"",
-                spec(mark),
-                q(&crate::plan::verified_key(s))
-            );
-        }
-        Action::DisableMirroring { image } => {
-            let _ = writeln!(b, "rbdw mirror image disable {}", spec(image));
-        }
-        Action::RecordOriginal { image, record } => {
-            let _ = writeln!(
-                b,
-                "record_original {} {} {}",
-                spec(image),
-                q(&crate::plan::original_key(&record.plan)),
-                q(&record.to_line())
-            );
-        }
-        Action::RemoveMetadata { image, key } => {
-            let _ = writeln!(
-                b,
-                "meta_absent {} {} || rbdw image-meta remove {} {}",
-                spec(image),
-                q(key),
-                spec(image),
-                q(key)
-            );
-        }
-        Action::RestoreFeatures { image } => {
-            let orig = img.facts.features;
-            for f in [Features::JOURNALING, Features::EXCLUSIVE_LOCK] {
-                if !orig.contains(f) {
-                    let n = feature_names(f).join("");
-                    let _ = writeln!(
-                        b,
-                        "if feature_on {} {n}; then rbdw feature disable {} {n}; fi",
-                        spec(image),
-                        spec(image)
-                    );
-                }
-            }
-            for f in [
-                Features::EXCLUSIVE_LOCK,
-                Features::OBJECT_MAP,
-                Features::FAST_DIFF,
-            ] {
-                if orig.contains(f) {
-                    let n = feature_names(f).join("");
-                    let _ = writeln!(
-                        b,
-                        "feature_on {} {n} || rbdw feature enable {} {n}",
-                        spec(image),
-                        spec(image)
-                    );
-                }
-            }
-            if orig.contains(Features::OBJECT_MAP) {
-                let _ = writeln!(b, "rbdwl object-map rebuild {}", spec(image));
-            }
-        }
-        Action::CheckSourceCloud {
-            object,
-            allow_in_use,
-            detached,
-        } => match object {
-            CloudObject::Volume { id, .. } => {
-                let _ = writeln!(b, "vol={}", q(id));
-                let _ = writeln!(
-                    b,
-                    "osq volume show -f json -- \"$vol\" || die \"volume $vol is gone from the source cloud\""
-                );
-                let _ = writeln!(b, "status=$(printf '%s' \"$OUT\" | jq -r .status)\nservers=$(printf '%s' \"$OUT\" | jq -r '.attachments[]?.server_id')");
-                let _ = writeln!(b, "case $status in available | in-use) ;; *) die \"volume $vol is $status: only available or in-use volumes can move\" ;; esac");
-                if *detached {
-                    let _ = writeln!(b, "[ \"$status\" = available ] || die \"volume $vol is $status: it streams only while attached to nothing (detach it from its server first)\"");
-                }
-                if !allow_in_use {
-                    let _ = writeln!(b, "for srv in $servers; do\n  osq server show \"$srv\" -f value -c status || die \"volume $vol is attached to server $srv, which cannot be read\"\n  [ \"$OUT\" = SHUTOFF ] || die \"volume $vol is attached to server $srv, which is $OUT: shut it off (or detach the volume) first\"\ndone");
-                }
-                let _ = writeln!(b, "say \"volume $vol is $status\"");
-            }
-            CloudObject::Image { id, .. } => {
-                let _ = writeln!(b, "img={}", q(id));
-                let _ = writeln!(
-                    b,
-                    "osq image show -f value -c status -- \"$img\" || die \"image $img is gone from the source cloud\""
-                );
-                let _ = writeln!(
-                    b,
-                    "[ \"$OUT\" = active ] || die \"image $img is $OUT, not active\""
-                );
-            }
-        },
-        Action::CheckDestinationCloud {
-            image,
-            adoption,
-            create,
-        } => match adoption {
-            Adoption::Volume(v) => {
-                let src = q(&v.source_volume);
-                // The stream path goes on with an unfinished volume.
-                let (how, find) = if *create {
-                    ("made", "stream_target")
-                } else {
-                    ("adopted", "adopted")
-                };
-                let _ = writeln!(
-                    b,
-                    "if {find} {src}; then\n  say \"{how} already as volume $VOL\"\nelse\n  judge_earlier {src} {}",
-                    v.earlier.as_str()
-                );
-                let _ = writeln!(
-                    b,
-                    "  if [ -n \"$KEPT\" ]; then\n    say \"keeps volume $KEPT, adopted earlier,\" {}\n  else",
-                    q(&format!(
-                        "as the adoption of {}: this plan's copy {image} is not adopted (remove it when it is not needed)",
-                        v.source_volume
-                    ))
-                );
-                if let Some(t) = &v.volume_type {
-                    let _ = writeln!(b, "    volume_type_exists {} || die {}", q(t), q(&format!("volume type {t:?} does not exist in the destination cloud; map the source type with options.volume_types")));
-                }
-                let _ = writeln!(b, "    ! volume_named {} || die {}", q(&v.name), q(&format!("a volume named {:?} already exists in the destination cloud: choose another name (images[].name)", v.name)));
-                let host = if *create { "" } else { ", host $HOST" };
-                let _ = writeln!(
-                    b,
-                    "    say \"type \"{}\", name free{host}${{REPLACING:+, replaces the earlier adoption $REPLACING (renamed, data kept)}}\"\n  fi\nfi",
-                    q(v.volume_type.as_deref().unwrap_or("(default)"))
-                );
-            }
-            Adoption::Image(g) => {
-                let _ = writeln!(b, "if osq image show -f json -- {}; then\n  if image_earlier {} {}; then\n    say {}\n  else\n    say 'registered already'\n  fi\nelse", q(&g.id), q(&g.id), g.earlier.as_str(), q(&format!("keeps image {}, registered earlier, as the registration: this plan's copy is not registered", g.id)));
-                let _ = writeln!(b, "  osq image list --name={} -f value -c ID || true\n  [ -z \"$OUT\" ] || die {}\n  say 'image id and name free'\nfi", q(&g.name), q(&format!("an image named {:?} already exists in the destination cloud: choose another name (images[].name)", g.name)));
-            }
-        },
-        Action::AdoptVolume { image, adoption: a } => {
-            let mut vol = serde_json::json!({
-                "ref": {"source-name": image.image},
-                "name": a.name,
-                "bootable": a.bootable,
-                "metadata": a.adopted_metadata(&plan.id, None),
-            });
-            if let Some(d) = &a.description {
-                vol["description"] = serde_json::json!(d);
-            }
-            if let Some(t) = &a.volume_type {
-                vol["volume_type"] = serde_json::json!(t);
-            }
-            let _ = writeln!(
-                b,
-                "KEPT=''\nif ! adopted {}; then\n  judge_earlier {} {}\n  if [ -z \"$KEPT\" ]; then\n    replace_earlier",
-                q(&a.source_volume),
-                q(&a.source_volume),
-                a.earlier.as_str()
-            );
-            let _ = writeln!(b, "    body=$(jq -cn --arg h \"$HOST\" --argjson v {} '{{volume: ($v + {{host: $h}})}}')", q(&vol.to_string()));
-            let _ = writeln!(b, "    api_send POST \"$CINDER/os-volume-manage\" \"$body\" application/json\n    case $CODE in 2*) ;; *) die \"manage-existing of \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n    VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\n  fi\nfi", q(&image.to_string()));
-            let _ = writeln!(
-                b,
-                "if [ -n \"$KEPT\" ]; then\n  wait_for \"volume $KEPT to be available\" volume_status_is \"$KEPT\" available\n  say \"kept volume $KEPT, adopted earlier, as the adoption;\" {}\nelse",
-                q(&format!("{image} is not adopted"))
-            );
-            let mut rest = String::new();
-            let _ = writeln!(
-                rest,
-                "wait_for \"volume $VOL to be available\" volume_status_is \"$VOL\" available"
-            );
-            volume_settings(&mut rest, a);
-            let _ = writeln!(
-                rest,
-                "say \"volume $VOL\" {}",
-                q(&format!("{:?} available", a.name))
-            );
-            for l in rest.lines() {
-                let _ = writeln!(b, "  {l}");
-            }
-            let _ = writeln!(b, "fi");
-        }
-        Action::CreateVolume {
-            adoption: a,
-            size_gb,
-        } => {
-            let vol = a.new_volume(*size_gb, &plan.id);
-            let src = q(&a.source_volume);
-            let _ = writeln!(
-                b,
-                "if stream_target {src}; then\n  case $VOL_STATUS in error*) die \"volume $VOL made for source volume \"{src}\" is in $VOL_STATUS: delete it and run again\" ;; esac\nelse\n  need_cinder\n  judge_earlier {src} {}\n  [ -z \"$KEPT\" ] || die \"volume $KEPT, adopted earlier from \"{src}\", is to be kept, but it is not finished (available, without ferry_stream_pending): finish it with its own plan, or replace it\"\n  replace_earlier",
-                a.earlier.as_str()
-            );
-            let _ = writeln!(
-                b,
-                "  body=$(jq -cn --argjson v {} '$v')\n  api_send POST \"$CINDER/volumes\" \"$body\" application/json\n  case $CODE in 2*) ;; *) die \"creating volume \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi",
-                q(&serde_json::json!({ "volume": vol }).to_string()),
-                q(&a.name)
-            );
-            let _ = writeln!(
-                b,
-                "wait_for \"volume $VOL to be available\" volume_status_is \"$VOL\" available\nsay \"volume $VOL available, pending\""
-            );
-        }
-        Action::FinishVolume { adoption: a } => {
-            let src = q(&a.source_volume);
-            let _ = writeln!(b, "stream_target {src} || die \"no destination volume was made for source volume \"{src}\nneed_cinder");
-            let _ = writeln!(b, "[ \"$VOL_STATUS\" = available ] || die \"volume $VOL is $VOL_STATUS, not available (attached still? the conversion-hosts part detaches it when run again)\"");
-            volume_settings(&mut b, a);
-            // A volume an earlier plan began becomes this plan's.
-            let _ = writeln!(b, "api_send POST \"$CINDER/volumes/$VOL/metadata\" \"$(jq -cn --arg p \"$PLAN\" '{{metadata: {{{}: $p}}}}')\" application/json\ncase $CODE in 2*) ;; *) die \"marking volume $VOL as this plan's gave HTTP $CODE: $OUT\" ;; esac", crate::plan::ADOPTED_BY);
-            let _ = writeln!(b, "api_send DELETE \"$CINDER/volumes/$VOL/metadata/{}\" '' application/json\ncase $CODE in 2* | 404) ;; *) die \"removing the pending mark of volume $VOL gave HTTP $CODE: $OUT\" ;; esac", crate::plan::STREAM_PENDING);
-            let _ = writeln!(
-                b,
-                "say \"volume $VOL\" {}",
-                q(&format!("{:?} available", a.name))
-            );
-        }
-        // The conversion-hosts part runs ferry itself (`conversion_hosts`).
-        Action::StreamVolume { .. } => {
-            let _ = writeln!(
-                b,
-                "die 'streaming is the conversion-hosts part (ferry run --role conversion-hosts)'"
-            );
-        }
-        Action::RegisterImage {
-            image,
-            registration: g,
-        } => {
-            let fields = g.create_fields(&plan.id);
-            let _ = writeln!(b, "need_glance\n[ -n \"$DEST_FSID\" ] || die 'the plan carries no destination fsid: make it with access to the destination cluster'");
-            let _ = writeln!(
-                b,
-                "url=\"rbd://$DEST_FSID/\"{}",
-                q(&format!(
-                    "{}/{}/{}",
-                    image.pool,
-                    image.image,
-                    image.snap.as_deref().unwrap_or("snap")
-                ))
-            );
-            // The record through the API: `openstack image create` without
-            // --file uploads whatever its stdin holds.
-            let _ = writeln!(b, "KEPT=''\nif osq image show -f json -- {}; then\n  ! image_earlier {} {} || KEPT={}\nelse\n  api_send POST \"$GLANCE/v2/images\" {} application/json\n  [ \"$CODE\" = 201 ] || die \"creating the image record gave HTTP $CODE: $OUT\"\nfi", q(&g.id), q(&g.id), g.earlier.as_str(), q(&g.id), q(&fields.to_string()));
-            let _ = writeln!(b, "if [ -n \"$KEPT\" ]; then\n  say {}\nelse", q(&format!("kept image {}, registered earlier, as the registration; this plan's copy is not registered", g.id)));
-            let _ = writeln!(b, "  if [ \"$(printf '%s' \"$OUT\" | jq -r .status)\" = queued ]; then\n    wait_for \"Glance to accept $url (the destination storage part publishes the verified copy)\" add_location {} \"$url\"\n  fi", q(&g.id));
-            let _ = writeln!(
-                b,
-                "  image_registered {} {} || die {}\nfi",
-                q(&g.id),
-                g.earlier.as_str(),
-                q(&format!(
-                    "image {} is not active after adding its location",
-                    g.id
-                ))
-            );
-        }
-    }
-    b
+    st.action.kind().script(st, plan, img)
 }
 
 #[cfg(test)]

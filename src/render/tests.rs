@@ -1,5 +1,6 @@
 use super::*;
 use crate::ceph::PoolMirrorMode;
+use crate::plan::CloudObject;
 use crate::plan::{build, AdoptOptions, BuildOptions, ImageFacts};
 use crate::spec::{BootableTo, ImageKind, ImageRef, Transfer};
 

@@ -321,7 +321,9 @@ fn the_cloud_part_refuses_keeps_and_replaces(reader: Reader) {
         .steps
         .iter()
         .find_map(|s| match &s.action {
-            ferry::plan::Action::AdoptVolume { image, .. } => Some(image.image.clone()),
+            ferry::plan::Action::AdoptVolume(ferry::steps::AdoptVolume { image, .. }) => {
+                Some(image.image.clone())
+            }
             _ => None,
         })
         .unwrap();

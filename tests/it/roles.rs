@@ -328,7 +328,7 @@ fn split_roles(mode: &str, runner: Runner) {
         .iter()
         .flat_map(|i| &i.steps)
         .find_map(|s| match &s.action {
-            ferry::plan::Action::Verify { copy, origin, .. }
+            ferry::plan::Action::Verify(ferry::steps::Verify { copy, origin, .. })
                 if origin.image == format!("volume-{}", vol.id) =>
             {
                 Some(copy.image.clone())

@@ -175,7 +175,9 @@ fn a_proxy_command_ssh_option_is_refused_naming_the_field() {
         vec!["-F", "/etc/ferry/ssh_config"],
     ] {
         let mut plan = stream_plan();
-        let Action::StreamVolume { hosts, .. } = &mut step_mut(&mut plan, "stream").action else {
+        let Action::StreamVolume(steps::StreamVolume { hosts, .. }) =
+            &mut step_mut(&mut plan, "stream").action
+        else {
             panic!()
         };
         hosts.ssh_options = opt.iter().map(|s| s.to_string()).collect();
@@ -197,7 +199,9 @@ fn a_ferry_command_with_shell_syntax_or_a_host_like_an_option_is_refused() {
         ("ferry\nid", "source.ferry"),
     ] {
         let mut plan = stream_plan();
-        let Action::StreamVolume { hosts, .. } = &mut step_mut(&mut plan, "stream").action else {
+        let Action::StreamVolume(steps::StreamVolume { hosts, .. }) =
+            &mut step_mut(&mut plan, "stream").action
+        else {
             panic!()
         };
         hosts.source.ferry = bad.into();
@@ -205,7 +209,9 @@ fn a_ferry_command_with_shell_syntax_or_a_host_like_an_option_is_refused() {
         assert!(e.contains(&format!("hosts.{field}: ")), "{bad}: {e}");
     }
     let mut plan = stream_plan();
-    let Action::StreamVolume { hosts, .. } = &mut step_mut(&mut plan, "stream").action else {
+    let Action::StreamVolume(steps::StreamVolume { hosts, .. }) =
+        &mut step_mut(&mut plan, "stream").action
+    else {
         panic!()
     };
     hosts.destination.ssh = "-oProxyCommand=x".into();
@@ -218,7 +224,8 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
     // A destination storage step that disables the source's mirroring.
     let mut plan = plans().remove(0);
     let source = plan.images[0].mirrored_source();
-    step_mut(&mut plan, "copy").action = Action::DisableMirroring { image: source };
+    step_mut(&mut plan, "copy").action =
+        Action::DisableMirroring(steps::DisableMirroring { image: source });
     let e = refused(&plan);
     assert!(e.starts_with("images[0].steps["), "{e}");
     assert!(
@@ -229,7 +236,7 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
     // it is a cleanup step, which the destination storage part never runs.
     // A destination storage action pointed at the source site is refused.
     let mut plan = plans().remove(0);
-    let Action::Copy { to, .. } = &mut step_mut(&mut plan, "copy").action else {
+    let Action::Copy(steps::CopyImage { to, .. }) = &mut step_mut(&mut plan, "copy").action else {
         panic!()
     };
     to.site = Site::Source;
@@ -253,7 +260,7 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
         .iter_mut()
         .find(|s| s.name == "remove-flat-copy")
         .unwrap();
-    step.action = Action::RemoveImage { image: orig };
+    step.action = Action::RemoveImage(steps::RemoveImage { image: orig });
     let e = refused(&plan);
     assert!(e.contains("].action.image: "), "{e}");
     assert!(e.contains("not this image's flat copy"), "{e}");
@@ -263,7 +270,8 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
 fn an_image_of_another_plan_or_image_is_refused_naming_the_field() {
     // Another image of the same pool.
     let mut plan = plans().remove(0);
-    let Action::Publish { copy, .. } = &mut step_mut(&mut plan, "publish").action else {
+    let Action::Publish(steps::Publish { copy, .. }) = &mut step_mut(&mut plan, "publish").action
+    else {
         panic!()
     };
     copy.image = "volume-someone-elses".into();
@@ -273,7 +281,8 @@ fn an_image_of_another_plan_or_image_is_refused_naming_the_field() {
     assert!(e.contains("not one of this image's names"), "{e}");
     // Another plan's cut-over snapshot.
     let mut plan = plans().remove(0);
-    let Action::CreateCutover { image, .. } = &mut step_mut(&mut plan, "cut-over-snapshot").action
+    let Action::CreateCutover(steps::CreateCutover { image, .. }) =
+        &mut step_mut(&mut plan, "cut-over-snapshot").action
     else {
         panic!()
     };
@@ -294,7 +303,8 @@ fn an_image_of_another_plan_or_image_is_refused_naming_the_field() {
     assert!(e.contains("].requires[0]: "), "{e}");
     // Another volume streamed.
     let mut plan = stream_plan();
-    let Action::StreamVolume { source_volume, .. } = &mut step_mut(&mut plan, "stream").action
+    let Action::StreamVolume(steps::StreamVolume { source_volume, .. }) =
+        &mut step_mut(&mut plan, "stream").action
     else {
         panic!()
     };

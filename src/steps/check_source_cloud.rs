@@ -1,0 +1,98 @@
+//! The `check-source-cloud` step kind. Source cloud, before the cut-over: the
+//! volume or image is still there and idle (volume available, or its servers
+//! shut off).
+
+use super::prelude::*;
+
+/// Source cloud, before the cut-over: the volume or image is still
+/// there and idle (volume available, or its servers shut off). Reads only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSourceCloud {
+    pub object: CloudObject,
+    pub allow_in_use: bool,
+    /// The volume must be attached to nothing (`available`): the stream
+    /// path attaches it to its conversion host.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detached: bool,
+}
+
+impl Kind for CheckSourceCloud {
+    fn role(&self) -> Role {
+        Role::SourceCloud
+    }
+
+    fn subject(&self) -> ImageAt {
+        in_cloud(Site::Source, self.object.id())
+    }
+
+    fn checks_inputs(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        let CheckSourceCloud {
+            object, detached, ..
+        } = self;
+        match object {
+            CloudObject::Volume { id, name, .. } => format!(
+                "check the source cloud: volume {name:?} ({id}) is {}",
+                if *detached {
+                    "attached to nothing"
+                } else {
+                    "idle"
+                }
+            ),
+            CloudObject::Image { id, name, .. } => {
+                format!("check the source cloud: image {name:?} ({id}) is active")
+            }
+        }
+    }
+
+    fn script(&self, _st: &Step, _plan: &Plan, _img: &ImagePlan) -> String {
+        let CheckSourceCloud {
+            object,
+            allow_in_use,
+            detached,
+        } = self;
+        let mut b = String::new();
+        match object {
+            CloudObject::Volume { id, .. } => {
+                let _ = writeln!(b, "vol={}", q(id));
+                let _ = writeln!(
+                    b,
+                    "osq volume show -f json -- \"$vol\" || die \"volume $vol is gone from the source cloud\""
+                );
+                let _ = writeln!(b, "status=$(printf '%s' \"$OUT\" | jq -r .status)\nservers=$(printf '%s' \"$OUT\" | jq -r '.attachments[]?.server_id')");
+                let _ = writeln!(b, "case $status in available | in-use) ;; *) die \"volume $vol is $status: only available or in-use volumes can move\" ;; esac");
+                if *detached {
+                    let _ = writeln!(b, "[ \"$status\" = available ] || die \"volume $vol is $status: it streams only while attached to nothing (detach it from its server first)\"");
+                }
+                if !allow_in_use {
+                    let _ = writeln!(b, "for srv in $servers; do\n  osq server show \"$srv\" -f value -c status || die \"volume $vol is attached to server $srv, which cannot be read\"\n  [ \"$OUT\" = SHUTOFF ] || die \"volume $vol is attached to server $srv, which is $OUT: shut it off (or detach the volume) first\"\ndone");
+                }
+                let _ = writeln!(b, "say \"volume $vol is $status\"");
+            }
+            CloudObject::Image { id, .. } => {
+                let _ = writeln!(b, "img={}", q(id));
+                let _ = writeln!(
+                    b,
+                    "osq image show -f value -c status -- \"$img\" || die \"image $img is gone from the source cloud\""
+                );
+                let _ = writeln!(
+                    b,
+                    "[ \"$OUT\" = active ] || die \"image $img is $OUT, not active\""
+                );
+            }
+        }
+        b
+    }
+
+    fn execute(&self, cx: &Ctx<'_>, _i: usize, _step: &Step) -> anyhow::Result<String> {
+        let CheckSourceCloud {
+            object,
+            allow_in_use,
+            detached,
+        } = self;
+        cloud::check_source(cx, object, *allow_in_use, *detached)
+    }
+}

@@ -1,0 +1,65 @@
+//! The `create-volume` step kind. Stream path, destination cloud: a new volume
+//! for the source volume, with the adoption's name, type, description and
+//! metadata, marked [`STREAM_PENDING`]; waits until `available`.
+
+use super::prelude::*;
+
+/// Stream path, destination cloud: a new volume for the source volume,
+/// with the adoption's name, type, description and metadata, marked
+/// [`STREAM_PENDING`]; waits until `available`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateVolume {
+    pub adoption: VolumeAdoption,
+    pub size_gb: u64,
+}
+
+impl Kind for CreateVolume {
+    fn role(&self) -> Role {
+        Role::DestinationCloud
+    }
+
+    fn subject(&self) -> ImageAt {
+        in_cloud(Site::Destination, &self.adoption.source_volume)
+    }
+
+    fn describe(&self) -> String {
+        let CreateVolume { adoption, size_gb } = self;
+        format!(
+            "create volume {:?} ({size_gb} GiB{}) for source volume {}, marked pending",
+            adoption.name,
+            type_words(adoption),
+            adoption.source_volume
+        )
+    }
+
+    fn script(&self, _st: &Step, plan: &Plan, _img: &ImagePlan) -> String {
+        let CreateVolume {
+            adoption: a,
+            size_gb,
+        } = self;
+        let mut b = String::new();
+        let vol = a.new_volume(*size_gb, &plan.id);
+        let src = q(&a.source_volume);
+        let _ = writeln!(
+            b,
+            "if stream_target {src}; then\n  case $VOL_STATUS in error*) die \"volume $VOL made for source volume \"{src}\" is in $VOL_STATUS: delete it and run again\" ;; esac\nelse\n  need_cinder\n  judge_earlier {src} {}\n  [ -z \"$KEPT\" ] || die \"volume $KEPT, adopted earlier from \"{src}\", is to be kept, but it is not finished (available, without ferry_stream_pending): finish it with its own plan, or replace it\"\n  replace_earlier",
+            a.earlier.as_str()
+        );
+        let _ = writeln!(
+            b,
+            "  body=$(jq -cn --argjson v {} '$v')\n  api_send POST \"$CINDER/volumes\" \"$body\" application/json\n  case $CODE in 2*) ;; *) die \"creating volume \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi",
+            q(&serde_json::json!({ "volume": vol }).to_string()),
+            q(&a.name)
+        );
+        let _ = writeln!(
+            b,
+            "wait_for \"volume $VOL to be available\" volume_status_is \"$VOL\" available\nsay \"volume $VOL available, pending\""
+        );
+        b
+    }
+
+    fn execute(&self, cx: &Ctx<'_>, i: usize, step: &Step) -> anyhow::Result<String> {
+        let CreateVolume { adoption, size_gb } = self;
+        stream::create_volume(cx, i, step, adoption, *size_gb)
+    }
+}

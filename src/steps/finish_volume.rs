@@ -1,0 +1,58 @@
+//! The `finish-volume` step kind. Stream path, destination cloud: bootable flag
+//! and image metadata, then the [`STREAM_PENDING`] mark goes: the volume is
+//! adopted.
+
+use super::prelude::*;
+
+/// Stream path, destination cloud: bootable flag and image metadata,
+/// then the [`STREAM_PENDING`] mark goes: the volume is adopted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishVolume {
+    pub adoption: VolumeAdoption,
+}
+
+impl Kind for FinishVolume {
+    fn role(&self) -> Role {
+        Role::DestinationCloud
+    }
+
+    fn subject(&self) -> ImageAt {
+        in_cloud(Site::Destination, &self.adoption.source_volume)
+    }
+
+    fn describe(&self) -> String {
+        let FinishVolume { adoption } = self;
+        let mut what = Vec::new();
+        if adoption.bootable {
+            what.push("bootable");
+        }
+        if !adoption.image_metadata.is_empty() {
+            what.push("image metadata");
+        }
+        what.push("remove the pending mark");
+        format!("finish volume {:?}: {}", adoption.name, what.join(", "))
+    }
+
+    fn script(&self, _st: &Step, _plan: &Plan, _img: &ImagePlan) -> String {
+        let FinishVolume { adoption: a } = self;
+        let mut b = String::new();
+        let src = q(&a.source_volume);
+        let _ = writeln!(b, "stream_target {src} || die \"no destination volume was made for source volume \"{src}\nneed_cinder");
+        let _ = writeln!(b, "[ \"$VOL_STATUS\" = available ] || die \"volume $VOL is $VOL_STATUS, not available (attached still? the conversion-hosts part detaches it when run again)\"");
+        volume_settings(&mut b, a);
+        // A volume an earlier plan began becomes this plan's.
+        let _ = writeln!(b, "api_send POST \"$CINDER/volumes/$VOL/metadata\" \"$(jq -cn --arg p \"$PLAN\" '{{metadata: {{{}: $p}}}}')\" application/json\ncase $CODE in 2*) ;; *) die \"marking volume $VOL as this plan's gave HTTP $CODE: $OUT\" ;; esac", crate::plan::ADOPTED_BY);
+        let _ = writeln!(b, "api_send DELETE \"$CINDER/volumes/$VOL/metadata/{}\" '' application/json\ncase $CODE in 2* | 404) ;; *) die \"removing the pending mark of volume $VOL gave HTTP $CODE: $OUT\" ;; esac", crate::plan::STREAM_PENDING);
+        let _ = writeln!(
+            b,
+            "say \"volume $VOL\" {}",
+            q(&format!("{:?} available", a.name))
+        );
+        b
+    }
+
+    fn execute(&self, cx: &Ctx<'_>, _i: usize, _step: &Step) -> anyhow::Result<String> {
+        let FinishVolume { adoption } = self;
+        stream::finish_volume(cx, adoption)
+    }
+}
