@@ -12,6 +12,7 @@
 pub mod ceph;
 pub mod check;
 pub mod cli;
+pub mod connect;
 pub mod exec;
 pub mod openstack;
 pub(crate) mod parallel;
@@ -27,3 +28,4 @@ mod props;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod transfer;
+pub mod units;

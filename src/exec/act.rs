@@ -258,7 +258,7 @@ impl Ctx<'_> {
             bail!(
                 "{} was written after the cut-over {snap} (about {} in changed objects): the copy does not hold those writes. Nothing is cleaned up; migrate the image again with a new plan, or remove the snapshot yourself once you accept the loss",
                 plain(image),
-                crate::check::human_bytes(written)
+                crate::units::human_bytes(written)
             );
         }
         Ok(())

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::check::human_bytes;
+use crate::units::human_bytes;
 
 /// What an image is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

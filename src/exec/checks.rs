@@ -84,7 +84,7 @@ impl Ctx<'_> {
             return Ok(Some(v));
         }
         let key = format!("{}/{}", origin.pool, origin.image);
-        let Some(rec) = recorded.or_else(|| self.access.verified.get(&key).cloned()) else {
+        let Some(rec) = recorded.or_else(|| self.verified.get(&key).cloned()) else {
             return Ok(None);
         };
         let live = SourceId {

@@ -38,7 +38,6 @@ use crate::ceph::{
     complete_mirror_snapshot_after, primary_mirror_snapshot_after, CephError, Cluster, ErrorKind,
     Features, Image, ImageMirrorState, MirrorMode, ReplayProgress,
 };
-use crate::openstack::Cloud;
 use crate::plan::{
     Action, Check, ImageAt, ImagePlan, Plan, Role, Site, SourceId, Step, VerifiedRecord,
 };
@@ -94,21 +93,16 @@ pub struct RunOptions {
     pub ssh_options: Option<Vec<String>>,
 }
 
-/// What a run can reach: all of it for a whole run, one role's share for
-/// `--role`.
-#[derive(Default)]
-pub struct Access {
-    pub src: Option<Cluster>,
-    pub dst: Option<Cluster>,
-    pub src_cloud: Option<Cloud>,
-    pub dst_cloud: Option<Cloud>,
-    /// The destination storage part's hand-off: source image (`pool/image`)
-    /// → the record of its verified copy.
-    pub verified: BTreeMap<String, VerifiedRecord>,
-}
+pub use crate::connect::Access;
+
+/// The destination storage part's hand-off, for a cleanup part: source
+/// image (`pool/image`) → the record of its verified copy.
+pub type Handoff = BTreeMap<String, VerifiedRecord>;
 
 pub(crate) struct Ctx<'a> {
     pub(crate) access: Access,
+    /// The hand-off a cleanup part was given (empty otherwise).
+    pub(crate) verified: Handoff,
     /// The one role this run performs; None: all of them.
     role: Option<Role>,
     pub(crate) opts: &'a RunOptions,
@@ -187,20 +181,7 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
     // First of all: a second run on this state stops here, before it reads
     // anything it could act on.
     let _lock = StateLock::acquire(&path)?;
-    let timeouts = spec.run_timeouts();
-    // A spec whose volumes all stream may name no cluster.
-    let connect = |c: &crate::ceph::ClusterConfig, which: &str| {
-        c.is_given()
-            .then(|| Cluster::connect_with(c, timeouts))
-            .transpose()
-            .with_context(|| format!("connecting to the {which} cluster"))
-    };
-    let src = connect(&spec.source.cluster, "source")?;
-    let dst = connect(&spec.destination.cluster, "destination")?;
-    let retry = spec.api_retry();
-    let src_cloud = crate::openstack::connect_side(spec.source.cloud.as_deref(), "source", retry)?;
-    let dst_cloud =
-        crate::openstack::connect_side(spec.destination.cloud.as_deref(), "destination", retry)?;
+    let access = crate::plan::connect(spec, crate::plan::Purpose::Run)?.warned();
     let legacy = legacy_state_path(&opts.state_dir, spec_path);
     if !path.exists() && legacy.exists() {
         bail!(
@@ -223,37 +204,20 @@ pub fn run(spec_path: &Path, spec: &Spec, opts: &RunOptions) -> anyhow::Result<P
             s
         }
         _ => {
-            let facts = crate::plan::discover(src.as_ref(), spec, src_cloud.as_ref())
-                .context("reading the source images")?;
-            let mut opts = crate::plan::BuildOptions::from_spec(spec);
-            opts.destination_fsid = dst.as_ref().map(|d| d.fsid()).transpose()?;
-            opts.source_fsid = src.as_ref().map(|s| s.fsid()).transpose()?;
-            if let Some(id) = crate::plan::recorded_plan_id(&facts)? {
+            let prepared =
+                crate::plan::prepare(spec, spec_path, &access, crate::plan::Purpose::Run)?.warned();
+            if let Some(id) = &prepared.resumed {
                 eprintln!(
                     "ferry: no run state in {}, but plan {id} was begun on these images: resuming it, with the features and mirroring its records on the images give",
                     path.display()
                 );
-                opts.plan_id = id;
             }
-            if let Some(dst) = &dst {
-                opts.published_parents = crate::plan::published_parents(dst, spec, &facts)
-                    .context("reading the destination Glance pool for the clones' parents")?;
-            }
-            let plan = crate::plan::build(&opts, &facts);
-            plan.check_destination_names()?;
-            let s = RunState::for_spec(plan, spec);
+            let s = RunState::for_spec(prepared.plan, spec);
             s.save(&path)?;
             s
         }
     };
-    let access = Access {
-        src,
-        dst,
-        src_cloud,
-        dst_cloud,
-        verified: BTreeMap::new(),
-    };
-    execute(state, path, access, None, opts)
+    execute(state, path, access, BTreeMap::new(), None, opts)
 }
 
 /// Runs (or resumes) one role's part of a plan bundle written by `ferry
@@ -264,6 +228,7 @@ pub fn run_role(
     plan: Plan,
     role: Role,
     access: Access,
+    verified: Handoff,
     opts: &RunOptions,
 ) -> anyhow::Result<PathBuf> {
     state_dir(opts)?;
@@ -284,7 +249,7 @@ pub fn run_role(
         None => RunState::new(plan),
     };
     state.save(&path)?;
-    execute(state, path, access, Some(role), opts)
+    execute(state, path, access, verified, Some(role), opts)
 }
 
 fn state_dir(opts: &RunOptions) -> anyhow::Result<()> {
@@ -326,6 +291,7 @@ fn execute(
     state: RunState,
     path: PathBuf,
     access: Access,
+    verified: Handoff,
     role: Option<Role>,
     opts: &RunOptions,
 ) -> anyhow::Result<PathBuf> {
@@ -338,6 +304,7 @@ fn execute(
     );
     let ctx = Ctx {
         access,
+        verified,
         role,
         opts,
         state: Mutex::new(state),

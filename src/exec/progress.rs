@@ -27,7 +27,7 @@ impl Progress {
 impl Progress {
     /// Bytes, rate and ETA without the percent: `20.0 MiB of 100.0 MiB, 10.0 MiB/s, ETA 8 s`.
     pub fn bytes_text(&self) -> String {
-        use crate::check::human_bytes;
+        use crate::units::human_bytes;
         let mut s = format!(
             "{} of {}",
             human_bytes(self.done.min(self.total)),

@@ -7,7 +7,7 @@
 use anyhow::Context;
 
 use crate::ceph::{Cluster, PoolSpace};
-use crate::check::human_bytes;
+use crate::units::human_bytes;
 
 /// Why `pool` takes no more writes, if it does not. Pure.
 pub fn full_reason(pool: &str, space: &PoolSpace) -> Option<String> {

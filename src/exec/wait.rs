@@ -571,7 +571,7 @@ impl Ctx<'_> {
                         // Replaying the journal: the initial copy is complete.
                         let text = format!(
                             "{entries_behind_primary} entries behind, {}/s{}",
-                            crate::check::human_bytes(bytes_per_second as u64),
+                            crate::units::human_bytes(bytes_per_second as u64),
                             seconds_until_synced
                                 .map(|s| format!(", ETA {s:.0} s"))
                                 .unwrap_or_default()

@@ -22,12 +22,8 @@ pub use retry::{Repeat, RetryPolicy};
 pub use session::{requests_sent, Answer, ApiError, ApiErrorKind, Cloud, Service};
 
 /// Connects to a cloud named in clouds.yaml, or to the one the `OS_*`
-/// variables describe when `name` is `env`.
-pub fn connect(name: &str) -> anyhow::Result<Cloud> {
-    connect_with(name, RetryPolicy::default())
-}
-
-/// [`connect`], its calls retried under `retry`.
+/// variables describe when `name` is `env`, its calls retried under `retry`
+/// (`crate::connect` says which policy).
 pub fn connect_with(name: &str, retry: RetryPolicy) -> anyhow::Result<Cloud> {
     let cfg = if name == "env" {
         config::from_env(&|k| std::env::var(k).ok())?
@@ -35,17 +31,4 @@ pub fn connect_with(name: &str, retry: RetryPolicy) -> anyhow::Result<Cloud> {
         config::load(name)?
     };
     Cloud::connect_with(cfg, retry)
-}
-
-/// Connects to the cloud a spec names for one side, if it names one.
-pub fn connect_side(
-    name: Option<&str>,
-    side: &str,
-    retry: RetryPolicy,
-) -> anyhow::Result<Option<Cloud>> {
-    use anyhow::Context;
-    name.map(|n| {
-        connect_with(n, retry).with_context(|| format!("connecting to the {side} cloud {n:?}"))
-    })
-    .transpose()
 }

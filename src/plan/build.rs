@@ -470,7 +470,7 @@ fn image_plan(
         } else {
             format!(
                 "copied out flat on the source first ({} in pool {} until cleanup), mirrored as {carrier}",
-                crate::check::human_bytes(facts.size),
+                crate::units::human_bytes(facts.size),
                 r.pool
             )
         };

@@ -9,6 +9,7 @@
 mod adopted;
 mod build;
 mod discover;
+mod prepare;
 mod text;
 mod validate;
 
@@ -21,6 +22,7 @@ pub use discover::{
     derived_image_id, discover, published_parents, recorded_plan_id, resolve_entry, users_of,
     ImageFacts, Recorded,
 };
+pub use prepare::{connect, prepare, Planned, Prepared, Purpose};
 pub(crate) use text::{describe, type_words};
 pub use text::{render_text, role_preview};
 pub use validate::{Refused, BUNDLE_FORMAT};
@@ -65,12 +67,22 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// Which cluster a check or action is about.
+/// Which side of the migration a cluster, cloud or conversion host is: what
+/// a check or action is about, and where `ferry check` found something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Site {
     Source,
     Destination,
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Site::Source => "source",
+            Site::Destination => "destination",
+        })
+    }
 }
 
 /// An image on one site, optionally at a snapshot.
@@ -85,11 +97,7 @@ pub struct ImageAt {
 
 impl std::fmt::Display for ImageAt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let site = match self.site {
-            Site::Source => "source",
-            Site::Destination => "destination",
-        };
-        write!(f, "{site}:{}/{}", self.pool, self.image)?;
+        write!(f, "{}:{}/{}", self.site, self.pool, self.image)?;
         if let Some(s) = &self.snap {
             write!(f, "@{s}")?;
         }

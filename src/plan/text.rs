@@ -3,8 +3,8 @@
 use std::fmt::Write;
 
 use super::{Action, Check, CloudObject, ImageAt, Plan};
-use crate::check::human_bytes;
 use crate::steps;
+use crate::units::human_bytes;
 
 /// Renders a plan as text for a terminal.
 pub fn render_text(plan: &Plan) -> String {
