@@ -6,18 +6,21 @@
 //! declares its microversion range wrongly (min 3.16, max 3.15), and its
 //! async, code-generated surface is far larger than what is used here.
 
+pub mod api;
 pub mod attach;
 pub mod cinder;
 pub mod config;
 pub mod glance;
 pub mod paging;
+pub mod request;
 pub mod retry;
 pub mod session;
 
 pub use attach::{AttachError, Connection, ConnectionKind, Connector, LocalAttachment};
-pub use cinder::{BackendPool, Cinder, ManageRequest, Volume, VolumeType};
+pub use cinder::{BackendPool, Cinder, Volume, VolumeType};
 pub use config::{Auth, CloudConfig, ConfigError};
 pub use glance::{Glance, Image};
+pub use request::Request;
 pub use retry::{Repeat, RetryPolicy};
 pub use session::{requests_sent, Answer, ApiError, ApiErrorKind, Cloud, Service};
 

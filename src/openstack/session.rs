@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::config::{Auth, CloudConfig, Domain, NameOrId};
+use super::request::{self, Request};
 use super::retry::{self, Failure, Repeat, RetryPolicy};
 
 /// A failed OpenStack call: it names the cloud and the call; print the
@@ -822,10 +823,7 @@ impl Cloud {
                 Some(Body::Json(v)) => req.json(v),
                 Some(Body::Raw(b)) => req.body(b.to_vec()),
                 Some(Body::Patch(v)) => req
-                    .header(
-                        "Content-Type",
-                        "application/openstack-images-v2.1-json-patch",
-                    )
+                    .header("Content-Type", request::GLANCE_PATCH)
                     .body(v.to_string()),
                 None => req,
             };
@@ -899,6 +897,36 @@ impl Cloud {
         })
     }
 
+    /// Sends `req`, its answer read whole (see [`Cloud::call`] for the
+    /// retries and the token renewal).
+    pub fn request(&self, req: &Request) -> Result<Answer> {
+        let body = req.body.as_ref().map(Body::of);
+        let headers = microversion(req);
+        self.answer_as(
+            req.repeat,
+            req.service,
+            req.method.clone(),
+            &req.path,
+            &headers,
+            body,
+        )
+    }
+
+    /// Sends `req`; the answer's body is left to the caller (a download).
+    pub fn respond(&self, req: &Request) -> Result<Response> {
+        let body = req.body.as_ref().map(Body::of);
+        let headers = microversion(req);
+        self.send(
+            req.repeat,
+            req.service,
+            req.method.clone(),
+            &req.path,
+            &headers,
+            body,
+            Ok,
+        )
+    }
+
     /// A call whose JSON answer is read into `T`.
     pub fn call_json<T: DeserializeOwned>(
         &self,
@@ -910,6 +938,24 @@ impl Cloud {
     ) -> Result<T> {
         self.answer(service, method, path, headers, body)?
             .json("a JSON answer")
+    }
+}
+
+/// The `OpenStack-API-Version` header of a request that names one.
+fn microversion(req: &Request) -> Vec<(&str, &str)> {
+    req.microversion
+        .map(|v| ("OpenStack-API-Version", v))
+        .into_iter()
+        .collect()
+}
+
+impl<'a> Body<'a> {
+    /// The body of a request value.
+    fn of(body: &'a request::Body) -> Body<'a> {
+        match body {
+            request::Body::Json(v) => Body::Json(v),
+            request::Body::Patch(v) => Body::Patch(v),
+        }
     }
 }
 

@@ -4,9 +4,12 @@
 //! step is guarded by its `past_when`/`done_when` checks, waits poll with a
 //! timeout, and the exit status says whether the next role may go.
 
+pub mod api;
+
 use std::fmt::Write;
 
 use crate::ceph::{Features, MirrorMode};
+use crate::openstack::api::{cinder, glance};
 use crate::plan::{
     describe, Action, Adoption, Check, CloudObject, ImageAt, ImagePlan, Plan, Role, Site, Step,
 };
@@ -353,16 +356,19 @@ exec ferry run --role conversion-hosts "$BUNDLE" --yes --cloud "$FERRY_SOURCE_CL
 /// What a volume carries over besides its data, set on `$VOL`: the bootable
 /// flag and the image metadata.
 fn volume_settings(b: &mut String, a: &crate::plan::VolumeAdoption) {
+    let vol = api::VOL.stand_in();
+    let mut set = |req, what: &str| {
+        let call = api::call(&req, &[api::VOL]).lines("", "api_send");
+        let _ = writeln!(b, "{call}\ncase $CODE in 2*) ;; *) die \"setting the {what} of volume $VOL gave HTTP $CODE: $OUT\" ;; esac");
+    };
     if a.bootable {
-        let _ = writeln!(b, "osw volume set --bootable \"$VOL\"");
+        set(cinder::set_bootable(&vol, true), "bootable flag");
     }
     if !a.image_metadata.is_empty() {
-        let props: String = a
-            .image_metadata
-            .iter()
-            .map(|(k, v)| format!(" --image-property {}", q(&format!("{k}={v}"))))
-            .collect();
-        let _ = writeln!(b, "osw volume set{props} \"$VOL\"");
+        set(
+            cinder::set_image_metadata(&vol, &a.image_metadata),
+            "image metadata",
+        );
     }
 }
 
@@ -1130,18 +1136,8 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             }
         },
         Action::AdoptVolume { image, adoption: a } => {
-            let mut vol = serde_json::json!({
-                "ref": {"source-name": image.image},
-                "name": a.name,
-                "bootable": a.bootable,
-                "metadata": a.adopted_metadata(&plan.id, None),
-            });
-            if let Some(d) = &a.description {
-                vol["description"] = serde_json::json!(d);
-            }
-            if let Some(t) = &a.volume_type {
-                vol["volume_type"] = serde_json::json!(t);
-            }
+            let (host, metadata) = (api::HOST.stand_in(), a.adopted_metadata(&plan.id, None));
+            let manage = cinder::manage(&a.manage(&host, &image.image, &metadata));
             let _ = writeln!(
                 b,
                 "KEPT=''\nif ! adopted {}; then\n  judge_earlier {} {}\n  if [ -z \"$KEPT\" ]; then\n    replace_earlier",
@@ -1149,8 +1145,12 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
                 q(&a.source_volume),
                 a.earlier.as_str()
             );
-            let _ = writeln!(b, "    body=$(jq -cn --arg h \"$HOST\" --argjson v {} '{{volume: ($v + {{host: $h}})}}')", q(&vol.to_string()));
-            let _ = writeln!(b, "    api_send POST \"$CINDER/os-volume-manage\" \"$body\" application/json\n    case $CODE in 2*) ;; *) die \"manage-existing of \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n    VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\n  fi\nfi", q(&image.to_string()));
+            let _ = writeln!(
+                b,
+                "{}",
+                api::call(&manage, &[api::HOST]).lines("    ", "api_send")
+            );
+            let _ = writeln!(b, "    case $CODE in 2*) ;; *) die \"manage-existing of \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n    VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\n  fi\nfi", q(&image.to_string()));
             let _ = writeln!(
                 b,
                 "if [ -n \"$KEPT\" ]; then\n  wait_for \"volume $KEPT to be available\" volume_status_is \"$KEPT\" available\n  say \"kept volume $KEPT, adopted earlier, as the adoption;\" {}\nelse",
@@ -1176,7 +1176,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             adoption: a,
             size_gb,
         } => {
-            let vol = a.new_volume(*size_gb, &plan.id);
+            let create = cinder::create_volume(&a.new_volume(*size_gb, &plan.id));
             let src = q(&a.source_volume);
             let _ = writeln!(
                 b,
@@ -1185,8 +1185,8 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             );
             let _ = writeln!(
                 b,
-                "  body=$(jq -cn --argjson v {} '$v')\n  api_send POST \"$CINDER/volumes\" \"$body\" application/json\n  case $CODE in 2*) ;; *) die \"creating volume \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi",
-                q(&serde_json::json!({ "volume": vol }).to_string()),
+                "{}\n  case $CODE in 2*) ;; *) die \"creating volume \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi",
+                api::call(&create, &[]).lines("  ", "api_send"),
                 q(&a.name)
             );
             let _ = writeln!(
@@ -1200,8 +1200,10 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             let _ = writeln!(b, "[ \"$VOL_STATUS\" = available ] || die \"volume $VOL is $VOL_STATUS, not available (attached still? the conversion-hosts part detaches it when run again)\"");
             volume_settings(&mut b, a);
             // A volume an earlier plan began becomes this plan's.
-            let _ = writeln!(b, "api_send POST \"$CINDER/volumes/$VOL/metadata\" \"$(jq -cn --arg p \"$PLAN\" '{{metadata: {{{}: $p}}}}')\" application/json\ncase $CODE in 2*) ;; *) die \"marking volume $VOL as this plan's gave HTTP $CODE: $OUT\" ;; esac", crate::plan::ADOPTED_BY);
-            let _ = writeln!(b, "api_send DELETE \"$CINDER/volumes/$VOL/metadata/{}\" '' application/json\ncase $CODE in 2* | 404) ;; *) die \"removing the pending mark of volume $VOL gave HTTP $CODE: $OUT\" ;; esac", crate::plan::STREAM_PENDING);
+            let vol = api::VOL.stand_in();
+            let mark = [(crate::plan::ADOPTED_BY.to_string(), plan.id.clone())].into();
+            let _ = writeln!(b, "{}\ncase $CODE in 2*) ;; *) die \"marking volume $VOL as this plan's gave HTTP $CODE: $OUT\" ;; esac", api::call(&cinder::set_metadata(&vol, &mark), &[api::VOL]).lines("", "api_send"));
+            let _ = writeln!(b, "{}\ncase $CODE in 2* | 404) ;; *) die \"removing the pending mark of volume $VOL gave HTTP $CODE: $OUT\" ;; esac", api::call(&cinder::delete_metadata(&vol, crate::plan::STREAM_PENDING), &[api::VOL]).lines("", "api_send"));
             let _ = writeln!(
                 b,
                 "say \"volume $VOL\" {}",
@@ -1219,7 +1221,7 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             image,
             registration: g,
         } => {
-            let fields = g.create_fields(&plan.id);
+            let create = glance::create(&g.create_fields(&plan.id));
             let _ = writeln!(b, "need_glance\n[ -n \"$DEST_FSID\" ] || die 'the plan carries no destination fsid: make it with access to the destination cluster'");
             let _ = writeln!(
                 b,
@@ -1233,9 +1235,13 @@ fn action(st: &Step, plan: &Plan, img: &ImagePlan) -> String {
             );
             // The record through the API: `openstack image create` without
             // --file uploads whatever its stdin holds.
-            let _ = writeln!(b, "KEPT=''\nif osq image show -f json -- {}; then\n  ! image_earlier {} {} || KEPT={}\nelse\n  api_send POST \"$GLANCE/v2/images\" {} application/json\n  [ \"$CODE\" = 201 ] || die \"creating the image record gave HTTP $CODE: $OUT\"\nfi", q(&g.id), q(&g.id), g.earlier.as_str(), q(&g.id), q(&fields.to_string()));
+            let _ = writeln!(b, "KEPT=''\nif osq image show -f json -- {}; then\n  ! image_earlier {} {} || KEPT={}\nelse\n{}\n  [ \"$CODE\" = 201 ] || die \"creating the image record gave HTTP $CODE: $OUT\"\nfi", q(&g.id), q(&g.id), g.earlier.as_str(), q(&g.id), api::call(&create, &[]).lines("  ", "api_send"));
             let _ = writeln!(b, "if [ -n \"$KEPT\" ]; then\n  say {}\nelse", q(&format!("kept image {}, registered earlier, as the registration; this plan's copy is not registered", g.id)));
-            let _ = writeln!(b, "  if [ \"$(printf '%s' \"$OUT\" | jq -r .status)\" = queued ]; then\n    wait_for \"Glance to accept $url (the destination storage part publishes the verified copy)\" add_location {} \"$url\"\n  fi", q(&g.id));
+            let locate = api::call(
+                &glance::add_location(&g.id, &api::URL.stand_in()),
+                &[api::URL],
+            );
+            let _ = writeln!(b, "  if [ \"$(printf '%s' \"$OUT\" | jq -r .status)\" = queued ]; then\n{}\n  fi", locate.lines("    ", "wait_for \"Glance to accept $url (the destination storage part publishes the verified copy)\" add_location"));
             let _ = writeln!(
                 b,
                 "  image_registered {} {} || die {}\nfi",

@@ -1,0 +1,6 @@
+//! Every Cinder and Glance request ferry makes, built by one pure function
+//! each: the client sends what these return and the renderer prints it, so
+//! each body is written here and nowhere else.
+
+pub mod cinder;
+pub mod glance;
