@@ -884,47 +884,57 @@ impl Cloud {
     ) -> Result<Answer> {
         let what = format!("{method} {path}");
         self.send(repeat, service, method, path, headers, body, |resp| {
-            let request_id = request_id(resp.headers());
-            let body = resp
-                .text()
-                .map_err(|e| self.transport_failure(&format!("reading the answer of {what}"), e))?;
-            Ok(Answer {
-                cloud: self.cfg.name.clone(),
-                what: what.clone(),
-                request_id,
-                body,
-            })
+            self.read_answer(&what, resp)
         })
     }
 
     /// Sends `req`, its answer read whole (see [`Cloud::call`] for the
     /// retries and the token renewal).
     pub fn request(&self, req: &Request) -> Result<Answer> {
-        let body = req.body.as_ref().map(Body::of);
-        let headers = microversion(req);
-        self.answer_as(
-            req.repeat,
-            req.service,
-            req.method.clone(),
-            &req.path,
-            &headers,
-            body,
-        )
+        let what = req.what();
+        self.send_request(req, |resp| self.read_answer(&what, resp))
     }
 
     /// Sends `req`; the answer's body is left to the caller (a download).
     pub fn respond(&self, req: &Request) -> Result<Response> {
+        self.send_request(req, Ok)
+    }
+
+    fn send_request<T>(
+        &self,
+        req: &Request,
+        read: impl Fn(Response) -> std::result::Result<T, Failure>,
+    ) -> Result<T> {
+        let headers: Vec<(&str, &str)> = req
+            .microversion
+            .map(|v| ("OpenStack-API-Version", v))
+            .into_iter()
+            .collect();
         let body = req.body.as_ref().map(Body::of);
-        let headers = microversion(req);
+        let method = req.method.clone();
         self.send(
             req.repeat,
             req.service,
-            req.method.clone(),
+            method,
             &req.path,
             &headers,
             body,
-            Ok,
+            read,
         )
+    }
+
+    /// A successful answer, read whole.
+    fn read_answer(&self, what: &str, resp: Response) -> std::result::Result<Answer, Failure> {
+        let request_id = request_id(resp.headers());
+        let body = resp
+            .text()
+            .map_err(|e| self.transport_failure(&format!("reading the answer of {what}"), e))?;
+        Ok(Answer {
+            cloud: self.cfg.name.clone(),
+            what: what.to_string(),
+            request_id,
+            body,
+        })
     }
 
     /// A call whose JSON answer is read into `T`.
@@ -939,14 +949,6 @@ impl Cloud {
         self.answer(service, method, path, headers, body)?
             .json("a JSON answer")
     }
-}
-
-/// The `OpenStack-API-Version` header of a request that names one.
-fn microversion(req: &Request) -> Vec<(&str, &str)> {
-    req.microversion
-        .map(|v| ("OpenStack-API-Version", v))
-        .into_iter()
-        .collect()
 }
 
 impl<'a> Body<'a> {
