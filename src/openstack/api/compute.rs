@@ -7,3 +7,18 @@ use crate::openstack::session::Service;
 pub fn server(id: &str) -> Request {
     Request::get(Service::Compute, format!("/servers/{}", urlencode(id)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_is_read_by_its_encoded_id() {
+        let r = server("s 1");
+        assert_eq!(
+            (r.service, r.path.as_str()),
+            (Service::Compute, "/servers/s%201")
+        );
+        assert_eq!(r.method, reqwest::Method::GET);
+    }
+}
