@@ -6,11 +6,10 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
-use reqwest::Method;
 use serde_json::Value;
 
 use super::Ctx;
-use crate::openstack::{Cinder, Cloud, Glance, ManageRequest, Service, Volume};
+use crate::openstack::{Cinder, Cloud, Glance, Volume};
 use crate::plan::{
     whose, Adoption, CloudObject, EarlierAdoption, ImageAt, ImageRegistration, Step,
     VolumeAdoption, Whose, ADOPTED_BY, ADOPTED_FROM, REGISTERED_FROM, STREAM_PENDING,
@@ -646,13 +645,9 @@ fn poll<T>(
 
 /// Cinder's user messages about a volume: the reason a manage failed.
 fn volume_messages(cloud: &Cloud, id: &str) -> String {
-    let reply: Result<Value, _> = cloud.call_json(
-        Service::BlockStorage,
-        Method::GET,
-        &format!("/messages?resource_uuid={id}"),
-        &[("OpenStack-API-Version", "volume 3.3")],
-        None,
-    );
+    let reply: Result<Value, _> = cloud
+        .request(&crate::openstack::api::cinder::messages(id))
+        .and_then(|a| a.json("Cinder's messages"));
     reply
         .ok()
         .and_then(|v| {
@@ -710,16 +705,9 @@ pub(crate) fn adopt_volume(
             }
             let host = ctx.cinder_host(a.host.as_deref(), &image.pool)?;
             let digest = ctx.copy_digest(&a.source_volume)?;
+            let metadata = a.adopted_metadata(&plan_id, digest.as_deref());
             cinder
-                .manage(&ManageRequest {
-                    host,
-                    source_name: image.image.clone(),
-                    name: a.name.clone(),
-                    description: a.description.clone(),
-                    volume_type: a.volume_type.clone(),
-                    bootable: a.bootable,
-                    metadata: a.adopted_metadata(&plan_id, digest.as_deref()),
-                })
+                .manage(&a.manage(&host, &image.image, &metadata))
                 .with_context(|| format!("managing {image}"))?
         }
     };

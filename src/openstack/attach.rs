@@ -14,17 +14,16 @@
 use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
-use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::api::cinder as api;
 use super::cinder::Cinder;
-use super::retry::Repeat;
-use super::session::{ApiError, Body, Result, Service};
+use super::session::{ApiError, Result};
 
 /// The microversion of every attachments call: `os-complete` needs 3.44
 /// (attachments themselves arrived in 3.27).
-pub const MICROVERSION: (&str, &str) = ("OpenStack-API-Version", "volume 3.44");
+pub const MICROVERSION: (&str, &str) = ("OpenStack-API-Version", api::ATTACHMENTS);
 
 /// What a conversion host tells Cinder about itself (os-brick's connector
 /// properties, the fields the test environment's drivers read).
@@ -342,23 +341,6 @@ pub fn is_leftover(a: &AttachmentRecord, device: Option<&str>, connector: &Conne
 }
 
 impl Cinder<'_> {
-    fn attachments_call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        repeat: Repeat,
-    ) -> Result<super::session::Answer> {
-        self.0.answer_as(
-            repeat,
-            Service::BlockStorage,
-            method,
-            path,
-            &[MICROVERSION],
-            body.map(Body::Json),
-        )
-    }
-
     /// Attaches volume `volume_id` to the host `connector` describes and
     /// returns how to reach it, if its connection type is one of
     /// `accepted`. Any failure after the attachment was made removes it
@@ -369,14 +351,7 @@ impl Cinder<'_> {
         connector: &Connector,
         accepted: &[ConnectionKind],
     ) -> std::result::Result<LocalAttachment, AttachError> {
-        let body = json!({"attachment": {
-            "volume_uuid": volume_id,
-            // Read-write: the default (`mode` itself needs 3.54).
-            "connector": connector.body(),
-        }});
-        // Not repeated: each create that reaches Cinder makes an attachment.
-        let answer =
-            self.attachments_call(Method::POST, "/attachments", Some(&body), Repeat::ByMethod)?;
+        let answer = self.0.request(&api::attach(volume_id, connector.body()))?;
         #[derive(Deserialize)]
         struct Made {
             id: String,
@@ -428,25 +403,15 @@ impl Cinder<'_> {
 
     /// Marks an attachment complete: the volume becomes `in-use`.
     pub fn complete_attachment(&self, attachment_id: &str) -> Result<()> {
-        self.attachments_call(
-            Method::POST,
-            &format!("/attachments/{attachment_id}/action"),
-            Some(&json!({"os-complete": null})),
-            // Completing twice completes.
-            Repeat::Safe,
-        )
-        .map(|_| ())
+        self.0
+            .request(&api::complete_attachment(attachment_id))
+            .map(|_| ())
     }
 
     /// Deletes an attachment (the detach): the volume becomes `available`
     /// when it was its last. One already gone is not an error.
     pub fn delete_attachment(&self, attachment_id: &str) -> Result<()> {
-        match self.attachments_call(
-            Method::DELETE,
-            &format!("/attachments/{attachment_id}"),
-            None,
-            Repeat::ByMethod,
-        ) {
+        match self.0.request(&api::delete_attachment(attachment_id)) {
             Err(e) if e.status() == Some(404) => Ok(()),
             other => other.map(|_| ()),
         }
@@ -454,16 +419,9 @@ impl Cinder<'_> {
 
     /// The attachments of a volume, in any state.
     pub fn attachments(&self, volume_id: &str) -> Result<Vec<AttachmentRecord>> {
-        self.attachments_call(
-            Method::GET,
-            &format!(
-                "/attachments?volume_id={}",
-                super::cinder::urlencode(volume_id)
-            ),
-            None,
-            Repeat::ByMethod,
-        )?
-        .field("attachments", "a list of attachments")
+        self.0
+            .request(&api::attachments(volume_id))?
+            .field("attachments", "a list of attachments")
     }
 
     /// Removes what an earlier run left attached of `volume_id` to

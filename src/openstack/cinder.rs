@@ -2,14 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::api::cinder as api;
 use super::paging::{next_marker, with_param, Pages};
-use super::retry::Repeat;
-use super::session::{Answer, Body, Cloud, Result, Service};
+pub use super::request::urlencode;
+use super::request::Request;
+use super::session::{Cloud, Result, Service};
 
 /// A volume as Cinder describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,68 +90,40 @@ impl BackendPool {
     }
 }
 
-/// What to adopt with manage-existing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManageRequest {
-    /// `host@backend#pool`.
-    pub host: String,
-    /// The RBD image name in the backend's pool.
-    pub source_name: String,
-    pub name: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub volume_type: Option<String>,
-    #[serde(default)]
-    pub bootable: bool,
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-}
-
-/// Cinder calls on one cloud.
+/// Cinder calls on one cloud: each sends a request of [`api::cinder`].
 pub struct Cinder<'a>(pub &'a Cloud);
 
 impl Cinder<'_> {
-    fn get(&self, path: &str) -> Result<Answer> {
-        self.0
-            .answer(Service::BlockStorage, Method::GET, path, &[], None)
-    }
-
-    /// A POST; `repeat` says whether it may be sent again after an attempt
-    /// that may have reached Cinder (one that creates something may not).
-    fn post(&self, path: &str, body: &Value, repeat: Repeat) -> Result<Answer> {
-        self.0.answer_as(
-            repeat,
-            Service::BlockStorage,
-            Method::POST,
-            path,
-            &[],
-            Some(Body::Json(body)),
-        )
-    }
-
     /// One volume by id (404 when there is none).
     pub fn volume(&self, id: &str) -> Result<Volume> {
-        self.get(&format!("/volumes/{id}"))?
+        self.0
+            .request(&api::volume(id))?
             .field("volume", "a volume")
     }
 
     /// Every entry of a list Cinder pages (`<key>` and `<key>_links`),
-    /// from `path` on: the next page is asked for with the marker Cinder
+    /// from `first` on: the next page is asked for with the marker Cinder
     /// links it by, on ferry's own path.
-    fn list<T: DeserializeOwned>(&self, path: &str, key: &str, expected: &str) -> Result<Vec<T>> {
+    fn list<T: DeserializeOwned>(
+        &self,
+        first: Request,
+        key: &str,
+        expected: &str,
+    ) -> Result<Vec<T>> {
         let mut out = Vec::new();
-        let mut page_path = path.to_string();
+        let mut page = first.clone();
         let mut pages = Pages::default();
         loop {
-            let answer = self.get(&page_path)?;
+            let answer = self.0.request(&page)?;
             let body: Value = answer.json(expected)?;
             let Some(items) = body.get(key) else {
                 return Err(answer.not(&format!("{expected} (a {key:?} member)"), None));
             };
             out.extend(Vec::<T>::deserialize(items).map_err(|e| answer.not(expected, Some(e)))?);
             match next_marker(&body, &format!("{key}_links")) {
-                Some(m) if pages.is_new(&m) => page_path = with_param(path, "marker", &m),
+                Some(m) if pages.is_new(&m) => {
+                    page.path = with_param(&first.path, "marker", &m);
+                }
                 _ => return Ok(out),
             }
         }
@@ -159,24 +132,20 @@ impl Cinder<'_> {
     /// Volumes listed from `path` (`/volumes/detail?...`, its filters and
     /// page size kept), every page of them.
     pub fn volumes_from(&self, path: &str) -> Result<Vec<Volume>> {
-        self.list(path, "volumes", "a list of volumes")
+        let first = Request::get(Service::BlockStorage, path.to_string());
+        self.list(first, "volumes", "a list of volumes")
     }
 
     /// Volumes of the project, with details; `name` filters exactly.
     pub fn volumes(&self, name: Option<&str>) -> Result<Vec<Volume>> {
-        let path = match name {
-            Some(n) => format!("/volumes/detail?name={}", urlencode(n)),
-            None => "/volumes/detail".to_string(),
-        };
-        self.list(&path, "volumes", "a list of volumes")
+        self.list(api::volumes(name), "volumes", "a list of volumes")
     }
 
     /// Volumes of the project whose metadata has `key` = `value` (filtered
     /// by Cinder, so the project's other volumes are not listed).
     pub fn volumes_with_metadata(&self, key: &str, value: &str) -> Result<Vec<Volume>> {
-        let filter = json!({ key: value }).to_string();
         let all: Vec<Volume> = self.list(
-            &format!("/volumes/detail?metadata={}", urlencode(&filter)),
+            api::volumes_with_metadata(key, value),
             "volumes",
             "a list of volumes",
         )?;
@@ -187,13 +156,15 @@ impl Cinder<'_> {
     }
 
     pub fn volume_types(&self) -> Result<Vec<VolumeType>> {
-        self.get("/types")?
+        self.0
+            .request(&api::volume_types())?
             .field("volume_types", "a list of volume types")
     }
 
     /// The scheduler's pools (admin by default policy).
     pub fn backend_pools(&self) -> Result<Vec<BackendPool>> {
-        self.get("/scheduler-stats/get_pools?detail=true")?
+        self.0
+            .request(&api::backend_pools())?
             .field("pools", "a list of backend pools")
     }
 
@@ -207,17 +178,9 @@ impl Cinder<'_> {
     /// [`Cinder::manageable`], asking pages of `page` entries.
     pub fn manageable_paged(&self, host: &str, page: usize) -> Result<Vec<(String, bool)>> {
         let list = manageable_pages(|offset| {
-            let answer = self.0.answer(
-                Service::BlockStorage,
-                Method::GET,
-                &format!(
-                    "/manageable_volumes/detail?host={}&limit={page}&offset={offset}",
-                    urlencode(host)
-                ),
-                &[("OpenStack-API-Version", "volume 3.8")],
-                None,
-            )?;
-            answer.field("manageable-volumes", "a list of manageable volumes")
+            self.0
+                .request(&api::manageable(host, page, offset))?
+                .field("manageable-volumes", "a list of manageable volumes")
         })?;
         Ok(list
             .iter()
@@ -234,60 +197,25 @@ impl Cinder<'_> {
 
     /// Adopts an existing RBD image as a volume (`os-volume-manage`, admin
     /// by default policy). The volume starts `creating`; poll it.
-    pub fn manage(&self, r: &ManageRequest) -> Result<Volume> {
-        let mut vol = json!({
-            "host": r.host,
-            "ref": {"source-name": r.source_name},
-            "name": r.name,
-            "bootable": r.bootable,
-            "metadata": r.metadata,
-        });
-        if let Some(d) = &r.description {
-            vol["description"] = json!(d);
-        }
-        if let Some(t) = &r.volume_type {
-            vol["volume_type"] = json!(t);
-        }
-        // Not repeated: a manage that reached Cinder and is sent again
-        // fails on the renamed image, or adopts it twice.
-        self.post(
-            "/os-volume-manage",
-            &json!({ "volume": vol }),
-            Repeat::ByMethod,
-        )?
-        .field("volume", "the managed volume")
+    pub fn manage(&self, m: &api::Manage<'_>) -> Result<Volume> {
+        self.0
+            .request(&api::manage(m))?
+            .field("volume", "the managed volume")
     }
 
     pub fn set_bootable(&self, id: &str, bootable: bool) -> Result<()> {
-        self.post(
-            &format!("/volumes/{id}/action"),
-            &json!({"os-set_bootable": {"bootable": bootable}}),
-            // Setting a flag twice sets it.
-            Repeat::Safe,
-        )
-        .map(|_| ())
+        self.0.request(&api::set_bootable(id, bootable)).map(|_| ())
     }
 
     pub fn set_image_metadata(&self, id: &str, meta: &BTreeMap<String, String>) -> Result<()> {
-        self.post(
-            &format!("/volumes/{id}/action"),
-            &json!({"os-set_image_metadata": {"metadata": meta}}),
-            // Sets these keys; again, to the same values.
-            Repeat::Safe,
-        )
-        .map(|_| ())
+        self.0
+            .request(&api::set_image_metadata(id, meta))
+            .map(|_| ())
     }
 
     /// Uploads a volume to a new Glance image; returns the image id.
     pub fn upload_to_image(&self, id: &str, image_name: &str) -> Result<String> {
-        let answer = self.post(
-            &format!("/volumes/{id}/action"),
-            &json!({"os-volume_upload_image": {
-                "image_name": image_name, "disk_format": "raw",
-                "container_format": "bare", "force": false}}),
-            // Each one that reaches Cinder makes an image.
-            Repeat::ByMethod,
-        )?;
+        let answer = self.0.request(&api::upload_to_image(id, image_name))?;
         let expected = "the new image's id (os-volume_upload_image.image_id)";
         let v: Value = answer.json(expected)?;
         v.pointer("/os-volume_upload_image/image_id")
@@ -304,28 +232,20 @@ impl Cinder<'_> {
         volume_type: Option<&str>,
         metadata: &BTreeMap<String, String>,
     ) -> Result<Volume> {
-        let mut vol = json!({"name": name, "size": size_gb, "metadata": metadata});
-        if let Some(t) = volume_type {
-            vol["volume_type"] = json!(t);
-        }
-        self.create_volume_from(&vol)
+        self.create_volume_from(&api::new_volume(name, size_gb, None, volume_type, metadata))
     }
 
     /// Creates a volume from the fields of a `POST /volumes` body's
     /// `volume`. Not repeated: each create that reaches Cinder makes one.
     pub fn create_volume_from(&self, vol: &Value) -> Result<Volume> {
-        self.post("/volumes", &json!({ "volume": vol }), Repeat::ByMethod)?
+        self.0
+            .request(&api::create_volume(vol))?
             .field("volume", "the new volume")
     }
 
     /// Sets these metadata keys of a volume (others are kept).
     pub fn set_metadata(&self, id: &str, meta: &BTreeMap<String, String>) -> Result<()> {
-        self.post(
-            &format!("/volumes/{}/metadata", urlencode(id)),
-            &json!({ "metadata": meta }),
-            Repeat::Safe,
-        )?;
-        Ok(())
+        self.0.request(&api::set_metadata(id, meta)).map(|_| ())
     }
 
     /// Sets a volume's name and its whole metadata at once (keys not in
@@ -336,44 +256,21 @@ impl Cinder<'_> {
         name: &str,
         meta: &BTreeMap<String, String>,
     ) -> Result<()> {
-        self.0.answer_as(
-            // Setting the same name and metadata again sets them.
-            Repeat::Safe,
-            Service::BlockStorage,
-            Method::PUT,
-            &format!("/volumes/{}", urlencode(id)),
-            &[],
-            Some(Body::Json(
-                &json!({"volume": {"name": name, "metadata": meta}}),
-            )),
-        )?;
-        Ok(())
+        self.0
+            .request(&api::update_volume(id, name, meta))
+            .map(|_| ())
     }
 
     /// Removes one metadata key of a volume; a key already gone is fine.
     pub fn delete_metadata(&self, id: &str, key: &str) -> Result<()> {
-        match self.0.call(
-            Service::BlockStorage,
-            Method::DELETE,
-            &format!("/volumes/{}/metadata/{}", urlencode(id), urlencode(key)),
-            &[],
-            None,
-        ) {
+        match self.0.respond(&api::delete_metadata(id, key)) {
             Err(e) if e.status() == Some(404) => Ok(()),
             other => other.map(|_| ()),
         }
     }
 
     pub fn delete_volume(&self, id: &str) -> Result<()> {
-        self.0
-            .call(
-                Service::BlockStorage,
-                Method::DELETE,
-                &format!("/volumes/{id}"),
-                &[],
-                None,
-            )
-            .map(|_| ())
+        self.0.respond(&api::delete_volume(id)).map(|_| ())
     }
 }
 
@@ -407,23 +304,10 @@ pub fn manageable_pages<E>(
     }
 }
 
-/// Percent-encodes a query value.
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn rbd_location_info_gives_fsid_and_pool() {
@@ -492,10 +376,5 @@ mod tests {
             manageable_pages(|_| Err::<Vec<Value>, _>("500")),
             Err("500")
         );
-    }
-
-    #[test]
-    fn query_values_are_encoded() {
-        assert_eq!(urlencode("my vol/1"), "my%20vol%2F1");
     }
 }

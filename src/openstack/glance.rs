@@ -2,13 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::Method;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::cinder::urlencode;
+use super::api::glance as api;
 use super::paging::{glance_next, Pages};
-use super::session::{ApiErrorKind, Body, Cloud, Result, Service};
+use super::session::{ApiErrorKind, Cloud, Result};
 
 /// An image as Glance describes it; properties beyond the core ones are in
 /// `properties`.
@@ -76,32 +75,22 @@ impl Image {
     }
 }
 
-/// Glance calls on one cloud.
+/// Glance calls on one cloud: each sends a request of [`api::glance`].
 pub struct Glance<'a>(pub &'a Cloud);
 
 impl Glance<'_> {
     pub fn image(&self, id: &str) -> Result<Image> {
-        self.0
-            .answer(
-                Service::Image,
-                Method::GET,
-                &format!("/v2/images/{id}"),
-                &[],
-                None,
-            )?
-            .json("an image")
+        self.0.request(&api::image(id))?.json("an image")
     }
 
     /// Images whose property `key` equals `value` (Glance filters on any
     /// property), every page of them.
     pub fn images_with(&self, key: &str, value: &str) -> Result<Vec<Image>> {
-        let mut path = format!("/v2/images?{}={}", urlencode(key), urlencode(value));
+        let mut page = api::images_with(key, value);
         let mut out = Vec::new();
         let mut pages = Pages::default();
         loop {
-            let answer = self
-                .0
-                .answer(Service::Image, Method::GET, &path, &[], None)?;
+            let answer = self.0.request(&page)?;
             let body: Value = answer.json("a list of images")?;
             let Some(items) = body.get("images") else {
                 return Err(answer.not("a list of images (an \"images\" member)", None));
@@ -111,7 +100,7 @@ impl Glance<'_> {
                     .map_err(|e| answer.not("a list of images", Some(e)))?,
             );
             match glance_next(&body) {
-                Some(next) if pages.is_new(&next) => path = next,
+                Some(next) if pages.is_new(&next) => page.path = next,
                 _ => return Ok(out),
             }
         }
@@ -119,41 +108,19 @@ impl Glance<'_> {
 
     /// Creates a queued image record with these fields and properties.
     pub fn create(&self, fields: &Value) -> Result<Image> {
-        self.0
-            .answer(
-                Service::Image,
-                Method::POST,
-                "/v2/images",
-                &[],
-                Some(Body::Json(fields)),
-            )?
-            .json("the new image")
+        self.0.request(&api::create(fields))?.json("the new image")
     }
 
     /// Adds a location (needs `show_multiple_locations` on the API).
     pub fn add_location(&self, id: &str, url: &str) -> Result<Image> {
-        let patch = json!([{"op": "add", "path": "/locations/-",
-                            "value": {"url": url, "metadata": {}}}]);
         self.0
-            .answer(
-                Service::Image,
-                Method::PATCH,
-                &format!("/v2/images/{id}"),
-                &[],
-                Some(Body::Patch(&patch)),
-            )?
+            .request(&api::add_location(id, url))?
             .json("the image with its new location")
     }
 
     /// Streams the image data into `out`; returns bytes written.
     pub fn download(&self, id: &str, out: &mut dyn std::io::Write) -> Result<u64> {
-        let mut resp = self.0.call(
-            Service::Image,
-            Method::GET,
-            &format!("/v2/images/{id}/file"),
-            &[],
-            None,
-        )?;
+        let mut resp = self.0.respond(&api::download(id))?;
         resp.copy_to(out).map_err(|source| {
             ApiErrorKind::Transport {
                 cloud: self.0.name().into(),
@@ -166,21 +133,14 @@ impl Glance<'_> {
     }
 
     pub fn delete(&self, id: &str) -> Result<()> {
-        self.0
-            .call(
-                Service::Image,
-                Method::DELETE,
-                &format!("/v2/images/{id}"),
-                &[],
-                None,
-            )
-            .map(|_| ())
+        self.0.respond(&api::delete(id)).map(|_| ())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn user_properties_leave_core_fields_out() {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::config::{Auth, CloudConfig, Domain, NameOrId};
+use super::request::{self, Request};
 use super::retry::{self, Failure, Repeat, RetryPolicy};
 
 /// A failed OpenStack call: it names the cloud and the call; print the
@@ -822,10 +823,7 @@ impl Cloud {
                 Some(Body::Json(v)) => req.json(v),
                 Some(Body::Raw(b)) => req.body(b.to_vec()),
                 Some(Body::Patch(v)) => req
-                    .header(
-                        "Content-Type",
-                        "application/openstack-images-v2.1-json-patch",
-                    )
+                    .header("Content-Type", request::GLANCE_PATCH)
                     .body(v.to_string()),
                 None => req,
             };
@@ -886,16 +884,56 @@ impl Cloud {
     ) -> Result<Answer> {
         let what = format!("{method} {path}");
         self.send(repeat, service, method, path, headers, body, |resp| {
-            let request_id = request_id(resp.headers());
-            let body = resp
-                .text()
-                .map_err(|e| self.transport_failure(&format!("reading the answer of {what}"), e))?;
-            Ok(Answer {
-                cloud: self.cfg.name.clone(),
-                what: what.clone(),
-                request_id,
-                body,
-            })
+            self.read_answer(&what, resp)
+        })
+    }
+
+    /// Sends `req`, its answer read whole (see [`Cloud::call`] for the
+    /// retries and the token renewal).
+    pub fn request(&self, req: &Request) -> Result<Answer> {
+        let what = req.what();
+        self.send_request(req, |resp| self.read_answer(&what, resp))
+    }
+
+    /// Sends `req`; the answer's body is left to the caller (a download).
+    pub fn respond(&self, req: &Request) -> Result<Response> {
+        self.send_request(req, Ok)
+    }
+
+    fn send_request<T>(
+        &self,
+        req: &Request,
+        read: impl Fn(Response) -> std::result::Result<T, Failure>,
+    ) -> Result<T> {
+        let headers: Vec<(&str, &str)> = req
+            .microversion
+            .map(|v| ("OpenStack-API-Version", v))
+            .into_iter()
+            .collect();
+        let body = req.body.as_ref().map(Body::of);
+        let method = req.method.clone();
+        self.send(
+            req.repeat,
+            req.service,
+            method,
+            &req.path,
+            &headers,
+            body,
+            read,
+        )
+    }
+
+    /// A successful answer, read whole.
+    fn read_answer(&self, what: &str, resp: Response) -> std::result::Result<Answer, Failure> {
+        let request_id = request_id(resp.headers());
+        let body = resp
+            .text()
+            .map_err(|e| self.transport_failure(&format!("reading the answer of {what}"), e))?;
+        Ok(Answer {
+            cloud: self.cfg.name.clone(),
+            what: what.to_string(),
+            request_id,
+            body,
         })
     }
 
@@ -910,6 +948,16 @@ impl Cloud {
     ) -> Result<T> {
         self.answer(service, method, path, headers, body)?
             .json("a JSON answer")
+    }
+}
+
+impl<'a> Body<'a> {
+    /// The body of a request value.
+    fn of(body: &'a request::Body) -> Body<'a> {
+        match body {
+            request::Body::Json(v) => Body::Json(v),
+            request::Body::Patch(v) => Body::Patch(v),
+        }
     }
 }
 

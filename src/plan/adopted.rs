@@ -94,6 +94,27 @@ impl VolumeAdoption {
         };
         m
     }
+
+    /// What manage-existing is asked for it: the RBD image `source_name`
+    /// on backend `host`, with `metadata` (see
+    /// [`VolumeAdoption::adopted_metadata`]). ferry and the scripts send
+    /// the same.
+    pub fn manage<'a>(
+        &'a self,
+        host: &'a str,
+        source_name: &'a str,
+        metadata: &'a BTreeMap<String, String>,
+    ) -> crate::openstack::api::cinder::Manage<'a> {
+        crate::openstack::api::cinder::Manage {
+            host,
+            source_name,
+            name: &self.name,
+            description: self.description.as_deref(),
+            volume_type: self.volume_type.as_deref(),
+            bootable: self.bootable,
+            metadata,
+        }
+    }
 }
 
 impl ImageRegistration {

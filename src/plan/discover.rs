@@ -450,13 +450,9 @@ pub(crate) fn check_volume_status(
     for s in &servers {
         let status = match &compute {
             Some(_) => {
-                let reply: serde_json::Value = c.call_json(
-                    Service::Compute,
-                    reqwest::Method::GET,
-                    &format!("/servers/{s}"),
-                    &[],
-                    None,
-                )?;
+                let reply: serde_json::Value = c
+                    .request(&crate::openstack::api::compute::server(s))?
+                    .json("a server")?;
                 reply
                     .pointer("/server/status")
                     .and_then(|x| x.as_str())

@@ -509,14 +509,13 @@ impl VolumeAdoption {
     pub fn new_volume(&self, size_gb: u64, plan_id: &str) -> serde_json::Value {
         let mut metadata = self.adopted_metadata(plan_id, None);
         metadata.insert(STREAM_PENDING.into(), plan_id.into());
-        let mut vol = serde_json::json!({"name": self.name, "size": size_gb, "metadata": metadata});
-        if let Some(d) = &self.description {
-            vol["description"] = serde_json::json!(d);
-        }
-        if let Some(t) = &self.volume_type {
-            vol["volume_type"] = serde_json::json!(t);
-        }
-        vol
+        crate::openstack::api::cinder::new_volume(
+            &self.name,
+            size_gb,
+            self.description.as_deref(),
+            self.volume_type.as_deref(),
+            &metadata,
+        )
     }
 }
 

@@ -31,11 +31,6 @@ login() {
   GLANCE=$(endpoint image)
 }
 
-# osw ARG...: runs an openstack command that changes something.
-osw() {
-  bounded openstack "$@" >/dev/null 2>"$ERR" || die "openstack $*: $(cat "$ERR")"
-}
-
 endpoint() {
   osq catalog show "$1" -f json || { printf ''; return 0; }
   printf '%s' "$OUT" | jq -r --arg r "$REGION" --arg i "$IFACE" \
@@ -56,10 +51,13 @@ api_get() {
   OUT=$(cat "$BODY")
 }
 
-# api_send METHOD URL BODY CONTENT-TYPE: body in OUT, status in CODE.
+# api_send METHOD URL BODY CONTENT-TYPE [VOLUME MICROVERSION]: body in OUT,
+# status in CODE. ferry prints these arguments from the request it sends.
 api_send() {
   login
-  CODE=$(curl_ -X "$1" -H "Content-Type: $4" --data-binary "$3" "$2") || die "$1 $2: $(cat "$ERR")"
+  mv=''
+  [ -z "${5:-}" ] || mv="OpenStack-API-Version: $5"
+  CODE=$(curl_ -X "$1" -H "Content-Type: $4" ${mv:+-H "$mv"} --data-binary "$3" "$2") || die "$1 $2: $(cat "$ERR")"
   OUT=$(cat "$BODY")
 }
 
@@ -283,16 +281,15 @@ volume_status_is() {
   [ "$VOL_STATUS" = "$2" ]
 }
 
-# add_location ID URL: 0 when Glance took it; 1 while Glance refuses it
-# (HTTP 400: it checks the snapshot in Ceph, which is not there yet).
+# add_location API_SEND_ARGUMENTS (the location patch): 0 when Glance took
+# it; 1 while Glance refuses it (HTTP 400: it checks the snapshot in Ceph,
+# which is not there yet).
 add_location() {
   need_glance
-  api_send PATCH "$GLANCE/v2/images/$(uri "$1")" \
-    "$(jq -cn --arg u "$2" '[{op: "add", path: "/locations/-", value: {url: $u, metadata: {}}}]')" \
-    application/openstack-images-v2.1-json-patch
+  api_send "$@"
   case $CODE in
     2*) return 0 ;;
     400) return 1 ;;
-    *) die "adding the location $2 to image $1 gave HTTP $CODE (it needs show_multiple_locations = True): $OUT" ;;
+    *) die "adding the location $(printf '%s' "$3" | jq -c '.[0].value.url') to $2 gave HTTP $CODE (it needs show_multiple_locations = True): $OUT" ;;
   esac
 }

@@ -4,9 +4,12 @@
 //! step is guarded by its `past_when`/`done_when` checks, waits poll with a
 //! timeout, and the exit status says whether the next role may go.
 
+pub mod api;
+
 use std::fmt::Write;
 
 use crate::ceph::{Features, MirrorMode};
+use crate::openstack::api::cinder;
 use crate::plan::{describe, Action, Adoption, Check, ImageAt, ImagePlan, Plan, Role, Site, Step};
 use crate::steps;
 
@@ -360,16 +363,19 @@ exec ferry run --role conversion-hosts "$BUNDLE" --yes --cloud "$FERRY_SOURCE_CL
 /// What a volume carries over besides its data, set on `$VOL`: the bootable
 /// flag and the image metadata.
 pub(crate) fn volume_settings(b: &mut String, a: &crate::plan::VolumeAdoption) {
+    let vol = api::VOL.stand_in();
+    let mut set = |req, what: &str| {
+        let call = api::call(&req, &[api::VOL]).lines("", "api_send");
+        let _ = writeln!(b, "{call}\ncase $CODE in 2*) ;; *) die \"setting the {what} of volume $VOL gave HTTP $CODE: $OUT\" ;; esac");
+    };
     if a.bootable {
-        let _ = writeln!(b, "osw volume set --bootable \"$VOL\"");
+        set(cinder::set_bootable(&vol, true), "bootable flag");
     }
     if !a.image_metadata.is_empty() {
-        let props: String = a
-            .image_metadata
-            .iter()
-            .map(|(k, v)| format!(" --image-property {}", q(&format!("{k}={v}"))))
-            .collect();
-        let _ = writeln!(b, "osw volume set{props} \"$VOL\"");
+        set(
+            cinder::set_image_metadata(&vol, &a.image_metadata),
+            "image metadata",
+        );
     }
 }
 

@@ -33,18 +33,8 @@ impl Kind for AdoptVolume {
     fn script(&self, _st: &Step, plan: &Plan, _img: &ImagePlan) -> String {
         let AdoptVolume { image, adoption: a } = self;
         let mut b = String::new();
-        let mut vol = serde_json::json!({
-            "ref": {"source-name": image.image},
-            "name": a.name,
-            "bootable": a.bootable,
-            "metadata": a.adopted_metadata(&plan.id, None),
-        });
-        if let Some(d) = &a.description {
-            vol["description"] = serde_json::json!(d);
-        }
-        if let Some(t) = &a.volume_type {
-            vol["volume_type"] = serde_json::json!(t);
-        }
+        let (host, metadata) = (api::HOST.stand_in(), a.adopted_metadata(&plan.id, None));
+        let manage = cinder::manage(&a.manage(&host, &image.image, &metadata));
         let _ = writeln!(
             b,
             "KEPT=''\nif ! adopted {}; then\n  judge_earlier {} {}\n  if [ -z \"$KEPT\" ]; then\n    replace_earlier",
@@ -54,10 +44,10 @@ impl Kind for AdoptVolume {
         );
         let _ = writeln!(
             b,
-            "    body=$(jq -cn --arg h \"$HOST\" --argjson v {} '{{volume: ($v + {{host: $h}})}}')",
-            q(&vol.to_string())
+            "{}",
+            api::call(&manage, &[api::HOST]).lines("    ", "api_send")
         );
-        let _ = writeln!(b, "    api_send POST \"$CINDER/os-volume-manage\" \"$body\" application/json\n    case $CODE in 2*) ;; *) die \"manage-existing of \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n    VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\n  fi\nfi", q(&image.to_string()));
+        let _ = writeln!(b, "    case $CODE in 2*) ;; *) die \"manage-existing of \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n    VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\n  fi\nfi", q(&image.to_string()));
         let _ = writeln!(
             b,
             "if [ -n \"$KEPT\" ]; then\n  wait_for \"volume $KEPT to be available\" volume_status_is \"$KEPT\" available\n  say \"kept volume $KEPT, adopted earlier, as the adoption;\" {}\nelse",
@@ -78,6 +68,7 @@ impl Kind for AdoptVolume {
             let _ = writeln!(b, "  {l}");
         }
         let _ = writeln!(b, "fi");
+
         b
     }
 

@@ -38,7 +38,7 @@ impl Kind for CreateVolume {
             size_gb,
         } = self;
         let mut b = String::new();
-        let vol = a.new_volume(*size_gb, &plan.id);
+        let create = cinder::create_volume(&a.new_volume(*size_gb, &plan.id));
         let src = q(&a.source_volume);
         let _ = writeln!(
             b,
@@ -47,14 +47,15 @@ impl Kind for CreateVolume {
         );
         let _ = writeln!(
             b,
-            "  body=$(jq -cn --argjson v {} '$v')\n  api_send POST \"$CINDER/volumes\" \"$body\" application/json\n  case $CODE in 2*) ;; *) die \"creating volume \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi",
-            q(&serde_json::json!({ "volume": vol }).to_string()),
+            "{}\n  case $CODE in 2*) ;; *) die \"creating volume \"{}\" gave HTTP $CODE: $OUT\" ;; esac\n  VOL=$(printf '%s' \"$OUT\" | jq -r .volume.id)\nfi",
+            api::call(&create, &[]).lines("  ", "api_send"),
             q(&a.name)
         );
         let _ = writeln!(
             b,
             "wait_for \"volume $VOL to be available\" volume_status_is \"$VOL\" available\nsay \"volume $VOL available, pending\""
         );
+
         b
     }
 

@@ -33,7 +33,7 @@ impl Kind for FinishVolume {
         format!("finish volume {:?}: {}", adoption.name, what.join(", "))
     }
 
-    fn script(&self, _st: &Step, _plan: &Plan, _img: &ImagePlan) -> String {
+    fn script(&self, _st: &Step, plan: &Plan, _img: &ImagePlan) -> String {
         let FinishVolume { adoption: a } = self;
         let mut b = String::new();
         let src = q(&a.source_volume);
@@ -41,13 +41,16 @@ impl Kind for FinishVolume {
         let _ = writeln!(b, "[ \"$VOL_STATUS\" = available ] || die \"volume $VOL is $VOL_STATUS, not available (attached still? the conversion-hosts part detaches it when run again)\"");
         volume_settings(&mut b, a);
         // A volume an earlier plan began becomes this plan's.
-        let _ = writeln!(b, "api_send POST \"$CINDER/volumes/$VOL/metadata\" \"$(jq -cn --arg p \"$PLAN\" '{{metadata: {{{}: $p}}}}')\" application/json\ncase $CODE in 2*) ;; *) die \"marking volume $VOL as this plan's gave HTTP $CODE: $OUT\" ;; esac", crate::plan::ADOPTED_BY);
-        let _ = writeln!(b, "api_send DELETE \"$CINDER/volumes/$VOL/metadata/{}\" '' application/json\ncase $CODE in 2* | 404) ;; *) die \"removing the pending mark of volume $VOL gave HTTP $CODE: $OUT\" ;; esac", crate::plan::STREAM_PENDING);
+        let vol = api::VOL.stand_in();
+        let mark = [(crate::plan::ADOPTED_BY.to_string(), plan.id.clone())].into();
+        let _ = writeln!(b, "{}\ncase $CODE in 2*) ;; *) die \"marking volume $VOL as this plan's gave HTTP $CODE: $OUT\" ;; esac", api::call(&cinder::set_metadata(&vol, &mark), &[api::VOL]).lines("", "api_send"));
+        let _ = writeln!(b, "{}\ncase $CODE in 2* | 404) ;; *) die \"removing the pending mark of volume $VOL gave HTTP $CODE: $OUT\" ;; esac", api::call(&cinder::delete_metadata(&vol, crate::plan::STREAM_PENDING), &[api::VOL]).lines("", "api_send"));
         let _ = writeln!(
             b,
             "say \"volume $VOL\" {}",
             q(&format!("{:?} available", a.name))
         );
+
         b
     }
 

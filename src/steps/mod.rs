@@ -231,9 +231,11 @@ mod prelude {
     pub(crate) use crate::exec::{
         cloud, engine_options, feature_list, plain, short, space, stream, Ctx, Phase,
     };
+    pub(crate) use crate::openstack::api::{cinder, glance};
     pub(crate) use crate::plan::{
         type_words, Adoption, Check, CloudObject, ImageAt, ImagePlan, ImageRegistration,
         OriginalRecord, Plan, Role, Site, SourceId, Step, VerifiedRecord, VolumeAdoption,
     };
+    pub(crate) use crate::render::api;
     pub(crate) use crate::render::sh::*;
 }

@@ -37,7 +37,7 @@ impl Kind for RegisterImage {
             registration: g,
         } = self;
         let mut b = String::new();
-        let fields = g.create_fields(&plan.id);
+        let create = glance::create(&g.create_fields(&plan.id));
         let _ = writeln!(b, "need_glance\n[ -n \"$DEST_FSID\" ] || die 'the plan carries no destination fsid: make it with access to the destination cluster'");
         let _ = writeln!(
             b,
@@ -51,9 +51,13 @@ impl Kind for RegisterImage {
         );
         // The record through the API: `openstack image create` without
         // --file uploads whatever its stdin holds.
-        let _ = writeln!(b, "KEPT=''\nif osq image show -f json -- {}; then\n  ! image_earlier {} {} || KEPT={}\nelse\n  api_send POST \"$GLANCE/v2/images\" {} application/json\n  [ \"$CODE\" = 201 ] || die \"creating the image record gave HTTP $CODE: $OUT\"\nfi", q(&g.id), q(&g.id), g.earlier.as_str(), q(&g.id), q(&fields.to_string()));
+        let _ = writeln!(b, "KEPT=''\nif osq image show -f json -- {}; then\n  ! image_earlier {} {} || KEPT={}\nelse\n{}\n  [ \"$CODE\" = 201 ] || die \"creating the image record gave HTTP $CODE: $OUT\"\nfi", q(&g.id), q(&g.id), g.earlier.as_str(), q(&g.id), api::call(&create, &[]).lines("  ", "api_send"));
         let _ = writeln!(b, "if [ -n \"$KEPT\" ]; then\n  say {}\nelse", q(&format!("kept image {}, registered earlier, as the registration; this plan's copy is not registered", g.id)));
-        let _ = writeln!(b, "  if [ \"$(printf '%s' \"$OUT\" | jq -r .status)\" = queued ]; then\n    wait_for \"Glance to accept $url (the destination storage part publishes the verified copy)\" add_location {} \"$url\"\n  fi", q(&g.id));
+        let locate = api::call(
+            &glance::add_location(&g.id, &api::URL.stand_in()),
+            &[api::URL],
+        );
+        let _ = writeln!(b, "  if [ \"$(printf '%s' \"$OUT\" | jq -r .status)\" = queued ]; then\n{}\n  fi", locate.lines("    ", "wait_for \"Glance to accept $url (the destination storage part publishes the verified copy)\" add_location"));
         let _ = writeln!(
             b,
             "  image_registered {} {} || die {}\nfi",
@@ -64,6 +68,7 @@ impl Kind for RegisterImage {
                 g.id
             ))
         );
+
         b
     }
 
