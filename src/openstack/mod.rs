@@ -27,6 +27,7 @@ pub mod api;
 pub mod attach;
 pub mod cinder;
 pub mod config;
+pub mod error;
 pub mod glance;
 pub mod paging;
 pub mod request;
