@@ -9,7 +9,8 @@ use crate::steps;
 
 use super::{
     without_ferry_keys, Action, Adoption, Check, CloudObject, ImageAt, ImageFacts, ImagePlan,
-    ImageRegistration, Plan, Role, Site, Step, VolumeAdoption, ADOPTED_FROM, REGISTERED_FROM,
+    ImageRegistration, Plan, Role, Site, Step, StepName, VolumeAdoption, ADOPTED_FROM,
+    REGISTERED_FROM,
 };
 
 /// The choices that shape a plan.
@@ -206,17 +207,17 @@ pub fn image_mode(opts: &BuildOptions, r: &ImageRef, facts: &ImageFacts) -> Mirr
 
 /// A step before it gets its id.
 struct Draft {
-    name: &'static str,
+    name: StepName,
     role: Role,
     action: Action,
     requires: Vec<Check>,
     done_when: Vec<Check>,
     past_when: Vec<Check>,
     /// Names of the steps it follows; None: the step before it.
-    after: Option<Vec<&'static str>>,
+    after: Option<Vec<StepName>>,
 }
 
-fn draft(name: &'static str, role: Role, action: Action) -> Draft {
+fn draft(name: StepName, role: Role, action: Action) -> Draft {
     Draft {
         name,
         role,
@@ -243,7 +244,7 @@ impl Draft {
     }
     /// Follows these steps (of this image) rather than the one before it:
     /// the step before may then run alongside it.
-    fn after(mut self, names: Vec<&'static str>) -> Draft {
+    fn after(mut self, names: Vec<StepName>) -> Draft {
         self.after = Some(names);
         self
     }
@@ -349,7 +350,7 @@ fn image_plan(
         };
         steps.push(
             draft(
-                "check-destination-cloud",
+                StepName::CheckDestinationCloud,
                 Role::DestinationCloud,
                 Action::CheckDestinationCloud(steps::CheckDestinationCloud {
                     image: dest.clone(),
@@ -362,7 +363,7 @@ fn image_plan(
     }
     if let Some(obj) = &facts.cloud {
         steps.push(draft(
-            "check-source-cloud",
+            StepName::CheckSourceCloud,
             Role::SourceCloud,
             Action::CheckSourceCloud(steps::CheckSourceCloud {
                 object: obj.clone(),
@@ -376,7 +377,7 @@ fn image_plan(
     let source_past = vec![confirmed.clone()];
     steps.push(
         draft(
-            "preflight",
+            StepName::Preflight,
             Role::SourceStorage,
             Action::Preflight(steps::Preflight {
                 image: orig.clone(),
@@ -392,7 +393,7 @@ fn image_plan(
     let original = super::original_key(&opts.plan_id);
     steps.push(
         draft(
-            "record-original",
+            StepName::RecordOriginal,
             Role::SourceStorage,
             Action::RecordOriginal(steps::RecordOriginal {
                 image: orig.clone(),
@@ -498,9 +499,9 @@ fn image_plan(
         steps.push(
             draft(
                 if direct {
-                    "cut-over-snapshot"
+                    StepName::CutOverSnapshot
                 } else {
-                    "freeze-snapshot"
+                    StepName::FreezeSnapshot
                 },
                 Role::SourceStorage,
                 Action::FreezeSnapshot(steps::FreezeSnapshot {
@@ -530,7 +531,7 @@ fn image_plan(
         };
         steps.push(
             draft(
-                "copy-out-flat",
+                StepName::CopyOutFlat,
                 Role::SourceStorage,
                 Action::FlatCopy(steps::FlatCopy {
                     from: orig_cut.clone(),
@@ -552,7 +553,7 @@ fn image_plan(
         added = Features::EXCLUSIVE_LOCK;
         steps.push(
             draft(
-                "enable-features",
+                StepName::EnableFeatures,
                 Role::SourceStorage,
                 Action::EnableFeatures(steps::EnableFeatures {
                     image: src.clone(),
@@ -599,7 +600,7 @@ fn image_plan(
             }
             steps.push(
                 draft(
-                    "enable-features",
+                    StepName::EnableFeatures,
                     Role::SourceStorage,
                     Action::EnableFeatures(steps::EnableFeatures {
                         image: src.clone(),
@@ -663,7 +664,7 @@ fn image_plan(
     }
     steps.push(
         draft(
-            "copy",
+            StepName::Copy,
             Role::DestinationStorage,
             Action::Copy(steps::CopyImage {
                 from: if direct {
@@ -685,17 +686,17 @@ fn image_plan(
     // Direct: the copy noted the digest of what it read on the source (and
     // wrote); `--reread` reads the copy back.
     let (expected, carries_sum, after) = if direct {
-        (orig_cut.clone(), orig.clone(), vec!["copy"])
+        (orig_cut.clone(), orig.clone(), vec![StepName::Copy])
     } else {
         (
             mirrored_cut.clone(),
             mirrored.clone(),
-            vec!["copy", "hash-source"],
+            vec![StepName::Copy, StepName::HashSource],
         )
     };
     steps.push(
         draft(
-            "verify",
+            StepName::Verify,
             Role::DestinationStorage,
             Action::Verify(steps::Verify {
                 expected,
@@ -716,7 +717,7 @@ fn image_plan(
     );
     steps.push(
         draft(
-            "publish",
+            StepName::Publish,
             Role::DestinationStorage,
             Action::Publish(steps::Publish {
                 partial: partial.clone(),
@@ -733,7 +734,7 @@ fn image_plan(
     if r.kind == ImageKind::Glance || matches!(adoption, Some(Adoption::Image(_))) {
         steps.push(
             draft(
-                "snapshot-and-protect",
+                StepName::SnapshotAndProtect,
                 Role::DestinationStorage,
                 Action::SnapshotAndProtect(steps::SnapshotAndProtect {
                     image: at_snap.clone(),
@@ -750,7 +751,7 @@ fn image_plan(
     match &adoption {
         Some(Adoption::Volume(v)) => steps.push(
             draft(
-                "adopt-volume",
+                StepName::AdoptVolume,
                 Role::DestinationCloud,
                 Action::AdoptVolume(steps::AdoptVolume {
                     image: dest.clone(),
@@ -766,7 +767,7 @@ fn image_plan(
         ),
         Some(Adoption::Image(g)) => steps.push(
             draft(
-                "register-image",
+                StepName::RegisterImage,
                 Role::DestinationCloud,
                 Action::RegisterImage(steps::RegisterImage {
                     image: at_snap.clone(),
@@ -786,7 +787,7 @@ fn image_plan(
         // else; every cleanup step requires that note.
         steps.push(
             draft(
-                "confirm-verified",
+                StepName::ConfirmVerified,
                 Role::Cleanup,
                 Action::ConfirmVerified(steps::ConfirmVerified {
                     source: src_cut.clone(),
@@ -800,7 +801,7 @@ fn image_plan(
         );
         steps.push(
             draft(
-                "check-source-unchanged",
+                StepName::CheckSourceUnchanged,
                 Role::Cleanup,
                 Action::CheckUnchanged(steps::CheckUnchanged {
                     image: orig_cut.clone(),
@@ -821,7 +822,7 @@ fn image_plan(
             };
             steps.push(
                 draft(
-                    "disable-mirroring",
+                    StepName::DisableMirroring,
                     Role::Cleanup,
                     Action::DisableMirroring(steps::DisableMirroring { image: src.clone() }),
                 )
@@ -833,7 +834,7 @@ fn image_plan(
         if clone && !direct {
             steps.push(
                 draft(
-                    "remove-flat-copy",
+                    StepName::RemoveFlatCopy,
                     Role::Cleanup,
                     Action::RemoveImage(steps::RemoveImage { image: src.clone() }),
                 )
@@ -855,7 +856,7 @@ fn image_plan(
         }
         steps.push(
             draft(
-                "remove-cut-over-snapshot",
+                StepName::RemoveCutOverSnapshot,
                 Role::Cleanup,
                 Action::RemoveSnapshot(steps::RemoveSnapshot {
                     image: orig_cut.clone(),
@@ -867,7 +868,7 @@ fn image_plan(
         if !carrier_is_flat && added.0 != 0 {
             steps.push(
                 draft(
-                    "restore-features",
+                    StepName::RestoreFeatures,
                     Role::Cleanup,
                     Action::RestoreFeatures(steps::RestoreFeatures { image: src.clone() }),
                 )
@@ -895,7 +896,7 @@ fn image_plan(
         // Last: the image is as it was, so its record has served.
         steps.push(
             draft(
-                "forget-original",
+                StepName::ForgetOriginal,
                 Role::Cleanup,
                 Action::RemoveMetadata(steps::RemoveMetadata {
                     image: orig.clone(),
@@ -940,7 +941,7 @@ fn chain(n: usize, steps: Vec<Draft>) -> Vec<Step> {
         };
         out.push(Step {
             id: format!("{n}.{}", j + 1),
-            name: d.name.to_string(),
+            name: d.name,
             role: d.role,
             action: d.action,
             after,
@@ -1010,7 +1011,7 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
     };
     let steps = vec![
         draft(
-            "check-destination-cloud",
+            StepName::CheckDestinationCloud,
             Role::DestinationCloud,
             Action::CheckDestinationCloud(steps::CheckDestinationCloud {
                 image: dest,
@@ -1020,7 +1021,7 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
         )
         .past_when(vec![created.clone()]),
         draft(
-            "check-source-cloud",
+            StepName::CheckSourceCloud,
             Role::SourceCloud,
             Action::CheckSourceCloud(steps::CheckSourceCloud {
                 object: obj.clone(),
@@ -1029,7 +1030,7 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
             }),
         ),
         draft(
-            "create-volume",
+            StepName::CreateVolume,
             Role::DestinationCloud,
             Action::CreateVolume(steps::CreateVolume {
                 adoption: adoption.clone(),
@@ -1040,7 +1041,7 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
         // An earlier adoption kept (`earlier: keep`) stands for this one.
         .past_when(vec![adopted.clone()]),
         draft(
-            "stream",
+            StepName::Stream,
             Role::ConversionHosts,
             Action::StreamVolume(steps::StreamVolume {
                 source_volume: source_volume.clone(),
@@ -1051,7 +1052,7 @@ fn stream_plan(opts: &BuildOptions, n: usize, r: &ImageRef, facts: &ImageFacts) 
         .done_when(vec![streamed.clone()])
         .past_when(vec![adopted.clone()]),
         draft(
-            "finish-volume",
+            StepName::FinishVolume,
             Role::DestinationCloud,
             Action::FinishVolume(steps::FinishVolume {
                 adoption: adoption.clone(),
@@ -1099,7 +1100,7 @@ fn mirror_steps(steps: &mut Vec<Draft>, m: MirrorSteps<'_>) {
     if !m.pool_mode {
         steps.push(
             draft(
-                "enable-mirroring",
+                StepName::EnableMirroring,
                 Role::SourceStorage,
                 Action::EnableMirroring(steps::EnableMirroring {
                     image: m.src.clone(),
@@ -1125,7 +1126,7 @@ fn mirror_steps(steps: &mut Vec<Draft>, m: MirrorSteps<'_>) {
     }
     steps.push(
         draft(
-            "cut-over-snapshot",
+            StepName::CutOverSnapshot,
             Role::SourceStorage,
             Action::CreateCutover(steps::CreateCutover {
                 image: m.src_cut.clone(),
@@ -1142,7 +1143,7 @@ fn mirror_steps(steps: &mut Vec<Draft>, m: MirrorSteps<'_>) {
     // the digest is on its way (`checksum_sent_key`).
     steps.push(
         draft(
-            "hash-source",
+            StepName::HashSource,
             Role::SourceStorage,
             Action::HashSource(steps::HashSource {
                 image: m.src_cut.clone(),
@@ -1166,7 +1167,7 @@ fn mirror_steps(steps: &mut Vec<Draft>, m: MirrorSteps<'_>) {
     );
     steps.push(
         draft(
-            "wait-for-sync",
+            StepName::WaitForSync,
             Role::DestinationStorage,
             Action::WaitForSync(steps::WaitForSync {
                 source: m.src.clone(),
@@ -1174,7 +1175,7 @@ fn mirror_steps(steps: &mut Vec<Draft>, m: MirrorSteps<'_>) {
                 mode: m.mode,
             }),
         )
-        .after(vec!["cut-over-snapshot"])
+        .after(vec![StepName::CutOverSnapshot])
         .requires(vec![Check::Exists {
             image: m.mirrored.clone(),
         }])
@@ -1359,12 +1360,8 @@ mod tests {
         (r, f)
     }
 
-    fn names(plan: &Plan) -> Vec<&str> {
-        plan.images[0]
-            .steps
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect()
+    fn names(plan: &Plan) -> Vec<StepName> {
+        plan.images[0].steps.iter().map(|s| s.name).collect()
     }
 
     #[test]
@@ -1376,15 +1373,15 @@ mod tests {
         assert_eq!(
             names(&plan),
             [
-                "preflight",
-                "record-original",
-                "enable-mirroring",
-                "cut-over-snapshot",
-                "hash-source",
-                "wait-for-sync",
-                "copy",
-                "verify",
-                "publish"
+                StepName::Preflight,
+                StepName::RecordOriginal,
+                StepName::EnableMirroring,
+                StepName::CutOverSnapshot,
+                StepName::HashSource,
+                StepName::WaitForSync,
+                StepName::Copy,
+                StepName::Verify,
+                StepName::Publish
             ]
         );
         let steps = &plan.images[0].steps;
@@ -1392,7 +1389,7 @@ mod tests {
         assert_eq!(steps[5].role, Role::DestinationStorage);
         // The source's hash runs beside the sync and the copy: the sync
         // follows the cut-over, the verify follows the copy and the hash.
-        assert_eq!(steps[4].name, "hash-source");
+        assert_eq!(steps[4].name, StepName::HashSource);
         assert_eq!(steps[5].after, vec![steps[3].id.clone()]);
         assert_eq!(
             steps[7].after,
@@ -1432,16 +1429,16 @@ mod tests {
         assert_eq!(
             names(&plan),
             [
-                "preflight",
-                "record-original",
-                "cut-over-snapshot",
-                "copy",
-                "verify",
-                "publish",
-                "confirm-verified",
-                "check-source-unchanged",
-                "remove-cut-over-snapshot",
-                "forget-original"
+                StepName::Preflight,
+                StepName::RecordOriginal,
+                StepName::CutOverSnapshot,
+                StepName::Copy,
+                StepName::Verify,
+                StepName::Publish,
+                StepName::ConfirmVerified,
+                StepName::CheckSourceUnchanged,
+                StepName::RemoveCutOverSnapshot,
+                StepName::ForgetOriginal
             ]
         );
         let img = &plan.images[0];
@@ -1500,13 +1497,13 @@ mod tests {
             &[clone_of_glance_image()],
         );
         let n = names(&plan);
-        assert!(!n.contains(&"copy-out-flat"), "{n:?}");
-        assert!(!n.contains(&"remove-flat-copy"), "{n:?}");
-        assert!(!n.contains(&"disable-mirroring"), "{n:?}");
+        assert!(!n.contains(&StepName::CopyOutFlat), "{n:?}");
+        assert!(!n.contains(&StepName::RemoveFlatCopy), "{n:?}");
+        assert!(!n.contains(&StepName::DisableMirroring), "{n:?}");
         let copy = plan.images[0]
             .steps
             .iter()
-            .find(|s| s.name == "copy")
+            .find(|s| s.name == StepName::Copy)
             .unwrap();
         assert_eq!(copy.action_image().image, "volume-1");
         assert_eq!(plan.images[0].mirrored_source().image, "volume-1");
@@ -1536,23 +1533,23 @@ mod tests {
             assert_eq!(
                 names(&plan),
                 [
-                    "preflight",
-                    "record-original",
-                    "freeze-snapshot",
-                    "copy-out-flat",
-                    "enable-mirroring",
-                    "cut-over-snapshot",
-                    "hash-source",
-                    "wait-for-sync",
-                    "copy",
-                    "verify",
-                    "publish",
-                    "confirm-verified",
-                    "check-source-unchanged",
-                    "disable-mirroring",
-                    "remove-flat-copy",
-                    "remove-cut-over-snapshot",
-                    "forget-original",
+                    StepName::Preflight,
+                    StepName::RecordOriginal,
+                    StepName::FreezeSnapshot,
+                    StepName::CopyOutFlat,
+                    StepName::EnableMirroring,
+                    StepName::CutOverSnapshot,
+                    StepName::HashSource,
+                    StepName::WaitForSync,
+                    StepName::Copy,
+                    StepName::Verify,
+                    StepName::Publish,
+                    StepName::ConfirmVerified,
+                    StepName::CheckSourceUnchanged,
+                    StepName::DisableMirroring,
+                    StepName::RemoveFlatCopy,
+                    StepName::RemoveCutOverSnapshot,
+                    StepName::ForgetOriginal,
                 ],
                 "{mode}"
             );
@@ -1607,7 +1604,7 @@ mod tests {
         plan.images[k]
             .steps
             .iter()
-            .find(|s| s.name == "copy")
+            .find(|s| s.name == StepName::Copy)
             .unwrap()
     }
 
@@ -1634,7 +1631,7 @@ mod tests {
         let Action::SnapshotAndProtect(steps::SnapshotAndProtect { image }) = &plan.images[1]
             .steps
             .iter()
-            .find(|s| s.name == "snapshot-and-protect")
+            .find(|s| s.name == StepName::SnapshotAndProtect)
             .unwrap()
             .action
         else {
@@ -1750,17 +1747,17 @@ mod tests {
         assert_eq!(
             &n[..4],
             [
-                "preflight",
-                "record-original",
-                "enable-features",
-                "enable-mirroring"
+                StepName::Preflight,
+                StepName::RecordOriginal,
+                StepName::EnableFeatures,
+                StepName::EnableMirroring
             ]
         );
-        assert!(n.contains(&"restore-features"));
+        assert!(n.contains(&StepName::RestoreFeatures));
         let restore = plan.images[0]
             .steps
             .iter()
-            .find(|s| s.name == "restore-features")
+            .find(|s| s.name == StepName::RestoreFeatures)
             .unwrap();
         assert!(restore
             .requires
@@ -1802,8 +1799,11 @@ mod tests {
         let n = names(&plan);
         // The recorded state, not the changed one: mirroring was off, so
         // cleanup turns it off; the features come back.
-        assert!(n.contains(&"disable-mirroring"), "{n:?}");
-        let restore = steps.iter().find(|s| s.name == "restore-features").unwrap();
+        assert!(n.contains(&StepName::DisableMirroring), "{n:?}");
+        let restore = steps
+            .iter()
+            .find(|s| s.name == StepName::RestoreFeatures)
+            .unwrap();
         assert!(restore.done_when.contains(&Check::FeaturesAbsent {
             image: steps[0].action_image(),
             features: Features::JOURNALING,
@@ -1893,8 +1893,11 @@ mod tests {
             &[volume(Features::DEFAULT)],
         );
         let n = names(&plan);
-        let confirm = n.iter().position(|s| *s == "confirm-verified").unwrap();
-        assert_eq!(n[confirm + 1], "check-source-unchanged");
+        let confirm = n
+            .iter()
+            .position(|s| *s == StepName::ConfirmVerified)
+            .unwrap();
+        assert_eq!(n[confirm + 1], StepName::CheckSourceUnchanged);
     }
 
     #[test]
@@ -1935,22 +1938,22 @@ mod tests {
         assert_eq!(
             names(&plan),
             [
-                "preflight",
-                "record-original",
-                "enable-features",
-                "enable-mirroring",
-                "cut-over-snapshot",
-                "hash-source",
-                "wait-for-sync",
-                "copy",
-                "verify",
-                "publish",
-                "confirm-verified",
-                "check-source-unchanged",
-                "disable-mirroring",
-                "remove-cut-over-snapshot",
-                "restore-features",
-                "forget-original"
+                StepName::Preflight,
+                StepName::RecordOriginal,
+                StepName::EnableFeatures,
+                StepName::EnableMirroring,
+                StepName::CutOverSnapshot,
+                StepName::HashSource,
+                StepName::WaitForSync,
+                StepName::Copy,
+                StepName::Verify,
+                StepName::Publish,
+                StepName::ConfirmVerified,
+                StepName::CheckSourceUnchanged,
+                StepName::DisableMirroring,
+                StepName::RemoveCutOverSnapshot,
+                StepName::RestoreFeatures,
+                StepName::ForgetOriginal
             ]
         );
         let steps = &plan.images[0].steps;
@@ -2052,21 +2055,21 @@ mod tests {
         assert_eq!(
             names(&plan),
             [
-                "preflight",
-                "record-original",
-                "enable-features",
-                "cut-over-snapshot",
-                "hash-source",
-                "wait-for-sync",
-                "copy",
-                "verify",
-                "publish",
-                "snapshot-and-protect",
-                "confirm-verified",
-                "check-source-unchanged",
-                "remove-cut-over-snapshot",
-                "restore-features",
-                "forget-original"
+                StepName::Preflight,
+                StepName::RecordOriginal,
+                StepName::EnableFeatures,
+                StepName::CutOverSnapshot,
+                StepName::HashSource,
+                StepName::WaitForSync,
+                StepName::Copy,
+                StepName::Verify,
+                StepName::Publish,
+                StepName::SnapshotAndProtect,
+                StepName::ConfirmVerified,
+                StepName::CheckSourceUnchanged,
+                StepName::RemoveCutOverSnapshot,
+                StepName::RestoreFeatures,
+                StepName::ForgetOriginal
             ]
         );
         let Action::SnapshotAndProtect(steps::SnapshotAndProtect { image }) =
@@ -2306,15 +2309,15 @@ mod tests {
         let plan = build(&opts, &[(r, f)]);
         let p = &plan.images[0];
         assert_eq!(p.transfer, Transfer::Stream);
-        let steps: Vec<(&str, Role)> = p.steps.iter().map(|s| (s.name.as_str(), s.role)).collect();
+        let steps: Vec<(StepName, Role)> = p.steps.iter().map(|s| (s.name, s.role)).collect();
         assert_eq!(
             steps,
             [
-                ("check-destination-cloud", Role::DestinationCloud),
-                ("check-source-cloud", Role::SourceCloud),
-                ("create-volume", Role::DestinationCloud),
-                ("stream", Role::ConversionHosts),
-                ("finish-volume", Role::DestinationCloud),
+                (StepName::CheckDestinationCloud, Role::DestinationCloud),
+                (StepName::CheckSourceCloud, Role::SourceCloud),
+                (StepName::CreateVolume, Role::DestinationCloud),
+                (StepName::Stream, Role::ConversionHosts),
+                (StepName::FinishVolume, Role::DestinationCloud),
             ]
         );
         // Nothing on the source but reading it; no Ceph step at all.
@@ -2404,11 +2407,11 @@ mod tests {
         f.cloud = Some(cloud_volume(false));
         let plan = build(&adopting(), &[(r, f)]);
         let p = &plan.images[0];
-        let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names[0], "check-destination-cloud");
-        let verify = names.iter().position(|n| *n == "verify").unwrap();
-        assert_eq!(names[verify + 1], "publish");
-        assert_eq!(names[verify + 2], "adopt-volume");
+        let names: Vec<StepName> = p.steps.iter().map(|s| s.name).collect();
+        assert_eq!(names[0], StepName::CheckDestinationCloud);
+        let verify = names.iter().position(|n| *n == StepName::Verify).unwrap();
+        assert_eq!(names[verify + 1], StepName::Publish);
+        assert_eq!(names[verify + 2], StepName::AdoptVolume);
         assert_eq!(p.steps[0].role, Role::DestinationCloud);
         let Some(Adoption::Volume(v)) = &p.adoption else {
             panic!("{:?}", p.adoption)
@@ -2436,10 +2439,10 @@ mod tests {
         f.cloud = Some(cloud_volume(true));
         let plan = build(&adopting(), &[(r, f)]);
         let p = &plan.images[0];
-        let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
-        assert!(names.contains(&"snapshot-and-protect"), "{names:?}");
-        assert!(names.contains(&"register-image"), "{names:?}");
-        assert!(!names.contains(&"adopt-volume"), "{names:?}");
+        let names: Vec<StepName> = p.steps.iter().map(|s| s.name).collect();
+        assert!(names.contains(&StepName::SnapshotAndProtect), "{names:?}");
+        assert!(names.contains(&StepName::RegisterImage), "{names:?}");
+        assert!(!names.contains(&StepName::AdoptVolume), "{names:?}");
         let Some(Adoption::Image(g)) = &p.adoption else {
             panic!("{:?}", p.adoption)
         };

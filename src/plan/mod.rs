@@ -9,6 +9,7 @@
 mod adopted;
 mod build;
 mod discover;
+mod step_name;
 mod text;
 mod validate;
 
@@ -21,6 +22,7 @@ pub use discover::{
     derived_image_id, discover, published_parents, recorded_plan_id, resolve_entry, users_of,
     ImageFacts, Recorded,
 };
+pub use step_name::StepName;
 pub(crate) use text::{describe, type_words};
 pub use text::{render_text, role_preview};
 pub use validate::{Refused, BUNDLE_FORMAT};
@@ -545,8 +547,8 @@ pub use crate::steps::Action;
 pub struct Step {
     /// Stable id: `<image index>.<step index>`, e.g. `2.4`.
     pub id: String,
-    /// Short name, e.g. `enable-mirroring`.
-    pub name: String,
+    /// Which step of the migration it is, e.g. `enable-mirroring`.
+    pub name: StepName,
     pub role: Role,
     pub action: Action,
     /// Ids of steps that must be done first.

@@ -191,6 +191,7 @@ fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::StepName;
     use crate::plan::{Role, Step};
 
     #[test]
@@ -205,9 +206,9 @@ mod tests {
             image: name.into(),
             snap: None,
         };
-        let step = |id: &str, name: &str, role: Role, action: Action| Step {
+        let step = |id: &str, name: StepName, role: Role, action: Action| Step {
             id: id.into(),
-            name: name.into(),
+            name,
             role,
             action,
             after: vec![],
@@ -224,7 +225,7 @@ mod tests {
             img.steps = vec![
                 step(
                     &format!("{}.1", k + 1),
-                    "publish",
+                    StepName::Publish,
                     Role::DestinationStorage,
                     Action::Publish(steps::Publish {
                         partial: image("cinder-volumes", "volume-1.ferry-partial"),
@@ -233,7 +234,7 @@ mod tests {
                 ),
                 step(
                     &format!("{}.2", k + 1),
-                    "preflight",
+                    StepName::Preflight,
                     Role::SourceStorage,
                     Action::Preflight(steps::Preflight {
                         image: image("volumes", "volume-1"),

@@ -157,12 +157,6 @@ fn check_step(
             format!("{:?} is not a step id of this image ({prefix}N)", step.id),
         );
     }
-    check_word(
-        &format!("{field}.name"),
-        &step.name,
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-',
-        64,
-    )?;
     for a in &step.after {
         if !ids.contains(a.as_str()) {
             return refuse(

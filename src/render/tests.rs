@@ -1,7 +1,7 @@
 use super::*;
-use crate::plan::CloudObject;
 use crate::ceph::PoolMirrorMode;
-use crate::plan::{build, AdoptOptions, BuildOptions, ImageFacts};
+use crate::plan::CloudObject;
+use crate::plan::{build, AdoptOptions, BuildOptions, ImageFacts, StepName};
 use crate::spec::{BootableTo, ImageKind, ImageRef, Transfer};
 
 fn plan(mode: MirrorMode) -> Plan {
@@ -504,7 +504,7 @@ fn every_images_input_checks_come_before_any_image_begins() {
     // adopts either, and each check is rendered once.
     let p = plan(MirrorMode::Snapshot);
     let s = script(&p, Role::DestinationCloud);
-    let marker = |image: usize, name: &str| {
+    let marker = |image: usize, name: StepName| {
         let st = p.images[image]
             .steps
             .iter()
@@ -517,8 +517,8 @@ fn every_images_input_checks_come_before_any_image_begins() {
     let checks = s
         .find("the checks of every image's inputs, before any image begins")
         .expect("a section of checks");
-    let first_check = marker(0, "check-destination-cloud");
-    let last_check = marker(1, "check-destination-cloud");
+    let first_check = marker(0, StepName::CheckDestinationCloud);
+    let last_check = marker(1, StepName::CheckDestinationCloud);
     assert!(checks < first_check && first_check < last_check);
     let first_adoption = p.images[0]
         .steps

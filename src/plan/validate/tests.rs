@@ -1,6 +1,6 @@
 use super::*;
 use crate::ceph::{Features, MirrorMode, PoolMirrorMode};
-use crate::plan::{build, AdoptOptions, BuildOptions, CloudObject, ImageFacts};
+use crate::plan::{build, AdoptOptions, BuildOptions, CloudObject, ImageFacts, StepName};
 use crate::spec::{BootableTo, Clones, ImageKind, ImageRef};
 
 fn hosts() -> ConversionHosts {
@@ -147,7 +147,7 @@ fn refused(plan: &Plan) -> String {
     check(plan).expect_err("refused").to_string()
 }
 
-fn step_mut<'p>(plan: &'p mut Plan, name: &str) -> &'p mut Step {
+fn step_mut(plan: &mut Plan, name: StepName) -> &mut Step {
     plan.images
         .iter_mut()
         .flat_map(|i| &mut i.steps)
@@ -176,7 +176,7 @@ fn a_proxy_command_ssh_option_is_refused_naming_the_field() {
     ] {
         let mut plan = stream_plan();
         let Action::StreamVolume(steps::StreamVolume { hosts, .. }) =
-            &mut step_mut(&mut plan, "stream").action
+            &mut step_mut(&mut plan, StepName::Stream).action
         else {
             panic!()
         };
@@ -200,7 +200,7 @@ fn a_ferry_command_with_shell_syntax_or_a_host_like_an_option_is_refused() {
     ] {
         let mut plan = stream_plan();
         let Action::StreamVolume(steps::StreamVolume { hosts, .. }) =
-            &mut step_mut(&mut plan, "stream").action
+            &mut step_mut(&mut plan, StepName::Stream).action
         else {
             panic!()
         };
@@ -210,7 +210,7 @@ fn a_ferry_command_with_shell_syntax_or_a_host_like_an_option_is_refused() {
     }
     let mut plan = stream_plan();
     let Action::StreamVolume(steps::StreamVolume { hosts, .. }) =
-        &mut step_mut(&mut plan, "stream").action
+        &mut step_mut(&mut plan, StepName::Stream).action
     else {
         panic!()
     };
@@ -224,7 +224,7 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
     // A destination storage step that disables the source's mirroring.
     let mut plan = plans().remove(0);
     let source = plan.images[0].mirrored_source();
-    step_mut(&mut plan, "copy").action =
+    step_mut(&mut plan, StepName::Copy).action =
         Action::DisableMirroring(steps::DisableMirroring { image: source });
     let e = refused(&plan);
     assert!(e.starts_with("images[0].steps["), "{e}");
@@ -236,7 +236,8 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
     // it is a cleanup step, which the destination storage part never runs.
     // A destination storage action pointed at the source site is refused.
     let mut plan = plans().remove(0);
-    let Action::Copy(steps::CopyImage { to, .. }) = &mut step_mut(&mut plan, "copy").action else {
+    let Action::Copy(steps::CopyImage { to, .. }) = &mut step_mut(&mut plan, StepName::Copy).action
+    else {
         panic!()
     };
     to.site = Site::Source;
@@ -247,7 +248,7 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
     let i = plan
         .images
         .iter()
-        .position(|i| i.steps.iter().any(|s| s.name == "remove-flat-copy"))
+        .position(|i| i.steps.iter().any(|s| s.name == StepName::RemoveFlatCopy))
         .unwrap();
     let orig = ImageAt {
         site: Site::Source,
@@ -258,7 +259,7 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
     let step = plan.images[i]
         .steps
         .iter_mut()
-        .find(|s| s.name == "remove-flat-copy")
+        .find(|s| s.name == StepName::RemoveFlatCopy)
         .unwrap();
     step.action = Action::RemoveImage(steps::RemoveImage { image: orig });
     let e = refused(&plan);
@@ -270,7 +271,8 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
 fn an_image_of_another_plan_or_image_is_refused_naming_the_field() {
     // Another image of the same pool.
     let mut plan = plans().remove(0);
-    let Action::Publish(steps::Publish { copy, .. }) = &mut step_mut(&mut plan, "publish").action
+    let Action::Publish(steps::Publish { copy, .. }) =
+        &mut step_mut(&mut plan, StepName::Publish).action
     else {
         panic!()
     };
@@ -282,7 +284,7 @@ fn an_image_of_another_plan_or_image_is_refused_naming_the_field() {
     // Another plan's cut-over snapshot.
     let mut plan = plans().remove(0);
     let Action::CreateCutover(steps::CreateCutover { image, .. }) =
-        &mut step_mut(&mut plan, "cut-over-snapshot").action
+        &mut step_mut(&mut plan, StepName::CutOverSnapshot).action
     else {
         panic!()
     };
@@ -291,7 +293,7 @@ fn an_image_of_another_plan_or_image_is_refused_naming_the_field() {
     assert!(e.contains("].action.image: "), "{e}");
     // Another image's name in a check.
     let mut plan = plans().remove(0);
-    step_mut(&mut plan, "preflight").requires = vec![Check::Exists {
+    step_mut(&mut plan, StepName::Preflight).requires = vec![Check::Exists {
         image: ImageAt {
             site: Site::Source,
             pool: "volumes".into(),
@@ -304,7 +306,7 @@ fn an_image_of_another_plan_or_image_is_refused_naming_the_field() {
     // Another volume streamed.
     let mut plan = stream_plan();
     let Action::StreamVolume(steps::StreamVolume { source_volume, .. }) =
-        &mut step_mut(&mut plan, "stream").action
+        &mut step_mut(&mut plan, StepName::Stream).action
     else {
         panic!()
     };
