@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::plan::{
-    without_ferry_keys, Action, Adoption, Check, CloudObject, ImageRegistration, Role, StepName,
+    without_ferry_keys, Action, Adoption, Check, CloudObject, ImageRegistration, StepName,
     VolumeAdoption, ADOPTED_FROM, REGISTERED_FROM,
 };
 use crate::spec::{ImageKind, ImageRef};
@@ -20,7 +20,6 @@ impl ImageBuild<'_> {
         if self.r.kind == ImageKind::Glance || matches!(self.adoption, Some(Adoption::Image(_))) {
             let step = draft(
                 StepName::SnapshotAndProtect,
-                Role::DestinationStorage,
                 Action::SnapshotAndProtect(steps::SnapshotAndProtect {
                     image: at_snap.clone(),
                 }),
@@ -36,7 +35,6 @@ impl ImageBuild<'_> {
         let step = match &self.adoption {
             Some(Adoption::Volume(v)) => draft(
                 StepName::AdoptVolume,
-                Role::DestinationCloud,
                 Action::AdoptVolume(steps::AdoptVolume {
                     image: copy.clone(),
                     adoption: v.clone(),
@@ -50,7 +48,6 @@ impl ImageBuild<'_> {
             }]),
             Some(Adoption::Image(g)) => draft(
                 StepName::RegisterImage,
-                Role::DestinationCloud,
                 Action::RegisterImage(steps::RegisterImage {
                     image: at_snap.clone(),
                     registration: g.clone(),

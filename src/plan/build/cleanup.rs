@@ -4,7 +4,7 @@
 //! the original record).
 
 use crate::ceph::Features;
-use crate::plan::{Action, Check, Role, StepName};
+use crate::plan::{Action, Check, StepName};
 use crate::steps;
 
 use super::draft::draft;
@@ -20,7 +20,6 @@ impl ImageBuild<'_> {
         let (source, key) = (&self.at.source, &self.at.original_key);
         let step = draft(
             StepName::ForgetOriginal,
-            Role::Cleanup,
             Action::RemoveMetadata(steps::RemoveMetadata {
                 image: source.clone(),
                 key: key.clone(),
@@ -42,7 +41,6 @@ impl ImageBuild<'_> {
         let at = &self.at;
         let confirm = draft(
             StepName::ConfirmVerified,
-            Role::Cleanup,
             Action::ConfirmVerified(steps::ConfirmVerified {
                 source: at.carrier_cut.clone(),
                 copy: at.copy.clone(),
@@ -54,7 +52,6 @@ impl ImageBuild<'_> {
         .done_when(vec![self.confirmed()]);
         let unchanged = draft(
             StepName::CheckSourceUnchanged,
-            Role::Cleanup,
             Action::CheckUnchanged(steps::CheckUnchanged {
                 image: at.source_cut.clone(),
             }),
@@ -81,7 +78,6 @@ impl ImageBuild<'_> {
             drafts.push(
                 draft(
                     StepName::DisableMirroring,
-                    Role::Cleanup,
                     Action::DisableMirroring(steps::DisableMirroring {
                         image: carrier.clone(),
                     }),
@@ -101,7 +97,6 @@ impl ImageBuild<'_> {
             drafts.push(
                 draft(
                     StepName::RemoveFlatCopy,
-                    Role::Cleanup,
                     Action::RemoveImage(steps::RemoveImage {
                         image: carrier.clone(),
                     }),
@@ -129,7 +124,6 @@ impl ImageBuild<'_> {
         }
         let step = draft(
             StepName::RemoveCutOverSnapshot,
-            Role::Cleanup,
             Action::RemoveSnapshot(steps::RemoveSnapshot {
                 image: at.source_cut.clone(),
             }),
@@ -148,7 +142,6 @@ impl ImageBuild<'_> {
         let image = &self.at.carrier;
         let step = draft(
             StepName::RestoreFeatures,
-            Role::Cleanup,
             Action::RestoreFeatures(steps::RestoreFeatures {
                 image: image.clone(),
             }),

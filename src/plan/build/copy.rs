@@ -2,7 +2,7 @@
 //! the source's digest, and given its final name once verified.
 
 use crate::ceph::Features;
-use crate::plan::{Action, Check, Role, StepName};
+use crate::plan::{Action, Check, StepName};
 use crate::steps;
 
 use super::draft::draft;
@@ -15,7 +15,6 @@ impl ImageBuild<'_> {
         let (partial, copy) = (&self.at.partial, &self.at.copy);
         let step = draft(
             StepName::Publish,
-            Role::DestinationStorage,
             Action::Publish(steps::Publish {
                 partial: partial.clone(),
                 copy: copy.clone(),
@@ -55,7 +54,6 @@ impl ImageBuild<'_> {
         }
         let step = draft(
             StepName::Copy,
-            Role::DestinationStorage,
             Action::Copy(steps::CopyImage {
                 from: if self.direct {
                     at.source_cut.clone()
@@ -90,7 +88,6 @@ impl ImageBuild<'_> {
         };
         let step = draft(
             StepName::Verify,
-            Role::DestinationStorage,
             Action::Verify(steps::Verify {
                 expected: expected.clone(),
                 partial: at.partial.clone(),

@@ -3,7 +3,7 @@
 //! the image itself; a mirrored image's is a snapshot mirroring carries.
 
 use crate::ceph::MirrorMode;
-use crate::plan::{Action, Check, Role, StepName};
+use crate::plan::{Action, Check, StepName};
 use crate::steps;
 
 use super::draft::draft;
@@ -24,7 +24,6 @@ impl ImageBuild<'_> {
             } else {
                 StepName::FreezeSnapshot
             },
-            Role::SourceStorage,
             Action::FreezeSnapshot(steps::FreezeSnapshot {
                 image: image.clone(),
             }),
@@ -48,7 +47,6 @@ impl ImageBuild<'_> {
         }
         let snapshot = draft(
             StepName::CutOverSnapshot,
-            Role::SourceStorage,
             Action::CreateCutover(steps::CreateCutover {
                 image: cut.clone(),
                 mode,
@@ -64,7 +62,6 @@ impl ImageBuild<'_> {
         let carrier = &self.at.carrier;
         let hash = draft(
             StepName::HashSource,
-            Role::SourceStorage,
             Action::HashSource(steps::HashSource {
                 image: cut.clone(),
                 mode,

@@ -15,10 +15,11 @@ pub(super) struct Draft {
     after: Option<Vec<StepName>>,
 }
 
-pub(super) fn draft(name: StepName, role: Role, action: Action) -> Draft {
+/// A step named `name` doing `action`, by the one role that performs it.
+pub(super) fn draft(name: StepName, action: Action) -> Draft {
     Draft {
         name,
-        role,
+        role: action.kind().role(),
         action,
         requires: vec![],
         done_when: vec![],

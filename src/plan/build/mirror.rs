@@ -3,7 +3,7 @@
 //! cut-over at the destination.
 
 use crate::ceph::{Features, MirrorMode};
-use crate::plan::{Action, Check, Role, StepName};
+use crate::plan::{Action, Check, StepName};
 use crate::steps;
 
 use super::draft::draft;
@@ -55,7 +55,6 @@ impl ImageBuild<'_> {
         let (from, to) = (&self.at.source_cut, &self.at.carrier);
         let step = draft(
             StepName::CopyOutFlat,
-            Role::SourceStorage,
             Action::FlatCopy(steps::FlatCopy {
                 from: from.clone(),
                 to: to.clone(),
@@ -117,7 +116,6 @@ impl ImageBuild<'_> {
         let image = &self.at.carrier;
         let step = draft(
             StepName::EnableFeatures,
-            Role::SourceStorage,
             Action::EnableFeatures(steps::EnableFeatures {
                 image: image.clone(),
                 features: enable,
@@ -142,7 +140,6 @@ impl ImageBuild<'_> {
         let (image, mode) = (&self.at.carrier, self.mode);
         let step = draft(
             StepName::EnableMirroring,
-            Role::SourceStorage,
             Action::EnableMirroring(steps::EnableMirroring {
                 image: image.clone(),
                 mode,
@@ -161,7 +158,6 @@ impl ImageBuild<'_> {
     pub(super) fn wait_for_sync(&mut self) {
         let step = draft(
             StepName::WaitForSync,
-            Role::DestinationStorage,
             Action::WaitForSync(steps::WaitForSync {
                 source: self.at.carrier.clone(),
                 mirrored: self.at.mirrored_cut.clone(),

@@ -1,7 +1,7 @@
 //! The first steps: the clouds' read-only checks, the source's preflight,
 //! and the record of what the image was before anything changes.
 
-use crate::plan::{Action, Adoption, Check, OriginalRecord, Role, StepName};
+use crate::plan::{Action, Adoption, Check, OriginalRecord, StepName};
 use crate::steps;
 
 use super::draft::draft;
@@ -20,7 +20,6 @@ impl ImageBuild<'_> {
             };
             let step = draft(
                 StepName::CheckDestinationCloud,
-                Role::DestinationCloud,
                 Action::CheckDestinationCloud(steps::CheckDestinationCloud {
                     image: self.at.copy.clone(),
                     adoption: a.clone(),
@@ -33,7 +32,6 @@ impl ImageBuild<'_> {
         if let Some(obj) = &self.facts.cloud {
             self.steps.push(draft(
                 StepName::CheckSourceCloud,
-                Role::SourceCloud,
                 Action::CheckSourceCloud(steps::CheckSourceCloud {
                     object: obj.clone(),
                     allow_in_use: self.opts.allow_in_use,
@@ -44,7 +42,6 @@ impl ImageBuild<'_> {
         let source = &self.at.source;
         let preflight = draft(
             StepName::Preflight,
-            Role::SourceStorage,
             Action::Preflight(steps::Preflight {
                 image: source.clone(),
             }),
@@ -58,7 +55,6 @@ impl ImageBuild<'_> {
         // the truth.
         let record = draft(
             StepName::RecordOriginal,
-            Role::SourceStorage,
             Action::RecordOriginal(steps::RecordOriginal {
                 image: source.clone(),
                 record: OriginalRecord {

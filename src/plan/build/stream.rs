@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::plan::{
-    Action, Adoption, Check, CloudObject, ImageAt, ImageFacts, ImagePlan, Role, Site, StepName,
+    Action, Adoption, Check, CloudObject, ImageAt, ImageFacts, ImagePlan, Site, StepName,
     VolumeAdoption,
 };
 use crate::spec::{BootableTo, ImageRef, Transfer};
@@ -58,7 +58,6 @@ pub(super) fn stream_plan(
     let steps = vec![
         draft(
             StepName::CheckDestinationCloud,
-            Role::DestinationCloud,
             Action::CheckDestinationCloud(steps::CheckDestinationCloud {
                 image: dest,
                 adoption: Adoption::Volume(adoption.clone()),
@@ -68,7 +67,6 @@ pub(super) fn stream_plan(
         .past_when(vec![created.clone()]),
         draft(
             StepName::CheckSourceCloud,
-            Role::SourceCloud,
             Action::CheckSourceCloud(steps::CheckSourceCloud {
                 object: obj.clone(),
                 allow_in_use: false,
@@ -77,7 +75,6 @@ pub(super) fn stream_plan(
         ),
         draft(
             StepName::CreateVolume,
-            Role::DestinationCloud,
             Action::CreateVolume(steps::CreateVolume {
                 adoption: adoption.clone(),
                 size_gb,
@@ -88,7 +85,6 @@ pub(super) fn stream_plan(
         .past_when(vec![adopted.clone()]),
         draft(
             StepName::Stream,
-            Role::ConversionHosts,
             Action::StreamVolume(steps::StreamVolume {
                 source_volume: source_volume.clone(),
                 hosts,
@@ -99,7 +95,6 @@ pub(super) fn stream_plan(
         .past_when(vec![adopted.clone()]),
         draft(
             StepName::FinishVolume,
-            Role::DestinationCloud,
             Action::FinishVolume(steps::FinishVolume {
                 adoption: adoption.clone(),
             }),
