@@ -341,7 +341,7 @@ fn execute(
             .plan
             .images
             .iter()
-            .map(|p| (p.image.source_spec(), p.facts.size)),
+            .map(|p| (p.image.source_spec(), p.facts.size())),
     );
     let ctx = Ctx {
         access,

@@ -474,7 +474,7 @@ mod tests {
                     dest_name: format!("volume-{k}"),
                     new_name: None,
                 },
-                crate::plan::ImageFacts {
+                crate::plan::CephImage {
                     id: "10ad5eed".into(),
                     size: 1 << 30,
                     features: Features::DEFAULT,
@@ -486,8 +486,8 @@ mod tests {
                     pool_mode: crate::ceph::PoolMirrorMode::Image,
                     recorded: None,
                     cloud: None,
-                    streamed: false,
-                },
+                }
+                .into(),
             )
         };
         let facts: Vec<_> = (0..n).map(volume).collect();

@@ -551,7 +551,7 @@ impl Ctx<'_> {
             }
             MirrorMode::Journal => {
                 let view = self.pool_view(&mirrored.pool)?;
-                let size = self.state.lock().unwrap().plan.images[i].facts.size;
+                let size = self.state.lock().unwrap().plan.images[i].facts.size();
                 let text = view.local.get(&mirrored.image).map(|l| match l.progress() {
                     ReplayProgress::Bootstrapping { step, percent } => {
                         let pct = percent.unwrap_or(0.0);

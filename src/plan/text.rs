@@ -20,7 +20,7 @@ pub fn render_text(plan: &Plan) -> String {
     let resumed: Vec<String> = plan
         .images
         .iter()
-        .filter(|i| i.facts.recorded.is_some())
+        .filter(|i| i.facts.ceph().is_some_and(|c| c.recorded.is_some()))
         .map(|i| i.image.source_spec())
         .collect();
     if !resumed.is_empty() {
@@ -37,7 +37,7 @@ pub fn render_text(plan: &Plan) -> String {
                 s,
                 "\n{} (cinder volume, {}, streamed through the conversion hosts) -> a new volume of the destination cloud",
                 img.image.source_spec(),
-                human_bytes(img.facts.size),
+                human_bytes(img.facts.size()),
             );
         } else {
             let _ = writeln!(
@@ -45,13 +45,13 @@ pub fn render_text(plan: &Plan) -> String {
                 "\n{} ({}, {}, {} mirroring) -> {}/{}",
                 img.image.source_spec(),
                 serde_plain(&img.image.kind),
-                human_bytes(img.facts.size),
+                human_bytes(img.facts.size()),
                 img.mode,
                 img.image.dest_pool,
                 img.image.dest_name
             );
         }
-        match &img.facts.cloud {
+        match img.facts.cloud() {
             Some(CloudObject::Volume {
                 id,
                 name,

@@ -115,7 +115,7 @@ fn check_image(
         }
         check_rbd_name(&format!("{at}.{field}"), v)?;
     }
-    if let Some(obj) = &img.facts.cloud {
+    if let Some(obj) = img.facts.cloud() {
         check_word(
             &format!("images[{i}].facts.cloud.id"),
             obj.id(),
@@ -454,7 +454,7 @@ impl<'a> Names<'a> {
     /// The source volume a stream or adoption step names must be this
     /// image's.
     fn check_volume(&self, field: &str, id: &str) -> Result<(), Refused> {
-        match &self.img.facts.cloud {
+        match self.img.facts.cloud() {
             Some(obj) if obj.id() == id => Ok(()),
             _ => refuse(
                 field,

@@ -1,7 +1,7 @@
 use super::*;
 use crate::ceph::PoolMirrorMode;
 use crate::plan::CloudObject;
-use crate::plan::{build, AdoptOptions, BuildOptions, ImageFacts, StepName};
+use crate::plan::{build, AdoptOptions, BuildOptions, CephImage, ImageFacts, StepName};
 use crate::spec::{BootableTo, ImageKind, ImageRef, Transfer};
 
 fn plan(mode: MirrorMode) -> Plan {
@@ -89,7 +89,7 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
                 dest_name: format!("volume-{}", name(id)),
                 new_name: None,
             },
-            ImageFacts {
+            CephImage {
                 id: "10ad5eed".into(),
                 size: 1 << 30,
                 features: Features::DEFAULT,
@@ -100,7 +100,6 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
                 parent: None,
                 pool_mode: PoolMirrorMode::Image,
                 recorded: None,
-                streamed: transfer == Transfer::Stream,
                 cloud: Some(CloudObject::Volume {
                     id: name(id),
                     name: name("it's a db"),
@@ -115,6 +114,15 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
                 }),
             },
         )
+    };
+    // A volume streams as the cloud's volume; the others are RBD images.
+    let volume = |bootable: bool, id: &str| {
+        let (r, c) = volume(bootable, id);
+        let facts = match (transfer, &c.cloud) {
+            (Transfer::Stream, Some(v)) => ImageFacts::streamed(v),
+            _ => c.into(),
+        };
+        (r, facts)
     };
     build(&opts, &[volume(false, "v1"), volume(true, "v2")])
 }
@@ -391,7 +399,7 @@ fn clone_of_parent_plan() -> Plan {
         dest_name: "volume-v1".into(),
         new_name: None,
     };
-    let facts = ImageFacts {
+    let facts = CephImage {
         id: "10ad5eed".into(),
         size: 1 << 30,
         features: Features::DEFAULT,
@@ -410,7 +418,6 @@ fn clone_of_parent_plan() -> Plan {
         pool_mode: PoolMirrorMode::Image,
         recorded: None,
         cloud: None,
-        streamed: false,
     };
     let image = ImageRef {
         kind: ImageKind::Glance,
@@ -421,7 +428,7 @@ fn clone_of_parent_plan() -> Plan {
         dest_name: "abcd".into(),
         new_name: None,
     };
-    let image_facts = ImageFacts {
+    let image_facts = CephImage {
         parent: None,
         pool_mode: PoolMirrorMode::Pool,
         size: 6 << 20,
@@ -445,7 +452,10 @@ fn clone_of_parent_plan() -> Plan {
         transfer: crate::spec::Transfer::Mirror,
         conversion: None,
     };
-    build(&opts, &[(volume, facts), (image, image_facts)])
+    build(
+        &opts,
+        &[(volume, facts.into()), (image, image_facts.into())],
+    )
 }
 
 #[test]

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::ceph::{Features, MirrorMode, PoolMirrorMode};
 use crate::spec::{BootableTo, Clones, ImageKind, ImageRef, Transfer};
 
-use super::{Adoption, Check, ImageAt, ImageFacts, ImagePlan, Plan};
+use super::{Adoption, CephImage, Check, ImageAt, ImageFacts, ImagePlan, Plan};
 use draft::Draft;
 use names::Names;
 use parent::CloneBase;
@@ -134,7 +134,7 @@ pub fn build(opts: &BuildOptions, images: &[(ImageRef, ImageFacts)]) -> Plan {
 }
 
 /// The mode an image is mirrored in: a pool-mode pool mirrors by journal.
-pub fn image_mode(opts: &BuildOptions, r: &ImageRef, facts: &ImageFacts) -> MirrorMode {
+pub fn image_mode(opts: &BuildOptions, r: &ImageRef, facts: &CephImage) -> MirrorMode {
     if let Some(m) = facts.mirroring {
         return m; // already mirroring: keep what the operator set up
     }
@@ -150,7 +150,7 @@ pub fn image_mode(opts: &BuildOptions, r: &ImageRef, facts: &ImageFacts) -> Mirr
 struct ImageBuild<'a> {
     opts: &'a BuildOptions,
     r: &'a ImageRef,
-    facts: &'a ImageFacts,
+    facts: &'a CephImage,
     mode: MirrorMode,
     at: Names,
     /// Direct: ferry reads the cut-over snapshot on the source itself, a
@@ -182,9 +182,10 @@ fn image_plan(
     facts: &ImageFacts,
     images: &[(ImageRef, ImageFacts)],
 ) -> ImagePlan {
-    if facts.streamed {
-        return stream::stream_plan(opts, n, r, facts);
-    }
+    let facts = match facts {
+        ImageFacts::Ceph(c) => c,
+        ImageFacts::Streamed(v) => return stream::stream_plan(opts, n, r, v),
+    };
     let base = match &facts.parent {
         Some(p) => parent::clone_base(opts, p, images),
         None => CloneBase::Flat(None),
@@ -211,7 +212,7 @@ impl<'a> ImageBuild<'a> {
     fn new(
         opts: &'a BuildOptions,
         r: &'a ImageRef,
-        facts: &'a ImageFacts,
+        facts: &'a CephImage,
         base: &CloneBase,
     ) -> ImageBuild<'a> {
         let direct = opts.transfer == Transfer::Direct;
@@ -306,7 +307,7 @@ impl<'a> ImageBuild<'a> {
             image: self.r.clone(),
             mode: self.mode,
             transfer: self.opts.transfer,
-            facts: self.facts.clone(),
+            facts: ImageFacts::Ceph(self.facts.clone()),
             adoption: self.adoption,
             warnings: self.warnings,
             steps: draft::chain(n, self.steps),

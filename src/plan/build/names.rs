@@ -1,7 +1,7 @@
 //! The places an image's migration reads and writes, named once: the
 //! phase builders take every image and key their steps name from here.
 
-use crate::plan::{ImageAt, ImageFacts, Site, SourceId};
+use crate::plan::{CephImage, ImageAt, Site, SourceId};
 use crate::spec::ImageRef;
 
 use super::BuildOptions;
@@ -43,7 +43,7 @@ impl Names {
     pub(super) fn of(
         opts: &BuildOptions,
         r: &ImageRef,
-        facts: &ImageFacts,
+        facts: &CephImage,
         flat_carrier: bool,
     ) -> Names {
         let at = |site: Site, pool: &str, image: &str, snap: Option<&str>| ImageAt {

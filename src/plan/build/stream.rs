@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::plan::{
     Action, Adoption, Check, CloudObject, ImageAt, ImageFacts, ImagePlan, Site, StepName,
-    VolumeAdoption,
+    StreamedVolume, VolumeAdoption,
 };
 use crate::spec::{BootableTo, ImageRef, Transfer};
 use crate::steps;
@@ -24,12 +24,9 @@ pub(super) fn stream_plan(
     opts: &BuildOptions,
     n: usize,
     r: &ImageRef,
-    facts: &ImageFacts,
+    facts: &StreamedVolume,
 ) -> ImagePlan {
-    let obj = facts
-        .cloud
-        .as_ref()
-        .expect("a streamed volume was found through the source cloud");
+    let obj = &facts.volume;
     let adoption = stream_adoption(opts, r, obj);
     let size_gb = match obj {
         CloudObject::Volume { size_gb, .. } => *size_gb,
@@ -106,7 +103,7 @@ pub(super) fn stream_plan(
         image: r.clone(),
         mode: opts.mode,
         transfer: Transfer::Stream,
-        facts: facts.clone(),
+        facts: ImageFacts::Streamed(facts.clone()),
         adoption: Some(Adoption::Volume(adoption)),
         warnings: vec![],
         steps: chain(n, steps),

@@ -1,5 +1,6 @@
 use super::adopt::{adoption_for, manageable_description};
 use super::*;
+use crate::plan::CephImage;
 use crate::plan::{Action, CloudObject, Plan, Role, Site, Step, StepName, ADOPTED_FROM};
 use crate::steps;
 
@@ -34,7 +35,7 @@ fn volume(features: Features) -> (ImageRef, ImageFacts) {
             dest_name: "volume-1".into(),
             new_name: None,
         },
-        ImageFacts {
+        CephImage {
             id: "10ad5eed".into(),
             size: 1 << 30,
             features,
@@ -46,8 +47,8 @@ fn volume(features: Features) -> (ImageRef, ImageFacts) {
             pool_mode: PoolMirrorMode::Image,
             recorded: None,
             cloud: None,
-            streamed: false,
-        },
+        }
+        .into(),
     )
 }
 
@@ -59,7 +60,7 @@ fn glance(features: Features) -> (ImageRef, ImageFacts) {
     r.mirrored_pool = "osglance".into();
     r.dest_pool = "glance-ct1-cl1".into();
     r.dest_name = "abcd".into();
-    f.pool_mode = PoolMirrorMode::Pool;
+    f.ceph_mut().pool_mode = PoolMirrorMode::Pool;
     (r, f)
 }
 
@@ -127,7 +128,7 @@ fn a_direct_transfer_changes_nothing_on_the_source_but_its_snapshot() {
     // Journal mode asked for, an image lacking exclusive-lock, with a
     // user snapshot: none of it matters when nothing is mirrored.
     let (r, mut f) = volume(Features::LAYERING);
-    f.user_snapshots = vec!["before-upgrade".into()];
+    f.ceph_mut().user_snapshots = vec!["before-upgrade".into()];
     let plan = build(&direct(MirrorMode::Journal, true), &[(r, f)]);
     assert_eq!(
         names(&plan),
@@ -218,7 +219,7 @@ fn a_direct_clone_is_read_through_its_parent_with_no_flat_copy_on_the_source() {
 
 fn clone_of_glance_image() -> (ImageRef, ImageFacts) {
     let (r, mut f) = volume(Features::DEFAULT);
-    f.parent = Some(crate::ceph::Parent {
+    f.ceph_mut().parent = Some(crate::ceph::Parent {
         pool: "osglance".into(),
         namespace: String::new(),
         image: "abcd".into(),
@@ -404,7 +405,7 @@ fn clone_of_parent_uses_a_parent_found_at_the_destination_or_says_it_goes_flat()
     // A parent outside the Glance pool (a volume cloned from a volume
     // snapshot) is not a Glance image: flat, and said.
     let (r, mut f) = clone_of_glance_image();
-    f.parent.as_mut().unwrap().pool = "oscinder".into();
+    f.ceph_mut().parent.as_mut().unwrap().pool = "oscinder".into();
     let plan = build(&o, &[(r, f)]);
     assert!(clone_of(copy_of(&plan, 0)).is_none());
     let w = plan.images[0].warnings.join("\n");
@@ -472,7 +473,7 @@ fn snapshot_mode_turns_exclusive_lock_on_to_tell_writers_and_cleanup_turns_it_of
 /// changes: planned again from its record.
 fn recorded_volume() -> (ImageRef, ImageFacts) {
     let (r, mut f) = volume(Features::DEFAULT);
-    f.recorded = Some(crate::plan::Recorded {
+    f.ceph_mut().recorded = Some(crate::plan::Recorded {
         plan: "p0".into(),
         features_now: Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::JOURNALING,
         mirroring_now: Some(MirrorMode::Journal),
@@ -544,7 +545,7 @@ fn images_begun_by_two_plans_cannot_be_planned_together() {
     );
     let (mut r2, mut f2) = recorded_volume();
     r2.name = "volume-2".into();
-    f2.recorded.as_mut().unwrap().plan = "p9".into();
+    f2.ceph_mut().recorded.as_mut().unwrap().plan = "p9".into();
     let e = crate::plan::recorded_plan_id(&[recorded_volume(), (r, f), (r2, f2)])
         .unwrap_err()
         .to_string();
@@ -785,9 +786,10 @@ fn glance_image_in_a_pool_mode_pool_is_journaled_and_protected() {
 #[test]
 fn in_use_images_wait_unless_allowed() {
     let (r, mut f) = volume(Features::DEFAULT);
-    f.in_use = true;
-    f.users = vec!["client.4100 at 10.0.0.5:0/1 (holds the exclusive lock: it writes)".into()];
-    f.user_snapshots = vec!["s1".into()];
+    f.ceph_mut().in_use = true;
+    f.ceph_mut().users =
+        vec!["client.4100 at 10.0.0.5:0/1 (holds the exclusive lock: it writes)".into()];
+    f.ceph_mut().user_snapshots = vec!["s1".into()];
     let mut o = opts(MirrorMode::Journal, false);
     let plan = build(&o, &[(r.clone(), f.clone())]);
     assert!(plan.images[0].steps[2]
@@ -920,9 +922,8 @@ fn moved_before() -> CloudObject {
 
 #[test]
 fn a_volume_moved_before_carries_none_of_ferrys_keys_to_its_new_volume() {
-    let (r, mut f) = volume(Features::DEFAULT);
-    f.cloud = Some(moved_before());
-    f.streamed = true;
+    let (r, _) = volume(Features::DEFAULT);
+    let f = ImageFacts::streamed(&moved_before());
     let opts = BuildOptions {
         conversion: Some(conversion_hosts()),
         ..adopting()
@@ -998,9 +999,8 @@ fn an_adopted_copy_or_registered_image_carries_none_of_ferrys_keys() {
 
 #[test]
 fn a_streamed_volume_is_made_streamed_and_finished_with_nothing_on_the_source() {
-    let (r, mut f) = volume(Features::DEFAULT);
-    f.cloud = Some(cloud_volume(true));
-    f.streamed = true;
+    let (r, _) = volume(Features::DEFAULT);
+    let f = ImageFacts::streamed(&cloud_volume(true));
     let hosts = conversion_hosts();
     assert_eq!(hosts.source.connector_name(), "convhost-a");
     let opts = BuildOptions {
@@ -1081,7 +1081,7 @@ fn two_images_named_alike_in_the_destination_cloud_are_refused_unnamed_ones_not(
                 *id = n.to_string();
                 *nm = name.to_string();
             }
-            f.cloud = Some(obj);
+            f.ceph_mut().cloud = Some(obj);
             images.push((r, f));
         }
         build(&adopting(), &images).check_destination_names()
@@ -1105,7 +1105,7 @@ fn two_images_named_alike_in_the_destination_cloud_are_refused_unnamed_ones_not(
 #[test]
 fn adopted_volume_is_checked_first_and_managed_after_verify() {
     let (r, mut f) = volume(Features::DEFAULT);
-    f.cloud = Some(cloud_volume(false));
+    f.ceph_mut().cloud = Some(cloud_volume(false));
     let plan = build(&adopting(), &[(r, f)]);
     let p = &plan.images[0];
     let names: Vec<StepName> = p.steps.iter().map(|s| s.name).collect();
@@ -1137,7 +1137,7 @@ fn bootable_volume_is_registered_as_an_image() {
     r.dest_pool = "glance-ct1-cl1".into();
     r.dest_name = "uuid-1".into();
     r.new_name = Some("db-image".into());
-    f.cloud = Some(cloud_volume(true));
+    f.ceph_mut().cloud = Some(cloud_volume(true));
     let plan = build(&adopting(), &[(r, f)]);
     let p = &plan.images[0];
     let names: Vec<StepName> = p.steps.iter().map(|s| s.name).collect();
@@ -1160,7 +1160,7 @@ fn bootable_volume_is_registered_as_an_image() {
 #[test]
 fn without_a_destination_cloud_nothing_is_adopted() {
     let (r, mut f) = volume(Features::DEFAULT);
-    f.cloud = Some(cloud_volume(false));
+    f.ceph_mut().cloud = Some(cloud_volume(false));
     let plan = build(&opts(MirrorMode::Snapshot, false), &[(r, f)]);
     assert!(plan.images[0].adoption.is_none());
     assert!(plan.images[0]

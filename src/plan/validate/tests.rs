@@ -1,6 +1,8 @@
 use super::*;
 use crate::ceph::{Features, MirrorMode, PoolMirrorMode};
-use crate::plan::{build, AdoptOptions, BuildOptions, CloudObject, ImageFacts, StepName};
+use crate::plan::{
+    build, AdoptOptions, BuildOptions, CephImage, CloudObject, ImageFacts, StepName,
+};
 use crate::spec::{BootableTo, Clones, ImageKind, ImageRef};
 
 fn hosts() -> ConversionHosts {
@@ -63,38 +65,48 @@ fn volume(id: &str, bootable: bool, transfer: Transfer) -> (ImageRef, ImageFacts
             dest_name: format!("volume-{id}"),
             new_name: None,
         },
-        ImageFacts {
-            id: "10ad5eed".into(),
-            size: 1 << 30,
-            features: Features::DEFAULT,
-            user_snapshots: vec![],
-            mirroring: None,
-            in_use: false,
-            users: vec![],
-            parent: None,
-            pool_mode: PoolMirrorMode::Image,
-            recorded: None,
-            streamed: transfer == Transfer::Stream,
-            cloud: Some(CloudObject::Volume {
-                id: id.into(),
-                name: "it's a db".into(),
-                description: Some("the db".into()),
-                size_gb: 1,
-                bootable,
-                volume_type: Some("ceph".into()),
-                metadata: Default::default(),
-                image_metadata: Default::default(),
-                status: "available".into(),
-                encrypted: false,
-            }),
-        },
+        facts(
+            CephImage {
+                id: "10ad5eed".into(),
+                size: 1 << 30,
+                features: Features::DEFAULT,
+                user_snapshots: vec![],
+                mirroring: None,
+                in_use: false,
+                users: vec![],
+                parent: None,
+                pool_mode: PoolMirrorMode::Image,
+                recorded: None,
+                cloud: Some(CloudObject::Volume {
+                    id: id.into(),
+                    name: "it's a db".into(),
+                    description: Some("the db".into()),
+                    size_gb: 1,
+                    bootable,
+                    volume_type: Some("ceph".into()),
+                    metadata: Default::default(),
+                    image_metadata: Default::default(),
+                    status: "available".into(),
+                    encrypted: false,
+                }),
+            },
+            transfer,
+        ),
     )
+}
+
+/// A volume streams as the cloud's volume; the others are RBD images.
+fn facts(c: CephImage, transfer: Transfer) -> ImageFacts {
+    match (transfer, &c.cloud) {
+        (Transfer::Stream, Some(v)) => ImageFacts::streamed(v),
+        _ => c.into(),
+    }
 }
 
 /// A clone of the Glance image `abcd`, which the plan moves too.
 fn clone_and_parent(transfer: Transfer) -> Vec<(ImageRef, ImageFacts)> {
     let (r, mut f) = volume("c1", false, transfer);
-    f.parent = Some(crate::ceph::Parent {
+    f.ceph_mut().parent = Some(crate::ceph::Parent {
         pool: "images".into(),
         namespace: String::new(),
         image: "abcd".into(),
@@ -102,7 +114,7 @@ fn clone_and_parent(transfer: Transfer) -> Vec<(ImageRef, ImageFacts)> {
         clone_format: 2,
         in_trash: false,
     });
-    f.cloud = None;
+    f.ceph_mut().cloud = None;
     let (mut g, mut gf) = volume("abcd", false, transfer);
     g.kind = ImageKind::Glance;
     g.pool = "images".into();
@@ -110,8 +122,8 @@ fn clone_and_parent(transfer: Transfer) -> Vec<(ImageRef, ImageFacts)> {
     g.mirrored_pool = "images".into();
     g.dest_pool = "glance-images".into();
     g.dest_name = "abcd".into();
-    gf.pool_mode = PoolMirrorMode::Pool;
-    gf.cloud = None;
+    gf.ceph_mut().pool_mode = PoolMirrorMode::Pool;
+    gf.ceph_mut().cloud = None;
     vec![(r, f), (g, gf)]
 }
 
