@@ -117,6 +117,27 @@ impl ImageFacts {
 }
 
 #[cfg(test)]
+impl CephImage {
+    /// An idle 1 GiB image with the default features, unmirrored, in a
+    /// pool mirrored per image: what the tests start from.
+    pub fn example() -> CephImage {
+        CephImage {
+            size: 1 << 30,
+            features: Features::DEFAULT,
+            user_snapshots: vec![],
+            mirroring: None,
+            in_use: false,
+            users: vec![],
+            parent: None,
+            pool_mode: PoolMirrorMode::Image,
+            id: "10ad5eed".into(),
+            recorded: None,
+            cloud: None,
+        }
+    }
+}
+
+#[cfg(test)]
 impl ImageFacts {
     /// The RBD image's facts, to change in a test.
     pub fn ceph_mut(&mut self) -> &mut CephImage {

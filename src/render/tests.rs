@@ -90,16 +90,6 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
                 new_name: None,
             },
             CephImage {
-                id: "10ad5eed".into(),
-                size: 1 << 30,
-                features: Features::DEFAULT,
-                user_snapshots: vec![],
-                mirroring: None,
-                in_use: false,
-                users: vec![],
-                parent: None,
-                pool_mode: PoolMirrorMode::Image,
-                recorded: None,
                 cloud: Some(CloudObject::Volume {
                     id: name(id),
                     name: name("it's a db"),
@@ -112,6 +102,7 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
                     status: "available".into(),
                     encrypted: false,
                 }),
+                ..CephImage::example()
             },
         )
     };
@@ -400,13 +391,6 @@ fn clone_of_parent_plan() -> Plan {
         new_name: None,
     };
     let facts = CephImage {
-        id: "10ad5eed".into(),
-        size: 1 << 30,
-        features: Features::DEFAULT,
-        user_snapshots: vec![],
-        mirroring: None,
-        in_use: false,
-        users: vec![],
         parent: Some(crate::ceph::Parent {
             pool: "images".into(),
             namespace: String::new(),
@@ -415,9 +399,7 @@ fn clone_of_parent_plan() -> Plan {
             clone_format: 2,
             in_trash: false,
         }),
-        pool_mode: PoolMirrorMode::Image,
-        recorded: None,
-        cloud: None,
+        ..CephImage::example()
     };
     let image = ImageRef {
         kind: ImageKind::Glance,

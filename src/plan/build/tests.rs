@@ -36,17 +36,8 @@ fn volume(features: Features) -> (ImageRef, ImageFacts) {
             new_name: None,
         },
         CephImage {
-            id: "10ad5eed".into(),
-            size: 1 << 30,
             features,
-            user_snapshots: vec![],
-            mirroring: None,
-            in_use: false,
-            users: vec![],
-            parent: None,
-            pool_mode: PoolMirrorMode::Image,
-            recorded: None,
-            cloud: None,
+            ..CephImage::example()
         }
         .into(),
     )

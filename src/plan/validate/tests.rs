@@ -1,5 +1,5 @@
 use super::*;
-use crate::ceph::{Features, MirrorMode, PoolMirrorMode};
+use crate::ceph::{MirrorMode, PoolMirrorMode};
 use crate::plan::{
     build, AdoptOptions, BuildOptions, CephImage, CloudObject, ImageFacts, StepName,
 };
@@ -67,16 +67,6 @@ fn volume(id: &str, bootable: bool, transfer: Transfer) -> (ImageRef, ImageFacts
         },
         facts(
             CephImage {
-                id: "10ad5eed".into(),
-                size: 1 << 30,
-                features: Features::DEFAULT,
-                user_snapshots: vec![],
-                mirroring: None,
-                in_use: false,
-                users: vec![],
-                parent: None,
-                pool_mode: PoolMirrorMode::Image,
-                recorded: None,
                 cloud: Some(CloudObject::Volume {
                     id: id.into(),
                     name: "it's a db".into(),
@@ -89,6 +79,7 @@ fn volume(id: &str, bootable: bool, transfer: Transfer) -> (ImageRef, ImageFacts
                     status: "available".into(),
                     encrypted: false,
                 }),
+                ..CephImage::example()
             },
             transfer,
         ),
