@@ -35,9 +35,10 @@ impl Ctx<'_> {
     pub(super) fn put_back(&self, i: usize) -> anyhow::Result<Vec<String>> {
         let plan = self.state.lock().unwrap().plan.images[i].clone();
         let mut did = Vec::new();
-        if self.access.src.is_none() {
+        // A streamed volume's source is never changed.
+        let (Some(facts), Some(_)) = (plan.facts.ceph(), &self.access.src) else {
             return Ok(did);
-        }
+        };
         let cut = crate::plan::cutover_snap(&self.plan_id());
         let orig = ImageAt {
             site: Site::Source,
@@ -47,7 +48,7 @@ impl Ctx<'_> {
         };
         // A clone (and any image moved directly) has nothing changed but
         // the cut-over snapshot (and a clone's carrier).
-        if plan.facts.parent.is_some() || !plan.transfer.is_mirror() {
+        if facts.parent.is_some() || !plan.transfer.is_mirror() {
             let carrier = ImageAt {
                 image: crate::plan::flat_name(&plan.image.name),
                 snap: None,
@@ -73,14 +74,13 @@ impl Ctx<'_> {
             return Ok(did);
         }
         let info = self.with_image(&head, false, |img| img.mirror_info())?;
-        let pool_mode = plan.facts.pool_mode == crate::ceph::PoolMirrorMode::Pool;
-        if plan.facts.mirroring.is_none() && info.state != ImageMirrorState::Disabled && !pool_mode
-        {
+        let pool_mode = facts.pool_mode == crate::ceph::PoolMirrorMode::Pool;
+        if facts.mirroring.is_none() && info.state != ImageMirrorState::Disabled && !pool_mode {
             self.with_image(&head, true, |img| img.mirror_disable(false))?;
             did.push("mirroring disabled".into());
         }
         let before = self.with_image(&head, false, |img| img.features())?;
-        let original = plan.facts.features;
+        let original = facts.features;
         if before.0 & !Features::DEEP_FLATTEN.0 != original.0 & !Features::DEEP_FLATTEN.0 {
             self.idle_for_features(&head, &did)?;
             let now = self.restore_features(&head, original)?;
@@ -102,7 +102,7 @@ impl Ctx<'_> {
         if self.access.src.is_none() {
             bail!("--undo puts the source back: run it with the source cluster's access (the whole plan, or --role source-storage)");
         }
-        if plan.facts.streamed {
+        if matches!(plan.facts, crate::plan::ImageFacts::Streamed(_)) {
             self.update(i, |s| *s = ImageState::default())?;
             return Ok(vec![
                 "nothing on the source to put back (stream path)".into()

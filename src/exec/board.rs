@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::plan::StepName;
 use crate::units::human_bytes;
 
 /// What an image is doing.
@@ -30,12 +31,14 @@ pub enum Phase {
 
 impl Phase {
     /// The phase a plan step belongs to.
-    pub fn of_step(name: &str) -> Phase {
+    pub fn of_step(name: StepName) -> Phase {
         match name {
-            "wait-for-sync" => Phase::Mirroring,
-            "copy" | "snapshot-and-protect" | "stream" => Phase::Copying,
-            "verify" => Phase::Verifying,
-            "disable-mirroring" | "restore-features" | "forget-original" => Phase::CleaningUp,
+            StepName::WaitForSync => Phase::Mirroring,
+            StepName::Copy | StepName::SnapshotAndProtect | StepName::Stream => Phase::Copying,
+            StepName::Verify => Phase::Verifying,
+            StepName::DisableMirroring | StepName::RestoreFeatures | StepName::ForgetOriginal => {
+                Phase::CleaningUp
+            }
             _ => Phase::Preparing,
         }
     }
@@ -179,7 +182,7 @@ impl Board {
 
     /// A finished step: its phase's bytes are all done. `already`: it was
     /// found done, so its bytes did not move in this run.
-    pub fn step_done(&mut self, i: usize, step: &str, already: bool) {
+    pub fn step_done(&mut self, i: usize, step: StepName, already: bool) {
         let r = &mut self.rows[i];
         let before = r.done_bytes();
         match Phase::of_step(step) {
@@ -345,8 +348,8 @@ mod tests {
     #[test]
     fn work_found_done_counts_in_the_percent_but_not_the_rate() {
         let mut b = Board::new([("a".to_string(), 100 * MIB)]);
-        b.step_done(0, "wait-for-sync", true);
-        b.step_done(0, "copy", true);
+        b.step_done(0, StepName::WaitForSync, true);
+        b.step_done(0, StepName::Copy, true);
         b.sample(Duration::from_secs(0));
         b.phase(0, Phase::Verifying);
         b.bytes(0, Phase::Verifying, 10 * MIB, "");

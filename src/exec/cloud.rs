@@ -433,7 +433,7 @@ pub(super) fn earlier_before_create(
         ),
         Verdict::Replace(r) => {
             for said in replace_earlier(cinder, &r, &plan_id)? {
-                ctx.event(i, &step.name, "replaced", &said);
+                ctx.event(i, step.name.as_str(), "replaced", &said);
             }
         }
         Verdict::None => {}
@@ -628,7 +628,12 @@ fn poll<T>(
             Err(w) => w,
         };
         if !said {
-            ctx.event(i, &step.name, "waiting", &format!("for {waiting_for}"));
+            ctx.event(
+                i,
+                step.name.as_str(),
+                "waiting",
+                &format!("for {waiting_for}"),
+            );
             said = true;
         }
         if start.elapsed() > ctx.opts.wait_timeout {
@@ -698,7 +703,7 @@ pub(crate) fn adopt_volume(
                 }
                 Verdict::Replace(r) => {
                     for said in replace_earlier(&cinder, &r, &plan_id)? {
-                        ctx.event(i, &step.name, "replaced", &said);
+                        ctx.event(i, step.name.as_str(), "replaced", &said);
                     }
                 }
                 Verdict::None => {}

@@ -300,7 +300,7 @@ fn execute(
             .plan
             .images
             .iter()
-            .map(|p| (p.image.source_spec(), p.facts.size)),
+            .map(|p| (p.image.source_spec(), p.facts.size())),
     );
     let ctx = Ctx {
         access,
@@ -893,7 +893,12 @@ fn fail(ctx: &Ctx<'_>, i: usize, step: &Step, lane: Lane) -> anyhow::Result<Flow
         Joined::Parked => Ok(Flow::Joining),
         Joined::Done(mut lane, meanwhile) => {
             if let Err(b) = meanwhile {
-                ctx.event(i, &step.name, "failed", &format!("meanwhile: {b:#}"));
+                ctx.event(
+                    i,
+                    step.name.as_str(),
+                    "failed",
+                    &format!("meanwhile: {b:#}"),
+                );
             }
             match lane.failing.take().expect("a failing lane") {
                 (e, true) => Err(e),
@@ -936,7 +941,7 @@ fn join(ctx: &Ctx<'_>, i: usize, mut lane: Lane, which: &dyn Fn(&Step) -> bool) 
                 None => first = Some(failed(ctx, i, &s, e)),
                 // Only one error is the image's; the others are
                 // told as they are.
-                Some(_) => ctx.event(i, &s.name, "failed", &format!("{e:#}")),
+                Some(_) => ctx.event(i, s.name.as_str(), "failed", &format!("{e:#}")),
             }
         }
     }
@@ -981,15 +986,15 @@ fn failed(ctx: &Ctx<'_>, i: usize, step: &Step, e: anyhow::Error) -> anyhow::Err
 fn enter(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Result<bool> {
     let recorded = ctx.image_state(i).done.contains(&step.id);
     if settled {
-        ctx.board.lock().unwrap().step_done(i, &step.name, true);
-        ctx.event(i, &step.name, "done", "(already)");
+        ctx.board.lock().unwrap().step_done(i, step.name, true);
+        ctx.event(i, step.name.as_str(), "done", "(already)");
         return Ok(true);
     }
     // A later step has moved on (the copy is verified, the cleanup has
     // begun): this one's effect may be undone on purpose.
     if !step.past_when.is_empty() && ctx.read_through(i, step, || ctx.all_hold(&step.past_when))? {
-        ctx.board.lock().unwrap().step_done(i, &step.name, true);
-        ctx.event(i, &step.name, "done", "(past)");
+        ctx.board.lock().unwrap().step_done(i, step.name, true);
+        ctx.event(i, step.name.as_str(), "done", "(past)");
         return Ok(true);
     }
     let observed = !step.done_when.is_empty()
@@ -1002,14 +1007,14 @@ fn enter(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Result<
                 s.done.insert(step.id.clone());
             })?;
         }
-        ctx.board.lock().unwrap().step_done(i, &step.name, true);
-        ctx.event(i, &step.name, "done", "(already)");
+        ctx.board.lock().unwrap().step_done(i, step.name, true);
+        ctx.event(i, step.name.as_str(), "done", "(already)");
         return Ok(true);
     }
     ctx.board
         .lock()
         .unwrap()
-        .phase(i, Phase::of_step(&step.name));
+        .phase(i, Phase::of_step(step.name));
     Ok(false)
 }
 
@@ -1018,7 +1023,7 @@ fn enter(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Result<
 fn act_and_record(ctx: &Ctx<'_>, i: usize, step: &Step, slot: Option<Slot>) -> anyhow::Result<()> {
     // Test builds only: a step that panics, to prove a panic fails the run.
     #[cfg(debug_assertions)]
-    if std::env::var("FERRY_TEST_PANIC_IN_STEP").is_ok_and(|s| s == step.name) {
+    if std::env::var("FERRY_TEST_PANIC_IN_STEP").is_ok_and(|s| s == step.name.as_str()) {
         panic!("FERRY_TEST_PANIC_IN_STEP={}", step.name);
     }
     let detail = {
@@ -1033,8 +1038,8 @@ fn act_and_record(ctx: &Ctx<'_>, i: usize, step: &Step, slot: Option<Slot>) -> a
     ctx.update(i, |s| {
         s.done.insert(step.id.clone());
     })?;
-    ctx.board.lock().unwrap().step_done(i, &step.name, false);
-    ctx.event(i, &step.name, "done", &detail);
+    ctx.board.lock().unwrap().step_done(i, step.name, false);
+    ctx.event(i, step.name.as_str(), "done", &detail);
     Ok(())
 }
 
@@ -1053,7 +1058,7 @@ impl Ctx<'_> {
     fn waiting_for_slot(&self, i: usize, step: &Step) {
         self.event(
             i,
-            &step.name,
+            step.name.as_str(),
             "waiting",
             &format!(
                 "for one of the {} data slots (--concurrency)",

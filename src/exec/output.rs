@@ -127,7 +127,7 @@ impl Ctx<'_> {
                 .bytes(i, phase, done, &p.bytes_text());
             if last.elapsed() >= Duration::from_secs(2) {
                 last = Instant::now();
-                self.event(i, &step.name, "progress", &p.to_string());
+                self.event(i, step.name.as_str(), "progress", &p.to_string());
             }
             true
         }

@@ -474,20 +474,7 @@ mod tests {
                     dest_name: format!("volume-{k}"),
                     new_name: None,
                 },
-                crate::plan::ImageFacts {
-                    id: "10ad5eed".into(),
-                    size: 1 << 30,
-                    features: Features::DEFAULT,
-                    user_snapshots: vec![],
-                    mirroring: None,
-                    in_use: false,
-                    users: vec![],
-                    parent: None,
-                    pool_mode: crate::ceph::PoolMirrorMode::Image,
-                    recorded: None,
-                    cloud: None,
-                    streamed: false,
-                },
+                crate::plan::CephImage::example().into(),
             )
         };
         let facts: Vec<_> = (0..n).map(volume).collect();

@@ -237,7 +237,7 @@ fn run_stream(
     };
     ctx.event(
         i,
-        &step.name,
+        step.name.as_str(),
         "progress",
         &format!("streaming {from} to {to}"),
     );

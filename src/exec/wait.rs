@@ -115,7 +115,7 @@ impl Waiting {
     /// (a stall, a failed awaited image, the timeout, readings failing
     /// for longer than their grace while no outage is named).
     pub(super) fn look(&mut self, ctx: &Ctx<'_>) -> anyhow::Result<bool> {
-        let (i, name) = (self.i, self.step.name.clone());
+        let (i, name) = (self.i, self.step.name.as_str());
         let note =
             |text: &str| tracing::warn!("image {}: step {name}: {text} (polling again)", i + 1);
         if self.last_daemon_check.elapsed() >= Duration::from_secs(5) {
@@ -140,7 +140,7 @@ impl Waiting {
         }
         if !self.said {
             self.waiting_for = reading(|| self.describe(ctx))?;
-            ctx.event(i, &name, "waiting", &format!("for {}", self.waiting_for));
+            ctx.event(i, name, "waiting", &format!("for {}", self.waiting_for));
             self.said = true;
         }
         if let Check::MirrorSynced { mirrored, mode, .. } = &self.check {
@@ -166,7 +166,7 @@ impl Waiting {
                     None
                 });
                 if let Some(text) = shown {
-                    ctx.event(i, &name, "progress", &text);
+                    ctx.event(i, name, "progress", &text);
                 }
             }
         }
@@ -202,7 +202,7 @@ impl Waiting {
     /// the wait's readings timing out); then a replay sitting idle is
     /// nudged.
     fn look_for_stalls(&mut self, ctx: &Ctx<'_>) -> anyhow::Result<()> {
-        let (i, name) = (self.i, self.step.name.clone());
+        let (i, name) = (self.i, self.step.name.as_str());
         let note =
             |text: &str| tracing::warn!("image {}: step {name}: {text} (polling again)", i + 1);
         self.stall_failing.patient = self.outage.is_some();
@@ -240,7 +240,7 @@ impl Waiting {
         if why == self.outage {
             return;
         }
-        let (i, name) = (self.i, &self.step.name);
+        let (i, name) = (self.i, self.step.name.as_str());
         match &why {
             Some(w) => {
                 tracing::warn!("image {}: step {name}: stalled: {w} (waiting on)", i + 1);
@@ -281,7 +281,7 @@ impl Waiting {
             stall::status_syncing(local),
             stall::believes_caught_up(local, self.nudged_at),
         );
-        let (i, name) = (self.i, self.step.name.clone());
+        let (i, name) = (self.i, self.step.name.as_str());
         match next {
             Nudging::Wait => Ok(()),
             Nudging::Stalled(why) => {
@@ -308,7 +308,7 @@ impl Waiting {
                     ),
                 };
                 tracing::warn!("image {}: step {name}: {text}", i + 1);
-                ctx.event(i, &name, "nudged", &text);
+                ctx.event(i, name, "nudged", &text);
                 Ok(())
             }
         }
@@ -551,7 +551,7 @@ impl Ctx<'_> {
             }
             MirrorMode::Journal => {
                 let view = self.pool_view(&mirrored.pool)?;
-                let size = self.state.lock().unwrap().plan.images[i].facts.size;
+                let size = self.state.lock().unwrap().plan.images[i].facts.size();
                 let text = view.local.get(&mirrored.image).map(|l| match l.progress() {
                     ReplayProgress::Bootstrapping { step, percent } => {
                         let pct = percent.unwrap_or(0.0);

@@ -3,67 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::ceph::{
     user_words, CephError, Cluster, Features, Image, ImageMirrorState, MirrorMode, Parent,
     PoolMirrorMode, SnapNamespace,
 };
 use anyhow::{anyhow, bail, Context};
 
-use super::{CloudObject, OriginalRecord};
+use super::{CephImage, CloudObject, ImageFacts, OriginalRecord, Recorded};
 use crate::openstack::{Cinder, Cloud, Glance, Service};
 use crate::spec::{ImageRef, Spec};
-
-/// What the source cluster says about one image before anything is changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageFacts {
-    pub size: u64,
-    /// Features before the migration: cleanup restores these.
-    pub features: Features,
-    /// User snapshots; they are mirrored too.
-    pub user_snapshots: Vec<String>,
-    /// Mirroring mode if mirroring is already enabled.
-    pub mirroring: Option<MirrorMode>,
-    /// Whether a client other than ferry uses the image (`ceph::image_users`).
-    pub in_use: bool,
-    /// Who uses it, in words (empty when idle).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub users: Vec<String>,
-    /// The snapshot this image is a clone of: a clone is copied out flat on
-    /// the source first, and that copy is what is mirrored.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Parent>,
-    /// The source pool's mirroring mode.
-    pub pool_mode: PoolMirrorMode,
-    /// The RBD image's id in its pool (empty in plans of older versions).
-    #[serde(default)]
-    pub id: String,
-    /// When a plan's record was found on the image (its state file or
-    /// bundle lost): that plan, and what the image shows now. `features`
-    /// and `mirroring` above are then the recorded ones.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recorded: Option<Recorded>,
-    /// The source cloud's volume or image behind it, when a cloud is given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloud: Option<super::CloudObject>,
-    /// The volume streams through conversion hosts (`transfer: stream`, or
-    /// a volume the source Ceph pool does not hold); nothing above but the
-    /// size and the cloud's volume was read.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub streamed: bool,
-}
-
-/// A plan's record found on an image, beside what the image shows now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Recorded {
-    /// The plan that wrote the record (and began changing the image).
-    pub plan: String,
-    /// Features the image has now.
-    pub features_now: Features,
-    /// Mirroring the image has now.
-    pub mirroring_now: Option<MirrorMode>,
-}
 
 /// The plan id recorded on the images, when some carry a record: a plan
 /// made again takes it, so its cut-over snapshots keep their names. Images
@@ -71,7 +19,7 @@ pub struct Recorded {
 pub fn recorded_plan_id(images: &[(ImageRef, ImageFacts)]) -> anyhow::Result<Option<String>> {
     let mut found: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (r, f) in images {
-        if let Some(rec) = &f.recorded {
+        if let Some(rec) = f.ceph().and_then(|c| c.recorded.as_ref()) {
             found
                 .entry(rec.plan.as_str())
                 .or_default()
@@ -140,9 +88,11 @@ pub fn discover(
         }
     }
     let facts = crate::parallel::map(&resolved, DISCOVERY_THREADS, |(r, obj)| {
-        let volume = matches!(obj, Some(CloudObject::Volume { .. }));
-        if stream_all && volume {
-            return Ok((streamed_facts(obj), false));
+        let volume = obj
+            .as_ref()
+            .filter(|o| matches!(o, CloudObject::Volume { .. }));
+        if let (true, Some(v)) = (stream_all, volume) {
+            return Ok((ImageFacts::streamed(v), false));
         }
         let Some(source) = source else {
             bail!(
@@ -160,11 +110,11 @@ pub fn discover(
                     image_facts(source, r, mode)
                 }),
         };
-        match found {
+        match (found, volume) {
             // Not in the source Ceph pool: another Cinder backend holds it.
-            Err(e) if volume && is_not_found(&e) => {
+            (Err(e), Some(v)) if is_not_found(&e) => {
                 if spec.conversion_hosts.is_some() {
-                    Ok((streamed_facts(obj), false))
+                    Ok((ImageFacts::streamed(v), false))
                 } else {
                     Err(e.context(format!(
                         "{} is not in the source Ceph pool: the volume is on another Cinder backend; add conversion_hosts to the spec to stream it",
@@ -172,7 +122,7 @@ pub fn discover(
                     )))
                 }
             }
-            found => {
+            (found, _) => {
                 found.with_context(|| format!("reading {} on the source cluster", r.source_spec()))
             }
         }
@@ -194,11 +144,11 @@ pub fn discover(
                 r.source_spec()
             );
         }
-        facts.cloud = obj;
-        // A streamed volume is no image of the source pool: named so.
         let mut r = r;
-        if facts.streamed {
-            r.pool = crate::spec::NO_POOL.to_string();
+        match &mut facts {
+            ImageFacts::Ceph(c) => c.cloud = obj,
+            // A streamed volume is no image of the source pool: named so.
+            ImageFacts::Streamed(_) => r.pool = crate::spec::NO_POOL.to_string(),
         }
         out.push((r, facts));
     }
@@ -211,28 +161,6 @@ fn is_not_found(e: &anyhow::Error) -> bool {
         c.downcast_ref::<CephError>()
             .is_some_and(|c| c.kind() == crate::ceph::ErrorKind::NotFound)
     })
-}
-
-/// The facts of a volume that streams: its size, as the cloud says.
-fn streamed_facts(obj: &Option<CloudObject>) -> ImageFacts {
-    let size_gb = match obj {
-        Some(CloudObject::Volume { size_gb, .. }) => *size_gb,
-        _ => 0,
-    };
-    ImageFacts {
-        size: size_gb << 30,
-        features: Features(0),
-        user_snapshots: vec![],
-        mirroring: None,
-        in_use: false,
-        users: vec![],
-        parent: None,
-        pool_mode: PoolMirrorMode::Disabled,
-        id: String::new(),
-        recorded: None,
-        cloud: None,
-        streamed: true,
-    }
 }
 
 /// Images whose facts are read at once.
@@ -257,7 +185,10 @@ pub fn published_parents(
     if spec.options.clones != crate::spec::Clones::CloneOfParent {
         return Ok(out);
     }
-    for p in facts.iter().filter_map(|(_, f)| f.parent.as_ref()) {
+    for p in facts
+        .iter()
+        .filter_map(|(_, f)| f.ceph().and_then(|c| c.parent.as_ref()))
+    {
         if p.pool != src_glance || !p.namespace.is_empty() {
             continue;
         }
@@ -603,7 +534,7 @@ impl ImageNow {
     /// its own features and mirroring (what cleanup puts back).
     fn facts(self, r: &ImageRef, pool_mode: PoolMirrorMode) -> anyhow::Result<ImageFacts> {
         let record = original_record(self.metadata, &r.source_spec())?;
-        Ok(ImageFacts {
+        Ok(ImageFacts::Ceph(CephImage {
             id: self.id,
             size: self.size,
             features: record.as_ref().map_or(self.features, |rec| rec.features),
@@ -619,7 +550,6 @@ impl ImageNow {
             parent: self.parent,
             pool_mode,
             cloud: None,
-            streamed: false,
-        })
+        }))
     }
 }

@@ -9,7 +9,9 @@
 mod adopted;
 mod build;
 mod discover;
+mod facts;
 mod prepare;
+mod step_name;
 mod text;
 mod validate;
 
@@ -20,9 +22,10 @@ pub use build::{build, AdoptOptions, BuildOptions};
 pub(crate) use discover::check_volume_status;
 pub use discover::{
     derived_image_id, discover, published_parents, recorded_plan_id, resolve_entry, users_of,
-    ImageFacts, Recorded,
 };
+pub use facts::{CephImage, ImageFacts, Recorded, StreamedVolume};
 pub use prepare::{connect, prepare, Planned, Prepared, Purpose};
+pub use step_name::StepName;
 pub(crate) use text::{describe, type_words};
 pub use text::{render_text, role_preview};
 pub use validate::{Refused, BUNDLE_FORMAT};
@@ -552,8 +555,8 @@ pub use crate::steps::Action;
 pub struct Step {
     /// Stable id: `<image index>.<step index>`, e.g. `2.4`.
     pub id: String,
-    /// Short name, e.g. `enable-mirroring`.
-    pub name: String,
+    /// Which step of the migration it is, e.g. `enable-mirroring`.
+    pub name: StepName,
     pub role: Role,
     pub action: Action,
     /// Ids of steps that must be done first.
@@ -613,7 +616,8 @@ impl ImagePlan {
     /// The source image that is mirrored and holds the cut-over checksum:
     /// the image itself, or a clone's flat carrier (mirror transfer only).
     pub fn mirrored_source(&self) -> ImageAt {
-        let image = if self.facts.parent.is_some() && self.transfer.is_mirror() {
+        let clone = self.facts.ceph().is_some_and(|c| c.parent.is_some());
+        let image = if clone && self.transfer.is_mirror() {
             flat_name(&self.image.name)
         } else {
             self.image.name.clone()

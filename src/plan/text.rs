@@ -20,7 +20,7 @@ pub fn render_text(plan: &Plan) -> String {
     let resumed: Vec<String> = plan
         .images
         .iter()
-        .filter(|i| i.facts.recorded.is_some())
+        .filter(|i| i.facts.ceph().is_some_and(|c| c.recorded.is_some()))
         .map(|i| i.image.source_spec())
         .collect();
     if !resumed.is_empty() {
@@ -37,7 +37,7 @@ pub fn render_text(plan: &Plan) -> String {
                 s,
                 "\n{} (cinder volume, {}, streamed through the conversion hosts) -> a new volume of the destination cloud",
                 img.image.source_spec(),
-                human_bytes(img.facts.size),
+                human_bytes(img.facts.size()),
             );
         } else {
             let _ = writeln!(
@@ -45,13 +45,13 @@ pub fn render_text(plan: &Plan) -> String {
                 "\n{} ({}, {}, {} mirroring) -> {}/{}",
                 img.image.source_spec(),
                 serde_plain(&img.image.kind),
-                human_bytes(img.facts.size),
+                human_bytes(img.facts.size()),
                 img.mode,
                 img.image.dest_pool,
                 img.image.dest_name
             );
         }
-        match &img.facts.cloud {
+        match img.facts.cloud() {
             Some(CloudObject::Volume {
                 id,
                 name,
@@ -191,6 +191,7 @@ fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::StepName;
     use crate::plan::{Role, Step};
 
     #[test]
@@ -205,9 +206,9 @@ mod tests {
             image: name.into(),
             snap: None,
         };
-        let step = |id: &str, name: &str, role: Role, action: Action| Step {
+        let step = |id: &str, name: StepName, role: Role, action: Action| Step {
             id: id.into(),
-            name: name.into(),
+            name,
             role,
             action,
             after: vec![],
@@ -224,7 +225,7 @@ mod tests {
             img.steps = vec![
                 step(
                     &format!("{}.1", k + 1),
-                    "publish",
+                    StepName::Publish,
                     Role::DestinationStorage,
                     Action::Publish(steps::Publish {
                         partial: image("cinder-volumes", "volume-1.ferry-partial"),
@@ -233,7 +234,7 @@ mod tests {
                 ),
                 step(
                     &format!("{}.2", k + 1),
-                    "preflight",
+                    StepName::Preflight,
                     Role::SourceStorage,
                     Action::Preflight(steps::Preflight {
                         image: image("volumes", "volume-1"),

@@ -115,7 +115,7 @@ fn check_image(
         }
         check_rbd_name(&format!("{at}.{field}"), v)?;
     }
-    if let Some(obj) = &img.facts.cloud {
+    if let Some(obj) = img.facts.cloud() {
         check_word(
             &format!("images[{i}].facts.cloud.id"),
             obj.id(),
@@ -157,12 +157,6 @@ fn check_step(
             format!("{:?} is not a step id of this image ({prefix}N)", step.id),
         );
     }
-    check_word(
-        &format!("{field}.name"),
-        &step.name,
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-',
-        64,
-    )?;
     for a in &step.after {
         if !ids.contains(a.as_str()) {
             return refuse(
@@ -460,7 +454,7 @@ impl<'a> Names<'a> {
     /// The source volume a stream or adoption step names must be this
     /// image's.
     fn check_volume(&self, field: &str, id: &str) -> Result<(), Refused> {
-        match &self.img.facts.cloud {
+        match self.img.facts.cloud() {
             Some(obj) if obj.id() == id => Ok(()),
             _ => refuse(
                 field,

@@ -551,7 +551,7 @@ fn step(s: &mut String, plan: &Plan, img: &ImagePlan, st: &Step) {
         "\n# {}",
         comment(&format!("{} {}: {what}", st.id, st.name))
     );
-    let (id, name) = (q(&st.id), q(&st.name));
+    let (id, name) = (q(&st.id), q(st.name.as_str()));
     // Cloud steps that adopt need the Cinder host before their checks.
     if let Some(Adoption::Volume(v)) = match &st.action {
         Action::CheckDestinationCloud(steps::CheckDestinationCloud {

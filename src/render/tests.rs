@@ -1,7 +1,7 @@
 use super::*;
 use crate::ceph::PoolMirrorMode;
 use crate::plan::CloudObject;
-use crate::plan::{build, AdoptOptions, BuildOptions, ImageFacts};
+use crate::plan::{build, AdoptOptions, BuildOptions, CephImage, ImageFacts, StepName};
 use crate::spec::{BootableTo, ImageKind, ImageRef, Transfer};
 
 fn plan(mode: MirrorMode) -> Plan {
@@ -89,18 +89,7 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
                 dest_name: format!("volume-{}", name(id)),
                 new_name: None,
             },
-            ImageFacts {
-                id: "10ad5eed".into(),
-                size: 1 << 30,
-                features: Features::DEFAULT,
-                user_snapshots: vec![],
-                mirroring: None,
-                in_use: false,
-                users: vec![],
-                parent: None,
-                pool_mode: PoolMirrorMode::Image,
-                recorded: None,
-                streamed: transfer == Transfer::Stream,
+            CephImage {
                 cloud: Some(CloudObject::Volume {
                     id: name(id),
                     name: name("it's a db"),
@@ -113,8 +102,18 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
                     status: "available".into(),
                     encrypted: false,
                 }),
+                ..CephImage::example()
             },
         )
+    };
+    // A volume streams as the cloud's volume; the others are RBD images.
+    let volume = |bootable: bool, id: &str| {
+        let (r, c) = volume(bootable, id);
+        let facts = match (transfer, &c.cloud) {
+            (Transfer::Stream, Some(v)) => ImageFacts::streamed(v),
+            _ => c.into(),
+        };
+        (r, facts)
     };
     build(&opts, &[volume(false, "v1"), volume(true, "v2")])
 }
@@ -391,14 +390,7 @@ fn clone_of_parent_plan() -> Plan {
         dest_name: "volume-v1".into(),
         new_name: None,
     };
-    let facts = ImageFacts {
-        id: "10ad5eed".into(),
-        size: 1 << 30,
-        features: Features::DEFAULT,
-        user_snapshots: vec![],
-        mirroring: None,
-        in_use: false,
-        users: vec![],
+    let facts = CephImage {
         parent: Some(crate::ceph::Parent {
             pool: "images".into(),
             namespace: String::new(),
@@ -407,10 +399,7 @@ fn clone_of_parent_plan() -> Plan {
             clone_format: 2,
             in_trash: false,
         }),
-        pool_mode: PoolMirrorMode::Image,
-        recorded: None,
-        cloud: None,
-        streamed: false,
+        ..CephImage::example()
     };
     let image = ImageRef {
         kind: ImageKind::Glance,
@@ -421,7 +410,7 @@ fn clone_of_parent_plan() -> Plan {
         dest_name: "abcd".into(),
         new_name: None,
     };
-    let image_facts = ImageFacts {
+    let image_facts = CephImage {
         parent: None,
         pool_mode: PoolMirrorMode::Pool,
         size: 6 << 20,
@@ -445,7 +434,10 @@ fn clone_of_parent_plan() -> Plan {
         transfer: crate::spec::Transfer::Mirror,
         conversion: None,
     };
-    build(&opts, &[(volume, facts), (image, image_facts)])
+    build(
+        &opts,
+        &[(volume, facts.into()), (image, image_facts.into())],
+    )
 }
 
 #[test]
@@ -504,7 +496,7 @@ fn every_images_input_checks_come_before_any_image_begins() {
     // adopts either, and each check is rendered once.
     let p = plan(MirrorMode::Snapshot);
     let s = script(&p, Role::DestinationCloud);
-    let marker = |image: usize, name: &str| {
+    let marker = |image: usize, name: StepName| {
         let st = p.images[image]
             .steps
             .iter()
@@ -517,8 +509,8 @@ fn every_images_input_checks_come_before_any_image_begins() {
     let checks = s
         .find("the checks of every image's inputs, before any image begins")
         .expect("a section of checks");
-    let first_check = marker(0, "check-destination-cloud");
-    let last_check = marker(1, "check-destination-cloud");
+    let first_check = marker(0, StepName::CheckDestinationCloud);
+    let last_check = marker(1, StepName::CheckDestinationCloud);
     assert!(checks < first_check && first_check < last_check);
     let first_adoption = p.images[0]
         .steps

@@ -234,7 +234,7 @@ mod prelude {
     pub(crate) use crate::openstack::api::{cinder, glance};
     pub(crate) use crate::plan::{
         type_words, Adoption, Check, CloudObject, ImageAt, ImagePlan, ImageRegistration,
-        OriginalRecord, Plan, Role, Site, SourceId, Step, VerifiedRecord, VolumeAdoption,
+        OriginalRecord, Plan, Role, Site, SourceId, Step, StepName, VerifiedRecord, VolumeAdoption,
     };
     pub(crate) use crate::render::api;
     pub(crate) use crate::render::sh::*;

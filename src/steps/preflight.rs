@@ -48,7 +48,7 @@ impl Kind for Preflight {
         let copied = plan
             .steps
             .iter()
-            .any(|s| s.name == "copy" && st.done.contains(&s.id));
+            .any(|s| s.name == StepName::Copy && st.done.contains(&s.id));
         // A run that sees the destination refuses a taken name
         // before changing the source.
         if !copied && cx.access.dst.is_some() && cx.exists(&dest)? {

@@ -26,7 +26,7 @@ impl Kind for RestoreFeatures {
     fn script(&self, _st: &Step, _plan: &Plan, img: &ImagePlan) -> String {
         let RestoreFeatures { image } = self;
         let mut b = String::new();
-        let orig = img.facts.features;
+        let orig = img.facts.original_features();
         for f in [Features::JOURNALING, Features::EXCLUSIVE_LOCK] {
             if !orig.contains(f) {
                 let n = feature_names(f).join("");
@@ -62,7 +62,9 @@ impl Kind for RestoreFeatures {
     fn execute(&self, cx: &Ctx<'_>, i: usize, _step: &Step) -> anyhow::Result<String> {
         let RestoreFeatures { image } = self;
         // The plan was made before anything changed.
-        let original = cx.state.lock().unwrap().plan.images[i].facts.features;
+        let original = cx.state.lock().unwrap().plan.images[i]
+            .facts
+            .original_features();
         let now = cx.restore_features(image, original)?;
         Ok(format!("features: {now}"))
     }

@@ -830,7 +830,7 @@ fn a_lost_bundle_is_made_again_from_the_record_the_script_left() {
     std::fs::remove_file(dir.join("source-storage.sh")).unwrap();
     let (again, text) = plan();
     assert_eq!(again.id, first.id, "{text}");
-    assert_eq!(again.images[0].facts.features, Features::DEFAULT);
+    assert_eq!(again.images[0].facts.original_features(), Features::DEFAULT);
     assert!(
         text.contains(&format!("resumes plan {}", first.id)),
         "{text}"

@@ -1,6 +1,8 @@
 use super::*;
-use crate::ceph::{Features, MirrorMode, PoolMirrorMode};
-use crate::plan::{build, AdoptOptions, BuildOptions, CloudObject, ImageFacts};
+use crate::ceph::{MirrorMode, PoolMirrorMode};
+use crate::plan::{
+    build, AdoptOptions, BuildOptions, CephImage, CloudObject, ImageFacts, StepName,
+};
 use crate::spec::{BootableTo, Clones, ImageKind, ImageRef};
 
 fn hosts() -> ConversionHosts {
@@ -63,38 +65,39 @@ fn volume(id: &str, bootable: bool, transfer: Transfer) -> (ImageRef, ImageFacts
             dest_name: format!("volume-{id}"),
             new_name: None,
         },
-        ImageFacts {
-            id: "10ad5eed".into(),
-            size: 1 << 30,
-            features: Features::DEFAULT,
-            user_snapshots: vec![],
-            mirroring: None,
-            in_use: false,
-            users: vec![],
-            parent: None,
-            pool_mode: PoolMirrorMode::Image,
-            recorded: None,
-            streamed: transfer == Transfer::Stream,
-            cloud: Some(CloudObject::Volume {
-                id: id.into(),
-                name: "it's a db".into(),
-                description: Some("the db".into()),
-                size_gb: 1,
-                bootable,
-                volume_type: Some("ceph".into()),
-                metadata: Default::default(),
-                image_metadata: Default::default(),
-                status: "available".into(),
-                encrypted: false,
-            }),
-        },
+        facts(
+            CephImage {
+                cloud: Some(CloudObject::Volume {
+                    id: id.into(),
+                    name: "it's a db".into(),
+                    description: Some("the db".into()),
+                    size_gb: 1,
+                    bootable,
+                    volume_type: Some("ceph".into()),
+                    metadata: Default::default(),
+                    image_metadata: Default::default(),
+                    status: "available".into(),
+                    encrypted: false,
+                }),
+                ..CephImage::example()
+            },
+            transfer,
+        ),
     )
+}
+
+/// A volume streams as the cloud's volume; the others are RBD images.
+fn facts(c: CephImage, transfer: Transfer) -> ImageFacts {
+    match (transfer, &c.cloud) {
+        (Transfer::Stream, Some(v)) => ImageFacts::streamed(v),
+        _ => c.into(),
+    }
 }
 
 /// A clone of the Glance image `abcd`, which the plan moves too.
 fn clone_and_parent(transfer: Transfer) -> Vec<(ImageRef, ImageFacts)> {
     let (r, mut f) = volume("c1", false, transfer);
-    f.parent = Some(crate::ceph::Parent {
+    f.ceph_mut().parent = Some(crate::ceph::Parent {
         pool: "images".into(),
         namespace: String::new(),
         image: "abcd".into(),
@@ -102,7 +105,7 @@ fn clone_and_parent(transfer: Transfer) -> Vec<(ImageRef, ImageFacts)> {
         clone_format: 2,
         in_trash: false,
     });
-    f.cloud = None;
+    f.ceph_mut().cloud = None;
     let (mut g, mut gf) = volume("abcd", false, transfer);
     g.kind = ImageKind::Glance;
     g.pool = "images".into();
@@ -110,8 +113,8 @@ fn clone_and_parent(transfer: Transfer) -> Vec<(ImageRef, ImageFacts)> {
     g.mirrored_pool = "images".into();
     g.dest_pool = "glance-images".into();
     g.dest_name = "abcd".into();
-    gf.pool_mode = PoolMirrorMode::Pool;
-    gf.cloud = None;
+    gf.ceph_mut().pool_mode = PoolMirrorMode::Pool;
+    gf.ceph_mut().cloud = None;
     vec![(r, f), (g, gf)]
 }
 
@@ -147,7 +150,7 @@ fn refused(plan: &Plan) -> String {
     check(plan).expect_err("refused").to_string()
 }
 
-fn step_mut<'p>(plan: &'p mut Plan, name: &str) -> &'p mut Step {
+fn step_mut(plan: &mut Plan, name: StepName) -> &mut Step {
     plan.images
         .iter_mut()
         .flat_map(|i| &mut i.steps)
@@ -176,7 +179,7 @@ fn a_proxy_command_ssh_option_is_refused_naming_the_field() {
     ] {
         let mut plan = stream_plan();
         let Action::StreamVolume(steps::StreamVolume { hosts, .. }) =
-            &mut step_mut(&mut plan, "stream").action
+            &mut step_mut(&mut plan, StepName::Stream).action
         else {
             panic!()
         };
@@ -200,7 +203,7 @@ fn a_ferry_command_with_shell_syntax_or_a_host_like_an_option_is_refused() {
     ] {
         let mut plan = stream_plan();
         let Action::StreamVolume(steps::StreamVolume { hosts, .. }) =
-            &mut step_mut(&mut plan, "stream").action
+            &mut step_mut(&mut plan, StepName::Stream).action
         else {
             panic!()
         };
@@ -210,7 +213,7 @@ fn a_ferry_command_with_shell_syntax_or_a_host_like_an_option_is_refused() {
     }
     let mut plan = stream_plan();
     let Action::StreamVolume(steps::StreamVolume { hosts, .. }) =
-        &mut step_mut(&mut plan, "stream").action
+        &mut step_mut(&mut plan, StepName::Stream).action
     else {
         panic!()
     };
@@ -224,7 +227,7 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
     // A destination storage step that disables the source's mirroring.
     let mut plan = plans().remove(0);
     let source = plan.images[0].mirrored_source();
-    step_mut(&mut plan, "copy").action =
+    step_mut(&mut plan, StepName::Copy).action =
         Action::DisableMirroring(steps::DisableMirroring { image: source });
     let e = refused(&plan);
     assert!(e.starts_with("images[0].steps["), "{e}");
@@ -236,7 +239,8 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
     // it is a cleanup step, which the destination storage part never runs.
     // A destination storage action pointed at the source site is refused.
     let mut plan = plans().remove(0);
-    let Action::Copy(steps::CopyImage { to, .. }) = &mut step_mut(&mut plan, "copy").action else {
+    let Action::Copy(steps::CopyImage { to, .. }) = &mut step_mut(&mut plan, StepName::Copy).action
+    else {
         panic!()
     };
     to.site = Site::Source;
@@ -247,7 +251,7 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
     let i = plan
         .images
         .iter()
-        .position(|i| i.steps.iter().any(|s| s.name == "remove-flat-copy"))
+        .position(|i| i.steps.iter().any(|s| s.name == StepName::RemoveFlatCopy))
         .unwrap();
     let orig = ImageAt {
         site: Site::Source,
@@ -258,7 +262,7 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
     let step = plan.images[i]
         .steps
         .iter_mut()
-        .find(|s| s.name == "remove-flat-copy")
+        .find(|s| s.name == StepName::RemoveFlatCopy)
         .unwrap();
     step.action = Action::RemoveImage(steps::RemoveImage { image: orig });
     let e = refused(&plan);
@@ -270,7 +274,8 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
 fn an_image_of_another_plan_or_image_is_refused_naming_the_field() {
     // Another image of the same pool.
     let mut plan = plans().remove(0);
-    let Action::Publish(steps::Publish { copy, .. }) = &mut step_mut(&mut plan, "publish").action
+    let Action::Publish(steps::Publish { copy, .. }) =
+        &mut step_mut(&mut plan, StepName::Publish).action
     else {
         panic!()
     };
@@ -282,7 +287,7 @@ fn an_image_of_another_plan_or_image_is_refused_naming_the_field() {
     // Another plan's cut-over snapshot.
     let mut plan = plans().remove(0);
     let Action::CreateCutover(steps::CreateCutover { image, .. }) =
-        &mut step_mut(&mut plan, "cut-over-snapshot").action
+        &mut step_mut(&mut plan, StepName::CutOverSnapshot).action
     else {
         panic!()
     };
@@ -291,7 +296,7 @@ fn an_image_of_another_plan_or_image_is_refused_naming_the_field() {
     assert!(e.contains("].action.image: "), "{e}");
     // Another image's name in a check.
     let mut plan = plans().remove(0);
-    step_mut(&mut plan, "preflight").requires = vec![Check::Exists {
+    step_mut(&mut plan, StepName::Preflight).requires = vec![Check::Exists {
         image: ImageAt {
             site: Site::Source,
             pool: "volumes".into(),
@@ -304,7 +309,7 @@ fn an_image_of_another_plan_or_image_is_refused_naming_the_field() {
     // Another volume streamed.
     let mut plan = stream_plan();
     let Action::StreamVolume(steps::StreamVolume { source_volume, .. }) =
-        &mut step_mut(&mut plan, "stream").action
+        &mut step_mut(&mut plan, StepName::Stream).action
     else {
         panic!()
     };

@@ -1,0 +1,1161 @@
+use super::adopt::{adoption_for, manageable_description};
+use super::*;
+use crate::plan::CephImage;
+use crate::plan::{Action, CloudObject, Plan, Role, Site, Step, StepName, ADOPTED_FROM};
+use crate::steps;
+
+fn opts(mode: MirrorMode, cleanup: bool) -> BuildOptions {
+    BuildOptions {
+        mode,
+        allow_in_use: false,
+        cleanup,
+        source_cluster: "ceph".into(),
+        destination_cluster: "cephpa1".into(),
+        adopt: None,
+        plan_id: "p1".into(),
+        destination_fsid: None,
+        source_fsid: None,
+        clones: Clones::Flat,
+        source_glance_pool: Some("osglance".into()),
+        dest_glance_pool: Some("glance-ct1-cl1".into()),
+        published_parents: BTreeSet::new(),
+        transfer: Transfer::Mirror,
+        conversion: None,
+    }
+}
+
+fn volume(features: Features) -> (ImageRef, ImageFacts) {
+    (
+        ImageRef {
+            kind: ImageKind::Cinder,
+            pool: "oscinder".into(),
+            name: "volume-1".into(),
+            mirrored_pool: "oscinder".into(),
+            dest_pool: "cinder-ceph-pa1-cl1".into(),
+            dest_name: "volume-1".into(),
+            new_name: None,
+        },
+        CephImage {
+            features,
+            ..CephImage::example()
+        }
+        .into(),
+    )
+}
+
+fn glance(features: Features) -> (ImageRef, ImageFacts) {
+    let (mut r, mut f) = volume(features);
+    r.kind = ImageKind::Glance;
+    r.pool = "osglance".into();
+    r.name = "abcd".into();
+    r.mirrored_pool = "osglance".into();
+    r.dest_pool = "glance-ct1-cl1".into();
+    r.dest_name = "abcd".into();
+    f.ceph_mut().pool_mode = PoolMirrorMode::Pool;
+    (r, f)
+}
+
+fn names(plan: &Plan) -> Vec<StepName> {
+    plan.images[0].steps.iter().map(|s| s.name).collect()
+}
+
+#[test]
+fn snapshot_mode_needs_no_feature_changes() {
+    let plan = build(
+        &opts(MirrorMode::Snapshot, false),
+        &[volume(Features::DEFAULT)],
+    );
+    assert_eq!(
+        names(&plan),
+        [
+            StepName::Preflight,
+            StepName::RecordOriginal,
+            StepName::EnableMirroring,
+            StepName::CutOverSnapshot,
+            StepName::HashSource,
+            StepName::WaitForSync,
+            StepName::Copy,
+            StepName::Verify,
+            StepName::Publish
+        ]
+    );
+    let steps = &plan.images[0].steps;
+    assert_eq!(steps[2].role, Role::SourceStorage);
+    assert_eq!(steps[5].role, Role::DestinationStorage);
+    // The source's hash runs beside the sync and the copy: the sync
+    // follows the cut-over, the verify follows the copy and the hash.
+    assert_eq!(steps[4].name, StepName::HashSource);
+    assert_eq!(steps[5].after, vec![steps[3].id.clone()]);
+    assert_eq!(
+        steps[7].after,
+        vec![steps[6].id.clone(), steps[4].id.clone()]
+    );
+    // The copy is made under a partial name and gets its final name only
+    // once verified.
+    let Action::Copy(steps::CopyImage { to, .. }) = &steps[6].action else {
+        panic!()
+    };
+    assert_eq!(to.image, "volume-1.ferry-partial");
+    assert_eq!(steps[8].requires[0], steps[7].done_when[0]);
+    assert!(matches!(steps[7].done_when[0], Check::Verified { .. }));
+    assert_eq!(
+        steps[3].requires,
+        vec![Check::NotInUse {
+            image: steps[0].action_image()
+        }]
+    );
+    assert_eq!(plan.steps_for(Role::Cleanup).count(), 0);
+}
+
+fn direct(mode: MirrorMode, cleanup: bool) -> BuildOptions {
+    BuildOptions {
+        transfer: Transfer::Direct,
+        ..opts(mode, cleanup)
+    }
+}
+
+#[test]
+fn a_direct_transfer_changes_nothing_on_the_source_but_its_snapshot() {
+    // Journal mode asked for, an image lacking exclusive-lock, with a
+    // user snapshot: none of it matters when nothing is mirrored.
+    let (r, mut f) = volume(Features::LAYERING);
+    f.ceph_mut().user_snapshots = vec!["before-upgrade".into()];
+    let plan = build(&direct(MirrorMode::Journal, true), &[(r, f)]);
+    assert_eq!(
+        names(&plan),
+        [
+            StepName::Preflight,
+            StepName::RecordOriginal,
+            StepName::CutOverSnapshot,
+            StepName::Copy,
+            StepName::Verify,
+            StepName::Publish,
+            StepName::ConfirmVerified,
+            StepName::CheckSourceUnchanged,
+            StepName::RemoveCutOverSnapshot,
+            StepName::ForgetOriginal
+        ]
+    );
+    let img = &plan.images[0];
+    assert_eq!(img.transfer, Transfer::Direct);
+    assert!(!img.warnings.iter().any(|w| w.contains("mirrored too")));
+    let steps = &img.steps;
+    let cut = ImageAt {
+        site: Site::Source,
+        pool: "oscinder".into(),
+        image: "volume-1".into(),
+        snap: Some(crate::plan::cutover_snap("p1")),
+    };
+    assert_eq!(
+        steps[2].action,
+        Action::FreezeSnapshot(steps::FreezeSnapshot { image: cut.clone() })
+    );
+    assert_eq!(
+        steps[2].requires,
+        vec![Check::NotInUse {
+            image: ImageAt {
+                snap: None,
+                ..cut.clone()
+            }
+        }]
+    );
+    // The copy reads the cut-over on the source cluster, once it exists.
+    let Action::Copy(steps::CopyImage { from, to, .. }) = &steps[3].action else {
+        panic!("{:?}", steps[3].action)
+    };
+    assert_eq!(from, &cut);
+    assert_eq!(to.site, Site::Destination);
+    assert_eq!(steps[3].role, Role::DestinationStorage);
+    assert_eq!(
+        steps[3].requires[0],
+        Check::SnapshotExists { image: cut.clone() }
+    );
+    // The verify compares with the digest noted on the source.
+    let Action::Verify(steps::Verify { expected, .. }) = &steps[4].action else {
+        panic!()
+    };
+    assert_eq!(expected, &cut);
+    assert_eq!(steps[4].after, vec![steps[3].id.clone()]);
+    assert!(steps[4].requires.contains(&Check::MetadataPresent {
+        image: ImageAt {
+            snap: None,
+            ..cut.clone()
+        },
+        key: crate::plan::checksum_key(&crate::plan::cutover_snap("p1")),
+    }));
+}
+
+#[test]
+fn a_direct_clone_is_read_through_its_parent_with_no_flat_copy_on_the_source() {
+    let plan = build(
+        &direct(MirrorMode::Snapshot, true),
+        &[clone_of_glance_image()],
+    );
+    let n = names(&plan);
+    assert!(!n.contains(&StepName::CopyOutFlat), "{n:?}");
+    assert!(!n.contains(&StepName::RemoveFlatCopy), "{n:?}");
+    assert!(!n.contains(&StepName::DisableMirroring), "{n:?}");
+    let copy = plan.images[0]
+        .steps
+        .iter()
+        .find(|s| s.name == StepName::Copy)
+        .unwrap();
+    assert_eq!(copy.action_image().image, "volume-1");
+    assert_eq!(plan.images[0].mirrored_source().image, "volume-1");
+    assert!(plan.images[0]
+        .warnings
+        .iter()
+        .any(|w| w.contains("read through its parent")));
+}
+
+fn clone_of_glance_image() -> (ImageRef, ImageFacts) {
+    let (r, mut f) = volume(Features::DEFAULT);
+    f.ceph_mut().parent = Some(crate::ceph::Parent {
+        pool: "osglance".into(),
+        namespace: String::new(),
+        image: "abcd".into(),
+        snap: "snap".into(),
+        clone_format: 2,
+        in_trash: false,
+    });
+    (r, f)
+}
+
+#[test]
+fn a_clone_is_frozen_copied_out_flat_and_its_carrier_is_mirrored() {
+    for mode in [MirrorMode::Snapshot, MirrorMode::Journal] {
+        let plan = build(&opts(mode, true), &[clone_of_glance_image()]);
+        assert_eq!(
+            names(&plan),
+            [
+                StepName::Preflight,
+                StepName::RecordOriginal,
+                StepName::FreezeSnapshot,
+                StepName::CopyOutFlat,
+                StepName::EnableMirroring,
+                StepName::CutOverSnapshot,
+                StepName::HashSource,
+                StepName::WaitForSync,
+                StepName::Copy,
+                StepName::Verify,
+                StepName::Publish,
+                StepName::ConfirmVerified,
+                StepName::CheckSourceUnchanged,
+                StepName::DisableMirroring,
+                StepName::RemoveFlatCopy,
+                StepName::RemoveCutOverSnapshot,
+                StepName::ForgetOriginal,
+            ],
+            "{mode}"
+        );
+        let steps = &plan.images[0].steps;
+        // Nothing but a snapshot touches the clone itself: no feature
+        // change, and mirroring, copy and cleanup are on the carrier.
+        for s in steps {
+            if let Action::EnableMirroring(steps::EnableMirroring { image, .. })
+            | Action::DisableMirroring(steps::DisableMirroring { image }) = &s.action
+            {
+                assert_eq!(image.image, "volume-1.ferry-flat");
+            }
+            assert!(!matches!(
+                s.action,
+                Action::EnableFeatures(steps::EnableFeatures { .. })
+                    | Action::DisableFeatures(steps::DisableFeatures { .. })
+                    | Action::RestoreFeatures(steps::RestoreFeatures { .. })
+            ));
+        }
+        let Action::FlatCopy(steps::FlatCopy { from, features, .. }) = &steps[3].action else {
+            panic!("{:?}", steps[3].action)
+        };
+        assert_eq!(
+            from.to_string(),
+            "source:oscinder/volume-1@ferry-cutover-p1"
+        );
+        assert_eq!(
+            features.contains(Features::JOURNALING),
+            mode == MirrorMode::Journal
+        );
+        // The freeze waits for an idle clone; the verified note goes on
+        // the clone, which stays.
+        assert!(steps[2]
+            .requires
+            .iter()
+            .any(|c| matches!(c, Check::NotInUse { image } if image.image == "volume-1")));
+        let Action::ConfirmVerified(steps::ConfirmVerified { source, mark, .. }) =
+            &steps[11].action
+        else {
+            panic!()
+        };
+        assert_eq!(source.image, "volume-1.ferry-flat");
+        assert_eq!(mark.image, "volume-1");
+        assert_eq!(
+            plan.images[0].mirrored_source().image,
+            "volume-1.ferry-flat"
+        );
+    }
+}
+
+fn copy_of(plan: &Plan, k: usize) -> &Step {
+    plan.images[k]
+        .steps
+        .iter()
+        .find(|s| s.name == StepName::Copy)
+        .unwrap()
+}
+
+fn clone_of(step: &Step) -> Option<&ImageAt> {
+    match &step.action {
+        Action::Copy(steps::CopyImage { clone_of, .. }) => clone_of.as_ref(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn clone_of_parent_clones_the_parents_destination_copy_and_waits_for_it() {
+    let mut o = opts(MirrorMode::Snapshot, true);
+    o.clones = Clones::CloneOfParent;
+    // The clone listed before its parent.
+    let plan = build(&o, &[clone_of_glance_image(), glance(Features::LAYERING)]);
+    let copy = copy_of(&plan, 0);
+    let parent = clone_of(copy).expect("a clone of the parent's copy");
+    assert_eq!(
+        parent.to_string(),
+        "destination:glance-ct1-cl1/abcd@snap",
+        "where the parent's snapshot-and-protect puts it"
+    );
+    let Action::SnapshotAndProtect(steps::SnapshotAndProtect { image }) = &plan.images[1]
+        .steps
+        .iter()
+        .find(|s| s.name == StepName::SnapshotAndProtect)
+        .unwrap()
+        .action
+    else {
+        panic!()
+    };
+    assert_eq!(image, parent);
+    // The copy waits for the published parent, after the sync.
+    assert_eq!(
+        copy.requires.last(),
+        Some(&Check::SnapshotProtected {
+            image: parent.clone()
+        })
+    );
+    assert!(matches!(copy.requires[0], Check::MirrorSynced { .. }));
+    let Action::Copy(steps::CopyImage { features, .. }) = &copy.action else {
+        panic!()
+    };
+    assert!(features.unwrap().contains(Features::LAYERING));
+    // The parent goes first, however the spec lists them.
+    assert_eq!(plan.run_order(), [1, 0]);
+    let w = plan.images[0].warnings.join("\n");
+    assert!(
+        w.contains("it arrives as a clone of destination:glance-ct1-cl1/abcd@snap (moved in this migration as image 2"),
+        "{w}"
+    );
+    // The parent itself is an ordinary Glance image; verify, publish
+    // and cleanup of the clone are unchanged.
+    assert!(clone_of(copy_of(&plan, 1)).is_none());
+    let flat = build(
+        &opts(MirrorMode::Snapshot, true),
+        &[clone_of_glance_image()],
+    );
+    assert_eq!(names(&plan), names(&flat));
+    assert_eq!(plan.run_order(), [1, 0]);
+}
+
+#[test]
+fn clone_of_parent_uses_a_parent_found_at_the_destination_or_says_it_goes_flat() {
+    let mut o = opts(MirrorMode::Journal, false);
+    o.clones = Clones::CloneOfParent;
+    // Neither in the migration nor at the destination: flat, and said.
+    let plan = build(&o, &[clone_of_glance_image()]);
+    let copy = copy_of(&plan, 0);
+    assert!(clone_of(copy).is_none());
+    assert!(!copy
+        .requires
+        .iter()
+        .any(|c| matches!(c, Check::SnapshotProtected { .. })));
+    let w = plan.images[0].warnings.join("\n");
+    assert!(w.contains("it arrives flat"), "{w}");
+    assert!(
+        w.contains("its parent osglance/abcd@snap is not part of this migration, and destination:glance-ct1-cl1/abcd@snap was not found protected at the destination when planning: it arrives flat"),
+        "{w}"
+    );
+    assert_eq!(plan.run_order(), [0]);
+    // Found there when planning: a clone of it.
+    o.published_parents = ["glance-ct1-cl1/abcd@snap".to_string()].into();
+    let plan = build(&o, &[clone_of_glance_image()]);
+    assert_eq!(
+        clone_of(copy_of(&plan, 0))
+            .map(|p| p.to_string())
+            .as_deref(),
+        Some("destination:glance-ct1-cl1/abcd@snap")
+    );
+    let w = plan.images[0].warnings.join("\n");
+    assert!(w.contains("(at the destination already)"), "{w}");
+    // A parent outside the Glance pool (a volume cloned from a volume
+    // snapshot) is not a Glance image: flat, and said.
+    let (r, mut f) = clone_of_glance_image();
+    f.ceph_mut().parent.as_mut().unwrap().pool = "oscinder".into();
+    let plan = build(&o, &[(r, f)]);
+    assert!(clone_of(copy_of(&plan, 0)).is_none());
+    let w = plan.images[0].warnings.join("\n");
+    assert!(
+        w.contains("keeps clones of Glance images (in pool osglance)"),
+        "{w}"
+    );
+    // The default is flat, and says nothing more.
+    let plan = build(
+        &opts(MirrorMode::Journal, false),
+        &[clone_of_glance_image()],
+    );
+    assert!(clone_of(copy_of(&plan, 0)).is_none());
+    assert!(!plan.images[0]
+        .warnings
+        .iter()
+        .any(|w| w.contains("clone-of-parent")));
+}
+
+#[test]
+fn a_clone_of_parent_plan_round_trips_and_older_plans_read_as_flat() {
+    let mut o = opts(MirrorMode::Snapshot, true);
+    o.clones = Clones::CloneOfParent;
+    let plan = build(&o, &[clone_of_glance_image(), glance(Features::LAYERING)]);
+    let yaml = serde_yaml::to_string(&plan).unwrap();
+    assert!(yaml.contains("clone_of:"), "{yaml}");
+    assert_eq!(serde_yaml::from_str::<Plan>(&yaml).unwrap(), plan);
+    let flat = build(
+        &opts(MirrorMode::Snapshot, true),
+        &[clone_of_glance_image()],
+    );
+    let yaml = serde_yaml::to_string(&flat).unwrap();
+    assert!(!yaml.contains("clone_of"), "{yaml}");
+}
+
+#[test]
+fn snapshot_mode_turns_exclusive_lock_on_to_tell_writers_and_cleanup_turns_it_off() {
+    let plan = build(
+        &opts(MirrorMode::Snapshot, true),
+        &[volume(Features::LAYERING)],
+    );
+    let n = names(&plan);
+    assert_eq!(
+        &n[..4],
+        [
+            StepName::Preflight,
+            StepName::RecordOriginal,
+            StepName::EnableFeatures,
+            StepName::EnableMirroring
+        ]
+    );
+    assert!(n.contains(&StepName::RestoreFeatures));
+    let restore = plan.images[0]
+        .steps
+        .iter()
+        .find(|s| s.name == StepName::RestoreFeatures)
+        .unwrap();
+    assert!(restore
+        .requires
+        .iter()
+        .any(|c| matches!(c, Check::NotInUse { .. })));
+}
+
+/// A journaled image whose plan p0 lost its state after the feature
+/// changes: planned again from its record.
+fn recorded_volume() -> (ImageRef, ImageFacts) {
+    let (r, mut f) = volume(Features::DEFAULT);
+    f.ceph_mut().recorded = Some(crate::plan::Recorded {
+        plan: "p0".into(),
+        features_now: Features::LAYERING | Features::EXCLUSIVE_LOCK | Features::JOURNALING,
+        mirroring_now: Some(MirrorMode::Journal),
+    });
+    (r, f)
+}
+
+#[test]
+fn a_plan_made_again_takes_the_recorded_id_and_restores_the_recorded_features() {
+    let images = [recorded_volume()];
+    let mut o = opts(MirrorMode::Journal, true);
+    o.plan_id = crate::plan::recorded_plan_id(&images).unwrap().unwrap();
+    let plan = build(&o, &images);
+    assert_eq!(plan.id, "p0");
+    let steps = &plan.images[0].steps;
+    let Action::RecordOriginal(steps::RecordOriginal { record, .. }) = &steps[1].action else {
+        panic!("{:?}", steps[1].action)
+    };
+    assert_eq!(
+        record,
+        &crate::plan::OriginalRecord {
+            plan: "p0".into(),
+            features: Features::DEFAULT,
+            mirroring: None
+        }
+    );
+    let n = names(&plan);
+    // The recorded state, not the changed one: mirroring was off, so
+    // cleanup turns it off; the features come back.
+    assert!(n.contains(&StepName::DisableMirroring), "{n:?}");
+    let restore = steps
+        .iter()
+        .find(|s| s.name == StepName::RestoreFeatures)
+        .unwrap();
+    assert!(restore.done_when.contains(&Check::FeaturesAbsent {
+        image: steps[0].action_image(),
+        features: Features::JOURNALING,
+    }));
+    assert!(restore.done_when.contains(&Check::FeaturesPresent {
+        image: steps[0].action_image(),
+        features: Features::LAYERING
+            | Features::EXCLUSIVE_LOCK
+            | Features::OBJECT_MAP
+            | Features::FAST_DIFF,
+    }));
+    let Action::RemoveMetadata(steps::RemoveMetadata { key, .. }) = &steps.last().unwrap().action
+    else {
+        panic!()
+    };
+    assert_eq!(key, "ferry-plan-p0.original");
+    assert!(
+        plan.images[0].warnings[0].starts_with("begun before by plan p0"),
+        "{:?}",
+        plan.images[0].warnings
+    );
+    let text = crate::plan::render_text(&plan);
+    assert!(
+        text.contains("resumes plan p0: begun before on oscinder/volume-1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn images_begun_by_two_plans_cannot_be_planned_together() {
+    let (r, f) = volume(Features::DEFAULT);
+    assert_eq!(
+        crate::plan::recorded_plan_id(&[(r.clone(), f.clone())]).unwrap(),
+        None
+    );
+    let (mut r2, mut f2) = recorded_volume();
+    r2.name = "volume-2".into();
+    f2.ceph_mut().recorded.as_mut().unwrap().plan = "p9".into();
+    let e = crate::plan::recorded_plan_id(&[recorded_volume(), (r, f), (r2, f2)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("plan p0: oscinder/volume-1; plan p9: oscinder/volume-2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn descriptions_lose_only_what_manage_existing_refuses() {
+    assert_eq!(
+        manageable_description("it's \"q\" $(x) `y`\r\n\tz é"),
+        "it's \"q\" $(x) `y`   z é"
+    );
+}
+
+#[test]
+fn original_records_name_their_plan() {
+    let rec = crate::plan::OriginalRecord {
+        plan: "ab12".into(),
+        features: Features::DEFAULT,
+        mirroring: Some(MirrorMode::Snapshot),
+    };
+    let key = crate::plan::original_key("ab12");
+    assert_eq!(key, "ferry-plan-ab12.original");
+    assert_eq!(crate::plan::original_key_plan(&key), Some("ab12"));
+    assert_eq!(crate::plan::original_key_plan("ferry-plan-.original"), None);
+    assert_eq!(
+        crate::plan::original_key_plan("ferry-cutover-ab12.digest"),
+        None
+    );
+    assert_eq!(
+        crate::plan::OriginalRecord::parse(&key, &rec.to_line()),
+        Ok(rec.clone())
+    );
+    let e =
+        crate::plan::OriginalRecord::parse("ferry-plan-cd34.original", &rec.to_line()).unwrap_err();
+    assert!(e.contains("record of plan \"ab12\""), "{e}");
+    let e = crate::plan::OriginalRecord::parse(&key, "layering").unwrap_err();
+    assert!(e.contains("is not a record"), "{e}");
+}
+
+#[test]
+fn cleanup_checks_for_writes_after_the_cut_over_first() {
+    let plan = build(
+        &opts(MirrorMode::Snapshot, true),
+        &[volume(Features::DEFAULT)],
+    );
+    let n = names(&plan);
+    let confirm = n
+        .iter()
+        .position(|s| *s == StepName::ConfirmVerified)
+        .unwrap();
+    assert_eq!(n[confirm + 1], StepName::CheckSourceUnchanged);
+}
+
+#[test]
+fn copies_are_created_without_internal_feature_bits() {
+    let (r, f) = glance(Features(Features::DEFAULT.0 | Features::OPERATIONS.0));
+    let plan = build(&opts(MirrorMode::Snapshot, false), &[(r, f)]);
+    let copy = plan.images[0]
+        .steps
+        .iter()
+        .find_map(|s| match &s.action {
+            Action::Copy(steps::CopyImage { features, .. }) => *features,
+            _ => None,
+        })
+        .unwrap();
+    assert!(!copy.contains(Features::OPERATIONS));
+    assert!(!copy.contains(Features::JOURNALING));
+    assert!(copy.contains(Features::DEEP_FLATTEN));
+}
+
+#[test]
+fn steps_are_chained_with_stable_ids() {
+    let plan = build(
+        &opts(MirrorMode::Snapshot, false),
+        &[volume(Features::DEFAULT), volume(Features::DEFAULT)],
+    );
+    let second = &plan.images[1].steps;
+    assert_eq!(second[0].id, "2.1");
+    assert!(second[0].after.is_empty());
+    assert_eq!(second[1].after, vec!["2.1".to_string()]);
+}
+
+#[test]
+fn journal_mode_enables_only_what_it_needs_and_cleanup_restores() {
+    let plan = build(
+        &opts(MirrorMode::Journal, true),
+        &[volume(Features::DEFAULT)],
+    );
+    assert_eq!(
+        names(&plan),
+        [
+            StepName::Preflight,
+            StepName::RecordOriginal,
+            StepName::EnableFeatures,
+            StepName::EnableMirroring,
+            StepName::CutOverSnapshot,
+            StepName::HashSource,
+            StepName::WaitForSync,
+            StepName::Copy,
+            StepName::Verify,
+            StepName::Publish,
+            StepName::ConfirmVerified,
+            StepName::CheckSourceUnchanged,
+            StepName::DisableMirroring,
+            StepName::RemoveCutOverSnapshot,
+            StepName::RestoreFeatures,
+            StepName::ForgetOriginal
+        ]
+    );
+    let steps = &plan.images[0].steps;
+    // The cut-over is a named snapshot that the copy and the checksum read.
+    assert_eq!(
+        steps[4].done_when,
+        vec![Check::SnapshotExists {
+            image: ImageAt {
+                snap: Some("ferry-cutover-p1".into()),
+                ..steps[0].action_image()
+            }
+        },],
+        "journal mode needs no mirror snapshot"
+    );
+    // The digest goes into the metadata, which the journal carries.
+    assert!(matches!(
+        &steps[5].action,
+        Action::HashSource(steps::HashSource {
+            mode: MirrorMode::Journal,
+            ..
+        })
+    ));
+    assert!(steps[8].requires.contains(&Check::MetadataPresent {
+        image: ImageAt {
+            site: Site::Destination,
+            snap: None,
+            ..steps[0].action_image()
+        },
+        key: "ferry-cutover-p1.digest".into()
+    }));
+    let Action::Copy(steps::CopyImage { from, .. }) = &steps[7].action else {
+        panic!()
+    };
+    assert_eq!(
+        from.to_string(),
+        "destination:oscinder/volume-1@ferry-cutover-p1"
+    );
+    // Nothing is disabled: journaling goes beside object-map, fast-diff
+    // and deep-flatten, which are disabled only if the cluster refuses.
+    assert!(!steps.iter().any(|s| matches!(
+        s.action,
+        Action::DisableFeatures(steps::DisableFeatures { .. })
+    )));
+    let Action::EnableFeatures(steps::EnableFeatures {
+        features,
+        make_room,
+        ..
+    }) = &steps[2].action
+    else {
+        panic!("{:?}", steps[2].action)
+    };
+    assert_eq!(
+        features,
+        &[Features::JOURNALING],
+        "exclusive-lock is already on"
+    );
+    assert_eq!(
+        make_room,
+        &[
+            Features::DEEP_FLATTEN,
+            Features::FAST_DIFF,
+            Features::OBJECT_MAP
+        ]
+    );
+    // Cleanup takes journaling off and puts every feature back.
+    let restore = &steps[14];
+    assert_eq!(restore.role, Role::Cleanup);
+    assert!(restore.done_when.contains(&Check::FeaturesAbsent {
+        image: steps[0].action_image(),
+        features: Features::JOURNALING,
+    }));
+    assert!(restore.done_when.contains(&Check::FeaturesPresent {
+        image: steps[0].action_image(),
+        features: Features::LAYERING
+            | Features::EXCLUSIVE_LOCK
+            | Features::OBJECT_MAP
+            | Features::FAST_DIFF,
+    }));
+    assert!(plan.images[0].warnings[1].starts_with(
+        "journaling is enabled beside deep-flatten, fast-diff, object-map; should the cluster refuse it"
+    ));
+    // Nothing destroys source data before the checksums agree.
+    for s in &steps[9..] {
+        assert!(s
+            .requires
+            .iter()
+            .any(|c| matches!(c, Check::Verified { .. })
+                || matches!(c, Check::MetadataPresent { key, .. } if key.ends_with(".verified"))));
+    }
+}
+
+#[test]
+fn glance_image_in_a_pool_mode_pool_is_journaled_and_protected() {
+    let plan = build(
+        &opts(MirrorMode::Snapshot, true),
+        &[glance(Features::LAYERING)],
+    );
+    assert_eq!(plan.images[0].mode, MirrorMode::Journal);
+    assert_eq!(
+        names(&plan),
+        [
+            StepName::Preflight,
+            StepName::RecordOriginal,
+            StepName::EnableFeatures,
+            StepName::CutOverSnapshot,
+            StepName::HashSource,
+            StepName::WaitForSync,
+            StepName::Copy,
+            StepName::Verify,
+            StepName::Publish,
+            StepName::SnapshotAndProtect,
+            StepName::ConfirmVerified,
+            StepName::CheckSourceUnchanged,
+            StepName::RemoveCutOverSnapshot,
+            StepName::RestoreFeatures,
+            StepName::ForgetOriginal
+        ]
+    );
+    let Action::SnapshotAndProtect(steps::SnapshotAndProtect { image }) =
+        &plan.images[0].steps[9].action
+    else {
+        panic!()
+    };
+    assert_eq!(image.to_string(), "destination:glance-ct1-cl1/abcd@snap");
+}
+
+#[test]
+fn in_use_images_wait_unless_allowed() {
+    let (r, mut f) = volume(Features::DEFAULT);
+    f.ceph_mut().in_use = true;
+    f.ceph_mut().users =
+        vec!["client.4100 at 10.0.0.5:0/1 (holds the exclusive lock: it writes)".into()];
+    f.ceph_mut().user_snapshots = vec!["s1".into()];
+    let mut o = opts(MirrorMode::Journal, false);
+    let plan = build(&o, &[(r.clone(), f.clone())]);
+    assert!(plan.images[0].steps[2]
+        .requires
+        .iter()
+        .any(|c| matches!(c, Check::NotInUse { .. })));
+    let w = &plan.images[0].warnings;
+    assert_eq!(w.len(), 5, "{w:?}");
+    assert!(w[1].contains("client.4100 at 10.0.0.5:0/1"), "{w:?}");
+    assert!(w[2].contains("keep the source stopped"), "{w:?}");
+    o.allow_in_use = true;
+    let plan = build(&o, &[(r, f)]);
+    assert!(plan.images[0].steps.iter().all(|s| !s
+        .requires
+        .iter()
+        .any(|c| matches!(c, Check::NotInUse { .. }))));
+}
+
+#[test]
+fn plan_round_trips_through_yaml_and_json() {
+    let plan = build(
+        &opts(MirrorMode::Journal, true),
+        &[volume(Features::DEFAULT), glance(Features::LAYERING)],
+    );
+    let yaml = serde_yaml::to_string(&plan).unwrap();
+    assert_eq!(serde_yaml::from_str::<Plan>(&yaml).unwrap(), plan);
+    let json = serde_json::to_string(&plan).unwrap();
+    assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+}
+
+fn cloud_volume(bootable: bool) -> CloudObject {
+    CloudObject::Volume {
+        id: "1".into(),
+        name: "db".into(),
+        description: Some("primary".into()),
+        size_gb: 20,
+        bootable,
+        volume_type: Some("fast".into()),
+        metadata: [("app".to_string(), "db".to_string())].into(),
+        image_metadata: [
+            ("os_distro".to_string(), "debian".to_string()),
+            ("image_id".to_string(), "old".to_string()),
+            ("min_ram".to_string(), "512".to_string()),
+        ]
+        .into(),
+        status: "available".into(),
+        encrypted: false,
+    }
+}
+
+fn adopting() -> BuildOptions {
+    BuildOptions {
+        adopt: Some(AdoptOptions {
+            volume_types: [("fast".to_string(), "ssd".to_string())].into(),
+            cinder_host: None,
+            bootable_to: BootableTo::Glance,
+            earlier: Default::default(),
+        }),
+        ..opts(MirrorMode::Snapshot, true)
+    }
+}
+
+fn conversion_hosts() -> crate::spec::ConversionHosts {
+    crate::spec::ConversionHosts {
+        source: crate::spec::ConversionHost {
+            ssh: "ops@convhost-a".into(),
+            name: None,
+            ip: "10.0.0.5".into(),
+            ferry: "ferry".into(),
+            nfs_mount_base: None,
+            ceph_conf: None,
+            ceph_keyring: None,
+            state_dir: None,
+        },
+        destination: crate::spec::ConversionHost {
+            ssh: "convhost-b".into(),
+            name: None,
+            ip: "10.1.0.5".into(),
+            ferry: "ferry".into(),
+            nfs_mount_base: None,
+            ceph_conf: None,
+            ceph_keyring: None,
+            state_dir: None,
+        },
+        ssh_options: vec![],
+        stall_seconds: 60,
+    }
+}
+
+/// A volume ferry moved before carries ferry's keys of that move.
+fn moved_before() -> CloudObject {
+    let CloudObject::Volume {
+        id,
+        name,
+        description,
+        size_gb,
+        bootable,
+        volume_type,
+        mut metadata,
+        mut image_metadata,
+        status,
+        encrypted,
+    } = cloud_volume(false)
+    else {
+        unreachable!()
+    };
+    for (k, v) in [
+        ("ferry_sha256", "0123abcd"),
+        ("ferry_stream_verified", "old-plan 0 0123abcd"),
+        ("ferry_stream_pending", "old-plan"),
+        ("ferry_source_volume", "0"),
+        ("ferry_future_key", "x"),
+    ] {
+        metadata.insert(k.into(), v.into());
+    }
+    image_metadata.insert("ferry_source".into(), "volume:0".into());
+    CloudObject::Volume {
+        id,
+        name,
+        description,
+        size_gb,
+        bootable,
+        volume_type,
+        metadata,
+        image_metadata,
+        status,
+        encrypted,
+    }
+}
+
+#[test]
+fn a_volume_moved_before_carries_none_of_ferrys_keys_to_its_new_volume() {
+    let (r, _) = volume(Features::DEFAULT);
+    let f = ImageFacts::streamed(&moved_before());
+    let opts = BuildOptions {
+        conversion: Some(conversion_hosts()),
+        ..adopting()
+    };
+    let plan = build(&opts, &[(r, f)]);
+    let p = &plan.images[0];
+    let Action::CreateVolume(steps::CreateVolume { adoption, size_gb }) = &p.steps[2].action else {
+        panic!("{:?}", p.steps[2])
+    };
+    let keys: Vec<&str> = adoption.metadata.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["app", "ferry_source_volume"]);
+    assert_eq!(adoption.metadata["ferry_source_volume"], "1");
+    assert!(adoption
+        .image_metadata
+        .keys()
+        .all(|k| !k.starts_with("ferry_")));
+    // The new volume: the user's keys, this source, this plan's mark.
+    let body = adoption.new_volume(*size_gb, "p1");
+    assert_eq!(
+        body["metadata"],
+        serde_json::json!({"app": "db", "ferry_plan": "p1", "ferry_source_volume": "1", "ferry_stream_pending": "p1"})
+    );
+    // The stream is done only by this plan's mark, not a key's presence.
+    assert_eq!(
+        p.steps[3].done_when,
+        vec![Check::StreamVerified {
+            source_volume: "1".into()
+        }]
+    );
+    let CloudObject::Volume { metadata, .. } = moved_before() else {
+        unreachable!()
+    };
+    assert!(!crate::plan::stream_verified(&metadata, "p1", "1"));
+}
+
+#[test]
+fn an_adopted_copy_or_registered_image_carries_none_of_ferrys_keys() {
+    let (r, _) = volume(Features::DEFAULT);
+    let a = AdoptOptions {
+        volume_types: BTreeMap::new(),
+        cinder_host: None,
+        bootable_to: BootableTo::Cinder,
+        earlier: Default::default(),
+    };
+    let Adoption::Volume(v) = adoption_for(&a, &r, &moved_before()) else {
+        panic!()
+    };
+    assert_eq!(v.metadata.len(), 2, "{:?}", v.metadata);
+    assert_eq!(v.metadata["ferry_source_volume"], "1");
+    let glance = AdoptOptions {
+        bootable_to: BootableTo::Glance,
+        ..a
+    };
+    let CloudObject::Volume { metadata, .. } = moved_before() else {
+        unreachable!()
+    };
+    let img = CloudObject::Image {
+        id: "9".into(),
+        name: "img".into(),
+        disk_format: "raw".into(),
+        container_format: "bare".into(),
+        min_disk: 1,
+        min_ram: 0,
+        properties: metadata,
+    };
+    let Adoption::Image(g) = adoption_for(&glance, &r, &img) else {
+        panic!()
+    };
+    let keys: Vec<&str> = g.properties.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["app", "ferry_source"]);
+    assert_eq!(g.properties["ferry_source"], "image:9");
+}
+
+#[test]
+fn a_streamed_volume_is_made_streamed_and_finished_with_nothing_on_the_source() {
+    let (r, _) = volume(Features::DEFAULT);
+    let f = ImageFacts::streamed(&cloud_volume(true));
+    let hosts = conversion_hosts();
+    assert_eq!(hosts.source.connector_name(), "convhost-a");
+    let opts = BuildOptions {
+        conversion: Some(hosts.clone()),
+        ..adopting()
+    };
+    let plan = build(&opts, &[(r, f)]);
+    let p = &plan.images[0];
+    assert_eq!(p.transfer, Transfer::Stream);
+    let steps: Vec<(StepName, Role)> = p.steps.iter().map(|s| (s.name, s.role)).collect();
+    assert_eq!(
+        steps,
+        [
+            (StepName::CheckDestinationCloud, Role::DestinationCloud),
+            (StepName::CheckSourceCloud, Role::SourceCloud),
+            (StepName::CreateVolume, Role::DestinationCloud),
+            (StepName::Stream, Role::ConversionHosts),
+            (StepName::FinishVolume, Role::DestinationCloud),
+        ]
+    );
+    // Nothing on the source but reading it; no Ceph step at all.
+    assert!(p.steps.iter().all(|s| !matches!(
+        s.role,
+        Role::SourceStorage | Role::DestinationStorage | Role::Cleanup
+    )));
+    // A bootable volume arrives as a bootable volume (not a Glance
+    // image), with the mapped type, and no manage-existing host.
+    let Some(Adoption::Volume(v)) = &p.adoption else {
+        panic!("{:?}", p.adoption)
+    };
+    assert!(v.bootable);
+    assert_eq!(v.volume_type.as_deref(), Some("ssd"));
+    assert_eq!(v.host, None);
+    assert!(matches!(
+        &p.steps[0].action,
+        Action::CheckDestinationCloud(steps::CheckDestinationCloud { create: true, .. })
+    ));
+    assert!(matches!(
+        &p.steps[2].action,
+        Action::CreateVolume(steps::CreateVolume { size_gb: 20, .. })
+    ));
+    let src = "1".to_string();
+    assert_eq!(
+        p.steps[3].requires,
+        vec![Check::VolumeCreated {
+            source_volume: src.clone()
+        }]
+    );
+    assert_eq!(
+        p.steps[3].done_when,
+        vec![Check::StreamVerified {
+            source_volume: src.clone()
+        }]
+    );
+    assert_eq!(
+        p.steps[4].done_when,
+        vec![Check::VolumeAdopted { source_volume: src }]
+    );
+    assert!(matches!(
+        &p.steps[3].action,
+        Action::StreamVolume(steps::StreamVolume { hosts: h, .. }) if *h == hosts
+    ));
+    // The plan reads back as it was written.
+    let text = serde_json::to_string(&plan).unwrap();
+    assert_eq!(serde_json::from_str::<Plan>(&text).unwrap(), plan);
+}
+
+#[test]
+fn two_images_named_alike_in_the_destination_cloud_are_refused_unnamed_ones_not() {
+    let two = |first: &str, second: &str, bootable: bool| {
+        let mut images = Vec::new();
+        for (n, name) in [first, second].into_iter().enumerate() {
+            let (mut r, mut f) = volume(Features::DEFAULT);
+            r.name = format!("volume-{n}");
+            r.dest_name = r.name.clone();
+            let mut obj = cloud_volume(bootable);
+            if let CloudObject::Volume { id, name: nm, .. } = &mut obj {
+                *id = n.to_string();
+                *nm = name.to_string();
+            }
+            f.ceph_mut().cloud = Some(obj);
+            images.push((r, f));
+        }
+        build(&adopting(), &images).check_destination_names()
+    };
+    let err = two("db", "db", false).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "oscinder/volume-0 and oscinder/volume-1 would both become the volume named \"db\""
+        ),
+        "{err}"
+    );
+    assert!(err.contains("images[].name"), "{err}");
+    let err = two("db", "db", true).unwrap_err().to_string();
+    assert!(err.contains("the Glance image named \"db\""), "{err}");
+    two("db", "web", false).unwrap();
+    // Unnamed volumes are common (Nova's boot volumes) and clash with
+    // nothing: Cinder's names are no keys.
+    two("", "", false).unwrap();
+}
+
+#[test]
+fn adopted_volume_is_checked_first_and_managed_after_verify() {
+    let (r, mut f) = volume(Features::DEFAULT);
+    f.ceph_mut().cloud = Some(cloud_volume(false));
+    let plan = build(&adopting(), &[(r, f)]);
+    let p = &plan.images[0];
+    let names: Vec<StepName> = p.steps.iter().map(|s| s.name).collect();
+    assert_eq!(names[0], StepName::CheckDestinationCloud);
+    let verify = names.iter().position(|n| *n == StepName::Verify).unwrap();
+    assert_eq!(names[verify + 1], StepName::Publish);
+    assert_eq!(names[verify + 2], StepName::AdoptVolume);
+    assert_eq!(p.steps[0].role, Role::DestinationCloud);
+    let Some(Adoption::Volume(v)) = &p.adoption else {
+        panic!("{:?}", p.adoption)
+    };
+    assert_eq!(v.name, "db");
+    assert_eq!(v.volume_type.as_deref(), Some("ssd"), "mapped");
+    assert_eq!(v.metadata.get(ADOPTED_FROM).map(String::as_str), Some("1"));
+    assert_eq!(v.metadata.get("app").map(String::as_str), Some("db"));
+    assert!(!v.image_metadata.contains_key("image_id"));
+    let adopt = &p.steps[verify + 2];
+    assert_eq!(
+        adopt.done_when,
+        vec![Check::VolumeAdopted {
+            source_volume: "1".into()
+        }]
+    );
+}
+
+#[test]
+fn bootable_volume_is_registered_as_an_image() {
+    let (mut r, mut f) = volume(Features::DEFAULT);
+    r.dest_pool = "glance-ct1-cl1".into();
+    r.dest_name = "uuid-1".into();
+    r.new_name = Some("db-image".into());
+    f.ceph_mut().cloud = Some(cloud_volume(true));
+    let plan = build(&adopting(), &[(r, f)]);
+    let p = &plan.images[0];
+    let names: Vec<StepName> = p.steps.iter().map(|s| s.name).collect();
+    assert!(names.contains(&StepName::SnapshotAndProtect), "{names:?}");
+    assert!(names.contains(&StepName::RegisterImage), "{names:?}");
+    assert!(!names.contains(&StepName::AdoptVolume), "{names:?}");
+    let Some(Adoption::Image(g)) = &p.adoption else {
+        panic!("{:?}", p.adoption)
+    };
+    assert_eq!(g.id, "uuid-1");
+    assert_eq!(g.name, "db-image");
+    assert_eq!((g.min_disk, g.min_ram), (20, 512));
+    assert_eq!(
+        g.properties.keys().collect::<Vec<_>>(),
+        vec!["ferry_source", "os_distro"]
+    );
+    assert_eq!(g.properties["ferry_source"], "volume:1");
+}
+
+#[test]
+fn without_a_destination_cloud_nothing_is_adopted() {
+    let (r, mut f) = volume(Features::DEFAULT);
+    f.ceph_mut().cloud = Some(cloud_volume(false));
+    let plan = build(&opts(MirrorMode::Snapshot, false), &[(r, f)]);
+    assert!(plan.images[0].adoption.is_none());
+    assert!(plan.images[0]
+        .steps
+        .iter()
+        .all(|s| s.role != Role::DestinationCloud));
+}
