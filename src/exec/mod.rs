@@ -11,6 +11,7 @@ mod observe;
 mod output;
 mod pipeline;
 mod progress;
+mod records;
 pub(crate) mod space;
 mod stall;
 mod state;
@@ -26,7 +27,7 @@ pub use state::{legacy_state_path, state_path, ImageState, RunState, StateLock};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::parallel::{Flag, Slot, Slots};
 use crate::steps;
@@ -106,24 +107,18 @@ pub(crate) struct Ctx<'a> {
     /// The one role this run performs; None: all of them.
     role: Option<Role>,
     pub(crate) opts: &'a RunOptions,
-    pub(crate) state: Mutex<RunState>,
-    path: PathBuf,
-    board: Mutex<Board>,
-    /// Whether stderr is a terminal showing the live board (text output only).
-    live: bool,
-    /// Lines of the live board currently drawn below the event lines.
-    drawn: Mutex<usize>,
-    started: Instant,
+    /// The plan, which the run never changes: read without a lock.
+    plan: Arc<Plan>,
+    /// What the images' steps recorded, and the state file.
+    records: records::Records,
+    /// The board, the events and the batch lines.
+    output: output::Output,
     /// Steps that move data take one of these (`--concurrency`).
     data_slots: Arc<Slots>,
     /// What the waits of all images share (readings, the pace of checks).
     observer: observe::Observer,
     /// Images open at once through `with_image` ([`OPEN_AT_ONCE`]).
     open_slots: Arc<Slots>,
-    /// Images whose migration failed in this run, or that this run does
-    /// not begin: a wait for what one of them would have made (a clone's
-    /// parent) ends instead of waiting out its timeout.
-    failed: Mutex<BTreeSet<usize>>,
 }
 
 /// Images open at once for checks and short actions, whatever the number
@@ -295,37 +290,24 @@ fn execute(
     role: Option<Role>,
     opts: &RunOptions,
 ) -> anyhow::Result<PathBuf> {
-    let board = Board::new(
-        state
-            .plan
-            .images
-            .iter()
-            .map(|p| (p.image.source_spec(), p.facts.size())),
-    );
+    let plan = Arc::clone(&state.plan);
     let ctx = Ctx {
         access,
         verified,
         role,
         opts,
-        state: Mutex::new(state),
-        path: path.clone(),
-        board: Mutex::new(board),
-        live: !opts.json && std::io::stderr().is_terminal(),
-        drawn: Mutex::new(0),
-        started: Instant::now(),
+        output: output::Output::new(Arc::clone(&plan), opts.json),
+        plan,
+        records: records::Records::new(state, path.clone()),
         data_slots: Slots::new(opts.concurrency),
         observer: observe::Observer::new(),
         open_slots: Slots::new(OPEN_AT_ONCE),
-        failed: Mutex::new(BTreeSet::new()),
     };
     if opts.undo {
         return undo(&ctx, role);
     }
     let before = output::Load::now();
-    let (n, order) = {
-        let st = ctx.state.lock().unwrap();
-        (st.plan.images.len(), st.plan.run_order())
-    };
+    let (n, order) = (ctx.plan.images.len(), ctx.plan.run_order());
     let finished = Flag::default();
     // Waiting images hold no thread: the workers are for work, the data
     // steps and as many more for short actions.
@@ -334,13 +316,13 @@ fn execute(
         .max(opts.concurrency)
         .min(opts.concurrency + SHORT_ACTIONS);
     let failed_image = |i: usize, e: &anyhow::Error| {
-        ctx.failed.lock().unwrap().insert(i);
-        ctx.board.lock().unwrap().phase(i, Phase::Failed);
+        ctx.records.fail([i]);
+        ctx.output.board().phase(i, Phase::Failed);
         ctx.event(i, "-", "failed", &format!("{e:#}"));
     };
     let mut checked_first = false;
     let failures = std::thread::scope(|s| {
-        s.spawn(|| ctx.tick(&finished));
+        s.spawn(|| ctx.output.tick(&finished, &ctx.observer.parked));
         // Every image's read-only checks of the clouds first: a batch with
         // one bad input (a name taken, a type missing, a volume in use)
         // stops before anything changes on any image, however many are in
@@ -367,7 +349,7 @@ fn execute(
                 .partition(|&i| ImageSteps::of(&ctx, i).begun());
             // What the images left out would make (a clone's parent) will
             // not come in this run: waits for it end at once.
-            ctx.failed.lock().unwrap().extend(left);
+            ctx.records.fail(left);
             go
         };
         failures.extend(pipeline::run(
@@ -376,7 +358,7 @@ fn execute(
             workers,
             opts.in_flight.max(opts.concurrency),
             &|i, r| match r {
-                Ok(()) => ctx.board.lock().unwrap().phase(i, Phase::Done),
+                Ok(()) => ctx.output.board().phase(i, Phase::Done),
                 Err(e) => failed_image(i, e),
             },
         ));
@@ -384,14 +366,14 @@ fn execute(
         finished.raise();
         failures
     });
-    ctx.finish();
+    ctx.output.finish();
     tracing::info!(
         "load: {}, at most {} images open at once",
         output::Load::now().since(&before),
         crate::ceph::images_open_at_most()
     );
     // The journal folded into the state file: one file to read or keep.
-    ctx.save()?;
+    ctx.records.save()?;
     if role == Some(Role::DestinationStorage) {
         ctx.hand_off()?;
     }
@@ -399,13 +381,10 @@ fn execute(
         return Ok(path);
     }
     let gave_up = failures.iter().all(|(_, e)| gave_up(e));
-    let lines: Vec<String> = {
-        let state = ctx.state.lock().unwrap();
-        failures
-            .iter()
-            .map(|(i, e)| format!("{}: {e:#}", state.plan.images[*i].image.source_spec()))
-            .collect()
-    };
+    let lines: Vec<String> = failures
+        .iter()
+        .map(|(i, e)| format!("{}: {e:#}", ctx.image_plan(*i).image.source_spec()))
+        .collect();
     let message = if checked_first {
         format!(
             "{} of {n} image(s) failed (the checks of their inputs, or later), so this run began no image (images an earlier run began went on; state kept in {}); fix the inputs and run again:\n  {}",
@@ -431,10 +410,10 @@ fn undo(ctx: &Ctx<'_>, role: Option<Role>) -> anyhow::Result<PathBuf> {
     if !matches!(role, None | Some(Role::SourceStorage) | Some(Role::Cleanup)) {
         bail!("--undo puts the source back: it is the source storage part's (--role source-storage), not the {} part's", role.map(|r| r.to_string()).unwrap_or_default());
     }
-    let n = ctx.state.lock().unwrap().plan.images.len();
+    let n = ctx.plan.images.len();
     let mut lines = Vec::new();
     for i in 0..n {
-        let name = ctx.state.lock().unwrap().plan.images[i].image.source_spec();
+        let name = ctx.image_plan(i).image.source_spec();
         match ctx.undo(i) {
             Ok(did) => ctx.event(i, "undo", "done", &did.join(", ")),
             Err(e) => {
@@ -443,15 +422,15 @@ fn undo(ctx: &Ctx<'_>, role: Option<Role>) -> anyhow::Result<PathBuf> {
             }
         }
     }
-    ctx.save()?;
+    ctx.records.save()?;
     if lines.is_empty() {
-        return Ok(ctx.path.clone());
+        return Ok(ctx.records.path().to_path_buf());
     }
     Err(RunFailed {
         message: format!(
             "{} of {n} image(s) could not be put back (state kept in {}):\n  {}",
             lines.len(),
-            ctx.path.display(),
+            ctx.records.path().display(),
             lines.join("\n  ")
         ),
         gave_up: false,
@@ -526,7 +505,12 @@ impl Ctx<'_> {
     }
 
     pub(crate) fn plan_id(&self) -> String {
-        self.state.lock().unwrap().plan.id.clone()
+        self.plan.id.clone()
+    }
+
+    /// Image `i`'s plan (the run never changes the plan: no lock, no copy).
+    pub(crate) fn image_plan(&self, i: usize) -> &ImagePlan {
+        &self.plan.images[i]
     }
 
     pub(crate) fn with_image<T>(
@@ -548,27 +532,18 @@ impl Ctx<'_> {
     /// Prints the hand-off lines of the verified copies (stdout), for the
     /// cleanup part.
     fn hand_off(&self) -> anyhow::Result<()> {
-        // The copies to hand off, not a clone of the whole plan (25 MB for
-        // a thousand images).
-        let (id, verified): (String, Vec<(ImageAt, SourceId)>) = {
-            let state = self.state.lock().unwrap();
-            let verified = state
-                .plan
-                .images
-                .iter()
-                .flat_map(|p| &p.steps)
-                .filter_map(|s| match &s.action {
-                    Action::Verify(steps::Verify { copy, origin, .. }) => {
-                        Some((copy.clone(), origin.clone()))
-                    }
-                    _ => None,
-                })
-                .collect();
-            (state.plan.id.clone(), verified)
-        };
-        for (copy, origin) in &verified {
+        let verified = self
+            .plan
+            .images
+            .iter()
+            .flat_map(|p| &p.steps)
+            .filter_map(|s| match &s.action {
+                Action::Verify(steps::Verify { copy, origin, .. }) => Some((copy, origin)),
+                _ => None,
+            });
+        for (copy, origin) in verified {
             if let Some(rec) = self.record(copy, origin)? {
-                let line = format!("{HANDOFF} {id} {}", rec.to_line());
+                let line = format!("{HANDOFF} {} {}", self.plan.id, rec.to_line());
                 if self.opts.json {
                     println!("{}", serde_json::json!({ "hand_off": line }));
                 } else {
@@ -579,18 +554,36 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn save(&self) -> anyhow::Result<()> {
-        self.state.lock().unwrap().save(&self.path)
-    }
-
     pub(crate) fn image_state(&self, i: usize) -> ImageState {
-        self.state.lock().unwrap().images[i].clone()
+        self.records.image(i)
     }
 
+    /// Changes image `i`'s record and records it (see [`records::Records::update`]).
     pub(crate) fn update(&self, i: usize, f: impl FnOnce(&mut ImageState)) -> anyhow::Result<()> {
-        let mut state = self.state.lock().unwrap();
-        f(&mut state.images[i]);
-        state.record(&self.path, i)
+        self.records.update(i, f)
+    }
+
+    /// A data slot for step `step` of image `i` if one is free now; if
+    /// not, says that the step waits for one.
+    fn data_slot_or_say(&self, i: usize, step: &Step) -> Option<Slot> {
+        let slot = self.data_slots.try_take();
+        if slot.is_none() {
+            self.waiting_for_slot(i, step);
+        }
+        slot
+    }
+
+    /// Says that step `step` of image `i` waits for a data slot.
+    fn waiting_for_slot(&self, i: usize, step: &Step) {
+        self.event(
+            i,
+            step.name.as_str(),
+            "waiting",
+            &format!(
+                "for one of the {} data slots (--concurrency)",
+                self.opts.concurrency
+            ),
+        );
     }
 }
 
@@ -650,19 +643,16 @@ fn check_inputs(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<()> {
 }
 
 /// An image's plan, and the steps its run state records as done.
-struct ImageSteps {
-    plan: ImagePlan,
-    done: std::collections::BTreeSet<String>,
+struct ImageSteps<'a> {
+    plan: &'a ImagePlan,
+    done: BTreeSet<String>,
 }
 
-impl ImageSteps {
-    fn of(ctx: &Ctx<'_>, i: usize) -> ImageSteps {
-        // One lock, taken once (a second lock in the same expression, while
-        // the first guard lives, would wait for itself).
-        let state = ctx.state.lock().unwrap();
+impl<'a> ImageSteps<'a> {
+    fn of(ctx: &'a Ctx<'_>, i: usize) -> ImageSteps<'a> {
         ImageSteps {
-            plan: state.plan.images[i].clone(),
-            done: state.images[i].done.clone(),
+            plan: ctx.image_plan(i),
+            done: ctx.records.done(i),
         }
     }
 
@@ -986,14 +976,14 @@ fn failed(ctx: &Ctx<'_>, i: usize, step: &Step, e: anyhow::Error) -> anyhow::Err
 fn enter(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Result<bool> {
     let recorded = ctx.image_state(i).done.contains(&step.id);
     if settled {
-        ctx.board.lock().unwrap().step_done(i, step.name, true);
+        ctx.output.board().step_done(i, step.name, true);
         ctx.event(i, step.name.as_str(), "done", "(already)");
         return Ok(true);
     }
     // A later step has moved on (the copy is verified, the cleanup has
     // begun): this one's effect may be undone on purpose.
     if !step.past_when.is_empty() && ctx.read_through(i, step, || ctx.all_hold(&step.past_when))? {
-        ctx.board.lock().unwrap().step_done(i, step.name, true);
+        ctx.output.board().step_done(i, step.name, true);
         ctx.event(i, step.name.as_str(), "done", "(past)");
         return Ok(true);
     }
@@ -1007,14 +997,11 @@ fn enter(ctx: &Ctx<'_>, i: usize, step: &Step, settled: bool) -> anyhow::Result<
                 s.done.insert(step.id.clone());
             })?;
         }
-        ctx.board.lock().unwrap().step_done(i, step.name, true);
+        ctx.output.board().step_done(i, step.name, true);
         ctx.event(i, step.name.as_str(), "done", "(already)");
         return Ok(true);
     }
-    ctx.board
-        .lock()
-        .unwrap()
-        .phase(i, Phase::of_step(step.name));
+    ctx.output.board().phase(i, Phase::of_step(step.name));
     Ok(false)
 }
 
@@ -1038,34 +1025,9 @@ fn act_and_record(ctx: &Ctx<'_>, i: usize, step: &Step, slot: Option<Slot>) -> a
     ctx.update(i, |s| {
         s.done.insert(step.id.clone());
     })?;
-    ctx.board.lock().unwrap().step_done(i, step.name, false);
+    ctx.output.board().step_done(i, step.name, false);
     ctx.event(i, step.name.as_str(), "done", &detail);
     Ok(())
-}
-
-impl Ctx<'_> {
-    /// A data slot for step `step` of image `i` if one is free now; if
-    /// not, says that the step waits for one.
-    fn data_slot_or_say(&self, i: usize, step: &Step) -> Option<Slot> {
-        let slot = self.data_slots.try_take();
-        if slot.is_none() {
-            self.waiting_for_slot(i, step);
-        }
-        slot
-    }
-
-    /// Says that step `step` of image `i` waits for a data slot.
-    fn waiting_for_slot(&self, i: usize, step: &Step) {
-        self.event(
-            i,
-            step.name.as_str(),
-            "waiting",
-            &format!(
-                "for one of the {} data slots (--concurrency)",
-                self.opts.concurrency
-            ),
-        );
-    }
 }
 
 /// Whether an error is Ceph's "no such image/pool/snapshot".
