@@ -56,6 +56,8 @@ impl Output {
         self.started.elapsed()
     }
 
+    /// An event of image `image`'s step `step`: a JSON line on stdout, or
+    /// a text line on stderr (on a terminal, progress is the board's).
     pub(super) fn event(&self, image: usize, step: &str, status: &str, detail: &str) {
         let name = self.plan.images[image].image.source_spec();
         if self.json {
@@ -162,6 +164,7 @@ impl Output {
 }
 
 impl Ctx<'_> {
+    /// An event of image `image`'s step (see [`Output::event`]).
     pub(super) fn event(&self, image: usize, step: &str, status: &str, detail: &str) {
         self.output.event(image, step, status, detail);
     }
