@@ -33,7 +33,7 @@ impl Ctx<'_> {
     /// found it (features, mirroring; a clone's flat copy and snapshot go).
     /// Deep-flatten, once disabled, cannot come back.
     pub(super) fn put_back(&self, i: usize) -> anyhow::Result<Vec<String>> {
-        let plan = self.state.lock().unwrap().plan.images[i].clone();
+        let plan = self.image_plan(i);
         let mut did = Vec::new();
         // A streamed volume's source is never changed.
         let (Some(facts), Some(_)) = (plan.facts.ceph(), &self.access.src) else {
@@ -98,7 +98,7 @@ impl Ctx<'_> {
     /// moved the image); nothing on the destination is touched. Features
     /// are not changed under a client (it could freeze).
     pub(super) fn undo(&self, i: usize) -> anyhow::Result<Vec<String>> {
-        let plan = self.state.lock().unwrap().plan.images[i].clone();
+        let plan = self.image_plan(i);
         if self.access.src.is_none() {
             bail!("--undo puts the source back: run it with the source cluster's access (the whole plan, or --role source-storage)");
         }

@@ -53,7 +53,7 @@ impl Ctx<'_> {
         if let Ok(dst) = self.dst() {
             return Ok(Some(dst.fsid()?));
         }
-        Ok(self.state.lock().unwrap().plan.destination_fsid.clone())
+        Ok(self.plan.destination_fsid.clone())
     }
 
     /// Whether the verified copy `image` is under its final name: storage
@@ -152,25 +152,20 @@ impl Ctx<'_> {
         if self.access.dst.is_none() {
             return Ok(None);
         }
-        let verify = {
-            let state = self.state.lock().unwrap();
-            state
-                .plan
-                .images
-                .iter()
-                .filter(|p| {
-                    matches!(&p.adoption, Some(Adoption::Volume(v)) if v.source_volume == source_volume)
-                })
-                .flat_map(|p| &p.steps)
-                .find_map(|s| match &s.action {
-                    crate::plan::Action::Verify(steps::Verify { copy, origin, .. }) => {
-                        Some((copy.clone(), origin.clone()))
-                    }
-                    _ => None,
-                })
-        };
+        let verify = self
+            .plan
+            .images
+            .iter()
+            .filter(|p| {
+                matches!(&p.adoption, Some(Adoption::Volume(v)) if v.source_volume == source_volume)
+            })
+            .flat_map(|p| &p.steps)
+            .find_map(|s| match &s.action {
+                crate::plan::Action::Verify(steps::Verify { copy, origin, .. }) => Some((copy, origin)),
+                _ => None,
+            });
         match verify {
-            Some((copy, origin)) => Ok(self.record(&copy, &origin)?.map(|r| r.sha256)),
+            Some((copy, origin)) => Ok(self.record(copy, origin)?.map(|r| r.sha256)),
             None => Ok(None),
         }
     }
@@ -235,9 +230,7 @@ impl Ctx<'_> {
     /// The plan's choice for earlier adoptions of the adoption `which`
     /// picks.
     fn planned_earlier(&self, which: impl Fn(&Adoption) -> bool) -> EarlierAdoption {
-        let state = self.state.lock().unwrap();
-        state
-            .plan
+        self.plan
             .images
             .iter()
             .filter_map(|p| p.adoption.as_ref())
@@ -265,9 +258,6 @@ impl Ctx<'_> {
         // run for a while: a backend's host rarely changes.
         let host = self.observer.hosts.get(rbd_pool.to_string(), || {
             let given = self
-                .state
-                .lock()
-                .unwrap()
                 .plan
                 .images
                 .iter()

@@ -66,7 +66,13 @@ impl<K: Hash + Eq, T> Shared<K, T> {
     /// at most): with a monitor that does not answer, 200 waiting images
     /// must not each wait out its own timeout, one after another.
     pub fn get(&self, key: K, read: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<Arc<T>> {
-        let slot = self.slots.lock().unwrap().entry(key).or_default().clone();
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
         let mut held = slot.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((at, r)) = &*held {
             let fresh = match r {

@@ -1,16 +1,68 @@
 //! What a run shows: its events (text lines or JSON), the live board on a
-//! terminal, the batch line, and each step's progress.
+//! terminal, the batch line, and each step's progress. [`Output`] owns the
+//! board and the writing of lines, so that lines never cut into each other
+//! or into the live board.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::MutexGuard;
 
 use super::*;
 
-impl Ctx<'_> {
+/// The one owner of what a run shows.
+pub(super) struct Output {
+    plan: Arc<Plan>,
+    /// Line events as JSON on stdout instead of text on stderr.
+    json: bool,
+    /// Whether stderr is a terminal showing the live board (text output only).
+    live: bool,
+    started: Instant,
+    board: Mutex<Board>,
+    /// Lines of the live board currently drawn below the event lines; held
+    /// while a line is written.
+    drawn: Mutex<usize>,
+}
+
+impl Output {
+    /// What a run of `plan` shows, from now.
+    pub(super) fn new(plan: Arc<Plan>, json: bool) -> Output {
+        let board = Board::new(
+            plan.images
+                .iter()
+                .map(|p| (p.image.source_spec(), p.facts.size())),
+        );
+        Output {
+            plan,
+            json,
+            live: !json && std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            board: Mutex::new(board),
+            drawn: Mutex::new(0),
+        }
+    }
+
+    /// The board. A panic while it was held left at worst a row's figures
+    /// stale: the run goes on with it.
+    pub(super) fn board(&self) -> MutexGuard<'_, Board> {
+        self.board.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lines of the board drawn, held while a line is written.
+    fn drawn(&self) -> MutexGuard<'_, usize> {
+        self.drawn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Time since the run began.
+    pub(super) fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// An event of image `image`'s step `step`: a JSON line on stdout, or
+    /// a text line on stderr (on a terminal, progress is the board's).
     pub(super) fn event(&self, image: usize, step: &str, status: &str, detail: &str) {
-        let name = self.state.lock().unwrap().plan.images[image]
-            .image
-            .source_spec();
-        if self.opts.json {
+        let name = self.plan.images[image].image.source_spec();
+        if self.json {
             let line = serde_json::json!({"image": name, "step": step, "status": status, "detail": detail});
-            let _g = self.drawn.lock().unwrap();
+            let _g = self.drawn();
             println!("{line}");
         } else if !(self.live && status == "progress") {
             // On a terminal the board shows progress; other events scroll above it.
@@ -19,8 +71,8 @@ impl Ctx<'_> {
     }
 
     /// Prints a line; on a terminal, above the live board, which is redrawn.
-    pub(super) fn print_above_board(&self, line: &str) {
-        let mut drawn = self.drawn.lock().unwrap();
+    fn print_above_board(&self, line: &str) {
+        let mut drawn = self.drawn();
         let mut e = std::io::stderr().lock();
         if self.live {
             erase(&mut e, *drawn);
@@ -32,10 +84,12 @@ impl Ctx<'_> {
     }
 
     /// Draws the board below the cursor; returns the lines drawn.
-    pub(super) fn draw(&self, e: &mut impl Write) -> usize {
-        let mut board = self.board.lock().unwrap();
-        let batch = board.sample(self.started.elapsed());
-        let lines = board.lines(&batch, terminal_width());
+    fn draw(&self, e: &mut impl Write) -> usize {
+        let lines = {
+            let mut board = self.board();
+            let batch = board.sample(self.elapsed());
+            board.lines(&batch, terminal_width())
+        };
         for l in &lines {
             let _ = writeln!(e, "{l}");
         }
@@ -45,8 +99,9 @@ impl Ctx<'_> {
 
     /// Until `finished` is raised (then at once): redraws the live board,
     /// or reports the batch as a line every [`BATCH_EVERY`].
-    /// At `-v`, a line of the load of the last [`LOAD_EVERY`] as well.
-    pub(super) fn tick(&self, finished: &Flag) {
+    /// At `-v`, a line of the load of the last [`LOAD_EVERY`] as well,
+    /// with how many images wait (`parked`).
+    pub(super) fn tick(&self, finished: &Flag, parked: &AtomicUsize) {
         let mut last_line = Instant::now();
         let mut lately = Load::now();
         while !finished.wait(REDRAW) {
@@ -55,14 +110,12 @@ impl Ctx<'_> {
                 tracing::info!(
                     "load lately: {}; {} images waiting",
                     now.since(&lately),
-                    self.observer
-                        .parked
-                        .load(std::sync::atomic::Ordering::Relaxed)
+                    parked.load(Ordering::Relaxed)
                 );
                 lately = now;
             }
             if self.live {
-                let mut drawn = self.drawn.lock().unwrap();
+                let mut drawn = self.drawn();
                 let mut e = std::io::stderr().lock();
                 erase(&mut e, *drawn);
                 *drawn = self.draw(&mut e);
@@ -74,10 +127,10 @@ impl Ctx<'_> {
     }
 
     /// One line for the batch: a JSON event, or text.
-    pub(super) fn batch_line(&self) {
-        let batch = self.board.lock().unwrap().sample(self.started.elapsed());
-        let _g = self.drawn.lock().unwrap();
-        if self.opts.json {
+    fn batch_line(&self) {
+        let batch = self.board().sample(self.elapsed());
+        let _g = self.drawn();
+        if self.json {
             println!("{}", serde_json::json!({ "batch": batch }));
         } else {
             eprintln!("ferry: {batch}");
@@ -87,11 +140,11 @@ impl Ctx<'_> {
     /// Replaces the live board with the final batch line.
     pub(super) fn finish(&self) {
         if self.live {
-            let mut drawn = self.drawn.lock().unwrap();
+            let mut drawn = self.drawn();
             let mut e = std::io::stderr().lock();
             erase(&mut e, *drawn);
             *drawn = 0;
-            let b = self.board.lock().unwrap().sample(self.started.elapsed());
+            let b = self.board().sample(self.elapsed());
             let failed = if b.failed > 0 {
                 format!(" ({} failed)", b.failed)
             } else {
@@ -102,11 +155,18 @@ impl Ctx<'_> {
                 "ferry: {} of {} image(s) done{failed} in {}",
                 b.done + b.failed,
                 b.images,
-                clock(self.started.elapsed().as_secs())
+                clock(self.elapsed().as_secs())
             );
         } else {
             self.batch_line();
         }
+    }
+}
+
+impl Ctx<'_> {
+    /// An event of image `image`'s step (see [`Output::event`]).
+    pub(super) fn event(&self, image: usize, step: &str, status: &str, detail: &str) {
+        self.output.event(image, step, status, detail);
     }
 
     /// The engine's progress callback for a step: the board's bytes, and a
@@ -120,11 +180,8 @@ impl Ctx<'_> {
         let mut meter = Meter::default();
         let mut last = Instant::now();
         move |done, total| {
-            let p = meter.sample(done, total, self.started.elapsed());
-            self.board
-                .lock()
-                .unwrap()
-                .bytes(i, phase, done, &p.bytes_text());
+            let p = meter.sample(done, total, self.output.elapsed());
+            self.output.board().bytes(i, phase, done, &p.bytes_text());
             if last.elapsed() >= Duration::from_secs(2) {
                 last = Instant::now();
                 self.event(i, step.name.as_str(), "progress", &p.to_string());

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -35,7 +36,10 @@ pub struct RunState {
     /// is refused rather than taken for the run it began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<Spec>,
-    pub plan: Plan,
+    /// The plan as first built: never changed by the run, so shared with
+    /// every reader and read without a lock.
+    #[serde(with = "shared_plan")]
+    pub plan: Arc<Plan>,
     pub images: Vec<ImageState>,
     /// The last journal record this file holds: records up to it are
     /// already in `images`.
@@ -75,7 +79,7 @@ impl RunState {
         RunState {
             format: FORMAT,
             spec: None,
-            plan,
+            plan: Arc::new(plan),
             images,
             seq: 0,
         }
@@ -166,7 +170,11 @@ impl RunState {
             );
         }
         let mut state: RunState = serde_yaml::from_value(value)?;
-        state.plan.images.iter_mut().for_each(ImagePlan::compact);
+        // Only this state holds the plan yet: no copy is made.
+        Arc::make_mut(&mut state.plan)
+            .images
+            .iter_mut()
+            .for_each(ImagePlan::compact);
         state.check_matches_plan()?;
         Ok(state)
     }
@@ -291,6 +299,23 @@ impl RunState {
             f.sync_data()
         };
         append().with_context(|| format!("appending to {}", journal.display()))
+    }
+}
+
+/// The plan of a state file, written and read as a plain plan.
+mod shared_plan {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::plan::Plan;
+
+    pub fn serialize<S: Serializer>(plan: &Arc<Plan>, s: S) -> Result<S::Ok, S::Error> {
+        plan.as_ref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Plan>, D::Error> {
+        Plan::deserialize(d).map(Arc::new)
     }
 }
 

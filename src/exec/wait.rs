@@ -104,7 +104,7 @@ impl Waiting {
             // its record, or the copy it names, is gone.
             Check::Verified { copy, .. } => bail!(
                 "the copy {copy} is recorded in the run state as made, but is not there verified (deleted after the run?); to copy it again, remove the run state {} and run again (ferry plans again from what the source carries)",
-                ctx.path.display()
+                ctx.records.path().display()
             ),
             other => bail!("step {} needs {other:?}, which does not hold", step.id),
         })
@@ -543,24 +543,20 @@ impl Ctx<'_> {
                     s.last_copied_object_number
                 };
                 let p = meter.sample(done_objects * object_size, size, at);
-                self.board
-                    .lock()
-                    .unwrap()
+                self.output
+                    .board()
                     .bytes(i, Phase::Mirroring, p.done, &p.bytes_text());
                 Ok(Some(p.to_string()))
             }
             MirrorMode::Journal => {
                 let view = self.pool_view(&mirrored.pool)?;
-                let size = self.state.lock().unwrap().plan.images[i].facts.size();
+                let size = self.image_plan(i).facts.size();
                 let text = view.local.get(&mirrored.image).map(|l| match l.progress() {
                     ReplayProgress::Bootstrapping { step, percent } => {
                         let pct = percent.unwrap_or(0.0);
                         let done = (size as f64 * pct / 100.0) as u64;
                         let text = format!("initial sync {step} {pct}%");
-                        self.board
-                            .lock()
-                            .unwrap()
-                            .bytes(i, Phase::Mirroring, done, &text);
+                        self.output.board().bytes(i, Phase::Mirroring, done, &text);
                         text
                     }
                     ReplayProgress::Journal {
@@ -576,15 +572,12 @@ impl Ctx<'_> {
                                 .map(|s| format!(", ETA {s:.0} s"))
                                 .unwrap_or_default()
                         );
-                        self.board
-                            .lock()
-                            .unwrap()
-                            .bytes(i, Phase::Mirroring, size, &text);
+                        self.output.board().bytes(i, Phase::Mirroring, size, &text);
                         text
                     }
                     _ => {
                         let text = l.summary();
-                        self.board.lock().unwrap().note(i, &text);
+                        self.output.board().note(i, &text);
                         text
                     }
                 });
@@ -600,13 +593,8 @@ impl Ctx<'_> {
         let Check::SnapshotProtected { image } = check else {
             return None;
         };
-        let failed = self.failed.lock().unwrap().clone();
-        if failed.is_empty() {
-            return None;
-        }
-        let state = self.state.lock().unwrap();
-        failed.into_iter().find_map(|k| {
-            let other = &state.plan.images.get(k)?.image;
+        self.records.find_failed(|k| {
+            let other = &self.plan.images.get(k)?.image;
             (other.dest_pool == image.pool && other.dest_name == image.image).then(|| {
                 format!(
                     "the migration of {} (image {}), which makes this copy's parent {image}, failed or was not begun in this run: fix what its error says and run again",

@@ -418,7 +418,8 @@ impl Cloud {
 
     /// [`Cloud::token`], a new one asked for under `policy`.
     fn token_within(&self, policy: &RetryPolicy) -> Result<Token> {
-        let mut t = self.token.lock().unwrap();
+        // A panic while it was held left the token as it was, or none.
+        let mut t = self.token.lock().unwrap_or_else(|p| p.into_inner());
         match &*t {
             Some(tok) if tok.expires_at - now() > RENEW_BEFORE => Ok(tok.clone()),
             _ => {
@@ -466,7 +467,7 @@ impl Cloud {
     }
 
     fn forget_token(&self) {
-        *self.token.lock().unwrap() = None;
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// The project the credentials are scoped to.

@@ -37,7 +37,7 @@ impl Kind for Preflight {
 
     fn execute(&self, cx: &Ctx<'_>, i: usize, _step: &Step) -> anyhow::Result<String> {
         let Preflight { image } = self;
-        let plan = cx.state.lock().unwrap().plan.images[i].clone();
+        let plan = cx.image_plan(i);
         let dest = ImageAt {
             site: Site::Destination,
             pool: plan.image.dest_pool.clone(),

@@ -62,9 +62,7 @@ impl Kind for RestoreFeatures {
     fn execute(&self, cx: &Ctx<'_>, i: usize, _step: &Step) -> anyhow::Result<String> {
         let RestoreFeatures { image } = self;
         // The plan was made before anything changed.
-        let original = cx.state.lock().unwrap().plan.images[i]
-            .facts
-            .original_features();
+        let original = cx.image_plan(i).facts.original_features();
         let now = cx.restore_features(image, original)?;
         Ok(format!("features: {now}"))
     }

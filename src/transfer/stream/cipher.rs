@@ -83,7 +83,7 @@ pub fn options_for(ssh_options: &[String], host: &str) -> Vec<String> {
     static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
     let key = (ssh_options.to_vec(), host.to_string());
     let seen = SEEN.get_or_init(Default::default);
-    if let Some(v) = seen.lock().unwrap().get(&key) {
+    if let Some(v) = seen.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return v.clone();
     }
     let v = preference(
@@ -91,7 +91,9 @@ pub fn options_for(ssh_options: &[String], host: &str) -> Vec<String> {
         effective_ciphers(ssh_options, host).as_deref(),
         cpu_has_aes(),
     );
-    seen.lock().unwrap().insert(key, v.clone());
+    seen.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, v.clone());
     v
 }
 
