@@ -1,7 +1,9 @@
-//! The destination cloud's steps: check the inputs before anything changes,
-//! adopt a copy with Cinder manage-existing, register a copy as a Glance
-//! image. Each finds its own earlier work (by the adoption marker, or the
-//! image id) so that running again never creates a second volume or image.
+//! What the cloud step kinds (`src/steps/`: check-source-cloud,
+//! check-destination-cloud, adopt-volume, register-image and the stream
+//! path's volumes) share when ferry executes them: the clouds of a run,
+//! finding earlier work by the adoption marker or the image id (so that
+//! running again never creates a second volume or image), judging an
+//! earlier adoption, and waiting for a volume's or an image's status.
 
 use std::time::Instant;
 
@@ -11,14 +13,14 @@ use serde_json::Value;
 use super::Ctx;
 use crate::openstack::{Cinder, Cloud, Glance, Volume};
 use crate::plan::{
-    whose, Adoption, CloudObject, EarlierAdoption, ImageAt, ImageRegistration, Step,
-    VolumeAdoption, Whose, ADOPTED_BY, ADOPTED_FROM, REGISTERED_FROM, STREAM_PENDING,
+    whose, Adoption, EarlierAdoption, ImageAt, Step, VolumeAdoption, Whose, ADOPTED_BY,
+    ADOPTED_FROM, REGISTERED_FROM, STREAM_PENDING,
 };
 use crate::steps;
 
 /// The volumes marked as adopted from one source volume, sorted.
 #[derive(Default)]
-pub(super) struct Adoptions {
+pub(crate) struct Adoptions {
     /// This plan's (of its verified copy, as far as the run can tell).
     pub ours: Option<Volume>,
     /// The others, with whose they are.
@@ -26,7 +28,7 @@ pub(super) struct Adoptions {
 }
 
 impl Ctx<'_> {
-    pub(super) fn dst_cloud(&self) -> anyhow::Result<&Cloud> {
+    pub(crate) fn dst_cloud(&self) -> anyhow::Result<&Cloud> {
         self.access.dst_cloud.as_ref().ok_or_else(|| match self.role {
             Some(r) => anyhow!("the {r} part has no destination cloud (give --cloud)"),
             None => anyhow!(
@@ -35,7 +37,7 @@ impl Ctx<'_> {
         })
     }
 
-    pub(super) fn src_cloud(&self) -> anyhow::Result<&Cloud> {
+    pub(crate) fn src_cloud(&self) -> anyhow::Result<&Cloud> {
         self.access
             .src_cloud
             .as_ref()
@@ -49,7 +51,7 @@ impl Ctx<'_> {
 
     /// The destination cluster's fsid: read from the cluster when this run
     /// reaches it, else the one the plan carries.
-    fn destination_fsid(&self) -> anyhow::Result<Option<String>> {
+    pub(crate) fn destination_fsid(&self) -> anyhow::Result<Option<String>> {
         if let Ok(dst) = self.dst() {
             return Ok(Some(dst.fsid()?));
         }
@@ -93,7 +95,7 @@ impl Ctx<'_> {
     /// an unfinished one ([`STREAM_PENDING`] set) another plan made, which
     /// this plan takes over (nothing trusts a pending volume's data; the
     /// stream writes it and `finish-volume` marks it this plan's).
-    pub(super) fn stream_target(&self, source_volume: &str) -> anyhow::Result<Option<Volume>> {
+    pub(crate) fn stream_target(&self, source_volume: &str) -> anyhow::Result<Option<Volume>> {
         let found = self.adoptions(source_volume)?;
         if found.ours.is_some() {
             return Ok(found.ours);
@@ -117,7 +119,7 @@ impl Ctx<'_> {
     /// The destination volumes marked as adopted from `source_volume`: this
     /// plan's, and the others (another plan's, an older ferry's, or this
     /// plan's of another copy).
-    pub(super) fn adoptions(&self, source_volume: &str) -> anyhow::Result<Adoptions> {
+    pub(crate) fn adoptions(&self, source_volume: &str) -> anyhow::Result<Adoptions> {
         let cinder = Cinder(self.dst_cloud()?);
         let found = cinder.volumes_with_metadata(ADOPTED_FROM, source_volume)?;
         let plan_id = self.plan_id();
@@ -148,7 +150,7 @@ impl Ctx<'_> {
     /// The digest this plan's copy for `source_volume` was verified with,
     /// when this run reaches the destination cluster (its record); None
     /// otherwise (the plan id alone then tells this plan's adoption).
-    fn copy_digest(&self, source_volume: &str) -> anyhow::Result<Option<String>> {
+    pub(crate) fn copy_digest(&self, source_volume: &str) -> anyhow::Result<Option<String>> {
         if self.access.dst.is_none() {
             return Ok(None);
         }
@@ -229,7 +231,7 @@ impl Ctx<'_> {
 
     /// The plan's choice for earlier adoptions of the adoption `which`
     /// picks.
-    fn planned_earlier(&self, which: impl Fn(&Adoption) -> bool) -> EarlierAdoption {
+    pub(crate) fn planned_earlier(&self, which: impl Fn(&Adoption) -> bool) -> EarlierAdoption {
         self.plan
             .images
             .iter()
@@ -244,13 +246,17 @@ impl Ctx<'_> {
 
     /// What this run does with an earlier adoption: `ferry run
     /// --earlier-adoption`, else the plan's.
-    pub(super) fn earlier_choice(&self, planned: EarlierAdoption) -> EarlierAdoption {
+    pub(crate) fn earlier_choice(&self, planned: EarlierAdoption) -> EarlierAdoption {
         self.opts.earlier_adoption.unwrap_or(planned)
     }
 
     /// `host@backend#pool` for manage-existing: the spec's, or the backend
     /// pool whose RBD location is this cluster's pool.
-    fn cinder_host(&self, given: Option<&str>, rbd_pool: &str) -> anyhow::Result<String> {
+    pub(crate) fn cinder_host(
+        &self,
+        given: Option<&str>,
+        rbd_pool: &str,
+    ) -> anyhow::Result<String> {
         if let Some(h) = given {
             return Ok(h.to_string());
         }
@@ -305,7 +311,7 @@ impl Ctx<'_> {
 
 /// What a plan does about earlier adoptions of its source.
 #[derive(Debug, PartialEq)]
-pub(super) enum Verdict<'v> {
+pub(crate) enum Verdict<'v> {
     /// There is none.
     None,
     /// Keep this one as the adoption.
@@ -317,7 +323,7 @@ pub(super) enum Verdict<'v> {
 /// Judges the earlier adoptions of `source_volume` for plan `plan_id`
 /// under `choice`: refuses (naming them and the choices) or says what to
 /// do. Pure.
-pub(super) fn judge_earlier<'v>(
+pub(crate) fn judge_earlier<'v>(
     earlier: &'v [(Volume, Whose)],
     choice: EarlierAdoption,
     plan_id: &str,
@@ -378,7 +384,7 @@ pub(super) fn judge_earlier<'v>(
 
 /// Renames and unmarks the earlier adoptions this plan replaces (their
 /// data and other metadata stay); says what it did.
-pub(super) fn replace_earlier(
+pub(crate) fn replace_earlier(
     cinder: &Cinder<'_>,
     replaced: &[&Volume],
     plan_id: &str,
@@ -403,7 +409,7 @@ pub(super) fn replace_earlier(
 /// Before the stream path makes its volume: refuses, or replaces, the
 /// earlier adoptions of its source. A kept one is finished already when
 /// this runs only if it is not (the step is past otherwise): refused.
-pub(super) fn earlier_before_create(
+pub(crate) fn earlier_before_create(
     ctx: &Ctx<'_>,
     i: usize,
     step: &Step,
@@ -431,133 +437,11 @@ pub(super) fn earlier_before_create(
     Ok(())
 }
 
-/// Reads the destination cloud and refuses bad inputs before anything
-/// changes anywhere.
-pub(crate) fn check_destination(
-    ctx: &Ctx<'_>,
-    image: &ImageAt,
-    adoption: &Adoption,
-    create: bool,
-) -> anyhow::Result<String> {
-    let cloud = ctx.dst_cloud()?;
-    match adoption {
-        Adoption::Volume(v) => {
-            let found = ctx.adoptions(&v.source_volume)?;
-            if let Some(done) = &found.ours {
-                let how = if create { "made" } else { "adopted" };
-                return Ok(format!("{how} already as volume {}", done.id));
-            }
-            if create {
-                if let Some(p) = ctx.stream_target(&v.source_volume)? {
-                    return Ok(format!(
-                        "made already as volume {} (unfinished, by plan {}): this plan goes on with it",
-                        p.id,
-                        p.metadata.get(STREAM_PENDING).map_or("?", String::as_str)
-                    ));
-                }
-            }
-            let plan_id = ctx.plan_id();
-            let choice = ctx.earlier_choice(v.earlier);
-            let replacing = match judge_earlier(&found.earlier, choice, &plan_id, &v.source_volume)? {
-                Verdict::Keep(k) => {
-                    return Ok(format!(
-                        "keeps volume {} {:?}, adopted earlier ({}), as the adoption of {}: this plan's copy {image} is not adopted (remove it when it is not needed)",
-                        k.id,
-                        k.name.as_deref().unwrap_or(""),
-                        found.earlier[0].1.describe(&plan_id),
-                        v.source_volume
-                    ))
-                }
-                Verdict::Replace(r) => r.iter().map(|v| v.id.clone()).collect(),
-                Verdict::None => Vec::new(),
-            };
-            let cinder = Cinder(cloud);
-            if let Some(t) = &v.volume_type {
-                let types = cinder.volume_types()?;
-                if !types.iter().any(|x| &x.name == t || &x.id == t) {
-                    bail!(
-                        "volume type {t:?} does not exist in cloud {} (types: {}); map the source type with options.volume_types",
-                        cloud.name(),
-                        types.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
-                    );
-                }
-            }
-            // A volume about to be replaced gives its name up.
-            let taken: Vec<Volume> = cinder
-                .volumes(Some(&v.name))?
-                .into_iter()
-                .filter(|t| !replacing.contains(&t.id))
-                .collect();
-            let replaces = if replacing.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", replaces the earlier adoption {} (renamed, data kept)",
-                    replacing.join(", ")
-                )
-            };
-            if let Some(other) = taken.first() {
-                bail!(
-                    "a volume named {:?} already exists in cloud {} ({}): choose another name (images[].name)",
-                    v.name,
-                    cloud.name(),
-                    other.id
-                );
-            }
-            if create {
-                return Ok(format!(
-                    "type {}, name free{replaces}",
-                    v.volume_type.as_deref().unwrap_or("(default)")
-                ));
-            }
-            let host = ctx.cinder_host(v.host.as_deref(), &image.pool)?;
-            Ok(format!(
-                "type {}, name free, host {host}{replaces}",
-                v.volume_type.as_deref().unwrap_or("(default)")
-            ))
-        }
-        Adoption::Image(g) => {
-            let glance = Glance(cloud);
-            match glance.image(&g.id) {
-                Ok(existing) => {
-                    let props = existing.user_properties();
-                    if !props.contains_key(REGISTERED_FROM) {
-                        bail!(
-                            "image id {} is taken in cloud {} by {:?}, which ferry did not register",
-                            g.id,
-                            cloud.name(),
-                            existing.name.unwrap_or_default()
-                        );
-                    }
-                    let plan_id = ctx.plan_id();
-                    return earlier_image(
-                        &g.id,
-                        &whose(&props, &plan_id, None),
-                        ctx.earlier_choice(g.earlier),
-                        &plan_id,
-                    );
-                }
-                Err(e) if e.status() == Some(404) => {}
-                Err(e) => return Err(e.into()),
-            }
-            if let Some(other) = glance.images_with("name", &g.name)?.first() {
-                bail!(
-                    "an image named {:?} already exists in cloud {} ({}): choose another name (images[].name)",
-                    g.name,
-                    cloud.name(),
-                    other.id
-                );
-            }
-            Ok(format!("image id and name {:?} free", g.name))
-        }
-    }
-}
-
 /// What the input check says of a Glance image ferry registered under
 /// this plan's image id: this plan's, kept, or refused. Glance never gives
 /// an image id twice (a deleted image's id stays taken), so another plan's
 /// image cannot be replaced. Pure.
-pub(super) fn earlier_image(
+pub(crate) fn earlier_image(
     id: &str,
     w: &Whose,
     choice: EarlierAdoption,
@@ -580,7 +464,7 @@ pub(super) fn earlier_image(
 
 /// Polls `read` until it gives a status in `done`, fails on `failed`, and
 /// reports waiting once.
-pub(super) fn wait_status<T>(
+pub(crate) fn wait_status<T>(
     ctx: &Ctx<'_>,
     i: usize,
     step: &Step,
@@ -603,7 +487,7 @@ pub(super) fn wait_status<T>(
 /// Calls `read` every `interval` until it gives a value; until then it
 /// says what it waits for (reported once, and named when the run's wait
 /// timeout is over).
-fn poll<T>(
+pub(crate) fn poll<T>(
     ctx: &Ctx<'_>,
     i: usize,
     step: &Step,
@@ -639,7 +523,7 @@ fn poll<T>(
 }
 
 /// Cinder's user messages about a volume: the reason a manage failed.
-fn volume_messages(cloud: &Cloud, id: &str) -> String {
+pub(crate) fn volume_messages(cloud: &Cloud, id: &str) -> String {
     let reply: Result<Value, _> = cloud
         .request(&crate::openstack::api::cinder::messages(id))
         .and_then(|a| a.json("Cinder's messages"));
@@ -657,72 +541,9 @@ fn volume_messages(cloud: &Cloud, id: &str) -> String {
         .unwrap_or_else(|| "Cinder gave no reason; see cinder-volume's log".into())
 }
 
-/// Manage-existing of the copy, then bootable flag and image metadata.
-pub(crate) fn adopt_volume(
-    ctx: &Ctx<'_>,
-    i: usize,
-    step: &Step,
-    image: &ImageAt,
-    a: &VolumeAdoption,
-) -> anyhow::Result<String> {
-    let cloud = ctx.dst_cloud()?;
-    let cinder = Cinder(cloud);
-    let found = ctx.adoptions(&a.source_volume)?;
-    let vol = match found.ours {
-        Some(v) if v.status == "error" => bail!(
-            "volume {} adopted from {} is in error: {}; delete it (the RBD image stays unless Cinder removed it) and run again",
-            v.id,
-            a.source_volume,
-            volume_messages(cloud, &v.id)
-        ),
-        Some(v) => v,
-        None => {
-            let plan_id = ctx.plan_id();
-            let choice = ctx.earlier_choice(a.earlier);
-            match judge_earlier(&found.earlier, choice, &plan_id, &a.source_volume)? {
-                Verdict::Keep(k) => {
-                    let id = k.id.clone();
-                    wait_status(ctx, i, step, &format!("volume {id}"), "available", || {
-                        let v = cinder.volume(&id)?;
-                        Ok((v.status.clone(), ()))
-                    })?;
-                    return Ok(format!(
-                        "kept volume {id} {:?}, adopted earlier, as the adoption; {image} is not adopted",
-                        k.name.as_deref().unwrap_or("")
-                    ));
-                }
-                Verdict::Replace(r) => {
-                    for said in replace_earlier(&cinder, &r, &plan_id)? {
-                        ctx.event(i, step.name.as_str(), "replaced", &said);
-                    }
-                }
-                Verdict::None => {}
-            }
-            let host = ctx.cinder_host(a.host.as_deref(), &image.pool)?;
-            let digest = ctx.copy_digest(&a.source_volume)?;
-            let metadata = a.adopted_metadata(&plan_id, digest.as_deref());
-            cinder
-                .manage(&a.manage(&host, &image.image, &metadata))
-                .with_context(|| format!("managing {image}"))?
-        }
-    };
-    let id = vol.id.clone();
-    let what = format!("volume {id}");
-    let vol = wait_status(ctx, i, step, &what, "available", || {
-        let v = cinder.volume(&id)?;
-        Ok((v.status.clone(), v))
-    })
-    .map_err(|e| {
-        let says = volume_messages(cloud, &id);
-        e.context(format!("adopting volume {id} ({says})"))
-    })?;
-    volume_settings(&cinder, &vol, a)?;
-    Ok(format!("volume {id} {:?} available", a.name))
-}
-
 /// What a volume carries over besides its data: the bootable flag and the
 /// image metadata, set where they differ.
-pub(super) fn volume_settings(
+pub(crate) fn volume_settings(
     cinder: &Cinder<'_>,
     vol: &Volume,
     a: &VolumeAdoption,
@@ -738,121 +559,6 @@ pub(super) fn volume_settings(
         cinder.set_image_metadata(&vol.id, &a.image_metadata)?;
     }
     Ok(())
-}
-
-/// A Glance image whose location is the copy's protected snapshot.
-pub(crate) fn register_image(
-    ctx: &Ctx<'_>,
-    i: usize,
-    step: &Step,
-    image: &ImageAt,
-    g: &ImageRegistration,
-) -> anyhow::Result<String> {
-    let cloud = ctx.dst_cloud()?;
-    let glance = Glance(cloud);
-    let fsid = ctx.destination_fsid()?.ok_or_else(|| {
-        anyhow!("the destination cluster's fsid is not known: make the plan with access to the destination cluster")
-    })?;
-    let url = format!(
-        "rbd://{fsid}/{}/{}/{}",
-        image.pool,
-        image.image,
-        image.snap.as_deref().unwrap_or("snap")
-    );
-    let existing = match glance.image(&g.id) {
-        Ok(img) => Some(img),
-        Err(e) if e.status() == Some(404) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let plan_id = ctx.plan_id();
-    let img = match existing {
-        Some(img) if !img.user_properties().contains_key(REGISTERED_FROM) => bail!(
-            "image id {} is taken in cloud {} by {:?}, which ferry did not register",
-            g.id,
-            cloud.name(),
-            img.name.unwrap_or_default()
-        ),
-        Some(img) => {
-            let w = whose(&img.user_properties(), &plan_id, None);
-            if w != Whose::ThisPlan {
-                return earlier_image(&g.id, &w, ctx.earlier_choice(g.earlier), &plan_id);
-            }
-            img
-        }
-        None => glance
-            .create(&g.create_fields(&plan_id))
-            .context("creating the image record")?,
-    };
-    let img = if img.status == "queued" {
-        add_location(ctx, i, step, &glance, &g.id, &url)?
-    } else {
-        img
-    };
-    if img.status != "active" {
-        bail!(
-            "image {} is {} after adding its location {url}",
-            g.id,
-            img.status
-        );
-    }
-    Ok(format!("image {} {:?} active at {url}", g.id, g.name))
-}
-
-/// Adds the location. Glance checks it against Ceph and answers 400 while
-/// the snapshot is missing: a run without the destination cluster cannot
-/// see the copy itself, so it waits on that answer for the destination
-/// storage part to publish it.
-fn add_location(
-    ctx: &Ctx<'_>,
-    i: usize,
-    step: &Step,
-    glance: &Glance<'_>,
-    id: &str,
-    url: &str,
-) -> anyhow::Result<crate::openstack::Image> {
-    let interval = ctx.opts.poll.max(std::time::Duration::from_secs(2));
-    poll(ctx, i, step, interval, || {
-        match glance.add_location(id, url) {
-        Ok(img) => Ok(Ok(img)),
-        Err(e) if e.status() == Some(400) && ctx.access.dst.is_none() => Ok(Err(format!(
-            "Glance to accept {url} (the destination storage part publishes the verified copy)"
-        ))),
-        Err(e) => Err(anyhow::Error::new(e).context(
-            "adding an rbd:// location (it needs show_multiple_locations = True on the destination glance-api)",
-        )),
-    }
-    })
-}
-
-/// Reads the source cloud before the cut-over: the volume is still there
-/// and idle (available, or its servers shut off), or the image active.
-pub(crate) fn check_source(
-    ctx: &Ctx<'_>,
-    object: &CloudObject,
-    allow_in_use: bool,
-    detached: bool,
-) -> anyhow::Result<String> {
-    let cloud = ctx.src_cloud()?;
-    match object {
-        CloudObject::Volume { id, .. } => {
-            let v = Cinder(cloud).volume(id)?;
-            if detached && v.status != "available" {
-                bail!(
-                    "volume {id} is {}: it streams only while attached to nothing (detach it from its server first)",
-                    v.status
-                );
-            }
-            crate::plan::check_volume_status(cloud, &v, allow_in_use)?;
-            Ok(format!("volume {id} is {}", v.status))
-        }
-        CloudObject::Image { id, .. } => {
-            let img = Glance(cloud).image(id)?;
-            if img.status != "active" {
-                bail!("image {id} is {}, not active", img.status);
-            }
-            Ok(format!("image {id} is active"))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ impl Output {
 
 impl Ctx<'_> {
     /// An event of image `image`'s step (see [`Output::event`]).
-    pub(super) fn event(&self, image: usize, step: &str, status: &str, detail: &str) {
+    pub(crate) fn event(&self, image: usize, step: &str, status: &str, detail: &str) {
         self.output.event(image, step, status, detail);
     }
 

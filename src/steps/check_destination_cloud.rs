@@ -2,6 +2,8 @@
 //! changes: the volume type exists, the name is free, the Cinder host is known.
 
 use super::prelude::*;
+use crate::openstack::{Cinder, Glance, Volume};
+use crate::plan::{whose, REGISTERED_FROM, STREAM_PENDING};
 
 /// Destination cloud, before anything changes: the volume type exists,
 /// the name is free, the Cinder host is known. Reads only. With `create`
@@ -101,6 +103,128 @@ impl Kind for CheckDestinationCloud {
             adoption,
             create,
         } = self;
-        cloud::check_destination(cx, image, adoption, *create)
+        check_destination(cx, image, adoption, *create)
+    }
+}
+
+/// Reads the destination cloud and refuses bad inputs before anything
+/// changes anywhere.
+fn check_destination(
+    ctx: &Ctx<'_>,
+    image: &ImageAt,
+    adoption: &Adoption,
+    create: bool,
+) -> anyhow::Result<String> {
+    let cloud = ctx.dst_cloud()?;
+    match adoption {
+        Adoption::Volume(v) => {
+            let found = ctx.adoptions(&v.source_volume)?;
+            if let Some(done) = &found.ours {
+                let how = if create { "made" } else { "adopted" };
+                return Ok(format!("{how} already as volume {}", done.id));
+            }
+            if create {
+                if let Some(p) = ctx.stream_target(&v.source_volume)? {
+                    return Ok(format!(
+                        "made already as volume {} (unfinished, by plan {}): this plan goes on with it",
+                        p.id,
+                        p.metadata.get(STREAM_PENDING).map_or("?", String::as_str)
+                    ));
+                }
+            }
+            let plan_id = ctx.plan_id();
+            let choice = ctx.earlier_choice(v.earlier);
+            let replacing = match cloud::judge_earlier(&found.earlier, choice, &plan_id, &v.source_volume)? {
+                cloud::Verdict::Keep(k) => {
+                    return Ok(format!(
+                        "keeps volume {} {:?}, adopted earlier ({}), as the adoption of {}: this plan's copy {image} is not adopted (remove it when it is not needed)",
+                        k.id,
+                        k.name.as_deref().unwrap_or(""),
+                        found.earlier[0].1.describe(&plan_id),
+                        v.source_volume
+                    ))
+                }
+                cloud::Verdict::Replace(r) => r.iter().map(|v| v.id.clone()).collect(),
+                cloud::Verdict::None => Vec::new(),
+            };
+            let cinder = Cinder(cloud);
+            if let Some(t) = &v.volume_type {
+                let types = cinder.volume_types()?;
+                if !types.iter().any(|x| &x.name == t || &x.id == t) {
+                    bail!(
+                        "volume type {t:?} does not exist in cloud {} (types: {}); map the source type with options.volume_types",
+                        cloud.name(),
+                        types.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
+            // A volume about to be replaced gives its name up.
+            let taken: Vec<Volume> = cinder
+                .volumes(Some(&v.name))?
+                .into_iter()
+                .filter(|t| !replacing.contains(&t.id))
+                .collect();
+            let replaces = if replacing.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", replaces the earlier adoption {} (renamed, data kept)",
+                    replacing.join(", ")
+                )
+            };
+            if let Some(other) = taken.first() {
+                bail!(
+                    "a volume named {:?} already exists in cloud {} ({}): choose another name (images[].name)",
+                    v.name,
+                    cloud.name(),
+                    other.id
+                );
+            }
+            if create {
+                return Ok(format!(
+                    "type {}, name free{replaces}",
+                    v.volume_type.as_deref().unwrap_or("(default)")
+                ));
+            }
+            let host = ctx.cinder_host(v.host.as_deref(), &image.pool)?;
+            Ok(format!(
+                "type {}, name free, host {host}{replaces}",
+                v.volume_type.as_deref().unwrap_or("(default)")
+            ))
+        }
+        Adoption::Image(g) => {
+            let glance = Glance(cloud);
+            match glance.image(&g.id) {
+                Ok(existing) => {
+                    let props = existing.user_properties();
+                    if !props.contains_key(REGISTERED_FROM) {
+                        bail!(
+                            "image id {} is taken in cloud {} by {:?}, which ferry did not register",
+                            g.id,
+                            cloud.name(),
+                            existing.name.unwrap_or_default()
+                        );
+                    }
+                    let plan_id = ctx.plan_id();
+                    return cloud::earlier_image(
+                        &g.id,
+                        &whose(&props, &plan_id, None),
+                        ctx.earlier_choice(g.earlier),
+                        &plan_id,
+                    );
+                }
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(other) = glance.images_with("name", &g.name)?.first() {
+                bail!(
+                    "an image named {:?} already exists in cloud {} ({}): choose another name (images[].name)",
+                    g.name,
+                    cloud.name(),
+                    other.id
+                );
+            }
+            Ok(format!("image id and name {:?} free", g.name))
+        }
     }
 }

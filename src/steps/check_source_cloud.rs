@@ -3,6 +3,7 @@
 //! shut off).
 
 use super::prelude::*;
+use crate::openstack::{Cinder, Glance};
 
 /// Source cloud, before the cut-over: the volume or image is still
 /// there and idle (volume available, or its servers shut off). Reads only.
@@ -93,6 +94,37 @@ impl Kind for CheckSourceCloud {
             allow_in_use,
             detached,
         } = self;
-        cloud::check_source(cx, object, *allow_in_use, *detached)
+        check_source(cx, object, *allow_in_use, *detached)
+    }
+}
+
+/// Reads the source cloud before the cut-over: the volume is still there
+/// and idle (available, or its servers shut off), or the image active.
+fn check_source(
+    ctx: &Ctx<'_>,
+    object: &CloudObject,
+    allow_in_use: bool,
+    detached: bool,
+) -> anyhow::Result<String> {
+    let cloud = ctx.src_cloud()?;
+    match object {
+        CloudObject::Volume { id, .. } => {
+            let v = Cinder(cloud).volume(id)?;
+            if detached && v.status != "available" {
+                bail!(
+                    "volume {id} is {}: it streams only while attached to nothing (detach it from its server first)",
+                    v.status
+                );
+            }
+            crate::plan::check_volume_status(cloud, &v, allow_in_use)?;
+            Ok(format!("volume {id} is {}", v.status))
+        }
+        CloudObject::Image { id, .. } => {
+            let img = Glance(cloud).image(id)?;
+            if img.status != "active" {
+                bail!("image {id} is {}, not active", img.status);
+            }
+            Ok(format!("image {id} is active"))
+        }
     }
 }

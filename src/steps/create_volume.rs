@@ -3,6 +3,8 @@
 //! metadata, marked [`STREAM_PENDING`]; waits until `available`.
 
 use super::prelude::*;
+use crate::openstack::Cinder;
+use anyhow::Context;
 
 /// Stream path, destination cloud: a new volume for the source volume,
 /// with the adoption's name, type, description and metadata, marked
@@ -61,6 +63,41 @@ impl Kind for CreateVolume {
 
     fn execute(&self, cx: &Ctx<'_>, i: usize, step: &Step) -> anyhow::Result<String> {
         let CreateVolume { adoption, size_gb } = self;
-        stream::create_volume(cx, i, step, adoption, *size_gb)
+        create_volume(cx, i, step, adoption, *size_gb)
     }
+}
+
+/// The new volume for a source volume, marked pending; waits until it is
+/// `available`.
+fn create_volume(
+    ctx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
+    a: &VolumeAdoption,
+    size_gb: u64,
+) -> anyhow::Result<String> {
+    let cloud = ctx.dst_cloud()?;
+    let cinder = Cinder(cloud);
+    let vol = match ctx.stream_target(&a.source_volume)? {
+        Some(v) if v.status.starts_with("error") => bail!(
+            "volume {} made for source volume {} is in {}: delete it and run again",
+            v.id,
+            a.source_volume,
+            v.status
+        ),
+        Some(v) => v,
+        None => {
+            let found = ctx.adoptions(&a.source_volume)?;
+            cloud::earlier_before_create(ctx, i, step, &cinder, &found.earlier, a)?;
+            cinder
+                .create_volume_from(&a.new_volume(size_gb, &ctx.plan_id()))
+                .with_context(|| format!("creating volume {:?}", a.name))?
+        }
+    };
+    let id = vol.id.clone();
+    cloud::wait_status(ctx, i, step, &format!("volume {id}"), "available", || {
+        let v = cinder.volume(&id)?;
+        Ok((v.status.clone(), ()))
+    })?;
+    Ok(format!("volume {id} ({size_gb} GiB) available, pending"))
 }

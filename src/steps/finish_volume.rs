@@ -3,6 +3,8 @@
 //! adopted.
 
 use super::prelude::*;
+use crate::openstack::Cinder;
+use crate::plan::{ADOPTED_BY, STREAM_DIGEST, STREAM_PENDING};
 
 /// Stream path, destination cloud: bootable flag and image metadata,
 /// then the [`STREAM_PENDING`] mark goes: the volume is adopted.
@@ -56,6 +58,38 @@ impl Kind for FinishVolume {
 
     fn execute(&self, cx: &Ctx<'_>, _i: usize, _step: &Step) -> anyhow::Result<String> {
         let FinishVolume { adoption } = self;
-        stream::finish_volume(cx, adoption)
+        finish_volume(cx, adoption)
     }
+}
+
+/// Bootable flag and image metadata, then the pending mark goes.
+fn finish_volume(ctx: &Ctx<'_>, a: &VolumeAdoption) -> anyhow::Result<String> {
+    let cinder = Cinder(ctx.dst_cloud()?);
+    let vol = ctx
+        .stream_target(&a.source_volume)?
+        .ok_or_else(|| anyhow!("no destination volume was made for {}", a.source_volume))?;
+    if vol.status != "available" {
+        bail!(
+            "volume {} is {}, not available (attached still? a re-run of the stream step detaches it)",
+            vol.id,
+            vol.status
+        );
+    }
+    cloud::volume_settings(&cinder, &vol, a)?;
+    // A volume an earlier plan began becomes this plan's before it counts
+    // as adopted.
+    let plan_id = ctx.plan_id();
+    if vol.metadata.get(ADOPTED_BY) != Some(&plan_id) {
+        cinder.set_metadata(&vol.id, &[(ADOPTED_BY.to_string(), plan_id)].into())?;
+    }
+    cinder.delete_metadata(&vol.id, STREAM_PENDING)?;
+    Ok(format!(
+        "volume {} {:?} available, digest {}",
+        vol.id,
+        a.name,
+        vol.metadata
+            .get(STREAM_DIGEST)
+            .map(|d| short(d))
+            .unwrap_or("?")
+    ))
 }

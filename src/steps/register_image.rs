@@ -2,6 +2,9 @@
 //! snapshot as its location; waits until `active`.
 
 use super::prelude::*;
+use crate::openstack::Glance;
+use crate::plan::{whose, Whose, REGISTERED_FROM};
+use anyhow::Context;
 
 /// A Glance image with the copy's protected snapshot as its location;
 /// waits until `active`.
@@ -77,6 +80,90 @@ impl Kind for RegisterImage {
             image,
             registration,
         } = self;
-        cloud::register_image(cx, i, step, image, registration)
+        register_image(cx, i, step, image, registration)
     }
+}
+
+/// A Glance image whose location is the copy's protected snapshot.
+fn register_image(
+    ctx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
+    image: &ImageAt,
+    g: &ImageRegistration,
+) -> anyhow::Result<String> {
+    let cloud = ctx.dst_cloud()?;
+    let glance = Glance(cloud);
+    let fsid = ctx.destination_fsid()?.ok_or_else(|| {
+        anyhow!("the destination cluster's fsid is not known: make the plan with access to the destination cluster")
+    })?;
+    let url = format!(
+        "rbd://{fsid}/{}/{}/{}",
+        image.pool,
+        image.image,
+        image.snap.as_deref().unwrap_or("snap")
+    );
+    let existing = match glance.image(&g.id) {
+        Ok(img) => Some(img),
+        Err(e) if e.status() == Some(404) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let plan_id = ctx.plan_id();
+    let img = match existing {
+        Some(img) if !img.user_properties().contains_key(REGISTERED_FROM) => bail!(
+            "image id {} is taken in cloud {} by {:?}, which ferry did not register",
+            g.id,
+            cloud.name(),
+            img.name.unwrap_or_default()
+        ),
+        Some(img) => {
+            let w = whose(&img.user_properties(), &plan_id, None);
+            if w != Whose::ThisPlan {
+                return cloud::earlier_image(&g.id, &w, ctx.earlier_choice(g.earlier), &plan_id);
+            }
+            img
+        }
+        None => glance
+            .create(&g.create_fields(&plan_id))
+            .context("creating the image record")?,
+    };
+    let img = if img.status == "queued" {
+        add_location(ctx, i, step, &glance, &g.id, &url)?
+    } else {
+        img
+    };
+    if img.status != "active" {
+        bail!(
+            "image {} is {} after adding its location {url}",
+            g.id,
+            img.status
+        );
+    }
+    Ok(format!("image {} {:?} active at {url}", g.id, g.name))
+}
+
+/// Adds the location. Glance checks it against Ceph and answers 400 while
+/// the snapshot is missing: a run without the destination cluster cannot
+/// see the copy itself, so it waits on that answer for the destination
+/// storage part to publish it.
+fn add_location(
+    ctx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
+    glance: &Glance<'_>,
+    id: &str,
+    url: &str,
+) -> anyhow::Result<crate::openstack::Image> {
+    let interval = ctx.opts.poll.max(std::time::Duration::from_secs(2));
+    cloud::poll(ctx, i, step, interval, || {
+        match glance.add_location(id, url) {
+        Ok(img) => Ok(Ok(img)),
+        Err(e) if e.status() == Some(400) && ctx.access.dst.is_none() => Ok(Err(format!(
+            "Glance to accept {url} (the destination storage part publishes the verified copy)"
+        ))),
+        Err(e) => Err(anyhow::Error::new(e).context(
+            "adding an rbd:// location (it needs show_multiple_locations = True on the destination glance-api)",
+        )),
+    }
+    })
 }
