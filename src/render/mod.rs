@@ -20,8 +20,8 @@ const CLOUD: &str = include_str!("cloud.sh");
 /// The shell-writing helpers the step kinds' `script` uses.
 pub(crate) mod sh {
     pub(crate) use super::{
-        cond, feature_names, origin_json, q, snap, spec, unchanged, volume_settings, with_snap,
-        FROM_SOURCE,
+        cond, feature_names, origin_json, q, snap, snap_create, spec, unchanged, volume_settings,
+        with_snap, FROM_SOURCE,
     };
 }
 
@@ -60,6 +60,16 @@ pub(crate) fn with_snap(at: &ImageAt) -> String {
         at.image,
         at.snap.as_deref().unwrap_or_default()
     ))
+}
+
+/// The script's line that takes the snapshot `at` names, unless it exists.
+pub(crate) fn snap_create(at: &ImageAt) -> String {
+    format!(
+        "snap_exists {} {} || rbdw snap create {}\n",
+        spec(at),
+        snap(at),
+        with_snap(at)
+    )
 }
 
 /// Feature names `rbd` takes (internal flags left out).

@@ -33,13 +33,7 @@ impl Kind for CreateCutover {
     fn script(&self, _st: &Step, _plan: &Plan, _img: &ImagePlan) -> String {
         let CreateCutover { image, mode } = self;
         let mut b = String::new();
-        let _ = writeln!(
-            b,
-            "snap_exists {} {} || rbdw snap create {}",
-            spec(image),
-            snap(image),
-            with_snap(image)
-        );
+        b.push_str(&snap_create(image));
         if *mode == MirrorMode::Snapshot {
             let _ = writeln!(
                 b,

@@ -32,13 +32,7 @@ impl Kind for FreezeSnapshot {
     fn script(&self, _st: &Step, _plan: &Plan, _img: &ImagePlan) -> String {
         let FreezeSnapshot { image } = self;
         let mut b = String::new();
-        let _ = writeln!(
-            b,
-            "snap_exists {} {} || rbdw snap create {}",
-            spec(image),
-            snap(image),
-            with_snap(image)
-        );
+        b.push_str(&snap_create(image));
         b
     }
 

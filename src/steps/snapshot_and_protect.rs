@@ -26,13 +26,7 @@ impl Kind for SnapshotAndProtect {
     fn script(&self, _st: &Step, _plan: &Plan, _img: &ImagePlan) -> String {
         let SnapshotAndProtect { image } = self;
         let mut b = String::new();
-        let _ = writeln!(
-            b,
-            "snap_exists {} {} || rbdw snap create {}",
-            spec(image),
-            snap(image),
-            with_snap(image)
-        );
+        b.push_str(&snap_create(image));
         let _ = writeln!(
             b,
             "snap_protected {} {} || rbdw snap protect {}",
