@@ -329,11 +329,11 @@ fn image(report: &CheckReport, img: &ImageReport, mirror: bool, out: &mut Proble
         out.warning(
             subject.clone(),
             format!(
-                "{} snapshot(s) will be mirrored too: {}",
+                "{} snapshot(s) will be mirrored too, but do not arrive in the copy: {}",
                 img.user_snapshots.len(),
                 img.user_snapshots.join(", ")
             ),
-            Some("delete the snapshots that are not needed before migrating".into()),
+            Some("the copy is the cut-over alone: keep the snapshots you need on the source, and delete the others before migrating (they cost mirroring time)".into()),
         );
     }
     if img.primary == Some(false) {

@@ -293,7 +293,7 @@ fn image_problems_in_use_snapshots_missing_and_taken_name() {
         msgs[1],
         (
             Severity::Warning,
-            "1 snapshot(s) will be mirrored too: before-upgrade"
+            "1 snapshot(s) will be mirrored too, but do not arrive in the copy: before-upgrade"
         )
     );
     assert_eq!(

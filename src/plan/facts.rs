@@ -29,7 +29,7 @@ pub struct CephImage {
     pub size: u64,
     /// Features before the migration: cleanup restores these.
     pub features: Features,
-    /// User snapshots; they are mirrored too.
+    /// User snapshots: mirrored too, but the copy is the cut-over alone.
     pub user_snapshots: Vec<String>,
     /// Mirroring mode if mirroring is already enabled.
     pub mirroring: Option<MirrorMode>,

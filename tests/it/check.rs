@@ -106,7 +106,8 @@ fn healthy_setup_with_an_image_is_ready() {
         vec![(
             "warning".to_string(),
             format!("site-a/volumes/{name}"),
-            "1 snapshot(s) will be mirrored too: keep-me".to_string()
+            "1 snapshot(s) will be mirrored too, but do not arrive in the copy: keep-me"
+                .to_string()
         )]
     );
 }

@@ -1159,3 +1159,22 @@ fn without_a_destination_cloud_nothing_is_adopted() {
         .iter()
         .all(|s| s.role != Role::DestinationCloud));
 }
+
+#[test]
+fn user_snapshots_are_said_not_to_arrive_whatever_the_transfer() {
+    for (o, mirrored) in [
+        (opts(MirrorMode::Snapshot, true), true),
+        (direct(MirrorMode::Snapshot, true), false),
+    ] {
+        let (r, mut f) = volume(Features::DEFAULT);
+        f.ceph_mut().user_snapshots = vec!["s1".into(), "s2".into()];
+        let plan = build(&o, &[(r, f)]);
+        let w = plan.images[0]
+            .warnings
+            .iter()
+            .find(|w| w.starts_with("2 snapshot(s) do not arrive"))
+            .unwrap_or_else(|| panic!("{:?}", plan.images[0].warnings));
+        assert!(w.ends_with("without s1, s2"), "{w}");
+        assert_eq!(w.contains("mirrored"), mirrored, "{w}");
+    }
+}

@@ -38,9 +38,14 @@ impl ImageBuild<'_> {
                 mirroring_words(rec.mirroring_now),
             ));
         }
-        if !facts.user_snapshots.is_empty() && !self.direct {
+        if !facts.user_snapshots.is_empty() {
+            let how = if self.direct {
+                ""
+            } else {
+                " (mirrored to the destination cluster, which costs time)"
+            };
             warnings.push(format!(
-                "{} snapshot(s) are mirrored too: {}",
+                "{} snapshot(s) do not arrive{how}: the copy is the cut-over alone, without {}",
                 facts.user_snapshots.len(),
                 facts.user_snapshots.join(", ")
             ));
