@@ -186,7 +186,7 @@ fn check_step(
                 format!(
                     "{image}: {} ({role}) acts on the {} site only",
                     action_name(&step.action),
-                    site_word(site)
+                    site
                 ),
             );
         }
@@ -478,13 +478,6 @@ fn action_name(a: &Action) -> String {
         .ok()
         .and_then(|v| v.get("action").and_then(|s| s.as_str()).map(String::from))
         .unwrap_or_else(|| "this action".into())
-}
-
-fn site_word(s: Site) -> &'static str {
-    match s {
-        Site::Source => "source",
-        Site::Destination => "destination",
-    }
 }
 
 /// The images an action names, each with its field and where it must be.

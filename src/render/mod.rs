@@ -20,8 +20,8 @@ const CLOUD: &str = include_str!("cloud.sh");
 /// The shell-writing helpers the step kinds' `script` uses.
 pub(crate) mod sh {
     pub(crate) use super::{
-        cond, feature_names, origin_json, q, snap, snap_create, spec, unchanged, volume_settings,
-        with_snap, FROM_SOURCE,
+        cond, feature_args, feature_names, origin_json, q, snap, snap_create, spec, unchanged,
+        volume_settings, with_snap, FROM_SOURCE,
     };
 }
 
@@ -70,6 +70,14 @@ pub(crate) fn snap_create(at: &ImageAt) -> String {
         snap(at),
         with_snap(at)
     )
+}
+
+/// `rbd create`/`cp` options that create an image with `f`.
+pub(crate) fn feature_args(f: Features) -> String {
+    feature_names(f)
+        .iter()
+        .map(|n| format!(" --image-feature {n}"))
+        .collect()
 }
 
 /// Feature names `rbd` takes (internal flags left out).

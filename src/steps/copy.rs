@@ -72,14 +72,7 @@ impl Kind for CopyImage {
             clone_of,
         } = self;
         let mut b = String::new();
-        let feats: String = features
-            .map(|f| {
-                feature_names(f)
-                    .iter()
-                    .map(|n| format!(" --image-feature {n}"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let feats = features.map(feature_args).unwrap_or_default();
         let key = crate::plan::copied_key(from.snap.as_deref().unwrap_or_default());
         let _ = writeln!(
             b,

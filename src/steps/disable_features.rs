@@ -25,14 +25,7 @@ impl Kind for DisableFeatures {
 
     fn describe(&self) -> String {
         let DisableFeatures { image, features } = self;
-        format!(
-            "disable {} on {image}",
-            features
-                .iter()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join(", then ")
-        )
+        format!("disable {} on {image}", in_order(features))
     }
 
     fn script(&self, _st: &Step, _plan: &Plan, _img: &ImagePlan) -> String {

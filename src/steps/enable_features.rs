@@ -35,17 +35,11 @@ impl Kind for EnableFeatures {
             features,
             make_room,
         } = self;
-        let list = |fs: &[Features]| {
-            fs.iter()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join(", then ")
-        };
-        let mut s = format!("enable {} on {image}", list(features));
+        let mut s = format!("enable {} on {image}", in_order(features));
         if !make_room.is_empty() {
             s.push_str(&format!(
                 " (should the cluster refuse journaling beside them: disable {} first)",
-                list(make_room)
+                in_order(make_room)
             ));
         }
         s

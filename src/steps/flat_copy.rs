@@ -42,10 +42,7 @@ impl Kind for FlatCopy {
     fn script(&self, _st: &Step, _plan: &Plan, _img: &ImagePlan) -> String {
         let FlatCopy { from, to, features } = self;
         let mut b = String::new();
-        let feats: String = feature_names(*features)
-            .iter()
-            .map(|n| format!(" --image-feature {n}"))
-            .collect();
+        let feats = feature_args(*features);
         // An unmarked carrier may be an interrupted copy, or an image
         // that is not ferry's: a script cannot tell, so it asks.
         let _ = writeln!(

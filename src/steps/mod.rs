@@ -141,6 +141,15 @@ pub(crate) fn in_cloud(site: Site, id: &str) -> ImageAt {
     }
 }
 
+/// Features in the order a step changes them, for people.
+pub(crate) fn in_order(features: &[crate::ceph::Features]) -> String {
+    features
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join(", then ")
+}
+
 /// Where an image a step names must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Place {
@@ -226,7 +235,7 @@ mod prelude {
     pub(crate) use anyhow::{anyhow, bail};
     pub(crate) use serde::{Deserialize, Serialize};
 
-    pub(crate) use super::{in_cloud, Kind, Place};
+    pub(crate) use super::{in_cloud, in_order, Kind, Place};
     pub(crate) use crate::ceph::{ErrorKind, Features, MirrorMode};
     pub(crate) use crate::exec::{
         cloud, engine_options, feature_list, plain, short, space, stream, Ctx, Phase,
