@@ -29,6 +29,25 @@ impl Ctx<'_> {
         })
     }
 
+    /// Removes what warm rounds left on the source image `head`: the
+    /// plan's round snapshots and the hashes kept between rounds. Returns
+    /// how many snapshots went.
+    pub(crate) fn remove_rounds(&self, head: &ImageAt) -> anyhow::Result<usize> {
+        let plan_id = self.plan_id();
+        let pool = self.cluster(head.site)?.pool(&head.pool)?;
+        crate::transfer::rbd::forget_digest(&pool, &head.image)?;
+        self.with_image(head, true, |img| {
+            let mut gone = 0;
+            for s in img.snapshots()? {
+                if crate::plan::round_number(&plan_id, &s.name).is_some() {
+                    img.snap_remove(&s.name)?;
+                    gone += 1;
+                }
+            }
+            Ok(gone)
+        })
+    }
+
     /// After a failure before the cut-over: puts the source back as the plan
     /// found it (features, mirroring; a clone's flat copy and snapshot go).
     /// Deep-flatten, once disabled, cannot come back.
@@ -72,6 +91,10 @@ impl Ctx<'_> {
         let head = plain(&orig);
         if !self.exists(&head)? {
             return Ok(did);
+        }
+        match self.remove_rounds(&head)? {
+            0 => {}
+            n => did.push(format!("{n} warm round snapshot(s) removed")),
         }
         let info = self.with_image(&head, false, |img| img.mirror_info())?;
         let pool_mode = facts.pool_mode == crate::ceph::PoolMirrorMode::Pool;

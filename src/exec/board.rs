@@ -22,6 +22,8 @@ pub enum Phase {
     Pending,
     Preparing,
     Mirroring,
+    /// Warm rounds while the image is in use.
+    Warm,
     Copying,
     Verifying,
     CleaningUp,
@@ -34,6 +36,7 @@ impl Phase {
     pub fn of_step(name: StepName) -> Phase {
         match name {
             StepName::WaitForSync => Phase::Mirroring,
+            StepName::WarmRounds => Phase::Warm,
             StepName::Copy | StepName::SnapshotAndProtect | StepName::Stream => Phase::Copying,
             StepName::Verify => Phase::Verifying,
             StepName::DisableMirroring | StepName::RestoreFeatures | StepName::ForgetOriginal => {
@@ -48,6 +51,7 @@ impl Phase {
             Phase::Pending => "pending",
             Phase::Preparing => "preparing",
             Phase::Mirroring => "mirroring",
+            Phase::Warm => "warm",
             Phase::Copying => "copying",
             Phase::Verifying => "verifying",
             Phase::CleaningUp => "cleaning up",
@@ -278,6 +282,7 @@ fn phase_rank(p: Phase) -> u8 {
         Phase::Pending => 0,
         Phase::Preparing => 1,
         Phase::Mirroring => 2,
+        Phase::Warm => 2,
         Phase::Copying => 3,
         Phase::Verifying => 4,
         Phase::CleaningUp => 5,

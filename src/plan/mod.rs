@@ -120,6 +120,22 @@ pub fn cutover_snap(plan_id: &str) -> String {
     format!("{CUTOVER_SNAP}-{plan_id}")
 }
 
+/// How a warm round's snapshot begins.
+pub const ROUND_SNAP: &str = "ferry-round";
+
+/// The snapshot of a plan's warm round `n` (from 1): each round's data is
+/// what changed between the round before and it.
+pub fn round_snap(plan_id: &str, n: u64) -> String {
+    format!("{ROUND_SNAP}-{plan_id}-{n}")
+}
+
+/// The round a snapshot named `snap` is of, when it is one of this plan's.
+pub fn round_number(plan_id: &str, snap: &str) -> Option<u64> {
+    snap.strip_prefix(&format!("{ROUND_SNAP}-{plan_id}-"))?
+        .parse()
+        .ok()
+}
+
 /// The image metadata key holding the digest of a cut-over snapshot
 /// (`crate::transfer::digest`: SHA-256 over its 4 MiB chunks' SHA-256s). The
 /// source sets it; mirroring carries it to the destination (in both modes),

@@ -53,6 +53,8 @@ step_names! {
     DisableFeatures = "disable-features",
     /// Image mirroring turned on.
     EnableMirroring = "enable-mirroring",
+    /// Warm rounds while the image is written, until it is idle.
+    WarmRounds = "warm-rounds",
     /// The cut-over: the snapshot the copy is made from.
     CutOverSnapshot = "cut-over-snapshot",
     /// The source's digest at the cut-over.

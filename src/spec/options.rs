@@ -62,6 +62,40 @@ pub struct Options {
     /// this plan's verified copy. `ferry run --earlier-adoption` overrides it.
     #[serde(default, skip_serializing_if = "EarlierAdoption::is_refuse")]
     pub earlier_adoption: EarlierAdoption,
+    /// Warm migration (default: on): an image in use is mirrored while it
+    /// is written, and every `warm_interval` seconds a round carries what
+    /// changed and brings the destination's copy and both digests up to
+    /// date, so that once it is idle the cut-over costs seconds whatever
+    /// its size. Off: ferry waits for the image to be idle, then takes the
+    /// cut-over and copies it whole (the cold path). An image idle from the
+    /// start takes no round either way.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub warm: bool,
+    /// Seconds between two warm rounds (default 10; at least 1).
+    #[serde(
+        default = "default_warm_interval",
+        skip_serializing_if = "is_default_warm_interval"
+    )]
+    pub warm_interval: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// The default time between two warm rounds, in seconds.
+pub const DEFAULT_WARM_INTERVAL: u64 = 10;
+
+fn default_warm_interval() -> u64 {
+    DEFAULT_WARM_INTERVAL
+}
+
+fn is_default_warm_interval(s: &u64) -> bool {
+    *s == DEFAULT_WARM_INTERVAL
 }
 
 /// What a plan does with an adoption of the same source that another plan
@@ -215,6 +249,8 @@ impl Default for Options {
             clones: Clones::Flat,
             transfer: Transfer::Mirror,
             earlier_adoption: EarlierAdoption::Refuse,
+            warm: true,
+            warm_interval: DEFAULT_WARM_INTERVAL,
         }
     }
 }

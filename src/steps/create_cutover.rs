@@ -1,10 +1,11 @@
 //! The `create-cutover` step kind. The cut-over: the user snapshot `image`
-//! names, then, in snapshot mode, a mirror snapshot that carries it.
+//! names. In snapshot mode the mirror snapshot that carries it is taken by
+//! `hash-source`, once its digest is in the image metadata: data and digest
+//! travel together, in one mirror snapshot.
 
 use super::prelude::*;
 
-/// The cut-over: the user snapshot `image` names, then,
-/// in snapshot mode, a mirror snapshot that carries it.
+/// The cut-over: the user snapshot `image` names (see the module).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateCutover {
     pub image: ImageAt,
@@ -22,47 +23,21 @@ impl Kind for CreateCutover {
 
     fn describe(&self) -> String {
         let CreateCutover { image, mode } = self;
-        match mode {
-            MirrorMode::Snapshot => {
-                format!("take the cut-over snapshot {image} and a mirror snapshot carrying it")
-            }
-            MirrorMode::Journal => format!("take the cut-over snapshot {image}"),
-        }
+        let _ = mode;
+        format!("take the cut-over snapshot {image}")
     }
 
     fn script(&self, _st: &Step, _plan: &Plan, _img: &ImagePlan) -> String {
-        let CreateCutover { image, mode } = self;
-        let mut b = String::new();
-        b.push_str(&snap_create(image));
-        if *mode == MirrorMode::Snapshot {
-            let _ = writeln!(
-                b,
-                "mirror_snapshot_after {} {} || rbdw mirror image snapshot {}",
-                spec(image),
-                snap(image),
-                spec(image)
-            );
-        }
-        b
+        snap_create(&self.image)
     }
 
     fn execute(&self, cx: &Ctx<'_>, _i: usize, step: &Step) -> anyhow::Result<String> {
-        let CreateCutover { image, mode } = self;
-        let head = plain(image);
+        let image = &self.image;
         let frozen = step
             .requires
             .iter()
             .any(|c| matches!(c, Check::NotInUse { .. }));
         cx.freeze(image, frozen)?;
-        // In snapshot mode a mirror snapshot carries the cut-over;
-        // rbd-mirror transfers it while the next step hashes.
-        let after = Check::MirrorSnapshotAfter {
-            image: image.clone(),
-        };
-        if *mode == MirrorMode::Snapshot && !cx.holds(&after)? {
-            let id = cx.with_image(&head, true, |img| img.mirror_snapshot_create())?;
-            return Ok(format!("{image}, mirror snapshot {id}"));
-        }
         Ok(format!("{image}"))
     }
 }

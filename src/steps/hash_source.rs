@@ -79,8 +79,22 @@ impl Kind for HashSource {
             .ok_or_else(|| anyhow!("{image} names no snapshot"))?;
         let key = crate::plan::checksum_key(&name);
         let sent = crate::plan::checksum_sent_key(&name);
+        // After warm rounds, only what changed since the last one is
+        // hashed: the source keeps the hashes of that round.
+        let pool = cx.cluster(image.site)?.pool(&image.pool)?;
+        let kept = crate::transfer::rbd::has_digest(&pool, &image.image)?;
         let (sum, hashed) = match cx.metadata(image, &key)? {
             Some(sum) => (sum, false),
+            None if kept => {
+                let out = crate::transfer::rbd::digest_image_kept(
+                    &pool,
+                    &image.image,
+                    &name,
+                    &engine_options(&cx.opts.buffers),
+                    &mut cx.progress(i, step, Phase::Preparing),
+                )?;
+                (out.digest, true)
+            }
             None => (cx.digest(i, step, image, Phase::Preparing)?, true),
         };
         // On one handle: the digest, then on its way: in snapshot
@@ -101,6 +115,9 @@ impl Kind for HashSource {
             img.metadata_set(&sent, &mark)?;
             Ok(id)
         })?;
+        if kept {
+            crate::transfer::rbd::forget_digest(&pool, &image.image)?;
+        }
         cx.update(i, |s| s.source_checksum = Some(sum.clone()))?;
         let detail = id
             .map(|id| format!(", mirror snapshot {id}"))

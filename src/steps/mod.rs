@@ -36,6 +36,7 @@ mod snapshot_and_protect;
 mod stream_volume;
 mod verify;
 mod wait_for_sync;
+mod warm_rounds;
 
 pub use adopt_volume::AdoptVolume;
 pub use check_destination_cloud::CheckDestinationCloud;
@@ -65,6 +66,7 @@ pub use snapshot_and_protect::SnapshotAndProtect;
 pub use stream_volume::StreamVolume;
 pub use verify::Verify;
 pub use wait_for_sync::WaitForSync;
+pub use warm_rounds::WarmRounds;
 
 use crate::exec::Ctx;
 use crate::plan::{ImageAt, ImagePlan, Plan, Role, Site, Step};
@@ -214,6 +216,7 @@ kinds! {
     Copy(copy::CopyImage),
     SnapshotAndProtect(snapshot_and_protect::SnapshotAndProtect),
     Verify(verify::Verify),
+    WarmRounds(warm_rounds::WarmRounds),
     Publish(publish::Publish),
     ConfirmVerified(confirm_verified::ConfirmVerified),
     CheckSourceCloud(check_source_cloud::CheckSourceCloud),

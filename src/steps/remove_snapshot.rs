@@ -22,7 +22,7 @@ impl Kind for RemoveSnapshot {
         format!("remove the snapshot {image}")
     }
 
-    fn script(&self, _st: &Step, _plan: &Plan, _img: &ImagePlan) -> String {
+    fn script(&self, _st: &Step, plan: &Plan, _img: &ImagePlan) -> String {
         let RemoveSnapshot { image } = self;
         let mut b = String::new();
         // Looked at again right before the proof of the copy goes.
@@ -46,6 +46,21 @@ impl Kind for RemoveSnapshot {
             q(&key),
             spec(image),
             q(&key)
+        );
+        let prefix = format!(
+            "{}-{}-",
+            crate::plan::ROUND_SNAP,
+            plan.id
+        );
+        let _ = writeln!(
+            b,
+            r#"# warm round snapshots, if any
+rbdq snap ls --format json {img} || OUT='[]'
+for s in $(printf '%s' "$OUT" | jq -r --arg p {p} '.[] | .name | select(startswith($p))'); do
+  rbdw snap rm {img}@"$s"
+done"#,
+            img = spec(image),
+            p = q(&prefix),
         );
         let _ = writeln!(
             b,
@@ -72,9 +87,15 @@ impl Kind for RemoveSnapshot {
             img.metadata_remove(&crate::plan::checksum_sent_key(&name))?;
             img.metadata_remove(&crate::plan::checksum_key(&name))
         })?;
+        // What warm rounds left goes before the cut-over: its absence
+        // marks the step done.
+        let rounds = cx.remove_rounds(&head)?;
         if cx.snap_id(image)?.is_some() {
             cx.with_image(&head, true, |img| img.snap_remove(&name))?;
         }
-        Ok(format!("{image} removed"))
+        Ok(match rounds {
+            0 => format!("{image} removed"),
+            n => format!("{image} and {n} warm round snapshot(s) removed"),
+        })
     }
 }

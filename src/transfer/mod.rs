@@ -10,6 +10,7 @@
 //! with the engine and receives into a target.
 
 pub mod digest;
+mod changed;
 mod endpoint;
 mod engine;
 pub mod file;

@@ -204,6 +204,18 @@ pub fn log_object(image_id: &str) -> String {
 /// ([`Source::identity`]); a log for another source is not resumed.
 const SOURCE_ATTR: &str = "ferry.source";
 
+/// The log object's attribute naming the snapshot the copy is read at.
+const SNAP_ATTR: &str = "ferry.snap";
+
+/// The log object's attribute set, to the source's identity, once the
+/// copy is whole: a later copy of the same image at a later snapshot
+/// rewrites only the chunks that changed since (a warm migration's round).
+const WHOLE_ATTR: &str = "ferry.whole";
+
+/// The log object's attribute naming the snapshot a copy in progress
+/// started from: only the chunks changed since it are written again.
+const SINCE_ATTR: &str = "ferry.since";
+
 /// A per-chunk log in a RADOS object: entry `i` at byte `32 * i`.
 pub struct RadosChunkLog<'a, 'c> {
     pool: &'a Pool<'c>,
@@ -323,8 +335,30 @@ pub fn copy_image_onto(
     let resumable = match dst_pool.open_image(dest) {
         Ok(t) => {
             let object = log_object(&t.id()?);
-            match dst_pool.object_xattr(&object, SOURCE_ATTR)? {
-                Some(v) if v == identity => Some((t, object)),
+            let attr = |name| dst_pool.object_xattr(&object, name);
+            let (copying, whole) = (attr(SOURCE_ATTR)?, attr(WHOLE_ATTR)?);
+            let since = attr(SINCE_ATTR)?.filter(|s| !s.is_empty());
+            let earlier = attr(SNAP_ATTR)?.filter(|s| !s.is_empty());
+            match (copying, since) {
+                // Interrupted: resumed (a refresh is done again from its start).
+                (Some(v), since) if v == identity => Some((t, object, since)),
+                // Whole at an earlier snapshot of the same image: only
+                // what changed since is written.
+                (Some(v), _)
+                    if clone_of.is_none()
+                        && whole.as_deref() == Some(v.as_str())
+                        && earlier.as_deref().is_some_and(|e| {
+                            Some(e) != snap
+                                && v == format!("rbd {}@{e} size {} chunk {CHUNK_SIZE}", src_pool.object(name), source.size())
+                        }) =>
+                {
+                    let e = earlier.expect("checked");
+                    dst_pool.set_object_xattr(&object, WHOLE_ATTR, "")?;
+                    dst_pool.set_object_xattr(&object, SINCE_ATTR, &e)?;
+                    dst_pool.set_object_xattr(&object, SNAP_ATTR, snap.unwrap_or_default())?;
+                    dst_pool.set_object_xattr(&object, SOURCE_ATTR, &identity)?;
+                    Some((t, object, Some(e)))
+                }
                 // Another copy's log goes with the image it describes.
                 _ => {
                     dst_pool.remove_object(&object)?;
@@ -335,7 +369,17 @@ pub fn copy_image_onto(
         Err(e) if e.kind() == ErrorKind::NotFound => None,
         Err(e) => return Err(e.into()),
     };
-    let (target, object) = match resumable {
+    // A refresh needs the snapshot it starts from; gone, the copy starts
+    // afresh.
+    let resumable = match resumable {
+        Some((t, object, Some(since))) if !has_snapshot(&image, &since)? => {
+            drop(t);
+            dst_pool.remove_object(&object)?;
+            None
+        }
+        other => other,
+    };
+    let (target, object, since) = match resumable {
         Some(found) => found,
         None => {
             match dst_pool.remove_image(dest) {
@@ -356,23 +400,151 @@ pub fn copy_image_onto(
             let object = log_object(&t.id()?);
             dst_pool.remove_object(&object)?;
             dst_pool.set_object_xattr(&object, SOURCE_ATTR, &identity)?;
-            (t, object)
+            dst_pool.set_object_xattr(&object, SNAP_ATTR, snap.unwrap_or_default())?;
+            (t, object, None)
         }
     };
     let mut log = RadosChunkLog {
         pool: dst_pool,
-        object,
+        object: object.clone(),
     };
-    let out = transfer_onto(
-        &source,
-        base.as_ref(),
-        Some(&RbdTarget::new(&target)),
-        &mut log,
-        opts,
-        progress,
-    )?;
+    let target_end = RbdTarget::new(&target);
+    let out = match &since {
+        None => transfer_onto(
+            &source,
+            base.as_ref(),
+            Some(&target_end),
+            &mut log,
+            opts,
+            progress,
+        )?,
+        Some(since) => {
+            // The target holds the image at `since`: that is its base.
+            let before = src_pool.open_image_read_only(name, Some(since))?;
+            let before = RbdSource::new(&before)?;
+            refresh(&image, since, &source, &before, Some(&target_end), &mut log, opts, progress)?
+        }
+    };
     target.close()?;
+    dst_pool.set_object_xattr(&object, SINCE_ATTR, "")?;
+    dst_pool.set_object_xattr(&object, WHOLE_ATTR, &identity)?;
     Ok(out)
+}
+
+/// Whether `image` has a snapshot named `name`.
+fn has_snapshot(image: &Image<'_>, name: &str) -> Result<bool> {
+    Ok(image.snapshots()?.iter().any(|s| s.name == name))
+}
+
+/// The transfer of `source` (`image` at a later snapshot) onto a target
+/// that holds the image at `since` (`before`), or into a log that does:
+/// only the chunks changed since are read and written, whole.
+#[allow(clippy::too_many_arguments)]
+fn refresh<T: super::Target>(
+    image: &Image<'_>,
+    since: &str,
+    source: &RbdSource<'_, '_>,
+    before: &RbdSource<'_, '_>,
+    target: Option<&T>,
+    log: &mut dyn ChunkLog,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+) -> Result<Outcome> {
+    use super::changed::{chunks_of, Only, Skipping};
+    let changed = chunks_of(&image.changed(Some(since), 0, source.size(), true)?);
+    let (src, base) = (
+        Only {
+            inner: source,
+            chunks: &changed,
+        },
+        Only {
+            inner: before,
+            chunks: &changed,
+        },
+    );
+    let mut log = Skipping {
+        inner: log,
+        chunks: &changed,
+    };
+    transfer_onto(&src, Some(&base), target, &mut log, opts, progress)
+}
+
+/// The object, in an image's pool, that keeps the per-chunk hashes of the
+/// image at its latest warm round, so that the next digest hashes only the
+/// chunks changed since.
+pub fn digest_object(image_id: &str) -> String {
+    format!("ferry-digest.{image_id}")
+}
+
+/// [`digest_image`] of `pool/name` at `snap`, hashing only the chunks
+/// changed since the snapshot whose hashes [`digest_object`] keeps (when
+/// it keeps them whole, and that snapshot is still there), then keeping
+/// `snap`'s hashes there instead: the source's side of a warm round.
+pub fn digest_image_kept(
+    pool: &Pool<'_>,
+    name: &str,
+    snap: &str,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+) -> Result<Outcome> {
+    let image = pool.open_image_read_only(name, Some(snap))?;
+    let source = RbdSource::new(&image)?;
+    let object = digest_object(&image.id()?);
+    let identity = |snap: &str| {
+        format!(
+            "digest of {}@{snap} size {} chunk {CHUNK_SIZE}",
+            pool.object(name),
+            source.size()
+        )
+    };
+    let kept = pool.object_xattr(&object, SNAP_ATTR)?.filter(|s| !s.is_empty());
+    let whole = pool.object_xattr(&object, WHOLE_ATTR)?;
+    let since = match kept {
+        Some(k) if whole == Some(identity(&k)) && has_snapshot(&image, &k)? => Some(k),
+        _ => None,
+    };
+    // Not whole while it changes: a crash meanwhile means hashing afresh.
+    pool.set_object_xattr(&object, WHOLE_ATTR, "")?;
+    let mut log = RadosChunkLog {
+        pool,
+        object: object.clone(),
+    };
+    let out = match &since {
+        Some(k) if k == snap => transfer::<_, HashOnly>(&source, None, &mut log, opts, progress)?,
+        Some(k) => {
+            let before = pool.open_image_read_only(name, Some(k))?;
+            let before = RbdSource::new(&before)?;
+            refresh::<HashOnly>(&image, k, &source, &before, None, &mut log, opts, progress)?
+        }
+        None => {
+            pool.remove_object(&object)?;
+            transfer::<_, HashOnly>(&source, None, &mut log, opts, progress)?
+        }
+    };
+    pool.set_object_xattr(&object, SNAP_ATTR, snap)?;
+    pool.set_object_xattr(&object, WHOLE_ATTR, &identity(snap))?;
+    Ok(out)
+}
+
+/// Whether hashes of `pool/name` are kept by [`digest_image_kept`].
+pub fn has_digest(pool: &Pool<'_>, name: &str) -> Result<bool> {
+    let id = match pool.open_image_read_only(name, None) {
+        Ok(img) => img.id()?,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(pool.object_exists(&digest_object(&id))?)
+}
+
+/// Removes the hashes [`digest_image_kept`] keeps for `pool/name` (a
+/// missing image or object is fine).
+pub fn forget_digest(pool: &Pool<'_>, name: &str) -> Result<()> {
+    let id = match pool.open_image_read_only(name, None) {
+        Ok(img) => img.id()?,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(pool.remove_object(&digest_object(&id))?)
 }
 
 /// Whether `pool/dest` has the per-chunk log of a copy ferry's engine made

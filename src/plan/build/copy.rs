@@ -9,6 +9,13 @@ use super::draft::draft;
 use super::ImageBuild;
 
 impl ImageBuild<'_> {
+    /// The features a copy is created with: the source's as found that can
+    /// be created, without journaling (the destination pool is not
+    /// mirrored).
+    pub(super) fn copy_features(&self) -> Features {
+        Features(self.facts.features.0 & Features::CREATABLE.0 & !Features::JOURNALING.0)
+    }
+
     pub(super) fn copy_and_verify(&mut self) {
         self.copy();
         self.verify();
@@ -33,7 +40,7 @@ impl ImageBuild<'_> {
     /// The copy reads the cut-over: on the source (direct) or as mirrored.
     fn copy(&mut self) {
         let at = &self.at;
-        let mut features = self.facts.features.0 & Features::CREATABLE.0 & !Features::JOURNALING.0;
+        let mut features = self.copy_features().0;
         let mut requires = vec![
             if self.direct {
                 Check::SnapshotExists {

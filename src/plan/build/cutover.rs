@@ -2,7 +2,6 @@
 //! direct transfer's cut-over, or a clone's frozen snapshot, is taken on
 //! the image itself; a mirrored image's is a snapshot mirroring carries.
 
-use crate::ceph::MirrorMode;
 use crate::plan::{Action, Check, StepName};
 use crate::steps;
 
@@ -38,13 +37,11 @@ impl ImageBuild<'_> {
 
     /// The cut-over, in both modes: a user snapshot that mirroring carries
     /// to the destination, where its arrival is seen without the status;
-    /// then its digest.
+    /// then its digest, which in snapshot mode travels with it in the one
+    /// mirror snapshot `hash-source` takes.
     pub(super) fn cut_over(&mut self) {
         let (mode, cut) = (self.mode, &self.at.carrier_cut);
-        let mut done = vec![Check::SnapshotExists { image: cut.clone() }];
-        if mode == MirrorMode::Snapshot {
-            done.push(Check::MirrorSnapshotAfter { image: cut.clone() });
-        }
+        let done = vec![Check::SnapshotExists { image: cut.clone() }];
         let snapshot = draft(
             StepName::CutOverSnapshot,
             Action::CreateCutover(steps::CreateCutover {

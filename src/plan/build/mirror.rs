@@ -153,6 +153,35 @@ impl ImageBuild<'_> {
         self.steps.push(step);
     }
 
+    /// While the image is in use: rounds that keep the destination's copy
+    /// and both digests current, until it is idle. Not for a clone: it is
+    /// frozen before its carrier is made. An image idle from the start
+    /// takes no round.
+    pub(super) fn warm_rounds(&mut self) {
+        let Some(interval) = self.opts.warm_interval else {
+            return;
+        };
+        if self.clone {
+            return;
+        }
+        let at = &self.at;
+        let step = draft(
+            StepName::WarmRounds,
+            Action::WarmRounds(steps::WarmRounds {
+                image: at.carrier.clone(),
+                mirrored: at.mirrored.clone(),
+                partial: at.partial.clone(),
+                features: Some(self.copy_features()),
+                mode: self.mode,
+                interval,
+            }),
+        )
+        .past_when(vec![Check::SnapshotExists {
+            image: at.carrier_cut.clone(),
+        }]);
+        self.steps.push(step);
+    }
+
     /// The wait for the cut-over at the destination: beside the source's
     /// digest, which only the verify needs.
     pub(super) fn wait_for_sync(&mut self) {

@@ -64,6 +64,8 @@ pub struct BuildOptions {
     pub transfer: Transfer,
     /// The stream path's conversion hosts.
     pub conversion: Option<crate::spec::ConversionHosts>,
+    /// Seconds between warm rounds; None: no warm phase (the cold path).
+    pub warm_interval: Option<u64>,
 }
 
 /// The choices about adoption in the destination cloud.
@@ -96,6 +98,10 @@ impl BuildOptions {
             published_parents: BTreeSet::new(),
             transfer: spec.options.transfer,
             conversion: spec.conversion_hosts.clone(),
+            warm_interval: spec
+                .options
+                .warm
+                .then_some(spec.options.warm_interval.max(1)),
             adopt: spec.destination.cloud.as_ref().map(|_| AdoptOptions {
                 volume_types: spec.options.volume_types.clone(),
                 cinder_host: spec.destination.cinder_host.clone(),
@@ -197,6 +203,7 @@ fn image_plan(
     b.prepare_carrier();
     if !b.direct {
         b.enable_mirroring();
+        b.warm_rounds();
         b.cut_over();
         b.wait_for_sync();
     }

@@ -1,0 +1,234 @@
+//! The `warm-rounds` step kind. While the source image is written (its
+//! server runs), a round every `interval` seconds: a snapshot of the
+//! source that mirroring carries, the source's digest brought up to it
+//! (only the chunks changed since the round before are hashed), and, when
+//! this run holds the destination too, the partial copy brought up to it
+//! (only those chunks are copied). Once the image is idle the step ends,
+//! and the cut-over after it costs what changed since the last round.
+
+use std::time::Duration;
+
+use super::prelude::*;
+use crate::transfer::rbd::{copy_image_onto, digest_image_kept};
+
+/// Rounds while `image` is in use; see the module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmRounds {
+    /// The source image (its head).
+    pub image: ImageAt,
+    /// The mirrored image at the destination (its head).
+    pub mirrored: ImageAt,
+    /// The copy under its partial name, which the rounds keep current.
+    pub partial: ImageAt,
+    /// The features the copy is created with (as the copy step's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Features>,
+    pub mode: MirrorMode,
+    /// Seconds between two rounds.
+    pub interval: u64,
+}
+
+/// Round snapshots kept on the source: the newest, and the one before it
+/// (a copy still on its way from it finishes from there).
+const KEPT_ROUNDS: u64 = 2;
+
+impl Kind for WarmRounds {
+    fn role(&self) -> Role {
+        Role::SourceStorage
+    }
+
+    fn images(&self) -> Vec<(&'static str, &ImageAt, Place)> {
+        vec![
+            ("image", &self.image, Place::Source),
+            ("mirrored", &self.mirrored, Place::Destination),
+            ("partial", &self.partial, Place::Destination),
+        ]
+    }
+
+    fn describe(&self) -> String {
+        let WarmRounds {
+            image,
+            partial,
+            interval,
+            ..
+        } = self;
+        format!(
+            "while {image} is in use: every {interval} s a round snapshot that mirroring carries, the digest and {partial} brought up to it (only what changed)"
+        )
+    }
+
+    fn script(&self, st: &Step, plan: &Plan, img: &ImagePlan) -> String {
+        let WarmRounds {
+            image,
+            mode,
+            interval,
+            ..
+        } = self;
+        let mut b = String::new();
+        let idle = crate::render::cond(
+            &Check::NotInUse {
+                image: image.clone(),
+            },
+            st.role,
+            plan,
+            img,
+        )
+        .unwrap_or_else(|| "true".into());
+        let prefix = format!("{}-{}-", crate::plan::ROUND_SNAP, plan.id);
+        let _ = writeln!(
+            b,
+            "# Rounds while the image is in use: each snapshot is carried by mirroring,\n# so the cut-over carries only what changed since the last one. (The\n# destination part copies at the cut-over; ferry's own run also keeps the\n# copy current between rounds.)\nrbdq snap ls --format json {img} || OUT='[]'\nn=$(printf '%s' \"$OUT\" | jq -r --arg p {p} '[.[] | .name | select(startswith($p)) | ltrimstr($p) | tonumber] | max // 0')\nwhile ! {idle}; do\n  n=$((n + 1))\n  rbdw snap create {img}@{p}\"$n\"",
+            img = spec(image),
+            p = q(&prefix),
+        );
+        if *mode == MirrorMode::Snapshot {
+            let _ = writeln!(b, "  rbdw mirror image snapshot {}", spec(image));
+        }
+        let _ = writeln!(
+            b,
+            "  old=$((n - {KEPT_ROUNDS}))\n  if [ \"$old\" -gt 0 ] && snap_exists {img} {p}\"$old\"; then rbdw snap rm {img}@{p}\"$old\"; fi\n  say \"round $n taken; next in {interval} s unless \"{name}\" is idle\"\n  sleep {interval}\ndone",
+            img = spec(image),
+            p = q(&prefix),
+            name = q(&image.to_string()),
+        );
+        b
+    }
+
+    fn execute(&self, cx: &Ctx<'_>, i: usize, step: &Step) -> anyhow::Result<String> {
+        let idle = Check::NotInUse {
+            image: self.image.clone(),
+        };
+        let interval = Duration::from_secs(self.interval.max(1));
+        let deadline = Instant::now() + cx.opts.wait_timeout;
+        let plan_id = cx.plan_id();
+        let mut n = self.last_round(cx, &plan_id)?;
+        let first = n;
+        while !cx.holds(&idle)? {
+            n += 1;
+            let started = Instant::now();
+            let line = self.round(cx, i, step, &plan_id, n)?;
+            let took = started.elapsed().as_secs_f64();
+            cx.event(
+                i,
+                step.name.as_str(),
+                "round",
+                &format!("round {n}: {line} in {took:.1} s; a cut-over now carries what is written from here"),
+            );
+            // Until the next round, or the image idle (checked often: the
+            // cut-over waits on it).
+            while started.elapsed() < interval && !cx.holds(&idle)? {
+                if Instant::now() >= deadline {
+                    bail!(crate::exec::GaveUp(format!(
+                        "{} is still in use after {} s of warm rounds (--wait-timeout); stop its client (shut its server off) and run again: the rounds go on from round {n}",
+                        self.image,
+                        cx.opts.wait_timeout.as_secs()
+                    )));
+                }
+                std::thread::sleep(IDLE_POLL);
+            }
+        }
+        Ok(match n - first {
+            0 => "idle: no round needed".into(),
+            k => format!("idle after {k} round(s)"),
+        })
+    }
+}
+
+/// How often the rounds look whether the image is idle.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+impl WarmRounds {
+    /// The newest round an earlier run took (0: none).
+    fn last_round(&self, cx: &Ctx<'_>, plan_id: &str) -> anyhow::Result<u64> {
+        let snaps = cx.with_image(&self.image, false, |img| img.snapshots())?;
+        Ok(snaps
+            .iter()
+            .filter_map(|s| crate::plan::round_number(plan_id, &s.name))
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// Round `n`: its snapshot, the source's digest brought up to it, a
+    /// mirror snapshot carrying it, the older rounds removed; then, with
+    /// the destination's access, the copy brought up to it.
+    fn round(
+        &self,
+        cx: &Ctx<'_>,
+        i: usize,
+        step: &Step,
+        plan_id: &str,
+        n: u64,
+    ) -> anyhow::Result<String> {
+        let name = crate::plan::round_snap(plan_id, n);
+        let at = ImageAt {
+            snap: Some(name.clone()),
+            ..self.image.clone()
+        };
+        cx.freeze(&at, false)?;
+        let src = cx.cluster(Site::Source)?.pool(&self.image.pool)?;
+        let hashed = digest_image_kept(
+            &src,
+            &self.image.image,
+            &name,
+            &engine_options(&cx.opts.buffers),
+            &mut cx.progress(i, step, Phase::Warm),
+        )?;
+        cx.with_image(&self.image, true, |img| {
+            if self.mode == MirrorMode::Snapshot {
+                img.mirror_snapshot_create()?;
+            }
+            for s in img.snapshots()? {
+                if crate::plan::round_number(plan_id, &s.name).is_some_and(|k| k + KEPT_ROUNDS <= n)
+                {
+                    img.snap_remove(&s.name)?;
+                }
+            }
+            Ok(())
+        })?;
+        let mut line = format!("{} of the source hashed", human(hashed.bytes_read));
+        if cx.access.dst.is_none() {
+            return Ok(line);
+        }
+        let mirrored = ImageAt {
+            snap: Some(name.clone()),
+            ..self.mirrored.clone()
+        };
+        cx.wait(
+            i,
+            step,
+            &Check::MirrorSynced {
+                source: at.clone(),
+                mirrored: mirrored.clone(),
+                mode: self.mode,
+            },
+        )?;
+        let from = cx.dst()?.pool(&mirrored.pool)?;
+        let to = cx.dst()?.pool(&self.partial.pool)?;
+        let out = space::writing_into(cx.dst()?, &self.partial.pool, || {
+            Ok(copy_image_onto(
+                &from,
+                &mirrored.image,
+                Some(&name),
+                None,
+                &to,
+                &self.partial.image,
+                self.features,
+                &engine_options(&cx.opts.buffers),
+                &mut cx.progress(i, step, Phase::Warm),
+            )?)
+        })?;
+        let _ = write!(
+            line,
+            ", {} copied into {} ({} of {} chunks)",
+            human(out.bytes_written),
+            self.partial,
+            out.chunks_read,
+            out.chunks
+        );
+        Ok(line)
+    }
+}
+
+fn human(bytes: u64) -> String {
+    crate::units::human_bytes(bytes)
+}
