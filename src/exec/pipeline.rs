@@ -172,7 +172,9 @@ pub(super) fn run<'env>(
         changed: Condvar::new(),
     };
     std::thread::scope(|s| {
-        for _ in 0..workers.clamp(1, order.len().max(1)) {
+        // An image's lane may have a step running beside it (the source's
+        // digest beside the wait for the mirror): room for both.
+        for _ in 0..workers.clamp(1, 2 * order.len().max(1)) {
             s.spawn(|| work(ctx, &shared, report));
         }
         for _ in 0..LOOKERS {

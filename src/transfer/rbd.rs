@@ -422,7 +422,7 @@ pub fn copy_image_onto(
             // The target holds the image at `since`: that is its base.
             let before = src_pool.open_image_read_only(name, Some(since))?;
             let before = RbdSource::new(&before)?;
-            refresh(&image, since, &source, &before, Some(&target_end), &mut log, opts, progress)?
+            refresh(&image, since, &source, Some(&before), Some(&target_end), &mut log, opts, progress)?
         }
     };
     target.close()?;
@@ -437,14 +437,15 @@ fn has_snapshot(image: &Image<'_>, name: &str) -> Result<bool> {
 }
 
 /// The transfer of `source` (`image` at a later snapshot) onto a target
-/// that holds the image at `since` (`before`), or into a log that does:
-/// only the chunks changed since are read and written, whole.
+/// that holds the image at `since` (`before`, read to write only what
+/// differs), or only into a log that holds its hashes (no target, no
+/// `before`): only the chunks changed since are read (and written).
 #[allow(clippy::too_many_arguments)]
 fn refresh<T: super::Target>(
     image: &Image<'_>,
     since: &str,
     source: &RbdSource<'_, '_>,
-    before: &RbdSource<'_, '_>,
+    before: Option<&RbdSource<'_, '_>>,
     target: Option<&T>,
     log: &mut dyn ChunkLog,
     opts: &Options,
@@ -452,21 +453,19 @@ fn refresh<T: super::Target>(
 ) -> Result<Outcome> {
     use super::changed::{chunks_of, Only, Skipping};
     let changed = chunks_of(&image.changed(Some(since), 0, source.size(), true)?);
-    let (src, base) = (
-        Only {
-            inner: source,
-            chunks: &changed,
-        },
-        Only {
-            inner: before,
-            chunks: &changed,
-        },
-    );
+    let src = Only {
+        inner: source,
+        chunks: &changed,
+    };
+    let base = before.map(|inner| Only {
+        inner,
+        chunks: &changed,
+    });
     let mut log = Skipping {
         inner: log,
         chunks: &changed,
     };
-    transfer_onto(&src, Some(&base), target, &mut log, opts, progress)
+    transfer_onto(&src, base.as_ref(), target, &mut log, opts, progress)
 }
 
 /// The object, in an image's pool, that keeps the per-chunk hashes of the
@@ -511,11 +510,7 @@ pub fn digest_image_kept(
     };
     let out = match &since {
         Some(k) if k == snap => transfer::<_, HashOnly>(&source, None, &mut log, opts, progress)?,
-        Some(k) => {
-            let before = pool.open_image_read_only(name, Some(k))?;
-            let before = RbdSource::new(&before)?;
-            refresh::<HashOnly>(&image, k, &source, &before, None, &mut log, opts, progress)?
-        }
+        Some(k) => refresh::<HashOnly>(&image, k, &source, None, None, &mut log, opts, progress)?,
         None => {
             pool.remove_object(&object)?;
             transfer::<_, HashOnly>(&source, None, &mut log, opts, progress)?

@@ -193,7 +193,14 @@ impl ImageBuild<'_> {
                 mode: self.mode,
             }),
         )
-        .after(vec![StepName::CutOverSnapshot])
+        // In snapshot mode the cut-over travels with its digest, in the
+        // mirror snapshot hash-source takes: the wait follows it. In
+        // journal mode the cut-over is on its way at once, and the wait
+        // goes on beside the hashing.
+        .after(vec![match self.mode {
+            MirrorMode::Snapshot => StepName::HashSource,
+            MirrorMode::Journal => StepName::CutOverSnapshot,
+        }])
         .requires(vec![Check::Exists {
             image: self.at.mirrored.clone(),
         }])
