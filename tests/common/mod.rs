@@ -1,6 +1,7 @@
 //! Shared helpers for tests against the real test environment
 //! (`ceph-testenv/testenv up`): the env file, admin connections, unique
-//! names, random data with holes, checksums and cleanup guards.
+//! names, random data with holes, checksums, cleanup guards, a `ferry run`
+//! watched as it goes, and a client writing an image as a guest does.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
