@@ -18,4 +18,5 @@ mod it {
     mod testenv;
     mod transfer;
     mod trust;
+    mod warm;
 }

@@ -1,6 +1,7 @@
 //! Shared helpers for tests against the real test environment
 //! (`ceph-testenv/testenv up`): the env file, admin connections, unique
-//! names, random data with holes, checksums and cleanup guards.
+//! names, random data with holes, checksums, cleanup guards, a `ferry run`
+//! watched as it goes, and a client writing an image as a guest does.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -682,4 +683,264 @@ impl BoundedOutput for Command {
             stderr: err.join().unwrap(),
         })
     }
+}
+
+/// A `ferry run --output json` under way: its events as they arrive (with
+/// when), and its stderr at the end. Killed when dropped before its end (a
+/// failed test leaves no run waiting on).
+pub struct Running {
+    child: std::process::Child,
+    events: std::sync::mpsc::Receiver<(Instant, serde_json::Value)>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Running {
+    pub fn start(spec: &Path, state: &Path, extra: &[&str]) -> Running {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = ferry_run_command(spec, state, extra, None)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, events) = std::sync::mpsc::channel();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send((Instant::now(), serde_json::from_str(&line).unwrap()));
+            }
+        });
+        Running {
+            stderr: Some(drain(child.stderr.take().unwrap())),
+            child,
+            events,
+        }
+    }
+
+    /// The first event (with when it came) that `want` picks, within
+    /// `timeout`; None when the run ended or the time ran out before one.
+    pub fn until(
+        &self,
+        timeout: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<(Instant, serde_json::Value)> {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.checked_duration_since(Instant::now())?;
+            match self.events.recv_timeout(left) {
+                Ok((at, e)) if want(&e) => return Some((at, e)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits for the end, at most `limit` (then kills it): its status
+    /// (None when killed) and stderr.
+    pub fn end_within(mut self, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status, stderr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.stderr.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A thread reading `r` to its end: what it read, as text.
+fn drain(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = r.read_to_string(&mut text);
+        text
+    })
+}
+
+/// The hot region of an image that `ceph-testenv/hot-writer` writes, and
+/// where its reader looks for the last write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub offset_mib: u64,
+    pub size_mib: u64,
+}
+
+impl Region {
+    /// hot-writer's own default: 16 MiB at the start of the image.
+    pub const DEFAULT: Region = Region {
+        offset_mib: 0,
+        size_mib: 16,
+    };
+
+    fn args(self) -> [String; 4] {
+        [
+            "--offset-mib".into(),
+            self.offset_mib.to_string(),
+            "--region-mib".into(),
+            self.size_mib.to_string(),
+        ]
+    }
+}
+
+/// `ceph-testenv/hot-writer` with the admin conf of `site`.
+fn hot_writer_command(env: &TestEnv, site: &str, mode: &str) -> Command {
+    let mut cmd =
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("ceph-testenv/hot-writer"));
+    cmd.arg(mode)
+        .arg("-c")
+        .arg(env.path(&format!("{}_CONF", site_key(site))));
+    cmd
+}
+
+/// A client writing an image as a guest does (`ceph-testenv/hot-writer`:
+/// 4 KiB records with increasing sequence numbers at random offsets of a
+/// hot region), holding it open, and with exclusive-lock locked, until
+/// [`HotWriter::stop`]. Stopped when dropped, also when the test panics.
+pub struct HotWriter {
+    child: Option<std::process::Child>,
+    image: String,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl HotWriter {
+    /// Starts writing `pool/image` on `site` at `rate` writes per second
+    /// inside `region`; returns once the first write returned (the image is
+    /// in use from then on).
+    pub fn start(
+        env: &TestEnv,
+        site: &str,
+        pool: &str,
+        image: &str,
+        rate: u32,
+        region: Region,
+    ) -> HotWriter {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let image = format!("{pool}/{image}");
+        let mut child = hot_writer_command(env, site, "write")
+            .args(["--rate", &rate.to_string()])
+            .args(region.args())
+            .arg(&image)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting hot-writer on {image}: {e}"));
+        // Its first line says the first write returned; the rest is kept for
+        // a failure's message.
+        let (tx, first) = std::sync::mpsc::channel();
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_line(&mut text);
+            let _ = tx.send(text.clone());
+            let _ = std::io::Read::read_to_string(&mut err, &mut text);
+            text
+        });
+        let mut writer = HotWriter {
+            child: Some(child),
+            image,
+            stderr: Some(stderr),
+        };
+        match first.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.starts_with("hot-writer: writing") => writer,
+            _ => {
+                writer.end();
+                let said = writer.stderr.take().unwrap().join().unwrap();
+                panic!(
+                    "hot-writer on {} did not start writing: {said}",
+                    writer.image
+                );
+            }
+        }
+    }
+
+    /// Stops the writer as a guest's shutdown would (SIGTERM: the write in
+    /// flight finishes, the image is closed and its lock released); returns
+    /// the sequence number of its last write.
+    pub fn stop(mut self) -> u64 {
+        let out = self.end();
+        let said = self.stderr.take().unwrap().join().unwrap();
+        let (status, stdout) = out.expect("hot-writer was stopped already");
+        assert!(
+            status.success(),
+            "hot-writer on {} failed ({status}): {said}",
+            self.image
+        );
+        stdout.trim().parse().unwrap_or_else(|e| {
+            panic!(
+                "hot-writer on {} printed {stdout:?} ({e}): {said}",
+                self.image
+            )
+        })
+    }
+
+    /// SIGTERM, then SIGKILL after 30 s; its status and stdout, None when
+    /// it was ended before.
+    fn end(&mut self) -> Option<(std::process::ExitStatus, String)> {
+        let mut child = self.child.take()?;
+        let out = drain(child.stdout.take().unwrap());
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                break child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Some((status, out.join().unwrap()))
+    }
+}
+
+impl Drop for HotWriter {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// The sequence number of the last hot-writer write found in hot-writer's
+/// default region of `pool/image_at` (`image` or `image@snap`) on `site`
+/// (0: none).
+pub fn last_seq(env: &TestEnv, site: &str, pool: &str, image_at: &str) -> u64 {
+    last_seq_in(env, site, pool, image_at, Region::DEFAULT)
+}
+
+/// [`last_seq`] in `region`.
+pub fn last_seq_in(env: &TestEnv, site: &str, pool: &str, image_at: &str, region: Region) -> u64 {
+    let out = hot_writer_command(env, site, "last")
+        .args(region.args())
+        .arg(format!("{pool}/{image_at}"))
+        .output_bounded()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "hot-writer last {pool}/{image_at} on {site}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("hot-writer last {pool}/{image_at} printed {text:?}: {e}"))
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::common::BoundedOutput;
 use crate::common::{
     self, checksum, json_lines, mirror_daemon_exclusive, mirror_daemon_shared, spec_in_temp_dir,
-    step_events, unique, wait_for, write_with_holes, ImageGuard, TestEnv,
+    step_events, unique, wait_for, write_with_holes, ImageGuard, Running, TestEnv,
 };
 
 const MIB: u64 = 1 << 20;
@@ -1033,75 +1033,6 @@ fn a_hash_waiting_for_a_data_slot_holds_no_thread() {
     for n in &names {
         let copy = cinder.open_image_read_only(n, None).unwrap();
         assert_eq!(checksum(&copy), source_sum(&env, "volumes", n), "{n}");
-    }
-}
-
-/// A `ferry run --output json` under way: its events as they arrive (with
-/// when), and its stderr at the end.
-struct Running {
-    child: std::process::Child,
-    events: std::sync::mpsc::Receiver<(Instant, Value)>,
-    stderr: std::thread::JoinHandle<String>,
-}
-
-impl Running {
-    fn start(spec: &Path, state: &Path, extra: &[&str]) -> Running {
-        let mut child = common::ferry_run_command(spec, state, extra, None)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut err, &mut text);
-            text
-        });
-        let (tx, events) = std::sync::mpsc::channel();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let _ = tx.send((Instant::now(), serde_json::from_str(&line).unwrap()));
-            }
-        });
-        Running {
-            child,
-            events,
-            stderr,
-        }
-    }
-
-    /// The first event (with when it came) that `want` picks, within
-    /// `timeout`; None when the run ended or the time ran out before one.
-    fn until(&self, timeout: Duration, want: impl Fn(&Value) -> bool) -> Option<(Instant, Value)> {
-        let end = Instant::now() + timeout;
-        loop {
-            let left = end.checked_duration_since(Instant::now())?;
-            match self.events.recv_timeout(left) {
-                Ok((at, e)) if want(&e) => return Some((at, e)),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-    }
-
-    /// Waits for the end, at most `limit` (then kills it): its status
-    /// (None when killed) and stderr.
-    fn end_within(mut self, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break Some(s);
-            }
-            if start.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        (status, self.stderr.join().unwrap())
     }
 }
 
