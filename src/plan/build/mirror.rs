@@ -158,12 +158,9 @@ impl ImageBuild<'_> {
     /// frozen before its carrier is made. An image idle from the start
     /// takes no round.
     pub(super) fn warm_rounds(&mut self) {
-        let Some(interval) = self.opts.warm_interval else {
+        let Some(interval) = self.opts.warm_interval.filter(|_| self.warm()) else {
             return;
         };
-        if self.clone {
-            return;
-        }
         let at = &self.at;
         let step = draft(
             StepName::WarmRounds,
@@ -180,6 +177,12 @@ impl ImageBuild<'_> {
             image: at.carrier_cut.clone(),
         }]);
         self.steps.push(step);
+    }
+
+    /// Whether the image has a warm phase: mirrored, not a clone (a clone
+    /// is frozen before its carrier is made), with warm rounds asked for.
+    pub(super) fn warm(&self) -> bool {
+        self.opts.warm_interval.is_some() && !self.direct && !self.clone
     }
 
     /// The wait for the cut-over at the destination: beside the source's

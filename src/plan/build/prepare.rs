@@ -34,7 +34,10 @@ impl ImageBuild<'_> {
                 StepName::CheckSourceCloud,
                 Action::CheckSourceCloud(steps::CheckSourceCloud {
                     object: obj.clone(),
-                    allow_in_use: self.opts.allow_in_use,
+                    // With warm rounds, an image in use is mirrored and
+                    // copied while its server runs; the cut-over waits
+                    // for it to be idle.
+                    allow_in_use: self.opts.allow_in_use || self.warm(),
                     detached: false,
                 }),
             ));

@@ -21,6 +21,7 @@ fn opts(mode: MirrorMode, cleanup: bool) -> BuildOptions {
         published_parents: BTreeSet::new(),
         transfer: Transfer::Mirror,
         conversion: None,
+        warm_interval: None,
     }
 }
 
@@ -82,10 +83,11 @@ fn snapshot_mode_needs_no_feature_changes() {
     let steps = &plan.images[0].steps;
     assert_eq!(steps[2].role, Role::SourceStorage);
     assert_eq!(steps[5].role, Role::DestinationStorage);
-    // The source's hash runs beside the sync and the copy: the sync
-    // follows the cut-over, the verify follows the copy and the hash.
+    // The cut-over travels with its digest in the one mirror snapshot the
+    // hash takes: the sync follows the hash; the verify follows the copy
+    // and the hash.
     assert_eq!(steps[4].name, StepName::HashSource);
-    assert_eq!(steps[5].after, vec![steps[3].id.clone()]);
+    assert_eq!(steps[5].after, vec![steps[4].id.clone()]);
     assert_eq!(
         steps[7].after,
         vec![steps[6].id.clone(), steps[4].id.clone()]
@@ -917,6 +919,7 @@ fn a_volume_moved_before_carries_none_of_ferrys_keys_to_its_new_volume() {
     let f = ImageFacts::streamed(&moved_before());
     let opts = BuildOptions {
         conversion: Some(conversion_hosts()),
+        warm_interval: None,
         ..adopting()
     };
     let plan = build(&opts, &[(r, f)]);
@@ -996,6 +999,7 @@ fn a_streamed_volume_is_made_streamed_and_finished_with_nothing_on_the_source() 
     assert_eq!(hosts.source.connector_name(), "convhost-a");
     let opts = BuildOptions {
         conversion: Some(hosts.clone()),
+        warm_interval: None,
         ..adopting()
     };
     let plan = build(&opts, &[(r, f)]);
@@ -1177,4 +1181,52 @@ fn user_snapshots_are_said_not_to_arrive_whatever_the_transfer() {
         assert!(w.ends_with("without s1, s2"), "{w}");
         assert_eq!(w.contains("mirrored"), mirrored, "{w}");
     }
+}
+
+#[test]
+fn a_warm_plan_takes_rounds_after_mirroring_and_before_the_cut_over_except_for_clones_and_direct() {
+    let warm = BuildOptions {
+        warm_interval: Some(7),
+        ..opts(MirrorMode::Snapshot, true)
+    };
+    let plan = build(&warm, &[volume(Features::DEFAULT)]);
+    let n = names(&plan);
+    let at = |name| n.iter().position(|x| *x == name).unwrap();
+    assert_eq!(at(StepName::WarmRounds), at(StepName::EnableMirroring) + 1);
+    assert_eq!(at(StepName::CutOverSnapshot), at(StepName::WarmRounds) + 1);
+    let step = &plan.images[0].steps[at(StepName::WarmRounds)];
+    assert_eq!(step.role, Role::SourceStorage);
+    let Action::WarmRounds(w) = &step.action else {
+        panic!()
+    };
+    assert_eq!((w.interval, w.partial.image.as_str()), (7, "volume-1.ferry-partial"));
+    // Past once the cut-over is taken; the cut-over still waits for idle.
+    assert!(matches!(&step.past_when[..], [Check::SnapshotExists { .. }]));
+    let cut = &plan.images[0].steps[at(StepName::CutOverSnapshot)];
+    assert!(cut.requires.iter().any(|c| matches!(c, Check::NotInUse { .. })));
+    // A clone is frozen first; a direct transfer mirrors nothing.
+    let mut clone = volume(Features::DEFAULT);
+    clone.1.ceph_mut().parent = Some(crate::ceph::Parent {
+        pool: "osglance".into(),
+        namespace: String::new(),
+        image: "abcd".into(),
+        snap: "snap".into(),
+        clone_format: 2,
+        in_trash: false,
+    });
+    assert!(!names(&build(&warm, &[clone])).contains(&StepName::WarmRounds));
+    let direct = BuildOptions {
+        warm_interval: Some(7),
+        ..direct(MirrorMode::Snapshot, true)
+    };
+    assert!(!names(&build(&direct, &[volume(Features::DEFAULT)])).contains(&StepName::WarmRounds));
+}
+
+#[test]
+fn round_snapshots_are_told_apart_by_plan_and_number() {
+    let name = crate::plan::round_snap("abc", 12);
+    assert_eq!(name, "ferry-round-abc-12");
+    assert_eq!(crate::plan::round_number("abc", &name), Some(12));
+    assert_eq!(crate::plan::round_number("abd", &name), None);
+    assert_eq!(crate::plan::round_number("abc", "ferry-cutover-abc"), None);
 }

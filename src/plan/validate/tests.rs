@@ -46,6 +46,7 @@ fn opts(mode: MirrorMode, transfer: Transfer) -> BuildOptions {
         published_parents: Default::default(),
         transfer,
         conversion: Some(hosts()),
+        warm_interval: None,
     }
 }
 
