@@ -47,11 +47,7 @@ impl Kind for RemoveSnapshot {
             spec(image),
             q(&key)
         );
-        let prefix = format!(
-            "{}-{}-",
-            crate::plan::ROUND_SNAP,
-            plan.id
-        );
+        let prefix = format!("{}-{}-", crate::plan::ROUND_SNAP, plan.id);
         let _ = writeln!(
             b,
             r#"# warm round snapshots, if any

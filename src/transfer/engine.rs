@@ -814,8 +814,15 @@ mod tests {
             inner: &mut log,
             chunks: &changed,
         };
-        let out = transfer_onto(&src, Some(&base), Some(&dst), &mut skip, &opts(), &mut |_, _| true)
-            .unwrap();
+        let out = transfer_onto(
+            &src,
+            Some(&base),
+            Some(&dst),
+            &mut skip,
+            &opts(),
+            &mut |_, _| true,
+        )
+        .unwrap();
         assert_eq!(out.digest, digest_bytes(&new.data));
         assert_eq!(*dst.data.borrow(), new.data);
         assert_eq!(out.chunks_read, 2, "chunks 0 and 3 only");
@@ -823,7 +830,8 @@ mod tests {
             .written
             .borrow()
             .iter()
-            .all(|e| e.offset < 4 * MIB as u64 || (12 * MIB as u64..16 * MIB as u64).contains(&e.offset)));
+            .all(|e| e.offset < 4 * MIB as u64
+                || (12 * MIB as u64..16 * MIB as u64).contains(&e.offset)));
         // The log now vouches for the new image: a hash from it alone
         // gives the same digest.
         let none = std::collections::BTreeSet::new();

@@ -9,8 +9,8 @@
 //! block devices ([`file`]); a stream between two hosts ([`stream`]) sends
 //! with the engine and receives into a target.
 
-pub mod digest;
 mod changed;
+pub mod digest;
 mod endpoint;
 mod engine;
 pub mod file;

@@ -349,7 +349,11 @@ pub fn copy_image_onto(
                         && whole.as_deref() == Some(v.as_str())
                         && earlier.as_deref().is_some_and(|e| {
                             Some(e) != snap
-                                && v == format!("rbd {}@{e} size {} chunk {CHUNK_SIZE}", src_pool.object(name), source.size())
+                                && v == format!(
+                                    "rbd {}@{e} size {} chunk {CHUNK_SIZE}",
+                                    src_pool.object(name),
+                                    source.size()
+                                )
                         }) =>
                 {
                     let e = earlier.expect("checked");
@@ -369,10 +373,11 @@ pub fn copy_image_onto(
         Err(e) if e.kind() == ErrorKind::NotFound => None,
         Err(e) => return Err(e.into()),
     };
-    // A refresh needs the snapshot it starts from; gone, the copy starts
-    // afresh.
+    // A refresh needs the snapshot it starts from, older than the one it
+    // goes to; gone (or newer: a copy of an image's older snapshot after
+    // a newer one), the copy starts afresh.
     let resumable = match resumable {
-        Some((t, object, Some(since))) if !has_snapshot(&image, &since)? => {
+        Some((t, object, Some(since))) if !is_older(&image, &since, snap)? => {
             drop(t);
             dst_pool.remove_object(&object)?;
             None
@@ -422,7 +427,16 @@ pub fn copy_image_onto(
             // The target holds the image at `since`: that is its base.
             let before = src_pool.open_image_read_only(name, Some(since))?;
             let before = RbdSource::new(&before)?;
-            refresh(&image, since, &source, Some(&before), Some(&target_end), &mut log, opts, progress)?
+            refresh(
+                &image,
+                since,
+                &source,
+                Some(&before),
+                Some(&target_end),
+                &mut log,
+                opts,
+                progress,
+            )?
         }
     };
     target.close()?;
@@ -434,6 +448,18 @@ pub fn copy_image_onto(
 /// Whether `image` has a snapshot named `name`.
 fn has_snapshot(image: &Image<'_>, name: &str) -> Result<bool> {
     Ok(image.snapshots()?.iter().any(|s| s.name == name))
+}
+
+/// Whether `image` has a snapshot `since` taken before its snapshot `to`
+/// (or its head, when None).
+fn is_older(image: &Image<'_>, since: &str, to: Option<&str>) -> Result<bool> {
+    let snaps = image.snapshots()?;
+    let id = |name: &str| snaps.iter().find(|s| s.name == name).map(|s| s.id);
+    Ok(match (id(since), to) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(a), Some(b)) => id(b).is_some_and(|b| a < b),
+    })
 }
 
 /// The transfer of `source` (`image` at a later snapshot) onto a target
@@ -496,10 +522,16 @@ pub fn digest_image_kept(
             source.size()
         )
     };
-    let kept = pool.object_xattr(&object, SNAP_ATTR)?.filter(|s| !s.is_empty());
+    let kept = pool
+        .object_xattr(&object, SNAP_ATTR)?
+        .filter(|s| !s.is_empty());
     let whole = pool.object_xattr(&object, WHOLE_ATTR)?;
     let since = match kept {
-        Some(k) if whole == Some(identity(&k)) && has_snapshot(&image, &k)? => Some(k),
+        Some(k)
+            if whole == Some(identity(&k)) && (k == snap || is_older(&image, &k, Some(snap))?) =>
+        {
+            Some(k)
+        }
         _ => None,
     };
     // Not whole while it changes: a crash meanwhile means hashing afresh.

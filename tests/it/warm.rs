@@ -107,7 +107,7 @@ fn is(e: &Value, image: &str, step: &str, status: &str) -> bool {
 /// seconds while ferry waits, then stops, and ferry finishes.
 #[test]
 fn a_volume_written_until_the_cut_over_arrives_with_its_last_write() {
-    written_volume_moves("", |run, image| {
+    written_volume_moves("options:\n  warm: false\n", |run, image| {
         let (_, waiting) = run
             .until(Duration::from_secs(60), |e| {
                 is(e, image, "cut-over-snapshot", "waiting")
@@ -123,22 +123,19 @@ fn a_volume_written_until_the_cut_over_arrives_with_its_last_write() {
 /// The warm path: while the writer goes on, ferry copies in rounds; the
 /// writer stops after the first round, whose copy is then stale, and the
 /// final copy still holds its last write.
-// Enable when options.warm lands.
 #[test]
-#[ignore]
 fn a_volume_written_during_warm_rounds_arrives_with_its_last_write() {
     written_volume_moves(
         "options:\n  warm: true\n  warm_interval: 2\n",
         |run, image| {
             let round = run.until(Duration::from_secs(90), |e| {
-                (e["event"] == "round" && e["image"] == image)
-                    || is(e, image, "cut-over-snapshot", "waiting")
+                is(e, image, "warm-rounds", "round") || is(e, image, "cut-over-snapshot", "waiting")
             });
             let (_, e) = round.unwrap_or_else(|| {
                 panic!("no round event of {image} in 90 s while the writer ran (or the run ended)")
             });
             assert_eq!(
-                e["event"], "round",
+                e["status"], "round",
                 "ferry waited for the writer instead of copying in rounds: {e}"
             );
             std::thread::sleep(Duration::from_secs(2));

@@ -1199,11 +1199,20 @@ fn a_warm_plan_takes_rounds_after_mirroring_and_before_the_cut_over_except_for_c
     let Action::WarmRounds(w) = &step.action else {
         panic!()
     };
-    assert_eq!((w.interval, w.partial.image.as_str()), (7, "volume-1.ferry-partial"));
+    assert_eq!(
+        (w.interval, w.partial.image.as_str()),
+        (7, "volume-1.ferry-partial")
+    );
     // Past once the cut-over is taken; the cut-over still waits for idle.
-    assert!(matches!(&step.past_when[..], [Check::SnapshotExists { .. }]));
+    assert!(matches!(
+        &step.past_when[..],
+        [Check::SnapshotExists { .. }]
+    ));
     let cut = &plan.images[0].steps[at(StepName::CutOverSnapshot)];
-    assert!(cut.requires.iter().any(|c| matches!(c, Check::NotInUse { .. })));
+    assert!(cut
+        .requires
+        .iter()
+        .any(|c| matches!(c, Check::NotInUse { .. })));
     // A clone is frozen first; a direct transfer mirrors nothing.
     let mut clone = volume(Features::DEFAULT);
     clone.1.ceph_mut().parent = Some(crate::ceph::Parent {
