@@ -445,11 +445,6 @@ pub fn copy_image_onto(
     Ok(out)
 }
 
-/// Whether `image` has a snapshot named `name`.
-fn has_snapshot(image: &Image<'_>, name: &str) -> Result<bool> {
-    Ok(image.snapshots()?.iter().any(|s| s.name == name))
-}
-
 /// Whether `image` has a snapshot `since` taken before its snapshot `to`
 /// (or its head, when None).
 fn is_older(image: &Image<'_>, since: &str, to: Option<&str>) -> Result<bool> {
