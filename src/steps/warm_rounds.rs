@@ -202,6 +202,10 @@ impl WarmRounds {
                 mode: self.mode,
             },
         )?;
+        // Arrived: the mirror snapshots before it are not needed by the
+        // peer any more; removed now, off the cut-over's path (where
+        // librbd would remove one, a second monitor round trip).
+        cx.with_image(&self.image, true, |img| img.mirror_snapshots_prune())?;
         let from = cx.dst()?.pool(&mirrored.pool)?;
         let to = cx.dst()?.pool(&self.partial.pool)?;
         let out = space::writing_into(cx.dst()?, &self.partial.pool, || {
