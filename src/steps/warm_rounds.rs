@@ -188,7 +188,11 @@ impl WarmRounds {
         let mut line = format!("{} of the source hashed", human(hashed.bytes_read));
         // Idle meanwhile: the cut-over goes now; its copy starts from the
         // round before this one, which the destination keeps.
-        if cx.access.dst.is_none() || cx.holds(&Check::NotInUse { image: self.image.clone() })? {
+        if cx.access.dst.is_none()
+            || cx.holds(&Check::NotInUse {
+                image: self.image.clone(),
+            })?
+        {
             return Ok(line);
         }
         let mirrored = ImageAt {
