@@ -98,48 +98,63 @@ impl Kind for WarmRounds {
         let idle = Check::NotInUse {
             image: self.image.clone(),
         };
-        let interval = Duration::from_secs(self.interval.max(1));
-        let deadline = Instant::now() + cx.opts.wait_timeout;
         let plan_id = cx.plan_id();
-        let mut n = self.last_round(cx, &plan_id)?;
-        let first = n;
-        while !cx.holds(&idle)? {
-            n += 1;
-            let started = Instant::now();
-            let line = self.round(cx, i, step, &plan_id, n)?;
-            let took = started.elapsed().as_secs_f64();
-            cx.event(
-                i,
-                step.name.as_str(),
-                "round",
-                &format!("round {n}: {line} in {took:.1} s; a cut-over now carries what is written from here"),
-            );
-            // Until the next round, or the image idle (checked often: the
-            // cut-over waits on it).
-            while started.elapsed() < interval && !cx.holds(&idle)? {
-                if Instant::now() >= deadline {
-                    bail!(crate::exec::GaveUp(format!(
-                        "{} is still in use after {} s of warm rounds (--wait-timeout); stop its client (shut its server off) and run again: the rounds go on from round {n}",
-                        self.image,
-                        cx.opts.wait_timeout.as_secs()
-                    )));
-                }
-                std::thread::sleep(IDLE_POLL);
-            }
+        let n = self.rounds_taken(cx, &plan_id)?;
+        if cx.holds(&idle)? {
+            return Ok(match n {
+                0 => "idle: no round needed".into(),
+                n => format!("idle after {n} round(s)"),
+            });
         }
-        Ok(match n - first {
-            0 => "idle: no round needed".into(),
-            k => format!("idle after {k} round(s)"),
-        })
+        // The warm phase is a wait: bounded by --wait-timeout from its
+        // first round on (kept on the image, so a run again goes on).
+        let now = unix_now();
+        let since = match cx.image_state(i).warm_since {
+            Some(t) => t,
+            None => {
+                cx.update(i, |s| s.warm_since = Some(now))?;
+                now
+            }
+        };
+        if now - since > cx.opts.wait_timeout.as_secs() as i64 {
+            bail!(crate::exec::GaveUp(format!(
+                "{} is still in use after {} s of warm rounds (--wait-timeout); stop its client (shut its server off) and run again: the rounds go on from round {n}",
+                self.image,
+                cx.opts.wait_timeout.as_secs()
+            )));
+        }
+        let started = Instant::now();
+        let line = self.round(cx, i, step, &plan_id, n + 1)?;
+        cx.event(
+            i,
+            step.name.as_str(),
+            "round",
+            &format!(
+                "round {}: {line} in {:.1} s; a cut-over now carries what is written from here",
+                n + 1,
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        // The next round after the interval, or the cut-over as soon as
+        // the image is idle; the lane holds no thread meanwhile.
+        Err(crate::exec::Again {
+            until: idle,
+            at_most: Duration::from_secs(self.interval.max(1)).saturating_sub(started.elapsed()),
+        }
+        .into())
     }
 }
 
-/// How often the rounds look whether the image is idle.
-const IDLE_POLL: Duration = Duration::from_millis(250);
+/// Seconds since the epoch, as snapshot timestamps are.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 impl WarmRounds {
-    /// The newest round an earlier run took (0: none).
-    fn last_round(&self, cx: &Ctx<'_>, plan_id: &str) -> anyhow::Result<u64> {
+    /// The newest round taken so far (0: none).
+    fn rounds_taken(&self, cx: &Ctx<'_>, plan_id: &str) -> anyhow::Result<u64> {
         let snaps = cx.with_image(&self.image, false, |img| img.snapshots())?;
         Ok(snaps
             .iter()
