@@ -117,6 +117,8 @@ impl Kind for WarmRounds {
             }
         };
         if now - since > cx.opts.wait_timeout.as_secs() as i64 {
+            // The next run waits afresh.
+            cx.update(i, |s| s.warm_since = None)?;
             bail!(crate::exec::GaveUp(format!(
                 "{} is still in use after {} s of warm rounds (--wait-timeout); stop its client (shut its server off) and run again: the rounds go on from round {n}",
                 self.image,
