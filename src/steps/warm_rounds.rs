@@ -126,16 +126,28 @@ impl Kind for WarmRounds {
             )));
         }
         let started = Instant::now();
-        let line = self.round(cx, i, step, &plan_id, n + 1)?;
+        let (line, arrived) = self.round(cx, i, step, &plan_id, n + 1)?;
+        let took = started.elapsed().as_secs_f64();
+        // What the operator decides by: how current the destination is,
+        // and about what a cut-over now costs (a round's work on what was
+        // written since, and the cut-over's own snapshot).
+        let current = if arrived {
+            format!(
+                "in sync as of {}; a cut-over now takes about {:.0} s",
+                crate::units::utc_time_of_day(now),
+                took + 1.0
+            )
+        } else {
+            format!(
+                "taken at {} and on its way",
+                crate::units::utc_time_of_day(now)
+            )
+        };
         cx.event(
             i,
             step.name.as_str(),
             "round",
-            &format!(
-                "round {}: {line} in {:.1} s; a cut-over now carries what is written from here",
-                n + 1,
-                started.elapsed().as_secs_f64()
-            ),
+            &format!("round {}: {current}; {line} in {took:.1} s", n + 1),
         );
         // The next round after the interval, or the cut-over as soon as
         // the image is idle; the lane holds no thread meanwhile.
@@ -167,7 +179,8 @@ impl WarmRounds {
 
     /// Round `n`: its snapshot, the source's digest brought up to it, a
     /// mirror snapshot carrying it, the older rounds removed; then, with
-    /// the destination's access, the copy brought up to it.
+    /// the destination's access, the copy brought up to it. What it did,
+    /// and whether the copy is at the round.
     fn round(
         &self,
         cx: &Ctx<'_>,
@@ -175,7 +188,7 @@ impl WarmRounds {
         step: &Step,
         plan_id: &str,
         n: u64,
-    ) -> anyhow::Result<String> {
+    ) -> anyhow::Result<(String, bool)> {
         let name = crate::plan::round_snap(plan_id, n);
         let at = ImageAt {
             snap: Some(name.clone()),
@@ -252,7 +265,7 @@ impl WarmRounds {
             out.chunks_read,
             out.chunks
         );
-        Ok(line)
+        Ok((line, true))
     }
 }
 
