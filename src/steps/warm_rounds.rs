@@ -223,7 +223,7 @@ impl WarmRounds {
                 image: self.image.clone(),
             })?
         {
-            return Ok(line);
+            return Ok((line, false));
         }
         let mirrored = ImageAt {
             snap: Some(name.clone()),
