@@ -36,7 +36,7 @@ impl Phase {
     pub fn of_step(name: StepName) -> Phase {
         match name {
             StepName::WaitForSync => Phase::Mirroring,
-            StepName::WarmRounds => Phase::Warm,
+            StepName::WarmRounds | StepName::WarmCopy => Phase::Warm,
             StepName::Copy | StepName::SnapshotAndProtect | StepName::Stream => Phase::Copying,
             StepName::Verify => Phase::Verifying,
             StepName::DisableMirroring | StepName::RestoreFeatures | StepName::ForgetOriginal => {

@@ -187,10 +187,16 @@ pub(super) fn run_image(
             lane.entered = true;
         }
         return match ready_to_act(ctx, i, step, lane).map_err(|(_, e)| e)? {
-            Ready::Act(mut lane) => {
-                act_and_record(ctx, i, step, lane.slot.take())?;
-                Ok(Flow::Done)
-            }
+            Ready::Act(mut lane) => match act_and_record(ctx, i, step, lane.slot.take()) {
+                Ok(()) => Ok(Flow::Done),
+                Err(e) => match e.downcast_ref::<super::Again>() {
+                    Some(again) => {
+                        let waiting = wait::Waiting::again(i, step.clone(), again);
+                        Ok(Flow::Parked(lane, Some(Box::new(waiting))))
+                    }
+                    None => Err(e),
+                },
+            },
             Ready::Not(flow) => Ok(flow),
         };
     }

@@ -55,6 +55,8 @@ step_names! {
     EnableMirroring = "enable-mirroring",
     /// Warm rounds while the image is written, until it is idle.
     WarmRounds = "warm-rounds",
+    /// The destination's side of the warm rounds (a destination run alone).
+    WarmCopy = "warm-copy",
     /// The cut-over: the snapshot the copy is made from.
     CutOverSnapshot = "cut-over-snapshot",
     /// The source's digest at the cut-over.

@@ -36,6 +36,7 @@ mod snapshot_and_protect;
 mod stream_volume;
 mod verify;
 mod wait_for_sync;
+mod warm_copy;
 mod warm_rounds;
 
 pub use adopt_volume::AdoptVolume;
@@ -66,6 +67,7 @@ pub use snapshot_and_protect::SnapshotAndProtect;
 pub use stream_volume::StreamVolume;
 pub use verify::Verify;
 pub use wait_for_sync::WaitForSync;
+pub use warm_copy::WarmCopy;
 pub use warm_rounds::WarmRounds;
 
 use crate::exec::Ctx;
@@ -217,6 +219,7 @@ kinds! {
     SnapshotAndProtect(snapshot_and_protect::SnapshotAndProtect),
     Verify(verify::Verify),
     WarmRounds(warm_rounds::WarmRounds),
+    WarmCopy(warm_copy::WarmCopy),
     Publish(publish::Publish),
     ConfirmVerified(confirm_verified::ConfirmVerified),
     CheckSourceCloud(check_source_cloud::CheckSourceCloud),

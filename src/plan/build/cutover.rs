@@ -53,6 +53,13 @@ impl ImageBuild<'_> {
         .requires(if self.clone { vec![] } else { self.idle() })
         .done_when(done)
         .past_when(self.source_past());
+        // After the warm rounds, both sides of them (a role's run holds
+        // one side, and must not take the cut-over beside its rounds).
+        let snapshot = if self.warm() {
+            snapshot.after(self.after_warm(StepName::WarmCopy))
+        } else {
+            snapshot
+        };
         // Its digest, as image metadata that mirroring carries too. Only
         // the verify needs it: the sync and the copy go on meanwhile. Done
         // once the digest is on its way (`checksum_sent_key`).

@@ -176,7 +176,36 @@ impl ImageBuild<'_> {
         .past_when(vec![Check::SnapshotExists {
             image: at.carrier_cut.clone(),
         }]);
+        // The destination's side, for a run that holds it alone.
+        let copy = draft(
+            StepName::WarmCopy,
+            Action::WarmCopy(steps::WarmCopy {
+                mirrored: at.mirrored.clone(),
+                cut: at.mirrored_cut.clone(),
+                partial: at.partial.clone(),
+                features: Some(self.copy_features()),
+                mode: self.mode,
+                interval,
+            }),
+        )
+        .past_when(self.dest_past());
         self.steps.push(step);
+        self.steps.push(copy);
+    }
+
+    /// The steps a step follows: `step`, and with a warm phase both sides
+    /// of the rounds too, so that a role's run, which holds one side, does
+    /// not run the step beside its rounds.
+    pub(super) fn after_warm(&self, step: StepName) -> Vec<StepName> {
+        let mut after = vec![step];
+        if self.warm() {
+            for w in [StepName::WarmRounds, StepName::WarmCopy] {
+                if !after.contains(&w) {
+                    after.push(w);
+                }
+            }
+        }
+        after
     }
 
     /// Whether the image has a warm phase: mirrored, not a clone (a clone
@@ -200,10 +229,10 @@ impl ImageBuild<'_> {
         // mirror snapshot hash-source takes: the wait follows it. In
         // journal mode the cut-over is on its way at once, and the wait
         // goes on beside the hashing.
-        .after(vec![match self.mode {
+        .after(self.after_warm(match self.mode {
             MirrorMode::Snapshot => StepName::HashSource,
             MirrorMode::Journal => StepName::CutOverSnapshot,
-        }])
+        }))
         .requires(vec![Check::Exists {
             image: self.at.mirrored.clone(),
         }])

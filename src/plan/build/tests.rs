@@ -1193,7 +1193,10 @@ fn a_warm_plan_takes_rounds_after_mirroring_and_before_the_cut_over_except_for_c
     let n = names(&plan);
     let at = |name| n.iter().position(|x| *x == name).unwrap();
     assert_eq!(at(StepName::WarmRounds), at(StepName::EnableMirroring) + 1);
-    assert_eq!(at(StepName::CutOverSnapshot), at(StepName::WarmRounds) + 1);
+    assert_eq!(at(StepName::WarmCopy), at(StepName::WarmRounds) + 1);
+    assert_eq!(at(StepName::CutOverSnapshot), at(StepName::WarmCopy) + 1);
+    let copy = &plan.images[0].steps[at(StepName::WarmCopy)];
+    assert_eq!(copy.role, Role::DestinationStorage);
     let step = &plan.images[0].steps[at(StepName::WarmRounds)];
     assert_eq!(step.role, Role::SourceStorage);
     let Action::WarmRounds(w) = &step.action else {
