@@ -502,12 +502,7 @@ fn image_facts(
                     _ => img.mirror_mode()?,
                 },
                 metadata: img.metadata_list()?,
-                user_snapshots: img
-                    .snapshots()?
-                    .into_iter()
-                    .filter(|s| s.namespace == SnapNamespace::User)
-                    .map(|s| s.name)
-                    .collect(),
+                user_snapshots: user_snapshots(img.snapshots()?),
                 users: users_of(&img)?,
                 parent: img.parent()?,
             };
@@ -515,6 +510,17 @@ fn image_facts(
         }
     };
     Ok((now.facts(r, pool_mode)?, luks))
+}
+
+/// The names of an image's user snapshots, oldest first (by snapshot id,
+/// whatever order librbd lists them in): the order a plan carries them.
+pub(crate) fn user_snapshots(mut snaps: Vec<crate::ceph::Snapshot>) -> Vec<String> {
+    snaps.sort_by_key(|s| s.id);
+    snaps
+        .into_iter()
+        .filter(|s| s.namespace == SnapNamespace::User)
+        .map(|s| s.name)
+        .collect()
 }
 
 /// What an image is now, read from its header or from an open handle.

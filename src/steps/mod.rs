@@ -14,6 +14,7 @@ mod check_source_cloud;
 mod check_unchanged;
 mod confirm_verified;
 mod copy;
+mod copy_snapshots;
 mod create_cutover;
 mod create_volume;
 mod disable_features;
@@ -44,6 +45,7 @@ pub use check_source_cloud::CheckSourceCloud;
 pub use check_unchanged::CheckUnchanged;
 pub use confirm_verified::ConfirmVerified;
 pub use copy::CopyImage;
+pub use copy_snapshots::CopySnapshots;
 pub use create_cutover::CreateCutover;
 pub use create_volume::CreateVolume;
 pub use disable_features::DisableFeatures;
@@ -205,6 +207,7 @@ kinds! {
     DisableFeatures(disable_features::DisableFeatures),
     EnableFeatures(enable_features::EnableFeatures),
     EnableMirroring(enable_mirroring::EnableMirroring),
+    CopySnapshots(copy_snapshots::CopySnapshots),
     CreateCutover(create_cutover::CreateCutover),
     HashSource(hash_source::HashSource),
     RemoveSnapshot(remove_snapshot::RemoveSnapshot),

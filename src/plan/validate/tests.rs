@@ -47,6 +47,7 @@ fn opts(mode: MirrorMode, transfer: Transfer) -> BuildOptions {
         transfer,
         conversion: Some(hosts()),
         warm_interval: None,
+        snapshots: crate::spec::Snapshots::Carry,
     }
 }
 
