@@ -289,6 +289,22 @@ fn check_action(field: &str, step: &Step, names: &Names<'_>) -> Result<(), Refus
         | Action::AdoptVolume(steps::AdoptVolume { adoption, .. }) => {
             names.check_volume(&f("adoption.source_volume"), &adoption.source_volume)
         }
+        Action::ManageSnapshots(steps::ManageSnapshots {
+            source_volume,
+            snapshots,
+            ..
+        }) => {
+            names.check_volume(&f("source_volume"), source_volume)?;
+            for (k, s) in snapshots.iter().enumerate() {
+                if !names.is_own(&s.rbd) {
+                    return refuse(
+                        f(&format!("snapshots[{k}].rbd")),
+                        format!("{:?} is not one of the image's own snapshots", s.rbd),
+                    );
+                }
+            }
+            Ok(())
+        }
         Action::RegisterImage(steps::RegisterImage { registration, .. }) => {
             check_word(&f("registration.id"), &registration.id, is_id_char, 64)
         }

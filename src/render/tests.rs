@@ -103,6 +103,7 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
                     image_metadata: [(name("os_distro"), name("debian"))].into(),
                     status: "available".into(),
                     encrypted: false,
+                    snapshots: vec![],
                 }),
                 user_snapshots: vec![name("s1"), name("s2")],
                 ..CephImage::example()

@@ -25,6 +25,7 @@ mod finish_volume;
 mod flat_copy;
 mod freeze_snapshot;
 mod hash_source;
+mod manage_snapshots;
 mod preflight;
 mod publish;
 mod record_original;
@@ -56,6 +57,7 @@ pub use finish_volume::FinishVolume;
 pub use flat_copy::FlatCopy;
 pub use freeze_snapshot::FreezeSnapshot;
 pub use hash_source::HashSource;
+pub use manage_snapshots::ManageSnapshots;
 pub use preflight::Preflight;
 pub use publish::Publish;
 pub use record_original::RecordOriginal;
@@ -227,6 +229,7 @@ kinds! {
     RestoreFeatures(restore_features::RestoreFeatures),
     CheckDestinationCloud(check_destination_cloud::CheckDestinationCloud),
     AdoptVolume(adopt_volume::AdoptVolume),
+    ManageSnapshots(manage_snapshots::ManageSnapshots),
     RegisterImage(register_image::RegisterImage),
     CreateVolume(create_volume::CreateVolume),
     StreamVolume(stream_volume::StreamVolume),

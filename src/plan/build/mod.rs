@@ -216,6 +216,7 @@ fn image_plan(
     }
     b.copy_and_verify();
     b.adopt();
+    b.manage_snapshots();
     if opts.cleanup {
         b.cleanup();
     }

@@ -3,10 +3,14 @@
 //! carry only what changed since the last of them), and, with clouds,
 //! managed as Cinder snapshots of the adopted volume.
 
-use crate::plan::{Action, Adoption, Check, ImageAt, StepName};
+use crate::plan::{
+    without_ferry_keys, Action, Adoption, Check, CloudObject, ImageAt, SnapshotAdoption, StepName,
+    SNAPSHOT_FROM,
+};
 use crate::spec::{ImageKind, Snapshots};
 use crate::steps;
 
+use super::adopt::manageable_description;
 use super::draft::draft;
 use super::ImageBuild;
 
@@ -101,6 +105,58 @@ impl ImageBuild<'_> {
         .requires(vec![arrived])
         .done_when(done)
         .past_when(self.dest_past());
+        self.steps.push(step);
+    }
+
+    /// With a volume adopted: each carried snapshot managed as a Cinder
+    /// snapshot of it, with the name, description and metadata of the
+    /// source's Cinder snapshot it was (an RBD snapshot Cinder did not
+    /// make keeps its name). Idempotent by itself (each is found by its
+    /// mark), so it has no `done_when`: a run records it.
+    pub(super) fn manage_snapshots(&mut self) {
+        let Some(Adoption::Volume(v)) = &self.adoption else {
+            return;
+        };
+        let carried = self.carried();
+        if carried.is_empty() {
+            return;
+        }
+        let known: &[crate::plan::CloudSnapshot] = match &self.facts.cloud {
+            Some(CloudObject::Volume { snapshots, .. }) => snapshots,
+            _ => &[],
+        };
+        let snapshots = carried
+            .into_iter()
+            .map(|rbd| match known.iter().find(|c| c.rbd_name() == rbd) {
+                Some(c) => {
+                    let mut metadata = without_ferry_keys(&c.metadata);
+                    metadata.insert(SNAPSHOT_FROM.into(), c.id.clone());
+                    SnapshotAdoption {
+                        rbd,
+                        name: c.name.clone(),
+                        description: c.description.as_deref().map(manageable_description),
+                        metadata,
+                    }
+                }
+                None => SnapshotAdoption {
+                    name: rbd.clone(),
+                    description: None,
+                    metadata: [(SNAPSHOT_FROM.to_string(), format!("rbd:{rbd}"))].into(),
+                    rbd,
+                },
+            })
+            .collect();
+        let step = draft(
+            StepName::ManageSnapshots,
+            Action::ManageSnapshots(steps::ManageSnapshots {
+                image: self.at.copy.clone(),
+                source_volume: v.source_volume.clone(),
+                snapshots,
+            }),
+        )
+        .requires(vec![Check::VolumeAdopted {
+            source_volume: v.source_volume.clone(),
+        }]);
         self.steps.push(step);
     }
 }

@@ -837,6 +837,7 @@ fn cloud_volume(bootable: bool) -> CloudObject {
         .into(),
         status: "available".into(),
         encrypted: false,
+        snapshots: vec![],
     }
 }
 
@@ -892,6 +893,7 @@ fn moved_before() -> CloudObject {
         mut image_metadata,
         status,
         encrypted,
+        snapshots,
     } = cloud_volume(false)
     else {
         unreachable!()
@@ -917,6 +919,7 @@ fn moved_before() -> CloudObject {
         image_metadata,
         status,
         encrypted,
+        snapshots,
     }
 }
 
@@ -1352,6 +1355,54 @@ fn a_clones_and_ferrys_own_snapshots_are_not_carried() {
         .warnings
         .iter()
         .any(|w| w.contains("a clone's snapshots cannot be carried")));
+}
+
+#[test]
+fn an_adopted_volumes_carried_snapshots_are_managed_after_the_adoption_with_their_names() {
+    let (r, mut f) = volume(Features::DEFAULT);
+    let mut obj = cloud_volume(false);
+    if let CloudObject::Volume { snapshots, .. } = &mut obj {
+        *snapshots = vec![crate::plan::CloudSnapshot {
+            id: "5a".into(),
+            name: "before upgrade".into(),
+            description: Some("taken\nby hand".into()),
+            metadata: [
+                ("app".to_string(), "db".to_string()),
+                ("ferry_source_snapshot".to_string(), "old".to_string()),
+            ]
+            .into(),
+        }];
+    }
+    f.ceph_mut().cloud = Some(obj);
+    f.ceph_mut().user_snapshots = vec!["snapshot-5a".into(), "by-rbd".into()];
+    let plan = build(&adopting(), &[(r, f)]);
+    let n = names(&plan);
+    let at = |name| n.iter().position(|x| *x == name).unwrap();
+    assert_eq!(at(StepName::ManageSnapshots), at(StepName::AdoptVolume) + 1);
+    let step = &plan.images[0].steps[at(StepName::ManageSnapshots)];
+    assert_eq!(step.role, Role::DestinationCloud);
+    assert!(matches!(&step.requires[..], [Check::VolumeAdopted { .. }]));
+    let Action::ManageSnapshots(m) = &step.action else {
+        panic!()
+    };
+    let [a, b] = &m.snapshots[..] else {
+        panic!("{:?}", m.snapshots)
+    };
+    assert_eq!(
+        (a.rbd.as_str(), a.name.as_str(), a.description.as_deref()),
+        ("snapshot-5a", "before upgrade", Some("taken by hand"))
+    );
+    assert_eq!(a.metadata.get("app").map(String::as_str), Some("db"));
+    assert_eq!(a.mark(), "5a");
+    assert_eq!((b.name.as_str(), b.mark()), ("by-rbd", "rbd:by-rbd"));
+    crate::plan::validate::check(&plan).unwrap();
+    // Dropped: nothing to manage.
+    let o = BuildOptions {
+        snapshots: Snapshots::Drop,
+        ..adopting()
+    };
+    let (r, f) = (plan.images[0].image.clone(), plan.images[0].facts.clone());
+    assert!(!names(&build(&o, &[(r, f)])).contains(&StepName::ManageSnapshots));
 }
 
 #[test]

@@ -80,6 +80,7 @@ fn volume(id: &str, bootable: bool, transfer: Transfer) -> (ImageRef, ImageFacts
                     image_metadata: Default::default(),
                     status: "available".into(),
                     encrypted: false,
+                    snapshots: vec![],
                 }),
                 ..CephImage::example()
             },
