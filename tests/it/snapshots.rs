@@ -1,14 +1,21 @@
 //! A volume's own snapshots travel with it (`options.snapshots: carry`, the
 //! default): the destination copy holds each under its name with the
 //! source snapshot's data, and its head is the cut-over; with
-//! `options.snapshots: drop` it holds none.
+//! `options.snapshots: drop` it holds none. With clouds, each arrives as a
+//! Cinder snapshot of the adopted volume.
+
+use std::time::Duration;
 
 use ferry::ceph::{Features, Pool, SnapNamespace};
+use ferry::openstack::{Cinder, Service};
+use reqwest::Method;
+use serde_json::{json, Value};
 
 use crate::common::{
-    checksum, ferry_run, mirror_daemon_shared, spec_in_temp_dir, unique, write_sparse,
+    checksum, ferry_run, mirror_daemon_shared, spec_in_temp_dir, unique, wait_for, write_sparse,
     write_with_holes, ImageGuard, TestEnv,
 };
+use crate::it::openstack::{adopted, source_volume, DestGuard};
 
 const MIB: u64 = 1 << 20;
 
@@ -146,4 +153,179 @@ fn dropped_snapshots_leave_the_copy_without_any() {
     moved_with("  snapshots: drop\n", |dest, name, _| {
         assert_eq!(own_snapshots(dest, name), Vec::<String>::new());
     });
+}
+
+/// Cinder snapshots of volumes, deleted (and waited gone) at the end, so
+/// that their volumes can go.
+struct CinderSnapshotsGuard<'c> {
+    cloud: &'c ferry::openstack::Cloud,
+    /// The volumes whose snapshots go; a source id also names the volumes
+    /// adopted from it.
+    volumes: Vec<String>,
+    adopted_from: Option<String>,
+}
+
+impl Drop for CinderSnapshotsGuard<'_> {
+    fn drop(&mut self) {
+        let c = Cinder(self.cloud);
+        let mut vols = self.volumes.clone();
+        if let Some(src) = &self.adopted_from {
+            vols.extend(adopted(self.cloud, src).into_iter().map(|v| v.id));
+        }
+        for v in &vols {
+            for s in c.snapshots_of(v).unwrap_or_default() {
+                let _ = delete_snapshot(self.cloud, &s.id);
+            }
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline
+            && vols
+                .iter()
+                .any(|v| !c.snapshots_of(v).unwrap_or_default().is_empty())
+        {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+fn delete_snapshot(cloud: &ferry::openstack::Cloud, id: &str) -> Result<(), String> {
+    cloud
+        .call(
+            Service::BlockStorage,
+            Method::DELETE,
+            &format!("/snapshots/{id}"),
+            &[],
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// A Cinder snapshot of `volume` (waited available).
+fn cinder_snapshot(
+    cloud: &ferry::openstack::Cloud,
+    volume: &str,
+    name: &str,
+    description: &str,
+    metadata: Value,
+) -> ferry::openstack::Snapshot {
+    let body = json!({"snapshot": {"volume_id": volume, "name": name, "description": description, "metadata": metadata}});
+    let v: Value = cloud
+        .call_json(
+            Service::BlockStorage,
+            Method::POST,
+            "/snapshots",
+            &[],
+            Some(ferry::openstack::session::Body::Json(&body)),
+        )
+        .unwrap();
+    let id = v["snapshot"]["id"].as_str().unwrap().to_string();
+    wait_for(
+        &format!("snapshot {id} available"),
+        Duration::from_secs(90),
+        || {
+            let s = Cinder(cloud).snapshot(&id).unwrap();
+            assert_ne!(s.status, "error", "snapshot {id} went to error");
+            (s.status == "available").then_some(s)
+        },
+    )
+}
+
+/// With both clouds: a volume with two Cinder snapshots (different data)
+/// arrives as an adopted volume with both as its Cinder snapshots, their
+/// names, descriptions and metadata kept, each holding its source
+/// snapshot's data; a second run manages none again.
+#[test]
+fn a_volumes_cinder_snapshots_arrive_as_cinder_snapshots_of_the_adopted_volume() {
+    let _daemon = mirror_daemon_shared();
+    let env = TestEnv::load();
+    let (src, dst) = (env.cloud("source"), env.cloud("destination"));
+    let name = unique("snapped");
+    let (vol, _) = source_volume(&env, &src, &name, 21);
+    let _dest = DestGuard {
+        cloud: &dst,
+        volume_marker: Some(vol.id.clone()),
+        image: None,
+    };
+    // Dropped first: the snapshots before their volumes.
+    let _dest_snaps = CinderSnapshotsGuard {
+        cloud: &dst,
+        volumes: vec![],
+        adopted_from: Some(vol.id.clone()),
+    };
+    let _src_snaps = CinderSnapshotsGuard {
+        cloud: &src,
+        volumes: vec![vol.id.clone()],
+        adopted_from: None,
+    };
+    let a = env.connect("site-a");
+    let sp = a.pool("volumes").unwrap();
+    let rbd_name = format!("volume-{}", vol.id);
+    let first = cinder_snapshot(&src, &vol.id, "before", "the first", json!({"k": "1"}));
+    write_sparse(&sp.open_image(&rbd_name).unwrap(), 1 << 30, 4, 1 << 20, 22);
+    let second = cinder_snapshot(&src, &vol.id, "after", "the second", json!({"k": "2"}));
+    write_sparse(&sp.open_image(&rbd_name).unwrap(), 1 << 30, 3, 1 << 20, 23);
+    let want: Vec<String> = [&first, &second]
+        .iter()
+        .map(|s| {
+            let at = format!("snapshot-{}", s.id);
+            checksum(&sp.open_image_read_only(&rbd_name, Some(&at)).unwrap())
+        })
+        .collect();
+    assert_ne!(want[0], want[1]);
+    let (spec, state) = spec_in_temp_dir(
+        &(env.spec_yaml_with_clouds(&format!("  - volume: {name}\n"))
+            + "options: {mirror_mode: snapshot, cleanup: true, volume_types: {ceph: ceph}}\n"),
+    );
+    let out = ferry_run(&spec, &state, &[], Some(&env.clouds_yaml()));
+    assert!(
+        out.status.success(),
+        "ferry run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = adopted(&dst, &vol.id);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let new = &found[0];
+    let mut snaps = Cinder(&dst).snapshots_of(&new.id).unwrap();
+    snaps.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    let said: Vec<(&str, &str, &str, &str, &str)> = snaps
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_deref().unwrap_or(""),
+                s.description.as_deref().unwrap_or(""),
+                s.status.as_str(),
+                s.metadata.get("k").map(String::as_str).unwrap_or(""),
+                s.metadata
+                    .get(ferry::plan::SNAPSHOT_FROM)
+                    .map(String::as_str)
+                    .unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("before", "the first", "available", "1", first.id.as_str()),
+            ("after", "the second", "available", "2", second.id.as_str())
+        ]
+    );
+    // The RBD driver renamed each to snapshot-<new id>; the data is the
+    // source snapshot's.
+    let b = env.connect("site-b");
+    let dp = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
+    for (s, want) in snaps.iter().zip(&want) {
+        let img = dp
+            .open_image_read_only(&format!("volume-{}", new.id), Some(&format!("snapshot-{}", s.id)))
+            .unwrap();
+        assert_eq!(&checksum(&img), want, "snapshot {:?}", s.name);
+    }
+    let again = ferry_run(&spec, &state, &[], Some(&env.clouds_yaml()));
+    assert!(
+        again.status.success(),
+        "ferry run again: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(Cinder(&dst).snapshots_of(&new.id).unwrap().len(), 2);
+    let _ = std::fs::remove_dir_all(spec.parent().unwrap());
 }
