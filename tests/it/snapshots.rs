@@ -237,6 +237,16 @@ fn cinder_snapshot(
 /// snapshot's data; a second run manages none again.
 #[test]
 fn a_volumes_cinder_snapshots_arrive_as_cinder_snapshots_of_the_adopted_volume() {
+    cinder_snapshots_arrive("mirror_mode: snapshot");
+}
+
+/// The same, read on the source cluster itself (no mirroring).
+#[test]
+fn a_volumes_cinder_snapshots_arrive_in_a_direct_transfer() {
+    cinder_snapshots_arrive("transfer: direct");
+}
+
+fn cinder_snapshots_arrive(transfer: &str) {
     let _daemon = mirror_daemon_shared();
     let env = TestEnv::load();
     let (src, dst) = (env.cloud("source"), env.cloud("destination"));
@@ -275,7 +285,7 @@ fn a_volumes_cinder_snapshots_arrive_as_cinder_snapshots_of_the_adopted_volume()
     assert_ne!(want[0], want[1]);
     let (spec, state) = spec_in_temp_dir(
         &(env.spec_yaml_with_clouds(&format!("  - volume: {name}\n"))
-            + "options: {mirror_mode: snapshot, cleanup: true, volume_types: {ceph: ceph}}\n"),
+            + &format!("options: {{{transfer}, cleanup: true, volume_types: {{ceph: ceph}}}}\n")),
     );
     let out = ferry_run(&spec, &state, &[], Some(&env.clouds_yaml()));
     assert!(
@@ -316,7 +326,10 @@ fn a_volumes_cinder_snapshots_arrive_as_cinder_snapshots_of_the_adopted_volume()
     let dp = b.pool(env.var("DEST_CINDER_POOL")).unwrap();
     for (s, want) in snaps.iter().zip(&want) {
         let img = dp
-            .open_image_read_only(&format!("volume-{}", new.id), Some(&format!("snapshot-{}", s.id)))
+            .open_image_read_only(
+                &format!("volume-{}", new.id),
+                Some(&format!("snapshot-{}", s.id)),
+            )
             .unwrap();
         assert_eq!(&checksum(&img), want, "snapshot {:?}", s.name);
     }
