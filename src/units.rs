@@ -18,9 +18,23 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// The time of day of a moment given in seconds since the epoch, in UTC:
+/// `07:52:10 UTC`.
+pub fn utc_time_of_day(unix: i64) -> String {
+    let s = unix.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, s / 60 % 60, s % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_of_day_are_utc_hours_minutes_and_seconds() {
+        assert_eq!(utc_time_of_day(0), "00:00:00 UTC");
+        assert_eq!(utc_time_of_day(1_796_542_550), "07:35:50 UTC");
+        assert_eq!(utc_time_of_day(-1), "23:59:59 UTC");
+    }
 
     #[test]
     fn human_bytes_uses_binary_units() {

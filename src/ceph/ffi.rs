@@ -274,6 +274,7 @@ extern "C" {
     ) -> c_int;
     pub fn rbd_snap_create(image: rbd_image_t, name: *const c_char) -> c_int;
     pub fn rbd_snap_remove(image: rbd_image_t, name: *const c_char) -> c_int;
+    pub fn rbd_snap_remove_by_id(image: rbd_image_t, snap_id: u64) -> c_int;
     pub fn rbd_snap_protect(image: rbd_image_t, name: *const c_char) -> c_int;
     pub fn rbd_snap_unprotect(image: rbd_image_t, name: *const c_char) -> c_int;
     pub fn rbd_snap_is_protected(

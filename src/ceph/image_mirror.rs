@@ -67,6 +67,27 @@ impl Image<'_> {
             .collect()
     }
 
+    /// Removes this primary image's mirror snapshots that no peer is linked
+    /// to any more, but the newest: librbd unlinks them as newer ones are
+    /// taken and removes them only when one more is taken, which then costs
+    /// a second monitor round trip. Returns how many went.
+    pub fn mirror_snapshots_prune(&self) -> Result<usize> {
+        let snaps = self.mirror_snapshots()?;
+        let Some((_, older)) = snaps.split_last() else {
+            return Ok(0);
+        };
+        let mut gone = 0;
+        for s in older {
+            if s.state == MirrorSnapState::Primary && s.peer_uuids.is_empty() {
+                // SAFETY: open handle.
+                let ret = unsafe { ffi::rbd_snap_remove_by_id(self.handle, s.snap_id) };
+                self.check(ret, "rbd_snap_remove_by_id")?;
+                gone += 1;
+            }
+        }
+        Ok(gone)
+    }
+
     /// Enables mirroring of this image in the given mode (image-mode pools).
     pub fn mirror_enable(&self, mode: MirrorMode) -> Result<()> {
         let m = match mode {

@@ -184,7 +184,7 @@ fn options(args: &Args) -> anyhow::Result<crate::exec::RunOptions> {
             .max(concurrency)
             .max(1),
         wait_timeout: Duration::from_secs(args.wait_timeout),
-        poll: Duration::from_millis(500),
+        poll: Duration::from_millis(200),
         json: args.output == Output::Json,
         reread: args.reread,
         buffers: crate::transfer::ChunkBudget::new((args.buffer_mib / 4) as usize),

@@ -253,6 +253,12 @@ pub(super) fn run_image(
             }
         };
         if let Err(e) = act_and_record(ctx, i, step, lane.slot.take()) {
+            // To run again (a warm round done): parked until then, holding
+            // nothing, the step still entered.
+            if let Some(again) = e.downcast_ref::<super::Again>() {
+                let waiting = wait::Waiting::again(i, step.clone(), again);
+                return Ok(Flow::Parked(lane, Some(Box::new(waiting))));
+            }
             lane.failing = Some((e, false));
             return fail(ctx, i, step, lane);
         }

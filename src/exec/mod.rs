@@ -53,6 +53,16 @@ use crate::spec::Spec;
 #[error("{0}")]
 pub struct GaveUp(pub String);
 
+/// A step that is not done yet and is to run again: its lane parks (no
+/// thread held) until `until` holds or `at_most` has passed, then the
+/// step's action runs again. Warm rounds end each round so.
+#[derive(Debug, thiserror::Error)]
+#[error("to run again once {until:?} holds, or after {at_most:?}")]
+pub struct Again {
+    pub until: Check,
+    pub at_most: Duration,
+}
+
 /// How a run ended badly: which images failed, and whether every one of
 /// them only gave up waiting.
 #[derive(Debug, thiserror::Error)]

@@ -70,6 +70,10 @@ pub struct ImageState {
     pub original_mirroring: Option<Option<MirrorMode>>,
     pub source_checksum: Option<String>,
     pub destination_checksum: Option<String>,
+    /// When the warm rounds began (unix seconds): the warm phase is a
+    /// wait, bounded by `--wait-timeout` from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_since: Option<i64>,
 }
 
 impl RunState {

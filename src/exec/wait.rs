@@ -37,6 +37,9 @@ pub(super) struct Waiting {
     /// when the last one was taken (unix seconds).
     nudges: stall::Nudges,
     nudged_at: i64,
+    /// The wait ends here whether the check holds or not (a step to run
+    /// again, see [`Again`]).
+    until: Option<Instant>,
 }
 
 impl Waiting {
@@ -59,6 +62,7 @@ impl Waiting {
             failed: None,
             nudges: stall::Nudges::default(),
             nudged_at: 0,
+            until: None,
         }
     }
 
@@ -114,7 +118,19 @@ impl Waiting {
     /// (look again after [`Waiting::pause`]); an error ends the wait
     /// (a stall, a failed awaited image, the timeout, readings failing
     /// for longer than their grace while no outage is named).
+    /// A wait for a step to run again: it ends when its check holds or at
+    /// `at`, and says nothing (the step said what it did).
+    pub(super) fn again(i: usize, step: Step, again: &Again) -> Waiting {
+        let mut w = Waiting::new(i, step, again.until.clone());
+        w.until = Some(Instant::now() + again.at_most);
+        w.said = true;
+        w
+    }
+
     pub(super) fn look(&mut self, ctx: &Ctx<'_>) -> anyhow::Result<bool> {
+        if self.until.is_some_and(|at| Instant::now() >= at) {
+            return Ok(true);
+        }
         let (i, name) = (self.i, self.step.name.as_str());
         let note =
             |text: &str| tracing::warn!("image {}: step {name}: {text} (polling again)", i + 1);

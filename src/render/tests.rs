@@ -73,7 +73,7 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
             ssh_options: vec!["-F".into(), name("/etc/ferry/ssh config")],
             stall_seconds: 60,
         }),
-        warm_interval: None,
+        warm_interval: Some(10),
         snapshots: crate::spec::Snapshots::Carry,
     };
     let volume = |bootable: bool, id: &str| {
@@ -437,7 +437,7 @@ fn clone_of_parent_plan() -> Plan {
         published_parents: Default::default(),
         transfer: crate::spec::Transfer::Mirror,
         conversion: None,
-        warm_interval: None,
+        warm_interval: Some(10),
         snapshots: crate::spec::Snapshots::Carry,
     };
     build(

@@ -98,48 +98,77 @@ impl Kind for WarmRounds {
         let idle = Check::NotInUse {
             image: self.image.clone(),
         };
-        let interval = Duration::from_secs(self.interval.max(1));
-        let deadline = Instant::now() + cx.opts.wait_timeout;
         let plan_id = cx.plan_id();
-        let mut n = self.last_round(cx, &plan_id)?;
-        let first = n;
-        while !cx.holds(&idle)? {
-            n += 1;
-            let started = Instant::now();
-            let line = self.round(cx, i, step, &plan_id, n)?;
-            let took = started.elapsed().as_secs_f64();
-            cx.event(
-                i,
-                step.name.as_str(),
-                "round",
-                &format!("round {n}: {line} in {took:.1} s; a cut-over now carries what is written from here"),
-            );
-            // Until the next round, or the image idle (checked often: the
-            // cut-over waits on it).
-            while started.elapsed() < interval && !cx.holds(&idle)? {
-                if Instant::now() >= deadline {
-                    bail!(crate::exec::GaveUp(format!(
-                        "{} is still in use after {} s of warm rounds (--wait-timeout); stop its client (shut its server off) and run again: the rounds go on from round {n}",
-                        self.image,
-                        cx.opts.wait_timeout.as_secs()
-                    )));
-                }
-                std::thread::sleep(IDLE_POLL);
-            }
+        let n = self.rounds_taken(cx, &plan_id)?;
+        if cx.holds(&idle)? {
+            return Ok(match n {
+                0 => "idle: no round needed".into(),
+                n => format!("idle after {n} round(s)"),
+            });
         }
-        Ok(match n - first {
-            0 => "idle: no round needed".into(),
-            k => format!("idle after {k} round(s)"),
-        })
+        // The warm phase is a wait: bounded by --wait-timeout from its
+        // first round on (kept on the image, so a run again goes on).
+        let now = unix_now();
+        let since = match cx.image_state(i).warm_since {
+            Some(t) => t,
+            None => {
+                cx.update(i, |s| s.warm_since = Some(now))?;
+                now
+            }
+        };
+        if now - since > cx.opts.wait_timeout.as_secs() as i64 {
+            // The next run waits afresh.
+            cx.update(i, |s| s.warm_since = None)?;
+            bail!(crate::exec::GaveUp(format!(
+                "{} is still in use after {} s of warm rounds (--wait-timeout); stop its client (shut its server off) and run again: the rounds go on from round {n}",
+                self.image,
+                cx.opts.wait_timeout.as_secs()
+            )));
+        }
+        let started = Instant::now();
+        let (line, arrived) = self.round(cx, i, step, &plan_id, n + 1)?;
+        let took = started.elapsed().as_secs_f64();
+        // What the operator decides by: how current the destination is,
+        // and about what a cut-over now costs (a round's work on what was
+        // written since, and the cut-over's own snapshot).
+        let current = if arrived {
+            format!(
+                "in sync as of {}; a cut-over now takes about {:.0} s",
+                crate::units::utc_time_of_day(now),
+                took + 1.0
+            )
+        } else {
+            format!(
+                "taken at {} and on its way",
+                crate::units::utc_time_of_day(now)
+            )
+        };
+        cx.event(
+            i,
+            step.name.as_str(),
+            "round",
+            &format!("round {}: {current}; {line} in {took:.1} s", n + 1),
+        );
+        // The next round after the interval, or the cut-over as soon as
+        // the image is idle; the lane holds no thread meanwhile.
+        Err(crate::exec::Again {
+            until: idle,
+            at_most: Duration::from_secs(self.interval.max(1)).saturating_sub(started.elapsed()),
+        }
+        .into())
     }
 }
 
-/// How often the rounds look whether the image is idle.
-const IDLE_POLL: Duration = Duration::from_millis(250);
+/// Seconds since the epoch, as snapshot timestamps are.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 impl WarmRounds {
-    /// The newest round an earlier run took (0: none).
-    fn last_round(&self, cx: &Ctx<'_>, plan_id: &str) -> anyhow::Result<u64> {
+    /// The newest round taken so far (0: none).
+    fn rounds_taken(&self, cx: &Ctx<'_>, plan_id: &str) -> anyhow::Result<u64> {
         let snaps = cx.with_image(&self.image, false, |img| img.snapshots())?;
         Ok(snaps
             .iter()
@@ -150,7 +179,8 @@ impl WarmRounds {
 
     /// Round `n`: its snapshot, the source's digest brought up to it, a
     /// mirror snapshot carrying it, the older rounds removed; then, with
-    /// the destination's access, the copy brought up to it.
+    /// the destination's access, the copy brought up to it. What it did,
+    /// and whether the copy is at the round.
     fn round(
         &self,
         cx: &Ctx<'_>,
@@ -158,7 +188,7 @@ impl WarmRounds {
         step: &Step,
         plan_id: &str,
         n: u64,
-    ) -> anyhow::Result<String> {
+    ) -> anyhow::Result<(String, bool)> {
         let name = crate::plan::round_snap(plan_id, n);
         let at = ImageAt {
             snap: Some(name.clone()),
@@ -186,8 +216,14 @@ impl WarmRounds {
             Ok(())
         })?;
         let mut line = format!("{} of the source hashed", human(hashed.bytes_read));
-        if cx.access.dst.is_none() {
-            return Ok(line);
+        // Idle meanwhile: the cut-over goes now; its copy starts from the
+        // round before this one, which the destination keeps.
+        if cx.access.dst.is_none()
+            || cx.holds(&Check::NotInUse {
+                image: self.image.clone(),
+            })?
+        {
+            return Ok((line, false));
         }
         let mirrored = ImageAt {
             snap: Some(name.clone()),
@@ -202,6 +238,10 @@ impl WarmRounds {
                 mode: self.mode,
             },
         )?;
+        // Arrived: the mirror snapshots before it are not needed by the
+        // peer any more; removed now, off the cut-over's path (where
+        // librbd would remove one, a second monitor round trip).
+        cx.with_image(&self.image, true, |img| img.mirror_snapshots_prune())?;
         let from = cx.dst()?.pool(&mirrored.pool)?;
         let to = cx.dst()?.pool(&self.partial.pool)?;
         let out = space::writing_into(cx.dst()?, &self.partial.pool, || {
@@ -225,7 +265,7 @@ impl WarmRounds {
             out.chunks_read,
             out.chunks
         );
-        Ok(line)
+        Ok((line, true))
     }
 }
 
