@@ -13,6 +13,7 @@ mod it {
     mod roles;
     mod run;
     pub mod shapes;
+    mod snapshots;
     mod stream;
     mod stream_path;
     mod testenv;

@@ -5,14 +5,20 @@
 
 use crate::ceph::{ErrorKind, MirrorMode, MirrorPeer, PeerDirection, PoolMirrorMode};
 use crate::plan::Site;
-use crate::spec::Transfer;
+use crate::spec::{ImageKind, Snapshots, Transfer};
 use crate::units::human_bytes;
 
 use super::report::*;
 
 /// Judges the findings. With `Transfer::Direct` nothing is mirrored: pool
 /// mirroring, peers, rbd-mirror and mirrored snapshots do not matter.
-pub fn assess(report: &CheckReport, mode: MirrorMode, transfer: Transfer) -> Vec<Problem> {
+/// `snapshots`: what happens to the images' own snapshots.
+pub fn assess(
+    report: &CheckReport,
+    mode: MirrorMode,
+    transfer: Transfer,
+    snapshots: Snapshots,
+) -> Vec<Problem> {
     let mirror = transfer.is_mirror();
     let mut out = Problems::default();
     // A site the spec names no cluster for (every volume streams).
@@ -41,7 +47,7 @@ pub fn assess(report: &CheckReport, mode: MirrorMode, transfer: Transfer) -> Vec
         conversion_host(h, &mut out);
     }
     for img in &report.images {
-        image(report, img, mirror, &mut out);
+        image(report, img, mirror, snapshots, &mut out);
     }
     for c in &report.clouds {
         cloud(c, &mut out);
@@ -293,10 +299,63 @@ fn conversion_host(h: &HostReport, out: &mut Problems) {
     }
 }
 
+/// What happens to an image's own snapshots (ferry's own left out), as a
+/// plan decides it (`plan::build`'s `carries_snapshots`).
+fn own_snapshots(
+    img: &ImageReport,
+    mirror: bool,
+    snapshots: Snapshots,
+    subject: &str,
+    out: &mut Problems,
+) {
+    let own: Vec<&str> = img
+        .user_snapshots
+        .iter()
+        .map(String::as_str)
+        .filter(|s| {
+            !s.starts_with(crate::plan::CUTOVER_SNAP) && !s.starts_with(crate::plan::ROUND_SNAP)
+        })
+        .collect();
+    if own.is_empty() {
+        return;
+    }
+    let (n, list) = (own.len(), own.join(", "));
+    let carried = snapshots == Snapshots::Carry
+        && img.image.kind == ImageKind::Cinder
+        && img.parent.is_none();
+    if carried {
+        out.warning(
+            subject.to_string(),
+            format!("{n} snapshot(s) will be carried: {list}"),
+            Some(format!(
+                "{}copied into the destination copy oldest first, each under its name (they cost destination space); options.snapshots: drop leaves them on the source",
+                if mirror { "mirrored too (which costs time), then " } else { "" }
+            )),
+        );
+    } else if mirror {
+        let why = match (snapshots, img.parent.is_some()) {
+            (Snapshots::Drop, _) => " (options.snapshots: drop)",
+            (_, true) => " (a clone's snapshots cannot be carried)",
+            _ => "",
+        };
+        out.warning(
+            subject.to_string(),
+            format!("{n} snapshot(s) will be mirrored too, but do not arrive in the copy{why}: {list}"),
+            Some("the copy is the cut-over alone: keep the snapshots you need on the source, and delete the others before migrating (they cost mirroring time)".into()),
+        );
+    }
+}
+
 /// An image to move: readable, not encrypted, primary; clones, users,
 /// snapshots and a taken destination name deserve attention. A streamed
 /// volume is not read on the source cluster, so nothing is judged here.
-fn image(report: &CheckReport, img: &ImageReport, mirror: bool, out: &mut Problems) {
+fn image(
+    report: &CheckReport,
+    img: &ImageReport,
+    mirror: bool,
+    snapshots: Snapshots,
+    out: &mut Problems,
+) {
     let subject = format!("{}/{}", report.source.cluster, img.image.source_spec());
     if img.streamed {
         return;
@@ -325,17 +384,7 @@ fn image(report: &CheckReport, img: &ImageReport, mirror: bool, out: &mut Proble
             Some("the cut-over waits until no client writes: shut the server off first (writes after the cut-over would not be moved)".into()),
         );
     }
-    if !img.user_snapshots.is_empty() && mirror {
-        out.warning(
-            subject.clone(),
-            format!(
-                "{} snapshot(s) will be mirrored too, but do not arrive in the copy: {}",
-                img.user_snapshots.len(),
-                img.user_snapshots.join(", ")
-            ),
-            Some("the copy is the cut-over alone: keep the snapshots you need on the source, and delete the others before migrating (they cost mirroring time)".into()),
-        );
-    }
+    own_snapshots(img, mirror, snapshots, &subject, out);
     if img.primary == Some(false) {
         out.error(
             subject.clone(),

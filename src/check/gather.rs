@@ -64,7 +64,12 @@ pub fn run(spec: &Spec) -> CheckReport {
         conversion_hosts,
         problems: Vec::new(),
     };
-    report.problems = assess(&report, spec.options.mirror_mode, spec.options.transfer);
+    report.problems = assess(
+        &report,
+        spec.options.mirror_mode,
+        spec.options.transfer,
+        spec.options.snapshots,
+    );
     report.problems.extend(unresolved);
     report
 }
@@ -347,7 +352,10 @@ fn image_report(image: ImageRef, src: Option<&Cluster>, dst: Option<&Cluster>) -
         let info = img.info()?;
         r.size = Some(info.size);
         r.features = Some(info.features);
-        for s in img.snapshots()? {
+        let mut snaps = img.snapshots()?;
+        // Oldest first, as a plan lists (and carries) them.
+        snaps.sort_by_key(|s| s.id);
+        for s in snaps {
             // As a plan counts them: a snapshot in the trash (kept for a
             // clone) or of a group is no snapshot the user took of this image.
             match s.namespace {

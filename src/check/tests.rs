@@ -4,7 +4,7 @@ use crate::ceph::{
     PoolMirrorMode, ServiceDaemon, Usage,
 };
 use crate::plan::Site;
-use crate::spec::{ImageKind, ImageRef, Transfer};
+use crate::spec::{ImageKind, ImageRef, Snapshots, Transfer};
 
 fn site(side: Site, cluster: &str, pools: Vec<PoolReport>) -> SiteReport {
     SiteReport {
@@ -122,14 +122,17 @@ fn image(name: &str) -> ImageReport {
 #[test]
 fn healthy_setup_has_no_problems() {
     let r = healthy();
-    assert_eq!(assess(&r, MirrorMode::Snapshot, Transfer::Mirror), vec![]);
+    assert_eq!(
+        assess(&r, MirrorMode::Snapshot, Transfer::Mirror, Snapshots::Carry),
+        vec![]
+    );
 }
 
 #[test]
 fn missing_rbd_mirror_daemon_is_an_error_with_a_hint() {
     let mut r = healthy();
     r.destination.rbd_mirror_daemons = Some(vec![]);
-    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
+    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror, Snapshots::Carry);
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].severity, Severity::Error);
     assert_eq!(
@@ -162,12 +165,15 @@ fn streamed_volumes_are_not_judged_as_images_and_their_hosts_must_answer() {
             error: None,
         },
     ];
-    assert_eq!(assess(&r, MirrorMode::Snapshot, Transfer::Stream), vec![]);
+    assert_eq!(
+        assess(&r, MirrorMode::Snapshot, Transfer::Stream, Snapshots::Carry),
+        vec![]
+    );
     assert!(render_text(&r).contains("streams through the conversion hosts"));
     r.conversion_hosts[0].version = Some("ferry 0.0.1".into());
     r.conversion_hosts[1].version = None;
     r.conversion_hosts[1].error = Some("Permission denied (publickey). (exit status: 255)".into());
-    let p = assess(&r, MirrorMode::Snapshot, Transfer::Stream);
+    let p = assess(&r, MirrorMode::Snapshot, Transfer::Stream, Snapshots::Carry);
     assert_eq!(p.len(), 2, "{p:?}");
     assert_eq!(p[0].severity, Severity::Warning);
     assert!(p[0].message.starts_with("runs ferry 0.0.1"), "{p:?}");
@@ -186,16 +192,19 @@ fn a_direct_transfer_needs_neither_rbd_mirror_nor_peers_nor_pool_mirroring() {
             p.mirror_mode = Some(PoolMirrorMode::Disabled);
         }
     }
-    assert_eq!(assess(&r, MirrorMode::Snapshot, Transfer::Direct), vec![]);
+    assert_eq!(
+        assess(&r, MirrorMode::Snapshot, Transfer::Direct, Snapshots::Carry),
+        vec![]
+    );
     // The same setup fails the mirror transfer several ways.
-    assert!(assess(&r, MirrorMode::Snapshot, Transfer::Mirror).len() >= 3);
+    assert!(assess(&r, MirrorMode::Snapshot, Transfer::Mirror, Snapshots::Carry).len() >= 3);
 }
 
 #[test]
 fn destination_pool_without_receiving_peer_is_an_error() {
     let mut r = healthy();
     r.destination.pools[0].peers = vec![peer(PeerDirection::TxOnly, "x")];
-    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
+    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror, Snapshots::Carry);
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].subject, "site-b/volumes");
     assert!(
@@ -214,7 +223,7 @@ fn destination_pool_without_receiving_peer_is_an_error() {
 fn peer_with_another_clusters_uuid_is_an_error() {
     let mut r = healthy();
     r.destination.pools[0].peers = vec![peer(PeerDirection::RxOnly, "someone-else")];
-    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
+    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror, Snapshots::Carry);
     assert_eq!(p.len(), 1);
     assert!(
         p[0].message.contains("not the source pool"),
@@ -234,7 +243,7 @@ fn wrong_key_and_missing_pool_get_specific_hints() {
         kind: ErrorKind::NotFound,
         message: "rados_ioctx_create(site-b/nope): ENOENT (not found)".into(),
     });
-    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
+    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror, Snapshots::Carry);
     assert_eq!(p.len(), 2, "{p:#?}");
     assert!(p[0]
         .message
@@ -255,15 +264,18 @@ fn wrong_key_and_missing_pool_get_specific_hints() {
 fn disabled_mirroring_and_pool_mode_with_snapshot_mirroring_are_errors() {
     let mut r = healthy();
     r.source.pools[0].mirror_mode = Some(PoolMirrorMode::Disabled);
-    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
+    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror, Snapshots::Carry);
     assert_eq!(
         p[0].hint.as_deref(),
         Some("rbd mirror pool enable volumes image")
     );
     let mut r = healthy();
     r.source.pools[0].mirror_mode = Some(PoolMirrorMode::Pool);
-    assert_eq!(assess(&r, MirrorMode::Journal, Transfer::Mirror), vec![]);
-    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
+    assert_eq!(
+        assess(&r, MirrorMode::Journal, Transfer::Mirror, Snapshots::Carry),
+        vec![]
+    );
+    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror, Snapshots::Carry);
     assert!(p[0].message.contains("snapshot-based"), "{p:?}");
 }
 
@@ -280,7 +292,7 @@ fn image_problems_in_use_snapshots_missing_and_taken_name() {
         message: "rbd_open_read_only(volumes/volume-2): ENOENT (not found)".into(),
     });
     r.images = vec![busy, missing];
-    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
+    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror, Snapshots::Carry);
     let msgs: Vec<(Severity, &str)> = p.iter().map(|p| (p.severity, p.message.as_str())).collect();
     assert_eq!(
         msgs[0],
@@ -293,7 +305,7 @@ fn image_problems_in_use_snapshots_missing_and_taken_name() {
         msgs[1],
         (
             Severity::Warning,
-            "1 snapshot(s) will be mirrored too, but do not arrive in the copy: before-upgrade"
+            "1 snapshot(s) will be carried: before-upgrade"
         )
     );
     assert_eq!(
@@ -325,7 +337,7 @@ fn health_and_fullness_are_reported() {
         used_bytes: 96,
         avail_bytes: 4,
     });
-    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
+    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror, Snapshots::Carry);
     assert_eq!(
         p[0].message,
         "HEALTH_WARN (OSD_NEARFULL: 1 nearfull osd(s))"
@@ -353,6 +365,7 @@ fn text_report_ends_with_a_verdict() {
         },
         MirrorMode::Snapshot,
         Transfer::Mirror,
+        Snapshots::Carry,
     );
     assert!(render_text(&r)
         .trim_end()
@@ -388,7 +401,7 @@ fn cloud_problems_are_reported() {
             ],
         },
     ];
-    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror);
+    let p = assess(&r, MirrorMode::Snapshot, Transfer::Mirror, Snapshots::Carry);
     let got: Vec<(Severity, &str, &str)> = p
         .iter()
         .map(|p| (p.severity, p.subject.as_str(), p.message.as_str()))

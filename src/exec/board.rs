@@ -37,7 +37,10 @@ impl Phase {
         match name {
             StepName::WaitForSync => Phase::Mirroring,
             StepName::WarmRounds | StepName::WarmCopy => Phase::Warm,
-            StepName::Copy | StepName::SnapshotAndProtect | StepName::Stream => Phase::Copying,
+            StepName::Copy
+            | StepName::CopySnapshots
+            | StepName::SnapshotAndProtect
+            | StepName::Stream => Phase::Copying,
             StepName::Verify => Phase::Verifying,
             StepName::DisableMirroring | StepName::RestoreFeatures | StepName::ForgetOriginal => {
                 Phase::CleaningUp

@@ -220,9 +220,13 @@ pub(super) fn run_image(
                 }
             };
             let settled = image.settled(&steps, k);
-            let beside = steps
-                .get(k + 1)
-                .is_some_and(|next| !next.after.contains(&step.id));
+            // Beside: the next step follows others of this lane's steps,
+            // not this one. One that follows only another role's steps (a
+            // role's run) follows this one.
+            let beside = steps.get(k + 1).is_some_and(|next| {
+                !next.after.contains(&step.id)
+                    && next.after.iter().any(|a| steps.iter().any(|s| s.id == *a))
+            });
             if beside {
                 let outcome = Arc::new(pipeline::Outcome::default());
                 set_off(

@@ -59,6 +59,22 @@ pub struct Attachment {
     pub device: Option<String>,
 }
 
+/// A volume snapshot as Cinder describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub status: String,
+    pub volume_id: String,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
 /// A volume type.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct VolumeType {
@@ -201,6 +217,36 @@ impl Cinder<'_> {
         self.0
             .request(&api::manage(m))?
             .field("volume", "the managed volume")
+    }
+
+    /// The snapshots of one volume, every page of them.
+    pub fn snapshots_of(&self, volume_id: &str) -> Result<Vec<Snapshot>> {
+        let all: Vec<Snapshot> = self.list(
+            api::snapshots_of(volume_id),
+            "snapshots",
+            "a list of snapshots",
+        )?;
+        // Filtered by Cinder; held to it.
+        Ok(all
+            .into_iter()
+            .filter(|s| s.volume_id == volume_id)
+            .collect())
+    }
+
+    /// One snapshot by id (404 when there is none).
+    pub fn snapshot(&self, id: &str) -> Result<Snapshot> {
+        self.0
+            .request(&api::snapshot(id))?
+            .field("snapshot", "a snapshot")
+    }
+
+    /// Adopts an existing RBD snapshot as a Cinder snapshot
+    /// (`os-snapshot-manage`, admin by default policy). It starts
+    /// `creating`; poll it.
+    pub fn manage_snapshot(&self, m: &api::ManageSnapshot<'_>) -> Result<Snapshot> {
+        self.0
+            .request(&api::manage_snapshot(m))?
+            .field("snapshot", "the managed snapshot")
     }
 
     pub fn set_bootable(&self, id: &str, bootable: bool) -> Result<()> {

@@ -35,7 +35,7 @@ pub mod retry;
 pub mod session;
 
 pub use attach::{AttachError, Connection, ConnectionKind, Connector, LocalAttachment};
-pub use cinder::{BackendPool, Cinder, Volume, VolumeType};
+pub use cinder::{BackendPool, Cinder, Snapshot, Volume, VolumeType};
 pub use config::{Auth, CloudConfig, ConfigError};
 pub use glance::{Glance, Image};
 pub use request::Request;

@@ -9,7 +9,7 @@ use crate::ceph::{
 };
 use anyhow::{anyhow, bail, Context};
 
-use super::{CephImage, CloudObject, ImageFacts, OriginalRecord, Recorded};
+use super::{CephImage, CloudObject, CloudSnapshot, ImageFacts, OriginalRecord, Recorded};
 use crate::openstack::{Cinder, Cloud, Glance, Service};
 use crate::spec::{ImageRef, Spec};
 
@@ -230,7 +230,14 @@ pub fn resolve_entry(
                 && spec.options.bootable_volumes.to_glance(vol.is_bootable());
             let image_id = derived_image_id(&vol.id);
             let r = spec.resolve_volume(i, &vol.id, to_glance.then_some(image_id.as_str()))?;
-            Ok((r, Some(volume_object(&vol))))
+            let mut obj = volume_object(&vol);
+            // What the destination cloud's snapshots take from them.
+            if spec.options.snapshots == crate::spec::Snapshots::Carry && !to_glance {
+                if let CloudObject::Volume { snapshots, .. } = &mut obj {
+                    *snapshots = volume_snapshots(c, &vol.id)?;
+                }
+            }
+            Ok((r, Some(obj)))
         };
     if let (Some(c), Some(server)) = (cloud, &e.server) {
         let attached: Vec<crate::openstack::Volume> = Cinder(c)
@@ -416,7 +423,25 @@ fn volume_object(v: &crate::openstack::Volume) -> CloudObject {
         image_metadata: v.volume_image_metadata.clone(),
         status: v.status.clone(),
         encrypted: v.encrypted,
+        snapshots: Vec::new(),
     }
+}
+
+/// The Cinder snapshots of a source volume, oldest first.
+fn volume_snapshots(cloud: &Cloud, volume_id: &str) -> anyhow::Result<Vec<CloudSnapshot>> {
+    let mut snaps = Cinder(cloud)
+        .snapshots_of(volume_id)
+        .with_context(|| format!("listing the snapshots of volume {volume_id}"))?;
+    snaps.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    Ok(snaps
+        .into_iter()
+        .map(|s| CloudSnapshot {
+            name: s.name.unwrap_or_default(),
+            description: s.description.filter(|d| !d.is_empty()),
+            metadata: s.metadata,
+            id: s.id,
+        })
+        .collect())
 }
 
 fn image_object(i: &crate::openstack::Image) -> CloudObject {
@@ -502,12 +527,7 @@ fn image_facts(
                     _ => img.mirror_mode()?,
                 },
                 metadata: img.metadata_list()?,
-                user_snapshots: img
-                    .snapshots()?
-                    .into_iter()
-                    .filter(|s| s.namespace == SnapNamespace::User)
-                    .map(|s| s.name)
-                    .collect(),
+                user_snapshots: user_snapshots(img.snapshots()?),
                 users: users_of(&img)?,
                 parent: img.parent()?,
             };
@@ -515,6 +535,17 @@ fn image_facts(
         }
     };
     Ok((now.facts(r, pool_mode)?, luks))
+}
+
+/// The names of an image's user snapshots, oldest first (by snapshot id,
+/// whatever order librbd lists them in): the order a plan carries them.
+pub(crate) fn user_snapshots(mut snaps: Vec<crate::ceph::Snapshot>) -> Vec<String> {
+    snaps.sort_by_key(|s| s.id);
+    snaps
+        .into_iter()
+        .filter(|s| s.namespace == SnapNamespace::User)
+        .map(|s| s.name)
+        .collect()
 }
 
 /// What an image is now, read from its header or from an open handle.

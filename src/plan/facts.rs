@@ -258,6 +258,7 @@ mod tests {
             image_metadata: Default::default(),
             status: "available".into(),
             encrypted: false,
+            snapshots: vec![],
         }
     }
 

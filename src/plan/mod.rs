@@ -422,6 +422,9 @@ pub enum CloudObject {
         status: String,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         encrypted: bool,
+        /// Its Cinder snapshots (read when they are carried), oldest first.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        snapshots: Vec<CloudSnapshot>,
     },
     Image {
         id: String,
@@ -433,6 +436,54 @@ pub enum CloudObject {
         #[serde(default)]
         properties: BTreeMap<String, String>,
     },
+}
+
+/// A Cinder snapshot of a source volume, as the source cloud said (its RBD
+/// snapshot is `snapshot-<id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudSnapshot {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl CloudSnapshot {
+    /// The RBD snapshot Cinder's RBD driver keeps it as.
+    pub fn rbd_name(&self) -> String {
+        format!("snapshot-{}", self.id)
+    }
+}
+
+/// Metadata of a Cinder snapshot ferry managed at the destination: what it
+/// was at the source (the source snapshot's id, or `rbd:<name>` for an RBD
+/// snapshot Cinder did not make). A re-run finds it by this.
+pub const SNAPSHOT_FROM: &str = "ferry_source_snapshot";
+
+/// How the destination cloud adopts one carried snapshot of a copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotAdoption {
+    /// The RBD snapshot on the copy (its name at the source).
+    pub rbd: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Carried metadata, plus [`SNAPSHOT_FROM`].
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl SnapshotAdoption {
+    /// The mark it is found by once managed.
+    pub fn mark(&self) -> &str {
+        self.metadata
+            .get(SNAPSHOT_FROM)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
 }
 
 impl CloudObject {

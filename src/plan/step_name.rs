@@ -53,6 +53,8 @@ step_names! {
     DisableFeatures = "disable-features",
     /// Image mirroring turned on.
     EnableMirroring = "enable-mirroring",
+    /// The volume's own snapshots copied into the destination copy.
+    CopySnapshots = "copy-snapshots",
     /// Warm rounds while the image is written, until it is idle.
     WarmRounds = "warm-rounds",
     /// The destination's side of the warm rounds (a destination run alone).
@@ -73,6 +75,9 @@ step_names! {
     SnapshotAndProtect = "snapshot-and-protect",
     /// The copy managed into the destination cloud as a volume.
     AdoptVolume = "adopt-volume",
+    /// The carried snapshots managed as Cinder snapshots of the adopted
+    /// volume.
+    ManageSnapshots = "manage-snapshots",
     /// The copy registered in the destination cloud as an image.
     RegisterImage = "register-image",
     /// The verification handed to the source.

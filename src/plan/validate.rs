@@ -263,6 +263,20 @@ fn check_action(field: &str, step: &Step, names: &Names<'_>) -> Result<(), Refus
         {
             refuse(f("to"), format!("{to} is not a name this plan makes"))
         }
+        Action::CopySnapshots(steps::CopySnapshots { snapshots, .. }) => {
+            for (k, s) in snapshots.iter().enumerate() {
+                let f = f(&format!("snapshots[{k}]"));
+                if !names.is_own(s) {
+                    return refuse(f, format!("{s:?} is not one of the image's own snapshots"));
+                }
+                check_rbd_name(&f, s)?;
+            }
+            Ok(())
+        }
+        Action::Copy(steps::CopyImage { onto: Some(s), .. }) if !names.is_own(s) => refuse(
+            f("onto"),
+            format!("{s:?} is not one of the image's own snapshots"),
+        ),
         Action::StreamVolume(steps::StreamVolume {
             source_volume,
             hosts,
@@ -274,6 +288,22 @@ fn check_action(field: &str, step: &Step, names: &Names<'_>) -> Result<(), Refus
         | Action::FinishVolume(steps::FinishVolume { adoption })
         | Action::AdoptVolume(steps::AdoptVolume { adoption, .. }) => {
             names.check_volume(&f("adoption.source_volume"), &adoption.source_volume)
+        }
+        Action::ManageSnapshots(steps::ManageSnapshots {
+            source_volume,
+            snapshots,
+            ..
+        }) => {
+            names.check_volume(&f("source_volume"), source_volume)?;
+            for (k, s) in snapshots.iter().enumerate() {
+                if !names.is_own(&s.rbd) {
+                    return refuse(
+                        f(&format!("snapshots[{k}].rbd")),
+                        format!("{:?} is not one of the image's own snapshots", s.rbd),
+                    );
+                }
+            }
+            Ok(())
         }
         Action::RegisterImage(steps::RegisterImage { registration, .. }) => {
             check_word(&f("registration.id"), &registration.id, is_id_char, 64)
@@ -431,11 +461,24 @@ impl<'a> Names<'a> {
         match at.snap.as_deref() {
             None | Some("snap") => Ok(()),
             Some(s) if s == self.cut => Ok(()),
+            Some(s) if self.is_own(s) => check_rbd_name(field, s),
             Some(s) => refuse(
                 field,
-                format!("snapshot {s:?} is not this plan's ({} or snap)", self.cut),
+                format!(
+                    "snapshot {s:?} is not this plan's ({}, snap, or one of the image's own)",
+                    self.cut
+                ),
             ),
         }
+    }
+
+    /// Whether `snap` is one of the image's own snapshots (its facts list
+    /// them), which a plan carries.
+    fn is_own(&self, snap: &str) -> bool {
+        self.img
+            .facts
+            .ceph()
+            .is_some_and(|c| c.user_snapshots.iter().any(|s| s == snap))
     }
 
     /// A name this image's steps make: its flat carrier on the source, its

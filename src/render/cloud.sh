@@ -281,6 +281,14 @@ volume_status_is() {
   [ "$VOL_STATUS" = "$2" ]
 }
 
+# snapshot_status_is SNAPSHOT STATUS: the snapshot has STATUS (dies on error).
+snapshot_status_is() {
+  osq volume snapshot show "$1" -f json || die "snapshot $1 is gone"
+  SNAP_STATUS=$(printf '%s' "$OUT" | jq -r .status)
+  case $SNAP_STATUS in error*) die "snapshot $1 went to status $SNAP_STATUS" ;; esac
+  [ "$SNAP_STATUS" = "$2" ]
+}
+
 # add_location API_SEND_ARGUMENTS (the location patch): 0 when Glance took
 # it; 1 while Glance refuses it (HTTP 400: it checks the snapshot in Ceph,
 # which is not there yet).

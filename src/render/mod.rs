@@ -527,8 +527,20 @@ fn waitable(c: &Check) -> Option<String> {
         Check::MirrorSynced { mirrored, .. } => Some(format!("{mirrored} to be in sync")),
         Check::Exists { image } => Some(format!("{image} to appear (rbd-mirror creates it)")),
         // A direct transfer's copy, in the destination part.
+        Check::SnapshotExists { image }
+            if image.site == Site::Source
+                && image
+                    .snap
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with(crate::plan::CUTOVER_SNAP)) =>
+        {
+            Some(format!(
+                "the cut-over snapshot {image} (the source storage part takes it)"
+            ))
+        }
+        // A direct transfer's carried snapshot: the volume's own.
         Check::SnapshotExists { image } if image.site == Site::Source => Some(format!(
-            "the cut-over snapshot {image} (the source storage part takes it)"
+            "the snapshot {image} (the volume's own; removed since the plan was made?)"
         )),
         Check::Published { image } => Some(format!(
             "the verified copy {image} (the destination storage part publishes it after verify)"

@@ -288,6 +288,27 @@ copy_onto_parent() {
   say "$to: a clone of $parent; wrote $(wc -l <"$RC.written" | tr -d ' ') of $(((size + 4194303) / 4194304)) chunk(s), those that differ from the parent's"
 }
 
+# import_since FROM@SNAP TO [PREV]: what FROM changed from its snapshot
+# PREV (the start, when none) to SNAP, written into TO, which holds FROM at
+# PREV (rbd export-diff | rbd import-diff); TO then has the snapshot SNAP.
+# Again after an interruption, it writes the same: TO ends the same.
+import_since() {
+  from=$1
+  to=$2
+  shift 2
+  [ "$#" -gt 0 ] && set -- --from-snap "$1"
+  printf 'unknown' >"$RC"
+  if ! {
+    rc=0
+    # shellcheck disable=SC2086 # FROM_ARGS: words of options
+    rbdl $FROM_ARGS export-diff --no-progress "$@" "$from" - 2>"$ERR" || rc=$?
+    printf '%s' "$rc" >"$RC"
+  } | rbdl import-diff --no-progress - "$to" 2>"$RC.import"; then
+    die "rbd import-diff into $to: $(cat "$RC.import")"
+  fi
+  [ "$(cat "$RC")" = 0 ] || die "rbd export-diff $from (status $(cat "$RC")): $(cat "$ERR")"
+}
+
 # copy_flat FROM@SNAP TO [--image-feature F]...: TO, a new image holding
 # FROM's data at SNAP, flat, holes kept (rbd export | rbd import). Not `rbd
 # cp`: in Ceph 16.2 it leaves out the objects that only a clone's parent

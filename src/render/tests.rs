@@ -74,6 +74,7 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
             stall_seconds: 60,
         }),
         warm_interval: Some(10),
+        snapshots: crate::spec::Snapshots::Carry,
     };
     let volume = |bootable: bool, id: &str| {
         (
@@ -102,7 +103,9 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
                     image_metadata: [(name("os_distro"), name("debian"))].into(),
                     status: "available".into(),
                     encrypted: false,
+                    snapshots: vec![],
                 }),
+                user_snapshots: vec![name("s1"), name("s2")],
                 ..CephImage::example()
             },
         )
@@ -435,6 +438,7 @@ fn clone_of_parent_plan() -> Plan {
         transfer: crate::spec::Transfer::Mirror,
         conversion: None,
         warm_interval: Some(10),
+        snapshots: crate::spec::Snapshots::Carry,
     };
     build(
         &opts,
@@ -467,10 +471,21 @@ fn a_direct_transfer_reads_the_source_with_its_own_options_in_the_destination_pa
     });
     let dst = script(&p, Role::DestinationStorage);
     assert!(dst.contains("FERRY_SOURCE_CEPH_ARGS holds"), "{dst}");
-    // The copy and the verify read the source; the rest is this cluster's.
+    // The carried snapshots (v1's), the copy and the verify read the
+    // source; the rest is this cluster's.
     assert_eq!(
         dst.matches("FROM_ARGS=${FERRY_SOURCE_CEPH_ARGS:?").count(),
-        5
+        9
+    );
+    assert!(
+        dst.contains(
+            "import_since 'volumes/volume-v1@s2' 'cinder-volumes/volume-v1.ferry-partial' 's1'"
+        ),
+        "{dst}"
+    );
+    assert!(
+        dst.contains("from_source snap_exists 'volumes/volume-v1' 's2'"),
+        "{dst}"
     );
     assert!(
         !dst.contains("to be in sync"),
@@ -484,7 +499,13 @@ fn a_direct_transfer_reads_the_source_with_its_own_options_in_the_destination_pa
         dst.contains("from_source meta_present 'volumes/volume-v1' "),
         "{dst}"
     );
-    assert!(dst.contains("copy_flat 'volumes/volume-v1@"), "{dst}");
+    // v1 (its snapshots carried) is brought forward from its last one; v2
+    // (bootable, to Glance) has none carried and is copied whole.
+    assert!(
+        dst.contains("import_since 'volumes/volume-v1@ferry-cutover-0123abcd' 'cinder-volumes/volume-v1.ferry-partial' 's2'"),
+        "{dst}"
+    );
+    assert!(dst.contains("copy_flat 'volumes/volume-v2@"), "{dst}");
     let src = script(&p, Role::SourceStorage);
     assert!(!src.contains("mirror image enable"), "{src}");
     assert!(!src.contains("rbdw feature enable '"), "{src}");

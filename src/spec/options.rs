@@ -77,6 +77,32 @@ pub struct Options {
         skip_serializing_if = "is_default_warm_interval"
     )]
     pub warm_interval: u64,
+    /// What happens to a volume's own snapshots (Cinder's
+    /// `snapshot-<id>`): `carry` (default) copies each into the
+    /// destination copy under its name, oldest first, and (with clouds)
+    /// manages it as a Cinder snapshot of the adopted volume; `drop`
+    /// leaves them on the source (the copy is the cut-over alone).
+    #[serde(default, skip_serializing_if = "Snapshots::is_carry")]
+    pub snapshots: Snapshots,
+}
+
+/// What happens to a volume's own (user) snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Snapshots {
+    /// They travel with the volume: the destination copy holds each, with
+    /// the same data, under the same name.
+    #[default]
+    Carry,
+    /// They stay on the source: the copy is the cut-over alone.
+    Drop,
+}
+
+impl Snapshots {
+    /// The default: carry.
+    pub fn is_carry(&self) -> bool {
+        *self == Snapshots::Carry
+    }
 }
 
 fn yes() -> bool {
@@ -251,6 +277,7 @@ impl Default for Options {
             earlier_adoption: EarlierAdoption::Refuse,
             warm: true,
             warm_interval: DEFAULT_WARM_INTERVAL,
+            snapshots: Snapshots::Carry,
         }
     }
 }

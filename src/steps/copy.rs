@@ -24,6 +24,12 @@ pub struct CopyImage {
     pub features: Option<Features>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clone_of: Option<ImageAt>,
+    /// The snapshot of the source the copy holds already, when its own
+    /// snapshots were carried into it (`copy-snapshots`, the last of
+    /// them): the copy is brought from there to the cut-over, only what
+    /// changed since written, and keeps its snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onto: Option<String>,
 }
 
 impl Kind for CopyImage {
@@ -52,7 +58,13 @@ impl Kind for CopyImage {
             to,
             features,
             clone_of,
+            onto,
         } = self;
+        if let Some(prev) = onto {
+            return format!(
+                "bring {to} (which holds the snapshots up to {prev}) to {from}, writing only what changed since {prev}"
+            );
+        }
         let f = features
             .map(|f| format!(" (features: {f})"))
             .unwrap_or_default();
@@ -70,17 +82,48 @@ impl Kind for CopyImage {
             to,
             features,
             clone_of,
+            onto,
         } = self;
         let mut b = String::new();
         let feats = features.map(feature_args).unwrap_or_default();
         let key = crate::plan::copied_key(from.snap.as_deref().unwrap_or_default());
+        let direct = from.site == Site::Source;
+        if let Some(prev) = onto {
+            // The copy holds the carried snapshots: never removed, only
+            // brought forward (import-diff takes the cut-over there, which
+            // the copy does not keep).
+            let cut = from.snap.as_deref().unwrap_or_default();
+            let _ = writeln!(
+                b,
+                "if snap_absent {to} {cut}; then\n  say {say}\n  {read}import_since {from} {to} {prev}\n  FROM_ARGS=\nfi\nsnap_absent {to} {cut} || rbdw snap rm {to_cut}",
+                to = spec(to),
+                cut = q(cut),
+                say = q(&format!("bringing {to} from its snapshot {prev} to {from}")),
+                read = if direct {
+                    format!("{}\n  ", FROM_SOURCE.trim_end())
+                } else {
+                    String::new()
+                },
+                from = with_snap(from),
+                prev = q(prev),
+                to_cut = with_snap(&ImageAt {
+                    snap: Some(cut.to_string()),
+                    ..to.clone()
+                }),
+            );
+            if direct {
+                b.push_str(FROM_SOURCE);
+            }
+            self.note_direct_digest(&mut b);
+            let _ = writeln!(b, "rbdw image-meta set {} {} yes", spec(to), q(&key));
+            return b;
+        }
         let _ = writeln!(
             b,
             "# an interrupted copy is incomplete: start afresh\nimage_absent {} || rbdw rm {}",
             spec(to),
             spec(to)
         );
-        let direct = from.site == Site::Source;
         if direct {
             // The source is read with its own options.
             b.push_str(FROM_SOURCE);
@@ -114,22 +157,7 @@ impl Kind for CopyImage {
                 );
             }
         }
-        if direct {
-            // The cut-over's digest, noted on the source for the verify
-            // and the cleanup (as a mirror's hash-source does).
-            let sum = crate::plan::checksum_key(from.snap.as_deref().unwrap_or_default());
-            let head = ImageAt {
-                snap: None,
-                ..from.clone()
-            };
-            let _ = writeln!(
-                b,
-                "image_digest {}\n# shellcheck disable=SC2086 # FROM_ARGS: words of options\nrbdw $FROM_ARGS image-meta set {} {} \"$SUM\"\nFROM_ARGS=",
-                with_snap(from),
-                spec(&head),
-                q(&sum)
-            );
-        }
+        self.note_direct_digest(&mut b);
         let _ = writeln!(b, "rbdw image-meta set {} {} yes", spec(to), q(&key));
         b
     }
@@ -140,7 +168,19 @@ impl Kind for CopyImage {
             to,
             features,
             clone_of,
+            onto,
         } = self;
+        let dst = cx.dst()?.pool(&to.pool)?;
+        if let Some(prev) = onto {
+            // Only ferry's engine, by its log, knows what the copy holds;
+            // starting afresh would remove the carried snapshots.
+            if cx.exists(to)? && !crate::transfer::rbd::has_copy_log(&dst, &to.image)? {
+                bail!(
+                    "{to} holds the carried snapshots (up to {prev}) but no copy log of ferry's: it was made otherwise (a script's copy-snapshots?); bring it to {from} with the script's copy step, or remove {to} and run again to carry the snapshots afresh"
+                );
+            }
+        }
+        drop(dst);
         // From the cut-over snapshot (later syncs cannot change it)
         // into the partial name, hashing what it writes; a copy
         // interrupted earlier resumes with the chunks it lacks. With
@@ -203,5 +243,29 @@ impl Kind for CopyImage {
             out.chunks,
             started.elapsed().as_secs_f64()
         ))
+    }
+}
+
+impl CopyImage {
+    /// A direct copy's script: the cut-over's digest, noted on the source
+    /// for the verify and the cleanup (as a mirror's hash-source does).
+    /// FROM_ARGS is the source's then.
+    fn note_direct_digest(&self, b: &mut String) {
+        let from = &self.from;
+        if from.site != Site::Source {
+            return;
+        }
+        let sum = crate::plan::checksum_key(from.snap.as_deref().unwrap_or_default());
+        let head = ImageAt {
+            snap: None,
+            ..from.clone()
+        };
+        let _ = writeln!(
+            b,
+            "image_digest {}\n# shellcheck disable=SC2086 # FROM_ARGS: words of options\nrbdw $FROM_ARGS image-meta set {} {} \"$SUM\"\nFROM_ARGS=",
+            with_snap(from),
+            spec(&head),
+            q(&sum)
+        );
     }
 }

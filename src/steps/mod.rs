@@ -14,6 +14,7 @@ mod check_source_cloud;
 mod check_unchanged;
 mod confirm_verified;
 mod copy;
+mod copy_snapshots;
 mod create_cutover;
 mod create_volume;
 mod disable_features;
@@ -24,6 +25,7 @@ mod finish_volume;
 mod flat_copy;
 mod freeze_snapshot;
 mod hash_source;
+mod manage_snapshots;
 mod preflight;
 mod publish;
 mod record_original;
@@ -45,6 +47,7 @@ pub use check_source_cloud::CheckSourceCloud;
 pub use check_unchanged::CheckUnchanged;
 pub use confirm_verified::ConfirmVerified;
 pub use copy::CopyImage;
+pub use copy_snapshots::CopySnapshots;
 pub use create_cutover::CreateCutover;
 pub use create_volume::CreateVolume;
 pub use disable_features::DisableFeatures;
@@ -55,6 +58,7 @@ pub use finish_volume::FinishVolume;
 pub use flat_copy::FlatCopy;
 pub use freeze_snapshot::FreezeSnapshot;
 pub use hash_source::HashSource;
+pub use manage_snapshots::ManageSnapshots;
 pub use preflight::Preflight;
 pub use publish::Publish;
 pub use record_original::RecordOriginal;
@@ -207,6 +211,7 @@ kinds! {
     DisableFeatures(disable_features::DisableFeatures),
     EnableFeatures(enable_features::EnableFeatures),
     EnableMirroring(enable_mirroring::EnableMirroring),
+    CopySnapshots(copy_snapshots::CopySnapshots),
     CreateCutover(create_cutover::CreateCutover),
     HashSource(hash_source::HashSource),
     RemoveSnapshot(remove_snapshot::RemoveSnapshot),
@@ -227,6 +232,7 @@ kinds! {
     RestoreFeatures(restore_features::RestoreFeatures),
     CheckDestinationCloud(check_destination_cloud::CheckDestinationCloud),
     AdoptVolume(adopt_volume::AdoptVolume),
+    ManageSnapshots(manage_snapshots::ManageSnapshots),
     RegisterImage(register_image::RegisterImage),
     CreateVolume(create_volume::CreateVolume),
     StreamVolume(stream_volume::StreamVolume),

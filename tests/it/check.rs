@@ -106,8 +106,7 @@ fn healthy_setup_with_an_image_is_ready() {
         vec![(
             "warning".to_string(),
             format!("site-a/volumes/{name}"),
-            "1 snapshot(s) will be mirrored too, but do not arrive in the copy: keep-me"
-                .to_string()
+            "1 snapshot(s) will be carried: keep-me".to_string()
         )]
     );
 }

@@ -97,6 +97,48 @@ pub fn manage(m: &Manage<'_>) -> Request {
     post("/os-volume-manage".into(), json!({ "volume": vol }))
 }
 
+/// The project's snapshots of one volume, with details.
+pub fn snapshots_of(volume_id: &str) -> Request {
+    get(format!(
+        "/snapshots/detail?volume_id={}",
+        urlencode(volume_id)
+    ))
+}
+
+/// One snapshot by id.
+pub fn snapshot(id: &str) -> Request {
+    get(format!("/snapshots/{id}"))
+}
+
+/// What manage-existing of a snapshot adopts, and as what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManageSnapshot<'a> {
+    /// The volume whose backend object holds the snapshot.
+    pub volume_id: &'a str,
+    /// The RBD snapshot's name on the volume's image.
+    pub source_name: &'a str,
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+    pub metadata: &'a BTreeMap<String, String>,
+}
+
+/// Adopts an existing RBD snapshot of a managed volume as a Cinder
+/// snapshot (`os-snapshot-manage`; the RBD driver renames it
+/// `snapshot-<new id>` and protects it). Not repeated: sent again, it
+/// fails on the renamed snapshot.
+pub fn manage_snapshot(m: &ManageSnapshot<'_>) -> Request {
+    let mut snap = json!({
+        "volume_id": m.volume_id,
+        "ref": {"source-name": m.source_name},
+        "name": m.name,
+        "metadata": m.metadata,
+    });
+    if let Some(d) = m.description {
+        snap["description"] = json!(d);
+    }
+    post("/os-snapshot-manage".into(), json!({ "snapshot": snap }))
+}
+
 /// Creates a volume from the fields of `POST /volumes`' `volume`. Not
 /// repeated: each create that reaches Cinder makes one.
 pub fn create_volume(fields: &Value) -> Request {

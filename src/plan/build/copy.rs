@@ -70,6 +70,7 @@ impl ImageBuild<'_> {
                 to: at.partial.clone(),
                 features: Some(Features(features)),
                 clone_of: self.clone_of.clone(),
+                onto: self.carried().last().cloned(),
             }),
         )
         .requires(requires)

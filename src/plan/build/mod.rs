@@ -18,13 +18,14 @@ mod mirror;
 mod names;
 mod parent;
 mod prepare;
+mod snapshots;
 mod stream;
 mod warnings;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ceph::{Features, MirrorMode, PoolMirrorMode};
-use crate::spec::{BootableTo, Clones, ImageKind, ImageRef, Transfer};
+use crate::spec::{BootableTo, Clones, ImageKind, ImageRef, Snapshots, Transfer};
 
 use super::{Adoption, CephImage, Check, ImageAt, ImageFacts, ImagePlan, Plan};
 use draft::Draft;
@@ -66,6 +67,8 @@ pub struct BuildOptions {
     pub conversion: Option<crate::spec::ConversionHosts>,
     /// Seconds between warm rounds; None: no warm phase (the cold path).
     pub warm_interval: Option<u64>,
+    /// Whether a volume's own snapshots travel with it.
+    pub snapshots: Snapshots,
 }
 
 /// The choices about adoption in the destination cloud.
@@ -102,6 +105,7 @@ impl BuildOptions {
                 .options
                 .warm
                 .then_some(spec.options.warm_interval.max(1)),
+            snapshots: spec.options.snapshots,
             adopt: spec.destination.cloud.as_ref().map(|_| AdoptOptions {
                 volume_types: spec.options.volume_types.clone(),
                 cinder_host: spec.destination.cinder_host.clone(),
@@ -201,14 +205,18 @@ fn image_plan(
     b.prepare();
     b.freeze();
     b.prepare_carrier();
-    if !b.direct {
+    if b.direct {
+        b.copy_snapshots();
+    } else {
         b.enable_mirroring();
+        b.copy_snapshots();
         b.warm_rounds();
         b.cut_over();
         b.wait_for_sync();
     }
     b.copy_and_verify();
     b.adopt();
+    b.manage_snapshots();
     if opts.cleanup {
         b.cleanup();
     }

@@ -2,6 +2,7 @@ use super::adopt::{adoption_for, manageable_description};
 use super::*;
 use crate::plan::CephImage;
 use crate::plan::{Action, CloudObject, Plan, Role, Site, Step, StepName, ADOPTED_FROM};
+use crate::spec::Snapshots;
 use crate::steps;
 
 fn opts(mode: MirrorMode, cleanup: bool) -> BuildOptions {
@@ -22,6 +23,7 @@ fn opts(mode: MirrorMode, cleanup: bool) -> BuildOptions {
         transfer: Transfer::Mirror,
         conversion: None,
         warm_interval: None,
+        snapshots: crate::spec::Snapshots::Carry,
     }
 }
 
@@ -119,10 +121,15 @@ fn direct(mode: MirrorMode, cleanup: bool) -> BuildOptions {
 #[test]
 fn a_direct_transfer_changes_nothing_on_the_source_but_its_snapshot() {
     // Journal mode asked for, an image lacking exclusive-lock, with a
-    // user snapshot: none of it matters when nothing is mirrored.
+    // user snapshot (left behind): none of it matters when nothing is
+    // mirrored.
     let (r, mut f) = volume(Features::LAYERING);
     f.ceph_mut().user_snapshots = vec!["before-upgrade".into()];
-    let plan = build(&direct(MirrorMode::Journal, true), &[(r, f)]);
+    let o = BuildOptions {
+        snapshots: Snapshots::Drop,
+        ..direct(MirrorMode::Journal, true)
+    };
+    let plan = build(&o, &[(r, f)]);
     assert_eq!(
         names(&plan),
         [
@@ -830,6 +837,7 @@ fn cloud_volume(bootable: bool) -> CloudObject {
         .into(),
         status: "available".into(),
         encrypted: false,
+        snapshots: vec![],
     }
 }
 
@@ -885,6 +893,7 @@ fn moved_before() -> CloudObject {
         mut image_metadata,
         status,
         encrypted,
+        snapshots,
     } = cloud_volume(false)
     else {
         unreachable!()
@@ -910,6 +919,7 @@ fn moved_before() -> CloudObject {
         image_metadata,
         status,
         encrypted,
+        snapshots,
     }
 }
 
@@ -920,6 +930,7 @@ fn a_volume_moved_before_carries_none_of_ferrys_keys_to_its_new_volume() {
     let opts = BuildOptions {
         conversion: Some(conversion_hosts()),
         warm_interval: None,
+        snapshots: crate::spec::Snapshots::Carry,
         ..adopting()
     };
     let plan = build(&opts, &[(r, f)]);
@@ -1000,6 +1011,7 @@ fn a_streamed_volume_is_made_streamed_and_finished_with_nothing_on_the_source() 
     let opts = BuildOptions {
         conversion: Some(hosts.clone()),
         warm_interval: None,
+        snapshots: crate::spec::Snapshots::Carry,
         ..adopting()
     };
     let plan = build(&opts, &[(r, f)]);
@@ -1165,22 +1177,233 @@ fn without_a_destination_cloud_nothing_is_adopted() {
 }
 
 #[test]
-fn user_snapshots_are_said_not_to_arrive_whatever_the_transfer() {
+fn dropped_user_snapshots_are_said_not_to_arrive_whatever_the_transfer() {
     for (o, mirrored) in [
         (opts(MirrorMode::Snapshot, true), true),
         (direct(MirrorMode::Snapshot, true), false),
     ] {
+        let o = BuildOptions {
+            snapshots: Snapshots::Drop,
+            ..o
+        };
         let (r, mut f) = volume(Features::DEFAULT);
         f.ceph_mut().user_snapshots = vec!["s1".into(), "s2".into()];
         let plan = build(&o, &[(r, f)]);
         let w = plan.images[0]
             .warnings
             .iter()
-            .find(|w| w.starts_with("2 snapshot(s) do not arrive"))
+            .find(|w| w.starts_with("2 snapshot(s) dropped (options.snapshots: drop)"))
             .unwrap_or_else(|| panic!("{:?}", plan.images[0].warnings));
         assert!(w.ends_with("without s1, s2"), "{w}");
         assert_eq!(w.contains("mirrored"), mirrored, "{w}");
+        let n = names(&plan);
+        assert!(!n.contains(&StepName::CopySnapshots), "{n:?}");
+        assert_eq!(the_copy(&plan).onto, None);
     }
+}
+
+/// The plan's copy step.
+fn the_copy(plan: &Plan) -> &steps::CopyImage {
+    plan.images[0]
+        .steps
+        .iter()
+        .find_map(|s| match &s.action {
+            Action::Copy(c) => Some(c),
+            _ => None,
+        })
+        .expect("a copy step")
+}
+
+/// The plan's copy-snapshots step.
+fn copy_snapshots_of(plan: &Plan) -> (&Step, &steps::CopySnapshots) {
+    plan.images[0]
+        .steps
+        .iter()
+        .find_map(|s| match &s.action {
+            Action::CopySnapshots(c) => Some((s, c)),
+            _ => None,
+        })
+        .expect("a copy-snapshots step")
+}
+
+#[test]
+fn carried_snapshots_are_copied_after_mirroring_and_before_the_cut_over_oldest_first() {
+    let (r, mut f) = volume(Features::DEFAULT);
+    f.ceph_mut().user_snapshots = vec!["s1".into(), "s2".into()];
+    let plan = build(&opts(MirrorMode::Snapshot, true), &[(r, f)]);
+    let n = names(&plan);
+    let at = |name| n.iter().position(|x| *x == name).unwrap();
+    assert_eq!(
+        at(StepName::CopySnapshots),
+        at(StepName::EnableMirroring) + 1
+    );
+    assert_eq!(
+        at(StepName::CutOverSnapshot),
+        at(StepName::CopySnapshots) + 1
+    );
+    let (step, c) = copy_snapshots_of(&plan);
+    assert_eq!(step.role, Role::DestinationStorage);
+    assert_eq!(c.snapshots, ["s1", "s2"]);
+    assert_eq!(c.from.to_string(), "destination:oscinder/volume-1");
+    assert_eq!(
+        c.to.to_string(),
+        "destination:cinder-ceph-pa1-cl1/volume-1.ferry-partial"
+    );
+    assert_eq!(c.features, the_copy(&plan).features);
+    // It waits for the last snapshot's data at the destination, not its
+    // name alone; done once each snapshot and its digest are on the copy.
+    let [Check::MirrorSynced { mirrored, .. }] = &step.requires[..] else {
+        panic!("{:?}", step.requires)
+    };
+    assert_eq!(mirrored.snap.as_deref(), Some("s2"));
+    assert_eq!(step.done_when.len(), 4);
+    assert!(step.done_when.contains(&Check::MetadataPresent {
+        image: c.to.clone(),
+        key: "s1.digest".into()
+    }));
+    assert!(matches!(&step.past_when[..], [Check::Verified { .. }]));
+    // The copy goes on from the last one.
+    assert_eq!(the_copy(&plan).onto.as_deref(), Some("s2"));
+    let w = &plan.images[0].warnings;
+    assert!(
+        w.iter()
+            .any(|w| w.starts_with("2 snapshot(s) carried: s1, s2 (")),
+        "{w:?}"
+    );
+    assert!(!w.iter().any(|w| w.contains("do not arrive")), "{w:?}");
+    // A bundle may name the image's own snapshots, and no other.
+    crate::plan::validate::check(&plan).unwrap();
+    let mut forged = plan.clone();
+    for s in &mut forged.images[0].steps {
+        if let Action::CopySnapshots(c) = &mut s.action {
+            c.snapshots.push("not-its-own".into());
+        }
+    }
+    let e = crate::plan::validate::check(&forged).unwrap_err();
+    assert!(e.field.ends_with("action.snapshots[2]"), "{e}");
+    // Cleanup touches the source's own snapshots nowhere.
+    for s in &plan.images[0].steps {
+        if let Action::RemoveSnapshot(steps::RemoveSnapshot { image }) = &s.action {
+            assert_eq!(image.snap, Some(crate::plan::cutover_snap("p1")));
+        }
+    }
+}
+
+#[test]
+fn carried_snapshots_come_before_the_warm_rounds() {
+    let warm = BuildOptions {
+        warm_interval: Some(5),
+        ..opts(MirrorMode::Journal, false)
+    };
+    let (r, mut f) = volume(Features::DEFAULT);
+    f.ceph_mut().user_snapshots = vec!["a".into()];
+    let n = names(&build(&warm, &[(r, f)]));
+    let at = |name| n.iter().position(|x| *x == name).unwrap();
+    assert_eq!(
+        at(StepName::CopySnapshots),
+        at(StepName::EnableMirroring) + 1
+    );
+    assert_eq!(at(StepName::WarmRounds), at(StepName::CopySnapshots) + 1);
+    assert_eq!(at(StepName::WarmCopy), at(StepName::WarmRounds) + 1);
+    assert_eq!(at(StepName::CutOverSnapshot), at(StepName::WarmCopy) + 1);
+}
+
+#[test]
+fn a_direct_transfer_carries_snapshots_read_on_the_source() {
+    let (r, mut f) = volume(Features::DEFAULT);
+    f.ceph_mut().user_snapshots = vec!["s1".into()];
+    let plan = build(&direct(MirrorMode::Snapshot, false), &[(r, f)]);
+    let n = names(&plan);
+    let at = |name| n.iter().position(|x| *x == name).unwrap();
+    assert_eq!(at(StepName::Copy), at(StepName::CopySnapshots) + 1);
+    let (step, c) = copy_snapshots_of(&plan);
+    assert_eq!(c.from.site, Site::Source);
+    assert!(matches!(
+        &step.requires[..],
+        [Check::SnapshotExists { image }] if image.snap.as_deref() == Some("s1") && image.site == Site::Source
+    ));
+    crate::plan::validate::check(&plan).unwrap();
+}
+
+#[test]
+fn a_clones_and_ferrys_own_snapshots_are_not_carried() {
+    let (r, mut f) = volume(Features::DEFAULT);
+    f.ceph_mut().user_snapshots = vec![
+        "s1".into(),
+        crate::plan::cutover_snap("old"),
+        crate::plan::round_snap("old", 3),
+    ];
+    let plan = build(
+        &opts(MirrorMode::Snapshot, false),
+        &[(r.clone(), f.clone())],
+    );
+    assert_eq!(copy_snapshots_of(&plan).1.snapshots, ["s1"]);
+    assert!(plan.images[0]
+        .warnings
+        .iter()
+        .any(|w| w.starts_with("1 snapshot(s) carried: s1 (")));
+    f.ceph_mut().parent = Some(crate::ceph::Parent {
+        pool: "osglance".into(),
+        namespace: String::new(),
+        image: "abcd".into(),
+        snap: "snap".into(),
+        clone_format: 2,
+        in_trash: false,
+    });
+    let plan = build(&opts(MirrorMode::Snapshot, false), &[(r, f)]);
+    assert!(!names(&plan).contains(&StepName::CopySnapshots));
+    assert!(plan.images[0]
+        .warnings
+        .iter()
+        .any(|w| w.contains("a clone's snapshots cannot be carried")));
+}
+
+#[test]
+fn an_adopted_volumes_carried_snapshots_are_managed_after_the_adoption_with_their_names() {
+    let (r, mut f) = volume(Features::DEFAULT);
+    let mut obj = cloud_volume(false);
+    if let CloudObject::Volume { snapshots, .. } = &mut obj {
+        *snapshots = vec![crate::plan::CloudSnapshot {
+            id: "5a".into(),
+            name: "before upgrade".into(),
+            description: Some("taken\nby hand".into()),
+            metadata: [
+                ("app".to_string(), "db".to_string()),
+                ("ferry_source_snapshot".to_string(), "old".to_string()),
+            ]
+            .into(),
+        }];
+    }
+    f.ceph_mut().cloud = Some(obj);
+    f.ceph_mut().user_snapshots = vec!["snapshot-5a".into(), "by-rbd".into()];
+    let plan = build(&adopting(), &[(r, f)]);
+    let n = names(&plan);
+    let at = |name| n.iter().position(|x| *x == name).unwrap();
+    assert_eq!(at(StepName::ManageSnapshots), at(StepName::AdoptVolume) + 1);
+    let step = &plan.images[0].steps[at(StepName::ManageSnapshots)];
+    assert_eq!(step.role, Role::DestinationCloud);
+    assert!(matches!(&step.requires[..], [Check::VolumeAdopted { .. }]));
+    let Action::ManageSnapshots(m) = &step.action else {
+        panic!()
+    };
+    let [a, b] = &m.snapshots[..] else {
+        panic!("{:?}", m.snapshots)
+    };
+    assert_eq!(
+        (a.rbd.as_str(), a.name.as_str(), a.description.as_deref()),
+        ("snapshot-5a", "before upgrade", Some("taken by hand"))
+    );
+    assert_eq!(a.metadata.get("app").map(String::as_str), Some("db"));
+    assert_eq!(a.mark(), "5a");
+    assert_eq!((b.name.as_str(), b.mark()), ("by-rbd", "rbd:by-rbd"));
+    crate::plan::validate::check(&plan).unwrap();
+    // Dropped: nothing to manage.
+    let o = BuildOptions {
+        snapshots: Snapshots::Drop,
+        ..adopting()
+    };
+    let (r, f) = (plan.images[0].image.clone(), plan.images[0].facts.clone());
+    assert!(!names(&build(&o, &[(r, f)])).contains(&StepName::ManageSnapshots));
 }
 
 #[test]

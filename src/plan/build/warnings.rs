@@ -4,6 +4,7 @@
 
 use crate::ceph::MirrorMode;
 use crate::plan::{Adoption, CloudObject};
+use crate::spec::Snapshots;
 
 use super::{CloneBase, ImageBuild};
 
@@ -38,18 +39,7 @@ impl ImageBuild<'_> {
                 mirroring_words(rec.mirroring_now),
             ));
         }
-        if !facts.user_snapshots.is_empty() {
-            let how = if self.direct {
-                ""
-            } else {
-                " (mirrored to the destination cluster, which costs time)"
-            };
-            warnings.push(format!(
-                "{} snapshot(s) do not arrive{how}: the copy is the cut-over alone, without {}",
-                facts.user_snapshots.len(),
-                facts.user_snapshots.join(", ")
-            ));
-        }
+        warnings.extend(self.snapshot_warning());
         if facts.in_use {
             let who = facts.users.join("; ");
             warnings.push(if opts.allow_in_use {
@@ -68,6 +58,42 @@ impl ImageBuild<'_> {
             ));
         }
         self.warnings = warnings;
+    }
+
+    /// What happens to the image's own snapshots, when it has any.
+    fn snapshot_warning(&self) -> Option<String> {
+        let snaps = self.own_snapshots();
+        if snaps.is_empty() {
+            return None;
+        }
+        let (n, list) = (snaps.len(), snaps.join(", "));
+        if self.carries_snapshots() {
+            let managed = if matches!(self.adoption, Some(Adoption::Volume(_))) {
+                ", then managed as Cinder snapshots of the adopted volume (names kept)"
+            } else {
+                ""
+            };
+            return Some(format!(
+                "{n} snapshot(s) carried: {list} (copied into the copy in order, each under its name, before the cut-over{managed})"
+            ));
+        }
+        let how = if self.direct {
+            ""
+        } else {
+            " (mirrored to the destination cluster, which costs time)"
+        };
+        let why = if self.opts.snapshots == Snapshots::Drop {
+            "dropped (options.snapshots: drop)"
+        } else if self.clone {
+            "do not arrive (a clone's snapshots cannot be carried)"
+        } else if matches!(self.adoption, Some(Adoption::Image(_))) {
+            "do not arrive (it arrives as a Glance image)"
+        } else {
+            "do not arrive (a Glance image's own snapshot is made again at the destination)"
+        };
+        Some(format!(
+            "{n} snapshot(s) {why}{how}: the copy is the cut-over alone, without {list}"
+        ))
     }
 
     /// How a clone is carried and what it arrives as.

@@ -47,6 +47,7 @@ fn opts(mode: MirrorMode, transfer: Transfer) -> BuildOptions {
         transfer,
         conversion: Some(hosts()),
         warm_interval: None,
+        snapshots: crate::spec::Snapshots::Carry,
     }
 }
 
@@ -79,6 +80,7 @@ fn volume(id: &str, bootable: bool, transfer: Transfer) -> (ImageRef, ImageFacts
                     image_metadata: Default::default(),
                     status: "available".into(),
                     encrypted: false,
+                    snapshots: vec![],
                 }),
                 ..CephImage::example()
             },
