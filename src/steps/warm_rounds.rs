@@ -131,11 +131,11 @@ impl Kind for WarmRounds {
         // What the operator decides by: how current the destination is,
         // and about what a cut-over now costs (a round's work on what was
         // written since, and the cut-over's own snapshot).
-        let current = if arrived {
+        let current = if let Some(work) = arrived {
             format!(
                 "in sync as of {}; a cut-over now takes about {:.0} s",
                 crate::units::utc_time_of_day(now),
-                took + 1.0
+                work.as_secs_f64().ceil()
             )
         } else {
             format!(
@@ -180,7 +180,8 @@ impl WarmRounds {
     /// Round `n`: its snapshot, the source's digest brought up to it, a
     /// mirror snapshot carrying it, the older rounds removed; then, with
     /// the destination's access, the copy brought up to it. What it did,
-    /// and whether the copy is at the round.
+    /// and, when the copy is at the round, how long the part of it took
+    /// that a cut-over does too (snapshots, digest, sync, copy).
     fn round(
         &self,
         cx: &Ctx<'_>,
@@ -188,7 +189,8 @@ impl WarmRounds {
         step: &Step,
         plan_id: &str,
         n: u64,
-    ) -> anyhow::Result<(String, bool)> {
+    ) -> anyhow::Result<(String, Option<Duration>)> {
+        let started = Instant::now();
         let name = crate::plan::round_snap(plan_id, n);
         let at = ImageAt {
             snap: Some(name.clone()),
@@ -203,18 +205,27 @@ impl WarmRounds {
             &engine_options(&cx.opts.buffers),
             &mut cx.progress(i, step, Phase::Warm),
         )?;
-        cx.with_image(&self.image, true, |img| {
-            if self.mode == MirrorMode::Snapshot {
-                img.mirror_snapshot_create()?;
-            }
-            for s in img.snapshots()? {
-                if crate::plan::round_number(plan_id, &s.name).is_some_and(|k| k + KEPT_ROUNDS <= n)
-                {
-                    img.snap_remove(&s.name)?;
+        if self.mode == MirrorMode::Snapshot {
+            cx.with_image(&self.image, true, |img| img.mirror_snapshot_create())?;
+        }
+        // The rounds before the one before this one are not needed (a
+        // copy may still start from that one): removed once this round
+        // is on its way, after what a cut-over would do too.
+        let older = |prune: bool| {
+            cx.with_image(&self.image, true, |img| {
+                if prune {
+                    img.mirror_snapshots_prune()?;
                 }
-            }
-            Ok(())
-        })?;
+                for s in img.snapshots()? {
+                    if crate::plan::round_number(plan_id, &s.name)
+                        .is_some_and(|k| k + KEPT_ROUNDS <= n)
+                    {
+                        img.snap_remove(&s.name)?;
+                    }
+                }
+                Ok(())
+            })
+        };
         let mut line = format!("{} of the source hashed", human(hashed.bytes_read));
         // Idle meanwhile: the cut-over goes now; its copy starts from the
         // round before this one, which the destination keeps.
@@ -223,7 +234,8 @@ impl WarmRounds {
                 image: self.image.clone(),
             })?
         {
-            return Ok((line, false));
+            older(false)?;
+            return Ok((line, None));
         }
         let mirrored = ImageAt {
             snap: Some(name.clone()),
@@ -238,10 +250,6 @@ impl WarmRounds {
                 mode: self.mode,
             },
         )?;
-        // Arrived: the mirror snapshots before it are not needed by the
-        // peer any more; removed now, off the cut-over's path (where
-        // librbd would remove one, a second monitor round trip).
-        cx.with_image(&self.image, true, |img| img.mirror_snapshots_prune())?;
         let from = cx.dst()?.pool(&mirrored.pool)?;
         let to = cx.dst()?.pool(&self.partial.pool)?;
         let out = space::writing_into(cx.dst()?, &self.partial.pool, || {
@@ -265,7 +273,12 @@ impl WarmRounds {
             out.chunks_read,
             out.chunks
         );
-        Ok((line, true))
+        let work = started.elapsed();
+        // Arrived: the mirror snapshots before it are not needed by the
+        // peer any more; removed now, off the cut-over's path (where
+        // librbd would remove one, a second monitor round trip).
+        older(true)?;
+        Ok((line, Some(work)))
     }
 }
 

@@ -478,9 +478,17 @@ fn refresh<T: super::Target>(
     // of the mirror snapshot after it, so a fast diff puts the writes made
     // between the two in the wrong interval); its objects' own snapshot
     // lists say it exactly, at one request per object.
+    // A warm round is followed by a mirror snapshot before the next round
+    // is taken: on a mirrored image, the object map's diff from the round
+    // before `since` covers all written since `since` (and a little more),
+    // without reading each object.
     let info = image.mirror_info()?;
     let mirrored = info.state != crate::ceph::ImageMirrorState::Disabled && !info.primary;
-    let changed = chunks_of(&image.changed(Some(since), 0, source.size(), !mirrored)?);
+    let changed = match round_before(image, since)? {
+        Some(earlier) if mirrored => image.changed(Some(&earlier), 0, source.size(), true)?,
+        _ => image.changed(Some(since), 0, source.size(), !mirrored)?,
+    };
+    let changed = chunks_of(&changed);
     let src = Only {
         inner: source,
         chunks: &changed,
@@ -494,6 +502,30 @@ fn refresh<T: super::Target>(
         chunks: &changed,
     };
     transfer_onto(&src, base.as_ref(), target, &mut log, opts, progress)
+}
+
+/// When `since` is warm round `n` of a plan (`ferry-round-<plan>-<n>`),
+/// round `n - 1` if the image still has it.
+fn round_before(image: &Image<'_>, since: &str) -> Result<Option<String>> {
+    let Some(earlier) = previous_round(since) else {
+        return Ok(None);
+    };
+    Ok(image
+        .snapshots()?
+        .iter()
+        .any(|s| s.name == earlier)
+        .then_some(earlier))
+}
+
+/// The name of the warm round before the one `snap` names, if it names
+/// one after the first.
+fn previous_round(snap: &str) -> Option<String> {
+    let (plan, n) = snap
+        .strip_prefix(crate::plan::ROUND_SNAP)?
+        .strip_prefix('-')?
+        .rsplit_once('-')?;
+    let n: u64 = n.parse().ok()?;
+    (n >= 2).then(|| crate::plan::round_snap(plan, n - 1))
 }
 
 /// The object, in an image's pool, that keeps the per-chunk hashes of the
@@ -603,6 +635,19 @@ pub fn forget_log(pool: &Pool<'_>, dest: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::RbdLocation;
+
+    #[test]
+    fn the_round_before_a_round_is_named_and_other_snapshots_have_none() {
+        use super::previous_round;
+        assert_eq!(
+            previous_round("ferry-round-ab12-7").as_deref(),
+            Some("ferry-round-ab12-6")
+        );
+        assert_eq!(previous_round("ferry-round-ab12-1"), None);
+        assert_eq!(previous_round("ferry-cutover-ab12"), None);
+        assert_eq!(previous_round("snapshot-1234"), None);
+        assert_eq!(previous_round("ferry-round-ab12-x"), None);
+    }
 
     #[test]
     fn rbd_locations_parse_with_their_options_and_other_paths_are_not_theirs() {
