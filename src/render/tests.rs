@@ -27,6 +27,10 @@ fn every_plan(name: &dyn Fn(&str) -> String) -> Vec<(String, Plan)> {
             "stream".into(),
             plan_named(MirrorMode::Snapshot, Transfer::Stream, name),
         ),
+        (
+            "warm".into(),
+            plan_with(MirrorMode::Snapshot, Transfer::Mirror, Some(2), name),
+        ),
     ]
 }
 
@@ -47,6 +51,16 @@ fn convhost(name: &dyn Fn(&str) -> String, site: &str) -> crate::spec::Conversio
 /// Every name, type, description and metadata value of `plan` dressed by
 /// `name` (the hostile plan: shell syntax in all of them).
 fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> String) -> Plan {
+    plan_with(mode, transfer, None, name)
+}
+
+/// [`plan_named`], with warm rounds every `warm_interval` seconds.
+fn plan_with(
+    mode: MirrorMode,
+    transfer: Transfer,
+    warm_interval: Option<u64>,
+    name: &dyn Fn(&str) -> String,
+) -> Plan {
     let opts = BuildOptions {
         mode,
         allow_in_use: false,
@@ -73,7 +87,7 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
             ssh_options: vec!["-F".into(), name("/etc/ferry/ssh config")],
             stall_seconds: 60,
         }),
-        warm_interval: None,
+        warm_interval,
     };
     let volume = |bootable: bool, id: &str| {
         (

@@ -63,13 +63,13 @@ impl Kind for CheckSourceCloud {
                     b,
                     "osq volume show -f json -- \"$vol\" || die \"volume $vol is gone from the source cloud\""
                 );
-                let _ = writeln!(b, "status=$(printf '%s' \"$OUT\" | jq -r .status)\nservers=$(printf '%s' \"$OUT\" | jq -r '.attachments[]?.server_id')");
+                let _ = writeln!(b, "status=$(printf '%s' \"$OUT\" | jq -r .status)");
                 let _ = writeln!(b, "case $status in available | in-use) ;; *) die \"volume $vol is $status: only available or in-use volumes can move\" ;; esac");
                 if *detached {
                     let _ = writeln!(b, "[ \"$status\" = available ] || die \"volume $vol is $status: it streams only while attached to nothing (detach it from its server first)\"");
                 }
                 if !allow_in_use {
-                    let _ = writeln!(b, "for srv in $servers; do\n  osq server show \"$srv\" -f value -c status || die \"volume $vol is attached to server $srv, which cannot be read\"\n  [ \"$OUT\" = SHUTOFF ] || die \"volume $vol is attached to server $srv, which is $OUT: shut it off (or detach the volume) first\"\ndone");
+                    let _ = writeln!(b, "servers=$(printf '%s' \"$OUT\" | jq -r '.attachments[]?.server_id')\nfor srv in $servers; do\n  osq server show \"$srv\" -f value -c status || die \"volume $vol is attached to server $srv, which cannot be read\"\n  [ \"$OUT\" = SHUTOFF ] || die \"volume $vol is attached to server $srv, which is $OUT: shut it off (or detach the volume) first\"\ndone");
                 }
                 let _ = writeln!(b, "say \"volume $vol is $status\"");
             }
