@@ -116,14 +116,18 @@ impl Kind for WarmRounds {
                 &format!("round {n}: {line} in {took:.1} s; a cut-over now carries what is written from here"),
             );
             // Until the next round, or the image idle (checked often: the
-            // cut-over waits on it).
-            while started.elapsed() < interval && !cx.holds(&idle)? {
+            // cut-over waits on it). The deadline is looked at after every
+            // round, also one that took longer than the interval.
+            while !cx.holds(&idle)? {
                 if Instant::now() >= deadline {
                     bail!(crate::exec::GaveUp(format!(
                         "{} is still in use after {} s of warm rounds (--wait-timeout); stop its client (shut its server off) and run again: the rounds go on from round {n}",
                         self.image,
                         cx.opts.wait_timeout.as_secs()
                     )));
+                }
+                if started.elapsed() >= interval {
+                    break;
                 }
                 std::thread::sleep(IDLE_POLL);
             }

@@ -647,21 +647,17 @@ fn the_role_scripts_move_a_volume_in_use_with_rounds_until_it_is_idle() {
     assert_eq!(vol.mirroring(), ImageMirrorState::Disabled);
 }
 
-/// A guest that never stops: ferry's rounds give up at `--wait-timeout`
-/// (exit 2, naming the image still in use), and so does the source
-/// storage script at `FERRY_WAIT_TIMEOUT`, the same wait read by the
-/// plan's other interpreter. Before, the script's rounds went on for as
-/// long as the guest wrote.
+/// A guest that never stops: the source storage part's rounds give up at
+/// the wait timeout (exit 2, naming the image still in use), whether ferry
+/// runs it (`ferry run --role source-storage --wait-timeout`) or its
+/// script does (`FERRY_WAIT_TIMEOUT`): one wait, read alike by the plan's
+/// two interpreters. Before, the script's rounds went on for as long as
+/// the guest wrote.
 #[test]
 fn warm_rounds_give_up_at_the_wait_timeout_in_ferry_and_in_the_script() {
     let _daemon = mirror_daemon_shared();
     let vol = HotVolume::new("warmbound", 76, WARM);
     let writer = vol.writer();
-    let out = crate::common::ferry_run(&vol.spec, &vol.state, &["--wait-timeout", "6"], None);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "ferry run: {stderr}");
-    assert!(stderr.contains("still in use"), "{stderr}");
-
     let dir = vol.spec.parent().unwrap().to_path_buf();
     let bundle = dir.join("plan.yaml");
     let planned = Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -672,15 +668,28 @@ fn warm_rounds_give_up_at_the_wait_timeout_in_ferry_and_in_the_script() {
         .output_bounded()
         .unwrap();
     roles::ok("plan", &planned);
-    let split = roles::Split {
+    let split = |runner| roles::Split {
         env: &vol.env,
         dir: dir.clone(),
-        bundle,
-        runner: roles::Runner::Script,
+        bundle: bundle.clone(),
+        runner,
         direct: false,
     };
-    roles::render(&split, "source-storage");
-    let mut cmd = split.command("source-storage", Path::new("sh"));
+
+    let out = split(roles::Runner::Ferry).run("source-storage", 6, None);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "ferry: {said}");
+    assert!(said.contains("still in use"), "ferry: {said}");
+    let ferrys = vol
+        .source_snaps("ferry-round-")
+        .iter()
+        .filter_map(|n| n.rsplit('-').next()?.parse::<u64>().ok())
+        .max()
+        .expect("ferry gave up without a round");
+
+    let script = split(roles::Runner::Script);
+    roles::render(&script, "source-storage");
+    let mut cmd = script.command("source-storage", Path::new("sh"));
     cmd.arg(dir.join("source-storage.sh"))
         .env("FERRY_WAIT_TIMEOUT", "6");
     let (status, said) = Background::start(cmd).end_within(Duration::from_secs(40));
@@ -688,8 +697,11 @@ fn warm_rounds_give_up_at_the_wait_timeout_in_ferry_and_in_the_script() {
         status.is_some(),
         "the source storage script still took rounds 40 s after its start, with FERRY_WAIT_TIMEOUT=6:\n{said}"
     );
-    assert_eq!(status.and_then(|s| s.code()), Some(2), "{said}");
-    assert!(said.contains("still in use"), "{said}");
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "script: {said}");
+    assert!(said.contains("still in use"), "script: {said}");
+    // Its rounds go on from ferry's.
+    let next = format!("round {} taken", ferrys + 1);
+    assert!(said.contains(&next), "{next}: {said}");
     assert!(
         vol.source_snaps("ferry-cutover").is_empty(),
         "a cut-over while the guest writes"
