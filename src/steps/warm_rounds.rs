@@ -77,16 +77,17 @@ impl Kind for WarmRounds {
         let prefix = format!("{}-{}-", crate::plan::ROUND_SNAP, plan.id);
         let _ = writeln!(
             b,
-            "# Rounds while the image is in use: each snapshot is carried by mirroring,\n# so the cut-over carries only what changed since the last one. (The\n# destination part copies at the cut-over; ferry's own run also keeps the\n# copy current between rounds.)\nrbdq snap ls --format json {img} || OUT='[]'\nn=$(printf '%s' \"$OUT\" | jq -r --arg p {p} '[.[] | .name | select(startswith($p)) | ltrimstr($p) | tonumber] | max // 0')\nwhile ! {idle}; do\n  n=$((n + 1))\n  rbdw snap create {img}@{p}\"$n\"",
+            "# Rounds while the image is in use: each snapshot is carried by mirroring,\n# so the cut-over carries only what changed since the last one. (The\n# destination part copies at the cut-over; ferry's own run also keeps the\n# copy current between rounds.) Bounded as every wait: FERRY_WAIT_TIMEOUT.\nrbdq snap ls --format json {img} || OUT='[]'\nn=$(printf '%s' \"$OUT\" | jq -r --arg p {p} '[.[] | .name | select(startswith($p)) | ltrimstr($p) | tonumber] | max // 0')\nwaited=0\nwhile ! {idle}; do\n  if [ \"$waited\" -ge \"$FERRY_WAIT_TIMEOUT\" ]; then\n    say \"gave up: \"{name}\" is still in use after $waited s of warm rounds (FERRY_WAIT_TIMEOUT); stop its client (shut its server off) and run this script again: the rounds go on from round $n\"\n    exit 2\n  fi\n  n=$((n + 1))\n  rbdw snap create {img}@{p}\"$n\"",
             img = spec(image),
             p = q(&prefix),
+            name = q(&image.to_string()),
         );
         if *mode == MirrorMode::Snapshot {
             let _ = writeln!(b, "  rbdw mirror image snapshot {}", spec(image));
         }
         let _ = writeln!(
             b,
-            "  old=$((n - {KEPT_ROUNDS}))\n  if [ \"$old\" -gt 0 ] && snap_exists {img} {p}\"$old\"; then rbdw snap rm {img}@{p}\"$old\"; fi\n  say \"round $n taken; next in {interval} s unless \"{name}\" is idle\"\n  sleep {interval}\ndone",
+            "  old=$((n - {KEPT_ROUNDS}))\n  if [ \"$old\" -gt 0 ] && snap_exists {img} {p}\"$old\"; then rbdw snap rm {img}@{p}\"$old\"; fi\n  say \"round $n taken; next in {interval} s unless \"{name}\" is idle\"\n  sleep {interval}\n  waited=$((waited + {interval}))\ndone",
             img = spec(image),
             p = q(&prefix),
             name = q(&image.to_string()),

@@ -754,6 +754,19 @@ impl Running {
         let stderr = self.stderr.take().unwrap().join().unwrap();
         (status, stderr)
     }
+
+    /// SIGKILL now, as `kill -9` or a crash of its host would end it: the
+    /// events it printed that were not read yet, and its stderr.
+    pub fn kill(mut self) -> (Vec<serde_json::Value>, String) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        let mut rest = Vec::new();
+        while let Ok((_, e)) = self.events.recv_timeout(Duration::from_secs(5)) {
+            rest.push(e);
+        }
+        (rest, stderr)
+    }
 }
 
 impl Drop for Running {

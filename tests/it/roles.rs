@@ -18,7 +18,7 @@ use crate::it::openstack::{
     adopted, source_image, source_volume, DestGuard, ImageGuard, VolumeGuard,
 };
 
-const ROLES: [&str; 5] = [
+pub(crate) const ROLES: [&str; 5] = [
     "source-cloud",
     "source-storage",
     "destination-storage",
@@ -28,18 +28,18 @@ const ROLES: [&str; 5] = [
 
 /// How a role's part is run.
 #[derive(Clone, Copy, PartialEq)]
-enum Runner {
+pub(crate) enum Runner {
     Script,
     Ferry,
 }
 
-struct Split<'e> {
-    env: &'e TestEnv,
-    dir: PathBuf,
-    bundle: PathBuf,
-    runner: Runner,
+pub(crate) struct Split<'e> {
+    pub(crate) env: &'e TestEnv,
+    pub(crate) dir: PathBuf,
+    pub(crate) bundle: PathBuf,
+    pub(crate) runner: Runner,
     /// The plan's transfer is direct.
-    direct: bool,
+    pub(crate) direct: bool,
 }
 
 impl Split<'_> {
@@ -60,7 +60,7 @@ impl Split<'_> {
     }
 
     /// A command with a clean environment that holds only `role`'s credentials.
-    fn command(&self, role: &str, program: &Path) -> Command {
+    pub(crate) fn command(&self, role: &str, program: &Path) -> Command {
         let home = self.dir.join(format!("home-{role}"));
         std::fs::create_dir_all(&home).unwrap();
         let mut cmd = Command::new(program);
@@ -116,7 +116,7 @@ impl Split<'_> {
     }
 
     /// Runs one role's part; `wait` bounds its waits (seconds).
-    fn run(&self, role: &str, wait: u64, handoff: Option<&Path>) -> Output {
+    pub(crate) fn run(&self, role: &str, wait: u64, handoff: Option<&Path>) -> Output {
         let out = match self.runner {
             Runner::Script => {
                 let script = self.dir.join(format!("{role}.sh"));
@@ -178,7 +178,7 @@ impl Split<'_> {
     }
 
     /// The hand-off lines a destination storage run printed.
-    fn handoff(&self, out: &Output) -> String {
+    pub(crate) fn handoff(&self, out: &Output) -> String {
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         match self.runner {
             Runner::Script => text,
@@ -207,7 +207,7 @@ impl Split<'_> {
     }
 }
 
-fn ok(role: &str, out: &Output) {
+pub(crate) fn ok(role: &str, out: &Output) {
     assert!(
         out.status.success(),
         "{role} failed ({}): {}",
@@ -738,7 +738,7 @@ fn hostile_names_move_through_the_scripts_and_none_of_them_runs() {
 }
 
 /// Renders `role`'s script from `split`'s bundle into its directory.
-fn render(split: &Split<'_>, role: &str) {
+pub(crate) fn render(split: &Split<'_>, role: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["script", "--role", role])
         .arg(&split.bundle)
