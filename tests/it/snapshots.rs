@@ -297,7 +297,9 @@ fn cinder_snapshots_arrive(transfer: &str) {
     assert_eq!(found.len(), 1, "{found:#?}");
     let new = &found[0];
     let mut snaps = Cinder(&dst).snapshots_of(&new.id).unwrap();
-    snaps.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    // Managed within a second of each other, they may share created_at:
+    // ordered by the mark of their source instead (the source's order).
+    snaps.sort_by_key(|s| s.metadata.get("k").cloned());
     let said: Vec<(&str, &str, &str, &str, &str)> = snaps
         .iter()
         .map(|s| {
