@@ -160,7 +160,7 @@ impl Ctx<'_> {
     }
 
     /// The clients using an image, by the one rule (`ceph::image_users`).
-    pub(super) fn users(&self, at: &ImageAt) -> anyhow::Result<Vec<String>> {
+    pub(crate) fn users(&self, at: &ImageAt) -> anyhow::Result<Vec<String>> {
         // Exclusive-lock held by nobody: nobody writes it; no open needed.
         if let (pool, Some(Some(id))) = self.header_id(at)? {
             if pool.exclusive_lock_free(&id)? == Some(true) {

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use super::prelude::*;
-use crate::transfer::rbd::copy_image_onto;
 
 /// The partial copy kept at the newest arrived round; see the module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +62,23 @@ impl Kind for WarmCopy {
         if cx.exists(&self.mirrored)? && cx.holds(&arrived)? {
             return Ok("the cut-over has arrived".into());
         }
+        // A wait like any: bounded by --wait-timeout from its first turn.
+        let now = super::warm_rounds::unix_now();
+        let since = match cx.image_state(i).warm_since {
+            Some(t) => t,
+            None => {
+                cx.update(i, |s| s.warm_since = Some(now))?;
+                now
+            }
+        };
+        if now - since > cx.opts.wait_timeout.as_secs() as i64 {
+            cx.update(i, |s| s.warm_since = None)?;
+            bail!(crate::exec::GaveUp(format!(
+                "gave up after {} s waiting for the cut-over {} (the source storage part takes it once the image is idle); run again later: the copy goes on from the round it holds",
+                now - since,
+                self.cut
+            )));
+        }
         let again = crate::exec::Again {
             until: arrived,
             at_most: Duration::from_secs(self.interval.max(2) / 2),
@@ -73,22 +89,12 @@ impl Kind for WarmCopy {
         let Some(round) = self.newest_arrived(cx)? else {
             return Err(again.into());
         };
-        let from = cx.dst()?.pool(&self.mirrored.pool)?;
-        let to = cx.dst()?.pool(&self.partial.pool)?;
         let started = Instant::now();
-        let out = space::writing_into(cx.dst()?, &self.partial.pool, || {
-            Ok(copy_image_onto(
-                &from,
-                &self.mirrored.image,
-                Some(&round),
-                None,
-                &to,
-                &self.partial.image,
-                self.features,
-                &engine_options(&cx.opts.buffers),
-                &mut cx.progress(i, step, Phase::Warm),
-            )?)
-        })?;
+        let at = ImageAt {
+            snap: Some(round.clone()),
+            ..self.mirrored.clone()
+        };
+        let out = super::warm_rounds::bring_up(cx, i, step, &at, &self.partial, self.features)?;
         if out.chunks_read > 0 {
             cx.event(
                 i,

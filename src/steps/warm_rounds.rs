@@ -77,7 +77,7 @@ impl Kind for WarmRounds {
         let prefix = format!("{}-{}-", crate::plan::ROUND_SNAP, plan.id);
         let _ = writeln!(
             b,
-            "# Rounds while the image is in use: each snapshot is carried by mirroring,\n# so the cut-over carries only what changed since the last one. (The\n# destination part copies at the cut-over; ferry's own run also keeps the\n# copy current between rounds.) Bounded as every wait: FERRY_WAIT_TIMEOUT.\nrbdq snap ls --format json {img} || OUT='[]'\nn=$(printf '%s' \"$OUT\" | jq -r --arg p {p} '[.[] | .name | select(startswith($p)) | ltrimstr($p) | tonumber] | max // 0')\nwaited=0\nwhile ! {idle}; do\n  if [ \"$waited\" -ge \"$FERRY_WAIT_TIMEOUT\" ]; then\n    say \"gave up: \"{name}\" is still in use after $waited s of warm rounds (FERRY_WAIT_TIMEOUT); stop its client (shut its server off) and run this script again: the rounds go on from round $n\"\n    exit 2\n  fi\n  n=$((n + 1))\n  rbdw snap create {img}@{p}\"$n\"",
+            "# Rounds while the image is in use: each snapshot is carried by mirroring,\n# so the cut-over carries only what changed since the last one. (The\n# destination part copies at the cut-over; ferry's own run also keeps the\n# copy current between rounds.) Bounded as every wait: FERRY_WAIT_TIMEOUT.\nrbdq snap ls --format json {img} || OUT='[]'\nn=$(printf '%s' \"$OUT\" | jq -r --arg p {p} '[.[] | .name | select(startswith($p)) | ltrimstr($p) | tonumber] | max // 0')\nwaited=0\nwhile ! {idle}; do\n  if [ \"$waited\" -ge \"$FERRY_WAIT_TIMEOUT\" ]; then\n    say \"gave up: \"{name}\" is still in use after $waited s of warm rounds (FERRY_WAIT_TIMEOUT; in use: $USERS); stop its client (shut its server off) and run this script again: the rounds go on from round $n\"\n    exit 2\n  fi\n  n=$((n + 1))\n  rbdw snap create {img}@{p}\"$n\"",
             img = spec(image),
             p = q(&prefix),
             name = q(&image.to_string()),
@@ -120,8 +120,9 @@ impl Kind for WarmRounds {
         if now - since > cx.opts.wait_timeout.as_secs() as i64 {
             // The next run waits afresh.
             cx.update(i, |s| s.warm_since = None)?;
+            let users = cx.users(&self.image)?.join("; ");
             bail!(crate::exec::GaveUp(format!(
-                "{} is still in use after {} s of warm rounds (--wait-timeout); stop its client (shut its server off) and run again: the rounds go on from round {n}",
+                "{} is still in use after {} s of warm rounds (--wait-timeout; in use: {users}); stop its client (shut its server off) and run again: the rounds go on from round {n}",
                 self.image,
                 cx.opts.wait_timeout.as_secs()
             )));
@@ -161,7 +162,7 @@ impl Kind for WarmRounds {
 }
 
 /// Seconds since the epoch, as snapshot timestamps are.
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -251,21 +252,7 @@ impl WarmRounds {
                 mode: self.mode,
             },
         )?;
-        let from = cx.dst()?.pool(&mirrored.pool)?;
-        let to = cx.dst()?.pool(&self.partial.pool)?;
-        let out = space::writing_into(cx.dst()?, &self.partial.pool, || {
-            Ok(copy_image_onto(
-                &from,
-                &mirrored.image,
-                Some(&name),
-                None,
-                &to,
-                &self.partial.image,
-                self.features,
-                &engine_options(&cx.opts.buffers),
-                &mut cx.progress(i, step, Phase::Warm),
-            )?)
-        })?;
+        let out = bring_up(cx, i, step, &mirrored, &self.partial, self.features)?;
         let _ = write!(
             line,
             ", {} copied into {} ({} of {} chunks)",
@@ -281,6 +268,34 @@ impl WarmRounds {
         older(true)?;
         Ok((line, Some(work)))
     }
+}
+
+/// The partial copy brought up to `round` (the mirrored image at a warm
+/// round): only the chunks changed since the round it holds are copied
+/// (all of them the first time).
+pub(super) fn bring_up(
+    cx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
+    round: &ImageAt,
+    partial: &ImageAt,
+    features: Option<Features>,
+) -> anyhow::Result<crate::transfer::Outcome> {
+    let from = cx.dst()?.pool(&round.pool)?;
+    let to = cx.dst()?.pool(&partial.pool)?;
+    space::writing_into(cx.dst()?, &partial.pool, || {
+        Ok(copy_image_onto(
+            &from,
+            &round.image,
+            round.snap.as_deref(),
+            None,
+            &to,
+            &partial.image,
+            features,
+            &engine_options(&cx.opts.buffers),
+            &mut cx.progress(i, step, Phase::Warm),
+        )?)
+    })
 }
 
 fn human(bytes: u64) -> String {

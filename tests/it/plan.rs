@@ -46,6 +46,8 @@ fn plan_reads_source_images_and_changes_nothing() {
             "record-original",
             "enable-features",
             "enable-mirroring",
+            "warm-rounds",
+            "warm-copy",
             "cut-over-snapshot",
             "hash-source",
             "wait-for-sync",

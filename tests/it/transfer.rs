@@ -225,9 +225,11 @@ fn stopped_copy_resumes_with_only_the_chunks_it_lacks() {
     let target = pool.open_image_read_only(&copy, None).unwrap();
     assert_eq!(checksum(&target), full.digest);
 
-    // Another source (here: the head, not the snapshot) is not resumed
-    // from this log: the copy starts afresh.
-    let fresh = copy_image(
+    // A later state of the same image (here: its head, written after the
+    // snapshot) goes on from this whole copy: only the chunks changed
+    // since the snapshot are read, and the copy ends equal to the head.
+    let head = digest_image(&pool, &name, None, &Options::default(), &mut |_, _| true).unwrap();
+    let later = copy_image(
         &pool,
         &name,
         None,
@@ -238,8 +240,15 @@ fn stopped_copy_resumes_with_only_the_chunks_it_lacks() {
         &mut |_, _| true,
     )
     .unwrap();
-    assert_eq!(fresh.chunks_resumed, 0);
-    assert_ne!(fresh.digest, full.digest);
+    assert_ne!(later.digest, full.digest);
+    assert_eq!(later.digest, head.digest);
+    assert!(
+        later.chunks_resumed > 0 && later.chunks_read < head.chunks_read,
+        "went on from the snapshot: {later:?}"
+    );
+    let target = pool.open_image_read_only(&copy, None).unwrap();
+    assert_eq!(checksum(&target), head.digest);
+    drop(target);
     forget_log(&pool, &copy).unwrap();
 }
 

@@ -173,9 +173,10 @@ impl ImageBuild<'_> {
                 interval,
             }),
         )
-        .past_when(vec![Check::SnapshotExists {
-            image: at.carrier_cut.clone(),
-        }]);
+        // Done once the image is idle (an image idle from the start needs
+        // none); past once the cleanup has confirmed the copy.
+        .done_when(self.idle_now())
+        .past_when(self.source_past());
         // The destination's side, for a run that holds it alone.
         let copy = draft(
             StepName::WarmCopy,
@@ -191,6 +192,13 @@ impl ImageBuild<'_> {
         .past_when(self.dest_past());
         self.steps.push(step);
         self.steps.push(copy);
+    }
+
+    /// The image is idle (no client holds it).
+    fn idle_now(&self) -> Vec<Check> {
+        vec![Check::NotInUse {
+            image: self.at.carrier.clone(),
+        }]
     }
 
     /// The steps a step follows: `step`, and with a warm phase both sides
