@@ -332,58 +332,16 @@ pub fn copy_image_onto(
         ),
         _ => source.identity(),
     };
-    let resumable = match dst_pool.open_image(dest) {
-        Ok(t) => {
-            let object = log_object(&t.id()?);
-            let attr = |name| dst_pool.object_xattr(&object, name);
-            let (copying, whole) = (attr(SOURCE_ATTR)?, attr(WHOLE_ATTR)?);
-            let since = attr(SINCE_ATTR)?.filter(|s| !s.is_empty());
-            let earlier = attr(SNAP_ATTR)?.filter(|s| !s.is_empty());
-            match (copying, since) {
-                // Interrupted: resumed (a refresh is done again from its start).
-                (Some(v), since) if v == identity => Some((t, object, since)),
-                // Whole at an earlier snapshot of the same image: only
-                // what changed since is written.
-                (Some(v), _)
-                    if clone_of.is_none()
-                        && whole.as_deref() == Some(v.as_str())
-                        && earlier.as_deref().is_some_and(|e| {
-                            Some(e) != snap
-                                && v == format!(
-                                    "rbd {}@{e} size {} chunk {CHUNK_SIZE}",
-                                    src_pool.object(name),
-                                    source.size()
-                                )
-                        }) =>
-                {
-                    let e = earlier.expect("checked");
-                    dst_pool.set_object_xattr(&object, WHOLE_ATTR, "")?;
-                    dst_pool.set_object_xattr(&object, SINCE_ATTR, &e)?;
-                    dst_pool.set_object_xattr(&object, SNAP_ATTR, snap.unwrap_or_default())?;
-                    dst_pool.set_object_xattr(&object, SOURCE_ATTR, &identity)?;
-                    Some((t, object, Some(e)))
-                }
-                // Another copy's log goes with the image it describes.
-                _ => {
-                    dst_pool.remove_object(&object)?;
-                    None
-                }
-            }
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => None,
-        Err(e) => return Err(e.into()),
-    };
-    // A refresh needs the snapshot it starts from, older than the one it
-    // goes to; gone (or newer: a copy of an image's older snapshot after
-    // a newer one), the copy starts afresh.
-    let resumable = match resumable {
-        Some((t, object, Some(since))) if !is_older(&image, &since, snap)? => {
-            drop(t);
-            dst_pool.remove_object(&object)?;
-            None
-        }
-        other => other,
-    };
+    let resumable = what_dest_holds(
+        &image,
+        src_pool.object(name),
+        snap,
+        source.size(),
+        clone_of.is_none(),
+        dst_pool,
+        dest,
+        &identity,
+    )?;
     let (target, object, since) = match resumable {
         Some(found) => found,
         None => {
@@ -443,6 +401,76 @@ pub fn copy_image_onto(
     dst_pool.set_object_xattr(&object, SINCE_ATTR, "")?;
     dst_pool.set_object_xattr(&object, WHOLE_ATTR, &identity)?;
     Ok(out)
+}
+
+/// What the copy's target `dst_pool/dest` already holds of the source
+/// (`image` at `snap`, named `source_object`, `size` bytes, `identity`):
+/// the open target, its log object, and when it holds an older snapshot
+/// of the same image whole, that snapshot (only what changed since is
+/// copied; `plain`: not a copy onto a parent). None: nothing to go on
+/// from (an image there goes, with its log).
+#[allow(clippy::too_many_arguments)]
+fn what_dest_holds<'p>(
+    image: &Image<'_>,
+    source_object: String,
+    snap: Option<&str>,
+    size: u64,
+    plain: bool,
+    dst_pool: &'p Pool<'_>,
+    dest: &str,
+    identity: &str,
+) -> Result<Option<(Image<'p>, String, Option<String>)>> {
+    let found = match dst_pool.open_image(dest) {
+        Ok(t) => {
+            let object = log_object(&t.id()?);
+            let attr = |name| dst_pool.object_xattr(&object, name);
+            let (copying, whole) = (attr(SOURCE_ATTR)?, attr(WHOLE_ATTR)?);
+            let since = attr(SINCE_ATTR)?.filter(|s| !s.is_empty());
+            let earlier = attr(SNAP_ATTR)?.filter(|s| !s.is_empty());
+            match (copying, since) {
+                // Interrupted: resumed (a refresh is done again from its start).
+                (Some(v), since) if v == identity => Some((t, object, since)),
+                // Whole at an earlier snapshot of the same image: only
+                // what changed since is written.
+                (Some(v), _)
+                    if plain
+                        && whole.as_deref() == Some(v.as_str())
+                        && earlier.as_deref().is_some_and(|e| {
+                            Some(e) != snap
+                                && v == format!(
+                                    "rbd {}@{e} size {} chunk {CHUNK_SIZE}",
+                                    source_object, size
+                                )
+                        }) =>
+                {
+                    let e = earlier.expect("checked");
+                    dst_pool.set_object_xattr(&object, WHOLE_ATTR, "")?;
+                    dst_pool.set_object_xattr(&object, SINCE_ATTR, &e)?;
+                    dst_pool.set_object_xattr(&object, SNAP_ATTR, snap.unwrap_or_default())?;
+                    dst_pool.set_object_xattr(&object, SOURCE_ATTR, identity)?;
+                    Some((t, object, Some(e)))
+                }
+                // Another copy's log goes with the image it describes.
+                _ => {
+                    dst_pool.remove_object(&object)?;
+                    None
+                }
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    // A refresh needs the snapshot it starts from, older than the one it
+    // goes to; gone (or newer: a copy of an image's older snapshot after
+    // a newer one), the copy starts afresh.
+    Ok(match found {
+        Some((t, object, Some(since))) if !is_older(image, &since, snap)? => {
+            drop(t);
+            dst_pool.remove_object(&object)?;
+            None
+        }
+        other => other,
+    })
 }
 
 /// Whether `image` has a snapshot `since` taken before its snapshot `to`
