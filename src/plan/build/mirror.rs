@@ -174,9 +174,13 @@ impl ImageBuild<'_> {
             }),
         )
         // Done once the image is idle (an image idle from the start needs
-        // none); past once the cleanup has confirmed the copy.
+        // none); past once the cut-over is taken: no round after it, even
+        // when the image is seen in use again (a guest started again, or
+        // rbd-mirror opening a journaled image).
         .done_when(self.idle_now())
-        .past_when(self.source_past());
+        .past_when(vec![Check::SnapshotExists {
+            image: at.carrier_cut.clone(),
+        }]);
         // The destination's side, for a run that holds it alone.
         let copy = draft(
             StepName::WarmCopy,

@@ -1429,12 +1429,12 @@ fn a_warm_plan_takes_rounds_after_mirroring_and_before_the_cut_over_except_for_c
         (w.interval, w.partial.image.as_str()),
         (7, "volume-1.ferry-partial")
     );
-    // Done once the image is idle, past once the copy is confirmed; the
+    // Done once the image is idle, past once the cut-over is taken; the
     // cut-over still waits for idle.
     assert!(matches!(&step.done_when[..], [Check::NotInUse { .. }]));
     assert!(matches!(
         &step.past_when[..],
-        [Check::MetadataPresent { .. }]
+        [Check::SnapshotExists { .. }]
     ));
     let cut = &plan.images[0].steps[at(StepName::CutOverSnapshot)];
     assert!(cut
