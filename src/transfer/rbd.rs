@@ -545,15 +545,17 @@ fn round_before(image: &Image<'_>, since: &str) -> Result<Option<String>> {
         .then_some(earlier))
 }
 
-/// The name of the warm round before the one `snap` names, if it names
-/// one after the first.
+/// The name of the warm round before the one `snap` names, if that is
+/// not the first round.
 fn previous_round(snap: &str) -> Option<String> {
     let (plan, n) = snap
         .strip_prefix(crate::plan::ROUND_SNAP)?
         .strip_prefix('-')?
         .rsplit_once('-')?;
     let n: u64 = n.parse().ok()?;
-    (n >= 2).then(|| crate::plan::round_snap(plan, n - 1))
+    // Not the first round: on the receiving image its object map is the
+    // one the initial sync left, which says everything changed.
+    (n >= 3).then(|| crate::plan::round_snap(plan, n - 1))
 }
 
 /// The object, in an image's pool, that keeps the per-chunk hashes of the
@@ -672,6 +674,7 @@ mod tests {
             Some("ferry-round-ab12-6")
         );
         assert_eq!(previous_round("ferry-round-ab12-1"), None);
+        assert_eq!(previous_round("ferry-round-ab12-2"), None);
         assert_eq!(previous_round("ferry-cutover-ab12"), None);
         assert_eq!(previous_round("snapshot-1234"), None);
         assert_eq!(previous_round("ferry-round-ab12-x"), None);
