@@ -18,6 +18,14 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Seconds since the epoch, now (as snapshot timestamps and the run state
+/// count them).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// The time of day of a moment given in seconds since the epoch, in UTC:
 /// `07:52:10 UTC`.
 pub fn utc_time_of_day(unix: i64) -> String {

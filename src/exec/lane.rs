@@ -189,11 +189,8 @@ pub(super) fn run_image(
         return match ready_to_act(ctx, i, step, lane).map_err(|(_, e)| e)? {
             Ready::Act(mut lane) => match act_and_record(ctx, i, step, lane.slot.take()) {
                 Ok(()) => Ok(Flow::Done),
-                Err(e) => match e.downcast_ref::<super::Again>() {
-                    Some(again) => {
-                        let waiting = wait::Waiting::again(i, step.clone(), again);
-                        Ok(Flow::Parked(lane, Some(Box::new(waiting))))
-                    }
+                Err(e) => match again(i, step, &e) {
+                    Some(waiting) => Ok(Flow::Parked(lane, Some(waiting))),
                     None => Err(e),
                 },
             },
@@ -265,9 +262,8 @@ pub(super) fn run_image(
         if let Err(e) = act_and_record(ctx, i, step, lane.slot.take()) {
             // To run again (a warm round done): parked until then, holding
             // nothing, the step still entered.
-            if let Some(again) = e.downcast_ref::<super::Again>() {
-                let waiting = wait::Waiting::again(i, step.clone(), again);
-                return Ok(Flow::Parked(lane, Some(Box::new(waiting))));
+            if let Some(waiting) = again(i, step, &e) {
+                return Ok(Flow::Parked(lane, Some(waiting)));
             }
             lane.failing = Some((e, false));
             return fail(ctx, i, step, lane);
@@ -282,6 +278,13 @@ pub(super) fn run_image(
         Joined::Parked => Ok(Flow::Joining),
         Joined::Done(_, r) => r.map(|()| Flow::Done),
     }
+}
+
+/// When a step ended asking to run again ([`super::Again`]): the wait its
+/// lane parks on until then.
+fn again(i: usize, step: &Step, e: &anyhow::Error) -> Option<Box<wait::Waiting>> {
+    let again = e.downcast_ref::<super::Again>()?;
+    Some(Box::new(wait::Waiting::again(i, step.clone(), again)))
 }
 
 /// Whether a lane's entered step can act now.

@@ -63,6 +63,28 @@ pub struct Again {
     pub at_most: Duration,
 }
 
+impl Ctx<'_> {
+    /// For a step that runs again and again (see [`Again`]): None while its
+    /// wait is within `--wait-timeout` of its first turn (noted in the run
+    /// state), or the seconds waited once beyond it; the next run then
+    /// waits afresh.
+    pub(crate) fn waited_too_long(&self, i: usize) -> anyhow::Result<Option<i64>> {
+        let now = crate::units::unix_now();
+        let since = match self.image_state(i).warm_since {
+            Some(t) => t,
+            None => {
+                self.update(i, |s| s.warm_since = Some(now))?;
+                now
+            }
+        };
+        if now - since <= self.opts.wait_timeout.as_secs() as i64 {
+            return Ok(None);
+        }
+        self.update(i, |s| s.warm_since = None)?;
+        Ok(Some(now - since))
+    }
+}
+
 /// How a run ended badly: which images failed, and whether every one of
 /// them only gave up waiting.
 #[derive(Debug, thiserror::Error)]

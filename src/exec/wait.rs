@@ -310,7 +310,7 @@ impl Waiting {
                 let taken = ctx.with_image(source, true, |img| img.mirror_snapshot_create());
                 let text = match taken {
                     Ok(id) => {
-                        self.nudged_at = unix_now();
+                        self.nudged_at = crate::units::unix_now();
                         format!(
                             "rbd-mirror sits idle while {} holds {newer} mirror snapshot(s) newer than the last copied (primary snapshot {copied}): took mirror snapshot {id} to wake it (nudge {} of {})",
                             plain(source),
@@ -382,12 +382,6 @@ fn read_site(check: &Check) -> Option<Site> {
         Check::Verified { copy, .. } => Some(copy.site),
         _ => None,
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 thread_local! {

@@ -11,6 +11,7 @@ mod build;
 mod discover;
 mod facts;
 mod prepare;
+mod rounds;
 mod step_name;
 mod text;
 mod validate;
@@ -25,6 +26,7 @@ pub use discover::{
 };
 pub use facts::{CephImage, ImageFacts, Recorded, StreamedVolume};
 pub use prepare::{connect, prepare, Planned, Prepared, Purpose};
+pub use rounds::{round_number, round_of, round_snap, ROUND_SNAP};
 pub use step_name::StepName;
 pub(crate) use text::{describe, type_words};
 pub use text::{render_text, role_preview};
@@ -118,22 +120,6 @@ pub const CUTOVER_SNAP: &str = "ferry-cutover";
 /// The cut-over snapshot's name for a plan.
 pub fn cutover_snap(plan_id: &str) -> String {
     format!("{CUTOVER_SNAP}-{plan_id}")
-}
-
-/// How a warm round's snapshot begins.
-pub const ROUND_SNAP: &str = "ferry-round";
-
-/// The snapshot of a plan's warm round `n` (from 1): each round's data is
-/// what changed between the round before and it.
-pub fn round_snap(plan_id: &str, n: u64) -> String {
-    format!("{ROUND_SNAP}-{plan_id}-{n}")
-}
-
-/// The round a snapshot named `snap` is of, when it is one of this plan's.
-pub fn round_number(plan_id: &str, snap: &str) -> Option<u64> {
-    snap.strip_prefix(&format!("{ROUND_SNAP}-{plan_id}-"))?
-        .parse()
-        .ok()
 }
 
 /// The image metadata key holding the digest of a cut-over snapshot

@@ -59,23 +59,14 @@ impl Kind for WarmCopy {
         let arrived = Check::SnapshotExists {
             image: self.cut.clone(),
         };
-        if cx.exists(&self.mirrored)? && cx.holds(&arrived)? {
+        let there = cx.exists(&self.mirrored)?;
+        if there && cx.holds(&arrived)? {
             return Ok("the cut-over has arrived".into());
         }
         // A wait like any: bounded by --wait-timeout from its first turn.
-        let now = super::warm_rounds::unix_now();
-        let since = match cx.image_state(i).warm_since {
-            Some(t) => t,
-            None => {
-                cx.update(i, |s| s.warm_since = Some(now))?;
-                now
-            }
-        };
-        if now - since > cx.opts.wait_timeout.as_secs() as i64 {
-            cx.update(i, |s| s.warm_since = None)?;
+        if let Some(waited) = cx.waited_too_long(i)? {
             bail!(crate::exec::GaveUp(format!(
-                "gave up after {} s waiting for the cut-over {} (the source storage part takes it once the image is idle); run again later: the copy goes on from the round it holds",
-                now - since,
+                "gave up after {waited} s waiting for the cut-over {} (the source storage part takes it once the image is idle); run again later: the copy goes on from the round it holds",
                 self.cut
             )));
         }
@@ -83,7 +74,7 @@ impl Kind for WarmCopy {
             until: arrived,
             at_most: Duration::from_secs(self.interval.max(2) / 2),
         };
-        if !cx.exists(&self.mirrored)? {
+        if !there {
             return Err(again.into());
         }
         let Some(round) = self.newest_arrived(cx)? else {

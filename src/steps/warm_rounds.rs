@@ -108,26 +108,16 @@ impl Kind for WarmRounds {
             });
         }
         // The warm phase is a wait: bounded by --wait-timeout from its
-        // first round on (kept on the image, so a run again goes on).
-        let now = unix_now();
-        let since = match cx.image_state(i).warm_since {
-            Some(t) => t,
-            None => {
-                cx.update(i, |s| s.warm_since = Some(now))?;
-                now
-            }
-        };
-        if now - since > cx.opts.wait_timeout.as_secs() as i64 {
-            // The next run waits afresh.
-            cx.update(i, |s| s.warm_since = None)?;
+        // first round on.
+        if let Some(waited) = cx.waited_too_long(i)? {
             let users = cx.users(&self.image)?.join("; ");
             bail!(crate::exec::GaveUp(format!(
-                "{} is still in use after {} s of warm rounds (--wait-timeout; in use: {users}); stop its client (shut its server off) and run again: the rounds go on from round {n}",
+                "{} is still in use after {waited} s of warm rounds (--wait-timeout; in use: {users}); stop its client (shut its server off) and run again: the rounds go on from round {n}",
                 self.image,
-                cx.opts.wait_timeout.as_secs()
             )));
         }
         let started = Instant::now();
+        let taken_at = crate::units::unix_now();
         let (line, arrived) = self.round(cx, i, step, &plan_id, n + 1)?;
         let took = started.elapsed().as_secs_f64();
         // What the operator decides by: how current the destination is,
@@ -136,13 +126,13 @@ impl Kind for WarmRounds {
         let current = if let Some(work) = arrived {
             format!(
                 "in sync as of {}; a cut-over now takes about {:.0} s",
-                crate::units::utc_time_of_day(now),
+                crate::units::utc_time_of_day(taken_at),
                 work.as_secs_f64().ceil()
             )
         } else {
             format!(
                 "taken at {} and on its way",
-                crate::units::utc_time_of_day(now)
+                crate::units::utc_time_of_day(taken_at)
             )
         };
         cx.event(
@@ -159,13 +149,6 @@ impl Kind for WarmRounds {
         }
         .into())
     }
-}
-
-/// Seconds since the epoch, as snapshot timestamps are.
-pub(super) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl WarmRounds {

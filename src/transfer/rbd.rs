@@ -548,11 +548,7 @@ fn round_before(image: &Image<'_>, since: &str) -> Result<Option<String>> {
 /// The name of the warm round before the one `snap` names, if that is
 /// not the first round.
 fn previous_round(snap: &str) -> Option<String> {
-    let (plan, n) = snap
-        .strip_prefix(crate::plan::ROUND_SNAP)?
-        .strip_prefix('-')?
-        .rsplit_once('-')?;
-    let n: u64 = n.parse().ok()?;
+    let (plan, n) = crate::plan::round_of(snap)?;
     // Not the first round: on the receiving image its object map is the
     // one the initial sync left, which says everything changed.
     (n >= 3).then(|| crate::plan::round_snap(plan, n - 1))
