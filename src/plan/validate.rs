@@ -263,6 +263,27 @@ fn check_action(field: &str, step: &Step, names: &Names<'_>) -> Result<(), Refus
         {
             refuse(f("to"), format!("{to} is not a name this plan makes"))
         }
+        Action::WarmRounds(steps::WarmRounds { partial, .. })
+        | Action::WarmCopy(steps::WarmCopy { partial, .. })
+            if !names.is_made(partial)
+                || partial.image != crate::plan::partial_name(&names.img.image.dest_name) =>
+        {
+            refuse(
+                f("partial"),
+                format!("{partial} is not this image's partial copy: rounds write only into it"),
+            )
+        }
+        Action::WarmCopy(steps::WarmCopy { cut, .. })
+            if cut.snap.as_deref() != Some(names.cut.as_str()) =>
+        {
+            refuse(
+                f("cut"),
+                format!(
+                    "{cut} is not at this plan's cut-over snapshot {}",
+                    names.cut
+                ),
+            )
+        }
         Action::CopySnapshots(steps::CopySnapshots { snapshots, .. }) => {
             for (k, s) in snapshots.iter().enumerate() {
                 let f = f(&format!("snapshots[{k}]"));

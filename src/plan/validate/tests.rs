@@ -46,7 +46,7 @@ fn opts(mode: MirrorMode, transfer: Transfer) -> BuildOptions {
         published_parents: Default::default(),
         transfer,
         conversion: Some(hosts()),
-        warm_interval: None,
+        warm_interval: Some(10),
         snapshots: crate::spec::Snapshots::Carry,
     }
 }
@@ -249,6 +249,22 @@ fn an_action_outside_its_role_is_refused_naming_the_field() {
     to.site = Site::Source;
     let e = refused(&plan);
     assert!(e.contains("].action.to: "), "{e}");
+    // Warm rounds pointed at the image's published copy instead of the
+    // partial one (they would write into it).
+    let mut plan = plans().remove(0);
+    let Action::WarmRounds(steps::WarmRounds { partial, .. }) =
+        &mut step_mut(&mut plan, StepName::WarmRounds).action
+    else {
+        panic!()
+    };
+    partial.image = crate::plan::partial_name("x")
+        .strip_prefix('x')
+        .and_then(|suffix| partial.image.strip_suffix(suffix))
+        .expect("a partial name")
+        .to_string();
+    let e = refused(&plan);
+    assert!(e.contains("].action.partial: "), "{e}");
+    assert!(e.contains("is not this image's partial copy"), "{e}");
     // A cleanup that removes the source image itself, not its flat copy.
     let mut plan = plans().remove(0);
     let i = plan
