@@ -295,7 +295,67 @@ impl Ctx<'_> {
                 })
             }
             Check::ImageRegistered { id } => self.image_registered(id)?,
+            Check::ServerStopped { server } => self
+                .server_status(Site::Source, server)?
+                .is_some_and(|s| s == "SHUTOFF"),
+            Check::ServerCreated {
+                source_server,
+                start,
+            } => self
+                .server_made(source_server)?
+                .is_some_and(|s| s == if *start { "ACTIVE" } else { "SHUTOFF" }),
+            Check::RoundArrived { image } => self.round_arrived(image)?,
         })
+    }
+
+    /// A server's status (None: no such server).
+    fn server_status(&self, site: Site, id: &str) -> anyhow::Result<Option<String>> {
+        let cloud = match site {
+            Site::Source => self.src_cloud()?,
+            Site::Destination => self.dst_cloud()?,
+        };
+        match crate::openstack::Nova(cloud).server(id) {
+            Ok(s) => Ok(s.get("status").and_then(|v| v.as_str()).map(str::to_string)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The status of the server this plan made for `source_server`.
+    fn server_made(&self, source_server: &str) -> anyhow::Result<Option<String>> {
+        let plan = self.plan_id();
+        let found = crate::openstack::Nova(self.dst_cloud()?)
+            .servers_with(crate::plan::server::SOURCE_SERVER, source_server)?;
+        Ok(found
+            .iter()
+            .find(|s| {
+                s.pointer(&format!("/metadata/{}", crate::plan::ADOPTED_BY))
+                    .and_then(|v| v.as_str())
+                    == Some(plan.as_str())
+            })
+            .and_then(|s| s.get("status").and_then(|v| v.as_str()).map(str::to_string)))
+    }
+
+    /// Whether a warm round (or the cut-over) of this plan has arrived on
+    /// the mirrored image `at`. A run without the destination cluster (the
+    /// source cloud's part) cannot see it: its operator chooses the moment.
+    fn round_arrived(&self, at: &ImageAt) -> anyhow::Result<bool> {
+        if self.access.dst.is_none() {
+            return Ok(true);
+        }
+        let plan = self.plan_id();
+        let cut = crate::plan::cutover_snap(&plan);
+        let names: Vec<String> = match self.header_snapshots(at)? {
+            Some(snaps) => snaps.into_iter().map(|s| s.name).collect(),
+            None => match self.with_image(&plain(at), false, |img| img.snapshots()) {
+                Ok(snaps) => snaps.into_iter().map(|s| s.name).collect(),
+                Err(e) if not_found(&e) => Vec::new(),
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(names
+            .iter()
+            .any(|n| *n == cut || crate::plan::round_of(n).is_some_and(|(p, _)| p == plan)))
     }
 
     /// The snapshots of the image `at` names (its head), read from its

@@ -26,6 +26,7 @@
 pub mod api;
 pub mod attach;
 pub mod cinder;
+pub mod compute;
 pub mod config;
 pub mod error;
 pub mod glance;
@@ -36,6 +37,7 @@ pub mod session;
 
 pub use attach::{AttachError, Connection, ConnectionKind, Connector, LocalAttachment};
 pub use cinder::{BackendPool, Cinder, Snapshot, Volume, VolumeType};
+pub use compute::Nova;
 pub use config::{Auth, CloudConfig, ConfigError};
 pub use glance::{Glance, Image};
 pub use request::Request;

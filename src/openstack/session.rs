@@ -25,6 +25,7 @@ pub enum Service {
     BlockStorage,
     Image,
     Compute,
+    Network,
 }
 
 impl Service {
@@ -35,6 +36,7 @@ impl Service {
             Service::BlockStorage => &["block-storage", "volumev3", "volume"],
             Service::Image => &["image"],
             Service::Compute => &["compute"],
+            Service::Network => &["network"],
         }
     }
 }

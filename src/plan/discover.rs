@@ -221,11 +221,19 @@ pub fn resolve_entry(
     cloud: Option<&Cloud>,
 ) -> anyhow::Result<Vec<(ImageRef, Option<CloudObject>)>> {
     let e = &spec.images[i];
+    // A server's volumes: in use until ferry stops it (with stop_servers),
+    // and its boot volume stays a volume to boot the new server from.
+    let of_server = e.server.is_some();
     let volume =
         |vol: crate::openstack::Volume| -> anyhow::Result<(ImageRef, Option<CloudObject>)> {
             let c = cloud.expect("volumes are looked up only with a cloud");
-            check_volume_status(c, &vol, spec.options.allow_in_use)?;
-            let to_glance = spec.destination.cloud.is_some()
+            check_volume_status(
+                c,
+                &vol,
+                spec.options.allow_in_use || (of_server && spec.options.stop_servers),
+            )?;
+            let to_glance = !of_server
+                && spec.destination.cloud.is_some()
                 && spec.options.transfer != crate::spec::Transfer::Stream
                 && spec.options.bootable_volumes.to_glance(vol.is_bootable());
             let image_id = derived_image_id(&vol.id);
@@ -583,4 +591,36 @@ impl ImageNow {
             cloud: None,
         }))
     }
+}
+
+/// The definitions of the spec's servers (`server:` entries), read from the
+/// source cloud's Nova, with the spec's mappings applied.
+pub fn discover_servers(
+    spec: &Spec,
+    cloud: Option<&Cloud>,
+) -> anyhow::Result<Vec<crate::plan::server::ServerDef>> {
+    let mut out = Vec::new();
+    let Some(c) = cloud else {
+        return Ok(out);
+    };
+    let o = &spec.options;
+    let maps = crate::plan::server::Mappings {
+        flavors: Some(&o.flavors),
+        networks: Some(&o.networks),
+        zones: Some(&o.availability_zones),
+    };
+    for e in &spec.images {
+        let Some(id) = &e.server else { continue };
+        let nova = crate::openstack::Nova(c);
+        let server = nova
+            .server(id)
+            .with_context(|| format!("reading server {id} of cloud {}", c.name()))?;
+        let attachments = nova.attachments(id)?;
+        out.push(crate::plan::server::ServerDef::from_nova(
+            &server,
+            &attachments,
+            &maps,
+        )?);
+    }
+    Ok(out)
 }

@@ -12,6 +12,7 @@ mod discover;
 mod facts;
 mod prepare;
 mod rounds;
+pub mod server;
 mod step_name;
 mod text;
 mod validate;
@@ -19,7 +20,7 @@ mod validate;
 pub use adopted::{
     replaced, whose, EarlierAdoption, Whose, ADOPTED_BY, COPY_DIGEST, REPLACED_BY, REPLACED_SOURCE,
 };
-pub use build::{build, AdoptOptions, BuildOptions};
+pub use build::{build, AdoptOptions, BuildOptions, ServerOptions};
 pub(crate) use discover::check_volume_status;
 pub use discover::{
     derived_image_id, discover, published_parents, recorded_plan_id, resolve_entry, users_of,
@@ -379,6 +380,17 @@ pub enum Check {
     /// plan (its `ferry_plan` property), or, with `earlier: keep`, by
     /// another.
     ImageRegistered { id: String },
+    /// The source cloud's server is stopped (`SHUTOFF`).
+    ServerStopped { server: String },
+    /// The destination cloud has the server this plan made for this source
+    /// server (its `ferry_source_server` and `ferry_plan` metadata), up
+    /// (`ACTIVE`, or `SHUTOFF` when it is not to be started).
+    ServerCreated { source_server: String, start: bool },
+    /// A warm round of the image has arrived at the destination: the
+    /// mirrored image holds a round snapshot of this plan. A run that
+    /// cannot see the destination cluster (the source cloud's part) takes
+    /// it as holding: whoever runs that part chooses the moment.
+    RoundArrived { image: ImageAt },
     /// The destination cloud has a volume made for this source volume (found
     /// by its `ferry_source_volume` metadata), created and not in error.
     VolumeCreated { source_volume: String },

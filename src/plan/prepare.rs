@@ -168,6 +168,7 @@ pub fn prepare(
     let facts = discover(access.src.as_ref(), spec, access.src_cloud.as_ref())
         .with_context(|| format!("reading the source images of {}", spec_path.display()))?;
     let mut opts = BuildOptions::from_spec(spec);
+    opts.servers.servers = super::discover::discover_servers(spec, access.src_cloud.as_ref())?;
     if let Some(d) = &access.dst {
         match d.fsid() {
             Ok(f) => opts.destination_fsid = Some(f),

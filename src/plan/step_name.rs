@@ -59,6 +59,8 @@ step_names! {
     WarmRounds = "warm-rounds",
     /// The destination's side of the warm rounds (a destination run alone).
     WarmCopy = "warm-copy",
+    /// The source server stopped for the cut-over.
+    StopServer = "stop-server",
     /// The cut-over: the snapshot the copy is made from.
     CutOverSnapshot = "cut-over-snapshot",
     /// The source's digest at the cut-over.
@@ -80,6 +82,8 @@ step_names! {
     ManageSnapshots = "manage-snapshots",
     /// The copy registered in the destination cloud as an image.
     RegisterImage = "register-image",
+    /// The server made at the destination from its adopted volumes.
+    CreateServer = "create-server",
     /// The verification handed to the source.
     ConfirmVerified = "confirm-verified",
     /// No writes on the source since the cut-over.

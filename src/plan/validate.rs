@@ -200,6 +200,18 @@ fn check_step(
         for (c, check) in checks.iter().enumerate() {
             let f = format!("{field}.{part}[{c}]");
             for image in check_images(check) {
+                // A server's stop waits for the rounds of all its volumes:
+                // read-only, it may name any image of the plan.
+                if let Check::RoundArrived { .. } = check {
+                    if names
+                        .plan
+                        .images
+                        .iter()
+                        .any(|other| Names::of(names.plan, other).check(&f, image).is_ok())
+                    {
+                        continue;
+                    }
+                }
                 names.check(&f, image)?;
             }
             if let Some(id) = check_cloud_id(check) {
@@ -329,6 +341,32 @@ fn check_action(field: &str, step: &Step, names: &Names<'_>) -> Result<(), Refus
         Action::RegisterImage(steps::RegisterImage { registration, .. }) => {
             check_word(&f("registration.id"), &registration.id, is_id_char, 64)
         }
+        Action::StopServer(steps::StopServer { server, .. }) => {
+            check_word(&f("server"), server, is_id_char, 64)
+        }
+        // The server a step makes boots from its image's volume and the
+        // plan's other volumes only: ids of their alphabet, and this
+        // image's volume among them (names are quoted where they are used).
+        Action::CreateServer(steps::CreateServer { server, .. }) => {
+            check_word(&f("server.id"), &server.id, is_id_char, 64)?;
+            for (k, v) in server.volumes.iter().enumerate() {
+                check_word(&f(&format!("server.volumes[{k}]")), v, is_id_char, 64)?;
+            }
+            match server
+                .volumes
+                .iter()
+                .find(|v| names.check_volume("", v).is_ok())
+            {
+                Some(_) => Ok(()),
+                None => refuse(
+                    f("server.volumes"),
+                    format!(
+                        "no volume of server {} is this image's source volume",
+                        server.id
+                    ),
+                ),
+            }
+        }
         _ => Ok(()),
     }
 }
@@ -426,6 +464,7 @@ pub fn check_ferry_command(field: &str, cmd: &str) -> Result<(), Refused> {
 /// snapshot, this plan's cut-over, or Glance's `snap`. A copy may also be a
 /// clone of a destination parent's snapshot (read only).
 struct Names<'a> {
+    plan: &'a Plan,
     img: &'a ImagePlan,
     plan_id: &'a str,
     cut: String,
@@ -446,6 +485,7 @@ impl<'a> Names<'a> {
             })
             .collect();
         Names {
+            plan,
             img,
             plan_id: &plan.id,
             cut: cutover_snap(&plan.id),
@@ -565,6 +605,7 @@ fn check_images(c: &Check) -> Vec<&ImageAt> {
         | Check::MetadataAbsent { image, .. }
         | Check::SnapshotAbsent { image }
         | Check::MirrorSnapshotAfter { image }
+        | Check::RoundArrived { image }
         | Check::Published { image } => vec![image],
         Check::MirrorSynced {
             source, mirrored, ..
@@ -573,7 +614,9 @@ fn check_images(c: &Check) -> Vec<&ImageAt> {
         Check::VolumeAdopted { .. }
         | Check::ImageRegistered { .. }
         | Check::VolumeCreated { .. }
-        | Check::StreamVerified { .. } => vec![],
+        | Check::StreamVerified { .. }
+        | Check::ServerStopped { .. }
+        | Check::ServerCreated { .. } => vec![],
     }
 }
 
@@ -584,6 +627,8 @@ fn check_cloud_id(c: &Check) -> Option<&str> {
         | Check::VolumeCreated { source_volume }
         | Check::StreamVerified { source_volume } => Some(source_volume),
         Check::ImageRegistered { id } => Some(id),
+        Check::ServerStopped { server } => Some(server),
+        Check::ServerCreated { source_server, .. } => Some(source_server),
         _ => None,
     }
 }

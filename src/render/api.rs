@@ -18,6 +18,47 @@ pub struct Var(pub &'static str);
 pub const HOST: Var = Var("HOST");
 /// The volume `adopted`/`stream_target` found or a create made.
 pub const VOL: Var = Var("VOL");
+/// A server's volumes at the destination, in device order, as the script
+/// found them (a server takes at most this many).
+pub const SERVER_VOLS: [Var; 16] = [
+    Var("VOL1"),
+    Var("VOL2"),
+    Var("VOL3"),
+    Var("VOL4"),
+    Var("VOL5"),
+    Var("VOL6"),
+    Var("VOL7"),
+    Var("VOL8"),
+    Var("VOL9"),
+    Var("VOL10"),
+    Var("VOL11"),
+    Var("VOL12"),
+    Var("VOL13"),
+    Var("VOL14"),
+    Var("VOL15"),
+    Var("VOL16"),
+];
+/// A server's networks at the destination, as the script found them.
+pub const SERVER_NETS: [Var; 16] = [
+    Var("NET1"),
+    Var("NET2"),
+    Var("NET3"),
+    Var("NET4"),
+    Var("NET5"),
+    Var("NET6"),
+    Var("NET7"),
+    Var("NET8"),
+    Var("NET9"),
+    Var("NET10"),
+    Var("NET11"),
+    Var("NET12"),
+    Var("NET13"),
+    Var("NET14"),
+    Var("NET15"),
+    Var("NET16"),
+];
+/// The flavor `flavor_id` found.
+pub const FLAVOR: Var = Var("FLAVOR");
 /// The `rbd://` location of a copy.
 pub const URL: Var = Var("url");
 
@@ -56,6 +97,8 @@ pub fn call(req: &Request, vars: &[Var]) -> Call {
     let endpoint = match req.service {
         Service::BlockStorage => "$CINDER",
         Service::Image => "$GLANCE",
+        Service::Compute => "$NOVA",
+        Service::Network => "$NEUTRON",
         other => panic!("the scripts call no {other:?} API"),
     };
     let url = word(endpoint, &req.path, vars);

@@ -29,6 +29,8 @@ login() {
   VERIFY=$(printf '%s' "$OUT" | jq -r '.verify // true')
   CINDER=$(endpoint volumev3)
   GLANCE=$(endpoint image)
+  NOVA=$(endpoint compute)
+  NEUTRON=$(endpoint network)
 }
 
 endpoint() {
@@ -64,6 +66,8 @@ api_send() {
 uri() { printf '%s' "$1" | jq -sRr @uri; }
 
 need_cinder() { [ -n "$CINDER" ] || die "the cloud's catalog has no volumev3 endpoint${REGION:+ in region $REGION}"; }
+need_nova() { [ -n "$NOVA" ] || die "the cloud's catalog has no compute endpoint${REGION:+ in region $REGION}"; }
+need_neutron() { [ -n "$NEUTRON" ] || die "the cloud's catalog has no network endpoint${REGION:+ in region $REGION}"; }
 need_glance() { [ -n "$GLANCE" ] || die "the cloud's catalog has no image endpoint${REGION:+ in region $REGION}"; }
 
 # cinder_host POOL FSID: HOST is the backend pool storing in that RBD pool.
@@ -300,4 +304,56 @@ add_location() {
     400) return 1 ;;
     *) die "adding the location $(printf '%s' "$3" | jq -c '.[0].value.url') to $2 gave HTTP $CODE (it needs show_multiple_locations = True): $OUT" ;;
   esac
+}
+
+# nova GET|POST PATH [BODY]: a compute API call (microversion 2.52), body in
+# OUT, status in CODE.
+nova() {
+  need_nova
+  api_send "$1" "$NOVA$2" "${3:-}" application/json 'compute 2.52'
+}
+
+# server_status_is ID STATUS: the server has STATUS, in SERVER_STATUS (dies
+# when it is gone or in ERROR).
+server_status_is() {
+  nova GET "/servers/$(uri "$1")"
+  [ "$CODE" = 200 ] || die "reading server $1 gave HTTP $CODE: $OUT"
+  SERVER_STATUS=$(printf '%s' "$OUT" | jq -r .server.status)
+  [ "$SERVER_STATUS" != ERROR ] || die "server $1 went to status ERROR: $(printf '%s' "$OUT" | jq -c '.server.fault // {}')"
+  [ "$SERVER_STATUS" = "$2" ]
+}
+
+# server_made SOURCE_ID: the server this plan made for SOURCE_ID (its
+# ferry_source_server and ferry_plan metadata), its id in SERVER (empty: none).
+server_made() {
+  nova GET /servers/detail
+  [ "$CODE" = 200 ] || die "listing servers gave HTTP $CODE: $OUT"
+  SERVER=$(printf '%s' "$OUT" | jq -r --arg s "$1" --arg p "$PLAN" \
+    '[.servers[] | select(.metadata.ferry_source_server == $s and .metadata.ferry_plan == $p)][0].id // empty')
+  [ -n "$SERVER" ]
+}
+
+# server_created SOURCE_ID STATUS: that server exists and has STATUS.
+server_created() {
+  server_made "$1" && server_status_is "$SERVER" "$2"
+}
+
+# flavor_id NAME: the id of the flavor named NAME, in FLAVOR.
+flavor_id() {
+  nova GET '/flavors/detail?is_public=None'
+  [ "$CODE" = 200 ] || die "listing flavors gave HTTP $CODE: $OUT"
+  # shellcheck disable=SC2034 # read by the create-server step's request
+  FLAVOR=$(printf '%s' "$OUT" | jq -r --arg n "$1" '[.flavors[] | select(.name == $n)][0].id // empty')
+  [ -n "$FLAVOR" ] || die "no flavor named $1 in the destination cloud: map it (options.flavors) or create it"
+}
+
+# network_id NAME: the id of the one network named NAME, in NET.
+network_id() {
+  need_neutron
+  api_send GET "$NEUTRON/v2.0/networks?name=$(uri "$1")" '' application/json
+  [ "$CODE" = 200 ] || die "listing networks gave HTTP $CODE: $OUT"
+  n=$(printf '%s' "$OUT" | jq --arg n "$1" '[.networks[] | select(.name == $n)] | length')
+  [ "$n" = 1 ] || die "$n networks named $1 in the destination cloud: map it (options.networks) to one"
+  # shellcheck disable=SC2034 # read by the create-server step's request
+  NET=$(printf '%s' "$OUT" | jq -r --arg n "$1" '[.networks[] | select(.name == $n)][0].id')
 }

@@ -506,6 +506,18 @@ fn cond_here(c: &Check, role: Role, plan: &Plan, img: &ImagePlan) -> Option<Stri
         Check::ImageRegistered { id } => {
             format!("image_registered {} {}", q(id), planned_earlier(img))
         }
+        Check::ServerStopped { server } => format!("server_status_is {} SHUTOFF", q(server)),
+        Check::ServerCreated {
+            source_server,
+            start,
+        } => format!(
+            "server_created {} {}",
+            q(source_server),
+            if *start { "ACTIVE" } else { "SHUTOFF" }
+        ),
+        // The source cloud's part sees no cluster: whoever runs it
+        // chooses the moment (after the source storage part's rounds).
+        Check::RoundArrived { .. } => return None,
     })
 }
 
@@ -550,6 +562,9 @@ fn waitable(c: &Check) -> Option<String> {
         )),
         Check::StreamVerified { source_volume } => Some(format!(
             "the stream of volume {source_volume} (the conversion-hosts part)"
+        )),
+        Check::VolumeAdopted { source_volume } => Some(format!(
+            "the volume adopted from {source_volume} (this part adopts it in its own plan entry)"
         )),
         // The source's digest, which mirroring carries after the source
         // storage part's hash-source step.

@@ -75,6 +75,26 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
         }),
         warm_interval: Some(10),
         snapshots: crate::spec::Snapshots::Carry,
+        servers: crate::plan::ServerOptions {
+            servers: vec![crate::plan::server::ServerDef {
+                id: name("s1"),
+                name: name("web's"),
+                flavor: name("m1 small"),
+                key_name: Some(name("key")),
+                security_groups: vec![name("default")],
+                metadata: [(name("role"), name("db $HOME"))].into(),
+                tags: vec![name("t1")],
+                availability_zone: Some(name("nova")),
+                description: Some(name("the web")),
+                volumes: vec![name("v1")],
+                networks: vec![crate::plan::server::ServerNetwork {
+                    network: name("private net"),
+                    fixed_ip: Some("10.0.0.5".into()),
+                }],
+            }],
+            stop: true,
+            start: false,
+        },
     };
     let volume = |bootable: bool, id: &str| {
         (
@@ -439,6 +459,7 @@ fn clone_of_parent_plan() -> Plan {
         conversion: None,
         warm_interval: Some(10),
         snapshots: crate::spec::Snapshots::Carry,
+        servers: Default::default(),
     };
     build(
         &opts,

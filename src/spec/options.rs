@@ -84,6 +84,27 @@ pub struct Options {
     /// leaves them on the source (the copy is the cut-over alone).
     #[serde(default, skip_serializing_if = "Snapshots::is_carry")]
     pub snapshots: Snapshots,
+    /// Servers (`server:` entries): ferry stops each (`os-stop`) when its
+    /// volumes are ready for the cut-over (warm: a round of every volume
+    /// has arrived) and waits for `SHUTOFF` (default: off; ferry waits for
+    /// the operator to stop it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_servers: bool,
+    /// Servers: the server ferry creates at the destination from the moved
+    /// volumes is started (default: on); off: it is stopped once created.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub start_servers: bool,
+    /// Source flavor name → destination flavor name (default: the same).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flavors: BTreeMap<String, String>,
+    /// Source network name → destination network name (default: the
+    /// same); an empty name leaves the network out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, String>,
+    /// Source availability zone → destination zone (default: the same);
+    /// an empty name lets the destination's scheduler choose.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub availability_zones: BTreeMap<String, String>,
 }
 
 /// What happens to a volume's own (user) snapshots.
@@ -278,6 +299,11 @@ impl Default for Options {
             warm: true,
             warm_interval: DEFAULT_WARM_INTERVAL,
             snapshots: Snapshots::Carry,
+            stop_servers: false,
+            start_servers: true,
+            flavors: BTreeMap::new(),
+            networks: BTreeMap::new(),
+            availability_zones: BTreeMap::new(),
         }
     }
 }

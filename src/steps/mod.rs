@@ -16,6 +16,7 @@ mod confirm_verified;
 mod copy;
 mod copy_snapshots;
 mod create_cutover;
+mod create_server;
 mod create_volume;
 mod disable_features;
 mod disable_mirroring;
@@ -35,6 +36,7 @@ mod remove_metadata;
 mod remove_snapshot;
 mod restore_features;
 mod snapshot_and_protect;
+mod stop_server;
 mod stream_volume;
 mod verify;
 mod wait_for_sync;
@@ -49,6 +51,7 @@ pub use confirm_verified::ConfirmVerified;
 pub use copy::CopyImage;
 pub use copy_snapshots::CopySnapshots;
 pub use create_cutover::CreateCutover;
+pub use create_server::CreateServer;
 pub use create_volume::CreateVolume;
 pub use disable_features::DisableFeatures;
 pub use disable_mirroring::DisableMirroring;
@@ -68,6 +71,7 @@ pub use remove_metadata::RemoveMetadata;
 pub use remove_snapshot::RemoveSnapshot;
 pub use restore_features::RestoreFeatures;
 pub use snapshot_and_protect::SnapshotAndProtect;
+pub use stop_server::StopServer;
 pub use stream_volume::StreamVolume;
 pub use verify::Verify;
 pub use wait_for_sync::WaitForSync;
@@ -237,6 +241,8 @@ kinds! {
     CreateVolume(create_volume::CreateVolume),
     StreamVolume(stream_volume::StreamVolume),
     FinishVolume(finish_volume::FinishVolume),
+    StopServer(stop_server::StopServer),
+    CreateServer(create_server::CreateServer),
 }
 
 /// What the kinds' modules share.

@@ -41,6 +41,29 @@ impl Draft {
         self.past_when = c;
         self
     }
+    pub(super) fn name(&self) -> StepName {
+        self.name
+    }
+
+    /// Whether it waits for its image to be idle before it acts.
+    pub(super) fn waits_idle(&self) -> bool {
+        self.requires
+            .iter()
+            .any(|c| matches!(c, Check::NotInUse { .. }))
+    }
+
+    /// Follows these steps from now on (see [`Draft::after`]).
+    pub(super) fn follow(&mut self, names: Vec<StepName>) {
+        self.after = Some(names);
+    }
+
+    /// Follows `name` too (it already follows a list of steps).
+    pub(super) fn also_after(&mut self, name: StepName) {
+        if let Some(a) = &mut self.after {
+            a.push(name);
+        }
+    }
+
     /// Follows these steps (of this image) rather than the one before it:
     /// the step before may then run alongside it.
     pub(super) fn after(mut self, names: Vec<StepName>) -> Draft {

@@ -18,6 +18,7 @@ mod mirror;
 mod names;
 mod parent;
 mod prepare;
+mod servers;
 mod snapshots;
 mod stream;
 mod warnings;
@@ -31,6 +32,7 @@ use super::{Adoption, CephImage, Check, ImageAt, ImageFacts, ImagePlan, Plan};
 use draft::Draft;
 use names::Names;
 use parent::CloneBase;
+pub use servers::ServerOptions;
 
 /// The choices that shape a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +71,8 @@ pub struct BuildOptions {
     pub warm_interval: Option<u64>,
     /// Whether a volume's own snapshots travel with it.
     pub snapshots: Snapshots,
+    /// The servers that move with their volumes.
+    pub servers: ServerOptions,
 }
 
 /// The choices about adoption in the destination cloud.
@@ -106,6 +110,11 @@ impl BuildOptions {
                 .warm
                 .then_some(spec.options.warm_interval.max(1)),
             snapshots: spec.options.snapshots,
+            servers: ServerOptions {
+                servers: Vec::new(),
+                stop: spec.options.stop_servers,
+                start: spec.options.start_servers,
+            },
             adopt: spec.destination.cloud.as_ref().map(|_| AdoptOptions {
                 volume_types: spec.options.volume_types.clone(),
                 cinder_host: spec.destination.cinder_host.clone(),
@@ -214,9 +223,11 @@ fn image_plan(
         b.cut_over();
         b.wait_for_sync();
     }
+    b.stop_server(images);
     b.copy_and_verify();
     b.adopt();
     b.manage_snapshots();
+    b.create_server(images);
     if opts.cleanup {
         b.cleanup();
     }
@@ -244,6 +255,15 @@ impl<'a> ImageBuild<'a> {
             flat_carrier,
             pool_mode: facts.pool_mode == PoolMirrorMode::Pool,
             adoption: match (&opts.adopt, &facts.cloud) {
+                // A server's volumes stay volumes: the new server boots
+                // from them.
+                (Some(a), Some(obj)) if servers::server_of(opts, obj.id()).is_some() => {
+                    let a = AdoptOptions {
+                        bootable_to: BootableTo::Cinder,
+                        ..a.clone()
+                    };
+                    Some(adopt::adoption_for(&a, r, obj))
+                }
                 (Some(a), Some(obj)) => Some(adopt::adoption_for(a, r, obj)),
                 _ => None,
             },

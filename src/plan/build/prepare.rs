@@ -36,8 +36,9 @@ impl ImageBuild<'_> {
                     object: obj.clone(),
                     // With warm rounds, an image in use is mirrored and
                     // copied while its server runs; the cut-over waits
-                    // for it to be idle.
-                    allow_in_use: self.opts.allow_in_use || self.warm(),
+                    // for it to be idle; a server ferry stops is in use
+                    // until then.
+                    allow_in_use: self.opts.allow_in_use || self.warm() || self.stops_server(),
                     detached: false,
                 }),
             ));

@@ -24,6 +24,7 @@ fn opts(mode: MirrorMode, cleanup: bool) -> BuildOptions {
         conversion: None,
         warm_interval: None,
         snapshots: crate::spec::Snapshots::Carry,
+        servers: Default::default(),
     }
 }
 
@@ -1466,4 +1467,144 @@ fn round_snapshots_are_told_apart_by_plan_and_number() {
     assert_eq!(crate::plan::round_number("abc", &name), Some(12));
     assert_eq!(crate::plan::round_number("abd", &name), None);
     assert_eq!(crate::plan::round_number("abc", "ferry-cutover-abc"), None);
+}
+
+/// Two volumes of one server (boot `1`, data `2`), with clouds.
+fn server_volumes() -> Vec<(ImageRef, ImageFacts)> {
+    let mut out = Vec::new();
+    for (id, name) in [("1", "volume-1"), ("2", "volume-2")] {
+        let (mut r, mut f) = volume(Features::DEFAULT);
+        r.name = name.into();
+        r.dest_name = name.into();
+        let mut obj = cloud_volume(id == "1");
+        if let CloudObject::Volume { id: i, .. } = &mut obj {
+            *i = id.into();
+        }
+        f.ceph_mut().cloud = Some(obj);
+        out.push((r, f));
+    }
+    out
+}
+
+fn server_def() -> crate::plan::server::ServerDef {
+    crate::plan::server::ServerDef {
+        id: "s1".into(),
+        name: "web".into(),
+        flavor: "m1.small".into(),
+        key_name: None,
+        security_groups: vec![],
+        metadata: Default::default(),
+        tags: vec![],
+        availability_zone: None,
+        description: None,
+        volumes: vec!["1".into(), "2".into()],
+        networks: vec![],
+    }
+}
+
+fn serving(warm: bool, stop: bool) -> BuildOptions {
+    BuildOptions {
+        warm_interval: warm.then_some(10),
+        servers: ServerOptions {
+            servers: vec![server_def()],
+            stop,
+            start: true,
+        },
+        ..adopting()
+    }
+}
+
+fn step_of(plan: &Plan, i: usize, name: StepName) -> Option<&Step> {
+    plan.images[i].steps.iter().find(|s| s.name == name)
+}
+
+#[test]
+fn a_warm_server_is_stopped_beside_its_rounds_once_every_volume_has_a_round_there() {
+    let plan = build(&serving(true, true), &server_volumes());
+    for i in 0..2 {
+        let img = &plan.images[i];
+        let stop = step_of(&plan, i, StepName::StopServer).expect("each volume stops it");
+        let rounds = step_of(&plan, i, StepName::WarmRounds).unwrap();
+        let cut = step_of(&plan, i, StepName::CutOverSnapshot).unwrap();
+        assert_eq!(stop.role, Role::SourceCloud);
+        // Beside the rounds: both follow the same step, the cut-over both.
+        assert_eq!(stop.after, rounds.after);
+        assert!(!rounds.after.contains(&stop.id));
+        assert!(cut.after.contains(&stop.id) && cut.after.contains(&rounds.id));
+        let pos = |n| img.steps.iter().position(|s| s.name == n).unwrap();
+        assert!(pos(StepName::StopServer) < pos(StepName::WarmRounds));
+        // A round of both volumes, at the destination.
+        let arrived: Vec<&str> = stop
+            .requires
+            .iter()
+            .filter_map(|c| match c {
+                Check::RoundArrived { image } => Some(image.image.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(arrived, ["volume-1", "volume-2"]);
+        assert_eq!(
+            stop.done_when,
+            [Check::ServerStopped {
+                server: "s1".into()
+            }]
+        );
+        // In use until ferry stops it.
+        match &img.steps[1].action {
+            Action::CheckSourceCloud(c) => assert!(c.allow_in_use),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_cold_server_is_stopped_right_before_the_cut_over() {
+    let plan = build(&serving(false, true), &server_volumes());
+    let img = &plan.images[0];
+    let k = img
+        .steps
+        .iter()
+        .position(|s| s.name == StepName::StopServer)
+        .unwrap();
+    assert_eq!(img.steps[k + 1].name, StepName::CutOverSnapshot);
+    assert_eq!(img.steps[k + 1].after, [img.steps[k].id.clone()]);
+    assert!(img.steps[k].requires.is_empty(), "nothing to wait for cold");
+}
+
+#[test]
+fn the_server_is_made_once_in_the_plan_of_its_last_volume_after_all_are_adopted() {
+    let plan = build(&serving(true, false), &server_volumes());
+    assert!(
+        step_of(&plan, 0, StepName::StopServer).is_none(),
+        "not asked to stop it"
+    );
+    assert!(step_of(&plan, 0, StepName::CreateServer).is_none());
+    let img = &plan.images[1];
+    let create = step_of(&plan, 1, StepName::CreateServer).unwrap();
+    assert_eq!(create.role, Role::DestinationCloud);
+    let adopt = img
+        .steps
+        .iter()
+        .position(|s| s.name == StepName::AdoptVolume)
+        .unwrap();
+    let at = img.steps.iter().position(|s| s.id == create.id).unwrap();
+    assert!(at > adopt);
+    assert_eq!(
+        create.requires,
+        [Check::VolumeAdopted {
+            source_volume: "1".into()
+        }]
+    );
+    match &create.action {
+        Action::CreateServer(c) => {
+            assert_eq!(c.server.boot_volume(), "1");
+            assert!(c.start);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The boot volume stays a volume (not a Glance image).
+    assert!(matches!(
+        plan.images[0].adoption,
+        Some(crate::plan::Adoption::Volume(_))
+    ));
 }

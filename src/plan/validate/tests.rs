@@ -48,6 +48,7 @@ fn opts(mode: MirrorMode, transfer: Transfer) -> BuildOptions {
         conversion: Some(hosts()),
         warm_interval: Some(10),
         snapshots: crate::spec::Snapshots::Carry,
+        servers: Default::default(),
     }
 }
 

@@ -1,0 +1,161 @@
+//! A server's steps in the plans of its volumes. `stop-server` comes before
+//! the first step that needs the volume idle; with warm rounds it runs
+//! beside them and stops the server once a round of every volume of the
+//! server has arrived (the rounds then see the volume idle and the cut-over
+//! carries only what changed since). `create-server` goes into the plan of
+//! the server's volume listed last, once all its volumes are adopted (a
+//! role's script works through the images in order, and waits there for
+//! none it has not reached).
+
+use crate::plan::server::ServerDef;
+use crate::plan::{Action, Check, ImageFacts, StepName};
+use crate::spec::{ImageRef, Transfer};
+use crate::steps;
+
+use super::draft::draft;
+use super::names::Names;
+use super::{BuildOptions, ImageBuild};
+
+/// The servers that move, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOptions {
+    pub servers: Vec<ServerDef>,
+    /// ferry stops each server for its cut-over.
+    pub stop: bool,
+    /// The destination server is left running.
+    pub start: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            servers: Vec::new(),
+            stop: false,
+            start: true,
+        }
+    }
+}
+
+/// The volume id of an image, when the source cloud gave one.
+fn volume_of(facts: &ImageFacts) -> Option<&str> {
+    facts.cloud().map(|c| c.id())
+}
+
+/// The server a volume belongs to.
+pub(super) fn server_of<'a>(opts: &'a BuildOptions, volume: &str) -> Option<&'a ServerDef> {
+    opts.servers
+        .servers
+        .iter()
+        .find(|s| s.volumes.iter().any(|v| v == volume))
+}
+
+/// The round that shows an image of the plan ready for its server's stop:
+/// its mirrored image, when it has warm rounds.
+fn round_of(opts: &BuildOptions, r: &ImageRef, facts: &ImageFacts) -> Option<Check> {
+    let ImageFacts::Ceph(c) = facts else {
+        return None;
+    };
+    let warm = opts.warm_interval.is_some() && opts.transfer != Transfer::Direct;
+    if !warm || c.parent.is_some() {
+        return None;
+    }
+    Some(Check::RoundArrived {
+        image: Names::of(opts, r, c, false).mirrored,
+    })
+}
+
+impl ImageBuild<'_> {
+    /// The server this image's volume belongs to.
+    fn server(&self) -> Option<&ServerDef> {
+        let id = self.facts.cloud.as_ref()?.id();
+        server_of(self.opts, id)
+    }
+
+    /// Whether ferry stops this image's server: the steps that need it
+    /// idle then let it be in use until then.
+    pub(super) fn stops_server(&self) -> bool {
+        self.opts.servers.stop && self.server().is_some()
+    }
+
+    pub(super) fn stop_server(&mut self, images: &[(ImageRef, ImageFacts)]) {
+        if !self.opts.servers.stop {
+            return;
+        }
+        let Some(def) = self.server().cloned() else {
+            return;
+        };
+        let Some(k) = self.steps.iter().position(|d| d.waits_idle()) else {
+            return;
+        };
+        let rounds: Vec<Check> = images
+            .iter()
+            .filter(|(_, f)| volume_of(f).is_some_and(|v| def.volumes.iter().any(|x| x == v)))
+            .filter_map(|(r, f)| round_of(self.opts, r, f))
+            .collect();
+        let mut stop = draft(
+            StepName::StopServer,
+            Action::StopServer(steps::StopServer::of(&def)),
+        )
+        .requires(rounds)
+        .done_when(vec![Check::ServerStopped {
+            server: def.id.clone(),
+        }]);
+        let warm_at = self
+            .steps
+            .iter()
+            .position(|d| d.name() == StepName::WarmRounds);
+        match warm_at {
+            // Beside the rounds: after what they follow, and the cut-over
+            // after it too.
+            Some(w) if w > 0 && w < k => {
+                let before = self.steps[w - 1].name();
+                stop = stop.after(vec![before]);
+                self.steps[w].follow(vec![before]);
+                self.steps[k].also_after(StepName::StopServer);
+                self.steps.insert(w, stop);
+            }
+            _ => self.steps.insert(k, stop),
+        }
+    }
+
+    /// The destination server, in the plan of the server's volume listed
+    /// last, once every volume of it is adopted.
+    pub(super) fn create_server(&mut self, images: &[(ImageRef, ImageFacts)]) {
+        let Some(def) = self.server().cloned() else {
+            return;
+        };
+        if self.adoption.is_none() {
+            return;
+        }
+        let last = images
+            .iter()
+            .rev()
+            .filter_map(|(_, f)| volume_of(f))
+            .find(|v| def.volumes.iter().any(|x| x == v));
+        if last != self.facts.cloud.as_ref().map(|c| c.id()) {
+            return;
+        }
+        let others: Vec<Check> = def
+            .volumes
+            .iter()
+            .filter(|v| Some(v.as_str()) != last)
+            .map(|v| Check::VolumeAdopted {
+                source_volume: v.clone(),
+            })
+            .collect();
+        let start = self.opts.servers.start;
+        let step = draft(
+            StepName::CreateServer,
+            Action::CreateServer(steps::CreateServer {
+                server: def.clone(),
+                start,
+            }),
+        )
+        .requires(others)
+        .done_when(vec![Check::ServerCreated {
+            source_server: def.id.clone(),
+            start,
+        }]);
+        self.steps.push(step);
+    }
+}
