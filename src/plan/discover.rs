@@ -248,6 +248,7 @@ pub fn resolve_entry(
             Ok((r, Some(obj)))
         };
     if let (Some(c), Some(server)) = (cloud, &e.server) {
+        let root = root_disk_entry(spec, i, c, server)?;
         let attached: Vec<crate::openstack::Volume> = Cinder(c)
             .volumes(None)?
             .into_iter()
@@ -257,14 +258,18 @@ pub fn resolve_entry(
                     .any(|a| a.server_id.as_deref() == Some(server.as_str()))
             })
             .collect();
-        if attached.is_empty() {
+        if attached.is_empty() && root.is_none() {
             bail!(
                 "no volume of cloud {} (project {}) is attached to server {server}",
                 c.name(),
                 c.project_id()?
             );
         }
-        return attached.into_iter().map(volume).collect();
+        let mut out: Vec<_> = root.into_iter().collect();
+        for v in attached {
+            out.push(volume(v)?);
+        }
+        return Ok(out);
     }
     Ok(vec![match (cloud, &e.volume, &e.glance_image) {
         (Some(c), Some(v), _) => volume(find_volume(c, v)?)?,
@@ -623,4 +628,77 @@ pub fn discover_servers(
         )?);
     }
     Ok(out)
+}
+
+/// The root disk of a server booted from an image, as a volume to be: its
+/// RBD image in Nova's pool, and what the destination's boot volume takes
+/// from the server and its image (bootable, the image's properties as
+/// volume image metadata). None for a server booted from a volume.
+fn root_disk_entry(
+    spec: &Spec,
+    i: usize,
+    c: &Cloud,
+    server_id: &str,
+) -> anyhow::Result<Option<(ImageRef, Option<CloudObject>)>> {
+    let server = crate::openstack::Nova(c)
+        .server(server_id)
+        .with_context(|| format!("reading server {server_id} of cloud {}", c.name()))?;
+    let Some(image_id) = crate::plan::server::ServerDef::image_of(&server) else {
+        return Ok(None);
+    };
+    if !matches!(
+        server.get("status").and_then(|s| s.as_str()),
+        Some("SHUTOFF")
+    ) && !spec.options.stop_servers
+        && !spec.options.allow_in_use
+    {
+        bail!(
+            "server {server_id} runs from its root disk: shut it off first, or set options.stop_servers to have ferry stop it at the cut-over"
+        );
+    }
+    let r = spec.resolve_root_disk(i, server_id)?;
+    let name = server.get("name").and_then(|n| n.as_str()).unwrap_or("");
+    let disk_gb = server
+        .pointer("/flavor/disk")
+        .and_then(|d| d.as_u64())
+        .unwrap_or(1)
+        .max(1);
+    // The image's properties, as Cinder notes them on a volume made from
+    // an image (a deleted image leaves only its id).
+    let mut image_metadata = BTreeMap::new();
+    image_metadata.insert("image_id".to_string(), image_id.clone());
+    match Glance(c).image(&image_id) {
+        Ok(img) => {
+            if let Some(n) = &img.name {
+                image_metadata.insert("image_name".into(), n.clone());
+            }
+            for (k, v) in [
+                ("disk_format", img.disk_format.clone()),
+                ("container_format", img.container_format.clone()),
+                ("min_ram", img.min_ram.map(|v| v.to_string())),
+                ("min_disk", img.min_disk.map(|v| v.to_string())),
+            ] {
+                if let Some(v) = v {
+                    image_metadata.insert(k.into(), v);
+                }
+            }
+            image_metadata.extend(img.user_properties());
+        }
+        Err(e) if e.status() == Some(404) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let obj = CloudObject::Volume {
+        id: crate::plan::server::root_disk_name(server_id),
+        name: format!("{name}-root"),
+        description: Some(format!("root disk of server {server_id} ({name})")),
+        size_gb: disk_gb,
+        bootable: true,
+        volume_type: None,
+        metadata: BTreeMap::new(),
+        image_metadata,
+        status: "in-use".into(),
+        encrypted: false,
+        snapshots: Vec::new(),
+    };
+    Ok(Some((r, Some(obj))))
 }

@@ -46,6 +46,10 @@ pub struct ServerDef {
     /// Its networks at the destination (mapped), with the fixed IPs it had.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<ServerNetwork>,
+    /// Booted from an image: its root disk's id among `volumes` (first),
+    /// `<server id>_disk`, the RBD image in Nova's pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_disk: Option<String>,
 }
 
 /// A network of a server and the fixed IP it asks for there.
@@ -77,6 +81,11 @@ fn text(v: &Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The RBD image Nova's libvirt driver keeps a server's root disk in.
+pub fn root_disk_name(server_id: &str) -> String {
+    format!("{server_id}_disk")
+}
+
 /// A device name's place: `/dev/vdb` before `/dev/vdaa`.
 fn device_order(d: &str) -> (usize, &str) {
     (d.len(), d)
@@ -94,16 +103,7 @@ impl ServerDef {
     ) -> anyhow::Result<ServerDef> {
         let id = text(server, "id").ok_or_else(|| anyhow!("Nova gave a server without id"))?;
         let name = text(server, "name").unwrap_or_default();
-        let booted_from_image = server
-            .get("image")
-            .and_then(|i| i.get("id"))
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty());
-        if booted_from_image {
-            bail!(
-                "server {id} ({name:?}) boots from an image, its root disk is not a volume: ferry moves servers booted from volumes"
-            );
-        }
+        let booted_from_image = Self::image_of(server).is_some();
         let flavor = server
             .get("flavor")
             .and_then(|f| text(f, "original_name"))
@@ -120,6 +120,11 @@ impl ServerDef {
             .filter_map(|a| Some((text(a, "device")?, text(a, "volumeId")?)))
             .collect();
         devices.sort_by(|a, b| device_order(&a.0).cmp(&device_order(&b.0)));
+        // The root disk first: it becomes the boot volume.
+        let root_disk = booted_from_image.then(|| root_disk_name(&id));
+        if let Some(r) = &root_disk {
+            devices.insert(0, (String::new(), r.clone()));
+        }
         if devices.is_empty() {
             bail!("server {id} ({name:?}) has no volume attached");
         }
@@ -186,9 +191,20 @@ impl ServerDef {
             description: text(server, "description"),
             volumes: devices.into_iter().map(|(_, v)| v).collect(),
             networks,
+            root_disk,
             id,
             name,
         })
+    }
+
+    /// The image the server was booted from, when it was.
+    pub fn image_of(server: &Value) -> Option<String> {
+        server
+            .get("image")
+            .and_then(|i| i.get("id"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
     }
 
     /// The boot volume (the first device).
@@ -282,11 +298,19 @@ mod tests {
     }
 
     #[test]
-    fn a_server_booted_from_an_image_or_without_volumes_is_refused() {
+    fn a_server_booted_from_an_image_boots_from_its_root_disk_first() {
         let mut s = nova_server();
         s["image"] = json!({"id": "img-1"});
-        let e = ServerDef::from_nova(&s, &attachments(), &Mappings::default()).unwrap_err();
-        assert!(e.to_string().contains("boots from an image"), "{e}");
+        let d = ServerDef::from_nova(&s, &attachments(), &Mappings::default()).unwrap();
+        assert_eq!(d.volumes, ["s1_disk", "boot", "data", "late"]);
+        assert_eq!(d.root_disk.as_deref(), Some("s1_disk"));
+        let d = ServerDef::from_nova(&s, &json!({"volumeAttachments": []}), &Mappings::default())
+            .unwrap();
+        assert_eq!(d.volumes, ["s1_disk"]);
+    }
+
+    #[test]
+    fn a_server_without_volumes_is_refused() {
         let e = ServerDef::from_nova(
             &nova_server(),
             &json!({"volumeAttachments": []}),

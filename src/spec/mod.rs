@@ -154,6 +154,10 @@ pub struct SourcePools {
     /// The source Glance store's RBD pool (pool-mode mirroring).
     #[serde(default)]
     pub glance: Option<String>,
+    /// Nova's RBD pool (`[libvirt] images_rbd_pool`): where the root disk
+    /// of a server booted from an image is (`<server id>_disk`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nova: Option<String>,
 }
 
 /// The destination cluster: where mirrored images land, and the pools the
@@ -187,6 +191,10 @@ pub struct DestinationPools {
     /// Receives the source Glance pool's mirrored images.
     #[serde(default)]
     pub mirrored_glance: Option<String>,
+    /// Receives the source Nova pool's mirrored root disks (same name as
+    /// the source pool unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrored_nova: Option<String>,
     /// The destination Cinder backend's RBD pool.
     #[serde(default)]
     pub cinder: String,
@@ -605,6 +613,29 @@ impl Spec {
             name,
             mirrored_pool,
             dest_pool,
+        })
+    }
+
+    /// The root disk of a server booted from an image (`images[index]`
+    /// is its `server:` entry): `<server id>_disk` in Nova's pool, copied
+    /// into the destination Cinder pool to become its boot volume.
+    pub fn resolve_root_disk(&self, index: usize, server_id: &str) -> Result<ImageRef, ParseError> {
+        let pool = self.source.pools.nova.clone().ok_or_else(|| ParseError::Invalid {
+            field: format!("images[{index}]"),
+            message: format!(
+                "server {server_id} boots from an image: its root disk is in Nova's RBD pool; name it (source.pools.nova)"
+            ),
+        })?;
+        let dst = &self.destination.pools;
+        let name = format!("{server_id}_disk");
+        Ok(ImageRef {
+            kind: ImageKind::Cinder,
+            mirrored_pool: dst.mirrored_nova.clone().unwrap_or_else(|| pool.clone()),
+            dest_pool: dst.cinder.clone(),
+            dest_name: name.clone(),
+            new_name: None,
+            pool,
+            name,
         })
     }
 

@@ -29,7 +29,7 @@ impl ImageBuild<'_> {
             .past_when(vec![adopted]);
             self.steps.push(step);
         }
-        if let Some(obj) = &self.facts.cloud {
+        if let Some(obj) = self.facts.cloud.as_ref().filter(|_| !self.is_root_disk()) {
             self.steps.push(draft(
                 StepName::CheckSourceCloud,
                 Action::CheckSourceCloud(steps::CheckSourceCloud {

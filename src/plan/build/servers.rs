@@ -71,6 +71,13 @@ impl ImageBuild<'_> {
         server_of(self.opts, id)
     }
 
+    /// Whether the image is the root disk of a server booted from an
+    /// image (in Nova's pool: no Cinder volume to check).
+    pub(super) fn is_root_disk(&self) -> bool {
+        let id = self.facts.cloud.as_ref().map(|c| c.id());
+        id.is_some() && self.server().and_then(|d| d.root_disk.as_deref()) == id
+    }
+
     /// Whether ferry stops this image's server: the steps that need it
     /// idle then let it be in use until then.
     pub(super) fn stops_server(&self) -> bool {
