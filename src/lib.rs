@@ -15,6 +15,7 @@ pub mod cli;
 pub mod connect;
 pub mod exec;
 pub mod openstack;
+pub mod osm;
 pub(crate) mod parallel;
 pub mod plan;
 pub mod render;

@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use crate::ceph::{parse_description, SiteState};
 use crate::exec::{parse_handoff, RunState};
 use crate::openstack::session::{error_message, parse_utc};
+use crate::osm::Workloads;
 use crate::plan::{OriginalRecord, Plan, VerifiedRecord};
 use crate::spec::Spec;
 
@@ -103,5 +104,25 @@ proptest! {
         let _ = Spec::parse(&text, Path::new("/specs"));
         let _ = serde_yaml::from_str::<Plan>(&text);
         let _ = RunState::parse(&text);
+    }
+
+    /// OS-Migrate's workloads files: no panic, and what ferry writes reads
+    /// back as itself.
+    #[test]
+    fn workloads_files_never_panic_and_write_back_as_read(
+        text in near(&["os_migrate_version: '1'\nresources:\n- type: openstack.compute.Server\n  _info: {id: a}\n  params: ",
+            "os_migrate_version: x\nresources: [{type: openstack.compute.Server, _info: {id: a}, params: {name: b, volumes: ",
+            "os_migrate_version: '1'\nresources:\n- type: openstack.compute.Server\n  _info: {id: a}\n  params: {name: b}\n  ",
+            "os_migrate_version: '1'\nresources:\n- "]),
+    ) {
+        if let Ok(mut w) = Workloads::parse(&text, "w.yml") {
+            for s in w.servers() {
+                let _ = w.set_ferry_volumes(&s.id, Some("v"), &["d".to_string()]);
+            }
+            if let Ok(out) = w.to_yaml() {
+                let again = Workloads::parse(&out, "again.yml").map(|a| a.to_yaml().ok());
+                prop_assert_eq!(again.ok().flatten(), Some(out));
+            }
+        }
     }
 }
