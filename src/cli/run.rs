@@ -165,7 +165,68 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("ferry: done; state in {}", state.display());
+    if let Some(from) = &spec.servers_from {
+        let back = workloads_back(&spec, from)?;
+        eprintln!(
+            "ferry: wrote {}: OS-Migrate's import_workloads makes the servers from the moved volumes",
+            back.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes OS-Migrate's workloads file back beside it, each server's
+/// `_migration_params` set to boot from the volumes this run adopted (found
+/// in the destination cloud by their `ferry_source_volume` mark, the one
+/// `available`).
+fn workloads_back(spec: &Spec, from: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use crate::osm::BootSource;
+    let mut w = crate::spec::read_workloads(from)?;
+    let access = crate::plan::connect(spec, crate::plan::Purpose::Run)?.warned();
+    let dst = access.dst_cloud.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("servers_from needs the destination cloud (destination.cloud)")
+    })?;
+    let cinder = crate::openstack::Cinder(dst);
+    let moved = |src: &str| -> anyhow::Result<String> {
+        let found = cinder.volumes_with_metadata(crate::plan::ADOPTED_FROM, src)?;
+        found
+            .into_iter()
+            .find(|v| v.status == "available")
+            .map(|v| v.id)
+            .ok_or_else(|| {
+                anyhow::anyhow!("no available volume adopted from {src} in the destination cloud")
+            })
+    };
+    for s in w.servers() {
+        let (boot, rest): (String, Vec<&String>) = match &s.boot {
+            BootSource::Image { .. } => (
+                moved(&crate::plan::server::root_disk_name(&s.id))?,
+                s.volumes.iter().collect(),
+            ),
+            BootSource::Volume { volume } => {
+                let b = volume
+                    .clone()
+                    .or_else(|| s.volumes.first().cloned())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "server {} boots from a volume the file does not name",
+                            s.id
+                        )
+                    })?;
+                let rest = s.volumes.iter().filter(|v| **v != b).collect();
+                (moved(&b)?, rest)
+            }
+        };
+        let additional = rest
+            .into_iter()
+            .map(|v| moved(v))
+            .collect::<anyhow::Result<Vec<String>>>()?;
+        w.set_ferry_volumes(&s.id, Some(&boot), &additional)?;
+    }
+    let back = crate::spec::workloads_back_path(from);
+    std::fs::write(&back, w.to_yaml()?)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", back.display()))?;
+    Ok(back)
 }
 
 /// The run's options from its flags.

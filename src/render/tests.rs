@@ -91,9 +91,11 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
                     network: name("private net"),
                     fixed_ip: Some("10.0.0.5".into()),
                 }],
+                root_disk: None,
             }],
             stop: true,
             start: false,
+            create: true,
         },
     };
     let volume = |bootable: bool, id: &str| {

@@ -27,6 +27,13 @@ pub struct Spec {
     /// What to move.
     #[serde(default)]
     pub images: Vec<ImageEntry>,
+    /// OS-Migrate's `workloads.yml` (its `export_workloads`): each server
+    /// in it moves as a `server:` entry; ferry leaves making the servers to
+    /// OS-Migrate's `import_workloads`, and after the run writes the file
+    /// back beside it (`<name>.ferry.yml`) with each server's
+    /// `_migration_params` set to boot from the moved volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers_from: Option<PathBuf>,
     /// The conversion hosts of the stream path (`transfer: stream`, and
     /// volumes of a source backend that is not this Ceph cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,7 +211,7 @@ pub struct DestinationPools {
 }
 
 /// One thing to move: exactly one of `volume`, `glance_image` or `rbd`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageEntry {
     /// A Cinder volume id: the RBD image `volume-<id>` in the source Cinder pool.
@@ -315,8 +322,23 @@ impl Spec {
             c.conf = anchor(base, &c.conf);
             c.keyring = c.keyring.as_ref().map(|k| anchor(base, k));
         }
+        let lines = entry_lines(text, spec.images.len());
+        if let Some(f) = &spec.servers_from {
+            let path = anchor(base, f);
+            let workloads = read_workloads(&path).map_err(|e| ParseError::Invalid {
+                field: "servers_from".into(),
+                message: format!("{e:#}"),
+            })?;
+            for s in workloads.servers() {
+                spec.images.push(ImageEntry {
+                    server: Some(s.id),
+                    ..ImageEntry::default()
+                });
+            }
+            spec.servers_from = Some(path);
+        }
         spec.validate()?;
-        spec.refuse_duplicates(&entry_lines(text, spec.images.len()))?;
+        spec.refuse_duplicates(&lines)?;
         Ok(spec)
     }
 
@@ -720,6 +742,23 @@ fn entry_lines(text: &str, count: usize) -> Vec<Option<usize>> {
     }
 }
 
+/// An OS-Migrate workloads file, read.
+pub fn read_workloads(path: &Path) -> anyhow::Result<crate::osm::Workloads> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    crate::osm::Workloads::parse(&text, &path.display().to_string())
+}
+
+/// Where a workloads file goes back to (`workloads.yml` →
+/// `workloads.ferry.yml`, beside it).
+pub fn workloads_back_path(path: &Path) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "workloads".into());
+    path.with_file_name(format!("{stem}.ferry.yml"))
+}
+
 fn anchor(base: &Path, p: &Path) -> PathBuf {
     if p.is_relative() && !p.as_os_str().is_empty() {
         base.join(p)
@@ -749,6 +788,41 @@ images:
 
     fn parse(text: &str) -> Result<Spec, ParseError> {
         Spec::parse(text, Path::new("/specs"))
+    }
+
+    #[test]
+    fn each_server_of_an_os_migrate_workloads_file_is_a_server_entry() {
+        let dir = std::env::temp_dir().join(format!("ferry-spec-osm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("workloads.yml"),
+            include_str!("../osm/workloads.yml"),
+        )
+        .unwrap();
+        let text = GOOD
+            .replace(
+                "  pools: {cinder: volumes, glance: images}\n",
+                "  pools: {cinder: volumes, glance: images}\n  cloud: src\n",
+            )
+            .replace("images:\n  - volume: 1234\n  - glance_image: abcd\n  - rbd: volumes/plain\n    dest_name: renamed\n", "servers_from: workloads.yml\n");
+        let spec = Spec::parse(&text, &dir).unwrap();
+        let servers: Vec<&str> = spec
+            .images
+            .iter()
+            .filter_map(|e| e.server.as_deref())
+            .collect();
+        assert_eq!(servers.len(), 2, "{text}");
+        assert_eq!(
+            spec.servers_from.as_deref(),
+            Some(dir.join("workloads.yml").as_path())
+        );
+        assert_eq!(
+            workloads_back_path(&dir.join("workloads.yml")),
+            dir.join("workloads.ferry.yml")
+        );
+        let bad = Spec::parse(&text.replace("workloads.yml", "missing.yml"), &dir).unwrap_err();
+        assert!(bad.to_string().contains("servers_from"), "{bad}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -114,6 +114,7 @@ impl BuildOptions {
                 servers: Vec::new(),
                 stop: spec.options.stop_servers,
                 start: spec.options.start_servers,
+                create: spec.servers_from.is_none(),
             },
             adopt: spec.destination.cloud.as_ref().map(|_| AdoptOptions {
                 volume_types: spec.options.volume_types.clone(),

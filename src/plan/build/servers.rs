@@ -24,6 +24,9 @@ pub struct ServerOptions {
     pub stop: bool,
     /// The destination server is left running.
     pub start: bool,
+    /// ferry makes the destination servers (not when OS-Migrate's
+    /// `import_workloads` makes them from a workloads file).
+    pub create: bool,
 }
 
 impl Default for ServerOptions {
@@ -32,6 +35,7 @@ impl Default for ServerOptions {
             servers: Vec::new(),
             stop: false,
             start: true,
+            create: true,
         }
     }
 }
@@ -131,7 +135,7 @@ impl ImageBuild<'_> {
         let Some(def) = self.server().cloned() else {
             return;
         };
-        if self.adoption.is_none() {
+        if self.adoption.is_none() || !self.opts.servers.create {
             return;
         }
         let last = images

@@ -1499,6 +1499,7 @@ fn server_def() -> crate::plan::server::ServerDef {
         description: None,
         volumes: vec!["1".into(), "2".into()],
         networks: vec![],
+        root_disk: None,
     }
 }
 
@@ -1509,6 +1510,7 @@ fn serving(warm: bool, stop: bool) -> BuildOptions {
             servers: vec![server_def()],
             stop,
             start: true,
+            create: true,
         },
         ..adopting()
     }
