@@ -10,8 +10,9 @@ mod it {
     mod check;
     pub mod openstack;
     mod plan;
-    mod roles;
+    pub mod roles;
     mod run;
+    mod servers;
     pub mod shapes;
     mod snapshots;
     mod stream;

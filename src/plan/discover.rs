@@ -400,16 +400,15 @@ pub(crate) fn check_volume_status(
     let compute = c.endpoint(Service::Compute).ok();
     for s in &servers {
         let status = match &compute {
-            Some(_) => {
-                let reply: serde_json::Value = c
-                    .request(&crate::openstack::api::compute::server(s))?
-                    .json("a server")?;
-                reply
-                    .pointer("/server/status")
+            Some(_) => match crate::openstack::Nova(c).server(s) {
+                Ok(server) => server
+                    .get("status")
                     .and_then(|x| x.as_str())
                     .unwrap_or("UNKNOWN")
-                    .to_string()
-            }
+                    .to_string(),
+                Err(e) if e.status() == Some(404) => "unknown: Nova has no such server".into(),
+                Err(e) => return Err(e.into()),
+            },
             None => "unknown: the cloud has no compute endpoint".into(),
         };
         if status != "SHUTOFF" {
@@ -609,6 +608,16 @@ pub fn discover_servers(
         return Ok(out);
     };
     let o = &spec.options;
+    // A cloud without Nova: a server entry moves its volumes only.
+    if c.endpoint(Service::Compute).is_err() {
+        if o.stop_servers && spec.images.iter().any(|e| e.server.is_some()) {
+            bail!(
+                "options.stop_servers: cloud {} has no compute endpoint to stop servers with",
+                c.name()
+            );
+        }
+        return Ok(out);
+    }
     let maps = crate::plan::server::Mappings {
         flavors: Some(&o.flavors),
         networks: Some(&o.networks),
@@ -640,6 +649,9 @@ fn root_disk_entry(
     c: &Cloud,
     server_id: &str,
 ) -> anyhow::Result<Option<(ImageRef, Option<CloudObject>)>> {
+    if c.endpoint(Service::Compute).is_err() {
+        return Ok(None);
+    }
     let server = crate::openstack::Nova(c)
         .server(server_id)
         .with_context(|| format!("reading server {server_id} of cloud {}", c.name()))?;
