@@ -184,12 +184,12 @@ fn console(cloud: &Cloud, id: &str) -> String {
 fn last_written(console: &str) -> Option<u64> {
     console
         .lines()
+        .rev()
         .filter_map(|l| {
             l.strip_prefix("ferry-guest: wrote ")
                 .or_else(|| l.strip_prefix("ferry-guest: stopped at "))
         })
-        .filter_map(|n| n.trim().parse().ok())
-        .last()
+        .find_map(|n| n.trim().parse().ok())
 }
 
 /// The value a guest found at its boot.
