@@ -38,6 +38,8 @@ step_names! {
     CheckDestinationCloud = "check-destination-cloud",
     /// Reads the source cloud's volume or image (and that it is idle).
     CheckSourceCloud = "check-source-cloud",
+    /// Reads the destination's flavor and networks of a server to be made.
+    CheckDestinationServer = "check-destination-server",
     /// Read-only checks of the source image.
     Preflight = "preflight",
     /// Notes the image's original features and mirroring on the image.

@@ -341,7 +341,8 @@ fn check_action(field: &str, step: &Step, names: &Names<'_>) -> Result<(), Refus
         Action::RegisterImage(steps::RegisterImage { registration, .. }) => {
             check_word(&f("registration.id"), &registration.id, is_id_char, 64)
         }
-        Action::StopServer(steps::StopServer { server, .. }) => {
+        Action::StopServer(steps::StopServer { server, .. })
+        | Action::CheckDestinationServer(steps::CheckDestinationServer { server, .. }) => {
             check_word(&f("server"), server, is_id_char, 64)
         }
         // The server a step makes boots from its image's volume and the

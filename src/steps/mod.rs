@@ -10,6 +10,7 @@
 
 mod adopt_volume;
 mod check_destination_cloud;
+mod check_destination_server;
 mod check_source_cloud;
 mod check_unchanged;
 mod confirm_verified;
@@ -45,6 +46,7 @@ mod warm_rounds;
 
 pub use adopt_volume::AdoptVolume;
 pub use check_destination_cloud::CheckDestinationCloud;
+pub use check_destination_server::CheckDestinationServer;
 pub use check_source_cloud::CheckSourceCloud;
 pub use check_unchanged::CheckUnchanged;
 pub use confirm_verified::ConfirmVerified;
@@ -243,6 +245,7 @@ kinds! {
     FinishVolume(finish_volume::FinishVolume),
     StopServer(stop_server::StopServer),
     CreateServer(create_server::CreateServer),
+    CheckDestinationServer(check_destination_server::CheckDestinationServer),
 }
 
 /// What the kinds' modules share.

@@ -45,6 +45,11 @@ impl Draft {
         self.name
     }
 
+    /// Whether it is a read-only check of the clouds that opens a plan.
+    pub(super) fn checks_inputs(&self) -> bool {
+        self.action.kind().checks_inputs()
+    }
+
     /// Whether it waits for its image to be idle before it acts.
     pub(super) fn waits_idle(&self) -> bool {
         self.requires

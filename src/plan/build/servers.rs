@@ -154,6 +154,25 @@ impl ImageBuild<'_> {
                 source_volume: v.clone(),
             })
             .collect();
+        // Before anything changes: what the server will be made with.
+        let check = draft(
+            StepName::CheckDestinationServer,
+            Action::CheckDestinationServer(steps::CheckDestinationServer {
+                server: def.id.clone(),
+                flavor: def.flavor.clone(),
+                networks: def.networks.iter().map(|n| n.network.clone()).collect(),
+            }),
+        )
+        .past_when(vec![Check::ServerCreated {
+            source_server: def.id.clone(),
+            start: self.opts.servers.start,
+        }]);
+        let at = self
+            .steps
+            .iter()
+            .position(|d| !d.checks_inputs())
+            .unwrap_or(self.steps.len());
+        self.steps.insert(at, check);
         let start = self.opts.servers.start;
         let step = draft(
             StepName::CreateServer,

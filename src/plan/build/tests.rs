@@ -1604,6 +1604,19 @@ fn the_server_is_made_once_in_the_plan_of_its_last_volume_after_all_are_adopted(
         }
         other => panic!("{other:?}"),
     }
+    // Its flavor and networks are read before anything changes.
+    let check = img
+        .steps
+        .iter()
+        .position(|s| s.name == StepName::CheckDestinationServer)
+        .unwrap();
+    let preflight = img
+        .steps
+        .iter()
+        .position(|s| s.name == StepName::Preflight)
+        .unwrap();
+    assert!(check < preflight);
+    assert!(img.steps[check].checks_inputs());
     // The boot volume stays a volume (not a Glance image).
     assert!(matches!(
         plan.images[0].adoption,
