@@ -25,7 +25,7 @@ test: testenv
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	shellcheck ceph-testenv/testenv ceph-testenv/openstack ceph-testenv/convhost ceph-testenv/guest ceph-testenv/lib.sh ceph-testenv/demo ceph-testenv/bench ceph-testenv/bench-scale ceph-testenv/bench-stream .ci/run
+	shellcheck ceph-testenv/testenv ceph-testenv/openstack ceph-testenv/nova ceph-testenv/convhost ceph-testenv/guest ceph-testenv/lib.sh ceph-testenv/demo ceph-testenv/bench ceph-testenv/bench-scale ceph-testenv/bench-stream .ci/run
 	shellcheck -s sh src/render/*.sh
 
 ## The README's demo command.

@@ -37,7 +37,19 @@ without_inherited_fds() {
   exec "$@"
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A pid file names a live process. Not only `kill -0`: that also succeeds
+# for a thread id, and after a reboot a stale pid file can name a thread of
+# another daemon (a stopped OSD then counts as running).
+pid_alive() {
+  local pid
+  [ -f "$1" ] || return 1
+  pid=$(cat "$1")
+  kill -0 "$pid" 2>/dev/null && [ "$(awk '$1 == "Tgid:" {print $2}' "/proc/$pid/status" 2>/dev/null)" = "$pid" ]
+}
+
+# Whether the testenv runs compute (Nova, Placement, Neutron, libvirt) in
+# both clouds: see ceph-testenv/nova.
+nova_wanted() { [ "${FERRY_TESTENV_OPENSTACK:-1}" != 0 ] && [ "${FERRY_TESTENV_NOVA:-1}" != 0 ]; }
 
 # Stops one daemon: SIGTERM, then SIGKILL after a timeout (rbd-mirror may
 # ignore SIGTERM once its remote is gone).
@@ -72,8 +84,9 @@ apt_install() {
 
 # --- OpenStack as a clouds.yaml user (demo fixtures, checks) -----------------
 
-# login CLOUD: a Keystone token and the Cinder and Glance endpoints of a
-# clouds.yaml entry ($OS_CLIENT_CONFIG_FILE) in TOKEN, CINDER and GLANCE.
+# login CLOUD: a Keystone token and the Cinder, Glance and (empty without
+# one) compute endpoints of a clouds.yaml entry ($OS_CLIENT_CONFIG_FILE) in
+# TOKEN, CINDER, GLANCE and NOVA.
 login() {
   local cloud=$1 hdr auth_url region body
   { read -r auth_url; read -r region; read -r body; } < <(/usr/bin/python3 - "$cloud" "$OS_CLIENT_CONFIG_FILE" <<'PY'
@@ -94,6 +107,8 @@ PY
   CINDER=$(jq -r --arg r "$region" '.token.catalog[] | select(.type == "volumev3") | .endpoints[] | select(.interface == "public" and .region_id == $r) | .url' "$hdr.json")
   # shellcheck disable=SC2034 # read by the scripts that source this file
   GLANCE=$(jq -r --arg r "$region" '.token.catalog[] | select(.type == "image") | .endpoints[] | select(.interface == "public" and .region_id == $r) | .url' "$hdr.json")
+  # shellcheck disable=SC2034 # read by the scripts that source this file
+  NOVA=$(jq -r --arg r "$region" '.token.catalog[] | select(.type == "compute") | .endpoints[] | select(.interface == "public" and .region_id == $r) | .url' "$hdr.json")
   rm -f "$hdr" "$hdr.json"
 }
 
