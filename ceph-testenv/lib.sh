@@ -161,3 +161,51 @@ volume_ensure() {
   wait_for "$secs" "volume $name ($id)" volume_probe "$id"
   echo "$id"
 }
+
+# --- Servers (demo and bench): the test guest of ceph-testenv/guest --------
+
+# nova METHOD URL [curl args]: a compute API call (microversion 2.52).
+nova() { api "$@" -H 'OpenStack-API-Version: compute 2.52'; }
+server_status() { nova GET "$NOVA/servers/$1" | jq -r .server.status; }
+# Probes for wait_for.
+server_up() {
+  case $(server_status "$1") in ACTIVE) return 0 ;; ERROR) echo "server $1 went to ERROR"; return 2 ;; *) return 1 ;; esac
+}
+server_gone() { ! nova GET "$NOVA/servers/$1" >/dev/null 2>&1; }
+# The guest's console lines (ferry-guest: ...).
+guest_lines() {
+  nova POST "$NOVA/servers/$1/action" -d '{"os-getConsoleOutput": {"length": 200}}' |
+    jq -r .output | tr -d '\r' | grep '^ferry-guest:' || true
+}
+guest_wrote() { [ "$(guest_lines "$1" | grep -c ' wrote ')" -ge "$2" ]; }
+guest_booted() { guest_lines "$1" | grep -q 'boot, last counter'; }
+
+# clear_servers NAME_RE VOLUME_RE: removes the logged-in cloud's servers and
+# volumes whose names match (what an earlier demo or bench left).
+clear_servers() {
+  local id
+  for id in $(nova GET "$NOVA/servers?name=$1" | jq -r '.servers[].id'); do
+    nova DELETE "$NOVA/servers/$id" >/dev/null
+    wait_for 300 "removal of server $id" server_gone "$id"
+  done
+  for id in $(api GET "$CINDER/volumes/detail" | jq -r --arg re "$2" '.volumes[] | select(.name // "" | test($re)) | .id'); do
+    api DELETE "$CINDER/volumes/$id" >/dev/null || true
+    wait_for 300 "removal of volume $id" volume_gone "$id"
+  done
+}
+
+# guest_server NAME BOOT DATA: a server of the logged-in cloud (flavor
+# ferry.tiny, no network) booted from volume BOOT with DATA attached; waits
+# until its guest has written; prints its id.
+guest_server() {
+  local flavor id
+  flavor=$(nova GET "$NOVA/flavors" | jq -r '.flavors[] | select(.name == "ferry.tiny") | .id')
+  id=$(nova POST "$NOVA/servers" -d "$(jq -n --arg n "$1" --arg f "$flavor" --arg b "$2" --arg d "$3" '{server: {name: $n,
+    flavorRef: $f, networks: "none", block_device_mapping_v2: [
+    {uuid: $b, source_type: "volume", destination_type: "volume", boot_index: 0, delete_on_termination: false},
+    {uuid: $d, source_type: "volume", destination_type: "volume", boot_index: -1, delete_on_termination: false}]}}')" |
+    jq -r .server.id)
+  wait_for 300 "server $1 ($id) to be ACTIVE" server_up "$id"
+  wait_for 300 "the guest of server $1 to write" guest_wrote "$id" 3
+  echo "$id"
+}
