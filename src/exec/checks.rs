@@ -304,7 +304,9 @@ impl Ctx<'_> {
             } => self
                 .server_made(source_server)?
                 .is_some_and(|s| s == if *start { "ACTIVE" } else { "SHUTOFF" }),
-            Check::RoundArrived { image } => self.round_arrived(image)?,
+            Check::RoundArrived { source, image } => {
+                self.round_arrived(image)? || self.users(source)?.is_empty()
+            }
         })
     }
 

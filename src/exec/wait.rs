@@ -102,7 +102,7 @@ impl Waiting {
                 "the stream of source volume {source_volume} (the conversion-hosts part)"
             ),
             // A server's stop, until each of its volumes has a round there.
-            Check::RoundArrived { image } => format!("a warm round of {image} to arrive"),
+            Check::RoundArrived { image, .. } => format!("a warm round of {image} to arrive"),
             // A server's making, until each of its volumes is adopted.
             Check::VolumeAdopted { source_volume } => format!(
                 "the volume adopted from {source_volume} (its own entry of the plan adopts it)"
@@ -384,7 +384,7 @@ fn read_site(check: &Check) -> Option<Site> {
         | Check::SnapshotExists { image }
         | Check::SnapshotProtected { image }
         | Check::MetadataPresent { image, .. }
-        | Check::RoundArrived { image }
+        | Check::RoundArrived { image, .. }
         | Check::Published { image } => Some(image.site),
         Check::Verified { copy, .. } => Some(copy.site),
         _ => None,

@@ -606,8 +606,8 @@ fn check_images(c: &Check) -> Vec<&ImageAt> {
         | Check::MetadataAbsent { image, .. }
         | Check::SnapshotAbsent { image }
         | Check::MirrorSnapshotAfter { image }
-        | Check::RoundArrived { image }
         | Check::Published { image } => vec![image],
+        Check::RoundArrived { source, image } => vec![source, image],
         Check::MirrorSynced {
             source, mirrored, ..
         } => vec![source, mirrored],

@@ -63,8 +63,10 @@ fn round_of(opts: &BuildOptions, r: &ImageRef, facts: &ImageFacts) -> Option<Che
     if !warm || c.parent.is_some() {
         return None;
     }
+    let at = Names::of(opts, r, c, false);
     Some(Check::RoundArrived {
-        image: Names::of(opts, r, c, false).mirrored,
+        source: at.source,
+        image: at.mirrored,
     })
 }
 

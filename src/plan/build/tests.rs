@@ -1540,7 +1540,7 @@ fn a_warm_server_is_stopped_beside_its_rounds_once_every_volume_has_a_round_ther
             .requires
             .iter()
             .filter_map(|c| match c {
-                Check::RoundArrived { image } => Some(image.image.as_str()),
+                Check::RoundArrived { image, .. } => Some(image.image.as_str()),
                 _ => None,
             })
             .collect();
