@@ -18,6 +18,9 @@ use crate::plan::{
 };
 use crate::steps;
 
+/// The statuses of a volume once adopted: available, or attached since.
+const ADOPTED_STATUSES: [&str; 5] = ["available", "in-use", "reserved", "attaching", "detaching"];
+
 /// The volumes marked as adopted from one source volume, sorted.
 #[derive(Default)]
 pub(crate) struct Adoptions {
@@ -172,12 +175,15 @@ impl Ctx<'_> {
         }
     }
 
-    /// Whether the source volume is adopted: by this plan (available, not
-    /// pending), or, when the plan keeps an earlier adoption, by that one.
+    /// Whether the source volume is adopted: by this plan (available, or
+    /// attached since, as by the server made from it; not pending), or,
+    /// when the plan keeps an earlier adoption, by that one.
     pub(super) fn volume_adopted(&self, source_volume: &str) -> anyhow::Result<bool> {
         let found = self.adoptions(source_volume)?;
-        let ready =
-            |v: &Volume| v.status == "available" && !v.metadata.contains_key(STREAM_PENDING);
+        // Adopted, and maybe attached since (the server made from it).
+        let ready = |v: &Volume| {
+            ADOPTED_STATUSES.contains(&v.status.as_str()) && !v.metadata.contains_key(STREAM_PENDING)
+        };
         if let Some(v) = &found.ours {
             return Ok(ready(v));
         }

@@ -226,8 +226,9 @@ replace_earlier() {
 # keeps an earlier adoption, that one is.
 volume_adopted() {
   if adopted "$1"; then
-    [ "$VOL_STATUS" = available ] &&
-      printf '%s' "$VOL_META" | jq -e 'has("ferry_stream_pending") | not' >/dev/null
+    # Available, or attached since (the server made from it).
+    case $VOL_STATUS in available | in-use | reserved | attaching | detaching) ;; *) return 1 ;; esac
+    printf '%s' "$VOL_META" | jq -e 'has("ferry_stream_pending") | not' >/dev/null
     return
   fi
   earlier_choice "$2"
