@@ -310,6 +310,7 @@ add_location() {
 # nova GET|POST PATH [BODY]: a compute API call (microversion 2.52), body in
 # OUT, status in CODE.
 nova() {
+  login
   need_nova
   api_send "$1" "$NOVA$2" "${3:-}" application/json 'compute 2.52'
 }
@@ -350,6 +351,7 @@ flavor_id() {
 
 # network_id NAME: the id of the one network named NAME, in NET.
 network_id() {
+  login
   need_neutron
   api_send GET "$NEUTRON/v2.0/networks?name=$(uri "$1")" '' application/json
   [ "$CODE" = 200 ] || die "listing networks gave HTTP $CODE: $OUT"

@@ -32,13 +32,17 @@ impl Kind for CheckSourceCloud {
 
     fn describe(&self) -> String {
         let CheckSourceCloud {
-            object, detached, ..
+            object,
+            detached,
+            allow_in_use,
         } = self;
         match object {
             CloudObject::Volume { id, name, .. } => format!(
                 "check the source cloud: volume {name:?} ({id}) is {}",
                 if *detached {
                     "attached to nothing"
+                } else if *allow_in_use {
+                    "available or in use"
                 } else {
                     "idle"
                 }
