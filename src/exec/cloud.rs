@@ -182,7 +182,8 @@ impl Ctx<'_> {
         let found = self.adoptions(source_volume)?;
         // Adopted, and maybe attached since (the server made from it).
         let ready = |v: &Volume| {
-            ADOPTED_STATUSES.contains(&v.status.as_str()) && !v.metadata.contains_key(STREAM_PENDING)
+            ADOPTED_STATUSES.contains(&v.status.as_str())
+                && !v.metadata.contains_key(STREAM_PENDING)
         };
         if let Some(v) = &found.ours {
             return Ok(ready(v));

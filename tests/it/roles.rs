@@ -207,6 +207,24 @@ impl Split<'_> {
     }
 }
 
+/// Writes `spec_text` as `dir`'s migration.yaml and plans its bundle
+/// (plan.yaml, with every credential of the test environment); its path.
+pub(crate) fn plan_bundle(env: &TestEnv, dir: &Path, spec_text: &str) -> PathBuf {
+    let spec = dir.join("migration.yaml");
+    std::fs::write(&spec, spec_text).unwrap();
+    let bundle = dir.join("plan.yaml");
+    let planned = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["plan", "--bundle"])
+        .arg(&bundle)
+        .arg(&spec)
+        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
+        .env_remove("OS_CLOUD")
+        .output_bounded()
+        .unwrap();
+    ok("plan", &planned);
+    bundle
+}
+
 pub(crate) fn ok(role: &str, out: &Output) {
     assert!(
         out.status.success(),
@@ -248,23 +266,12 @@ fn split_roles(mode: &str, runner: Runner) {
     // The plan bundle, by whoever sees the source (here with every key).
     let dir = std::env::temp_dir().join(unique(&format!("ferry-roles-{tag}")));
     std::fs::create_dir_all(&dir).unwrap();
-    let spec = dir.join("migration.yaml");
-    std::fs::write(
-        &spec,
-        env.spec_yaml_with_clouds(&format!("  - volume: {vname}\n  - glance_image: {iname}\n"))
-            + &format!("options: {{{options}, cleanup: true, volume_types: {{ceph: ceph}}}}\n"),
-    )
-    .unwrap();
-    let bundle = dir.join("plan.yaml");
-    let planned = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["plan", "--bundle"])
-        .arg(&bundle)
-        .arg(&spec)
-        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
-        .env_remove("OS_CLOUD")
-        .output_bounded()
-        .unwrap();
-    ok("plan", &planned);
+    let bundle = plan_bundle(
+        &env,
+        &dir,
+        &(env.spec_yaml_with_clouds(&format!("  - volume: {vname}\n  - glance_image: {iname}\n"))
+            + &format!("options: {{{options}, cleanup: true, volume_types: {{ceph: ceph}}}}\n")),
+    );
     let text = std::fs::read_to_string(&bundle).unwrap();
     // No secret of any cloud or Ceph user is in it.
     let clouds: serde_yaml::Value =

@@ -8,14 +8,12 @@
 //! the moved volumes.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use ferry::openstack::{Cinder, Cloud, Glance, Nova, Request, Service};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::common::BoundedOutput;
 use crate::common::{mirror_daemon_shared, spec_in_temp_dir, unique, wait_for, TestEnv};
 use crate::it::openstack::{adopted, wait_volume, DestGuard, VolumeGuard};
 use crate::it::roles::{ok as role_ok, Runner, Split, ROLES};
@@ -390,23 +388,12 @@ fn a_server_moves_through_the_role_scripts_in_role_order() {
     let s = server(&src, &name, Some(&boot.id), None, &data.id);
     let dir = std::env::temp_dir().join(unique("ferry-roles-srv"));
     std::fs::create_dir_all(&dir).unwrap();
-    let spec = dir.join("migration.yaml");
-    std::fs::write(
-        &spec,
-        env.spec_yaml_with_clouds(&format!("  - server: {}\n", s.id))
-            + "options: {stop_servers: true, warm_interval: 2, cleanup: true, volume_types: {ceph: ceph}}\n",
-    )
-    .unwrap();
-    let bundle = dir.join("plan.yaml");
-    let planned = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["plan", "--bundle"])
-        .arg(&bundle)
-        .arg(&spec)
-        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
-        .env_remove("OS_CLOUD")
-        .output_bounded()
-        .unwrap();
-    role_ok("plan", &planned);
+    let bundle = crate::it::roles::plan_bundle(
+        &env,
+        &dir,
+        &(env.spec_yaml_with_clouds(&format!("  - server: {}\n", s.id))
+            + "options: {stop_servers: true, warm_interval: 2, cleanup: true, volume_types: {ceph: ceph}}\n"),
+    );
     let split = Split {
         env: &env,
         dir: dir.clone(),
