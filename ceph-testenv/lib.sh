@@ -172,10 +172,14 @@ server_up() {
   case $(server_status "$1") in ACTIVE) return 0 ;; ERROR) echo "server $1 went to ERROR"; return 2 ;; *) return 1 ;; esac
 }
 server_gone() { ! nova GET "$NOVA/servers/$1" >/dev/null 2>&1; }
-# The guest's console lines (ferry-guest: ...).
+# The guest's console lines (ferry-guest: ...): through Nova while the
+# server runs; a stopped server's from the log libvirt kept (Nova gives
+# nothing for it).
 guest_lines() {
-  nova POST "$NOVA/servers/$1/action" -d '{"os-getConsoleOutput": {"length": 200}}' |
-    jq -r .output | tr -d '\r' | grep '^ferry-guest:' || true
+  local out
+  out=$(nova POST "$NOVA/servers/$1/action" -d '{"os-getConsoleOutput": {"length": 200}}' | jq -r '.output // empty')
+  [ -n "$out" ] || out=$(cat "$DIR"/openstack/nova-site-?/instances/"$1"/console.log 2>/dev/null || true)
+  printf '%s\n' "$out" | tr -d '\r' | grep '^ferry-guest:' || true
 }
 guest_wrote() { [ "$(guest_lines "$1" | grep -c ' wrote ')" -ge "$2" ]; }
 guest_booted() { guest_lines "$1" | grep -q 'boot, last counter'; }
