@@ -177,7 +177,9 @@ server_gone() { ! nova GET "$NOVA/servers/$1" >/dev/null 2>&1; }
 # nothing for it).
 guest_lines() {
   local out
-  out=$(nova POST "$NOVA/servers/$1/action" -d '{"os-getConsoleOutput": {"length": 200}}' | jq -r '.output // empty')
+  # A stopped server's: Nova answers 409.
+  out=$(nova POST "$NOVA/servers/$1/action" -d '{"os-getConsoleOutput": {"length": 200}}' 2>/dev/null |
+    jq -r '.output // empty' 2>/dev/null || true)
   [ -n "$out" ] || out=$(cat "$DIR"/openstack/nova-site-?/instances/"$1"/console.log 2>/dev/null || true)
   printf '%s\n' "$out" | tr -d '\r' | grep '^ferry-guest:' || true
 }
