@@ -238,23 +238,12 @@ fn cloud_part(
 /// of its destination cloud part, in `dir`.
 fn bundle(env: &TestEnv, dir: &Path, images: &str) -> (PathBuf, ferry::plan::Plan) {
     std::fs::create_dir_all(dir).unwrap();
-    let spec = dir.join("migration.yaml");
-    std::fs::write(
-        &spec,
-        env.spec_yaml_with_clouds(images)
-            + "options: {mirror_mode: snapshot, cleanup: true, volume_types: {ceph: ceph}}\n",
-    )
-    .unwrap();
-    let bundle = dir.join("plan.yaml");
-    let planned = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["plan", "--bundle"])
-        .arg(&bundle)
-        .arg(&spec)
-        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
-        .env_remove("OS_CLOUD")
-        .output_bounded()
-        .unwrap();
-    assert!(planned.status.success(), "plan: {}", stderr(&planned));
+    let bundle = crate::it::roles::plan_bundle(
+        env,
+        dir,
+        &(env.spec_yaml_with_clouds(images)
+            + "options: {mirror_mode: snapshot, cleanup: true, volume_types: {ceph: ceph}}\n"),
+    );
     let script = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["script", "--role", "destination-cloud"])
         .arg(&bundle)

@@ -627,26 +627,15 @@ fn hostile_names_move_through_the_scripts_and_none_of_them_runs() {
 
     let dir = std::env::temp_dir().join(unique("ferry-hostile"));
     std::fs::create_dir_all(&dir).unwrap();
-    let spec = dir.join("migration.yaml");
     // JSON is YAML: every string stays exactly as it is.
     let options = serde_json::json!({"mirror_mode": "snapshot", "cleanup": true,
         "volume_types": {tname.clone(): tname.clone()}});
-    std::fs::write(
-        &spec,
-        env.spec_yaml_with_clouds(&format!("  - volume: {id}\n"))
-            + &format!("options: {options}\n"),
-    )
-    .unwrap();
-    let bundle = dir.join("plan.yaml");
-    let planned = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["plan", "--bundle"])
-        .arg(&bundle)
-        .arg(&spec)
-        .env("OS_CLIENT_CONFIG_FILE", env.clouds_yaml())
-        .env_remove("OS_CLOUD")
-        .output_bounded()
-        .unwrap();
-    ok("plan", &planned);
+    let bundle = plan_bundle(
+        &env,
+        &dir,
+        &(env.spec_yaml_with_clouds(&format!("  - volume: {id}\n"))
+            + &format!("options: {options}\n")),
+    );
     let plan: ferry::plan::Plan =
         serde_yaml::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
     for role in ROLES {
