@@ -50,6 +50,9 @@ pub struct ServerDef {
     /// `<server id>_disk`, the RBD image in Nova's pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_disk: Option<String>,
+    /// Its `ferry_moved_to` mark, when a plan stopped it for a move before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<String>,
 }
 
 /// A network of a server and the fixed IP it asks for there.
@@ -192,6 +195,7 @@ impl ServerDef {
             volumes: devices.into_iter().map(|(_, v)| v).collect(),
             networks,
             root_disk,
+            moved_to: server.get("metadata").and_then(|m| text(m, MOVED_TO)),
             id,
             name,
         })
@@ -269,6 +273,7 @@ mod tests {
         assert_eq!(d.flavor, "s.small");
         assert_eq!(d.security_groups, ["default"]);
         assert_eq!(d.metadata.len(), 1, "ferry's own marks are not carried");
+        assert_eq!(d.moved_to.as_deref(), Some("x"), "but the move is noted");
         assert_eq!(d.networks[0].network, "tenant");
         assert_eq!(d.networks[0].fixed_ip.as_deref(), Some("10.0.0.5"));
         assert_eq!(d.availability_zone.as_deref(), Some("nova"));

@@ -92,6 +92,7 @@ fn plan_named(mode: MirrorMode, transfer: Transfer, name: &dyn Fn(&str) -> Strin
                     fixed_ip: Some("10.0.0.5".into()),
                 }],
                 root_disk: None,
+                moved_to: None,
             }],
             stop: true,
             start: false,

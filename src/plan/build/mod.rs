@@ -212,6 +212,7 @@ fn image_plan(
     };
     let mut b = ImageBuild::new(opts, r, facts, &base);
     b.warn(&base);
+    b.warn_moved();
     b.prepare();
     b.freeze();
     b.prepare_carrier();

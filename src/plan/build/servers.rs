@@ -90,6 +90,20 @@ impl ImageBuild<'_> {
         self.opts.servers.stop && self.server().is_some()
     }
 
+    /// A server a plan stopped for a move before: said on its images.
+    pub(super) fn warn_moved(&mut self) {
+        let Some(said) = self
+            .server()
+            .and_then(|d| d.moved_to.as_ref().map(|m| (d.id.clone(), m.clone())))
+        else {
+            return;
+        };
+        self.warnings.push(format!(
+            "server {} was stopped for a move before ({}): a new plan makes another server at the destination (the same plan, resumed, finds the one it made)",
+            said.0, said.1
+        ));
+    }
+
     pub(super) fn stop_server(&mut self, images: &[(ImageRef, ImageFacts)]) {
         if !self.opts.servers.stop {
             return;

@@ -1500,6 +1500,7 @@ fn server_def() -> crate::plan::server::ServerDef {
         volumes: vec!["1".into(), "2".into()],
         networks: vec![],
         root_disk: None,
+        moved_to: None,
     }
 }
 
@@ -1622,4 +1623,25 @@ fn the_server_is_made_once_in_the_plan_of_its_last_volume_after_all_are_adopted(
         plan.images[0].adoption,
         Some(crate::plan::Adoption::Volume(_))
     ));
+}
+
+#[test]
+fn a_server_moved_before_is_said_on_its_images() {
+    let mut o = serving(true, true);
+    o.servers.servers[0].moved_to = Some("plan p0: server \"web\" of the destination cloud".into());
+    let plan = build(&o, &server_volumes());
+    for img in &plan.images {
+        assert!(
+            img.warnings
+                .iter()
+                .any(|w| w.contains("stopped for a move before (plan p0")),
+            "{:?}",
+            img.warnings
+        );
+    }
+    let plan = build(&serving(true, true), &server_volumes());
+    assert!(!plan.images[0]
+        .warnings
+        .iter()
+        .any(|w| w.contains("move before")));
 }
