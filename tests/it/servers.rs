@@ -466,6 +466,7 @@ fn an_os_migrate_workloads_file_comes_back_pointing_at_the_moved_volumes() {
     let name = unique("srvosm");
     let boot = volume(&src, &format!("{name}-boot"), Some(&image));
     let data = volume(&src, &format!("{name}-data"), None);
+    let _dest = dest_guards(&dst, &[&boot.id, &data.id]);
     let s = server(&src, &name, Some(&boot.id), None, &data.id);
     let (spec, state) = spec_in_temp_dir(
         &(env
