@@ -182,11 +182,13 @@ pub fn exec(args: Args) -> anyhow::Result<ExitCode> {
 fn workloads_back(spec: &Spec, from: &std::path::Path) -> anyhow::Result<PathBuf> {
     use crate::osm::BootSource;
     let mut w = crate::spec::read_workloads(from)?;
-    let access = crate::plan::connect(spec, crate::plan::Purpose::Run)?.warned();
-    let dst = access.dst_cloud.as_ref().ok_or_else(|| {
+    // The destination cloud alone: the clusters have nothing to say here.
+    let name = spec.destination.cloud.as_deref().ok_or_else(|| {
         anyhow::anyhow!("servers_from needs the destination cloud (destination.cloud)")
     })?;
-    let cinder = crate::openstack::Cinder(dst);
+    let dst = crate::connect::cloud(name, &crate::connect::Policy::running(spec))
+        .map_err(|e| e.context(format!("connecting to the destination cloud {name:?}")))?;
+    let cinder = crate::openstack::Cinder(&dst);
     let moved = |src: &str| -> anyhow::Result<String> {
         let found = cinder.volumes_with_metadata(crate::plan::ADOPTED_FROM, src)?;
         found

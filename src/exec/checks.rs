@@ -295,47 +295,33 @@ impl Ctx<'_> {
                 })
             }
             Check::ImageRegistered { id } => self.image_registered(id)?,
-            Check::ServerStopped { server } => self
-                .server_status(Site::Source, server)?
-                .is_some_and(|s| s == "SHUTOFF"),
+            Check::ServerStopped { server } => self.server_stopped(server)?,
             Check::ServerCreated {
                 source_server,
                 start,
-            } => self
-                .server_made(source_server)?
-                .is_some_and(|s| s == if *start { "ACTIVE" } else { "SHUTOFF" }),
+            } => self.server_made(source_server, if *start { "ACTIVE" } else { "SHUTOFF" })?,
             Check::RoundArrived { source, image } => {
                 self.round_arrived(image)? || self.users(source)?.is_empty()
             }
         })
     }
 
-    /// A server's status (None: no such server).
-    fn server_status(&self, site: Site, id: &str) -> anyhow::Result<Option<String>> {
-        let cloud = match site {
-            Site::Source => self.src_cloud()?,
-            Site::Destination => self.dst_cloud()?,
-        };
-        match crate::openstack::Nova(cloud).server(id) {
-            Ok(s) => Ok(s.get("status").and_then(|v| v.as_str()).map(str::to_string)),
-            Err(e) if e.status() == Some(404) => Ok(None),
+    /// Whether the source server `id` is `SHUTOFF` (false: no such server).
+    fn server_stopped(&self, id: &str) -> anyhow::Result<bool> {
+        match crate::openstack::Nova(self.src_cloud()?).server(id) {
+            Ok(s) => Ok(crate::openstack::compute::status(&s) == "SHUTOFF"),
+            Err(e) if e.status() == Some(404) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// The status of the server this plan made for `source_server`.
-    fn server_made(&self, source_server: &str) -> anyhow::Result<Option<String>> {
-        let plan = self.plan_id();
-        let found = crate::openstack::Nova(self.dst_cloud()?)
-            .servers_with(crate::plan::server::SOURCE_SERVER, source_server)?;
+    /// Whether the server this plan made for `source_server` has `status`.
+    fn server_made(&self, source_server: &str, status: &str) -> anyhow::Result<bool> {
+        let found =
+            crate::openstack::Nova(self.dst_cloud()?).made_for(source_server, &self.plan_id())?;
         Ok(found
             .iter()
-            .find(|s| {
-                s.pointer(&format!("/metadata/{}", crate::plan::ADOPTED_BY))
-                    .and_then(|v| v.as_str())
-                    == Some(plan.as_str())
-            })
-            .and_then(|s| s.get("status").and_then(|v| v.as_str()).map(str::to_string)))
+            .any(|s| crate::openstack::compute::status(s) == status))
     }
 
     /// Whether a warm round (or the cut-over) of this plan has arrived on

@@ -491,6 +491,45 @@ pub(crate) fn wait_status<T>(
     })
 }
 
+/// Waits until server `id` has status `want`; one in `ERROR` fails the
+/// step with Nova's fault.
+pub(crate) fn wait_server(
+    ctx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
+    nova: &crate::openstack::Nova<'_>,
+    id: &str,
+    want: &str,
+) -> anyhow::Result<()> {
+    use crate::openstack::compute::{fault, status};
+    poll(ctx, i, step, ctx.opts.poll, || {
+        let s = nova.server(id)?;
+        match status(&s) {
+            w if w == want => Ok(Ok(())),
+            "ERROR" => bail!("server {id} went to status ERROR: {}", fault(&s)),
+            other => Ok(Err(format!("server {id} ({other}) to be {want}"))),
+        }
+    })
+}
+
+/// Stops server `id` (`os-stop`: Nova asks the guest to shut down, then
+/// powers it off) and waits for `SHUTOFF`.
+pub(crate) fn stop_server(
+    ctx: &Ctx<'_>,
+    i: usize,
+    step: &Step,
+    nova: &crate::openstack::Nova<'_>,
+    id: &str,
+) -> anyhow::Result<()> {
+    match nova.stop(id) {
+        Ok(()) => {}
+        // Stopping already (or stopped meanwhile): the wait tells.
+        Err(e) if e.status() == Some(409) => {}
+        Err(e) => return Err(e.into()),
+    }
+    wait_server(ctx, i, step, nova, id, "SHUTOFF")
+}
+
 /// Calls `read` every `interval` until it gives a value; until then it
 /// says what it waits for (reported once, and named when the run's wait
 /// timeout is over).

@@ -7,6 +7,22 @@ use serde_json::Value;
 use super::api::compute as api;
 use super::session::{Cloud, Result};
 
+/// A server's status (`ACTIVE`, `SHUTOFF`, `ERROR`, ...; empty if none).
+pub fn status(server: &Value) -> &str {
+    server
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// What Nova says went wrong with a server in `ERROR`.
+pub fn fault(server: &Value) -> String {
+    server
+        .get("fault")
+        .map(Value::to_string)
+        .unwrap_or_default()
+}
+
 /// A cloud's Nova (and Neutron, for network names).
 pub struct Nova<'a>(pub &'a Cloud);
 
@@ -49,10 +65,6 @@ impl Nova<'_> {
         self.0.request(&api::stop(id)).map(|_| ())
     }
 
-    pub fn start(&self, id: &str) -> Result<()> {
-        self.0.request(&api::start(id)).map(|_| ())
-    }
-
     pub fn set_metadata(
         &self,
         id: &str,
@@ -87,9 +99,23 @@ impl Nova<'_> {
             .collect())
     }
 
-    /// Creates a server; its id.
-    pub fn create(&self, s: &api::NewServer<'_>) -> Result<String> {
-        let answer = self.0.request(&api::create_server(s))?;
+    /// The servers plan `plan_id` made for the source server `source`
+    /// (their `ferry_source_server` and `ferry_plan` metadata).
+    pub fn made_for(&self, source: &str, plan_id: &str) -> Result<Vec<Value>> {
+        Ok(self
+            .servers_with(crate::plan::server::SOURCE_SERVER, source)?
+            .into_iter()
+            .filter(|s| {
+                s.pointer(&format!("/metadata/{}", crate::plan::ADOPTED_BY))
+                    .and_then(Value::as_str)
+                    == Some(plan_id)
+            })
+            .collect())
+    }
+
+    /// Creates a server (`req`: an [`api::create_server`]); its id.
+    pub fn create(&self, req: &crate::openstack::Request) -> Result<String> {
+        let answer = self.0.request(req)?;
         let v: Value = answer.field("server", "a new server")?;
         match v.get("id").and_then(Value::as_str) {
             Some(id) => Ok(id.to_string()),

@@ -59,24 +59,13 @@ impl Kind for CheckDestinationServer {
     }
 
     fn execute(&self, cx: &Ctx<'_>, _i: usize, _step: &Step) -> anyhow::Result<String> {
-        let nova = Nova(cx.dst_cloud()?);
-        if nova.flavor_id(&self.flavor)?.is_none() {
-            bail!(
-                "no flavor named {:?} in the destination cloud for server {}: map it (options.flavors) or create it; nothing was changed",
-                self.flavor,
-                self.server
-            );
-        }
-        for n in &self.networks {
-            let ids = nova.network_ids(n)?;
-            if ids.len() != 1 {
-                bail!(
-                    "{} networks named {n:?} in the destination cloud for server {}: map it (options.networks) to one; nothing was changed",
-                    ids.len(),
-                    self.server
-                );
-            }
-        }
+        destination_ids(
+            &Nova(cx.dst_cloud()?),
+            &self.server,
+            &self.flavor,
+            &self.networks,
+        )
+        .map_err(|e| anyhow!("{e:#}; nothing was changed"))?;
         Ok(format!(
             "flavor {:?}{} there",
             self.flavor,
@@ -87,4 +76,30 @@ impl Kind for CheckDestinationServer {
             }
         ))
     }
+}
+
+/// The ids of a server's flavor and networks at the destination, found by
+/// their (mapped) names: the flavor must be there, each network once.
+pub(super) fn destination_ids(
+    nova: &Nova<'_>,
+    server: &str,
+    flavor: &str,
+    networks: &[String],
+) -> anyhow::Result<(String, Vec<String>)> {
+    let flavor_id = nova.flavor_id(flavor)?.ok_or_else(|| {
+        anyhow!(
+            "no flavor named {flavor:?} in the destination cloud for server {server}: map it (options.flavors) or create it"
+        )
+    })?;
+    let mut ids = Vec::with_capacity(networks.len());
+    for n in networks {
+        match nova.network_ids(n)?.as_slice() {
+            [one] => ids.push(one.clone()),
+            found => bail!(
+                "{} networks named {n:?} in the destination cloud for server {server}: map it (options.networks) to one",
+                found.len()
+            ),
+        }
+    }
+    Ok((flavor_id, ids))
 }

@@ -7,8 +7,10 @@
 //! it again when servers are not to be started. A re-run finds the server
 //! by its mark and never creates a second.
 
+use super::check_destination_server::destination_ids;
 use super::prelude::*;
 use crate::openstack::api::compute as nova_api;
+use crate::openstack::compute::status;
 use crate::openstack::Nova;
 use crate::plan::server::{ServerDef, SOURCE_SERVER};
 use anyhow::Context;
@@ -20,13 +22,6 @@ pub struct CreateServer {
     pub server: ServerDef,
     /// Started (left `ACTIVE`); false: stopped once created.
     pub start: bool,
-}
-
-fn status(s: &Value) -> String {
-    s.get("status")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
 }
 
 impl CreateServer {
@@ -64,15 +59,7 @@ impl CreateServer {
 
     /// This plan's server for the source server, if it made one.
     fn made(&self, nova: &Nova<'_>, plan_id: &str) -> anyhow::Result<Option<Value>> {
-        let mut found: Vec<Value> = nova
-            .servers_with(SOURCE_SERVER, &self.server.id)?
-            .into_iter()
-            .filter(|s| {
-                s.pointer(&format!("/metadata/{}", crate::plan::ADOPTED_BY))
-                    .and_then(Value::as_str)
-                    == Some(plan_id)
-            })
-            .collect();
+        let mut found = nova.made_for(&self.server.id, plan_id)?;
         if found.len() > 1 {
             bail!(
                 "{} destination servers carry {SOURCE_SERVER}={} and this plan: keep one",
@@ -210,58 +197,23 @@ impl Kind for CreateServer {
                     })?;
                     volumes.push(vol.id);
                 }
-                let flavor = nova.flavor_id(&s.flavor)?.ok_or_else(|| {
-                    anyhow!(
-                        "no flavor named {:?} in the destination cloud: map it (options.flavors) or create it",
-                        s.flavor
-                    )
-                })?;
-                let mut networks = Vec::new();
-                for n in &s.networks {
-                    let ids = nova.network_ids(&n.network)?;
-                    if ids.len() != 1 {
-                        bail!(
-                            "{} networks named {:?} in the destination cloud: map it (options.networks) to one",
-                            ids.len(),
-                            n.network
-                        );
-                    }
-                    networks.push((ids[0].clone(), n.fixed_ip.clone()));
-                }
-                let req = self.request(&plan_id, &volumes, &flavor, &networks);
-                cx.dst_cloud()?
-                    .request(&req)
-                    .and_then(|a| a.field::<Value>("server", "a new server"))
+                let names: Vec<String> = s.networks.iter().map(|n| n.network.clone()).collect();
+                let (flavor, net_ids) = destination_ids(&nova, &s.id, &s.flavor, &names)?;
+                let networks: Vec<(String, Option<String>)> = net_ids
+                    .into_iter()
+                    .zip(&s.networks)
+                    .map(|(id, n)| (id, n.fixed_ip.clone()))
+                    .collect();
+                nova.create(&self.request(&plan_id, &volumes, &flavor, &networks))
                     .with_context(|| format!("creating server {:?}", s.name))?
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| anyhow!("Nova made server {:?} but gave no id", s.name))?
-                    .to_string()
             }
         };
-        let wait = |want: &'static str| {
-            cloud::poll(cx, i, step, cx.opts.poll, || {
-                let v = nova.server(&id)?;
-                match status(&v).as_str() {
-                    w if w == want => Ok(Ok(())),
-                    "ERROR" => bail!(
-                        "server {id} went to status ERROR: {}",
-                        v.get("fault").map(|f| f.to_string()).unwrap_or_default()
-                    ),
-                    other => Ok(Err(format!("server {id} ({other}) to be {want}"))),
-                }
-            })
-        };
-        if self.start || status(&nova.server(&id)?) != "SHUTOFF" {
-            wait("ACTIVE")?;
+        let now = status(&nova.server(&id)?).to_string();
+        if self.start || now != "SHUTOFF" {
+            cloud::wait_server(cx, i, step, &nova, &id, "ACTIVE")?;
         }
-        if !self.start && status(&nova.server(&id)?) != "SHUTOFF" {
-            match nova.stop(&id) {
-                Ok(()) => {}
-                Err(e) if e.status() == Some(409) => {}
-                Err(e) => return Err(e.into()),
-            }
-            wait("SHUTOFF")?;
+        if !self.start && now != "SHUTOFF" {
+            cloud::stop_server(cx, i, step, &nova, &id)?;
         }
         Ok(format!(
             "server {id} {:?} {} in {:.1} s",

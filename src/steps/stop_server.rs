@@ -7,6 +7,7 @@
 
 use super::prelude::*;
 use crate::openstack::api::compute as nova_api;
+use crate::openstack::compute::status;
 use crate::openstack::Nova;
 use crate::plan::server::ServerDef;
 
@@ -75,39 +76,12 @@ impl Kind for StopServer {
 
     fn execute(&self, cx: &Ctx<'_>, i: usize, step: &Step) -> anyhow::Result<String> {
         let nova = Nova(cx.src_cloud()?);
-        let status = |s: &serde_json::Value| {
-            s.get("status")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        let first = nova.server(&self.server)?;
-        if status(&first) == "SHUTOFF" {
+        if status(&nova.server(&self.server)?) == "SHUTOFF" {
             return Ok(format!("server {} was SHUTOFF", self.server));
         }
         nova.set_metadata(&self.server, &self.mark(&cx.plan_id()))?;
         let asked = Instant::now();
-        match nova.stop(&self.server) {
-            Ok(()) => {}
-            // Stopping already (or stopped meanwhile): the wait tells.
-            Err(e) if e.status() == Some(409) => {}
-            Err(e) => return Err(e.into()),
-        }
-        cloud::poll(cx, i, step, cx.opts.poll, || {
-            let s = nova.server(&self.server)?;
-            match status(&s).as_str() {
-                "SHUTOFF" => Ok(Ok(())),
-                "ERROR" => bail!(
-                    "server {} went to status ERROR while stopping: {}",
-                    self.server,
-                    s.get("fault").map(|f| f.to_string()).unwrap_or_default()
-                ),
-                other => Ok(Err(format!(
-                    "server {} ({other}) to be SHUTOFF",
-                    self.server
-                ))),
-            }
-        })?;
+        cloud::stop_server(cx, i, step, &nova, &self.server)?;
         Ok(format!(
             "server {} ({:?}) stopped in {:.1} s",
             self.server,

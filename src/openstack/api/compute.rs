@@ -34,11 +34,6 @@ pub fn stop(id: &str) -> Request {
     action(id, json!({"os-stop": null}))
 }
 
-/// Starts a stopped server.
-pub fn start(id: &str) -> Request {
-    action(id, json!({"os-start": null}))
-}
-
 fn action(id: &str, body: Value) -> Request {
     Request::new(
         Service::Compute,

@@ -223,7 +223,7 @@ impl ImageBuild<'_> {
     /// Whether the image has a warm phase: mirrored, not a clone (a clone
     /// is frozen before its carrier is made), with warm rounds asked for.
     pub(super) fn warm(&self) -> bool {
-        self.opts.warm_interval.is_some() && !self.direct && !self.clone
+        takes_rounds(self.opts, self.facts)
     }
 
     /// The wait for the cut-over at the destination: beside the source's
@@ -252,4 +252,13 @@ impl ImageBuild<'_> {
         .past_when(self.dest_past());
         self.steps.push(step);
     }
+}
+
+/// Whether an image has a warm phase: warm rounds are on, it is mirrored
+/// (not a direct transfer), and it is no clone (a clone is frozen and
+/// copied out flat, its carrier mirrored once).
+pub(super) fn takes_rounds(opts: &super::BuildOptions, facts: &crate::plan::CephImage) -> bool {
+    opts.warm_interval.is_some()
+        && opts.transfer != crate::spec::Transfer::Direct
+        && facts.parent.is_none()
 }

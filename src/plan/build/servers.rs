@@ -9,7 +9,7 @@
 
 use crate::plan::server::ServerDef;
 use crate::plan::{Action, Check, ImageFacts, StepName};
-use crate::spec::{ImageRef, Transfer};
+use crate::spec::ImageRef;
 use crate::steps;
 
 use super::draft::draft;
@@ -59,8 +59,7 @@ fn round_of(opts: &BuildOptions, r: &ImageRef, facts: &ImageFacts) -> Option<Che
     let ImageFacts::Ceph(c) = facts else {
         return None;
     };
-    let warm = opts.warm_interval.is_some() && opts.transfer != Transfer::Direct;
-    if !warm || c.parent.is_some() {
+    if !super::mirror::takes_rounds(opts, c) {
         return None;
     }
     let at = Names::of(opts, r, c, false);
@@ -92,16 +91,14 @@ impl ImageBuild<'_> {
 
     /// A server a plan stopped for a move before: said on its images.
     pub(super) fn warn_moved(&mut self) {
-        let Some(said) = self
-            .server()
-            .and_then(|d| d.moved_to.as_ref().map(|m| (d.id.clone(), m.clone())))
-        else {
-            return;
-        };
-        self.warnings.push(format!(
-            "server {} was stopped for a move before ({}): a new plan makes another server at the destination (the same plan, resumed, finds the one it made)",
-            said.0, said.1
-        ));
+        let said = self.server().and_then(|d| {
+            let m = d.moved_to.as_ref()?;
+            Some(format!(
+                "server {} was stopped for a move before ({m}): a new plan makes another server at the destination (the same plan, resumed, finds the one it made)",
+                d.id
+            ))
+        });
+        self.warnings.extend(said);
     }
 
     pub(super) fn stop_server(&mut self, images: &[(ImageRef, ImageFacts)]) {
