@@ -105,7 +105,7 @@ fn ferry_run(spec: &Path, state: &Path, clouds: &Path) -> Output {
     common::ferry_run(spec, state, &[], Some(clouds))
 }
 
-fn ok(out: &Output) {
+pub(crate) fn ok(out: &Output) {
     assert!(
         out.status.success(),
         "ferry failed: {}",

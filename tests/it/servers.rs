@@ -15,7 +15,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::common::{mirror_daemon_shared, spec_in_temp_dir, unique, wait_for, TestEnv};
-use crate::it::openstack::{adopted, wait_volume, DestGuard, VolumeGuard};
+use crate::it::openstack::{adopted, ok, wait_volume, DestGuard, VolumeGuard};
 use crate::it::roles::{ok as role_ok, Runner, Split, ROLES};
 
 const MICROVERSION: &str = "compute 2.52";
@@ -301,14 +301,6 @@ fn moved<'c>(
     guard
 }
 
-fn run_ok(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "ferry failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn a_server_moves_whole_and_its_guest_finds_its_last_write_at_the_destination() {
     let _daemon = mirror_daemon_shared();
@@ -335,11 +327,11 @@ fn a_server_moves_whole_and_its_guest_finds_its_last_write_at_the_destination() 
             + "options: {stop_servers: true, warm_interval: 2, cleanup: true, flavors: {ferry.tiny: ferry.tiny.b}}\n"),
     );
     let out = crate::common::ferry_run(&spec, &state, &[], Some(&env.clouds_yaml()));
-    run_ok(&out);
+    ok(&out);
     let dest = moved(&src, &dst, &s.id, &[&boot.id, &data.id], "ferry.tiny.b");
     // A second run finds everything done and makes no second server.
     let again = crate::common::ferry_run(&spec, &state, &[], Some(&env.clouds_yaml()));
-    run_ok(&again);
+    ok(&again);
     assert_eq!(made_for(&dst, &s.id).len(), 1);
     drop(dest);
     let _ = std::fs::remove_dir_all(spec.parent().unwrap());
@@ -367,7 +359,7 @@ fn a_server_booted_from_an_image_arrives_booted_from_its_root_disk_as_a_volume()
             + "options: {stop_servers: true, cleanup: true}\n"),
     );
     let out = crate::common::ferry_run(&spec, &state, &[], Some(&env.clouds_yaml()));
-    run_ok(&out);
+    ok(&out);
     let dest = moved(&src, &dst, &s.id, &[&root, &data.id], "ferry.tiny");
     let boot = &adopted(&dst, &root)[0];
     assert!(boot.is_bootable());
@@ -481,7 +473,7 @@ fn an_os_migrate_workloads_file_comes_back_pointing_at_the_moved_volumes() {
     )
     .unwrap();
     let out = crate::common::ferry_run(&spec, &state, &[], Some(&env.clouds_yaml()));
-    run_ok(&out);
+    ok(&out);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("workloads.ferry.yml"), "{said}");
     assert_eq!(status(&src, &s.id), "SHUTOFF", "stopped for the cut-over");
