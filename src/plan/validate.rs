@@ -341,8 +341,13 @@ fn check_action(field: &str, step: &Step, names: &Names<'_>) -> Result<(), Refus
         Action::RegisterImage(steps::RegisterImage { registration, .. }) => {
             check_word(&f("registration.id"), &registration.id, is_id_char, 64)
         }
-        Action::StopServer(steps::StopServer { server, .. })
-        | Action::CheckDestinationServer(steps::CheckDestinationServer { server, .. }) => {
+        // A server is stopped only for this image's own volume (and the
+        // step checks that the server holds it).
+        Action::StopServer(steps::StopServer { server, volume, .. }) => {
+            check_word(&f("server"), server, is_id_char, 64)?;
+            names.check_volume(&f("volume"), volume)
+        }
+        Action::CheckDestinationServer(steps::CheckDestinationServer { server, .. }) => {
             check_word(&f("server"), server, is_id_char, 64)
         }
         // The server a step makes boots from its image's volume and the

@@ -325,6 +325,13 @@ server_status_is() {
   [ "$SERVER_STATUS" = "$2" ]
 }
 
+# server_holds ID VOLUME: the server has the volume attached.
+server_holds() {
+  nova GET "/servers/$(uri "$1")/os-volume_attachments"
+  [ "$CODE" = 200 ] || die "reading the volumes of server $1 gave HTTP $CODE: $OUT"
+  printf '%s' "$OUT" | jq -e --arg v "$2" 'any(.volumeAttachments[]; .volumeId == $v)' >/dev/null
+}
+
 # server_made SOURCE_ID: the server this plan made for SOURCE_ID (its
 # ferry_source_server and ferry_plan metadata), its id in SERVER (empty: none).
 server_made() {

@@ -118,7 +118,10 @@ impl ImageBuild<'_> {
             .collect();
         let mut stop = draft(
             StepName::StopServer,
-            Action::StopServer(steps::StopServer::of(&def)),
+            Action::StopServer(steps::StopServer::of(
+                &def,
+                self.facts.cloud.as_ref().map_or("", |c| c.id()),
+            )),
         )
         .requires(rounds)
         .done_when(vec![Check::ServerStopped {

@@ -369,3 +369,60 @@ fn a_bundle_without_a_known_format_is_refused() {
         .to_string();
     assert!(e.starts_with("bundle_format: \"2\" is not a format"), "{e}");
 }
+
+/// A plan moving server `s1` with its volumes v1 and v2, ferry stopping it.
+fn server_plan() -> Plan {
+    let mut o = opts(MirrorMode::Snapshot, Transfer::Mirror);
+    o.servers = crate::plan::ServerOptions {
+        servers: vec![crate::plan::server::ServerDef {
+            id: "s1".into(),
+            name: "web".into(),
+            flavor: "m1".into(),
+            key_name: None,
+            security_groups: vec![],
+            metadata: Default::default(),
+            tags: vec![],
+            availability_zone: None,
+            description: None,
+            volumes: vec!["v1".into(), "v2".into()],
+            networks: vec![],
+            root_disk: None,
+            moved_to: None,
+        }],
+        stop: true,
+        start: true,
+        create: true,
+    };
+    build(
+        &o,
+        &[
+            volume("v1", false, Transfer::Mirror),
+            volume("v2", false, Transfer::Mirror),
+        ],
+    )
+}
+
+#[test]
+fn a_server_is_stopped_only_for_its_own_volume_and_made_from_it() {
+    let plan = server_plan();
+    check(&plan).unwrap();
+    // Image 1 (v1) stopping the server for v2's sake.
+    let mut bad = plan.clone();
+    match &mut step_mut(&mut bad, StepName::StopServer).action {
+        Action::StopServer(s) => s.volume = "v2".into(),
+        other => panic!("{other:?}"),
+    }
+    let e = refused(&bad);
+    assert!(
+        e.contains("\"v2\" is not this image's source volume"),
+        "{e}"
+    );
+    // A server made of none of this image's volumes.
+    let mut bad = plan;
+    match &mut step_mut(&mut bad, StepName::CreateServer).action {
+        Action::CreateServer(c) => c.server.volumes = vec!["x1".into()],
+        other => panic!("{other:?}"),
+    }
+    let e = refused(&bad);
+    assert!(e.contains("no volume of server s1"), "{e}");
+}
