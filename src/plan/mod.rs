@@ -386,12 +386,10 @@ pub enum Check {
     /// server (its `ferry_source_server` and `ferry_plan` metadata), up
     /// (`ACTIVE`, or `SHUTOFF` when it is not to be started).
     ServerCreated { source_server: String, start: bool },
-    /// The image is ready for its server's stop: a warm round of it has
-    /// arrived at the destination (the mirrored `image` holds a round
-    /// snapshot of this plan), or no client writes the `source` (no round
-    /// will come). A run that cannot see the destination cluster (the
-    /// source cloud's part) takes it as holding: whoever runs that part
-    /// chooses the moment.
+    /// Ready for the server's stop: the mirrored `image` holds a round
+    /// snapshot of this plan, or no client writes the `source`. A run
+    /// without the destination cluster takes it as holding (its operator
+    /// chooses the moment).
     RoundArrived { source: ImageAt, image: ImageAt },
     /// The destination cloud has a volume made for this source volume (found
     /// by its `ferry_source_volume` metadata), created and not in error.
