@@ -341,37 +341,8 @@ fn check_action(field: &str, step: &Step, names: &Names<'_>) -> Result<(), Refus
         Action::RegisterImage(steps::RegisterImage { registration, .. }) => {
             check_word(&f("registration.id"), &registration.id, is_id_char, 64)
         }
-        // A server is stopped only for this image's own volume (and the
-        // step checks that the server holds it).
-        Action::StopServer(steps::StopServer { server, volume, .. }) => {
-            check_word(&f("server"), server, is_id_char, 64)?;
-            names.check_volume(&f("volume"), volume)
-        }
-        Action::CheckDestinationServer(steps::CheckDestinationServer { server, .. }) => {
-            check_word(&f("server"), server, is_id_char, 64)
-        }
-        // The server a step makes boots from its image's volume and the
-        // plan's other volumes only: ids of their alphabet, and this
-        // image's volume among them (names are quoted where they are used).
-        Action::CreateServer(steps::CreateServer { server, .. }) => {
-            check_word(&f("server.id"), &server.id, is_id_char, 64)?;
-            for (k, v) in server.volumes.iter().enumerate() {
-                check_word(&f(&format!("server.volumes[{k}]")), v, is_id_char, 64)?;
-            }
-            match server
-                .volumes
-                .iter()
-                .find(|v| names.check_volume("", v).is_ok())
-            {
-                Some(_) => Ok(()),
-                None => refuse(
-                    f("server.volumes"),
-                    format!(
-                        "no volume of server {} is this image's source volume",
-                        server.id
-                    ),
-                ),
-            }
+        Action::StopServer(_) | Action::CheckDestinationServer(_) | Action::CreateServer(_) => {
+            check_server_action(field, &step.action, names)
         }
         _ => Ok(()),
     }
@@ -574,6 +545,46 @@ impl<'a> Names<'a> {
                 ),
             ),
         }
+    }
+}
+
+/// The server steps: ids of their alphabet, and only this image's volume.
+fn check_server_action(field: &str, action: &Action, names: &Names<'_>) -> Result<(), Refused> {
+    let f = |part: &str| format!("{field}.action.{part}");
+    match action {
+        // A server is stopped only for this image's own volume (and the
+        // step checks that the server holds it).
+        Action::StopServer(steps::StopServer { server, volume, .. }) => {
+            check_word(&f("server"), server, is_id_char, 64)?;
+            names.check_volume(&f("volume"), volume)
+        }
+        Action::CheckDestinationServer(steps::CheckDestinationServer { server, .. }) => {
+            check_word(&f("server"), server, is_id_char, 64)
+        }
+        // The server a step makes boots from its image's volume and the
+        // plan's other volumes only: ids of their alphabet, and this
+        // image's volume among them (names are quoted where they are used).
+        Action::CreateServer(steps::CreateServer { server, .. }) => {
+            check_word(&f("server.id"), &server.id, is_id_char, 64)?;
+            for (k, v) in server.volumes.iter().enumerate() {
+                check_word(&f(&format!("server.volumes[{k}]")), v, is_id_char, 64)?;
+            }
+            if server
+                .volumes
+                .iter()
+                .any(|v| names.check_volume("", v).is_ok())
+            {
+                return Ok(());
+            }
+            refuse(
+                f("server.volumes"),
+                format!(
+                    "no volume of server {} is this image's source volume",
+                    server.id
+                ),
+            )
+        }
+        _ => Ok(()),
     }
 }
 
